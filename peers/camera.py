@@ -1,0 +1,171 @@
+"""The camera peer: publishes one stream and serves every viewer from one encoder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from signaling.protocol import (
+    Candidate,
+    Error,
+    ErrorCode,
+    Hangup,
+    IceServer,
+    Offer,
+    Publish,
+    Published,
+    StreamInfo,
+    ViewerJoined,
+    ViewerLeft,
+)
+
+from .encoder import VideoEncoder
+from .ice import own_or_servers, restrict_host_addresses, rtc_configuration
+from .pipeline import MediaPipeline
+from .signaling_client import Backoff, SignalingClient, SignalingError
+from .sources import VideoSource
+from .viewerconnection import ViewerConnection
+
+log = logging.getLogger(__name__)
+
+
+class CameraError(Exception):
+    """The camera peer cannot go on (its source failed, or its name is taken)."""
+
+
+@dataclass
+class CameraOptions:
+    server: str
+    stream: str
+    codec: str = "vp8"
+    bitrate: int = 1_500_000
+    #: Our own ICE servers; None means use the ones the server hands out.
+    ice_servers: list[IceServer] | None = None
+    #: Our own ICE host addresses; None means use the ones the server hands out.
+    ice_hosts: list[str] | None = None
+    ice_transport: str = "all"
+    #: Close a viewer's peer connection that is not connected by then.
+    connect_timeout: float = 15.0
+
+
+class CameraPeer:
+    def __init__(self, options: CameraOptions, source: VideoSource) -> None:
+        self.options = options
+        self.source = source
+        self.viewers: dict[str, ViewerConnection] = {}
+        self.pipeline: MediaPipeline | None = None
+        self._ice_servers: list[IceServer] = []
+        self._client: SignalingClient | None = None
+        #: Set once the server has accepted the stream (and again after each reconnect).
+        self.published = asyncio.Event()
+
+    @property
+    def stream_info(self) -> StreamInfo:
+        return StreamInfo(width=self.source.width, height=self.source.height,
+                          fps=round(self.source.fps, 3), codec=self.options.codec)
+
+    async def run(self) -> None:
+        """Publish until cancelled; raises CameraError when it cannot go on."""
+        loop = asyncio.get_running_loop()
+        encoder = VideoEncoder(self.options.codec, self.source.width, self.source.height,
+                               self.source.fps, self.options.bitrate)
+        self.pipeline = MediaPipeline(self.source, encoder, loop)
+        self.pipeline.start()
+        signaling = asyncio.create_task(self._stay_published())
+        reporter = asyncio.create_task(self._log_stats())
+        try:
+            done, _ = await asyncio.wait({signaling, self.pipeline.failed},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if self.pipeline.failed in done:
+                raise CameraError(str(self.pipeline.failed.result()))
+            signaling.result()
+        finally:
+            signaling.cancel()
+            reporter.cancel()
+            await asyncio.gather(*(v.close() for v in list(self.viewers.values())))
+            await asyncio.to_thread(self.pipeline.stop)
+
+    async def _log_stats(self, every: float = 10.0) -> None:
+        assert self.pipeline is not None
+        stats, last = self.pipeline.stats, None
+        while True:
+            await asyncio.sleep(every)
+            now = (stats.frames_captured, stats.frames_encoded, stats.frames_skipped)
+            if last is not None and self.viewers:
+                captured, encoded, skipped = (a - b for a, b in zip(now, last))
+                log.info("%d viewers; per second: %.1f captured, %.1f encoded, %.1f skipped; "
+                         "encode %.1f ms; %d keyframes so far", len(self.viewers), captured / every,
+                         encoded / every, skipped / every, stats.encode_ms, stats.keyframes)
+            last = now
+
+    async def _stay_published(self) -> None:
+        """Keep a signaling connection and the stream published, reconnecting with backoff.
+
+        Peer connections already up keep playing while the server is away.
+        """
+        backoff = Backoff()
+        ever_published = False
+        while True:
+            client = self._client = SignalingClient(self.options.server)
+            try:
+                welcome = await client.connect()
+                self._ice_servers = own_or_servers(self.options.ice_servers, welcome.ice_servers)
+                restrict_host_addresses(own_or_servers(self.options.ice_hosts, welcome.ice_hosts))
+                await client.send(Publish(stream=self.options.stream, info=self.stream_info))
+                async for message in client.messages():
+                    if isinstance(message, Published):
+                        ever_published = True
+                        backoff.reset()
+                        self.published.set()
+                        log.info("publishing %r on %s", message.stream, self.options.server)
+                    elif isinstance(message, Error) and message.code == ErrorCode.STREAM_TAKEN and not ever_published:
+                        raise CameraError(message.reason)
+                    elif isinstance(message, Error) and message.code == ErrorCode.STREAM_TAKEN:
+                        break  # our old connection may still be registered: retry soon
+                    else:
+                        self._handle(message)
+            except SignalingError as exc:
+                log.warning("%s; reconnecting", exc)
+            finally:
+                self.published.clear()
+                self._client = None
+                await client.close()
+            await backoff.wait()
+
+    def _handle(self, message: object) -> None:
+        if isinstance(message, (Offer, Candidate, Hangup)) and message.sender:
+            viewer = self.viewers.get(message.sender)
+            if viewer is None:
+                viewer = self._add_viewer(message.sender)
+            viewer.post(message)
+        elif isinstance(message, ViewerJoined):
+            log.info("viewer %s joined", message.peer_id)
+        elif isinstance(message, ViewerLeft):
+            viewer = self.viewers.get(message.peer_id)
+            if viewer is not None:
+                log.info("viewer %s left", message.peer_id)
+                asyncio.create_task(viewer.close())
+
+    async def _send(self, message) -> None:
+        """Send on the current signaling connection; dropped while reconnecting."""
+        if self._client is None:
+            return
+        try:
+            await self._client.send(message)
+        except SignalingError as exc:
+            log.info("could not send %s: %s", type(message).__name__, exc)
+
+    def _add_viewer(self, viewer_id: str) -> ViewerConnection:
+        assert self.pipeline is not None
+        viewer = ViewerConnection(
+            viewer_id,
+            self.pipeline.fanout,
+            rtc_configuration(self._ice_servers, self.options.ice_transport),
+            self.options.codec,
+            self._send,
+            self.options.connect_timeout,
+            on_closed=lambda v: self.viewers.pop(v.viewer_id, None),
+        )
+        self.viewers[viewer_id] = viewer
+        return viewer

@@ -1,0 +1,248 @@
+"""``peercam``: the command line for the server, the camera peer and the viewer."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Coroutine
+
+from signaling.app import serve
+from signaling.config import ServerConfig
+
+from .camera import CameraError, CameraOptions, CameraPeer
+from .ice import parse_ice_server, resolve_host_addresses
+from .sources import SourceError, open_source
+from .viewer import Viewer, ViewerError, ViewerOptions
+
+
+def _add_ice_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                        help="stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT][?transport=tcp]; "
+                             "repeatable; default: the ones the server hands out (none unless configured)")
+    parser.add_argument("--ice-host", action="append", default=[], metavar="ADDR",
+                        help="a local address or interface ICE may offer (repeatable; 127.0.0.1 works; "
+                             "'*' means every interface but loopback); default: every interface but loopback")
+
+
+def _add_peer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default="http://127.0.0.1:8080", help="the signaling server's URL")
+    parser.add_argument("--stream", default="demo", help="the stream name")
+    _add_ice_options(parser)
+    parser.add_argument("--ice-transport", choices=("all", "relay"), default="all",
+                        help="'relay' uses TURN only")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peercam", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: aiortc too)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve_cmd = commands.add_parser("serve", help="run the signaling server and web page")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8080)
+    _add_ice_options(serve_cmd)
+
+    camera = commands.add_parser("camera", help="publish a camera, video file or test pattern")
+    _add_peer_options(camera)
+    _add_source_options(camera)
+
+    view = commands.add_parser("view", help="watch a stream, measure it, record or show it")
+    _add_peer_options(view)
+    view.add_argument("--duration", type=float, help="seconds of video to receive, then exit with a summary")
+    view.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    view.add_argument("--record", metavar="FILE", help="record to an .mp4 or .mkv file")
+    view.add_argument("--show", action="store_true", help="open a window (needs OpenCV with GUI support)")
+    view.add_argument("--timeout", type=float, default=15.0, help="give up when no video came within this (s)")
+    view.add_argument("--wait", type=float, default=0.0,
+                      help="wait this long (s) for a stream that is not live yet; default: fail at once")
+    view.add_argument("--connect-timeout", type=float, default=5.0,
+                      help="re-offer when ICE is not connected within this (s)")
+
+    demo = commands.add_parser("demo", help="server and test-pattern camera in one command")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--stream", default="demo")
+    _add_ice_options(demo)
+    _add_source_options(demo)
+    return parser
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", default="testsrc",
+                        help="testsrc, a camera index (0), a device (/dev/video0) or a video file")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    parser.add_argument("--bitrate", type=int, default=1500, help="video bitrate in kbit/s")
+
+
+def _setup_logging(verbose: int, default: int = logging.WARNING) -> None:
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s", level=logging.WARNING)
+    ours = logging.DEBUG if verbose else default
+    for name in ("signaling", "peers"):
+        logging.getLogger(name).setLevel(ours)
+    if verbose > 1:
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+def _run(main: Coroutine) -> None:
+    """Run until done or until SIGINT/SIGTERM, which cancel it for a clean shutdown."""
+
+    async def runner():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        return await main
+
+    try:
+        asyncio.run(runner())
+    except asyncio.CancelledError:
+        pass
+
+
+def _fail(command: str, reason: str) -> None:
+    print(f"peercam {command}: error: {reason}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    started = time.monotonic()
+    args = _build_parser().parse_args(argv)
+    try:
+        ice_servers = [parse_ice_server(url) for url in args.ice_server]
+        if args.command == "demo" and not args.ice_host:
+            args.ice_host = ["*", "127.0.0.1"]  # one machine: a local browser may use loopback
+        resolve_host_addresses(args.ice_host)
+    except ValueError as exc:
+        _fail(args.command, str(exc))
+    if args.command == "serve":
+        _setup_logging(args.verbose, logging.INFO)
+        config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
+                              ice_hosts=tuple(args.ice_host))
+        print(f"peercam serve: http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+        _run(serve(config))
+    elif args.command == "camera":
+        _setup_logging(args.verbose, logging.INFO)
+        _run_camera(args, ice_servers)
+    elif args.command == "view":
+        _setup_logging(args.verbose)
+        _run_viewer(args, ice_servers, started)
+    elif args.command == "demo":
+        _setup_logging(args.verbose, logging.WARNING)
+        _run_demo(args, ice_servers)
+
+
+def _open_source(command: str, args: argparse.Namespace):
+    try:
+        return open_source(args.source, args.width, args.height, args.fps)
+    except SourceError as exc:
+        _fail(command, str(exc))
+
+
+def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) -> CameraOptions:
+    return CameraOptions(
+        server=server,
+        stream=args.stream,
+        codec=args.codec,
+        bitrate=args.bitrate * 1000,
+        ice_servers=ice_servers or None,
+        ice_hosts=args.ice_host or None,
+        ice_transport=getattr(args, "ice_transport", "all"),
+    )
+
+
+def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
+    source = _open_source("camera", args)
+    camera = CameraPeer(_camera_options(args, args.server, ice_servers), source)
+    try:
+        _run(camera.run())
+    except CameraError as exc:
+        _fail("camera", str(exc))
+
+
+def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> None:
+    options = ViewerOptions(
+        server=args.server,
+        stream=args.stream,
+        duration=args.duration,
+        first_frame_timeout=args.timeout,
+        wait=args.wait,
+        connect_timeout=args.connect_timeout,
+        ice_servers=ice_servers or None,
+        ice_hosts=args.ice_host or None,
+        ice_transport=args.ice_transport,
+        record=args.record,
+        show=args.show,
+        status_line=sys.stderr.isatty() and not args.json,
+    )
+    try:
+        viewer = Viewer(options, started)
+    except ValueError as exc:
+        _fail("view", str(exc))
+    summary: dict = {}
+
+    async def watch() -> None:
+        nonlocal summary
+        try:
+            summary = await viewer.run()
+        except asyncio.CancelledError:
+            summary = viewer.stats.summary(viewer.mode)
+
+    try:
+        _run(watch())
+    except ViewerError as exc:
+        _fail("view", str(exc))
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    else:
+        print(" ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+    if not summary.get("frames"):
+        _fail("view", "no video arrived")
+
+
+def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
+    source = _open_source("demo", args)
+    server = f"http://{args.host}:{args.port}"
+    config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers))
+
+    async def demo() -> None:
+        started = asyncio.Event()
+        server_task = asyncio.create_task(serve(config, started))
+        await asyncio.wait({server_task, asyncio.create_task(started.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)
+        if server_task.done():
+            server_task.result()
+        camera = CameraPeer(_camera_options(args, server, ice_servers), source)
+        camera_task = asyncio.create_task(camera.run())
+        await asyncio.wait({camera_task, asyncio.create_task(camera.published.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)
+        if camera_task.done():
+            camera_task.result()
+        print(f"peercam demo: streaming {args.stream!r} ({source.width}x{source.height}@{source.fps:g} "
+              f"{args.codec}); open {server}/view/{args.stream}  (stream list: {server}/)  Ctrl-C stops",
+              flush=True)
+        try:
+            await asyncio.gather(server_task, camera_task)
+        finally:
+            server_task.cancel()
+            camera_task.cancel()
+            await asyncio.gather(server_task, camera_task, return_exceptions=True)
+
+    try:
+        _run(demo())
+    except OSError as exc:
+        _fail("demo", f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    except CameraError as exc:
+        _fail("demo", str(exc))
+    print("peercam demo: stopped", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

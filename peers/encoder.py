@@ -1,0 +1,57 @@
+"""The camera peer's video encoder: PyAV, realtime settings, run once per frame."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+from av.video.frame import PictureType
+
+#: RTP video clock; packets handed to aiortc carry pts in this time base.
+RTP_TIME_BASE = Fraction(1, 90000)
+
+_CODEC_OPTIONS = {
+    # libvpx: realtime deadline, fastest speed that still looks right, no lookahead.
+    "vp8": ("libvpx", {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                       "error-resilient": "1", "auto-alt-ref": "0"}),
+    # x264: constrained baseline for every browser (Safari included), no lookahead,
+    # and forced keyframes as IDR so a late joiner can start decoding from them.
+    "h264": ("libx264", {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline",
+                         "level": "3.1", "forced-idr": "1"}),
+}
+
+
+class VideoEncoder:
+    """Encodes I420 frames to packets aiortc's RTP senders can packetize as they are."""
+
+    def __init__(self, codec: str, width: int, height: int, fps: float, bitrate: int) -> None:
+        if codec not in _CODEC_OPTIONS:
+            raise ValueError(f"unsupported codec {codec!r}: use vp8 or h264")
+        name, options = _CODEC_OPTIONS[codec]
+        self.codec = codec
+        self.width, self.height = width, height
+        ctx = av.codec.CodecContext.create(name, "w")
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = RTP_TIME_BASE
+        ctx.framerate = Fraction(fps).limit_denominator(1001)
+        ctx.bit_rate = bitrate
+        # Keyframes come on demand (viewer joins, PLI/FIR); one every 10 s as a safety net.
+        ctx.gop_size = max(1, int(fps * 10))
+        ctx.options = dict(options)
+        ctx.open()
+        self._context = ctx
+
+    def encode(self, i420: np.ndarray, pts: int, keyframe: bool) -> list[av.Packet]:
+        """Encode one picture given as an I420 array (height * 3/2, width)."""
+        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        frame.pts = pts
+        frame.time_base = RTP_TIME_BASE
+        if keyframe:
+            frame.pict_type = PictureType.I
+        packets = self._context.encode(frame)
+        for packet in packets:
+            packet.pts = pts
+            packet.time_base = RTP_TIME_BASE
+        return packets

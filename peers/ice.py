@@ -1,0 +1,95 @@
+"""ICE settings for the Python peers: which servers, which local addresses.
+
+Nothing here contacts a STUN or TURN server unless one was configured: aiortc's
+built-in default (a public STUN server) is never used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from urllib.parse import unquote
+
+import aioice.ice
+import ifaddr
+from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from signaling.protocol import IceServer
+
+_aioice_host_addresses = aioice.ice.get_host_addresses
+
+
+def parse_ice_server(url: str) -> IceServer:
+    """``stun:HOST[:PORT]`` or ``turn[s]:USER:PASS@HOST[:PORT][?transport=tcp]``."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
+        raise ValueError(f"bad ICE server {url!r}: expected stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]")
+    if "@" not in rest:
+        if scheme.startswith("turn"):
+            raise ValueError(f"TURN server {url!r} needs credentials: turn:USER:PASS@HOST[:PORT]")
+        return IceServer(urls=[url])
+    credentials, _, address = rest.rpartition("@")
+    username, colon, password = credentials.partition(":")
+    if not colon:
+        raise ValueError(f"bad ICE server {url!r}: credentials must be USER:PASS")
+    return IceServer(urls=[f"{scheme}:{address}"], username=unquote(username), credential=unquote(password))
+
+
+def resolve_host_addresses(hosts: Sequence[str]) -> list[str]:
+    """Turn addresses, interface names and ``*`` (aioice's own choice) into addresses."""
+    adapters = {a.nice_name: a for a in ifaddr.get_adapters()}
+    addresses: list[str] = []
+    for host in hosts:
+        if host == "*":
+            addresses += _aioice_host_addresses(use_ipv4=True, use_ipv6=True)
+            continue
+        try:
+            addresses.append(str(ipaddress.ip_address(host)))
+            continue
+        except ValueError:
+            pass
+        adapter = adapters.get(host)
+        if adapter is None:
+            raise ValueError(f"--ice-host {host!r} is neither an IP address nor a network interface")
+        addresses += [ip.ip if isinstance(ip.ip, str) else ip.ip[0] for ip in adapter.ips]
+    return list(dict.fromkeys(addresses))
+
+
+def restrict_host_addresses(hosts: Sequence[str]) -> None:
+    """Offer only these local addresses (or interfaces) as ICE host candidates.
+
+    aioice gathers from every interface but loopback and has no option for it, so
+    this replaces its address lookup for the whole process. An empty list restores
+    aioice's own behaviour.
+    """
+    if not hosts:
+        aioice.ice.get_host_addresses = _aioice_host_addresses
+        return
+    hosts = list(hosts)
+    resolve_host_addresses(hosts)  # fail now on a bad name, not at gathering
+
+    def configured_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [
+            a for a in resolve_host_addresses(hosts)
+            if (use_ipv4 and ipaddress.ip_address(a).version == 4)
+            or (use_ipv6 and ipaddress.ip_address(a).version == 6)
+        ]
+
+    aioice.ice.get_host_addresses = configured_addresses
+
+
+def rtc_configuration(servers: Sequence[IceServer], transport_policy: str = "all") -> RTCConfiguration:
+    """An aiortc configuration with exactly these ICE servers (possibly none)."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in servers
+        ],
+        iceTransportPolicy=RTCIceTransportPolicy(transport_policy),
+    )
+
+
+def own_or_servers(own: list | None, from_server: list) -> list:
+    """A peer's own ICE setting wins; without one it takes the server's."""
+    return own if own is not None else from_server

@@ -1,0 +1,130 @@
+"""The built-in test pattern: moving texture that carries its own timing.
+
+Every frame embeds its capture time (Unix ms) and frame number as a grid of
+black/white blocks, large enough to survive VP8/H.264 at 640x480, so any viewer
+(Python or browser, see web/js/testpattern.js) can read them back and measure
+glass-to-glass latency and dropped frames exactly on one machine's clock.
+
+The code: 96 bits, six 16-bit words, most significant bit first:
+time[47:32], time[31:16], time[15:0], frame[31:16], frame[15:0], and a check word
+(the XOR of the other five). They are drawn as 3 rows of 32 blocks, each block
+``block_size(width)`` pixels square, starting one block in from the top-left
+corner, on a black band. A block is 1 when its centre is bright.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+BITS_PER_ROW = 32
+ROWS = 3
+_WORDS = 6
+
+
+def block_size(width: int) -> int:
+    """Side of one code block in pixels (16 at 640 wide)."""
+    return max(4, width // 40)
+
+
+def code_region(width: int) -> tuple[int, int]:
+    """(width, height) of the top-left band holding the code, border included."""
+    b = block_size(width)
+    return (BITS_PER_ROW + 2) * b, (ROWS + 2) * b
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a frame of the test pattern says about itself."""
+
+    time_ms: int
+    frame: int
+
+
+def _words(stamp: Stamp) -> list[int]:
+    t, f = stamp.time_ms, stamp.frame
+    words = [(t >> 32) & 0xFFFF, (t >> 16) & 0xFFFF, t & 0xFFFF, (f >> 16) & 0xFFFF, f & 0xFFFF]
+    check = 0
+    for w in words:
+        check ^= w
+    return words + [check]
+
+
+def draw_stamp(image: np.ndarray, stamp: Stamp) -> None:
+    """Draw the code into a BGR or grey image, in place."""
+    height, width = image.shape[:2]
+    b = block_size(width)
+    region_w, region_h = code_region(width)
+    if region_w > width or region_h > height:
+        raise ValueError(f"{width}x{height} is too small for the test pattern's code")
+    image[:region_h, :region_w] = 0
+    bits = "".join(f"{w:016b}" for w in _words(stamp))
+    for i, bit in enumerate(bits):
+        if bit == "1":
+            row, col = divmod(i, BITS_PER_ROW)
+            y, x = (row + 1) * b, (col + 1) * b
+            image[y : y + b, x : x + b] = 255
+
+
+def read_stamp(luma: np.ndarray) -> Stamp | None:
+    """Read the code from a frame's luma plane (H x W, uint8); None if unreadable."""
+    height, width = luma.shape[:2]
+    b = block_size(width)
+    region_w, region_h = code_region(width)
+    if region_w > width or region_h > height:
+        return None
+    lo, hi = b // 4, b - b // 4
+    grid = luma[b : (ROWS + 1) * b, b : (BITS_PER_ROW + 1) * b].astype(np.uint16)
+    # Mean of each block's centre: reshape to (rows, b, cols, b) and average.
+    blocks = grid.reshape(ROWS, b, BITS_PER_ROW, b)[:, lo:hi, :, lo:hi].mean(axis=(1, 3))
+    bits = (blocks > 128).astype(np.uint8).ravel()
+    words = [int("".join(map(str, bits[i * 16 : (i + 1) * 16])), 2) for i in range(_WORDS)]
+    check = 0
+    for w in words[:5]:
+        check ^= w
+    if check != words[5]:
+        return None
+    return Stamp(
+        time_ms=(words[0] << 32) | (words[1] << 16) | words[2],
+        frame=(words[3] << 16) | words[4],
+    )
+
+
+class TestPattern:
+    """Renders frames of the test pattern: a sliding texture, a moving ball, the code."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        rng = np.random.default_rng(1234)
+        # Smooth colour noise plus gradients: detailed enough that codecs do real work.
+        noise = rng.integers(0, 256, size=(height // 24 + 1, 2 * width // 24 + 1, 3), dtype=np.uint8)
+        texture = cv2.resize(noise, (2 * width, height), interpolation=cv2.INTER_CUBIC)
+        xs = np.linspace(0, 6 * math.pi, 2 * width, dtype=np.float32)
+        ys = np.linspace(0, 4 * math.pi, height, dtype=np.float32)
+        waves = (np.sin(xs)[None, :] * np.cos(ys)[:, None] * 60).astype(np.int16)
+        self._texture = np.clip(texture.astype(np.int16) + waves[..., None], 0, 255).astype(np.uint8)
+        self._radius = max(8, height // 12)
+
+    def render(self, stamp: Stamp) -> np.ndarray:
+        """A BGR frame for this stamp; motion follows the frame number."""
+        n = stamp.frame
+        offset = (n * 4) % self.width
+        frame = self._texture[:, offset : offset + self.width].copy()
+        t = n / 30.0
+        cx = int(self.width / 2 + math.cos(t) * self.width / 3)
+        cy = int(self.height / 2 + math.sin(1.3 * t) * self.height / 4)
+        cv2.circle(frame, (cx, cy), self._radius, (40, 200, 250), -1, lineType=cv2.LINE_AA)
+        label = f"peercam #{n}"
+        scale = self.height / 480
+        y = self.height - int(16 * scale)
+        cv2.putText(frame, label, (int(12 * scale), y), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (0, 0, 0), max(1, int(4 * scale)), cv2.LINE_AA)
+        cv2.putText(frame, label, (int(12 * scale), y), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+        draw_stamp(frame, stamp)
+        return frame

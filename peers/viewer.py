@@ -1,0 +1,307 @@
+"""The Python viewer: watch a stream, measure it, record or show it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import candidate_from_sdp
+
+from signaling.protocol import (
+    Answer,
+    Candidate,
+    Error,
+    ErrorCode,
+    Hangup,
+    IceServer,
+    Offer,
+    StreamEnded,
+    StreamLive,
+    Watch,
+    Watching,
+)
+
+from .framestats import FrameStats
+from .ice import own_or_servers, restrict_host_addresses, rtc_configuration
+from .recorder import Recorder
+from .signaling_client import Backoff, SignalingClient, SignalingError
+from .testpattern import read_stamp
+
+log = logging.getLogger(__name__)
+
+#: Errors after which waiting longer cannot help.
+_FATAL_CODES = {ErrorCode.BAD_STREAM_NAME, ErrorCode.WRONG_STATE}
+
+
+class ViewerError(Exception):
+    """Why the viewer gave up: a one-line reason for the user."""
+
+
+@dataclass
+class ViewerOptions:
+    server: str
+    stream: str
+    #: Seconds of video to receive (from the first frame); None: until interrupted.
+    duration: float | None = None
+    #: Give up when no frame arrived this long after the start.
+    first_frame_timeout: float = 15.0
+    #: How long a stream that is not live yet may take to appear (0: fail at once).
+    wait: float = 0.0
+    #: A peer connection not connected by then is dropped and offered again.
+    connect_timeout: float = 5.0
+    ice_servers: list[IceServer] | None = None
+    #: Our own ICE host addresses; None means use the ones the server hands out.
+    ice_hosts: list[str] | None = None
+    ice_transport: str = "all"
+    record: str | None = None
+    show: bool = False
+    status_line: bool = False
+
+
+def _luma(frame: av.VideoFrame) -> np.ndarray:
+    """The Y plane as an (H, W) array, without converting the frame."""
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    return rows[: frame.height, : frame.width]
+
+
+def _event(text: str) -> None:
+    """A line for the person (and the tests) watching stderr."""
+    print(f"peercam view: {text}", file=sys.stderr, flush=True)
+
+
+class Viewer:
+    def __init__(self, options: ViewerOptions, started: float | None = None) -> None:
+        self.options = options
+        self.stats = FrameStats(started if started is not None else time.monotonic())
+        self.mode = "p2p"
+        self._client: SignalingClient | None = None
+        self._ice_servers: list[IceServer] = []
+        self._pc: RTCPeerConnection | None = None
+        self._live: StreamLive | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._recorder = Recorder(options.record) if options.record else None
+        self._window = self._open_window() if options.show else None
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def run(self) -> dict:
+        """Watch until the duration is over; returns the summary or raises ViewerError."""
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        first_frame_deadline = loop.call_at(
+            loop.time() - (time.monotonic() - self.stats.started) + self.options.first_frame_timeout,
+            self._no_video,
+        )
+        self._spawn(self._stay_connected())
+        if self.options.status_line:
+            self._spawn(self._print_status())
+        try:
+            await self._done
+        finally:
+            first_frame_deadline.cancel()
+            for task in self._tasks:
+                task.cancel()
+            await self._close_pc()
+            if self._client is not None:
+                await self._client.close()
+            if self.options.status_line:
+                print(file=sys.stderr)
+            if self._recorder is not None:
+                await self._recorder.close()
+        return self.stats.summary(self.mode)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _finish(self, error: Exception | None = None) -> None:
+        if self._done is None or self._done.done():
+            return
+        if error is None:
+            self._done.set_result(None)
+        else:
+            self._done.set_exception(error)
+
+    def _no_video(self) -> None:
+        if self.stats.frames == 0:
+            self._finish(ViewerError(f"no video within {self.options.first_frame_timeout:g} s"))
+
+    # -- signaling ------------------------------------------------------------
+
+    async def _stay_connected(self) -> None:
+        backoff = Backoff()
+        connected_once = False
+        while True:
+            client = self._client = SignalingClient(self.options.server)
+            try:
+                welcome = await client.connect()
+                connected_once = True
+                backoff.reset()
+                self._ice_servers = own_or_servers(self.options.ice_servers, welcome.ice_servers)
+                restrict_host_addresses(own_or_servers(self.options.ice_hosts, welcome.ice_hosts))
+                await client.send(Watch(stream=self.options.stream))
+                async for message in client.messages():
+                    await self._handle(message)
+            except SignalingError as exc:
+                if not connected_once:
+                    self._finish(ViewerError(str(exc)))
+                    return
+                _event(f"{exc}; reconnecting")
+            finally:
+                await client.close()
+            await backoff.wait()
+
+    async def _handle(self, message: object) -> None:
+        if isinstance(message, Watching):
+            if not message.live:
+                if self.options.wait <= 0 and self.stats.frames == 0:
+                    self._finish(ViewerError(f"no such stream: {message.stream!r} is not live"))
+                    return
+                _event(f"waiting for a camera on {message.stream!r}")
+                if self.stats.frames == 0:
+                    asyncio.get_running_loop().call_later(self.options.wait, self._stream_never_came)
+        elif isinstance(message, StreamLive):
+            self._live = message
+            info = message.info
+            _event(f"stream {message.stream!r} is live: {info.width}x{info.height}@{info.fps:g} {info.codec}")
+            if self._pc is None or self._pc.connectionState in ("failed", "closed"):
+                await self._offer()
+        elif isinstance(message, StreamEnded):
+            self._live = None
+            _event(f"camera left {message.stream!r} ({message.reason}); waiting for it to come back")
+            await self._close_pc()
+            self.stats.stream_restarted()
+        elif isinstance(message, Answer) and self._pc is not None:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=message.sdp, type="answer"))
+        elif isinstance(message, Candidate) and self._pc is not None and message.candidate:
+            candidate = candidate_from_sdp(message.candidate.candidate.split(":", 1)[-1])
+            candidate.sdpMid = message.candidate.sdp_mid
+            candidate.sdpMLineIndex = message.candidate.sdp_mline_index
+            await self._pc.addIceCandidate(candidate)
+        elif isinstance(message, Hangup):
+            _event(f"camera hung up: {message.reason}")
+            await self._close_pc()
+            self._spawn(self._offer_again_later())
+        elif isinstance(message, Error):
+            if message.code in _FATAL_CODES:
+                self._finish(ViewerError(message.reason))
+            else:
+                _event(f"server says {message.code}: {message.reason}")
+
+    def _stream_never_came(self) -> None:
+        if self._live is None and self.stats.frames == 0:
+            self._finish(ViewerError(f"no such stream: {self.options.stream!r} did not go live within {self.options.wait:g} s"))
+
+    # -- peer connection ------------------------------------------------------
+
+    async def _offer(self) -> None:
+        await self._close_pc()
+        pc = self._pc = RTCPeerConnection(rtc_configuration(self._ice_servers, self.options.ice_transport))
+        pc.addTransceiver("video", direction="recvonly")
+        pc.createDataChannel("chat")
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            self._spawn(self._receive(track))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc is not self._pc:
+                return
+            if pc.connectionState == "connected":
+                _event("connected (p2p)")
+            elif pc.connectionState in ("failed", "closed"):
+                _event(f"peer connection {pc.connectionState}")
+                await self._close_pc()
+                self._spawn(self._offer_again_later())
+
+        await pc.setLocalDescription(await pc.createOffer())
+        self._spawn(self._expect_connection(pc))
+        if self._client is not None:
+            await self._client.send(Offer(sdp=pc.localDescription.sdp))
+
+    async def _expect_connection(self, pc: RTCPeerConnection) -> None:
+        """aiortc takes about a minute to call ICE failed: decide much sooner."""
+        await asyncio.sleep(self.options.connect_timeout)
+        if pc is self._pc and pc.connectionState != "connected":
+            _event(f"not connected within {self.options.connect_timeout:g} s; trying again")
+            await self._close_pc()
+            if self._client is not None:
+                await self._client.send(Hangup(reason="not connected in time"))
+            await self._offer_again_later(0)
+
+    async def _offer_again_later(self, delay: float = 1.0) -> None:
+        await asyncio.sleep(delay)
+        if self._live is not None and self._pc is None:
+            await self._offer()
+
+    async def _close_pc(self) -> None:
+        pc, self._pc = self._pc, None
+        if pc is None:
+            return
+        for report in (await pc.getStats()).values():
+            if report.type == "transport":
+                self.stats.bytes_received += report.bytesReceived
+        await pc.close()
+
+    # -- frames ---------------------------------------------------------------
+
+    async def _receive(self, track) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            arrived = time.time()
+            first = self.stats.frames == 0
+            self.stats.add(frame.width, frame.height, read_stamp(_luma(frame)), arrived)
+            if first:
+                _event(f"first frame after {(self.stats.first_frame_at - self.stats.started) * 1000:.0f} ms")
+                if self.options.duration is not None:
+                    asyncio.get_running_loop().call_later(self.options.duration, self._finish)
+            if self._recorder is not None:
+                self._recorder.write(frame, arrived)
+            if self._window is not None:
+                self._show(frame)
+
+    async def _print_status(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            s = self.stats
+            latency = s.recent_latency_ms()
+            line = (f"{self.mode} {s.width}x{s.height} {s.fps:5.1f} fps "
+                    f"{'' if latency is None else f'latency {latency:4.0f} ms '}"
+                    f"frames {s.frames} dropped {s.dropped}")
+            print(f"\r{line:<78}", end="", file=sys.stderr, flush=True)
+
+    # -- window ---------------------------------------------------------------
+
+    def _open_window(self) -> str | None:
+        import cv2
+
+        title = f"peercam: {self.options.stream}"
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
+        except cv2.error:
+            _event("--show needs OpenCV with GUI support (this one is the headless build: "
+                   "pip install opencv-python); going on without a window")
+            return None
+        return title
+
+    def _show(self, frame: av.VideoFrame) -> None:
+        import cv2
+
+        cv2.imshow(self._window, frame.to_ndarray(format="bgr24"))
+        if cv2.waitKey(1) in (ord("q"), 27):
+            self._finish()

@@ -1,0 +1,151 @@
+"""One viewer's peer connection, on the camera's side."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+
+from signaling.protocol import Answer, Candidate, Hangup, Offer
+
+from .fanout import FanOut, FanOutTrack
+from .ice import RTCConfiguration
+
+log = logging.getLogger(__name__)
+
+_MIME_TYPES = {"vp8": "video/VP8", "h264": "video/H264"}
+
+
+def codec_preferences(codec: str):
+    """The camera's codec first and only (plus RTX): it encodes just one."""
+    wanted = {_MIME_TYPES[codec], "video/rtx"}
+    return [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in wanted]
+
+
+@dataclass(frozen=True)
+class _ConnectTimeout:
+    pc: RTCPeerConnection
+
+
+class ViewerConnection:
+    """Answers one viewer's offer and feeds it from the shared encoder.
+
+    Signaling messages for this viewer are handled one at a time, in order, on
+    the connection's own task, so a candidate never overtakes its offer.
+    """
+
+    def __init__(
+        self,
+        viewer_id: str,
+        fanout: FanOut,
+        configuration: RTCConfiguration,
+        codec: str,
+        send: Callable[[object], Awaitable[None]],
+        connect_timeout: float,
+        on_closed: Callable[[ViewerConnection], None],
+    ) -> None:
+        self.viewer_id = viewer_id
+        self._fanout = fanout
+        self._configuration = configuration
+        self._codec = codec
+        self._send = send
+        self._connect_timeout = connect_timeout
+        self._on_closed = on_closed
+        self._pc: RTCPeerConnection | None = None
+        self.track: FanOutTrack | None = None
+        self._inbox: asyncio.Queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name=f"viewer-{viewer_id}")
+        self._timeout: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    @property
+    def pc(self) -> RTCPeerConnection | None:
+        return self._pc
+
+    def post(self, message: Offer | Candidate | Hangup | _ConnectTimeout) -> None:
+        self._inbox.put_nowait(message)
+
+    async def _run(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            try:
+                if isinstance(message, Offer):
+                    await self._answer(message.sdp)
+                elif isinstance(message, Candidate):
+                    await self._add_candidate(message)
+                elif isinstance(message, Hangup):
+                    log.info("viewer %s hung up: %s", self.viewer_id, message.reason)
+                    await self._close_pc()
+                elif message.pc is self._pc and message.pc.connectionState != "connected":
+                    log.info("viewer %s: not connected within %.0f s", self.viewer_id, self._connect_timeout)
+                    await self._close_pc()
+                    await self._send(Hangup(to=self.viewer_id, reason="not connected in time"))
+            except Exception as exc:  # a bad offer or candidate must not stop the camera
+                log.warning("viewer %s: %s: %s", self.viewer_id, type(exc).__name__, exc)
+                await self._close_pc()
+                await self._send(Hangup(to=self.viewer_id, reason=f"camera could not use your {type(message).__name__.lower()}: {exc}"))
+
+    async def _answer(self, sdp: str) -> None:
+        await self._close_pc()  # a new offer starts over
+        pc = RTCPeerConnection(self._configuration)
+        self._pc = pc
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("viewer %s: connection %s", self.viewer_id, pc.connectionState)
+            if pc.connectionState == "connected" and self._timeout is not None:
+                self._timeout.cancel()
+            elif pc.connectionState in ("failed", "closed") and pc is self._pc:
+                await self._close_pc()
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        video = [t for t in pc.getTransceivers() if t.kind == "video"]
+        if not video:
+            raise ValueError("the offer has no video section")
+        self.track = self._fanout.subscribe(self.viewer_id)
+        sender = pc.addTrack(self.track)
+        self.track.attach_sender(sender)
+        for transceiver in video:
+            if transceiver.sender is sender:
+                transceiver.setCodecPreferences(codec_preferences(self._codec))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self._send(Answer(to=self.viewer_id, sdp=pc.localDescription.sdp))
+        self._timeout = asyncio.get_running_loop().call_later(
+            self._connect_timeout, self._inbox.put_nowait, _ConnectTimeout(pc)
+        )
+
+    async def _add_candidate(self, message: Candidate) -> None:
+        if self._pc is None:
+            return
+        init = message.candidate
+        if init is None or not init.candidate:
+            await self._pc.addIceCandidate(None)
+            return
+        candidate = candidate_from_sdp(init.candidate.split(":", 1)[-1])
+        candidate.sdpMid = init.sdp_mid
+        candidate.sdpMLineIndex = init.sdp_mline_index
+        await self._pc.addIceCandidate(candidate)
+
+    async def _close_pc(self) -> None:
+        pc, self._pc = self._pc, None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        if self.track is not None:
+            self.track.stop()
+            self.track = None
+        if pc is not None:
+            await pc.close()
+
+    async def close(self) -> None:
+        """The viewer left: tear everything down."""
+        if self.closed:
+            return
+        self.closed = True
+        self._task.cancel()
+        await self._close_pc()
+        self._on_closed(self)

@@ -1,0 +1,52 @@
+"""The app factory and the server's run loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from aiohttp import WSCloseCode, web
+
+from . import api, pages
+from .appkeys import CONFIG, REGISTRY, SOCKETS, WEB_ROOT
+from .config import ServerConfig
+from .streams import StreamRegistry
+from .websocket import websocket_handler
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: ServerConfig | None = None) -> web.Application:
+    config = config or ServerConfig()
+    app = web.Application()
+    app[CONFIG] = config
+    app[REGISTRY] = StreamRegistry()
+    app[SOCKETS] = weakref.WeakSet()
+    app[WEB_ROOT] = pages.find_web_root()
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_routes(api.routes)
+    app.router.add_routes(pages.routes)
+    app.router.add_static("/static/", app[WEB_ROOT], append_version=True)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
+    """Run the server until cancelled, then shut down gracefully."""
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        await site.start()
+        log.info("serving on http://%s:%d/", config.host, config.port)
+        if started is not None:
+            started.set()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,16 @@
+"""Typed application state shared by the server's modules."""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+from aiohttp import web
+
+from .config import ServerConfig
+from .streams import StreamRegistry
+
+CONFIG = web.AppKey("config", ServerConfig)
+REGISTRY = web.AppKey("registry", StreamRegistry)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+WEB_ROOT = web.AppKey("web_root", Path)

@@ -1,0 +1,21 @@
+"""Server settings, gathered in one place for the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .protocol import IceServer
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Handed to every client in its welcome; empty means no STUN/TURN at all.
+    ice_servers: tuple[IceServer, ...] = ()
+    #: Local addresses the Python peers' ICE may offer, unless they set their own.
+    ice_hosts: tuple[str, ...] = ()
+    #: Outgoing messages queued for one client before it counts as too slow.
+    outbox_limit: int = 1024
+    #: Seconds between WebSocket pings; a silent client is dropped after two.
+    heartbeat: float = 10.0

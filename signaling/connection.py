@@ -1,0 +1,73 @@
+"""One client's signaling WebSocket, seen from the server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+from aiohttp import WSCloseCode, web
+
+from .protocol import encode
+
+log = logging.getLogger(__name__)
+
+
+class Connection:
+    """A connected client: an id, its role, and an outbox drained by one writer task.
+
+    Sends never block the caller: a slow client fills its own bounded outbox and is
+    disconnected, so it cannot slow the camera or the other viewers.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, remote: str, outbox_limit: int) -> None:
+        self.id = secrets.token_hex(4)
+        self.remote = remote
+        self.ws = ws
+        #: "publisher" or "viewer" once the client said publish or watch.
+        self.role: str | None = None
+        self.stream: str | None = None
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_limit)
+        self._writer: asyncio.Task | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.role or 'idle'} {self.stream or ''} {self.remote}>"
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")
+
+    def send(self, message) -> None:
+        if self.ws.closed:
+            return
+        try:
+            self._outbox.put_nowait(encode(message))
+        except asyncio.QueueFull:
+            log.warning("%r: outbox full, disconnecting a client that does not read", self)
+            if self._writer is not None:
+                self._writer.cancel()
+            asyncio.create_task(
+                self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too slow: outbox full")
+            )
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                text = await self._outbox.get()
+                if text is None:
+                    break
+                await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def close(self) -> None:
+        """Flush what is queued, then stop the writer."""
+        if self._writer is None:
+            return
+        try:
+            self._outbox.put_nowait(None)
+        except asyncio.QueueFull:
+            self._writer.cancel()
+        try:
+            await asyncio.wait_for(self._writer, 2)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass

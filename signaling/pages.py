@@ -1,0 +1,32 @@
+"""The browser pages: the stream list at ``/``, the player at ``/view/{name}``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from .appkeys import WEB_ROOT
+
+routes = web.RouteTableDef()
+
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def find_web_root() -> Path:
+    """web/ ships inside the installed package; in a checkout it sits beside it."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "web", here.parent / "web"):
+        if (candidate / "index.html").is_file():
+            return candidate
+    raise FileNotFoundError("peercam's web/ folder is missing from this installation")
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app[WEB_ROOT] / "index.html", headers=_NO_CACHE)
+
+
+@routes.get("/view/{name}")
+async def player(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app[WEB_ROOT] / "player.html", headers=_NO_CACHE)

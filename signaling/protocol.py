@@ -1,0 +1,270 @@
+"""The signaling protocol: every JSON message, defined once.
+
+The server and the Python peers both use these structures; web/js/protocol.js
+follows the same names. A message is a JSON object whose ``type`` field picks one
+of the structures below. Binary WebSocket messages are reserved for relay frames.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+#: A text message larger than this is refused with a ``too-large`` error.
+MAX_TEXT_MESSAGE_BYTES = 64 * 1024
+
+#: Stream names appear in URLs and logs: keep them short and plain.
+STREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+Codec = Literal["vp8", "h264"]
+
+
+class ErrorCode:
+    """The ``code`` values of an ``error`` message."""
+
+    BAD_JSON = "bad-json"
+    BAD_MESSAGE = "bad-message"
+    UNKNOWN_TYPE = "unknown-type"
+    TOO_LARGE = "too-large"
+    BINARY_NOT_ALLOWED = "binary-not-allowed"
+    BAD_STREAM_NAME = "bad-stream-name"
+    STREAM_TAKEN = "stream-taken"
+    NO_SUCH_STREAM = "no-such-stream"
+    UNKNOWN_PEER = "unknown-peer"
+    WRONG_STATE = "wrong-state"
+    OVERLOADED = "overloaded"
+
+
+class _Message(msgspec.Struct, tag_field="type", omit_defaults=True):
+    """Base of every message: the subclass tag is the ``type`` field."""
+
+
+class IceServer(msgspec.Struct, omit_defaults=True):
+    """One STUN or TURN server, shaped like the browser's RTCIceServer."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class IceCandidate(
+    msgspec.Struct,
+    rename={"sdp_mid": "sdpMid", "sdp_mline_index": "sdpMLineIndex"},
+):
+    """A trickled candidate, shaped like the browser's RTCIceCandidateInit."""
+
+    candidate: str
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+class StreamInfo(msgspec.Struct):
+    """What a camera publishes about its video."""
+
+    width: int
+    height: int
+    fps: float
+    codec: Codec
+
+
+# Client -> server ---------------------------------------------------------------
+
+
+class Publish(_Message, tag="publish"):
+    """A camera claims a stream name; one publisher per name."""
+
+    stream: str
+    info: StreamInfo
+
+
+class Watch(_Message, tag="watch"):
+    """A viewer follows a stream, live or not yet live."""
+
+    stream: str
+
+
+# Routed both ways ---------------------------------------------------------------
+
+
+class Offer(_Message, tag="offer"):
+    """SDP offer. Viewers offer (recvonly video + "chat" data channel).
+
+    ``to`` is required from a camera and optional from a viewer (whose messages
+    always go to its stream's camera); the server fills in ``from`` when routing.
+    """
+
+    sdp: str
+    to: str | None = None
+    sender: str | None = msgspec.field(default=None, name="from")
+
+
+class Answer(_Message, tag="answer"):
+    sdp: str
+    to: str | None = None
+    sender: str | None = msgspec.field(default=None, name="from")
+
+
+class Candidate(_Message, tag="candidate"):
+    """A trickled ICE candidate; ``candidate: null`` means end of candidates."""
+
+    candidate: IceCandidate | None = None
+    to: str | None = None
+    sender: str | None = msgspec.field(default=None, name="from")
+
+
+class Hangup(_Message, tag="hangup"):
+    """Either side closed its peer connection, and says why (a bad offer, say)."""
+
+    reason: str
+    to: str | None = None
+    sender: str | None = msgspec.field(default=None, name="from")
+
+
+# Server -> client ---------------------------------------------------------------
+
+
+class Welcome(_Message, tag="welcome"):
+    """First message on every connection."""
+
+    peer_id: str
+    ice_servers: list[IceServer]
+    protocol: int
+    #: Local addresses a Python peer's ICE may offer unless it was given its own.
+    ice_hosts: list[str] = []
+
+
+class Published(_Message, tag="published"):
+    stream: str
+
+
+class Watching(_Message, tag="watching"):
+    """Acknowledges ``watch``; ``live`` says whether a camera is there now."""
+
+    stream: str
+    live: bool
+
+
+class StreamLive(_Message, tag="stream-live"):
+    """The stream's camera is there: a viewer may offer now."""
+
+    stream: str
+    publisher: str
+    info: StreamInfo
+
+
+class StreamEnded(_Message, tag="stream-ended"):
+    """The camera left; viewers stay subscribed and get ``stream-live`` again."""
+
+    stream: str
+    reason: str
+
+
+class ViewerJoined(_Message, tag="viewer-joined"):
+    peer_id: str
+
+
+class ViewerLeft(_Message, tag="viewer-left"):
+    """The viewer is gone: the camera tears down its peer connection."""
+
+    peer_id: str
+
+
+class Error(_Message, tag="error"):
+    code: str
+    reason: str
+
+
+ClientMessage = Union[Publish, Watch, Offer, Answer, Candidate, Hangup]
+ServerMessage = Union[
+    Welcome,
+    Published,
+    Watching,
+    StreamLive,
+    StreamEnded,
+    ViewerJoined,
+    ViewerLeft,
+    Offer,
+    Answer,
+    Candidate,
+    Hangup,
+    Error,
+]
+RoutedMessage = Union[Offer, Answer, Candidate, Hangup]
+
+
+def _tags(union: object) -> frozenset[str]:
+    return frozenset(cls.__struct_config__.tag for cls in union.__args__)  # type: ignore[attr-defined]
+
+
+CLIENT_TYPES = _tags(ClientMessage)
+SERVER_TYPES = _tags(ServerMessage)
+
+
+class ProtocolError(Exception):
+    """A message that cannot be accepted; carries the ``error`` to send back."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+    def to_message(self) -> Error:
+        return Error(code=self.code, reason=self.reason)
+
+
+_encoder = msgspec.json.Encoder()
+_client_decoder = msgspec.json.Decoder(ClientMessage)
+_server_decoder = msgspec.json.Decoder(ServerMessage)
+_raw_decoder = msgspec.json.Decoder()
+
+
+def encode(message: _Message) -> str:
+    return _encoder.encode(message).decode()
+
+
+def _decode(data: str | bytes, decoder: msgspec.json.Decoder, known: frozenset[str]):
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > MAX_TEXT_MESSAGE_BYTES:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"message is {size} bytes; the limit is {MAX_TEXT_MESSAGE_BYTES}",
+        )
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raw = _raw_decoder.decode(data)
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if not isinstance(raw, dict):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message must be a JSON object")
+        if kind is None:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message needs a 'type' field")
+        if not isinstance(kind, str) or kind not in known:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TYPE,
+                f"unknown message type {kind!r}; expected one of {', '.join(sorted(known))}",
+            )
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"invalid {kind!r} message: {exc}")
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}")
+
+
+def decode_client_message(data: str | bytes) -> ClientMessage:
+    """Parse and validate a message a client sent; raises ProtocolError."""
+    return _decode(data, _client_decoder, CLIENT_TYPES)
+
+
+def decode_server_message(data: str | bytes) -> ServerMessage:
+    """Parse and validate a message the server sent; raises ProtocolError."""
+    return _decode(data, _server_decoder, SERVER_TYPES)
+
+
+def check_stream_name(name: str) -> None:
+    if not STREAM_NAME_PATTERN.match(name):
+        raise ProtocolError(
+            ErrorCode.BAD_STREAM_NAME,
+            f"bad stream name {name[:80]!r}: use 1-64 letters, digits, '_', '.' or '-'",
+        )

@@ -1,0 +1,141 @@
+"""Streams and who is on them: the server's state, behind one interface.
+
+Everything the server knows about streams lives in a StreamRegistry, so a shared
+implementation (Redis pub/sub, for several server instances) can replace it later.
+A viewer may watch a name before its camera arrives: it waits and is told with
+``stream-live`` when a camera publishes, and with ``stream-ended`` when it leaves.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .connection import Connection
+from .protocol import (
+    ErrorCode,
+    ProtocolError,
+    StreamEnded,
+    StreamInfo,
+    StreamLive,
+    ViewerJoined,
+    ViewerLeft,
+    check_stream_name,
+)
+
+
+@dataclass
+class Stream:
+    name: str
+    publisher: Connection | None = None
+    info: StreamInfo | None = None
+    #: Unix time the current publisher started.
+    since: float | None = None
+    viewers: dict[str, Connection] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.publisher is not None
+
+    def summary(self) -> dict:
+        info = self.info
+        return {
+            "name": self.name,
+            "live": self.live,
+            "viewers": len(self.viewers),
+            "width": info.width if info else None,
+            "height": info.height if info else None,
+            "fps": info.fps if info else None,
+            "codec": info.codec if info else None,
+            "since": self.since,
+            "publisher": self.publisher.id if self.publisher else None,
+        }
+
+
+class StreamRegistry:
+    """Streams by name; one publisher each, any number of viewers."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, Stream] = {}
+
+    def get(self, name: str) -> Stream | None:
+        return self._streams.get(name)
+
+    def live_streams(self) -> list[Stream]:
+        return sorted((s for s in self._streams.values() if s.live), key=lambda s: s.name)
+
+    def publish(self, conn: Connection, name: str, info: StreamInfo) -> Stream:
+        check_stream_name(name)
+        if conn.role is not None:
+            raise ProtocolError(
+                ErrorCode.WRONG_STATE, f"this connection is already a {conn.role} of {conn.stream!r}"
+            )
+        stream = self._streams.setdefault(name, Stream(name))
+        if stream.publisher is not None:
+            raise ProtocolError(
+                ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a publisher"
+            )
+        stream.publisher, stream.info, stream.since = conn, info, time.time()
+        conn.role, conn.stream = "publisher", name
+        live = StreamLive(stream=name, publisher=conn.id, info=info)
+        for viewer in stream.viewers.values():
+            viewer.send(live)
+        return stream
+
+    def watch(self, conn: Connection, name: str) -> Stream:
+        check_stream_name(name)
+        if conn.role is not None:
+            raise ProtocolError(
+                ErrorCode.WRONG_STATE, f"this connection is already a {conn.role} of {conn.stream!r}"
+            )
+        stream = self._streams.setdefault(name, Stream(name))
+        stream.viewers[conn.id] = conn
+        conn.role, conn.stream = "viewer", name
+        if stream.publisher is not None:
+            stream.publisher.send(ViewerJoined(peer_id=conn.id))
+        return stream
+
+    def remove(self, conn: Connection, reason: str = "camera disconnected") -> None:
+        """Forget a connection that closed, telling whoever needs to know."""
+        stream = self._streams.get(conn.stream or "")
+        if stream is None:
+            return
+        if conn.role == "publisher" and stream.publisher is conn:
+            stream.publisher, stream.info, stream.since = None, None, None
+            ended = StreamEnded(stream=stream.name, reason=reason)
+            for viewer in stream.viewers.values():
+                viewer.send(ended)
+        elif conn.role == "viewer" and stream.viewers.pop(conn.id, None) is not None:
+            if stream.publisher is not None:
+                stream.publisher.send(ViewerLeft(peer_id=conn.id))
+        if not stream.live and not stream.viewers:
+            del self._streams[stream.name]
+
+    def route_target(self, sender: Connection, to: str | None) -> Connection:
+        """Who a routed message (offer/answer/candidate) from ``sender`` goes to.
+
+        A viewer talks only to its stream's camera; a camera addresses one of its
+        own viewers by id. Anything else is refused.
+        """
+        stream = self._streams.get(sender.stream or "")
+        if stream is None or sender.role is None:
+            raise ProtocolError(ErrorCode.WRONG_STATE, "publish or watch a stream first")
+        if sender.role == "viewer":
+            publisher = stream.publisher
+            if publisher is None:
+                raise ProtocolError(
+                    ErrorCode.NO_SUCH_STREAM, f"stream {stream.name!r} has no camera right now"
+                )
+            if to is not None and to != publisher.id:
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_PEER, f"peer {to[:40]!r} is not this stream's camera"
+                )
+            return publisher
+        if to is None:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "a camera must say which viewer: 'to'")
+        viewer = stream.viewers.get(to)
+        if viewer is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_PEER, f"peer {to[:40]!r} is not a viewer of {stream.name!r}"
+            )
+        return viewer

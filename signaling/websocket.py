@@ -1,0 +1,93 @@
+"""The signaling WebSocket endpoint, ``GET /ws``: one connection per client."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+
+from .appkeys import CONFIG, REGISTRY, SOCKETS
+from .connection import Connection
+from .protocol import (
+    PROTOCOL_VERSION,
+    Answer,
+    Candidate,
+    Error,
+    ErrorCode,
+    Hangup,
+    Offer,
+    ProtocolError,
+    Publish,
+    Published,
+    StreamLive,
+    Watch,
+    Watching,
+    Welcome,
+    decode_client_message,
+)
+from .streams import StreamRegistry
+
+log = logging.getLogger(__name__)
+
+#: Hard cap on one WebSocket message (aiohttp closes the socket past it). Text
+#: messages have their own, smaller limit that gets an error reply instead.
+MAX_WEBSOCKET_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    config = request.app[CONFIG]
+    registry = request.app[REGISTRY]
+    ws = web.WebSocketResponse(
+        heartbeat=config.heartbeat, max_msg_size=MAX_WEBSOCKET_MESSAGE_BYTES, compress=False
+    )
+    await ws.prepare(request)
+    conn = Connection(ws, request.remote or "?", config.outbox_limit)
+    conn.start()
+    request.app[SOCKETS].add(ws)
+    conn.send(
+        Welcome(peer_id=conn.id, ice_servers=list(config.ice_servers), protocol=PROTOCOL_VERSION,
+                ice_hosts=list(config.ice_hosts))
+    )
+    log.info("%r connected", conn)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                _handle_text(registry, conn, msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                conn.send(
+                    Error(ErrorCode.BINARY_NOT_ALLOWED, "binary messages are not accepted here")
+                )
+            elif msg.type == WSMsgType.ERROR:
+                log.info("%r: %s", conn, ws.exception())
+    finally:
+        registry.remove(conn)
+        request.app[SOCKETS].discard(ws)
+        await conn.close()
+        log.info("%r disconnected", conn)
+    return ws
+
+
+def _handle_text(registry: StreamRegistry, conn: Connection, data: str) -> None:
+    try:
+        message = decode_client_message(data)
+        _dispatch(registry, conn, message)
+    except ProtocolError as exc:
+        log.info("%r: refused: %s %s", conn, exc.code, exc.reason)
+        conn.send(exc.to_message())
+
+
+def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:
+    if isinstance(message, Publish):
+        registry.publish(conn, message.stream, message.info)
+        conn.send(Published(stream=message.stream))
+        log.info("%r publishes %dx%d@%g %s", conn, message.info.width,
+                 message.info.height, message.info.fps, message.info.codec)
+    elif isinstance(message, Watch):
+        stream = registry.watch(conn, message.stream)
+        conn.send(Watching(stream=stream.name, live=stream.live))
+        if stream.publisher is not None and stream.info is not None:
+            conn.send(StreamLive(stream=stream.name, publisher=stream.publisher.id, info=stream.info))
+    elif isinstance(message, (Offer, Answer, Candidate, Hangup)):
+        target = registry.route_target(conn, message.to)
+        message.to, message.sender = None, conn.id
+        target.send(message)

@@ -1,0 +1,170 @@
+"""Shared fixtures: the real server, camera and viewers, as separate processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM = "/usr/bin/chromium"
+LOOPBACK = ["--ice-host", "127.0.0.1"]
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a laptop that lacks a tool; on CI a missing tool is a failure."""
+    if not condition:
+        if ON_CI:
+            pytest.fail(f"required on CI: {reason}")
+        pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def get_json(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+class Process:
+    """A peercam command in its own process, output kept in a log file."""
+
+    def __init__(self, args: list[str], log_dir: Path, name: str) -> None:
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "peers.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout: float, count: int = 1) -> None:
+        wait_until(lambda: self.log().count(text) >= count, timeout,
+                   f"{text!r} x{count} in {self.log_path.name}:\n{self.log()[-2000:]}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(10)
+
+    def result(self, timeout: float) -> tuple[int, str]:
+        stdout, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, stdout
+
+    def summary(self, timeout: float) -> dict:
+        """The JSON summary on the last line of a ``view --json`` run."""
+        code, stdout = self.result(timeout)
+        lines = stdout.strip().splitlines()
+        assert code == 0 and lines, f"viewer exited {code}:\n{self.log()[-3000:]}"
+        return json.loads(lines[-1])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log.close()
+
+
+class Cluster:
+    """Starts peercam processes for a test and stops them all afterwards."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[Process] = []
+        self.server: Process | None = None
+
+    def start(self, name: str, *args: str) -> Process:
+        process = Process(list(args), self.log_dir, f"{len(self.processes):02d}-{name}")
+        self.processes.append(process)
+        return process
+
+    def start_server(self, *extra: str) -> Process:
+        self.server = self.start("server", "serve", "--port", str(self.port), *extra)
+        wait_until(lambda: get_json(f"{self.url}/healthz"), 15, "the server to answer /healthz")
+        return self.server
+
+    def start_camera(self, stream: str = "test", *extra: str, wait: bool = True) -> Process:
+        camera = self.start(f"camera-{stream}", "camera", "--server", self.url, "--stream", stream,
+                            *LOOPBACK, *extra)
+        if wait:
+            wait_until(lambda: (get_json(f"{self.url}/api/streams/{stream}") or {}).get("live"),
+                       15, f"stream {stream!r} to go live")
+        return camera
+
+    def start_viewer(self, stream: str = "test", *extra: str) -> Process:
+        return self.start(f"viewer-{stream}", "view", "--server", self.url, "--stream", stream,
+                          "--json", *LOOPBACK, *extra)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path)
+    yield cluster
+    cluster.stop()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for process in cluster.processes:
+            print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        require(False, "playwright is not installed (pip install playwright)")
+    return CHROMIUM

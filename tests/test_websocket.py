@@ -1,0 +1,195 @@
+"""signaling/websocket.py and streams.py: the real server over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from signaling.app import create_app
+from signaling.config import ServerConfig
+from signaling.protocol import MAX_TEXT_MESSAGE_BYTES, IceServer
+
+INFO = {"width": 640, "height": 480, "fps": 30, "codec": "vp8"}
+
+
+class Client:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.welcome: dict = {}
+
+    async def send(self, message) -> None:
+        await self.ws.send_str(message if isinstance(message, str) else json.dumps(message))
+
+    async def receive(self, timeout: float = 3.0) -> dict:
+        msg = await asyncio.wait_for(self.ws.receive(), timeout)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        return json.loads(msg.data)
+
+    async def expect(self, type_: str, timeout: float = 3.0) -> dict:
+        message = await self.receive(timeout)
+        assert message["type"] == type_, message
+        return message
+
+    async def silent(self, timeout: float = 0.3) -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await self.receive(timeout)
+
+
+@pytest.fixture
+async def server():
+    config = ServerConfig(ice_servers=(IceServer(urls=["stun:127.0.0.1:3478"]),), ice_hosts=("127.0.0.1",))
+    async with TestServer(create_app(config), host="127.0.0.1") as test_server:
+        async with aiohttp.ClientSession() as session:
+            async def connect() -> Client:
+                client = Client(await session.ws_connect(test_server.make_url("/ws")))
+                client.welcome = await client.expect("welcome")
+                return client
+
+            yield connect
+
+
+async def publish(connect, stream: str = "cam") -> Client:
+    camera = await connect()
+    await camera.send({"type": "publish", "stream": stream, "info": INFO})
+    await camera.expect("published")
+    return camera
+
+
+async def watch(connect, stream: str = "cam") -> Client:
+    viewer = await connect()
+    await viewer.send({"type": "watch", "stream": stream})
+    return viewer
+
+
+async def test_welcome_hands_out_ice_settings(server):
+    client = await server()
+    assert client.welcome["ice_servers"] == [{"urls": ["stun:127.0.0.1:3478"]}]
+    assert client.welcome["ice_hosts"] == ["127.0.0.1"]
+    assert client.welcome["protocol"] == 1 and client.welcome["peer_id"]
+
+
+async def test_offer_answer_and_candidates_are_routed_by_peer_id(server):
+    camera = await publish(server)
+    viewer = await watch(server)
+    assert (await viewer.expect("watching"))["live"] is True
+    live = await viewer.expect("stream-live")
+    assert live["publisher"] == camera.welcome["peer_id"] and live["info"] == INFO
+    viewer_id = (await camera.expect("viewer-joined"))["peer_id"]
+    assert viewer_id == viewer.welcome["peer_id"]
+
+    await viewer.send({"type": "offer", "sdp": "v=0 offer"})
+    assert await camera.expect("offer") == {"type": "offer", "sdp": "v=0 offer", "from": viewer_id}
+    await camera.send({"type": "answer", "sdp": "v=0 answer", "to": viewer_id})
+    assert (await viewer.expect("answer"))["from"] == camera.welcome["peer_id"]
+    candidate = {"candidate": "candidate:1 1 udp 2 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+    await viewer.send({"type": "candidate", "candidate": candidate})
+    assert (await camera.expect("candidate"))["candidate"] == candidate
+    await viewer.send({"type": "candidate", "candidate": None})
+    assert (await camera.expect("candidate")).get("candidate") is None
+
+
+async def test_viewer_before_camera_waits_and_is_told(server):
+    viewer = await watch(server)
+    assert (await viewer.expect("watching"))["live"] is False
+    camera = await publish(server)
+    assert (await viewer.expect("stream-live"))["publisher"] == camera.welcome["peer_id"]
+
+
+async def test_second_publisher_is_refused_and_first_keeps_working(server):
+    camera = await publish(server)
+    intruder = await server()
+    await intruder.send({"type": "publish", "stream": "cam", "info": INFO})
+    error = await intruder.expect("error")
+    assert error["code"] == "stream-taken" and "cam" in error["reason"]
+    viewer = await watch(server)
+    await viewer.expect("watching")
+    await viewer.expect("stream-live")
+    await camera.expect("viewer-joined")
+
+
+async def test_leaving_is_announced_both_ways(server):
+    camera = await publish(server)
+    viewer = await watch(server)
+    await viewer.expect("watching")
+    await viewer.expect("stream-live")
+    viewer_id = (await camera.expect("viewer-joined"))["peer_id"]
+    await viewer.ws.close()
+    assert (await camera.expect("viewer-left"))["peer_id"] == viewer_id
+
+    other = await watch(server)
+    await other.expect("watching")
+    await other.expect("stream-live")
+    await camera.ws.close()
+    ended = await other.expect("stream-ended")
+    assert ended["stream"] == "cam" and ended["reason"]
+
+
+@pytest.mark.parametrize(
+    "bad, code",
+    [
+        ("{not json", "bad-json"),
+        ('["a list"]', "bad-message"),
+        ('{"no": "type"}', "bad-message"),
+        ('{"type": "teleport"}', "unknown-type"),
+        ('{"type": "watch"}', "bad-message"),
+        ('{"type": "watch", "stream": 12}', "bad-message"),
+        ('{"type": "watch", "stream": "../../etc/passwd"}', "bad-stream-name"),
+        ('{"type": "offer", "sdp": "v=0"}', "wrong-state"),
+        ('{"type": "watch", "stream": "' + "x" * (MAX_TEXT_MESSAGE_BYTES + 1) + '"}', "too-large"),
+    ],
+)
+async def test_bad_input_gets_an_error_and_nobody_else_notices(server, bad, code):
+    camera = await publish(server)
+    viewer = await watch(server)
+    await viewer.expect("watching")
+    await viewer.expect("stream-live")
+    await camera.expect("viewer-joined")
+
+    rogue = await server()
+    await rogue.send(bad)
+    error = await rogue.expect("error")
+    assert error["code"] == code and error["reason"]
+    # The rogue socket is still usable, and the others saw nothing.
+    await rogue.send({"type": "watch", "stream": "cam"})
+    assert (await rogue.expect("watching"))["live"] is True
+    await camera.expect("viewer-joined")
+    await viewer.silent()
+
+
+async def test_binary_is_refused_with_an_error(server):
+    client = await server()
+    await client.ws.send_bytes(b"\x00\x01 not a frame")
+    assert (await client.expect("error"))["code"] == "binary-not-allowed"
+
+
+async def test_message_to_a_peer_outside_the_stream_is_refused(server):
+    camera_a = await publish(server, "a")
+    camera_b = await publish(server, "b")
+    viewer_b = await watch(server, "b")
+    await viewer_b.expect("watching")
+    await viewer_b.expect("stream-live")
+    outsider = viewer_b.welcome["peer_id"]
+    await camera_b.expect("viewer-joined")
+
+    await camera_a.send({"type": "answer", "sdp": "v=0", "to": outsider})
+    error = await camera_a.expect("error")
+    assert error["code"] == "unknown-peer" and outsider in error["reason"]
+    await camera_a.send({"type": "answer", "sdp": "v=0"})
+    assert (await camera_a.expect("error"))["code"] == "bad-message"
+    viewer_a = await watch(server, "a")
+    await viewer_a.expect("watching")
+    await viewer_a.expect("stream-live")
+    await viewer_a.send({"type": "offer", "sdp": "v=0", "to": camera_b.welcome["peer_id"]})
+    assert (await viewer_a.expect("error"))["code"] == "unknown-peer"
+    await viewer_b.silent()
+    await camera_b.silent()
+
+
+async def test_a_connection_has_one_role(server):
+    camera = await publish(server)
+    await camera.send({"type": "watch", "stream": "cam"})
+    assert (await camera.expect("error"))["code"] == "wrong-state"

@@ -1,0 +1,145 @@
+// The peer-to-peer transport: one RTCPeerConnection to the stream's camera.
+//
+// Every transport has the same shape, so the player can switch between them:
+//   new Transport({signaling, iceServers, publisher, video, onFrame, onFailure})
+//   .mode            short name, shown in the status line and in stats()
+//   .start()         begin; decoded frames are reported as onFrame({source, width, height, count}):
+//                    `source` shows the newest, `count` says how many were decoded since the last report
+//   .stop()          tear down; no callback fires afterwards
+//   .handleSignal(m) an answer, candidate or hangup the camera sent
+// onFailure(reason) fires at most once, when the session cannot go on.
+
+import { MessageType } from './protocol.js';
+
+/** A session that has not connected by then is stuck: give up and let the player retry. */
+const CONNECT_TIMEOUT_MS = 10000;
+
+export class P2PTransport {
+  mode = 'p2p';
+
+  #signaling;
+  #iceServers;
+  #publisher;
+  #video;
+  #onFrame;
+  #onFailure;
+
+  #pc = null;
+  #stopped = false;
+  #connectTimer = null;
+  #frameCallback = null;
+  #offerSent = false;
+  #localCandidates = []; // held until the offer has gone out
+  #remoteCandidates = []; // held until the answer is applied
+
+  constructor({ signaling, iceServers, publisher, video, onFrame, onFailure }) {
+    this.#signaling = signaling;
+    this.#iceServers = iceServers;
+    this.#publisher = publisher;
+    this.#video = video;
+    this.#onFrame = onFrame;
+    this.#onFailure = onFailure;
+  }
+
+  start() {
+    // Only the servers the signaling server handed out: never a default public STUN.
+    const pc = new RTCPeerConnection({ iceServers: this.#iceServers });
+    this.#pc = pc;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    // The camera expects the "chat" channel in every offer (see signaling/protocol.py).
+    pc.createDataChannel('chat');
+    pc.onicecandidate = (event) => this.#sendLocalCandidate(event.candidate);
+    pc.ontrack = (event) => this.#play(event.streams[0] ?? new MediaStream([event.track]));
+    pc.onconnectionstatechange = () => this.#connectionStateChanged();
+    this.#connectTimer = setTimeout(
+      () => this.#fail(`not connected after ${CONNECT_TIMEOUT_MS / 1000} s`),
+      CONNECT_TIMEOUT_MS,
+    );
+    this.#offer().catch((error) => this.#fail(`could not make an offer: ${error}`));
+  }
+
+  stop() {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#connectTimer);
+    if (this.#frameCallback !== null) this.#video.cancelVideoFrameCallback(this.#frameCallback);
+    this.#pc?.close();
+    this.#video.srcObject = null;
+  }
+
+  handleSignal(message) {
+    // Late messages from an earlier camera of this stream are not for this session.
+    if (this.#stopped || message.from !== this.#publisher) return;
+    if (message.type === MessageType.ANSWER) {
+      this.#applyAnswer(message.sdp).catch((error) => this.#fail(`bad answer: ${error}`));
+    } else if (message.type === MessageType.CANDIDATE) {
+      if (this.#pc.remoteDescription) this.#addRemoteCandidate(message.candidate);
+      else this.#remoteCandidates.push(message.candidate);
+    } else if (message.type === MessageType.HANGUP) {
+      this.#fail(`the camera hung up: ${message.reason}`, { tellCamera: false });
+    }
+  }
+
+  async #offer() {
+    await this.#pc.setLocalDescription(await this.#pc.createOffer());
+    if (this.#stopped) return;
+    // Viewer messages need no `to`: the server routes them to the stream's camera.
+    this.#signaling.send({ type: MessageType.OFFER, sdp: this.#pc.localDescription.sdp });
+    this.#offerSent = true;
+    for (const message of this.#localCandidates.splice(0)) this.#signaling.send(message);
+  }
+
+  async #applyAnswer(sdp) {
+    await this.#pc.setRemoteDescription({ type: 'answer', sdp });
+    for (const candidate of this.#remoteCandidates.splice(0)) this.#addRemoteCandidate(candidate);
+  }
+
+  #sendLocalCandidate(candidate) {
+    // Trickle each candidate as it comes (null ends them): waiting for gathering to
+    // complete can stall for seconds, or forever on relay-only setups.
+    const message = { type: MessageType.CANDIDATE, candidate: candidate ? candidate.toJSON() : null };
+    if (this.#offerSent) this.#signaling.send(message);
+    else this.#localCandidates.push(message);
+  }
+
+  #addRemoteCandidate(candidate) {
+    // No candidate means the camera has sent them all.
+    const added = candidate ? this.#pc.addIceCandidate(candidate) : this.#pc.addIceCandidate();
+    added.catch((error) => console.warn('p2p: ignoring an unusable candidate:', error));
+  }
+
+  #connectionStateChanged() {
+    if (this.#stopped) return;
+    const state = this.#pc.connectionState;
+    if (state === 'connected') clearTimeout(this.#connectTimer);
+    else if (state === 'failed' || state === 'closed') this.#fail(`connection ${state}`);
+  }
+
+  #play(stream) {
+    if (this.#stopped) return;
+    this.#video.srcObject = stream;
+    this.#watchFrames();
+  }
+
+  #watchFrames(lastDecoded = 0) {
+    this.#frameCallback = this.#video.requestVideoFrameCallback(() => {
+      if (this.#stopped) return;
+      // Callbacks follow what the compositor shows, which may skip frames under
+      // load; the decoder's own count (restarted with each srcObject) says how
+      // many really arrived. It may run a frame ahead of the callbacks: count 0.
+      const decoded = this.#video.getVideoPlaybackQuality().totalVideoFrames;
+      const count = Math.max(0, decoded - lastDecoded);
+      const { videoWidth: width, videoHeight: height } = this.#video;
+      this.#onFrame({ source: this.#video, width, height, count });
+      this.#watchFrames(decoded);
+    });
+  }
+
+  #fail(reason, { tellCamera = true } = {}) {
+    if (this.#stopped) return;
+    this.stop();
+    // Let the camera free its side now rather than when its own timeout fires.
+    if (tellCamera) this.#signaling.send({ type: MessageType.HANGUP, reason });
+    this.#onFailure(reason);
+  }
+}

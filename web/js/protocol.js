@@ -1,0 +1,40 @@
+// The signaling protocol's names, for the browser.
+// signaling/protocol.py is the source of truth: change it there first, then mirror it here.
+
+export const PROTOCOL_VERSION = 1;
+
+/** The `type` field of every signaling message. */
+export const MessageType = Object.freeze({
+  // Client -> server
+  PUBLISH: 'publish',
+  WATCH: 'watch',
+  // Routed both ways (the server fills in `from`)
+  OFFER: 'offer',
+  ANSWER: 'answer',
+  CANDIDATE: 'candidate',
+  HANGUP: 'hangup',
+  // Server -> client
+  WELCOME: 'welcome',
+  PUBLISHED: 'published',
+  WATCHING: 'watching',
+  STREAM_LIVE: 'stream-live',
+  STREAM_ENDED: 'stream-ended',
+  VIEWER_JOINED: 'viewer-joined',
+  VIEWER_LEFT: 'viewer-left',
+  ERROR: 'error',
+});
+
+/** The `code` values of an `error` message. */
+export const ErrorCode = Object.freeze({
+  BAD_JSON: 'bad-json',
+  BAD_MESSAGE: 'bad-message',
+  UNKNOWN_TYPE: 'unknown-type',
+  TOO_LARGE: 'too-large',
+  BINARY_NOT_ALLOWED: 'binary-not-allowed',
+  BAD_STREAM_NAME: 'bad-stream-name',
+  STREAM_TAKEN: 'stream-taken',
+  NO_SUCH_STREAM: 'no-such-stream',
+  UNKNOWN_PEER: 'unknown-peer',
+  WRONG_STATE: 'wrong-state',
+  OVERLOADED: 'overloaded',
+});

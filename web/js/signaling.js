@@ -1,0 +1,85 @@
+// A signaling WebSocket that stays connected: JSON messages in and out,
+// reconnecting with exponential backoff whenever the connection drops.
+
+/** Connection events, delivered through on() like message types. */
+export const SignalingEvent = Object.freeze({ OPEN: 'open', CLOSE: 'close' });
+
+/** The signaling endpoint of the server that served this page. */
+export function defaultSignalingUrl() {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  return `${scheme}://${location.host}/ws`;
+}
+
+export class SignalingClient {
+  #url;
+  #minDelayMs;
+  #maxDelayMs;
+  #delayMs;
+  #socket = null;
+  #reconnectTimer = null;
+  #handlers = new Map();
+
+  constructor(url = defaultSignalingUrl(), { minDelayMs = 500, maxDelayMs = 5000 } = {}) {
+    this.#url = url;
+    this.#minDelayMs = minDelayMs;
+    this.#maxDelayMs = maxDelayMs;
+    this.#delayMs = minDelayMs;
+  }
+
+  /** Call handler(message) for each message of this type, or on a SignalingEvent. */
+  on(type, handler) {
+    if (!this.#handlers.has(type)) this.#handlers.set(type, []);
+    this.#handlers.get(type).push(handler);
+    return this;
+  }
+
+  get connected() {
+    return this.#socket?.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    clearTimeout(this.#reconnectTimer);
+    const socket = new WebSocket(this.#url);
+    this.#socket = socket;
+    socket.onopen = () => this.#emit(SignalingEvent.OPEN);
+    socket.onmessage = (event) => this.#receive(event.data);
+    // An error is always followed by close, so close alone drives reconnection.
+    socket.onclose = () => {
+      if (this.#socket !== socket) return;
+      this.#socket = null;
+      this.#emit(SignalingEvent.CLOSE);
+      this.#scheduleReconnect();
+    };
+  }
+
+  /** Send one message; returns false (and drops it) while disconnected. */
+  send(message) {
+    if (!this.connected) return false;
+    this.#socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  #receive(data) {
+    // The server answered: it is up, so the next outage starts again at the shortest delay.
+    this.#delayMs = this.#minDelayMs;
+    if (typeof data !== 'string') return; // binary frames are reserved for the relay transport
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      console.warn('signaling: ignoring a message that is not JSON');
+      return;
+    }
+    this.#emit(message.type, message);
+  }
+
+  #emit(type, message) {
+    for (const handler of this.#handlers.get(type) ?? []) handler(message);
+  }
+
+  #scheduleReconnect() {
+    const delay = this.#delayMs;
+    this.#delayMs = Math.min(this.#delayMs * 2, this.#maxDelayMs);
+    this.#reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+}

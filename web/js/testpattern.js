@@ -1,0 +1,74 @@
+// Reads the timing code that peers/testpattern.py draws into each test-pattern frame:
+// 3 rows of 32 black/white blocks, one block in from the top-left corner, carrying
+// six 16-bit words MSB-first: time[47:32], time[31:16], time[15:0], frame[31:16],
+// frame[15:0] and their XOR. Keep this in step with peers/testpattern.py.
+
+const BITS_PER_ROW = 32;
+const ROWS = 3;
+const WORDS = 6;
+
+/** Side of one code block in pixels (16 at 640 wide). */
+export function blockSize(width) {
+  return Math.max(4, Math.floor(width / 40));
+}
+
+/** Width and height of the top-left band holding the code, border included. */
+export function codeRegion(width) {
+  const b = blockSize(width);
+  return { width: (BITS_PER_ROW + 2) * b, height: (ROWS + 2) * b };
+}
+
+/**
+ * The stamp in the frame `source` shows now: {timeMs, frame}, or null when the
+ * frame carries no readable code. `source` is a <video> (read at its intrinsic
+ * size) or any other canvas image source with width/height; `canvas` is a scratch
+ * canvas the caller keeps, so nothing is allocated per frame.
+ */
+export function readStamp(source, canvas) {
+  const width = source.videoWidth ?? source.width;
+  const height = source.videoHeight ?? source.height;
+  const region = codeRegion(width);
+  if (!width || region.width > width || region.height > height) return null;
+
+  if (canvas.width !== region.width) canvas.width = region.width;
+  if (canvas.height !== region.height) canvas.height = region.height;
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  context.drawImage(source, 0, 0, region.width, region.height, 0, 0, region.width, region.height);
+  const pixels = context.getImageData(0, 0, region.width, region.height).data;
+
+  const words = readWords(pixels, region.width, blockSize(width));
+  const check = words[0] ^ words[1] ^ words[2] ^ words[3] ^ words[4];
+  // All zeros passes the check too: that is a black frame, not a stamp.
+  if (check !== words[5] || words.every((word) => word === 0)) return null;
+  return {
+    // 48 and 32 bit values: multiply rather than shift, JS shifts are 32-bit.
+    timeMs: words[0] * 2 ** 32 + words[1] * 2 ** 16 + words[2],
+    frame: words[3] * 2 ** 16 + words[4],
+  };
+}
+
+function readWords(pixels, stride, b) {
+  const words = new Array(WORDS).fill(0);
+  for (let bit = 0; bit < WORDS * 16; bit++) {
+    const row = Math.floor(bit / BITS_PER_ROW);
+    const col = bit % BITS_PER_ROW;
+    const on = blockLuma(pixels, stride, (col + 1) * b, (row + 1) * b, b) > 128;
+    const word = Math.floor(bit / 16);
+    words[word] = (words[word] << 1) | (on ? 1 : 0);
+  }
+  return words;
+}
+
+/** Mean luma of the central half of the block at (x, y): edges blur under compression. */
+function blockLuma(pixels, stride, x, y, b) {
+  const lo = Math.floor(b / 4);
+  const hi = b - lo;
+  let sum = 0;
+  for (let dy = lo; dy < hi; dy++) {
+    let i = ((y + dy) * stride + x + lo) * 4;
+    for (let dx = lo; dx < hi; dx++, i += 4) {
+      sum += 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
+    }
+  }
+  return sum / ((hi - lo) * (hi - lo));
+}
