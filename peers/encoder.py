@@ -42,12 +42,20 @@ class VideoEncoder:
         ctx.options = dict(options)
         ctx.open()
         self._context = ctx
+        self._ticks_per_frame = int(90000 / fps)
+        self._frames = 0
 
     def encode(self, i420: np.ndarray, pts: int, keyframe: bool) -> list[av.Packet]:
-        """Encode one picture given as an I420 array (height * 3/2, width)."""
+        """Encode one picture given as an I420 array (height * 3/2, width).
+
+        ``pts`` (90 kHz, from the capture time) goes on the packets. The encoder
+        itself sees a steady frame clock, so pauses with no viewer and skipped
+        frames do not make its rate control spend a burst of bits.
+        """
         frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
-        frame.pts = pts
+        frame.pts = self._frames * self._ticks_per_frame
         frame.time_base = RTP_TIME_BASE
+        self._frames += 1
         if keyframe:
             frame.pict_type = PictureType.I
         packets = self._context.encode(frame)

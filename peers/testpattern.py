@@ -85,7 +85,7 @@ def read_stamp(luma: np.ndarray) -> Stamp | None:
     check = 0
     for w in words[:5]:
         check ^= w
-    if check != words[5]:
+    if check != words[5] or not any(words):  # all black passes the check but is no stamp
         return None
     return Stamp(
         time_ms=(words[0] << 32) | (words[1] << 16) | words[2],

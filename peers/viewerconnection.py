@@ -102,16 +102,15 @@ class ViewerConnection:
             elif pc.connectionState in ("failed", "closed") and pc is self._pc:
                 await self._close_pc()
 
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        video = [t for t in pc.getTransceivers() if t.kind == "video"]
-        if not video:
-            raise ValueError("the offer has no video section")
+        # The sending transceiver exists before the offer is applied, so the offer's
+        # video section binds to it and negotiation honours the camera's one codec.
         self.track = self._fanout.subscribe(self.viewer_id)
-        sender = pc.addTrack(self.track)
-        self.track.attach_sender(sender)
-        for transceiver in video:
-            if transceiver.sender is sender:
-                transceiver.setCodecPreferences(codec_preferences(self._codec))
+        transceiver = pc.addTransceiver(self.track, direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(self._codec))
+        self.track.attach_sender(transceiver.sender)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if transceiver.mid is None:
+            raise ValueError("the offer has no video section")
         await pc.setLocalDescription(await pc.createAnswer())
         await self._send(Answer(to=self.viewer_id, sdp=pc.localDescription.sdp))
         self._timeout = asyncio.get_running_loop().call_later(

@@ -129,7 +129,7 @@ class Player {
   #transportFailed(reason) {
     console.warn(`peercam: ${this.#transport.mode} session failed (${reason}); retrying`);
     this.#transport = null;
-    this.#setState(State.NEGOTIATING, 'connection to the camera lost, retrying…');
+    this.#setState(State.NEGOTIATING, 'connection to the camera failed, retrying…');
     this.#retryTimer = setTimeout(() => {
       if (this.#publisher !== null && this.#signaling.connected) this.#startTransport();
     }, RETRY_DELAY_MS);

@@ -1,0 +1,109 @@
+"""peers/fanout.py: encode once, keyframes on demand, bounded per-viewer queues."""
+
+from __future__ import annotations
+
+import asyncio
+
+import cv2
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from peers.encoder import VideoEncoder
+from peers.fanout import EncodedFrame, FanOut
+from peers.ice import restrict_host_addresses, rtc_configuration
+from peers.pipeline import MediaPipeline
+from peers.sources import TestPatternSource
+from peers.testpattern import Stamp, TestPattern, read_stamp
+from peers.viewerconnection import ViewerConnection
+from signaling.protocol import Offer
+
+
+def encoded_frames(count: int, keyframes: set[int]) -> list[EncodedFrame]:
+    pattern, encoder = TestPattern(320, 240), VideoEncoder("vp8", 320, 240, 30, 500_000)
+    frames = []
+    for n in range(count):
+        i420 = cv2.cvtColor(pattern.render(Stamp(n, n)), cv2.COLOR_BGR2YUV_I420)
+        (packet,) = encoder.encode(i420, n * 3000, keyframe=n in keyframes)
+        frames.append(EncodedFrame(packet, packet.is_keyframe, 0.0, n))
+    return frames
+
+
+async def test_queue_overflow_drops_to_the_next_keyframe():
+    requests = []
+    fanout = FanOut(lambda: requests.append(1), queue_limit=4)
+    slow, fast = fanout.subscribe("slow"), fanout.subscribe("fast")
+    frames = encoded_frames(16, keyframes={0, 12})
+    # Both start pulling: each asks for a keyframe and waits for one.
+    pulls = [asyncio.create_task(track.recv()) for track in (slow, fast)]
+    await asyncio.sleep(0)
+    assert len(requests) == 2
+    fanout.publish(frames[0])
+    assert [await p for p in pulls] == [frames[0].packet, frames[0].packet]  # one shared packet
+
+    # The fast viewer reads every frame; the slow one reads nothing for a while.
+    for frame in frames[1:12]:
+        fanout.publish(frame)
+        assert await asyncio.wait_for(fast.recv(), 1) is frame.packet
+    assert slow._queue.qsize() <= 4
+    assert slow.frames_dropped > 0 and len(requests) > 2
+    # After the overflow the slow viewer skips what is queued up to the next keyframe.
+    fanout.publish(frames[12])
+    assert await asyncio.wait_for(slow.recv(), 1) is frames[12].packet
+    fanout.publish(frames[13])
+    assert await asyncio.wait_for(slow.recv(), 1) is frames[13].packet
+    fanout.unsubscribe(slow)
+    fanout.unsubscribe(fast)
+    assert len(fanout) == 0
+
+
+@pytest.fixture
+def loopback_ice():
+    restrict_host_addresses(["127.0.0.1"])
+    yield
+    restrict_host_addresses([])
+
+
+async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback_ice):
+    """A real aiortc viewer: its first frame is a keyframe, and its PLI reaches the encoder."""
+    loop = asyncio.get_running_loop()
+    source = TestPatternSource(320, 240, 30)
+    pipeline = MediaPipeline(source, VideoEncoder("vp8", 320, 240, 30, 500_000), loop,
+                             min_keyframe_interval=0.1)
+    pipeline.start()
+    answers: asyncio.Queue = asyncio.Queue()
+
+    async def send(message):
+        await answers.put(message)
+
+    camera_side = ViewerConnection("v1", pipeline.fanout, rtc_configuration([]), "vp8", send, 10, lambda v: None)
+    viewer = RTCPeerConnection(rtc_configuration([]))
+    try:
+        viewer.addTransceiver("video", direction="recvonly")
+        got_track: asyncio.Future = loop.create_future()
+        viewer.on("track", got_track.set_result)
+        await viewer.setLocalDescription(await viewer.createOffer())
+        camera_side.post(Offer(sdp=viewer.localDescription.sdp))
+        answer = await asyncio.wait_for(answers.get(), 10)
+        await viewer.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        track = await asyncio.wait_for(got_track, 10)
+        frame = await asyncio.wait_for(track.recv(), 10)
+        # The first frame decodes to a readable picture: it started at a keyframe.
+        assert frame.width == 320 and read_stamp(frame.to_ndarray(format="gray")) is not None
+        for _ in range(10):
+            await asyncio.wait_for(track.recv(), 2)
+        keyframes_before = pipeline.stats.keyframes
+        requests_before = camera_side.track.keyframe_requests
+
+        receiver = viewer.getReceivers()[0]
+        ssrc = camera_side.pc.getSenders()[0]._ssrc
+        await receiver._send_rtcp_pli(ssrc)  # what aiortc's receiver sends on picture loss
+        for _ in range(30):
+            await asyncio.wait_for(track.recv(), 2)
+            if pipeline.stats.keyframes > keyframes_before:
+                break
+        assert camera_side.track.keyframe_requests > requests_before  # the PLI reached the track
+        assert pipeline.stats.keyframes > keyframes_before  # and the shared encoder
+    finally:
+        await viewer.close()
+        await camera_side.close()
+        await asyncio.to_thread(pipeline.stop)

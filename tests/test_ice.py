@@ -1,0 +1,48 @@
+"""peers/ice.py: ICE server URLs and the local addresses ICE may offer."""
+
+import aioice.ice
+import pytest
+from aiortc import RTCPeerConnection
+
+from peers.ice import parse_ice_server, restrict_host_addresses, rtc_configuration
+from signaling.protocol import IceServer
+
+
+def test_parse_stun_and_turn():
+    assert parse_ice_server("stun:127.0.0.1:3478") == IceServer(urls=["stun:127.0.0.1:3478"])
+    assert parse_ice_server("turn:al%40ice:s3cret@127.0.0.1:3478?transport=tcp") == IceServer(
+        urls=["turn:127.0.0.1:3478?transport=tcp"], username="al@ice", credential="s3cret")
+
+
+@pytest.mark.parametrize("url", ["http://x", "turn:127.0.0.1:3478", "stun:", "turn:user@host"])
+def test_bad_ice_server_urls_are_refused(url):
+    with pytest.raises(ValueError):
+        parse_ice_server(url)
+
+
+@pytest.fixture
+def restore_host_addresses():
+    yield
+    restrict_host_addresses([])
+
+
+def test_loopback_can_be_offered(restore_host_addresses):
+    restrict_host_addresses(["127.0.0.1"])
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
+    restrict_host_addresses(["lo"])
+    assert "127.0.0.1" in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+
+
+def test_unknown_interface_is_refused(restore_host_addresses):
+    with pytest.raises(ValueError, match="no-such-if0"):
+        restrict_host_addresses(["no-such-if0"])
+
+
+async def test_offer_carries_only_the_configured_address(restore_host_addresses):
+    restrict_host_addresses(["127.0.0.1"])
+    pc = RTCPeerConnection(rtc_configuration([]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    candidates = [line for line in pc.localDescription.sdp.splitlines() if line.startswith("a=candidate")]
+    await pc.close()
+    assert candidates and all(" 127.0.0.1 " in c and "typ host" in c for c in candidates)

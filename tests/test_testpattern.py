@@ -1,0 +1,52 @@
+"""peers/testpattern.py: the embedded stamp survives real VP8 and H.264 coding."""
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from peers.encoder import VideoEncoder
+from peers.testpattern import Stamp, TestPattern, block_size, read_stamp
+
+
+def test_stamp_reads_back_from_raw_pixels():
+    pattern = TestPattern(640, 480)
+    stamp = Stamp(time_ms=1_763_700_000_123, frame=123_456)
+    grey = cv2.cvtColor(pattern.render(stamp), cv2.COLOR_BGR2GRAY)
+    assert read_stamp(grey) == stamp
+
+
+def test_corrupted_code_is_rejected_not_misread():
+    pattern = TestPattern(640, 480)
+    grey = cv2.cvtColor(pattern.render(Stamp(1_000_000, 7)), cv2.COLOR_BGR2GRAY)
+    b = block_size(640)
+    grey[b : 2 * b, b : 2 * b] = 255 - grey[b : 2 * b, b : 2 * b]  # flip one bit
+    assert read_stamp(grey) is None
+
+
+def test_frames_move():
+    pattern = TestPattern(320, 240)
+    a, b = pattern.render(Stamp(0, 1)), pattern.render(Stamp(0, 2))
+    assert np.mean(np.abs(a.astype(int) - b.astype(int))) > 5
+
+
+@pytest.mark.parametrize("codec, decoder", [("vp8", "vp8"), ("h264", "h264")])
+@pytest.mark.parametrize("size", [(640, 480), (320, 240), (1280, 720)])
+def test_stamp_survives_the_codec(codec, decoder, size):
+    width, height = size
+    pattern = TestPattern(width, height)
+    encoder = VideoEncoder(codec, width, height, 30, 800_000)
+    decode = av.codec.CodecContext.create(decoder, "r")
+    read = []
+    for n in range(60):
+        stamp = Stamp(time_ms=1_763_700_000_000 + n * 33, frame=n)
+        i420 = cv2.cvtColor(pattern.render(stamp), cv2.COLOR_BGR2YUV_I420)
+        for packet in encoder.encode(i420, n * 3000, keyframe=n == 0):
+            for frame in decode.decode(packet):
+                read.append(read_stamp(frame.to_ndarray(format="gray")))
+    expected = [Stamp(1_763_700_000_000 + n * 33, n) for n in range(60)]
+    assert read == expected
+
+
+def test_a_black_code_area_is_no_stamp():
+    assert read_stamp(np.zeros((480, 640), np.uint8)) is None
