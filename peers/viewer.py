@@ -258,18 +258,21 @@ class Viewer:
     # -- frames ---------------------------------------------------------------
 
     async def _receive(self, track) -> None:
+        first_on_this_track = True
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
             arrived = time.time()
-            first = self.stats.frames == 0
             self.stats.add(frame.width, frame.height, read_stamp(_luma(frame)), arrived)
-            if first:
+            if self.stats.frames == 1:
                 _event(f"first frame after {(self.stats.first_frame_at - self.stats.started) * 1000:.0f} ms")
                 if self.options.duration is not None:
                     asyncio.get_running_loop().call_later(self.options.duration, self._finish)
+            elif first_on_this_track:
+                _event("video resumed")
+            first_on_this_track = False
             if self._recorder is not None:
                 self._recorder.write(frame, arrived)
             if self._window is not None:

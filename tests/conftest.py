@@ -160,11 +160,55 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+# Playwright passes its own --disable-features; only the last such flag counts, so
+# ours repeats Playwright's list and adds mDNS hiding (off, for loopback WebRTC).
+_PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,HttpsUpgrades,"
+    "HttpsFirstBalancedModeAutoEnable,LensOverlay,MediaRouter,PaintHolding,"
+    "ThirdPartyStoragePartitioning,AvoidCorsURLLoaderRestartOnRedirect,OptimizationHints,"
+    "NetworkTimeServiceQuerying,AimEnabled,PreconnectToSearch"
+)
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+    f"--disable-features=WebRtcHideLocalIpsWithMdns,{_PLAYWRIGHT_DISABLED_FEATURES}",
+]
+
+
 @pytest.fixture(scope="session")
-def chromium_path() -> str:
+def browser():
+    """Debian's headless Chromium, driven by Playwright (never a downloaded browser)."""
     require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
     try:
-        import playwright  # noqa: F401
+        from playwright.sync_api import sync_playwright
     except ImportError:
         require(False, "playwright is not installed (pip install playwright)")
-    return CHROMIUM
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def decoded_frames(page) -> int:
+    return page.evaluate("document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
+
+
+def wait_for_frames(page, more_than: int, timeout: float = 10) -> int:
+    """Wait until the page has decoded more than ``more_than`` frames."""
+    page.wait_for_function(
+        f"document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames > {more_than}",
+        timeout=timeout * 1000,
+    )
+    return decoded_frames(page)

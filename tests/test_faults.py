@@ -1,0 +1,46 @@
+"""Faults: a camera killed outright, then replaced; the server restarting."""
+
+from __future__ import annotations
+
+import signal
+
+from .conftest import decoded_frames, wait_for_frames
+
+
+def test_killed_camera_is_announced_and_a_new_one_resumes_page_and_cli(cluster, page):
+    cluster.start_server()
+    camera = cluster.start_camera("cam")
+    cli = cluster.start_viewer("cam", "--duration", "60")
+    cli.wait_for_log("first frame", timeout=15)
+    page.goto(f"{cluster.url}/view/cam")
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    wait_for_frames(page, 10)
+
+    camera.kill(signal.SIGKILL)
+    cli.wait_for_log("camera left", timeout=3)
+    page.wait_for_function("peercam.state() === 'waiting'", timeout=3_000)
+
+    cluster.start_camera("cam")
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    wait_for_frames(page, decoded_frames(page) + 60)
+    cli.wait_for_log("video resumed", timeout=15)
+    cli.kill(signal.SIGINT)
+    assert cli.summary(timeout=15)["frames"] > 0
+
+
+def test_page_and_cli_ride_out_a_server_restart(cluster, page):
+    server = cluster.start_server()
+    cluster.start_camera("cam")
+    cli = cluster.start_viewer("cam", "--duration", "60")
+    cli.wait_for_log("first frame", timeout=15)
+    page.goto(f"{cluster.url}/view/cam")
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+
+    server.kill(signal.SIGKILL)
+    page.wait_for_function("peercam.state() === 'reconnecting'", timeout=5_000)
+    cli.wait_for_log("reconnecting", timeout=5)
+    cluster.start_server()
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    wait_for_frames(page, decoded_frames(page) + 60)
+    cli.kill(signal.SIGINT)
+    assert cli.summary(timeout=15)["frames"] > 60

@@ -1,0 +1,50 @@
+"""web/: the stream list and the player, in real headless Chromium."""
+
+from __future__ import annotations
+
+from .conftest import decoded_frames, wait_for_frames
+
+
+def test_stream_list_links_to_a_player_that_plays(cluster, page):
+    cluster.start_server()
+    cluster.start_camera("lab")
+    page.goto(f"{cluster.url}/")
+    item = page.wait_for_selector("li.stream[data-stream=lab]", timeout=10_000)
+    assert "640x480" in item.inner_text()
+
+    page.click("li.stream[data-stream=lab] a")
+    page.wait_for_url(f"{cluster.url}/view/lab")
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    assert "p2p" in page.inner_text("#status")
+    first = wait_for_frames(page, 0)
+    wait_for_frames(page, first + 60)  # decoded frames keep rising
+    assert page.evaluate("document.getElementById('video').muted") is True
+    page.wait_for_function("peercam.stats().latencyMs !== null && peercam.stats().fps >= 20",
+                           timeout=5_000)
+    stats = page.evaluate("peercam.stats()")
+    assert (stats["width"], stats["height"]) == (640, 480)
+    assert 0 < stats["latencyMs"] < 500
+
+
+def test_stream_list_refreshes(cluster, page):
+    cluster.start_server()
+    page.goto(f"{cluster.url}/")
+    page.wait_for_selector("#empty", state="visible", timeout=5_000)
+    cluster.start_camera("late")
+    page.wait_for_selector("li.stream[data-stream=late]", timeout=10_000)
+
+
+def test_player_waits_for_a_camera_that_is_not_there_yet(cluster, page):
+    cluster.start_server()
+    page.goto(f"{cluster.url}/view/soon")
+    page.wait_for_function("peercam.state() === 'waiting'", timeout=10_000)
+    cluster.start_camera("soon")
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    wait_for_frames(page, decoded_frames(page) + 30)
+
+
+def test_bad_stream_name_shows_the_server_reason(cluster, page):
+    cluster.start_server()
+    page.goto(f"{cluster.url}/view/-bad")
+    page.wait_for_function("peercam.state() === 'error'", timeout=10_000)
+    assert "stream name" in page.inner_text("#status")
