@@ -210,7 +210,8 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
 def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
     source = _open_source("demo", args)
     server = f"http://{args.host}:{args.port}"
-    config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers))
+    config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
+                          ice_hosts=tuple(args.ice_host))
 
     async def demo() -> None:
         started = asyncio.Event()

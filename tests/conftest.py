@@ -176,9 +176,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
-    """Debian's headless Chromium, driven by Playwright (never a downloaded browser)."""
+    """Debian's headless Chromium, driven by Playwright (never a downloaded browser).
+
+    Per test: Playwright's sync API keeps an event loop running while it is open,
+    which would block the asyncio tests that follow.
+    """
     require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright

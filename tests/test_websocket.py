@@ -141,6 +141,7 @@ async def test_leaving_is_announced_both_ways(server):
         ('{"type": "offer", "sdp": "v=0"}', "wrong-state"),
         ('{"type": "watch", "stream": "' + "x" * (MAX_TEXT_MESSAGE_BYTES + 1) + '"}', "too-large"),
     ],
+    ids=lambda value: value if len(value) < 40 else f"{value[:20]}...({len(value)} bytes)",
 )
 async def test_bad_input_gets_an_error_and_nobody_else_notices(server, bad, code):
     camera = await publish(server)
