@@ -93,7 +93,7 @@ class CameraPeer:
             await asyncio.sleep(every)
             now = (stats.frames_captured, stats.frames_encoded, stats.frames_skipped)
             if last is not None and self.viewers:
-                captured, encoded, skipped = (a - b for a, b in zip(now, last))
+                captured, encoded, skipped = (a - b for a, b in zip(now, last, strict=True))
                 log.info("%d viewers; per second: %.1f captured, %.1f encoded, %.1f skipped; "
                          "encode %.1f ms; %d keyframes so far", len(self.viewers), captured / every,
                          encoded / every, skipped / every, stats.encode_ms, stats.keyframes)
@@ -119,9 +119,9 @@ class CameraPeer:
                         backoff.reset()
                         self.published.set()
                         log.info("publishing %r on %s", message.stream, self.options.server)
-                    elif isinstance(message, Error) and message.code == ErrorCode.STREAM_TAKEN and not ever_published:
-                        raise CameraError(message.reason)
                     elif isinstance(message, Error) and message.code == ErrorCode.STREAM_TAKEN:
+                        if not ever_published:
+                            raise CameraError(message.reason)
                         break  # our old connection may still be registered: retry soon
                     else:
                         self._handle(message)

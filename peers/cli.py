@@ -57,7 +57,8 @@ def _build_parser() -> argparse.ArgumentParser:
     view.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     view.add_argument("--record", metavar="FILE", help="record to an .mp4 or .mkv file")
     view.add_argument("--show", action="store_true", help="open a window (needs OpenCV with GUI support)")
-    view.add_argument("--timeout", type=float, default=15.0, help="give up when no video came within this (s)")
+    view.add_argument("--timeout", type=float, default=15.0,
+                      help="give up when no video came within this (s)")
     view.add_argument("--wait", type=float, default=0.0,
                       help="wait this long (s) for a stream that is not live yet; default: fail at once")
     view.add_argument("--connect-timeout", type=float, default=5.0,

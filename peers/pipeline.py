@@ -114,7 +114,8 @@ class MediaPipeline:
             i420 = cv2.cvtColor(frame.image, cv2.COLOR_BGR2YUV_I420)
             packets = self.encoder.encode(i420, int(frame.capture_time * 90000), keyframe)
             elapsed_ms = (time.perf_counter() - start) * 1000
-            self.stats.encode_ms = 0.9 * self.stats.encode_ms + 0.1 * elapsed_ms if self.stats.frames_encoded else elapsed_ms
+            average = self.stats.encode_ms if self.stats.frames_encoded else elapsed_ms
+            self.stats.encode_ms = 0.9 * average + 0.1 * elapsed_ms
             self.stats.frames_encoded += 1
             for packet in packets:
                 if packet.is_keyframe:

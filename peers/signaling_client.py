@@ -64,7 +64,8 @@ class SignalingClient:
             welcome = await asyncio.wait_for(self._receive(), timeout)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             await self.close()
-            raise SignalingError(f"cannot reach the signaling server at {self.url}: {exc or type(exc).__name__}") from exc
+            reason = str(exc) or type(exc).__name__
+            raise SignalingError(f"cannot reach the signaling server at {self.url}: {reason}") from exc
         if not isinstance(welcome, Welcome):
             await self.close()
             raise SignalingError(f"expected a welcome from {self.url}, got {type(welcome).__name__}")

@@ -201,7 +201,8 @@ class Viewer:
 
     def _stream_never_came(self) -> None:
         if self._live is None and self.stats.frames == 0:
-            self._finish(ViewerError(f"no such stream: {self.options.stream!r} did not go live within {self.options.wait:g} s"))
+            self._finish(ViewerError(
+                f"no such stream: {self.options.stream!r} did not go live within {self.options.wait:g} s"))
 
     # -- peer connection ------------------------------------------------------
 

@@ -87,7 +87,8 @@ class ViewerConnection:
             except Exception as exc:  # a bad offer or candidate must not stop the camera
                 log.warning("viewer %s: %s: %s", self.viewer_id, type(exc).__name__, exc)
                 await self._close_pc()
-                await self._send(Hangup(to=self.viewer_id, reason=f"camera could not use your {type(message).__name__.lower()}: {exc}"))
+                what = type(message).__name__.lower()
+                await self._send(Hangup(to=self.viewer_id, reason=f"camera could not use your {what}: {exc}"))
 
     async def _answer(self, sdp: str) -> None:
         await self._close_pc()  # a new offer starts over

@@ -8,7 +8,7 @@ of the structures below. Binary WebSocket messages are reserved for relay frames
 from __future__ import annotations
 
 import re
-from typing import Literal, Union
+from typing import Literal
 
 import msgspec
 
@@ -178,22 +178,13 @@ class Error(_Message, tag="error"):
     reason: str
 
 
-ClientMessage = Union[Publish, Watch, Offer, Answer, Candidate, Hangup]
-ServerMessage = Union[
-    Welcome,
-    Published,
-    Watching,
-    StreamLive,
-    StreamEnded,
-    ViewerJoined,
-    ViewerLeft,
-    Offer,
-    Answer,
-    Candidate,
-    Hangup,
-    Error,
-]
-RoutedMessage = Union[Offer, Answer, Candidate, Hangup]
+ClientMessage = Publish | Watch | Offer | Answer | Candidate | Hangup
+ServerMessage = (
+    Welcome | Published | Watching | StreamLive | StreamEnded | ViewerJoined | ViewerLeft
+    | Offer | Answer | Candidate | Hangup | Error
+)
+#: Messages the server passes between a camera and one of its viewers.
+ROUTED_TYPES = (Offer, Answer, Candidate, Hangup)
 
 
 def _tags(union: object) -> frozenset[str]:
@@ -236,20 +227,24 @@ def _decode(data: str | bytes, decoder: msgspec.json.Decoder, known: frozenset[s
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raw = _raw_decoder.decode(data)
-        kind = raw.get("type") if isinstance(raw, dict) else None
-        if not isinstance(raw, dict):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message must be a JSON object")
-        if kind is None:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message needs a 'type' field")
-        if not isinstance(kind, str) or kind not in known:
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_TYPE,
-                f"unknown message type {kind!r}; expected one of {', '.join(sorted(known))}",
-            )
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"invalid {kind!r} message: {exc}")
+        raise _explain(_raw_decoder.decode(data), known, exc) from None
     except msgspec.DecodeError as exc:
-        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}")
+        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+
+
+def _explain(raw: object, known: frozenset[str], exc: msgspec.ValidationError) -> ProtocolError:
+    """Why well-formed JSON is not a valid message."""
+    if not isinstance(raw, dict):
+        return ProtocolError(ErrorCode.BAD_MESSAGE, "a message must be a JSON object")
+    kind = raw.get("type")
+    if kind is None:
+        return ProtocolError(ErrorCode.BAD_MESSAGE, "a message needs a 'type' field")
+    if not isinstance(kind, str) or kind not in known:
+        return ProtocolError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown message type {kind!r}; expected one of {', '.join(sorted(known))}",
+        )
+    return ProtocolError(ErrorCode.BAD_MESSAGE, f"invalid {kind!r} message: {exc}")
 
 
 def decode_client_message(data: str | bytes) -> ClientMessage:

@@ -10,12 +10,9 @@ from .appkeys import CONFIG, REGISTRY, SOCKETS
 from .connection import Connection
 from .protocol import (
     PROTOCOL_VERSION,
-    Answer,
-    Candidate,
+    ROUTED_TYPES,
     Error,
     ErrorCode,
-    Hangup,
-    Offer,
     ProtocolError,
     Publish,
     Published,
@@ -87,7 +84,7 @@ def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:
         conn.send(Watching(stream=stream.name, live=stream.live))
         if stream.publisher is not None and stream.info is not None:
             conn.send(StreamLive(stream=stream.name, publisher=stream.publisher.id, info=stream.info))
-    elif isinstance(message, (Offer, Answer, Candidate, Hangup)):
+    elif isinstance(message, ROUTED_TYPES):
         target = registry.route_target(conn, message.to)
         message.to, message.sender = None, conn.id
         target.send(message)

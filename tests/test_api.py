@@ -49,7 +49,8 @@ async def test_healthz(http):
     assert body["status"] == "ok"
 
 
-@pytest.mark.parametrize("path, marker", [("/", "/static/js/index.js"), ("/view/demo", "/static/js/player.js")])
+@pytest.mark.parametrize("path, marker", [("/", "/static/js/index.js"),
+                                          ("/view/demo", "/static/js/player.js")])
 async def test_pages_are_served(http, path, marker):
     response = await http.get(path)
     assert response.status == 200 and response.content_type == "text/html"

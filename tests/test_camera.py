@@ -38,3 +38,12 @@ def test_h264_camera(cluster):
     assert get_json(f"{cluster.url}/api/streams/h264")["codec"] == "h264"
     summary = cluster.start_viewer("h264", "--duration", "2").summary(timeout=30)
     assert summary["fps"] >= 25 and summary["latency_ms"] is not None
+
+
+def test_a_leaving_viewer_is_torn_down_on_the_camera(cluster):
+    cluster.start_server()
+    camera = cluster.start_camera("lab")
+    cluster.start_viewer("lab", "--duration", "1").summary(timeout=30)
+    camera.wait_for_log("left", timeout=5)
+    camera.wait_for_log("connection closed", timeout=5)
+    assert get_json(f"{cluster.url}/api/streams/lab")["viewers"] == 0

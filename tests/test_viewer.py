@@ -8,7 +8,6 @@ import av
 import pytest
 
 
-
 def test_three_viewers_each_get_full_rate_and_low_latency(cluster):
     cluster.start_server()
     cluster.start_camera()

@@ -85,7 +85,8 @@ async def test_offer_answer_and_candidates_are_routed_by_peer_id(server):
     assert await camera.expect("offer") == {"type": "offer", "sdp": "v=0 offer", "from": viewer_id}
     await camera.send({"type": "answer", "sdp": "v=0 answer", "to": viewer_id})
     assert (await viewer.expect("answer"))["from"] == camera.welcome["peer_id"]
-    candidate = {"candidate": "candidate:1 1 udp 2 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+    candidate = {"candidate": "candidate:1 1 udp 2 127.0.0.1 5000 typ host",
+                 "sdpMid": "0", "sdpMLineIndex": 0}
     await viewer.send({"type": "candidate", "candidate": candidate})
     assert (await camera.expect("candidate"))["candidate"] == candidate
     await viewer.send({"type": "candidate", "candidate": None})
