@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from aiortc import RTCConfiguration
 
 from signaling.protocol import (
     Candidate,
     Error,
     ErrorCode,
     Hangup,
-    IceServer,
     Offer,
     Publish,
     Published,
@@ -21,7 +22,7 @@ from signaling.protocol import (
 )
 
 from .encoder import VideoEncoder
-from .ice import own_or_servers, restrict_host_addresses, rtc_configuration
+from .ice import IceOptions
 from .pipeline import MediaPipeline
 from .signaling_client import Backoff, SignalingClient, SignalingError
 from .sources import VideoSource
@@ -40,11 +41,7 @@ class CameraOptions:
     stream: str
     codec: str = "vp8"
     bitrate: int = 1_500_000
-    #: Our own ICE servers; None means use the ones the server hands out.
-    ice_servers: list[IceServer] | None = None
-    #: Our own ICE host addresses; None means use the ones the server hands out.
-    ice_hosts: list[str] | None = None
-    ice_transport: str = "all"
+    ice: IceOptions = field(default_factory=IceOptions)
     #: Close a viewer's peer connection that is not connected by then.
     connect_timeout: float = 15.0
 
@@ -55,7 +52,7 @@ class CameraPeer:
         self.source = source
         self.viewers: dict[str, ViewerConnection] = {}
         self.pipeline: MediaPipeline | None = None
-        self._ice_servers: list[IceServer] = []
+        self._rtc_configuration: RTCConfiguration | None = None
         self._client: SignalingClient | None = None
         #: Set once the server has accepted the stream (and again after each reconnect).
         self.published = asyncio.Event()
@@ -110,8 +107,7 @@ class CameraPeer:
             client = self._client = SignalingClient(self.options.server)
             try:
                 welcome = await client.connect()
-                self._ice_servers = own_or_servers(self.options.ice_servers, welcome.ice_servers)
-                restrict_host_addresses(own_or_servers(self.options.ice_hosts, welcome.ice_hosts))
+                self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info))
                 async for message in client.messages():
                     if isinstance(message, Published):
@@ -161,7 +157,7 @@ class CameraPeer:
         viewer = ViewerConnection(
             viewer_id,
             self.pipeline.fanout,
-            rtc_configuration(self._ice_servers, self.options.ice_transport),
+            self._rtc_configuration,
             self.options.codec,
             self._send,
             self.options.connect_timeout,

@@ -15,7 +15,7 @@ from signaling.app import serve
 from signaling.config import ServerConfig
 
 from .camera import CameraError, CameraOptions, CameraPeer
-from .ice import parse_ice_server, resolve_host_addresses
+from .ice import IceOptions, parse_ice_server, resolve_host_addresses
 from .sources import SourceError, open_source
 from .viewer import Viewer, ViewerError, ViewerOptions
 
@@ -147,15 +147,19 @@ def _open_source(command: str, args: argparse.Namespace):
         _fail(command, str(exc))
 
 
+def _ice_options(args: argparse.Namespace, ice_servers: list) -> IceOptions:
+    """Flags given on the command line win; the rest come from the server's welcome."""
+    return IceOptions(servers=ice_servers or None, hosts=args.ice_host or None,
+                      transport=getattr(args, "ice_transport", "all"))
+
+
 def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) -> CameraOptions:
     return CameraOptions(
         server=server,
         stream=args.stream,
         codec=args.codec,
         bitrate=args.bitrate * 1000,
-        ice_servers=ice_servers or None,
-        ice_hosts=args.ice_host or None,
-        ice_transport=getattr(args, "ice_transport", "all"),
+        ice=_ice_options(args, ice_servers),
     )
 
 
@@ -176,9 +180,7 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         first_frame_timeout=args.timeout,
         wait=args.wait,
         connect_timeout=args.connect_timeout,
-        ice_servers=ice_servers or None,
-        ice_hosts=args.ice_host or None,
-        ice_transport=args.ice_transport,
+        ice=_ice_options(args, ice_servers),
         record=args.record,
         show=args.show,
         status_line=sys.stderr.isatty() and not args.json,

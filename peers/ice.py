@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import aioice.ice
 import ifaddr
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.sdp import candidate_from_sdp
 
-from signaling.protocol import IceServer
+from signaling.protocol import IceCandidate, IceServer, Welcome
 
 _aioice_host_addresses = aioice.ice.get_host_addresses
 
@@ -90,6 +92,24 @@ def rtc_configuration(servers: Sequence[IceServer], transport_policy: str = "all
     )
 
 
-def own_or_servers(own: list | None, from_server: list) -> list:
-    """A peer's own ICE setting wins; without one it takes the server's."""
-    return own if own is not None else from_server
+@dataclass
+class IceOptions:
+    """A peer's own ICE settings; where one is None the server's (from its welcome) apply."""
+
+    servers: list[IceServer] | None = None
+    hosts: list[str] | None = None
+    transport: str = "all"  # "relay": TURN only
+
+    def configuration(self, welcome: Welcome) -> RTCConfiguration:
+        """The configuration for peer connections made under this welcome."""
+        restrict_host_addresses(self.hosts if self.hosts is not None else welcome.ice_hosts)
+        servers = self.servers if self.servers is not None else welcome.ice_servers
+        return rtc_configuration(servers, self.transport)
+
+
+def aiortc_candidate(init: IceCandidate) -> RTCIceCandidate:
+    """A trickled candidate (browser-shaped) as aiortc wants it."""
+    candidate = candidate_from_sdp(init.candidate.split(":", 1)[-1])
+    candidate.sdpMid = init.sdp_mid
+    candidate.sdpMLineIndex = init.sdp_mline_index
+    return candidate

@@ -6,13 +6,12 @@ import asyncio
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
-from aiortc.sdp import candidate_from_sdp
 
 from signaling.protocol import (
     Answer,
@@ -20,7 +19,6 @@ from signaling.protocol import (
     Error,
     ErrorCode,
     Hangup,
-    IceServer,
     Offer,
     StreamEnded,
     StreamLive,
@@ -29,7 +27,7 @@ from signaling.protocol import (
 )
 
 from .framestats import FrameStats
-from .ice import own_or_servers, restrict_host_addresses, rtc_configuration
+from .ice import IceOptions, aiortc_candidate
 from .recorder import Recorder
 from .signaling_client import Backoff, SignalingClient, SignalingError
 from .testpattern import read_stamp
@@ -56,10 +54,7 @@ class ViewerOptions:
     wait: float = 0.0
     #: A peer connection not connected by then is dropped and offered again.
     connect_timeout: float = 5.0
-    ice_servers: list[IceServer] | None = None
-    #: Our own ICE host addresses; None means use the ones the server hands out.
-    ice_hosts: list[str] | None = None
-    ice_transport: str = "all"
+    ice: IceOptions = field(default_factory=IceOptions)
     record: str | None = None
     show: bool = False
     status_line: bool = False
@@ -83,7 +78,7 @@ class Viewer:
         self.stats = FrameStats(started if started is not None else time.monotonic())
         self.mode = "p2p"
         self._client: SignalingClient | None = None
-        self._ice_servers: list[IceServer] = []
+        self._rtc_configuration: RTCConfiguration | None = None
         self._pc: RTCPeerConnection | None = None
         self._live: StreamLive | None = None
         self._done: asyncio.Future[None] | None = None
@@ -148,8 +143,7 @@ class Viewer:
                 welcome = await client.connect()
                 connected_once = True
                 backoff.reset()
-                self._ice_servers = own_or_servers(self.options.ice_servers, welcome.ice_servers)
-                restrict_host_addresses(own_or_servers(self.options.ice_hosts, welcome.ice_hosts))
+                self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Watch(stream=self.options.stream))
                 async for message in client.messages():
                     await self._handle(message)
@@ -185,10 +179,7 @@ class Viewer:
         elif isinstance(message, Answer) and self._pc is not None:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=message.sdp, type="answer"))
         elif isinstance(message, Candidate) and self._pc is not None and message.candidate:
-            candidate = candidate_from_sdp(message.candidate.candidate.split(":", 1)[-1])
-            candidate.sdpMid = message.candidate.sdp_mid
-            candidate.sdpMLineIndex = message.candidate.sdp_mline_index
-            await self._pc.addIceCandidate(candidate)
+            await self._pc.addIceCandidate(aiortc_candidate(message.candidate))
         elif isinstance(message, Hangup):
             _event(f"camera hung up: {message.reason}")
             await self._close_pc()
@@ -208,7 +199,7 @@ class Viewer:
 
     async def _offer(self) -> None:
         await self._close_pc()
-        pc = self._pc = RTCPeerConnection(rtc_configuration(self._ice_servers, self.options.ice_transport))
+        pc = self._pc = RTCPeerConnection(self._rtc_configuration)
         pc.addTransceiver("video", direction="recvonly")
         pc.createDataChannel("chat")
 

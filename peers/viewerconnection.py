@@ -7,13 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.sdp import candidate_from_sdp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from signaling.protocol import Answer, Candidate, Hangup, Offer
 
 from .fanout import FanOut, FanOutTrack
-from .ice import RTCConfiguration
+from .ice import aiortc_candidate
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +124,7 @@ class ViewerConnection:
         if init is None or not init.candidate:
             await self._pc.addIceCandidate(None)
             return
-        candidate = candidate_from_sdp(init.candidate.split(":", 1)[-1])
-        candidate.sdpMid = init.sdp_mid
-        candidate.sdpMLineIndex = init.sdp_mline_index
-        await self._pc.addIceCandidate(candidate)
+        await self._pc.addIceCandidate(aiortc_candidate(init))
 
     async def _close_pc(self) -> None:
         pc, self._pc = self._pc, None

@@ -4,8 +4,14 @@ import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection
 
-from peers.ice import parse_ice_server, restrict_host_addresses, rtc_configuration
-from signaling.protocol import IceServer
+from peers.ice import (
+    IceOptions,
+    aiortc_candidate,
+    parse_ice_server,
+    restrict_host_addresses,
+    rtc_configuration,
+)
+from signaling.protocol import IceCandidate, IceServer, Welcome
 
 
 def test_parse_stun_and_turn():
@@ -46,3 +52,21 @@ async def test_offer_carries_only_the_configured_address(restore_host_addresses)
     candidates = [line for line in pc.localDescription.sdp.splitlines() if line.startswith("a=candidate")]
     await pc.close()
     assert candidates and all(" 127.0.0.1 " in c and "typ host" in c for c in candidates)
+
+
+def test_own_settings_win_over_the_welcome(restore_host_addresses):
+    welcome = Welcome(peer_id="p", ice_servers=[IceServer(urls=["stun:127.0.0.1:3478"])], protocol=1,
+                      ice_hosts=["127.0.0.1"])
+    from_server = IceOptions().configuration(welcome)
+    assert [s.urls for s in from_server.iceServers] == [["stun:127.0.0.1:3478"]]
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
+
+    own = IceOptions(servers=[], hosts=["lo"], transport="relay").configuration(welcome)
+    assert own.iceServers == [] and own.iceTransportPolicy.value == "relay"
+
+
+def test_browser_candidate_becomes_an_aiortc_candidate():
+    line = "candidate:842163049 1 udp 1677729535 127.0.0.1 50000 typ srflx raddr 0.0.0.0 rport 0"
+    candidate = aiortc_candidate(IceCandidate(line, sdp_mid="0", sdp_mline_index=0))
+    assert (candidate.ip, candidate.port, candidate.type) == ("127.0.0.1", 50000, "srflx")
+    assert candidate.sdpMid == "0"
