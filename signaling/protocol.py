@@ -90,38 +90,37 @@ class Watch(_Message, tag="watch"):
 # Routed both ways ---------------------------------------------------------------
 
 
-class Offer(_Message, tag="offer"):
-    """SDP offer. Viewers offer (recvonly video + "chat" data channel).
+class _Routed(_Message, kw_only=True):
+    """A message between a camera and one viewer, passed on by the server.
 
     ``to`` is required from a camera and optional from a viewer (whose messages
     always go to its stream's camera); the server fills in ``from`` when routing.
     """
 
-    sdp: str
     to: str | None = None
     sender: str | None = msgspec.field(default=None, name="from")
 
 
-class Answer(_Message, tag="answer"):
+class Offer(_Routed, tag="offer"):
+    """SDP offer. Viewers offer (recvonly video + a "chat" data channel)."""
+
     sdp: str
-    to: str | None = None
-    sender: str | None = msgspec.field(default=None, name="from")
 
 
-class Candidate(_Message, tag="candidate"):
+class Answer(_Routed, tag="answer"):
+    sdp: str
+
+
+class Candidate(_Routed, tag="candidate"):
     """A trickled ICE candidate; ``candidate: null`` means end of candidates."""
 
     candidate: IceCandidate | None = None
-    to: str | None = None
-    sender: str | None = msgspec.field(default=None, name="from")
 
 
-class Hangup(_Message, tag="hangup"):
+class Hangup(_Routed, tag="hangup"):
     """Either side closed its peer connection, and says why (a bad offer, say)."""
 
     reason: str
-    to: str | None = None
-    sender: str | None = msgspec.field(default=None, name="from")
 
 
 # Server -> client ---------------------------------------------------------------
@@ -184,7 +183,7 @@ ServerMessage = (
     | Offer | Answer | Candidate | Hangup | Error
 )
 #: Messages the server passes between a camera and one of its viewers.
-ROUTED_TYPES = (Offer, Answer, Candidate, Hangup)
+ROUTED_TYPES = tuple(_Routed.__subclasses__())
 
 
 def _tags(union: object) -> frozenset[str]:
