@@ -16,6 +16,7 @@ from signaling.protocol import (
     Offer,
     Publish,
     Published,
+    RelayFrames,
     StreamInfo,
     ViewerJoined,
     ViewerLeft,
@@ -44,6 +45,9 @@ class CameraOptions:
     ice: IceOptions = field(default_factory=IceOptions)
     #: Close a viewer's peer connection that is not connected by then.
     connect_timeout: float = 15.0
+    jpeg_quality: int = 80
+    #: Cap on relay frames per second (None: every captured frame).
+    relay_fps: float | None = None
 
 
 class CameraPeer:
@@ -54,6 +58,9 @@ class CameraPeer:
         self.pipeline: MediaPipeline | None = None
         self._rtc_configuration: RTCConfiguration | None = None
         self._client: SignalingClient | None = None
+        # The newest relay frame not yet sent to the server (latest frame wins).
+        self._relay_frame: bytes | None = None
+        self._relay_ready = asyncio.Event()
         #: Set once the server has accepted the stream (and again after each reconnect).
         self.published = asyncio.Event()
 
@@ -67,7 +74,8 @@ class CameraPeer:
         loop = asyncio.get_running_loop()
         encoder = VideoEncoder(self.options.codec, self.source.width, self.source.height,
                                self.source.fps, self.options.bitrate)
-        self.pipeline = MediaPipeline(self.source, encoder, loop)
+        self.pipeline = MediaPipeline(self.source, encoder, loop, jpeg_quality=self.options.jpeg_quality,
+                                      relay_fps=self.options.relay_fps)
         self.pipeline.start()
         signaling = asyncio.create_task(self._stay_published())
         reporter = asyncio.create_task(self._log_stats())
@@ -105,6 +113,7 @@ class CameraPeer:
         ever_published = False
         while True:
             client = self._client = SignalingClient(self.options.server)
+            relay_sender = asyncio.create_task(self._send_relay_frames(client))
             try:
                 welcome = await client.connect()
                 self._rtc_configuration = self.options.ice.configuration(welcome)
@@ -124,13 +133,39 @@ class CameraPeer:
             except SignalingError as exc:
                 log.warning("%s; reconnecting", exc)
             finally:
+                self._set_relay(False)
+                relay_sender.cancel()
                 self.published.clear()
                 self._client = None
                 await client.close()
             await backoff.wait()
 
+    def _set_relay(self, send: bool) -> None:
+        assert self.pipeline is not None
+        if send == (self.pipeline.relay_sink is not None):
+            return
+        self.pipeline.relay_sink = self._queue_relay_frame if send else None
+        log.info("relay: %s JPEG frames", "sending" if send else "stopped")
+
+    def _queue_relay_frame(self, frame: bytes) -> None:
+        self._relay_frame = frame
+        self._relay_ready.set()
+
+    async def _send_relay_frames(self, client: SignalingClient) -> None:
+        while True:
+            await self._relay_ready.wait()
+            self._relay_ready.clear()
+            frame, self._relay_frame = self._relay_frame, None
+            if frame is not None:
+                try:
+                    await client.send_bytes(frame)
+                except (SignalingError, ConnectionError):
+                    return
+
     def _handle(self, message: object) -> None:
-        if isinstance(message, (Offer, Candidate, Hangup)) and message.sender:
+        if isinstance(message, RelayFrames):
+            self._set_relay(message.send)
+        elif isinstance(message, (Offer, Candidate, Hangup)) and message.sender:
             viewer = self.viewers.get(message.sender)
             if viewer is None:
                 viewer = self._add_viewer(message.sender)

@@ -61,8 +61,12 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="give up when no video came within this (s)")
     view.add_argument("--wait", type=float, default=0.0,
                       help="wait this long (s) for a stream that is not live yet; default: fail at once")
+    view.add_argument("--mode", choices=("auto", "p2p", "relay"), default="auto",
+                      help="auto: P2P, falling back to the relay through the server when it cannot connect")
     view.add_argument("--connect-timeout", type=float, default=5.0,
-                      help="re-offer when ICE is not connected within this (s)")
+                      help="P2P not connected within this (s) counts as failed")
+    view.add_argument("--p2p-retry", type=float, default=30.0,
+                      help="in auto mode on the relay, try P2P again this often (s)")
 
     demo = commands.add_parser("demo", help="server and test-pattern camera in one command")
     demo.add_argument("--host", default="127.0.0.1")
@@ -81,6 +85,9 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
     parser.add_argument("--bitrate", type=int, default=1500, help="video bitrate in kbit/s")
+    parser.add_argument("--jpeg-quality", type=int, default=80, choices=range(1, 101), metavar="1-100",
+                        help="JPEG quality of relay frames")
+    parser.add_argument("--relay-fps", type=float, help="cap on relay frames per second (default: all)")
 
 
 def _setup_logging(verbose: int, default: int = logging.WARNING) -> None:
@@ -159,6 +166,8 @@ def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) ->
         stream=args.stream,
         codec=args.codec,
         bitrate=args.bitrate * 1000,
+        jpeg_quality=args.jpeg_quality,
+        relay_fps=args.relay_fps,
         ice=_ice_options(args, ice_servers),
     )
 
@@ -179,7 +188,9 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         duration=args.duration,
         first_frame_timeout=args.timeout,
         wait=args.wait,
+        mode=args.mode,
         connect_timeout=args.connect_timeout,
+        p2p_retry=args.p2p_retry,
         ice=_ice_options(args, ice_servers),
         record=args.record,
         show=args.show,

@@ -1,9 +1,11 @@
-"""The camera peer's media pipeline: one capture loop, one encoder, many readers.
+r"""The camera peer's media pipeline: one capture loop, one encoder, many readers.
 
     source --capture thread--> newest frame --encode thread--> FanOut (event loop)
+                                                          \--> JPEG relay frame (event loop)
 
 Capture never waits for the encoder: a frame not yet encoded is replaced by a newer
-one (latest frame wins). The encoder runs only while a viewer is reading, once per
+one (latest frame wins). The video encoder runs only while a P2P viewer is reading,
+and the JPEG encoder only while the server asks for relay frames; each runs once per
 frame whatever the number of viewers.
 """
 
@@ -13,9 +15,12 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
+
+from signaling.relayframe import RelayFrameHeader
 
 from .encoder import VideoEncoder
 from .fanout import EncodedFrame, FanOut
@@ -31,6 +36,7 @@ class PipelineStats:
     frames_skipped: int = 0  # captured, then replaced before the encoder got to them
     keyframes: int = 0
     encode_ms: float = 0.0  # moving average
+    relay_frames: int = 0
 
 
 class MediaPipeline:
@@ -40,6 +46,8 @@ class MediaPipeline:
         encoder: VideoEncoder,
         loop: asyncio.AbstractEventLoop,
         min_keyframe_interval: float = 0.25,
+        jpeg_quality: int = 80,
+        relay_fps: float | None = None,
     ) -> None:
         self.source = source
         self.encoder = encoder
@@ -54,6 +62,12 @@ class MediaPipeline:
         self._stopping = threading.Event()
         self._keyframe_wanted = False
         self._last_keyframe = 0.0
+        self.jpeg_quality = jpeg_quality
+        self._relay_interval = 1.0 / relay_fps if relay_fps else 0.0
+        self._last_relay_frame = 0.0
+        self._relay_sequence = 0
+        #: Set on the event loop: JPEG frames go here while it is not None.
+        self.relay_sink: Callable[[bytes], None] | None = None
         self._threads = [
             threading.Thread(target=self._capture_loop, name="capture", daemon=True),
             threading.Thread(target=self._encode_loop, name="encode", daemon=True),
@@ -103,23 +117,45 @@ class MediaPipeline:
     def _encode_loop(self) -> None:
         while not self._stopping.is_set():
             frame = self._next_frame()
-            if frame is None or not len(self.fanout):
+            if frame is None:
                 continue
-            start = time.perf_counter()
-            keyframe = self._keyframe_wanted and (
-                time.monotonic() - self._last_keyframe >= self._min_keyframe_interval
-            )
-            if keyframe:
-                self._keyframe_wanted = False
-            i420 = cv2.cvtColor(frame.image, cv2.COLOR_BGR2YUV_I420)
-            packets = self.encoder.encode(i420, int(frame.capture_time * 90000), keyframe)
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            average = self.stats.encode_ms if self.stats.frames_encoded else elapsed_ms
-            self.stats.encode_ms = 0.9 * average + 0.1 * elapsed_ms
-            self.stats.frames_encoded += 1
-            for packet in packets:
-                if packet.is_keyframe:
-                    self.stats.keyframes += 1
-                    self._last_keyframe = time.monotonic()
-                encoded = EncodedFrame(packet, packet.is_keyframe, frame.capture_time, frame.number)
-                self._loop.call_soon_threadsafe(self.fanout.publish, encoded)
+            if len(self.fanout):
+                self._encode_video(frame)
+            relay_sink = self.relay_sink
+            if relay_sink is not None:
+                self._encode_jpeg(frame, relay_sink)
+
+    def _encode_video(self, frame: CapturedFrame) -> None:
+        start = time.perf_counter()
+        keyframe = self._keyframe_wanted and (
+            time.monotonic() - self._last_keyframe >= self._min_keyframe_interval
+        )
+        if keyframe:
+            self._keyframe_wanted = False
+        i420 = cv2.cvtColor(frame.image, cv2.COLOR_BGR2YUV_I420)
+        packets = self.encoder.encode(i420, int(frame.capture_time * 90000), keyframe)
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        average = self.stats.encode_ms if self.stats.frames_encoded else elapsed_ms
+        self.stats.encode_ms = 0.9 * average + 0.1 * elapsed_ms
+        self.stats.frames_encoded += 1
+        for packet in packets:
+            if packet.is_keyframe:
+                self.stats.keyframes += 1
+                self._last_keyframe = time.monotonic()
+            encoded = EncodedFrame(packet, packet.is_keyframe, frame.capture_time, frame.number)
+            self._loop.call_soon_threadsafe(self.fanout.publish, encoded)
+
+    def _encode_jpeg(self, frame: CapturedFrame, sink: Callable[[bytes], None]) -> None:
+        now = time.monotonic()
+        if now - self._last_relay_frame < self._relay_interval * 0.9:
+            return  # over the relay frame-rate cap
+        self._last_relay_frame = now
+        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            return
+        height, width = frame.image.shape[:2]
+        header = RelayFrameHeader(self._relay_sequence, int(frame.capture_time * 1_000_000),
+                                  width, height, self.jpeg_quality)
+        self._relay_sequence += 1
+        self.stats.relay_frames += 1
+        self._loop.call_soon_threadsafe(sink, header.pack(jpeg.tobytes()))

@@ -83,12 +83,17 @@ class SignalingClient:
     async def send_bytes(self, data: bytes) -> None:
         if self._ws is None or self._ws.closed:
             raise SignalingError("not connected to the signaling server")
-        await self._ws.send_bytes(data)
+        try:
+            await self._ws.send_bytes(data)
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise SignalingError(f"lost the signaling server: {exc}") from exc
 
     async def _receive(self):
         assert self._ws is not None
         while True:
             msg = await self._ws.receive()
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                return msg.data  # a relay frame
             if msg.type == aiohttp.WSMsgType.TEXT:
                 try:
                     return decode_server_message(msg.data)
@@ -101,7 +106,10 @@ class SignalingClient:
                 raise SignalingError(f"the signaling server closed the connection ({reason})")
 
     async def messages(self) -> AsyncIterator:
-        """Server messages until the connection ends (then SignalingError)."""
+        """Server messages (and relay frames, as bytes) until the connection ends.
+
+        Raises SignalingError when it ends.
+        """
         while True:
             message = await self._receive()
             if isinstance(message, Error):

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 import av
+import cv2
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
@@ -20,17 +21,19 @@ from signaling.protocol import (
     ErrorCode,
     Hangup,
     Offer,
+    Relay,
     StreamEnded,
     StreamLive,
     Watch,
     Watching,
 )
+from signaling.relayframe import RelayFrameError, parse_relay_frame
 
 from .framestats import FrameStats
 from .ice import IceOptions, aiortc_candidate
 from .recorder import Recorder
 from .signaling_client import Backoff, SignalingClient, SignalingError
-from .testpattern import read_stamp
+from .testpattern import Stamp, read_stamp
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,13 @@ class ViewerOptions:
     first_frame_timeout: float = 15.0
     #: How long a stream that is not live yet may take to appear (0: fail at once).
     wait: float = 0.0
-    #: A peer connection not connected by then is dropped and offered again.
+    #: "p2p" (WebRTC only), "relay" (JPEG over the signaling WebSocket), or "auto":
+    #: P2P, falling back to the relay when it does not connect, and back again.
+    mode: str = "auto"
+    #: A peer connection not connected by then counts as failed.
     connect_timeout: float = 5.0
+    #: In auto mode on the relay, how often to try P2P again.
+    p2p_retry: float = 30.0
     ice: IceOptions = field(default_factory=IceOptions)
     record: str | None = None
     show: bool = False
@@ -76,7 +84,8 @@ class Viewer:
     def __init__(self, options: ViewerOptions, started: float | None = None) -> None:
         self.options = options
         self.stats = FrameStats(started if started is not None else time.monotonic())
-        self.mode = "p2p"
+        #: How video arrives now: "p2p" or "relay".
+        self.mode = "relay" if options.mode == "relay" else "p2p"
         self._client: SignalingClient | None = None
         self._rtc_configuration: RTCConfiguration | None = None
         self._pc: RTCPeerConnection | None = None
@@ -85,6 +94,7 @@ class Viewer:
         self._recorder = Recorder(options.record) if options.record else None
         self._window = self._open_window() if options.show else None
         self._tasks: set[asyncio.Task] = set()
+        self._relay_frames_in_run = 0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -145,8 +155,13 @@ class Viewer:
                 backoff.reset()
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Watch(stream=self.options.stream))
+                if self.mode == "relay":
+                    await client.send(Relay(enabled=True))
                 async for message in client.messages():
-                    await self._handle(message)
+                    if isinstance(message, bytes):
+                        self._relay_frame_arrived(message)
+                    else:
+                        await self._handle(message)
             except SignalingError as exc:
                 if not connected_once:
                     self._finish(ViewerError(str(exc)))
@@ -169,21 +184,22 @@ class Viewer:
             self._live = message
             info = message.info
             _event(f"stream {message.stream!r} is live: {info.width}x{info.height}@{info.fps:g} {info.codec}")
-            if self._pc is None or self._pc.connectionState in ("failed", "closed"):
+            if self.options.mode != "relay" and (
+                self._pc is None or self._pc.connectionState in ("failed", "closed")
+            ):
                 await self._offer()
         elif isinstance(message, StreamEnded):
             self._live = None
             _event(f"camera left {message.stream!r} ({message.reason}); waiting for it to come back")
             await self._close_pc()
             self.stats.stream_restarted()
+            self._relay_frames_in_run = 0
         elif isinstance(message, Answer) and self._pc is not None:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=message.sdp, type="answer"))
         elif isinstance(message, Candidate) and self._pc is not None and message.candidate:
             await self._pc.addIceCandidate(aiortc_candidate(message.candidate))
         elif isinstance(message, Hangup):
-            _event(f"camera hung up: {message.reason}")
-            await self._close_pc()
-            self._spawn(self._offer_again_later())
+            await self._p2p_failed(f"camera hung up: {message.reason}")
         elif isinstance(message, Error):
             if message.code in _FATAL_CODES:
                 self._finish(ViewerError(message.reason))
@@ -214,9 +230,7 @@ class Viewer:
             if pc.connectionState == "connected":
                 _event("connected (p2p)")
             elif pc.connectionState in ("failed", "closed"):
-                _event(f"peer connection {pc.connectionState}")
-                await self._close_pc()
-                self._spawn(self._offer_again_later())
+                await self._p2p_failed(f"peer connection {pc.connectionState}")
 
         await pc.setLocalDescription(await pc.createOffer())
         self._spawn(self._expect_connection(pc))
@@ -227,13 +241,30 @@ class Viewer:
         """aiortc takes about a minute to call ICE failed: decide much sooner."""
         await asyncio.sleep(self.options.connect_timeout)
         if pc is self._pc and pc.connectionState != "connected":
-            _event(f"not connected within {self.options.connect_timeout:g} s; trying again")
-            await self._close_pc()
             if self._client is not None:
                 await self._client.send(Hangup(reason="not connected in time"))
-            await self._offer_again_later(0)
+            await self._p2p_failed(f"p2p not connected within {self.options.connect_timeout:g} s")
 
-    async def _offer_again_later(self, delay: float = 1.0) -> None:
+    async def _p2p_failed(self, why: str) -> None:
+        """P2P did not connect or broke: try again, or in auto mode use the relay meanwhile."""
+        await self._close_pc()
+        if self.options.mode == "auto":
+            if self.mode != "relay":
+                _event(f"{why}; switching to the relay")
+                await self._switch_mode("relay")
+            self._spawn(self._offer_again_later(self.options.p2p_retry))
+        else:
+            _event(f"{why}; trying again")
+            self._spawn(self._offer_again_later(1.0))
+
+    async def _switch_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.stats.stream_restarted()  # frame numbering differs between the paths
+        self._relay_frames_in_run = 0
+        if self._client is not None:
+            await self._client.send(Relay(enabled=mode == "relay"))
+
+    async def _offer_again_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         if self._live is not None and self._pc is None:
             await self._offer()
@@ -257,18 +288,49 @@ class Viewer:
             except MediaStreamError:
                 return
             arrived = time.time()
+            if self.mode == "relay":  # a P2P retry worked: the relay is no longer needed
+                _event("p2p connected again; leaving the relay")
+                await self._switch_mode("p2p")
             self.stats.add(frame.width, frame.height, read_stamp(_luma(frame)), arrived)
-            if self.stats.frames == 1:
-                _event(f"first frame after {(self.stats.first_frame_at - self.stats.started) * 1000:.0f} ms")
-                if self.options.duration is not None:
-                    asyncio.get_running_loop().call_later(self.options.duration, self._finish)
-            elif first_on_this_track:
-                _event("video resumed")
+            self._frame_counted(first_on_this_track)
             first_on_this_track = False
             if self._recorder is not None:
                 self._recorder.write(frame, arrived)
             if self._window is not None:
-                self._show(frame)
+                self._show(frame.to_ndarray(format="bgr24"))
+
+    def _relay_frame_arrived(self, data: bytes) -> None:
+        if self.mode != "relay":
+            return  # still in flight after moving back to P2P
+        arrived = time.time()
+        try:
+            header, jpeg = parse_relay_frame(data)
+        except RelayFrameError as exc:
+            _event(f"ignoring a bad relay frame: {exc}")
+            return
+        first_of_run = self._relay_frames_in_run == 0
+        self._relay_frames_in_run += 1
+        self.stats.bytes_received += len(data)
+        self.stats.add(header.width, header.height,
+                       Stamp(time_ms=header.capture_time_us // 1000, frame=header.sequence), arrived)
+        self._frame_counted(first_of_run)
+        if self._recorder is not None or self._window is not None:
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                return
+            if self._recorder is not None:
+                self._recorder.write(av.VideoFrame.from_ndarray(image, format="bgr24"), arrived)
+            if self._window is not None:
+                self._show(image)
+
+    def _frame_counted(self, first_of_run: bool) -> None:
+        if self.stats.frames == 1:
+            _event(f"first frame after {(self.stats.first_frame_at - self.stats.started) * 1000:.0f} ms"
+                   f" ({self.mode})")
+            if self.options.duration is not None:
+                asyncio.get_running_loop().call_later(self.options.duration, self._finish)
+        elif first_of_run:
+            _event(f"video resumed ({self.mode})")
 
     async def _print_status(self) -> None:
         while True:
@@ -283,8 +345,6 @@ class Viewer:
     # -- window ---------------------------------------------------------------
 
     def _open_window(self) -> str | None:
-        import cv2
-
         title = f"peercam: {self.options.stream}"
         try:
             cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
@@ -294,9 +354,7 @@ class Viewer:
             return None
         return title
 
-    def _show(self, frame: av.VideoFrame) -> None:
-        import cv2
-
-        cv2.imshow(self._window, frame.to_ndarray(format="bgr24"))
+    def _show(self, image: np.ndarray) -> None:
+        cv2.imshow(self._window, image)
         if cv2.waitKey(1) in (ord("q"), 27):
             self._finish()

@@ -9,6 +9,7 @@ import secrets
 from aiohttp import WSCloseCode, web
 
 from .protocol import encode
+from .relay import RelayReader
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ class Connection:
         #: "publisher" or "viewer" once the client said publish or watch.
         self.role: str | None = None
         self.stream: str | None = None
+        #: Set while this viewer is on its stream's relay.
+        self.relay_reader: RelayReader | None = None
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_limit)
         self._writer: asyncio.Task | None = None
 

@@ -31,6 +31,7 @@ class ErrorCode:
     UNKNOWN_TYPE = "unknown-type"
     TOO_LARGE = "too-large"
     BINARY_NOT_ALLOWED = "binary-not-allowed"
+    BAD_RELAY_FRAME = "bad-relay-frame"
     BAD_STREAM_NAME = "bad-stream-name"
     STREAM_TAKEN = "stream-taken"
     NO_SUCH_STREAM = "no-such-stream"
@@ -85,6 +86,12 @@ class Watch(_Message, tag="watch"):
     """A viewer follows a stream, live or not yet live."""
 
     stream: str
+
+
+class Relay(_Message, tag="relay"):
+    """A viewer asks for (or leaves) its stream's relay: JPEG frames over this socket."""
+
+    enabled: bool
 
 
 # Routed both ways ---------------------------------------------------------------
@@ -162,6 +169,12 @@ class StreamEnded(_Message, tag="stream-ended"):
     reason: str
 
 
+class RelayFrames(_Message, tag="relay-frames"):
+    """Tells the camera to send (or stop sending) relay frames: someone is on the relay."""
+
+    send: bool
+
+
 class ViewerJoined(_Message, tag="viewer-joined"):
     peer_id: str
 
@@ -177,9 +190,9 @@ class Error(_Message, tag="error"):
     reason: str
 
 
-ClientMessage = Publish | Watch | Offer | Answer | Candidate | Hangup
+ClientMessage = Publish | Watch | Relay | Offer | Answer | Candidate | Hangup
 ServerMessage = (
-    Welcome | Published | Watching | StreamLive | StreamEnded | ViewerJoined | ViewerLeft
+    Welcome | Published | Watching | StreamLive | StreamEnded | RelayFrames | ViewerJoined | ViewerLeft
     | Offer | Answer | Candidate | Hangup | Error
 )
 #: Messages the server passes between a camera and one of its viewers.

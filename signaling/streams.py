@@ -15,6 +15,7 @@ from .connection import Connection
 from .protocol import (
     ErrorCode,
     ProtocolError,
+    RelayFrames,
     StreamEnded,
     StreamInfo,
     StreamLive,
@@ -22,6 +23,8 @@ from .protocol import (
     ViewerLeft,
     check_stream_name,
 )
+from .relay import RelayHub, RelayReader
+from .relayframe import RelayFrameError, parse_relay_frame
 
 
 @dataclass
@@ -32,6 +35,14 @@ class Stream:
     #: Unix time the current publisher started.
     since: float | None = None
     viewers: dict[str, Connection] = field(default_factory=dict)
+    relay: RelayHub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relay = RelayHub(self._relay_demand)
+
+    def _relay_demand(self, wanted: bool) -> None:
+        if self.publisher is not None:
+            self.publisher.send(RelayFrames(send=wanted))
 
     @property
     def live(self) -> bool:
@@ -43,6 +54,8 @@ class Stream:
             "name": self.name,
             "live": self.live,
             "viewers": len(self.viewers),
+            "relay_viewers": sum(1 for v in self.viewers.values() if v.relay_reader is not None),
+            "relay_readers": len(self.relay),
             "width": info.width if info else None,
             "height": info.height if info else None,
             "fps": info.fps if info else None,
@@ -80,6 +93,8 @@ class StreamRegistry:
         live = StreamLive(stream=name, publisher=conn.id, info=info)
         for viewer in stream.viewers.values():
             viewer.send(live)
+        if stream.relay.wanted:
+            conn.send(RelayFrames(send=True))
         return stream
 
     def watch(self, conn: Connection, name: str) -> Stream:
@@ -102,14 +117,40 @@ class StreamRegistry:
             return
         if conn.role == "publisher" and stream.publisher is conn:
             stream.publisher, stream.info, stream.since = None, None, None
+            stream.relay.camera_left()
             ended = StreamEnded(stream=stream.name, reason=reason)
             for viewer in stream.viewers.values():
                 viewer.send(ended)
         elif conn.role == "viewer" and stream.viewers.pop(conn.id, None) is not None:
+            self.set_relay(conn, False)
             if stream.publisher is not None:
                 stream.publisher.send(ViewerLeft(peer_id=conn.id))
-        if not stream.live and not stream.viewers:
+        if not stream.live and not stream.viewers and not len(stream.relay):
             del self._streams[stream.name]
+
+    def set_relay(self, conn: Connection, enabled: bool) -> None:
+        """Put a viewer on its stream's relay, or take it off."""
+        stream = self._streams.get(conn.stream or "")
+        if stream is None or conn.role != "viewer":
+            raise ProtocolError(ErrorCode.WRONG_STATE, "watch a stream before asking for its relay")
+        if enabled and conn.relay_reader is None:
+            conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes)
+            stream.relay.add(conn.relay_reader)
+        elif not enabled and conn.relay_reader is not None:
+            stream.relay.remove(conn.relay_reader)
+            conn.relay_reader = None
+
+    def relay_frame(self, conn: Connection, data: bytes) -> None:
+        """A relay frame from a camera, for its stream's relay readers."""
+        stream = self._streams.get(conn.stream or "")
+        if stream is None or conn.role != "publisher":
+            raise ProtocolError(ErrorCode.BINARY_NOT_ALLOWED,
+                                "binary messages are relay frames, and only a camera sends them")
+        try:
+            parse_relay_frame(data)
+        except RelayFrameError as exc:
+            raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
+        stream.relay.publish(data)
 
     def route_target(self, sender: Connection, to: str | None) -> Connection:
         """Who a routed message (offer/answer/candidate) from ``sender`` goes to.

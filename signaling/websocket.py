@@ -11,11 +11,10 @@ from .connection import Connection
 from .protocol import (
     PROTOCOL_VERSION,
     ROUTED_TYPES,
-    Error,
-    ErrorCode,
     ProtocolError,
     Publish,
     Published,
+    Relay,
     StreamLive,
     Watch,
     Watching,
@@ -51,9 +50,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             if msg.type == WSMsgType.TEXT:
                 _handle_text(registry, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
-                conn.send(
-                    Error(ErrorCode.BINARY_NOT_ALLOWED, "binary messages are not accepted here")
-                )
+                try:
+                    registry.relay_frame(conn, msg.data)
+                except ProtocolError as exc:
+                    conn.send(exc.to_message())
             elif msg.type == WSMsgType.ERROR:
                 log.info("%r: %s", conn, ws.exception())
     finally:
@@ -84,6 +84,8 @@ def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:
         conn.send(Watching(stream=stream.name, live=stream.live))
         if stream.publisher is not None and stream.info is not None:
             conn.send(StreamLive(stream=stream.name, publisher=stream.publisher.id, info=stream.info))
+    elif isinstance(message, Relay):
+        registry.set_relay(conn, message.enabled)
     elif isinstance(message, ROUTED_TYPES):
         target = registry.route_target(conn, message.to)
         message.to, message.sender = None, conn.id
