@@ -8,7 +8,7 @@ import weakref
 
 from aiohttp import WSCloseCode, web
 
-from . import api, pages
+from . import api, mjpeg, pages
 from .appkeys import CONFIG, REGISTRY, SOCKETS, WEB_ROOT
 from .config import ServerConfig
 from .streams import StreamRegistry
@@ -26,6 +26,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app[WEB_ROOT] = pages.find_web_root()
     app.router.add_get("/ws", websocket_handler)
     app.router.add_routes(api.routes)
+    app.router.add_routes(mjpeg.routes)
     app.router.add_routes(pages.routes)
     app.router.add_static("/static/", app[WEB_ROOT], append_version=True)
     app.on_shutdown.append(_close_sockets)

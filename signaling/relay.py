@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 class RelayReader:
     """One reader of a relay (a WebSocket viewer, an MJPEG response, a snapshot)."""
 
-    def __init__(self, name: str, deliver: Callable[[bytes], Awaitable[None]]) -> None:
+    def __init__(self, name: str, deliver: Callable[[bytes], Awaitable[None]],
+                 ends_with_camera: bool = False) -> None:
         self.name = name
+        #: HTTP readers (MJPEG) end when the camera leaves; WebSocket viewers wait for the next one.
+        self.ends_with_camera = ends_with_camera
         self._deliver = deliver
         self._frame: bytes | None = None
         self._ready = asyncio.Event()
@@ -55,7 +58,7 @@ class RelayReader:
     async def wait_closed(self) -> None:
         """Until delivery fails (the reader went away) or the reader is stopped."""
         if self._task is not None:
-            await asyncio.shield(self._task)
+            await asyncio.wait({self._task})
 
     def stop(self) -> None:
         if self._task is not None:
@@ -77,6 +80,16 @@ class RelayHub:
     @property
     def wanted(self) -> bool:
         return bool(self._readers or self._waiters)
+
+    def summary(self) -> dict:
+        readers = list(self._readers)
+        return {
+            "readers": len(readers),
+            "frames_in": self.frames_in,
+            "frames_sent": sum(r.frames_sent for r in readers),
+            "frames_skipped": sum(r.frames_skipped for r in readers),
+            "bytes_sent": sum(r.bytes_sent for r in readers),
+        }
 
     def add(self, reader: RelayReader) -> None:
         was_wanted = self.wanted
@@ -126,5 +139,8 @@ class RelayHub:
             self._demand_may_have_ended()
 
     def camera_left(self) -> None:
-        """The publisher is gone: its last frame is no longer news."""
+        """The publisher is gone: its last frame is no longer news, and HTTP readers end."""
         self.latest = None
+        for reader in [r for r in self._readers if r.ends_with_camera]:
+            self._readers.discard(reader)
+            reader.stop()

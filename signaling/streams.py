@@ -55,7 +55,7 @@ class Stream:
             "live": self.live,
             "viewers": len(self.viewers),
             "relay_viewers": sum(1 for v in self.viewers.values() if v.relay_reader is not None),
-            "relay_readers": len(self.relay),
+            "relay": self.relay.summary(),
             "width": info.width if info else None,
             "height": info.height if info else None,
             "fps": info.fps if info else None,

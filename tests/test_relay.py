@@ -1,0 +1,153 @@
+"""The relay (signaling/relay.py, mjpeg.py, peers' JPEG stage): JPEG over WebSocket and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import time
+import urllib.error
+import urllib.request
+
+import aiohttp
+import cv2
+import numpy as np
+
+from signaling.relayframe import parse_relay_frame
+
+from .conftest import get_json, wait_until
+
+
+class StalledWebSocket:
+    """A relay viewer that never reads: a raw socket that says watch + relay, then stops."""
+
+    def __init__(self, port: int, stream: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        for message in ({"type": "watch", "stream": stream}, {"type": "relay", "enabled": True}):
+            self._send_text(json.dumps(message).encode())
+
+    def _send_text(self, payload: bytes) -> None:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def server_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+async def relay_clients(port: int, stream: str, count: int, seconds: float) -> list[dict]:
+    """``count`` relay viewers in this process; per client: fps and sequence gaps."""
+
+    async def client(session: aiohttp.ClientSession) -> dict:
+        async with session.ws_connect(f"http://127.0.0.1:{port}/ws") as ws:
+            await ws.receive_json()
+            await ws.send_json({"type": "watch", "stream": stream})
+            await ws.send_json({"type": "relay", "enabled": True})
+            frames, gaps, last, first_at = 0, 0, None, None
+            deadline = None
+            while deadline is None or time.monotonic() < deadline:
+                msg = await asyncio.wait_for(ws.receive(), 5)
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    continue
+                header, _ = parse_relay_frame(msg.data)
+                if first_at is None:
+                    first_at, deadline = time.monotonic(), time.monotonic() + seconds
+                frames += 1
+                if last is not None:
+                    gaps += max(0, header.sequence - last - 1)
+                last = header.sequence
+            return {"fps": (frames - 1) / (time.monotonic() - first_at), "gaps": gaps}
+
+    async with aiohttp.ClientSession() as session:
+        return await asyncio.gather(*(client(session) for _ in range(count)))
+
+
+def test_forced_relay_viewer_gets_full_rate_with_latency(cluster):
+    cluster.start_server()
+    cluster.start_camera()
+    summary = cluster.start_viewer("test", "--mode", "relay", "--duration", "4").summary(timeout=30)
+    assert summary["mode"] == "relay"
+    assert summary["fps"] >= 25 and (summary["width"], summary["height"]) == (640, 480)
+    assert 0 <= summary["latency_ms"]["p50"] < 100 and summary["frames_dropped"] is not None
+    assert summary["bitrate_kbps"] > 1000 and summary["time_to_first_frame_ms"] < 3000
+
+
+def test_camera_sends_jpeg_only_while_someone_is_on_the_relay(cluster):
+    cluster.start_server()
+    camera = cluster.start_camera()
+    assert "sending JPEG" not in camera.log()
+    cluster.start_viewer("test", "--mode", "relay", "--duration", "1").summary(timeout=30)
+    camera.wait_for_log("relay: sending JPEG frames", timeout=1)
+    camera.wait_for_log("relay: stopped JPEG frames", timeout=2)
+
+
+def test_twenty_relay_viewers_at_full_rate_beside_one_that_reads_nothing(cluster):
+    server = cluster.start_server()
+    cluster.start_camera("big", "--width", "1280", "--height", "720")
+    stalled = StalledWebSocket(cluster.port, "big")
+    try:
+        wait_until(lambda: get_json(f"{cluster.url}/api/streams/big")["relay"]["frames_in"] > 10, 10,
+                   "relay frames to flow")
+        rss_before = server_rss_kb(server.proc.pid)
+        results = asyncio.run(relay_clients(cluster.port, "big", 20, seconds=6))
+        assert all(r["fps"] >= 25 for r in results), results
+        stream = get_json(f"{cluster.url}/api/streams/big")
+        assert stream["relay_viewers"] >= 1  # the stalled one is still connected
+        assert stream["relay"]["frames_skipped"] > 100  # it skips frames instead of queueing them
+        # 6 s of 720p JPEG is ~20 MB: had the stalled viewer queued it, the server would show it.
+        assert server_rss_kb(server.proc.pid) - rss_before < 15_000
+    finally:
+        stalled.close()
+
+
+def _read_mjpeg_parts(url: str, seconds: float) -> int:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        parts, deadline, buffer = 0, time.monotonic() + seconds, b""
+        while time.monotonic() < deadline:
+            buffer += response.read1(65536)
+            parts += buffer.count(b"--peercamframe\r\n")
+            buffer = buffer[-20:]
+        return parts
+
+
+def test_mjpeg_and_snapshot_unaffected_by_a_stalled_mjpeg_reader(cluster):
+    cluster.start_server()
+    cluster.start_camera()
+    stalled = socket.create_connection(("127.0.0.1", cluster.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(f"GET /streams/test/mjpeg HTTP/1.1\r\nHost: 127.0.0.1:{cluster.port}\r\n\r\n".encode())
+    try:
+        parts = _read_mjpeg_parts(f"{cluster.url}/streams/test/mjpeg", seconds=4)
+        assert parts / 4 >= 20, parts
+        with urllib.request.urlopen(f"{cluster.url}/streams/test/snapshot.jpg", timeout=10) as response:
+            assert response.headers["Content-Type"] == "image/jpeg"
+            image = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape == (480, 640, 3)
+        viewer = cluster.start_viewer("test", "--mode", "relay", "--duration", "3")
+        assert viewer.summary(timeout=30)["fps"] >= 25
+    finally:
+        stalled.close()
+
+
+def test_mjpeg_of_an_unknown_stream_is_404(cluster):
+    cluster.start_server()
+    for path in ("/streams/nope/mjpeg", "/streams/nope/snapshot.jpg"):
+        try:
+            urllib.request.urlopen(f"{cluster.url}{path}", timeout=5)
+            raise AssertionError(f"{path} should be 404")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
