@@ -59,11 +59,11 @@ def get_json(url: str):
 class Process:
     """A peercam command in its own process, output kept in a log file."""
 
-    def __init__(self, args: list[str], log_dir: Path, name: str) -> None:
+    def __init__(self, args: list[str], log_dir: Path, name: str, prefix: list[str] | None = None) -> None:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "peers.cli", *args],
+            [*(prefix or []), sys.executable, "-m", "peers.cli", *args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
@@ -115,8 +115,9 @@ class Cluster:
         self.processes: list[Process] = []
         self.server: Process | None = None
 
-    def start(self, name: str, *args: str) -> Process:
-        process = Process(list(args), self.log_dir, f"{len(self.processes):02d}-{name}")
+    def start(self, name: str, *args: str, prefix: list[str] | None = None) -> Process:
+        """A peercam command; ``prefix`` runs it through another, e.g. ``ip netns exec NS``."""
+        process = Process(list(args), self.log_dir, f"{len(self.processes):02d}-{name}", prefix)
         self.processes.append(process)
         return process
 
