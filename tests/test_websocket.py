@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from signaling.app import create_app
 from signaling.config import ServerConfig
 from signaling.protocol import MAX_TEXT_MESSAGE_BYTES, IceServer
+from signaling.relayframe import RelayFrameHeader
 
 INFO = {"width": 640, "height": 480, "fps": 30, "codec": "vp8"}
 
@@ -195,3 +196,30 @@ async def test_a_connection_has_one_role(server):
     camera = await publish(server)
     await camera.send({"type": "watch", "stream": "cam"})
     assert (await camera.expect("error"))["code"] == "wrong-state"
+
+
+async def test_relay_needs_watch_first(server):
+    client = await server()
+    await client.send({"type": "relay", "enabled": True})
+    assert (await client.expect("error"))["code"] == "wrong-state"
+
+
+async def test_only_a_camera_sends_relay_frames_and_they_must_be_valid(server):
+    camera = await publish(server)
+    viewer = await watch(server)
+    await viewer.expect("watching")
+    await viewer.expect("stream-live")
+    await camera.expect("viewer-joined")
+    await viewer.ws.send_bytes(b"\x01\x14" + b"\x00" * 30)
+    assert (await viewer.expect("error"))["code"] == "binary-not-allowed"
+    await viewer.send({"type": "relay", "enabled": True})
+    assert (await camera.expect("relay-frames"))["send"] is True
+    await camera.ws.send_bytes(b"not a relay frame at all")
+    error = await camera.expect("error")
+    assert error["code"] == "bad-relay-frame" and error["reason"]
+    frame = RelayFrameHeader(7, 1_000_000, 2, 2, 80).pack(b"\xff\xd8 jpeg bytes")
+    await camera.ws.send_bytes(frame)
+    msg = await asyncio.wait_for(viewer.ws.receive(), 3)
+    assert msg.type == aiohttp.WSMsgType.BINARY and msg.data == frame
+    await viewer.send({"type": "relay", "enabled": False})
+    assert (await camera.expect("relay-frames"))["send"] is False
