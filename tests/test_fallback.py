@@ -11,12 +11,13 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import uuid
 
 import pytest
 
-from .conftest import require
+from .conftest import CHROMIUM, CHROMIUM_ARGS, decoded_frames, require, wait_for_frames
 
 CAMERA_ADDRESS, VIEWER_ADDRESS = "10.213.7.1", "10.213.7.2"
 
@@ -62,14 +63,20 @@ def split_network():
     network.remove()
 
 
-def test_auto_viewer_falls_back_to_the_relay_and_returns_to_p2p(cluster, split_network):
-    net = split_network
+def start_camera_side(cluster, net: SplitNetwork) -> str:
+    """Server and camera in the camera's namespace; returns the server's URL."""
     server_url = f"http://{CAMERA_ADDRESS}:{cluster.port}"
     cluster.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(cluster.port),
                   prefix=net.prefix(net.camera_ns))
     camera = cluster.start("camera", "camera", "--server", server_url, "--stream", "far",
                            "--ice-host", CAMERA_ADDRESS, prefix=net.prefix(net.camera_ns))
     camera.wait_for_log("publishing 'far'", timeout=15)
+    return server_url
+
+
+def test_auto_viewer_falls_back_to_the_relay_and_returns_to_p2p(cluster, split_network):
+    net = split_network
+    server_url = start_camera_side(cluster, net)
     net.block_udp()
 
     connect_timeout = 3
@@ -87,3 +94,31 @@ def test_auto_viewer_falls_back_to_the_relay_and_returns_to_p2p(cluster, split_n
     viewer.kill(signal.SIGINT)
     summary = viewer.summary(timeout=15)
     assert summary["mode"] == "p2p" and summary["frames"] > 30, summary
+
+
+def test_page_in_auto_mode_falls_back_to_the_relay_and_returns_to_p2p(cluster, split_network, tmp_path):
+    require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    net = split_network
+    server_url = start_camera_side(cluster, net)
+    net.block_udp()
+    # Playwright talks to Chromium over pipes, so Chromium alone can live in the viewer's namespace.
+    chromium_in_viewer_ns = tmp_path / "chromium"
+    chromium_in_viewer_ns.write_text(f'#!/bin/sh\nexec ip netns exec {net.viewer_ns} {CHROMIUM} "$@"\n')
+    chromium_in_viewer_ns.chmod(chromium_in_viewer_ns.stat().st_mode | stat.S_IEXEC)
+    connect_timeout = 3
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server_url}/view/far?connect_timeout={connect_timeout}&p2p_retry=2")
+            page.wait_for_function("peercam.mode() === 'relay' && peercam.stats().frames > 0",
+                                   timeout=(connect_timeout + 2) * 1000)
+            assert "relay" in page.inner_text("#status")
+
+            net.block_udp(False)
+            page.wait_for_function("peercam.mode() === 'p2p'", timeout=20_000)
+            wait_for_frames(page, decoded_frames(page) + 30)
+        finally:
+            browser.close()

@@ -223,3 +223,10 @@ async def test_only_a_camera_sends_relay_frames_and_they_must_be_valid(server):
     assert msg.type == aiohttp.WSMsgType.BINARY and msg.data == frame
     await viewer.send({"type": "relay", "enabled": False})
     assert (await camera.expect("relay-frames"))["send"] is False
+
+
+async def test_sockets_refuse_per_message_compression():
+    """Relay frames are JPEG: compressing them costs CPU for nothing (browsers offer it)."""
+    async with TestServer(create_app(), host="127.0.0.1") as test_server, aiohttp.ClientSession() as session:
+        async with session.ws_connect(test_server.make_url("/ws"), compress=15) as ws:
+            assert ws.compress == 0

@@ -1,18 +1,19 @@
 // The peer-to-peer transport: one RTCPeerConnection to the stream's camera.
 //
 // Every transport has the same shape, so the player can switch between them:
-//   new Transport({signaling, iceServers, publisher, video, onFrame, onFailure})
-//   .mode            short name, shown in the status line and in stats()
+//   new Transport({signaling, iceServers, publisher, video, canvas, connectTimeoutMs,
+//                  onFrame, onFailure})   each takes the fields it needs
+//   .mode            short name ('p2p', 'relay'), shown in the status line and in stats()
 //   .start()         begin; decoded frames are reported as onFrame({source, width, height, count}):
-//                    `source` shows the newest, `count` says how many were decoded since the last report
+//                    `source` shows the newest, `count` says how many were decoded since the
+//                    last report. A transport that knows them adds `timing: {latencyMs, sequence}`
+//                    (else the player reads the test pattern's stamp from `source`) and `bytes`,
+//                    received since the last report.
 //   .stop()          tear down; no callback fires afterwards
 //   .handleSignal(m) an answer, candidate or hangup the camera sent
 // onFailure(reason) fires at most once, when the session cannot go on.
 
 import { MessageType } from './protocol.js';
-
-/** A session that has not connected by then is stuck: give up and let the player retry. */
-const CONNECT_TIMEOUT_MS = 10000;
 
 export class P2PTransport {
   mode = 'p2p';
@@ -21,6 +22,7 @@ export class P2PTransport {
   #iceServers;
   #publisher;
   #video;
+  #connectTimeoutMs;
   #onFrame;
   #onFailure;
 
@@ -32,11 +34,13 @@ export class P2PTransport {
   #localCandidates = []; // held until the offer has gone out
   #remoteCandidates = []; // held until the answer is applied
 
-  constructor({ signaling, iceServers, publisher, video, onFrame, onFailure }) {
+  /** A session with no video after `connectTimeoutMs` is stuck: it fails, and the player decides. */
+  constructor({ signaling, iceServers, publisher, video, connectTimeoutMs, onFrame, onFailure }) {
     this.#signaling = signaling;
     this.#iceServers = iceServers;
     this.#publisher = publisher;
     this.#video = video;
+    this.#connectTimeoutMs = connectTimeoutMs;
     this.#onFrame = onFrame;
     this.#onFailure = onFailure;
   }
@@ -52,8 +56,8 @@ export class P2PTransport {
     pc.ontrack = (event) => this.#play(event.streams[0] ?? new MediaStream([event.track]));
     pc.onconnectionstatechange = () => this.#connectionStateChanged();
     this.#connectTimer = setTimeout(
-      () => this.#fail(`not connected after ${CONNECT_TIMEOUT_MS / 1000} s`),
-      CONNECT_TIMEOUT_MS,
+      () => this.#fail(`no video after ${this.#connectTimeoutMs / 1000} s`),
+      this.#connectTimeoutMs,
     );
     this.#offer().catch((error) => this.#fail(`could not make an offer: ${error}`));
   }
@@ -111,8 +115,7 @@ export class P2PTransport {
   #connectionStateChanged() {
     if (this.#stopped) return;
     const state = this.#pc.connectionState;
-    if (state === 'connected') clearTimeout(this.#connectTimer);
-    else if (state === 'failed' || state === 'closed') this.#fail(`connection ${state}`);
+    if (state === 'failed' || state === 'closed') this.#fail(`connection ${state}`);
   }
 
   #play(stream) {
@@ -124,6 +127,7 @@ export class P2PTransport {
   #watchFrames(lastDecoded = 0) {
     this.#frameCallback = this.#video.requestVideoFrameCallback(() => {
       if (this.#stopped) return;
+      clearTimeout(this.#connectTimer); // video flows: the session is up
       // Callbacks follow what the compositor shows, which may skip frames under
       // load; the decoder's own count (restarted with each srcObject) says how
       // many really arrived. It may run a frame ahead of the callbacks: count 0.

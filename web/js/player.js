@@ -1,14 +1,16 @@
-// The player page, /view/NAME: follows one stream through the signaling server and
-// plays it whenever its camera is live, recovering from camera and server restarts.
+// The player page, /view/NAME[?mode=auto|p2p|relay]: follows one stream through the
+// signaling server and plays it whenever its camera is live, recovering from camera and
+// server restarts. For tests, ?connect_timeout=S and ?p2p_retry=S tune auto mode.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling.js';
-import { P2PTransport } from './p2p-transport.js';
+import { Delivery, DeliveryMode } from './delivery.js';
 import { PlaybackStats } from './stats.js';
 import { readStamp } from './testpattern.js';
 
-/** Pause before offering again after a failed session, so a broken camera is not hammered. */
-const RETRY_DELAY_MS = 1000;
+/** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
+const CONNECT_TIMEOUT_S = 5;
+const P2P_RETRY_S = 30;
 
 /** The values of #status[data-state]. */
 const State = Object.freeze({
@@ -25,29 +27,43 @@ class Player {
   stats = new PlaybackStats();
 
   #streamName;
-  #video;
   #view;
   #signaling = new SignalingClient();
+  #delivery;
   #stampCanvas = document.createElement('canvas');
   #iceServers = [];
   #publisher = null; // the camera's peer id while the stream is live
-  #transport = null;
-  #retryTimer = null;
 
-  constructor(streamName, video, view) {
+  constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs }, view) {
     this.#streamName = streamName;
-    this.#video = video;
     this.#view = view;
+    this.#delivery = new Delivery({
+      mode,
+      signaling: this.#signaling,
+      video: view.video,
+      canvas: view.relayCanvas,
+      connectTimeoutMs,
+      p2pRetryMs,
+      onFrame: (frame) => this.#frameArrived(frame),
+      onSession: (transportMode) => this.#sessionStarted(transportMode),
+      onSetback: (text) => this.#setState(State.NEGOTIATING, text),
+    });
+    view.showDelivery(mode, this.#delivery.mode);
     this.#signaling
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
       .on(MessageType.WELCOME, (m) => this.#welcomed(m))
       .on(MessageType.WATCHING, (m) => this.#watching(m))
       .on(MessageType.STREAM_LIVE, (m) => this.#streamLive(m))
       .on(MessageType.STREAM_ENDED, () => this.#streamEnded())
-      .on(MessageType.ANSWER, (m) => this.#transport?.handleSignal(m))
-      .on(MessageType.CANDIDATE, (m) => this.#transport?.handleSignal(m))
-      .on(MessageType.HANGUP, (m) => this.#transport?.handleSignal(m))
+      .on(MessageType.ANSWER, (m) => this.#delivery.handleSignal(m))
+      .on(MessageType.CANDIDATE, (m) => this.#delivery.handleSignal(m))
+      .on(MessageType.HANGUP, (m) => this.#delivery.handleSignal(m))
       .on(MessageType.ERROR, (m) => this.#refused(m));
+  }
+
+  /** How frames arrive now: 'p2p' or 'relay'. */
+  get mode() {
+    return this.#delivery.mode;
   }
 
   start() {
@@ -60,9 +76,15 @@ class Player {
   }
 
   statsSnapshot() {
-    const { frames, fps, dropped, width, height } = this.stats;
+    const { frames, fps, kbps, dropped, width, height } = this.stats;
     const latencyMs = this.stats.latencyMs();
-    return { frames, fps, latencyMs, dropped, width, height, mode: this.#transport?.mode ?? null };
+    return { frames, fps, kbps, latencyMs, dropped, width, height, mode: this.mode };
+  }
+
+  /** The viewer picked another DeliveryMode. */
+  choose(mode) {
+    this.#delivery.choose(mode);
+    if (this.#publisher !== null) this.#setState(State.NEGOTIATING);
   }
 
   #welcomed({ ice_servers: iceServers, protocol }) {
@@ -80,19 +102,20 @@ class Player {
 
   #streamLive({ publisher }) {
     this.#publisher = publisher;
-    this.#startTransport();
+    this.#delivery.start({ publisher, iceServers: this.#iceServers });
+    this.#setState(State.NEGOTIATING);
   }
 
   #streamEnded() {
     this.#publisher = null;
-    this.#stopTransport();
+    this.#delivery.stop();
     this.#setState(State.WAITING);
   }
 
   #serverLost() {
     // A new connection gets a new peer id, so this session cannot carry on.
     this.#publisher = null;
-    this.#stopTransport();
+    this.#delivery.reset();
     this.#setState(State.RECONNECTING);
   }
 
@@ -105,40 +128,24 @@ class Player {
     this.#setState(State.ERROR, `${reason} (${code})`);
   }
 
-  #startTransport() {
-    this.#stopTransport();
-    this.stats.resetContinuity();
-    this.#transport = new P2PTransport({
-      signaling: this.#signaling,
-      iceServers: this.#iceServers,
-      publisher: this.#publisher,
-      video: this.#video,
-      onFrame: (frame) => this.#frameArrived(frame),
-      onFailure: (reason) => this.#transportFailed(reason),
-    });
-    this.#setState(State.NEGOTIATING);
-    this.#transport.start();
-  }
-
-  #stopTransport() {
-    clearTimeout(this.#retryTimer);
-    this.#transport?.stop();
-    this.#transport = null;
-  }
-
-  #transportFailed(reason) {
-    console.warn(`peercam: ${this.#transport.mode} session failed (${reason}); retrying`);
-    this.#transport = null;
-    this.#setState(State.NEGOTIATING, 'connection to the camera failed, retrying…');
-    this.#retryTimer = setTimeout(() => {
-      if (this.#publisher !== null && this.#signaling.connected) this.#startTransport();
-    }, RETRY_DELAY_MS);
+  #sessionStarted(transportMode) {
+    this.stats.resetContinuity(); // each session numbers its frames its own way
+    this.#view.showDelivery(this.#delivery.chosen, transportMode);
+    if (this.state === State.PLAYING) this.#setState(State.PLAYING); // names the mode in use
   }
 
   /** The one path every transport reports decoded frames through. */
-  #frameArrived({ source, width, height, count }) {
-    this.stats.framesArrived(count, width, height, readStamp(source, this.#stampCanvas));
+  #frameArrived({ source, width, height, count, timing, bytes }) {
+    timing ??= this.#timingFromPixels(source);
+    this.stats.framesArrived({ count, width, height, timing, bytes });
     if (this.state !== State.PLAYING) this.#setState(State.PLAYING);
+  }
+
+  /** The test pattern's stamp, when the picture carries one. */
+  #timingFromPixels(source) {
+    const stamp = readStamp(source, this.#stampCanvas);
+    // The camera stamps its wall clock: this measures glass to glass on one machine.
+    return stamp && { latencyMs: Date.now() - stamp.timeMs, sequence: stamp.frame };
   }
 
   #setState(state, detail) {
@@ -150,21 +157,38 @@ class Player {
     switch (state) {
       case State.CONNECTING: return 'connecting to the server…';
       case State.WAITING: return 'waiting for the camera';
-      case State.NEGOTIATING: return 'connecting to the camera…';
-      case State.PLAYING: return `playing (${this.#transport.mode})`;
+      case State.NEGOTIATING: return `connecting to the camera (${this.mode})…`;
+      case State.PLAYING: return `playing (${this.mode})`;
       case State.RECONNECTING: return 'server connection lost, reconnecting…';
       default: return state;
     }
   }
 }
 
-/** The page's elements: status line, on-screen message and stats panel. */
+/** The page's elements: status line, mode picker, picture, on-screen message and stats panel. */
 class PlayerView {
+  video = document.getElementById('video');
+  relayCanvas = document.getElementById('relay-canvas');
   #status = document.getElementById('status');
+  #modePicker = document.getElementById('mode');
   #screenMessage = document.getElementById('screen-message');
   #fields = Object.fromEntries(
-    ['fps', 'latency', 'resolution', 'frames', 'dropped'].map((id) => [id, document.getElementById(id)]),
+    ['fps', 'latency', 'bitrate', 'resolution', 'frames', 'dropped']
+      .map((id) => [id, document.getElementById(id)]),
   );
+
+  /** Call handler(mode) when the viewer picks a DeliveryMode. */
+  onModePicked(handler) {
+    this.#modePicker.addEventListener('change', () => handler(this.#modePicker.value));
+  }
+
+  /** The chosen DeliveryMode, and the picture of the transport mode in use. */
+  showDelivery(chosen, transportMode) {
+    this.#modePicker.value = chosen;
+    // The canvas covers the video rather than the video being hidden: a P2P attempt in
+    // the background keeps its picture ready underneath, so taking over shows no gap.
+    this.relayCanvas.hidden = transportMode !== DeliveryMode.RELAY;
+  }
 
   showStreamName(name) {
     document.title = `${name} · peercam`;
@@ -178,9 +202,10 @@ class PlayerView {
     this.#screenMessage.textContent = text;
   }
 
-  showStats({ frames, fps, latencyMs, dropped, width, height }) {
+  showStats({ frames, fps, kbps, latencyMs, dropped, width, height }) {
     this.#fields.fps.textContent = frames ? fps.toFixed(0) : '–';
     this.#fields.latency.textContent = latencyMs !== null ? `${latencyMs} ms` : frames ? 'n/a' : '–';
+    this.#fields.bitrate.textContent = kbps !== null ? `${kbps} kbps` : frames ? 'n/a' : '–';
     this.#fields.resolution.textContent = width ? `${width}x${height}` : '–';
     this.#fields.frames.textContent = String(frames);
     this.#fields.dropped.textContent = String(dropped);
@@ -196,14 +221,42 @@ function streamNameFromPath() {
   }
 }
 
+/** The player's options from the page's query string. */
+function optionsFromQuery(query) {
+  const params = new URLSearchParams(query);
+  const mode = params.get('mode');
+  return {
+    mode: Object.values(DeliveryMode).includes(mode) ? mode : DeliveryMode.AUTO,
+    connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000,
+    p2pRetryMs: secondsParam(params, 'p2p_retry', P2P_RETRY_S) * 1000,
+  };
+}
+
+function secondsParam(params, name, fallback) {
+  const seconds = Number(params.get(name));
+  return params.has(name) && seconds > 0 ? seconds : fallback;
+}
+
+/** Keep the picked mode in the URL, so a reload or a shared link keeps it too. */
+function rememberMode(mode) {
+  const url = new URL(location.href);
+  url.searchParams.set('mode', mode);
+  history.replaceState(null, '', url);
+}
+
 const streamName = streamNameFromPath();
 const view = new PlayerView();
 view.showStreamName(streamName);
-const player = new Player(streamName, document.getElementById('video'), view);
+const player = new Player(streamName, optionsFromQuery(location.search), view);
+view.onModePicked((mode) => {
+  player.choose(mode);
+  rememberMode(mode);
+});
 player.start();
 
-// For tests and the curious: window.peercam.state(), window.peercam.stats().
+// For tests and the curious: window.peercam.state(), .stats(), .mode() ('p2p' or 'relay').
 window.peercam = {
   state: () => player.state,
   stats: () => player.statsSnapshot(),
+  mode: () => player.mode,
 };

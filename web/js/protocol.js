@@ -8,6 +8,7 @@ export const MessageType = Object.freeze({
   // Client -> server
   PUBLISH: 'publish',
   WATCH: 'watch',
+  RELAY: 'relay', // {enabled}: relay frames arrive as binary messages (see relay-frame.js)
   // Routed both ways (the server fills in `from`)
   OFFER: 'offer',
   ANSWER: 'answer',
@@ -19,6 +20,7 @@ export const MessageType = Object.freeze({
   WATCHING: 'watching',
   STREAM_LIVE: 'stream-live',
   STREAM_ENDED: 'stream-ended',
+  RELAY_FRAMES: 'relay-frames', // to a camera
   VIEWER_JOINED: 'viewer-joined',
   VIEWER_LEFT: 'viewer-left',
   ERROR: 'error',
@@ -31,6 +33,7 @@ export const ErrorCode = Object.freeze({
   UNKNOWN_TYPE: 'unknown-type',
   TOO_LARGE: 'too-large',
   BINARY_NOT_ALLOWED: 'binary-not-allowed',
+  BAD_RELAY_FRAME: 'bad-relay-frame',
   BAD_STREAM_NAME: 'bad-stream-name',
   STREAM_TAKEN: 'stream-taken',
   NO_SUCH_STREAM: 'no-such-stream',

@@ -1,8 +1,11 @@
-// A signaling WebSocket that stays connected: JSON messages in and out,
-// reconnecting with exponential backoff whenever the connection drops.
+// A signaling WebSocket that stays connected: JSON messages in and out, binary relay
+// frames in, reconnecting with exponential backoff whenever the connection drops.
 
-/** Connection events, delivered through on() like message types. */
-export const SignalingEvent = Object.freeze({ OPEN: 'open', CLOSE: 'close' });
+/**
+ * Connection events, delivered through on() like message types. BINARY hands over
+ * each binary message (an ArrayBuffer): those are relay frames.
+ */
+export const SignalingEvent = Object.freeze({ OPEN: 'open', CLOSE: 'close', BINARY: 'binary' });
 
 /** The signaling endpoint of the server that served this page. */
 export function defaultSignalingUrl() {
@@ -33,6 +36,14 @@ export class SignalingClient {
     return this;
   }
 
+  /** Stop calling a handler that on() registered. */
+  off(type, handler) {
+    const handlers = this.#handlers.get(type) ?? [];
+    const index = handlers.indexOf(handler);
+    if (index >= 0) handlers.splice(index, 1);
+    return this;
+  }
+
   get connected() {
     return this.#socket?.readyState === WebSocket.OPEN;
   }
@@ -40,6 +51,7 @@ export class SignalingClient {
   connect() {
     clearTimeout(this.#reconnectTimer);
     const socket = new WebSocket(this.#url);
+    socket.binaryType = 'arraybuffer'; // parsed at once, so no Blob round trip
     this.#socket = socket;
     socket.onopen = () => this.#emit(SignalingEvent.OPEN);
     socket.onmessage = (event) => this.#receive(event.data);
@@ -62,7 +74,10 @@ export class SignalingClient {
   #receive(data) {
     // The server answered: it is up, so the next outage starts again at the shortest delay.
     this.#delayMs = this.#minDelayMs;
-    if (typeof data !== 'string') return; // binary frames are reserved for the relay transport
+    if (typeof data !== 'string') {
+      this.#emit(SignalingEvent.BINARY, data);
+      return;
+    }
     let message;
     try {
       message = JSON.parse(data);
@@ -74,7 +89,8 @@ export class SignalingClient {
   }
 
   #emit(type, message) {
-    for (const handler of this.#handlers.get(type) ?? []) handler(message);
+    // A copy: a handler may call off() on the way.
+    for (const handler of [...(this.#handlers.get(type) ?? [])]) handler(message);
   }
 
   #scheduleReconnect() {

@@ -5,68 +5,78 @@ const WINDOW_MS = 1000;
 export class PlaybackStats {
   frames = 0;
   fps = 0;
+  kbps = null; // null while the transport does not count its bytes
   dropped = 0;
   width = 0;
   height = 0;
 
   #framesSinceTick = 0;
+  #bytesSinceTick = null;
   #lastTick = performance.now();
   #latencySamples = []; // {at, ms}, oldest first, trimmed to the last WINDOW_MS
-  #lastFrameNumber = null;
-  #framesSinceStamp = 0; // decoded since the last readable stamp, that one excluded
+  #lastSequence = null;
+  #framesSinceTiming = 0; // decoded since the last frame with timing, that one excluded
 
-  /** `count` frames of this size were decoded; `stamp` is the newest one's test-pattern code, or null. */
-  framesArrived(count, width, height, stamp) {
+  /**
+   * `count` frames of this size were decoded. `timing` is the newest one's
+   * {latencyMs, sequence} (camera clock to now, camera's frame number), or null when
+   * unknown; `bytes` is what arrived for them, or null when the transport does not say.
+   */
+  framesArrived({ count, width, height, timing = null, bytes = null }) {
     this.frames += count;
     this.#framesSinceTick += count;
+    if (bytes !== null) this.#bytesSinceTick = (this.#bytesSinceTick ?? 0) + bytes;
     this.width = width;
     this.height = height;
-    this.#framesSinceStamp += count;
-    if (stamp) this.#stampArrived(stamp);
+    this.#framesSinceTiming += count;
+    if (timing) this.#timingArrived(timing);
   }
 
-  /** A new session starts: frame numbers restart, so no gap is counted across it. */
+  /** A new session starts: sequence numbers restart, so no gap is counted across it. */
   resetContinuity() {
-    this.#lastFrameNumber = null;
-    this.#framesSinceStamp = 0;
+    this.#lastSequence = null;
+    this.#framesSinceTiming = 0;
   }
 
-  /** Call about once a second: recomputes fps from the frames since the last tick. */
+  /** Call about once a second: recomputes fps and kbps from what came since the last tick. */
   tick() {
     const now = performance.now();
-    this.fps = Math.round((this.#framesSinceTick * 10000) / (now - this.#lastTick)) / 10;
+    const elapsedMs = now - this.#lastTick;
+    this.fps = Math.round((this.#framesSinceTick * 10000) / elapsedMs) / 10;
+    const bytes = this.#bytesSinceTick;
+    this.kbps = bytes === null ? null : Math.round((bytes * 8) / elapsedMs); // bits per ms = kbit/s
     this.#framesSinceTick = 0;
+    this.#bytesSinceTick = null;
     this.#lastTick = now;
   }
 
-  /** Median glass-to-glass latency of the last second, ms; null without readable stamps. */
+  /** Median latency (camera to screen) of the last second, whole ms; null without timing. */
   latencyMs() {
     this.#forgetOldSamples(performance.now());
     if (this.#latencySamples.length === 0) return null;
     const sorted = this.#latencySamples.map((s) => s.ms).sort((a, b) => a - b);
-    return sorted[Math.floor(sorted.length / 2)];
+    return Math.round(sorted[Math.floor(sorted.length / 2)]);
   }
 
-  #stampArrived(stamp) {
+  #timingArrived({ latencyMs, sequence }) {
     const now = performance.now();
-    // The camera stamps its wall clock: this measures glass to glass on one machine.
-    this.#latencySamples.push({ at: now, ms: Date.now() - stamp.timeMs });
+    this.#latencySamples.push({ at: now, ms: latencyMs });
     this.#forgetOldSamples(now);
 
     // Dropped frames: numbered by the camera but never decoded. A decoded frame whose
-    // stamp went unread (two frames between callbacks, say) is no drop, so compare
+    // timing went unread (two frames between callbacks, say) is no drop, so compare
     // the numbers' advance with the decoded count; a count running ahead of the
-    // stamps carries over as credit rather than hiding a later drop for good.
-    const last = this.#lastFrameNumber;
-    // A frame number going backwards means a new camera: start counting again.
-    if (last === null || stamp.frame < last) {
-      this.#framesSinceStamp = 0;
+    // numbers carries over as credit rather than hiding a later drop for good.
+    const last = this.#lastSequence;
+    // A number going backwards means a new camera: start counting again.
+    if (last === null || sequence < last) {
+      this.#framesSinceTiming = 0;
     } else {
-      const missing = stamp.frame - last - this.#framesSinceStamp;
+      const missing = sequence - last - this.#framesSinceTiming;
       this.dropped += Math.max(0, missing);
-      this.#framesSinceStamp = Math.max(0, -missing);
+      this.#framesSinceTiming = Math.max(0, -missing);
     }
-    this.#lastFrameNumber = stamp.frame;
+    this.#lastSequence = sequence;
   }
 
   #forgetOldSamples(now) {

@@ -1,0 +1,163 @@
+// How the picture gets here: which transport runs, and when to change it. The rules
+// follow the Python viewer (peers/viewer.py: _p2p_failed, _switch_mode):
+//   p2p    P2P only, offering again after each failure;
+//   relay  the relay only;
+//   auto   P2P, and the relay when P2P has no video within the connect timeout or
+//          breaks; meanwhile P2P is tried again in the background every so often, and
+//          takes over (the relay stops) once it shows its first frame.
+
+import { P2PTransport } from './p2p-transport.js';
+import { RelayTransport } from './relay-transport.js';
+
+/** The modes a viewer can choose. */
+export const DeliveryMode = Object.freeze({ AUTO: 'auto', P2P: 'p2p', RELAY: 'relay' });
+
+/** Pause before trying again after a failed session, so a broken camera is not hammered. */
+const RETRY_DELAY_MS = 1000;
+
+const TRANSPORTS = { p2p: P2PTransport, relay: RelayTransport };
+
+export class Delivery {
+  #chosen;
+  #current; // the transport mode in use: 'p2p' or 'relay'
+  #elements; // {signaling, video, canvas}, shared by every transport
+  #connectTimeoutMs;
+  #p2pRetryMs;
+  #onFrame;
+  #onSession;
+  #onSetback;
+
+  #camera = null; // {publisher, iceServers} while the camera is live
+  #transport = null; // delivers the picture on screen
+  #p2pProbe = null; // auto, on the relay: a P2P session trying in the background
+  #timer = null; // the next attempt after a failure
+
+  /**
+   * onFrame(frame): a frame from the transport in use (see p2p-transport.js);
+   * onSession(mode): a new session of this transport mode delivers the picture from now on;
+   * onSetback(text): a session failed and the next attempt is under way.
+   */
+  constructor({
+    mode, signaling, video, canvas, connectTimeoutMs, p2pRetryMs, onFrame, onSession, onSetback,
+  }) {
+    this.#elements = { signaling, video, canvas };
+    this.#connectTimeoutMs = connectTimeoutMs;
+    this.#p2pRetryMs = p2pRetryMs;
+    this.#onFrame = onFrame;
+    this.#onSession = onSession;
+    this.#onSetback = onSetback;
+    this.#chosen = mode;
+    this.#current = this.#firstTransportMode();
+  }
+
+  /** The chosen DeliveryMode. */
+  get chosen() {
+    return this.#chosen;
+  }
+
+  /** How frames arrive now (or will, once the camera is live): 'p2p' or 'relay'. */
+  get mode() {
+    return this.#current;
+  }
+
+  /** The camera is live: deliver its picture, staying on the relay if auto fell back to it. */
+  start(camera) {
+    this.stop();
+    this.#camera = camera;
+    this.#use(this.#current);
+    // A camera that came back may well be reachable: try at once, not in p2pRetryMs.
+    if (this.#current === DeliveryMode.RELAY && this.#chosen === DeliveryMode.AUTO) this.#probeP2P();
+  }
+
+  /** The camera left: stop until start() is called again. */
+  stop() {
+    clearTimeout(this.#timer);
+    this.#transport?.stop();
+    this.#p2pProbe?.stop();
+    this.#transport = this.#p2pProbe = this.#camera = null;
+  }
+
+  /** Stop, and go back to the chosen mode's first transport (auto: P2P), as on page load. */
+  reset() {
+    this.stop();
+    this.#current = this.#firstTransportMode();
+  }
+
+  /** The viewer picked another mode: switch now. */
+  choose(mode) {
+    const camera = this.#camera;
+    this.#chosen = mode;
+    this.reset();
+    if (camera !== null) this.start(camera);
+  }
+
+  handleSignal(message) {
+    this.#transport?.handleSignal(message);
+    this.#p2pProbe?.handleSignal(message);
+  }
+
+  #firstTransportMode() {
+    return this.#chosen === DeliveryMode.RELAY ? DeliveryMode.RELAY : DeliveryMode.P2P;
+  }
+
+  #use(mode) {
+    this.#current = mode;
+    this.#transport = this.#newTransport(mode);
+    this.#onSession(mode);
+    this.#transport.start();
+  }
+
+  #probeP2P() {
+    this.#p2pProbe = this.#newTransport(DeliveryMode.P2P);
+    this.#p2pProbe.start();
+  }
+
+  #newTransport(mode) {
+    const transport = new TRANSPORTS[mode]({
+      ...this.#elements,
+      ...this.#camera,
+      connectTimeoutMs: this.#connectTimeoutMs,
+      onFrame: (frame) => this.#frameFrom(transport, frame),
+      onFailure: (reason) => this.#failed(transport, reason),
+    });
+    return transport;
+  }
+
+  #frameFrom(transport, frame) {
+    if (transport === this.#p2pProbe) {
+      // P2P works again, its video already under the canvas. The canvas keeps the
+      // relay's last picture until onSession hides it, in this same task: no gap.
+      this.#transport.stop();
+      this.#transport = transport;
+      this.#p2pProbe = null;
+      this.#current = DeliveryMode.P2P;
+      this.#onSession(DeliveryMode.P2P);
+    }
+    this.#onFrame(frame);
+  }
+
+  #failed(transport, reason) {
+    if (transport === this.#p2pProbe) {
+      console.info(`peercam: p2p still failing (${reason}); staying on the relay`);
+      this.#p2pProbe = null;
+      this.#later(() => this.#probeP2P(), this.#p2pRetryMs);
+      return;
+    }
+    this.#transport = null;
+    if (this.#chosen === DeliveryMode.AUTO && transport.mode === DeliveryMode.P2P) {
+      console.warn(`peercam: p2p failed (${reason}); switching to the relay`);
+      this.#use(DeliveryMode.RELAY);
+      this.#later(() => this.#probeP2P(), this.#p2pRetryMs);
+      this.#onSetback(`P2P failed (${reason}), switching to the relay…`);
+    } else {
+      console.warn(`peercam: ${transport.mode} session failed (${reason}); retrying`);
+      this.#later(() => this.#use(transport.mode), RETRY_DELAY_MS);
+      this.#onSetback('connection to the camera failed, retrying…');
+    }
+  }
+
+  #later(attempt, delayMs) {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(attempt, delayMs);
+  }
+}
