@@ -151,3 +151,12 @@ def test_mjpeg_of_an_unknown_stream_is_404(cluster):
             raise AssertionError(f"{path} should be 404")
         except urllib.error.HTTPError as exc:
             assert exc.code == 404
+
+
+def test_relay_frame_rate_cap_and_quality(cluster):
+    cluster.start_server()
+    cluster.start_camera("test", "--relay-fps", "10", "--jpeg-quality", "30")
+    results = asyncio.run(relay_clients(cluster.port, "test", 1, seconds=3))
+    assert 8 <= results[0]["fps"] <= 11, results
+    with urllib.request.urlopen(f"{cluster.url}/streams/test/snapshot.jpg", timeout=10) as response:
+        assert len(response.read()) < 25_000  # quality 30: well under the ~36 kB of quality 80
