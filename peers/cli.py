@@ -54,6 +54,8 @@ def _build_parser() -> argparse.ArgumentParser:
     view = commands.add_parser("view", help="watch a stream, measure it, record or show it")
     _add_peer_options(view)
     view.add_argument("--duration", type=float, help="seconds of video to receive, then exit with a summary")
+    view.add_argument("--warmup", type=float, default=0.0,
+                      help="leave the first S seconds after the first frame out of the figures")
     view.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     view.add_argument("--record", metavar="FILE", help="record to an .mp4 or .mkv file")
     view.add_argument("--show", action="store_true", help="open a window (needs OpenCV with GUI support)")
@@ -186,6 +188,7 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         server=args.server,
         stream=args.stream,
         duration=args.duration,
+        warmup=args.warmup,
         first_frame_timeout=args.timeout,
         wait=args.wait,
         mode=args.mode,

@@ -10,13 +10,20 @@ from .testpattern import Stamp
 
 
 class FrameStats:
-    """Counts frames; test-pattern stamps give latency and dropped frames exactly."""
+    """Counts frames; test-pattern stamps give latency and dropped frames exactly.
 
-    def __init__(self, started: float) -> None:
+    Frames in the first ``warmup`` seconds after the first one are left out of the
+    figures (like iperf's --omit), so start-up does not blur a steady-state measure;
+    the time to the first frame always counts.
+    """
+
+    def __init__(self, started: float, warmup: float = 0.0) -> None:
         self.started = started  # time.monotonic() at the start of the command
-        self.frames = 0
+        self.warmup = warmup
         self.first_frame_at: float | None = None
-        self.last_frame_at: float | None = None
+        self.frames = 0  # frames measured (after the warm-up)
+        self.window_start: float | None = None
+        self.window_end: float | None = None
         self.width = self.height = 0
         self.latencies_ms: list[float] = []
         self.stamped_frames = 0
@@ -28,27 +35,37 @@ class FrameStats:
         now = time.monotonic()
         if self.first_frame_at is None:
             self.first_frame_at = now
-        self.last_frame_at = now
-        self.frames += 1
         self.width, self.height = width, height
-        if stamp is None:
+        gap = 0
+        if stamp is not None:
+            last, self._last_number = self._last_number, stamp.frame
+            if last is not None and stamp.frame > last:
+                gap = stamp.frame - last - 1
+            # A number going backwards is a new camera: count from there.
+        if now < self.first_frame_at + self.warmup:
             return
-        self.stamped_frames += 1
-        self.latencies_ms.append(arrived_unix * 1000 - stamp.time_ms)
-        last, self._last_number = self._last_number, stamp.frame
-        if last is not None and stamp.frame > last:
-            self.dropped += stamp.frame - last - 1
-        # A number going backwards is a new camera: count from there.
+        if self.window_start is None:
+            self.window_start = now
+        self.window_end = now
+        self.frames += 1
+        if stamp is not None:
+            self.stamped_frames += 1
+            self.latencies_ms.append(arrived_unix * 1000 - stamp.time_ms)
+            self.dropped += gap
 
     def stream_restarted(self) -> None:
         self._last_number = None
 
     @property
-    def fps(self) -> float:
-        if self.frames < 2 or self.first_frame_at is None or self.last_frame_at is None:
+    def span(self) -> float:
+        """Seconds between the first and last measured frames."""
+        if self.window_start is None or self.window_end is None:
             return 0.0
-        span = self.last_frame_at - self.first_frame_at
-        return (self.frames - 1) / span if span > 0 else 0.0
+        return self.window_end - self.window_start
+
+    @property
+    def fps(self) -> float:
+        return (self.frames - 1) / self.span if self.frames > 1 and self.span > 0 else 0.0
 
     def recent_latency_ms(self, count: int = 30) -> float | None:
         recent = self.latencies_ms[-count:]
@@ -62,7 +79,7 @@ class FrameStats:
         if self.latencies_ms:
             p50, p95 = np.percentile(self.latencies_ms, [50, 95])
             latency = {"p50": round(float(p50), 1), "p95": round(float(p95), 1)}
-        span = (self.last_frame_at or 0) - (self.first_frame_at or 0)
+        span = self.span
         return {
             "mode": mode,
             "frames": self.frames,

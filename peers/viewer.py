@@ -51,6 +51,8 @@ class ViewerOptions:
     stream: str
     #: Seconds of video to receive (from the first frame); None: until interrupted.
     duration: float | None = None
+    #: Seconds after the first frame left out of the figures (start-up transients).
+    warmup: float = 0.0
     #: Give up when no frame arrived this long after the start.
     first_frame_timeout: float = 15.0
     #: How long a stream that is not live yet may take to appear (0: fail at once).
@@ -83,7 +85,7 @@ def _event(text: str) -> None:
 class Viewer:
     def __init__(self, options: ViewerOptions, started: float | None = None) -> None:
         self.options = options
-        self.stats = FrameStats(started if started is not None else time.monotonic())
+        self.stats = FrameStats(started if started is not None else time.monotonic(), options.warmup)
         #: How video arrives now: "p2p" or "relay".
         self.mode = "relay" if options.mode == "relay" else "p2p"
         self._client: SignalingClient | None = None
@@ -139,7 +141,7 @@ class Viewer:
             self._done.set_exception(error)
 
     def _no_video(self) -> None:
-        if self.stats.frames == 0:
+        if self.stats.first_frame_at is None:
             self._finish(ViewerError(f"no video within {self.options.first_frame_timeout:g} s"))
 
     # -- signaling ------------------------------------------------------------
@@ -174,11 +176,11 @@ class Viewer:
     async def _handle(self, message: object) -> None:
         if isinstance(message, Watching):
             if not message.live:
-                if self.options.wait <= 0 and self.stats.frames == 0:
+                if self.options.wait <= 0 and self.stats.first_frame_at is None:
                     self._finish(ViewerError(f"no such stream: {message.stream!r} is not live"))
                     return
                 _event(f"waiting for a camera on {message.stream!r}")
-                if self.stats.frames == 0:
+                if self.stats.first_frame_at is None:
                     asyncio.get_running_loop().call_later(self.options.wait, self._stream_never_came)
         elif isinstance(message, StreamLive):
             self._live = message
@@ -207,7 +209,7 @@ class Viewer:
                 _event(f"server says {message.code}: {message.reason}")
 
     def _stream_never_came(self) -> None:
-        if self._live is None and self.stats.frames == 0:
+        if self._live is None and self.stats.first_frame_at is None:
             self._finish(ViewerError(
                 f"no such stream: {self.options.stream!r} did not go live within {self.options.wait:g} s"))
 
@@ -291,8 +293,9 @@ class Viewer:
             if self.mode == "relay":  # a P2P retry worked: the relay is no longer needed
                 _event("p2p connected again; leaving the relay")
                 await self._switch_mode("p2p")
+            first_ever = self.stats.first_frame_at is None
             self.stats.add(frame.width, frame.height, read_stamp(_luma(frame)), arrived)
-            self._frame_counted(first_on_this_track)
+            self._frame_counted(first_ever, first_on_this_track)
             first_on_this_track = False
             if self._recorder is not None:
                 self._recorder.write(frame, arrived)
@@ -311,9 +314,10 @@ class Viewer:
         first_of_run = self._relay_frames_in_run == 0
         self._relay_frames_in_run += 1
         self.stats.bytes_received += len(data)
+        first_ever = self.stats.first_frame_at is None
         self.stats.add(header.width, header.height,
                        Stamp(time_ms=header.capture_time_us // 1000, frame=header.sequence), arrived)
-        self._frame_counted(first_of_run)
+        self._frame_counted(first_ever, first_of_run)
         if self._recorder is not None or self._window is not None:
             image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             if image is None:
@@ -323,12 +327,13 @@ class Viewer:
             if self._window is not None:
                 self._show(image)
 
-    def _frame_counted(self, first_of_run: bool) -> None:
-        if self.stats.frames == 1:
+    def _frame_counted(self, first_ever: bool, first_of_run: bool) -> None:
+        if first_ever:
             _event(f"first frame after {(self.stats.first_frame_at - self.stats.started) * 1000:.0f} ms"
                    f" ({self.mode})")
             if self.options.duration is not None:
-                asyncio.get_running_loop().call_later(self.options.duration, self._finish)
+                asyncio.get_running_loop().call_later(self.options.warmup + self.options.duration,
+                                                      self._finish)
         elif first_of_run:
             _event(f"video resumed ({self.mode})")
 

@@ -8,8 +8,8 @@ import weakref
 
 from aiohttp import WSCloseCode, web
 
-from . import api, mjpeg, pages
-from .appkeys import CONFIG, REGISTRY, SOCKETS, WEB_ROOT
+from . import api, metrics, mjpeg, pages
+from .appkeys import CONFIG, METRICS, REGISTRY, SOCKETS, WEB_ROOT
 from .config import ServerConfig
 from .streams import StreamRegistry
 from .websocket import websocket_handler
@@ -24,9 +24,11 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app[REGISTRY] = StreamRegistry()
     app[SOCKETS] = weakref.WeakSet()
     app[WEB_ROOT] = pages.find_web_root()
+    app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS])
     app.router.add_get("/ws", websocket_handler)
     app.router.add_routes(api.routes)
     app.router.add_routes(mjpeg.routes)
+    app.router.add_routes(metrics.routes)
     app.router.add_routes(pages.routes)
     app.router.add_static("/static/", app[WEB_ROOT], append_version=True)
     app.on_shutdown.append(_close_sockets)

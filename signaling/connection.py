@@ -8,7 +8,7 @@ import secrets
 
 from aiohttp import WSCloseCode, web
 
-from .protocol import encode
+from .protocol import CameraStats, ViewerStats, encode
 from .relay import RelayReader
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,11 @@ class Connection:
         self.stream: str | None = None
         #: Set while this viewer is on its stream's relay.
         self.relay_reader: RelayReader | None = None
+        #: Display name (chat, viewer lists); may be empty.
+        self.name = ""
+        #: The latest stats report from this client, and when it came (time.time()).
+        self.stats: ViewerStats | CameraStats | None = None
+        self.stats_at = 0.0
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_limit)
         self._writer: asyncio.Task | None = None
 

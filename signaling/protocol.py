@@ -17,6 +17,10 @@ PROTOCOL_VERSION = 1
 #: A text message larger than this is refused with a ``too-large`` error.
 MAX_TEXT_MESSAGE_BYTES = 64 * 1024
 
+#: Chat limits, checked by the camera (the chat hub).
+MAX_CHAT_TEXT = 500
+MAX_NAME = 32
+
 #: Stream names appear in URLs and logs: keep them short and plain.
 STREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -32,6 +36,7 @@ class ErrorCode:
     TOO_LARGE = "too-large"
     BINARY_NOT_ALLOWED = "binary-not-allowed"
     BAD_RELAY_FRAME = "bad-relay-frame"
+    BAD_NAME = "bad-name"
     BAD_STREAM_NAME = "bad-stream-name"
     STREAM_TAKEN = "stream-taken"
     NO_SUCH_STREAM = "no-such-stream"
@@ -80,12 +85,79 @@ class Publish(_Message, tag="publish"):
 
     stream: str
     info: StreamInfo
+    name: str = ""  # display name in chat
 
 
 class Watch(_Message, tag="watch"):
     """A viewer follows a stream, live or not yet live."""
 
     stream: str
+    name: str = ""  # display name in chat and in the stream's viewer list
+
+
+class ViewerStats(msgspec.Struct, omit_defaults=True):
+    """A viewer's compact report of what it gets; fields it cannot measure stay null."""
+
+    mode: Literal["p2p", "relay"]
+    fps: float
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    bitrate_kbps: float = 0.0
+    latency_ms: float | None = None
+    frames_dropped: int | None = None
+    packets_lost: int | None = None
+    jitter_ms: float | None = None
+    rtt_ms: float | None = None
+    freezes: int | None = None
+    decoder: str | None = None
+
+
+class CameraViewerStats(msgspec.Struct, omit_defaults=True):
+    """The camera's view of one P2P viewer, from RTCP receiver reports and its queue."""
+
+    id: str
+    frames_sent: int = 0
+    queue_drops: int = 0
+    keyframe_requests: int = 0
+    rtt_ms: float | None = None
+    packets_lost: int | None = None
+    fraction_lost: float | None = None
+
+
+class CameraStats(msgspec.Struct, omit_defaults=True):
+    fps: float
+    encode_ms: float
+    frames_encoded: int = 0
+    frames_skipped: int = 0
+    keyframes: int = 0
+    relay_frames: int = 0
+    viewers: list[CameraViewerStats] = []
+
+
+class Stats(_Message, tag="stats"):
+    """Every few seconds, from each viewer: what it measures."""
+
+    stats: ViewerStats
+
+
+class CameraStatsReport(_Message, tag="camera-stats"):
+    """Every few seconds, from the camera: its side of the stream."""
+
+    stats: CameraStats
+
+
+class ChatMessage(_Message, tag="chat"):
+    """One stamped chat message, as the camera (the chat hub) sends it to everyone.
+
+    ``id`` increases by one per message of the stream: it orders messages and lets a
+    viewer that gets one both on its data channel and from the server keep one copy.
+    """
+
+    id: int
+    name: str
+    text: str
+    time: float  # Unix seconds, stamped by the camera
 
 
 class Relay(_Message, tag="relay"):
@@ -126,6 +198,25 @@ class Candidate(_Routed, tag="candidate"):
 
 class Hangup(_Routed, tag="hangup"):
     """Either side closed its peer connection, and says why (a bad offer, say)."""
+
+    reason: str
+
+
+class ChatSend(_Routed, tag="chat-send"):
+    """A viewer's chat line for the camera to stamp and share (data channel or signaling)."""
+
+    text: str
+    name: str = ""
+
+
+class ChatHistory(_Routed, tag="chat-history"):
+    """The last messages, for a newcomer."""
+
+    messages: list[ChatMessage]
+
+
+class ChatNotice(_Routed, tag="chat-notice"):
+    """The camera refused a chat line (too long, too fast) and says why."""
 
     reason: str
 
@@ -190,11 +281,16 @@ class Error(_Message, tag="error"):
     reason: str
 
 
-ClientMessage = Publish | Watch | Relay | Offer | Answer | Candidate | Hangup
+ClientMessage = (
+    Publish | Watch | Relay | Stats | CameraStatsReport | ChatMessage
+    | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice
+)
 ServerMessage = (
     Welcome | Published | Watching | StreamLive | StreamEnded | RelayFrames | ViewerJoined | ViewerLeft
-    | Offer | Answer | Candidate | Hangup | Error
+    | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice | ChatMessage | Error
 )
+#: What travels on a viewer's "chat" data channel (the same messages as on signaling).
+DataChannelMessage = ChatSend | ChatMessage | ChatHistory | ChatNotice
 #: Messages the server passes between a camera and one of its viewers.
 ROUTED_TYPES = tuple(_Routed.__subclasses__())
 
@@ -205,6 +301,7 @@ def _tags(union: object) -> frozenset[str]:
 
 CLIENT_TYPES = _tags(ClientMessage)
 SERVER_TYPES = _tags(ServerMessage)
+DATA_CHANNEL_TYPES = _tags(DataChannelMessage)
 
 
 class ProtocolError(Exception):
@@ -222,6 +319,7 @@ class ProtocolError(Exception):
 _encoder = msgspec.json.Encoder()
 _client_decoder = msgspec.json.Decoder(ClientMessage)
 _server_decoder = msgspec.json.Decoder(ServerMessage)
+_data_channel_decoder = msgspec.json.Decoder(DataChannelMessage)
 _raw_decoder = msgspec.json.Decoder()
 
 
@@ -267,6 +365,19 @@ def decode_client_message(data: str | bytes) -> ClientMessage:
 def decode_server_message(data: str | bytes) -> ServerMessage:
     """Parse and validate a message the server sent; raises ProtocolError."""
     return _decode(data, _server_decoder, SERVER_TYPES)
+
+
+def decode_data_channel_message(data: str | bytes) -> DataChannelMessage:
+    """Parse and validate a chat data channel message; raises ProtocolError."""
+    return _decode(data, _data_channel_decoder, DATA_CHANNEL_TYPES)
+
+
+def check_display_name(name: str) -> str:
+    """A display name, trimmed; at most MAX_NAME characters and printable."""
+    name = name.strip()
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise ProtocolError(ErrorCode.BAD_NAME, f"names are at most {MAX_NAME} printable characters")
+    return name
 
 
 def check_stream_name(name: str) -> None:

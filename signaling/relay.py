@@ -12,8 +12,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RelayTotals:
+    """Server-wide relay counters (for /metrics); every stream's readers add to them."""
+
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_skipped: int = 0
 
 
 class RelayReader:
@@ -22,6 +32,7 @@ class RelayReader:
     def __init__(self, name: str, deliver: Callable[[bytes], Awaitable[None]],
                  ends_with_camera: bool = False) -> None:
         self.name = name
+        self.totals = RelayTotals()  # replaced by the hub's when added
         #: HTTP readers (MJPEG) end when the camera leaves; WebSocket viewers wait for the next one.
         self.ends_with_camera = ends_with_camera
         self._deliver = deliver
@@ -35,6 +46,7 @@ class RelayReader:
     def offer(self, frame: bytes) -> None:
         if self._frame is not None:
             self.frames_skipped += 1
+            self.totals.frames_skipped += 1
         self._frame = frame
         self._ready.set()
 
@@ -52,6 +64,8 @@ class RelayReader:
                 await self._deliver(frame)
                 self.frames_sent += 1
                 self.bytes_sent += len(frame)
+                self.totals.frames_sent += 1
+                self.totals.bytes_sent += len(frame)
         except (ConnectionError, RuntimeError) as exc:
             log.info("relay reader %s: %s", self.name, exc)
 
@@ -66,8 +80,9 @@ class RelayReader:
 
 
 class RelayHub:
-    def __init__(self, on_demand: Callable[[bool], None]) -> None:
+    def __init__(self, on_demand: Callable[[bool], None], totals: RelayTotals) -> None:
         self._on_demand = on_demand
+        self._totals = totals
         self._readers: set[RelayReader] = set()
         self._waiters: list[asyncio.Future[bytes]] = []
         self.latest: bytes | None = None
@@ -93,6 +108,7 @@ class RelayHub:
 
     def add(self, reader: RelayReader) -> None:
         was_wanted = self.wanted
+        reader.totals = self._totals
         self._readers.add(reader)
         reader.start()
         if self.latest is not None and time.monotonic() - self.latest_at < 1.0:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import msgspec
+
 from .connection import Connection
 from .protocol import (
+    CameraStats,
+    ChatMessage,
     ErrorCode,
     ProtocolError,
     RelayFrames,
@@ -21,9 +25,11 @@ from .protocol import (
     StreamLive,
     ViewerJoined,
     ViewerLeft,
+    ViewerStats,
+    check_display_name,
     check_stream_name,
 )
-from .relay import RelayHub, RelayReader
+from .relay import RelayHub, RelayReader, RelayTotals
 from .relayframe import RelayFrameError, parse_relay_frame
 
 
@@ -35,10 +41,11 @@ class Stream:
     #: Unix time the current publisher started.
     since: float | None = None
     viewers: dict[str, Connection] = field(default_factory=dict)
+    relay_totals: RelayTotals = field(default_factory=RelayTotals)
     relay: RelayHub = field(init=False)
 
     def __post_init__(self) -> None:
-        self.relay = RelayHub(self._relay_demand)
+        self.relay = RelayHub(self._relay_demand, self.relay_totals)
 
     def _relay_demand(self, wanted: bool) -> None:
         if self.publisher is not None:
@@ -50,10 +57,11 @@ class Stream:
 
     def summary(self) -> dict:
         info = self.info
+        publisher = self.publisher
         return {
             "name": self.name,
             "live": self.live,
-            "viewers": len(self.viewers),
+            "viewer_count": len(self.viewers),
             "relay_viewers": sum(1 for v in self.viewers.values() if v.relay_reader is not None),
             "relay": self.relay.summary(),
             "width": info.width if info else None,
@@ -61,8 +69,35 @@ class Stream:
             "fps": info.fps if info else None,
             "codec": info.codec if info else None,
             "since": self.since,
-            "publisher": self.publisher.id if self.publisher else None,
+            "publisher": publisher.id if publisher else None,
+            "camera": {
+                "name": publisher.name,
+                "stats": msgspec.to_builtins(publisher.stats) if publisher.stats else None,
+            } if publisher else None,
+            "viewers_by_mode": self.viewers_by_mode(),
+            "viewers": [
+                {
+                    "id": viewer.id,
+                    "name": viewer.name,
+                    "mode": self.viewer_mode(viewer),
+                    "stats": msgspec.to_builtins(viewer.stats) if viewer.stats else None,
+                }
+                for viewer in self.viewers.values()
+            ],
         }
+
+    @staticmethod
+    def viewer_mode(viewer: Connection) -> str:
+        """How a viewer gets video: its own report when it has sent one, else by relay use."""
+        if viewer.relay_reader is not None:
+            return "relay"
+        return viewer.stats.mode if isinstance(viewer.stats, ViewerStats) else "p2p"
+
+    def viewers_by_mode(self) -> dict[str, int]:
+        counts = {"p2p": 0, "relay": 0}
+        for viewer in self.viewers.values():
+            counts[self.viewer_mode(viewer)] += 1
+        return counts
 
 
 class StreamRegistry:
@@ -70,6 +105,7 @@ class StreamRegistry:
 
     def __init__(self) -> None:
         self._streams: dict[str, Stream] = {}
+        self.relay_totals = RelayTotals()
 
     def get(self, name: str) -> Stream | None:
         return self._streams.get(name)
@@ -77,13 +113,14 @@ class StreamRegistry:
     def live_streams(self) -> list[Stream]:
         return sorted((s for s in self._streams.values() if s.live), key=lambda s: s.name)
 
-    def publish(self, conn: Connection, name: str, info: StreamInfo) -> Stream:
+    def publish(self, conn: Connection, name: str, info: StreamInfo, display_name: str = "") -> Stream:
         check_stream_name(name)
+        conn.name = check_display_name(display_name)
         if conn.role is not None:
             raise ProtocolError(
                 ErrorCode.WRONG_STATE, f"this connection is already a {conn.role} of {conn.stream!r}"
             )
-        stream = self._streams.setdefault(name, Stream(name))
+        stream = self._streams.setdefault(name, Stream(name, relay_totals=self.relay_totals))
         if stream.publisher is not None:
             raise ProtocolError(
                 ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a publisher"
@@ -97,13 +134,14 @@ class StreamRegistry:
             conn.send(RelayFrames(send=True))
         return stream
 
-    def watch(self, conn: Connection, name: str) -> Stream:
+    def watch(self, conn: Connection, name: str, display_name: str = "") -> Stream:
         check_stream_name(name)
+        conn.name = check_display_name(display_name)
         if conn.role is not None:
             raise ProtocolError(
                 ErrorCode.WRONG_STATE, f"this connection is already a {conn.role} of {conn.stream!r}"
             )
-        stream = self._streams.setdefault(name, Stream(name))
+        stream = self._streams.setdefault(name, Stream(name, relay_totals=self.relay_totals))
         stream.viewers[conn.id] = conn
         conn.role, conn.stream = "viewer", name
         if stream.publisher is not None:
@@ -139,6 +177,23 @@ class StreamRegistry:
         elif not enabled and conn.relay_reader is not None:
             stream.relay.remove(conn.relay_reader)
             conn.relay_reader = None
+
+    def report_stats(self, conn: Connection, stats: ViewerStats | CameraStats) -> None:
+        """Keep a client's latest stats report: viewers report ViewerStats, cameras CameraStats."""
+        expected = CameraStats if conn.role == "publisher" else ViewerStats
+        if conn.role is None or not isinstance(stats, expected):
+            raise ProtocolError(ErrorCode.WRONG_STATE,
+                                "report stats as a viewer (stats) or as a camera (camera-stats)")
+        conn.stats, conn.stats_at = stats, time.time()
+
+    def broadcast_chat(self, conn: Connection, message: ChatMessage) -> None:
+        """A stamped chat message from the camera, for every viewer of its stream."""
+        stream = self._streams.get(conn.stream or "")
+        if stream is None or conn.role != "publisher":
+            raise ProtocolError(ErrorCode.WRONG_STATE,
+                                "only the camera shares chat messages; viewers send chat-send")
+        for viewer in stream.viewers.values():
+            viewer.send(message)
 
     def relay_frame(self, conn: Connection, data: bytes) -> None:
         """A relay frame from a camera, for its stream's relay readers."""

@@ -6,15 +6,19 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from .appkeys import CONFIG, REGISTRY, SOCKETS
+from .appkeys import CONFIG, METRICS, REGISTRY, SOCKETS
 from .connection import Connection
+from .metrics import Metrics
 from .protocol import (
     PROTOCOL_VERSION,
     ROUTED_TYPES,
+    CameraStatsReport,
+    ChatMessage,
     ProtocolError,
     Publish,
     Published,
     Relay,
+    Stats,
     StreamLive,
     Watch,
     Watching,
@@ -33,6 +37,7 @@ MAX_WEBSOCKET_MESSAGE_BYTES = 8 * 1024 * 1024
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     config = request.app[CONFIG]
     registry = request.app[REGISTRY]
+    metrics = request.app[METRICS]
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat, max_msg_size=MAX_WEBSOCKET_MESSAGE_BYTES, compress=False
     )
@@ -48,12 +53,12 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                _handle_text(registry, conn, msg.data)
+                _handle_text(registry, metrics, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
                 try:
                     registry.relay_frame(conn, msg.data)
                 except ProtocolError as exc:
-                    conn.send(exc.to_message())
+                    _refuse(metrics, conn, exc)
             elif msg.type == WSMsgType.ERROR:
                 log.info("%r: %s", conn, ws.exception())
     finally:
@@ -64,28 +69,38 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def _handle_text(registry: StreamRegistry, conn: Connection, data: str) -> None:
+def _handle_text(registry: StreamRegistry, metrics: Metrics, conn: Connection, data: str) -> None:
     try:
         message = decode_client_message(data)
+        metrics.messages.labels(type(message).__struct_config__.tag).inc()
         _dispatch(registry, conn, message)
     except ProtocolError as exc:
-        log.info("%r: refused: %s %s", conn, exc.code, exc.reason)
-        conn.send(exc.to_message())
+        _refuse(metrics, conn, exc)
+
+
+def _refuse(metrics: Metrics, conn: Connection, exc: ProtocolError) -> None:
+    log.info("%r: refused: %s %s", conn, exc.code, exc.reason)
+    metrics.errors.labels(exc.code).inc()
+    conn.send(exc.to_message())
 
 
 def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:
     if isinstance(message, Publish):
-        registry.publish(conn, message.stream, message.info)
+        registry.publish(conn, message.stream, message.info, message.name)
         conn.send(Published(stream=message.stream))
         log.info("%r publishes %dx%d@%g %s", conn, message.info.width,
                  message.info.height, message.info.fps, message.info.codec)
     elif isinstance(message, Watch):
-        stream = registry.watch(conn, message.stream)
+        stream = registry.watch(conn, message.stream, message.name)
         conn.send(Watching(stream=stream.name, live=stream.live))
         if stream.publisher is not None and stream.info is not None:
             conn.send(StreamLive(stream=stream.name, publisher=stream.publisher.id, info=stream.info))
     elif isinstance(message, Relay):
         registry.set_relay(conn, message.enabled)
+    elif isinstance(message, (Stats, CameraStatsReport)):
+        registry.report_stats(conn, message.stats)
+    elif isinstance(message, ChatMessage):
+        registry.broadcast_chat(conn, message)
     elif isinstance(message, ROUTED_TYPES):
         target = registry.route_target(conn, message.to)
         message.to, message.sender = None, conn.id

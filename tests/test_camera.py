@@ -46,4 +46,4 @@ def test_a_leaving_viewer_is_torn_down_on_the_camera(cluster):
     cluster.start_viewer("lab", "--duration", "1").summary(timeout=30)
     camera.wait_for_log("left", timeout=5)
     camera.wait_for_log("connection closed", timeout=5)
-    assert get_json(f"{cluster.url}/api/streams/lab")["viewers"] == 0
+    assert get_json(f"{cluster.url}/api/streams/lab")["viewer_count"] == 0

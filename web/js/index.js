@@ -38,7 +38,7 @@ function streamItem(stream, nowSeconds) {
   details.append(
     element('span', 'resolution', `${stream.width}x${stream.height}@${formatFps(stream.fps)}`),
     element('span', 'codec', stream.codec),
-    element('span', 'viewers', stream.viewers === 1 ? '1 viewer' : `${stream.viewers} viewers`),
+    element('span', 'viewers', stream.viewer_count === 1 ? '1 viewer' : `${stream.viewer_count} viewers`),
     element('span', 'uptime', `live for ${Math.max(0, Math.floor((nowSeconds - stream.since) / 60))}m`),
   );
   item.append(link, ' ', details);

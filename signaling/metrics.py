@@ -1,0 +1,83 @@
+"""``GET /metrics``: the server's state and counters in Prometheus text format.
+
+Counts of things that happen (messages, errors) are counters updated as they
+happen; everything else (streams, viewers, relay totals, what viewers report) is
+read from the stream registry when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from .appkeys import METRICS
+from .protocol import ViewerStats
+from .streams import StreamRegistry
+
+routes = web.RouteTableDef()
+
+
+class Metrics:
+    def __init__(self, streams: StreamRegistry, sockets: weakref.WeakSet) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.messages = Counter("peercam_signaling_messages", "Signaling messages received, by type",
+                                ["type"], registry=self.registry)
+        self.errors = Counter("peercam_errors", "Error replies sent to clients, by code",
+                              ["code"], registry=self.registry)
+        self.registry.register(_StateCollector(streams, sockets))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, streams: StreamRegistry, sockets: weakref.WeakSet) -> None:
+        self._streams = streams
+        self._sockets = sockets
+
+    def collect(self) -> Iterator[Metric]:
+        live = self._streams.live_streams()
+        yield GaugeMetricFamily("peercam_live_streams", "Streams with a camera publishing", value=len(live))
+        yield GaugeMetricFamily("peercam_websockets_open", "Open signaling WebSockets",
+                                value=len(self._sockets))
+        viewers = GaugeMetricFamily("peercam_viewers", "Viewers by stream and mode",
+                                    labels=["stream", "mode"])
+        fps = GaugeMetricFamily("peercam_viewer_fps", "Mean frame rate viewers report", labels=["stream"])
+        latency = GaugeMetricFamily("peercam_viewer_latency_seconds",
+                                    "Mean glass-to-glass latency viewers report", labels=["stream"])
+        encode = GaugeMetricFamily("peercam_camera_encode_seconds",
+                                   "Camera's mean encode time per frame", labels=["stream"])
+        for stream in live:
+            for mode, count in stream.viewers_by_mode().items():
+                viewers.add_metric([stream.name, mode], count)
+            reports = [v.stats for v in stream.viewers.values() if isinstance(v.stats, ViewerStats)]
+            if reports:
+                fps.add_metric([stream.name], sum(r.fps for r in reports) / len(reports))
+            latencies = [r.latency_ms for r in reports if r.latency_ms is not None]
+            if latencies:
+                latency.add_metric([stream.name], sum(latencies) / len(latencies) / 1000)
+            camera_stats = stream.publisher.stats if stream.publisher else None
+            if camera_stats is not None:
+                encode.add_metric([stream.name], camera_stats.encode_ms / 1000)
+        yield from (viewers, fps, latency, encode)
+        totals = self._streams.relay_totals
+        yield CounterMetricFamily("peercam_relay_frames_sent", "Relay frames sent to readers",
+                                  value=totals.frames_sent)
+        yield CounterMetricFamily("peercam_relay_sent_bytes", "Relay bytes sent to readers",
+                                  value=totals.bytes_sent)
+        yield CounterMetricFamily("peercam_relay_frames_dropped",
+                                  "Relay frames a slow reader skipped (a newer one replaced them)",
+                                  value=totals.frames_skipped)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=request.app[METRICS].render())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
