@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration
 
 from signaling.protocol import (
+    CameraStats,
+    CameraStatsReport,
     Candidate,
+    ChatHistory,
+    ChatNotice,
+    ChatSend,
     Error,
     ErrorCode,
     Hangup,
@@ -22,6 +28,7 @@ from signaling.protocol import (
     ViewerLeft,
 )
 
+from .chathub import ChatHub, ChatRefused
 from .encoder import VideoEncoder
 from .ice import IceOptions
 from .pipeline import MediaPipeline
@@ -45,6 +52,10 @@ class CameraOptions:
     ice: IceOptions = field(default_factory=IceOptions)
     #: Close a viewer's peer connection that is not connected by then.
     connect_timeout: float = 15.0
+    #: Display name in the stream list and chat.
+    name: str = ""
+    #: Append every chat message to this file as a JSON line.
+    chat_log: str | None = None
     jpeg_quality: int = 80
     #: Cap on relay frames per second (None: every captured frame).
     relay_fps: float | None = None
@@ -58,6 +69,7 @@ class CameraPeer:
         self.pipeline: MediaPipeline | None = None
         self._rtc_configuration: RTCConfiguration | None = None
         self._client: SignalingClient | None = None
+        self.chat = ChatHub(options.chat_log)
         # The newest relay frame not yet sent to the server (latest frame wins).
         self._relay_frame: bytes | None = None
         self._relay_ready = asyncio.Event()
@@ -78,7 +90,7 @@ class CameraPeer:
                                       relay_fps=self.options.relay_fps)
         self.pipeline.start()
         signaling = asyncio.create_task(self._stay_published())
-        reporter = asyncio.create_task(self._log_stats())
+        reporter = asyncio.create_task(self._report_stats())
         try:
             done, _ = await asyncio.wait({signaling, self.pipeline.failed},
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -90,19 +102,32 @@ class CameraPeer:
             reporter.cancel()
             await asyncio.gather(*(v.close() for v in list(self.viewers.values())))
             await asyncio.to_thread(self.pipeline.stop)
+            self.chat.close()
 
-    async def _log_stats(self, every: float = 10.0) -> None:
+    async def _report_stats(self, every: float = 2.0, log_every: int = 5) -> None:
+        """Tell the server how the camera is doing (and the log, now and then)."""
         assert self.pipeline is not None
-        stats, last = self.pipeline.stats, None
-        while True:
+        stats = self.pipeline.stats
+        last = (stats.frames_captured, stats.frames_encoded, stats.relay_frames)
+        for round_number in itertools.count(1):
             await asyncio.sleep(every)
-            now = (stats.frames_captured, stats.frames_encoded, stats.frames_skipped)
-            if last is not None and self.viewers:
-                captured, encoded, skipped = (a - b for a, b in zip(now, last, strict=True))
-                log.info("%d viewers; per second: %.1f captured, %.1f encoded, %.1f skipped; "
-                         "encode %.1f ms; %d keyframes so far", len(self.viewers), captured / every,
-                         encoded / every, skipped / every, stats.encode_ms, stats.keyframes)
+            now = (stats.frames_captured, stats.frames_encoded, stats.relay_frames)
+            captured, encoded, relayed = (a - b for a, b in zip(now, last, strict=True))
             last = now
+            report = CameraStats(
+                fps=round(max(encoded, relayed) / every, 2),
+                encode_ms=round(stats.encode_ms, 2),
+                frames_encoded=stats.frames_encoded,
+                frames_skipped=stats.frames_skipped,
+                keyframes=stats.keyframes,
+                relay_frames=stats.relay_frames,
+                viewers=[await viewer.stats() for viewer in list(self.viewers.values())],
+            )
+            await self._send(CameraStatsReport(stats=report))
+            if round_number % log_every == 0 and (self.viewers or relayed):
+                log.info("%d P2P viewers; per second: %.1f captured, %.1f encoded, %.1f relay frames; "
+                         "encode %.1f ms; %d keyframes so far", len(self.viewers), captured / every,
+                         encoded / every, relayed / every, stats.encode_ms, stats.keyframes)
 
     async def _stay_published(self) -> None:
         """Keep a signaling connection and the stream published, reconnecting with backoff.
@@ -117,7 +142,8 @@ class CameraPeer:
             try:
                 welcome = await client.connect()
                 self._rtc_configuration = self.options.ice.configuration(welcome)
-                await client.send(Publish(stream=self.options.stream, info=self.stream_info))
+                await client.send(Publish(stream=self.options.stream, info=self.stream_info,
+                                          name=self.options.name))
                 async for message in client.messages():
                     if isinstance(message, Published):
                         ever_published = True
@@ -165,6 +191,8 @@ class CameraPeer:
     def _handle(self, message: object) -> None:
         if isinstance(message, RelayFrames):
             self._set_relay(message.send)
+        elif isinstance(message, ChatSend) and message.sender:
+            self._chat_line(message.sender, message, reply=self._send_via_server(message.sender))
         elif isinstance(message, (Offer, Candidate, Hangup)) and message.sender:
             viewer = self.viewers.get(message.sender)
             if viewer is None:
@@ -172,8 +200,12 @@ class CameraPeer:
             viewer.post(message)
         elif isinstance(message, ViewerJoined):
             log.info("viewer %s joined", message.peer_id)
+            history = self.chat.history()
+            if history:
+                asyncio.create_task(self._send(ChatHistory(to=message.peer_id, messages=history)))
         elif isinstance(message, ViewerLeft):
             viewer = self.viewers.get(message.peer_id)
+            self.chat.forget(message.peer_id)
             if viewer is not None:
                 log.info("viewer %s left", message.peer_id)
                 asyncio.create_task(viewer.close())
@@ -187,6 +219,31 @@ class CameraPeer:
         except SignalingError as exc:
             log.info("could not send %s: %s", type(message).__name__, exc)
 
+    def _send_via_server(self, viewer_id: str):
+        def reply(notice: ChatNotice) -> None:
+            notice.to = viewer_id
+            asyncio.create_task(self._send(notice))
+        return reply
+
+    def _chat_from_data_channel(self, viewer: ViewerConnection, line: ChatSend | None) -> None:
+        if line is None:  # the channel just opened
+            history = self.chat.history()
+            if history:
+                viewer.send_chat(ChatHistory(messages=history))
+            return
+        self._chat_line(viewer.viewer_id, line, reply=viewer.send_chat)
+
+    def _chat_line(self, viewer_id: str, line: ChatSend, reply) -> None:
+        """Stamp a viewer's line and share it: every data channel, and the server for the rest."""
+        try:
+            message = self.chat.stamp(viewer_id, line)
+        except ChatRefused as exc:
+            reply(ChatNotice(reason=str(exc)))
+            return
+        for viewer in self.viewers.values():
+            viewer.send_chat(message)
+        asyncio.create_task(self._send(message))
+
     def _add_viewer(self, viewer_id: str) -> ViewerConnection:
         assert self.pipeline is not None
         viewer = ViewerConnection(
@@ -197,6 +254,7 @@ class CameraPeer:
             self._send,
             self.options.connect_timeout,
             on_closed=lambda v: self.viewers.pop(v.viewer_id, None),
+            on_chat=self._chat_from_data_channel,
         )
         self.viewers[viewer_id] = viewer
         return viewer

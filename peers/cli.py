@@ -50,6 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     camera = commands.add_parser("camera", help="publish a camera, video file or test pattern")
     _add_peer_options(camera)
     _add_source_options(camera)
+    camera.add_argument("--name", default="", help="display name (stream list, chat)")
+    camera.add_argument("--chat-log", metavar="FILE", help="append every chat message to FILE as JSON lines")
 
     view = commands.add_parser("view", help="watch a stream, measure it, record or show it")
     _add_peer_options(view)
@@ -58,6 +60,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="leave the first S seconds after the first frame out of the figures")
     view.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     view.add_argument("--record", metavar="FILE", help="record to an .mp4 or .mkv file")
+    view.add_argument("--name", default="", help="display name (chat, the stream's viewer list)")
+    view.add_argument("--chat", action="store_true",
+                      help="print chat on stdout; each line typed on stdin is sent")
     view.add_argument("--show", action="store_true", help="open a window (needs OpenCV with GUI support)")
     view.add_argument("--timeout", type=float, default=15.0,
                       help="give up when no video came within this (s)")
@@ -168,6 +173,8 @@ def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) ->
         stream=args.stream,
         codec=args.codec,
         bitrate=args.bitrate * 1000,
+        name=getattr(args, "name", ""),
+        chat_log=getattr(args, "chat_log", None),
         jpeg_quality=args.jpeg_quality,
         relay_fps=args.relay_fps,
         ice=_ice_options(args, ice_servers),
@@ -197,6 +204,8 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         ice=_ice_options(args, ice_servers),
         record=args.record,
         show=args.show,
+        name=args.name,
+        chat=args.chat,
         status_line=sys.stderr.isatty() and not args.json,
     )
     try:

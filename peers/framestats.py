@@ -29,6 +29,10 @@ class FrameStats:
         self.stamped_frames = 0
         self.dropped = 0
         self.bytes_received = 0
+        # From the WebRTC stack, where it gives them (None: not measured).
+        self.packets_lost: int | None = None
+        self.jitter_ms: float | None = None
+        self.rtt_ms: float | None = None
         self._last_number: int | None = None
 
     def add(self, width: int, height: int, stamp: Stamp | None, arrived_unix: float) -> None:
@@ -90,4 +94,7 @@ class FrameStats:
             "latency_ms": latency,
             "frames_dropped": self.dropped if self.stamped_frames else None,
             "bitrate_kbps": round(self.bytes_received * 8 / span / 1000, 1) if span > 0 else 0.0,
+            "packets_lost": self.packets_lost,
+            "jitter_ms": self.jitter_ms,
+            "rtt_ms": self.rtt_ms,
         }

@@ -5,27 +5,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 import av
 import cv2
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from signaling.protocol import (
     Answer,
     Candidate,
+    ChatHistory,
+    ChatMessage,
+    ChatNotice,
+    ChatSend,
     Error,
     ErrorCode,
     Hangup,
     Offer,
+    ProtocolError,
     Relay,
+    Stats,
     StreamEnded,
     StreamLive,
+    ViewerStats,
     Watch,
     Watching,
+    decode_data_channel_message,
+    encode,
 )
 from signaling.relayframe import RelayFrameError, parse_relay_frame
 
@@ -67,6 +77,10 @@ class ViewerOptions:
     ice: IceOptions = field(default_factory=IceOptions)
     record: str | None = None
     show: bool = False
+    #: Display name (chat, the stream's viewer list).
+    name: str = ""
+    #: Print chat on stdout and send each line typed on stdin.
+    chat: bool = False
     status_line: bool = False
 
 
@@ -97,6 +111,10 @@ class Viewer:
         self._window = self._open_window() if options.show else None
         self._tasks: set[asyncio.Task] = set()
         self._relay_frames_in_run = 0
+        self._chat_channel: RTCDataChannel | None = None
+        self._chat_seen: set[int] = set()
+        self._frames_total = 0  # every frame, warm-up included (for live reports)
+        self._pc_bytes_counted = 0  # of the open peer connection, already in stats.bytes_received
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -109,6 +127,9 @@ class Viewer:
             self._no_video,
         )
         self._spawn(self._stay_connected())
+        self._spawn(self._report_stats())
+        if self.options.chat:
+            self._spawn(self._send_typed_chat())
         if self.options.status_line:
             self._spawn(self._print_status())
         try:
@@ -156,7 +177,7 @@ class Viewer:
                 connected_once = True
                 backoff.reset()
                 self._rtc_configuration = self.options.ice.configuration(welcome)
-                await client.send(Watch(stream=self.options.stream))
+                await client.send(Watch(stream=self.options.stream, name=self.options.name))
                 if self.mode == "relay":
                     await client.send(Relay(enabled=True))
                 async for message in client.messages():
@@ -202,6 +223,8 @@ class Viewer:
             await self._pc.addIceCandidate(aiortc_candidate(message.candidate))
         elif isinstance(message, Hangup):
             await self._p2p_failed(f"camera hung up: {message.reason}")
+        elif isinstance(message, (ChatMessage, ChatHistory, ChatNotice)):
+            self._chat_received(message)
         elif isinstance(message, Error):
             if message.code in _FATAL_CODES:
                 self._finish(ViewerError(message.reason))
@@ -219,7 +242,14 @@ class Viewer:
         await self._close_pc()
         pc = self._pc = RTCPeerConnection(self._rtc_configuration)
         pc.addTransceiver("video", direction="recvonly")
-        pc.createDataChannel("chat")
+        channel = self._chat_channel = pc.createDataChannel("chat")
+
+        @channel.on("message")
+        def on_chat(data: str | bytes) -> None:
+            try:
+                self._chat_received(decode_data_channel_message(data))
+            except ProtocolError as exc:
+                _event(f"ignoring a bad chat message: {exc.reason}")
 
         @pc.on("track")
         def on_track(track) -> None:
@@ -273,12 +303,88 @@ class Viewer:
 
     async def _close_pc(self) -> None:
         pc, self._pc = self._pc, None
+        self._chat_channel = None
         if pc is None:
             return
+        await self._read_pc_stats(pc)
+        self._pc_bytes_counted = 0
+        await pc.close()
+
+    async def _read_pc_stats(self, pc: RTCPeerConnection) -> None:
+        """Bytes, loss and jitter from aiortc (it measures no RTT on the receiving side)."""
+        received = 0
         for report in (await pc.getStats()).values():
             if report.type == "transport":
-                self.stats.bytes_received += report.bytesReceived
-        await pc.close()
+                received += report.bytesReceived
+            elif report.type == "inbound-rtp" and report.kind == "video":
+                self.stats.packets_lost = report.packetsLost
+                self.stats.jitter_ms = round(report.jitter / 90, 2)  # 90 kHz RTP clock
+        self.stats.bytes_received += received - self._pc_bytes_counted
+        self._pc_bytes_counted = received
+
+    # -- chat -----------------------------------------------------------------
+
+    def _chat_received(self, message: ChatMessage | ChatHistory | ChatNotice | ChatSend) -> None:
+        """Chat from the data channel or the server: each message id is shown once."""
+        if not self.options.chat:
+            return
+        if isinstance(message, ChatNotice):
+            _event(f"chat: {message.reason}")
+            return
+        for line in message.messages if isinstance(message, ChatHistory) else [message]:
+            if isinstance(line, ChatMessage) and line.id not in self._chat_seen:
+                self._chat_seen.add(line.id)
+                stamp = time.strftime("%H:%M:%S", time.localtime(line.time))
+                print(f"[{stamp}] #{line.id} {line.name}: {line.text}", flush=True)
+
+    async def _send_typed_chat(self) -> None:
+        """Each line typed on stdin becomes a chat message."""
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def read_stdin() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+
+        threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
+        while (text := await lines.get()) is not None:
+            if not text.strip():
+                continue
+            line = ChatSend(text=text, name=self.options.name)
+            if self._chat_channel is not None and self._chat_channel.readyState == "open":
+                self._chat_channel.send(encode(line))
+            elif self._client is not None:
+                await self._client.send(line)
+
+    # -- stats ----------------------------------------------------------------
+
+    async def _report_stats(self, every: float = 2.0) -> None:
+        """Tell the server what this viewer gets, every few seconds."""
+        last_frames, last_bytes = 0, 0
+        while True:
+            await asyncio.sleep(every)
+            if self._pc is not None and self.mode == "p2p":
+                await self._read_pc_stats(self._pc)
+            frames, received = self._frames_total, self.stats.bytes_received
+            if frames == last_frames:
+                continue
+            latency = self.stats.recent_latency_ms()
+            report = ViewerStats(
+                mode=self.mode, fps=round((frames - last_frames) / every, 2), frames=frames,
+                width=self.stats.width, height=self.stats.height,
+                bitrate_kbps=round((received - last_bytes) * 8 / every / 1000, 1),
+                latency_ms=None if latency is None else round(latency, 1),
+                frames_dropped=self.stats.dropped if self.stats.stamped_frames else None,
+                packets_lost=self.stats.packets_lost if self.mode == "p2p" else None,
+                jitter_ms=self.stats.jitter_ms if self.mode == "p2p" else None,
+            )
+            last_frames, last_bytes = frames, received
+            if self._client is not None:
+                try:
+                    await self._client.send(Stats(stats=report))
+                except SignalingError:
+                    pass
 
     # -- frames ---------------------------------------------------------------
 
@@ -328,6 +434,7 @@ class Viewer:
                 self._show(image)
 
     def _frame_counted(self, first_ever: bool, first_of_run: bool) -> None:
+        self._frames_total += 1
         if first_ever:
             _event(f"first frame after {(self.stats.first_frame_at - self.stats.started) * 1000:.0f} ms"
                    f" ({self.mode})")

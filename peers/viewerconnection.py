@@ -7,9 +7,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-from signaling.protocol import Answer, Candidate, Hangup, Offer
+from signaling.protocol import (
+    Answer,
+    CameraViewerStats,
+    Candidate,
+    ChatHistory,
+    ChatMessage,
+    ChatNotice,
+    ChatSend,
+    Hangup,
+    Offer,
+    ProtocolError,
+    decode_data_channel_message,
+    encode,
+)
 
 from .fanout import FanOut, FanOutTrack
 from .ice import aiortc_candidate
@@ -46,6 +59,7 @@ class ViewerConnection:
         send: Callable[[object], Awaitable[None]],
         connect_timeout: float,
         on_closed: Callable[[ViewerConnection], None],
+        on_chat: Callable[[ViewerConnection, ChatSend | None], None] = lambda viewer, line: None,
     ) -> None:
         self.viewer_id = viewer_id
         self._fanout = fanout
@@ -54,6 +68,8 @@ class ViewerConnection:
         self._send = send
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
+        self._on_chat = on_chat
+        self._chat_channel: RTCDataChannel | None = None
         self._pc: RTCPeerConnection | None = None
         self.track: FanOutTrack | None = None
         self._inbox: asyncio.Queue = asyncio.Queue()
@@ -94,6 +110,13 @@ class ViewerConnection:
         pc = RTCPeerConnection(self._configuration)
         self._pc = pc
 
+        @pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            if channel.label == "chat":
+                self._chat_channel = channel
+                channel.on("message", self._chat_message)
+                self._on_chat(self, None)  # open: time for the history
+
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             log.info("viewer %s: connection %s", self.viewer_id, pc.connectionState)
@@ -117,6 +140,42 @@ class ViewerConnection:
             self._connect_timeout, self._inbox.put_nowait, _ConnectTimeout(pc)
         )
 
+    def _chat_message(self, data: str | bytes) -> None:
+        try:
+            message = decode_data_channel_message(data)
+        except ProtocolError as exc:
+            self.send_chat(ChatNotice(reason=exc.reason))
+            return
+        if isinstance(message, ChatSend):
+            self._on_chat(self, message)
+
+    async def stats(self) -> CameraViewerStats:
+        """This viewer as the camera sees it: its queue, and RTCP receiver reports."""
+        track, pc = self.track, self._pc
+        report = CameraViewerStats(id=self.viewer_id)
+        if track is not None:
+            report.frames_sent = track.frames_sent
+            report.queue_drops = track.frames_dropped
+            report.keyframe_requests = track.keyframe_requests
+        if pc is not None and pc.connectionState == "connected":
+            for sender in pc.getSenders():
+                for item in (await sender.getStats()).values():
+                    if item.type == "remote-inbound-rtp":
+                        if item.roundTripTime is not None:
+                            report.rtt_ms = round(item.roundTripTime * 1000, 2)
+                        report.packets_lost = item.packetsLost
+                        report.fraction_lost = item.fractionLost
+        return report
+
+    @property
+    def chat_open(self) -> bool:
+        return self._chat_channel is not None and self._chat_channel.readyState == "open"
+
+    def send_chat(self, message: ChatMessage | ChatHistory | ChatNotice) -> None:
+        """Send on this viewer's chat data channel, if it is open."""
+        if self.chat_open:
+            self._chat_channel.send(encode(message))
+
     async def _add_candidate(self, message: Candidate) -> None:
         if self._pc is None:
             return
@@ -128,6 +187,7 @@ class ViewerConnection:
 
     async def _close_pc(self) -> None:
         pc, self._pc = self._pc, None
+        self._chat_channel = None
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
