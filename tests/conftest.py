@@ -59,11 +59,13 @@ def get_json(url: str):
 class Process:
     """A peercam command in its own process, output kept in a log file."""
 
-    def __init__(self, args: list[str], log_dir: Path, name: str, prefix: list[str] | None = None) -> None:
+    def __init__(self, args: list[str], log_dir: Path, name: str, prefix: list[str] | None = None,
+                 stdin: bool = False) -> None:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w+")
         self.proc = subprocess.Popen(
             [*(prefix or []), sys.executable, "-m", "peers.cli", *args],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
@@ -71,6 +73,11 @@ class Process:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def type_line(self, text: str) -> None:
+        """Type a line on the process's stdin (started with ``stdin=True``)."""
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
 
     def wait_for_log(self, text: str, timeout: float, count: int = 1) -> None:
         wait_until(lambda: self.log().count(text) >= count, timeout,
@@ -115,9 +122,9 @@ class Cluster:
         self.processes: list[Process] = []
         self.server: Process | None = None
 
-    def start(self, name: str, *args: str, prefix: list[str] | None = None) -> Process:
+    def start(self, name: str, *args: str, prefix: list[str] | None = None, stdin: bool = False) -> Process:
         """A peercam command; ``prefix`` runs it through another, e.g. ``ip netns exec NS``."""
-        process = Process(list(args), self.log_dir, f"{len(self.processes):02d}-{name}", prefix)
+        process = Process(list(args), self.log_dir, f"{len(self.processes):02d}-{name}", prefix, stdin)
         self.processes.append(process)
         return process
 
@@ -134,9 +141,9 @@ class Cluster:
                        15, f"stream {stream!r} to go live")
         return camera
 
-    def start_viewer(self, stream: str = "test", *extra: str) -> Process:
+    def start_viewer(self, stream: str = "test", *extra: str, stdin: bool = False) -> Process:
         return self.start(f"viewer-{stream}", "view", "--server", self.url, "--stream", stream,
-                          "--json", *LOOPBACK, *extra)
+                          "--json", *LOOPBACK, *extra, stdin=stdin)
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -1,0 +1,83 @@
+"""Chat through the camera's hub: P2P viewers on data channels, relay viewers over signaling."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+from .conftest import get_json, wait_until
+
+CHAT_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] #(\d+) ([^:]+): (.*)$")
+
+
+def chat_lines(stdout: str) -> list[tuple[int, str, str]]:
+    return [(int(m[1]), m[2], m[3]) for m in map(CHAT_LINE.match, stdout.splitlines()) if m]
+
+
+def test_p2p_and_relay_viewers_share_one_ordered_chat_with_history(cluster, tmp_path):
+    cluster.start_server()
+    chat_log = tmp_path / "chat.jsonl"
+    camera = cluster.start_camera("talk", "--name", "cam", "--chat-log", str(chat_log))
+    alice = cluster.start_viewer("talk", "--chat", "--name", "alice", "--duration", "60", stdin=True)
+    bob = cluster.start_viewer("talk", "--chat", "--name", "bob", "--mode", "relay", "--duration", "60",
+                               stdin=True)
+    alice.wait_for_log("first frame", timeout=15)
+    bob.wait_for_log("first frame", timeout=15)
+    alice.wait_for_log("connected (p2p)", timeout=5)  # her line goes on the data channel
+    alice.type_line("hello from p2p")
+    bob.type_line("<b>hi</b> from the relay")
+    alice.type_line("second from p2p")
+    camera.wait_for_log("chat #3", timeout=10)
+
+    carol = cluster.start_viewer("talk", "--chat", "--name", "carol", "--duration", "1")
+    newcomer = chat_lines(carol.result(timeout=30)[1])
+    alice.kill(signal.SIGINT)
+    bob.kill(signal.SIGINT)
+    seen_by_alice = chat_lines(alice.result(timeout=15)[1])
+    seen_by_bob = chat_lines(bob.result(timeout=15)[1])
+
+    assert [m[0] for m in seen_by_alice] == [1, 2, 3]
+    assert seen_by_alice == seen_by_bob == newcomer  # one order for all, history for the newcomer
+    assert {m[2] for m in seen_by_alice} == {"hello from p2p", "<b>hi</b> from the relay", "second from p2p"}
+    assert [m[1] for m in seen_by_alice if "relay" in m[2]] == ["bob"]
+    assert len(chat_log.read_text().splitlines()) == 3
+
+
+def test_rate_limit_tells_the_sender(cluster):
+    cluster.start_server()
+    cluster.start_camera("talk")
+    eve = cluster.start_viewer("talk", "--chat", "--name", "eve", "--duration", "60", stdin=True)
+    eve.wait_for_log("first frame", timeout=15)
+    wait_until(lambda: eve.log().count("connected (p2p)"), 5, "eve's peer connection")
+    for n in range(20):
+        eve.type_line(f"spam {n}")
+    eve.wait_for_log("chat: slow down", timeout=10)
+    eve.kill(signal.SIGINT)
+    shared = chat_lines(eve.result(timeout=15)[1])
+    assert 10 <= len(shared) < 20
+
+
+def test_viewers_and_camera_report_stats_to_the_api(cluster):
+    cluster.start_server()
+    cluster.start_camera("lab", "--name", "bench camera")
+    cluster.start_viewer("lab", "--name", "pat", "--duration", "30")
+    cluster.start_viewer("lab", "--name", "rel", "--mode", "relay", "--duration", "30")
+
+    def reported():
+        stream = get_json(f"{cluster.url}/api/streams/lab") or {}
+        viewers = stream.get("viewers", [])
+        ready = len(viewers) == 2 and all(v["stats"] and v["stats"]["frames"] > 60 for v in viewers)
+        return stream if ready and stream["camera"]["stats"] else None
+
+    stream = wait_until(reported, 20, "stats from both viewers and the camera")
+    by_name = {v["name"]: v for v in stream["viewers"]}
+    assert by_name["pat"]["mode"] == "p2p" and by_name["rel"]["mode"] == "relay"
+    for viewer in by_name.values():
+        assert 25 <= viewer["stats"]["fps"] <= 31, viewer
+        assert viewer["stats"]["latency_ms"] is not None
+    assert stream["viewers_by_mode"] == {"p2p": 1, "relay": 1}
+    camera = stream["camera"]
+    assert camera["name"] == "bench camera" and 25 <= camera["stats"]["fps"] <= 31
+    assert camera["stats"]["encode_ms"] > 0
+    (p2p_viewer,) = camera["stats"]["viewers"]
+    assert p2p_viewer["frames_sent"] > 0 and p2p_viewer["rtt_ms"] is not None
