@@ -130,8 +130,6 @@ class Viewer:
         self._spawn(self._report_stats())
         if self.options.chat:
             self._spawn(self._send_typed_chat())
-        if self.options.status_line:
-            self._spawn(self._print_status())
         try:
             await self._done
         finally:
@@ -380,6 +378,8 @@ class Viewer:
                 jitter_ms=self.stats.jitter_ms if self.mode == "p2p" else None,
             )
             last_frames, last_bytes = frames, received
+            if self.options.status_line:
+                self._print_status(report)
             if self._client is not None:
                 try:
                     await self._client.send(Stats(stats=report))
@@ -444,15 +444,18 @@ class Viewer:
         elif first_of_run:
             _event(f"video resumed ({self.mode})")
 
-    async def _print_status(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            s = self.stats
-            latency = s.recent_latency_ms()
-            line = (f"{self.mode} {s.width}x{s.height} {s.fps:5.1f} fps "
-                    f"{'' if latency is None else f'latency {latency:4.0f} ms '}"
-                    f"frames {s.frames} dropped {s.dropped}")
-            print(f"\r{line:<78}", end="", file=sys.stderr, flush=True)
+    @staticmethod
+    def _print_status(report: ViewerStats) -> None:
+        """One line, rewritten in place on the terminal."""
+        parts = [report.mode, f"{report.width}x{report.height}", f"{report.fps:4.1f} fps",
+                 f"{report.bitrate_kbps:6.0f} kbps"]
+        if report.latency_ms is not None:
+            parts.append(f"latency {report.latency_ms:4.0f} ms")
+        if report.frames_dropped is not None:
+            parts.append(f"dropped {report.frames_dropped}")
+        if report.packets_lost is not None:
+            parts.append(f"lost {report.packets_lost} pkts")
+        print(f"\r{'  '.join(parts):<90}", end="", file=sys.stderr, flush=True)
 
     # -- window ---------------------------------------------------------------
 
