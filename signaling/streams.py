@@ -19,6 +19,7 @@ from .protocol import (
     ChatMessage,
     ErrorCode,
     ProtocolError,
+    Published,
     RelayFrames,
     StreamEnded,
     StreamInfo,
@@ -127,9 +128,11 @@ class StreamRegistry:
             )
         stream.publisher, stream.info, stream.since = conn, info, time.time()
         conn.role, conn.stream = "publisher", name
+        conn.send(Published(stream=name))
         live = StreamLive(stream=name, publisher=conn.id, info=info)
         for viewer in stream.viewers.values():
             viewer.send(live)
+            conn.send(ViewerJoined(peer_id=viewer.id))  # the camera meets those who waited
         if stream.relay.wanted:
             conn.send(RelayFrames(send=True))
         return stream

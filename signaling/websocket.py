@@ -16,7 +16,6 @@ from .protocol import (
     ChatMessage,
     ProtocolError,
     Publish,
-    Published,
     Relay,
     Stats,
     StreamLive,
@@ -87,7 +86,6 @@ def _refuse(metrics: Metrics, conn: Connection, exc: ProtocolError) -> None:
 def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:
     if isinstance(message, Publish):
         registry.publish(conn, message.stream, message.info, message.name)
-        conn.send(Published(stream=message.stream))
         log.info("%r publishes %dx%d@%g %s", conn, message.info.width,
                  message.info.height, message.info.fps, message.info.codec)
     elif isinstance(message, Watch):

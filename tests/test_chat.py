@@ -81,3 +81,36 @@ def test_viewers_and_camera_report_stats_to_the_api(cluster):
     assert camera["stats"]["encode_ms"] > 0
     (p2p_viewer,) = camera["stats"]["viewers"]
     assert p2p_viewer["frames_sent"] > 0 and p2p_viewer["rtt_ms"] is not None
+
+
+def test_browsers_and_cli_viewers_see_one_chat(cluster, browser):
+    """Two Chromium viewers (P2P and relay) and two CLI viewers (P2P and relay), one order."""
+    cluster.start_server()
+    cluster.start_camera("talk")
+    cli_p2p = cluster.start_viewer("talk", "--chat", "--name", "cli-p2p", "--duration", "60", stdin=True)
+    cli_relay = cluster.start_viewer("talk", "--chat", "--name", "cli-relay", "--mode", "relay",
+                                     "--duration", "60", stdin=True)
+    pages = []
+    for query in ("mode=p2p&name=web-p2p", "mode=relay&name=web-relay"):
+        page = browser.new_context().new_page()
+        page.goto(f"{cluster.url}/view/talk?{query}")
+        page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+        pages.append(page)
+    cli_p2p.wait_for_log("connected (p2p)", timeout=15)
+    cli_relay.wait_for_log("first frame", timeout=15)
+
+    pages[0].evaluate("peercam.sendChat('from the p2p page')")
+    cli_p2p.type_line("from the p2p cli")
+    pages[1].evaluate("peercam.sendChat('<i>from the relay page</i>')")
+    cli_relay.type_line("from the relay cli")
+    for page in pages:
+        page.wait_for_function("peercam.chat().length === 4", timeout=10_000)
+    web_views = [[(m["id"], m["name"], m["text"]) for m in page.evaluate("peercam.chat()")] for page in pages]
+    cli_p2p.kill(signal.SIGINT)
+    cli_relay.kill(signal.SIGINT)
+    cli_views = [chat_lines(viewer.result(timeout=15)[1]) for viewer in (cli_p2p, cli_relay)]
+
+    assert web_views[0] == web_views[1] == cli_views[0] == cli_views[1]
+    assert [m[0] for m in web_views[0]] == [1, 2, 3, 4]
+    assert {m[1] for m in web_views[0]} == {"web-p2p", "cli-p2p", "web-relay", "cli-relay"}
+    assert pages[0].locator("#chat-messages i").count() == 0  # markup stays text

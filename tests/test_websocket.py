@@ -230,3 +230,10 @@ async def test_sockets_refuse_per_message_compression():
     async with TestServer(create_app(), host="127.0.0.1") as test_server, aiohttp.ClientSession() as session:
         async with session.ws_connect(test_server.make_url("/ws"), compress=15) as ws:
             assert ws.compress == 0
+
+
+async def test_a_camera_meets_the_viewers_who_waited_for_it(server):
+    viewer = await watch(server)
+    assert (await viewer.expect("watching"))["live"] is False
+    camera = await publish(server)
+    assert (await camera.expect("viewer-joined"))["peer_id"] == viewer.welcome["peer_id"]

@@ -26,6 +26,7 @@ export class Delivery {
   #onFrame;
   #onSession;
   #onSetback;
+  #onChat;
 
   #camera = null; // {publisher, iceServers} while the camera is live
   #transport = null; // delivers the picture on screen
@@ -35,10 +36,11 @@ export class Delivery {
   /**
    * onFrame(frame): a frame from the transport in use (see p2p-transport.js);
    * onSession(mode): a new session of this transport mode delivers the picture from now on;
-   * onSetback(text): a session failed and the next attempt is under way.
+   * onSetback(text): a session failed and the next attempt is under way;
+   * onChat(message): a chat message came on a P2P session's data channel.
    */
   constructor({
-    mode, signaling, video, canvas, connectTimeoutMs, p2pRetryMs, onFrame, onSession, onSetback,
+    mode, signaling, video, canvas, connectTimeoutMs, p2pRetryMs, onFrame, onSession, onSetback, onChat,
   }) {
     this.#elements = { signaling, video, canvas };
     this.#connectTimeoutMs = connectTimeoutMs;
@@ -46,6 +48,7 @@ export class Delivery {
     this.#onFrame = onFrame;
     this.#onSession = onSession;
     this.#onSetback = onSetback;
+    this.#onChat = onChat;
     this.#chosen = mode;
     this.#current = this.#firstTransportMode();
   }
@@ -91,6 +94,16 @@ export class Delivery {
     if (camera !== null) this.start(camera);
   }
 
+  /** Send a chat message on the session's data channel; false when it has none open. */
+  sendChat(message) {
+    return this.#transport?.sendChat(message) ?? false;
+  }
+
+  /** The session's network figures (see webrtc-stats.js), or null. */
+  async networkStats() {
+    return (await this.#transport?.networkStats()) ?? null;
+  }
+
   handleSignal(message) {
     this.#transport?.handleSignal(message);
     this.#p2pProbe?.handleSignal(message);
@@ -119,6 +132,7 @@ export class Delivery {
       connectTimeoutMs: this.#connectTimeoutMs,
       onFrame: (frame) => this.#frameFrom(transport, frame),
       onFailure: (reason) => this.#failed(transport, reason),
+      onChat: this.#onChat,
     });
     return transport;
   }

@@ -1,10 +1,15 @@
-// The front page: the live streams, refreshed from /api/streams every two seconds.
+// The front page: a dashboard of the live streams, refreshed from /api/streams every two
+// seconds, each with a thumbnail, its video format and who is watching how.
+
+import { Thumbnails } from './thumbnails.js';
 
 const REFRESH_MS = 2000;
 
 const list = document.getElementById('streams');
 const empty = document.getElementById('empty');
 const listStatus = document.getElementById('list-status');
+const thumbnails = new Thumbnails();
+const cards = new Map(); // stream name -> StreamCard
 
 async function refresh() {
   try {
@@ -21,28 +26,68 @@ async function refresh() {
   }
 }
 
+/** Update the cards in place, so thumbnails stay put between refreshes. */
 function showStreams(streams) {
   const nowSeconds = Date.now() / 1000;
-  list.replaceChildren(...streams.map((stream) => streamItem(stream, nowSeconds)));
+  const live = new Set(streams.map((stream) => stream.name));
+  for (const [name, card] of cards) {
+    if (live.has(name)) continue;
+    card.item.remove();
+    cards.delete(name);
+    thumbnails.forget(name);
+  }
+  streams.forEach((stream, index) => {
+    let card = cards.get(stream.name);
+    if (card === undefined) {
+      card = new StreamCard(stream.name);
+      cards.set(stream.name, card);
+      thumbnails.show(stream.name, card.thumbnail);
+    }
+    card.update(stream, nowSeconds);
+    if (list.children[index] !== card.item) list.insertBefore(card.item, list.children[index] ?? null);
+  });
   empty.hidden = streams.length > 0;
 }
 
-function streamItem(stream, nowSeconds) {
-  const item = element('li', 'stream');
-  item.dataset.stream = stream.name;
+/** One stream's <li class="stream" data-stream=NAME>. */
+class StreamCard {
+  item = element('li', 'stream');
+  thumbnail = element('img', 'thumbnail');
+  #resolution = element('span', 'resolution');
+  #codec = element('span', 'codec');
+  #uptime = element('span', 'uptime');
+  #viewers = element('span', 'viewers');
+  #viewersByMode = element('span', 'viewers-by-mode');
 
-  const link = element('a', 'stream-name', stream.name);
-  link.href = `/view/${encodeURIComponent(stream.name)}`;
+  constructor(name) {
+    this.item.dataset.stream = name;
+    const href = `/view/${encodeURIComponent(name)}`;
 
-  const details = element('span', 'stream-details');
-  details.append(
-    element('span', 'resolution', `${stream.width}x${stream.height}@${formatFps(stream.fps)}`),
-    element('span', 'codec', stream.codec),
-    element('span', 'viewers', stream.viewer_count === 1 ? '1 viewer' : `${stream.viewer_count} viewers`),
-    element('span', 'uptime', `live for ${Math.max(0, Math.floor((nowSeconds - stream.since) / 60))}m`),
-  );
-  item.append(link, ' ', details);
-  return item;
+    const screen = element('a', 'stream-screen');
+    screen.href = href;
+    screen.tabIndex = -1; // the name below is the same link, for keyboards and screen readers
+    this.thumbnail.alt = '';
+    screen.append(this.thumbnail);
+
+    const link = element('a', 'stream-name', name);
+    link.href = href;
+    const details = element('span', 'stream-details');
+    details.append(this.#resolution, this.#codec, this.#uptime);
+    const audience = element('span', 'stream-audience');
+    audience.append(this.#viewers, this.#viewersByMode);
+    this.item.append(screen, link, details, audience);
+  }
+
+  update(stream, nowSeconds) {
+    this.#resolution.textContent = `${stream.width}x${stream.height}@${formatFps(stream.fps)}`;
+    this.#codec.textContent = stream.codec;
+    const minutes = Math.max(0, Math.floor((nowSeconds - stream.since) / 60));
+    this.#uptime.textContent = `live for ${minutes}m`;
+    const count = stream.viewer_count;
+    this.#viewers.textContent = count === 1 ? '1 viewer' : `${count} viewers`;
+    const { p2p, relay } = stream.viewers_by_mode;
+    this.#viewersByMode.textContent = count ? `${p2p} p2p · ${relay} relay` : '';
+  }
 }
 
 function formatFps(fps) {
@@ -56,4 +101,5 @@ function element(tag, className, text) {
   return node;
 }
 
+thumbnails.start();
 refresh();

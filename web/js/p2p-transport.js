@@ -2,7 +2,7 @@
 //
 // Every transport has the same shape, so the player can switch between them:
 //   new Transport({signaling, iceServers, publisher, video, canvas, connectTimeoutMs,
-//                  onFrame, onFailure})   each takes the fields it needs
+//                  onFrame, onFailure, onChat})   each takes the fields it needs
 //   .mode            short name ('p2p', 'relay'), shown in the status line and in stats()
 //   .start()         begin; decoded frames are reported as onFrame({source, width, height, count}):
 //                    `source` shows the newest, `count` says how many were decoded since the
@@ -11,9 +11,15 @@
 //                    received since the last report.
 //   .stop()          tear down; no callback fires afterwards
 //   .handleSignal(m) an answer, candidate or hangup the camera sent
-// onFailure(reason) fires at most once, when the session cannot go on.
+//   .sendChat(m)     send a chat message on the transport's own channel to the camera;
+//                    false when it has none open (then it goes through the server)
+//   .networkStats()  a promise of the transport's network figures (see webrtc-stats.js),
+//                    or of null when it has none
+// onFailure(reason) fires at most once, when the session cannot go on; onChat(m) hands
+// over each chat message that came on the transport's own channel.
 
 import { MessageType } from './protocol.js';
+import { WebRtcStatsReader } from './webrtc-stats.js';
 
 export class P2PTransport {
   mode = 'p2p';
@@ -25,8 +31,11 @@ export class P2PTransport {
   #connectTimeoutMs;
   #onFrame;
   #onFailure;
+  #onChat;
 
   #pc = null;
+  #chatChannel = null;
+  #statsReader = null;
   #stopped = false;
   #connectTimer = null;
   #frameCallback = null;
@@ -35,7 +44,9 @@ export class P2PTransport {
   #remoteCandidates = []; // held until the answer is applied
 
   /** A session with no video after `connectTimeoutMs` is stuck: it fails, and the player decides. */
-  constructor({ signaling, iceServers, publisher, video, connectTimeoutMs, onFrame, onFailure }) {
+  constructor({
+    signaling, iceServers, publisher, video, connectTimeoutMs, onFrame, onFailure, onChat,
+  }) {
     this.#signaling = signaling;
     this.#iceServers = iceServers;
     this.#publisher = publisher;
@@ -43,6 +54,7 @@ export class P2PTransport {
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#onFrame = onFrame;
     this.#onFailure = onFailure;
+    this.#onChat = onChat;
   }
 
   start() {
@@ -51,7 +63,9 @@ export class P2PTransport {
     this.#pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
     // The camera expects the "chat" channel in every offer (see signaling/protocol.py).
-    pc.createDataChannel('chat');
+    this.#chatChannel = pc.createDataChannel('chat');
+    this.#chatChannel.onmessage = (event) => this.#chatArrived(event.data);
+    this.#statsReader = new WebRtcStatsReader(pc);
     pc.onicecandidate = (event) => this.#sendLocalCandidate(event.candidate);
     pc.ontrack = (event) => this.#play(event.streams[0] ?? new MediaStream([event.track]));
     pc.onconnectionstatechange = () => this.#connectionStateChanged();
@@ -69,6 +83,17 @@ export class P2PTransport {
     if (this.#frameCallback !== null) this.#video.cancelVideoFrameCallback(this.#frameCallback);
     this.#pc?.close();
     this.#video.srcObject = null;
+  }
+
+  sendChat(message) {
+    if (this.#stopped || this.#chatChannel?.readyState !== 'open') return false;
+    this.#chatChannel.send(JSON.stringify(message));
+    return true;
+  }
+
+  async networkStats() {
+    if (this.#stopped || this.#statsReader === null) return null;
+    return this.#statsReader.read();
   }
 
   handleSignal(message) {
@@ -110,6 +135,18 @@ export class P2PTransport {
     // No candidate means the camera has sent them all.
     const added = candidate ? this.#pc.addIceCandidate(candidate) : this.#pc.addIceCandidate();
     added.catch((error) => console.warn('p2p: ignoring an unusable candidate:', error));
+  }
+
+  #chatArrived(data) {
+    if (this.#stopped) return;
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      console.warn('p2p: ignoring a chat channel message that is not JSON');
+      return;
+    }
+    this.#onChat(message);
   }
 
   #connectionStateChanged() {

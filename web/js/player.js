@@ -1,16 +1,27 @@
-// The player page, /view/NAME[?mode=auto|p2p|relay]: follows one stream through the
-// signaling server and plays it whenever its camera is live, recovering from camera and
-// server restarts. For tests, ?connect_timeout=S and ?p2p_retry=S tune auto mode.
+// The player page, /view/NAME[?mode=auto|p2p|relay][&name=NAME]: follows one stream
+// through the signaling server and plays it whenever its camera is live, recovering from
+// camera and server restarts, with a chat beside it. For tests, ?connect_timeout=S and
+// ?p2p_retry=S tune auto mode.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling.js';
 import { Delivery, DeliveryMode } from './delivery.js';
 import { PlaybackStats } from './stats.js';
+import { StatsPanel } from './stats-panel.js';
+import { viewerStats } from './viewer-stats.js';
 import { readStamp } from './testpattern.js';
+import { Chat } from './chat.js';
+import { ChatView } from './chat-view.js';
+import { loadName } from './display-name.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
 const P2P_RETRY_S = 30;
+
+/** How often the stats panel updates. */
+const STATS_PANEL_MS = 1000;
+/** How often the page reports its stats to the server, for /api/streams. */
+const STATS_REPORT_MS = 2000;
 
 /** The values of #status[data-state]. */
 const State = Object.freeze({
@@ -28,15 +39,19 @@ class Player {
 
   #streamName;
   #view;
+  #statsPanel;
   #signaling = new SignalingClient();
   #delivery;
+  #chat;
+  #networkStats = null; // the P2P session's latest WebRTC figures
   #stampCanvas = document.createElement('canvas');
   #iceServers = [];
   #publisher = null; // the camera's peer id while the stream is live
 
-  constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs }, view) {
+  constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs }, { view, statsPanel, chatView, name }) {
     this.#streamName = streamName;
     this.#view = view;
+    this.#statsPanel = statsPanel;
     this.#delivery = new Delivery({
       mode,
       signaling: this.#signaling,
@@ -47,7 +62,9 @@ class Player {
       onFrame: (frame) => this.#frameArrived(frame),
       onSession: (transportMode) => this.#sessionStarted(transportMode),
       onSetback: (text) => this.#setState(State.NEGOTIATING, text),
+      onChat: (message) => this.#chat.receive(message),
     });
+    this.#chat = new Chat({ view: chatView, name, transmit: (message) => this.#sendChat(message) });
     view.showDelivery(mode, this.#delivery.mode);
     this.#signaling
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
@@ -58,6 +75,9 @@ class Player {
       .on(MessageType.ANSWER, (m) => this.#delivery.handleSignal(m))
       .on(MessageType.CANDIDATE, (m) => this.#delivery.handleSignal(m))
       .on(MessageType.HANGUP, (m) => this.#delivery.handleSignal(m))
+      .on(MessageType.CHAT, (m) => this.#chat.receive(m))
+      .on(MessageType.CHAT_HISTORY, (m) => this.#chat.receive(m))
+      .on(MessageType.CHAT_NOTICE, (m) => this.#chat.receive(m))
       .on(MessageType.ERROR, (m) => this.#refused(m));
   }
 
@@ -66,19 +86,38 @@ class Player {
     return this.#delivery.mode;
   }
 
+  get chat() {
+    return this.#chat;
+  }
+
   start() {
     this.#setState(State.CONNECTING);
     this.#signaling.connect();
-    setInterval(() => {
-      this.stats.tick();
-      this.#view.showStats(this.statsSnapshot());
-    }, 1000);
+    setInterval(() => this.#sampleStats(), STATS_PANEL_MS);
+    setInterval(() => this.#reportStats(), STATS_REPORT_MS);
   }
 
+  /** What the page measures: its own frame counts, plus WebRTC's figures on P2P. */
   statsSnapshot() {
-    const { frames, fps, kbps, dropped, width, height } = this.stats;
-    const latencyMs = this.stats.latencyMs();
-    return { frames, fps, kbps, latencyMs, dropped, width, height, mode: this.mode };
+    const { frames, fps, width, height } = this.stats;
+    // Just after a switch to the relay the last P2P figures linger: they no longer apply.
+    const network = this.mode === DeliveryMode.P2P ? this.#networkStats : null;
+    return {
+      mode: this.mode,
+      frames,
+      fps,
+      width,
+      height,
+      kbps: network?.kbps ?? this.stats.kbps,
+      latencyMs: this.stats.latencyMs(),
+      dropped: this.stats.numbered ? this.stats.dropped : null,
+      packetsLost: network?.packetsLost ?? null,
+      jitterMs: network?.jitterMs ?? null,
+      rttMs: network?.rttMs ?? null,
+      freezes: network?.freezes ?? null,
+      decoderDrops: network?.decoderDrops ?? null,
+      decoder: network?.decoder ?? null,
+    };
   }
 
   /** The viewer picked another DeliveryMode. */
@@ -92,7 +131,7 @@ class Player {
       console.warn(`peercam: server speaks protocol ${protocol}, this page ${PROTOCOL_VERSION}`);
     }
     this.#iceServers = iceServers;
-    this.#signaling.send({ type: MessageType.WATCH, stream: this.#streamName });
+    this.#signaling.send({ type: MessageType.WATCH, stream: this.#streamName, name: this.#chat.name });
   }
 
   #watching({ live }) {
@@ -102,12 +141,14 @@ class Player {
 
   #streamLive({ publisher }) {
     this.#publisher = publisher;
+    this.#chat.cameraLive(publisher);
     this.#delivery.start({ publisher, iceServers: this.#iceServers });
     this.#setState(State.NEGOTIATING);
   }
 
   #streamEnded() {
     this.#publisher = null;
+    this.#chat.cameraGone();
     this.#delivery.stop();
     this.#setState(State.WAITING);
   }
@@ -115,6 +156,7 @@ class Player {
   #serverLost() {
     // A new connection gets a new peer id, so this session cannot carry on.
     this.#publisher = null;
+    this.#chat.cameraGone();
     this.#delivery.reset();
     this.#setState(State.RECONNECTING);
   }
@@ -126,6 +168,25 @@ class Player {
     // A candidate that raced the camera's departure: "waiting" already says it all.
     if (code === ErrorCode.NO_SUCH_STREAM && this.#publisher === null) return;
     this.#setState(State.ERROR, `${reason} (${code})`);
+  }
+
+  async #sampleStats() {
+    this.stats.tick();
+    // A session closing under the read rejects: its figures are gone with it.
+    this.#networkStats = await this.#delivery.networkStats().catch(() => null);
+    this.#statsPanel.show(this.statsSnapshot());
+  }
+
+  #reportStats() {
+    // Before video there is nothing to say, and before `watch` the server would refuse it.
+    if (this.state !== State.PLAYING) return;
+    this.#signaling.send({ type: MessageType.STATS, stats: viewerStats(this.statsSnapshot()) });
+  }
+
+  /** The data channel when it is open, else the server, which routes it to the camera. */
+  #sendChat(message) {
+    if (this.#delivery.sendChat(message)) return 'data-channel';
+    return this.#signaling.send(message) ? 'signaling' : null;
   }
 
   #sessionStarted(transportMode) {
@@ -165,17 +226,13 @@ class Player {
   }
 }
 
-/** The page's elements: status line, mode picker, picture, on-screen message and stats panel. */
+/** The page's elements: status line, mode picker, picture and on-screen message. */
 class PlayerView {
   video = document.getElementById('video');
   relayCanvas = document.getElementById('relay-canvas');
   #status = document.getElementById('status');
   #modePicker = document.getElementById('mode');
   #screenMessage = document.getElementById('screen-message');
-  #fields = Object.fromEntries(
-    ['fps', 'latency', 'bitrate', 'resolution', 'frames', 'dropped']
-      .map((id) => [id, document.getElementById(id)]),
-  );
 
   /** Call handler(mode) when the viewer picks a DeliveryMode. */
   onModePicked(handler) {
@@ -200,15 +257,6 @@ class PlayerView {
     this.#status.textContent = text;
     document.body.dataset.state = state; // lets the stylesheet hide the on-screen message
     this.#screenMessage.textContent = text;
-  }
-
-  showStats({ frames, fps, kbps, latencyMs, dropped, width, height }) {
-    this.#fields.fps.textContent = frames ? fps.toFixed(0) : '–';
-    this.#fields.latency.textContent = latencyMs !== null ? `${latencyMs} ms` : frames ? 'n/a' : '–';
-    this.#fields.bitrate.textContent = kbps !== null ? `${kbps} kbps` : frames ? 'n/a' : '–';
-    this.#fields.resolution.textContent = width ? `${width}x${height}` : '–';
-    this.#fields.frames.textContent = String(frames);
-    this.#fields.dropped.textContent = String(dropped);
   }
 }
 
@@ -247,16 +295,24 @@ function rememberMode(mode) {
 const streamName = streamNameFromPath();
 const view = new PlayerView();
 view.showStreamName(streamName);
-const player = new Player(streamName, optionsFromQuery(location.search), view);
+const player = new Player(streamName, optionsFromQuery(location.search), {
+  view,
+  statsPanel: new StatsPanel(),
+  chatView: new ChatView(),
+  name: loadName(location.search),
+});
 view.onModePicked((mode) => {
   player.choose(mode);
   rememberMode(mode);
 });
 player.start();
 
-// For tests and the curious: window.peercam.state(), .stats(), .mode() ('p2p' or 'relay').
+// For tests and the curious: window.peercam.state(), .stats(), .mode() ('p2p' or 'relay'),
+// .chat() ([{id, name, text}] as shown) and .sendChat(text) ('data-channel', 'signaling' or null).
 window.peercam = {
   state: () => player.state,
   stats: () => player.statsSnapshot(),
   mode: () => player.mode,
+  chat: () => player.chat.messages(),
+  sendChat: (text) => player.chat.send(text),
 };

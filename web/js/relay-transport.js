@@ -45,6 +45,14 @@ export class RelayTransport {
     // Answers, candidates and hangups belong to P2P.
   }
 
+  sendChat() {
+    return false; // no channel of its own: chat goes through the server
+  }
+
+  async networkStats() {
+    return null; // its figures come with each frame: sizes, sequence numbers, capture times
+  }
+
   #receive(data) {
     if (this.#stopped) return;
     let frame;

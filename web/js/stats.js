@@ -7,6 +7,8 @@ export class PlaybackStats {
   fps = 0;
   kbps = null; // null while the transport does not count its bytes
   dropped = 0;
+  /** Frames carry the camera's frame numbers (test pattern, relay header): `dropped` means something. */
+  numbered = false;
   width = 0;
   height = 0;
 
@@ -59,6 +61,7 @@ export class PlaybackStats {
   }
 
   #timingArrived({ latencyMs, sequence }) {
+    this.numbered = true;
     const now = performance.now();
     this.#latencySamples.push({ at: now, ms: latencyMs });
     this.#forgetOldSamples(now);

@@ -1,0 +1,226 @@
+"""web/: chat beside the player, the stats each page reports, and the dashboard, in real headless Chromium.
+
+The camera is the chat hub (peers/chathub.py): P2P pages chat over the "chat" data
+channel, relay pages over signaling, and every page shows one copy of each message.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import get_json, wait_until
+
+MARKUP = "<b>bold</b><img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def open_player(browser, cluster):
+    """open_player(stream, query) -> a player page in a fresh browser context (own localStorage).
+
+    Each page records the server's `error` replies in `page.server_errors`; JavaScript
+    errors and dialogs (an alert() from injected markup) fail the test.
+    """
+    contexts, problems = [], []
+
+    def open_(stream: str, query: str):
+        context = browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        page.server_errors = []
+        page.on("pageerror", lambda error: problems.append(f"JavaScript error: {error}"))
+        page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda data: _note_error(page, data)))
+        page.goto(f"{cluster.url}/view/{stream}?{query}")
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not problems
+
+
+def _note_error(page, data) -> None:
+    if isinstance(data, str) and json.loads(data).get("type") == "error":
+        page.server_errors.append(json.loads(data))
+
+
+def wait_for_delivery(page, mode: str, timeout: float = 15) -> None:
+    page.wait_for_function(f"peercam.mode() === '{mode}' && peercam.state() === 'playing'",
+                           timeout=timeout * 1000)
+
+
+def wait_for_chat(page, count: int, timeout: float = 10) -> list[dict]:
+    page.wait_for_function(f"peercam.chat().length >= {count}", timeout=timeout * 1000)
+    return page.evaluate("peercam.chat()")
+
+
+def shown_messages(page) -> list[dict]:
+    """What #chat-messages shows, top to bottom."""
+    return page.eval_on_selector_all("#chat-messages .chat-message", """items => items.map(item => ({
+        id: Number(item.dataset.id),
+        name: item.querySelector('.chat-name').textContent,
+        time: item.querySelector('.chat-time').textContent,
+        text: item.querySelector('.chat-text').textContent,
+    }))""")
+
+
+def viewer_named(cluster, stream: str, name: str) -> dict | None:
+    viewers = (get_json(f"{cluster.url}/api/streams/{stream}") or {}).get("viewers", [])
+    return next((viewer for viewer in viewers if viewer["name"] == name), None)
+
+
+def test_p2p_and_relay_pages_chat_in_one_order_and_newcomers_get_the_history(cluster, open_player):
+    cluster.start_server()
+    cluster.start_camera("lab")
+    alice = open_player("lab", "mode=p2p&name=alice")
+    bob = open_player("lab", "mode=relay&name=bob")
+    wait_for_delivery(alice, "p2p")
+    wait_for_delivery(bob, "relay")
+
+    assert bob.evaluate("peercam.sendChat('hello from bob')") == "signaling"
+    wait_for_chat(alice, 1)  # by now alice's data channel is open too
+    # Sent back to back from both paths: the camera's ids decide the one order.
+    assert alice.evaluate("peercam.sendChat('hi bob')") == "data-channel"
+    bob.evaluate("peercam.sendChat('third')")
+    alice.evaluate("peercam.sendChat('fourth')")
+
+    expected_texts = {"hello from bob", "hi bob", "third", "fourth"}
+    seen_by_alice = wait_for_chat(alice, 4)
+    seen_by_bob = wait_for_chat(bob, 4)
+    assert {m["text"] for m in seen_by_alice} == expected_texts
+    assert seen_by_alice == seen_by_bob
+    ids = [m["id"] for m in seen_by_alice]
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    names = {m["text"]: m["name"] for m in seen_by_alice}
+    assert names["hi bob"] == "alice" and names["third"] == "bob"
+
+    # Alice gets every message twice (data channel and server): still one copy each, shown in order.
+    alice.wait_for_timeout(500)
+    for page in (alice, bob):
+        shown = shown_messages(page)
+        assert [{k: m[k] for k in ("id", "name", "text")} for m in shown] == seen_by_alice
+        assert all(m["time"] for m in shown)
+
+    carol = open_player("lab", "name=carol")
+    wait_for_delivery(carol, "p2p")
+    assert wait_for_chat(carol, 4) == seen_by_alice
+    carol.wait_for_timeout(500)  # the history comes again on the data channel: merged
+    assert carol.evaluate("peercam.chat()") == seen_by_alice
+    assert alice.server_errors == bob.server_errors == carol.server_errors == []
+
+
+def test_chat_shows_markup_as_text(cluster, open_player):
+    cluster.start_server()
+    cluster.start_camera("lab")
+    # Markup in the name too, through ?name=.
+    mallory = open_player("lab", "mode=relay&name=%3Ci%3Emallory%3C%2Fi%3E")
+    wait_for_delivery(mallory, "relay")
+    mallory.evaluate("(text) => peercam.sendChat(text)", MARKUP)
+
+    [message] = wait_for_chat(mallory, 1)
+    assert message["text"] == MARKUP
+    assert message["name"] == "<i>mallory</i>"
+    [shown] = shown_messages(mallory)
+    assert (shown["name"], shown["text"]) == ("<i>mallory</i>", MARKUP)
+    assert mallory.eval_on_selector("#chat-messages", "list => list.querySelectorAll('*').length") == 4
+    markup_elements = "list => list.querySelectorAll('b, img, i').length"
+    assert mallory.eval_on_selector("#chat-messages", markup_elements) == 0
+
+
+def test_chat_asks_for_a_name_once_and_keeps_it(cluster, browser):
+    cluster.start_server()
+    cluster.start_camera("lab")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{cluster.url}/view/lab?mode=relay")
+        wait_for_delivery(page, "relay")
+        assert page.is_visible("#name-form") and page.is_disabled("#chat-input")
+        assert page.get_attribute("#name-input", "maxlength") == "32"
+        assert page.get_attribute("#chat-input", "maxlength") == "500"
+        page.fill("#name-input", "  dora  ")
+        page.press("#name-input", "Enter")
+        page.fill("#chat-input", "typed, not scripted")
+        page.press("#chat-input", "Enter")
+        assert wait_for_chat(page, 1) == [{"id": 1, "name": "dora", "text": "typed, not scripted"}]
+        assert page.input_value("#chat-input") == ""
+
+        page.reload()
+        wait_for_delivery(page, "relay")
+        assert page.is_hidden("#name-form") and page.inner_text("#chat-identity-name") == "dora"
+        wait_until(lambda: viewer_named(cluster, "lab", "dora"), 5, "the server to know the page as dora")
+    finally:
+        context.close()
+
+
+def test_the_camera_refusal_shows_as_a_notice(cluster, open_player):
+    cluster.start_server()
+    cluster.start_camera("lab")
+    page = open_player("lab", "mode=relay&name=eve")
+    wait_for_delivery(page, "relay")
+    page.evaluate("peercam.sendChat('x'.repeat(501))")  # past the input's maxlength, so by script
+    page.wait_for_selector("#chat-notice", state="visible", timeout=5_000)
+    assert "too long" in page.inner_text("#chat-notice")
+    assert page.evaluate("peercam.chat()") == []
+
+
+@pytest.mark.parametrize("mode", ["p2p", "relay"])
+def test_page_reports_its_stats_to_the_server(cluster, open_player, mode):
+    cluster.start_server()
+    cluster.start_camera("lab")
+    page = open_player("lab", f"mode={mode}&name=frank")
+    wait_for_delivery(page, mode)
+
+    def steady_report():
+        viewer = viewer_named(cluster, "lab", "frank")
+        stats = (viewer or {}).get("stats") or {}
+        return viewer if stats.get("frames", 0) > 60 else None
+
+    viewer = wait_until(steady_report, 15, "the page's stats in /api/streams/lab", interval=0.5)
+    stats = viewer["stats"]
+    assert viewer["mode"] == stats["mode"] == mode
+    assert 25 <= stats["fps"] <= 31
+    assert (stats["width"], stats["height"]) == (640, 480)
+    assert stats["bitrate_kbps"] > 0
+    assert 0 <= stats["latency_ms"] < 500
+    assert isinstance(stats["frames_dropped"], int)
+    if mode == "p2p":
+        assert stats["decoder"].startswith("VP8")
+        assert isinstance(stats["packets_lost"], int) and isinstance(stats["freezes"], int)
+        assert stats["jitter_ms"] >= 0 and stats["rtt_ms"] >= 0
+    else:
+        assert not {"packets_lost", "jitter_ms", "rtt_ms", "freezes", "decoder"} & stats.keys()
+    assert page.server_errors == []
+
+    panel = {id_: page.inner_text(f"#{id_}") for id_ in
+             ("stats-mode", "resolution", "bitrate", "packets-lost", "jitter", "rtt", "decoder")}
+    assert panel["stats-mode"] == mode and panel["resolution"] == "640x480"
+    assert panel["bitrate"].endswith("kbps")
+    if mode == "relay":
+        assert panel["packets-lost"] == panel["jitter"] == panel["rtt"] == panel["decoder"] == "–"
+    else:
+        assert panel["rtt"].endswith("ms") and panel["decoder"].startswith("VP8")
+
+
+def test_dashboard_shows_thumbnails_and_viewers_by_mode(cluster, open_player, page):
+    cluster.start_server()
+    cluster.start_camera("lab")
+    wait_for_delivery(open_player("lab", "mode=p2p&name=p"), "p2p")
+    wait_for_delivery(open_player("lab", "mode=relay&name=r"), "relay")
+
+    page.goto(f"{cluster.url}/")
+    item = page.wait_for_selector("li.stream[data-stream=lab]", timeout=10_000)
+    page.wait_for_function(
+        "document.querySelector('li.stream[data-stream=lab] .viewers-by-mode').textContent"
+        " === '1 p2p · 1 relay'", timeout=10_000)
+    assert "2 viewers" in item.inner_text() and "640x480@30" in item.inner_text()
+    page.wait_for_function(
+        "document.querySelector('li.stream[data-stream=lab] img.thumbnail').naturalWidth === 640",
+        timeout=10_000)
+    first = page.get_attribute("li.stream[data-stream=lab] img.thumbnail", "src")
+    page.wait_for_function(
+        f"document.querySelector('li.stream[data-stream=lab] img.thumbnail').src !== '{first}'",
+        timeout=8_000)  # refreshed
+    assert page.get_attribute("li.stream[data-stream=lab] a.stream-name", "href") == "/view/lab"

@@ -1,0 +1,42 @@
+// The player's stats panel: one cell per figure, '–' for what this delivery mode cannot
+// measure (the relay has no packets, jitter, RTT or decoder figures).
+
+const DASH = '–';
+
+const FIELD_IDS = [
+  'stats-mode', 'resolution', 'fps', 'bitrate', 'latency', 'frames', 'dropped',
+  'packets-lost', 'jitter', 'rtt', 'freezes', 'decoder-drops', 'decoder',
+];
+
+export class StatsPanel {
+  #fields = Object.fromEntries(FIELD_IDS.map((id) => [id, document.getElementById(id)]));
+
+  /** Show a snapshot from Player.statsSnapshot(). */
+  show(stats) {
+    const playing = stats.frames > 0;
+    const fields = this.#fields;
+    fields['stats-mode'].textContent = stats.mode;
+    fields.resolution.textContent = stats.width ? `${stats.width}x${stats.height}` : DASH;
+    fields.fps.textContent = playing ? stats.fps.toFixed(0) : DASH;
+    fields.bitrate.textContent = withUnit(stats.kbps, 'kbps');
+    // 'n/a': video plays, but its pixels carry no timing code (not the test pattern).
+    fields.latency.textContent = stats.latencyMs !== null ? `${stats.latencyMs} ms` : playing ? 'n/a' : DASH;
+    fields.frames.textContent = String(stats.frames);
+    fields.dropped.textContent = stats.dropped !== null ? String(stats.dropped) : DASH;
+    fields['packets-lost'].textContent = count(stats.packetsLost);
+    fields.jitter.textContent = withUnit(stats.jitterMs, 'ms', 1);
+    fields.rtt.textContent = withUnit(stats.rttMs, 'ms', 1);
+    fields.freezes.textContent = count(stats.freezes);
+    fields['decoder-drops'].textContent = count(stats.decoderDrops);
+    fields.decoder.textContent = stats.decoder ?? DASH;
+    fields.decoder.title = stats.decoder ?? ''; // the cell may clip a long implementation name
+  }
+}
+
+function count(value) {
+  return value === null ? DASH : String(value);
+}
+
+function withUnit(value, unit, digits = 0) {
+  return value === null ? DASH : `${value.toFixed(digits)} ${unit}`;
+}

@@ -1,0 +1,37 @@
+// The `stats` report a viewer sends the server every few seconds: ViewerStats in
+// signaling/protocol.py, which the server validates strictly (an int field refuses 29.5).
+
+/**
+ * ViewerStats from the player's stats snapshot (see Player.statsSnapshot); figures
+ * not known are left out, as the server's defaults stand for "not measured".
+ */
+export function viewerStats(snapshot) {
+  const fields = {
+    mode: snapshot.mode,
+    fps: finite(snapshot.fps),
+    frames: int(snapshot.frames),
+    width: int(snapshot.width),
+    height: int(snapshot.height),
+    bitrate_kbps: finite(snapshot.kbps),
+    latency_ms: finite(snapshot.latencyMs),
+    frames_dropped: int(snapshot.dropped),
+    packets_lost: int(snapshot.packetsLost),
+    jitter_ms: tenths(snapshot.jitterMs),
+    rtt_ms: tenths(snapshot.rttMs),
+    freezes: int(snapshot.freezes),
+    decoder: snapshot.decoder ?? null,
+  };
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== null));
+}
+
+function finite(value) {
+  return Number.isFinite(value) ? value : null;
+}
+
+function int(value) {
+  return Number.isFinite(value) ? Math.round(value) : null;
+}
+
+function tenths(value) {
+  return Number.isFinite(value) ? Math.round(value * 10) / 10 : null;
+}
