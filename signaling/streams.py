@@ -114,14 +114,20 @@ class StreamRegistry:
     def live_streams(self) -> list[Stream]:
         return sorted((s for s in self._streams.values() if s.live), key=lambda s: s.name)
 
-    def publish(self, conn: Connection, name: str, info: StreamInfo, display_name: str = "") -> Stream:
+    def _enter(self, conn: Connection, name: str, display_name: str) -> Stream:
+        """What publish and watch share: valid names, one role per connection, the stream."""
         check_stream_name(name)
-        conn.name = check_display_name(display_name)
         if conn.role is not None:
             raise ProtocolError(
                 ErrorCode.WRONG_STATE, f"this connection is already a {conn.role} of {conn.stream!r}"
             )
+        display_name = check_display_name(display_name)
         stream = self._streams.setdefault(name, Stream(name, relay_totals=self.relay_totals))
+        conn.name = display_name
+        return stream
+
+    def publish(self, conn: Connection, name: str, info: StreamInfo, display_name: str = "") -> Stream:
+        stream = self._enter(conn, name, display_name)
         if stream.publisher is not None:
             raise ProtocolError(
                 ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a publisher"
@@ -138,13 +144,7 @@ class StreamRegistry:
         return stream
 
     def watch(self, conn: Connection, name: str, display_name: str = "") -> Stream:
-        check_stream_name(name)
-        conn.name = check_display_name(display_name)
-        if conn.role is not None:
-            raise ProtocolError(
-                ErrorCode.WRONG_STATE, f"this connection is already a {conn.role} of {conn.stream!r}"
-            )
-        stream = self._streams.setdefault(name, Stream(name, relay_totals=self.relay_totals))
+        stream = self._enter(conn, name, display_name)
         stream.viewers[conn.id] = conn
         conn.role, conn.stream = "viewer", name
         if stream.publisher is not None:

@@ -140,6 +140,7 @@ async def test_leaving_is_announced_both_ways(server):
         ('{"type": "watch"}', "bad-message"),
         ('{"type": "watch", "stream": 12}', "bad-message"),
         ('{"type": "watch", "stream": "../../etc/passwd"}', "bad-stream-name"),
+        ('{"type": "watch", "stream": "cam", "name": "' + "n" * 40 + '"}', "bad-name"),
         ('{"type": "offer", "sdp": "v=0"}', "wrong-state"),
         ('{"type": "watch", "stream": "' + "x" * (MAX_TEXT_MESSAGE_BYTES + 1) + '"}', "too-large"),
     ],
