@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 
 from signaling.app import serve
 from signaling.config import ServerConfig
+from signaling.turn import TurnConfig
 
 from .camera import CameraError, CameraOptions, CameraPeer
 from .ice import IceOptions, parse_ice_server, resolve_host_addresses
@@ -46,6 +47,11 @@ def _build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8080)
     _add_ice_options(serve_cmd)
+    serve_cmd.add_argument("--turn-secret",
+                           help="coturn's static-auth-secret: mint TURN credentials for each client")
+    serve_cmd.add_argument("--turn-url", action="append", default=[], metavar="URL",
+                           help="turn:HOST:PORT[?transport=tcp] or turns:HOST:PORT; repeatable")
+    serve_cmd.add_argument("--turn-ttl", type=int, default=3600, help="seconds TURN credentials stay valid")
 
     camera = commands.add_parser("camera", help="publish a camera, video file or test pattern")
     _add_peer_options(camera)
@@ -139,8 +145,13 @@ def main(argv: list[str] | None = None) -> None:
         _fail(args.command, str(exc))
     if args.command == "serve":
         _setup_logging(args.verbose, logging.INFO)
+        if bool(args.turn_secret) != bool(args.turn_url):
+            _fail("serve", "--turn-secret and --turn-url go together")
+        if any(not url.startswith(("turn:", "turns:")) for url in args.turn_url):
+            _fail("serve", "--turn-url takes turn: or turns: URLs")
+        turn = TurnConfig(args.turn_secret, tuple(args.turn_url), args.turn_ttl) if args.turn_secret else None
         config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
-                              ice_hosts=tuple(args.ice_host))
+                              ice_hosts=tuple(args.ice_host), turn=turn)
         print(f"peercam serve: http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         _run(serve(config))
     elif args.command == "camera":

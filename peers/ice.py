@@ -6,15 +6,19 @@ built-in default (a public STUN server) is never used.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import aioice.ice
+import aioice.stun
+import aioice.turn
 import ifaddr
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import candidate_from_sdp
 
 from signaling.protocol import IceCandidate, IceServer, Welcome
@@ -113,3 +117,39 @@ def aiortc_candidate(init: IceCandidate) -> RTCIceCandidate:
     candidate.sdpMid = init.sdp_mid
     candidate.sdpMLineIndex = init.sdp_mline_index
     return candidate
+
+
+async def turn_problem(configuration: RTCConfiguration, timeout: float = 5.0) -> str:
+    """Why no TURN server gave a relay address (aioice drops that error silently)."""
+    turn_urls = [
+        (server, url)
+        for server in configuration.iceServers or []
+        for url in ([server.urls] if isinstance(server.urls, str) else server.urls)
+        if url.startswith("turn")
+    ]
+    if not turn_urls:
+        return "no TURN server is configured"
+    problems = []
+    for server, url in turn_urls:
+        uri = parse_stun_turn_uri(url)
+        try:
+            transport, _ = await asyncio.wait_for(aioice.turn.create_turn_endpoint(
+                asyncio.DatagramProtocol, server_addr=(uri["host"], uri["port"]),
+                username=server.username, password=server.credential,
+                ssl=uri["scheme"] == "turns", transport=uri["transport"]), timeout)
+            transport.close()
+            problems.append(f"{url} works now")
+        except aioice.stun.TransactionFailed as exc:
+            code, reason = exc.response.attributes.get("ERROR-CODE", (0, "error"))
+            hint = " (wrong or expired credentials?)" if code == 401 else ""
+            problems.append(f"{url} refused the allocation: {code} {reason}{hint}")
+        except (asyncio.TimeoutError, OSError, ConnectionError) as exc:
+            problems.append(f"{url} is unreachable: {exc or type(exc).__name__}")
+    return "; ".join(problems)
+
+
+async def relay_shortfall(configuration: RTCConfiguration, sdp: str) -> str | None:
+    """With relay-only ICE and no relay candidate in ``sdp``: why, for the user. Else None."""
+    if configuration.iceTransportPolicy != RTCIceTransportPolicy.RELAY or " typ relay" in sdp:
+        return None
+    return f"relay-only ICE got no TURN relay address: {await turn_problem(configuration)}"

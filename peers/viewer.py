@@ -40,7 +40,7 @@ from signaling.protocol import (
 from signaling.relayframe import RelayFrameError, parse_relay_frame
 
 from .framestats import FrameStats
-from .ice import IceOptions, aiortc_candidate
+from .ice import IceOptions, aiortc_candidate, relay_shortfall
 from .recorder import Recorder
 from .signaling_client import Backoff, SignalingClient, SignalingError
 from .testpattern import Stamp, read_stamp
@@ -263,6 +263,10 @@ class Viewer:
                 await self._p2p_failed(f"peer connection {pc.connectionState}")
 
         await pc.setLocalDescription(await pc.createOffer())
+        shortfall = await relay_shortfall(self._rtc_configuration, pc.localDescription.sdp)
+        if shortfall:
+            self._finish(ViewerError(shortfall))
+            return
         self._spawn(self._expect_connection(pc))
         if self._client is not None:
             await self._client.send(Offer(sdp=pc.localDescription.sdp))

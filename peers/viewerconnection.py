@@ -25,7 +25,7 @@ from signaling.protocol import (
 )
 
 from .fanout import FanOut, FanOutTrack
-from .ice import aiortc_candidate
+from .ice import aiortc_candidate, relay_shortfall
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,9 @@ class ViewerConnection:
         if transceiver.mid is None:
             raise ValueError("the offer has no video section")
         await pc.setLocalDescription(await pc.createAnswer())
+        shortfall = await relay_shortfall(self._configuration, pc.localDescription.sdp)
+        if shortfall:
+            raise ValueError(shortfall)
         await self._send(Answer(to=self.viewer_id, sdp=pc.localDescription.sdp))
         self._timeout = asyncio.get_running_loop().call_later(
             self._connect_timeout, self._inbox.put_nowait, _ConnectTimeout(pc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .protocol import IceServer
+from .turn import TurnConfig
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,8 @@ class ServerConfig:
     ice_servers: tuple[IceServer, ...] = ()
     #: Local addresses the Python peers' ICE may offer, unless they set their own.
     ice_hosts: tuple[str, ...] = ()
+    #: TURN servers that take REST credentials, minted for each client's welcome.
+    turn: TurnConfig | None = None
     #: Outgoing messages queued for one client before it counts as too slow.
     outbox_limit: int = 1024
     #: Seconds between WebSocket pings; a silent client is dropped after two.

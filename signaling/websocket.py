@@ -25,6 +25,7 @@ from .protocol import (
     decode_client_message,
 )
 from .streams import StreamRegistry
+from .turn import turn_servers
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     conn = Connection(ws, request.remote or "?", config.outbox_limit)
     conn.start()
     request.app[SOCKETS].add(ws)
+    ice_servers = list(config.ice_servers)
+    if config.turn is not None:
+        ice_servers += turn_servers(config.turn, conn.id)
     conn.send(
-        Welcome(peer_id=conn.id, ice_servers=list(config.ice_servers), protocol=PROTOCOL_VERSION,
+        Welcome(peer_id=conn.id, ice_servers=ice_servers, protocol=PROTOCOL_VERSION,
                 ice_hosts=list(config.ice_hosts))
     )
     log.info("%r connected", conn)

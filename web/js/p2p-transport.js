@@ -26,6 +26,7 @@ export class P2PTransport {
 
   #signaling;
   #iceServers;
+  #iceTransportPolicy; // 'relay': TURN only (?ice=relay)
   #publisher;
   #video;
   #connectTimeoutMs;
@@ -45,10 +46,12 @@ export class P2PTransport {
 
   /** A session with no video after `connectTimeoutMs` is stuck: it fails, and the player decides. */
   constructor({
-    signaling, iceServers, publisher, video, connectTimeoutMs, onFrame, onFailure, onChat,
+    signaling, iceServers, iceTransportPolicy = 'all', publisher, video, connectTimeoutMs,
+    onFrame, onFailure, onChat,
   }) {
     this.#signaling = signaling;
     this.#iceServers = iceServers;
+    this.#iceTransportPolicy = iceTransportPolicy;
     this.#publisher = publisher;
     this.#video = video;
     this.#connectTimeoutMs = connectTimeoutMs;
@@ -59,7 +62,10 @@ export class P2PTransport {
 
   start() {
     // Only the servers the signaling server handed out: never a default public STUN.
-    const pc = new RTCPeerConnection({ iceServers: this.#iceServers });
+    const pc = new RTCPeerConnection({
+      iceServers: this.#iceServers,
+      iceTransportPolicy: this.#iceTransportPolicy,
+    });
     this.#pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
     // The camera expects the "chat" channel in every offer (see signaling/protocol.py).

@@ -46,10 +46,13 @@ class Player {
   #networkStats = null; // the P2P session's latest WebRTC figures
   #stampCanvas = document.createElement('canvas');
   #iceServers = [];
+  #iceTransportPolicy;
   #publisher = null; // the camera's peer id while the stream is live
 
-  constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs }, { view, statsPanel, chatView, name }) {
+  constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs, iceTransportPolicy },
+    { view, statsPanel, chatView, name }) {
     this.#streamName = streamName;
+    this.#iceTransportPolicy = iceTransportPolicy;
     this.#view = view;
     this.#statsPanel = statsPanel;
     this.#delivery = new Delivery({
@@ -142,7 +145,7 @@ class Player {
   #streamLive({ publisher }) {
     this.#publisher = publisher;
     this.#chat.cameraLive(publisher);
-    this.#delivery.start({ publisher, iceServers: this.#iceServers });
+    this.#delivery.start({ publisher, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy });
     this.#setState(State.NEGOTIATING);
   }
 
@@ -277,6 +280,7 @@ function optionsFromQuery(query) {
     mode: Object.values(DeliveryMode).includes(mode) ? mode : DeliveryMode.AUTO,
     connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000,
     p2pRetryMs: secondsParam(params, 'p2p_retry', P2P_RETRY_S) * 1000,
+    iceTransportPolicy: params.get('ice') === 'relay' ? 'relay' : 'all',
   };
 }
 

@@ -1,0 +1,141 @@
+"""TURN with a real coturn (signaling/turn.py, peers/ice.py): REST credentials, relay-only ICE,
+TCP when UDP is blocked, clear failures for bad credentials."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from signaling.turn import turn_credentials
+
+from .conftest import decoded_frames, free_port, require, wait_for_frames, wait_until
+from .test_fallback import CAMERA_ADDRESS, VIEWER_ADDRESS, split_network  # noqa: F401
+
+SECRET = "test-secret"
+
+
+class Coturn:
+    def __init__(self, tmp_path: Path, address: str = "127.0.0.1", prefix: list[str] | None = None) -> None:
+        self.address, self.port = address, free_port()
+        relay_ports = free_port()
+        config = tmp_path / f"turn-{self.port}.conf"
+        # The shipped turn.conf.example denies private and loopback peers; tests run
+        # entirely on addresses of their own, so this test-only config allows them.
+        config.write_text("\n".join([
+            f"listening-ip={address}", f"relay-ip={address}", f"listening-port={self.port}",
+            f"min-port={relay_ports}", f"max-port={relay_ports + 50}",
+            "use-auth-secret", f"static-auth-secret={SECRET}", "realm=peercam.test",
+            "lt-cred-mech", "fingerprint", "no-tls", "no-dtls", "no-cli", "allow-loopback-peers",
+            "log-file=stdout", "simple-log", "verbose",
+        ]) + "\n")
+        self.log_path = tmp_path / f"turn-{self.port}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([*(prefix or []), "turnserver", "-c", str(config)],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        if prefix is None:
+            wait_until(self._listening, 10, "coturn to listen")
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection((self.address, self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def url(self, transport: str = "udp") -> str:
+        return f"turn:{self.address}:{self.port}" + ("?transport=tcp" if transport == "tcp" else "")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def coturn(tmp_path):
+    require(shutil.which("turnserver") is not None, "coturn is not installed (apt-get install coturn)")
+    server = Coturn(tmp_path)
+    yield server
+    server.stop()
+
+
+def test_rest_credentials_are_what_coturn_expects():
+    username, password = turn_credentials("s3cret", "peer1", ttl=60, now=1_000_000)
+    assert username == "1000060:peer1"
+    expected = base64.b64encode(hmac.new(b"s3cret", username.encode(), hashlib.sha1).digest()).decode()
+    assert password == expected
+
+
+def test_relay_only_camera_and_viewer_connect_through_coturn(cluster, coturn):
+    cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
+    cluster.start_camera("t", "--ice-transport", "relay")
+    summary = cluster.start_viewer("t", "--ice-transport", "relay", "--mode", "p2p",
+                                   "--warmup", "2", "--duration", "4").summary(timeout=40)
+    assert summary["mode"] == "p2p" and summary["fps"] >= 25, summary
+    assert "ALLOCATE processed, success" in coturn.log()
+
+
+def test_wrong_credentials_fail_with_a_clear_reason(cluster, coturn):
+    cluster.start_server()
+    viewer = cluster.start("viewer", "view", "--server", cluster.url, "--stream", "t", "--wait", "20",
+                           "--ice-transport", "relay", "--mode", "p2p", "--ice-host", "127.0.0.1",
+                           "--ice-server", f"turn:someone:wrong-password@127.0.0.1:{coturn.port}")
+    cluster.start_camera("t")
+    code, _ = viewer.result(timeout=40)
+    assert code != 0
+    assert "401" in viewer.log() and "credentials" in viewer.log(), viewer.log()
+
+
+def test_expired_credentials_fail_with_a_clear_reason(cluster, coturn):
+    username, password = turn_credentials(SECRET, "late", ttl=-60)
+    cluster.start_server()
+    viewer = cluster.start("viewer", "view", "--server", cluster.url, "--stream", "t", "--wait", "20",
+                           "--ice-transport", "relay", "--mode", "p2p", "--ice-host", "127.0.0.1",
+                           "--ice-server", f"turn:{username}:{password}@127.0.0.1:{coturn.port}")
+    cluster.start_camera("t")
+    code, _ = viewer.result(timeout=40)
+    assert code != 0 and "401" in viewer.log(), viewer.log()
+
+
+def test_turn_over_tcp_carries_video_when_udp_is_blocked(cluster, split_network, tmp_path):  # noqa: F811
+    require(shutil.which("turnserver") is not None, "coturn is not installed (apt-get install coturn)")
+    net = split_network
+    coturn = Coturn(tmp_path, CAMERA_ADDRESS, prefix=net.prefix(net.camera_ns))
+    try:
+        server_url = f"http://{CAMERA_ADDRESS}:{cluster.port}"
+        cluster.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(cluster.port),
+                      "--turn-secret", SECRET, "--turn-url", coturn.url("tcp"),
+                      prefix=net.prefix(net.camera_ns))
+        camera = cluster.start("camera", "camera", "--server", server_url, "--stream", "far",
+                               "--ice-host", CAMERA_ADDRESS, prefix=net.prefix(net.camera_ns))
+        camera.wait_for_log("publishing 'far'", timeout=15)
+        net.block_udp()
+        viewer = cluster.start("viewer", "view", "--server", server_url, "--stream", "far", "--json",
+                               "--mode", "p2p", "--warmup", "2", "--duration", "4",
+                               "--ice-host", VIEWER_ADDRESS,
+                               prefix=net.prefix(net.viewer_ns))
+        summary = viewer.summary(timeout=40)
+        assert summary["mode"] == "p2p" and summary["fps"] >= 25, summary
+        assert "TCP" in coturn.log() or "tcp" in coturn.log()
+    finally:
+        coturn.stop()
+
+
+def test_page_with_ice_relay_plays_through_coturn(cluster, coturn, page):
+    cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
+    cluster.start_camera("t", "--ice-transport", "relay")
+    page.goto(f"{cluster.url}/view/t?mode=p2p&ice=relay")
+    page.wait_for_function("peercam.state() === 'playing' && peercam.mode() === 'p2p'", timeout=20_000)
+    wait_for_frames(page, decoded_frames(page) + 30)
+    allocations = coturn.log().count("ALLOCATE processed, success")
+    assert allocations >= 2  # the camera's and the browser's
