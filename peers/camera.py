@@ -23,6 +23,7 @@ from signaling.protocol import (
     Publish,
     Published,
     RelayFrames,
+    StreamEnded,
     StreamInfo,
     ViewerJoined,
     ViewerLeft,
@@ -54,6 +55,8 @@ class CameraOptions:
     connect_timeout: float = 15.0
     #: Display name in the stream list and chat.
     name: str = ""
+    #: A publish token, when the server asks for one.
+    token: str = ""
     #: Append every chat message to this file as a JSON line.
     chat_log: str | None = None
     jpeg_quality: int = 80
@@ -143,7 +146,7 @@ class CameraPeer:
                 welcome = await client.connect()
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info,
-                                          name=self.options.name))
+                                          name=self.options.name, token=self.options.token))
                 async for message in client.messages():
                     if isinstance(message, Published):
                         ever_published = True
@@ -154,6 +157,10 @@ class CameraPeer:
                         if not ever_published:
                             raise CameraError(message.reason)
                         break  # our old connection may still be registered: retry soon
+                    elif isinstance(message, Error) and not self.published.is_set():
+                        raise CameraError(f"{message.code}: {message.reason}")  # cannot publish
+                    elif isinstance(message, StreamEnded):
+                        raise CameraError(f"the server ended the stream: {message.reason}")
                     else:
                         self._handle(message)
             except SignalingError as exc:

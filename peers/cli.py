@@ -12,6 +12,7 @@ import time
 from collections.abc import Coroutine
 
 from signaling.app import serve
+from signaling.auth import make_token, parse_duration
 from signaling.config import ServerConfig
 from signaling.turn import TurnConfig
 
@@ -36,6 +37,7 @@ def _add_peer_options(parser: argparse.ArgumentParser) -> None:
     _add_ice_options(parser)
     parser.add_argument("--ice-transport", choices=("all", "relay"), default="all",
                         help="'relay' uses TURN only")
+    parser.add_argument("--token", default="", help="a token from `peercam token` (when the server asks)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -52,6 +54,15 @@ def _build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--turn-url", action="append", default=[], metavar="URL",
                            help="turn:HOST:PORT[?transport=tcp] or turns:HOST:PORT; repeatable")
     serve_cmd.add_argument("--turn-ttl", type=int, default=3600, help="seconds TURN credentials stay valid")
+    serve_cmd.add_argument("--secret", help="signs and checks tokens (see `peercam token`)")
+    serve_cmd.add_argument("--auth", choices=("open", "publish", "all"), default="open",
+                           help="open: anyone; publish: cameras need a token; all: viewers too")
+
+    token = commands.add_parser("token", help="print a signed token for a stream and a role")
+    token.add_argument("--secret", required=True)
+    token.add_argument("--stream", required=True, help="a stream name, or * for any")
+    token.add_argument("--role", choices=("publish", "view", "admin"), required=True)
+    token.add_argument("--ttl", default="1h", help="how long it stays valid: 90s, 15m, 1h, 7d")
 
     camera = commands.add_parser("camera", help="publish a camera, video file or test pattern")
     _add_peer_options(camera)
@@ -136,6 +147,12 @@ def _fail(command: str, reason: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     args = _build_parser().parse_args(argv)
+    if args.command == "token":
+        try:
+            print(make_token(args.secret, args.stream, args.role, parse_duration(args.ttl)))
+        except ValueError as exc:
+            _fail("token", str(exc))
+        return
     try:
         ice_servers = [parse_ice_server(url) for url in args.ice_server]
         if args.command == "demo" and not args.ice_host:
@@ -150,8 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         if any(not url.startswith(("turn:", "turns:")) for url in args.turn_url):
             _fail("serve", "--turn-url takes turn: or turns: URLs")
         turn = TurnConfig(args.turn_secret, tuple(args.turn_url), args.turn_ttl) if args.turn_secret else None
+        if args.auth != "open" and not args.secret:
+            _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
         config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
-                              ice_hosts=tuple(args.ice_host), turn=turn)
+                              ice_hosts=tuple(args.ice_host), turn=turn, secret=args.secret,
+                              auth=args.auth)
         print(f"peercam serve: http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         _run(serve(config))
     elif args.command == "camera":
@@ -185,6 +205,7 @@ def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) ->
         codec=args.codec,
         bitrate=args.bitrate * 1000,
         name=getattr(args, "name", ""),
+        token=getattr(args, "token", ""),
         chat_log=getattr(args, "chat_log", None),
         jpeg_quality=args.jpeg_quality,
         relay_fps=args.relay_fps,
@@ -216,6 +237,7 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         record=args.record,
         show=args.show,
         name=args.name,
+        token=args.token,
         chat=args.chat,
         status_line=sys.stderr.isatty() and not args.json,
     )

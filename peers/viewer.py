@@ -48,7 +48,7 @@ from .testpattern import Stamp, read_stamp
 log = logging.getLogger(__name__)
 
 #: Errors after which waiting longer cannot help.
-_FATAL_CODES = {ErrorCode.BAD_STREAM_NAME, ErrorCode.WRONG_STATE}
+_FATAL_CODES = {ErrorCode.BAD_STREAM_NAME, ErrorCode.WRONG_STATE, ErrorCode.BAD_TOKEN, ErrorCode.BAD_NAME}
 
 
 class ViewerError(Exception):
@@ -79,6 +79,8 @@ class ViewerOptions:
     show: bool = False
     #: Display name (chat, the stream's viewer list).
     name: str = ""
+    #: A view token, when the server asks for one.
+    token: str = ""
     #: Print chat on stdout and send each line typed on stdin.
     chat: bool = False
     status_line: bool = False
@@ -175,7 +177,8 @@ class Viewer:
                 connected_once = True
                 backoff.reset()
                 self._rtc_configuration = self.options.ice.configuration(welcome)
-                await client.send(Watch(stream=self.options.stream, name=self.options.name))
+                await client.send(Watch(stream=self.options.stream, name=self.options.name,
+                                        token=self.options.token))
                 if self.mode == "relay":
                     await client.send(Relay(enabled=True))
                 async for message in client.messages():

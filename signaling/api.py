@@ -1,10 +1,13 @@
-"""The HTTP API: ``/api/streams``, ``/api/streams/{name}``, ``/healthz``."""
+"""The HTTP API: ``/api/streams``, ``/api/streams/{name}``, ``/healthz``, and the admin
+calls (reserve and end a stream) that need an admin token."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from .appkeys import REGISTRY, SOCKETS
+from .appkeys import CONFIG, REGISTRY, SOCKETS
+from .auth import TokenError, check_token, make_token, parse_duration
+from .protocol import ProtocolError
 
 routes = web.RouteTableDef()
 
@@ -35,3 +38,44 @@ async def healthz(request: web.Request) -> web.Response:
             "connections": len(request.app[SOCKETS]),
         }
     )
+
+
+def _require_admin(request: web.Request, stream: str) -> str:
+    """The server's secret, once the request's bearer token is an admin token."""
+    secret = request.app[CONFIG].secret
+    if not secret:
+        raise web.HTTPForbidden(text="the admin API needs the server to run with --secret\n")
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    try:
+        check_token(secret, token, stream, "admin")
+    except TokenError as exc:
+        raise web.HTTPUnauthorized(text=f"{exc}\n", headers={"WWW-Authenticate": "Bearer"}) from None
+    return secret
+
+
+@routes.post("/api/streams")
+async def reserve_stream(request: web.Request) -> web.Response:
+    """Reserve a name; the answer carries a publish token for it."""
+    try:
+        body = await request.json()
+        name, ttl = body["name"], parse_duration(str(body.get("ttl", "1h")))
+    except (ValueError, KeyError, TypeError):
+        raise web.HTTPBadRequest(text='expected JSON {"name": NAME, "ttl": "1h"}\n') from None
+    secret = _require_admin(request, name)
+    try:
+        request.app[REGISTRY].reserve(name)
+    except ProtocolError as exc:
+        raise web.HTTPBadRequest(text=f"{exc.reason}\n") from None
+    token = make_token(secret, name, "publish", ttl)
+    return web.json_response({"name": name, "publish_token": token}, status=201)
+
+
+@routes.delete("/api/streams/{name}")
+async def end_stream(request: web.Request) -> web.Response:
+    """End a stream: its camera and viewers are told, and its relay stops."""
+    name = request.match_info["name"]
+    _require_admin(request, name)
+    if not request.app[REGISTRY].end(name, "ended by an administrator"):
+        raise web.HTTPNotFound(text=f"no stream named {name[:80]!r}\n")
+    return web.json_response({"name": name, "ended": True})

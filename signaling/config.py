@@ -18,6 +18,10 @@ class ServerConfig:
     ice_hosts: tuple[str, ...] = ()
     #: TURN servers that take REST credentials, minted for each client's welcome.
     turn: TurnConfig | None = None
+    #: Signs and checks tokens (signaling/auth.py); required unless auth is "open".
+    secret: str | None = None
+    #: "open": anyone; "publish": publishing needs a token; "all": viewing too.
+    auth: str = "open"
     #: Outgoing messages queued for one client before it counts as too slow.
     outbox_limit: int = 1024
     #: Seconds between WebSocket pings; a silent client is dropped after two.

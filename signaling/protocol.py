@@ -37,6 +37,7 @@ class ErrorCode:
     BINARY_NOT_ALLOWED = "binary-not-allowed"
     BAD_RELAY_FRAME = "bad-relay-frame"
     BAD_NAME = "bad-name"
+    BAD_TOKEN = "bad-token"
     BAD_STREAM_NAME = "bad-stream-name"
     STREAM_TAKEN = "stream-taken"
     NO_SUCH_STREAM = "no-such-stream"
@@ -86,6 +87,7 @@ class Publish(_Message, tag="publish"):
     stream: str
     info: StreamInfo
     name: str = ""  # display name in chat
+    token: str = ""  # needed when the server's --auth is publish or all
 
 
 class Watch(_Message, tag="watch"):
@@ -93,6 +95,7 @@ class Watch(_Message, tag="watch"):
 
     stream: str
     name: str = ""  # display name in chat and in the stream's viewer list
+    token: str = ""  # needed when the server's --auth is all
 
 
 class ViewerStats(msgspec.Struct, omit_defaults=True):

@@ -8,6 +8,7 @@ A viewer may watch a name before its camera arrives: it waits and is told with
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +44,8 @@ class Stream:
     since: float | None = None
     viewers: dict[str, Connection] = field(default_factory=dict)
     relay_totals: RelayTotals = field(default_factory=RelayTotals)
+    #: Reserved by an administrator: publishing needs a token, whatever --auth says.
+    reserved: bool = False
     relay: RelayHub = field(init=False)
 
     def __post_init__(self) -> None:
@@ -166,8 +169,34 @@ class StreamRegistry:
             self.set_relay(conn, False)
             if stream.publisher is not None:
                 stream.publisher.send(ViewerLeft(peer_id=conn.id))
-        if not stream.live and not stream.viewers and not len(stream.relay):
+        self._forget_if_unused(stream)
+
+    def _forget_if_unused(self, stream: Stream) -> None:
+        if not stream.live and not stream.viewers and not len(stream.relay) and not stream.reserved:
             del self._streams[stream.name]
+
+    def reserve(self, name: str) -> Stream:
+        """Hold a name for a camera with a publish token (the admin API)."""
+        check_stream_name(name)
+        stream = self._streams.setdefault(name, Stream(name, relay_totals=self.relay_totals))
+        stream.reserved = True
+        return stream
+
+    def end(self, name: str, reason: str) -> bool:
+        """End a stream: its camera and viewers are told, its relay stops, its name is freed."""
+        stream = self._streams.get(name)
+        if stream is None:
+            return False
+        stream.reserved = False
+        publisher = stream.publisher
+        if publisher is not None:
+            publisher.send(StreamEnded(stream=name, reason=reason))
+            self.remove(publisher, reason)
+            publisher.role = publisher.stream = None
+            asyncio.get_running_loop().create_task(publisher.ws.close(message=reason.encode()[:120]))
+        else:
+            self._forget_if_unused(stream)
+        return True
 
     def set_relay(self, conn: Connection, enabled: bool) -> None:
         """Put a viewer on its stream's relay, or take it off."""

@@ -7,6 +7,8 @@ import logging
 from aiohttp import WSMsgType, web
 
 from .appkeys import CONFIG, METRICS, REGISTRY, SOCKETS
+from .auth import TokenError, check_token
+from .config import ServerConfig
 from .connection import Connection
 from .metrics import Metrics
 from .protocol import (
@@ -14,6 +16,7 @@ from .protocol import (
     ROUTED_TYPES,
     CameraStatsReport,
     ChatMessage,
+    ErrorCode,
     ProtocolError,
     Publish,
     Relay,
@@ -56,7 +59,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                _handle_text(registry, metrics, conn, msg.data)
+                _handle_text(config, registry, metrics, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
                 try:
                     registry.relay_frame(conn, msg.data)
@@ -72,10 +75,13 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def _handle_text(registry: StreamRegistry, metrics: Metrics, conn: Connection, data: str) -> None:
+def _handle_text(config: ServerConfig, registry: StreamRegistry, metrics: Metrics, conn: Connection,
+                 data: str) -> None:
     try:
         message = decode_client_message(data)
         metrics.messages.labels(type(message).__struct_config__.tag).inc()
+        if isinstance(message, (Publish, Watch)):
+            _authorize(config, registry, message)
         _dispatch(registry, conn, message)
     except ProtocolError as exc:
         _refuse(metrics, conn, exc)
@@ -85,6 +91,21 @@ def _refuse(metrics: Metrics, conn: Connection, exc: ProtocolError) -> None:
     log.info("%r: refused: %s %s", conn, exc.code, exc.reason)
     metrics.errors.labels(exc.code).inc()
     conn.send(exc.to_message())
+
+
+def _authorize(config: ServerConfig, registry: StreamRegistry, message: Publish | Watch) -> None:
+    """Check the token when --auth (or a reserved name) asks for one."""
+    role = "publish" if isinstance(message, Publish) else "view"
+    stream = registry.get(message.stream)
+    needed = config.auth == "all" or (
+        role == "publish" and (config.auth == "publish" or (stream is not None and stream.reserved))
+    )
+    if not needed:
+        return
+    try:
+        check_token(config.secret or "", message.token, message.stream, role)
+    except TokenError as exc:
+        raise ProtocolError(ErrorCode.BAD_TOKEN, str(exc)) from None
 
 
 def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:

@@ -1,0 +1,101 @@
+"""signaling/auth.py and --auth: signed tokens for publishing and viewing; the admin API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from signaling.auth import TokenError, check_token, make_token, parse_duration
+
+from .conftest import get_json, wait_until
+
+SECRET = "s3cret"
+
+
+def test_a_token_grants_its_stream_and_role_until_it_expires():
+    token = make_token(SECRET, "lab", "publish", ttl=60)
+    check_token(SECRET, token, "lab", "publish")
+    for stream, role, words in (("lab", "view", "grants 'publish'"), ("other", "publish", "for stream")):
+        with pytest.raises(TokenError, match=words):
+            check_token(SECRET, token, stream, role)
+    with pytest.raises(TokenError, match="bad signature"):
+        check_token("another secret", token, "lab", "publish")
+    with pytest.raises(TokenError, match="expired"):
+        check_token(SECRET, make_token(SECRET, "lab", "publish", ttl=-5), "lab", "publish")
+    with pytest.raises(TokenError, match="required"):
+        check_token(SECRET, "", "lab", "view")
+    admin = make_token(SECRET, "*", "admin", ttl=60)
+    check_token(SECRET, admin, "anything", "view")
+
+
+@pytest.mark.parametrize("text, seconds",
+                         [("90", 90), ("90s", 90), ("15m", 900), ("1h", 3600), ("7d", 604800)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def token_from_cli(cluster, *args: str) -> str:
+    code, stdout = cluster.start("token", "token", "--secret", SECRET, *args).result(timeout=20)
+    assert code == 0
+    return stdout.strip().splitlines()[-1]
+
+
+def test_auth_publish_needs_a_publish_token(cluster):
+    cluster.start_server("--secret", SECRET, "--auth", "publish")
+    refused = cluster.start_camera("lab", wait=False)
+    code, _ = refused.result(timeout=20)
+    assert code != 0 and "token" in refused.log()
+    wrong_role = cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab",
+                                                                        "--role", "view"), wait=False)
+    assert wrong_role.result(timeout=20)[0] != 0 and "token" in wrong_role.log()
+    cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab", "--role", "publish",
+                                                           "--ttl", "10m"))
+    assert cluster.start_viewer("lab", "--duration", "1").summary(timeout=30)["frames"] > 0
+
+
+def test_auth_all_needs_a_view_token_too(cluster):
+    cluster.start_server("--secret", SECRET, "--auth", "all")
+    cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab", "--role", "publish"))
+    refused = cluster.start_viewer("lab", "--duration", "1")
+    code, _ = refused.result(timeout=20)
+    assert code != 0 and "token" in refused.log()
+    expired = make_token(SECRET, "lab", "view", ttl=-1)
+    late = cluster.start_viewer("lab", "--duration", "1", "--token", expired)
+    assert late.result(timeout=20)[0] != 0 and "token expired" in late.log()
+    viewer = cluster.start_viewer("lab", "--duration", "1", "--token",
+                                  token_from_cli(cluster, "--stream", "lab", "--role", "view"))
+    assert viewer.summary(timeout=30)["frames"] > 0
+
+
+def admin_request(url: str, method: str, token: str | None, body: dict | None = None):
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_admin_reserves_and_ends_a_stream(cluster):
+    cluster.start_server("--secret", SECRET)  # open: anyone may publish, but not a reserved name
+    admin = token_from_cli(cluster, "--stream", "*", "--role", "admin")
+    assert admin_request(f"{cluster.url}/api/streams", "POST", None, {"name": "lab"})[0] == 401
+    status, reply = admin_request(f"{cluster.url}/api/streams", "POST", admin, {"name": "lab", "ttl": "5m"})
+    assert status == 201 and reply["name"] == "lab"
+
+    squatter = cluster.start_camera("lab", wait=False)
+    assert squatter.result(timeout=20)[0] != 0 and "token" in squatter.log()
+    camera = cluster.start_camera("lab", "--token", reply["publish_token"])
+    viewer = cluster.start_viewer("lab", "--duration", "60", "--mode", "relay")
+    viewer.wait_for_log("first frame", timeout=15)
+
+    assert admin_request(f"{cluster.url}/api/streams/lab", "DELETE", admin)[0] == 200
+    viewer.wait_for_log("ended by an administrator", timeout=5)
+    code, _ = camera.result(timeout=15)
+    assert code != 0 and "ended" in camera.log()
+    wait_until(lambda: get_json(f"{cluster.url}/api/streams/lab") is None, 5, "the name to be freed")
+    assert admin_request(f"{cluster.url}/api/streams/nope", "DELETE", admin)[0] == 404
