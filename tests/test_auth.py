@@ -97,5 +97,6 @@ def test_admin_reserves_and_ends_a_stream(cluster):
     viewer.wait_for_log("ended by an administrator", timeout=5)
     code, _ = camera.result(timeout=15)
     assert code != 0 and "ended" in camera.log()
-    wait_until(lambda: get_json(f"{cluster.url}/api/streams/lab") is None, 5, "the name to be freed")
+    wait_until(lambda: not (get_json(f"{cluster.url}/api/streams/lab") or {}).get("live"), 5,
+               "the stream to end")
     assert admin_request(f"{cluster.url}/api/streams/nope", "DELETE", admin)[0] == 404
