@@ -126,7 +126,8 @@ class CameraPeer:
                 relay_frames=stats.relay_frames,
                 viewers=[await viewer.stats() for viewer in list(self.viewers.values())],
             )
-            await self._send(CameraStatsReport(stats=report))
+            if self.published.is_set():
+                await self._send(CameraStatsReport(stats=report))
             if round_number % log_every == 0 and (self.viewers or relayed):
                 log.info("%d P2P viewers; per second: %.1f captured, %.1f encoded, %.1f relay frames; "
                          "encode %.1f ms; %d keyframes so far", len(self.viewers), captured / every,
@@ -141,9 +142,10 @@ class CameraPeer:
         ever_published = False
         while True:
             client = self._client = SignalingClient(self.options.server)
-            relay_sender = asyncio.create_task(self._send_relay_frames(client))
+            relay_sender: asyncio.Task | None = None
             try:
                 welcome = await client.connect()
+                relay_sender = asyncio.create_task(self._send_relay_frames(client))
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info,
                                           name=self.options.name, token=self.options.token))
@@ -167,7 +169,8 @@ class CameraPeer:
                 log.warning("%s; reconnecting", exc)
             finally:
                 self._set_relay(False)
-                relay_sender.cancel()
+                if relay_sender is not None:
+                    relay_sender.cancel()
                 self.published.clear()
                 self._client = None
                 await client.close()
@@ -178,6 +181,9 @@ class CameraPeer:
         if send == (self.pipeline.relay_sink is not None):
             return
         self.pipeline.relay_sink = self._queue_relay_frame if send else None
+        if not send:
+            self._relay_frame = None
+            self._relay_ready.clear()
         log.info("relay: %s JPEG frames", "sending" if send else "stopped")
 
     def _queue_relay_frame(self, frame: bytes) -> None:
@@ -192,8 +198,8 @@ class CameraPeer:
             if frame is not None:
                 try:
                     await client.send_bytes(frame)
-                except (SignalingError, ConnectionError):
-                    return
+                except (SignalingError, ConnectionError) as exc:
+                    log.info("relay frame not sent: %s", exc)  # the next one may go through
 
     def _handle(self, message: object) -> None:
         if isinstance(message, RelayFrames):
@@ -202,9 +208,10 @@ class CameraPeer:
             self._chat_line(message.sender, message, reply=self._send_via_server(message.sender))
         elif isinstance(message, (Offer, Candidate, Hangup)) and message.sender:
             viewer = self.viewers.get(message.sender)
-            if viewer is None:
+            if viewer is None and isinstance(message, Offer):  # only an offer starts a connection
                 viewer = self._add_viewer(message.sender)
-            viewer.post(message)
+            if viewer is not None:
+                viewer.post(message)
         elif isinstance(message, ViewerJoined):
             log.info("viewer %s joined", message.peer_id)
             history = self.chat.history()
@@ -251,6 +258,11 @@ class CameraPeer:
             viewer.send_chat(message)
         asyncio.create_task(self._send(message))
 
+    def _viewer_closed(self, viewer: ViewerConnection) -> None:
+        if self.viewers.get(viewer.viewer_id) is viewer:
+            del self.viewers[viewer.viewer_id]
+        self.chat.forget(viewer.viewer_id)
+
     def _add_viewer(self, viewer_id: str) -> ViewerConnection:
         assert self.pipeline is not None
         viewer = ViewerConnection(
@@ -260,7 +272,7 @@ class CameraPeer:
             self.options.codec,
             self._send,
             self.options.connect_timeout,
-            on_closed=lambda v: self.viewers.pop(v.viewer_id, None),
+            on_closed=self._viewer_closed,
             on_chat=self._chat_from_data_channel,
         )
         self.viewers[viewer_id] = viewer

@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from signaling.app import serve
 from signaling.auth import make_token, parse_duration
 from signaling.config import ServerConfig
+from signaling.protocol import ProtocolError, check_display_name, check_stream_name
 from signaling.turn import TurnConfig
 
 from .camera import CameraError, CameraOptions, CameraPeer
@@ -160,6 +161,13 @@ def main(argv: list[str] | None = None) -> None:
         resolve_host_addresses(args.ice_host)
     except ValueError as exc:
         _fail(args.command, str(exc))
+    try:
+        if args.command in ("camera", "view", "demo"):
+            check_stream_name(args.stream)
+        if args.command in ("camera", "view"):
+            check_display_name(args.name)
+    except ProtocolError as exc:
+        _fail(args.command, exc.reason)
     if args.command == "serve":
         _setup_logging(args.verbose, logging.INFO)
         if bool(args.turn_secret) != bool(args.turn_url):

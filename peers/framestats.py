@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from array import array
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class FrameStats:
         self.window_start: float | None = None
         self.window_end: float | None = None
         self.width = self.height = 0
-        self.latencies_ms: list[float] = []
+        self.latencies_ms = array("f")  # 4 bytes a frame: an hour at 30 fps is 432 kB
         self.stamped_frames = 0
         self.dropped = 0
         self.bytes_received = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -22,6 +23,8 @@ from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import candidate_from_sdp
 
 from signaling.protocol import IceCandidate, IceServer, Welcome
+
+log = logging.getLogger(__name__)
 
 _aioice_host_addresses = aioice.ice.get_host_addresses
 
@@ -106,7 +109,14 @@ class IceOptions:
 
     def configuration(self, welcome: Welcome) -> RTCConfiguration:
         """The configuration for peer connections made under this welcome."""
-        restrict_host_addresses(self.hosts if self.hosts is not None else welcome.ice_hosts)
+        if self.hosts is not None:
+            restrict_host_addresses(self.hosts)
+        else:
+            try:
+                restrict_host_addresses(welcome.ice_hosts)
+            except ValueError as exc:  # the server's list names interfaces this machine lacks
+                log.warning("ignoring the server's ICE hosts: %s", exc)
+                restrict_host_addresses([])
         servers = self.servers if self.servers is not None else welcome.ice_servers
         return rtc_configuration(servers, self.transport)
 

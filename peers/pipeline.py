@@ -99,9 +99,10 @@ class MediaPipeline:
                     self._latest = frame
                     self.stats.frames_captured += 1
                     self._new_frame.notify()
-        except SourceError as exc:
+        except Exception as exc:  # a source that fails, or a bug: either way the video stops
             if not self._stopping.is_set():
-                self._loop.call_soon_threadsafe(self._fail, exc)
+                error = exc if isinstance(exc, SourceError) else SourceError(f"capture failed: {exc!r}")
+                self._loop.call_soon_threadsafe(self._fail, error)
 
     def _fail(self, exc: SourceError) -> None:
         if not self.failed.done():
@@ -115,15 +116,18 @@ class MediaPipeline:
             return frame
 
     def _encode_loop(self) -> None:
-        while not self._stopping.is_set():
-            frame = self._next_frame()
-            if frame is None:
-                continue
-            if len(self.fanout):
-                self._encode_video(frame)
-            relay_sink = self.relay_sink
-            if relay_sink is not None:
-                self._encode_jpeg(frame, relay_sink)
+        try:
+            while not self._stopping.is_set():
+                frame = self._next_frame()
+                if frame is None:
+                    continue
+                if len(self.fanout):
+                    self._encode_video(frame)
+                relay_sink = self.relay_sink
+                if relay_sink is not None:
+                    self._encode_jpeg(frame, relay_sink)
+        except Exception as exc:  # without the encoder there is no video: stop the camera loudly
+            self._loop.call_soon_threadsafe(self._fail, SourceError(f"encoding failed: {exc!r}"))
 
     def _encode_video(self, frame: CapturedFrame) -> None:
         start = time.perf_counter()

@@ -184,8 +184,13 @@ class Viewer:
                 async for message in client.messages():
                     if isinstance(message, bytes):
                         self._relay_frame_arrived(message)
-                    else:
+                        continue
+                    try:
                         await self._handle(message)
+                    except SignalingError:
+                        raise
+                    except Exception as exc:  # e.g. a bad answer: one session fails, not the viewer
+                        await self._p2p_failed(f"{type(message).__name__.lower()} failed: {exc!r}")
             except SignalingError as exc:
                 if not connected_once:
                     self._finish(ViewerError(str(exc)))
@@ -205,6 +210,8 @@ class Viewer:
                 if self.stats.first_frame_at is None:
                     asyncio.get_running_loop().call_later(self.options.wait, self._stream_never_came)
         elif isinstance(message, StreamLive):
+            if self._live is None or self._live.publisher != message.publisher:
+                self._chat_seen.clear()  # a new camera numbers its chat from 1 again
             self._live = message
             info = message.info
             _event(f"stream {message.stream!r} is live: {info.width}x{info.height}@{info.fps:g} {info.codec}")
@@ -372,8 +379,6 @@ class Viewer:
             if self._pc is not None and self.mode == "p2p":
                 await self._read_pc_stats(self._pc)
             frames, received = self._frames_total, self.stats.bytes_received
-            if frames == last_frames:
-                continue
             latency = self.stats.recent_latency_ms()
             report = ViewerStats(
                 mode=self.mode, fps=round((frames - last_frames) / every, 2), frames=frames,

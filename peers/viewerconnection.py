@@ -91,7 +91,10 @@ class ViewerConnection:
                 if isinstance(message, Offer):
                     await self._answer(message.sdp)
                 elif isinstance(message, Candidate):
-                    await self._add_candidate(message)
+                    try:
+                        await self._add_candidate(message)
+                    except ValueError as exc:  # one bad candidate: the others may still work
+                        log.info("viewer %s: ignoring candidate: %s", self.viewer_id, exc)
                 elif isinstance(message, Hangup):
                     log.info("viewer %s hung up: %s", self.viewer_id, message.reason)
                     await self._close_pc()
@@ -123,7 +126,12 @@ class ViewerConnection:
             if pc.connectionState == "connected" and self._timeout is not None:
                 self._timeout.cancel()
             elif pc.connectionState in ("failed", "closed") and pc is self._pc:
-                await self._close_pc()
+                if self._inbox.empty():
+                    # Nothing more from this viewer: forget it (it may be from a server
+                    # that restarted, which will never say viewer-left for it).
+                    await self.close()
+                else:
+                    await self._close_pc()  # a queued offer starts over
 
         # The sending transceiver exists before the offer is applied, so the offer's
         # video section binds to it and negotiation honours the camera's one codec.
@@ -167,7 +175,7 @@ class ViewerConnection:
                         if item.roundTripTime is not None:
                             report.rtt_ms = round(item.roundTripTime * 1000, 2)
                         report.packets_lost = item.packetsLost
-                        report.fraction_lost = item.fractionLost
+                        report.fraction_lost = round(item.fractionLost / 256, 4)  # RTCP: 8-bit
         return report
 
     @property
@@ -205,6 +213,7 @@ class ViewerConnection:
         if self.closed:
             return
         self.closed = True
-        self._task.cancel()
+        self._on_closed(self)  # first: new messages for this viewer get a new connection
+        if self._task is not asyncio.current_task():
+            self._task.cancel()
         await self._close_pc()
-        self._on_closed(self)

@@ -7,6 +7,7 @@ read from the stream registry when Prometheus scrapes.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Iterator
 
@@ -21,6 +22,9 @@ from .protocol import ViewerStats
 from .streams import StreamRegistry
 
 routes = web.RouteTableDef()
+
+#: Viewers report every 2 s: an older report describes a viewer that stopped getting video.
+_STALE_AFTER = 6.0
 
 
 class Metrics:
@@ -56,7 +60,9 @@ class _StateCollector(Collector):
         for stream in live:
             for mode, count in stream.viewers_by_mode().items():
                 viewers.add_metric([stream.name, mode], count)
-            reports = [v.stats for v in stream.viewers.values() if isinstance(v.stats, ViewerStats)]
+            fresh = time.time() - _STALE_AFTER
+            reports = [v.stats for v in stream.viewers.values()
+                       if isinstance(v.stats, ViewerStats) and v.stats_at > fresh]
             if reports:
                 fps.add_metric([stream.name], sum(r.fps for r in reports) / len(reports))
             latencies = [r.latency_ms for r in reports if r.latency_ms is not None]

@@ -340,7 +340,11 @@ def _decode(data: str | bytes, decoder: msgspec.json.Decoder, known: frozenset[s
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise _explain(_raw_decoder.decode(data), known, exc) from None
+        try:
+            raw = _raw_decoder.decode(data)
+        except msgspec.DecodeError as json_exc:  # typed decoding stopped before the JSON broke
+            raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {json_exc}") from None
+        raise _explain(raw, known, exc) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
 

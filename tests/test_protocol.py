@@ -50,6 +50,8 @@ def test_server_messages_decode():
     "data, code, words",
     [
         ("{", ErrorCode.BAD_JSON, "JSON"),
+        ('{"type": "watch", "stream": 1,', ErrorCode.BAD_JSON, "JSON"),  # wrong type, then broken
+        ('{"type": "watch", "stream": "a", "name": 1e400}', ErrorCode.BAD_JSON, "JSON"),
         ("not json at all", ErrorCode.BAD_JSON, "JSON"),
         ("[1, 2]", ErrorCode.BAD_MESSAGE, "object"),
         ('"watch"', ErrorCode.BAD_MESSAGE, "object"),
