@@ -11,11 +11,11 @@ import json
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import msgspec
 
 from signaling.protocol import MAX_CHAT_TEXT, MAX_NAME, ChatMessage, ChatSend
+from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -26,32 +26,12 @@ class ChatRefused(Exception):
     """The hub will not share this line; the reason goes back to its sender."""
 
 
-@dataclass
-class _TokenBucket:
-    rate: float  # tokens per second
-    burst: float
-    tokens: float = field(init=False)
-    updated: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
 class ChatHub:
     def __init__(self, log_path: str | None = None, rate: float = 5.0, burst: float = 10.0) -> None:
         self._history: deque[ChatMessage] = deque(maxlen=HISTORY_SIZE)
         self._next_id = 1
         self._rate, self._burst = rate, burst
-        self._buckets: dict[str, _TokenBucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
 
     def history(self) -> list[ChatMessage]:
@@ -67,7 +47,7 @@ class ChatHub:
         name = line.name.strip()
         if len(name) > MAX_NAME or not name.isprintable():
             raise ChatRefused(f"names are at most {MAX_NAME} printable characters")
-        bucket = self._buckets.setdefault(sender_id, _TokenBucket(self._rate, self._burst))
+        bucket = self._buckets.setdefault(sender_id, TokenBucket(self._rate, self._burst))
         if not bucket.take():
             raise ChatRefused(f"slow down: at most {self._rate:g} messages a second")
         message = ChatMessage(id=self._next_id, name=name or f"viewer-{sender_id[:4]}",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections import Counter
 
 from aiohttp import WSCloseCode, web
 
 from . import api, metrics, mjpeg, pages
-from .appkeys import CONFIG, METRICS, REGISTRY, SOCKETS, WEB_ROOT
+from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, REGISTRY, SOCKETS, WEB_ROOT
 from .config import ServerConfig
 from .streams import StreamRegistry
 from .websocket import websocket_handler
@@ -21,8 +22,9 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     config = config or ServerConfig()
     app = web.Application()
     app[CONFIG] = config
-    app[REGISTRY] = StreamRegistry()
+    app[REGISTRY] = StreamRegistry(config.limits)
     app[SOCKETS] = weakref.WeakSet()
+    app[CONNECTIONS_BY_ADDRESS] = Counter()
     app[WEB_ROOT] = pages.find_web_root()
     app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS])
     app.router.add_get("/ws", websocket_handler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections import Counter
 from pathlib import Path
 
 from aiohttp import web
@@ -13,5 +14,6 @@ from .streams import StreamRegistry
 CONFIG = web.AppKey("config", ServerConfig)
 REGISTRY = web.AppKey("registry", StreamRegistry)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+CONNECTIONS_BY_ADDRESS = web.AppKey("connections_by_address", Counter)
 WEB_ROOT = web.AppKey("web_root", Path)
 METRICS = web.AppKey("metrics", object)  # signaling.metrics.Metrics (imported there, not here)

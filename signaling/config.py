@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .limits import Limits
 from .protocol import IceServer
 from .turn import TurnConfig
 
@@ -22,6 +23,7 @@ class ServerConfig:
     secret: str | None = None
     #: "open": anyone; "publish": publishing needs a token; "all": viewing too.
     auth: str = "open"
+    limits: Limits = field(default_factory=Limits)
     #: Outgoing messages queued for one client before it counts as too slow.
     outbox_limit: int = 1024
     #: Seconds between WebSocket pings; a silent client is dropped after two.

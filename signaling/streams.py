@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from .connection import Connection
+from .limits import Limits
 from .protocol import (
     CameraStats,
     ChatMessage,
@@ -107,7 +108,8 @@ class Stream:
 class StreamRegistry:
     """Streams by name; one publisher each, any number of viewers."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self._streams: dict[str, Stream] = {}
         self.relay_totals = RelayTotals()
 
@@ -125,8 +127,18 @@ class StreamRegistry:
                 ErrorCode.WRONG_STATE, f"this connection is already a {conn.role} of {conn.stream!r}"
             )
         display_name = check_display_name(display_name)
-        stream = self._streams.setdefault(name, Stream(name, relay_totals=self.relay_totals))
+        stream = self._stream(name)
         conn.name = display_name
+        return stream
+
+    def _stream(self, name: str) -> Stream:
+        """The stream of this name, made if there is room for one more."""
+        stream = self._streams.get(name)
+        if stream is None:
+            if len(self._streams) >= self.limits.streams:
+                raise ProtocolError(ErrorCode.TOO_MANY_STREAMS,
+                                    f"this server carries at most {self.limits.streams} streams")
+            stream = self._streams[name] = Stream(name, relay_totals=self.relay_totals)
         return stream
 
     def publish(self, conn: Connection, name: str, info: StreamInfo, display_name: str = "") -> Stream:
@@ -148,6 +160,11 @@ class StreamRegistry:
 
     def watch(self, conn: Connection, name: str, display_name: str = "") -> Stream:
         stream = self._enter(conn, name, display_name)
+        if len(stream.viewers) >= self.limits.viewers_per_stream:
+            self._forget_if_unused(stream)
+            conn.role = None
+            raise ProtocolError(ErrorCode.STREAM_FULL,
+                                f"stream {name!r} has its {self.limits.viewers_per_stream} viewers")
         stream.viewers[conn.id] = conn
         conn.role, conn.stream = "viewer", name
         if stream.publisher is not None:
@@ -178,7 +195,7 @@ class StreamRegistry:
     def reserve(self, name: str) -> Stream:
         """Hold a name for a camera with a publish token (the admin API)."""
         check_stream_name(name)
-        stream = self._streams.setdefault(name, Stream(name, relay_totals=self.relay_totals))
+        stream = self._stream(name)
         stream.reserved = True
         return stream
 

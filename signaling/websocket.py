@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from .appkeys import CONFIG, METRICS, REGISTRY, SOCKETS
+from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, REGISTRY, SOCKETS
 from .auth import TokenError, check_token
 from .config import ServerConfig
 from .connection import Connection
@@ -14,9 +14,11 @@ from .metrics import Metrics
 from .protocol import (
     PROTOCOL_VERSION,
     ROUTED_TYPES,
+    Answer,
     CameraStatsReport,
     ChatMessage,
     ErrorCode,
+    Offer,
     ProtocolError,
     Publish,
     Relay,
@@ -26,7 +28,9 @@ from .protocol import (
     Watching,
     Welcome,
     decode_client_message,
+    encode,
 )
+from .ratelimit import TokenBucket
 from .streams import StreamRegistry
 from .turn import turn_servers
 
@@ -45,9 +49,20 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         heartbeat=config.heartbeat, max_msg_size=MAX_WEBSOCKET_MESSAGE_BYTES, compress=False
     )
     await ws.prepare(request)
-    conn = Connection(ws, request.remote or "?", config.outbox_limit)
+    address = request.remote or "?"
+    per_address = request.app[CONNECTIONS_BY_ADDRESS]
+    if per_address[address] >= config.limits.connections_per_address:
+        error = ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS,
+                              f"at most {config.limits.connections_per_address} connections per address")
+        metrics.errors.labels(error.code).inc()
+        await ws.send_str(encode(error.to_message()))
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many connections")
+        return ws
+    per_address[address] += 1
+    conn = Connection(ws, address, config.outbox_limit)
     conn.start()
     request.app[SOCKETS].add(ws)
+    bucket = TokenBucket(config.limits.messages_per_second, config.limits.message_burst)
     ice_servers = list(config.ice_servers)
     if config.turn is not None:
         ice_servers += turn_servers(config.turn, conn.id)
@@ -59,6 +74,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
+                if conn.role != "publisher" and not bucket.take():
+                    _refuse(metrics, conn, ProtocolError(
+                        ErrorCode.RATE_LIMITED,
+                        f"slow down: at most {config.limits.messages_per_second:g} messages a second"))
+                    continue
                 _handle_text(config, registry, metrics, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
                 try:
@@ -68,6 +88,9 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             elif msg.type == WSMsgType.ERROR:
                 log.info("%r: %s", conn, ws.exception())
     finally:
+        per_address[address] -= 1
+        if not per_address[address]:
+            del per_address[address]
         registry.remove(conn)
         request.app[SOCKETS].discard(ws)
         await conn.close()
@@ -82,6 +105,9 @@ def _handle_text(config: ServerConfig, registry: StreamRegistry, metrics: Metric
         metrics.messages.labels(type(message).__struct_config__.tag).inc()
         if isinstance(message, (Publish, Watch)):
             _authorize(config, registry, message)
+        if isinstance(message, (Offer, Answer)) and len(message.sdp) > config.limits.max_sdp_bytes:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"SDP of {len(message.sdp)} bytes; "
+                                f"the limit is {config.limits.max_sdp_bytes}")
         _dispatch(registry, conn, message)
     except ProtocolError as exc:
         _refuse(metrics, conn, exc)
