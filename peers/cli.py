@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from signaling.app import serve
 from signaling.auth import make_token, parse_duration
 from signaling.config import ServerConfig
+from signaling.limits import Limits
 from signaling.protocol import ProtocolError, check_display_name, check_stream_name
 from signaling.turn import TurnConfig
 
@@ -58,6 +59,14 @@ def _build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--secret", help="signs and checks tokens (see `peercam token`)")
     serve_cmd.add_argument("--auth", choices=("open", "publish", "all"), default="open",
                            help="open: anyone; publish: cameras need a token; all: viewers too")
+    defaults = Limits()
+    serve_cmd.add_argument("--max-viewers", type=int, default=defaults.viewers_per_stream,
+                           help="viewers per stream")
+    serve_cmd.add_argument("--max-streams", type=int, default=defaults.streams)
+    serve_cmd.add_argument("--max-connections-per-address", type=int,
+                           default=defaults.connections_per_address)
+    serve_cmd.add_argument("--max-message-rate", type=float, default=defaults.messages_per_second,
+                           help="text messages per second from one viewer")
 
     token = commands.add_parser("token", help="print a signed token for a stream and a role")
     token.add_argument("--secret", required=True)
@@ -179,7 +188,10 @@ def main(argv: list[str] | None = None) -> None:
             _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
         config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
                               ice_hosts=tuple(args.ice_host), turn=turn, secret=args.secret,
-                              auth=args.auth)
+                              auth=args.auth, limits=Limits(
+                                  messages_per_second=args.max_message_rate,
+                                  viewers_per_stream=args.max_viewers, streams=args.max_streams,
+                                  connections_per_address=args.max_connections_per_address))
         print(f"peercam serve: http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         _run(serve(config))
     elif args.command == "camera":
