@@ -57,6 +57,8 @@ class CameraOptions:
     name: str = ""
     #: A publish token, when the server asks for one.
     token: str = ""
+    #: CA certificate(s) for a wss:// server with a private CA.
+    ca_file: str | None = None
     #: Append every chat message to this file as a JSON line.
     chat_log: str | None = None
     jpeg_quality: int = 80
@@ -141,7 +143,7 @@ class CameraPeer:
         backoff = Backoff()
         ever_published = False
         while True:
-            client = self._client = SignalingClient(self.options.server)
+            client = self._client = SignalingClient(self.options.server, self.options.ca_file)
             relay_sender: asyncio.Task | None = None
             try:
                 welcome = await client.connect()

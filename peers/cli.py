@@ -40,6 +40,7 @@ def _add_peer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ice-transport", choices=("all", "relay"), default="all",
                         help="'relay' uses TURN only")
     parser.add_argument("--token", default="", help="a token from `peercam token` (when the server asks)")
+    parser.add_argument("--ca", help="CA certificate (PEM) for an https:// server with a private CA")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -57,6 +58,10 @@ def _build_parser() -> argparse.ArgumentParser:
                            help="turn:HOST:PORT[?transport=tcp] or turns:HOST:PORT; repeatable")
     serve_cmd.add_argument("--turn-ttl", type=int, default=3600, help="seconds TURN credentials stay valid")
     serve_cmd.add_argument("--secret", help="signs and checks tokens (see `peercam token`)")
+    serve_cmd.add_argument("--cert", help="serve HTTPS/WSS with this certificate chain (PEM)")
+    serve_cmd.add_argument("--key", help="the private key of --cert (PEM)")
+    serve_cmd.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                           help="browser origin allowed to open /ws (repeatable; default: any)")
     serve_cmd.add_argument("--auth", choices=("open", "publish", "all"), default="open",
                            help="open: anyone; publish: cameras need a token; all: viewers too")
     defaults = Limits()
@@ -184,15 +189,19 @@ def main(argv: list[str] | None = None) -> None:
         if any(not url.startswith(("turn:", "turns:")) for url in args.turn_url):
             _fail("serve", "--turn-url takes turn: or turns: URLs")
         turn = TurnConfig(args.turn_secret, tuple(args.turn_url), args.turn_ttl) if args.turn_secret else None
+        if bool(args.cert) != bool(args.key):
+            _fail("serve", "--cert and --key go together")
         if args.auth != "open" and not args.secret:
             _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
         config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
                               ice_hosts=tuple(args.ice_host), turn=turn, secret=args.secret,
-                              auth=args.auth, limits=Limits(
+                              auth=args.auth, cert_file=args.cert, key_file=args.key,
+                              allowed_origins=tuple(args.allowed_origin), limits=Limits(
                                   messages_per_second=args.max_message_rate,
                                   viewers_per_stream=args.max_viewers, streams=args.max_streams,
                                   connections_per_address=args.max_connections_per_address))
-        print(f"peercam serve: http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+        scheme = "https" if args.cert else "http"
+        print(f"peercam serve: {scheme}://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         _run(serve(config))
     elif args.command == "camera":
         _setup_logging(args.verbose, logging.INFO)
@@ -226,6 +235,7 @@ def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) ->
         bitrate=args.bitrate * 1000,
         name=getattr(args, "name", ""),
         token=getattr(args, "token", ""),
+        ca_file=getattr(args, "ca", None),
         chat_log=getattr(args, "chat_log", None),
         jpeg_quality=args.jpeg_quality,
         relay_fps=args.relay_fps,
@@ -258,6 +268,7 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         show=args.show,
         name=args.name,
         token=args.token,
+        ca_file=args.ca,
         chat=args.chat,
         status_line=sys.stderr.isatty() and not args.json,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,8 +48,10 @@ class Backoff:
 class SignalingClient:
     """One signaling connection: typed messages in, typed messages out."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, ca_file: str | None = None) -> None:
         self.url = websocket_url(server)
+        #: For wss:// with a private CA; None means the system's trusted CAs.
+        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else True
         self.welcome: Welcome | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -59,7 +62,7 @@ class SignalingClient:
         try:
             self._ws = await self._session.ws_connect(
                 self.url, heartbeat=10.0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                max_msg_size=0,
+                max_msg_size=0, ssl=self._ssl,
             )
             welcome = await asyncio.wait_for(self._receive(), timeout)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:

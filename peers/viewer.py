@@ -81,6 +81,8 @@ class ViewerOptions:
     name: str = ""
     #: A view token, when the server asks for one.
     token: str = ""
+    #: CA certificate(s) for a wss:// server with a private CA.
+    ca_file: str | None = None
     #: Print chat on stdout and send each line typed on stdin.
     chat: bool = False
     status_line: bool = False
@@ -171,7 +173,7 @@ class Viewer:
         backoff = Backoff()
         connected_once = False
         while True:
-            client = self._client = SignalingClient(self.options.server)
+            client = self._client = SignalingClient(self.options.server, self.options.ca_file)
             try:
                 welcome = await client.connect()
                 connected_once = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import weakref
 from collections import Counter
 
@@ -47,9 +48,13 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        ssl_context = None
+        if config.cert_file:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(config.cert_file, config.key_file)
+        site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
-        log.info("serving on http://%s:%d/", config.host, config.port)
+        log.info("serving on %s://%s:%d/", "https" if ssl_context else "http", config.host, config.port)
         if started is not None:
             started.set()
         await asyncio.Event().wait()

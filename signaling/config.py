@@ -24,6 +24,11 @@ class ServerConfig:
     #: "open": anyone; "publish": publishing needs a token; "all": viewing too.
     auth: str = "open"
     limits: Limits = field(default_factory=Limits)
+    #: Serve HTTPS/WSS with this certificate chain and key (PEM files).
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: Browser origins allowed to open /ws (e.g. https://cams.example.org); empty: any.
+    allowed_origins: tuple[str, ...] = ()
     #: Outgoing messages queued for one client before it counts as too slow.
     outbox_limit: int = 1024
     #: Seconds between WebSocket pings; a silent client is dropped after two.

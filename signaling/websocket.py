@@ -45,6 +45,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     config = request.app[CONFIG]
     registry = request.app[REGISTRY]
     metrics = request.app[METRICS]
+    origin = request.headers.get("Origin")
+    if config.allowed_origins and origin is not None and origin not in config.allowed_origins:
+        # Browsers always send Origin: a page from elsewhere may not drive this server.
+        raise web.HTTPForbidden(text=f"origin {origin[:100]!r} is not allowed here\n")
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat, max_msg_size=MAX_WEBSOCKET_MESSAGE_BYTES, compress=False
     )
