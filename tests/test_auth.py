@@ -100,3 +100,14 @@ def test_admin_reserves_and_ends_a_stream(cluster):
     wait_until(lambda: not (get_json(f"{cluster.url}/api/streams/lab") or {}).get("live"), 5,
                "the stream to end")
     assert admin_request(f"{cluster.url}/api/streams/nope", "DELETE", admin)[0] == 404
+
+
+def test_page_shows_a_token_when_the_server_asks(cluster, page):
+    cluster.start_server("--secret", SECRET, "--auth", "all")
+    cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab", "--role", "publish"))
+    page.goto(f"{cluster.url}/view/lab")
+    page.wait_for_function("peercam.state() === 'error'", timeout=10_000)
+    assert "token" in page.inner_text("#status")
+    view = token_from_cli(cluster, "--stream", "lab", "--role", "view")
+    page.goto(f"{cluster.url}/view/lab?token={view}")
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)

@@ -47,12 +47,14 @@ class Player {
   #stampCanvas = document.createElement('canvas');
   #iceServers = [];
   #iceTransportPolicy;
+  #token;
   #publisher = null; // the camera's peer id while the stream is live
 
-  constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs, iceTransportPolicy },
+  constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs, iceTransportPolicy, token },
     { view, statsPanel, chatView, name }) {
     this.#streamName = streamName;
     this.#iceTransportPolicy = iceTransportPolicy;
+    this.#token = token;
     this.#view = view;
     this.#statsPanel = statsPanel;
     this.#delivery = new Delivery({
@@ -134,7 +136,9 @@ class Player {
       console.warn(`peercam: server speaks protocol ${protocol}, this page ${PROTOCOL_VERSION}`);
     }
     this.#iceServers = iceServers;
-    this.#signaling.send({ type: MessageType.WATCH, stream: this.#streamName, name: this.#chat.name });
+    this.#signaling.send({
+      type: MessageType.WATCH, stream: this.#streamName, name: this.#chat.name, token: this.#token,
+    });
   }
 
   #watching({ live }) {
@@ -281,6 +285,7 @@ function optionsFromQuery(query) {
     connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000,
     p2pRetryMs: secondsParam(params, 'p2p_retry', P2P_RETRY_S) * 1000,
     iceTransportPolicy: params.get('ice') === 'relay' ? 'relay' : 'all',
+    token: params.get('token') ?? '', // when the server runs with --auth all
   };
 }
 
