@@ -48,6 +48,11 @@ class SplitNetwork:
         for chain in ("INPUT", "OUTPUT"):
             self._run(*self.prefix(self.viewer_ns), "iptables", action, chain, "-p", "udp", "-j", "DROP")
 
+    def drop_udp_randomly(self, probability: float) -> None:
+        """Lose this share of the UDP packets reaching the viewer (iptables' statistic match)."""
+        self._run(*self.prefix(self.viewer_ns), "iptables", "-A", "INPUT", "-p", "udp", "-m", "statistic",
+                  "--mode", "random", "--probability", str(probability), "-j", "DROP")
+
     def remove(self) -> None:
         for ns in (self.camera_ns, self.viewer_ns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
