@@ -8,17 +8,20 @@ time, rotating three kinds of viewer (light clients in this process, not the CLI
   the real signaling WebSocket, waits for its first video frame (track.recv()), then
   hangs up, closes the peer connection and closes the WebSocket;
 - relay: watches, asks for the relay, reads one binary relay frame, closes;
-- vanish: like p2p up to the first frame, then leaves without a word: no hangup, no
-  WebSocket close frame (its TCP connection is reset), its peer connection dropped.
+- vanish: like p2p up to the first frame, then leaves without a word: its ICE goes
+  silent (no DTLS close alert), no hangup, and its TCP connection is reset (no
+  WebSocket close frame).
 
 Every --sample-every cycles it samples the server's and the camera's RSS (VmRSS in
-/proc/PID/status), the camera's P2P viewer count (camera.stats.viewers in
-/api/streams/NAME, which the camera reports every 2 s) and the relay readers, and
-prints a table row. At the end it waits for the camera's viewer list to drain to 0 and
-says how long that took, reads the server's viewer count, and reports RSS growth per
-100 joins: overall, and as the least-squares slope of the samples after the warm-up
-(the first --warmup-joins, while allocator arenas, codecs and caches fill up).
---json writes it all. Exits 1 if a join failed or the viewer list did not drain.
+/proc/PID/status) and open files and sockets (/proc/PID/fd), the camera's P2P viewer
+count (camera.stats.viewers in /api/streams/NAME, which the camera reports every 2 s),
+the relay readers and the server's viewers, and prints a table row. At the end it
+says how long the camera took to let go of every viewer: until its viewer list is
+empty, and until it holds no more sockets than before the first viewer (a peer
+connection nobody closed keeps its UDP sockets until ICE consent expires, ~30 s). It
+reports RSS growth per 100 joins: overall, and after the warm-up (the first
+--warmup-joins, while allocator arenas, codecs and caches fill up) as a least-squares
+slope. --json writes it all. Exits 1 if a join failed or the camera did not let go.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ KINDS = ("p2p", "relay", "vanish")
 #: Seconds for the server and the stream to come up, and for any one join.
 STARTUP_TIMEOUT = 30.0
 JOIN_TIMEOUT = 10.0
-#: Seconds to wait for the camera's viewer list to drain at the end: longer than its
-#: 15 s connect timeout and aioice's ~30 s consent expiry, which free a silent viewer.
+#: Default seconds to wait at the end for the camera to let go of every viewer: longer
+#: than its 15 s connect timeout and aioice's ~30 s consent expiry, which free a peer
+#: connection nobody closed.
 DRAIN_TIMEOUT = 45.0
 
 
@@ -78,6 +82,11 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def open_fds(pid: int) -> int:
+    """Sockets and files a process holds: every live peer connection holds UDP sockets."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -95,13 +104,20 @@ class Api:
     def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
         self.session, self.base = session, base
 
-    async def stream(self) -> dict | None:
+    async def _get(self, path: str) -> dict | None:
         try:
-            async with self.session.get(f"{self.base}/api/streams/{STREAM}",
-                                        timeout=aiohttp.ClientTimeout(total=2)) as response:
+            timeout = aiohttp.ClientTimeout(total=2)
+            async with self.session.get(f"{self.base}{path}", timeout=timeout) as response:
                 return await response.json() if response.status == 200 else None
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return None
+
+    async def stream(self) -> dict | None:
+        return await self._get(f"/api/streams/{STREAM}")
+
+    async def connections(self) -> int | None:
+        """Signaling WebSockets the server holds open (/healthz)."""
+        return (await self._get("/healthz") or {}).get("connections")
 
     async def camera_viewers(self) -> list[str] | None:
         """Ids in the camera's latest report (None until it has reported)."""
@@ -163,8 +179,11 @@ async def join_p2p(session: aiohttp.ClientSession, ws_url: str, cycle: int, vani
         await ws.send_json({"type": "offer", "sdp": pc.localDescription.sdp})
         answer = await next_message(ws, "answer")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-        await (await track).recv()  # the camera's first frame, decoded
+        receiver = await track
+        await receiver.recv()  # the camera's first frame, decoded
         if vanish:
+            # Silence first (ICE stops: no DTLS close alert will reach the camera), then the reset.
+            await pc.getTransceivers()[0].receiver.transport.transport.stop()
             reset_tcp(ws)
         else:
             await ws.send_json({"type": "hangup", "reason": "soak: done"})
@@ -199,7 +218,18 @@ def slope_per_100(points: list[tuple[int, float]]) -> float | None:
     return 100 * sum((x - mean_x) * (y - mean_y) for x, y in points) / var
 
 
+async def seconds_until(condition, timeout: float) -> float | None:
+    """Seconds until the async ``condition`` holds (polled), or None if not within ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if await condition():
+            return round(time.monotonic() - started, 1)
+        await asyncio.sleep(0.25)
+    return None
+
+
 def growth(samples: list[dict], key: str, warmup_joins: int) -> dict:
+    """RSS growth overall and after the warm-up (absolute, and as a slope), in MB."""
     settled = [(s["cycles"], s[key]) for s in samples if s["cycles"] >= warmup_joins]
     first, last = samples[0], samples[-1]
     return {
@@ -228,6 +258,8 @@ async def soak(opts: argparse.Namespace, server: subprocess.Popen, camera: subpr
                 "seconds": round(time.monotonic() - started, 1),
                 "server_rss_mb": round(rss_mb(server.pid), 1),
                 "camera_rss_mb": round(rss_mb(camera.pid), 1),
+                "server_fds": open_fds(server.pid),
+                "camera_fds": open_fds(camera.pid),
                 "camera_p2p_viewers": len(await api.camera_viewers() or []),
                 "relay_readers": stream.get("relay", {}).get("readers"),
                 "server_viewers": stream.get("viewer_count"),
@@ -253,35 +285,43 @@ async def soak(opts: argparse.Namespace, server: subprocess.Popen, camera: subpr
                     raise RuntimeError(f"the {name} exited with {proc.returncode} at cycle {cycle}")
         joins_seconds = time.monotonic() - started
 
-        # The camera reports every 2 s: its list is empty once it has let every viewer go.
-        drain_started = time.monotonic()
-        drained_after = None
-        while time.monotonic() - drain_started < DRAIN_TIMEOUT:
-            if await api.camera_viewers() == []:
-                drained_after = time.monotonic() - drain_started
-                break
-            await asyncio.sleep(0.25)
+        # Every viewer is gone: the camera's report (every 2 s) lists none, and it holds no
+        # more sockets than before the first viewer (a peer connection left open keeps its
+        # UDP sockets until ICE consent expires).
+        async def no_viewers() -> bool:
+            return await api.camera_viewers() == []
+
+        async def sockets_back() -> bool:
+            return open_fds(camera.pid) <= samples[0]["camera_fds"]
+
+        drained, sockets_drained = await asyncio.gather(seconds_until(no_viewers, opts.drain_timeout),
+                                                        seconds_until(sockets_back, opts.drain_timeout))
         final = await api.stream() or {}
         left = await api.camera_viewers()
-    restrict_host_addresses([])
+        connections = await api.connections()
     return {
         "joins": opts.joins,
         "kinds": KINDS,
         "joins_seconds": round(joins_seconds, 1),
         "failures": failures,
         "samples": samples,
-        "growth": {key: growth(samples, key, opts.warmup_joins) for key in ("server_rss_mb", "camera_rss_mb")},
-        "drain_seconds": None if drained_after is None else round(drained_after, 1),
+        "growth": {key: growth(samples, key, opts.warmup_joins)
+                   for key in ("server_rss_mb", "camera_rss_mb")},
+        "drain_seconds": drained,
+        "camera_sockets_drain_seconds": sockets_drained,
         "camera_viewers_left": left,
         "server_viewers_at_end": final.get("viewer_count"),
         "relay_readers_at_end": final.get("relay", {}).get("readers"),
+        "server_connections_at_end": connections,  # the camera's own
         "final_server_rss_mb": round(rss_mb(server.pid), 1),
         "final_camera_rss_mb": round(rss_mb(camera.pid), 1),
+        "final_server_fds": open_fds(server.pid),
+        "final_camera_fds": open_fds(camera.pid),
     }
 
 
-COLUMNS = ("cycles", "seconds", "server_rss_mb", "camera_rss_mb", "camera_p2p_viewers", "relay_readers",
-           "server_viewers")
+COLUMNS = ("cycles", "seconds", "server_rss_mb", "camera_rss_mb", "server_fds", "camera_fds",
+           "camera_p2p_viewers", "relay_readers", "server_viewers")
 
 
 def report(result: dict) -> None:
@@ -291,19 +331,27 @@ def report(result: dict) -> None:
         print(f"{key}: {g['total_mb']:+.1f} MB overall ({g['per_100_joins_mb']:+.2f} MB per 100 joins); "
               f"after warm-up {g['after_warmup_mb']} MB, slope "
               f"{g['slope_after_warmup_per_100_joins_mb']} MB per 100 joins")
-    drain = result["drain_seconds"]
-    print(f"camera viewer list drained to 0 after {drain} s" if drain is not None
-          else f"camera viewer list did NOT drain within {DRAIN_TIMEOUT:g} s: {result['camera_viewers_left']}")
+    drain, sockets = result["drain_seconds"], result["camera_sockets_drain_seconds"]
+    print(f"after the last join, the camera's viewer list was empty after {drain} s" if drain is not None
+          else f"the camera's viewer list did NOT drain: {result['camera_viewers_left']}")
+    print(f"and its sockets were back to their number before the first viewer after {sockets} s"
+          if sockets is not None else
+          f"and its sockets did NOT come back to their number before the first viewer: "
+          f"{result['final_camera_fds']} open files and sockets, {result['samples'][0]['camera_fds']} before")
     print(f"server at the end: {result['server_viewers_at_end']} viewers, "
-          f"{result['relay_readers_at_end']} relay readers")
+          f"{result['relay_readers_at_end']} relay readers, "
+          f"{result['server_connections_at_end']} WebSocket connections (the camera's)")
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--joins", type=int, default=500, help="viewer cycles (join, first frame, leave)")
     parser.add_argument("--sample-every", type=int, default=50, help="cycles between RSS samples")
     parser.add_argument("--warmup-joins", type=int, default=100,
                         help="cycles left out of the growth slope (allocator and cache warm-up)")
+    parser.add_argument("--drain-timeout", type=float, default=DRAIN_TIMEOUT,
+                        help="seconds to wait at the end for the camera to let go of every viewer")
     parser.add_argument("--port", type=int, default=0, help="server port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--log-dir", type=Path, default=ROOT / "bench" / "results",
                         help="where the server's and the camera's logs go")
@@ -317,13 +365,16 @@ def main() -> None:
     opts.log_dir.mkdir(parents=True, exist_ok=True)
     port = opts.port or free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port)], opts.log_dir / "soak-server.log")
+    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port)],
+                           opts.log_dir / "soak-server.log")
     camera = start_peercam(["camera", "--server", base, "--stream", STREAM, "--ice-host", "127.0.0.1"],
                            opts.log_dir / "soak-camera.log")
     try:
         result = asyncio.run(soak(opts, server, camera, base))
     except KeyboardInterrupt:
         sys.exit("interrupted")
+    except RuntimeError as exc:  # the server or the camera died, or never came up
+        sys.exit(f"soak: {exc}; see the logs in {opts.log_dir}")
     finally:
         stop(camera)
         stop(server)
@@ -332,7 +383,7 @@ def main() -> None:
         opts.json.parent.mkdir(parents=True, exist_ok=True)
         opts.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {opts.json}")
-    if result["failures"] or result["drain_seconds"] is None:
+    if result["failures"] or None in (result["drain_seconds"], result["camera_sockets_drain_seconds"]):
         sys.exit(1)
 
 

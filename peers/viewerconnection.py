@@ -30,6 +30,7 @@ from .ice import aiortc_candidate, relay_shortfall
 log = logging.getLogger(__name__)
 
 _MIME_TYPES = {"vp8": "video/VP8", "h264": "video/H264"}
+_CLOSE_TIMEOUT = 3.0
 
 
 def codec_preferences(codec: str):
@@ -104,9 +105,9 @@ class ViewerConnection:
                     await self._send(Hangup(to=self.viewer_id, reason="not connected in time"))
             except Exception as exc:  # a bad offer or candidate must not stop the camera
                 log.warning("viewer %s: %s: %s", self.viewer_id, type(exc).__name__, exc)
-                await self._close_pc()
                 what = type(message).__name__.lower()
                 await self._send(Hangup(to=self.viewer_id, reason=f"camera could not use your {what}: {exc}"))
+                await self._close_pc()
 
     async def _answer(self, sdp: str) -> None:
         await self._close_pc()  # a new offer starts over
@@ -206,7 +207,12 @@ class ViewerConnection:
             self.track.stop()
             self.track = None
         if pc is not None:
-            await pc.close()
+            try:
+                # aiortc can wait forever closing a connection whose offer was applied but
+                # never answered (a bad offer): don't let that stop this viewer's next offer.
+                await asyncio.wait_for(pc.close(), _CLOSE_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.info("viewer %s: peer connection did not close in %g s", self.viewer_id, _CLOSE_TIMEOUT)
 
     async def close(self) -> None:
         """The viewer left: tear everything down."""
