@@ -127,12 +127,7 @@ class ViewerConnection:
             if pc.connectionState == "connected" and self._timeout is not None:
                 self._timeout.cancel()
             elif pc.connectionState in ("failed", "closed") and pc is self._pc:
-                if self._inbox.empty():
-                    # Nothing more from this viewer: forget it (it may be from a server
-                    # that restarted, which will never say viewer-left for it).
-                    await self.close()
-                else:
-                    await self._close_pc()  # a queued offer starts over
+                await self._close_pc()
 
         # The sending transceiver exists before the offer is applied, so the offer's
         # video section binds to it and negotiation honours the camera's one codec.
@@ -208,11 +203,14 @@ class ViewerConnection:
             self.track = None
         if pc is not None:
             try:
-                # aiortc can wait forever closing a connection whose offer was applied but
-                # never answered (a bad offer): don't let that stop this viewer's next offer.
-                await asyncio.wait_for(pc.close(), _CLOSE_TIMEOUT)
+                # aiortc can wait forever, or fail, closing a connection whose offer was
+                # applied but never answered (a bad offer): neither may stop this viewer's
+                # next offer. Shielded, so a caller that is cancelled does not leave it half-closed.
+                await asyncio.wait_for(asyncio.shield(pc.close()), _CLOSE_TIMEOUT)
             except asyncio.TimeoutError:
                 log.info("viewer %s: peer connection did not close in %g s", self.viewer_id, _CLOSE_TIMEOUT)
+            except Exception as exc:
+                log.warning("viewer %s: closing its peer connection failed: %r", self.viewer_id, exc)
 
     async def close(self) -> None:
         """The viewer left: tear everything down."""
