@@ -26,7 +26,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: import the tree's own relay frame parser
 
 import aiohttp  # noqa: E402
+from harness import free_port, rss_mb, start_peercam, stop  # noqa: E402
 
 from signaling.relayframe import parse_relay_frame  # noqa: E402
 
@@ -118,30 +118,6 @@ async def _relay_client(session: aiohttp.ClientSession, url: str,
 # Server and camera subprocesses ---------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_peercam(args: list[str], log_name: str) -> subprocess.Popen:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOG_DIR / log_name, "wb") as log:
-        # Own session: Ctrl-C reaches only this script, which stops the subprocesses in order.
-        return subprocess.Popen([sys.executable, "-m", "peers.cli", *args], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # SIGTERM: peercam shuts down cleanly
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def wait_until_live(port: int, processes: dict[str, subprocess.Popen]) -> None:
     """Until the camera's stream is live on the server."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -175,14 +151,6 @@ def machine_busy_seconds() -> float:
         ticks = [int(v) for v in f.readline().split()[1:9]]  # user .. steal
     idle = ticks[3] + ticks[4]  # idle + iowait
     return (sum(ticks) - idle) / CLOCK_TICKS
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def sample_cpu(server: int, camera: int, workers: list[int]) -> dict[str, float]:
@@ -350,11 +318,12 @@ def main() -> None:
     opts = parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     port = opts.port or free_port()
-    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port)], "relay-server.log")
+    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port)],
+                           LOG_DIR / "relay-server.log", own_session=True)
     camera = None
     try:
         camera = start_peercam(["camera", "--server", f"http://127.0.0.1:{port}", "--stream", STREAM,
-                                "--ice-host", "127.0.0.1"], "relay-camera.log")
+                                "--ice-host", "127.0.0.1"], LOG_DIR / "relay-camera.log", own_session=True)
         wait_until_live(port, {"server": server, "camera": camera})
         rows = []
         for clients in opts.clients:

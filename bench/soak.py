@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: use the tree's own peers/i
 
 import aiohttp  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
+from harness import free_port, rss_mb, start_peercam, stop  # noqa: E402
 
 from peers.ice import restrict_host_addresses, rtc_configuration  # noqa: E402
 
@@ -60,39 +61,9 @@ DRAIN_TIMEOUT = 45.0
 # Server and camera subprocesses ---------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_peercam(args: list[str], log_path: Path) -> subprocess.Popen:
-    with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "peers.cli", *args], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # SIGTERM: peercam shuts down cleanly
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def open_fds(pid: int) -> int:
     """Sockets and files a process holds: every live peer connection holds UDP sockets."""
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 # The viewers -----------------------------------------------------------------------
