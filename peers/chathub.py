@@ -14,7 +14,7 @@ from collections import deque
 
 import msgspec
 
-from signaling.protocol import MAX_CHAT_TEXT, MAX_NAME, ChatMessage, ChatSend
+from signaling.protocol import MAX_CHAT_TEXT, ChatMessage, ChatSend, ProtocolError, check_display_name
 from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,10 @@ class ChatHub:
             raise ChatRefused("empty message")
         if len(text) > MAX_CHAT_TEXT:
             raise ChatRefused(f"message too long: {len(text)} characters, the limit is {MAX_CHAT_TEXT}")
-        name = line.name.strip()
-        if len(name) > MAX_NAME or not name.isprintable():
-            raise ChatRefused(f"names are at most {MAX_NAME} printable characters")
+        try:
+            name = check_display_name(line.name)
+        except ProtocolError as exc:
+            raise ChatRefused(exc.reason) from None
         bucket = self._buckets.setdefault(sender_id, TokenBucket(self._rate, self._burst))
         if not bucket.take():
             raise ChatRefused(f"slow down: at most {self._rate:g} messages a second")

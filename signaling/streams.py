@@ -29,6 +29,7 @@ from .protocol import (
     ViewerJoined,
     ViewerLeft,
     ViewerStats,
+    Watching,
     check_display_name,
     check_stream_name,
 )
@@ -55,6 +56,11 @@ class Stream:
     def _relay_demand(self, wanted: bool) -> None:
         if self.publisher is not None:
             self.publisher.send(RelayFrames(send=wanted))
+
+    def live_message(self) -> StreamLive:
+        """What viewers are told when this stream's camera is there."""
+        assert self.publisher is not None and self.info is not None
+        return StreamLive(stream=self.name, publisher=self.publisher.id, info=self.info)
 
     @property
     def live(self) -> bool:
@@ -150,7 +156,7 @@ class StreamRegistry:
         stream.publisher, stream.info, stream.since = conn, info, time.time()
         conn.role, conn.stream = "publisher", name
         conn.send(Published(stream=name))
-        live = StreamLive(stream=name, publisher=conn.id, info=info)
+        live = stream.live_message()
         for viewer in stream.viewers.values():
             viewer.send(live)
             conn.send(ViewerJoined(peer_id=viewer.id))  # the camera meets those who waited
@@ -162,10 +168,12 @@ class StreamRegistry:
         stream = self._enter(conn, name, display_name)
         if len(stream.viewers) >= self.limits.viewers_per_stream:
             self._forget_if_unused(stream)
-            conn.role = None
             raise ProtocolError(ErrorCode.STREAM_FULL,
                                 f"stream {name!r} has its {self.limits.viewers_per_stream} viewers")
         stream.viewers[conn.id] = conn
+        conn.send(Watching(stream=name, live=stream.live))
+        if stream.live:
+            conn.send(stream.live_message())
         conn.role, conn.stream = "viewer", name
         if stream.publisher is not None:
             stream.publisher.send(ViewerJoined(peer_id=conn.id))

@@ -23,9 +23,7 @@ from .protocol import (
     Publish,
     Relay,
     Stats,
-    StreamLive,
     Watch,
-    Watching,
     Welcome,
     decode_client_message,
     encode,
@@ -144,10 +142,7 @@ def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:
         log.info("%r publishes %dx%d@%g %s", conn, message.info.width,
                  message.info.height, message.info.fps, message.info.codec)
     elif isinstance(message, Watch):
-        stream = registry.watch(conn, message.stream, message.name)
-        conn.send(Watching(stream=stream.name, live=stream.live))
-        if stream.publisher is not None and stream.info is not None:
-            conn.send(StreamLive(stream=stream.name, publisher=stream.publisher.id, info=stream.info))
+        registry.watch(conn, message.stream, message.name)
     elif isinstance(message, Relay):
         registry.set_relay(conn, message.enabled)
     elif isinstance(message, (Stats, CameraStatsReport)):
