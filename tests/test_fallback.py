@@ -118,7 +118,9 @@ def test_page_in_auto_mode_falls_back_to_the_relay_and_returns_to_p2p(cluster, s
         try:
             page = browser.new_page()
             page.goto(f"{server_url}/view/far?connect_timeout={connect_timeout}&p2p_retry=2")
-            page.wait_for_function("peercam.mode() === 'relay' && peercam.stats().frames > 0",
+            # The page's modules load from the other namespace: wait for them, within the same bound.
+            page.wait_for_function("typeof peercam !== 'undefined' && peercam.mode() === 'relay'"
+                                   " && peercam.stats().frames > 0",
                                    timeout=(connect_timeout + 2) * 1000)
             assert "relay" in page.inner_text("#status")
 
