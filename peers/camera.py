@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from dataclasses import dataclass, field
 
+import msgspec
 from aiortc import RTCConfiguration
 
 from signaling.protocol import (
@@ -19,6 +21,7 @@ from signaling.protocol import (
     Error,
     ErrorCode,
     Hangup,
+    IceServers,
     Offer,
     Publish,
     Published,
@@ -74,6 +77,8 @@ class CameraPeer:
         self.pipeline: MediaPipeline | None = None
         self._rtc_configuration: RTCConfiguration | None = None
         self._client: SignalingClient | None = None
+        #: Counts signaling connections: viewer ids are only valid within the one that made them.
+        self._session = 0
         self.chat = ChatHub(options.chat_log)
         # The newest relay frame not yet sent to the server (latest frame wins).
         self._relay_frame: bytes | None = None
@@ -114,13 +119,17 @@ class CameraPeer:
         assert self.pipeline is not None
         stats = self.pipeline.stats
         last = (stats.frames_captured, stats.frames_encoded, stats.relay_frames)
+        last_time = time.monotonic()
         for round_number in itertools.count(1):
             await asyncio.sleep(every)
             now = (stats.frames_captured, stats.frames_encoded, stats.relay_frames)
             captured, encoded, relayed = (a - b for a, b in zip(now, last, strict=True))
+            # A busy event loop wakes late: divide by the time that really passed.
+            current = time.monotonic()
+            elapsed, last_time = current - last_time, current
             last = now
             report = CameraStats(
-                fps=round(max(encoded, relayed) / every, 2),
+                fps=round(max(encoded, relayed) / elapsed, 2),
                 encode_ms=round(stats.encode_ms, 2),
                 frames_encoded=stats.frames_encoded,
                 frames_skipped=stats.frames_skipped,
@@ -132,8 +141,8 @@ class CameraPeer:
                 await self._send(CameraStatsReport(stats=report))
             if round_number % log_every == 0 and (self.viewers or relayed):
                 log.info("%d P2P viewers; per second: %.1f captured, %.1f encoded, %.1f relay frames; "
-                         "encode %.1f ms; %d keyframes so far", len(self.viewers), captured / every,
-                         encoded / every, relayed / every, stats.encode_ms, stats.keyframes)
+                         "encode %.1f ms; %d keyframes so far", len(self.viewers), captured / elapsed,
+                         encoded / elapsed, relayed / elapsed, stats.encode_ms, stats.keyframes)
 
     async def _stay_published(self) -> None:
         """Keep a signaling connection and the stream published, reconnecting with backoff.
@@ -147,6 +156,8 @@ class CameraPeer:
             relay_sender: asyncio.Task | None = None
             try:
                 welcome = await client.connect()
+                self._session += 1
+                self._let_go_of_old_viewers()
                 relay_sender = asyncio.create_task(self._send_relay_frames(client))
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info,
@@ -165,6 +176,9 @@ class CameraPeer:
                         raise CameraError(f"{message.code}: {message.reason}")  # cannot publish
                     elif isinstance(message, StreamEnded):
                         raise CameraError(f"the server ended the stream: {message.reason}")
+                    elif isinstance(message, IceServers):
+                        welcome = msgspec.structs.replace(welcome, ice_servers=message.ice_servers)
+                        self._rtc_configuration = self.options.ice.configuration(welcome)
                     else:
                         self._handle(message)
             except SignalingError as exc:
@@ -270,12 +284,26 @@ class CameraPeer:
         viewer = ViewerConnection(
             viewer_id,
             self.pipeline.fanout,
-            self._rtc_configuration,
+            lambda: self._rtc_configuration,
             self.options.codec,
             self._send,
             self.options.connect_timeout,
             on_closed=self._viewer_closed,
             on_chat=self._chat_from_data_channel,
+            on_disconnected=self._viewer_disconnected,
         )
+        viewer.session = self._session
         self.viewers[viewer_id] = viewer
         return viewer
+
+    def _viewer_disconnected(self, viewer: ViewerConnection) -> None:
+        """Its peer connection ended: keep the viewer for a new offer, unless it can never send one."""
+        if viewer.session != self._session:
+            asyncio.create_task(viewer.close())
+
+    def _let_go_of_old_viewers(self) -> None:
+        """A new signaling connection: viewers of the old one that lost their peer connection are gone
+        for good (the new server never tells us they left); the rest play on until theirs ends."""
+        for viewer in list(self.viewers.values()):
+            if not viewer.active:
+                asyncio.create_task(viewer.close())

@@ -72,6 +72,8 @@ def _build_parser() -> argparse.ArgumentParser:
                            default=defaults.connections_per_address)
     serve_cmd.add_argument("--max-message-rate", type=float, default=defaults.messages_per_second,
                            help="text messages per second from one viewer")
+    serve_cmd.add_argument("--stalled-reader-timeout", type=float, default=defaults.stalled_reader_seconds,
+                           metavar="SECONDS", help="drop an MJPEG reader whose socket takes nothing so long")
 
     token = commands.add_parser("token", help="print a signed token for a stream and a role")
     token.add_argument("--secret", required=True)
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
                               allowed_origins=tuple(args.allowed_origin), limits=Limits(
                                   messages_per_second=args.max_message_rate,
                                   viewers_per_stream=args.max_viewers, streams=args.max_streams,
-                                  connections_per_address=args.max_connections_per_address))
+                                  connections_per_address=args.max_connections_per_address,
+                                  stalled_reader_seconds=args.stalled_reader_timeout))
         scheme = "https" if args.cert else "http"
         print(f"peercam serve: {scheme}://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         _run(serve(config))

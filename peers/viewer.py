@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import av
 import cv2
+import msgspec
 import numpy as np
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
@@ -25,6 +26,7 @@ from signaling.protocol import (
     Error,
     ErrorCode,
     Hangup,
+    IceServers,
     Offer,
     ProtocolError,
     Relay,
@@ -186,6 +188,10 @@ class Viewer:
                 async for message in client.messages():
                     if isinstance(message, bytes):
                         self._relay_frame_arrived(message)
+                        continue
+                    if isinstance(message, IceServers):  # fresh TURN credentials for the next P2P try
+                        welcome = msgspec.structs.replace(welcome, ice_servers=message.ice_servers)
+                        self._rtc_configuration = self.options.ice.configuration(welcome)
                         continue
                     try:
                         await self._handle(message)

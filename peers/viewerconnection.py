@@ -55,12 +55,13 @@ class ViewerConnection:
         self,
         viewer_id: str,
         fanout: FanOut,
-        configuration: RTCConfiguration,
+        configuration: Callable[[], RTCConfiguration],
         codec: str,
         send: Callable[[object], Awaitable[None]],
         connect_timeout: float,
         on_closed: Callable[[ViewerConnection], None],
         on_chat: Callable[[ViewerConnection, ChatSend | None], None] = lambda viewer, line: None,
+        on_disconnected: Callable[[ViewerConnection], None] = lambda viewer: None,
     ) -> None:
         self.viewer_id = viewer_id
         self._fanout = fanout
@@ -70,6 +71,9 @@ class ViewerConnection:
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
         self._on_chat = on_chat
+        self._on_disconnected = on_disconnected
+        #: The camera's signaling session this viewer's id belongs to.
+        self.session = 0
         self._chat_channel: RTCDataChannel | None = None
         self._pc: RTCPeerConnection | None = None
         self.track: FanOutTrack | None = None
@@ -81,6 +85,11 @@ class ViewerConnection:
     @property
     def pc(self) -> RTCPeerConnection | None:
         return self._pc
+
+    @property
+    def active(self) -> bool:
+        """A peer connection that is up or on its way up."""
+        return self._pc is not None and self._pc.connectionState in ("new", "connecting", "connected")
 
     def post(self, message: Offer | Candidate | Hangup | _ConnectTimeout) -> None:
         self._inbox.put_nowait(message)
@@ -111,7 +120,8 @@ class ViewerConnection:
 
     async def _answer(self, sdp: str) -> None:
         await self._close_pc()  # a new offer starts over
-        pc = RTCPeerConnection(self._configuration)
+        configuration = self._configuration()
+        pc = RTCPeerConnection(configuration)
         self._pc = pc
 
         @pc.on("datachannel")
@@ -128,6 +138,7 @@ class ViewerConnection:
                 self._timeout.cancel()
             elif pc.connectionState in ("failed", "closed") and pc is self._pc:
                 await self._close_pc()
+                self._on_disconnected(self)
 
         # The sending transceiver exists before the offer is applied, so the offer's
         # video section binds to it and negotiation honours the camera's one codec.
@@ -139,7 +150,7 @@ class ViewerConnection:
         if transceiver.mid is None:
             raise ValueError("the offer has no video section")
         await pc.setLocalDescription(await pc.createAnswer())
-        shortfall = await relay_shortfall(self._configuration, pc.localDescription.sdp)
+        shortfall = await relay_shortfall(configuration, pc.localDescription.sdp)
         if shortfall:
             raise ValueError(shortfall)
         await self._send(Answer(to=self.viewer_id, sdp=pc.localDescription.sdp))

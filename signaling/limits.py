@@ -17,3 +17,6 @@ class Limits:
     streams: int = 100
     #: Open signaling WebSockets from one client address.
     connections_per_address: int = 64
+    #: Seconds an MJPEG reader's socket may take no bytes before it is dropped. (WebSocket
+    #: readers that stop reading are dropped by the heartbeat.)
+    stalled_reader_seconds: float = 20.0

@@ -10,7 +10,7 @@ import asyncio
 
 from aiohttp import web
 
-from .appkeys import REGISTRY
+from .appkeys import CONFIG, REGISTRY
 from .relay import RelayReader
 from .relayframe import parse_relay_frame
 from .streams import Stream
@@ -37,12 +37,16 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "no-cache, no-store",
     })
     await response.prepare(request)
+    stall_limit = request.app[CONFIG].limits.stalled_reader_seconds
 
     async def deliver(frame: bytes) -> None:
         _, jpeg = parse_relay_frame(frame)
         part_header = (f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                        f"Content-Length: {len(jpeg)}\r\n\r\n").encode()
-        await response.write(part_header + jpeg + b"\r\n")
+        try:
+            await asyncio.wait_for(response.write(part_header + jpeg + b"\r\n"), stall_limit)
+        except asyncio.TimeoutError:
+            raise ConnectionError(f"took no bytes for {stall_limit:g} s: dropped") from None
 
     reader = RelayReader(f"mjpeg-{request.remote}", deliver, ends_with_camera=True)
     stream.relay.add(reader)

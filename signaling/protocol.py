@@ -8,7 +8,7 @@ of the structures below. Binary WebSocket messages are reserved for relay frames
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -176,54 +176,67 @@ class Relay(_Message, tag="relay"):
 # Routed both ways ---------------------------------------------------------------
 
 
-class _Routed(_Message, kw_only=True):
+class RoutedMessage(_Message, kw_only=True):
     """A message between a camera and one viewer, passed on by the server.
 
     ``to`` is required from a camera and optional from a viewer (whose messages
     always go to its stream's camera); the server fills in ``from`` when routing.
     """
 
+    #: The roles that may send this message (the other side receives it).
+    senders: ClassVar[frozenset[str]] = frozenset({"viewer", "publisher"})
+
     to: str | None = None
     sender: str | None = msgspec.field(default=None, name="from")
 
 
-class Offer(_Routed, tag="offer"):
+class Offer(RoutedMessage, tag="offer"):
     """SDP offer. Viewers offer (recvonly video + a "chat" data channel)."""
 
+    senders: ClassVar[frozenset[str]] = frozenset({"viewer"})
+
     sdp: str
 
 
-class Answer(_Routed, tag="answer"):
+class Answer(RoutedMessage, tag="answer"):
+    senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
+
     sdp: str
 
 
-class Candidate(_Routed, tag="candidate"):
+class Candidate(RoutedMessage, tag="candidate"):
     """A trickled ICE candidate; ``candidate: null`` means end of candidates."""
 
     candidate: IceCandidate | None = None
 
 
-class Hangup(_Routed, tag="hangup"):
+class Hangup(RoutedMessage, tag="hangup"):
     """Either side closed its peer connection, and says why (a bad offer, say)."""
 
     reason: str
 
 
-class ChatSend(_Routed, tag="chat-send"):
+class ChatSend(RoutedMessage, tag="chat-send"):
     """A viewer's chat line for the camera to stamp and share (data channel or signaling)."""
+
+    senders: ClassVar[frozenset[str]] = frozenset({"viewer"})
 
     text: str
     name: str = ""
 
 
-class ChatHistory(_Routed, tag="chat-history"):
+class ChatHistory(RoutedMessage, tag="chat-history"):
     """The last messages, for a newcomer."""
+
+    senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
 
     messages: list[ChatMessage]
 
 
-class ChatNotice(_Routed, tag="chat-notice"):
+class ChatNotice(RoutedMessage, tag="chat-notice"):
     """The camera refused a chat line (too long, too fast) and says why."""
+
+    senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
 
     reason: str
 
@@ -239,6 +252,12 @@ class Welcome(_Message, tag="welcome"):
     protocol: int
     #: Local addresses a Python peer's ICE may offer unless it was given its own.
     ice_hosts: list[str] = []
+
+
+class IceServers(_Message, tag="ice-servers"):
+    """Fresh TURN credentials, sent before the welcome's expire, for peer connections made from now on."""
+
+    ice_servers: list[IceServer]
 
 
 class Published(_Message, tag="published"):
@@ -293,13 +312,14 @@ ClientMessage = (
     | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice
 )
 ServerMessage = (
-    Welcome | Published | Watching | StreamLive | StreamEnded | RelayFrames | ViewerJoined | ViewerLeft
-    | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice | ChatMessage | Error
+    Welcome | IceServers | Published | Watching | StreamLive | StreamEnded | RelayFrames | ViewerJoined
+    | ViewerLeft | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice | ChatMessage
+    | Error
 )
 #: What travels on a viewer's "chat" data channel (the same messages as on signaling).
 DataChannelMessage = ChatSend | ChatMessage | ChatHistory | ChatNotice
 #: Messages the server passes between a camera and one of its viewers.
-ROUTED_TYPES = tuple(_Routed.__subclasses__())
+ROUTED_TYPES = tuple(RoutedMessage.__subclasses__())
 
 
 def _tags(union: object) -> frozenset[str]:

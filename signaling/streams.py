@@ -23,6 +23,7 @@ from .protocol import (
     ProtocolError,
     Published,
     RelayFrames,
+    RoutedMessage,
     StreamEnded,
     StreamInfo,
     StreamLive,
@@ -264,15 +265,20 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
         stream.relay.publish(data)
 
-    def route_target(self, sender: Connection, to: str | None) -> Connection:
-        """Who a routed message (offer/answer/candidate) from ``sender`` goes to.
+    def route_target(self, sender: Connection, message: RoutedMessage) -> Connection:
+        """Who a routed message (offer/answer/candidate/...) from ``sender`` goes to.
 
         A viewer talks only to its stream's camera; a camera addresses one of its
-        own viewers by id. Anything else is refused.
+        own viewers by id. Each type goes one way or both (``senders``). Anything
+        else is refused.
         """
         stream = self._streams.get(sender.stream or "")
         if stream is None or sender.role is None:
             raise ProtocolError(ErrorCode.WRONG_STATE, "publish or watch a stream first")
+        if sender.role not in message.senders:
+            raise ProtocolError(ErrorCode.WRONG_STATE, f"a {sender.role} does not send "
+                                f"{type(message).__struct_config__.tag!r}")
+        to = message.to
         if sender.role == "viewer":
             publisher = stream.publisher
             if publisher is None:

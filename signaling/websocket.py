@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -18,6 +19,8 @@ from .protocol import (
     CameraStatsReport,
     ChatMessage,
     ErrorCode,
+    IceServer,
+    IceServers,
     Offer,
     ProtocolError,
     Publish,
@@ -65,13 +68,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     conn.start()
     request.app[SOCKETS].add(ws)
     bucket = TokenBucket(config.limits.messages_per_second, config.limits.message_burst)
-    ice_servers = list(config.ice_servers)
-    if config.turn is not None:
-        ice_servers += turn_servers(config.turn, conn.id)
     conn.send(
-        Welcome(peer_id=conn.id, ice_servers=ice_servers, protocol=PROTOCOL_VERSION,
+        Welcome(peer_id=conn.id, ice_servers=_ice_servers(config, conn), protocol=PROTOCOL_VERSION,
                 ice_hosts=list(config.ice_hosts))
     )
+    refresher = asyncio.create_task(_refresh_turn_credentials(config, conn)) if config.turn else None
     log.info("%r connected", conn)
     try:
         async for msg in ws:
@@ -90,6 +91,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             elif msg.type == WSMsgType.ERROR:
                 log.info("%r: %s", conn, ws.exception())
     finally:
+        if refresher is not None:
+            refresher.cancel()
         per_address[address] -= 1
         if not per_address[address]:
             del per_address[address]
@@ -98,6 +101,21 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await conn.close()
         log.info("%r disconnected", conn)
     return ws
+
+
+def _ice_servers(config: ServerConfig, conn: Connection) -> list[IceServer]:
+    servers = list(config.ice_servers)
+    if config.turn is not None:
+        servers += turn_servers(config.turn, conn.id)
+    return servers
+
+
+async def _refresh_turn_credentials(config: ServerConfig, conn: Connection) -> None:
+    """A camera stays connected for days: hand out new TURN credentials at half their lifetime."""
+    assert config.turn is not None
+    while True:
+        await asyncio.sleep(config.turn.ttl / 2)
+        conn.send(IceServers(ice_servers=_ice_servers(config, conn)))
 
 
 def _handle_text(config: ServerConfig, registry: StreamRegistry, metrics: Metrics, conn: Connection,
@@ -150,6 +168,6 @@ def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:
     elif isinstance(message, ChatMessage):
         registry.broadcast_chat(conn, message)
     elif isinstance(message, ROUTED_TYPES):
-        target = registry.route_target(conn, message.to)
+        target = registry.route_target(conn, message)
         message.to, message.sender = None, conn.id
         target.send(message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from .conftest import decoded_frames, wait_for_frames
+from .conftest import decoded_frames, get_json, wait_for_frames, wait_until
 from .test_fallback import VIEWER_ADDRESS, split_network, start_camera_side  # noqa: F401
 
 
@@ -45,6 +45,15 @@ def test_page_and_cli_ride_out_a_server_restart(cluster, page):
     wait_for_frames(page, decoded_frames(page) + 60)
     cli.kill(signal.SIGINT)
     assert cli.summary(timeout=15)["frames"] > 60
+    # The CLI viewer's entry on the camera came from the old server: no viewer-left will
+    # ever name it, so the camera itself lets go once its peer connection has closed.
+    wait_until(lambda: len(camera_stats(cluster, "cam").get("viewers", [])) == 1, 15,
+               "the camera to report only the page's connection")
+
+
+def camera_stats(cluster, stream: str) -> dict:
+    camera = (get_json(f"{cluster.url}/api/streams/{stream}") or {}).get("camera") or {}
+    return camera.get("stats") or {}
 
 
 def test_five_percent_packet_loss_keeps_full_rate(cluster, split_network):  # noqa: F811

@@ -143,6 +143,23 @@ def test_mjpeg_and_snapshot_unaffected_by_a_stalled_mjpeg_reader(cluster):
         stalled.close()
 
 
+def test_an_mjpeg_reader_that_takes_nothing_is_dropped(cluster):
+    cluster.start_server("--stalled-reader-timeout", "2")
+    cluster.start_camera()
+    stalled = socket.create_connection(("127.0.0.1", cluster.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(f"GET /streams/test/mjpeg HTTP/1.1\r\nHost: 127.0.0.1:{cluster.port}\r\n\r\n".encode())
+    try:
+        def relay_readers() -> int:
+            return get_json(f"{cluster.url}/api/streams/test")["relay"]["readers"]
+
+        wait_until(lambda: relay_readers() == 1, 10, "the MJPEG reader to count")
+        wait_until(lambda: relay_readers() == 0, 15, "the stalled MJPEG reader to be dropped")
+        wait_until(lambda: "took no bytes for 2 s" in cluster.server.log(), 5, "the server to say why")
+    finally:
+        stalled.close()
+
+
 def test_mjpeg_of_an_unknown_stream_is_404(cluster):
     cluster.start_server()
     for path in ("/streams/nope/mjpeg", "/streams/nope/snapshot.jpg"):

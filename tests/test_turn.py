@@ -9,6 +9,7 @@ import hmac
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,18 @@ def test_relay_only_camera_and_viewer_connect_through_coturn(cluster, coturn):
                                    "--warmup", "2", "--duration", "4").summary(timeout=40)
     assert summary["mode"] == "p2p" and summary["fps"] >= 25, summary
     assert "ALLOCATE processed, success" in coturn.log()
+
+
+def test_camera_connected_longer_than_the_credentials_last_still_relays(cluster, coturn):
+    """The server renews TURN credentials at half their lifetime; the camera's first ones expire here."""
+    ttl = 4
+    cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url(), "--turn-ttl", str(ttl))
+    welcome_expired = time.time() + ttl + 1
+    cluster.start_camera("t", "--ice-transport", "relay")
+    wait_until(lambda: time.time() > welcome_expired, ttl + 5, "the camera's first credentials to expire")
+    summary = cluster.start_viewer("t", "--ice-transport", "relay", "--mode", "p2p",
+                                   "--warmup", "1", "--duration", "2").summary(timeout=40)
+    assert summary["mode"] == "p2p" and summary["fps"] >= 25, summary
 
 
 @pytest.mark.parametrize("credentials", [

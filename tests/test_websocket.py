@@ -13,6 +13,7 @@ from signaling.app import create_app
 from signaling.config import ServerConfig
 from signaling.protocol import MAX_TEXT_MESSAGE_BYTES, IceServer
 from signaling.relayframe import RelayFrameHeader
+from signaling.turn import TurnConfig
 
 INFO = {"width": 640, "height": 480, "fps": 30, "codec": "vp8"}
 
@@ -191,6 +192,39 @@ async def test_message_to_a_peer_outside_the_stream_is_refused(server):
     assert (await viewer_a.expect("error"))["code"] == "unknown-peer"
     await viewer_b.silent()
     await camera_b.silent()
+
+
+async def test_each_routed_type_goes_only_its_own_way(server):
+    camera = await publish(server)
+    viewer = await watch(server)
+    await viewer.expect("watching")
+    await viewer.expect("stream-live")
+    viewer_id = (await camera.expect("viewer-joined"))["peer_id"]
+    for message in ({"type": "answer", "sdp": "v=0"}, {"type": "chat-history", "messages": []},
+                    {"type": "chat-notice", "reason": "spoofed"}):
+        await viewer.send(message)
+        error = await viewer.expect("error")
+        assert error["code"] == "wrong-state" and message["type"] in error["reason"], error
+    for message in ({"type": "offer", "sdp": "v=0"}, {"type": "chat-send", "text": "hi"}):
+        await camera.send({**message, "to": viewer_id})
+        error = await camera.expect("error")
+        assert error["code"] == "wrong-state" and message["type"] in error["reason"], error
+    await camera.silent()
+    await viewer.silent()
+    await viewer.send({"type": "hangup", "reason": "both ways"})
+    assert (await camera.expect("hangup"))["from"] == viewer_id
+
+
+async def test_turn_credentials_are_renewed_at_half_their_lifetime():
+    config = ServerConfig(turn=TurnConfig("secret", ("turn:127.0.0.1:3478",), ttl=2))
+    async with TestServer(create_app(config), host="127.0.0.1") as test_server:
+        async with aiohttp.ClientSession() as session:
+            client = Client(await session.ws_connect(test_server.make_url("/ws")))
+            [first] = (await client.expect("welcome"))["ice_servers"]
+            [renewed] = (await client.expect("ice-servers", timeout=3))["ice_servers"]
+    expiry = int(first["username"].split(":")[0])
+    assert int(renewed["username"].split(":")[0]) > expiry
+    assert renewed["urls"] == first["urls"] and renewed["credential"] != first["credential"]
 
 
 async def test_a_connection_has_one_role(server):

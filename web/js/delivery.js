@@ -72,6 +72,11 @@ export class Delivery {
     if (this.#current === DeliveryMode.RELAY && this.#chosen === DeliveryMode.AUTO) this.#probeP2P();
   }
 
+  /** New TURN credentials: sessions started from now on use them. */
+  renewIceServers(iceServers) {
+    if (this.#camera !== null) this.#camera = { ...this.#camera, iceServers };
+  }
+
   /** The camera left: stop until start() is called again. */
   stop() {
     clearTimeout(this.#timer);

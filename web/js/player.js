@@ -74,6 +74,7 @@ class Player {
     this.#signaling
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
       .on(MessageType.WELCOME, (m) => this.#welcomed(m))
+      .on(MessageType.ICE_SERVERS, (m) => this.#iceServersRenewed(m))
       .on(MessageType.WATCHING, (m) => this.#watching(m))
       .on(MessageType.STREAM_LIVE, (m) => this.#streamLive(m))
       .on(MessageType.STREAM_ENDED, () => this.#streamEnded())
@@ -139,6 +140,12 @@ class Player {
     this.#signaling.send({
       type: MessageType.WATCH, stream: this.#streamName, name: this.#chat.name, token: this.#token,
     });
+  }
+
+  /** Fresh TURN credentials: the next peer connection uses them. */
+  #iceServersRenewed({ ice_servers: iceServers }) {
+    this.#iceServers = iceServers;
+    this.#delivery.renewIceServers(iceServers);
   }
 
   #watching({ live }) {

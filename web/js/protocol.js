@@ -27,6 +27,7 @@ export const MessageType = Object.freeze({
   CHAT: 'chat', // {id, name, text, time}: one stamped message, to every viewer
   // Server -> client
   WELCOME: 'welcome',
+  ICE_SERVERS: 'ice-servers', // {ice_servers}: fresh TURN credentials for new connections
   PUBLISHED: 'published',
   WATCHING: 'watching',
   STREAM_LIVE: 'stream-live',
