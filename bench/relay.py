@@ -24,31 +24,39 @@ import asyncio
 import itertools
 import json
 import multiprocessing
-import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from queue import Empty
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: import the tree's own relay frame parser
 
 import aiohttp  # noqa: E402
-from harness import free_port, rss_mb, start_peercam, stop  # noqa: E402
+from harness import (  # noqa: E402
+    SATURATED,
+    collect,
+    cores,
+    cpu_percent,
+    free_port,
+    percentile,
+    rss_mb,
+    sample_cpu,
+    start_peercam,
+    stop,
+    wait_until_live,
+    write_json,
+)
 
 from signaling.relayframe import parse_relay_frame  # noqa: E402
 
 STREAM = "bench"
 LOG_DIR = ROOT / "bench" / "results"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: Seconds for the server, the camera's stream, or every client's first frame to show up.
 STARTUP_TIMEOUT = 30.0
-#: A machine this busy (fraction of all cores) leaves the server no spare CPU.
-SATURATED = 0.9
+#: Seconds for client workers to report: slack to spawn, or to close many sockets.
+WORKER_TIMEOUT = STARTUP_TIMEOUT + 30
 
 
 # Client worker processes ----------------------------------------------------------
@@ -115,53 +123,6 @@ async def _relay_client(session: aiohttp.ClientSession, url: str,
             first_frame.set_result(False)
 
 
-# Server and camera subprocesses ---------------------------------------------------
-
-
-def wait_until_live(port: int, processes: dict[str, subprocess.Popen]) -> None:
-    """Until the camera's stream is live on the server."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        for name, proc in processes.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"the {name} exited with {proc.returncode}; see {LOG_DIR}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams/{STREAM}", timeout=1) as r:
-                if json.load(r).get("live"):
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass  # server not up yet, or no stream yet (404)
-        time.sleep(0.2)
-    raise RuntimeError(f"stream {STREAM!r} not live within {STARTUP_TIMEOUT:g} s; see {LOG_DIR}")
-
-
-# /proc sampling -------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()  # the command name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle since boot."""
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:9]]  # user .. steal
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks) - idle) / CLOCK_TICKS
-
-
-def sample_cpu(server: int, camera: int, workers: list[int]) -> dict[str, float]:
-    return {
-        "server": cpu_seconds(server),
-        "camera": cpu_seconds(camera),
-        "clients": sum(cpu_seconds(pid) for pid in workers),
-        "machine": machine_busy_seconds(),
-    }
-
-
 # One round: N clients --------------------------------------------------------------
 
 
@@ -177,18 +138,19 @@ def run_round(clients: int, opts: argparse.Namespace, port: int,
     try:
         for worker in workers:
             worker.start()
-        receiving = sum(_collect(queue, "ready", len(workers), workers))
+        receiving = sum(collect(queue, "ready", len(workers), workers, WORKER_TIMEOUT))
         if receiving < clients:
             print(f"  warning: only {receiving} of {clients} clients receive frames", file=sys.stderr)
         window[0] = time.time() + opts.warmup
         window[1] = window[0] + opts.seconds
         time.sleep(window[0] - time.time())
-        pids = [w.pid for w in workers]
-        before = sample_cpu(server.pid, camera.pid, pids)
+        groups = {"server": [server.pid], "camera": [camera.pid], "clients": [w.pid for w in workers]}
+        before = sample_cpu(groups)
         time.sleep(window[1] - time.time())
-        after = sample_cpu(server.pid, camera.pid, pids)
+        after = sample_cpu(groups)
         server_rss = rss_mb(server.pid)
-        results = [c for batch in _collect(queue, "result", len(workers), workers) for c in batch]
+        batches = collect(queue, "result", len(workers), workers, WORKER_TIMEOUT)
+        results = [client for batch in batches for client in batch]
         for worker in workers:
             worker.join(10)
     finally:
@@ -196,31 +158,7 @@ def run_round(clients: int, opts: argparse.Namespace, port: int,
             if worker.is_alive():
                 worker.terminate()
                 worker.join()
-    cpu = {k: (after[k] - before[k]) / opts.seconds * 100 for k in before}
-    return summarize(clients, opts, results, cpu, server_rss)
-
-
-def _collect(queue, kind: str, count: int, workers: list) -> list:
-    """`count` messages of one kind from the workers; fails if a worker dies first."""
-    payloads = []
-    deadline = time.monotonic() + STARTUP_TIMEOUT + 30  # slack to spawn, or to close many sockets
-    while len(payloads) < count:
-        try:
-            got, payload = queue.get(timeout=1)
-        except Empty:
-            if time.monotonic() > deadline or any(w.exitcode not in (None, 0) for w in workers):
-                raise RuntimeError(f"client workers did not report {kind!r}") from None
-            continue
-        if got != kind:
-            raise RuntimeError(f"expected {kind!r} from a client worker, got {got!r}")
-        payloads.append(payload)
-    return payloads
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
+    return summarize(clients, opts, results, cpu_percent(before, after, opts.seconds), server_rss)
 
 
 def summarize(clients: int, opts: argparse.Namespace, results: list[dict],
@@ -235,7 +173,6 @@ def summarize(clients: int, opts: argparse.Namespace, results: list[dict],
     # Sequence numbers no client saw were lost for everyone: upstream of the per-reader slots.
     seen = {seq for r in results for seq, _, _ in r["frames"]}
     sequence_span = max(seen) - min(seen) + 1 if seen else 0
-    cores = len(os.sched_getaffinity(0))
     return {
         "clients": clients,
         "failed": sum(r["error"] is not None for r in results),
@@ -257,7 +194,7 @@ def summarize(clients: int, opts: argparse.Namespace, results: list[dict],
         "machine_cpu_pct": cpu["machine"],
         # Whatever else ran on the machine meanwhile (this script's own parent is negligible).
         "other_cpu_pct": max(0.0, cpu["machine"] - cpu["server"] - cpu["camera"] - cpu["clients"]),
-        "machine_capacity_pct": 100 * cores,
+        "machine_capacity_pct": 100 * cores(),
         "server_rss_mb": server_rss,
     }
 
@@ -324,7 +261,7 @@ def main() -> None:
     try:
         camera = start_peercam(["camera", "--server", f"http://127.0.0.1:{port}", "--stream", STREAM,
                                 "--ice-host", "127.0.0.1"], LOG_DIR / "relay-camera.log", own_session=True)
-        wait_until_live(port, {"server": server, "camera": camera})
+        wait_until_live(port, STREAM, {"server": server, "camera": camera}, STARTUP_TIMEOUT, LOG_DIR)
         rows = []
         for clients in opts.clients:
             print(f"{clients} clients ...", file=sys.stderr, flush=True)
@@ -337,11 +274,7 @@ def main() -> None:
         stop(server)
     print_table(rows, opts)
     if opts.json:
-        opts.json.parent.mkdir(parents=True, exist_ok=True)
-        config = {k: v if not isinstance(v, Path) else str(v) for k, v in vars(opts).items()}
-        opts.json.write_text(json.dumps({"config": config, "cores": len(os.sched_getaffinity(0)),
-                                         "rows": rows}, indent=2) + "\n")
-        print(f"\nwrote {opts.json}")
+        write_json(opts.json, opts, {"rows": rows})
 
 
 if __name__ == "__main__":

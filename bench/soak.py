@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: use the tree's own peers/i
 
 import aiohttp  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
-from harness import free_port, rss_mb, start_peercam, stop  # noqa: E402
+from harness import free_port, least_squares_slope, rss_mb, start_peercam, stop  # noqa: E402
 
 from peers.ice import restrict_host_addresses, rtc_configuration  # noqa: E402
 
@@ -178,17 +178,6 @@ async def join_relay(session: aiohttp.ClientSession, ws_url: str, cycle: int) ->
 # The soak ------------------------------------------------------------------------------
 
 
-def slope_per_100(points: list[tuple[int, float]]) -> float | None:
-    """Least-squares slope of (cycles, MB) in MB per 100 joins; None with under 2 points."""
-    if len(points) < 2:
-        return None
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    var = sum((x - mean_x) ** 2 for x, _ in points)
-    return 100 * sum((x - mean_x) * (y - mean_y) for x, y in points) / var
-
-
 async def seconds_until(condition, timeout: float) -> float | None:
     """Seconds until the async ``condition`` holds (polled), or None if not within ``timeout``."""
     started = time.monotonic()
@@ -207,8 +196,8 @@ def growth(samples: list[dict], key: str, warmup_joins: int) -> dict:
         "total_mb": round(last[key] - first[key], 2),
         "per_100_joins_mb": round(100 * (last[key] - first[key]) / max(1, last["cycles"]), 2),
         "after_warmup_mb": round(settled[-1][1] - settled[0][1], 2) if settled else None,
-        "slope_after_warmup_per_100_joins_mb": None if (s := slope_per_100(settled)) is None
-        else round(s, 2),
+        "slope_after_warmup_per_100_joins_mb": None if (s := least_squares_slope(settled)) is None
+        else round(100 * s, 2),
     }
 
 
