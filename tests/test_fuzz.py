@@ -253,7 +253,8 @@ def expected_reply(payload: str | bytes, from_fuzz_viewer: bool) -> str | None:
     What fails to parse fails the same way in every state, so the protocol's own
     decoder predicts the code, and an SDP over the limit is too large from anyone. Of
     the other messages that parse, a viewer's routed messages (to its camera, no
-    ``to``), relay toggles and stats must go through.
+    ``to``) of the types viewers send, relay toggles and stats must go through; the
+    types only a camera sends are refused.
     """
     if isinstance(payload, bytes):
         return ErrorCode.BINARY_NOT_ALLOWED  # no fuzz socket ever publishes
@@ -265,7 +266,10 @@ def expected_reply(payload: str | bytes, from_fuzz_viewer: bool) -> str | None:
         return ANY
     if isinstance(message, (Offer, Answer)) and len(message.sdp) > LIMITS.max_sdp_bytes:
         return ErrorCode.TOO_LARGE
-    to_its_camera = isinstance(message, ROUTED_TYPES) and message.to is None
+    routed = isinstance(message, ROUTED_TYPES)
+    if from_fuzz_viewer and routed and "viewer" not in message.senders:
+        return ErrorCode.WRONG_STATE  # e.g. an answer: only the camera sends those
+    to_its_camera = routed and message.to is None
     if from_fuzz_viewer and (to_its_camera or isinstance(message, (Relay, Stats))):
         return None
     return ANY
