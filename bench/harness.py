@@ -40,9 +40,10 @@ def start_process(argv: list[str], log_path: Path, own_session: bool = False) ->
                                 start_new_session=own_session)
 
 
-def start_peercam(args: list[str], log_path: Path, own_session: bool = False) -> subprocess.Popen:
-    """``python -m peers.cli ARGS`` from this checkout."""
-    return start_process([sys.executable, "-m", "peers.cli", *args], log_path, own_session)
+def start_peercam(args: list[str], log_path: Path, own_session: bool = False,
+                  prefix: list[str] | None = None) -> subprocess.Popen:
+    """``python -m peers.cli ARGS`` from this checkout; ``prefix`` execs it, e.g. ``ip netns exec NS``."""
+    return start_process([*(prefix or []), sys.executable, "-m", "peers.cli", *args], log_path, own_session)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -158,3 +159,11 @@ def write_json(path: Path, opts: argparse.Namespace, results: dict) -> None:
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
     path.write_text(json.dumps({"config": config, "cores": cores(), **results}, indent=2) + "\n")
     print(f"\nwrote {path}")
+
+
+def print_verdicts(results: list[dict]) -> None:
+    """Each target's verdict (``{"target", "pass", "measured"}``), one line each."""
+    print("\nTargets:")
+    for result in results:
+        status = {True: "PASS", False: "FAIL", None: "NOT MEASURED"}[result["pass"]]
+        print(f"  {status}: {result['target']}: {result['measured']}")

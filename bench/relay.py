@@ -41,6 +41,7 @@ from harness import (  # noqa: E402
     cpu_percent,
     free_port,
     percentile,
+    print_verdicts,
     rss_mb,
     sample_cpu,
     start_peercam,
@@ -55,6 +56,10 @@ STREAM = "bench"
 LOG_DIR = ROOT / "bench" / "results"
 #: Seconds for the server, the camera's stream, or every client's first frame to show up.
 STARTUP_TIMEOUT = 30.0
+#: The target: this many relay viewers at full rate, the server under this share of one core.
+TARGET_CLIENTS = 200
+TARGET_FPS = 29.0
+TARGET_SERVER_CPU = 50.0
 #: Seconds for client workers to report: slack to spawn, or to close many sockets.
 WORKER_TIMEOUT = STARTUP_TIMEOUT + 30
 
@@ -237,6 +242,19 @@ def print_table(rows: list[dict], opts: argparse.Namespace) -> None:
             print(f"N={r['clients']}: client error: {error}")
 
 
+def verdicts(rows: list[dict]) -> list[dict]:
+    """The relay target: pass (None when its row was not run) and the numbers behind it."""
+    row = next((r for r in rows if r["clients"] == TARGET_CLIENTS), None)
+    return [{
+        "target": f"{TARGET_CLIENTS} relay viewers each >= {TARGET_FPS:g} fps, "
+                  f"server CPU <= {TARGET_SERVER_CPU:g}% of one core",
+        "pass": None if row is None
+        else row["fps_min"] >= TARGET_FPS and row["server_cpu_pct"] <= TARGET_SERVER_CPU,
+        "measured": "no row" if row is None
+        else f"lowest {row['fps_min']:.1f} fps, server CPU {row['server_cpu_pct']:.0f}%",
+    }]
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,7 +263,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window")
     parser.add_argument("--procs", type=int, default=2, help="client worker processes")
     parser.add_argument("--port", type=int, default=0, help="server port on 127.0.0.1 (default: a free one)")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=Path, default=LOG_DIR / "relay.json", help="where the results go")
     opts = parser.parse_args()
     opts.clients = [int(n) for n in opts.clients.split(",")]
     return opts
@@ -273,8 +291,9 @@ def main() -> None:
             stop(camera)
         stop(server)
     print_table(rows, opts)
-    if opts.json:
-        write_json(opts.json, opts, {"rows": rows})
+    results = verdicts(rows)
+    print_verdicts(results)
+    write_json(opts.json, opts, {"rows": rows, "verdicts": results})
 
 
 if __name__ == "__main__":
