@@ -75,7 +75,7 @@ async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback
     async def send(message):
         await answers.put(message)
 
-    camera_side = ViewerConnection("v1", pipeline.fanout, rtc_configuration([]), "vp8", send,
+    camera_side = ViewerConnection("v1", pipeline.fanout, lambda: rtc_configuration([]), "vp8", send,
                                    connect_timeout=10, on_closed=lambda v: None)
     viewer = RTCPeerConnection(rtc_configuration([]))
     try:
