@@ -56,6 +56,15 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def stream_summary(port: int, stream: str) -> dict | None:
+    """The server's /api/streams/NAME (the camera's latest stats report included); None if there is none."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams/{stream}", timeout=1) as response:
+            return json.load(response)
+    except (urllib.error.URLError, ConnectionError):
+        return None  # server not up yet, or no such stream (404)
+
+
 def wait_until_live(port: int, stream: str, processes: dict[str, subprocess.Popen],
                     timeout: float, log_dir: Path) -> None:
     """Until a camera's stream is live on the server; fails early if one of ``processes`` exits."""
@@ -64,12 +73,8 @@ def wait_until_live(port: int, stream: str, processes: dict[str, subprocess.Pope
         for name, proc in processes.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"the {name} exited with {proc.returncode}; see {log_dir}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams/{stream}", timeout=1) as r:
-                if json.load(r).get("live"):
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass  # server not up yet, or no stream yet (404)
+        if (stream_summary(port, stream) or {}).get("live"):
+            return
         time.sleep(0.2)
     raise RuntimeError(f"stream {stream!r} not live within {timeout:g} s; see {log_dir}")
 

@@ -1,8 +1,9 @@
 """Encode once, send to all: each viewer's sender track reads the shared packets.
 
-Each viewer gets a FanOutTrack whose ``recv()`` returns the encoder's av.Packet
-objects; aiortc's RTCRtpSender only packetizes them, with no per-viewer encoding.
-One packet object is shared by every sender (packetizing only reads it).
+Each frame is encoded once and split into RTP payloads once (``RtpPacketizer``); each
+viewer gets a FanOutTrack whose ``recv()`` hands those same payloads to its
+RTCRtpSender, which then only numbers, encrypts and sends them. aiortc would otherwise
+make an encoder per sender and packetize every frame again for every viewer.
 
 Keyframes: a track starts at a keyframe, asking for one when its sender first
 pulls (the connection is up); it honours the viewer's PLI/FIR; and when its queue
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 
 import av
 from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 
 log = logging.getLogger(__name__)
@@ -26,10 +29,39 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EncodedFrame:
-    packet: av.Packet
+    payloads: list[bytes]  # RTP payloads, shared by every viewer's sender
+    timestamp: int  # RTP timestamp, 90 kHz
     keyframe: bool
     capture_time: float  # Unix seconds
     number: int
+
+
+class RtpPacketizer:
+    """Splits each encoded packet into RTP payloads, once for all viewers.
+
+    aiortc's own packetizers do the work. VP8's carries a picture id that counts frames,
+    so every viewer sees one sequence of ids, as it would from its own sender.
+    """
+
+    def __init__(self, codec: str) -> None:
+        self._packer = Vp8Encoder() if codec == "vp8" else H264Encoder()
+
+    def packetize(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        return self._packer.pack(packet)
+
+
+class _Prepacketized:
+    """Stands in for the encoder RTCRtpSender makes for itself: frames arrive packetized.
+
+    Set through a private attribute (aiortc is pinned; tests/test_fanout.py plays real
+    video through it). REMB bitrate estimates land in ``target_bitrate`` and are ignored:
+    the one encoder keeps the camera's configured rate for everyone.
+    """
+
+    target_bitrate = 0
+
+    def pack(self, frame: EncodedFrame) -> tuple[list[bytes], int]:
+        return frame.payloads, frame.timestamp
 
 
 def _take_keyframe_request(sender: RTCRtpSender) -> bool:
@@ -64,6 +96,7 @@ class FanOutTrack(MediaStreamTrack):
 
     def attach_sender(self, sender: RTCRtpSender) -> None:
         self._sender = sender
+        sender._RTCRtpSender__encoder = _Prepacketized()  # type: ignore[attr-defined]
 
     def push(self, frame: EncodedFrame) -> None:
         """Called for every encoded frame; never blocks."""
@@ -81,7 +114,7 @@ class FanOutTrack(MediaStreamTrack):
         self.keyframe_requests += 1
         self._fanout.request_keyframe()
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> EncodedFrame:
         if self.readyState != "live":
             raise MediaStreamError
         if not self._pulling:
@@ -99,7 +132,7 @@ class FanOutTrack(MediaStreamTrack):
                 continue
             self._need_keyframe = False
             self.frames_sent += 1
-            return frame.packet
+            return frame
 
     def stop(self) -> None:
         super().stop()

@@ -23,7 +23,7 @@ import cv2
 from signaling.relayframe import RelayFrameHeader
 
 from .encoder import VideoEncoder
-from .fanout import EncodedFrame, FanOut
+from .fanout import EncodedFrame, FanOut, RtpPacketizer
 from .sources import CapturedFrame, SourceError, VideoSource
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class MediaPipeline:
         self.source = source
         self.encoder = encoder
         self.fanout = FanOut(self.request_keyframe)
+        self._packetizer = RtpPacketizer(encoder.codec)
         self.stats = PipelineStats()
         #: Resolves with the source's error if it stops delivering frames.
         self.failed: asyncio.Future[SourceError] = loop.create_future()
@@ -146,7 +147,8 @@ class MediaPipeline:
             if packet.is_keyframe:
                 self.stats.keyframes += 1
                 self._last_keyframe = time.monotonic()
-            encoded = EncodedFrame(packet, packet.is_keyframe, frame.capture_time, frame.number)
+            payloads, timestamp = self._packetizer.packetize(packet)
+            encoded = EncodedFrame(payloads, timestamp, packet.is_keyframe, frame.capture_time, frame.number)
             self._loop.call_soon_threadsafe(self.fanout.publish, encoded)
 
     def _encode_jpeg(self, frame: CapturedFrame, sink: Callable[[bytes], None]) -> None:

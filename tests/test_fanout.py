@@ -9,7 +9,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from peers.encoder import VideoEncoder
-from peers.fanout import EncodedFrame, FanOut
+from peers.fanout import EncodedFrame, FanOut, RtpPacketizer
 from peers.ice import restrict_host_addresses, rtc_configuration
 from peers.pipeline import MediaPipeline
 from peers.sources import TestPatternSource
@@ -20,11 +20,12 @@ from signaling.protocol import Offer
 
 def encoded_frames(count: int, keyframes: set[int]) -> list[EncodedFrame]:
     pattern, encoder = TestPattern(320, 240), VideoEncoder("vp8", 320, 240, 30, 500_000)
+    packetizer = RtpPacketizer("vp8")
     frames = []
     for n in range(count):
         i420 = cv2.cvtColor(pattern.render(Stamp(n, n)), cv2.COLOR_BGR2YUV_I420)
         (packet,) = encoder.encode(i420, n * 3000, keyframe=n in keyframes)
-        frames.append(EncodedFrame(packet, packet.is_keyframe, 0.0, n))
+        frames.append(EncodedFrame(*packetizer.packetize(packet), packet.is_keyframe, 0.0, n))
     return frames
 
 
@@ -38,19 +39,19 @@ async def test_queue_overflow_drops_to_the_next_keyframe():
     await asyncio.sleep(0)
     assert len(requests) == 2
     fanout.publish(frames[0])
-    assert [await p for p in pulls] == [frames[0].packet, frames[0].packet]  # one shared packet
+    assert [await p for p in pulls] == [frames[0], frames[0]]  # one shared frame
 
     # The fast viewer reads every frame; the slow one reads nothing for a while.
     for frame in frames[1:12]:
         fanout.publish(frame)
-        assert await asyncio.wait_for(fast.recv(), 1) is frame.packet
+        assert await asyncio.wait_for(fast.recv(), 1) is frame
     assert slow._queue.qsize() <= 4
     assert slow.frames_dropped > 0 and len(requests) > 2
     # After the overflow the slow viewer skips what is queued up to the next keyframe.
     fanout.publish(frames[12])
-    assert await asyncio.wait_for(slow.recv(), 1) is frames[12].packet
+    assert await asyncio.wait_for(slow.recv(), 1) is frames[12]
     fanout.publish(frames[13])
-    assert await asyncio.wait_for(slow.recv(), 1) is frames[13].packet
+    assert await asyncio.wait_for(slow.recv(), 1) is frames[13]
     fanout.unsubscribe(slow)
     fanout.unsubscribe(fast)
     assert len(fanout) == 0
