@@ -199,7 +199,11 @@ class ViewerConnection:
             return
         init = message.candidate
         if init is None or not init.candidate:
-            await self._pc.addIceCandidate(None)
+            # End of candidates is not passed on. With it, aioice fails the connection as soon
+            # as the pairs it has failed, before the viewer's own checks can add the
+            # peer-reflexive pair that works (seen with Chromium on a host with a LAN address:
+            # its LAN candidate answers from 127.0.0.1). The connect timeout ends a connection
+            # that really fails.
             return
         await self._pc.addIceCandidate(aiortc_candidate(init))
 

@@ -1,0 +1,86 @@
+"""peers/viewerconnection.py: the camera's side of one viewer, against a real aiortc viewer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aioice import stun
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from peers.encoder import VideoEncoder
+from peers.ice import restrict_host_addresses, rtc_configuration
+from peers.pipeline import MediaPipeline
+from peers.sources import TestPatternSource
+from peers.viewerconnection import ViewerConnection
+from signaling.protocol import Candidate, IceCandidate, Offer
+
+
+@pytest.fixture
+def loopback_ice():
+    restrict_host_addresses(["127.0.0.1"])
+    yield
+    restrict_host_addresses([])
+
+
+class RefusingStunServer(asyncio.DatagramProtocol):
+    """Answers every STUN binding request with 400 Bad Request: an ICE check that fails at once.
+
+    Signed with the ICE password the checks use (``password``), or aioice would ignore it.
+    """
+
+    password = b""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        request = stun.parse_message(data)
+        response = stun.Message(stun.Method.BINDING, stun.Class.ERROR, request.transaction_id)
+        response.attributes["ERROR-CODE"] = (400, "Bad Request")
+        response.add_message_integrity(self.password)
+        response.add_fingerprint()
+        self.transport.sendto(bytes(response), addr)
+
+
+async def test_a_viewer_found_only_by_its_own_checks_still_connects(loopback_ice):
+    """The viewer's one signalled candidate fails at once, then it signals end of candidates.
+
+    Its own checks show the camera where it really is (a peer-reflexive candidate), as a
+    browser's LAN candidate on a host that answers from 127.0.0.1 does. The camera must
+    not give up before that pair is tried.
+    """
+    loop = asyncio.get_running_loop()
+    refusing, refuser = await loop.create_datagram_endpoint(RefusingStunServer, local_addr=("127.0.0.1", 0))
+    refusing_port = refusing.get_extra_info("sockname")[1]
+    pipeline = MediaPipeline(TestPatternSource(320, 240, 30), VideoEncoder("vp8", 320, 240, 30, 500_000),
+                             loop)
+    pipeline.start()
+    sent: asyncio.Queue = asyncio.Queue()
+    camera_side = ViewerConnection("v1", pipeline.fanout, lambda: rtc_configuration([]), "vp8", sent.put,
+                                   connect_timeout=10, on_closed=lambda v: None)
+    viewer = RTCPeerConnection(rtc_configuration([]))
+    try:
+        viewer.addTransceiver("video", direction="recvonly")
+        got_track: asyncio.Future = loop.create_future()
+        viewer.on("track", got_track.set_result)
+        await viewer.setLocalDescription(await viewer.createOffer())
+        refuser.password = next(line.split(":", 1)[1].strip().encode() for line in
+                                viewer.localDescription.sdp.splitlines() if line.startswith("a=ice-pwd:"))
+        sdp = "".join(line for line in viewer.localDescription.sdp.splitlines(keepends=True)
+                      if not line.startswith(("a=candidate:", "a=end-of-candidates")))
+        camera_side.post(Offer(sdp=sdp))
+        camera_side.post(Candidate(candidate=IceCandidate(
+            candidate=f"candidate:1 1 udp 2130706431 127.0.0.1 {refusing_port} typ host",
+            sdp_mid="0", sdp_mline_index=0)))
+        camera_side.post(Candidate(candidate=None))
+        answer = await asyncio.wait_for(sent.get(), 10)
+        await viewer.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        track = await asyncio.wait_for(got_track, 10)
+        await asyncio.wait_for(track.recv(), 10)
+        assert camera_side.pc is not None and camera_side.pc.connectionState == "connected"
+    finally:
+        await viewer.close()
+        await camera_side.close()
+        await asyncio.to_thread(pipeline.stop)
+        refusing.close()
