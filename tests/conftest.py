@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS
+
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM = "/usr/bin/chromium"
 LOOPBACK = ["--ice-host", "127.0.0.1"]
 
 
@@ -166,22 +167,6 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
-
-
-# Playwright passes its own --disable-features; only the last such flag counts, so
-# ours repeats Playwright's list and adds mDNS hiding (off, for loopback WebRTC).
-_PLAYWRIGHT_DISABLED_FEATURES = (
-    "AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,HttpsUpgrades,"
-    "HttpsFirstBalancedModeAutoEnable,LensOverlay,MediaRouter,PaintHolding,"
-    "ThirdPartyStoragePartitioning,AvoidCorsURLLoaderRestartOnRedirect,OptimizationHints,"
-    "NetworkTimeServiceQuerying,AimEnabled,PreconnectToSearch"
-)
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-    f"--disable-features=WebRtcHideLocalIpsWithMdns,{_PLAYWRIGHT_DISABLED_FEATURES}",
-]
 
 
 @pytest.fixture

@@ -7,62 +7,21 @@ while HTTP/WebSocket (TCP) still can. All addresses are the test's own.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
-import stat
-import subprocess
-import uuid
 
 import pytest
 
+from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
+
 from .conftest import CHROMIUM, CHROMIUM_ARGS, decoded_frames, require, wait_for_frames
-
-CAMERA_ADDRESS, VIEWER_ADDRESS = "10.213.7.1", "10.213.7.2"
-
-
-class SplitNetwork:
-    def __init__(self) -> None:
-        tag = uuid.uuid4().hex[:6]
-        self.camera_ns, self.viewer_ns = f"pc-cam-{tag}", f"pc-view-{tag}"
-        self._run("ip", "netns", "add", self.camera_ns)
-        self._run("ip", "netns", "add", self.viewer_ns)
-        self._run("ip", "link", "add", f"vc{tag}", "netns", self.camera_ns,
-                  "type", "veth", "peer", "name", f"vv{tag}", "netns", self.viewer_ns)
-        for ns, link, address in ((self.camera_ns, f"vc{tag}", CAMERA_ADDRESS),
-                                  (self.viewer_ns, f"vv{tag}", VIEWER_ADDRESS)):
-            self._run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", link)
-            self._run("ip", "-n", ns, "link", "set", link, "up")
-            self._run("ip", "-n", ns, "link", "set", "lo", "up")
-
-    @staticmethod
-    def _run(*args: str) -> None:
-        subprocess.run(args, check=True, capture_output=True, timeout=10)
-
-    def prefix(self, ns: str) -> list[str]:
-        return ["ip", "netns", "exec", ns]
-
-    def block_udp(self, block: bool = True) -> None:
-        action = "-A" if block else "-D"
-        for chain in ("INPUT", "OUTPUT"):
-            self._run(*self.prefix(self.viewer_ns), "iptables", action, chain, "-p", "udp", "-j", "DROP")
-
-    def drop_udp_randomly(self, probability: float) -> None:
-        """Lose this share of the UDP packets reaching the viewer (iptables' statistic match)."""
-        self._run(*self.prefix(self.viewer_ns), "iptables", "-A", "INPUT", "-p", "udp", "-m", "statistic",
-                  "--mode", "random", "--probability", str(probability), "-j", "DROP")
-
-    def remove(self) -> None:
-        for ns in (self.camera_ns, self.viewer_ns):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
 
 
 @pytest.fixture
 def split_network():
-    require(os.geteuid() == 0, "network namespaces need root")
-    require(shutil.which("ip") is not None and shutil.which("iptables") is not None,
-            "needs iproute2 and iptables (apt-get install iproute2 iptables)")
+    reason = unavailable_reason()
+    require(reason is None, reason or "")
     network = SplitNetwork()
     yield network
     network.remove()
@@ -109,9 +68,7 @@ def test_page_in_auto_mode_falls_back_to_the_relay_and_returns_to_p2p(cluster, s
     server_url = start_camera_side(cluster, net)
     net.block_udp()
     # Playwright talks to Chromium over pipes, so Chromium alone can live in the viewer's namespace.
-    chromium_in_viewer_ns = tmp_path / "chromium"
-    chromium_in_viewer_ns.write_text(f'#!/bin/sh\nexec ip netns exec {net.viewer_ns} {CHROMIUM} "$@"\n')
-    chromium_in_viewer_ns.chmod(chromium_in_viewer_ns.stat().st_mode | stat.S_IEXEC)
+    chromium_in_viewer_ns = net.executable_in(net.viewer_ns, CHROMIUM, tmp_path)
     connect_timeout = 3
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns), args=CHROMIUM_ARGS)

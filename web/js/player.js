@@ -324,10 +324,12 @@ view.onModePicked((mode) => {
 player.start();
 
 // For tests and the curious: window.peercam.state(), .stats(), .mode() ('p2p' or 'relay'),
+// .latencies() (the last second's per-frame latencies, [{time, ms}], for bench/latency.py),
 // .chat() ([{id, name, text}] as shown) and .sendChat(text) ('data-channel', 'signaling' or null).
 window.peercam = {
   state: () => player.state,
   stats: () => player.statsSnapshot(),
+  latencies: () => player.stats.recentLatencies(),
   mode: () => player.mode,
   chat: () => player.chat.messages(),
   sendChat: (text) => player.chat.send(text),

@@ -60,6 +60,12 @@ export class PlaybackStats {
     return Math.round(sorted[Math.floor(sorted.length / 2)]);
   }
 
+  /** The last second's samples, oldest first: [{time, ms}], `time` in Unix ms (when the page got the frame). */
+  recentLatencies() {
+    this.#forgetOldSamples(performance.now());
+    return this.#latencySamples.map(({ at, ms }) => ({ time: performance.timeOrigin + at, ms }));
+  }
+
   #timingArrived({ latencyMs, sequence }) {
     this.numbered = true;
     const now = performance.now();
