@@ -273,7 +273,9 @@ def main() -> None:
     opts = parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     port = opts.port or free_port()
-    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port)],
+    # Every client comes from 127.0.0.1: lift the per-address connection limit above them all.
+    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port),
+                            "--max-connections-per-address", str(max(opts.clients) + 10)],
                            LOG_DIR / "relay-server.log", own_session=True)
     camera = None
     try:
