@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import cv2
-import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCSessionDescription
 
 from peers.encoder import VideoEncoder
 from peers.fanout import EncodedFrame, FanOut, RtpPacketizer
-from peers.ice import restrict_host_addresses, rtc_configuration
-from peers.pipeline import MediaPipeline
-from peers.sources import TestPatternSource
 from peers.testpattern import Stamp, TestPattern, read_stamp
-from peers.viewerconnection import ViewerConnection
 from signaling.protocol import Offer
+
+from .test_viewerconnection import camera_and_viewer, loopback_ice, pipeline  # noqa: F401
 
 
 def encoded_frames(count: int, keyframes: set[int]) -> list[EncodedFrame]:
@@ -57,33 +54,10 @@ async def test_queue_overflow_drops_to_the_next_keyframe():
     assert len(fanout) == 0
 
 
-@pytest.fixture
-def loopback_ice():
-    restrict_host_addresses(["127.0.0.1"])
-    yield
-    restrict_host_addresses([])
-
-
-async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback_ice):
+async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback_ice, pipeline):  # noqa: F811
     """A real aiortc viewer: its first frame is a keyframe, and its PLI reaches the encoder."""
-    loop = asyncio.get_running_loop()
-    source = TestPatternSource(320, 240, 30)
-    pipeline = MediaPipeline(source, VideoEncoder("vp8", 320, 240, 30, 500_000), loop,
-                             min_keyframe_interval=0.1)
-    pipeline.start()
     answers: asyncio.Queue = asyncio.Queue()
-
-    async def send(message):
-        await answers.put(message)
-
-    camera_side = ViewerConnection("v1", pipeline.fanout, lambda: rtc_configuration([]), "vp8", send,
-                                   connect_timeout=10, on_closed=lambda v: None)
-    viewer = RTCPeerConnection(rtc_configuration([]))
-    try:
-        viewer.addTransceiver("video", direction="recvonly")
-        got_track: asyncio.Future = loop.create_future()
-        viewer.on("track", got_track.set_result)
-        await viewer.setLocalDescription(await viewer.createOffer())
+    async with camera_and_viewer(pipeline, answers) as (camera_side, viewer, got_track):
         camera_side.post(Offer(sdp=viewer.localDescription.sdp))
         answer = await asyncio.wait_for(answers.get(), 10)
         await viewer.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
@@ -105,7 +79,3 @@ async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback
                 break
         assert camera_side.track.keyframe_requests > requests_before  # the PLI reached the track
         assert pipeline.stats.keyframes > keyframes_before  # and the shared encoder
-    finally:
-        await viewer.close()
-        await camera_side.close()
-        await asyncio.to_thread(pipeline.stop)

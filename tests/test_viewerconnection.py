@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from aioice import stun
@@ -21,6 +23,38 @@ def loopback_ice():
     restrict_host_addresses(["127.0.0.1"])
     yield
     restrict_host_addresses([])
+
+
+@pytest.fixture
+async def pipeline() -> AsyncIterator[MediaPipeline]:
+    """A running 320x240 test-pattern pipeline: the camera's encoder and fan-out."""
+    running = MediaPipeline(TestPatternSource(320, 240, 30), VideoEncoder("vp8", 320, 240, 30, 500_000),
+                            asyncio.get_running_loop(), min_keyframe_interval=0.1)
+    running.start()
+    yield running
+    await asyncio.to_thread(running.stop)
+
+
+@contextlib.asynccontextmanager
+async def camera_and_viewer(pipeline: MediaPipeline, sent: asyncio.Queue,
+                            ) -> AsyncIterator[tuple[ViewerConnection, RTCPeerConnection, asyncio.Future]]:
+    """The camera's side of one viewer, and a real aiortc viewer with its offer made.
+
+    Yields (camera side, viewer, future of the viewer's track); what the camera side
+    sends (its answer, hangups) goes to ``sent``.
+    """
+    camera_side = ViewerConnection("v1", pipeline.fanout, lambda: rtc_configuration([]), "vp8", sent.put,
+                                   connect_timeout=10, on_closed=lambda v: None)
+    viewer = RTCPeerConnection(rtc_configuration([]))
+    try:
+        viewer.addTransceiver("video", direction="recvonly")
+        got_track: asyncio.Future = asyncio.get_running_loop().create_future()
+        viewer.on("track", got_track.set_result)
+        await viewer.setLocalDescription(await viewer.createOffer())
+        yield camera_side, viewer, got_track
+    finally:
+        await viewer.close()
+        await camera_side.close()
 
 
 class RefusingStunServer(asyncio.DatagramProtocol):
@@ -43,7 +77,7 @@ class RefusingStunServer(asyncio.DatagramProtocol):
         self.transport.sendto(bytes(response), addr)
 
 
-async def test_a_viewer_found_only_by_its_own_checks_still_connects(loopback_ice):
+async def test_a_viewer_found_only_by_its_own_checks_still_connects(loopback_ice, pipeline):
     """The viewer's one signalled candidate fails at once, then it signals end of candidates.
 
     Its own checks show the camera where it really is (a peer-reflexive candidate), as a
@@ -53,18 +87,8 @@ async def test_a_viewer_found_only_by_its_own_checks_still_connects(loopback_ice
     loop = asyncio.get_running_loop()
     refusing, refuser = await loop.create_datagram_endpoint(RefusingStunServer, local_addr=("127.0.0.1", 0))
     refusing_port = refusing.get_extra_info("sockname")[1]
-    pipeline = MediaPipeline(TestPatternSource(320, 240, 30), VideoEncoder("vp8", 320, 240, 30, 500_000),
-                             loop)
-    pipeline.start()
     sent: asyncio.Queue = asyncio.Queue()
-    camera_side = ViewerConnection("v1", pipeline.fanout, lambda: rtc_configuration([]), "vp8", sent.put,
-                                   connect_timeout=10, on_closed=lambda v: None)
-    viewer = RTCPeerConnection(rtc_configuration([]))
-    try:
-        viewer.addTransceiver("video", direction="recvonly")
-        got_track: asyncio.Future = loop.create_future()
-        viewer.on("track", got_track.set_result)
-        await viewer.setLocalDescription(await viewer.createOffer())
+    async with camera_and_viewer(pipeline, sent) as (camera_side, viewer, got_track):
         refuser.password = next(line.split(":", 1)[1].strip().encode() for line in
                                 viewer.localDescription.sdp.splitlines() if line.startswith("a=ice-pwd:"))
         sdp = "".join(line for line in viewer.localDescription.sdp.splitlines(keepends=True)
@@ -79,8 +103,4 @@ async def test_a_viewer_found_only_by_its_own_checks_still_connects(loopback_ice
         track = await asyncio.wait_for(got_track, 10)
         await asyncio.wait_for(track.recv(), 10)
         assert camera_side.pc is not None and camera_side.pc.connectionState == "connected"
-    finally:
-        await viewer.close()
-        await camera_side.close()
-        await asyncio.to_thread(pipeline.stop)
-        refusing.close()
+    refusing.close()
