@@ -32,6 +32,7 @@ from signaling.protocol import (
     ViewerLeft,
 )
 
+from . import playoutdelay
 from .chathub import ChatHub, ChatRefused
 from .encoder import VideoEncoder
 from .ice import IceOptions
@@ -93,6 +94,7 @@ class CameraPeer:
 
     async def run(self) -> None:
         """Publish until cancelled; raises CameraError when it cannot go on."""
+        playoutdelay.enable()
         loop = asyncio.get_running_loop()
         encoder = VideoEncoder(self.options.codec, self.source.width, self.source.height,
                                self.source.fps, self.options.bitrate)
