@@ -24,7 +24,7 @@ _CODEC_OPTIONS = {
 
 
 class VideoEncoder:
-    """Encodes I420 frames to packets aiortc's RTP senders can packetize as they are."""
+    """Encodes I420 frames to packets, which peers/fanout.py packetizes once for every viewer."""
 
     def __init__(self, codec: str, width: int, height: int, fps: float, bitrate: int) -> None:
         if codec not in _CODEC_OPTIONS:
