@@ -1,0 +1,22 @@
+"""peers/cli.py: `peercam demo`, README's first command, streams and stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+
+from .conftest import LOOPBACK, get_json, wait_until
+
+
+def test_demo_streams_to_p2p_and_relay_viewers_and_stops_on_ctrl_c(cluster):
+    demo = cluster.start("demo", "demo", "--port", str(cluster.port), *LOOPBACK)
+    wait_until(lambda: (get_json(f"{cluster.url}/api/streams/demo") or {}).get("live"), 20,
+               "the demo stream to go live")
+    for mode in ("p2p", "relay"):
+        summary = cluster.start_viewer("demo", "--mode", mode, "--duration", "2").summary(timeout=30)
+        assert summary["mode"] == mode and summary["fps"] >= 25, summary
+
+    demo.kill(signal.SIGINT)
+    code, stdout = demo.result(timeout=15)
+    assert code == 0, demo.log()[-2000:]
+    assert f"open {cluster.url}/view/demo" in stdout
+    assert "peercam demo: stopped" in demo.log()
