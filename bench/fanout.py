@@ -85,6 +85,7 @@ from harness import (  # noqa: E402
     free_port,
     least_squares_slope,
     percentile,
+    print_if_saturated,
     print_verdicts,
     sample_cpu,
     start_peercam,
@@ -540,11 +541,7 @@ def print_table(rows: list[dict], opts: argparse.Namespace) -> None:
         ]
         print("| " + " | ".join(cells) + " |")
     for r in rows:
-        if r["machine_cpu_pct"] >= SATURATED * capacity:
-            print(f"\n{r['camera']} N={r['viewers']}: the machine was saturated "
-                  f"({r['machine_cpu_pct']:.0f}% of {capacity}%, {r['viewers_cpu_pct']:.0f}% of it in the "
-                  f"viewers, {r['other_cpu_pct']:.0f}% in other programs): fps, drops and latency in this "
-                  "row measure the shared CPU.")
+        print_if_saturated(r, f"{r['camera']} N={r['viewers']}", r["viewers_cpu_pct"], "the viewers")
         for error in (r["join_errors"] + r["viewer_errors"])[:5]:
             print(f"{r['camera']} N={r['viewers']}: {error}")
 

@@ -166,6 +166,15 @@ def write_json(path: Path, opts: argparse.Namespace, results: dict) -> None:
     print(f"\nwrote {path}")
 
 
+def print_if_saturated(row: dict, label: str, load_cpu_pct: float, load_name: str) -> None:
+    """Say so when a row ran on a machine with no CPU to spare: it then measures the shared cores."""
+    capacity = row["machine_capacity_pct"]
+    if row["machine_cpu_pct"] >= SATURATED * capacity:
+        print(f"\n{label}: the machine was saturated ({row['machine_cpu_pct']:.0f}% of {capacity}%, "
+              f"{load_cpu_pct:.0f}% of it in {load_name}, {row['other_cpu_pct']:.0f}% in other programs): "
+              "fps, drops and latency in this row measure the shared CPU.")
+
+
 def print_verdicts(results: list[dict]) -> None:
     """Each target's verdict (``{"target", "pass", "measured"}``), one line each."""
     print("\nTargets:")

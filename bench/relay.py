@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: import the tree's own rela
 
 import aiohttp  # noqa: E402
 from harness import (  # noqa: E402
-    SATURATED,
     collect,
     cores,
     cpu_percent,
     free_port,
     percentile,
+    print_if_saturated,
     print_verdicts,
     rss_mb,
     sample_cpu,
@@ -233,11 +233,7 @@ def print_table(rows: list[dict], opts: argparse.Namespace) -> None:
         ]
         print("| " + " | ".join(cells) + " |")
     for r in rows:
-        if r["machine_cpu_pct"] >= SATURATED * capacity:
-            print(f"\nN={r['clients']}: the machine was saturated ({r['machine_cpu_pct']:.0f}% of "
-                  f"{capacity}%), {r['clients_cpu_pct']:.0f}% of it in the client processes and "
-                  f"{r['other_cpu_pct']:.0f}% in other programs: "
-                  "fps, drops and latency in this row measure the shared CPU, not the server alone.")
+        print_if_saturated(r, f"N={r['clients']}", r["clients_cpu_pct"], "the client processes")
         for error in r["errors"]:
             print(f"N={r['clients']}: client error: {error}")
 
