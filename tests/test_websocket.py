@@ -67,6 +67,15 @@ async def watch(connect, stream: str = "cam") -> Client:
     return viewer
 
 
+async def camera_with_viewer(connect) -> tuple[Client, Client, str]:
+    """A camera on "cam" and a viewer that has seen it go live; the viewer's id as the camera knows it."""
+    camera = await publish(connect)
+    viewer = await watch(connect)
+    await viewer.expect("watching")
+    await viewer.expect("stream-live")
+    return camera, viewer, (await camera.expect("viewer-joined"))["peer_id"]
+
+
 async def test_welcome_hands_out_ice_settings(server):
     client = await server()
     assert client.welcome["ice_servers"] == [{"urls": ["stun:127.0.0.1:3478"]}]
@@ -115,11 +124,7 @@ async def test_second_publisher_is_refused_and_first_keeps_working(server):
 
 
 async def test_leaving_is_announced_both_ways(server):
-    camera = await publish(server)
-    viewer = await watch(server)
-    await viewer.expect("watching")
-    await viewer.expect("stream-live")
-    viewer_id = (await camera.expect("viewer-joined"))["peer_id"]
+    camera, viewer, viewer_id = await camera_with_viewer(server)
     await viewer.ws.close()
     assert (await camera.expect("viewer-left"))["peer_id"] == viewer_id
 
@@ -195,11 +200,7 @@ async def test_message_to_a_peer_outside_the_stream_is_refused(server):
 
 
 async def test_each_routed_type_goes_only_its_own_way(server):
-    camera = await publish(server)
-    viewer = await watch(server)
-    await viewer.expect("watching")
-    await viewer.expect("stream-live")
-    viewer_id = (await camera.expect("viewer-joined"))["peer_id"]
+    camera, viewer, viewer_id = await camera_with_viewer(server)
     for message in ({"type": "answer", "sdp": "v=0"}, {"type": "chat-history", "messages": []},
                     {"type": "chat-notice", "reason": "spoofed"}):
         await viewer.send(message)
