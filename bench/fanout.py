@@ -99,7 +99,7 @@ from harness import (  # noqa: E402
 from peers.ice import IceOptions  # noqa: E402
 from peers.signaling_client import SignalingClient  # noqa: E402
 from peers.testpattern import read_stamp  # noqa: E402
-from peers.viewer import _luma  # noqa: E402
+from peers.viewer import luma_plane  # noqa: E402
 from signaling.protocol import Answer, Error, Hangup, Offer, StreamLive, Watch  # noqa: E402
 
 LOG_DIR = ROOT / "bench" / "results"
@@ -196,7 +196,7 @@ class Viewer:
             except MediaStreamError:
                 return
             arrived = time.time()
-            stamp = read_stamp(_luma(frame))  # the Y plane, no copy: as peercam's viewer reads it
+            stamp = read_stamp(luma_plane(frame))  # the Y plane, no copy: as peercam's viewer reads it
             self.frames.append((arrived, stamp.time_ms, stamp.frame) if stamp else (arrived, None, None))
             if not self.first_frame.done():
                 self.first_frame.set_result(None)

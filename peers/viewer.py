@@ -90,7 +90,7 @@ class ViewerOptions:
     status_line: bool = False
 
 
-def _luma(frame: av.VideoFrame) -> np.ndarray:
+def luma_plane(frame: av.VideoFrame) -> np.ndarray:
     """The Y plane as an (H, W) array, without converting the frame."""
     plane = frame.planes[0]
     rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
@@ -420,7 +420,7 @@ class Viewer:
                 _event("p2p connected again; leaving the relay")
                 await self._switch_mode("p2p")
             first_ever = self.stats.first_frame_at is None
-            self.stats.add(frame.width, frame.height, read_stamp(_luma(frame)), arrived)
+            self.stats.add(frame.width, frame.height, read_stamp(luma_plane(frame)), arrived)
             self._frame_counted(first_ever, first_on_this_track)
             first_on_this_track = False
             if self._recorder is not None:
