@@ -293,8 +293,8 @@ class CameraPeer:
             on_closed=self._viewer_closed,
             on_chat=self._chat_from_data_channel,
             on_disconnected=self._viewer_disconnected,
+            session=self._session,
         )
-        viewer.session = self._session
         self.viewers[viewer_id] = viewer
         return viewer
 

@@ -62,6 +62,7 @@ class ViewerConnection:
         on_closed: Callable[[ViewerConnection], None],
         on_chat: Callable[[ViewerConnection, ChatSend | None], None] = lambda viewer, line: None,
         on_disconnected: Callable[[ViewerConnection], None] = lambda viewer: None,
+        session: int = 0,
     ) -> None:
         self.viewer_id = viewer_id
         self._fanout = fanout
@@ -73,7 +74,7 @@ class ViewerConnection:
         self._on_chat = on_chat
         self._on_disconnected = on_disconnected
         #: The camera's signaling session this viewer's id belongs to.
-        self.session = 0
+        self.session = session
         self._chat_channel: RTCDataChannel | None = None
         self._pc: RTCPeerConnection | None = None
         self.track: FanOutTrack | None = None
