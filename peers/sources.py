@@ -149,7 +149,7 @@ class CaptureDeviceSource(VideoSource):
         if height is not None:
             self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._capture.set(cv2.CAP_PROP_FPS, fps)
-        # The properties read back are what the driver accepted; the first frame is what it sends.
+        # Drivers switch to the nearest mode they have, and not all report it: trust a frame.
         ok, first = self._capture.read()
         if not ok:
             self._capture.release()
