@@ -169,7 +169,9 @@ class CameraPeer:
                         ever_published = True
                         backoff.reset()
                         self.published.set()
-                        log.info("publishing %r on %s", message.stream, self.options.server)
+                        info = self.stream_info
+                        log.info("publishing %r (%dx%d@%g %s) on %s", message.stream, info.width,
+                                 info.height, info.fps, info.codec, self.options.server)
                     elif isinstance(message, Error) and message.code == ErrorCode.STREAM_TAKEN:
                         if not ever_published:
                             raise CameraError(message.reason)

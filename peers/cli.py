@@ -121,9 +121,14 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="testsrc",
                         help="testsrc, a camera index (0), a device (/dev/video0) or a video file")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--width", type=int,
+                        help="bound on the picture's width; it keeps its aspect ratio (default: the "
+                             "source's own size, at most 1280x720; the test pattern: 640x480)")
+    parser.add_argument("--height", type=int, help="bound on the picture's height, as --width")
+    parser.add_argument("--stretch", action="store_true",
+                        help="force exactly --width x --height, whatever the source's shape")
+    parser.add_argument("--fps", type=float, default=30.0,
+                        help="the test pattern's rate, and the rate asked of a camera (a file keeps its own)")
     parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
     parser.add_argument("--bitrate", type=int, default=1500, help="video bitrate in kbit/s")
     parser.add_argument("--jpeg-quality", type=int, default=80, choices=range(1, 101), metavar="1-100",
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _open_source(command: str, args: argparse.Namespace):
     try:
-        return open_source(args.source, args.width, args.height, args.fps)
+        return open_source(args.source, args.width, args.height, args.fps, args.stretch)
     except SourceError as exc:
         _fail(command, str(exc))
 

@@ -2,10 +2,13 @@
 
 A source hands out BGR frames at its own pace from ``read()``, which blocks until
 the next frame is due. It runs on the capture thread, never on the event loop.
+Cameras and files keep their own shape: ``fit_size`` decides the size they publish.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import threading
 import time
@@ -16,6 +19,48 @@ import cv2
 import numpy as np
 
 from .testpattern import Stamp, TestPattern
+
+log = logging.getLogger(__name__)
+
+#: Cameras and files larger than this are scaled down to fit inside it, unless a bound is given.
+DEFAULT_LIMIT = (1280, 720)
+#: The test pattern's size when neither width nor height is given.
+PATTERN_SIZE = (640, 480)
+
+
+def even(x: float) -> int:
+    """``x`` rounded to the nearest even integer (halves up), at least 2.
+
+    Encoders take I420 pictures, whose chroma planes are half the size: both sides even.
+    """
+    return max(2, 2 * math.floor(x / 2 + 0.5))
+
+
+def fit_size(src_w: int, src_h: int, width: int | None = None, height: int | None = None,
+             stretch: bool = False, limit: tuple[int, int] | None = DEFAULT_LIMIT) -> tuple[int, int]:
+    """The size a ``src_w`` x ``src_h`` source is published at.
+
+    ``width`` and/or ``height`` bound the picture: it is scaled down to fit inside them,
+    keeping its aspect ratio (a side not given is unbounded). With neither, ``limit`` is
+    the bound (None: no bound). A picture that already fits is never scaled up.
+    ``stretch`` forces exactly ``width`` x ``height`` (both needed), whatever the shape.
+    Both sides come out even: the aspect ratio is kept to within the one pixel that
+    rounding to even costs. Bounds are expected to be even.
+    """
+    if stretch:
+        if width is None or height is None:
+            raise ValueError("stretch needs both a width and a height")
+        return even(width), even(height)
+    if width is None and height is None and limit is not None:
+        width, height = limit
+    scale = min(1.0, width / src_w if width is not None else 1.0,
+                height / src_h if height is not None else 1.0)
+    return even(src_w * scale), even(src_h * scale)
+
+
+def _sane_fps(fps: float) -> bool:
+    """OpenCV reports 0, or nonsense such as 1000, when it does not know the rate."""
+    return 1 <= fps <= 240
 
 
 class SourceError(Exception):
@@ -30,6 +75,8 @@ class CapturedFrame:
 
 
 class VideoSource(ABC):
+    """Hands out frames of one size (``width`` x ``height``) at ``fps``."""
+
     def __init__(self, width: int, height: int, fps: float) -> None:
         self.width, self.height, self.fps = width, height, fps
         self._closed = threading.Event()
@@ -85,16 +132,36 @@ class TestPatternSource(VideoSource):
 
 
 class CaptureDeviceSource(VideoSource):
-    """An OpenCV camera (index or device path)."""
+    """An OpenCV camera (index or device path), in the mode it really delivers.
 
-    def __init__(self, device: int | str, width: int, height: int, fps: float) -> None:
-        super().__init__(width, height, fps)
+    The device is asked for ``width``/``height``/``fps``; it may pick another mode, and
+    the stream then uses what it delivers (scaled to fit the bound, see ``fit_size``).
+    """
+
+    def __init__(self, device: int | str, width: int | None = None, height: int | None = None,
+                 fps: float = 30.0, stretch: bool = False) -> None:
         self._capture = cv2.VideoCapture(device)
         if not self._capture.isOpened():
             raise SourceError(f"cannot open camera {device!r}: no such device, or it is busy")
-        self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-        self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        # No size asked for: the device's own default mode.
+        if width is not None:
+            self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        if height is not None:
+            self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._capture.set(cv2.CAP_PROP_FPS, fps)
+        # Drivers switch to the nearest mode they have, and not all report it: trust a frame.
+        ok, first = self._capture.read()
+        if not ok:
+            self._capture.release()
+            raise SourceError(f"camera {device!r} delivers no frames")
+        delivered_h, delivered_w = first.shape[:2]
+        delivered_fps = self._capture.get(cv2.CAP_PROP_FPS)
+        actual_fps = delivered_fps if _sane_fps(delivered_fps) else fps
+        if (width not in (None, delivered_w) or height not in (None, delivered_h)
+                or abs(actual_fps - fps) >= 0.5):
+            log.warning("camera %r delivers %dx%d@%g, not the %sx%s@%g asked for", device, delivered_w,
+                        delivered_h, actual_fps, width or "any", height or "any", fps)
+        super().__init__(*fit_size(delivered_w, delivered_h, width, height, stretch), actual_fps)
         self._device = device
         self._number = 0
 
@@ -113,9 +180,15 @@ class CaptureDeviceSource(VideoSource):
 
 
 class FileSource(VideoSource):
-    """A video file, looped forever and paced at its own frame rate."""
+    """A video file, looped forever and paced at its own frame rate.
 
-    def __init__(self, path: str, width: int, height: int) -> None:
+    Published at its first frame's size, scaled to fit the bound (see ``fit_size``).
+    OpenCV scales later frames of a file whose size changes mid-stream (concatenated
+    clips) to the first frame's size, so such a file keeps playing at one size.
+    """
+
+    def __init__(self, path: str, width: int | None = None, height: int | None = None,
+                 stretch: bool = False) -> None:
         self._capture = cv2.VideoCapture(path)
         if not self._capture.isOpened():
             raise SourceError(f"cannot read video file {path!r}")
@@ -124,7 +197,8 @@ class FileSource(VideoSource):
             raise SourceError(f"video file {path!r} has no readable frames")
         self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         fps = self._capture.get(cv2.CAP_PROP_FPS)
-        super().__init__(width, height, fps if 1 <= fps <= 240 else 30.0)
+        super().__init__(*fit_size(first.shape[1], first.shape[0], width, height, stretch),
+                         fps if _sane_fps(fps) else 30.0)
         self._path = path
         self._pacer = _Pacer(self.fps, self._closed)
 
@@ -143,18 +217,38 @@ class FileSource(VideoSource):
         self._capture.release()
 
 
-def open_source(spec: str, width: int, height: int, fps: float) -> VideoSource:
-    """``testsrc``, a camera index (``0``), a device path (``/dev/video0``), or a file."""
-    if width % 2 or height % 2:
-        raise SourceError(f"{width}x{height}: width and height must be even")
+def _pattern_size(width: int | None, height: int | None) -> tuple[int, int]:
+    """The test pattern is drawn at the size asked for: 640x480, or 4:3 around the one side given."""
+    if width is None and height is None:
+        return PATTERN_SIZE
+    if width is None:
+        return even(height * 4 / 3), height
+    if height is None:
+        return width, even(width * 3 / 4)
+    return width, height
+
+
+def open_source(spec: str, width: int | None = None, height: int | None = None, fps: float = 30.0,
+                stretch: bool = False) -> VideoSource:
+    """``testsrc``, a camera index (``0``), a device path (``/dev/video0``), or a file.
+
+    ``width``/``height`` bound a camera's or a file's picture, which keeps its aspect
+    ratio; ``stretch`` forces exactly that box (see ``fit_size``). The test pattern is
+    drawn at the size given: 640x480 by default, 4:3 around one side given.
+    """
+    for side in (width, height):
+        if side is not None and (side < 2 or side % 2):
+            raise SourceError(f"{side}: width and height must be even, and 2 or more")
+    if stretch and (width is None or height is None):
+        raise SourceError("stretch needs both a width and a height")
     if spec == "testsrc":
-        return TestPatternSource(width, height, fps)
+        return TestPatternSource(*_pattern_size(width, height), fps)
     if spec.isdigit():
-        return CaptureDeviceSource(int(spec), width, height, fps)
+        return CaptureDeviceSource(int(spec), width, height, fps, stretch)
     if spec.startswith("/dev/"):
         if not os.path.exists(spec):
             raise SourceError(f"no camera at {spec}")
-        return CaptureDeviceSource(spec, width, height, fps)
+        return CaptureDeviceSource(spec, width, height, fps, stretch)
     if not os.path.isfile(spec):
         raise SourceError(f"no such video file or camera: {spec!r}")
-    return FileSource(spec, width, height)
+    return FileSource(spec, width, height, stretch)

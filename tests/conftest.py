@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -167,6 +167,28 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture(scope="session")
+def make_clip(tmp_path_factory) -> Callable[..., str]:
+    """``make_clip(width, height)``: an H.264 clip of ffmpeg's ``testsrc2`` at 25 fps, made once.
+
+    ``source`` names another lavfi source (``color`` is plain black); ``ext`` picks the container.
+    """
+    require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed (apt-get install ffmpeg)")
+    folder = tmp_path_factory.mktemp("clips")
+
+    def make(width: int, height: int, seconds: float = 1.0, source: str = "testsrc2",
+             ext: str = "mp4") -> str:
+        path = folder / f"{source}-{width}x{height}-{seconds:g}s.{ext}"
+        if not path.exists():
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+                            "-i", f"{source}=size={width}x{height}:rate=25", "-t", f"{seconds:g}",
+                            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+                           check=True, timeout=60)
+        return str(path)
+
+    return make
 
 
 @pytest.fixture

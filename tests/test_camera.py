@@ -1,6 +1,12 @@
-"""peercam camera: publishing, refusals, clear errors, reconnecting."""
+"""peercam camera: publishing, refusals, clear errors, reconnecting, sources in their own shape."""
 
 from __future__ import annotations
+
+import urllib.request
+
+import av
+import cv2
+import numpy as np
 
 from .conftest import get_json, wait_until
 
@@ -47,3 +53,43 @@ def test_a_leaving_viewer_is_torn_down_on_the_camera(cluster):
     camera.wait_for_log("left", timeout=5)
     camera.wait_for_log("connection closed", timeout=5)
     assert get_json(f"{cluster.url}/api/streams/lab")["viewer_count"] == 0
+
+
+def circle_clip(path: str, width: int = 1280, height: int = 720) -> str:
+    """One second of a filled white circle on black, at 25 fps."""
+    image = np.zeros((height, width, 3), np.uint8)
+    cv2.circle(image, (width // 2, height // 2), height // 4, (255, 255, 255), -1)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for _ in range(25):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def circle_box(jpeg: bytes) -> tuple[int, int]:
+    """Width and height of the bright shape's bounding box in a JPEG."""
+    gray = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    _, _, w, h = cv2.boundingRect((gray > 128).astype(np.uint8))
+    return w, h
+
+
+def test_files_arrive_in_their_own_shape(cluster, make_clip, tmp_path):
+    circle = circle_clip(str(tmp_path / "circle.mp4"))
+    cluster.start_server()
+    cameras = {"wide": cluster.start_camera("wide", "--source", circle),
+               "small": cluster.start_camera("small", "--source", circle, "--width", "640"),
+               "tall": cluster.start_camera("tall", "--source", make_clip(480, 640))}
+    viewers = {name: cluster.start_viewer(name, "--duration", "1") for name in cameras}
+    summaries = {name: viewer.summary(timeout=40) for name, viewer in viewers.items()}
+    expected = {"wide": (1280, 720), "small": (640, 360), "tall": (480, 640)}
+    assert {name: (s["width"], s["height"]) for name, s in summaries.items()} == expected, summaries
+    listed = {s["name"]: (s["width"], s["height"]) for s in get_json(f"{cluster.url}/api/streams")}
+    assert listed == expected
+    assert "publishing 'small' (640x360@25 vp8)" in cameras["small"].log()
+
+    # Scaled down, the circle is still round (squeezed to 640x480 it would be a third taller).
+    with urllib.request.urlopen(f"{cluster.url}/streams/small/snapshot.jpg", timeout=10) as response:
+        w, h = circle_box(response.read())
+    assert abs(w - h) <= 2 and abs(w - 180) <= 4, (w, h)
