@@ -21,3 +21,9 @@ CHROMIUM_ARGS = [
     "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
     f"--disable-features=WebRtcHideLocalIpsWithMdns,{_PLAYWRIGHT_DISABLED_FEATURES}",
 ]
+
+#: Browser context options for tests and benchmarks that drive the pages. Playwright's
+#: wait_for_function evaluates its string with ``new Function``, which the pages'
+#: Content-Security-Policy forbids (no eval); tests of that policy itself
+#: (tests/test_browserpolicy.py) open their contexts without this.
+CONTEXT_OPTIONS = {"bypass_csp": True}

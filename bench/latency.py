@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chromium import CHROMIUM, CHROMIUM_ARGS
+from chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from harness import ROOT, cores, free_port, percentile, start_peercam, stop, write_json
 from netns import CAMERA_ADDRESS, SplitNetwork, unavailable_reason
 
@@ -192,7 +192,7 @@ class PageRun:
 
 def load_page(browser, url: str, sample_seconds: float, first_frame_timeout: float) -> PageRun:
     """A fresh page load (its own browser context): time to the first frame, then latency samples."""
-    context = browser.new_context()
+    context = browser.new_context(**CONTEXT_OPTIONS)
     try:
         page = context.new_page()
         started_ms = time.time() * 1000

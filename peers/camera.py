@@ -30,6 +30,7 @@ from signaling.protocol import (
     StreamInfo,
     ViewerJoined,
     ViewerLeft,
+    ViewerRenamed,
 )
 
 from . import playoutdelay
@@ -80,7 +81,7 @@ class CameraPeer:
         self._client: SignalingClient | None = None
         #: Counts signaling connections: viewer ids are only valid within the one that made them.
         self._session = 0
-        self.chat = ChatHub(options.chat_log)
+        self.chat = ChatHub(options.chat_log, camera_name=options.name)
         # The newest relay frame not yet sent to the server (latest frame wins).
         self._relay_frame: bytes | None = None
         self._relay_ready = asyncio.Event()
@@ -154,18 +155,23 @@ class CameraPeer:
         backoff = Backoff()
         ever_published = False
         while True:
-            client = self._client = SignalingClient(self.options.server, self.options.ca_file)
+            client = self._client = SignalingClient(self.options.server, self.options.ca_file,
+                                                    self.options.token)
             relay_sender: asyncio.Task | None = None
             try:
                 welcome = await client.connect()
                 self._session += 1
                 self._let_go_of_old_viewers()
+                self.chat.forget_everyone()  # the new session's viewer-joined names them again
                 relay_sender = asyncio.create_task(self._send_relay_frames(client))
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info,
                                           name=self.options.name, token=self.options.token))
                 async for message in client.messages():
                     if isinstance(message, Published):
+                        # The full ICE server list (with auth on, TURN credentials come only now).
+                        welcome = msgspec.structs.replace(welcome, ice_servers=message.ice_servers)
+                        self._rtc_configuration = self.options.ice.configuration(welcome)
                         ever_published = True
                         backoff.reset()
                         self.published.set()
@@ -234,6 +240,9 @@ class CameraPeer:
                 viewer.post(message)
         elif isinstance(message, ViewerJoined):
             log.info("viewer %s joined", message.peer_id)
+            self.chat.join(message.peer_id, message.name)
+        elif isinstance(message, ViewerRenamed):
+            self.chat.join(message.peer_id, message.name)
             history = self.chat.history()
             if history:
                 asyncio.create_task(self._send(ChatHistory(to=message.peer_id, messages=history)))
@@ -279,9 +288,9 @@ class CameraPeer:
         asyncio.create_task(self._send(message))
 
     def _viewer_closed(self, viewer: ViewerConnection) -> None:
+        # Its chat name stays: a viewer whose P2P ended may go on chatting from the relay.
         if self.viewers.get(viewer.viewer_id) is viewer:
             del self.viewers[viewer.viewer_id]
-        self.chat.forget(viewer.viewer_id)
 
     def _add_viewer(self, viewer_id: str) -> ViewerConnection:
         assert self.pipeline is not None

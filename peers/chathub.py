@@ -3,6 +3,9 @@
 Viewers send ``chat-send`` on their data channel (or, on the relay, over signaling);
 the hub checks it, stamps it (id, name, time) and the camera shares the stamped
 message with everyone. Ids increase by one, so all viewers show one order.
+
+A viewer speaks under the name it watched with (the server tells the camera in
+``viewer-joined``), whatever a line says, and never under the camera's own name.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import deque
 
 import msgspec
 
-from signaling.protocol import MAX_CHAT_TEXT, ChatMessage, ChatSend, ProtocolError, check_display_name
+from signaling.protocol import MAX_CHAT_TEXT, ChatMessage, ChatSend, clean_text
 from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -27,32 +30,39 @@ class ChatRefused(Exception):
 
 
 class ChatHub:
-    def __init__(self, log_path: str | None = None, rate: float = 5.0, burst: float = 10.0) -> None:
+    """The chat of one stream: checks, stamps and keeps the last messages."""
+
+    def __init__(self, log_path: str | None = None, rate: float = 5.0, burst: float = 10.0,
+                 camera_name: str = "") -> None:
         self._history: deque[ChatMessage] = deque(maxlen=HISTORY_SIZE)
         self._next_id = 1
         self._rate, self._burst = rate, burst
         self._buckets: dict[str, TokenBucket] = {}
+        self._names: dict[str, str] = {}
+        self._camera_name = camera_name.casefold()
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+
+    def join(self, sender_id: str, name: str) -> None:
+        """The name a viewer watched with (checked by the server): its lines go under it."""
+        self._names[sender_id] = name
 
     def history(self) -> list[ChatMessage]:
         return list(self._history)
 
     def stamp(self, sender_id: str, line: ChatSend) -> ChatMessage:
         """Check a viewer's line and stamp it; raises ChatRefused with a reason."""
-        text = line.text.strip()
+        text = clean_text(line.text).strip()
         if not text:
             raise ChatRefused("empty message")
         if len(text) > MAX_CHAT_TEXT:
             raise ChatRefused(f"message too long: {len(text)} characters, the limit is {MAX_CHAT_TEXT}")
-        try:
-            name = check_display_name(line.name)
-        except ProtocolError as exc:
-            raise ChatRefused(exc.reason) from None
         bucket = self._buckets.setdefault(sender_id, TokenBucket(self._rate, self._burst))
         if not bucket.take():
             raise ChatRefused(f"slow down: at most {self._rate:g} messages a second")
-        message = ChatMessage(id=self._next_id, name=name or f"viewer-{sender_id[:4]}",
-                              text=text, time=round(time.time(), 3))
+        name = self._names.get(sender_id, "")
+        if not name or name.casefold() == self._camera_name:
+            name = f"viewer-{sender_id[:4]}"
+        message = ChatMessage(id=self._next_id, name=name, text=text, time=round(time.time(), 3))
         self._next_id += 1
         self._history.append(message)
         log.info("chat #%d %s: %s", message.id, message.name, message.text)
@@ -62,8 +72,14 @@ class ChatHub:
         return message
 
     def forget(self, sender_id: str) -> None:
-        """A viewer left: its rate limit goes with it."""
+        """A viewer left: its name and rate limit go with it."""
         self._buckets.pop(sender_id, None)
+        self._names.pop(sender_id, None)
+
+    def forget_everyone(self) -> None:
+        """A new signaling session: viewer ids of the old one mean nothing any more."""
+        self._buckets.clear()
+        self._names.clear()
 
     def close(self) -> None:
         if self._log_file is not None:

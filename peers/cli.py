@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 
 from signaling.app import serve
 from signaling.auth import make_token, parse_duration
+from signaling.clientaddress import parse_networks
 from signaling.config import ServerConfig
 from signaling.limits import Limits
 from signaling.protocol import ProtocolError, check_display_name, check_stream_name
@@ -61,7 +62,14 @@ def _build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--cert", help="serve HTTPS/WSS with this certificate chain (PEM)")
     serve_cmd.add_argument("--key", help="the private key of --cert (PEM)")
     serve_cmd.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
-                           help="browser origin allowed to open /ws (repeatable; default: any)")
+                           help="another browser origin allowed to open /ws besides the server's own "
+                                "(repeatable; '*': any)")
+    serve_cmd.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                           help="a host name a server on loopback also answers to (repeatable; "
+                                "default: loopback names and addresses only)")
+    serve_cmd.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR",
+                           help="a reverse proxy (address or network) whose X-Forwarded-For names "
+                                "the client (repeatable)")
     serve_cmd.add_argument("--auth", choices=("open", "publish", "all"), default="open",
                            help="open: anyone; publish: cameras need a token; all: viewers too")
     defaults = Limits()
@@ -200,10 +208,16 @@ def main(argv: list[str] | None = None) -> None:
             _fail("serve", "--cert and --key go together")
         if args.auth != "open" and not args.secret:
             _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
+        try:
+            trusted_proxies = parse_networks(args.trusted_proxy)
+        except ValueError as exc:
+            _fail("serve", str(exc))
         config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
                               ice_hosts=tuple(args.ice_host), turn=turn, secret=args.secret,
                               auth=args.auth, cert_file=args.cert, key_file=args.key,
-                              allowed_origins=tuple(args.allowed_origin), limits=Limits(
+                              allowed_origins=tuple(args.allowed_origin),
+                              allowed_hosts=tuple(h.lower() for h in args.allowed_host),
+                              trusted_proxies=trusted_proxies, limits=Limits(
                                   messages_per_second=args.max_message_rate,
                                   viewers_per_stream=args.max_viewers, streams=args.max_streams,
                                   connections_per_address=args.max_connections_per_address,

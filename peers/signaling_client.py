@@ -48,8 +48,11 @@ class Backoff:
 class SignalingClient:
     """One signaling connection: typed messages in, typed messages out."""
 
-    def __init__(self, server: str, ca_file: str | None = None) -> None:
+    def __init__(self, server: str, ca_file: str | None = None, token: str = "") -> None:
         self.url = websocket_url(server)
+        # Shown as the socket opens: a camera with a publish token is not held to its
+        # address's connection limit. Messages carry the token too (publish, watch).
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         #: For wss:// with a private CA; None means the system's trusted CAs.
         self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else True
         self.welcome: Welcome | None = None
@@ -62,7 +65,7 @@ class SignalingClient:
         try:
             self._ws = await self._session.ws_connect(
                 self.url, heartbeat=10.0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                max_msg_size=0, ssl=self._ssl,
+                max_msg_size=0, ssl=self._ssl, headers=self._headers,
             )
             welcome = await asyncio.wait_for(self._receive(), timeout)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:

@@ -36,6 +36,7 @@ from signaling.protocol import (
     ViewerStats,
     Watch,
     Watching,
+    clean_text,
     decode_data_channel_message,
     encode,
 )
@@ -99,7 +100,7 @@ def luma_plane(frame: av.VideoFrame) -> np.ndarray:
 
 def _event(text: str) -> None:
     """A line for the person (and the tests) watching stderr."""
-    print(f"peercam view: {text}", file=sys.stderr, flush=True)
+    print(f"peercam view: {clean_text(text)}", file=sys.stderr, flush=True)
 
 
 class Viewer:
@@ -189,10 +190,13 @@ class Viewer:
                     if isinstance(message, bytes):
                         self._relay_frame_arrived(message)
                         continue
-                    if isinstance(message, IceServers):  # fresh TURN credentials for the next P2P try
+                    if isinstance(message, (IceServers, Watching)):
+                        # The full list (with auth on, TURN credentials come only with watching),
+                        # then fresh TURN credentials for the next P2P try.
                         welcome = msgspec.structs.replace(welcome, ice_servers=message.ice_servers)
                         self._rtc_configuration = self.options.ice.configuration(welcome)
-                        continue
+                        if isinstance(message, IceServers):
+                            continue
                     try:
                         await self._handle(message)
                     except SignalingError:
@@ -337,7 +341,7 @@ class Viewer:
             if report.type == "transport":
                 received += report.bytesReceived
             elif report.type == "inbound-rtp" and report.kind == "video":
-                self.stats.packets_lost = report.packetsLost
+                self.stats.packets_lost = max(0, report.packetsLost)  # duplicates can make it negative
                 self.stats.jitter_ms = round(report.jitter / 90, 2)  # 90 kHz RTP clock
         self.stats.bytes_received += received - self._pc_bytes_counted
         self._pc_bytes_counted = received
@@ -355,7 +359,8 @@ class Viewer:
             if isinstance(line, ChatMessage) and line.id not in self._chat_seen:
                 self._chat_seen.add(line.id)
                 stamp = time.strftime("%H:%M:%S", time.localtime(line.time))
-                print(f"[{stamp}] #{line.id} {line.name}: {line.text}", flush=True)
+                # Cleaned when decoded; once more here, as nothing raw may reach a terminal.
+                print(f"[{stamp}] #{line.id} {clean_text(line.name)}: {clean_text(line.text)}", flush=True)
 
     async def _send_typed_chat(self) -> None:
         """Each line typed on stdin becomes a chat message."""
@@ -371,7 +376,7 @@ class Viewer:
         while (text := await lines.get()) is not None:
             if not text.strip():
                 continue
-            line = ChatSend(text=text, name=self.options.name)
+            line = ChatSend(text=text)
             if self._chat_channel is not None and self._chat_channel.readyState == "open":
                 self._chat_channel.send(encode(line))
             elif self._client is not None:
@@ -392,7 +397,8 @@ class Viewer:
                 mode=self.mode, fps=round((frames - last_frames) / every, 2), frames=frames,
                 width=self.stats.width, height=self.stats.height,
                 bitrate_kbps=round((received - last_bytes) * 8 / every / 1000, 1),
-                latency_ms=None if latency is None else round(latency, 1),
+                # Below zero, the camera's clock and ours disagree: not a measurement.
+                latency_ms=None if latency is None or latency < 0 else round(latency, 1),
                 frames_dropped=self.stats.dropped if self.stats.stamped_frames else None,
                 packets_lost=self.stats.packets_lost if self.mode == "p2p" else None,
                 jitter_ms=self.stats.jitter_ms if self.mode == "p2p" else None,

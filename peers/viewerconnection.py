@@ -44,6 +44,14 @@ class _ConnectTimeout:
     pc: RTCPeerConnection
 
 
+#: What a viewer is told when the camera could not use what it sent.
+_UNUSABLE = {
+    Offer: "the camera could not answer your offer: its SDP is not a usable video offer",
+    Candidate: "the camera could not use your ICE candidate",
+    None: "the camera could not go on with this connection",
+}
+
+
 class ViewerConnection:
     """Answers one viewer's offer and feeds it from the shared encoder.
 
@@ -114,9 +122,10 @@ class ViewerConnection:
                     await self._close_pc()
                     await self._send(Hangup(to=self.viewer_id, reason="not connected in time"))
             except Exception as exc:  # a bad offer or candidate must not stop the camera
+                # The details (aiortc's exception) stay in the camera's log; the viewer gets words.
                 log.warning("viewer %s: %s: %s", self.viewer_id, type(exc).__name__, exc)
-                what = type(message).__name__.lower()
-                await self._send(Hangup(to=self.viewer_id, reason=f"camera could not use your {what}: {exc}"))
+                reason = _UNUSABLE.get(type(message), _UNUSABLE[None])
+                await self._send(Hangup(to=self.viewer_id, reason=reason))
                 await self._close_pc()
 
     async def _answer(self, sdp: str) -> None:
@@ -182,7 +191,7 @@ class ViewerConnection:
                     if item.type == "remote-inbound-rtp":
                         if item.roundTripTime is not None:
                             report.rtt_ms = round(item.roundTripTime * 1000, 2)
-                        report.packets_lost = item.packetsLost
+                        report.packets_lost = max(0, item.packetsLost)  # signed in RTCP: duplicates
                         report.fraction_lost = round(item.fractionLost / 256, 4)  # RTCP: 8-bit
         return report
 

@@ -3,22 +3,41 @@ calls (reserve and end a stream) that need an admin token."""
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from .appkeys import CONFIG, REGISTRY, SOCKETS
-from .auth import TokenError, check_token, make_token, parse_duration
-from .protocol import ProtocolError
+from .auth import make_token, parse_duration
+from .gate import GRANT, Access, may_view, requires
+from .protocol import ProtocolError, check_stream_name
 
 routes = web.RouteTableDef()
 
 
+class ReserveRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /api/streams``."""
+
+    name: str
+    ttl: str | float = "1h"  # "90s", "15m", "1h", "7d", or seconds
+
+
+_reserve_decoder = msgspec.json.Decoder(ReserveRequest)
+
+
+def _bad_request(reason: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=f"{reason}\n")
+
+
 @routes.get("/api/streams")
+@requires(Access.LIST)
 async def list_streams(request: web.Request) -> web.Response:
+    """Live streams; under --auth all only those the presented token may view."""
     registry = request.app[REGISTRY]
-    return web.json_response([s.summary() for s in registry.live_streams()])
+    return web.json_response([s.summary() for s in registry.live_streams() if may_view(request, s.name)])
 
 
 @routes.get("/api/streams/{name}")
+@requires(Access.VIEW)
 async def get_stream(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     stream = request.app[REGISTRY].get(name)
@@ -30,6 +49,7 @@ async def get_stream(request: web.Request) -> web.Response:
 
 
 @routes.get("/healthz")
+@requires(Access.OPEN)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {
@@ -40,42 +60,42 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def _require_admin(request: web.Request, stream: str) -> str:
-    """The server's secret, once the request's bearer token is an admin token."""
-    secret = request.app[CONFIG].secret
-    if not secret:
-        raise web.HTTPForbidden(text="the admin API needs the server to run with --secret\n")
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    try:
-        check_token(secret, token, stream, "admin")
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(text=f"{exc}\n", headers={"WWW-Authenticate": "Bearer"}) from None
-    return secret
+def _require_admin_of(request: web.Request, stream: str) -> None:
+    """The gate checked the admin token; it must also cover this stream."""
+    if not request[GRANT].allows(stream, "admin"):
+        raise web.HTTPForbidden(text=f"token is for stream {request[GRANT].stream!r}, not {stream!r}\n")
 
 
 @routes.post("/api/streams")
+@requires(Access.ADMIN)
 async def reserve_stream(request: web.Request) -> web.Response:
     """Reserve a name; the answer carries a publish token for it."""
     try:
-        body = await request.json()
-        name, ttl = body["name"], parse_duration(str(body.get("ttl", "1h")))
-    except (ValueError, KeyError, TypeError):
-        raise web.HTTPBadRequest(text='expected JSON {"name": NAME, "ttl": "1h"}\n') from None
-    secret = _require_admin(request, name)
+        body = _reserve_decoder.decode(await request.read())
+    except msgspec.DecodeError as exc:
+        raise _bad_request(f'expected JSON {{"name": NAME, "ttl": "1h"}}: {exc}') from None
     try:
-        request.app[REGISTRY].reserve(name)
+        check_stream_name(body.name)
+        ttl = parse_duration(str(body.ttl))
     except ProtocolError as exc:
-        raise web.HTTPBadRequest(text=f"{exc.reason}\n") from None
-    token = make_token(secret, name, "publish", ttl)
-    return web.json_response({"name": name, "publish_token": token}, status=201)
+        raise _bad_request(exc.reason) from None
+    except ValueError as exc:
+        raise _bad_request(f"ttl: {exc}") from None
+    _require_admin_of(request, body.name)
+    try:
+        request.app[REGISTRY].reserve(body.name)
+    except ProtocolError as exc:
+        raise _bad_request(exc.reason) from None
+    token = make_token(request.app[CONFIG].secret or "", body.name, "publish", ttl)
+    return web.json_response({"name": body.name, "publish_token": token}, status=201)
 
 
 @routes.delete("/api/streams/{name}")
+@requires(Access.ADMIN)
 async def end_stream(request: web.Request) -> web.Response:
     """End a stream: its camera and viewers are told, and its relay stops."""
     name = request.match_info["name"]
-    _require_admin(request, name)
+    _require_admin_of(request, name)
     if not request.app[REGISTRY].end(name, "ended by an administrator"):
         raise web.HTTPNotFound(text=f"no stream named {name[:80]!r}\n")
     return web.json_response({"name": name, "ended": True})

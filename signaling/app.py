@@ -6,13 +6,16 @@ import asyncio
 import logging
 import ssl
 import weakref
-from collections import Counter
 
 from aiohttp import WSCloseCode, web
 
 from . import api, metrics, mjpeg, pages
 from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, REGISTRY, SOCKETS, WEB_ROOT
+from .browserpolicy import add_security_headers, check_host
+from .clientaddress import resolve_client_address
 from .config import ServerConfig
+from .gate import ROUTE_ACCESS, Access, access_table, gate
+from .limits import ConnectionsByAddress
 from .streams import StreamRegistry
 from .websocket import websocket_handler
 
@@ -21,11 +24,12 @@ log = logging.getLogger(__name__)
 
 def create_app(config: ServerConfig | None = None) -> web.Application:
     config = config or ServerConfig()
-    app = web.Application()
+    # In order: who the client is, whether it came by an allowed host name, what it may do.
+    app = web.Application(middlewares=[resolve_client_address(config.trusted_proxies), check_host, gate])
     app[CONFIG] = config
     app[REGISTRY] = StreamRegistry(config.limits)
     app[SOCKETS] = weakref.WeakSet()
-    app[CONNECTIONS_BY_ADDRESS] = Counter()
+    app[CONNECTIONS_BY_ADDRESS] = ConnectionsByAddress(config.limits.connections_per_address)
     app[WEB_ROOT] = pages.find_web_root()
     app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS])
     app.router.add_get("/ws", websocket_handler)
@@ -33,7 +37,9 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.router.add_routes(mjpeg.routes)
     app.router.add_routes(metrics.routes)
     app.router.add_routes(pages.routes)
-    app.router.add_static("/static/", app[WEB_ROOT], append_version=True)
+    static = app.router.add_static("/static/", app[WEB_ROOT], append_version=True)
+    app[ROUTE_ACCESS] = access_table(app, {static: Access.OPEN})
+    app.on_response_prepare.append(add_security_headers)
     app.on_shutdown.append(_close_sockets)
     return app
 

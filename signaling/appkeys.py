@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import weakref
-from collections import Counter
 from pathlib import Path
 
 from aiohttp import web
 
 from .config import ServerConfig
+from .limits import ConnectionsByAddress
 from .streams import StreamRegistry
 
 CONFIG = web.AppKey("config", ServerConfig)
 REGISTRY = web.AppKey("registry", StreamRegistry)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet)
-CONNECTIONS_BY_ADDRESS = web.AppKey("connections_by_address", Counter)
+CONNECTIONS_BY_ADDRESS = web.AppKey("connections_by_address", ConnectionsByAddress)
 WEB_ROOT = web.AppKey("web_root", Path)
 METRICS = web.AppKey("metrics", object)  # signaling.metrics.Metrics (imported there, not here)

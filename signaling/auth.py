@@ -12,7 +12,9 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["publish", "view", "admin"]
@@ -44,33 +46,62 @@ def make_token(secret: str, stream: str, role: Role, ttl: float, now: float | No
     return f"{payload}.{_sign(secret, payload)}"
 
 
-def check_token(secret: str, token: str, stream: str, role: Role) -> None:
-    """Raise TokenError unless ``token`` grants ``role`` on ``stream`` now."""
-    if not token:
-        raise TokenError(f"a token is required to {role} stream {stream!r}")
+@dataclass(frozen=True)
+class Grant:
+    """What a valid token grants: a role on a stream (or ``*``), until ``expiry``."""
+
+    stream: str
+    role: Role
+    expiry: float
+
+    def allows(self, stream: str, role: Role) -> bool:
+        return self.stream in ("*", stream) and self.role in (role, "admin")
+
+
+def read_token(secret: str, token: str) -> Grant:
+    """The grant of a token that is genuine and not expired; raises TokenError."""
     payload, dot, signature = token.partition(".")
     if not dot or not hmac.compare_digest(_sign(secret, payload), signature):
         raise TokenError("invalid token: bad signature (wrong secret, or not a peercam token)")
     try:
         claims = json.loads(_unb64(payload))
-        granted_stream, granted_role, expiry = claims["stream"], claims["role"], float(claims["exp"])
+        grant = Grant(str(claims["stream"]), claims["role"], float(claims["exp"]))
     except (ValueError, KeyError, TypeError):
         raise TokenError("invalid token: unreadable payload") from None
-    if expiry < time.time():
-        raise TokenError(f"token expired {int(time.time() - expiry)} s ago")
-    if granted_stream not in ("*", stream):
-        raise TokenError(f"token is for stream {granted_stream!r}, not {stream!r}")
-    if granted_role != role and granted_role != "admin":
-        raise TokenError(f"token grants {granted_role!r}, not {role!r}")
+    if grant.role not in ROLES:
+        raise TokenError("invalid token: unknown role")
+    if not grant.expiry >= time.time():
+        raise TokenError(f"token expired {int(time.time() - grant.expiry)} s ago")
+    return grant
+
+
+def check_token(secret: str, token: str, stream: str, role: Role) -> Grant:
+    """Raise TokenError unless ``token`` grants ``role`` on ``stream`` now."""
+    if not token:
+        raise TokenError(f"a token is required to {role} stream {stream!r}")
+    grant = read_token(secret, token)
+    if grant.stream not in ("*", stream):
+        raise TokenError(f"token is for stream {grant.stream!r}, not {stream!r}")
+    if not grant.allows(stream, role):
+        raise TokenError(f"token grants {grant.role!r}, not {role!r}")
+    return grant
+
+
+#: Longer than any token should live; also keeps expiry times far from overflowing.
+MAX_DURATION = 10 * 365 * 86400
 
 
 def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` to seconds."""
+    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` to seconds (positive and at most ten years)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip().lower()
     try:
         if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
+            seconds = float(text[:-1]) * units[text[-1]]
+        else:
+            seconds = float(text)
     except ValueError:
-        raise ValueError(f"bad duration {text!r}: use e.g. 90, 90s, 15m, 1h, 7d") from None
+        seconds = math.nan
+    if not 0 < seconds <= MAX_DURATION:  # also refuses nan and inf
+        raise ValueError(f"bad duration {text[:40]!r}: use e.g. 90, 90s, 15m, 1h, 7d (up to 10 years)")
+    return seconds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .clientaddress import Network
 from .limits import Limits
 from .protocol import IceServer
 from .turn import TurnConfig
@@ -27,8 +28,13 @@ class ServerConfig:
     #: Serve HTTPS/WSS with this certificate chain and key (PEM files).
     cert_file: str | None = None
     key_file: str | None = None
-    #: Browser origins allowed to open /ws (e.g. https://cams.example.org); empty: any.
+    #: Browser origins allowed to open /ws besides the server's own (e.g.
+    #: https://cams.example.org); "*": any.
     allowed_origins: tuple[str, ...] = ()
+    #: Host names a loopback server answers to besides loopback ones (DNS rebinding guard).
+    allowed_hosts: tuple[str, ...] = ()
+    #: Reverse proxies whose X-Forwarded-For names the real client.
+    trusted_proxies: tuple[Network, ...] = ()
     #: Outgoing messages queued for one client before it counts as too slow.
     outbox_limit: int = 1024
     #: Seconds between WebSocket pings; a silent client is dropped after two.

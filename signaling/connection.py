@@ -32,6 +32,8 @@ class Connection:
         self.relay_reader: RelayReader | None = None
         #: Display name (chat, viewer lists); may be empty.
         self.name = ""
+        #: A publisher that showed a valid publish token (it wins a reserved name).
+        self.with_token = False
         #: The latest stats report from this client, and when it came (time.time()).
         self.stats: ViewerStats | CameraStats | None = None
         self.stats_at = 0.0
@@ -79,3 +81,8 @@ class Connection:
             await asyncio.wait_for(self._writer, 2)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             pass
+
+    async def hang_up(self, reason: str, code: int = WSCloseCode.OK) -> None:
+        """Close the socket once what is queued (the reason, say) has gone out."""
+        await self.close()
+        await self.ws.close(code=code, message=reason.encode()[:120])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 
@@ -10,13 +11,49 @@ class Limits:
     #: Text messages a viewer (or a client that has not published) may send, per second.
     messages_per_second: float = 50.0
     message_burst: int = 200
+    #: A camera answers every viewer and relays their chat: it gets ten times a viewer's
+    #: rate, which its normal traffic never reaches, and binary (relay) frames of its own.
+    publisher_rate_factor: float = 10.0
+    relay_frames_per_second: float = 1000.0
+    relay_frame_burst: int = 2000
     #: Bytes of SDP in one offer or answer.
     max_sdp_bytes: int = 32 * 1024
+    #: Readers of one stream: WebSocket viewers plus MJPEG and snapshot readers.
     viewers_per_stream: int = 500
-    #: Stream names in use at once (live, reserved, or watched while waiting).
+    #: Streams with a camera (or a reservation) at once; names watched while waiting
+    #: for a camera do not count.
     streams: int = 100
-    #: Open signaling WebSockets from one client address.
+    #: Open signaling WebSockets plus MJPEG and snapshot readers from one client address.
+    #: A camera that presents a valid publish token when it connects is not counted.
     connections_per_address: int = 64
     #: Seconds an MJPEG reader's socket may take no bytes before it is dropped. (WebSocket
     #: readers that stop reading are dropped by the heartbeat.)
     stalled_reader_seconds: float = 20.0
+    #: Seconds a WebSocket may stay without watching or publishing before it is closed.
+    idle_seconds: float = 10.0
+
+
+class TooManyConnections(Exception):
+    """An address already holds its share of connections."""
+
+
+class ConnectionsByAddress:
+    """Open connections (WebSockets, MJPEG, snapshots) per client address."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[str] = Counter()
+
+    def acquire(self, address: str) -> None:
+        """Count one more connection from ``address``; raises TooManyConnections past the limit."""
+        if self._open[address] >= self.limit:
+            raise TooManyConnections(f"at most {self.limit} connections per address")
+        self._open[address] += 1
+
+    def release(self, address: str) -> None:
+        self._open[address] -= 1
+        if self._open[address] <= 0:
+            del self._open[address]
+
+    def __getitem__(self, address: str) -> int:
+        return self._open[address]

@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from .appkeys import METRICS
+from .gate import Access, requires
 from .protocol import ViewerStats
 from .streams import StreamRegistry
 
@@ -83,6 +84,7 @@ class _StateCollector(Collector):
 
 
 @routes.get("/metrics")
+@requires(Access.MONITOR)
 async def metrics(request: web.Request) -> web.Response:
     response = web.Response(body=request.app[METRICS].render())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

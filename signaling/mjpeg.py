@@ -1,16 +1,22 @@
 """Relay frames over plain HTTP: an MJPEG stream and a snapshot, for <img>, ffplay, VLC.
 
 Both read from the stream's relay hub, so they count as relay viewers: the camera
-sends JPEG frames while one of them is open.
+sends JPEG frames while one of them is open. Like WebSocket viewers, each counts
+against the stream's --max-viewers and its address's connection limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from .appkeys import CONFIG, REGISTRY
+from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, REGISTRY
+from .gate import Access, requires
+from .limits import TooManyConnections
+from .protocol import ErrorCode, ProtocolError
 from .relay import RelayReader
 from .relayframe import parse_relay_frame
 from .streams import Stream
@@ -21,17 +27,38 @@ _BOUNDARY = "peercamframe"
 _SNAPSHOT_TIMEOUT = 5.0
 
 
-def _live_stream(request: web.Request) -> Stream:
-    name = request.match_info["name"]
-    stream = request.app[REGISTRY].get(name)
-    if stream is None or not stream.live:
-        raise web.HTTPNotFound(text=f"no live stream named {name[:80]!r}\n")
-    return stream
+@asynccontextmanager
+async def _reading(request: web.Request) -> AsyncIterator[Stream]:
+    """A live stream, held as one more reader from this address for as long as this lasts."""
+    per_address = request.app[CONNECTIONS_BY_ADDRESS]
+    address = request.remote or "?"
+    try:
+        per_address.acquire(address)
+    except TooManyConnections as exc:
+        raise web.HTTPTooManyRequests(text=f"{exc}\n") from None
+    registry = request.app[REGISTRY]
+    try:
+        try:
+            stream = registry.add_http_reader(request.match_info["name"])
+        except ProtocolError as exc:
+            status = web.HTTPNotFound if exc.code == ErrorCode.NO_SUCH_STREAM else web.HTTPServiceUnavailable
+            raise status(text=f"{exc.reason}\n") from None
+        try:
+            yield stream
+        finally:
+            registry.remove_http_reader(stream)
+    finally:
+        per_address.release(address)
 
 
 @routes.get("/streams/{name}/mjpeg")
+@requires(Access.VIEW)
 async def mjpeg(request: web.Request) -> web.StreamResponse:
-    stream = _live_stream(request)
+    async with _reading(request) as stream:
+        return await _stream_mjpeg(request, stream)
+
+
+async def _stream_mjpeg(request: web.Request, stream: Stream) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
         "Cache-Control": "no-cache, no-store",
@@ -58,13 +85,14 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/streams/{name}/snapshot.jpg")
+@requires(Access.VIEW)
 async def snapshot(request: web.Request) -> web.Response:
-    stream = _live_stream(request)
-    try:
-        frame = await stream.relay.next_frame(_SNAPSHOT_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise web.HTTPServiceUnavailable(
-            text=f"the camera sent no frame within {_SNAPSHOT_TIMEOUT:g} s\n") from None
+    async with _reading(request) as stream:
+        try:
+            frame = await stream.relay.next_frame(_SNAPSHOT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise web.HTTPServiceUnavailable(
+                text=f"the camera sent no frame within {_SNAPSHOT_TIMEOUT:g} s\n") from None
     _, jpeg = parse_relay_frame(frame)
     return web.Response(body=bytes(jpeg), content_type="image/jpeg",
                         headers={"Cache-Control": "no-cache, no-store"})

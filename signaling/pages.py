@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .appkeys import WEB_ROOT
+from .gate import Access, requires
 
 routes = web.RouteTableDef()
 
@@ -23,10 +24,12 @@ def find_web_root() -> Path:
 
 
 @routes.get("/")
+@requires(Access.OPEN)  # the page holds no data: what it fetches goes through the gate
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[WEB_ROOT] / "index.html", headers=_NO_CACHE)
 
 
 @routes.get("/view/{name}")
+@requires(Access.OPEN)
 async def player(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[WEB_ROOT] / "player.html", headers=_NO_CACHE)

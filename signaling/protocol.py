@@ -8,9 +8,11 @@ of the structures below. Binary WebSocket messages are reserved for relay frames
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal
+import unicodedata
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
+from msgspec import Meta
 
 PROTOCOL_VERSION = 1
 
@@ -21,10 +23,26 @@ MAX_TEXT_MESSAGE_BYTES = 64 * 1024
 MAX_CHAT_TEXT = 500
 MAX_NAME = 32
 
-#: Stream names appear in URLs and logs: keep them short and plain.
-STREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Stream names appear in URLs, file names and logs: keep them short and plain, matched in full
+#: (``fullmatch``: ``$`` alone would let a trailing newline through). The first character is
+#: a letter or digit, so no name is ``.`` or ``..``.
+STREAM_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+#: Bidirectional overrides and isolates: they can make a line read backwards in a log or a page.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 Codec = Literal["vp8", "h264"]
+
+# Bounded values for what peers report and announce: finite, never negative, and within
+# what any real stream reaches, so a report cannot put 1e300 fps or a megabyte of text
+# into the server's API.
+Count = Annotated[int, Meta(ge=0, le=2**53)]
+Fps = Annotated[float, Meta(ge=0, le=1000)]
+Pixels = Annotated[int, Meta(ge=0, le=16384)]
+Kbps = Annotated[float, Meta(ge=0, le=10_000_000)]
+Millis = Annotated[float, Meta(ge=0, le=3_600_000)]
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+ShortText = Annotated[str, Meta(max_length=64)]
 
 
 class ErrorCode:
@@ -48,6 +66,7 @@ class ErrorCode:
     UNKNOWN_PEER = "unknown-peer"
     WRONG_STATE = "wrong-state"
     OVERLOADED = "overloaded"
+    IDLE_TIMEOUT = "idle-timeout"
 
 
 class _Message(msgspec.Struct, tag_field="type", omit_defaults=True):
@@ -76,9 +95,9 @@ class IceCandidate(
 class StreamInfo(msgspec.Struct):
     """What a camera publishes about its video."""
 
-    width: int
-    height: int
-    fps: float
+    width: Annotated[int, Meta(ge=2, le=16384)]
+    height: Annotated[int, Meta(ge=2, le=16384)]
+    fps: Annotated[float, Meta(gt=0, le=1000)]
     codec: Codec
 
 
@@ -106,40 +125,40 @@ class ViewerStats(msgspec.Struct, omit_defaults=True):
     """A viewer's compact report of what it gets; fields it cannot measure stay null."""
 
     mode: Literal["p2p", "relay"]
-    fps: float
-    frames: int = 0
-    width: int = 0
-    height: int = 0
-    bitrate_kbps: float = 0.0
-    latency_ms: float | None = None
-    frames_dropped: int | None = None
-    packets_lost: int | None = None
-    jitter_ms: float | None = None
-    rtt_ms: float | None = None
-    freezes: int | None = None
-    decoder: str | None = None
+    fps: Fps
+    frames: Count = 0
+    width: Pixels = 0
+    height: Pixels = 0
+    bitrate_kbps: Kbps = 0.0
+    latency_ms: Millis | None = None
+    frames_dropped: Count | None = None
+    packets_lost: Count | None = None
+    jitter_ms: Millis | None = None
+    rtt_ms: Millis | None = None
+    freezes: Count | None = None
+    decoder: ShortText | None = None
 
 
 class CameraViewerStats(msgspec.Struct, omit_defaults=True):
     """The camera's view of one P2P viewer, from RTCP receiver reports and its queue."""
 
-    id: str
-    frames_sent: int = 0
-    queue_drops: int = 0
-    keyframe_requests: int = 0
-    rtt_ms: float | None = None
-    packets_lost: int | None = None
-    fraction_lost: float | None = None
+    id: ShortText
+    frames_sent: Count = 0
+    queue_drops: Count = 0
+    keyframe_requests: Count = 0
+    rtt_ms: Millis | None = None
+    packets_lost: Count | None = None
+    fraction_lost: Fraction | None = None
 
 
 class CameraStats(msgspec.Struct, omit_defaults=True):
-    fps: float
-    encode_ms: float
-    frames_encoded: int = 0
-    frames_skipped: int = 0
-    keyframes: int = 0
-    relay_frames: int = 0
-    viewers: list[CameraViewerStats] = []
+    fps: Fps
+    encode_ms: Millis
+    frames_encoded: Count = 0
+    frames_skipped: Count = 0
+    keyframes: Count = 0
+    relay_frames: Count = 0
+    viewers: Annotated[list[CameraViewerStats], Meta(max_length=1000)] = []
 
 
 class Stats(_Message, tag="stats"):
@@ -161,10 +180,19 @@ class ChatMessage(_Message, tag="chat"):
     viewer that gets one both on its data channel and from the server keep one copy.
     """
 
-    id: int
+    id: Count
     name: str
     text: str
-    time: float  # Unix seconds, stamped by the camera
+    time: Annotated[float, Meta(ge=0, le=2**34)]  # Unix seconds, stamped by the camera
+
+    def __post_init__(self) -> None:
+        self.name, self.text = clean_text(self.name), clean_text(self.text)
+
+
+class Rename(_Message, tag="rename"):
+    """A viewer picks another display name (chat, the stream's viewer list)."""
+
+    name: str
 
 
 class Relay(_Message, tag="relay"):
@@ -186,8 +214,8 @@ class RoutedMessage(_Message, kw_only=True):
     #: The roles that may send this message (the other side receives it).
     senders: ClassVar[frozenset[str]] = frozenset({"viewer", "publisher"})
 
-    to: str | None = None
-    sender: str | None = msgspec.field(default=None, name="from")
+    to: ShortText | None = None
+    sender: ShortText | None = msgspec.field(default=None, name="from")
 
 
 class Offer(RoutedMessage, tag="offer"):
@@ -215,14 +243,22 @@ class Hangup(RoutedMessage, tag="hangup"):
 
     reason: str
 
+    def __post_init__(self) -> None:
+        self.reason = clean_text(self.reason)
+
 
 class ChatSend(RoutedMessage, tag="chat-send"):
-    """A viewer's chat line for the camera to stamp and share (data channel or signaling)."""
+    """A viewer's chat line for the camera to stamp and share (data channel or signaling).
+
+    It goes out under the name the viewer watched with (or renamed to): a line names no one.
+    """
 
     senders: ClassVar[frozenset[str]] = frozenset({"viewer"})
 
     text: str
-    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.text = clean_text(self.text)
 
 
 class ChatHistory(RoutedMessage, tag="chat-history"):
@@ -239,6 +275,9 @@ class ChatNotice(RoutedMessage, tag="chat-notice"):
     senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
 
     reason: str
+
+    def __post_init__(self) -> None:
+        self.reason = clean_text(self.reason)
 
 
 # Server -> client ---------------------------------------------------------------
@@ -261,14 +300,22 @@ class IceServers(_Message, tag="ice-servers"):
 
 
 class Published(_Message, tag="published"):
+    """The name is the camera's. ``ice_servers`` is the full list (TURN credentials too)."""
+
     stream: str
+    ice_servers: list[IceServer] = []
 
 
 class Watching(_Message, tag="watching"):
-    """Acknowledges ``watch``; ``live`` says whether a camera is there now."""
+    """Acknowledges ``watch``; ``live`` says whether a camera is there now.
+
+    ``ice_servers`` is the full list: with auth on, TURN credentials come only from here
+    (and the ``ice-servers`` refreshes after it), never to a client that is nobody yet.
+    """
 
     stream: str
     live: bool
+    ice_servers: list[IceServer] = []
 
 
 class StreamLive(_Message, tag="stream-live"):
@@ -285,6 +332,9 @@ class StreamEnded(_Message, tag="stream-ended"):
     stream: str
     reason: str
 
+    def __post_init__(self) -> None:
+        self.reason = clean_text(self.reason)
+
 
 class RelayFrames(_Message, tag="relay-frames"):
     """Tells the camera to send (or stop sending) relay frames: someone is on the relay."""
@@ -293,7 +343,17 @@ class RelayFrames(_Message, tag="relay-frames"):
 
 
 class ViewerJoined(_Message, tag="viewer-joined"):
+    """A viewer came; ``name`` is the one it watched with, the only name it may chat under."""
+
     peer_id: str
+    name: str = ""
+
+
+class ViewerRenamed(_Message, tag="viewer-renamed"):
+    """A viewer goes by another name from now on (its next chat lines carry it)."""
+
+    peer_id: str
+    name: str
 
 
 class ViewerLeft(_Message, tag="viewer-left"):
@@ -306,15 +366,18 @@ class Error(_Message, tag="error"):
     code: str
     reason: str
 
+    def __post_init__(self) -> None:
+        self.reason = clean_text(self.reason)
+
 
 ClientMessage = (
-    Publish | Watch | Relay | Stats | CameraStatsReport | ChatMessage
+    Publish | Watch | Rename | Relay | Stats | CameraStatsReport | ChatMessage
     | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice
 )
 ServerMessage = (
     Welcome | IceServers | Published | Watching | StreamLive | StreamEnded | RelayFrames | ViewerJoined
-    | ViewerLeft | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice | ChatMessage
-    | Error
+    | ViewerRenamed | ViewerLeft | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice
+    | ChatMessage | Error
 )
 #: What travels on a viewer's "chat" data channel (the same messages as on signaling).
 DataChannelMessage = ChatSend | ChatMessage | ChatHistory | ChatNotice
@@ -403,6 +466,20 @@ def decode_data_channel_message(data: str | bytes) -> DataChannelMessage:
     return _decode(data, _data_channel_decoder, DATA_CHANNEL_TYPES)
 
 
+def clean_text(text: str) -> str:
+    """Text a peer wrote, safe to log, print on a terminal or show: control characters
+    (ANSI escapes, carriage returns that forge log lines) and bidirectional overrides go;
+    line breaks and tabs become spaces."""
+    if text.isprintable():
+        return text
+    return "".join(
+        " " if ch in "\n\r\t\u2028\u2029" else ch
+        for ch in text
+        if ch in "\n\r\t\u2028\u2029"
+        or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
+    )
+
+
 def check_display_name(name: str) -> str:
     """A display name, trimmed; at most MAX_NAME characters and printable."""
     name = name.strip()
@@ -411,9 +488,10 @@ def check_display_name(name: str) -> str:
     return name
 
 
-def check_stream_name(name: str) -> None:
-    if not STREAM_NAME_PATTERN.match(name):
+def check_stream_name(name: object) -> None:
+    if not isinstance(name, str) or not STREAM_NAME_PATTERN.fullmatch(name):
         raise ProtocolError(
             ErrorCode.BAD_STREAM_NAME,
-            f"bad stream name {name[:80]!r}: use 1-64 letters, digits, '_', '.' or '-'",
+            f"bad stream name {str(name)[:80]!r}: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit",
         )

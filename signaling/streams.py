@@ -20,6 +20,7 @@ from .protocol import (
     CameraStats,
     ChatMessage,
     ErrorCode,
+    IceServer,
     ProtocolError,
     Published,
     RelayFrames,
@@ -29,6 +30,7 @@ from .protocol import (
     StreamLive,
     ViewerJoined,
     ViewerLeft,
+    ViewerRenamed,
     ViewerStats,
     Watching,
     check_display_name,
@@ -49,6 +51,8 @@ class Stream:
     relay_totals: RelayTotals = field(default_factory=RelayTotals)
     #: Reserved by an administrator: publishing needs a token, whatever --auth says.
     reserved: bool = False
+    #: MJPEG and snapshot readers: they count against --max-viewers like WebSocket viewers.
+    http_readers: int = 0
     relay: RelayHub = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +70,11 @@ class Stream:
     @property
     def live(self) -> bool:
         return self.publisher is not None
+
+    @property
+    def audience(self) -> int:
+        """Everyone reading this stream: WebSocket viewers, MJPEG and snapshot readers."""
+        return len(self.viewers) + self.http_readers
 
     def summary(self) -> dict:
         info = self.info
@@ -139,46 +148,94 @@ class StreamRegistry:
         return stream
 
     def _stream(self, name: str) -> Stream:
-        """The stream of this name, made if there is room for one more."""
+        """The stream of this name, made if need be. Only streams with a camera or a
+        reservation count against the limit (see _claim): watching made-up names takes
+        no camera's place."""
         stream = self._streams.get(name)
         if stream is None:
-            if len(self._streams) >= self.limits.streams:
-                raise ProtocolError(ErrorCode.TOO_MANY_STREAMS,
-                                    f"this server carries at most {self.limits.streams} streams")
             stream = self._streams[name] = Stream(name, relay_totals=self.relay_totals)
         return stream
 
-    def publish(self, conn: Connection, name: str, info: StreamInfo, display_name: str = "") -> Stream:
+    def _claim(self, stream: Stream) -> None:
+        """A camera or a reservation is about to hold ``stream``: is there room for one more?"""
+        if stream.live or stream.reserved:
+            return
+        held = sum(1 for s in self._streams.values() if s.live or s.reserved)
+        if held >= self.limits.streams:
+            self._forget_if_unused(stream)
+            raise ProtocolError(ErrorCode.TOO_MANY_STREAMS,
+                                f"this server carries at most {self.limits.streams} streams")
+
+    def publish(self, conn: Connection, name: str, info: StreamInfo, display_name: str = "",
+                with_token: bool = False, ice_servers: list[IceServer] | None = None) -> Stream:
+        """``with_token``: the camera showed a valid publish token. On a reserved name such a
+        camera wins over one that holds the name without."""
         stream = self._enter(conn, name, display_name)
-        if stream.publisher is not None:
-            raise ProtocolError(
-                ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a publisher"
-            )
+        holder = stream.publisher
+        if holder is not None:
+            if not (stream.reserved and with_token and not holder.with_token):
+                raise ProtocolError(ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a publisher")
+            self._evict(holder, "this name is reserved for the holder of its publish token")
+        self._claim(stream)
         stream.publisher, stream.info, stream.since = conn, info, time.time()
-        conn.role, conn.stream = "publisher", name
-        conn.send(Published(stream=name))
+        conn.role, conn.stream, conn.with_token = "publisher", name, with_token
+        conn.send(Published(stream=name, ice_servers=ice_servers or []))
         live = stream.live_message()
         for viewer in stream.viewers.values():
             viewer.send(live)
-            conn.send(ViewerJoined(peer_id=viewer.id))  # the camera meets those who waited
+            conn.send(ViewerJoined(peer_id=viewer.id, name=viewer.name))  # the camera meets those who waited
         if stream.relay.wanted:
             conn.send(RelayFrames(send=True))
         return stream
 
-    def watch(self, conn: Connection, name: str, display_name: str = "") -> Stream:
+    def watch(self, conn: Connection, name: str, display_name: str = "",
+              ice_servers: list[IceServer] | None = None) -> Stream:
         stream = self._enter(conn, name, display_name)
-        if len(stream.viewers) >= self.limits.viewers_per_stream:
+        camera = stream.publisher
+        if conn.name and camera is not None and conn.name.casefold() == camera.name.casefold():
+            self._forget_if_unused(stream)
+            raise ProtocolError(ErrorCode.BAD_NAME, f"the name {conn.name!r} is the camera's")
+        if stream.audience >= self.limits.viewers_per_stream:
             self._forget_if_unused(stream)
             raise ProtocolError(ErrorCode.STREAM_FULL,
                                 f"stream {name!r} has its {self.limits.viewers_per_stream} viewers")
         stream.viewers[conn.id] = conn
-        conn.send(Watching(stream=name, live=stream.live))
+        conn.send(Watching(stream=name, live=stream.live, ice_servers=ice_servers or []))
         if stream.live:
             conn.send(stream.live_message())
         conn.role, conn.stream = "viewer", name
-        if stream.publisher is not None:
-            stream.publisher.send(ViewerJoined(peer_id=conn.id))
+        if camera is not None:
+            camera.send(ViewerJoined(peer_id=conn.id, name=conn.name))
         return stream
+
+    def rename(self, conn: Connection, display_name: str) -> None:
+        """A viewer's new display name; its camera is told (chat lines go out under it)."""
+        stream = self._streams.get(conn.stream or "")
+        if stream is None or conn.role != "viewer":
+            raise ProtocolError(ErrorCode.WRONG_STATE, "watch a stream before picking a name")
+        display_name = check_display_name(display_name)
+        camera = stream.publisher
+        if display_name and camera is not None and display_name.casefold() == camera.name.casefold():
+            raise ProtocolError(ErrorCode.BAD_NAME, f"the name {display_name!r} is the camera's")
+        conn.name = display_name
+        if camera is not None:
+            camera.send(ViewerRenamed(peer_id=conn.id, name=display_name))
+
+    def add_http_reader(self, name: str) -> Stream:
+        """An MJPEG or snapshot reader of a live stream, within the stream's --max-viewers."""
+        stream = self._streams.get(name)
+        if stream is None or not stream.live:
+            raise ProtocolError(ErrorCode.NO_SUCH_STREAM, f"no live stream named {name[:80]!r}")
+        if stream.audience >= self.limits.viewers_per_stream:
+            raise ProtocolError(ErrorCode.STREAM_FULL,
+                                f"stream {name!r} has its {self.limits.viewers_per_stream} viewers")
+        stream.http_readers += 1
+        return stream
+
+    def remove_http_reader(self, stream: Stream) -> None:
+        stream.http_readers -= 1
+        if self._streams.get(stream.name) is stream:
+            self._forget_if_unused(stream)
 
     def remove(self, conn: Connection, reason: str = "camera disconnected") -> None:
         """Forget a connection that closed, telling whoever needs to know."""
@@ -198,15 +255,27 @@ class StreamRegistry:
         self._forget_if_unused(stream)
 
     def _forget_if_unused(self, stream: Stream) -> None:
-        if not stream.live and not stream.viewers and not len(stream.relay) and not stream.reserved:
+        if (not stream.live and not stream.viewers and not len(stream.relay) and not stream.reserved
+                and not stream.http_readers):
             del self._streams[stream.name]
 
     def reserve(self, name: str) -> Stream:
-        """Hold a name for a camera with a publish token (the admin API)."""
+        """Hold a name for a camera with a publish token (the admin API). A camera that
+        holds the name without one is evicted."""
         check_stream_name(name)
         stream = self._stream(name)
+        self._claim(stream)
         stream.reserved = True
+        if stream.publisher is not None and not stream.publisher.with_token:
+            self._evict(stream.publisher, "this name is now reserved for the holder of its publish token")
         return stream
+
+    def _evict(self, publisher: Connection, reason: str) -> None:
+        """Take a stream from its camera: it and the viewers are told, and its socket closes."""
+        publisher.send(StreamEnded(stream=publisher.stream or "", reason=reason))
+        self.remove(publisher, reason)
+        publisher.role = publisher.stream = None
+        asyncio.get_running_loop().create_task(publisher.hang_up(reason))
 
     def end(self, name: str, reason: str) -> bool:
         """End a stream: its camera and viewers are told, its relay stops, its name is freed."""
@@ -214,12 +283,8 @@ class StreamRegistry:
         if stream is None:
             return False
         stream.reserved = False
-        publisher = stream.publisher
-        if publisher is not None:
-            publisher.send(StreamEnded(stream=name, reason=reason))
-            self.remove(publisher, reason)
-            publisher.role = publisher.stream = None
-            asyncio.get_running_loop().create_task(publisher.ws.close(message=reason.encode()[:120]))
+        if stream.publisher is not None:
+            self._evict(stream.publisher, reason)
         else:
             self._forget_if_unused(stream)
         return True

@@ -8,9 +8,12 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, REGISTRY, SOCKETS
-from .auth import TokenError, check_token
+from .auth import TokenError, check_token, read_token
+from .browserpolicy import origin_allowed
 from .config import ServerConfig
 from .connection import Connection
+from .gate import Access, presented_token, requires
+from .limits import TooManyConnections
 from .metrics import Metrics
 from .protocol import (
     PROTOCOL_VERSION,
@@ -25,9 +28,11 @@ from .protocol import (
     ProtocolError,
     Publish,
     Relay,
+    Rename,
     Stats,
     Watch,
     Welcome,
+    check_stream_name,
     decode_client_message,
     encode,
 )
@@ -42,60 +47,75 @@ log = logging.getLogger(__name__)
 MAX_WEBSOCKET_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
+@requires(Access.OPEN)  # every publish and watch on the socket carries its own token
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     config = request.app[CONFIG]
     registry = request.app[REGISTRY]
     metrics = request.app[METRICS]
     origin = request.headers.get("Origin")
-    if config.allowed_origins and origin is not None and origin not in config.allowed_origins:
+    if not origin_allowed(config, origin, request.headers.get("Host")):
         # Browsers always send Origin: a page from elsewhere may not drive this server.
-        raise web.HTTPForbidden(text=f"origin {origin[:100]!r} is not allowed here\n")
+        raise web.HTTPForbidden(text=f"origin {origin[:100]!r} is not allowed here "
+                                     "(the server's own origin is; see --allowed-origin)\n")
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat, max_msg_size=MAX_WEBSOCKET_MESSAGE_BYTES, compress=False
     )
     await ws.prepare(request)
     address = request.remote or "?"
     per_address = request.app[CONNECTIONS_BY_ADDRESS]
-    if per_address[address] >= config.limits.connections_per_address:
-        error = ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS,
-                              f"at most {config.limits.connections_per_address} connections per address")
-        metrics.errors.labels(error.code).inc()
-        await ws.send_str(encode(error.to_message()))
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many connections")
-        return ws
-    per_address[address] += 1
+    # A camera is the one peer its stream cannot do without: one that shows a publish
+    # token as it connects is not counted against its address's share.
+    counted = not _presents_publish_token(config, request)
+    if counted:
+        try:
+            per_address.acquire(address)
+        except TooManyConnections as exc:
+            error = ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, str(exc))
+            metrics.errors.labels(error.code).inc()
+            await ws.send_str(encode(error.to_message()))
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many connections")
+            return ws
     conn = Connection(ws, address, config.outbox_limit)
     conn.start()
     request.app[SOCKETS].add(ws)
-    bucket = TokenBucket(config.limits.messages_per_second, config.limits.message_burst)
-    conn.send(
-        Welcome(peer_id=conn.id, ice_servers=_ice_servers(config, conn), protocol=PROTOCOL_VERSION,
-                ice_hosts=list(config.ice_hosts))
-    )
-    refresher = asyncio.create_task(_refresh_turn_credentials(config, conn)) if config.turn else None
+    limits = config.limits
+    viewer_bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+    publisher_bucket = TokenBucket(limits.messages_per_second * limits.publisher_rate_factor,
+                                   limits.message_burst * limits.publisher_rate_factor)
+    frame_bucket = TokenBucket(limits.relay_frames_per_second, limits.relay_frame_burst)
+    # With auth on, TURN credentials go only to clients that watch or publish (see _dispatch).
+    welcome_servers = ice_servers(config, conn) if config.auth == "open" else list(config.ice_servers)
+    conn.send(Welcome(peer_id=conn.id, ice_servers=welcome_servers, protocol=PROTOCOL_VERSION,
+                      ice_hosts=list(config.ice_hosts)))
+    tasks = [asyncio.create_task(_close_if_idle(limits.idle_seconds, metrics, conn))]
+    if config.turn:
+        tasks.append(asyncio.create_task(_refresh_turn_credentials(config, conn)))
     log.info("%r connected", conn)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                if conn.role != "publisher" and not bucket.take():
+                publisher = conn.role == "publisher"
+                if not (publisher_bucket if publisher else viewer_bucket).take():
+                    rate = limits.messages_per_second * (limits.publisher_rate_factor if publisher else 1)
                     _refuse(metrics, conn, ProtocolError(
-                        ErrorCode.RATE_LIMITED,
-                        f"slow down: at most {config.limits.messages_per_second:g} messages a second"))
+                        ErrorCode.RATE_LIMITED, f"slow down: at most {rate:g} messages a second"))
                     continue
                 _handle_text(config, registry, metrics, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
                 try:
+                    if conn.role == "publisher" and not frame_bucket.take():
+                        raise ProtocolError(ErrorCode.RATE_LIMITED, "slow down: at most "
+                                            f"{limits.relay_frames_per_second:g} relay frames a second")
                     registry.relay_frame(conn, msg.data)
                 except ProtocolError as exc:
                     _refuse(metrics, conn, exc)
             elif msg.type == WSMsgType.ERROR:
                 log.info("%r: %s", conn, ws.exception())
     finally:
-        if refresher is not None:
-            refresher.cancel()
-        per_address[address] -= 1
-        if not per_address[address]:
-            del per_address[address]
+        for task in tasks:
+            task.cancel()
+        if counted:
+            per_address.release(address)
         registry.remove(conn)
         request.app[SOCKETS].discard(ws)
         await conn.close()
@@ -103,7 +123,18 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def _ice_servers(config: ServerConfig, conn: Connection) -> list[IceServer]:
+def _presents_publish_token(config: ServerConfig, request: web.Request) -> bool:
+    token = presented_token(request)
+    if not config.secret or not token:
+        return False
+    try:
+        return read_token(config.secret, token).role in ("publish", "admin")
+    except TokenError:
+        return False
+
+
+def ice_servers(config: ServerConfig, conn: Connection) -> list[IceServer]:
+    """The full ICE server list for one client: the configured ones and TURN credentials of its own."""
     servers = list(config.ice_servers)
     if config.turn is not None:
         servers += turn_servers(config.turn, conn.id)
@@ -111,11 +142,22 @@ def _ice_servers(config: ServerConfig, conn: Connection) -> list[IceServer]:
 
 
 async def _refresh_turn_credentials(config: ServerConfig, conn: Connection) -> None:
-    """A camera stays connected for days: hand out new TURN credentials at half their lifetime."""
+    """A camera stays connected for days: hand out new TURN credentials at half their lifetime
+    (with auth on, only to a client that watches or publishes)."""
     assert config.turn is not None
     while True:
         await asyncio.sleep(config.turn.ttl / 2)
-        conn.send(IceServers(ice_servers=_ice_servers(config, conn)))
+        if config.auth == "open" or conn.role is not None:
+            conn.send(IceServers(ice_servers=ice_servers(config, conn)))
+
+
+async def _close_if_idle(seconds: float, metrics: Metrics, conn: Connection) -> None:
+    """A socket that neither watches nor publishes in time is a stranger holding a slot."""
+    await asyncio.sleep(seconds)
+    if conn.role is None:
+        _refuse(metrics, conn, ProtocolError(ErrorCode.IDLE_TIMEOUT,
+                                             f"neither watched nor published within {seconds:g} s"))
+        await conn.hang_up("idle", WSCloseCode.POLICY_VIOLATION)
 
 
 def _handle_text(config: ServerConfig, registry: StreamRegistry, metrics: Metrics, conn: Connection,
@@ -123,12 +165,10 @@ def _handle_text(config: ServerConfig, registry: StreamRegistry, metrics: Metric
     try:
         message = decode_client_message(data)
         metrics.messages.labels(type(message).__struct_config__.tag).inc()
-        if isinstance(message, (Publish, Watch)):
-            _authorize(config, registry, message)
         if isinstance(message, (Offer, Answer)) and len(message.sdp) > config.limits.max_sdp_bytes:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"SDP of {len(message.sdp)} bytes; "
                                 f"the limit is {config.limits.max_sdp_bytes}")
-        _dispatch(registry, conn, message)
+        _dispatch(config, registry, conn, message)
     except ProtocolError as exc:
         _refuse(metrics, conn, exc)
 
@@ -139,28 +179,39 @@ def _refuse(metrics: Metrics, conn: Connection, exc: ProtocolError) -> None:
     conn.send(exc.to_message())
 
 
-def _authorize(config: ServerConfig, registry: StreamRegistry, message: Publish | Watch) -> None:
-    """Check the token when --auth (or a reserved name) asks for one."""
+def _authorize(config: ServerConfig, registry: StreamRegistry, message: Publish | Watch) -> bool:
+    """Check the token when --auth (or a reserved name) asks for one. Returns whether the
+    message carried a valid token for what it asks (a reserved name's holder is the one that has)."""
     role = "publish" if isinstance(message, Publish) else "view"
     stream = registry.get(message.stream)
     needed = config.auth == "all" or (
         role == "publish" and (config.auth == "publish" or (stream is not None and stream.reserved))
     )
-    if not needed:
-        return
     try:
-        check_token(config.secret or "", message.token, message.stream, role)
+        if not config.secret:
+            raise TokenError("this server has no --secret to check tokens with")
+        check_token(config.secret, message.token, message.stream, role)
+        return True
     except TokenError as exc:
-        raise ProtocolError(ErrorCode.BAD_TOKEN, str(exc)) from None
+        if needed:
+            raise ProtocolError(ErrorCode.BAD_TOKEN, str(exc)) from None
+        return False
 
 
-def _dispatch(registry: StreamRegistry, conn: Connection, message) -> None:
+def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, message) -> None:
     if isinstance(message, Publish):
-        registry.publish(conn, message.stream, message.info, message.name)
+        check_stream_name(message.stream)
+        with_token = _authorize(config, registry, message)
+        registry.publish(conn, message.stream, message.info, message.name, with_token=with_token,
+                         ice_servers=ice_servers(config, conn))
         log.info("%r publishes %dx%d@%g %s", conn, message.info.width,
                  message.info.height, message.info.fps, message.info.codec)
     elif isinstance(message, Watch):
-        registry.watch(conn, message.stream, message.name)
+        check_stream_name(message.stream)
+        _authorize(config, registry, message)
+        registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn))
+    elif isinstance(message, Rename):
+        registry.rename(conn, message.name)
     elif isinstance(message, Relay):
         registry.set_relay(conn, message.enabled)
     elif isinstance(message, (Stats, CameraStatsReport)):

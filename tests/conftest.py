@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chromium import CHROMIUM, CHROMIUM_ARGS
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LOOPBACK = ["--ice-host", "127.0.0.1"]
@@ -49,9 +49,10 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-def get_json(url: str):
+def get_json(url: str, token: str | None = None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as response:
             return json.load(response)
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -122,6 +123,12 @@ class Cluster:
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: list[Process] = []
         self.server: Process | None = None
+        #: Shown on the API calls the cluster makes itself (a server with --auth all asks).
+        self.token: str | None = None
+
+    def api(self, path: str):
+        """GET a JSON path of the server (None when it does not answer with JSON)."""
+        return get_json(f"{self.url}{path}", self.token)
 
     def start(self, name: str, *args: str, prefix: list[str] | None = None, stdin: bool = False) -> Process:
         """A peercam command; ``prefix`` runs it through another, e.g. ``ip netns exec NS``."""
@@ -138,7 +145,7 @@ class Cluster:
         camera = self.start(f"camera-{stream}", "camera", "--server", self.url, "--stream", stream,
                             *LOOPBACK, *extra)
         if wait:
-            wait_until(lambda: (get_json(f"{self.url}/api/streams/{stream}") or {}).get("live"),
+            wait_until(lambda: (self.api(f"/api/streams/{stream}") or {}).get("live"),
                        15, f"stream {stream!r} to go live")
         return camera
 
@@ -211,7 +218,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context()
+    context = browser.new_context(**CONTEXT_OPTIONS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

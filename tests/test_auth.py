@@ -58,6 +58,7 @@ def test_auth_publish_needs_a_publish_token(cluster):
 
 def test_auth_all_needs_a_view_token_too(cluster):
     cluster.start_server("--secret", SECRET, "--auth", "all")
+    cluster.token = make_token(SECRET, "lab", "view", ttl=600)
     cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab", "--role", "publish"))
     refused = cluster.start_viewer("lab", "--duration", "1")
     code, _ = refused.result(timeout=20)
@@ -104,6 +105,7 @@ def test_admin_reserves_and_ends_a_stream(cluster):
 
 def test_page_shows_a_token_when_the_server_asks(cluster, page):
     cluster.start_server("--secret", SECRET, "--auth", "all")
+    cluster.token = make_token(SECRET, "lab", "view", ttl=600)
     cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab", "--role", "publish"))
     page.goto(f"{cluster.url}/view/lab")
     page.wait_for_function("peercam.state() === 'error'", timeout=10_000)

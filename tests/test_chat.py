@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import signal
 
-from .conftest import get_json, wait_until
+from .conftest import CONTEXT_OPTIONS, get_json, wait_until
 
 CHAT_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] #(\d+) ([^:]+): (.*)$")
 
@@ -92,7 +92,7 @@ def test_browsers_and_cli_viewers_see_one_chat(cluster, browser):
                                      "--duration", "60", stdin=True)
     pages = []
     for query in ("mode=p2p&name=web-p2p", "mode=relay&name=web-relay"):
-        page = browser.new_context().new_page()
+        page = browser.new_context(**CONTEXT_OPTIONS).new_page()
         page.goto(f"{cluster.url}/view/talk?{query}")
         page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
         pages.append(page)

@@ -15,7 +15,7 @@ import pytest
 
 from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, decoded_frames, require, wait_for_frames
+from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, decoded_frames, require, wait_for_frames
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_page_in_auto_mode_falls_back_to_the_relay_and_returns_to_p2p(cluster, s
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(**CONTEXT_OPTIONS)
             page.goto(f"{server_url}/view/far?connect_timeout={connect_timeout}&p2p_retry=2")
             # The page's modules load from the other namespace: wait for them, within the same bound.
             page.wait_for_function("typeof peercam !== 'undefined' && peercam.mode() === 'relay'"

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from .conftest import get_json, wait_until
+from .conftest import CONTEXT_OPTIONS, get_json, wait_until
 
 MARKUP = "<b>bold</b><img src=x onerror=alert(1)>"
 
@@ -25,7 +25,7 @@ def open_player(browser, cluster):
     contexts, problems = [], []
 
     def open_(stream: str, query: str):
-        context = browser.new_context()
+        context = browser.new_context(**CONTEXT_OPTIONS)
         contexts.append(context)
         page = context.new_page()
         page.server_errors = []
@@ -132,7 +132,7 @@ def test_chat_shows_markup_as_text(cluster, open_player):
 def test_chat_asks_for_a_name_once_and_keeps_it(cluster, browser):
     cluster.start_server()
     cluster.start_camera("lab")
-    context = browser.new_context()
+    context = browser.new_context(**CONTEXT_OPTIONS)
     try:
         page = context.new_page()
         page.goto(f"{cluster.url}/view/lab?mode=relay")

@@ -84,6 +84,10 @@ export class ChatView {
     this.#list.replaceChildren();
   }
 
+  removeOldest() {
+    this.#list.firstElementChild?.remove();
+  }
+
   showNotice(text) {
     this.#notice.textContent = text;
     this.#notice.hidden = false;

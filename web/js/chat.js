@@ -6,10 +6,23 @@
 import { MessageType } from './protocol.js';
 import { saveName } from './display-name.js';
 
+/** Messages the page keeps (in memory and on screen); older ones scroll away for good. */
+export const MAX_MESSAGES = 200;
+
 /** Chat messages in id order, one per id. */
 export class ChatLog {
   #messages = [];
   #ids = new Set();
+
+  get size() {
+    return this.#messages.length;
+  }
+
+  /** Forget the oldest message (the log is over its bound). */
+  dropOldest() {
+    const [oldest] = this.#messages.splice(0, 1);
+    if (oldest !== undefined) this.#ids.delete(oldest.id);
+  }
 
   /** Keep a message; returns its place in the order, or -1 when its id is already here. */
   add(message) {
@@ -44,9 +57,10 @@ export class Chat {
   /**
    * view: a ChatView; name: the display name ('' until the viewer picks one);
    * transmit(message): sends a chat-send to the camera and returns how it went
-   * ('data-channel' or 'signaling'), or null when it could not go out.
+   * ('data-channel' or 'signaling'), or null when it could not go out;
+   * rename(name): tells the server (lines go out under the name the server knows).
    */
-  constructor({ view, name, transmit }) {
+  constructor({ view, name, transmit, rename }) {
     this.#view = view;
     this.#transmit = transmit;
     this.#name = name;
@@ -55,6 +69,7 @@ export class Chat {
     view.onName((picked) => {
       this.#name = saveName(picked);
       view.showName(this.#name);
+      rename(this.#name);
     });
   }
 
@@ -65,6 +80,11 @@ export class Chat {
   /** [{id, name, text}] as shown. */
   messages() {
     return this.#log.messages.map(({ id, name, text }) => ({ id, name, text }));
+  }
+
+  /** The server would not take the name: the view says why. */
+  nameRefused(reason) {
+    this.#view.showNotice(`Name not taken: ${reason}`);
   }
 
   /** A chat, chat-history or chat-notice from the camera, by either path. */
@@ -109,13 +129,18 @@ export class Chat {
       this.#view.showNotice('The camera is offline: chat runs through it.');
       return null;
     }
-    const route = this.#transmit({ type: MessageType.CHAT_SEND, name: this.#name, text });
+    const route = this.#transmit({ type: MessageType.CHAT_SEND, text });
     if (route === null) this.#view.showNotice('Not connected, try again in a moment.');
     return route;
   }
 
   #add(message) {
     const index = this.#log.add(message);
-    if (index >= 0) this.#view.insert(message, index);
+    if (index < 0) return;
+    this.#view.insert(message, index);
+    while (this.#log.size > MAX_MESSAGES) {
+      this.#log.dropOldest();
+      this.#view.removeOldest();
+    }
   }
 }

@@ -1,25 +1,32 @@
 // The front page: a dashboard of the live streams, refreshed from /api/streams every two
-// seconds, each with a thumbnail, its video format and who is watching how.
+// seconds, each with a thumbnail, its video format and who is watching how. Under
+// --auth all the page's ?token= goes with every request (as a Bearer header) and on to
+// the player links.
 
 import { Thumbnails } from './thumbnails.js';
 
 const REFRESH_MS = 2000;
 
+const token = new URLSearchParams(location.search).get('token') ?? '';
+const authorization = token ? { Authorization: `Bearer ${token}` } : {};
 const list = document.getElementById('streams');
 const empty = document.getElementById('empty');
 const listStatus = document.getElementById('list-status');
-const thumbnails = new Thumbnails();
+const thumbnails = new Thumbnails(authorization);
 const cards = new Map(); // stream name -> StreamCard
 
 async function refresh() {
   try {
-    const response = await fetch('/api/streams', { cache: 'no-store' });
+    const response = await fetch('/api/streams', { cache: 'no-store', headers: authorization });
+    if (response.status === 401 || response.status === 403) {
+      throw new Error(`${(await response.text()).trim()}: open this page with ?token=`);
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     showStreams(await response.json());
     listStatus.hidden = true;
   } catch (error) {
     // Keep the last list on screen: a server restart should not blank the page.
-    listStatus.textContent = `Cannot reach the server (${error.message}), retrying…`;
+    listStatus.textContent = `Cannot list the streams (${error.message}), retrying…`;
     listStatus.hidden = false;
   } finally {
     setTimeout(refresh, REFRESH_MS);
@@ -61,7 +68,8 @@ class StreamCard {
 
   constructor(name) {
     this.item.dataset.stream = name;
-    const href = `/view/${encodeURIComponent(name)}`;
+    const query = token ? `?token=${encodeURIComponent(token)}` : '';
+    const href = `/view/${encodeURIComponent(name)}${query}`;
 
     const screen = element('a', 'stream-screen');
     screen.href = href;

@@ -49,6 +49,7 @@ class Player {
   #iceTransportPolicy;
   #token;
   #publisher = null; // the camera's peer id while the stream is live
+  #watchingNow = false; // the server said `watching` on this connection
 
   constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs, iceTransportPolicy, token },
     { view, statsPanel, chatView, name }) {
@@ -69,7 +70,13 @@ class Player {
       onSetback: (text) => this.#setState(State.NEGOTIATING, text),
       onChat: (message) => this.#chat.receive(message),
     });
-    this.#chat = new Chat({ view: chatView, name, transmit: (message) => this.#sendChat(message) });
+    this.#chat = new Chat({
+      view: chatView,
+      name,
+      transmit: (message) => this.#sendChat(message),
+      // Before the page watches, its watch carries the name; after, a rename does.
+      rename: (picked) => this.#signaling.send({ type: MessageType.RENAME, name: picked }),
+    });
     view.showDelivery(mode, this.#delivery.mode);
     this.#signaling
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
@@ -137,9 +144,12 @@ class Player {
       console.warn(`peercam: server speaks protocol ${protocol}, this page ${PROTOCOL_VERSION}`);
     }
     this.#iceServers = iceServers;
-    this.#signaling.send({
-      type: MessageType.WATCH, stream: this.#streamName, name: this.#chat.name, token: this.#token,
-    });
+    this.#watchingNow = false;
+    this.#watch(this.#chat.name);
+  }
+
+  #watch(name) {
+    this.#signaling.send({ type: MessageType.WATCH, stream: this.#streamName, name, token: this.#token });
   }
 
   /** Fresh TURN credentials: the next peer connection uses them. */
@@ -148,7 +158,10 @@ class Player {
     this.#delivery.renewIceServers(iceServers);
   }
 
-  #watching({ live }) {
+  #watching({ live, ice_servers: iceServers = [] }) {
+    // The full list: with auth on, TURN credentials come only now, not in the welcome.
+    this.#iceServersRenewed({ ice_servers: iceServers });
+    this.#watchingNow = true;
     // When live, stream-live follows straight away and starts the session.
     if (!live) this.#setState(State.WAITING);
   }
@@ -177,6 +190,13 @@ class Player {
 
   #refused({ code, reason }) {
     console.error(`peercam: server error ${code}: ${reason}`);
+    if (code === ErrorCode.BAD_NAME) {
+      // A name the server will not take (the camera's, say): chat says so. A refused watch
+      // is sent again without a name, so the picture does not wait on a name.
+      this.#chat.nameRefused(reason);
+      if (!this.#watchingNow) this.#watch('');
+      return;
+    }
     // The picture is fine: some stray message was refused.
     if (this.state === State.PLAYING) return;
     // A candidate that raced the camera's departure: "waiting" already says it all.

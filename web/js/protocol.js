@@ -1,5 +1,5 @@
-// The signaling protocol's names, for the browser.
-// signaling/protocol.py is the source of truth: change it there first, then mirror it here.
+// Generated from signaling/protocol.py by `python3 -m signaling.protocoljs`: do not edit.
+// tests/test_protocoljs.py fails when this file and the protocol differ.
 
 export const PROTOCOL_VERSION = 1;
 
@@ -9,32 +9,30 @@ export const MAX_NAME = 32;
 
 /** The `type` field of every signaling message. */
 export const MessageType = Object.freeze({
-  // Client -> server
-  PUBLISH: 'publish',
-  WATCH: 'watch', // {stream, name}
-  RELAY: 'relay', // {enabled}: relay frames arrive as binary messages (see relay-frame.js)
-  STATS: 'stats', // {stats: ViewerStats}, every few seconds (see viewer-stats.js)
-  CAMERA_STATS: 'camera-stats', // {stats: CameraStats}, from the camera
-  // Routed both ways (the server fills in `from`)
-  OFFER: 'offer',
+  PUBLISH: 'publish', // A camera claims a stream name; one publisher per name.
+  WATCH: 'watch', // A viewer follows a stream, live or not yet live.
+  STATS: 'stats', // Every few seconds, from each viewer: what it measures.
+  CAMERA_STATS: 'camera-stats', // Every few seconds, from the camera: its side of the stream.
+  CHAT: 'chat', // One stamped chat message, as the camera (the chat hub) sends it to everyone.
+  RENAME: 'rename', // A viewer picks another display name (chat, the stream's viewer list).
+  RELAY: 'relay', // A viewer asks for (or leaves) its stream's relay: JPEG frames over this socket.
+  OFFER: 'offer', // SDP offer. Viewers offer (recvonly video + a "chat" data channel).
   ANSWER: 'answer',
-  CANDIDATE: 'candidate',
-  HANGUP: 'hangup',
-  // Chat: also on the P2P "chat" data channel
-  CHAT_SEND: 'chat-send', // {name, text}, to the camera
-  CHAT_HISTORY: 'chat-history', // {messages}, from the camera
-  CHAT_NOTICE: 'chat-notice', // {reason}: the camera refused a chat-send
-  CHAT: 'chat', // {id, name, text, time}: one stamped message, to every viewer
-  // Server -> client
-  WELCOME: 'welcome',
-  ICE_SERVERS: 'ice-servers', // {ice_servers}: fresh TURN credentials for new connections
-  PUBLISHED: 'published',
-  WATCHING: 'watching',
-  STREAM_LIVE: 'stream-live',
-  STREAM_ENDED: 'stream-ended',
-  RELAY_FRAMES: 'relay-frames', // to a camera
-  VIEWER_JOINED: 'viewer-joined',
-  VIEWER_LEFT: 'viewer-left',
+  CANDIDATE: 'candidate', // A trickled ICE candidate; ``candidate: null`` means end of candidates.
+  HANGUP: 'hangup', // Either side closed its peer connection, and says why (a bad offer, say).
+  CHAT_SEND: 'chat-send', // A viewer's chat line for the camera to stamp and share (data channel or signaling).
+  CHAT_HISTORY: 'chat-history', // The last messages, for a newcomer.
+  CHAT_NOTICE: 'chat-notice', // The camera refused a chat line (too long, too fast) and says why.
+  WELCOME: 'welcome', // First message on every connection.
+  ICE_SERVERS: 'ice-servers', // Fresh TURN credentials, sent before the welcome's expire, for peer connections made from now on.
+  PUBLISHED: 'published', // The name is the camera's. ``ice_servers`` is the full list (TURN credentials too).
+  WATCHING: 'watching', // Acknowledges ``watch``; ``live`` says whether a camera is there now.
+  STREAM_LIVE: 'stream-live', // The stream's camera is there: a viewer may offer now.
+  STREAM_ENDED: 'stream-ended', // The camera left; viewers stay subscribed and get ``stream-live`` again.
+  RELAY_FRAMES: 'relay-frames', // Tells the camera to send (or stop sending) relay frames: someone is on the relay.
+  VIEWER_JOINED: 'viewer-joined', // A viewer came; ``name`` is the one it watched with, the only name it may chat under.
+  VIEWER_RENAMED: 'viewer-renamed', // A viewer goes by another name from now on (its next chat lines carry it).
+  VIEWER_LEFT: 'viewer-left', // The viewer is gone: the camera tears down its peer connection.
   ERROR: 'error',
 });
 
@@ -47,10 +45,16 @@ export const ErrorCode = Object.freeze({
   BINARY_NOT_ALLOWED: 'binary-not-allowed',
   BAD_RELAY_FRAME: 'bad-relay-frame',
   BAD_NAME: 'bad-name',
+  BAD_TOKEN: 'bad-token',
+  RATE_LIMITED: 'rate-limited',
+  STREAM_FULL: 'stream-full',
+  TOO_MANY_STREAMS: 'too-many-streams',
+  TOO_MANY_CONNECTIONS: 'too-many-connections',
   BAD_STREAM_NAME: 'bad-stream-name',
   STREAM_TAKEN: 'stream-taken',
   NO_SUCH_STREAM: 'no-such-stream',
   UNKNOWN_PEER: 'unknown-peer',
   WRONG_STATE: 'wrong-state',
   OVERLOADED: 'overloaded',
+  IDLE_TIMEOUT: 'idle-timeout',
 });

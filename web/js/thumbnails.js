@@ -7,6 +7,12 @@ const REFRESH_MS = 3000;
 export class Thumbnails {
   #images = new Map(); // stream name -> its <img>
   #loading = new Set(); // names with a snapshot on its way
+  #headers;
+
+  /** headers: sent with every snapshot request (the page's token, under --auth all). */
+  constructor(headers = {}) {
+    this.#headers = headers;
+  }
 
   start() {
     setInterval(() => this.#refreshAll(), REFRESH_MS);
@@ -39,7 +45,7 @@ export class Thumbnails {
     try {
       // The time in the query keeps any cache from answering with an old picture.
       const url = `/streams/${encodeURIComponent(name)}/snapshot.jpg?t=${Date.now()}`;
-      const response = await fetch(url, { cache: 'no-store' });
+      const response = await fetch(url, { cache: 'no-store', headers: this.#headers });
       if (!response.ok) return;
       this.#replace(name, URL.createObjectURL(await response.blob()));
     } catch {

@@ -1,5 +1,7 @@
 // The `stats` report a viewer sends the server every few seconds: ViewerStats in
-// signaling/protocol.py, which the server validates strictly (an int field refuses 29.5).
+// signaling/protocol.py, which the server validates strictly (an int field refuses 29.5,
+// and no figure may be negative: a latency below zero means clocks that disagree, and
+// is left out as not measured).
 
 /**
  * ViewerStats from the player's stats snapshot (see Player.statsSnapshot); figures
@@ -19,19 +21,23 @@ export function viewerStats(snapshot) {
     jitter_ms: tenths(snapshot.jitterMs),
     rtt_ms: tenths(snapshot.rttMs),
     freezes: int(snapshot.freezes),
-    decoder: snapshot.decoder ?? null,
+    decoder: snapshot.decoder?.slice(0, 64) ?? null,
   };
   return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== null));
 }
 
+function measured(value) {
+  return Number.isFinite(value) && value >= 0;
+}
+
 function finite(value) {
-  return Number.isFinite(value) ? value : null;
+  return measured(value) ? value : null;
 }
 
 function int(value) {
-  return Number.isFinite(value) ? Math.round(value) : null;
+  return measured(value) ? Math.round(value) : null;
 }
 
 function tenths(value) {
-  return Number.isFinite(value) ? Math.round(value * 10) / 10 : null;
+  return measured(value) ? Math.round(value * 10) / 10 : null;
 }
