@@ -79,7 +79,7 @@ export class P2PTransport {
       () => this.#fail(`no video after ${this.#connectTimeoutMs / 1000} s`),
       this.#connectTimeoutMs,
     );
-    this.#offer().catch((error) => this.#fail(`could not make an offer: ${error}`));
+    this.#offer().catch((error) => this.#fail('the page could not make an offer', { detail: error }));
   }
 
   stop() {
@@ -106,7 +106,8 @@ export class P2PTransport {
     // Late messages from an earlier camera of this stream are not for this session.
     if (this.#stopped || message.from !== this.#publisher) return;
     if (message.type === MessageType.ANSWER) {
-      this.#applyAnswer(message.sdp).catch((error) => this.#fail(`bad answer: ${error}`));
+      this.#applyAnswer(message.sdp).catch(
+        (error) => this.#fail('the page could not use your answer', { detail: error }));
     } else if (message.type === MessageType.CANDIDATE) {
       if (this.#pc.remoteDescription) this.#addRemoteCandidate(message.candidate);
       else this.#remoteCandidates.push(message.candidate);
@@ -182,9 +183,11 @@ export class P2PTransport {
     });
   }
 
-  #fail(reason, { tellCamera = true } = {}) {
+  /** The session ends; the camera hears `reason` (words), the console the browser's `detail`. */
+  #fail(reason, { tellCamera = true, detail = null } = {}) {
     if (this.#stopped) return;
     this.stop();
+    if (detail !== null) console.warn(`peercam: ${reason}:`, detail);
     // Let the camera free its side now rather than when its own timeout fires.
     if (tellCamera) this.#signaling.send({ type: MessageType.HANGUP, reason });
     this.#onFailure(reason);

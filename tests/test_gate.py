@@ -1,0 +1,26 @@
+"""signaling/gate.py: every route declares what it needs, and nothing undeclared is served."""
+
+import pytest
+from aiohttp import web
+
+from signaling import app as app_module
+from signaling.app import create_app
+from signaling.config import ServerConfig
+from signaling.gate import ROUTE_ACCESS
+
+
+def test_every_route_declares_what_it_needs():
+    app = create_app(ServerConfig())
+    assert set(app[ROUTE_ACCESS]) == set(app.router.resources())
+
+
+def test_a_route_without_a_declaration_stops_the_server_from_starting(monkeypatch):
+    stray = web.RouteTableDef()
+
+    @stray.get("/stray")
+    async def undeclared(request):
+        return web.Response(text="open by accident")
+
+    monkeypatch.setattr(app_module.pages, "routes", [*app_module.pages.routes, *stray])
+    with pytest.raises(RuntimeError, match="/stray"):
+        create_app(ServerConfig())

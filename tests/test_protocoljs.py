@@ -1,0 +1,22 @@
+"""signaling/protocoljs.py: web/js/protocol.js is exactly what the protocol generates."""
+
+from pathlib import Path
+
+from signaling import protocol
+from signaling.protocoljs import render
+
+PROTOCOL_JS = Path(__file__).resolve().parent.parent / "web" / "js" / "protocol.js"
+
+
+def test_the_pages_protocol_module_is_generated_from_the_python_protocol():
+    assert PROTOCOL_JS.read_text() == render(), (
+        "web/js/protocol.js is stale: run `python3 -m signaling.protocoljs > web/js/protocol.js`")
+
+
+def test_it_names_every_message_type_and_error_code():
+    text = render()
+    for tag in protocol.CLIENT_TYPES | protocol.SERVER_TYPES:
+        assert f"'{tag}'" in text
+    for name, code in vars(protocol.ErrorCode).items():
+        if not name.startswith("_"):
+            assert f"  {name}: '{code}'," in text
