@@ -35,6 +35,10 @@ class FrameStats:
         self.jitter_ms: float | None = None
         self.rtt_ms: float | None = None
         self._last_number: int | None = None
+        #: The layer being received (the sender's latest `layer` message) and how often it changed.
+        self.layer: str | None = None
+        self.layer_switches = 0
+        self.jpeg_quality: int | None = None
 
     def add(self, width: int, height: int, stamp: Stamp | None, arrived_unix: float) -> None:
         now = time.monotonic()
@@ -57,6 +61,12 @@ class FrameStats:
             self.stamped_frames += 1
             self.latencies_ms.append(arrived_unix * 1000 - stamp.time_ms)
             self.dropped += gap
+
+    def layer_changed(self, layer: str, jpeg_quality: int | None) -> None:
+        """The sender moved this viewer to ``layer`` (and on the relay, a JPEG quality)."""
+        if self.layer is not None and layer != self.layer:
+            self.layer_switches += 1
+        self.layer, self.jpeg_quality = layer, jpeg_quality
 
     def stream_restarted(self) -> None:
         self._last_number = None
@@ -98,4 +108,6 @@ class FrameStats:
             "packets_lost": self.packets_lost,
             "jitter_ms": self.jitter_ms,
             "rtt_ms": self.rtt_ms,
+            "layer": self.layer,
+            "layer_switches": self.layer_switches,
         }

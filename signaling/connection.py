@@ -34,6 +34,13 @@ class Connection:
         self.name = ""
         #: A publisher that showed a valid publish token (it wins a reserved name).
         self.with_token = False
+        #: A viewer's choice: a layer's name or "auto", and a JPEG quality for the relay (None: auto).
+        self.quality = "auto"
+        self.jpeg_quality: int | None = None
+        #: What it gets now (the camera's or the relay's latest `layer` message), and why.
+        self.layer: str | None = None
+        self.layer_reason = ""
+        self.relay_jpeg_quality: int | None = None
         #: The latest stats report from this client, and when it came (time.time()).
         self.stats: ViewerStats | CameraStats | None = None
         self.stats_at = 0.0

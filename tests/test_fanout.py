@@ -49,8 +49,8 @@ async def test_queue_overflow_drops_to_the_next_keyframe():
     assert await asyncio.wait_for(slow.recv(), 1) is frames[12]
     fanout.publish(frames[13])
     assert await asyncio.wait_for(slow.recv(), 1) is frames[13]
-    fanout.unsubscribe(slow)
-    fanout.unsubscribe(fast)
+    slow.stop()
+    fast.stop()
     assert len(fanout) == 0
 
 
