@@ -195,7 +195,7 @@ class FanOutTrack(MediaStreamTrack):
             if self._sender is not None and _take_keyframe_request(self._sender):
                 self.keyframe_requests += 1
                 self.viewer_keyframe_requests += 1
-                (self._pending or self._fanout).request_keyframe()
+                (self._pending or self._fanout).request_keyframe(urgent=self._need_keyframe)
             frame = await self._queue.get()
             if self.readyState != "live":
                 raise MediaStreamError
@@ -255,7 +255,7 @@ class FanOutTrack(MediaStreamTrack):
 class FanOut:
     """One layer's encoded stream and the tracks that read it."""
 
-    def __init__(self, request_keyframe: Callable[[], None], queue_limit: int = 8, layer: str = "") -> None:
+    def __init__(self, request_keyframe: Callable[..., None], queue_limit: int = 8, layer: str = "") -> None:
         self.request_keyframe = request_keyframe
         self.layer = layer
         self._queue_limit = queue_limit

@@ -15,8 +15,10 @@ from signaling.adaptation import Ladder
 
 from .layers import Layer, nearest
 
-#: Loss in a receiver report above this is trouble (a few percent is what NACK repairs).
+#: Loss in a receiver report above this is trouble (a few percent is what NACK repairs),
+#: and above LOSS_SEVERE it cannot wait for a second report.
 LOSS_TROUBLE = 0.05
+LOSS_SEVERE = 0.2
 #: Round-trip time this far above the connection's best means queues are filling.
 RTT_GROWTH = 0.08
 #: A layer fits a measured rate with this much room to spare.
@@ -67,7 +69,8 @@ class LayerChoice:
         if self._ladder is None:
             return None
         trouble = self._trouble(evidence)
-        move = self._ladder.observe(now, trouble, self._ceiling(evidence) if trouble else None)
+        severe = bool(evidence.queue_drops) or (evidence.fraction_lost or 0) >= LOSS_SEVERE
+        move = self._ladder.observe(now, trouble, self._ceiling(evidence) if trouble else None, severe)
         if move is None:
             return None
         layer = self._go(self.layers[move.rung])
@@ -92,15 +95,15 @@ class LayerChoice:
         return None
 
     def _ceiling(self, evidence: Evidence) -> int | None:
-        """The best rung a measured rate allows: the viewer's REMB, or what got through."""
-        rates = []
-        if evidence.estimate:
-            rates.append(evidence.estimate)
+        """The best rung a measured rate allows: what got through when a report counted the
+        loss, else the viewer's REMB (aiortc's runs low, so it only speaks when loss cannot)."""
         if evidence.fraction_lost is not None:
-            rates.append(self.layer.bitrate * (1 - evidence.fraction_lost))
-        if not rates:
+            rate = self.layer.bitrate * (1 - evidence.fraction_lost)
+        elif evidence.estimate:
+            rate = evidence.estimate
+        else:
             return None
-        rate = min(rates) * HEADROOM
+        rate *= HEADROOM
         for rung, layer in enumerate(self.layers):
             if layer.bitrate <= rate:
                 return rung

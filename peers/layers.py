@@ -20,7 +20,7 @@ AUTO_HEIGHTS = (720, 480, 360)
 #: Bitrates (kbit/s) that suit a 16:9 picture of this height at 30 fps: VP8 realtime at
 #: these rates looks clean on camera content. Other heights interpolate by pixel count;
 #: other shapes scale by their width; lower frame rates get less.
-_BITRATE_16_9_KBPS = {180: 200, 240: 300, 360: 450, 480: 1200, 720: 2500, 1080: 4500, 1440: 8000, 2160: 15000}
+_BITRATE_16_9_KBPS = {180: 200, 240: 300, 360: 400, 480: 1200, 720: 2500, 1080: 4500, 1440: 8000, 2160: 15000}
 
 _SPEC = re.compile(r"(\d{2,4})p(?:@(\d{1,3}(?:\.\d+)?))?")
 

@@ -33,6 +33,9 @@ from .sources import CapturedFrame, SourceError, VideoSource
 
 log = logging.getLogger(__name__)
 
+#: Seconds between keyframes that only answer viewers' PLI (see LayerEncoder.request_keyframe).
+PLI_KEYFRAME_INTERVAL = 1.0
+
 #: Called on the event loop with a relay frame: (layer name, JPEG quality, frame bytes).
 RelaySink = Callable[[str, int, bytes], None]
 
@@ -69,6 +72,7 @@ class LayerEncoder:
         self._encoder: VideoEncoder | None = None
         self._packetizer = RtpPacketizer(codec)
         self._keyframe_wanted = False
+        self._keyframe_urgent = False
         self._last_keyframe = 0.0
         self._latest: CapturedFrame | None = None
         self._offered = 0  # captured frames offered; every layer.step-th is taken
@@ -84,9 +88,16 @@ class LayerEncoder:
                                 frames_encoded=self.frames_encoded, encode_ms=round(self.encode_ms, 2),
                                 keyframes=self.keyframes, jpeg_qualities=sorted(self.jpeg_qualities))
 
-    def request_keyframe(self) -> None:
-        """Ask for a keyframe soon; requests closer than the minimum interval merge."""
+    def request_keyframe(self, urgent: bool = True) -> None:
+        """Ask for a keyframe soon; requests closer than the minimum interval merge.
+
+        A viewer that joins or switches layers waits for one (``urgent``). A viewer's
+        PLI on a lossy link is not urgent: answered at most once a second, as a keyframe
+        is many frames' worth of bits, and answering each PLI would only deepen the loss.
+        """
         self._keyframe_wanted = True
+        if urgent:
+            self._keyframe_urgent = True
 
     def start(self) -> None:
         self._thread.start()
@@ -142,11 +153,10 @@ class LayerEncoder:
             layer = self.layer
             self._encoder = VideoEncoder(self.codec, layer.width, layer.height, layer.fps, layer.bitrate)
             self._keyframe_wanted = True
-        keyframe = self._keyframe_wanted and (
-            time.monotonic() - self._last_keyframe >= self._pipeline.min_keyframe_interval
-        )
+        interval = self._pipeline.min_keyframe_interval if self._keyframe_urgent else PLI_KEYFRAME_INTERVAL
+        keyframe = self._keyframe_wanted and time.monotonic() - self._last_keyframe >= interval
         if keyframe:
-            self._keyframe_wanted = False
+            self._keyframe_wanted = self._keyframe_urgent = False
         i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
         packets = self._encoder.encode(i420, int(frame.capture_time * 90000), keyframe)
         elapsed_ms = (time.perf_counter() - start) * 1000

@@ -112,8 +112,11 @@ class TestPattern:
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
         rng = np.random.default_rng(1234)
-        # Smooth colour noise plus gradients: detailed enough that codecs do real work.
-        noise = rng.integers(0, 256, size=(height // 24 + 1, 2 * width // 24 + 1, 3), dtype=np.uint8)
+        # Smooth colour noise plus gradients: detailed enough that codecs do real work, as
+        # compressible as camera content (each layer meets its bitrate), and the same
+        # picture at every size (the noise's cells scale with the height).
+        cell = max(24, height // 15)
+        noise = rng.integers(0, 256, size=(height // cell + 1, 2 * width // cell + 1, 3), dtype=np.uint8)
         texture = cv2.resize(noise, (2 * width, height), interpolation=cv2.INTER_CUBIC)
         xs = np.linspace(0, 6 * math.pi, 2 * width, dtype=np.float32)
         ys = np.linspace(0, 4 * math.pi, height, dtype=np.float32)

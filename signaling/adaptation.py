@@ -8,7 +8,8 @@ reader's newest-frame slot). So the page and the CLI in ``auto`` behave the same
 
 The rules, with hysteresis so that it never flaps:
 - Trouble on two samples in a row steps down, within about three seconds of its start;
-  an estimate of what fits (``ceiling``) may take it several rungs at once.
+  severe trouble (say, a fifth of the packets lost) steps down at once, and an estimate
+  of what fits (``ceiling``) may take it several rungs at a time.
 - Clean for ``up_after`` seconds, it probes one rung up. A probe that meets trouble within
   ``probe_seconds`` is undone at once and the next probe waits twice as long (up to
   ``max_wait``); one that survives lets the next step up come sooner (``up_after_success``).
@@ -51,9 +52,11 @@ class Ladder:
         self._clean_since: float | None = None
         self._probe_at: float | None = None
 
-    def observe(self, now: float, trouble: str | None, ceiling: int | None = None) -> Move | None:
-        """One sample: ``trouble`` says what went wrong (None: nothing); ``ceiling`` is the best
-        rung an estimate of the available rate allows, if there is one. Returns a move, or None."""
+    def observe(self, now: float, trouble: str | None, ceiling: int | None = None,
+                severe: bool = False) -> Move | None:
+        """One sample: ``trouble`` says what went wrong (None: nothing), ``severe`` that it cannot
+        wait for a second sample; ``ceiling`` is the best rung an estimate of the available rate
+        allows, if there is one. Returns a move, or None."""
         if self._moved_at is not None and now - self._moved_at < self._settle:
             return None
         if trouble is not None:
@@ -63,7 +66,7 @@ class Ladder:
                 return self._move(now, self.rung + 1, trouble)
             if self._trouble_since is None:
                 self._trouble_since = now
-            if now - self._trouble_since < self._down_after or self.rung == self.rungs - 1:
+            if (now - self._trouble_since < self._down_after and not severe) or self.rung == self.rungs - 1:
                 return None
             target = max(self.rung + 1, ceiling if ceiling is not None else 0)
             self._wait = self._up_after
