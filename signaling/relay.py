@@ -34,7 +34,7 @@ class RelayTotals:
 
 
 #: JPEG qualities an ``auto`` reader steps through on one layer before the next layer down.
-AUTO_QUALITY_STEPS = (65, 50)
+AUTO_QUALITY_STEPS = (50,)
 #: A reader that skips this share of its frames in a second is in trouble.
 _SKIPPING = 0.2
 
@@ -44,7 +44,8 @@ class RelayReader:
 
     def __init__(self, name: str, deliver: Callable[[bytes], Awaitable[None]],
                  ends_with_camera: bool = False,
-                 on_rendition: Callable[[JpegRendition, LayerInfo, str], None] | None = None) -> None:
+                 on_rendition: Callable[[JpegRendition, LayerInfo, str], None] | None = None,
+                 backlog: Callable[[], int] | None = None) -> None:
         self.name = name
         self.totals = RelayTotals()  # replaced by the hub's when added
         #: HTTP readers (MJPEG) end when the camera leaves; WebSocket viewers wait for the next one.
@@ -57,6 +58,8 @@ class RelayReader:
         self.ladder: Ladder | None = None
         self.rungs: list[JpegRendition] = []
         self._on_rendition = on_rendition
+        #: Bytes still queued for this reader below the application (its socket's send queue).
+        self._backlog = backlog
         self._deliver = deliver
         self._frame: bytes | None = None
         self._ready = asyncio.Event()
@@ -84,6 +87,12 @@ class RelayReader:
                 self._ready.clear()
                 frame, self._frame = self._frame, None
                 if frame is None:
+                    continue
+                if self._backlog is not None and self._backlog() > len(frame):
+                    # More than a frame still waits in the socket: this one would only queue
+                    # behind it and arrive stale. Skip it; the next may find the way clear.
+                    self.frames_skipped += 1
+                    self.totals.frames_skipped += 1
                     continue
                 await self._deliver(frame)
                 self.frames_sent += 1
@@ -223,7 +232,10 @@ class RelayHub:
         rungs = self._rungs(reader)
         if rungs != reader.rungs:
             reader.rungs = rungs
-            reader.ladder = Ladder(len(rungs)) if len(rungs) > 1 else None
+            # A JPEG reader can try a rung cheaply (no keyframe to wait for): it climbs faster
+            # than a P2P viewer.
+            reader.ladder = Ladder(len(rungs), up_after=6, up_after_success=2, probe_seconds=2
+                                   ) if len(rungs) > 1 else None
             if reader.ladder is not None:
                 self._start_adapting()
         rung = reader.ladder.rung if reader.ladder is not None else 0

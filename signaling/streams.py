@@ -337,7 +337,8 @@ class StreamRegistry:
                 conn.send(LayerChanged(layer=layer.name, width=layer.width, height=layer.height,
                                        reason=reason, jpeg_quality=rendition.quality))
 
-            conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, on_rendition=moved)
+            conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, on_rendition=moved,
+                                            backlog=conn.unsent_bytes)
             stream.relay.add(conn.relay_reader, conn.quality, conn.jpeg_quality)
         elif not enabled and conn.relay_reader is not None:
             stream.relay.remove(conn.relay_reader)

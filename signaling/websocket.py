@@ -77,7 +77,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             await ws.send_str(encode(error.to_message()))
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many connections")
             return ws
-    conn = Connection(ws, address, config.outbox_limit)
+    conn = Connection(ws, address, config.outbox_limit, request.transport)
     conn.start()
     request.app[SOCKETS].add(ws)
     limits = config.limits
