@@ -53,8 +53,9 @@ def open_player(browser, cluster):
     """open_player(stream, query) -> a player page in a fresh browser context.
 
     Each page records the server's `error` replies in `page.server_errors`, the relay
-    frames' JPEG qualities (header byte 2) in `page.relay_qualities` and its console
-    warnings in `page.warnings`; JavaScript errors fail the test.
+    frames' JPEG qualities (header byte 2) in `page.relay_qualities`, the messages it sent
+    in `page.sent` and its console warnings in `page.warnings`; JavaScript errors fail
+    the test.
     """
     contexts, problems = [], []
 
@@ -62,10 +63,11 @@ def open_player(browser, cluster):
         context = browser.new_context(**CONTEXT_OPTIONS)
         contexts.append(context)
         page = context.new_page()
-        page.server_errors, page.relay_qualities, page.warnings = [], [], []
+        page.server_errors, page.relay_qualities, page.sent, page.warnings = [], [], [], []
         page.on("console", lambda message: message.type == "warning" and page.warnings.append(message.text))
         page.on("pageerror", lambda error: problems.append(f"JavaScript error: {error}"))
-        page.on("websocket", lambda ws: ws.on("framereceived", lambda data: _note(page, data)))
+        page.on("websocket", lambda ws: (ws.on("framereceived", lambda data: _note(page, data)),
+                                         ws.on("framesent", lambda data: page.sent.append(json.loads(data)))))
         page.goto(f"{cluster.url}/view/{stream}?{query}")
         return page
 
@@ -210,6 +212,17 @@ def test_relay_plays_the_layer_and_jpeg_quality_picked(cluster, open_player):
     assert (layer["layer"], layer["jpegQuality"], layer["switches"]) == ("360p", 60, 1)
     assert page.relay_qualities[-1] == 60
     assert page.url.endswith("quality=360p&jpeg_quality=60")
+    assert [m for m in page.sent if m["type"] == "quality"] == [
+        {"type": "quality", "quality": "360p", "jpeg_quality": 60}]
+
+    # A new connection's watch carries the viewer's latest pick.
+    cluster.server.kill()
+    page.wait_for_function("peercam.state() === 'reconnecting'", timeout=5_000)
+    cluster.start_server()
+    wait_for_layer(page, "360p", timeout=20)
+    watches = [(m["quality"], m["jpeg_quality"]) for m in page.sent if m["type"] == "watch"]
+    assert watches == [("480p", 60), ("360p", 60)]
+    assert canvas_size(page) == [640, 360] and page.relay_qualities[-1] == 60
     assert page.server_errors == []
 
 
