@@ -13,9 +13,11 @@ rather than lag behind or grow.
 
 Layers: a track reads one layer's FanOut and can move to another without
 renegotiation. It asks the new layer for a keyframe at once, goes on sending the old
-layer until that keyframe comes, and switches there. The sender keeps numbering RTP
-packets in one sequence, and for VP8 the track renumbers picture ids so that they
-continue too: a decoder that sees a gap in them would wait for frames that never come.
+layer until that keyframe comes, and switches there (or at the next one, when that one
+shows an earlier moment than the old layer already sent: a just-started encoder lags).
+The sender keeps numbering RTP packets in one sequence, and for VP8 the track renumbers
+picture ids so that they continue too: a decoder that sees a gap in them would wait for
+frames that never come.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ class FanOutTrack(MediaStreamTrack):
         self._last_picture_id: int | None = None
         self._picture_id_offset = 0
         self._last_timestamp: int | None = None
+        self._last_number: int | None = None  # the capture frame number last sent
+        self._passed_stale_keyframe = False  # in the switch under way
         self.frames_sent = 0
         self.frames_dropped = 0
         self.keyframe_requests = 0
@@ -164,6 +168,7 @@ class FanOutTrack(MediaStreamTrack):
         if fanout is self._fanout:
             return
         self._pending = fanout
+        self._passed_stale_keyframe = False
         fanout.add(self)
         if self._pulling:
             fanout.request_keyframe()
@@ -203,6 +208,12 @@ class FanOutTrack(MediaStreamTrack):
             if pending is not None and frame.layer == pending.layer:
                 if not frame.keyframe:
                     continue  # the new layer starts at its keyframe
+                if self._stale(frame):
+                    # Its encoder just started and lags the layer being sent: this keyframe
+                    # would take the picture back in time. Its next one, warm, keeps up.
+                    self._passed_stale_keyframe = True
+                    pending.request_keyframe()
+                    continue
                 self._fanout.remove(self)
                 self._fanout, self._pending = pending, None
                 self._need_keyframe = False
@@ -219,7 +230,14 @@ class FanOutTrack(MediaStreamTrack):
             self.frames_sent += 1
             if self.frames_sent == 1 and self.on_switched is not None:
                 self.on_switched(self.layer)
+            self._last_number = frame.number
             return self._numbered(frame)
+
+    def _stale(self, keyframe: EncodedFrame) -> bool:
+        """A new layer's keyframe older than the frame last sent (passed over once a switch:
+        the next one is taken whatever it shows, so a switch always ends)."""
+        return (not self._passed_stale_keyframe and self._last_number is not None
+                and keyframe.number < self._last_number)
 
     def _continue_picture_ids(self, keyframe: EncodedFrame) -> None:
         """A new layer counts its own picture ids: carry on from the last one sent."""

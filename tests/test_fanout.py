@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import cv2
 from aiortc import RTCSessionDescription
@@ -55,6 +56,38 @@ async def test_queue_overflow_drops_to_the_next_keyframe():
     slow.stop()
     fast.stop()
     assert len(fanout) == 0
+
+
+async def test_a_switch_passes_over_a_new_layer_keyframe_older_than_the_picture():
+    """A layer whose encoder just started lags: its first keyframe, older than frames already
+    sent, would take the picture back in time. The track goes on with the old layer and
+    switches at the new one's next keyframe."""
+    requests = {"a": 0, "b": 0}
+    old = FanOut(lambda: requests.update(a=requests["a"] + 1), layer="a")
+    new = FanOut(lambda: requests.update(b=requests["b"] + 1), layer="b")
+    track = old.subscribe("viewer")
+    layer_a = [dataclasses.replace(f, layer="a") for f in encoded_frames(12, keyframes={0})]
+    layer_b = [dataclasses.replace(f, layer="b") for f in encoded_frames(12, keyframes={3, 9})]
+    pull = asyncio.create_task(track.recv())
+    await asyncio.sleep(0)
+    for n in range(8):
+        old.publish(layer_a[n])
+        frame = await asyncio.wait_for(pull if n == 0 else track.recv(), 1)
+        assert (frame.layer, frame.number) == ("a", n)
+
+    track.switch(new)
+    assert requests["b"] == 1
+    new.publish(layer_b[3])  # 4 frames behind the last one sent: passed over, and another asked for
+    old.publish(layer_a[8])
+    frame = await asyncio.wait_for(track.recv(), 1)
+    assert (frame.layer, frame.number) == ("a", 8) and requests["b"] == 2
+    new.publish(layer_b[9])
+    old.publish(layer_a[9])
+    new.publish(layer_b[10])
+    assert [((f := await asyncio.wait_for(track.recv(), 1)).layer, f.number) for _ in range(2)] == [
+        ("b", 9), ("b", 10)]
+    assert track.layer == "b" and track.layer_switches == 1
+    track.stop()
 
 
 async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback_ice, pipeline):  # noqa: F811
