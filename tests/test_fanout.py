@@ -119,41 +119,45 @@ async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback
 
 async def test_a_switch_happens_at_the_new_layers_keyframe_with_ids_and_timestamps_continuing():
     """The sender sees one stream: picture ids go on by one and timestamps never go back,
-    though the two layers number their own pictures (and the new keyframe may be late)."""
+    though the two layers number their own pictures and the new layer's encoder lags."""
     asked: list[str] = []
     big = FanOut(lambda **_: asked.append("big"), layer="big")
     small = FanOut(lambda **_: asked.append("small"), layer="small")
     track = big.subscribe("v1")
     track._pulling = True  # the sender has started pulling
+    bigs = encoded_frames(10, {0}, "big")
+    smalls = encoded_frames(13, {0, 6, 7}, "small", (160, 120))  # each layer numbers its own pictures
     sent: list[EncodedFrame] = []
-    bigs = encoded_frames(8, {0}, "big")
-    smalls = encoded_frames(12, {0, 6}, "small", (160, 120))  # each layer numbers its own pictures
-    for frame in bigs[:6]:
-        big.publish(frame)
+
+    async def send(fanout: FanOut, frame: EncodedFrame) -> None:
+        fanout.publish(frame)
         sent.append(await asyncio.wait_for(track.recv(), 1))
+
+    for frame in bigs[:6]:
+        await send(big, frame)
     track.switch(small)
     assert asked[-1] == "small" and track.switching_to == "small"
-    # The new layer's delta frame 5 is no place to start; the old layer's 6 and 7 go out
-    # (7 before the new layer's keyframe 6, which took longer to encode); then the new layer.
-    small.publish(smalls[5])
-    big.publish(bigs[6])
-    sent.append(await asyncio.wait_for(track.recv(), 1))
-    big.publish(bigs[7])
-    sent.append(await asyncio.wait_for(track.recv(), 1))
-    for frame in smalls[6:11]:
-        small.publish(frame)
-        sent.append(await asyncio.wait_for(track.recv(), 1))
-    small_frames = smalls[5:]
-    assert [f.layer for f in sent] == ["big"] * 8 + ["small"] * 5
-    assert sent[8].keyframe and track.layer == "small" and track.layer_switches == 1
+    small.publish(smalls[5])  # a delta frame: no place to start
+    await send(big, bigs[6])
+    await send(big, bigs[7])
+    small.publish(smalls[6])  # a keyframe, but older than what went out: passed over once
+    assert asked[-1] == "small" and track.switching_to == "small"
+    await send(big, bigs[8])
+    await send(big, bigs[9])
+    # The next keyframe is taken whatever it shows, so a switch always ends; its timestamp
+    # moves on by a tick, as a decoder drops a frame older than one it has shown.
+    for frame in smalls[7:12]:
+        await send(small, frame)
+    assert [f.layer for f in sent] == ["big"] * 10 + ["small"] * 5
+    assert sent[10].keyframe and track.layer == "small" and track.layer_switches == 1
     assert len(big) == 0 and len(small) == 1
     ids = [vp8_picture_id(f.payloads[0]) for f in sent]
     assert all((b - a) % 0x8000 == 1 for a, b in zip(ids, ids[1:], strict=False)), ids
     stamps = [f.timestamp for f in sent]
     assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), stamps
     # The payloads themselves are the new layer's, renumbered: same size, same picture.
-    assert [len(p) for p in sent[8].payloads] == [len(p) for p in small_frames[1].payloads]
-    assert all(p[4:] == q[4:] for p, q in zip(sent[8].payloads, small_frames[1].payloads, strict=True))
+    assert [len(p) for p in sent[10].payloads] == [len(p) for p in smalls[7].payloads]
+    assert all(p[4:] == q[4:] for p, q in zip(sent[10].payloads, smalls[7].payloads, strict=True))
     track.stop()
 
 
