@@ -272,7 +272,11 @@ class Viewer:
 
     def _show_layer(self, message: LayerChanged) -> None:
         previous = self.stats.layer
-        self.stats.layer_changed(message.layer, message.jpeg_quality)
+        step = 1
+        if self._live is not None and message.sender is not None:  # P2P: capture numbers, every Nth
+            fps = next((layer.fps for layer in self._live.info.layers if layer.name == message.layer), None)
+            step = max(1, round(self._live.info.fps / fps)) if fps else 1
+        self.stats.layer_changed(message.layer, message.jpeg_quality, step)
         self._layer_reason = message.reason
         what = f"{message.layer} ({message.width}x{message.height}"
         what += f", JPEG q{message.jpeg_quality})" if message.jpeg_quality else ")"
