@@ -294,3 +294,12 @@ def test_layer_tracker_shows_the_path_in_use_and_says_why_it_moved(cluster, page
         "", "720p -> 480p: 12% loss", "(720p)", "720p JPEG q80 -> q65: 35% of frames skipped", ""]
     assert seen["current"] == {"layer": "480p", "width": 854, "height": 480, "reason": "", "jpegQuality": 65}
     assert seen["switches"] == 3  # 720p -> 480p (P2P), -> 720p (the relay's), -> 480p
+
+
+def test_the_dashboard_lists_each_streams_layers(cluster, page):
+    cluster.start_server()
+    cluster.start_camera("hd", "--width", "1280", "--height", "720")
+    page.goto(f"{cluster.url}/")
+    page.wait_for_function(
+        "document.querySelector('li.stream .layers')?.textContent === '720p · 480p · 360p'", timeout=15_000)
+    assert "480p: 854x480@30" in page.get_attribute("li.stream .layers", "title")
