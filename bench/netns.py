@@ -2,7 +2,8 @@
 
 The camera side and the viewer side each get a namespace and an address of their own;
 iptables in the viewer's namespace drops UDP (WebRTC cannot connect while HTTP and
-WebSocket still can) or a share of it. Needs root, iproute2 and iptables. All traffic
+WebSocket still can) or a share of it, and a token bucket (tc tbf) on the camera's end
+of the link caps what reaches the viewer. Needs root, iproute2 and iptables. All traffic
 stays inside the two namespaces, and remove() deletes them.
 """
 
@@ -33,6 +34,7 @@ class SplitNetwork:
         self.camera_ns, self.viewer_ns = f"pc-cam-{tag}", f"pc-view-{tag}"
         self._run("ip", "netns", "add", self.camera_ns)
         self._run("ip", "netns", "add", self.viewer_ns)
+        self.camera_link = f"vc{tag}"
         self._run("ip", "link", "add", f"vc{tag}", "netns", self.camera_ns,
                   "type", "veth", "peer", "name", f"vv{tag}", "netns", self.viewer_ns)
         for ns, link, address in ((self.camera_ns, f"vc{tag}", CAMERA_ADDRESS),
@@ -68,6 +70,19 @@ class SplitNetwork:
         """Lose this share of the UDP packets reaching the viewer (iptables' statistic match)."""
         self._run(*self.prefix(self.viewer_ns), "iptables", "-A", "INPUT", "-p", "udp", "-m", "statistic",
                   "--mode", "random", "--probability", str(probability), "-j", "DROP")
+
+    def cap(self, kbit: int | None) -> None:
+        """Cap what the camera's side sends the viewer at ``kbit`` kbit/s (None: lift it).
+
+        tbf shapes egress only, so it sits on the camera's end; its queue holds 150 ms of
+        packets, and past that it drops, as a congested home link would.
+        """
+        if kbit is None:
+            subprocess.run([*self.prefix(self.camera_ns), "tc", "qdisc", "del", "dev", self.camera_link,
+                            "root"], capture_output=True, timeout=10)
+            return
+        self._run(*self.prefix(self.camera_ns), "tc", "qdisc", "replace", "dev", self.camera_link, "root",
+                  "tbf", "rate", f"{kbit}kbit", "burst", "16kb", "latency", "150ms")
 
     def remove(self) -> None:
         for ns in (self.camera_ns, self.viewer_ns):

@@ -22,6 +22,7 @@ from signaling.protocol import (
     ErrorCode,
     Hangup,
     IceServers,
+    JpegRendition,
     Offer,
     Publish,
     Published,
@@ -30,13 +31,14 @@ from signaling.protocol import (
     StreamInfo,
     ViewerJoined,
     ViewerLeft,
+    ViewerQuality,
     ViewerRenamed,
 )
 
 from . import playoutdelay
 from .chathub import ChatHub, ChatRefused
-from .encoder import VideoEncoder
 from .ice import IceOptions
+from .layers import parse_layers
 from .pipeline import MediaPipeline
 from .signaling_client import Backoff, SignalingClient, SignalingError
 from .sources import VideoSource
@@ -54,7 +56,10 @@ class CameraOptions:
     server: str
     stream: str
     codec: str = "vp8"
-    bitrate: int = 1_500_000
+    #: Quality layers (peers/layers.py): "auto", or e.g. "720p,480p,360p@15".
+    layers: str = "auto"
+    #: The top layer's bitrate (bits per second); None: what suits its size.
+    bitrate: int | None = None
     ice: IceOptions = field(default_factory=IceOptions)
     #: Close a viewer's peer connection that is not connected by then.
     connect_timeout: float = 15.0
@@ -72,9 +77,15 @@ class CameraOptions:
 
 
 class CameraPeer:
+    """Publishes one stream: captures once, encodes once per layer in use, answers every viewer.
+
+    Raises LayerError (a ValueError) at once when ``options.layers`` does not fit the source.
+    """
+
     def __init__(self, options: CameraOptions, source: VideoSource) -> None:
         self.options = options
         self.source = source
+        self.layers = parse_layers(options.layers, source.width, source.height, source.fps, options.bitrate)
         self.viewers: dict[str, ViewerConnection] = {}
         self.pipeline: MediaPipeline | None = None
         self._rtc_configuration: RTCConfiguration | None = None
@@ -82,24 +93,27 @@ class CameraPeer:
         #: Counts signaling connections: viewer ids are only valid within the one that made them.
         self._session = 0
         self.chat = ChatHub(options.chat_log, camera_name=options.name)
-        # The newest relay frame not yet sent to the server (latest frame wins).
-        self._relay_frame: bytes | None = None
+        # The newest relay frame of each (layer, JPEG quality) not yet sent to the server
+        # (latest frame wins).
+        self._relay_frames: dict[tuple[str, int], bytes] = {}
         self._relay_ready = asyncio.Event()
+        #: What each viewer asked for: a layer's name or "auto" (from viewer-joined, viewer-quality).
+        self._qualities: dict[str, str] = {}
         #: Set once the server has accepted the stream (and again after each reconnect).
         self.published = asyncio.Event()
 
     @property
     def stream_info(self) -> StreamInfo:
         return StreamInfo(width=self.source.width, height=self.source.height,
-                          fps=round(self.source.fps, 3), codec=self.options.codec)
+                          fps=round(self.source.fps, 3), codec=self.options.codec,
+                          layers=[layer.info for layer in self.layers],
+                          jpeg_quality=self.options.jpeg_quality)
 
     async def run(self) -> None:
         """Publish until cancelled; raises CameraError when it cannot go on."""
         playoutdelay.enable()
         loop = asyncio.get_running_loop()
-        encoder = VideoEncoder(self.options.codec, self.source.width, self.source.height,
-                               self.source.fps, self.options.bitrate)
-        self.pipeline = MediaPipeline(self.source, encoder, loop, jpeg_quality=self.options.jpeg_quality,
+        self.pipeline = MediaPipeline(self.source, self.layers, self.options.codec, loop,
                                       relay_fps=self.options.relay_fps)
         self.pipeline.start()
         signaling = asyncio.create_task(self._stay_published())
@@ -120,26 +134,31 @@ class CameraPeer:
     async def _report_stats(self, every: float = 2.0, log_every: int = 5) -> None:
         """Tell the server how the camera is doing (and the log, now and then)."""
         assert self.pipeline is not None
-        stats = self.pipeline.stats
+        stats, layers = self.pipeline.stats, self.pipeline.layers
         last = (stats.frames_captured, stats.frames_encoded, stats.relay_frames)
+        last_taken = [layer.frames_taken for layer in layers]
         last_time = time.monotonic()
         for round_number in itertools.count(1):
             await asyncio.sleep(every)
             now = (stats.frames_captured, stats.frames_encoded, stats.relay_frames)
             captured, encoded, relayed = (a - b for a, b in zip(now, last, strict=True))
+            taken = [layer.frames_taken for layer in layers]
             # A busy event loop wakes late: divide by the time that really passed.
             current = time.monotonic()
             elapsed, last_time = current - last_time, current
             last = now
             report = CameraStats(
-                fps=round(max(encoded, relayed) / elapsed, 2),
+                # The rate of the fastest layer in use: what its viewers get.
+                fps=round(max(a - b for a, b in zip(taken, last_taken, strict=True)) / elapsed, 2),
                 encode_ms=round(stats.encode_ms, 2),
                 frames_encoded=stats.frames_encoded,
                 frames_skipped=stats.frames_skipped,
                 keyframes=stats.keyframes,
                 relay_frames=stats.relay_frames,
                 viewers=[await viewer.stats() for viewer in list(self.viewers.values())],
+                layers=self.pipeline.layer_stats(),
             )
+            last_taken = taken
             if self.published.is_set():
                 await self._send(CameraStatsReport(stats=report))
             if round_number % log_every == 0 and (self.viewers or relayed):
@@ -194,7 +213,7 @@ class CameraPeer:
             except SignalingError as exc:
                 log.warning("%s; reconnecting", exc)
             finally:
-                self._set_relay(False)
+                self._set_relay([])
                 if relay_sender is not None:
                     relay_sender.cancel()
                 self.published.clear()
@@ -202,26 +221,26 @@ class CameraPeer:
                 await client.close()
             await backoff.wait()
 
-    def _set_relay(self, send: bool) -> None:
+    def _set_relay(self, renditions: list[JpegRendition]) -> None:
+        """Encode (and send) exactly these JPEG renditions; none: the relay encoder stops."""
         assert self.pipeline is not None
-        if send == (self.pipeline.relay_sink is not None):
-            return
-        self.pipeline.relay_sink = self._queue_relay_frame if send else None
-        if not send:
-            self._relay_frame = None
-            self._relay_ready.clear()
-        log.info("relay: %s JPEG frames", "sending" if send else "stopped")
+        known = {layer.name for layer in self.layers}
+        wanted = {(r.layer, r.quality) for r in renditions if r.layer in known}
+        self.pipeline.set_jpeg_renditions(wanted)
+        self.pipeline.relay_sink = self._queue_relay_frame if wanted else None
+        self._relay_frames = {key: frame for key, frame in self._relay_frames.items() if key in wanted}
+        log.info("relay: %s", ", ".join(f"{layer} JPEG q{q}" for layer, q in sorted(wanted)) or "stopped")
 
-    def _queue_relay_frame(self, frame: bytes) -> None:
-        self._relay_frame = frame
+    def _queue_relay_frame(self, layer: str, quality: int, frame: bytes) -> None:
+        self._relay_frames[layer, quality] = frame
         self._relay_ready.set()
 
     async def _send_relay_frames(self, client: SignalingClient) -> None:
         while True:
             await self._relay_ready.wait()
             self._relay_ready.clear()
-            frame, self._relay_frame = self._relay_frame, None
-            if frame is not None:
+            frames, self._relay_frames = self._relay_frames, {}
+            for frame in frames.values():
                 try:
                     await client.send_bytes(frame)
                 except (SignalingError, ConnectionError) as exc:
@@ -229,7 +248,12 @@ class CameraPeer:
 
     def _handle(self, message: object) -> None:
         if isinstance(message, RelayFrames):
-            self._set_relay(message.send)
+            self._set_relay(message.jpeg)
+        elif isinstance(message, ViewerQuality):
+            self._qualities[message.peer_id] = message.quality
+            viewer = self.viewers.get(message.peer_id)
+            if viewer is not None:
+                viewer.set_quality(message.quality)
         elif isinstance(message, ChatSend) and message.sender:
             self._chat_line(message.sender, message, reply=self._send_via_server(message.sender))
         elif isinstance(message, (Offer, Candidate, Hangup)) and message.sender:
@@ -241,6 +265,7 @@ class CameraPeer:
         elif isinstance(message, ViewerJoined):
             log.info("viewer %s joined", message.peer_id)
             self.chat.join(message.peer_id, message.name)
+            self._qualities[message.peer_id] = message.quality
         elif isinstance(message, ViewerRenamed):
             self.chat.join(message.peer_id, message.name)
             history = self.chat.history()
@@ -249,6 +274,7 @@ class CameraPeer:
         elif isinstance(message, ViewerLeft):
             viewer = self.viewers.get(message.peer_id)
             self.chat.forget(message.peer_id)
+            self._qualities.pop(message.peer_id, None)
             if viewer is not None:
                 log.info("viewer %s left", message.peer_id)
                 asyncio.create_task(viewer.close())
@@ -296,7 +322,7 @@ class CameraPeer:
         assert self.pipeline is not None
         viewer = ViewerConnection(
             viewer_id,
-            self.pipeline.fanout,
+            self.pipeline,
             lambda: self._rtc_configuration,
             self.options.codec,
             self._send,
@@ -305,6 +331,7 @@ class CameraPeer:
             on_chat=self._chat_from_data_channel,
             on_disconnected=self._viewer_disconnected,
             session=self._session,
+            quality=self._qualities.get(viewer_id, "auto"),
         )
         self.viewers[viewer_id] = viewer
         return viewer

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from signaling.turn import TurnConfig
 
 from .camera import CameraError, CameraOptions, CameraPeer
 from .ice import IceOptions, parse_ice_server, resolve_host_addresses
+from .layers import LayerError
 from .sources import SourceError, open_source
 from .viewer import Viewer, ViewerError, ViewerOptions
 
@@ -112,6 +114,10 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="wait this long (s) for a stream that is not live yet; default: fail at once")
     view.add_argument("--mode", choices=("auto", "p2p", "relay"), default="auto",
                       help="auto: P2P, falling back to the relay through the server when it cannot connect")
+    view.add_argument("--quality", default="auto", type=_quality, metavar="auto|LAYER",
+                      help="a layer of the stream (e.g. 480p), or auto: follow the network (default)")
+    view.add_argument("--jpeg-quality", type=int, choices=range(50, 96), metavar="50-95",
+                      help="JPEG quality on the relay (default: the camera's, adapted to the network)")
     view.add_argument("--connect-timeout", type=float, default=5.0,
                       help="P2P not connected within this (s) counts as failed")
     view.add_argument("--p2p-retry", type=float, default=30.0,
@@ -126,6 +132,12 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quality(text: str) -> str:
+    if not re.fullmatch(r"auto|[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: auto, or a layer such as 720p or 360p@15")
+    return text
+
+
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="testsrc",
                         help="testsrc, a camera index (0), a device (/dev/video0) or a video file")
@@ -138,9 +150,14 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=30.0,
                         help="the test pattern's rate, and the rate asked of a camera (a file keeps its own)")
     parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
-    parser.add_argument("--bitrate", type=int, default=1500, help="video bitrate in kbit/s")
+    parser.add_argument("--layers", default="auto", metavar="LIST",
+                        help="quality layers, largest first or any order: HEIGHTp or HEIGHTp@FPS, comma-"
+                             "separated (e.g. 1080p,720p,480p,360p@15); auto: the capture height and each "
+                             "of 720p, 480p and 360p below it")
+    parser.add_argument("--bitrate", type=int, help="the top layer's bitrate in kbit/s "
+                                                    "(default: what suits its size)")
     parser.add_argument("--jpeg-quality", type=int, default=80, choices=range(1, 101), metavar="1-100",
-                        help="JPEG quality of relay frames")
+                        help="JPEG quality of relay frames for readers that pick none")
     parser.add_argument("--relay-fps", type=float, help="cap on relay frames per second (default: all)")
 
 
@@ -254,7 +271,8 @@ def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) ->
         server=server,
         stream=args.stream,
         codec=args.codec,
-        bitrate=args.bitrate * 1000,
+        layers=args.layers,
+        bitrate=args.bitrate * 1000 if args.bitrate else None,
         name=getattr(args, "name", ""),
         token=getattr(args, "token", ""),
         ca_file=getattr(args, "ca", None),
@@ -267,7 +285,10 @@ def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) ->
 
 def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
     source = _open_source("camera", args)
-    camera = CameraPeer(_camera_options(args, args.server, ice_servers), source)
+    try:
+        camera = CameraPeer(_camera_options(args, args.server, ice_servers), source)
+    except LayerError as exc:
+        _fail("camera", str(exc))
     try:
         _run(camera.run())
     except CameraError as exc:
@@ -283,6 +304,8 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         first_frame_timeout=args.timeout,
         wait=args.wait,
         mode=args.mode,
+        quality=args.quality,
+        jpeg_quality=args.jpeg_quality,
         connect_timeout=args.connect_timeout,
         p2p_retry=args.p2p_retry,
         ice=_ice_options(args, ice_servers),
@@ -322,6 +345,10 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
 def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
     source = _open_source("demo", args)
     server = f"http://{args.host}:{args.port}"
+    try:
+        camera = CameraPeer(_camera_options(args, server, ice_servers), source)
+    except LayerError as exc:
+        _fail("demo", str(exc))
     config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
                           ice_hosts=tuple(args.ice_host))
 
@@ -332,7 +359,6 @@ def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
                            return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():
             server_task.result()
-        camera = CameraPeer(_camera_options(args, server, ice_servers), source)
         camera_task = asyncio.create_task(camera.run())
         await asyncio.wait({camera_task, asyncio.create_task(camera.published.wait())},
                            return_when=asyncio.FIRST_COMPLETED)

@@ -1,19 +1,29 @@
 """Encode once, send to all: each viewer's sender track reads the shared packets.
 
-Each frame is encoded once and split into RTP payloads once (``RtpPacketizer``); each
-viewer gets a FanOutTrack whose ``recv()`` hands those same payloads to its
-RTCRtpSender, which then only numbers, encrypts and sends them. aiortc would otherwise
-make an encoder per sender and packetize every frame again for every viewer.
+Each frame of a layer is encoded once and split into RTP payloads once
+(``RtpPacketizer``); each viewer gets a FanOutTrack whose ``recv()`` hands those same
+payloads to its RTCRtpSender, which then only numbers, encrypts and sends them. aiortc
+would otherwise make an encoder per sender and packetize every frame again for every
+viewer.
 
 Keyframes: a track starts at a keyframe, asking for one when its sender first
 pulls (the connection is up); it honours the viewer's PLI/FIR; and when its queue
 overflows (a slow viewer) it drops what is queued and waits for the next keyframe
 rather than lag behind or grow.
+
+Layers: a track reads one layer's FanOut and can move to another without
+renegotiation. It asks the new layer for a keyframe at once, goes on sending the old
+layer until that keyframe comes, and switches there (or at the next one, when that one
+shows an earlier moment than the old layer already sent: a just-started encoder lags).
+The sender keeps numbering RTP packets in one sequence, and for VP8 the track renumbers
+picture ids so that they continue too: a decoder that sees a gap in them would wait for
+frames that never come.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +44,25 @@ class EncodedFrame:
     keyframe: bool
     capture_time: float  # Unix seconds
     number: int
+    layer: str = ""
+
+
+#: VP8 payload descriptors as aiortc writes them: X and I set, a 15-bit picture id (M set)
+#: in bytes 2-3.
+_VP8_PICTURE_ID_FLAGS = 0x80
+
+
+def vp8_picture_id(payload: bytes) -> int | None:
+    """The picture id of an aiortc VP8 payload, or None if the descriptor has none."""
+    if len(payload) >= 4 and payload[0] & 0x80 and payload[1] & 0x80 and payload[2] & 0x80:
+        return ((payload[2] & 0x7F) << 8) | payload[3]
+    return None
+
+
+def renumber_vp8(payloads: list[bytes], picture_id: int) -> list[bytes]:
+    """The same payloads carrying another picture id."""
+    id_bytes = bytes(((picture_id >> 8) & 0x7F | 0x80, picture_id & 0xFF))
+    return [p[:2] + id_bytes + p[4:] for p in payloads]
 
 
 class RtpPacketizer:
@@ -54,11 +83,12 @@ class _Prepacketized:
     """Stands in for the encoder RTCRtpSender makes for itself: frames arrive packetized.
 
     Set through a private attribute (aiortc is pinned; tests/test_fanout.py plays real
-    video through it). REMB bitrate estimates land in ``target_bitrate`` and are ignored:
-    the one encoder keeps the camera's configured rate for everyone.
+    video through it). The viewer's REMB bitrate estimate lands in ``target_bitrate``: it
+    never changes a shared encoder, but the viewer's layer choice reads it.
     """
 
-    target_bitrate = 0
+    def __init__(self) -> None:
+        self.target_bitrate = 0
 
     def pack(self, frame: EncodedFrame) -> tuple[list[bytes], int]:
         return frame.payloads, frame.timestamp
@@ -78,7 +108,7 @@ def _take_keyframe_request(sender: RTCRtpSender) -> bool:
 
 
 class FanOutTrack(MediaStreamTrack):
-    """One viewer's view of the shared encoded stream."""
+    """One viewer's view of the shared encoded stream: one layer at a time."""
 
     kind = "video"
 
@@ -86,23 +116,69 @@ class FanOutTrack(MediaStreamTrack):
         super().__init__()
         self.viewer_id = viewer_id
         self._fanout = fanout
+        #: The layer this track moves to at its next keyframe, while a switch is under way.
+        self._pending: FanOut | None = None
         self._queue: asyncio.Queue[EncodedFrame] = asyncio.Queue(queue_limit)
         self._sender: RTCRtpSender | None = None
+        self._prepacketized: _Prepacketized | None = None
         self._pulling = False
         self._need_keyframe = True
+        #: VP8 picture ids: the last one sent, and what to add to the layer's own.
+        self._last_picture_id: int | None = None
+        self._picture_id_offset = 0
+        self._last_timestamp: int | None = None
+        self._last_number: int | None = None  # the capture frame number last sent
+        self._passed_stale_keyframe = False  # in the switch under way
         self.frames_sent = 0
         self.frames_dropped = 0
         self.keyframe_requests = 0
+        #: Of those, the ones the viewer sent (PLI/FIR), and how often the queue overflowed.
+        self.viewer_keyframe_requests = 0
+        self.queue_overflows = 0
+        self.layer_switches = 0
+        #: Called with the layer's name when the first frame goes out, and after each switch.
+        self.on_switched: Callable[[str], None] | None = None
+        fanout.add(self)
+
+    @property
+    def layer(self) -> str:
+        """The layer this track sends now."""
+        return self._fanout.layer
+
+    @property
+    def switching_to(self) -> str | None:
+        return self._pending.layer if self._pending is not None else None
+
+    @property
+    def bitrate_estimate(self) -> int | None:
+        """The viewer's latest REMB estimate (bits per second), if it sends them."""
+        estimate = self._prepacketized.target_bitrate if self._prepacketized is not None else 0
+        return estimate or None
 
     def attach_sender(self, sender: RTCRtpSender) -> None:
         self._sender = sender
-        sender._RTCRtpSender__encoder = _Prepacketized()  # type: ignore[attr-defined]
+        self._prepacketized = _Prepacketized()
+        sender._RTCRtpSender__encoder = self._prepacketized  # type: ignore[attr-defined]
+
+    def switch(self, fanout: FanOut) -> None:
+        """Move to another layer at its next keyframe (asked for now); no renegotiation."""
+        if self._pending is not None:
+            self._pending.remove(self)
+            self._pending = None
+        if fanout is self._fanout:
+            return
+        self._pending = fanout
+        self._passed_stale_keyframe = False
+        fanout.add(self)
+        if self._pulling:
+            fanout.request_keyframe()
 
     def push(self, frame: EncodedFrame) -> None:
-        """Called for every encoded frame; never blocks."""
+        """Called for every encoded frame of the layers this track reads; never blocks."""
         if not self._pulling:
             return  # not connected yet: nothing to queue
         if self._queue.full():
+            self.queue_overflows += 1
             self.frames_dropped += self._queue.qsize()
             while not self._queue.empty():
                 self._queue.get_nowait()
@@ -112,7 +188,7 @@ class FanOutTrack(MediaStreamTrack):
     def _wait_for_keyframe(self) -> None:
         self._need_keyframe = True
         self.keyframe_requests += 1
-        self._fanout.request_keyframe()
+        (self._pending or self._fanout).request_keyframe()
 
     async def recv(self) -> EncodedFrame:
         if self.readyState != "live":
@@ -123,27 +199,83 @@ class FanOutTrack(MediaStreamTrack):
         while True:
             if self._sender is not None and _take_keyframe_request(self._sender):
                 self.keyframe_requests += 1
-                self._fanout.request_keyframe()
+                self.viewer_keyframe_requests += 1
+                (self._pending or self._fanout).request_keyframe(urgent=self._need_keyframe)
             frame = await self._queue.get()
             if self.readyState != "live":
                 raise MediaStreamError
+            pending = self._pending
+            if pending is not None and frame.layer == pending.layer:
+                if not frame.keyframe:
+                    continue  # the new layer starts at its keyframe
+                if self._stale(frame):
+                    # Its encoder just started and lags the layer being sent: this keyframe
+                    # would take the picture back in time. Its next one, warm, keeps up.
+                    self._passed_stale_keyframe = True
+                    pending.request_keyframe()
+                    continue
+                self._fanout.remove(self)
+                self._fanout, self._pending = pending, None
+                self._need_keyframe = False
+                self.layer_switches += 1
+                self._continue_picture_ids(frame)
+                if self.on_switched is not None:
+                    self.on_switched(self.layer)
+            elif frame.layer != self._fanout.layer:
+                continue  # the old layer's last frames, queued before the switch
             if self._need_keyframe and not frame.keyframe:
                 self.frames_dropped += 1
                 continue
             self._need_keyframe = False
             self.frames_sent += 1
-            return frame
+            if self.frames_sent == 1 and self.on_switched is not None:
+                self.on_switched(self.layer)
+            self._last_number = frame.number
+            return self._numbered(frame)
+
+    def _stale(self, keyframe: EncodedFrame) -> bool:
+        """A new layer's keyframe older than the frame last sent (passed over once a switch:
+        the next one is taken whatever it shows, so a switch always ends)."""
+        return (not self._passed_stale_keyframe and self._last_number is not None
+                and keyframe.number < self._last_number)
+
+    def _continue_picture_ids(self, keyframe: EncodedFrame) -> None:
+        """A new layer counts its own picture ids: carry on from the last one sent."""
+        first = vp8_picture_id(keyframe.payloads[0]) if keyframe.payloads else None
+        if first is not None and self._last_picture_id is not None:
+            self._picture_id_offset = (self._last_picture_id + 1 - first) % 0x8000
+
+    def _numbered(self, frame: EncodedFrame) -> EncodedFrame:
+        """The frame as this viewer's sender must see it: later than the one before, and for
+        VP8 with the next picture id. Untouched (shared) unless a layer switch moved them."""
+        changes: dict = {}
+        last = self._last_timestamp
+        # The layers encode in parallel: the old layer's frame N+1 may have gone out before
+        # the new layer's keyframe N. A decoder drops a frame older than one it has shown.
+        if last is not None and not 0 < (frame.timestamp - last) % 2**32 < 2**31:
+            changes["timestamp"] = (last + 1) % 2**32
+        self._last_timestamp = changes.get("timestamp", frame.timestamp)
+        picture_id = vp8_picture_id(frame.payloads[0]) if frame.payloads else None
+        if picture_id is not None:  # VP8 (H.264 has no picture ids)
+            picture_id = (picture_id + self._picture_id_offset) % 0x8000
+            self._last_picture_id = picture_id
+            if self._picture_id_offset:
+                changes["payloads"] = renumber_vp8(frame.payloads, picture_id)
+        return dataclasses.replace(frame, **changes) if changes else frame
 
     def stop(self) -> None:
         super().stop()
-        self._fanout.unsubscribe(self)
+        self._fanout.remove(self)
+        if self._pending is not None:
+            self._pending.remove(self)
 
 
 class FanOut:
-    """The shared encoded stream and the tracks that read it."""
+    """One layer's encoded stream and the tracks that read it."""
 
-    def __init__(self, request_keyframe: Callable[[], None], queue_limit: int = 8) -> None:
+    def __init__(self, request_keyframe: Callable[..., None], queue_limit: int = 8, layer: str = "") -> None:
         self.request_keyframe = request_keyframe
+        self.layer = layer
         self._queue_limit = queue_limit
         self._tracks: set[FanOutTrack] = set()
 
@@ -151,13 +283,14 @@ class FanOut:
         return len(self._tracks)
 
     def subscribe(self, viewer_id: str) -> FanOutTrack:
-        track = FanOutTrack(self, viewer_id, self._queue_limit)
-        self._tracks.add(track)
-        return track
+        return FanOutTrack(self, viewer_id, self._queue_limit)
 
-    def unsubscribe(self, track: FanOutTrack) -> None:
+    def add(self, track: FanOutTrack) -> None:
+        self._tracks.add(track)
+
+    def remove(self, track: FanOutTrack) -> None:
         self._tracks.discard(track)
 
     def publish(self, frame: EncodedFrame) -> None:
-        for track in self._tracks:
+        for track in list(self._tracks):
             track.push(frame)

@@ -35,6 +35,13 @@ class FrameStats:
         self.jitter_ms: float | None = None
         self.rtt_ms: float | None = None
         self._last_number: int | None = None
+        #: The layer being received (the sender's latest `layer` message) and how often it changed.
+        self.layer: str | None = None
+        self.layer_switches = 0
+        self.jpeg_quality: int | None = None
+        #: Capture frame numbers between two frames of the layer received (2 on a 15 fps layer
+        #: of a 30 fps camera); P2P only: the relay numbers each rendition's frames itself.
+        self.frame_step = 1
 
     def add(self, width: int, height: int, stamp: Stamp | None, arrived_unix: float) -> None:
         now = time.monotonic()
@@ -45,7 +52,8 @@ class FrameStats:
         if stamp is not None:
             last, self._last_number = self._last_number, stamp.frame
             if last is not None and stamp.frame > last:
-                gap = stamp.frame - last - 1
+                # A layer at a lower frame rate carries every step-th captured frame.
+                gap = max(0, round((stamp.frame - last) / self.frame_step) - 1)
             # A number going backwards is a new camera: count from there.
         if now < self.first_frame_at + self.warmup:
             return
@@ -57,6 +65,12 @@ class FrameStats:
             self.stamped_frames += 1
             self.latencies_ms.append(arrived_unix * 1000 - stamp.time_ms)
             self.dropped += gap
+
+    def layer_changed(self, layer: str, jpeg_quality: int | None, frame_step: int = 1) -> None:
+        """The sender moved this viewer to ``layer`` (and on the relay, a JPEG quality)."""
+        if self.layer is not None and layer != self.layer:
+            self.layer_switches += 1
+        self.layer, self.jpeg_quality, self.frame_step = layer, jpeg_quality, frame_step
 
     def stream_restarted(self) -> None:
         self._last_number = None
@@ -98,4 +112,6 @@ class FrameStats:
             "packets_lost": self.packets_lost,
             "jitter_ms": self.jitter_ms,
             "rtt_ms": self.rtt_ms,
+            "layer": self.layer,
+            "layer_switches": self.layer_switches,
         }

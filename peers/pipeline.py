@@ -1,12 +1,14 @@
-r"""The camera peer's media pipeline: one capture loop, one encoder, many readers.
+r"""The camera peer's media pipeline: one capture loop, one encoder per layer in use.
 
-    source --capture thread--> newest frame --encode thread--> FanOut (event loop)
-                                                          \--> JPEG relay frame (event loop)
+    source --capture thread--> newest frame --> one thread per layer in use:
+                                                  scale once --> VP8/H.264 encoder --> FanOut (viewers)
+                                                             \-> JPEG per quality asked --> relay sink
 
-Capture never waits for the encoder: a frame not yet encoded is replaced by a newer
-one (latest frame wins). The video encoder runs only while a P2P viewer is reading,
-and the JPEG encoder only while the server asks for relay frames; each runs once per
-frame whatever the number of viewers.
+Capture never waits for an encoder: a frame a layer has not taken yet is replaced by a
+newer one (latest frame wins). A layer's thread works only while someone reads that
+layer: its video encoder while a viewer's track is on it, its JPEG encoder for each
+quality relay readers asked for. Each runs once per frame whatever the number of
+readers. A layer at a lower frame rate takes every Nth captured frame.
 """
 
 from __future__ import annotations
@@ -19,149 +21,257 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 
+from signaling.protocol import CameraLayerStats
 from signaling.relayframe import RelayFrameHeader
 
 from .encoder import VideoEncoder
-from .fanout import EncodedFrame, FanOut, RtpPacketizer
+from .fanout import EncodedFrame, FanOut, FanOutTrack, RtpPacketizer
+from .layers import Layer
 from .sources import CapturedFrame, SourceError, VideoSource
 
 log = logging.getLogger(__name__)
+
+#: Seconds between keyframes that only answer viewers' PLI (see LayerEncoder.request_keyframe).
+PLI_KEYFRAME_INTERVAL = 1.0
+
+#: Called on the event loop with a relay frame: (layer name, JPEG quality, frame bytes).
+RelaySink = Callable[[str, int, bytes], None]
 
 
 @dataclass
 class PipelineStats:
     frames_captured: int = 0
-    frames_encoded: int = 0
-    frames_skipped: int = 0  # captured, then replaced before the encoder got to them
+    frames_encoded: int = 0  # all layers
+    frames_skipped: int = 0  # captured, then replaced before any layer took them
     keyframes: int = 0
-    encode_ms: float = 0.0  # moving average
+    encode_ms: float = 0.0  # moving average of the top layer in use
     relay_frames: int = 0
 
 
-class MediaPipeline:
-    def __init__(
-        self,
-        source: VideoSource,
-        encoder: VideoEncoder,
-        loop: asyncio.AbstractEventLoop,
-        min_keyframe_interval: float = 0.25,
-        jpeg_quality: int = 80,
-        relay_fps: float | None = None,
-    ) -> None:
-        self.source = source
-        self.encoder = encoder
-        self.fanout = FanOut(self.request_keyframe)
-        self._packetizer = RtpPacketizer(encoder.codec)
-        self.stats = PipelineStats()
-        #: Resolves with the source's error if it stops delivering frames.
-        self.failed: asyncio.Future[SourceError] = loop.create_future()
-        self._loop = loop
-        self._min_keyframe_interval = min_keyframe_interval
-        self._latest: CapturedFrame | None = None
-        self._new_frame = threading.Condition()
-        self._stopping = threading.Event()
+class LayerEncoder:
+    """One layer: its scaler, video encoder, RTP packetizer, JPEG renditions and readers.
+
+    The event loop changes who reads it (tracks come and go, JPEG qualities are set); its
+    own thread encodes. The video encoder is made when the first viewer arrives.
+    """
+
+    def __init__(self, pipeline: MediaPipeline, index: int, layer: Layer, codec: str) -> None:
+        self.index = index
+        self.layer = layer
+        self.codec = codec
+        self.fanout = FanOut(self.request_keyframe, layer=layer.name)
+        #: JPEG qualities relay readers want of this layer (set on the event loop).
+        self.jpeg_qualities: frozenset[int] = frozenset()
+        self.frames_encoded = 0
+        self.frames_taken = 0  # captured frames this layer scaled (for video, JPEG or both)
+        self.keyframes = 0
+        self.encode_ms = 0.0
+        self._pipeline = pipeline
+        self._encoder: VideoEncoder | None = None
+        self._packetizer = RtpPacketizer(codec)
         self._keyframe_wanted = False
+        self._keyframe_urgent = False
         self._last_keyframe = 0.0
-        self.jpeg_quality = jpeg_quality
-        self._relay_interval = 1.0 / relay_fps if relay_fps else 0.0
-        self._last_relay_frame = 0.0
-        self._relay_sequence = 0
-        #: Set on the event loop: JPEG frames go here while it is not None.
-        self.relay_sink: Callable[[bytes], None] | None = None
-        self._threads = [
-            threading.Thread(target=self._capture_loop, name="capture", daemon=True),
-            threading.Thread(target=self._encode_loop, name="encode", daemon=True),
-        ]
+        self._latest: CapturedFrame | None = None
+        self._offered = 0  # captured frames offered; every layer.step-th is taken
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"layer-{layer.name}", daemon=True)
+
+    @property
+    def in_use(self) -> bool:
+        return bool(len(self.fanout) or self.jpeg_qualities)
+
+    def stats(self) -> CameraLayerStats:
+        return CameraLayerStats(name=self.layer.name, active=self.in_use, viewers=len(self.fanout),
+                                frames_encoded=self.frames_encoded, encode_ms=round(self.encode_ms, 2),
+                                keyframes=self.keyframes, jpeg_qualities=sorted(self.jpeg_qualities))
+
+    def request_keyframe(self, urgent: bool = True) -> None:
+        """Ask for a keyframe soon; requests closer than the minimum interval merge.
+
+        A viewer that joins or switches layers waits for one (``urgent``). A viewer's
+        PLI on a lossy link is not urgent: answered at most once a second, as a keyframe
+        is many frames' worth of bits, and answering each PLI would only deepen the loss.
+        """
+        self._keyframe_wanted = True
+        if urgent:
+            self._keyframe_urgent = True
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self.source.close()
-        with self._new_frame:
-            self._new_frame.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=2)
+        with self._ready:
+            self._ready.notify_all()
+        self._thread.join(timeout=2)
 
-    def request_keyframe(self) -> None:
-        """Ask for a keyframe soon; requests closer than the minimum interval merge."""
-        self._keyframe_wanted = True
-
-    def _capture_loop(self) -> None:
-        try:
-            while not self._stopping.is_set():
-                frame = self.source.read()
-                with self._new_frame:
-                    if self._latest is not None:
-                        self.stats.frames_skipped += 1
-                    self._latest = frame
-                    self.stats.frames_captured += 1
-                    self._new_frame.notify()
-        except Exception as exc:  # a source that fails, or a bug: either way the video stops
-            if not self._stopping.is_set():
-                error = exc if isinstance(exc, SourceError) else SourceError(f"capture failed: {exc!r}")
-                self._loop.call_soon_threadsafe(self._fail, error)
-
-    def _fail(self, exc: SourceError) -> None:
-        if not self.failed.done():
-            self.failed.set_result(exc)
+    def offer(self, frame: CapturedFrame) -> None:
+        """A new captured frame (capture thread); taken if this layer is in use and on its step."""
+        if not self.in_use:
+            return
+        self._offered += 1
+        if (self._offered - 1) % self.layer.step:
+            return
+        with self._ready:
+            if self._latest is not None:
+                self._pipeline.stats.frames_skipped += 1
+            self._latest = frame
+            self._ready.notify()
 
     def _next_frame(self) -> CapturedFrame | None:
-        with self._new_frame:
-            while self._latest is None and not self._stopping.is_set():
-                self._new_frame.wait(0.5)
+        with self._ready:
+            while self._latest is None and not self._pipeline.stopping:
+                self._ready.wait(0.5)
             frame, self._latest = self._latest, None
             return frame
 
-    def _encode_loop(self) -> None:
+    def _run(self) -> None:
         try:
-            while not self._stopping.is_set():
+            while not self._pipeline.stopping:
                 frame = self._next_frame()
                 if frame is None:
                     continue
+                self.frames_taken += 1
+                image = frame.image
+                if image.shape[1] != self.layer.width or image.shape[0] != self.layer.height:
+                    size = (self.layer.width, self.layer.height)
+                    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
                 if len(self.fanout):
-                    self._encode_video(frame)
-                relay_sink = self.relay_sink
-                if relay_sink is not None:
-                    self._encode_jpeg(frame, relay_sink)
+                    self._encode_video(frame, image)
+                elif self._encoder is not None:
+                    self._encoder = None  # no viewer: let the encoder go; the next one starts afresh
+                for quality in self.jpeg_qualities:
+                    self._pipeline.encode_jpeg(self, frame, image, quality)
         except Exception as exc:  # without the encoder there is no video: stop the camera loudly
-            self._loop.call_soon_threadsafe(self._fail, SourceError(f"encoding failed: {exc!r}"))
+            self._pipeline.fail(SourceError(f"encoding {self.layer.name} failed: {exc!r}"))
 
-    def _encode_video(self, frame: CapturedFrame) -> None:
+    def _encode_video(self, frame: CapturedFrame, image: np.ndarray) -> None:
         start = time.perf_counter()
-        keyframe = self._keyframe_wanted and (
-            time.monotonic() - self._last_keyframe >= self._min_keyframe_interval
-        )
+        if self._encoder is None:
+            layer = self.layer
+            self._encoder = VideoEncoder(self.codec, layer.width, layer.height, layer.fps, layer.bitrate)
+            self._keyframe_wanted = True
+        interval = self._pipeline.min_keyframe_interval if self._keyframe_urgent else PLI_KEYFRAME_INTERVAL
+        keyframe = self._keyframe_wanted and time.monotonic() - self._last_keyframe >= interval
         if keyframe:
-            self._keyframe_wanted = False
-        i420 = cv2.cvtColor(frame.image, cv2.COLOR_BGR2YUV_I420)
-        packets = self.encoder.encode(i420, int(frame.capture_time * 90000), keyframe)
+            self._keyframe_wanted = self._keyframe_urgent = False
+        i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+        packets = self._encoder.encode(i420, int(frame.capture_time * 90000), keyframe)
         elapsed_ms = (time.perf_counter() - start) * 1000
-        average = self.stats.encode_ms if self.stats.frames_encoded else elapsed_ms
-        self.stats.encode_ms = 0.9 * average + 0.1 * elapsed_ms
-        self.stats.frames_encoded += 1
+        self.encode_ms = 0.9 * self.encode_ms + 0.1 * elapsed_ms if self.frames_encoded else elapsed_ms
+        self.frames_encoded += 1
+        self._pipeline.frame_encoded(self)
         for packet in packets:
             if packet.is_keyframe:
-                self.stats.keyframes += 1
+                self.keyframes += 1
+                self._pipeline.stats.keyframes += 1
                 self._last_keyframe = time.monotonic()
             payloads, timestamp = self._packetizer.packetize(packet)
-            encoded = EncodedFrame(payloads, timestamp, packet.is_keyframe, frame.capture_time, frame.number)
-            self._loop.call_soon_threadsafe(self.fanout.publish, encoded)
+            encoded = EncodedFrame(payloads, timestamp, packet.is_keyframe, frame.capture_time, frame.number,
+                                   self.layer.name)
+            self._pipeline.loop.call_soon_threadsafe(self.fanout.publish, encoded)
 
-    def _encode_jpeg(self, frame: CapturedFrame, sink: Callable[[bytes], None]) -> None:
+
+class MediaPipeline:
+    """A source's frames, captured once and encoded once per layer in use."""
+
+    def __init__(
+        self,
+        source: VideoSource,
+        layers: list[Layer],
+        codec: str,
+        loop: asyncio.AbstractEventLoop,
+        min_keyframe_interval: float = 0.25,
+        relay_fps: float | None = None,
+    ) -> None:
+        self.source = source
+        self.codec = codec
+        self.loop = loop
+        self.min_keyframe_interval = min_keyframe_interval
+        self.layers = [LayerEncoder(self, index, layer, codec) for index, layer in enumerate(layers)]
+        self.stats = PipelineStats()
+        #: Resolves with the source's error if it stops delivering frames.
+        self.failed: asyncio.Future[SourceError] = loop.create_future()
+        self.stopping = False
+        self._relay_interval = 1.0 / relay_fps if relay_fps else 0.0
+        self._last_relay_frame: dict[tuple[str, int], float] = {}
+        self._relay_sequence: dict[tuple[str, int], int] = {}
+        #: Set on the event loop: JPEG frames go here while it is not None.
+        self.relay_sink: RelaySink | None = None
+        self._capture_thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+
+    def start(self) -> None:
+        self._capture_thread.start()
+        for layer in self.layers:
+            layer.start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.source.close()
+        for layer in self.layers:
+            layer.stop()
+        self._capture_thread.join(timeout=2)
+
+    def layer(self, name: str) -> LayerEncoder:
+        """The layer called ``name`` (KeyError if there is none)."""
+        for layer in self.layers:
+            if layer.layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def subscribe(self, viewer_id: str, layer: str) -> FanOutTrack:
+        """A sender track for one viewer, starting on ``layer``."""
+        return self.layer(layer).fanout.subscribe(viewer_id)
+
+    def set_jpeg_renditions(self, renditions: set[tuple[str, int]]) -> None:
+        """The (layer, quality) pairs relay readers want now; the rest stop encoding."""
+        for layer in self.layers:
+            layer.jpeg_qualities = frozenset(q for name, q in renditions if name == layer.layer.name)
+
+    def layer_stats(self) -> list[CameraLayerStats]:
+        return [layer.stats() for layer in self.layers]
+
+    def fail(self, exc: SourceError) -> None:
+        """From any thread: the video stops, and the camera says why."""
+        def settle() -> None:
+            if not self.failed.done():
+                self.failed.set_result(exc)
+        if not self.stopping:
+            self.loop.call_soon_threadsafe(settle)
+
+    def _capture_loop(self) -> None:
+        try:
+            while not self.stopping:
+                frame = self.source.read()
+                self.stats.frames_captured += 1
+                for layer in self.layers:
+                    layer.offer(frame)
+        except Exception as exc:  # a source that fails, or a bug: either way the video stops
+            self.fail(exc if isinstance(exc, SourceError) else SourceError(f"capture failed: {exc!r}"))
+
+    def frame_encoded(self, layer: LayerEncoder) -> None:
+        self.stats.frames_encoded += 1
+        if layer is next((other for other in self.layers if len(other.fanout)), None):
+            self.stats.encode_ms = layer.encode_ms
+
+    def encode_jpeg(self, layer: LayerEncoder, frame: CapturedFrame, image: np.ndarray, quality: int) -> None:
+        """One relay frame of ``layer`` at ``quality`` (a layer's thread)."""
+        sink = self.relay_sink
+        if sink is None:
+            return
+        key = (layer.layer.name, quality)
         now = time.monotonic()
-        if now - self._last_relay_frame < self._relay_interval * 0.9:
+        if now - self._last_relay_frame.get(key, 0.0) < self._relay_interval * 0.9:
             return  # over the relay frame-rate cap
-        self._last_relay_frame = now
-        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        self._last_relay_frame[key] = now
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             return
-        height, width = frame.image.shape[:2]
-        header = RelayFrameHeader(self._relay_sequence, int(frame.capture_time * 1_000_000),
-                                  width, height, self.jpeg_quality)
-        self._relay_sequence += 1
+        sequence = self._relay_sequence.get(key, 0)
+        self._relay_sequence[key] = sequence + 1
+        header = RelayFrameHeader(sequence, int(frame.capture_time * 1_000_000), layer.layer.width,
+                                  layer.layer.height, quality, layer.index)
         self.stats.relay_frames += 1
-        self._loop.call_soon_threadsafe(sink, header.pack(jpeg.tobytes()))
+        self.loop.call_soon_threadsafe(sink, layer.layer.name, quality, header.pack(jpeg.tobytes()))

@@ -10,6 +10,10 @@ time[47:32], time[31:16], time[15:0], frame[31:16], frame[15:0], and a check wor
 (the XOR of the other five). They are drawn as 3 rows of 32 blocks, each block
 ``block_size(width)`` pixels square, starting one block in from the top-left
 corner, on a black band. A block is 1 when its centre is bright.
+
+The block size is a fraction of the width (width / 40, not rounded), and block k spans
+pixels round(k * b) to round((k + 1) * b): a picture scaled to any other width keeps its
+code readable at that width, so every quality layer of a test-pattern camera carries it.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ ROWS = 3
 _WORDS = 6
 
 
-def block_size(width: int) -> int:
-    """Side of one code block in pixels (16 at 640 wide)."""
-    return max(4, width // 40)
+def block_size(width: int) -> float:
+    """Side of one code block in pixels (16 at 640 wide; a fraction where width / 40 is one)."""
+    return max(4.0, width / 40)
+
+
+def _edge(k: int, b: float) -> int:
+    """Where block k starts (and block k - 1 ends)."""
+    return int(k * b + 0.5)
 
 
 def code_region(width: int) -> tuple[int, int]:
     """(width, height) of the top-left band holding the code, border included."""
     b = block_size(width)
-    return (BITS_PER_ROW + 2) * b, (ROWS + 2) * b
+    return _edge(BITS_PER_ROW + 2, b), _edge(ROWS + 2, b)
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,7 @@ def draw_stamp(image: np.ndarray, stamp: Stamp) -> None:
     for i, bit in enumerate(bits):
         if bit == "1":
             row, col = divmod(i, BITS_PER_ROW)
-            y, x = (row + 1) * b, (col + 1) * b
-            image[y : y + b, x : x + b] = 255
+            image[_edge(row + 1, b) : _edge(row + 2, b), _edge(col + 1, b) : _edge(col + 2, b)] = 255
 
 
 def read_stamp(luma: np.ndarray) -> Stamp | None:
@@ -76,10 +84,13 @@ def read_stamp(luma: np.ndarray) -> Stamp | None:
     region_w, region_h = code_region(width)
     if region_w > width or region_h > height:
         return None
-    lo, hi = b // 4, b - b // 4
-    grid = luma[b : (ROWS + 1) * b, b : (BITS_PER_ROW + 1) * b].astype(np.uint16)
-    # Mean of each block's centre: reshape to (rows, b, cols, b) and average.
-    blocks = grid.reshape(ROWS, b, BITS_PER_ROW, b)[:, lo:hi, :, lo:hi].mean(axis=(1, 3))
+    # Mean of each block's central half: edges blur under compression and scaling.
+    starts = [k * b + b / 4 for k in range(1, BITS_PER_ROW + 1)]
+    size = max(1, int(b / 2))
+    ys = np.array([int(k * b + b / 4 + 0.5) for k in range(1, ROWS + 1)])[:, None] + np.arange(size)
+    xs = np.array([int(x + 0.5) for x in starts])[:, None] + np.arange(size)
+    cells = luma[ys.reshape(-1)][:, xs.reshape(-1)].astype(np.uint16)
+    blocks = cells.reshape(ROWS, size, BITS_PER_ROW, size).mean(axis=(1, 3))
     bits = (blocks > 128).astype(np.uint8).ravel()
     words = [int("".join(map(str, bits[i * 16 : (i + 1) * 16])), 2) for i in range(_WORDS)]
     check = 0
@@ -101,8 +112,11 @@ class TestPattern:
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
         rng = np.random.default_rng(1234)
-        # Smooth colour noise plus gradients: detailed enough that codecs do real work.
-        noise = rng.integers(0, 256, size=(height // 24 + 1, 2 * width // 24 + 1, 3), dtype=np.uint8)
+        # Smooth colour noise plus gradients: detailed enough that codecs do real work, as
+        # compressible as camera content (each layer meets its bitrate), and the same
+        # picture at every size (the noise's cells scale with the height).
+        cell = max(24, height // 15)
+        noise = rng.integers(0, 256, size=(height // cell + 1, 2 * width // cell + 1, 3), dtype=np.uint8)
         texture = cv2.resize(noise, (2 * width, height), interpolation=cv2.INTER_CUBIC)
         xs = np.linspace(0, 6 * math.pi, 2 * width, dtype=np.float32)
         ys = np.linspace(0, 4 * math.pi, height, dtype=np.float32)

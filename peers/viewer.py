@@ -27,6 +27,7 @@ from signaling.protocol import (
     ErrorCode,
     Hangup,
     IceServers,
+    LayerChanged,
     Offer,
     ProtocolError,
     Relay,
@@ -73,6 +74,10 @@ class ViewerOptions:
     #: "p2p" (WebRTC only), "relay" (JPEG over the signaling WebSocket), or "auto":
     #: P2P, falling back to the relay when it does not connect, and back again.
     mode: str = "auto"
+    #: A layer's name (e.g. "480p"), or "auto": the sender picks what the network carries.
+    quality: str = "auto"
+    #: JPEG quality on the relay; None: the camera's, adapted to the network.
+    jpeg_quality: int | None = None
     #: A peer connection not connected by then counts as failed.
     connect_timeout: float = 5.0
     #: In auto mode on the relay, how often to try P2P again.
@@ -118,6 +123,10 @@ class Viewer:
         self._window = self._open_window() if options.show else None
         self._tasks: set[asyncio.Task] = set()
         self._relay_frames_in_run = 0
+        self._relay_rendition: tuple[int, int] | None = None
+        self._layer_reason = ""
+        #: The latest `layer` message of each path ("p2p", "relay").
+        self._layers: dict[str, LayerChanged] = {}
         self._chat_channel: RTCDataChannel | None = None
         self._chat_seen: set[int] = set()
         self._frames_total = 0  # every frame, warm-up included (for live reports)
@@ -183,7 +192,8 @@ class Viewer:
                 backoff.reset()
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Watch(stream=self.options.stream, name=self.options.name,
-                                        token=self.options.token))
+                                        token=self.options.token, quality=self.options.quality,
+                                        jpeg_quality=self.options.jpeg_quality))
                 if self.mode == "relay":
                     await client.send(Relay(enabled=True))
                 async for message in client.messages():
@@ -245,11 +255,35 @@ class Viewer:
             await self._p2p_failed(f"camera hung up: {message.reason}")
         elif isinstance(message, (ChatMessage, ChatHistory, ChatNotice)):
             self._chat_received(message)
+        elif isinstance(message, LayerChanged):
+            self._layer_changed(message)
         elif isinstance(message, Error):
             if message.code in _FATAL_CODES:
                 self._finish(ViewerError(message.reason))
             else:
                 _event(f"server says {message.code}: {message.reason}")
+
+    def _layer_changed(self, message: LayerChanged) -> None:
+        # The camera says what P2P carries, the server (no "from") what the relay does.
+        path = "relay" if message.sender is None else "p2p"
+        self._layers[path] = message
+        if path == self.mode:
+            self._show_layer(message)
+
+    def _show_layer(self, message: LayerChanged) -> None:
+        previous = self.stats.layer
+        step = 1
+        if self._live is not None and message.sender is not None:  # P2P: capture numbers, every Nth
+            fps = next((layer.fps for layer in self._live.info.layers if layer.name == message.layer), None)
+            step = max(1, round(self._live.info.fps / fps)) if fps else 1
+        self.stats.layer_changed(message.layer, message.jpeg_quality, step)
+        self._layer_reason = message.reason
+        what = f"{message.layer} ({message.width}x{message.height}"
+        what += f", JPEG q{message.jpeg_quality})" if message.jpeg_quality else ")"
+        if previous is None:
+            _event(f"layer {what}")
+        elif previous != message.layer or message.reason:
+            _event(f"layer {previous} -> {what}{': ' + message.reason if message.reason else ''}")
 
     def _stream_never_came(self) -> None:
         if self._live is None and self.stats.first_frame_at is None:
@@ -317,6 +351,9 @@ class Viewer:
         self.mode = mode
         self.stats.stream_restarted()  # frame numbering differs between the paths
         self._relay_frames_in_run = 0
+        self._relay_rendition = None
+        if mode in self._layers:
+            self._show_layer(self._layers[mode])
         if self._client is not None:
             await self._client.send(Relay(enabled=mode == "relay"))
 
@@ -402,10 +439,13 @@ class Viewer:
                 frames_dropped=self.stats.dropped if self.stats.stamped_frames else None,
                 packets_lost=self.stats.packets_lost if self.mode == "p2p" else None,
                 jitter_ms=self.stats.jitter_ms if self.mode == "p2p" else None,
+                layer=self.stats.layer,
+                layer_switches=self.stats.layer_switches,
+                jpeg_quality=self.stats.jpeg_quality if self.mode == "relay" else None,
             )
             last_frames, last_bytes = frames, received
             if self.options.status_line:
-                self._print_status(report)
+                self._print_status(report, self._layer_reason)
             if self._client is not None:
                 try:
                     await self._client.send(Stats(stats=report))
@@ -443,6 +483,10 @@ class Viewer:
         except RelayFrameError as exc:
             _event(f"ignoring a bad relay frame: {exc}")
             return
+        rendition = (header.layer, header.quality)
+        if rendition != self._relay_rendition:  # each rendition numbers its own frames
+            self._relay_rendition = rendition
+            self.stats.stream_restarted()
         first_of_run = self._relay_frames_in_run == 0
         self._relay_frames_in_run += 1
         self.stats.bytes_received += len(data)
@@ -471,9 +515,10 @@ class Viewer:
             _event(f"video resumed ({self.mode})")
 
     @staticmethod
-    def _print_status(report: ViewerStats) -> None:
+    def _print_status(report: ViewerStats, layer_reason: str) -> None:
         """One line, rewritten in place on the terminal."""
-        parts = [report.mode, f"{report.width}x{report.height}", f"{report.fps:4.1f} fps",
+        layer = f"{report.layer or '?'}" + (f" ({clean_text(layer_reason)})" if layer_reason else "")
+        parts = [report.mode, layer, f"{report.width}x{report.height}", f"{report.fps:4.1f} fps",
                  f"{report.bitrate_kbps:6.0f} kbps"]
         if report.latency_ms is not None:
             parts.append(f"latency {report.latency_ms:4.0f} ms")
@@ -481,7 +526,7 @@ class Viewer:
             parts.append(f"dropped {report.frames_dropped}")
         if report.packets_lost is not None:
             parts.append(f"lost {report.packets_lost} pkts")
-        print(f"\r{'  '.join(parts):<90}", end="", file=sys.stderr, flush=True)
+        print(f"\r{'  '.join(parts):<110}", end="", file=sys.stderr, flush=True)
 
     # -- window ---------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,14 +19,18 @@ from signaling.protocol import (
     ChatNotice,
     ChatSend,
     Hangup,
+    LayerChanged,
     Offer,
     ProtocolError,
     decode_data_channel_message,
     encode,
 )
 
-from .fanout import FanOut, FanOutTrack
+from .fanout import FanOutTrack
 from .ice import aiortc_candidate, relay_shortfall
+from .layerchoice import Evidence, LayerChoice
+from .layers import Layer
+from .pipeline import MediaPipeline
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,7 @@ class ViewerConnection:
     def __init__(
         self,
         viewer_id: str,
-        fanout: FanOut,
+        pipeline: MediaPipeline,
         configuration: Callable[[], RTCConfiguration],
         codec: str,
         send: Callable[[object], Awaitable[None]],
@@ -71,9 +76,13 @@ class ViewerConnection:
         on_chat: Callable[[ViewerConnection, ChatSend | None], None] = lambda viewer, line: None,
         on_disconnected: Callable[[ViewerConnection], None] = lambda viewer: None,
         session: int = 0,
+        quality: str = "auto",
     ) -> None:
         self.viewer_id = viewer_id
-        self._fanout = fanout
+        self._pipeline = pipeline
+        #: Which layer this viewer gets: its pick, or in auto what its network carries.
+        self.choice = LayerChoice([layer.layer for layer in pipeline.layers], quality)
+        self._layer_reason = ""
         self._configuration = configuration
         self._codec = codec
         self._send = send
@@ -89,6 +98,9 @@ class ViewerConnection:
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=f"viewer-{viewer_id}")
         self._timeout: asyncio.TimerHandle | None = None
+        self._adapter: asyncio.Task | None = None
+        self._sampled = (0, 0)  # the track's viewer keyframe requests and queue overflows at the last sample
+        self._last_report: object = None  # the timestamp of the last receiver report used
         self.closed = False
 
     @property
@@ -146,13 +158,17 @@ class ViewerConnection:
             log.info("viewer %s: connection %s", self.viewer_id, pc.connectionState)
             if pc.connectionState == "connected" and self._timeout is not None:
                 self._timeout.cancel()
+            if pc.connectionState == "connected" and pc is self._pc and self._adapter is None:
+                self._adapter = asyncio.create_task(self._adapt(pc), name=f"adapt-{self.viewer_id}")
             elif pc.connectionState in ("failed", "closed") and pc is self._pc:
                 await self._close_pc()
                 self._on_disconnected(self)
 
         # The sending transceiver exists before the offer is applied, so the offer's
         # video section binds to it and negotiation honours the camera's one codec.
-        self.track = self._fanout.subscribe(self.viewer_id)
+        self.track = self._pipeline.subscribe(self.viewer_id, self.choice.layer.name)
+        self._sampled, self._last_report = (0, 0), None
+        self.track.on_switched = self._switched
         transceiver = pc.addTransceiver(self.track, direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(self._codec))
         self.track.attach_sender(transceiver.sender)
@@ -177,14 +193,65 @@ class ViewerConnection:
         if isinstance(message, ChatSend):
             self._on_chat(self, message)
 
+    def set_quality(self, quality: str) -> None:
+        """The viewer picked another layer (or "auto"): its sender moves at that layer's keyframe."""
+        layer = self.choice.pick(quality)
+        if layer is not None:
+            self._move(layer, "")
+
+    def _move(self, layer: Layer, reason: str) -> None:
+        self._layer_reason = reason
+        if self.track is not None:
+            self.track.switch(self._pipeline.layer(layer.name).fanout)
+            log.info("viewer %s: -> %s%s", self.viewer_id, layer.name, f" ({reason})" if reason else "")
+
+    def _switched(self, layer_name: str) -> None:
+        """The sender now sends ``layer_name`` (from its first frame, or a switch at a keyframe)."""
+        layer = self._pipeline.layer(layer_name).layer
+        message = LayerChanged(to=self.viewer_id, layer=layer.name, width=layer.width, height=layer.height,
+                               reason=self._layer_reason)
+        asyncio.get_running_loop().create_task(self._send(message))
+
+    async def _adapt(self, pc: RTCPeerConnection, every: float = 1.0) -> None:
+        """While connected, once a second: what the viewer's connection says, for its layer choice."""
+        try:
+            while pc is self._pc and pc.connectionState == "connected":
+                await asyncio.sleep(every)
+                if self.track is None:
+                    continue
+                move = self.choice.observe(time.monotonic(), await self._evidence(pc, self.track))
+                if move is not None:
+                    self._move(*move)
+        finally:
+            self._adapter = None
+
+    async def _evidence(self, pc: RTCPeerConnection, track: FanOutTrack) -> Evidence:
+        fraction_lost, rtt = None, None
+        for sender in pc.getSenders():
+            for item in (await sender.getStats()).values():
+                if item.type == "remote-inbound-rtp":
+                    rtt = item.roundTripTime
+                    if item.timestamp != self._last_report:  # a new report: its loss is news
+                        self._last_report = item.timestamp
+                        fraction_lost = item.fractionLost / 256  # RTCP: 8-bit
+        requests = track.viewer_keyframe_requests - self._sampled[0]
+        drops = track.queue_overflows - self._sampled[1]
+        self._sampled = (track.viewer_keyframe_requests, track.queue_overflows)
+        return Evidence(fraction_lost=fraction_lost, rtt=rtt, keyframe_requests=requests, queue_drops=drops,
+                        estimate=track.bitrate_estimate)
+
     async def stats(self) -> CameraViewerStats:
         """This viewer as the camera sees it: its queue, and RTCP receiver reports."""
         track, pc = self.track, self._pc
-        report = CameraViewerStats(id=self.viewer_id)
+        report = CameraViewerStats(id=self.viewer_id, quality=self.choice.quality)
         if track is not None:
             report.frames_sent = track.frames_sent
             report.queue_drops = track.frames_dropped
             report.keyframe_requests = track.keyframe_requests
+            report.layer = track.layer
+            report.layer_switches = track.layer_switches
+            if track.bitrate_estimate:
+                report.bitrate_estimate_kbps = round(track.bitrate_estimate / 1000, 1)
         if pc is not None and pc.connectionState == "connected":
             for sender in pc.getSenders():
                 for item in (await sender.getStats()).values():
@@ -226,6 +293,9 @@ class ViewerConnection:
         if self.track is not None:
             self.track.stop()
             self.track = None
+        if self._adapter is not None:
+            self._adapter.cancel()
+            self._adapter = None
         if pc is not None:
             try:
                 # aiortc can wait forever, or fail, closing a connection whose offer was

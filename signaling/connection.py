@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import secrets
+import struct
+import sys
 
 from aiohttp import WSCloseCode, web
 
@@ -12,6 +15,9 @@ from .protocol import CameraStats, ViewerStats, encode
 from .relay import RelayReader
 
 log = logging.getLogger(__name__)
+
+#: ioctl: the bytes in a TCP socket's send queue not yet sent (linux/sockios.h).
+_SIOCOUTQNSD = 0x894B
 
 
 class Connection:
@@ -21,10 +27,12 @@ class Connection:
     disconnected, so it cannot slow the camera or the other viewers.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, remote: str, outbox_limit: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, remote: str, outbox_limit: int,
+                 transport: asyncio.Transport | None = None) -> None:
         self.id = secrets.token_hex(4)
         self.remote = remote
         self.ws = ws
+        self._transport = transport  # the connection under the WebSocket
         #: "publisher" or "viewer" once the client said publish or watch.
         self.role: str | None = None
         self.stream: str | None = None
@@ -34,6 +42,13 @@ class Connection:
         self.name = ""
         #: A publisher that showed a valid publish token (it wins a reserved name).
         self.with_token = False
+        #: A viewer's choice: a layer's name or "auto", and a JPEG quality for the relay (None: auto).
+        self.quality = "auto"
+        self.jpeg_quality: int | None = None
+        #: What it gets now (the camera's or the relay's latest `layer` message), and why.
+        self.layer: str | None = None
+        self.layer_reason = ""
+        self.relay_jpeg_quality: int | None = None
         #: The latest stats report from this client, and when it came (time.time()).
         self.stats: ViewerStats | CameraStats | None = None
         self.stats_at = 0.0
@@ -42,6 +57,20 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.role or 'idle'} {self.stream or ''} {self.remote}>"
+
+    def unsent_bytes(self) -> int:
+        """Bytes written to this client's socket that the kernel has not sent yet (Linux's
+        SIOCOUTQNSD), plus what the event loop still holds; 0 where it cannot tell."""
+        if self._transport is None:
+            return 0
+        queued = self._transport.get_write_buffer_size()
+        sock = self._transport.get_extra_info("socket")
+        if sock is None or sys.platform != "linux":
+            return queued
+        try:
+            return queued + struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQNSD, b"\0\0\0\0"))[0]
+        except OSError:
+            return queued
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")

@@ -58,6 +58,9 @@ class _StateCollector(Collector):
                                     "Mean glass-to-glass latency viewers report", labels=["stream"])
         encode = GaugeMetricFamily("peercam_camera_encode_seconds",
                                    "Camera's mean encode time per frame", labels=["stream"])
+        switches = CounterMetricFamily("peercam_layer_switches",
+                                       "Changes of the layer (or relay JPEG quality) a viewer gets, by path",
+                                       labels=["stream", "path"])
         for stream in live:
             for mode, count in stream.viewers_by_mode().items():
                 viewers.add_metric([stream.name, mode], count)
@@ -72,7 +75,9 @@ class _StateCollector(Collector):
             camera_stats = stream.publisher.stats if stream.publisher else None
             if camera_stats is not None:
                 encode.add_metric([stream.name], camera_stats.encode_ms / 1000)
-        yield from (viewers, fps, latency, encode)
+            for path in ("p2p", "relay"):
+                switches.add_metric([stream.name, path], stream.layer_switches[path])
+        yield from (viewers, fps, latency, encode, switches)
         totals = self._streams.relay_totals
         yield CounterMetricFamily("peercam_relay_frames_sent", "Relay frames sent to readers",
                                   value=totals.frames_sent)

@@ -8,6 +8,7 @@ against the stream's --max-viewers and its address's connection limit.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,20 @@ routes = web.RouteTableDef()
 
 _BOUNDARY = "peercamframe"
 _SNAPSHOT_TIMEOUT = 5.0
+
+
+_QUALITY = re.compile(r"auto|[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?")
+
+
+def _choice(request: web.Request) -> tuple[str, int | None]:
+    """``?quality=LAYER`` (default: the top layer) and ``?jpeg_quality=1..100`` (default: the camera's)."""
+    quality = request.query.get("quality", "auto")
+    jpeg = request.query.get("jpeg_quality")
+    if not _QUALITY.fullmatch(quality):
+        raise web.HTTPBadRequest(text="quality: a layer's name (e.g. 480p) or auto\n")
+    if jpeg is not None and not (jpeg.isdigit() and 1 <= int(jpeg) <= 100):
+        raise web.HTTPBadRequest(text="jpeg_quality: a whole number from 1 to 100\n")
+    return quality, int(jpeg) if jpeg is not None else None
 
 
 @asynccontextmanager
@@ -54,11 +69,13 @@ async def _reading(request: web.Request) -> AsyncIterator[Stream]:
 @routes.get("/streams/{name}/mjpeg")
 @requires(Access.VIEW)
 async def mjpeg(request: web.Request) -> web.StreamResponse:
+    choice = _choice(request)
     async with _reading(request) as stream:
-        return await _stream_mjpeg(request, stream)
+        return await _stream_mjpeg(request, stream, choice)
 
 
-async def _stream_mjpeg(request: web.Request, stream: Stream) -> web.StreamResponse:
+async def _stream_mjpeg(request: web.Request, stream: Stream, choice: tuple[str, int | None]
+                        ) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
         "Cache-Control": "no-cache, no-store",
@@ -76,7 +93,7 @@ async def _stream_mjpeg(request: web.Request, stream: Stream) -> web.StreamRespo
             raise ConnectionError(f"took no bytes for {stall_limit:g} s: dropped") from None
 
     reader = RelayReader(f"mjpeg-{request.remote}", deliver, ends_with_camera=True)
-    stream.relay.add(reader)
+    stream.relay.add(reader, *choice)
     try:
         await reader.wait_closed()
     finally:
@@ -87,9 +104,13 @@ async def _stream_mjpeg(request: web.Request, stream: Stream) -> web.StreamRespo
 @routes.get("/streams/{name}/snapshot.jpg")
 @requires(Access.VIEW)
 async def snapshot(request: web.Request) -> web.Response:
+    choice = _choice(request)
     async with _reading(request) as stream:
+        rendition = stream.relay.rendition(*choice)
+        if rendition is None:
+            raise web.HTTPServiceUnavailable(text="the camera has not said what it sends yet\n")
         try:
-            frame = await stream.relay.next_frame(_SNAPSHOT_TIMEOUT)
+            frame = await stream.relay.next_frame(rendition, _SNAPSHOT_TIMEOUT)
         except asyncio.TimeoutError:
             raise web.HTTPServiceUnavailable(
                 text=f"the camera sent no frame within {_SNAPSHOT_TIMEOUT:g} s\n") from None

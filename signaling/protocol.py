@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: A text message larger than this is refused with a ``too-large`` error.
 MAX_TEXT_MESSAGE_BYTES = 64 * 1024
@@ -92,13 +92,38 @@ class IceCandidate(
     sdp_mline_index: int | None = None
 
 
-class StreamInfo(msgspec.Struct):
-    """What a camera publishes about its video."""
+#: A quality layer's name: its height, and its frame rate when below the capture's.
+LayerName = Annotated[str, Meta(pattern=r"^[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?$")]
+#: What a viewer asks for: a layer by name, or "auto" (follow the network).
+Quality = Annotated[str, Meta(pattern=r"^(auto|[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?)$")]
+JpegQuality = Annotated[int, Meta(ge=1, le=100)]
+
+
+class LayerInfo(msgspec.Struct):
+    """One quality layer a camera offers: each is encoded once, for all its viewers."""
+
+    name: LayerName
+    width: Annotated[int, Meta(ge=2, le=16384)]
+    height: Annotated[int, Meta(ge=2, le=16384)]
+    fps: Annotated[float, Meta(gt=0, le=1000)]
+
+
+class StreamInfo(msgspec.Struct, omit_defaults=True):
+    """What a camera publishes about its video: the top layer's size, and every layer."""
 
     width: Annotated[int, Meta(ge=2, le=16384)]
     height: Annotated[int, Meta(ge=2, le=16384)]
     fps: Annotated[float, Meta(gt=0, le=1000)]
     codec: Codec
+    #: Largest first; a camera that names none offers one layer, its own size.
+    layers: Annotated[list[LayerInfo], Meta(max_length=8)] = []
+    #: The relay's JPEG quality for readers that pick none.
+    jpeg_quality: JpegQuality = 80
+
+    def layer_list(self) -> list[LayerInfo]:
+        """The layers, or the one the picture itself makes when the camera named none."""
+        return self.layers or [LayerInfo(name=f"{self.height}p", width=self.width, height=self.height,
+                                         fps=self.fps)]
 
 
 # Client -> server ---------------------------------------------------------------
@@ -114,11 +139,20 @@ class Publish(_Message, tag="publish"):
 
 
 class Watch(_Message, tag="watch"):
-    """A viewer follows a stream, live or not yet live."""
+    """A viewer follows a stream, live or not yet live, at the quality it picks."""
 
     stream: str
     name: str = ""  # display name in chat and in the stream's viewer list
     token: str = ""  # needed when the server's --auth is all
+    quality: Quality = "auto"  # a layer's name, or "auto": follow the network
+    jpeg_quality: JpegQuality | None = None  # on a JPEG relay; None: the camera's, adapted
+
+
+class SetQuality(_Message, tag="quality"):
+    """A viewer picks another layer (or "auto") and, on a JPEG relay, another JPEG quality."""
+
+    quality: Quality = "auto"
+    jpeg_quality: JpegQuality | None = None
 
 
 class ViewerStats(msgspec.Struct, omit_defaults=True):
@@ -137,6 +171,10 @@ class ViewerStats(msgspec.Struct, omit_defaults=True):
     rtt_ms: Millis | None = None
     freezes: Count | None = None
     decoder: ShortText | None = None
+    #: The layer being received now, and how often it changed.
+    layer: LayerName | None = None
+    layer_switches: Count | None = None
+    jpeg_quality: JpegQuality | None = None  # on a JPEG relay
 
 
 class CameraViewerStats(msgspec.Struct, omit_defaults=True):
@@ -149,6 +187,22 @@ class CameraViewerStats(msgspec.Struct, omit_defaults=True):
     rtt_ms: Millis | None = None
     packets_lost: Count | None = None
     fraction_lost: Fraction | None = None
+    layer: LayerName | None = None  # the layer this viewer gets now
+    quality: Quality | None = None  # what it asked for
+    layer_switches: Count = 0
+    bitrate_estimate_kbps: Kbps | None = None  # its REMB, where it sends one
+
+
+class CameraLayerStats(msgspec.Struct, omit_defaults=True):
+    """One layer as the camera runs it: encoded only while someone reads it."""
+
+    name: LayerName
+    active: bool
+    viewers: Count = 0
+    frames_encoded: Count = 0
+    encode_ms: Millis = 0.0
+    keyframes: Count = 0
+    jpeg_qualities: Annotated[list[JpegQuality], Meta(max_length=8)] = []
 
 
 class CameraStats(msgspec.Struct, omit_defaults=True):
@@ -159,6 +213,7 @@ class CameraStats(msgspec.Struct, omit_defaults=True):
     keyframes: Count = 0
     relay_frames: Count = 0
     viewers: Annotated[list[CameraViewerStats], Meta(max_length=1000)] = []
+    layers: Annotated[list[CameraLayerStats], Meta(max_length=8)] = []
 
 
 class Stats(_Message, tag="stats"):
@@ -196,7 +251,8 @@ class Rename(_Message, tag="rename"):
 
 
 class Relay(_Message, tag="relay"):
-    """A viewer asks for (or leaves) its stream's relay: JPEG frames over this socket."""
+    """A viewer asks for (or leaves) its stream's relay: frames over this socket, at the
+    quality it picked (watch, quality)."""
 
     enabled: bool
 
@@ -269,6 +325,23 @@ class ChatHistory(RoutedMessage, tag="chat-history"):
     messages: list[ChatMessage]
 
 
+class LayerChanged(RoutedMessage, tag="layer"):
+    """Which layer a viewer gets from now on, and why: from the camera for P2P, from the
+    server on the relay (with its JPEG quality there). ``reason`` is empty for a choice the
+    viewer made and says why otherwise, e.g. "12% loss"."""
+
+    senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
+
+    layer: LayerName
+    width: Annotated[int, Meta(ge=2, le=16384)]
+    height: Annotated[int, Meta(ge=2, le=16384)]
+    reason: Annotated[str, Meta(max_length=200)] = ""
+    jpeg_quality: JpegQuality | None = None
+
+    def __post_init__(self) -> None:
+        self.reason = clean_text(self.reason)
+
+
 class ChatNotice(RoutedMessage, tag="chat-notice"):
     """The camera refused a chat line (too long, too fast) and says why."""
 
@@ -336,17 +409,33 @@ class StreamEnded(_Message, tag="stream-ended"):
         self.reason = clean_text(self.reason)
 
 
-class RelayFrames(_Message, tag="relay-frames"):
-    """Tells the camera to send (or stop sending) relay frames: someone is on the relay."""
+class JpegRendition(msgspec.Struct, frozen=True, order=True):
+    """A layer encoded as JPEG at one quality, for relay readers that asked for it."""
 
-    send: bool
+    layer: LayerName
+    quality: JpegQuality
+
+
+class RelayFrames(_Message, tag="relay-frames"):
+    """Tells the camera which relay frames to send (none: stop): what relay readers read now."""
+
+    jpeg: Annotated[list[JpegRendition], Meta(max_length=16)] = []
 
 
 class ViewerJoined(_Message, tag="viewer-joined"):
-    """A viewer came; ``name`` is the one it watched with, the only name it may chat under."""
+    """A viewer came; ``name`` is the one it watched with, the only name it may chat under.
+    ``quality`` is the layer it asked for (or "auto")."""
 
     peer_id: str
     name: str = ""
+    quality: Quality = "auto"
+
+
+class ViewerQuality(_Message, tag="viewer-quality"):
+    """A viewer picked another layer (or "auto"): its sender moves at that layer's next keyframe."""
+
+    peer_id: str
+    quality: Quality
 
 
 class ViewerRenamed(_Message, tag="viewer-renamed"):
@@ -371,13 +460,13 @@ class Error(_Message, tag="error"):
 
 
 ClientMessage = (
-    Publish | Watch | Rename | Relay | Stats | CameraStatsReport | ChatMessage
-    | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice
+    Publish | Watch | SetQuality | Rename | Relay | Stats | CameraStatsReport | ChatMessage
+    | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice | LayerChanged
 )
 ServerMessage = (
     Welcome | IceServers | Published | Watching | StreamLive | StreamEnded | RelayFrames | ViewerJoined
-    | ViewerRenamed | ViewerLeft | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice
-    | ChatMessage | Error
+    | ViewerQuality | ViewerRenamed | ViewerLeft | Offer | Answer | Candidate | Hangup | ChatSend
+    | ChatHistory | ChatNotice | LayerChanged | ChatMessage | Error
 )
 #: What travels on a viewer's "chat" data channel (the same messages as on signaling).
 DataChannelMessage = ChatSend | ChatMessage | ChatHistory | ChatNotice

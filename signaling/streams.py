@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import msgspec
@@ -21,6 +22,9 @@ from .protocol import (
     ChatMessage,
     ErrorCode,
     IceServer,
+    JpegRendition,
+    LayerChanged,
+    LayerInfo,
     ProtocolError,
     Published,
     RelayFrames,
@@ -30,6 +34,7 @@ from .protocol import (
     StreamLive,
     ViewerJoined,
     ViewerLeft,
+    ViewerQuality,
     ViewerRenamed,
     ViewerStats,
     Watching,
@@ -58,9 +63,12 @@ class Stream:
     def __post_init__(self) -> None:
         self.relay = RelayHub(self._relay_demand, self.relay_totals)
 
-    def _relay_demand(self, wanted: bool) -> None:
+    #: Layer or JPEG-quality changes of this stream's viewers (P2P and relay), for /metrics.
+    layer_switches: Counter = field(default_factory=Counter)
+
+    def _relay_demand(self, renditions: list[JpegRendition]) -> None:
         if self.publisher is not None:
-            self.publisher.send(RelayFrames(send=wanted))
+            self.publisher.send(RelayFrames(jpeg=renditions))
 
     def live_message(self) -> StreamLive:
         """What viewers are told when this stream's camera is there."""
@@ -89,6 +97,7 @@ class Stream:
             "height": info.height if info else None,
             "fps": info.fps if info else None,
             "codec": info.codec if info else None,
+            "layers": msgspec.to_builtins(info.layer_list()) if info else [],
             "since": self.since,
             "publisher": publisher.id if publisher else None,
             "camera": {
@@ -101,6 +110,9 @@ class Stream:
                     "id": viewer.id,
                     "name": viewer.name,
                     "mode": self.viewer_mode(viewer),
+                    "quality": viewer.quality,
+                    "layer": viewer.layer,
+                    "layer_reason": viewer.layer_reason,
                     "stats": msgspec.to_builtins(viewer.stats) if viewer.stats else None,
                 }
                 for viewer in self.viewers.values()
@@ -183,14 +195,16 @@ class StreamRegistry:
         live = stream.live_message()
         for viewer in stream.viewers.values():
             viewer.send(live)
-            conn.send(ViewerJoined(peer_id=viewer.id, name=viewer.name))  # the camera meets those who waited
-        if stream.relay.wanted:
-            conn.send(RelayFrames(send=True))
+            # The camera meets those who waited.
+            conn.send(ViewerJoined(peer_id=viewer.id, name=viewer.name, quality=viewer.quality))
+        stream.relay.camera_arrived(info.layer_list(), info.jpeg_quality)
         return stream
 
     def watch(self, conn: Connection, name: str, display_name: str = "",
-              ice_servers: list[IceServer] | None = None) -> Stream:
+              ice_servers: list[IceServer] | None = None, quality: str = "auto",
+              jpeg_quality: int | None = None) -> Stream:
         stream = self._enter(conn, name, display_name)
+        conn.quality, conn.jpeg_quality = quality, jpeg_quality
         camera = stream.publisher
         if conn.name and camera is not None and conn.name.casefold() == camera.name.casefold():
             self._forget_if_unused(stream)
@@ -205,8 +219,27 @@ class StreamRegistry:
             conn.send(stream.live_message())
         conn.role, conn.stream = "viewer", name
         if camera is not None:
-            camera.send(ViewerJoined(peer_id=conn.id, name=conn.name))
+            camera.send(ViewerJoined(peer_id=conn.id, name=conn.name, quality=conn.quality))
         return stream
+
+    def set_quality(self, conn: Connection, quality: str, jpeg_quality: int | None) -> None:
+        """A viewer picked another layer (or "auto") or JPEG quality: its relay reader moves now,
+        its camera moves its sender at the layer's next keyframe."""
+        stream = self._streams.get(conn.stream or "")
+        if stream is None or conn.role != "viewer":
+            raise ProtocolError(ErrorCode.WRONG_STATE, "watch a stream before picking a quality")
+        conn.quality, conn.jpeg_quality = quality, jpeg_quality
+        if conn.relay_reader is not None:
+            stream.relay.choose(conn.relay_reader, quality, jpeg_quality)
+        if stream.publisher is not None:
+            stream.publisher.send(ViewerQuality(peer_id=conn.id, quality=quality))
+
+    def layer_changed(self, camera: Connection, viewer: Connection, message: LayerChanged) -> None:
+        """The camera moved a P2P viewer to another layer (it tells the viewer; the server keeps it)."""
+        stream = self._streams.get(camera.stream or "")
+        if viewer.layer is not None and viewer.layer != message.layer and stream is not None:
+            stream.layer_switches["p2p"] += 1
+        viewer.layer, viewer.layer_reason = message.layer, message.reason
 
     def rename(self, conn: Connection, display_name: str) -> None:
         """A viewer's new display name; its camera is told (chat lines go out under it)."""
@@ -295,8 +328,18 @@ class StreamRegistry:
         if stream is None or conn.role != "viewer":
             raise ProtocolError(ErrorCode.WRONG_STATE, "watch a stream before asking for its relay")
         if enabled and conn.relay_reader is None:
-            conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes)
-            stream.relay.add(conn.relay_reader)
+            def moved(rendition: JpegRendition, layer: LayerInfo, reason: str) -> None:
+                if conn.layer is not None and (conn.layer, conn.relay_jpeg_quality) != (
+                        rendition.layer, rendition.quality):
+                    stream.layer_switches["relay"] += 1
+                conn.layer, conn.layer_reason = rendition.layer, reason
+                conn.relay_jpeg_quality = rendition.quality
+                conn.send(LayerChanged(layer=layer.name, width=layer.width, height=layer.height,
+                                       reason=reason, jpeg_quality=rendition.quality))
+
+            conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, on_rendition=moved,
+                                            backlog=conn.unsent_bytes)
+            stream.relay.add(conn.relay_reader, conn.quality, conn.jpeg_quality)
         elif not enabled and conn.relay_reader is not None:
             stream.relay.remove(conn.relay_reader)
             conn.relay_reader = None

@@ -24,11 +24,13 @@ from .protocol import (
     ErrorCode,
     IceServer,
     IceServers,
+    LayerChanged,
     Offer,
     ProtocolError,
     Publish,
     Relay,
     Rename,
+    SetQuality,
     Stats,
     Watch,
     Welcome,
@@ -75,7 +77,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             await ws.send_str(encode(error.to_message()))
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many connections")
             return ws
-    conn = Connection(ws, address, config.outbox_limit)
+    conn = Connection(ws, address, config.outbox_limit, request.transport)
     conn.start()
     request.app[SOCKETS].add(ws)
     limits = config.limits
@@ -209,7 +211,10 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
     elif isinstance(message, Watch):
         check_stream_name(message.stream)
         _authorize(config, registry, message)
-        registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn))
+        registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn),
+                       quality=message.quality, jpeg_quality=message.jpeg_quality)
+    elif isinstance(message, SetQuality):
+        registry.set_quality(conn, message.quality, message.jpeg_quality)
     elif isinstance(message, Rename):
         registry.rename(conn, message.name)
     elif isinstance(message, Relay):
@@ -220,5 +225,7 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
         registry.broadcast_chat(conn, message)
     elif isinstance(message, ROUTED_TYPES):
         target = registry.route_target(conn, message)
+        if isinstance(message, LayerChanged):
+            registry.layer_changed(conn, target, message)
         message.to, message.sender = None, conn.id
         target.send(message)

@@ -3,32 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import cv2
 from aiortc import RTCSessionDescription
 
 from peers.encoder import VideoEncoder
-from peers.fanout import EncodedFrame, FanOut, RtpPacketizer
+from peers.fanout import EncodedFrame, FanOut, RtpPacketizer, vp8_picture_id
 from peers.testpattern import Stamp, TestPattern, read_stamp
 from signaling.protocol import Offer
 
 from .test_viewerconnection import camera_and_viewer, loopback_ice, pipeline  # noqa: F401
 
 
-def encoded_frames(count: int, keyframes: set[int]) -> list[EncodedFrame]:
-    pattern, encoder = TestPattern(320, 240), VideoEncoder("vp8", 320, 240, 30, 500_000)
+def encoded_frames(count: int, keyframes: set[int], layer: str = "", size: tuple[int, int] = (320, 240),
+                   start: int = 0) -> list[EncodedFrame]:
+    """Frames ``start`` .. of one layer, packetized as the camera does (its own picture ids)."""
+    width, height = size
+    pattern, encoder = TestPattern(width, height), VideoEncoder("vp8", width, height, 30, 500_000)
     packetizer = RtpPacketizer("vp8")
     frames = []
-    for n in range(count):
+    for n in range(start, start + count):
         i420 = cv2.cvtColor(pattern.render(Stamp(n, n)), cv2.COLOR_BGR2YUV_I420)
         (packet,) = encoder.encode(i420, n * 3000, keyframe=n in keyframes)
-        frames.append(EncodedFrame(*packetizer.packetize(packet), packet.is_keyframe, 0.0, n))
+        frames.append(EncodedFrame(*packetizer.packetize(packet), packet.is_keyframe, 0.0, n, layer))
     return frames
 
 
 async def test_queue_overflow_drops_to_the_next_keyframe():
     requests = []
-    fanout = FanOut(lambda: requests.append(1), queue_limit=4)
+    fanout = FanOut(lambda **_: requests.append(1), queue_limit=4)
     slow, fast = fanout.subscribe("slow"), fanout.subscribe("fast")
     frames = encoded_frames(16, keyframes={0, 12})
     # Both start pulling: each asks for a keyframe and waits for one.
@@ -49,9 +53,41 @@ async def test_queue_overflow_drops_to_the_next_keyframe():
     assert await asyncio.wait_for(slow.recv(), 1) is frames[12]
     fanout.publish(frames[13])
     assert await asyncio.wait_for(slow.recv(), 1) is frames[13]
-    fanout.unsubscribe(slow)
-    fanout.unsubscribe(fast)
+    slow.stop()
+    fast.stop()
     assert len(fanout) == 0
+
+
+async def test_a_switch_passes_over_a_new_layer_keyframe_older_than_the_picture():
+    """A layer whose encoder just started lags: its first keyframe, older than frames already
+    sent, would take the picture back in time. The track goes on with the old layer and
+    switches at the new one's next keyframe."""
+    requests = {"a": 0, "b": 0}
+    old = FanOut(lambda: requests.update(a=requests["a"] + 1), layer="a")
+    new = FanOut(lambda: requests.update(b=requests["b"] + 1), layer="b")
+    track = old.subscribe("viewer")
+    layer_a = [dataclasses.replace(f, layer="a") for f in encoded_frames(12, keyframes={0})]
+    layer_b = [dataclasses.replace(f, layer="b") for f in encoded_frames(12, keyframes={3, 9})]
+    pull = asyncio.create_task(track.recv())
+    await asyncio.sleep(0)
+    for n in range(8):
+        old.publish(layer_a[n])
+        frame = await asyncio.wait_for(pull if n == 0 else track.recv(), 1)
+        assert (frame.layer, frame.number) == ("a", n)
+
+    track.switch(new)
+    assert requests["b"] == 1
+    new.publish(layer_b[3])  # 4 frames behind the last one sent: passed over, and another asked for
+    old.publish(layer_a[8])
+    frame = await asyncio.wait_for(track.recv(), 1)
+    assert (frame.layer, frame.number) == ("a", 8) and requests["b"] == 2
+    new.publish(layer_b[9])
+    old.publish(layer_a[9])
+    new.publish(layer_b[10])
+    assert [((f := await asyncio.wait_for(track.recv(), 1)).layer, f.number) for _ in range(2)] == [
+        ("b", 9), ("b", 10)]
+    assert track.layer == "b" and track.layer_switches == 1
+    track.stop()
 
 
 async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback_ice, pipeline):  # noqa: F811
@@ -79,3 +115,77 @@ async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback
                 break
         assert camera_side.track.keyframe_requests > requests_before  # the PLI reached the track
         assert pipeline.stats.keyframes > keyframes_before  # and the shared encoder
+
+
+async def test_a_switch_happens_at_the_new_layers_keyframe_with_ids_and_timestamps_continuing():
+    """The sender sees one stream: picture ids go on by one and timestamps never go back,
+    though the two layers number their own pictures and the new layer's encoder lags."""
+    asked: list[str] = []
+    big = FanOut(lambda **_: asked.append("big"), layer="big")
+    small = FanOut(lambda **_: asked.append("small"), layer="small")
+    track = big.subscribe("v1")
+    track._pulling = True  # the sender has started pulling
+    bigs = encoded_frames(10, {0}, "big")
+    smalls = encoded_frames(13, {0, 6, 7}, "small", (160, 120))  # each layer numbers its own pictures
+    sent: list[EncodedFrame] = []
+
+    async def send(fanout: FanOut, frame: EncodedFrame) -> None:
+        fanout.publish(frame)
+        sent.append(await asyncio.wait_for(track.recv(), 1))
+
+    for frame in bigs[:6]:
+        await send(big, frame)
+    track.switch(small)
+    assert asked[-1] == "small" and track.switching_to == "small"
+    small.publish(smalls[5])  # a delta frame: no place to start
+    await send(big, bigs[6])
+    await send(big, bigs[7])
+    small.publish(smalls[6])  # a keyframe, but older than what went out: passed over once
+    assert asked[-1] == "small" and track.switching_to == "small"
+    await send(big, bigs[8])
+    await send(big, bigs[9])
+    # The next keyframe is taken whatever it shows, so a switch always ends; its timestamp
+    # moves on by a tick, as a decoder drops a frame older than one it has shown.
+    for frame in smalls[7:12]:
+        await send(small, frame)
+    assert [f.layer for f in sent] == ["big"] * 10 + ["small"] * 5
+    assert sent[10].keyframe and track.layer == "small" and track.layer_switches == 1
+    assert len(big) == 0 and len(small) == 1
+    ids = [vp8_picture_id(f.payloads[0]) for f in sent]
+    assert all((b - a) % 0x8000 == 1 for a, b in zip(ids, ids[1:], strict=False)), ids
+    stamps = [f.timestamp for f in sent]
+    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), stamps
+    # The payloads themselves are the new layer's, renumbered: same size, same picture.
+    assert [len(p) for p in sent[10].payloads] == [len(p) for p in smalls[7].payloads]
+    assert all(p[4:] == q[4:] for p, q in zip(sent[10].payloads, smalls[7].payloads, strict=True))
+    track.stop()
+
+
+async def test_a_viewer_moves_to_another_layer_without_renegotiating(loopback_ice, pipeline):  # noqa: F811
+    """A real aiortc viewer: the size changes at the next keyframe, the pictures keep coming
+    and decode (their stamps read back), and there is no new offer or answer."""
+    answers: asyncio.Queue = asyncio.Queue()
+    async with camera_and_viewer(pipeline, answers) as (camera_side, viewer, got_track):
+        camera_side.post(Offer(sdp=viewer.localDescription.sdp))
+        answer = await asyncio.wait_for(answers.get(), 10)
+        await viewer.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        track = await asyncio.wait_for(got_track, 10)
+        first = await asyncio.wait_for(track.recv(), 10)
+        assert (first.width, first.height) == (320, 240)
+        camera_side.set_quality("120p")
+        numbers = []
+        for _ in range(60):
+            frame = await asyncio.wait_for(track.recv(), 2)
+            stamp = read_stamp(frame.to_ndarray(format="gray"))
+            assert stamp is not None  # never a broken picture
+            numbers.append((stamp.frame, frame.width))
+            if frame.width == 160 and sum(1 for _, w in numbers if w == 160) >= 5:
+                break
+        assert numbers[-1][1] == 160, numbers
+        switch = next(i for i, (_, w) in enumerate(numbers) if w == 160)
+        assert numbers[switch][0] - numbers[switch - 1][0] <= 10  # a short gap, in frames
+        layer_messages = []
+        while not answers.empty():
+            layer_messages.append(answers.get_nowait())
+        assert [m.layer for m in layer_messages if type(m).__name__ == "LayerChanged"][-1] == "120p"
+        assert not [m for m in layer_messages if type(m).__name__ == "Answer"]  # no renegotiation

@@ -19,7 +19,7 @@ def test_stamp_reads_back_from_raw_pixels():
 def test_corrupted_code_is_rejected_not_misread():
     pattern = TestPattern(640, 480)
     grey = cv2.cvtColor(pattern.render(Stamp(1_000_000, 7)), cv2.COLOR_BGR2GRAY)
-    b = block_size(640)
+    b = int(block_size(640))
     grey[b : 2 * b, b : 2 * b] = 255 - grey[b : 2 * b, b : 2 * b]  # flip one bit
     assert read_stamp(grey) is None
 
@@ -50,3 +50,14 @@ def test_stamp_survives_the_codec(codec, decoder, size):
 
 def test_a_black_code_area_is_no_stamp():
     assert read_stamp(np.zeros((480, 640), np.uint8)) is None
+
+
+@pytest.mark.parametrize("size, layer_width", [((1280, 720), 854), ((1280, 720), 640), ((1920, 1080), 1280),
+                                               ((640, 480), 480), ((1280, 720), 320)])
+def test_the_code_survives_scaling_to_a_layer(size, layer_width):
+    """Every quality layer of a test-pattern camera carries a readable code (widths of any ratio)."""
+    width, height = size
+    frame = TestPattern(width, height).render(Stamp(1_700_000_000_123, 4242))
+    layer = cv2.resize(frame, (layer_width, round(layer_width * height / width / 2) * 2),
+                       interpolation=cv2.INTER_AREA)
+    assert read_stamp(cv2.cvtColor(layer, cv2.COLOR_BGR2GRAY)) == Stamp(1_700_000_000_123, 4242)

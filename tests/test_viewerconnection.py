@@ -10,8 +10,8 @@ import pytest
 from aioice import stun
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from peers.encoder import VideoEncoder
 from peers.ice import restrict_host_addresses, rtc_configuration
+from peers.layers import parse_layers
 from peers.pipeline import MediaPipeline
 from peers.sources import TestPatternSource
 from peers.viewerconnection import ViewerConnection
@@ -28,8 +28,9 @@ def loopback_ice():
 @pytest.fixture
 async def pipeline() -> AsyncIterator[MediaPipeline]:
     """A running 320x240 test-pattern pipeline: the camera's encoder and fan-out."""
-    running = MediaPipeline(TestPatternSource(320, 240, 30), VideoEncoder("vp8", 320, 240, 30, 500_000),
-                            asyncio.get_running_loop(), min_keyframe_interval=0.1)
+    layers = parse_layers("240p,120p", 320, 240, 30)
+    running = MediaPipeline(TestPatternSource(320, 240, 30), layers, "vp8", asyncio.get_running_loop(),
+                            min_keyframe_interval=0.1)
     running.start()
     yield running
     await asyncio.to_thread(running.stop)
@@ -43,7 +44,7 @@ async def camera_and_viewer(pipeline: MediaPipeline, sent: asyncio.Queue,
     Yields (camera side, viewer, future of the viewer's track); what the camera side
     sends (its answer, hangups) goes to ``sent``.
     """
-    camera_side = ViewerConnection("v1", pipeline.fanout, lambda: rtc_configuration([]), "vp8", sent.put,
+    camera_side = ViewerConnection("v1", pipeline, lambda: rtc_configuration([]), "vp8", sent.put,
                                    connect_timeout=10, on_closed=lambda v: None)
     viewer = RTCPeerConnection(rtc_configuration([]))
     try:

@@ -26,7 +26,7 @@ def test_relay_frame_header_reads_as_python_writes_it(cluster, page):
     cluster.start_server()
     page.goto(f"{cluster.url}/")
     header = RelayFrameHeader(sequence=2**32 - 1, capture_time_us=1_700_000_000_123_456,
-                              width=640, height=480, quality=80)
+                              width=640, height=480, quality=80, layer=2)
     frame = base64.b64encode(header.pack(b"\xff\xd8jpeg")).decode()
     parsed = page.evaluate("""async (frame) => {
         const { parseRelayFrame } = await import('/static/js/relay-frame.js');
@@ -38,7 +38,7 @@ def test_relay_frame_header_reads_as_python_writes_it(cluster, page):
     }""", frame)
     short_frame_error = parsed.pop("shortFrame")
     assert parsed == {"sequence": 2**32 - 1, "captureTimeMs": 1_700_000_000_123.456,
-                      "width": 640, "height": 480, "quality": 80, "jpeg": list(b"\xff\xd8jpeg")}
+                      "width": 640, "height": 480, "quality": 80, "layer": 2, "jpeg": list(b"\xff\xd8jpeg")}
     assert "shorter than its header" in short_frame_error
 
 

@@ -62,6 +62,7 @@ class StreamCard {
   thumbnail = element('img', 'thumbnail');
   #resolution = element('span', 'resolution');
   #codec = element('span', 'codec');
+  #layers = element('span', 'layers');
   #uptime = element('span', 'uptime');
   #viewers = element('span', 'viewers');
   #viewersByMode = element('span', 'viewers-by-mode');
@@ -80,7 +81,7 @@ class StreamCard {
     const link = element('a', 'stream-name', name);
     link.href = href;
     const details = element('span', 'stream-details');
-    details.append(this.#resolution, this.#codec, this.#uptime);
+    details.append(this.#resolution, this.#codec, this.#layers, this.#uptime);
     const audience = element('span', 'stream-audience');
     audience.append(this.#viewers, this.#viewersByMode);
     this.item.append(screen, link, details, audience);
@@ -89,6 +90,11 @@ class StreamCard {
   update(stream, nowSeconds) {
     this.#resolution.textContent = `${stream.width}x${stream.height}@${formatFps(stream.fps)}`;
     this.#codec.textContent = stream.codec;
+    // The quality layers viewers may pick from (one: the picture's own size).
+    const layers = stream.layers ?? [];
+    this.#layers.textContent = layers.length > 1 ? layers.map((layer) => layer.name).join(' · ') : '';
+    this.#layers.title = layers.map((layer) => `${layer.name}: ${layer.width}x${layer.height}`
+      + `@${formatFps(layer.fps)}`).join(', ');
     const minutes = Math.max(0, Math.floor((nowSeconds - stream.since) / 60));
     this.#uptime.textContent = `live for ${minutes}m`;
     const count = stream.viewer_count;

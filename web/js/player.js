@@ -1,7 +1,8 @@
-// The player page, /view/NAME[?mode=auto|p2p|relay][&name=NAME]: follows one stream
-// through the signaling server and plays it whenever its camera is live, recovering from
-// camera and server restarts, with a chat beside it. For tests, ?connect_timeout=S and
-// ?p2p_retry=S tune auto mode.
+// The player page, /view/NAME[?mode=auto|p2p|relay][&quality=auto|LAYER][&jpeg_quality=50-95]
+// [&name=NAME]: follows one stream through the signaling server and plays it whenever its
+// camera is live, recovering from camera and server restarts, with a chat beside it. The
+// viewer picks the quality layer (or auto: follow the network) and, on the relay, its
+// JPEG quality. For tests, ?connect_timeout=S and ?p2p_retry=S tune auto mode.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling.js';
@@ -13,6 +14,11 @@ import { readStamp } from './testpattern.js';
 import { Chat } from './chat.js';
 import { ChatView } from './chat-view.js';
 import { loadName } from './display-name.js';
+import {
+  AUTO_QUALITY, JpegQualityRange, LayerTracker, Path, describeMove, frameStep, isJpegQuality, isQuality,
+  layersOf,
+} from './layers.js';
+import { QualityMenu } from './quality-menu.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
@@ -49,15 +55,24 @@ class Player {
   #iceTransportPolicy;
   #token;
   #publisher = null; // the camera's peer id while the stream is live
+  #info = null; // the live camera's StreamInfo: its size, rate and layers
   #watchingNow = false; // the server said `watching` on this connection
+  #quality; // what the viewer asks for: AUTO_QUALITY or a layer's name
+  #jpegQuality; // on the relay, or null: the camera's, adapted to the network
+  #qualityMenu;
+  #layers;
 
-  constructor(streamName, { mode, connectTimeoutMs, p2pRetryMs, iceTransportPolicy, token },
-    { view, statsPanel, chatView, name }) {
+  constructor(streamName, {
+    mode, quality, jpegQuality, connectTimeoutMs, p2pRetryMs, iceTransportPolicy, token,
+  }, { view, statsPanel, qualityMenu, chatView, name }) {
     this.#streamName = streamName;
     this.#iceTransportPolicy = iceTransportPolicy;
     this.#token = token;
     this.#view = view;
     this.#statsPanel = statsPanel;
+    this.#quality = quality;
+    this.#jpegQuality = jpegQuality;
+    this.#qualityMenu = qualityMenu;
     this.#delivery = new Delivery({
       mode,
       signaling: this.#signaling,
@@ -78,6 +93,8 @@ class Player {
       rename: (picked) => this.#signaling.send({ type: MessageType.RENAME, name: picked }),
     });
     view.showDelivery(mode, this.#delivery.mode);
+    this.#layers = new LayerTracker(this.#delivery.mode, (change) => this.#layerShown(change));
+    qualityMenu.show([], quality);
     this.#signaling
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
       .on(MessageType.WELCOME, (m) => this.#welcomed(m))
@@ -91,6 +108,7 @@ class Player {
       .on(MessageType.CHAT, (m) => this.#chat.receive(m))
       .on(MessageType.CHAT_HISTORY, (m) => this.#chat.receive(m))
       .on(MessageType.CHAT_NOTICE, (m) => this.#chat.receive(m))
+      .on(MessageType.LAYER, (m) => this.#layerChanged(m))
       .on(MessageType.ERROR, (m) => this.#refused(m));
   }
 
@@ -130,13 +148,28 @@ class Player {
       freezes: network?.freezes ?? null,
       decoderDrops: network?.decoderDrops ?? null,
       decoder: network?.decoder ?? null,
+      layer: this.#layers.current, // {layer, width, height, reason, jpegQuality} or null
+      layerSwitches: this.#layers.switches,
     };
+  }
+
+  /** The layer of the path in use: {layer, width, height, reason, jpegQuality, switches}. */
+  layerSnapshot() {
+    const unknown = { layer: null, width: 0, height: 0, reason: '', jpegQuality: null };
+    return { ...(this.#layers.current ?? unknown), switches: this.#layers.switches };
   }
 
   /** The viewer picked another DeliveryMode. */
   choose(mode) {
     this.#delivery.choose(mode);
     if (this.#publisher !== null) this.#setState(State.NEGOTIATING);
+  }
+
+  /** The viewer picked another quality (AUTO_QUALITY or a layer's name): the server and camera move now. */
+  chooseQuality(quality) {
+    this.#quality = quality;
+    // Before `watching`, the watch on its way carries it (and every later watch does).
+    if (this.#watchingNow) this.#signaling.send(this.#qualityFields({ type: MessageType.QUALITY }));
   }
 
   #welcomed({ ice_servers: iceServers, protocol }) {
@@ -149,7 +182,16 @@ class Player {
   }
 
   #watch(name) {
-    this.#signaling.send({ type: MessageType.WATCH, stream: this.#streamName, name, token: this.#token });
+    this.#signaling.send(this.#qualityFields({
+      type: MessageType.WATCH, stream: this.#streamName, name, token: this.#token,
+    }));
+  }
+
+  /** The message with the viewer's quality and, when it picked one, its JPEG quality. */
+  #qualityFields(message) {
+    message.quality = this.#quality;
+    if (this.#jpegQuality !== null) message.jpeg_quality = this.#jpegQuality;
+    return message;
   }
 
   /** Fresh TURN credentials: the next peer connection uses them. */
@@ -166,8 +208,11 @@ class Player {
     if (!live) this.#setState(State.WAITING);
   }
 
-  #streamLive({ publisher }) {
+  #streamLive({ publisher, info }) {
     this.#publisher = publisher;
+    this.#info = info;
+    this.#layers.forget(); // a new camera says again what it sends
+    this.#qualityMenu.show(layersOf(info), this.#quality);
     this.#chat.cameraLive(publisher);
     this.#delivery.start({ publisher, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy });
     this.#setState(State.NEGOTIATING);
@@ -175,6 +220,8 @@ class Player {
 
   #streamEnded() {
     this.#publisher = null;
+    this.#layers.forget();
+    this.#view.showLayerNote('');
     this.#chat.cameraGone();
     this.#delivery.stop();
     this.#setState(State.WAITING);
@@ -183,6 +230,8 @@ class Player {
   #serverLost() {
     // A new connection gets a new peer id, so this session cannot carry on.
     this.#publisher = null;
+    this.#layers.forget();
+    this.#view.showLayerNote('');
     this.#chat.cameraGone();
     this.#delivery.reset();
     this.#setState(State.RECONNECTING);
@@ -225,12 +274,34 @@ class Player {
 
   #sessionStarted(transportMode) {
     this.stats.resetContinuity(); // each session numbers its frames its own way
+    // A new relay reader is told its layer at once. (A P2P session taking over from the
+    // relay may have been told before its first frame: that one stays.)
+    if (transportMode === Path.RELAY) this.#layers.forget(Path.RELAY);
+    this.#layers.use(transportMode);
     this.#view.showDelivery(this.#delivery.chosen, transportMode);
     if (this.state === State.PLAYING) this.#setState(State.PLAYING); // names the mode in use
   }
 
+  /** A `layer` message: the camera's says what P2P carries, the server's what the relay does. */
+  #layerChanged(message) {
+    // From an earlier camera of this stream: not what this one sends.
+    if (message.from && message.from !== this.#publisher) return;
+    this.#layers.received(message);
+  }
+
+  /** The layer shown changed: by a `layer` message (`announced`), or as frames took another path. */
+  #layerShown({ previous, current, announced }) {
+    // A layer at a lower frame rate takes every Nth frame: its numbers jump by N (P2P;
+    // the relay numbers the frames it sends).
+    const p2p = this.mode === DeliveryMode.P2P;
+    this.stats.frameStep = p2p && current !== null ? frameStep(this.#info, current.layer) : 1;
+    this.#view.showLayerNote(announced ? describeMove(previous, current) : '');
+    if (this.state === State.PLAYING) this.#setState(State.PLAYING); // names the layer
+  }
+
   /** The one path every transport reports decoded frames through. */
   #frameArrived({ source, width, height, count, timing, bytes }) {
+    this.#view.showPictureShape(width, height);
     timing ??= this.#timingFromPixels(source);
     this.stats.framesArrived({ count, width, height, timing, bytes });
     if (this.state !== State.PLAYING) this.#setState(State.PLAYING);
@@ -253,7 +324,10 @@ class Player {
       case State.CONNECTING: return 'connecting to the server…';
       case State.WAITING: return 'waiting for the camera';
       case State.NEGOTIATING: return `connecting to the camera (${this.mode})…`;
-      case State.PLAYING: return `playing (${this.mode})`;
+      case State.PLAYING: {
+        const layer = this.#layers.current?.layer;
+        return `playing (${this.mode}${layer ? `, ${layer}` : ''})`;
+      }
       case State.RECONNECTING: return 'server connection lost, reconnecting…';
       default: return state;
     }
@@ -265,8 +339,11 @@ class PlayerView {
   video = document.getElementById('video');
   relayCanvas = document.getElementById('relay-canvas');
   #status = document.getElementById('status');
+  #layerNote = document.getElementById('layer-note');
   #modePicker = document.getElementById('mode');
+  #screen = document.querySelector('.screen');
   #screenMessage = document.getElementById('screen-message');
+  #pictureRatio = 4 / 3; // the stylesheet's, until a picture comes
 
   /** Call handler(mode) when the viewer picks a DeliveryMode. */
   onModePicked(handler) {
@@ -279,6 +356,25 @@ class PlayerView {
     // The canvas covers the video rather than the video being hidden: a P2P attempt in
     // the background keeps its picture ready underneath, so taking over shows no gap.
     this.relayCanvas.hidden = transportMode !== DeliveryMode.RELAY;
+  }
+
+  /** Why auto moved the picture to another layer ("720p -> 480p: 12% loss"); '' hides it. */
+  showLayerNote(text) {
+    this.#layerNote.textContent = text;
+    this.#layerNote.hidden = text === '';
+  }
+
+  /**
+   * Shape the screen like the picture, so that it fills it. The video and canvas keep
+   * their picture's shape within it anyway (object-fit: contain), whatever size arrives.
+   */
+  showPictureShape(width, height) {
+    if (!width || !height) return;
+    const ratio = width / height;
+    // Layers round their widths to even pixels: 854x480 is the shape of 1280x720.
+    if (Math.abs(ratio - this.#pictureRatio) < 0.01 * this.#pictureRatio) return;
+    this.#pictureRatio = ratio;
+    this.#screen.style.aspectRatio = `${width} / ${height}`;
   }
 
   showStreamName(name) {
@@ -309,6 +405,8 @@ function optionsFromQuery(query) {
   const mode = params.get('mode');
   return {
     mode: Object.values(DeliveryMode).includes(mode) ? mode : DeliveryMode.AUTO,
+    quality: qualityParam(params),
+    jpegQuality: jpegQualityParam(params),
     connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000,
     p2pRetryMs: secondsParam(params, 'p2p_retry', P2P_RETRY_S) * 1000,
     iceTransportPolicy: params.get('ice') === 'relay' ? 'relay' : 'all',
@@ -321,34 +419,62 @@ function secondsParam(params, name, fallback) {
   return params.has(name) && seconds > 0 ? seconds : fallback;
 }
 
-/** Keep the picked mode in the URL, so a reload or a shared link keeps it too. */
-function rememberMode(mode) {
+/** ?quality=auto|LAYER (e.g. 480p, 360p@15); anything else is ignored, and said so. */
+function qualityParam(params) {
+  const quality = params.get('quality');
+  if (quality === null || isQuality(quality)) return quality ?? AUTO_QUALITY;
+  console.warn(`peercam: ignoring ?quality=${quality}: use auto or a layer such as 720p or 360p@15`);
+  return AUTO_QUALITY;
+}
+
+/** ?jpeg_quality=50-95, the relay's JPEG quality; null (the camera's, adapted) otherwise. */
+function jpegQualityParam(params) {
+  const text = params.get('jpeg_quality');
+  if (text === null) return null;
+  const value = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (isJpegQuality(value)) return value;
+  const { MIN, MAX } = JpegQualityRange;
+  console.warn(`peercam: ignoring ?jpeg_quality=${text}: use a whole number from ${MIN} to ${MAX}`);
+  return null;
+}
+
+/** Keep a pick (mode, quality) in the URL, so a reload or a shared link keeps it too. */
+function remember(name, value) {
   const url = new URL(location.href);
-  url.searchParams.set('mode', mode);
+  url.searchParams.set(name, value);
   history.replaceState(null, '', url);
 }
 
 const streamName = streamNameFromPath();
 const view = new PlayerView();
 view.showStreamName(streamName);
+const qualityMenu = new QualityMenu();
 const player = new Player(streamName, optionsFromQuery(location.search), {
   view,
   statsPanel: new StatsPanel(),
+  qualityMenu,
   chatView: new ChatView(),
   name: loadName(location.search),
 });
 view.onModePicked((mode) => {
   player.choose(mode);
-  rememberMode(mode);
+  remember('mode', mode);
+});
+qualityMenu.onPicked((quality) => {
+  player.chooseQuality(quality);
+  remember('quality', quality);
 });
 player.start();
 
 // For tests and the curious: window.peercam.state(), .stats(), .mode() ('p2p' or 'relay'),
+// .layer() (the layer of the path in use: {layer, width, height, reason, jpegQuality,
+// switches}; layer null before the first `layer` message),
 // .latencies() (the last second's per-frame latencies, [{time, ms}], for bench/latency.py),
 // .chat() ([{id, name, text}] as shown) and .sendChat(text) ('data-channel', 'signaling' or null).
 window.peercam = {
   state: () => player.state,
   stats: () => player.statsSnapshot(),
+  layer: () => player.layerSnapshot(),
   latencies: () => player.stats.recentLatencies(),
   mode: () => player.mode,
   chat: () => player.chat.messages(),

@@ -1,7 +1,7 @@
 // Generated from signaling/protocol.py by `python3 -m signaling.protocoljs`: do not edit.
 // tests/test_protocoljs.py fails when this file and the protocol differ.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Chat limits, in characters; the camera (the chat hub) refuses longer ones. */
 export const MAX_CHAT_TEXT = 500;
@@ -10,18 +10,20 @@ export const MAX_NAME = 32;
 /** The `type` field of every signaling message. */
 export const MessageType = Object.freeze({
   PUBLISH: 'publish', // A camera claims a stream name; one publisher per name.
-  WATCH: 'watch', // A viewer follows a stream, live or not yet live.
+  WATCH: 'watch', // A viewer follows a stream, live or not yet live, at the quality it picks.
+  QUALITY: 'quality', // A viewer picks another layer (or "auto") and, on a JPEG relay, another JPEG quality.
   STATS: 'stats', // Every few seconds, from each viewer: what it measures.
   CAMERA_STATS: 'camera-stats', // Every few seconds, from the camera: its side of the stream.
   CHAT: 'chat', // One stamped chat message, as the camera (the chat hub) sends it to everyone.
   RENAME: 'rename', // A viewer picks another display name (chat, the stream's viewer list).
-  RELAY: 'relay', // A viewer asks for (or leaves) its stream's relay: JPEG frames over this socket.
+  RELAY: 'relay', // A viewer asks for (or leaves) its stream's relay: frames over this socket, at the
   OFFER: 'offer', // SDP offer. Viewers offer (recvonly video + a "chat" data channel).
   ANSWER: 'answer',
   CANDIDATE: 'candidate', // A trickled ICE candidate; ``candidate: null`` means end of candidates.
   HANGUP: 'hangup', // Either side closed its peer connection, and says why (a bad offer, say).
   CHAT_SEND: 'chat-send', // A viewer's chat line for the camera to stamp and share (data channel or signaling).
   CHAT_HISTORY: 'chat-history', // The last messages, for a newcomer.
+  LAYER: 'layer', // Which layer a viewer gets from now on, and why: from the camera for P2P, from the
   CHAT_NOTICE: 'chat-notice', // The camera refused a chat line (too long, too fast) and says why.
   WELCOME: 'welcome', // First message on every connection.
   ICE_SERVERS: 'ice-servers', // Fresh TURN credentials, sent before the welcome's expire, for peer connections made from now on.
@@ -29,8 +31,9 @@ export const MessageType = Object.freeze({
   WATCHING: 'watching', // Acknowledges ``watch``; ``live`` says whether a camera is there now.
   STREAM_LIVE: 'stream-live', // The stream's camera is there: a viewer may offer now.
   STREAM_ENDED: 'stream-ended', // The camera left; viewers stay subscribed and get ``stream-live`` again.
-  RELAY_FRAMES: 'relay-frames', // Tells the camera to send (or stop sending) relay frames: someone is on the relay.
+  RELAY_FRAMES: 'relay-frames', // Tells the camera which relay frames to send (none: stop): what relay readers read now.
   VIEWER_JOINED: 'viewer-joined', // A viewer came; ``name`` is the one it watched with, the only name it may chat under.
+  VIEWER_QUALITY: 'viewer-quality', // A viewer picked another layer (or "auto"): its sender moves at that layer's next keyframe.
   VIEWER_RENAMED: 'viewer-renamed', // A viewer goes by another name from now on (its next chat lines carry it).
   VIEWER_LEFT: 'viewer-left', // The viewer is gone: the camera tears down its peer connection.
   ERROR: 'error',

@@ -94,6 +94,8 @@ export class RelayTransport {
       return;
     }
     const { width, height } = frame;
+    // Another layer, another size: the backing store follows (object-fit keeps the shape
+    // on screen). Resizing clears it, but the new frame is drawn in this same task.
     if (this.#canvas.width !== width) this.#canvas.width = width;
     if (this.#canvas.height !== height) this.#canvas.height = height;
     this.#canvas.getContext('2d').drawImage(bitmap, 0, 0, width, height);
@@ -106,8 +108,13 @@ export class RelayTransport {
       width,
       height,
       count: 1,
-      // The camera's clock in the header: no need to read a stamp from the pixels.
-      timing: { latencyMs: Date.now() - frame.captureTimeMs, sequence: frame.sequence },
+      // The camera's clock in the header: no need to read a stamp from the pixels. Each
+      // rendition (layer, JPEG quality) numbers its frames on its own: a series each.
+      timing: {
+        latencyMs: Date.now() - frame.captureTimeMs,
+        sequence: frame.sequence,
+        series: `${frame.layer}/${frame.quality}`,
+      },
       bytes,
     });
   }

@@ -1,10 +1,12 @@
 // The player's stats panel: one cell per figure, '–' for what this delivery mode cannot
 // measure (the relay has no packets, jitter, RTT or decoder figures).
 
+import { describeLayer } from './layers.js';
+
 const DASH = '–';
 
 const FIELD_IDS = [
-  'stats-mode', 'resolution', 'fps', 'bitrate', 'latency', 'frames', 'dropped',
+  'stats-mode', 'resolution', 'layer', 'fps', 'bitrate', 'latency', 'frames', 'dropped',
   'packets-lost', 'jitter', 'rtt', 'freezes', 'decoder-drops', 'decoder',
 ];
 
@@ -17,6 +19,8 @@ export class StatsPanel {
     const fields = this.#fields;
     fields['stats-mode'].textContent = stats.mode;
     fields.resolution.textContent = stats.width ? `${stats.width}x${stats.height}` : DASH;
+    fields.layer.textContent = stats.layer ? describeLayer(stats.layer) : DASH;
+    fields.layer.title = stats.layer ? `${stats.layerSwitches} switches so far` : '';
     fields.fps.textContent = playing ? stats.fps.toFixed(0) : DASH;
     fields.bitrate.textContent = withUnit(stats.kbps, 'kbps');
     // 'n/a': video plays, but its pixels carry no timing code (not the test pattern).

@@ -11,18 +11,26 @@ export class PlaybackStats {
   numbered = false;
   width = 0;
   height = 0;
+  /**
+   * How far the camera's frame numbers advance per frame of the layer received: 2 for a
+   * layer at half the capture's rate (it takes every other frame), whose gaps are no drops.
+   */
+  frameStep = 1;
 
   #framesSinceTick = 0;
   #bytesSinceTick = null;
   #lastTick = performance.now();
   #latencySamples = []; // {at, ms}, oldest first, trimmed to the last WINDOW_MS
   #lastSequence = null;
+  #lastSeries;
   #framesSinceTiming = 0; // decoded since the last frame with timing, that one excluded
 
   /**
    * `count` frames of this size were decoded. `timing` is the newest one's
-   * {latencyMs, sequence} (camera clock to now, camera's frame number), or null when
-   * unknown; `bytes` is what arrived for them, or null when the transport does not say.
+   * {latencyMs, sequence, series} (camera clock to now, camera's frame number, and what
+   * numbers it: the relay numbers each rendition's frames on their own, so numbers of
+   * another series are not compared), or null when unknown; `bytes` is what arrived
+   * for them, or null when the transport does not say.
    */
   framesArrived({ count, width, height, timing = null, bytes = null }) {
     this.frames += count;
@@ -66,7 +74,7 @@ export class PlaybackStats {
     return this.#latencySamples.map(({ at, ms }) => ({ time: performance.timeOrigin + at, ms }));
   }
 
-  #timingArrived({ latencyMs, sequence }) {
+  #timingArrived({ latencyMs, sequence, series }) {
     this.numbered = true;
     const now = performance.now();
     this.#latencySamples.push({ at: now, ms: latencyMs });
@@ -77,15 +85,16 @@ export class PlaybackStats {
     // the numbers' advance with the decoded count; a count running ahead of the
     // numbers carries over as credit rather than hiding a later drop for good.
     const last = this.#lastSequence;
-    // A number going backwards means a new camera: start counting again.
-    if (last === null || sequence < last) {
+    // A number going backwards means a new camera, another series a new count: start again.
+    if (last === null || sequence < last || series !== this.#lastSeries) {
       this.#framesSinceTiming = 0;
     } else {
-      const missing = sequence - last - this.#framesSinceTiming;
+      const missing = Math.round((sequence - last) / this.frameStep) - this.#framesSinceTiming;
       this.dropped += Math.max(0, missing);
       this.#framesSinceTiming = Math.max(0, -missing);
     }
     this.#lastSequence = sequence;
+    this.#lastSeries = series;
   }
 
   #forgetOldSamples(now) {

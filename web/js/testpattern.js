@@ -7,15 +7,23 @@ const BITS_PER_ROW = 32;
 const ROWS = 3;
 const WORDS = 6;
 
-/** Side of one code block in pixels (16 at 640 wide). */
+/**
+ * Side of one code block in pixels (16 at 640 wide; a fraction where width / 40 is one,
+ * so a picture scaled to another width, a quality layer, keeps its code readable).
+ */
 export function blockSize(width) {
-  return Math.max(4, Math.floor(width / 40));
+  return Math.max(4, width / 40);
+}
+
+/** Where block k starts (and block k - 1 ends). */
+function edge(k, b) {
+  return Math.floor(k * b + 0.5);
 }
 
 /** Width and height of the top-left band holding the code, border included. */
 export function codeRegion(width) {
   const b = blockSize(width);
-  return { width: (BITS_PER_ROW + 2) * b, height: (ROWS + 2) * b };
+  return { width: edge(BITS_PER_ROW + 2, b), height: edge(ROWS + 2, b) };
 }
 
 /**
@@ -59,16 +67,20 @@ function readWords(pixels, stride, b) {
   return words;
 }
 
-/** Mean luma of the central half of the block at (x, y): edges blur under compression. */
+/**
+ * Mean luma of the central half of the block at (x, y) (fractional pixels, as
+ * peers/testpattern.py reads it): edges blur under compression and scaling.
+ */
 function blockLuma(pixels, stride, x, y, b) {
-  const lo = Math.floor(b / 4);
-  const hi = b - lo;
+  const size = Math.max(1, Math.floor(b / 2));
+  const x0 = Math.floor(x + b / 4 + 0.5);
+  const y0 = Math.floor(y + b / 4 + 0.5);
   let sum = 0;
-  for (let dy = lo; dy < hi; dy++) {
-    let i = ((y + dy) * stride + x + lo) * 4;
-    for (let dx = lo; dx < hi; dx++, i += 4) {
+  for (let dy = 0; dy < size; dy++) {
+    let i = ((y0 + dy) * stride + x0) * 4;
+    for (let dx = 0; dx < size; dx++, i += 4) {
       sum += 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
     }
   }
-  return sum / ((hi - lo) * (hi - lo));
+  return sum / (size * size);
 }

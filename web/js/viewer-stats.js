@@ -22,6 +22,10 @@ export function viewerStats(snapshot) {
     rtt_ms: tenths(snapshot.rttMs),
     freezes: int(snapshot.freezes),
     decoder: snapshot.decoder?.slice(0, 64) ?? null,
+    layer: snapshot.layer?.layer ?? null,
+    layer_switches: snapshot.layer ? int(snapshot.layerSwitches) : null,
+    // Only the relay has a JPEG quality.
+    jpeg_quality: snapshot.mode === 'relay' ? jpegQuality(snapshot.layer?.jpegQuality) : null,
   };
   return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== null));
 }
@@ -40,4 +44,8 @@ function int(value) {
 
 function tenths(value) {
   return measured(value) ? Math.round(value * 10) / 10 : null;
+}
+
+function jpegQuality(value) {
+  return Number.isInteger(value) && value >= 1 && value <= 100 ? value : null;
 }

@@ -1,0 +1,44 @@
+"""peers/layerchoice.py: what a P2P viewer's connection says, turned into its layer."""
+
+from peers.layerchoice import Evidence, LayerChoice
+from peers.layers import parse_layers
+
+LAYERS = parse_layers("auto", 1280, 720, 30)  # 720p 2.5 Mbit/s, 480p 1.2, 360p 0.4
+
+
+def test_heavy_loss_moves_at_once_to_the_layer_that_got_through():
+    choice = LayerChoice(LAYERS, "auto")
+    assert choice.layer.name == "720p"
+    choice.observe(0, Evidence(rtt=0.005))
+    layer, reason = choice.observe(1, Evidence(fraction_lost=0.8, rtt=0.09))
+    assert layer.name == "360p" and reason == "80% loss"  # 2.5 Mbit/s x 20% fits only 360p
+
+
+def test_rtt_growth_and_queue_overflow_are_trouble_too():
+    choice = LayerChoice(LAYERS, "auto")
+    choice.observe(0, Evidence(rtt=0.004))
+    assert choice.observe(1, Evidence(rtt=0.2)) is None  # one sample is not yet sustained
+    layer, reason = choice.observe(2, Evidence(rtt=0.2))
+    assert layer.name == "480p" and reason == "round trip 200 ms"
+    assert choice.observe(3.5, Evidence(queue_drops=1))[1] == "send queue overflow"
+
+
+def test_a_clean_connection_stays_on_the_top_layer():
+    choice = LayerChoice(LAYERS, "auto")
+    for t in range(30):
+        assert choice.observe(t, Evidence(fraction_lost=0.01, rtt=0.004, estimate=400_000)) is None
+    assert choice.layer.name == "720p"
+
+
+def test_a_manual_pick_wins_and_auto_resumes_from_where_it_is():
+    choice = LayerChoice(LAYERS, "480p")
+    assert choice.layer.name == "480p"
+    assert choice.observe(1, Evidence(fraction_lost=0.9)) is None  # manual: never moved
+    assert choice.pick("360p").name == "360p"
+    assert choice.pick("auto") is None and choice.layer.name == "360p"
+    moves = [choice.observe(t, Evidence(rtt=0.004)) for t in range(2, 12)]
+    assert [m[0].name for m in moves if m] == ["480p"]
+
+
+def test_a_name_the_camera_lacks_gets_the_nearest_layer():
+    assert LayerChoice(LAYERS, "1080p").layer.name == "720p"

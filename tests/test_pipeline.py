@@ -1,0 +1,68 @@
+"""peers/pipeline.py: one capture, one encoder per layer in use, JPEG per rendition asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from peers.layers import parse_layers
+from peers.pipeline import MediaPipeline
+from peers.sources import TestPatternSource
+from signaling.relayframe import parse_relay_frame
+
+
+async def until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_layer_encodes_only_while_someone_reads_it_at_its_own_rate():
+    layers = parse_layers("240p,120p@15", 320, 240, 30)
+    pipeline = MediaPipeline(TestPatternSource(320, 240, 30), layers, "vp8", asyncio.get_running_loop())
+    top, low = pipeline.layers
+    pipeline.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert top.frames_encoded == low.frames_encoded == 0  # nobody watches: no encoder runs
+        track = pipeline.subscribe("v1", "120p@15")
+        await until(lambda: low.frames_encoded >= 15, 5, "the 15 fps layer to encode")
+        assert top.frames_encoded == 0
+        captured, taken = pipeline.stats.frames_captured, low.frames_taken
+        await until(lambda: pipeline.stats.frames_captured >= captured + 30, 5, "30 more captures")
+        # At most every second captured frame (fewer when a busy machine makes it skip some).
+        assert 1 <= low.frames_taken - taken <= 16
+        assert [s.active for s in pipeline.layer_stats()] == [False, True]
+        track.stop()
+        await asyncio.sleep(0.2)
+        stopped = low.frames_encoded
+        await asyncio.sleep(0.3)
+        assert low.frames_encoded == stopped and not pipeline.layer_stats()[1].active
+    finally:
+        await asyncio.to_thread(pipeline.stop)
+
+
+async def test_jpeg_renditions_are_encoded_once_each_for_what_relay_readers_asked():
+    layers = parse_layers("240p,120p", 320, 240, 30)
+    pipeline = MediaPipeline(TestPatternSource(320, 240, 30), layers, "vp8", asyncio.get_running_loop())
+    frames: list[tuple[str, int, bytes]] = []
+    pipeline.relay_sink = lambda layer, quality, frame: frames.append((layer, quality, frame))
+    pipeline.set_jpeg_renditions({("240p", 80), ("120p", 50), ("120p", 90)})
+    pipeline.start()
+    try:
+        await until(lambda: len({(layer, q) for layer, q, _ in frames}) == 3 and len(frames) > 30, 5,
+                    "frames of all three renditions")
+        for layer, quality, frame in frames:
+            header, jpeg = parse_relay_frame(frame)
+            assert (header.width, header.height, header.quality) == (
+                (320, 240, quality) if layer == "240p" else (160, 120, quality))
+            assert header.layer == (0 if layer == "240p" else 1)
+        assert all(s.frames_encoded == 0 for s in pipeline.layer_stats())  # JPEG only: no video encoder
+        pipeline.set_jpeg_renditions(set())
+        await asyncio.sleep(0.2)
+        count = len(frames)
+        await asyncio.sleep(0.3)
+        assert len(frames) == count
+    finally:
+        await asyncio.to_thread(pipeline.stop)
