@@ -67,7 +67,6 @@ class WholeFrameBuffer:
         self._in_sync = False  # the next frame starts at _floor; else wait for a keyframe
         self._stalled_since: float | None = None  # when a gap began to block the next frame
         self._last_pli = float("-inf")
-        self.frames_dropped = 0  # whole or partial frames thrown away (loss, resync)
 
     @property
     def capacity(self) -> int:
@@ -107,6 +106,7 @@ class WholeFrameBuffer:
             return False, frame
         if self._in_sync:
             return self._give_up_on_a_lost_packet(now), None
+        self._drop_old()
         return now - self._last_pli >= self.max_wait, None  # still no keyframe: ask again
 
     # -- frames ---------------------------------------------------------------
@@ -160,7 +160,9 @@ class WholeFrameBuffer:
             self._drop_before(start)
             return self._release(start, end)
         if not self._in_sync:
-            self._drop_before(end + 1)
+            # Only this frame: an older one still missing packets may be the keyframe.
+            for seq in range(start, end + 1):
+                del self._packets[seq]
         return None
 
     def _release(self, start: int, end: int) -> JitterFrame:
@@ -184,27 +186,27 @@ class WholeFrameBuffer:
             self._stalled_since = now
         if now - self._stalled_since < self.max_wait and self._newest - hole < NACK_WINDOW:
             return False
-        # Keep only the newest frame's packets: it may be the keyframe that comes next.
-        newest_timestamp = self._packets[self._newest].timestamp
-        keep = self._newest
-        while keep - 1 in self._packets and self._packets[keep - 1].timestamp == newest_timestamp:
-            keep -= 1
-        self._drop_before(keep)
+        # The frame with the hole is lost, and with it every frame until a keyframe. The
+        # packets after the hole stay: the keyframe may be among them, still arriving.
+        self._drop_before(hole)
         self._in_sync = False
-        self._stalled_since = None
         return True
 
+    def _drop_old(self) -> None:
+        """Out of sync: packets outside the NACK window can no longer complete a frame."""
+        self._drop_before(self._newest - NACK_WINDOW)
+
     def _drop_before(self, seq: int) -> None:
-        timestamps = {p.timestamp for s, p in self._packets.items() if s < seq}
-        self.frames_dropped += len(timestamps)
-        self._packets = {s: p for s, p in self._packets.items() if s >= seq}
+        for old in range(self._floor, seq):
+            self._packets.pop(old, None)
         self._floor = max(self._floor, seq)
         self._stalled_since = None
 
     def _restart(self, seq: int) -> bool:
-        self._drop_before(self._newest + 1)
+        self._packets.clear()
         self._newest = self._floor = seq
         self._in_sync = False
+        self._stalled_since = None
         return True
 
     def _unwrap(self, sequence_number: int) -> int:
