@@ -92,16 +92,17 @@ class WholeFrameBuffer:
         self._packets[seq] = packet
         self._newest = max(self._newest, seq)
 
-        pli, frame = self._next_frame(seq, now)
+        pli, frame = self._next_frame(seq if packet.payload else None, now)
         if pli or restarted:
             self._last_pli = now
         return pli or restarted, frame
 
-    def _next_frame(self, seq: int, now: float) -> tuple[bool, JitterFrame | None]:
+    def _next_frame(self, seq: int | None, now: float) -> tuple[bool, JitterFrame | None]:
+        """``seq``: the packet just added; None for padding, which belongs to no frame."""
         frame = self._next_in_order()
         if frame is not None:
             return False, frame
-        frame = self._later_keyframe(seq)
+        frame = None if seq is None else self._later_keyframe(seq)
         if frame is not None:
             return False, frame
         if self._in_sync:
@@ -115,6 +116,10 @@ class WholeFrameBuffer:
         """The frame that follows the last one released, if it is whole."""
         if not self._in_sync:
             return None
+        # Padding-only packets (a sender probing bandwidth) sit between frames: skip them.
+        while (packet := self._packets.get(self._floor)) is not None and not packet.payload:
+            del self._packets[self._floor]
+            self._floor += 1
         end = self._end_of_frame(self._floor)
         return None if end is None else self._release(self._floor, end)
 
@@ -128,8 +133,8 @@ class WholeFrameBuffer:
             following = self._packets.get(seq + 1)
             if following is None:
                 return None
-            if following.timestamp != first.timestamp:
-                return seq  # a sender that sets no marker: the next frame began
+            if following.timestamp != first.timestamp or not following.payload:
+                return seq  # a sender that sets no marker: the next frame (or padding) began
             seq, packet = seq + 1, following
         return seq
 
@@ -138,7 +143,7 @@ class WholeFrameBuffer:
         timestamp = self._packets[seq].timestamp
         while True:
             before = self._packets.get(seq - 1)
-            if before is not None and before.timestamp == timestamp and not before.marker:
+            if before is not None and before.timestamp == timestamp and not before.marker and before.payload:
                 seq -= 1
                 continue
             if before is not None or seq == self._floor and self._in_sync:

@@ -129,6 +129,19 @@ def test_packets_out_of_order_within_a_frame():
     assert results[-1][1].data == frame_data(packets)
 
 
+def test_padding_packets_between_frames_are_skipped():
+    sender, buffer = Sender(), make_buffer()
+    feed(buffer, sender.frame(keyframe=True))
+    packets = sender.frame()
+    padding = RtpPacket(payload_type=VP8.payloadType, sequence_number=packets[0].sequence_number,
+                        timestamp=packets[0].timestamp - 3000, ssrc=SSRC)  # a bandwidth probe
+    padding._data = b""  # as RTCRtpReceiver sets it for an empty payload
+    for packet in packets:
+        packet.sequence_number = (packet.sequence_number + 1) & 0xFFFF
+    assert buffer.add(padding) == (False, None)
+    assert feed(buffer, packets)[-1][1].data == frame_data(packets)
+
+
 def test_old_and_duplicate_packets_are_ignored():
     sender, buffer = Sender(), make_buffer()
     key = sender.frame(keyframe=True)
