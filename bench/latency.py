@@ -7,9 +7,9 @@ Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
 - latency p50/p95 of the Python CLI viewer (P2P, relay) and of the page in Chromium
   (P2P, relay). The camera stamps its wall clock into each frame at capture (pixels
   for P2P, the relay header for the relay); one machine, one clock. Where "glass" is
-  on the viewer's side: CLI P2P, when aiortc hands over the decoded frame (its jitter
-  buffer holds each frame until the next one starts, ~1 frame interval); CLI relay,
-  when the WebSocket message arrives (the CLI does not decode the JPEG unless it
+  on the viewer's side: CLI P2P, when aiortc hands over the decoded frame (each frame
+  goes to the decoder once its last packet is in, see peers/framereceiver.py); CLI
+  relay, when the WebSocket message arrives (the CLI does not decode the JPEG unless it
   records or shows it); page P2P, in the video element's frame callback after reading
   the stamp; page relay, once the JPEG is drawn on the canvas. Page samples come from
   window.peercam.latencies(), pooled over --runs fresh page loads for P2P (per frame,
