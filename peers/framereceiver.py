@@ -14,6 +14,7 @@ fails if any of that changes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,8 @@ from aiortc import RTCRtpReceiver
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+
+log = logging.getLogger(__name__)
 
 #: aiortc's own figures, so loss is handled at the same scale as before.
 CAPACITY = 512  # packets: aiortc's video jitter buffer
@@ -162,6 +165,8 @@ class WholeFrameBuffer:
         if end is None:
             return None
         if self._is_keyframe(start, end):
+            if self._in_sync:
+                log.debug("a whole keyframe replaces the frames waiting for packet %d", self._floor)
             self._drop_before(start)
             return self._release(start, end)
         if not self._in_sync:
@@ -193,6 +198,8 @@ class WholeFrameBuffer:
             return False
         # The frame with the hole is lost, and with it every frame until a keyframe. The
         # packets after the hole stay: the keyframe may be among them, still arriving.
+        log.debug("packet %d missing for %.0f ms (%d packets since): asking for a keyframe",
+                  hole & 0xFFFF, (now - self._stalled_since) * 1000, self._newest - hole)
         self._drop_before(hole)
         self._in_sync = False
         return True
