@@ -43,6 +43,7 @@ from signaling.protocol import (
 )
 from signaling.relayframe import RelayFrameError, parse_relay_frame
 
+from .framereceiver import deliver_frames_when_complete
 from .framestats import FrameStats
 from .ice import IceOptions, aiortc_candidate, relay_shortfall
 from .recorder import Recorder
@@ -295,7 +296,8 @@ class Viewer:
     async def _offer(self) -> None:
         await self._close_pc()
         pc = self._pc = RTCPeerConnection(self._rtc_configuration)
-        pc.addTransceiver("video", direction="recvonly")
+        # Decode each frame once its last packet is in, not when the next one starts.
+        deliver_frames_when_complete(pc.addTransceiver("video", direction="recvonly").receiver)
         channel = self._chat_channel = pc.createDataChannel("chat")
 
         @channel.on("message")
