@@ -96,10 +96,10 @@ from harness import (  # noqa: E402
     write_json,
 )
 
-from peers.ice import IceOptions  # noqa: E402
+from peers.frame import luma_plane  # noqa: E402
+from peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
 from peers.signaling_client import SignalingClient  # noqa: E402
 from peers.testpattern import read_stamp  # noqa: E402
-from peers.viewer import luma_plane  # noqa: E402
 from signaling.protocol import Answer, Error, Hangup, Offer, StreamLive, Watch  # noqa: E402
 
 LOG_DIR = ROOT / "bench" / "results"
@@ -172,7 +172,9 @@ class Viewer:
         messages = client.messages()
         await client.send(Watch(stream=stream, name=name))
         await _next(messages, StreamLive)
-        pc = self._pc = RTCPeerConnection(IceOptions(servers=[], hosts=["127.0.0.1"]).configuration(welcome))
+        ice = IceOptions(servers=[], hosts=["127.0.0.1"])
+        restrict_host_addresses(ice.host_addresses(welcome))
+        pc = self._pc = RTCPeerConnection(ice.configuration(welcome))
         transceiver = pc.addTransceiver("video", direction="recvonly")
         pc.createDataChannel("chat")
         if self.decodes:

@@ -35,7 +35,7 @@ from aiortc.contrib.media import MediaRelay
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from peers.encoder import RTP_TIME_BASE  # noqa: E402
-from peers.ice import IceOptions  # noqa: E402
+from peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
 from peers.signaling_client import SignalingClient  # noqa: E402
 from peers.sources import SourceError, TestPatternSource  # noqa: E402
 from peers.viewerconnection import codec_preferences  # noqa: E402
@@ -99,7 +99,9 @@ class MediaRelayCamera:
     async def run(self) -> None:
         client = SignalingClient(self.server)
         welcome = await client.connect()
-        configuration = IceOptions(servers=[], hosts=["127.0.0.1"]).configuration(welcome)
+        ice = IceOptions(servers=[], hosts=["127.0.0.1"])
+        restrict_host_addresses(ice.host_addresses(welcome))
+        configuration = ice.configuration(welcome)
         info = StreamInfo(width=self.source.width, height=self.source.height, fps=self.source.fps,
                           codec="vp8")
         await client.send(Publish(stream=self.stream, info=info))

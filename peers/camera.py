@@ -37,7 +37,7 @@ from signaling.protocol import (
 
 from . import playoutdelay
 from .chathub import ChatHub, ChatRefused
-from .ice import IceOptions
+from .ice import IceOptions, restrict_host_addresses
 from .layers import parse_layers
 from .pipeline import MediaPipeline
 from .signaling_client import Backoff, SignalingClient, SignalingError
@@ -183,6 +183,7 @@ class CameraPeer:
                 self._let_go_of_old_viewers()
                 self.chat.forget_everyone()  # the new session's viewer-joined names them again
                 relay_sender = asyncio.create_task(self._send_relay_frames(client))
+                restrict_host_addresses(self.options.ice.host_addresses(welcome))  # process-wide: aioice
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info,
                                           name=self.options.name, token=self.options.token))

@@ -107,16 +107,20 @@ class IceOptions:
     hosts: list[str] | None = None
     transport: str = "all"  # "relay": TURN only
 
+    def host_addresses(self, welcome: Welcome) -> list[str]:
+        """The local addresses (or interfaces) ICE may offer under this welcome: the peer's own,
+        else the server's, else [] (aioice's own choice). Pass them to restrict_host_addresses()."""
+        if self.hosts is not None:
+            return list(self.hosts)
+        try:
+            resolve_host_addresses(welcome.ice_hosts)
+        except ValueError as exc:  # the server's list names interfaces this machine lacks
+            log.warning("ignoring the server's ICE hosts: %s", exc)
+            return []
+        return list(welcome.ice_hosts)
+
     def configuration(self, welcome: Welcome) -> RTCConfiguration:
         """The configuration for peer connections made under this welcome."""
-        if self.hosts is not None:
-            restrict_host_addresses(self.hosts)
-        else:
-            try:
-                restrict_host_addresses(welcome.ice_hosts)
-            except ValueError as exc:  # the server's list names interfaces this machine lacks
-                log.warning("ignoring the server's ICE hosts: %s", exc)
-                restrict_host_addresses([])
         servers = self.servers if self.servers is not None else welcome.ice_servers
         return rtc_configuration(servers, self.transport)
 
