@@ -20,6 +20,8 @@ import pytest
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The checkout the tests run from (examples/ and bench/ live there).
+ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ["--ice-host", "127.0.0.1"]
 
 
