@@ -6,7 +6,7 @@ signaling server on 127.0.0.1 and, in turn, two cameras publishing the test patt
 
 - peercam: ``peercam camera`` encodes each frame once and sends the same packets to
   every viewer;
-- baseline: bench/mediarelay_camera.py, the aiortc-examples way (one
+- baseline: bench/baseline_camera.py, the aiortc-examples way (one
   ``MediaRelay().subscribe(track, buffered=False)`` per viewer, so one aiortc encoder
   per viewer). It runs for rising N (--baseline-viewers, by default the same as
   --viewers) until a row saturates it (min fps < 20 or camera CPU > 180%), then stops.
@@ -294,7 +294,7 @@ class Camera:
         if self.name == "peercam":
             return start_peercam(["camera", "--server", server, "--stream", self.stream,
                                   "--ice-host", "127.0.0.1"], log, own_session=True)
-        script = str(ROOT / "bench" / "mediarelay_camera.py")
+        script = str(ROOT / "bench" / "baseline_camera.py")
         return start_process([sys.executable, script, "--server", server, "--stream", self.stream], log,
                              own_session=True)
 

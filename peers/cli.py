@@ -41,8 +41,8 @@ def _add_peer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="the signaling server's URL")
     parser.add_argument("--stream", default="demo", help="the stream name")
     _add_ice_options(parser)
-    parser.add_argument("--ice-transport", choices=("all", "relay"), default="all",
-                        help="'relay' uses TURN only")
+    parser.add_argument("--ice-transport", choices=("all", "turn"), default="all",
+                        help="'turn' uses TURN relay candidates only (still WebRTC, not the relay)")
     parser.add_argument("--token", default="", help="a token from `peercam token` (when the server asks)")
     parser.add_argument("--ca", help="CA certificate (PEM) for an https:// server with a private CA")
 

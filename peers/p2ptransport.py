@@ -14,7 +14,7 @@ Delivery can switch between them:
     await .network()   bytes received so far, and loss and jitter where the stack knows them
 
 ``on_failure(reason, fatal)`` fires at most once, when the session cannot go on (fatal:
-nothing will make it work, e.g. relay-only ICE without a TURN relay).
+nothing will make it work, e.g. TURN-only ICE without a TURN address).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def test_own_settings_win_over_the_welcome(restore_host_addresses):
     restrict_host_addresses(IceOptions().host_addresses(welcome))
     assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
 
-    own = IceOptions(servers=[], hosts=["lo"], transport="relay")
+    own = IceOptions(servers=[], hosts=["lo"], transport="turn")
     configuration = own.configuration(welcome)
     assert configuration.iceServers == [] and configuration.iceTransportPolicy.value == "relay"
     assert own.host_addresses(welcome) == ["lo"]

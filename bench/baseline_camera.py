@@ -1,4 +1,4 @@
-"""Usage: python3 bench/mediarelay_camera.py --server URL --stream NAME [--width 640 --height 480 --fps 30]
+"""Usage: python3 bench/baseline_camera.py --server URL --stream NAME [--width 640 --height 480 --fps 30]
 
 The fan-out benchmark's baseline camera: peercam's test pattern served the way
 aiortc's webcam example serves a camera, so bench/fanout.py can compare like with like.
@@ -86,7 +86,7 @@ class TestPatternTrack(MediaStreamTrack):
         return await self._newest.get()
 
 
-class MediaRelayCamera:
+class BaselineCamera:
     """Publishes one stream; every viewer gets its own relay proxy and so its own encoder."""
 
     def __init__(self, server: str, stream: str, source: TestPatternSource) -> None:
@@ -149,7 +149,7 @@ class MediaRelayCamera:
 
 async def serve(opts: argparse.Namespace) -> None:
     source = TestPatternSource(opts.width, opts.height, opts.fps)
-    task = asyncio.create_task(MediaRelayCamera(opts.server, opts.stream, source).run())
+    task = asyncio.create_task(BaselineCamera(opts.server, opts.stream, source).run())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         await task
