@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import peercam
+from bench.netns import VIEWER_ADDRESS
 from peercam import IceOptions
 from peers.testpattern import Stamp, TestPattern
 
@@ -157,3 +158,39 @@ def test_example_save_changes(cluster, tmp_path):
     assert result.returncode == 0, result.stderr
     saved = sorted(tmp_path.glob("change-*.jpg"))
     assert len(saved) == 3 and all(path.stat().st_size > 1000 for path in saved)
+
+
+FALLBACK_SCRIPT = """
+import asyncio, sys
+import peercam
+
+async def main():
+    async with peercam.watch(sys.argv[1], "far", connect_timeout=2, p2p_retry=2,
+                             ice=peercam.IceOptions(hosts=[sys.argv[2]])) as stream:
+        last = None
+        async for frame in stream.frames():
+            if frame.mode != last:
+                print(frame.mode, flush=True)
+                last = frame.mode
+
+asyncio.run(main())
+"""
+
+
+def test_frames_keep_coming_while_the_library_falls_back_to_the_relay_and_back(cluster, split_network):
+    """UDP blocked between the viewer and the camera: one `async for` over frames() goes on
+    from the relay, then from P2P again once UDP gets through."""
+    from .test_fallback import start_camera_side
+
+    net = split_network
+    server_url = start_camera_side(cluster, net)
+    net.block_udp()
+    viewer = subprocess.Popen([*net.prefix(net.viewer_ns), sys.executable, "-c", FALLBACK_SCRIPT, server_url,
+                               VIEWER_ADDRESS], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert viewer.stdout.readline().strip() == "relay"
+        net.block_udp(False)
+        assert viewer.stdout.readline().strip() == "p2p"
+    finally:
+        viewer.terminate()
+        viewer.wait(10)
