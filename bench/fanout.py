@@ -6,7 +6,7 @@ signaling server on 127.0.0.1 and, in turn, two cameras publishing the test patt
 
 - peercam: ``peercam camera`` encodes each frame once and sends the same packets to
   every viewer;
-- baseline: bench/mediarelay_camera.py, the aiortc-examples way (one
+- baseline: bench/baseline_camera.py, the aiortc-examples way (one
   ``MediaRelay().subscribe(track, buffered=False)`` per viewer, so one aiortc encoder
   per viewer). It runs for rising N (--baseline-viewers, by default the same as
   --viewers) until a row saturates it (min fps < 20 or camera CPU > 180%), then stops.
@@ -74,9 +74,7 @@ from queue import Empty
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: use the tree's own signaling client and protocol
 
-import av  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
-from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from harness import (  # noqa: E402
     SATURATED,
     collect,
@@ -96,10 +94,9 @@ from harness import (  # noqa: E402
     write_json,
 )
 
-from peers.ice import IceOptions  # noqa: E402
+import peercam  # noqa: E402
+from peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
 from peers.signaling_client import SignalingClient  # noqa: E402
-from peers.testpattern import read_stamp  # noqa: E402
-from peers.viewer import luma_plane  # noqa: E402
 from signaling.protocol import Answer, Error, Hangup, Offer, StreamLive, Watch  # noqa: E402
 
 LOG_DIR = ROOT / "bench" / "results"
@@ -152,13 +149,14 @@ class FrameRecorder:
 
 
 class Viewer:
-    """One viewer: its own signaling connection and a peer connection receiving the stream."""
+    """One light viewer: its own signaling connection and a peer connection receiving the
+    stream through aiortc's whole receive path, its decoder swapped for a FrameRecorder."""
 
-    def __init__(self, decodes: bool) -> None:
-        self.decodes = decodes
+    decodes = False
+
+    def __init__(self) -> None:
         self.error: str | None = None
-        #: Light: (arrival, RTP timestamp, bytes). Decoding: (arrival, capture ms, frame number),
-        #: the last two None when the stamp was unreadable.
+        #: (arrival, RTP timestamp, bytes)
         self.frames: list[tuple] = []
         self.first_frame: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._client: SignalingClient | None = None
@@ -172,34 +170,21 @@ class Viewer:
         messages = client.messages()
         await client.send(Watch(stream=stream, name=name))
         await _next(messages, StreamLive)
-        pc = self._pc = RTCPeerConnection(IceOptions(servers=[], hosts=["127.0.0.1"]).configuration(welcome))
+        ice = IceOptions(servers=[], hosts=["127.0.0.1"])
+        restrict_host_addresses(ice.host_addresses(welcome))
+        pc = self._pc = RTCPeerConnection(ice.configuration(welcome))
         transceiver = pc.addTransceiver("video", direction="recvonly")
         pc.createDataChannel("chat")
-        if self.decodes:
-            pc.on("track", lambda track: self._tasks.append(asyncio.create_task(self._decode(track))))
-        else:
-            recorder = FrameRecorder(self.first_frame)
-            self.frames = recorder.frames
-            # Private, and aiortc is pinned: the receiver hands whole frames to this queue.
-            transceiver.receiver._RTCRtpReceiver__decoder_queue = recorder
+        recorder = FrameRecorder(self.first_frame)
+        self.frames = recorder.frames
+        # Private, and aiortc is pinned: the receiver hands whole frames to this queue.
+        transceiver.receiver._RTCRtpReceiver__decoder_queue = recorder
         await pc.setLocalDescription(await pc.createOffer())
         await client.send(Offer(sdp=pc.localDescription.sdp))
         answer = await _next(messages, Answer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
         self._tasks.append(asyncio.create_task(self._listen(messages)))
         await self.first_frame
-
-    async def _decode(self, track) -> None:
-        while True:
-            try:
-                frame: av.VideoFrame = await track.recv()
-            except MediaStreamError:
-                return
-            arrived = time.time()
-            stamp = read_stamp(luma_plane(frame))  # the Y plane, no copy: as peercam's viewer reads it
-            self.frames.append((arrived, stamp.time_ms, stamp.frame) if stamp else (arrived, None, None))
-            if not self.first_frame.done():
-                self.first_frame.set_result(None)
 
     async def _listen(self, messages) -> None:
         """Read on (the signaling heartbeat needs it), noting a hangup or an error."""
@@ -220,6 +205,31 @@ class Viewer:
             await self._pc.close()
         if self._client is not None:
             await self._client.close()
+
+
+class DecodingViewer(Viewer):
+    """The one viewer per worker that decodes: peercam's own, through the library, as a user
+    runs it. (arrival, capture ms, frame number), the last two None when the stamp was unreadable."""
+
+    decodes = True
+
+    async def join(self, server: str, stream: str, name: str) -> None:
+        self._viewer = peercam.watch(server, stream, mode="p2p", name=name, first_frame_timeout=None,
+                                     ice=IceOptions(servers=[], hosts=["127.0.0.1"]))
+        await self._viewer.start()
+        self._tasks.append(asyncio.create_task(self._take_frames()))
+        await self.first_frame
+
+    async def _take_frames(self) -> None:
+        async for frame in self._viewer.frames(keep=None):  # every frame, for the counts
+            stamp = frame.stamp
+            self.frames.append((frame.arrived, *((stamp.time_ms, stamp.frame) if stamp else (None, None))))
+            if not self.first_frame.done():
+                self.first_frame.set_result(None)
+
+    async def close(self) -> None:
+        await super().close()
+        await self._viewer.close()
 
 
 async def _next(messages, wanted: type):
@@ -245,7 +255,7 @@ async def _serve_commands(index: int, server: str, stream: str, commands, report
         command, *args = await asyncio.to_thread(_next_command, commands)
         if command == "join":
             first = len(viewers)
-            added = [Viewer(decodes=first + i == 0) for i in range(args[0] - first)]
+            added = [DecodingViewer() if first + i == 0 else Viewer() for i in range(args[0] - first)]
             viewers += added
             joins = [asyncio.wait_for(v.join(server, stream, f"bench-{index}-{first + i}"), JOIN_TIMEOUT)
                      for i, v in enumerate(added)]
@@ -292,7 +302,7 @@ class Camera:
         if self.name == "peercam":
             return start_peercam(["camera", "--server", server, "--stream", self.stream,
                                   "--ice-host", "127.0.0.1"], log, own_session=True)
-        script = str(ROOT / "bench" / "mediarelay_camera.py")
+        script = str(ROOT / "bench" / "baseline_camera.py")
         return start_process([sys.executable, script, "--server", server, "--stream", self.stream], log,
                              own_session=True)
 

@@ -1,4 +1,5 @@
-"""Usage: python3 bench/latency.py [--runs 7] [--seconds 8] [--connect-timeout 2] [--quick] [--json FILE]
+"""Usage: python3 bench/latency.py [--runs 7] [--seconds 8] [--connect-timeout 2] [--quick]
+                                   [--only cli-p2p] [--json FILE]
 
 Glass-to-glass latency and time to first picture, one viewer at a time, 640x480@30 VP8.
 Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
@@ -6,9 +7,9 @@ Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
 - latency p50/p95 of the Python CLI viewer (P2P, relay) and of the page in Chromium
   (P2P, relay). The camera stamps its wall clock into each frame at capture (pixels
   for P2P, the relay header for the relay); one machine, one clock. Where "glass" is
-  on the viewer's side: CLI P2P, when aiortc hands over the decoded frame (its jitter
-  buffer holds each frame until the next one starts, ~1 frame interval); CLI relay,
-  when the WebSocket message arrives (the CLI does not decode the JPEG unless it
+  on the viewer's side: CLI P2P, when aiortc hands over the decoded frame (each frame
+  goes to the decoder once its last packet is in, see peers/framereceiver.py); CLI
+  relay, when the WebSocket message arrives (the CLI does not decode the JPEG unless it
   records or shows it); page P2P, in the video element's frame callback after reading
   the stamp; page relay, once the JPEG is drawn on the canvas. Page samples come from
   window.peercam.latencies(), pooled over --runs fresh page loads for P2P (per frame,
@@ -23,6 +24,10 @@ Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
   viewer and camera (two network namespaces and iptables, see netns.py; needs root),
   from page.goto to the first relay frame, worst of 3 loads. Skipped, saying why,
   where namespaces cannot be made.
+
+`--only cli-p2p` measures just the first of these, the Python CLI's P2P latency (one
+viewer run of --warmup + --seconds; no Chromium, no root): the quick check for work on
+the viewer's receive path.
 
 Prints one table (measurement, result, target, verdict) and writes --json, verdicts
 included. Measure on a quiet machine: where others share the CPU, run it under
@@ -154,7 +159,8 @@ def run_cli_viewer(url: str, mode: str, duration: float, warmup: float) -> CliRu
 
 def measure_cli(url: str, opts: argparse.Namespace) -> list[Row]:
     rows = []
-    for mode, measurement in (("p2p", CLI_P2P), ("relay", CLI_RELAY)):
+    modes = (("p2p", CLI_P2P),) if opts.only == "cli-p2p" else (("p2p", CLI_P2P), ("relay", CLI_RELAY))
+    for mode, measurement in modes:
         print(f"CLI viewer, {mode} ...", file=sys.stderr, flush=True)
         summary = run_cli_viewer(url, mode, opts.seconds, opts.warmup).summary
         latency = summary["latency_ms"]
@@ -165,6 +171,8 @@ def measure_cli(url: str, opts: argparse.Namespace) -> list[Row]:
                         f"({summary['frames']} frames, {summary['fps']:g} fps, "
                         f"{summary['frames_dropped']} dropped)", latency["p50"],
                         {"p50_ms": latency["p50"], "p95_ms": latency["p95"], "summary": summary}))
+    if opts.only == "cli-p2p":
+        return rows
     print(f"CLI viewer, first frame x{opts.runs} ...", file=sys.stderr, flush=True)
     runs = [run_cli_viewer(url, "p2p", 0.1, 0.0) for _ in range(opts.runs)]
     timed = [r for r in runs if r.spawn_to_first_frame_ms is not None]
@@ -357,6 +365,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connect-timeout", type=float, default=2.0,
                         help="the page's P2P connect timeout in the fallback measurement (s)")
     parser.add_argument("--quick", action="store_true", help="3 runs, 3 s CLI windows: a smoke run")
+    parser.add_argument("--only", choices=["cli-p2p"],
+                        help="measure only this row: cli-p2p, the Python CLI's P2P latency")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "latency.json", help="write the results here")
     opts = parser.parse_args()
@@ -377,9 +387,9 @@ def guarded(title: str, measure: Callable[[], list[Row]]) -> list[Row]:
 def main() -> None:
     opts = parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
-    if shutil.which(CHROMIUM) is None:
+    browser_too = opts.only is None
+    if browser_too and shutil.which(CHROMIUM) is None:
         sys.exit(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
 
     began = time.monotonic()
     load_before = os.getloadavg()[0]
@@ -390,14 +400,8 @@ def main() -> None:
         processes = start_camera_side(["--host", "127.0.0.1"], url, "127.0.0.1", "latency")
         try:
             rows += guarded("Python CLI viewer", lambda: measure_cli(url, opts))
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                try:
-                    rows += guarded("Chromium page", lambda: measure_page(browser, url, opts))
-                finally:
-                    browser.close()
-                stop_all(processes)  # the fallback brings its own, in namespaces: no load from these
-                rows += guarded("fallback", lambda: measure_fallback(playwright, port, opts))
+            if browser_too:
+                rows += measure_browser(processes, port, url, opts)
         finally:
             stop_all(processes)
     except KeyboardInterrupt:
@@ -409,6 +413,23 @@ def main() -> None:
                                  "verdicts": verdicts(rows, opts)})
     if any(row.measurement.endswith(ERROR) for row in rows):
         sys.exit(1)
+
+
+def measure_browser(processes: list[subprocess.Popen], port: int, url: str,
+                    opts: argparse.Namespace) -> list[Row]:
+    """The page's rows, then the fallback's (which stops ``processes`` and brings its own)."""
+    from playwright.sync_api import sync_playwright
+
+    rows: list[Row] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            rows += guarded("Chromium page", lambda: measure_page(browser, url, opts))
+        finally:
+            browser.close()
+        stop_all(processes)  # the fallback brings its own, in namespaces: no load from these
+        rows += guarded("fallback", lambda: measure_fallback(playwright, port, opts))
+    return rows
 
 
 if __name__ == "__main__":

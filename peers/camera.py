@@ -37,11 +37,11 @@ from signaling.protocol import (
 
 from . import playoutdelay
 from .chathub import ChatHub, ChatRefused
-from .ice import IceOptions
+from .ice import IceOptions, restrict_host_addresses
 from .layers import parse_layers
 from .pipeline import MediaPipeline
 from .signaling_client import Backoff, SignalingClient, SignalingError
-from .sources import VideoSource
+from .sources import PushSource, VideoSource, open_source
 from .viewerconnection import ViewerConnection
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class CameraPeer:
         self._qualities: dict[str, str] = {}
         #: Set once the server has accepted the stream (and again after each reconnect).
         self.published = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()  # short jobs (sends, closing a viewer), awaited at the end
 
     @property
     def stream_info(self) -> StreamInfo:
@@ -128,6 +129,7 @@ class CameraPeer:
             signaling.cancel()
             reporter.cancel()
             await asyncio.gather(*(v.close() for v in list(self.viewers.values())))
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await asyncio.to_thread(self.pipeline.stop)
             self.chat.close()
 
@@ -183,6 +185,7 @@ class CameraPeer:
                 self._let_go_of_old_viewers()
                 self.chat.forget_everyone()  # the new session's viewer-joined names them again
                 relay_sender = asyncio.create_task(self._send_relay_frames(client))
+                restrict_host_addresses(self.options.ice.host_addresses(welcome))  # process-wide: aioice
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info,
                                           name=self.options.name, token=self.options.token))
@@ -270,14 +273,19 @@ class CameraPeer:
             self.chat.join(message.peer_id, message.name)
             history = self.chat.history()
             if history:
-                asyncio.create_task(self._send(ChatHistory(to=message.peer_id, messages=history)))
+                self._spawn(self._send(ChatHistory(to=message.peer_id, messages=history)))
         elif isinstance(message, ViewerLeft):
             viewer = self.viewers.get(message.peer_id)
             self.chat.forget(message.peer_id)
             self._qualities.pop(message.peer_id, None)
             if viewer is not None:
                 log.info("viewer %s left", message.peer_id)
-                asyncio.create_task(viewer.close())
+                self._spawn(viewer.close())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _send(self, message) -> None:
         """Send on the current signaling connection; dropped while reconnecting."""
@@ -291,7 +299,7 @@ class CameraPeer:
     def _send_via_server(self, viewer_id: str):
         def reply(notice: ChatNotice) -> None:
             notice.to = viewer_id
-            asyncio.create_task(self._send(notice))
+            self._spawn(self._send(notice))
         return reply
 
     def _chat_from_data_channel(self, viewer: ViewerConnection, line: ChatSend | None) -> None:
@@ -311,7 +319,7 @@ class CameraPeer:
             return
         for viewer in self.viewers.values():
             viewer.send_chat(message)
-        asyncio.create_task(self._send(message))
+        self._spawn(self._send(message))
 
     def _viewer_closed(self, viewer: ViewerConnection) -> None:
         # Its chat name stays: a viewer whose P2P ended may go on chatting from the relay.
@@ -339,11 +347,78 @@ class CameraPeer:
     def _viewer_disconnected(self, viewer: ViewerConnection) -> None:
         """Its peer connection ended: keep the viewer for a new offer, unless it can never send one."""
         if viewer.session != self._session:
-            asyncio.create_task(viewer.close())
+            self._spawn(viewer.close())
 
     def _let_go_of_old_viewers(self) -> None:
         """A new signaling connection: viewers of the old one that lost their peer connection are gone
         for good (the new server never tells us they left); the rest play on until theirs ends."""
         for viewer in list(self.viewers.values()):
             if not viewer.active:
-                asyncio.create_task(viewer.close())
+                self._spawn(viewer.close())
+
+
+class Camera:
+    """Publishes a stream from this program: frames it hands over with ``send()``, or a
+    built-in source (``source="testsrc"``, a camera index such as ``"0"``, a device path, or
+    a video file).
+
+    ``async with Camera(server, stream) as camera:`` publishes until the block ends;
+    ``send(image)`` takes numpy BGR pictures from any thread, never blocks (the newest
+    wins) and scales them to the camera's size. ``width``/``height``: the size published
+    (pushed frames: 640x480 unless given; a source keeps its own shape within them).
+    """
+
+    def __init__(self, server: str, stream: str, *, width: int | None = None, height: int | None = None,
+                 fps: float = 30.0, source: str | None = None, name: str = "", token: str = "",
+                 codec: str = "vp8", layers: str = "auto", bitrate: int | None = None,
+                 jpeg_quality: int = 80, ice: IceOptions | None = None, ca_file: str | None = None) -> None:
+        if source is None:
+            self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
+            video: VideoSource = self._push
+        else:
+            self._push = None
+            video = open_source(source, width, height, fps)
+        self._peer = CameraPeer(CameraOptions(server=server, stream=stream, codec=codec, layers=layers,
+                                              bitrate=bitrate, jpeg_quality=jpeg_quality, name=name,
+                                              token=token, ca_file=ca_file, ice=ice or IceOptions()), video)
+        self._task: asyncio.Task | None = None
+
+    @property
+    def width(self) -> int:
+        return self._peer.source.width
+
+    @property
+    def height(self) -> int:
+        return self._peer.source.height
+
+    def send(self, image) -> None:
+        """Publish this picture next (BGR uint8, height x width x 3); any thread, never blocks."""
+        if self._push is None:
+            raise CameraError("this camera publishes its own source: send() is for a Camera without one")
+        self._push.push(image)
+
+    async def __aenter__(self) -> Camera:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Publish; returns once the server has accepted the stream (raises CameraError if not)."""
+        self._task = asyncio.create_task(self._peer.run(), name="peercam-camera")
+        published = asyncio.create_task(self._peer.published.wait())
+        try:
+            await asyncio.wait({self._task, published}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            published.cancel()
+        if self._task.done():
+            self._task.result()  # raises why it could not publish
+
+    async def close(self) -> None:
+        """Stop publishing: viewers are told, the encoders and threads stop."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None

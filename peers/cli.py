@@ -24,7 +24,8 @@ from .camera import CameraError, CameraOptions, CameraPeer
 from .ice import IceOptions, parse_ice_server, resolve_host_addresses
 from .layers import LayerError
 from .sources import SourceError, open_source
-from .viewer import Viewer, ViewerError, ViewerOptions
+from .viewcommand import ViewCommand
+from .viewer import ViewerError, ViewerOptions
 
 
 def _add_ice_options(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +41,8 @@ def _add_peer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="the signaling server's URL")
     parser.add_argument("--stream", default="demo", help="the stream name")
     _add_ice_options(parser)
-    parser.add_argument("--ice-transport", choices=("all", "relay"), default="all",
-                        help="'relay' uses TURN only")
+    parser.add_argument("--ice-transport", choices=("all", "turn"), default="all",
+                        help="'turn' uses TURN relay candidates only (still WebRTC, not the relay)")
     parser.add_argument("--token", default="", help="a token from `peercam token` (when the server asks)")
     parser.add_argument("--ca", help="CA certificate (PEM) for an https:// server with a private CA")
 
@@ -299,7 +300,6 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
     options = ViewerOptions(
         server=args.server,
         stream=args.stream,
-        duration=args.duration,
         warmup=args.warmup,
         first_frame_timeout=args.timeout,
         wait=args.wait,
@@ -309,16 +309,13 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         connect_timeout=args.connect_timeout,
         p2p_retry=args.p2p_retry,
         ice=_ice_options(args, ice_servers),
-        record=args.record,
-        show=args.show,
         name=args.name,
         token=args.token,
         ca_file=args.ca,
-        chat=args.chat,
-        status_line=sys.stderr.isatty() and not args.json,
     )
     try:
-        viewer = Viewer(options, started)
+        command = ViewCommand(options, started, duration=args.duration, record=args.record, show=args.show,
+                              chat=args.chat, status_line=sys.stderr.isatty() and not args.json)
     except ValueError as exc:
         _fail("view", str(exc))
     summary: dict = {}
@@ -326,9 +323,9 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
     async def watch() -> None:
         nonlocal summary
         try:
-            summary = await viewer.run()
+            summary = await command.run()
         except asyncio.CancelledError:
-            summary = viewer.stats.summary(viewer.mode)
+            summary = command.viewer.stats()
 
     try:
         _run(watch())

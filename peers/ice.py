@@ -88,14 +88,15 @@ def restrict_host_addresses(hosts: Sequence[str]) -> None:
     aioice.ice.get_host_addresses = configured_addresses
 
 
-def rtc_configuration(servers: Sequence[IceServer], transport_policy: str = "all") -> RTCConfiguration:
-    """An aiortc configuration with exactly these ICE servers (possibly none)."""
+def rtc_configuration(servers: Sequence[IceServer], transport: str = "all") -> RTCConfiguration:
+    """An aiortc configuration with exactly these ICE servers (possibly none); ``transport``
+    "turn" allows TURN relay candidates only (WebRTC's policy "relay", not our relay)."""
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in servers
         ],
-        iceTransportPolicy=RTCIceTransportPolicy(transport_policy),
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if transport == "turn" else RTCIceTransportPolicy.ALL,
     )
 
 
@@ -105,18 +106,22 @@ class IceOptions:
 
     servers: list[IceServer] | None = None
     hosts: list[str] | None = None
-    transport: str = "all"  # "relay": TURN only
+    transport: str = "all"  # "turn": TURN relay candidates only
+
+    def host_addresses(self, welcome: Welcome) -> list[str]:
+        """The local addresses (or interfaces) ICE may offer under this welcome: the peer's own,
+        else the server's, else [] (aioice's own choice). Pass them to restrict_host_addresses()."""
+        if self.hosts is not None:
+            return list(self.hosts)
+        try:
+            resolve_host_addresses(welcome.ice_hosts)
+        except ValueError as exc:  # the server's list names interfaces this machine lacks
+            log.warning("ignoring the server's ICE hosts: %s", exc)
+            return []
+        return list(welcome.ice_hosts)
 
     def configuration(self, welcome: Welcome) -> RTCConfiguration:
         """The configuration for peer connections made under this welcome."""
-        if self.hosts is not None:
-            restrict_host_addresses(self.hosts)
-        else:
-            try:
-                restrict_host_addresses(welcome.ice_hosts)
-            except ValueError as exc:  # the server's list names interfaces this machine lacks
-                log.warning("ignoring the server's ICE hosts: %s", exc)
-                restrict_host_addresses([])
         servers = self.servers if self.servers is not None else welcome.ice_servers
         return rtc_configuration(servers, self.transport)
 
@@ -159,7 +164,7 @@ async def turn_problem(configuration: RTCConfiguration, timeout: float = 5.0) ->
 
 
 async def relay_shortfall(configuration: RTCConfiguration, sdp: str) -> str | None:
-    """With relay-only ICE and no relay candidate in ``sdp``: why, for the user. Else None."""
+    """With TURN-only ICE and no TURN (relay) candidate in ``sdp``: why, for the user. Else None."""
     if configuration.iceTransportPolicy != RTCIceTransportPolicy.RELAY or " typ relay" in sdp:
         return None
-    return f"relay-only ICE got no TURN relay address: {await turn_problem(configuration)}"
+    return f"TURN-only ICE got no TURN address: {await turn_problem(configuration)}"

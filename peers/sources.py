@@ -131,6 +131,49 @@ class TestPatternSource(VideoSource):
         return CapturedFrame(image, now, number)
 
 
+class PushSource(VideoSource):
+    """Frames a program hands over with ``push()``, from any thread; the newest wins.
+
+    ``push()`` never blocks: a frame the camera has not taken yet is replaced by the
+    next one. Pictures of another size are scaled to the source's (on the capture
+    thread, not the caller's).
+    """
+
+    def __init__(self, width: int, height: int, fps: float) -> None:
+        super().__init__(width, height, fps)
+        self._latest: tuple[np.ndarray, float] | None = None
+        self._ready = threading.Condition()
+        self._number = 0
+
+    def push(self, image: np.ndarray) -> None:
+        """Hand over a BGR picture (uint8, height x width x 3; a grey one is taken too)."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+                image.ndim == 3 and image.shape[2] != 3):
+            raise ValueError("a frame is a numpy uint8 array, height x width x 3 (BGR) or height x width")
+        if self._closed.is_set():
+            raise SourceError("the camera is closed")
+        with self._ready:
+            self._latest = (image, time.time())
+            self._ready.notify()
+
+    def read(self) -> CapturedFrame:
+        with self._ready:
+            while self._latest is None:
+                if self._closed.is_set():
+                    raise SourceError("source closed")
+                self._ready.wait(0.5)
+            (image, pushed), self._latest = self._latest, None
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        self._number += 1
+        return CapturedFrame(self._fit(image), pushed, self._number)
+
+    def close(self) -> None:
+        super().close()
+        with self._ready:
+            self._ready.notify_all()
+
+
 class CaptureDeviceSource(VideoSource):
     """An OpenCV camera (index or device path), in the mode it really delivers.
 

@@ -99,6 +99,7 @@ class ViewerConnection:
         self._task = asyncio.create_task(self._run(), name=f"viewer-{viewer_id}")
         self._timeout: asyncio.TimerHandle | None = None
         self._adapter: asyncio.Task | None = None
+        self._sends: set[asyncio.Task] = set()  # `layer` messages on their way
         self._sampled = (0, 0)  # the track's viewer keyframe requests and queue overflows at the last sample
         self._last_report: object = None  # the timestamp of the last receiver report used
         self.closed = False
@@ -210,7 +211,9 @@ class ViewerConnection:
         layer = self._pipeline.layer(layer_name).layer
         message = LayerChanged(to=self.viewer_id, layer=layer.name, width=layer.width, height=layer.height,
                                reason=self._layer_reason)
-        asyncio.get_running_loop().create_task(self._send(message))
+        task = asyncio.get_running_loop().create_task(self._send(message))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     async def _adapt(self, pc: RTCPeerConnection, every: float = 1.0) -> None:
         """While connected, once a second: what the viewer's connection says, for its layer choice."""
@@ -316,3 +319,5 @@ class ViewerConnection:
         if self._task is not asyncio.current_task():
             self._task.cancel()
         await self._close_pc()
+        waiting = [t for t in (self._task, *self._sends) if t is not asyncio.current_task()]
+        await asyncio.gather(*waiting, return_exceptions=True)

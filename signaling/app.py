@@ -49,8 +49,29 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
 
-async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
-    """Run the server until cancelled, then shut down gracefully."""
+class Server:
+    """A server running in this process: ``url`` to give clients, ``close()`` to stop it."""
+
+    def __init__(self, runner: web.AppRunner, url: str) -> None:
+        self._runner = runner
+        self.url = url
+
+    async def close(self) -> None:
+        """Shut down gracefully: every client is told, every socket closed."""
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+
+async def start(config: ServerConfig) -> Server:
+    """Start serving in this process's event loop; returns at once with the running Server.
+
+    Port 0 takes a free port (``Server.url`` says which).
+    """
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
     try:
@@ -60,9 +81,22 @@ async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> N
             ssl_context.load_cert_chain(config.cert_file, config.key_file)
         site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
-        log.info("serving on %s://%s:%d/", "https" if ssl_context else "http", config.host, config.port)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    port = runner.addresses[0][1] if runner.addresses else config.port
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    url = f"{'https' if ssl_context else 'http'}://{host}:{port}"
+    log.info("serving on %s/", url)
+    return Server(runner, url)
+
+
+async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
+    """Run the server until cancelled, then shut down gracefully."""
+    server = await start(config)
+    try:
         if started is not None:
             started.set()
         await asyncio.Event().wait()
     finally:
-        await runner.cleanup()
+        await server.close()

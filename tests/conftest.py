@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
+from bench.netns import SplitNetwork, unavailable_reason
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The checkout the tests run from (examples/ and bench/ live there).
+ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ["--ice-host", "127.0.0.1"]
 
 
@@ -196,6 +199,16 @@ def make_clip(tmp_path_factory) -> Callable[..., str]:
         return str(path)
 
     return make
+
+
+@pytest.fixture
+def split_network():
+    """Two network namespaces joined by a veth pair (bench/netns.py), removed afterwards."""
+    reason = unavailable_reason()
+    require(reason is None, reason or "")
+    network = SplitNetwork()
+    yield network
+    network.remove()
 
 
 @pytest.fixture

@@ -11,20 +11,9 @@ import re
 import shutil
 import signal
 
-import pytest
-
-from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
+from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, decoded_frames, require, wait_for_frames
-
-
-@pytest.fixture
-def split_network():
-    reason = unavailable_reason()
-    require(reason is None, reason or "")
-    network = SplitNetwork()
-    yield network
-    network.remove()
 
 
 def start_camera_side(cluster, net: SplitNetwork) -> str:

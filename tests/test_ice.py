@@ -59,10 +59,18 @@ def test_own_settings_win_over_the_welcome(restore_host_addresses):
                       ice_hosts=["127.0.0.1"])
     from_server = IceOptions().configuration(welcome)
     assert [s.urls for s in from_server.iceServers] == [["stun:127.0.0.1:3478"]]
+    assert IceOptions().host_addresses(welcome) == ["127.0.0.1"]
+    # Computing a configuration patches nothing: aioice gathers from what it is told explicitly.
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) != ["127.0.0.1"]
+    restrict_host_addresses(IceOptions().host_addresses(welcome))
     assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
 
-    own = IceOptions(servers=[], hosts=["lo"], transport="relay").configuration(welcome)
-    assert own.iceServers == [] and own.iceTransportPolicy.value == "relay"
+    own = IceOptions(servers=[], hosts=["lo"], transport="turn")
+    configuration = own.configuration(welcome)
+    assert configuration.iceServers == [] and configuration.iceTransportPolicy.value == "relay"
+    assert own.host_addresses(welcome) == ["lo"]
+    unknown = Welcome(peer_id="p", ice_servers=[], protocol=1, ice_hosts=["no-such-if0"])
+    assert IceOptions().host_addresses(unknown) == []  # the server's list names what this machine lacks
 
 
 def test_browser_candidate_becomes_an_aiortc_candidate():

@@ -7,22 +7,11 @@ from __future__ import annotations
 import shutil
 import time
 
-import pytest
-
-from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
+from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, require
 
 CAP_KBIT = 600
-
-
-@pytest.fixture
-def split_network():
-    reason = unavailable_reason()
-    require(reason is None, reason or "")
-    network = SplitNetwork()
-    yield network
-    network.remove()
 
 
 def start_camera_side(cluster, net: SplitNetwork) -> str:

@@ -1,4 +1,4 @@
-"""TURN with a real coturn (signaling/turn.py, peers/ice.py): REST credentials, relay-only ICE,
+"""TURN with a real coturn (signaling/turn.py, peers/ice.py): REST credentials, TURN-only ICE,
 TCP when UDP is blocked, clear failures for bad credentials."""
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def test_rest_credentials_are_what_coturn_expects():
 
 def test_relay_only_camera_and_viewer_connect_through_coturn(cluster, coturn):
     cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
-    cluster.start_camera("t", "--ice-transport", "relay")
-    summary = cluster.start_viewer("t", "--ice-transport", "relay", "--mode", "p2p",
+    cluster.start_camera("t", "--ice-transport", "turn")
+    summary = cluster.start_viewer("t", "--ice-transport", "turn", "--mode", "p2p",
                                    "--warmup", "2", "--duration", "4").summary(timeout=40)
     assert summary["mode"] == "p2p" and summary["fps"] >= 25, summary
     assert "ALLOCATE processed, success" in coturn.log()
@@ -91,9 +91,9 @@ def test_camera_connected_longer_than_the_credentials_last_still_relays(cluster,
     ttl = 4
     cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url(), "--turn-ttl", str(ttl))
     welcome_expired = time.time() + ttl + 1
-    cluster.start_camera("t", "--ice-transport", "relay")
+    cluster.start_camera("t", "--ice-transport", "turn")
     wait_until(lambda: time.time() > welcome_expired, ttl + 5, "the camera's first credentials to expire")
-    summary = cluster.start_viewer("t", "--ice-transport", "relay", "--mode", "p2p",
+    summary = cluster.start_viewer("t", "--ice-transport", "turn", "--mode", "p2p",
                                    "--warmup", "1", "--duration", "2").summary(timeout=40)
     assert summary["mode"] == "p2p" and summary["fps"] >= 25, summary
 
@@ -106,7 +106,7 @@ def test_bad_credentials_fail_with_a_clear_reason(cluster, coturn, credentials):
     username, password = credentials
     cluster.start_server()
     viewer = cluster.start("viewer", "view", "--server", cluster.url, "--stream", "t", "--wait", "20",
-                           "--ice-transport", "relay", "--mode", "p2p", "--ice-host", "127.0.0.1",
+                           "--ice-transport", "turn", "--mode", "p2p", "--ice-host", "127.0.0.1",
                            "--ice-server", f"turn:{username}:{password}@127.0.0.1:{coturn.port}")
     cluster.start_camera("t")
     code, _ = viewer.result(timeout=40)
@@ -140,8 +140,8 @@ def test_turn_over_tcp_carries_video_when_udp_is_blocked(cluster, split_network,
 
 def test_page_with_ice_relay_plays_through_coturn(cluster, coturn, page):
     cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
-    cluster.start_camera("t", "--ice-transport", "relay")
-    page.goto(f"{cluster.url}/view/t?mode=p2p&ice=relay")
+    cluster.start_camera("t", "--ice-transport", "turn")
+    page.goto(f"{cluster.url}/view/t?mode=p2p&ice=turn")
     page.wait_for_function("peercam.state() === 'playing' && peercam.mode() === 'p2p'", timeout=20_000)
     wait_for_frames(page, decoded_frames(page) + 30)
     allocations = coturn.log().count("ALLOCATE processed, success")

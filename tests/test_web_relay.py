@@ -10,7 +10,7 @@ from signaling.relayframe import RelayFrameHeader
 from .conftest import decoded_frames, get_json, wait_for_frames, wait_until
 
 #: A camera whose ICE may use TURN only, and no TURN server is given: P2P can never connect.
-NO_P2P = ("--ice-transport", "relay")
+NO_P2P = ("--ice-transport", "turn")
 
 
 def relay_viewers(cluster, stream: str) -> int | None:

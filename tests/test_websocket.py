@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from signaling.app import create_app
 from signaling.config import ServerConfig
-from signaling.protocol import MAX_TEXT_MESSAGE_BYTES, IceServer
+from signaling.protocol import MAX_TEXT_MESSAGE_BYTES, PROTOCOL_VERSION, IceServer
 from signaling.relayframe import RelayFrameHeader
 from signaling.turn import TurnConfig
 
@@ -80,7 +80,7 @@ async def test_welcome_hands_out_ice_settings(server):
     client = await server()
     assert client.welcome["ice_servers"] == [{"urls": ["stun:127.0.0.1:3478"]}]
     assert client.welcome["ice_hosts"] == ["127.0.0.1"]
-    assert client.welcome["protocol"] == 1 and client.welcome["peer_id"]
+    assert client.welcome["protocol"] == PROTOCOL_VERSION and client.welcome["peer_id"]
 
 
 async def test_offer_answer_and_candidates_are_routed_by_peer_id(server):
@@ -249,7 +249,9 @@ async def test_only_a_camera_sends_relay_frames_and_they_must_be_valid(server):
     await viewer.ws.send_bytes(b"\x01\x14" + b"\x00" * 30)
     assert (await viewer.expect("error"))["code"] == "binary-not-allowed"
     await viewer.send({"type": "relay", "enabled": True})
-    assert (await camera.expect("relay-frames"))["send"] is True
+    # The camera is asked for the top layer at its own JPEG quality; the viewer is told so.
+    assert (await camera.expect("relay-frames"))["jpeg"] == [{"layer": "480p", "quality": 80}]
+    assert (await viewer.expect("layer"))["layer"] == "480p"
     await camera.ws.send_bytes(b"not a relay frame at all")
     error = await camera.expect("error")
     assert error["code"] == "bad-relay-frame" and error["reason"]
@@ -258,7 +260,7 @@ async def test_only_a_camera_sends_relay_frames_and_they_must_be_valid(server):
     msg = await asyncio.wait_for(viewer.ws.receive(), 3)
     assert msg.type == aiohttp.WSMsgType.BINARY and msg.data == frame
     await viewer.send({"type": "relay", "enabled": False})
-    assert (await camera.expect("relay-frames"))["send"] is False
+    assert (await camera.expect("relay-frames")).get("jpeg", []) == []
 
 
 async def test_sockets_refuse_per_message_compression():

@@ -26,7 +26,7 @@ export class P2PTransport {
 
   #signaling;
   #iceServers;
-  #iceTransportPolicy; // 'relay': TURN only (?ice=relay)
+  #iceTransportPolicy; // WebRTC's 'relay' policy: TURN candidates only (?ice=turn)
   #publisher;
   #video;
   #connectTimeoutMs;
@@ -132,7 +132,7 @@ export class P2PTransport {
 
   #sendLocalCandidate(candidate) {
     // Trickle each candidate as it comes (null ends them): waiting for gathering to
-    // complete can stall for seconds, or forever on relay-only setups.
+    // complete can stall for seconds, or forever on TURN-only setups.
     const message = { type: MessageType.CANDIDATE, candidate: candidate ? candidate.toJSON() : null };
     if (this.#offerSent) this.#signaling.send(message);
     else this.#localCandidates.push(message);

@@ -409,7 +409,7 @@ function optionsFromQuery(query) {
     jpegQuality: jpegQualityParam(params),
     connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000,
     p2pRetryMs: secondsParam(params, 'p2p_retry', P2P_RETRY_S) * 1000,
-    iceTransportPolicy: params.get('ice') === 'relay' ? 'relay' : 'all',
+    iceTransportPolicy: params.get('ice') === 'turn' ? 'relay' : 'all', // the browser's word for TURN only
     token: params.get('token') ?? '', // when the server runs with --auth all
   };
 }

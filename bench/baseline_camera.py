@@ -1,4 +1,4 @@
-"""Usage: python3 bench/mediarelay_camera.py --server URL --stream NAME [--width 640 --height 480 --fps 30]
+"""Usage: python3 bench/baseline_camera.py --server URL --stream NAME [--width 640 --height 480 --fps 30]
 
 The fan-out benchmark's baseline camera: peercam's test pattern served the way
 aiortc's webcam example serves a camera, so bench/fanout.py can compare like with like.
@@ -35,7 +35,7 @@ from aiortc.contrib.media import MediaRelay
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from peers.encoder import RTP_TIME_BASE  # noqa: E402
-from peers.ice import IceOptions  # noqa: E402
+from peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
 from peers.signaling_client import SignalingClient  # noqa: E402
 from peers.sources import SourceError, TestPatternSource  # noqa: E402
 from peers.viewerconnection import codec_preferences  # noqa: E402
@@ -86,7 +86,7 @@ class TestPatternTrack(MediaStreamTrack):
         return await self._newest.get()
 
 
-class MediaRelayCamera:
+class BaselineCamera:
     """Publishes one stream; every viewer gets its own relay proxy and so its own encoder."""
 
     def __init__(self, server: str, stream: str, source: TestPatternSource) -> None:
@@ -99,7 +99,9 @@ class MediaRelayCamera:
     async def run(self) -> None:
         client = SignalingClient(self.server)
         welcome = await client.connect()
-        configuration = IceOptions(servers=[], hosts=["127.0.0.1"]).configuration(welcome)
+        ice = IceOptions(servers=[], hosts=["127.0.0.1"])
+        restrict_host_addresses(ice.host_addresses(welcome))
+        configuration = ice.configuration(welcome)
         info = StreamInfo(width=self.source.width, height=self.source.height, fps=self.source.fps,
                           codec="vp8")
         await client.send(Publish(stream=self.stream, info=info))
@@ -147,7 +149,7 @@ class MediaRelayCamera:
 
 async def serve(opts: argparse.Namespace) -> None:
     source = TestPatternSource(opts.width, opts.height, opts.fps)
-    task = asyncio.create_task(MediaRelayCamera(opts.server, opts.stream, source).run())
+    task = asyncio.create_task(BaselineCamera(opts.server, opts.stream, source).run())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         await task
