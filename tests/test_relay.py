@@ -83,8 +83,8 @@ def test_forced_relay_viewer_gets_frames_with_latency(cluster):
     cluster.start_camera()
     summary = cluster.start_viewer("test", "--mode", "relay", "--duration", "4").summary(timeout=30)
     assert_plays(summary, "relay")
-    # From the frame header: the capture time (on this machine's clock) and the sequence number.
-    assert summary["latency_ms"]["p50"] >= 0 and summary["frames_dropped"] is not None
+    # From the frame header: the capture time (in ms, on this machine's clock) and the sequence number.
+    assert 0 <= summary["latency_ms"]["p50"] < 10_000 and summary["frames_dropped"] is not None
     assert summary["bitrate_kbps"] > 0 and summary["time_to_first_frame_ms"] > 0
 
 
