@@ -243,15 +243,22 @@ def wait_for_frames(page, more_than: int, timeout: float = 30) -> int:
     return decoded_frames(page)
 
 
-def assert_plays(summary: dict, mode: str = "p2p", size: tuple[int, int] = (640, 480)) -> None:
-    """A viewer's ``--json`` summary shows video that flowed, in this mode and size, with latency measured.
+#: The test pattern's layers (640x480, ``--layers auto``) and their sizes. A viewer in auto
+#: may be moved between them: a busy machine delays packets and can look like a bad network.
+TESTSRC_LAYERS = {"480p": (640, 480), "360p": (480, 360)}
+
+
+def assert_plays(summary: dict, mode: str = "p2p", layers: dict = TESTSRC_LAYERS) -> None:
+    """A viewer's ``--json`` summary shows video that flowed, in this mode, on one of these
+    layers and in a layer's size, with latency measured.
 
     "Flowed" is more than one frame after the warm-up, at any rate: a busy machine lowers
     the rate, and rates are for the benchmarks (bench/).
     """
     assert summary["mode"] == mode, summary
     assert summary["frames"] > 1 and summary["fps"] > 0, summary
-    assert (summary["width"], summary["height"]) == size, summary
+    assert summary["layer"] in layers, summary
+    assert (summary["width"], summary["height"]) in layers.values(), summary
     assert summary["latency_ms"] is not None, summary  # the test pattern's stamps were read
 
 
