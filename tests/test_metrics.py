@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,22 +31,35 @@ def value(samples: list, sample: str | None = None, **labels) -> float:
 def test_metrics_parse_and_show_streams_viewers_relay_and_errors(cluster):
     cluster.start_server()
     cluster.start_camera("lab")
-    cluster.start_viewer("lab", "--duration", "30")
-    cluster.start_viewer("lab", "--mode", "relay", "--duration", "30")
+    cluster.start_viewer("lab", "--duration", "60")
+    cluster.start_viewer("lab", "--mode", "relay", "--duration", "60")
 
-    def both_reported() -> bool:
+    def reports() -> list[dict] | None:
+        """Both viewers' latest stats, once each has had video for a while and has it still."""
         viewers = (get_json(f"{cluster.url}/api/streams/lab") or {}).get("viewers", [])
-        return len(viewers) == 2 and all((v["stats"] or {}).get("frames", 0) > 60 for v in viewers)
+        stats = [v["stats"] or {} for v in sorted(viewers, key=lambda v: v["id"])]
+        steady = len(stats) == 2 and all(s.get("frames", 0) > 60 and s["fps"] > 0 and "latency_ms" in s
+                                         for s in stats)
+        return stats if steady else None
 
-    wait_until(both_reported, 20, "stats from both viewers")
-    metrics = scrape(cluster.url)
+    def scrape_with_its_reports() -> tuple[list[dict], dict] | None:
+        """A scrape, and the reports it was made from (no new report came in between)."""
+        before = reports()
+        metrics = scrape(cluster.url)
+        return (before, metrics) if before and reports() == before else None
+
+    reported, metrics = wait_until(scrape_with_its_reports, 60, "steady stats from both viewers")
 
     assert value(metrics["peercam_live_streams"]) == 1
     assert value(metrics["peercam_viewers"], stream="lab", mode="p2p") == 1
     assert value(metrics["peercam_viewers"], stream="lab", mode="relay") == 1
     assert value(metrics["peercam_websockets_open"]) == 3
-    assert 25 <= value(metrics["peercam_viewer_fps"], stream="lab") <= 31
-    assert 0 < value(metrics["peercam_viewer_latency_seconds"], stream="lab") < 0.2
+    # What the viewers report, averaged (and in seconds): rates and delays are the benchmarks' business.
+    fps = [s["fps"] for s in reported]
+    assert value(metrics["peercam_viewer_fps"], stream="lab") == pytest.approx(sum(fps) / len(fps)), reported
+    latency_s = [s["latency_ms"] / 1000 for s in reported]
+    assert value(metrics["peercam_viewer_latency_seconds"], stream="lab") == \
+        pytest.approx(sum(latency_s) / len(latency_s)), reported
     assert value(metrics["peercam_relay_frames_sent"], sample="peercam_relay_frames_sent_total") > 30
     assert value(metrics["peercam_relay_sent_bytes"], sample="peercam_relay_sent_bytes_total") > 100_000
     assert value(metrics["peercam_signaling_messages"], type="watch",

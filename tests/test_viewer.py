@@ -7,31 +7,84 @@ import time
 import av
 import pytest
 
+from .conftest import (
+    assert_nothing_lost,
+    assert_plays,
+    frames_sent_to,
+    stop_viewers_at_a_camera_report,
+    wait_until,
+)
 
-def test_three_viewers_each_get_full_rate_and_low_latency(cluster):
+
+def test_three_viewers_each_get_every_frame_encoded(cluster):
     cluster.start_server()
     cluster.start_camera()
-    # Three viewer processes starting at once load the CPU for a moment: measure after it.
-    viewers = [cluster.start_viewer("test", "--warmup", "2", "--duration", "5") for _ in range(3)]
-    for viewer in viewers:
-        summary = viewer.summary(timeout=60)
-        assert summary["mode"] == "p2p"
-        assert (summary["width"], summary["height"]) == (640, 480)
-        assert summary["fps"] >= 25, summary
-        assert summary["latency_ms"]["p95"] < 150, summary
-        assert summary["frames"] >= 125 and summary["bitrate_kbps"] > 100, summary
+    names = ("v1", "v2", "v3")
+    # One layer for all three (auto might move one on a busy machine): one encoder feeds them all.
+    viewers = {name: cluster.start_viewer("test", "--name", name, "--quality", "480p") for name in names}
+
+    def stream_json() -> dict | None:
+        return cluster.api("/api/streams/test")
+
+    def all_playing() -> dict | None:
+        stream = stream_json()
+        sent = frames_sent_to(stream, names)
+        return stream if sent and min(sent.values()) > 0 else None
+
+    start = wait_until(all_playing, 30, "the camera to send all three viewers frames")
+    end = stop_viewers_at_a_camera_report(stream_json, viewers)
+    # Fan-out: meanwhile the camera offered each viewer every frame its layer encoded; each was
+    # sent or, had that viewer fallen behind, dropped (queue_drops), bar the few still queued (8
+    # at most) or on their way to the queue.
+    encoded = layer_frames_encoded(end, "480p") - layer_frames_encoded(start, "480p")
+    offered = {name: offered_to(end, name) - offered_to(start, name) for name in names}
+    assert all(abs(count - encoded) <= 10 for count in offered.values()), (encoded, offered)
+    sent = frames_sent_to(end, names)
+    for name, viewer in viewers.items():
+        summary = viewer.summary(timeout=30)
+        assert_plays(summary, layers={"480p": (640, 480)})
+        assert summary["layer_switches"] == 0, summary
+        assert_nothing_lost(summary, sent[name])
         assert summary["frames_dropped"] is not None and summary["time_to_first_frame_ms"] > 0
+        assert summary["bitrate_kbps"] > 0 and summary["latency_ms"]["p50"] >= 0, summary
 
 
-def test_a_viewer_joining_late_gets_its_first_frame_within_a_second(cluster):
+def layer_frames_encoded(stream: dict, name: str) -> int:
+    """Frames the camera's report says it encoded for this layer, so far."""
+    (layer,) = [layer for layer in stream["camera"]["stats"]["layers"] if layer["name"] == name]
+    return layer.get("frames_encoded", 0)
+
+
+def offered_to(stream: dict, name: str) -> int:
+    """Frames the camera's report says it sent or dropped for the viewer named ``name``."""
+    (peer_id,) = [v["id"] for v in stream["viewers"] if v["name"] == name]
+    (viewer,) = [v for v in stream["camera"]["stats"]["viewers"] if v["id"] == peer_id]
+    return viewer.get("frames_sent", 0) + viewer.get("queue_drops", 0)
+
+
+def test_a_viewer_joining_late_gets_a_keyframe_made_for_it(cluster):
+    """It need not wait for the encoder's periodic keyframe (every 300 frames at 30 fps)."""
     cluster.start_server()
     cluster.start_camera()
-    early = cluster.start_viewer("test", "--duration", "8")
+    # Both on one layer, whose encoder is already running when the late one comes.
+    early = cluster.start_viewer("test", "--duration", "10", "--quality", "480p")
     early.wait_for_log("first frame", timeout=15)
     time.sleep(3)  # the scenario: join three seconds into the stream
-    late = cluster.start_viewer("test", "--duration", "2")
-    summary = late.summary(timeout=30)
-    assert summary["time_to_first_frame_ms"] < 1000, summary
+    late = cluster.start_viewer("test", "--name", "late", "--duration", "4", "--quality", "480p")
+
+    def late_started() -> dict | None:
+        """The camera's view of the late viewer, once it has sent it its first frames."""
+        stream = cluster.api("/api/streams/test") or {}
+        ids = [v["id"] for v in stream.get("viewers", []) if v["name"] == "late"]
+        seen = [v for v in ((stream.get("camera") or {}).get("stats") or {}).get("viewers", [])
+                if v["id"] in ids and v.get("frames_sent", 0) > 0]
+        return seen[0] if seen else None
+
+    seen_by_camera = wait_until(late_started, 30, "the camera to send the late viewer frames")
+    # Frames it skipped for the late viewer before a keyframe came (counted in frames, not
+    # time, so a busy machine changes nothing): a frame or two, not hundreds.
+    assert seen_by_camera.get("queue_drops", 0) <= 10, seen_by_camera
+    assert_plays(late.summary(timeout=30))
     assert early.summary(timeout=30)["frames"] > 0
 
 
