@@ -91,6 +91,7 @@ def test_forced_relay_viewer_gets_frames_with_latency(cluster):
 def test_camera_sends_jpeg_only_while_someone_is_on_the_relay(cluster):
     cluster.start_server()
     camera = cluster.start_camera()
+
     def relay_lines() -> list[str]:
         """What the camera logged about its JPEG renditions: "480p JPEG q80", "stopped"."""
         return [line.split("relay: ", 1)[1] for line in camera.log().splitlines() if " relay: " in line]
