@@ -90,14 +90,19 @@ async def test_a_switch_passes_over_a_new_layer_keyframe_older_than_the_picture(
     track.stop()
 
 
+async def negotiate(camera_side, viewer, got_track, answers: asyncio.Queue):
+    """The viewer's offer to the camera's side, its answer back: the viewer's video track."""
+    camera_side.post(Offer(sdp=viewer.localDescription.sdp))
+    answer = await asyncio.wait_for(answers.get(), 10)
+    await viewer.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+    return await asyncio.wait_for(got_track, 10)
+
+
 async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback_ice, pipeline):  # noqa: F811
     """A real aiortc viewer: its first frame is a keyframe, and its PLI reaches the encoder."""
     answers: asyncio.Queue = asyncio.Queue()
     async with camera_and_viewer(pipeline, answers) as (camera_side, viewer, got_track):
-        camera_side.post(Offer(sdp=viewer.localDescription.sdp))
-        answer = await asyncio.wait_for(answers.get(), 10)
-        await viewer.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
-        track = await asyncio.wait_for(got_track, 10)
+        track = await negotiate(camera_side, viewer, got_track, answers)
         frame = await asyncio.wait_for(track.recv(), 10)
         # The first frame decodes to a readable picture: it started at a keyframe.
         assert frame.width == 320 and read_stamp(frame.to_ndarray(format="gray")) is not None
@@ -166,10 +171,7 @@ async def test_a_viewer_moves_to_another_layer_without_renegotiating(loopback_ic
     and decode (their stamps read back), and there is no new offer or answer."""
     answers: asyncio.Queue = asyncio.Queue()
     async with camera_and_viewer(pipeline, answers) as (camera_side, viewer, got_track):
-        camera_side.post(Offer(sdp=viewer.localDescription.sdp))
-        answer = await asyncio.wait_for(answers.get(), 10)
-        await viewer.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
-        track = await asyncio.wait_for(got_track, 10)
+        track = await negotiate(camera_side, viewer, got_track, answers)
         first = await asyncio.wait_for(track.recv(), 10)
         assert (first.width, first.height) == (320, 240)
         camera_side.set_quality("120p")
