@@ -17,7 +17,7 @@ from .conftest import (
     wait_for_frames,
     wait_until,
 )
-from .test_fallback import VIEWER_ADDRESS, split_network, start_camera_side  # noqa: F401
+from .test_fallback import VIEWER_ADDRESS, start_camera_side
 
 
 def test_killed_camera_is_announced_and_a_new_one_resumes_page_and_cli(cluster, page):

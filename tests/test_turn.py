@@ -17,7 +17,7 @@ import pytest
 from signaling.turn import turn_credentials
 
 from .conftest import assert_plays, decoded_frames, free_port, require, wait_for_frames, wait_until
-from .test_fallback import CAMERA_ADDRESS, VIEWER_ADDRESS, split_network  # noqa: F401
+from .test_fallback import CAMERA_ADDRESS, VIEWER_ADDRESS
 
 SECRET = "test-secret"
 
