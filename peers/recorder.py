@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 from fractions import Fraction
 
 import av
+
+log = logging.getLogger(__name__)
 
 _CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".m4v": "mp4"}
 
@@ -26,14 +29,24 @@ class Recorder:
 
     def write(self, frame: av.VideoFrame, arrived: float) -> None:
         """Queue a decoded frame; ``arrived`` (seconds) sets its timestamp."""
-        self._worker.submit(self._encode, frame, arrived)
+        self._worker.submit(self._encode, frame, arrived).add_done_callback(self._check)
+
+    @staticmethod
+    def _check(done: concurrent.futures.Future) -> None:
+        """A frame that could not be written is said in the log, not lost in silence."""
+        if done.exception() is not None:
+            log.warning("recording: a frame could not be written: %s", done.exception())
 
     def _encode(self, frame: av.VideoFrame, arrived: float) -> None:
         if self._stream is None:
             self._stream = self._container.add_stream("libx264", rate=30)
             self._stream.width, self._stream.height = frame.width, frame.height
             self._stream.pix_fmt = "yuv420p"
+            # Millisecond timestamps for the encoder too: at 1/30 s, frames that arrive closer
+            # together than a frame interval (a busy machine) would share a timestamp, and the
+            # muxer would refuse them.
             self._stream.time_base = Fraction(1, 1000)
+            self._stream.codec_context.time_base = Fraction(1, 1000)
             self._stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency"}
             self._start = arrived
         if (frame.width, frame.height) != (self._stream.width, self._stream.height):
