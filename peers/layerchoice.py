@@ -15,9 +15,10 @@ from signaling.adaptation import Ladder
 
 from .layers import Layer, nearest
 
-#: Loss in a receiver report above this is trouble (a few percent is what NACK repairs),
-#: and above LOSS_SEVERE it cannot wait for a second report.
-LOSS_TROUBLE = 0.05
+#: Loss in a receiver report above this is trouble, and above LOSS_SEVERE it cannot wait
+#: for a second report. Below it is what NACK repairs, and random loss that a smaller
+#: layer would not cure (WebRTC's loss-based estimate also holds between 2 and 10%).
+LOSS_TROUBLE = 0.10
 LOSS_SEVERE = 0.2
 #: Round-trip time this far above the connection's best means queues are filling.
 RTT_GROWTH = 0.08
