@@ -14,7 +14,7 @@ The rules, with hysteresis so that it never flaps:
   ``probe_seconds`` is undone at once and the next probe waits twice as long (up to
   ``max_wait``); one that survives lets the next step up come sooner (``up_after_success``).
 - Right after a move, ``settle`` seconds pass before trouble counts: the old rung's last
-  reports still arrive.
+  reports still arrive (a receiver report covers about the second before it).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Ladder:
     """The rung one viewer should be on, from what its sender sees once a second."""
 
     def __init__(self, rungs: int, start: int = 0, *, down_after: float = 0.9, up_after: float = 8.0,
-                 up_after_success: float = 4.0, probe_seconds: float = 4.0, settle: float = 1.0,
+                 up_after_success: float = 4.0, probe_seconds: float = 4.0, settle: float = 2.0,
                  max_wait: float = 60.0) -> None:
         if rungs < 1 or not 0 <= start < rungs:
             raise ValueError("a ladder needs a rung to stand on")
@@ -75,9 +75,10 @@ class Ladder:
         if self._clean_since is None:
             self._clean_since = now
         if self._probe_at is not None and now - self._probe_at >= self._probe_seconds:
-            self._probe_at = None  # the step up held: the next one may come sooner
+            # The step up held: the next one may come sooner, counting the probe's clean time.
             self._wait = self._up_after_success
-            self._clean_since = now
+            self._clean_since = self._probe_at
+            self._probe_at = None
         if self.rung > 0 and self._probe_at is None and now - self._clean_since >= self._wait:
             move = self._move(now, self.rung - 1, f"clean for {now - self._clean_since:.0f} s")
             self._probe_at = now

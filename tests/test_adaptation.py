@@ -27,16 +27,19 @@ def test_clean_steps_up_after_a_while_and_a_failed_probe_backs_off():
     ladder = Ladder(3, start=2)
     moves = run(ladder, [(t, None) for t in range(0, 9)])
     assert moves == [(8, 1, "clean for 8 s")]
-    # The probe meets trouble: straight back down, and the next probe waits twice as long.
-    assert run(ladder, [(9.5, "10% loss")]) == [(9.5, 2, "10% loss")]
-    assert run(ladder, [(t, None) for t in range(11, 27)]) == []
-    assert run(ladder, [(27.5, None)]) == [(27.5, 1, "clean for 16 s")]
+    # The probe meets trouble (once the old rung's reports are through): straight back down,
+    # and the next probe waits twice as long.
+    assert run(ladder, [(9.5, "10% loss")]) == []  # settling: a report from before the move
+    assert run(ladder, [(10.5, "10% loss")]) == [(10.5, 2, "10% loss")]
+    assert run(ladder, [(t, None) for t in range(13, 29)]) == []
+    assert run(ladder, [(29, None)]) == [(29, 1, "clean for 16 s")]
 
 
 def test_a_probe_that_holds_lets_the_next_step_come_sooner():
     ladder = Ladder(3, start=2)
     run(ladder, [(t, None) for t in range(0, 9)])  # up to 1 at t=8
-    assert run(ladder, [(t, None) for t in range(9, 18)]) == [(16, 0, "clean for 4 s")]
+    # Held for 4 s: the next step comes at once, its clean time counted from the probe.
+    assert run(ladder, [(t, None) for t in range(9, 18)]) == [(12, 0, "clean for 4 s")]
 
 
 def test_no_flapping_under_steady_trouble_and_nothing_below_the_bottom():
@@ -48,5 +51,5 @@ def test_no_flapping_under_steady_trouble_and_nothing_below_the_bottom():
 def test_right_after_a_move_the_old_rungs_reports_are_ignored():
     ladder = Ladder(3)
     ladder.observe(0, "50% loss", severe=True)
-    assert ladder.observe(0.5, "50% loss", severe=True) is None  # settling
-    assert ladder.observe(1.5, "50% loss", severe=True).rung == 2
+    assert ladder.observe(1.5, "50% loss", severe=True) is None  # settling
+    assert ladder.observe(2.5, "50% loss", severe=True).rung == 2

@@ -20,7 +20,7 @@ def test_rtt_growth_and_queue_overflow_are_trouble_too():
     assert choice.observe(1, Evidence(rtt=0.2)) is None  # one sample is not yet sustained
     layer, reason = choice.observe(2, Evidence(rtt=0.2))
     assert layer.name == "480p" and reason == "round trip 200 ms"
-    assert choice.observe(3.5, Evidence(queue_drops=1))[1] == "send queue overflow"
+    assert choice.observe(4.5, Evidence(queue_drops=1))[1] == "send queue overflow"
 
 
 def test_a_clean_connection_stays_on_the_top_layer():
