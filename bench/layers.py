@@ -89,6 +89,7 @@ from harness import (  # noqa: E402
     print_verdicts,
     sample_cpu,
     start_peercam,
+    start_process,
     stop,
     stream_summary,
     wait_until_live,
@@ -130,6 +131,38 @@ def load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+#: --autogroup-nice: the scheduler priority of the sessions under test (None: left alone).
+AUTOGROUP_NICE: int | None = None
+
+
+def prioritize(pid: int, offset: int = 0) -> None:
+    """Give the session ``pid`` leads the autogroup nice --autogroup-nice (plus ``offset``).
+
+    With autogroup scheduling (Linux's default on desktops and many VMs) CPU is shared
+    between sessions first, and a process's own nice counts only inside its session: a
+    busy session elsewhere takes an equal share from the camera whatever nice says.
+    """
+    if AUTOGROUP_NICE is None:
+        return
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(max(-20, min(19, AUTOGROUP_NICE + offset))))
+    except OSError as exc:
+        print(f"  autogroup nice for {pid}: {exc}", file=sys.stderr)
+
+
+def start_tested(args: list[str], log_name: str, prefix: list[str] | None = None,
+                 encoder_threads: int | None = None) -> subprocess.Popen:
+    """A peercam command in a session of its own (Ctrl-C reaches only this script), prioritized;
+    ``encoder_threads``: a camera whose video encoders run that many threads (see threaded_camera)."""
+    if encoder_threads is None:
+        proc = start_peercam(args, LOG_DIR / log_name, own_session=True, prefix=prefix)
+    else:
+        proc = start_process([*(prefix or []), sys.executable, str(Path(__file__).resolve()), "_camera",
+                              str(encoder_threads), *args], LOG_DIR / log_name, own_session=True)
+    prioritize(proc.pid)
+    return proc
+
+
 def layer_list(spec: str) -> list:
     return parse_layers(spec, WIDTH, HEIGHT, FPS)
 
@@ -160,6 +193,27 @@ def logged_viewer(frame_log: str, argv: list[str]) -> None:
     cli.main(argv)
 
 
+def threaded_camera(threads: int, argv: list[str]) -> None:
+    """`peercam ARGV` (a camera) with every codec context it makes set to ``threads`` threads.
+
+    An experiment, not what peercam does: its encoders keep FFmpeg's default (0: libvpx picks
+    one thread per core). Only the cpu part's second series uses it.
+    """
+    import av
+
+    from peers import cli
+
+    create = av.codec.CodecContext.create
+
+    def create_threaded(*args, **kwargs):
+        context = create(*args, **kwargs)
+        context.thread_count = threads
+        return context
+
+    av.codec.CodecContext.create = staticmethod(create_threaded)
+    cli.main(argv)
+
+
 def poll(url: str, interval: float = 1.0) -> None:
     """Print the server's /api/streams/NAME as one JSON line a second, with the time read."""
     import urllib.error
@@ -180,13 +234,18 @@ def poll(url: str, interval: float = 1.0) -> None:
 # Part 1: camera CPU per active layers ------------------------------------------------------------
 
 
-def light_worker(server: str, commands, reports) -> None:
+def light_worker(server: str, commands, reports, autogroup_nice: int | None) -> None:
     """Light P2P viewers (bench/fanout.py's): ("join", [(name, quality)]), ("measure", start, end),
     ("leave",), ("stop",)."""
     import fanout
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(fanout.VIEWER_NICENESS)
+    if autogroup_nice is not None:  # a session of its own, yielding to the camera's
+        global AUTOGROUP_NICE
+        AUTOGROUP_NICE = autogroup_nice
+        os.setsid()
+        prioritize(os.getpid(), fanout.VIEWER_NICENESS)
 
     async def serve() -> None:
         viewers: list[tuple[str, fanout.Viewer]] = []
@@ -222,8 +281,8 @@ class LightViewers:
     def __init__(self, server: str) -> None:
         context = multiprocessing.get_context("spawn")
         self.commands, self.reports = context.Queue(), context.Queue()
-        self.worker = context.Process(target=light_worker, args=(server, self.commands, self.reports),
-                                      daemon=True)
+        self.worker = context.Process(target=light_worker, daemon=True,
+                                      args=(server, self.commands, self.reports, AUTOGROUP_NICE))
         self.worker.start()
 
     def ask(self, command: tuple, reply: str):
@@ -246,13 +305,19 @@ def camera_report(port: int) -> dict:
 
 
 def measure_cpu(opts: argparse.Namespace) -> dict:
+    began_load = load()
+    rows = [row for threads in opts.encoder_threads for row in measure_cpu_series(opts, threads)]
+    return {"layers": CPU_LAYERS, "rows": rows, "load_before": began_load, "load_after": load()}
+
+
+def measure_cpu_series(opts: argparse.Namespace, encoder_threads: int | None) -> list[dict]:
+    """One row per layout; ``encoder_threads``: None for peercam as it is, else the experiment's."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    began_load = load()
-    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port)],
-                           LOG_DIR / "layers-cpu-server.log", own_session=True)
-    camera = start_peercam(camera_args(url, CPU_LAYERS, "127.0.0.1"), LOG_DIR / "layers-cpu-camera.log",
-                           own_session=True)
+    series = "default" if encoder_threads is None else str(encoder_threads)
+    server = start_tested(["serve", "--host", "127.0.0.1", "--port", str(port)], "layers-cpu-server.log")
+    camera = start_tested(camera_args(url, CPU_LAYERS, "127.0.0.1"),
+                          f"layers-cpu-camera-threads-{series}.log", encoder_threads=encoder_threads)
     viewers = None
     rows = []
     try:
@@ -260,7 +325,7 @@ def measure_cpu(opts: argparse.Namespace) -> dict:
         viewers = LightViewers(url)
         for layout in LAYOUTS:
             label = " / ".join(f"{n} {q}" for q, n in layout.items()) or "none"
-            print(f"cpu: {label} ...", file=sys.stderr, flush=True)
+            print(f"cpu: {label} (VP8 threads: {series}) ...", file=sys.stderr, flush=True)
             errors = []
             if layout:
                 wanted = [(f"cpu-{q}-{i}", q) for q, n in layout.items() for i in range(n)]
@@ -277,7 +342,8 @@ def measure_cpu(opts: argparse.Namespace) -> dict:
                 reports.append(camera_report(port))
             cpu = cpu_percent(before, sample_cpu(groups), opts.seconds)
             measured = collect(viewers.reports, "measured", 1, [viewers.worker], WORKER_TIMEOUT)[0]
-            rows.append(cpu_row(layout, cpu, first, reports, measured, errors, opts.seconds))
+            rows.append({"encoder_threads": series,
+                         **cpu_row(layout, cpu, first, reports, measured, errors, opts.seconds)})
             if layout:
                 viewers.ask(("leave",), "left")
                 time.sleep(2.0)  # the layers' encoders stop once their viewers are gone
@@ -289,7 +355,7 @@ def measure_cpu(opts: argparse.Namespace) -> dict:
             viewers.close()
         stop(camera)
         stop(server)
-    return {"layers": CPU_LAYERS, "rows": rows, "load_before": began_load, "load_after": load()}
+    return rows
 
 
 def cpu_row(layout: dict, cpu: dict, first: dict, reports: list[dict], measured: list[dict],
@@ -333,18 +399,20 @@ def cpu_row(layout: dict, cpu: dict, first: dict, reports: list[dict], measured:
 def print_cpu(result: dict, opts: argparse.Namespace) -> None:
     names = [layer.name for layer in layer_list(CPU_LAYERS)]
     print(f"\nCamera CPU per active layers: {WIDTH}x{HEIGHT}@{FPS:g} VP8 test pattern, "
+          "VP8 threads per encoder 'default' as peercam runs (libvpx: one per core), a number in the "
+          "experiment that sets it, "
           f"--layers {CPU_LAYERS}, 8 light P2P viewers (no decoding, nice 10) pinned with --quality; "
           f"{opts.seconds:g} s after {opts.cpu_warmup:g} s. CPU in % of one core. Encode ms: the camera's "
           "own average per frame (wall time, GIL waits included), and in brackets the frames it encoded "
           "per second. "
           f"Load average {result['load_before']} before, {result['load_after']} after.\n")
-    columns = ["layers active", "viewers per layer", "camera CPU",
+    columns = ["VP8 threads", "layers active", "viewers per layer", "camera CPU",
                *(f"{name} encode ms (fps)" for name in names), "viewers' fps min", "viewers CPU", "other CPU",
                f"machine busy (of {result['rows'][0]['machine_capacity_pct'] if result['rows'] else 0})"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---:|" * len(columns))
     for r in result["rows"]:
-        cells = [str(r["layers_active"]),
+        cells = [r["encoder_threads"], str(r["layers_active"]),
                  " / ".join(f"{n} {q}" for q, n in r["viewers_per_layer"].items()) or "none (capture only)",
                  f"{r['camera_cpu_pct']:.0f}%"]
         for name in names:
@@ -411,15 +479,16 @@ def measure_timeline(opts: argparse.Namespace) -> dict:
     processes: list[subprocess.Popen] = []
     runs = []
     try:
-        server = start_peercam(["serve", "--host", CAMERA_ADDRESS, "--port", str(port)],
-                               LOG_DIR / "layers-timeline-server.log", own_session=True, prefix=in_camera_ns)
+        server = start_tested(["serve", "--host", CAMERA_ADDRESS, "--port", str(port)],
+                              "layers-timeline-server.log", in_camera_ns)
         processes.append(server)
-        camera = start_peercam(camera_args(url, TIMELINE_LAYERS, CAMERA_ADDRESS),
-                               LOG_DIR / "layers-timeline-camera.log", own_session=True, prefix=in_camera_ns)
+        camera = start_tested(camera_args(url, TIMELINE_LAYERS, CAMERA_ADDRESS), "layers-timeline-camera.log",
+                              in_camera_ns)
         processes.append(camera)
         poller = subprocess.Popen([*in_camera_ns, sys.executable, str(Path(__file__).resolve()), "_poll",
                                    f"{url}/api/streams/{STREAM}"], cwd=ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        prioritize(poller.pid)
         processes.append(poller)
         samples = LineReader(poller.stdout)
         wait_live(samples, {"server": server, "camera": camera, "poller": poller})
@@ -459,6 +528,7 @@ def timeline_run(net: SplitNetwork, url: str, label: str, mode: str, quality: st
     proc = subprocess.Popen([*net.prefix(net.viewer_ns), sys.executable, str(Path(__file__).resolve()),
                              "_viewer", str(frame_log), *argv], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    prioritize(proc.pid)
     stderr = LineReader(proc.stderr)
     try:
         first_frame = stderr.wait_for("first frame", STARTUP_TIMEOUT, proc)
@@ -684,17 +754,15 @@ def measure_switches(opts: argparse.Namespace) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     began_load = load()
-    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port)],
-                           LOG_DIR / "layers-switch-server.log", own_session=True)
-    camera = start_peercam(camera_args(url, CPU_LAYERS, "127.0.0.1"), LOG_DIR / "layers-switch-camera.log",
-                           own_session=True)
+    server = start_tested(["serve", "--host", "127.0.0.1", "--port", str(port)], "layers-switch-server.log")
+    camera = start_tested(camera_args(url, CPU_LAYERS, "127.0.0.1"), "layers-switch-camera.log")
     runs = []
     try:
         wait_until_live(port, STREAM, {"server": server, "camera": camera}, STARTUP_TIMEOUT, LOG_DIR)
         for path in ("p2p", "relay"):
             for warm in (False, True):
                 print(f"switch: {path}, {'warm' if warm else 'cold'} ...", file=sys.stderr, flush=True)
-                runs.append(asyncio.run(switch_run(url, path, warm, opts)))
+                runs.append(in_worker(switch_worker, url, path, warm, opts.switches, opts.dwell))
                 time.sleep(2.0)  # encoders and renditions of the last run stop
     finally:
         stop(camera)
@@ -703,7 +771,33 @@ def measure_switches(opts: argparse.Namespace) -> dict:
             "load_after": load()}
 
 
-async def switch_run(url: str, path: str, warm: bool, opts: argparse.Namespace) -> dict:
+def in_worker(target, *args):
+    """``target(*args, autogroup_nice, queue)`` in a fresh process; what it puts on the queue."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=target, args=(*args, AUTOGROUP_NICE, queue), daemon=True)
+    worker.start()
+    try:
+        return collect(queue, "result", 1, [worker], WORKER_TIMEOUT + 120)[0]
+    finally:
+        worker.join(5)
+        if worker.is_alive():
+            worker.terminate()
+            worker.join()
+
+
+def switch_worker(url: str, path: str, warm: bool, switches: int, dwell: float, autogroup_nice: int | None,
+                  queue) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if autogroup_nice is not None:  # a session of its own, as prioritized as the camera
+        global AUTOGROUP_NICE
+        AUTOGROUP_NICE = autogroup_nice
+        os.setsid()
+        prioritize(os.getpid())
+    queue.put(("result", asyncio.run(switch_run(url, path, warm, switches, dwell))))
+
+
+async def switch_run(url: str, path: str, warm: bool, switches: int, dwell: float) -> dict:
     import aiohttp
     import cv2
     import fanout
@@ -771,14 +865,14 @@ async def switch_run(url: str, path: str, warm: bool, opts: argparse.Namespace) 
             await asyncio.sleep(0.1)
         if not viewer.frames:
             raise RuntimeError(f"switch run {path}: no frame within {STARTUP_TIMEOUT:g} s")
-        await asyncio.sleep(opts.dwell)
+        await asyncio.sleep(dwell)
         current = "720p"
-        for _ in range(opts.switches):
+        for _ in range(switches):
             for target in ("360p", "720p"):
                 requests.append({"time": time.time(), "from": current, "to": target})
                 await viewer.set_quality(target, jpeg_quality)
                 current = target
-                await asyncio.sleep(opts.dwell)
+                await asyncio.sleep(dwell)
     finally:
         viewer.stop()
         try:
@@ -879,7 +973,13 @@ def measure_fanout(opts: argparse.Namespace) -> dict:
             "--baseline-viewers", "1,4", "--seconds", "3" if opts.quick else "5", "--json", str(path)]
     print(f"fanout: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
     began_load = load()
-    code = subprocess.run(argv, cwd=ROOT).returncode
+    # A session of its own: with --autogroup-nice, fan-out's processes keep the default priority (its
+    # cameras and server start sessions of their own anyway), as for README's figures.
+    proc = subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
+    try:
+        code = proc.wait()
+    finally:
+        stop(proc)
     if not path.exists():
         return {"error": f"bench/fanout.py exited {code} without results"}
     result = json.loads(path.read_text())
@@ -1035,22 +1135,34 @@ def draw(results: dict, path: Path) -> None:
     cpu_ax, encode_ax = figure.add_subplot(grid[4, 0]), figure.add_subplot(grid[4, 1])
     if cpu_rows:
         names = [layer.name for layer in layer_list(CPU_LAYERS)]
-        x = list(range(len(cpu_rows)))
-        labels = ["\n".join(f"{n} on {q}" for q, n in r["viewers_per_layer"].items()) or "no viewers"
-                  for r in cpu_rows]
-        cpu_ax.bar(x, [r["camera_cpu_pct"] for r in cpu_rows], 0.6, color="tab:blue")
-        for i, r in zip(x, cpu_rows, strict=True):
-            cpu_ax.annotate(f"{r['camera_cpu_pct']:.0f}%", (i, r["camera_cpu_pct"]), ha="center", fontsize=7,
-                            xytext=(0, 2), textcoords="offset points")
+        series = list(dict.fromkeys(r["encoder_threads"] for r in cpu_rows))
+        layouts = [r["viewers_per_layer"] for r in cpu_rows if r["encoder_threads"] == series[0]]
+        x = list(range(len(layouts)))
+        labels = ["\n".join(f"{n} on {q}" for q, n in layout.items()) or "no viewers" for layout in layouts]
+        width = 0.8 / len(series)
+        for k, threads in enumerate(series):
+            rows = [r for r in cpu_rows if r["encoder_threads"] == threads]
+            positions = [i - 0.4 + (k + 0.5) * width for i in x[: len(rows)]]
+            cpu_ax.bar(positions, [r["camera_cpu_pct"] for r in rows], width,
+                       label="peercam as it is (libvpx: a thread per core)" if threads == "default"
+                       else f"experiment: {threads} thread(s) per encoder")
+            for position, r in zip(positions, rows, strict=True):
+                cpu_ax.annotate(f"{r['camera_cpu_pct']:.0f}", (position, r["camera_cpu_pct"]), ha="center",
+                                fontsize=6, xytext=(0, 2), textcoords="offset points")
         cpu_ax.set_xticks(x, labels, fontsize=6)
         cpu_ax.set(title="Camera CPU, 8 P2P viewers over 0-4 layers", ylabel="% of one core")
+        cpu_ax.legend(fontsize=7)
         width = 0.8 / len(names)
         for k, name in enumerate(names):
-            encode_ax.bar([i - 0.4 + (k + 0.5) * width for i in x],
-                          [r["layers"][name]["encode_ms"] or 0 if r["layers"][name]["active"] else 0
-                           for r in cpu_rows], width, label=name)
+            for threads, style in zip(series, ({}, {"fill": False, "hatch": "//"}), strict=False):
+                rows = [r for r in cpu_rows if r["encoder_threads"] == threads]
+                encode_ax.bar([i - 0.4 + (k + 0.5) * width for i in x[: len(rows)]],
+                              [(r["layers"][name]["encode_ms"] or 0) if r["layers"][name]["active"] else 0
+                               for r in rows], width * (1 if not style else 0.5), color=f"C{k}",
+                              edgecolor=f"C{k}", label=name if not style else None, **style)
         encode_ax.set_xticks(x, labels, fontsize=6)
-        encode_ax.set(title="Each layer's encode ms per frame (camera's report)", ylabel="ms")
+        encode_ax.set(title="Each layer's encode ms per frame (camera's report; hatched: the experiment)",
+                      ylabel="ms", yscale="log")
         encode_ax.legend(fontsize=7)
         for ax in (cpu_ax, encode_ax):
             ax.grid(axis="y", alpha=0.3)
@@ -1083,6 +1195,10 @@ def parse_args() -> argparse.Namespace:
                         help="shorter windows, a shorter schedule, the auto P2P run only, fewer switches")
     parser.add_argument("--seconds", type=float, help="cpu: measured window per row (default 10; quick 4)")
     parser.add_argument("--cpu-warmup", type=float, default=3.0, help="cpu: seconds after the joins")
+    parser.add_argument("--encoder-threads",
+                        help="cpu: a series of rows per entry: 'default' is peercam as it is (libvpx: a "
+                             "thread per core), a number runs the camera with that many threads per encoder, "
+                             "an experiment (default: default,1; quick: default)")
     parser.add_argument("--schedule",
                         help=f"timeline: CAP:SECONDS,... (default {SCHEDULE}; quick {QUICK_SCHEDULE})")
     parser.add_argument("--timeline-runs", type=int, help="timeline: the first N of auto-p2p, auto-relay, "
@@ -1090,6 +1206,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--switches", type=int,
                         help="switch: round trips 720p -> 360p -> 720p (default 4; quick 2)")
     parser.add_argument("--dwell", type=float, default=3.0, help="switch: seconds on each layer")
+    parser.add_argument("--autogroup-nice", type=int, metavar="N",
+                        help="run the server, camera and viewers in sessions at this autogroup nice "
+                             "(-20..19; root): on a machine that other sessions keep busy, -10 gives the "
+                             "processes under test the CPU they ask for (light viewers get N + 10); fanout "
+                             "is left alone")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "layers.json", help="where the results go")
     parser.add_argument("--svg", type=Path, help="the chart (default: --json's name with .svg)")
     opts = parser.parse_args()
@@ -1098,6 +1219,8 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     opts.seconds = opts.seconds or (4.0 if opts.quick else 10.0)
+    threads = opts.encoder_threads or ("default" if opts.quick else "default,1")
+    opts.encoder_threads = [None if t.strip() == "default" else int(t) for t in threads.split(",")]
     opts.schedule = opts.schedule or (QUICK_SCHEDULE if opts.quick else SCHEDULE)
     opts.timeline_runs = opts.timeline_runs or (1 if opts.quick else 3)
     opts.switches = opts.switches or (2 if opts.quick else 4)
@@ -1109,10 +1232,15 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_viewer":
         logged_viewer(sys.argv[2], sys.argv[3:])
         return
+    if len(sys.argv) > 3 and sys.argv[1] == "_camera":
+        threaded_camera(int(sys.argv[2]), sys.argv[3:])
+        return
     if len(sys.argv) > 2 and sys.argv[1] == "_poll":
         poll(sys.argv[2])
         return
     opts = parse_args()
+    global AUTOGROUP_NICE
+    AUTOGROUP_NICE = opts.autogroup_nice
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
