@@ -81,12 +81,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: use the tree's own peers and protocol
 
 from harness import (  # noqa: E402
+    AUTOGROUP_NICE_ENV,
     collect,
     cores,
     cpu_percent,
     free_port,
     percentile,
     print_verdicts,
+    prioritize,
     sample_cpu,
     start_peercam,
     start_process,
@@ -131,36 +133,15 @@ def load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-#: --autogroup-nice: the scheduler priority of the sessions under test (None: left alone).
-AUTOGROUP_NICE: int | None = None
-
-
-def prioritize(pid: int, offset: int = 0) -> None:
-    """Give the session ``pid`` leads the autogroup nice --autogroup-nice (plus ``offset``).
-
-    With autogroup scheduling (Linux's default on desktops and many VMs) CPU is shared
-    between sessions first, and a process's own nice counts only inside its session: a
-    busy session elsewhere takes an equal share from the camera whatever nice says.
-    """
-    if AUTOGROUP_NICE is None:
-        return
-    try:
-        Path(f"/proc/{pid}/autogroup").write_text(str(max(-20, min(19, AUTOGROUP_NICE + offset))))
-    except OSError as exc:
-        print(f"  autogroup nice for {pid}: {exc}", file=sys.stderr)
-
-
 def start_tested(args: list[str], log_name: str, prefix: list[str] | None = None,
                  encoder_threads: int | None = None) -> subprocess.Popen:
-    """A peercam command in a session of its own (Ctrl-C reaches only this script), prioritized;
+    """A peercam command in a session of its own (Ctrl-C reaches only this script; see
+    harness.prioritize);
     ``encoder_threads``: a camera whose video encoders run that many threads (see threaded_camera)."""
     if encoder_threads is None:
-        proc = start_peercam(args, LOG_DIR / log_name, own_session=True, prefix=prefix)
-    else:
-        proc = start_process([*(prefix or []), sys.executable, str(Path(__file__).resolve()), "_camera",
-                              str(encoder_threads), *args], LOG_DIR / log_name, own_session=True)
-    prioritize(proc.pid)
-    return proc
+        return start_peercam(args, LOG_DIR / log_name, own_session=True, prefix=prefix)
+    return start_process([*(prefix or []), sys.executable, str(Path(__file__).resolve()), "_camera",
+                          str(encoder_threads), *args], LOG_DIR / log_name, own_session=True)
 
 
 def layer_list(spec: str) -> list:
@@ -234,16 +215,14 @@ def poll(url: str, interval: float = 1.0) -> None:
 # Part 1: camera CPU per active layers ------------------------------------------------------------
 
 
-def light_worker(server: str, commands, reports, autogroup_nice: int | None) -> None:
+def light_worker(server: str, commands, reports) -> None:
     """Light P2P viewers (bench/fanout.py's): ("join", [(name, quality)]), ("measure", start, end),
     ("leave",), ("stop",)."""
     import fanout
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(fanout.VIEWER_NICENESS)
-    if autogroup_nice is not None:  # a session of its own, yielding to the camera's
-        global AUTOGROUP_NICE
-        AUTOGROUP_NICE = autogroup_nice
+    if os.environ.get(AUTOGROUP_NICE_ENV):  # a session of its own, yielding to the camera's
         os.setsid()
         prioritize(os.getpid(), fanout.VIEWER_NICENESS)
 
@@ -282,7 +261,7 @@ class LightViewers:
         context = multiprocessing.get_context("spawn")
         self.commands, self.reports = context.Queue(), context.Queue()
         self.worker = context.Process(target=light_worker, daemon=True,
-                                      args=(server, self.commands, self.reports, AUTOGROUP_NICE))
+                                      args=(server, self.commands, self.reports))
         self.worker.start()
 
     def ask(self, command: tuple, reply: str):
@@ -642,7 +621,8 @@ def phase_summary(phase: dict, index: int, t0: float, frames: list[tuple], event
     changes = [e for e in events if e["from"] is not None and start <= e["time"] < end]
     before = [e for e in events if e["time"] < end]
     settled_at = changes[-1]["time"] if changes else start
-    in_phase = [s for s in polled if settled_at <= s["t"] < end]
+    # A report covers the 2 s before it: those from the first 2 s after settling still hold the old rate.
+    in_phase = [s for s in polled if settled_at + 2 <= s["t"] < end]
     bitrates = [s["stats"]["bitrate_kbps"] for s in in_phase if s["stats"].get("bitrate_kbps") is not None]
     return {
         "phase": index,
@@ -775,7 +755,7 @@ def in_worker(target, *args):
     """``target(*args, autogroup_nice, queue)`` in a fresh process; what it puts on the queue."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    worker = context.Process(target=target, args=(*args, AUTOGROUP_NICE, queue), daemon=True)
+    worker = context.Process(target=target, args=(*args, queue), daemon=True)
     worker.start()
     try:
         return collect(queue, "result", 1, [worker], WORKER_TIMEOUT + 120)[0]
@@ -786,12 +766,10 @@ def in_worker(target, *args):
             worker.join()
 
 
-def switch_worker(url: str, path: str, warm: bool, switches: int, dwell: float, autogroup_nice: int | None,
-                  queue) -> None:
+def switch_worker(url: str, path: str, warm: bool, switches: int, dwell: float, queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if autogroup_nice is not None:  # a session of its own, as prioritized as the camera
-        global AUTOGROUP_NICE
-        AUTOGROUP_NICE = autogroup_nice
+    sys.stderr = open(LOG_DIR / f"layers-switch-{path}-{'warm' if warm else 'cold'}.log", "w")  # noqa: SIM115
+    if os.environ.get(AUTOGROUP_NICE_ENV):  # a session of its own, as prioritized as the camera
         os.setsid()
         prioritize(os.getpid())
     queue.put(("result", asyncio.run(switch_run(url, path, warm, switches, dwell))))
@@ -973,9 +951,10 @@ def measure_fanout(opts: argparse.Namespace) -> dict:
             "--baseline-viewers", "1,4", "--seconds", "3" if opts.quick else "5", "--json", str(path)]
     print(f"fanout: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
     began_load = load()
-    # A session of its own: with --autogroup-nice, fan-out's processes keep the default priority (its
-    # cameras and server start sessions of their own anyway), as for README's figures.
+    # A session of its own, for its viewer workers: with --autogroup-nice they yield to its cameras
+    # and server (which start sessions of their own), as the light viewers here do.
     proc = subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
+    prioritize(proc.pid, 10)
     try:
         code = proc.wait()
     finally:
@@ -1209,8 +1188,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--autogroup-nice", type=int, metavar="N",
                         help="run the server, camera and viewers in sessions at this autogroup nice "
                              "(-20..19; root): on a machine that other sessions keep busy, -10 gives the "
-                             "processes under test the CPU they ask for (light viewers get N + 10); fanout "
-                             "is left alone")
+                             "processes under test the CPU they ask for (light viewers get N + 10)")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "layers.json", help="where the results go")
     parser.add_argument("--svg", type=Path, help="the chart (default: --json's name with .svg)")
     opts = parser.parse_args()
@@ -1239,8 +1217,8 @@ def main() -> None:
         poll(sys.argv[2])
         return
     opts = parse_args()
-    global AUTOGROUP_NICE
-    AUTOGROUP_NICE = opts.autogroup_nice
+    if opts.autogroup_nice is not None:
+        os.environ[AUTOGROUP_NICE_ENV] = str(opts.autogroup_nice)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
