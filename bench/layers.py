@@ -1,5 +1,6 @@
 """Usage: python3 bench/layers.py [--parts cpu,timeline,switch,fanout] [--quick]
-                             [--json bench/results/layers.json] [--svg FILE]
+                             [--autogroup-nice N] [--encoder-threads default,1]
+                             [--json bench/results/layers.json] [--svg FILE] [--reanalyse FILE]
 
 Quality layers (issue 11): what each layer costs the camera, how `auto` follows a
 bandwidth cap, and how long a manual switch leaves the picture still. A 1280x720@30 VP8
@@ -14,6 +15,9 @@ cpu: the camera with --layers 720p,480p,360p,240p on 127.0.0.1 and 8 P2P viewers
   its threads), each layer's encode ms (the camera's own moving average, wall time of
   colour conversion and encoding, GIL waits included: the mean of its reports in the
   window) and encoded fps (its frames_encoded over the window), the viewers' fps.
+  --encoder-threads adds a series per entry: "default" is peercam as it is (libvpx picks
+  a thread per core), a number runs the same camera with that many threads per VP8
+  encoder (set from outside, an experiment; quick runs "default" only).
 
 timeline: two network namespaces (bench/netns.py): the server and a camera with
   --layers 720p,480p,360p,180p in one, the viewer in the other behind a tc token bucket
@@ -24,41 +28,59 @@ timeline: two network namespaces (bench/netns.py): the server and a camera with
     - `peercam view --mode relay --quality auto` (the server moves it between layer and
       JPEG quality renditions),
     - `peercam view --quality 720p` (P2P, pinned: the comparison).
-  The viewer is the real CLI (`peers.cli.main`) with one hook: each frame it counts
-  (FrameStats.add) is also written to a log, capture time and frame number included,
-  so per-phase fps and latency are exact. Once a second a poller inside the camera's
-  namespace reads /api/streams/NAME: the viewer's reported layer, fps, latency and
-  bitrate (its stats report every 2 s; latency there is the median of its last 30
-  frames), and what the camera sees of it (RTCP loss, round trip). Layer changes and
-  their reasons come from the viewer's stderr, timed as they are printed. Per phase:
-  the rendition it settled on, time to settle (cap change to the last change in the
-  phase; 0 when nothing changed), then over the rest of the phase fps, latency p50/p95
-  and dropped frames (P2P: gaps in capture frame numbers; relay: gaps in capture
-  times, as relay sequence numbers count per rendition).
+  The viewer is the real CLI (`peers.cli.main`) with hooks that only watch: each frame
+  it counts (FrameStats.add) is also written to a log, capture time and frame number
+  included, so per-phase fps and latency are exact, with how many RTP packets aiortc's
+  video jitter buffer holds. Once a second a poller inside the camera's namespace reads
+  /api/streams/NAME: the viewer's reported layer, fps, latency and bitrate (its stats
+  report every 2 s; latency there is the median of its last 30 frames, so it stands
+  still while no frame arrives), and what the camera sees of it (RTCP loss, round
+  trip, keyframe requests, REMB). Layer changes and their reasons come from the
+  viewer's stderr, timed as they are printed (the `layer` message rides the capped
+  link's signaling socket, so it can come a second after the API shows the change).
+  Per phase: the rendition it settled on, time to settle (cap change to the last
+  change in the phase; 0 when nothing changed), then over the rest of the phase fps,
+  latency p50/p95 and dropped frames (P2P: gaps in capture frame numbers; relay: gaps
+  in capture times, as relay sequence numbers count per rendition). For P2P also
+  "fits from": from when on every layer it was on had a bitrate within the cap (the
+  settle verdict uses it: a later step up that still fits does not unsettle it); for
+  the relay, the bitrate its rendition would take at 30 fps (received, scaled by the
+  frames missing).
 
 switch: manual switches, 720p -> 360p -> 720p, --switches times each way, on P2P and the
   relay, with the layer switched to already running for another viewer ("warm": two
   light viewers or relay readers hold 720p and 360p) or not ("cold": it starts on the
-  request). The viewer is peers.viewer.Viewer in this process; it sends the signaling
-  `quality` message, as the page's menu does. Each frame's test-pattern stamp is read
+  request); P2P again for each --encoder-threads experiment. The viewer is
+  peers.viewer.Viewer in a worker process; it sends the signaling `quality` message, as
+  the page's menu does. Each frame's test-pattern stamp is read
   (P2P: from the decoded frame, as the CLI does; relay: this bench decodes the JPEG).
   Per switch: the request to the first frame of the new size ("switch ms"), the gap
   between the last frame of the old size and the first of the new (ms, and capture
-  frame numbers skipped: 0 means none).
+  frame numbers skipped: 0 means none, -1 that the new size starts with the frame the
+  old one ended on, less that the picture goes back), and how old both pictures were.
 
 fanout: bench/fanout.py's small rows (--viewers 1,8,32 --baseline-viewers 1,4
   --seconds 5): the per-viewer CPU advantage over the baseline, against README's
-  figures (0.45% vs 16.6% per viewer, 37x).
+  figures (0.45% vs 16.6% per viewer, 37x). With --autogroup-nice its slope is taken
+  over the rows at >= 27 fps, whatever the machine's other programs used.
 
 Targets (verdicts, not assertions), from issue 11: under 600 kbit/s the auto P2P viewer
 settles within 5 s on a layer that fits, keeps >= 24 fps and p95 latency < 300 ms; after
 the cap is lifted it climbs back to 720p within 20 s; a viewer pinned to 720p does
-visibly worse under the same cap. The relay viewer is judged by the same four. Prints
-tables, writes --json and draws --svg (timelines with the cap schedule shaded, camera
-CPU per layers, switch gaps). The timeline needs root (network namespaces); without
-it that part is skipped, saying why. Run it under `flock /tmp/peercam-cpu.lock` on a
-machine otherwise idle: the load average at the start and end of each part is in the
-JSON.
+visibly worse under the same cap (5 more frames a second under 1 s old for auto). The
+relay viewer is judged by the first three. Prints tables, writes --json and draws --svg
+(timelines with the cap schedule shaded, camera CPU and encode ms per active layers,
+switch gaps). The timeline needs root (network namespaces); without it that part is
+skipped, saying why. --reanalyse FILE measures nothing: it recomputes the figures,
+verdicts and chart from a results file and the frame logs beside it (after a change to
+this analysis, or to look again).
+
+Run it under `flock /tmp/peercam-cpu.lock` on a machine otherwise idle; the load average
+at the start and end of each part is in the JSON. On a machine that other sessions keep
+busy, --autogroup-nice -10 (root) gives the sessions it starts (server, camera,
+viewers) precedence: with autogroup scheduling a process's nice counts only inside its
+own session. It sets $PEERCAM_BENCH_AUTOGROUP_NICE (bench/harness.py), which any
+benchmark honours.
 """
 
 from __future__ import annotations
