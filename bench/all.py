@@ -1,11 +1,14 @@
 """Usage: python3 bench/all.py [--out bench/results] [--quick]
 
-Every benchmark in one command (about 8 minutes on a 2-core machine): the P2P fan-out
+Every benchmark in one command (about 14 minutes on a 2-core machine): the P2P fan-out
 against the per-viewer-encoding baseline (bench/fanout.py), latency, first frame and
-fallback (bench/latency.py), and the relay (bench/relay.py). Each prints its table as it
-finishes and writes its JSON; this script then prints every target's verdict, writes
-them with a description of the machine to OUT/all.json, and draws OUT/benchmarks.svg.
-README shows a committed copy of that chart next to the tables (see "Benchmarks").
+fallback (bench/latency.py), the relay (bench/relay.py), and quality layers
+(bench/layers.py: camera CPU per active layers, auto through a bandwidth cap schedule,
+manual switch gaps; its fan-out rows are left to bench/fanout.py here). Each prints its
+tables as it finishes and writes its JSON; this script then prints every target's
+verdict, writes them with a description of the machine to OUT/all.json, and draws
+OUT/benchmarks.svg (bench/layers.py draws OUT/layers.svg). README shows committed copies
+of both charts next to the tables (see "Benchmarks").
 
 Run it on an otherwise idle machine: the figures are CPU shares and frame rates on
 shared cores. --quick runs fewer rows and shorter windows, to check that it all works.
@@ -33,6 +36,9 @@ RUNS = {
     "latency": ("latency.py", [], ["--quick"]),
     "relay": ("relay.py", ["--clients", "50,100,200", "--seconds", "8"],
               ["--clients", "200", "--seconds", "3"]),
+    # Its fan-out rows (--parts fanout) would repeat bench/fanout.py's above.
+    "layers": ("layers.py", ["--parts", "cpu,timeline,switch"],
+               ["--quick", "--parts", "cpu,timeline,switch"]),
 }
 
 
@@ -139,7 +145,8 @@ def main() -> None:
     (opts.out / "all.json").write_text(json.dumps(
         {"machine": about, "wall_seconds": wall, "verdicts": verdicts, "results": results}, indent=2) + "\n")
     draw(results, about, opts.out / "benchmarks.svg")
-    print(f"wrote {opts.out / 'all.json'} and {opts.out / 'benchmarks.svg'}")
+    print(f"wrote {opts.out / 'all.json'} and {opts.out / 'benchmarks.svg'} ({opts.out / 'layers.svg'}: "
+          "bench/layers.py)")
     sys.exit(1 if missing else 0)
 
 

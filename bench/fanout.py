@@ -163,12 +163,12 @@ class Viewer:
         self._pc: RTCPeerConnection | None = None
         self._tasks: list[asyncio.Task] = []
 
-    async def join(self, server: str, stream: str, name: str) -> None:
-        """Watch, offer, and wait for the first frame."""
+    async def join(self, server: str, stream: str, name: str, quality: str = "auto") -> None:
+        """Watch (at ``quality``: a layer's name, or "auto"), offer, and wait for the first frame."""
         client = self._client = SignalingClient(server)
         welcome = await client.connect()
         messages = client.messages()
-        await client.send(Watch(stream=stream, name=name))
+        await client.send(Watch(stream=stream, name=name, quality=quality))
         await _next(messages, StreamLive)
         ice = IceOptions(servers=[], hosts=["127.0.0.1"])
         restrict_host_addresses(ice.host_addresses(welcome))

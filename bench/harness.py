@@ -29,15 +29,42 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: When set (e.g. by bench/layers.py --autogroup-nice), the autogroup nice of every session a
+#: benchmark starts for a program under test (see prioritize).
+AUTOGROUP_NICE_ENV = "PEERCAM_BENCH_AUTOGROUP_NICE"
+
+
+def prioritize(pid: int, offset: int = 0) -> None:
+    """Give the session ``pid`` leads the autogroup nice in $PEERCAM_BENCH_AUTOGROUP_NICE (plus
+    ``offset``); without it, nothing.
+
+    With autogroup scheduling (kernel.sched_autogroup_enabled = 1, Linux's default on many
+    distributions and VMs) CPU is shared between sessions first, and a process's own nice
+    counts only inside its session: another session's busy programs take an equal share
+    from the camera whatever the nice values say. Needs root for values below 0.
+    """
+    value = os.environ.get(AUTOGROUP_NICE_ENV)
+    if not value:
+        return
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(max(-20, min(19, int(value) + offset))))
+    except OSError as exc:
+        print(f"autogroup nice for pid {pid}: {exc}", file=sys.stderr)
+
+
 def start_process(argv: list[str], log_path: Path, own_session: bool = False) -> subprocess.Popen:
     """Run ``argv`` from this checkout, its output in ``log_path``.
 
-    ``own_session``: Ctrl-C reaches only the script, which then stops its subprocesses in order.
+    ``own_session``: Ctrl-C reaches only the script, which then stops its subprocesses in order
+    (and the session gets $PEERCAM_BENCH_AUTOGROUP_NICE, see prioritize).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
-        return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=own_session)
+    if own_session:
+        prioritize(proc.pid)
+    return proc
 
 
 def start_peercam(args: list[str], log_path: Path, own_session: bool = False,
