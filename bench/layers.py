@@ -1,5 +1,5 @@
 """Usage: python3 bench/layers.py [--parts cpu,timeline,switch,fanout] [--quick]
-                             [--autogroup-nice N] [--encoder-threads default,1]
+                             [--autogroup-nice N] [--encoder-threads default,N]
                              [--json bench/results/layers.json] [--svg FILE] [--reanalyse FILE]
 
 Quality layers (issue 11): what each layer costs the camera, how `auto` follows a
@@ -15,9 +15,10 @@ cpu: the camera with --layers 720p,480p,360p,240p on 127.0.0.1 and 8 P2P viewers
   its threads), each layer's encode ms (the camera's own moving average, wall time of
   colour conversion and encoding, GIL waits included: the mean of its reports in the
   window) and encoded fps (its frames_encoded over the window), the viewers' fps.
-  --encoder-threads adds a series per entry: "default" is peercam as it is (libvpx picks
-  a thread per core), a number runs the same camera with that many threads per VP8
-  encoder (set from outside, an experiment; quick runs "default" only).
+  --encoder-threads adds a series per entry: "default" is peercam as it is (one thread
+  per layer's encoder, since libvpx's thread per core made parallel layers fight), a
+  number runs the same camera with that many threads per VP8 encoder (set from outside,
+  an experiment).
 
 timeline: two network namespaces (bench/netns.py): the server and a camera with
   --layers 720p,480p,360p,180p in one, the viewer in the other behind a tc token bucket
@@ -267,7 +268,7 @@ def light_worker(server: str, commands, reports) -> None:
         while True:
             command, *args = await asyncio.to_thread(fanout._next_command, commands)
             if command == "join":
-                added = [(quality, fanout.Viewer(decodes=False)) for _, quality in args[0]]
+                added = [(quality, fanout.Viewer()) for _, quality in args[0]]
                 joins = [asyncio.wait_for(v.join(server, STREAM, name, quality), STARTUP_TIMEOUT)
                          for (name, _), (quality, v) in zip(args[0], added, strict=True)]
                 outcomes = await asyncio.gather(*joins, return_exceptions=True)
@@ -894,69 +895,48 @@ async def switch_run(url: str, path: str, warm: bool, switches: int, dwell: floa
     import aiohttp
     import cv2
     import fanout
-    import numpy as np
 
-    from peers.ice import IceOptions
+    import peercam
     from peers.testpattern import read_stamp
-    from peers.viewer import Viewer, ViewerOptions
-    from signaling.protocol import SetQuality
-    from signaling.relayframe import parse_relay_frame
-
-    class SwitchingViewer(Viewer):
-        """peercam's viewer, noting each frame's size and test-pattern stamp; switches on request."""
-
-        def __init__(self, options: ViewerOptions) -> None:
-            super().__init__(options)
-            #: (arrival, width, height, capture ms, capture frame number), -1 where unreadable.
-            self.frames: list[tuple] = []
-            add = self.stats.add
-
-            def noted_add(width, height, stamp, arrived_unix) -> None:
-                if self.mode == "p2p":
-                    self.frames.append((arrived_unix, width, height, stamp.time_ms if stamp else -1,
-                                        stamp.frame if stamp else -1))
-                add(width, height, stamp, arrived_unix)
-
-            self.stats.add = noted_add
-
-        def _relay_frame_arrived(self, data: bytes) -> None:
-            arrived = time.time()
-            if self.mode == "relay":
-                header, jpeg = parse_relay_frame(data)
-                luma = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
-                stamp = read_stamp(luma) if luma is not None else None
-                self.frames.append((arrived, header.width, header.height, header.capture_time_us // 1000,
-                                    stamp.frame if stamp else -1))
-            super()._relay_frame_arrived(data)
-
-        async def set_quality(self, quality: str, jpeg_quality: int | None = None) -> None:
-            await self._client.send(SetQuality(quality=quality, jpeg_quality=jpeg_quality))
-
-        def stop(self) -> None:
-            self._finish()
 
     jpeg_quality = 80 if path == "relay" else None
-    viewer = SwitchingViewer(ViewerOptions(server=url, stream=STREAM, mode=path, quality="720p",
-                                           jpeg_quality=jpeg_quality, name=f"switch-{path}",
-                                           ice=IceOptions(servers=[], hosts=["127.0.0.1"])))
+    viewer = peercam.watch(url, STREAM, mode=path, quality="720p", jpeg_quality=jpeg_quality,
+                           name=f"switch-{path}", first_frame_timeout=None,
+                           ice=peercam.IceOptions(servers=[], hosts=["127.0.0.1"]))
+    #: (arrival, width, height, capture ms, capture frame number), -1 where unreadable.
+    seen: list[tuple] = []
+
+    async def note_frames() -> None:
+        async for frame in viewer.frames(keep=None):
+            if frame.mode != path:
+                continue
+            if frame.mode == "relay":  # the header's number is the rendition's: read the picture's
+                stamp = read_stamp(cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY))
+                number = stamp.frame if stamp else -1
+            else:
+                number = frame.number if frame.number is not None else -1
+            capture_ms = round(frame.capture_time * 1000) if frame.capture_time is not None else -1
+            seen.append((frame.arrived, frame.width, frame.height, capture_ms, number))
+
     companions: list = []
     tasks: list[asyncio.Task] = []
     session = aiohttp.ClientSession() if warm and path == "relay" else None
     sizes = {layer.name: (layer.width, layer.height) for layer in layer_list(CPU_LAYERS)}
     requests = []
-    running = asyncio.create_task(viewer.run())
+    await viewer.start()
+    running = asyncio.create_task(note_frames())
     try:
         if warm and path == "p2p":
-            companions = [fanout.Viewer(decodes=False) for _ in range(2)]
+            companions = [fanout.Viewer() for _ in range(2)]
             await asyncio.gather(*(c.join(url, STREAM, f"warm-{q}", q)
                                    for c, q in zip(companions, ("720p", "360p"), strict=True)))
         elif warm:
             tasks = [asyncio.create_task(relay_reader(session, url, q, jpeg_quality))
                      for q in ("720p", "360p")]
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not viewer.frames and time.monotonic() < deadline and not running.done():
+        while not seen and time.monotonic() < deadline and not running.done():
             await asyncio.sleep(0.1)
-        if not viewer.frames:
+        if not seen:
             raise RuntimeError(f"switch run {path}: no frame within {STARTUP_TIMEOUT:g} s")
         await asyncio.sleep(dwell)
         current = "720p"
@@ -970,8 +950,9 @@ async def switch_run(url: str, path: str, warm: bool, switches: int, dwell: floa
         viewer.stop()
         try:
             await asyncio.wait_for(running, 10)
-        except Exception as exc:  # noqa: BLE001 - the figures are in viewer.frames either way
+        except Exception as exc:  # noqa: BLE001 - the figures are in seen either way
             print(f"  switch viewer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        await viewer.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -979,8 +960,8 @@ async def switch_run(url: str, path: str, warm: bool, switches: int, dwell: floa
         if session is not None:
             await session.close()
     ends = [r["time"] for r in requests[1:]] + [math.inf]
-    switches = [switch_figures(r, end, viewer.frames, sizes) for r, end in zip(requests, ends, strict=True)]
-    return {"path": path, "warm": warm, "switches": switches, "frames": len(viewer.frames)}
+    switches = [switch_figures(r, end, seen, sizes) for r, end in zip(requests, ends, strict=True)]
+    return {"path": path, "warm": warm, "switches": switches, "frames": len(seen)}
 
 
 async def relay_reader(session, url: str, quality: str, jpeg_quality: int | None) -> None:
@@ -1330,9 +1311,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="cpu: measured window per row (default 10; quick 4)")
     parser.add_argument("--cpu-warmup", type=float, default=3.0, help="cpu: seconds after the joins")
     parser.add_argument("--encoder-threads",
-                        help="cpu: a series of rows per entry: 'default' is peercam as it is (libvpx: a "
-                             "thread per core), a number runs the camera with that many threads per encoder, "
-                             "an experiment (default: default,1; quick: default)")
+                        help="cpu: a series of rows per entry: 'default' is peercam as it is (one thread "
+                             "per layer's encoder), a number runs the camera with that many threads per "
+                             "encoder, an experiment (default: default)")
     parser.add_argument("--schedule",
                         help=f"timeline: CAP:SECONDS,... (default {SCHEDULE}; quick {QUICK_SCHEDULE})")
     parser.add_argument("--timeline-runs", type=int, help="timeline: the first N of auto-p2p, auto-relay, "
@@ -1355,7 +1336,7 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     opts.seconds = opts.seconds or (4.0 if opts.quick else 10.0)
-    threads = opts.encoder_threads or ("default" if opts.quick else "default,1")
+    threads = opts.encoder_threads or "default"
     opts.encoder_threads = [None if t.strip() == "default" else int(t) for t in threads.split(",")]
     opts.schedule = opts.schedule or (QUICK_SCHEDULE if opts.quick else SCHEDULE)
     opts.timeline_runs = opts.timeline_runs or (1 if opts.quick else 3)
