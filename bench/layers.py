@@ -214,8 +214,8 @@ def logged_viewer(frame_log: str, argv: list[str]) -> None:
 def threaded_camera(threads: int, argv: list[str]) -> None:
     """`peercam ARGV` (a camera) with every codec context it makes set to ``threads`` threads.
 
-    An experiment, not what peercam does: its encoders keep FFmpeg's default (0: libvpx picks
-    one thread per core). Only the cpu part's second series uses it.
+    An experiment beside what peercam does (one thread per layer's encoder): the cpu part's
+    series for each number given with --encoder-threads.
     """
     import av
 
