@@ -6,14 +6,16 @@ frame waits one frame interval, 33 ms at 30 fps, before it is even decoded. That
 most of the Python viewer's glass-to-glass latency on loopback.
 
 ``deliver_frames_when_complete(receiver)`` gives one receiver a ``WholeFrameBuffer``
-instead. It touches aiortc's private ``__jitter_buffer`` and ``__codecs`` attributes
-and relies on ``_handle_rtp_packet`` calling ``add(packet)`` with the depayloaded bytes
-in ``packet._data``: aiortc is pinned (>=1.16,<1.17) and tests/test_framereceiver.py
-fails if any of that changes.
+instead. It touches aiortc's private ``__jitter_buffer`` and ``__codecs`` attributes,
+calls ``_send_rtcp_nack``, and relies on ``_handle_rtp_packet`` calling
+``add(packet)`` with the depayloaded bytes in ``packet._data`` and sending a PLI when
+it returns True: aiortc is pinned (>=1.16,<1.17) and tests/test_framereceiver.py fails
+if any of that changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +33,10 @@ MAX_MISORDER = 100  # aiortc: a packet this far back means the sequence restarte
 #: A missing packet this far behind the newest is past recovery: aiortc stops NACKing
 #: it (NackGenerator.truncate) and the sender no longer has it (its history is as long).
 NACK_WINDOW = RTP_HISTORY_SIZE
+#: How often to ask again for packets that block the next frame. aiortc NACKs a packet
+#: once, and again only when some other packet goes missing: a lost retransmission
+#: would otherwise stall the picture until then. A guess at the round trip (unknown here).
+NACK_AGAIN = 0.1
 
 _H264_STAP_A, _H264_FU_A = 24, 28
 _H264_IDR, _H264_SEI, _H264_SPS, _H264_PPS, _H264_AUD = 5, 6, 7, 8, 9
@@ -46,23 +52,30 @@ class WholeFrameBuffer:
     access unit). Frames go out in order, never one behind a gap: a frame that depends
     on a missing one would decode to garbage.
 
-    A gap is waited for (aiortc's receiver NACKs the missing packets on its own) until
-    a later keyframe is whole, which then replaces everything before it, or until it
-    is past repair: missing for ``max_wait`` seconds, or out of the NACK window. Then
-    the frames before the next keyframe are dropped and a keyframe requested (PLI),
-    again every ``max_wait`` until one comes.
+    A gap is waited for (aiortc's receiver NACKs the missing packets once; this buffer
+    asks again every ``NACK_AGAIN`` seconds while they hold up the picture) until a
+    later keyframe is whole, which then replaces everything before it, or until it is
+    past repair: missing for ``max_wait`` seconds, or out of the NACK window. Then the
+    frames before the next keyframe are dropped and a keyframe requested (PLI), again
+    every ``max_wait`` until one comes.
 
     Same interface as aiortc's JitterBuffer: ``add(packet)`` returns ``(pli_flag,
     frame)``, at most one frame a call; a backlog drains one frame per arriving packet.
     """
 
     def __init__(self, codec_name: Callable[[int], str | None] = lambda payload_type: None,
-                 max_wait: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_wait: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 nack: Callable[[int, list[int]], None] | None = None) -> None:
         """``codec_name(payload_type)``: "VP8", "H264" or None (unknown: the frame
-        boundaries come from marker bits and timestamps only, any frame may start)."""
+        boundaries come from marker bits and timestamps only, any frame may start).
+        ``nack(ssrc, sequence_numbers)`` sends a NACK: for asking again, every
+        ``NACK_AGAIN`` seconds, for the packets a stalled frame still lacks."""
         self._codec_name = codec_name
         self.max_wait = max_wait
         self._clock = clock
+        self._nack = nack
+        self._ssrc = 0
+        self._nacked_at = float("-inf")
         # Sequence numbers are unwrapped (no 16-bit wrap) to keep comparisons simple.
         self._packets: dict[int, RtpPacket] = {}
         self._newest: int | None = None  # highest unwrapped sequence number seen
@@ -77,6 +90,7 @@ class WholeFrameBuffer:
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         now = self._clock()
+        self._ssrc = packet.ssrc
         seq = self._unwrap(packet.sequence_number)
         restarted = False
         if self._newest is None:
@@ -193,8 +207,12 @@ class WholeFrameBuffer:
             self._stalled_since = None  # no gap: the frame is still arriving
             return False
         if self._stalled_since is None:
-            self._stalled_since = now
+            self._stalled_since = self._nacked_at = now  # aiortc has just sent the first NACK
         if now - self._stalled_since < self.max_wait and self._newest - hole < NACK_WINDOW:
+            if self._nack is not None and now - self._nacked_at >= NACK_AGAIN:
+                self._nacked_at = now
+                self._nack(self._ssrc, [seq & 0xFFFF for seq in range(hole, self._newest)
+                                        if seq not in self._packets])
             return False
         # The frame with the hole is lost, and with it every frame until a keyframe. The
         # packets after the hole stay: the keyframe may be among them, still arriving.
@@ -294,6 +312,10 @@ def deliver_frames_when_complete(receiver: RTCRtpReceiver, max_wait: float = 0.5
         codec = codecs.get(payload_type)
         return None if codec is None else codec.name
 
-    buffer = WholeFrameBuffer(codec_name, max_wait=max_wait)
+    def nack(ssrc: int, sequence_numbers: list[int]) -> None:
+        # add() runs inside the receiver's packet handler, on the event loop.
+        asyncio.ensure_future(receiver._send_rtcp_nack(ssrc, sequence_numbers))
+
+    buffer = WholeFrameBuffer(codec_name, max_wait=max_wait, nack=nack)
     receiver._RTCRtpReceiver__jitter_buffer = buffer
     return buffer

@@ -34,7 +34,7 @@ from aiortc.rtp import (
     RtpPacket,
 )
 
-from peers.framereceiver import NACK_WINDOW, WholeFrameBuffer, deliver_frames_when_complete
+from peers.framereceiver import NACK_AGAIN, NACK_WINDOW, WholeFrameBuffer, deliver_frames_when_complete
 
 from .test_faults import camera_stats
 
@@ -181,6 +181,27 @@ def test_a_permanent_gap_drops_frames_until_a_requested_keyframe():
     assert feed(buffer, following)[-1][1].data == frame_data(following)
 
 
+def test_packets_a_stalled_frame_lacks_are_asked_for_again():
+    clock, asked = Clock(), []
+    sender = Sender()
+    buffer = WholeFrameBuffer(lambda pt: "VP8", max_wait=0.5, clock=clock,
+                              nack=lambda ssrc, seqs: asked.append((ssrc, seqs)))
+    feed(buffer, sender.frame(keyframe=True))
+    lost, second, third = sender.frame(), sender.frame(), sender.frame()
+    feed(buffer, lost[:1] + lost[3:] + second[:1])  # two packets missing: aiortc NACKs them now
+    clock.now += NACK_AGAIN * 0.6
+    feed(buffer, second[1:2])
+    assert asked == []
+    clock.now += NACK_AGAIN * 0.6
+    feed(buffer, second[2:3])
+    assert asked == [(SSRC, [lost[1].sequence_number, lost[2].sequence_number])]
+    buffer.add(lost[1])
+    clock.now += NACK_AGAIN * 1.1
+    buffer.add(third[0])
+    assert asked[1:] == [(SSRC, [p.sequence_number for p in [lost[2], *second[3:]]])]  # all still missing
+    assert buffer.add(lost[2])[1].data == frame_data(lost)
+
+
 def test_a_gap_out_of_the_nack_window_is_given_up_at_once():
     sender, buffer = Sender(), make_buffer()
     feed(buffer, sender.frame(keyframe=True))
@@ -236,10 +257,13 @@ def test_h264_frames_go_out_whole_and_resume_at_an_idr():
 
 def test_five_percent_loss_with_nack_repair_delivers_every_frame_in_order():
     """A lossy link, simulated: 5% of packets, NACKs and retransmissions lost, 2 ms each
-    way; aiortc's NackGenerator asks again as it does, the sender resends from its
-    128-packet history and forces a keyframe on PLI."""
+    way; aiortc's NackGenerator NACKs as it does, the buffer asks again for what a
+    stalled frame lacks, the sender resends from its 128-packet history and forces a
+    keyframe on PLI."""
     rng, clock = random.Random(3), Clock()
-    sender, buffer, nacks = Sender(), make_buffer(clock), NackGenerator()
+    sender, nacks = Sender(), NackGenerator()
+    buffer = WholeFrameBuffer(lambda pt: "VP8", max_wait=0.5, clock=clock,
+                              nack=lambda ssrc, seqs: deliver(0.002, "nack", seqs))
     events: list[tuple[float, int, str, object]] = []
     history: dict[int, RtpPacket] = {}
     released, keyframe_wanted, count = [], True, itertools.count()
@@ -305,7 +329,7 @@ async def test_aiortc_receiver_decodes_each_frame_before_the_next_arrives_and_st
     receiver = RTCRtpReceiver("video", transport)
     assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, JitterBuffer)  # what gets replaced
     receiver._track = RemoteStreamTrack(kind="video")  # as RTCPeerConnection does
-    buffer = deliver_frames_when_complete(receiver, max_wait=0.2)
+    buffer = deliver_frames_when_complete(receiver, max_wait=0.3)
     receiver._set_rtcp_ssrc(5678)
     await receiver.receive(RTCRtpReceiveParameters(
         codecs=[VP8], encodings=[RTCRtpDecodingParameters(ssrc=SSRC, payloadType=VP8.payloadType)]))
@@ -323,9 +347,14 @@ async def test_aiortc_receiver_decodes_each_frame_before_the_next_arrives_and_st
             await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
         [nack] = transport.sent(RtcpRtpfbPacket, RTCP_RTPFB_NACK)  # aiortc's NACK, as before
         assert nack.lost == [lost[1].sequence_number]
+        later = sender.frame()
+        await asyncio.sleep(NACK_AGAIN + 0.05)  # the retransmission was lost too: ask again
+        await receiver._handle_rtp_packet(later[0], arrival_time_ms=0)
+        await asyncio.sleep(0)  # the NACK goes out in a task of its own
+        assert [n.lost for n in transport.sent(RtcpRtpfbPacket, RTCP_RTPFB_NACK)] == [nack.lost] * 2
         assert not transport.sent(RtcpPsfbPacket, RTCP_PSFB_PLI)
-        await asyncio.sleep(0.25)  # no retransmission within max_wait: the gap is given up
-        for packet in sender.frame():
+        await asyncio.sleep(0.2)  # no retransmission within max_wait: the gap is given up
+        for packet in later[1:]:
             await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
         assert len(transport.sent(RtcpPsfbPacket, RTCP_PSFB_PLI)) == 1
     finally:
