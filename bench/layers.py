@@ -1256,7 +1256,7 @@ def draw(results: dict, path: Path) -> None:
             rows = [r for r in cpu_rows if r["encoder_threads"] == threads]
             positions = [i - 0.4 + (k + 0.5) * width for i in x[: len(rows)]]
             cpu_ax.bar(positions, [r["camera_cpu_pct"] for r in rows], width,
-                       label="peercam as it is (libvpx: a thread per core)" if threads == "default"
+                       label="peercam (one thread per encoder)" if threads == "default"
                        else f"experiment: {threads} thread(s) per encoder")
             for position, r in zip(positions, rows, strict=True):
                 cpu_ax.annotate(f"{r['camera_cpu_pct']:.0f}", (position, r["camera_cpu_pct"]), ha="center",

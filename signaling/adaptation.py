@@ -12,7 +12,8 @@ The rules, with hysteresis so that it never flaps:
   of what fits (``ceiling``) may take it several rungs at a time.
 - Clean for ``up_after`` seconds, it probes one rung up. A probe that meets trouble within
   ``probe_seconds`` is undone at once and the next probe waits twice as long (up to
-  ``max_wait``); one that survives lets the next step up come sooner (``up_after_success``).
+  ``max_wait``: a link that was capped for long must not wait minutes once it is free);
+  one that survives lets the next step up come sooner (``up_after_success``).
 - Right after a move, ``settle`` seconds pass before trouble counts: the old rung's last
   reports still arrive (a receiver report covers about the second before it).
 """
@@ -35,7 +36,7 @@ class Ladder:
 
     def __init__(self, rungs: int, start: int = 0, *, down_after: float = 0.9, up_after: float = 8.0,
                  up_after_success: float = 4.0, probe_seconds: float = 4.0, settle: float = 2.0,
-                 max_wait: float = 60.0) -> None:
+                 max_wait: float = 16.0) -> None:
         if rungs < 1 or not 0 <= start < rungs:
             raise ValueError("a ladder needs a rung to stand on")
         self.rungs = rungs
