@@ -425,8 +425,9 @@ def _each(entry: dict, key: str, spec: str = ".0f") -> str:
 
 def print_compare(rows: list[dict], summary: list[dict], opts: argparse.Namespace, layer: str) -> None:
     capacity = rows[0]["machine_capacity_pct"]
-    print(f"\nPer viewer, on the top layer ({layer}): {opts.seconds:g} s measured after {opts.warmup:g} s "
-          f"warm-up per row, each kind alone on the camera, {opts.repeats} interleaved repeats; medians "
+    print(f"\nPer viewer, on the top layer ({layer}, {opts.layer_size} VP8): {opts.seconds:g} s measured "
+          f"after {opts.warmup:g} s warm-up per row, each kind alone on the camera, {opts.repeats} "
+          "interleaved repeats; medians "
           f"(each repeat in brackets). kbit/s: frame bytes per viewer (relay: with its 22-byte header). "
           f"CPU in % of one core (machine: {capacity}%).\n")
     columns = ["viewers", "kind", "kbit/s per viewer", "vs P2P", "camera CPU", "vs P2P", "server CPU",
@@ -594,7 +595,7 @@ def main() -> None:
         if not layers:
             raise RuntimeError("the stream announces no layers")
         layer = layers[0]["name"]
-        print(f"layers: {layers}", file=sys.stderr)
+        opts.layer_size = f"{layers[0]['width']}x{layers[0]['height']}@{layers[0]['fps']:g}"
         if opts.compare_viewers:
             print("idle camera ...", file=sys.stderr, flush=True)
             compare_rows.append(compare_row("idle", 0, opts, port, layer, server, camera))
