@@ -124,8 +124,8 @@ async def _run_clients(url: str, count: int, fmt: str, quality: str, window, que
         {
             "error": None if isinstance(error, asyncio.CancelledError) else str(error),
             "asked": client["asked"],
-            # (arrival, layer, sequence, capture µs, bytes, keyframe, version): every frame, so that
-            # continuity is checked from the first; the parent picks the window's.
+            # (arrival, layer, sequence, capture µs, bytes, keyframe, version, JPEG quality): every
+            # frame, so that continuity is checked from the first; the parent picks the window's.
             "frames": client["frames"],
         }
         for error, client in zip(errors, clients, strict=True)
@@ -149,7 +149,7 @@ async def _relay_client(session: aiohttp.ClientSession, url: str, fmt: str, qual
                     arrived = time.time()  # before parsing: parsing is the client's cost
                     header, _ = parse_relay_frame(msg.data)
                     frames.append((arrived, header.layer, header.sequence, header.capture_time_us,
-                                   len(msg.data), header.keyframe, msg.data[0]))
+                                   len(msg.data), header.keyframe, msg.data[0], header.quality))
                     if not first_frame.done():
                         first_frame.set_result(True)
                 elif msg.type is aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("type") == "error":
@@ -255,36 +255,42 @@ def shares(total: int, procs: int) -> list[int]:
 
 def relay_figures(results: list[dict], start: float, seconds: float) -> dict:
     """Per-client counts in [start, start + seconds), with sequence continuity checked from each
-    client's first frame."""
+    client's first frame.
+
+    Each rendition (a layer's encoded frames, or a layer at one JPEG quality) numbers its own
+    frames, and a reader follows one at a time: a move to another (the hub's ``auto`` ladder)
+    starts afresh, and for encoded frames it must start at a keyframe.
+    """
     end = start + seconds
     fps, latencies, lost, undecodable, keyframes, sizes, got = [], [], 0, 0, 0, 0, 0
-    seen: dict[int, set[int]] = {}
+    seen: dict[tuple[int, int, int], set[int]] = {}  # per rendition, the sequence numbers any client got
     first_ms = []
     for r in results:
         frames = r["frames"]
         if frames and r["asked"] is not None:
             first_ms.append((frames[0][0] - r["asked"]) * 1000)
-        expected: dict[int, int] = {}  # per layer, the next sequence number
+        rendition, expected = None, None  # what the client reads now, and its next sequence number
         in_window = 0
-        for arrived, layer, seq, capture_us, size, keyframe, version in frames:
+        for arrived, layer, seq, capture_us, size, keyframe, version, quality in frames:
             inside = start <= arrived < end
-            gap = layer not in expected or seq != expected[layer]
+            moved = (version, layer, quality) != rendition
+            gap = moved or seq != expected
             if inside:
                 in_window += 1
                 latencies.append((arrived - capture_us / 1e6) * 1000)
                 sizes += size
                 keyframes += bool(keyframe)
-                seen.setdefault(layer, set()).add(seq)
-                if layer in expected and seq != expected[layer]:
-                    lost += (seq - expected[layer]) % 2**32
+                seen.setdefault((version, layer, quality), set()).add(seq)
+                if gap and not moved:
+                    lost += (seq - expected) % 2**32
                 if version == 2 and gap and not keyframe:
                     undecodable += 1  # a decoder has nothing to decode it from
-            expected[layer] = (seq + 1) % 2**32
+            rendition, expected = (version, layer, quality), (seq + 1) % 2**32
         fps.append(in_window / seconds)
         got += in_window
     latencies.sort()
     first_ms.sort()
-    spans = {layer: max(s) - min(s) + 1 for layer, s in seen.items()}
+    spans = {rendition: max(s) - min(s) + 1 for rendition, s in seen.items()}
     received = sum(len(s) for s in seen.values())
     return {
         "failed": sum(r["error"] is not None for r in results),
@@ -292,7 +298,7 @@ def relay_figures(results: list[dict], start: float, seconds: float) -> dict:
         "fps_min": min(fps, default=0.0),
         "fps_median": statistics.median(fps) if fps else 0.0,
         "fps_avg": sum(fps) / len(fps) if fps else 0.0,
-        "stream_fps": sum(spans.values()) / seconds,
+        "stream_fps": max(spans.values(), default=0) / seconds,  # the rendition read most
         "latency_p50_ms": percentile(latencies, 0.50),
         "latency_p95_ms": percentile(latencies, 0.95),
         "first_frame_p50_ms": percentile(first_ms, 0.50),
