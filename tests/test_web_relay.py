@@ -172,3 +172,60 @@ def test_auto_leaves_the_relay_once_p2p_works(cluster, page):
     assert page.is_hidden("#relay-canvas")
     wait_for_frames(page, decoded_frames(page) + 30)
     wait_until(lambda: relay_viewers(cluster, "lab") == 0, 5, "the page to leave the relay")
+
+
+def test_the_page_decodes_from_a_keyframe_and_skips_to_the_next_after_a_gap_or_an_error(cluster, page):
+    cluster.start_server()
+    page.goto(f"{cluster.url}/")  # 127.0.0.1: a secure context, with WebCodecs
+    decoded = page.evaluate("""async () => {
+        const { RelayDecoder } = await import('/static/js/relay-decoder.js');
+        // 18 VP8 frames from the page's own encoder, a keyframe every 6.
+        const chunks = [];
+        const encoder = new VideoEncoder({
+            output: (chunk) => {
+                const data = new Uint8Array(chunk.byteLength);
+                chunk.copyTo(data);
+                chunks.push({ keyframe: chunk.type === 'key', data });
+            },
+            error: (error) => console.error(error),
+        });
+        encoder.configure({ codec: 'vp8', width: 64, height: 48 });
+        const canvas = new OffscreenCanvas(64, 48);
+        const context = canvas.getContext('2d');
+        for (let i = 0; i < 18; i++) {
+            context.fillStyle = `rgb(${i * 12}, 90, 40)`;
+            context.fillRect(0, 0, 64, 48);
+            const frame = new VideoFrame(canvas, { timestamp: i * 33333 });
+            encoder.encode(frame, { keyFrame: i % 6 === 0 });
+            frame.close();
+        }
+        await encoder.flush();
+
+        const decoded = [];
+        const decoder = new RelayDecoder((header, picture) => {
+            decoded.push(header.sequence);
+            picture.close();
+        });
+        const add = (sequence, payload = chunks[sequence].data) => decoder.add({
+            format: 'encoded', codec: 'vp8', keyframe: chunks[sequence].keyframe, sequence, layer: 0,
+            captureTimeMs: 0, width: 64, height: 48, quality: 0, payload });
+        add(1);  // a newcomer starts at a keyframe
+        for (const n of [0, 1, 2, 4, 5]) add(n);  // 3 went missing: 4 and 5 cannot decode
+        const broke = new Promise((resolve) => {
+            const warn = console.warn;
+            console.warn = (text) => {
+                warn(text);
+                if (text.includes('waiting for the next keyframe')) resolve();
+            };
+        });
+        add(6, new Uint8Array(200).fill(7));  // a keyframe that does not decode
+        await Promise.race([broke, new Promise((resolve) => setTimeout(resolve, 5000))]);
+        for (const n of [7, 8, 12, 13, 14]) add(n);
+        const deadline = performance.now() + 5000;
+        while (decoded.length < 6 && performance.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        decoder.close();
+        return { decoded, skipped: decoder.framesSkipped };
+    }""")
+    assert decoded == {"decoded": [0, 1, 2, 12, 13, 14], "skipped": 5}, decoded
