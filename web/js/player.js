@@ -61,7 +61,7 @@ class Player {
   #info = null; // the live camera's StreamInfo: its size, rate and layers
   #watchingNow = false; // the server said `watching` on this connection
   #quality; // what the viewer asks for: AUTO_QUALITY or a layer's name
-  #jpegQuality; // on the relay, or null: the camera's, adapted to the network
+  #jpegQuality; // on a JPEG relay, or null: the camera's, adapted to the network
   #qualityMenu;
   #layers;
   #pathShown = null; // the path the status line names, e.g. 'relay (JPEG)'
