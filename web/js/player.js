@@ -21,7 +21,7 @@ import {
   layersOf,
 } from './layers.js';
 import { QualityMenu } from './quality-menu.js';
-import { RelayFormat } from './relay-format.js';
+import { RelayFormat, prepareRelayFormats } from './relay-format.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
@@ -492,6 +492,7 @@ qualityMenu.onPicked((quality) => {
   player.chooseQuality(quality);
   remember('quality', quality);
 });
+prepareRelayFormats();
 player.start();
 
 // For tests and the curious: window.peercam.state(), .stats() (.relayFormat: 'encoded' or
