@@ -22,11 +22,11 @@ from signaling.protocol import (
     ErrorCode,
     Hangup,
     IceServers,
-    JpegRendition,
     Offer,
     Publish,
     Published,
     RelayFrames,
+    RelayKeyframe,
     StreamEnded,
     StreamInfo,
     ViewerJoined,
@@ -40,6 +40,7 @@ from .chathub import ChatHub, ChatRefused
 from .ice import IceOptions, restrict_host_addresses
 from .layers import parse_layers
 from .pipeline import MediaPipeline
+from .relaysender import RelaySender
 from .signaling_client import Backoff, SignalingClient, SignalingError
 from .sources import PushSource, VideoSource, open_source
 from .viewerconnection import ViewerConnection
@@ -93,10 +94,7 @@ class CameraPeer:
         #: Counts signaling connections: viewer ids are only valid within the one that made them.
         self._session = 0
         self.chat = ChatHub(options.chat_log, camera_name=options.name)
-        # The newest relay frame of each (layer, JPEG quality) not yet sent to the server
-        # (latest frame wins).
-        self._relay_frames: dict[tuple[str, int], bytes] = {}
-        self._relay_ready = asyncio.Event()
+        self._relay: RelaySender | None = None
         #: What each viewer asked for: a layer's name or "auto" (from viewer-joined, viewer-quality).
         self._qualities: dict[str, str] = {}
         #: Set once the server has accepted the stream (and again after each reconnect).
@@ -117,6 +115,7 @@ class CameraPeer:
         self.pipeline = MediaPipeline(self.source, self.layers, self.options.codec, loop,
                                       relay_fps=self.options.relay_fps)
         self.pipeline.start()
+        self._relay = RelaySender(self.pipeline)
         signaling = asyncio.create_task(self._stay_published())
         reporter = asyncio.create_task(self._report_stats())
         try:
@@ -184,7 +183,8 @@ class CameraPeer:
                 self._session += 1
                 self._let_go_of_old_viewers()
                 self.chat.forget_everyone()  # the new session's viewer-joined names them again
-                relay_sender = asyncio.create_task(self._send_relay_frames(client))
+                assert self._relay is not None
+                relay_sender = asyncio.create_task(self._relay.run(client))
                 restrict_host_addresses(self.options.ice.host_addresses(welcome))  # process-wide: aioice
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info,
@@ -216,7 +216,8 @@ class CameraPeer:
             except SignalingError as exc:
                 log.warning("%s; reconnecting", exc)
             finally:
-                self._set_relay([])
+                if self._relay is not None:
+                    self._relay.stop()
                 if relay_sender is not None:
                     relay_sender.cancel()
                 self.published.clear()
@@ -224,34 +225,11 @@ class CameraPeer:
                 await client.close()
             await backoff.wait()
 
-    def _set_relay(self, renditions: list[JpegRendition]) -> None:
-        """Encode (and send) exactly these JPEG renditions; none: the relay encoder stops."""
-        assert self.pipeline is not None
-        known = {layer.name for layer in self.layers}
-        wanted = {(r.layer, r.quality) for r in renditions if r.layer in known}
-        self.pipeline.set_jpeg_renditions(wanted)
-        self.pipeline.relay_sink = self._queue_relay_frame if wanted else None
-        self._relay_frames = {key: frame for key, frame in self._relay_frames.items() if key in wanted}
-        log.info("relay: %s", ", ".join(f"{layer} JPEG q{q}" for layer, q in sorted(wanted)) or "stopped")
-
-    def _queue_relay_frame(self, layer: str, quality: int, frame: bytes) -> None:
-        self._relay_frames[layer, quality] = frame
-        self._relay_ready.set()
-
-    async def _send_relay_frames(self, client: SignalingClient) -> None:
-        while True:
-            await self._relay_ready.wait()
-            self._relay_ready.clear()
-            frames, self._relay_frames = self._relay_frames, {}
-            for frame in frames.values():
-                try:
-                    await client.send_bytes(frame)
-                except (SignalingError, ConnectionError) as exc:
-                    log.info("relay frame not sent: %s", exc)  # the next one may go through
-
     def _handle(self, message: object) -> None:
-        if isinstance(message, RelayFrames):
-            self._set_relay(message.jpeg)
+        if isinstance(message, RelayFrames) and self._relay is not None:
+            self._relay.set_demand(message)
+        elif isinstance(message, RelayKeyframe) and self._relay is not None:
+            self._relay.keyframe(message)
         elif isinstance(message, ViewerQuality):
             self._qualities[message.peer_id] = message.quality
             viewer = self.viewers.get(message.peer_id)

@@ -23,6 +23,7 @@ from signaling.turn import TurnConfig
 from .camera import CameraError, CameraOptions, CameraPeer
 from .ice import IceOptions, parse_ice_server, resolve_host_addresses
 from .layers import LayerError
+from .relaytransport import RELAY_FORMATS
 from .sources import SourceError, open_source
 from .viewcommand import ViewCommand
 from .viewer import ViewerError, ViewerOptions
@@ -117,8 +118,11 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="auto: P2P, falling back to the relay through the server when it cannot connect")
     view.add_argument("--quality", default="auto", type=_quality, metavar="auto|LAYER",
                       help="a layer of the stream (e.g. 480p), or auto: follow the network (default)")
+    view.add_argument("--relay-format", choices=RELAY_FORMATS, default="auto",
+                      help="what the relay carries: the camera's encoded frames (decoded here), JPEG, "
+                           "or auto: encoded where this PyAV decodes the stream's codec")
     view.add_argument("--jpeg-quality", type=int, choices=range(50, 96), metavar="50-95",
-                      help="JPEG quality on the relay (default: the camera's, adapted to the network)")
+                      help="JPEG quality on a JPEG relay (default: the camera's, adapted to the network)")
     view.add_argument("--connect-timeout", type=float, default=5.0,
                       help="P2P not connected within this (s) counts as failed")
     view.add_argument("--p2p-retry", type=float, default=30.0,
@@ -306,6 +310,7 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         mode=args.mode,
         quality=args.quality,
         jpeg_quality=args.jpeg_quality,
+        relay_format=args.relay_format,
         connect_timeout=args.connect_timeout,
         p2p_retry=args.p2p_retry,
         ice=_ice_options(args, ice_servers),

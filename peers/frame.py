@@ -60,6 +60,14 @@ class Frame:
         return cls(width, height, "relay", arrived, capture_time=capture_time, number=number, layer=layer,
                    jpeg_quality=jpeg_quality, _jpeg=jpeg)
 
+    @classmethod
+    def from_relay_video(cls, video: av.VideoFrame, arrived: float, capture_time: float, number: int,
+                         layer: str | None = None) -> Frame:
+        """A decoded frame of the encoded relay: its header said when and which (``number`` is
+        the relay's sequence number of this layer)."""
+        return cls(video.width, video.height, "relay", arrived, capture_time=capture_time, number=number,
+                   layer=layer, _video=video)
+
     @property
     def stamp(self) -> Stamp | None:
         """The capture time (ms) and number as the stamp reader gives them, or None."""

@@ -2,11 +2,13 @@ r"""The camera peer's media pipeline: one capture loop, one encoder per layer in
 
     source --capture thread--> newest frame --> one thread per layer in use:
                                                   scale once --> VP8/H.264 encoder --> FanOut (viewers)
+                                                             |                    \-> relay sink (encoded)
                                                              \-> JPEG per quality asked --> relay sink
 
 Capture never waits for an encoder: a frame a layer has not taken yet is replaced by a
 newer one (latest frame wins). A layer's thread works only while someone reads that
-layer: its video encoder while a viewer's track is on it, its JPEG encoder for each
+layer: its video encoder while a viewer's track is on it or relay readers read its
+encoded frames (the same frames, sent once to the server), its JPEG encoder for each
 quality relay readers asked for. Each runs once per frame whatever the number of
 readers. A layer at a lower frame rate takes every Nth captured frame.
 """
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import av
 import cv2
 import numpy as np
 
@@ -36,8 +39,10 @@ log = logging.getLogger(__name__)
 #: Seconds between keyframes that only answer viewers' PLI (see LayerEncoder.request_keyframe).
 PLI_KEYFRAME_INTERVAL = 1.0
 
-#: Called on the event loop with a relay frame: (layer name, JPEG quality, frame bytes).
+#: Called on the event loop with a JPEG relay frame: (layer name, JPEG quality, frame bytes).
 RelaySink = Callable[[str, int, bytes], None]
+#: Called on the event loop with an encoded relay frame: (layer name, frame bytes, keyframe).
+EncodedRelaySink = Callable[[str, bytes, bool], None]
 
 
 @dataclass
@@ -62,8 +67,11 @@ class LayerEncoder:
         self.layer = layer
         self.codec = codec
         self.fanout = FanOut(self.request_keyframe, layer=layer.name)
-        #: JPEG qualities relay readers want of this layer (set on the event loop).
+        #: JPEG qualities relay readers want of this layer, and whether they read its encoded
+        #: frames (set on the event loop).
         self.jpeg_qualities: frozenset[int] = frozenset()
+        self.relay_encoded = False
+        self._relay_sequence = 0
         self.frames_encoded = 0
         self.frames_taken = 0  # captured frames this layer scaled (for video, JPEG or both)
         self.keyframes = 0
@@ -81,12 +89,13 @@ class LayerEncoder:
 
     @property
     def in_use(self) -> bool:
-        return bool(len(self.fanout) or self.jpeg_qualities)
+        return bool(len(self.fanout) or self.jpeg_qualities or self.relay_encoded)
 
     def stats(self) -> CameraLayerStats:
         return CameraLayerStats(name=self.layer.name, active=self.in_use, viewers=len(self.fanout),
                                 frames_encoded=self.frames_encoded, encode_ms=round(self.encode_ms, 2),
-                                keyframes=self.keyframes, jpeg_qualities=sorted(self.jpeg_qualities))
+                                keyframes=self.keyframes, jpeg_qualities=sorted(self.jpeg_qualities),
+                                relay_encoded=self.relay_encoded)
 
     def request_keyframe(self, urgent: bool = True) -> None:
         """Ask for a keyframe soon; requests closer than the minimum interval merge.
@@ -138,7 +147,7 @@ class LayerEncoder:
                 if image.shape[1] != self.layer.width or image.shape[0] != self.layer.height:
                     size = (self.layer.width, self.layer.height)
                     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                if len(self.fanout):
+                if len(self.fanout) or self.relay_encoded:
                     self._encode_video(frame, image)
                 elif self._encoder is not None:
                     self._encoder = None  # no viewer: let the encoder go; the next one starts afresh
@@ -172,6 +181,21 @@ class LayerEncoder:
             encoded = EncodedFrame(payloads, timestamp, packet.is_keyframe, frame.capture_time, frame.number,
                                    self.layer.name)
             self._pipeline.loop.call_soon_threadsafe(self.fanout.publish, encoded)
+            if self.relay_encoded:
+                self._relay(frame, packet)
+
+    def _relay(self, frame: CapturedFrame, packet: av.Packet) -> None:
+        """The encoded frame, as it is, for the server's encoded relay readers."""
+        sink = self._pipeline.encoded_relay_sink
+        if sink is None:
+            return
+        header = RelayFrameHeader(self._relay_sequence, int(frame.capture_time * 1_000_000), self.layer.width,
+                                  self.layer.height, layer=self.index, codec=self.codec,
+                                  keyframe=packet.is_keyframe)
+        self._relay_sequence += 1
+        self._pipeline.stats.relay_frames += 1
+        self._pipeline.loop.call_soon_threadsafe(sink, self.layer.name, header.pack(bytes(packet)),
+                                                 packet.is_keyframe)
 
 
 class MediaPipeline:
@@ -198,8 +222,10 @@ class MediaPipeline:
         self._relay_interval = 1.0 / relay_fps if relay_fps else 0.0
         self._last_relay_frame: dict[tuple[str, int], float] = {}
         self._relay_sequence: dict[tuple[str, int], int] = {}
-        #: Set on the event loop: JPEG frames go here while it is not None.
+        #: Set on the event loop: JPEG frames and encoded frames go here while they are not None.
         self.relay_sink: RelaySink | None = None
+        self.encoded_relay_sink: EncodedRelaySink | None = None
+        self._last_capture: CapturedFrame | None = None
         self._capture_thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
 
     def start(self) -> None:
@@ -225,10 +251,18 @@ class MediaPipeline:
         """A sender track for one viewer, starting on ``layer``."""
         return self.layer(layer).fanout.subscribe(viewer_id)
 
-    def set_jpeg_renditions(self, renditions: set[tuple[str, int]]) -> None:
-        """The (layer, quality) pairs relay readers want now; the rest stop encoding."""
+    def set_relay_renditions(self, jpeg: set[tuple[str, int]], encoded: set[str]) -> None:
+        """What relay readers want now: (layer, JPEG quality) pairs, and layers' encoded frames.
+        The rest stop encoding (a layer's video encoder runs on while P2P viewers are on it)."""
         for layer in self.layers:
-            layer.jpeg_qualities = frozenset(q for name, q in renditions if name == layer.layer.name)
+            idle = not layer.in_use
+            layer.jpeg_qualities = frozenset(q for name, q in jpeg if name == layer.layer.name)
+            if layer.layer.name in encoded and not layer.relay_encoded:
+                layer.request_keyframe()  # its first relay reader starts there (the hub asks too, later)
+            layer.relay_encoded = layer.layer.name in encoded
+            if idle and layer.in_use and self._last_capture is not None:
+                # A relay reader's first frame from the picture in hand, not the next capture.
+                layer.offer(self._last_capture)
 
     def layer_stats(self) -> list[CameraLayerStats]:
         return [layer.stats() for layer in self.layers]
@@ -245,6 +279,7 @@ class MediaPipeline:
         try:
             while not self.stopping:
                 frame = self.source.read()
+                self._last_capture = frame
                 self.stats.frames_captured += 1
                 for layer in self.layers:
                     layer.offer(frame)

@@ -46,7 +46,7 @@ from .frame import Frame
 from .framestats import FrameStats
 from .ice import IceOptions, restrict_host_addresses
 from .p2ptransport import P2PTransport
-from .relaytransport import RelayTransport
+from .relaytransport import RELAY_FORMATS, RelayTransport, relay_format_for
 from .signaling_client import Backoff, SignalingClient, SignalingError
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,9 @@ class ViewerOptions:
     quality: str = "auto"
     #: JPEG quality on the relay; None: the camera's, adapted to the network.
     jpeg_quality: int | None = None
+    #: What the relay carries: "encoded" (the camera's own frames, decoded with PyAV),
+    #: "jpeg", or "auto" (encoded where PyAV decodes the camera's codec).
+    relay_format: str = "auto"
     #: A peer connection not connected by then counts as failed.
     connect_timeout: float = 5.0
     #: In auto mode on the relay, how often to try P2P again.
@@ -137,6 +140,8 @@ class Viewer:
     ``chat()``, ``events()``, ``stats()``, ``send_chat()``, ``set_quality()``."""
 
     def __init__(self, options: ViewerOptions, started: float | None = None) -> None:
+        if options.relay_format not in RELAY_FORMATS:
+            raise ValueError(f"relay format {options.relay_format!r}: use one of {', '.join(RELAY_FORMATS)}")
         self.options = options
         self.figures = FrameStats(started if started is not None else time.monotonic(), options.warmup)
         self._quality, self._jpeg_quality = options.quality, options.jpeg_quality
@@ -217,9 +222,19 @@ class Viewer:
         async for event in self._read("events", None):
             yield event
 
+    @property
+    def relay_format(self) -> str:
+        """What the relay carries for this viewer, or would once on it: "encoded" or "jpeg"."""
+        transport = self._delivery.transport
+        if isinstance(transport, RelayTransport):
+            return transport.format
+        codec = self._live.info.codec if self._live is not None else "vp8"
+        return relay_format_for(self.options.relay_format, codec)
+
     def stats(self) -> dict:
         """The summary `peercam view --json` prints: mode, frames, fps, size, latency, ..."""
-        return self.figures.summary(self.mode)
+        return {**self.figures.summary(self.mode),
+                "relay_format": self.relay_format if self.mode == "relay" else None}
 
     async def send_chat(self, text: str) -> None:
         """Send a chat line: on the P2P data channel when open, else through the server."""
@@ -378,7 +393,7 @@ class Viewer:
     def _make_transport(self, mode: str, on_frame, on_failure) -> P2PTransport | RelayTransport:
         if mode == "relay":
             layers = self._live.info.layer_list() if self._live is not None else []
-            return RelayTransport(self._send, layers, on_frame)
+            return RelayTransport(self._send, layers, on_frame, self.relay_format)
         transport = P2PTransport(self._send, self._rtc_configuration, self.options.connect_timeout,
                                  on_frame, on_failure, self._chat_received,
                                  on_connected=lambda: self._event("connected", "connected (p2p)"))
@@ -390,7 +405,7 @@ class Viewer:
         """A transport delivers the picture from now on: its frames number afresh."""
         if self.figures.first_frame_at is not None:
             self._event("session", "p2p connected again; leaving the relay" if mode == "p2p"
-                        else "on the relay")
+                        else f"on the relay ({self.relay_format})")
         self.figures.stream_restarted()  # frame numbering differs between the paths
         self._frames_in_session = 0
         self._relay_rendition = None
@@ -416,11 +431,12 @@ class Viewer:
         self.figures.add(frame.width, frame.height, frame.stamp, frame.arrived)
         self._frames_total += 1
         self._frames_in_session += 1
+        how = f"relay, {self.relay_format}" if frame.mode == "relay" else frame.mode
         if first_ever:
             ms = (self.figures.first_frame_at - self.figures.started) * 1000
-            self._event("first-frame", f"first frame after {ms:.0f} ms ({frame.mode})")
+            self._event("first-frame", f"first frame after {ms:.0f} ms ({how})")
         elif self._frames_in_session == 1:
-            self._event("resumed", f"video resumed ({frame.mode})")
+            self._event("resumed", f"video resumed ({how})")
         self._publish("frames", frame)
 
     # -- layers ---------------------------------------------------------------
@@ -494,6 +510,7 @@ class Viewer:
                 layer=self.figures.layer,
                 layer_switches=self.figures.layer_switches,
                 jpeg_quality=self.figures.jpeg_quality if self.mode == "relay" else None,
+                relay_format=self.relay_format if self.mode == "relay" else None,
             )
             last_frames, last_bytes = frames, received
             self._event("stats", report=report)

@@ -15,21 +15,24 @@ _END = object()
 
 
 def watch(server: str, stream: str, *, mode: str = "auto", quality: str = "auto", token: str | None = None,
-          name: str = "", jpeg_quality: int | None = None, wait: float = 0.0,
+          name: str = "", jpeg_quality: int | None = None, relay_format: str = "auto", wait: float = 0.0,
           first_frame_timeout: float | None = 15.0, connect_timeout: float = 5.0, p2p_retry: float = 30.0,
           ice: IceOptions | None = None, ca_file: str | None = None) -> Viewer:
     """A Viewer of ``stream`` on the server at ``server`` (``http://host:port``), to use as
     ``async with watch(...) as stream: async for frame in stream.frames(): ...``.
 
     ``mode``: "auto" (P2P, falling back to the relay and back by itself), "p2p" or
-    "relay". ``quality``: "auto" or a layer's name ("480p"). ``wait``: how long a stream
+    "relay". ``quality``: "auto" or a layer's name ("480p"). ``relay_format``: what the
+    relay carries, "encoded" (the camera's own frames, decoded here with PyAV), "jpeg", or
+    "auto" (encoded where PyAV can decode the camera's codec). ``wait``: how long a stream
     that is not live yet may take (0: an error at once). ``ice``: which ICE servers and
     local addresses to use (default: the server's).
     """
     return Viewer(ViewerOptions(
         server=server, stream=stream, mode=mode, quality=quality, token=token or "", name=name,
-        jpeg_quality=jpeg_quality, wait=wait, first_frame_timeout=first_frame_timeout,
-        connect_timeout=connect_timeout, p2p_retry=p2p_retry, ice=ice or IceOptions(), ca_file=ca_file))
+        jpeg_quality=jpeg_quality, relay_format=relay_format, wait=wait,
+        first_frame_timeout=first_frame_timeout, connect_timeout=connect_timeout, p2p_retry=p2p_retry,
+        ice=ice or IceOptions(), ca_file=ca_file))
 
 
 def watch_sync(server: str, stream: str, **options) -> Iterator[Frame]:

@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: A text message larger than this is refused with a ``too-large`` error.
 MAX_TEXT_MESSAGE_BYTES = 64 * 1024
@@ -32,6 +32,9 @@ STREAM_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 Codec = Literal["vp8", "h264"]
+#: How relay frames carry the picture: the camera's encoded video frames (WebCodecs, PyAV),
+#: or JPEG pictures (any browser).
+RelayFormat = Literal["encoded", "jpeg"]
 
 # Bounded values for what peers report and announce: finite, never negative, and within
 # what any real stream reaches, so a report cannot put 1e300 fps or a megabyte of text
@@ -175,6 +178,7 @@ class ViewerStats(msgspec.Struct, omit_defaults=True):
     layer: LayerName | None = None
     layer_switches: Count | None = None
     jpeg_quality: JpegQuality | None = None  # on a JPEG relay
+    relay_format: RelayFormat | None = None  # on the relay
 
 
 class CameraViewerStats(msgspec.Struct, omit_defaults=True):
@@ -203,6 +207,7 @@ class CameraLayerStats(msgspec.Struct, omit_defaults=True):
     encode_ms: Millis = 0.0
     keyframes: Count = 0
     jpeg_qualities: Annotated[list[JpegQuality], Meta(max_length=8)] = []
+    relay_encoded: bool = False  # its encoded frames go to the relay too
 
 
 class CameraStats(msgspec.Struct, omit_defaults=True):
@@ -251,10 +256,11 @@ class Rename(_Message, tag="rename"):
 
 
 class Relay(_Message, tag="relay"):
-    """A viewer asks for (or leaves) its stream's relay: frames over this socket, at the
-    quality it picked (watch, quality)."""
+    """A viewer asks for (or leaves) its stream's relay: frames over this socket, in
+    ``format``, at the quality it picked (watch, quality)."""
 
     enabled: bool
+    format: RelayFormat = "jpeg"
 
 
 # Routed both ways ---------------------------------------------------------------
@@ -327,7 +333,7 @@ class ChatHistory(RoutedMessage, tag="chat-history"):
 
 class LayerChanged(RoutedMessage, tag="layer"):
     """Which layer a viewer gets from now on, and why: from the camera for P2P, from the
-    server on the relay (with its JPEG quality there). ``reason`` is empty for a choice the
+    server on the relay (with its JPEG quality on a JPEG relay). ``reason`` is empty for a choice the
     viewer made and says why otherwise, e.g. "12% loss"."""
 
     senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
@@ -417,9 +423,20 @@ class JpegRendition(msgspec.Struct, frozen=True, order=True):
 
 
 class RelayFrames(_Message, tag="relay-frames"):
-    """Tells the camera which relay frames to send (none: stop): what relay readers read now."""
+    """Tells the camera which relay frames to send (none: stop): what relay readers read now.
+    ``encoded`` names the layers whose encoded frames to send, each frame once."""
 
     jpeg: Annotated[list[JpegRendition], Meta(max_length=16)] = []
+    encoded: Annotated[list[LayerName], Meta(max_length=8)] = []
+
+
+class RelayKeyframe(_Message, tag="relay-keyframe"):
+    """An encoded relay reader needs a keyframe of ``layer``: it is new, it switched layers,
+    or it fell behind. ``urgent`` is false for the last: answered at most once a second,
+    like a P2P viewer's PLI. The server merges the requests of all its readers."""
+
+    layer: LayerName
+    urgent: bool = True
 
 
 class ViewerJoined(_Message, tag="viewer-joined"):
@@ -464,9 +481,9 @@ ClientMessage = (
     | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice | LayerChanged
 )
 ServerMessage = (
-    Welcome | IceServers | Published | Watching | StreamLive | StreamEnded | RelayFrames | ViewerJoined
-    | ViewerQuality | ViewerRenamed | ViewerLeft | Offer | Answer | Candidate | Hangup | ChatSend
-    | ChatHistory | ChatNotice | LayerChanged | ChatMessage | Error
+    Welcome | IceServers | Published | Watching | StreamLive | StreamEnded | RelayFrames | RelayKeyframe
+    | ViewerJoined | ViewerQuality | ViewerRenamed | ViewerLeft | Offer | Answer | Candidate | Hangup
+    | ChatSend | ChatHistory | ChatNotice | LayerChanged | ChatMessage | Error
 )
 #: What travels on a viewer's "chat" data channel (the same messages as on signaling).
 DataChannelMessage = ChatSend | ChatMessage | ChatHistory | ChatNotice

@@ -1,12 +1,23 @@
-"""The relay hub: one stream's JPEG frames, from its camera to every relay reader.
+"""The relay hub: one stream's relay frames, from its camera to every relay reader.
 
-Each reader reads one rendition: a layer at a JPEG quality. The camera encodes only
-the renditions someone reads (the hub tells it through ``on_demand``), each once per
-frame. Past ``max_renditions`` distinct ones, a new request rounds to the nearest one
-in use. Each reader has a slot that holds only the newest frame and one task that
-delivers it, so a slow reader skips frames instead of delaying the others or growing
-memory. A reader in ``auto`` whose slot keeps skipping steps down (JPEG quality first,
-then the layer) and back up when clean: the same Ladder as the camera's P2P viewers.
+Each reader reads one rendition: a layer's encoded frames (the very frames its P2P
+viewers get), or a layer as JPEG at one quality. The camera sends only the renditions
+someone reads (the hub tells it through ``on_demand``), each frame once, and the hub
+fans it out. Past ``max_renditions`` distinct JPEG ones, a new request rounds to the
+nearest one in use.
+
+Each reader has a slot and one task that delivers from it, so a slow reader never
+delays the others or grows memory:
+- a JPEG slot holds only the newest frame (any JPEG picture decodes alone);
+- an encoded slot holds the frames in order, back to a keyframe. A reader that falls
+  behind (its socket still holds too much, or too many frames wait) drops everything up
+  to the next keyframe, which the hub asks the camera for, with requests merged and
+  rate-limited (``on_keyframe``) like P2P viewers' PLI. A newcomer starts at a keyframe:
+  the stream's last one, when recent, with the frames since; otherwise the next one.
+
+A reader in ``auto`` whose slot keeps skipping steps down (JPEG quality first, then the
+layer) and back up when clean: the same Ladder as the camera's P2P viewers. An encoded
+reader moves to another layer at that layer's keyframe, so its picture never breaks.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -33,49 +45,208 @@ class RelayTotals:
     frames_skipped: int = 0
 
 
+@dataclass(frozen=True, order=True)
+class EncodedRendition:
+    """A layer's encoded frames, exactly as the camera's encoder made them."""
+
+    layer: str
+
+
+Rendition = JpegRendition | EncodedRendition
+
 #: JPEG qualities an ``auto`` reader steps through on one layer before the next layer down.
 AUTO_QUALITY_STEPS = (50,)
 #: A reader that skips this share of its frames in a second is in trouble.
 _SKIPPING = 0.2
+#: Frames an encoded slot may hold before its reader counts as fallen behind.
+MAX_QUEUED_FRAMES = 30
+#: An encoded reader's socket may hold this much unsent, or twice the last keyframe if more.
+MIN_BACKLOG_BYTES = 64 * 1024
+#: The last keyframe (with the frames since) starts a newcomer at once if it is this recent.
+GOP_REUSE_SECONDS = 0.5
+#: At most one keyframe request per layer this often: for a newcomer or a layer switch
+#: (urgent), and for a reader that fell behind (like a PLI).
+URGENT_KEYFRAME_INTERVAL = 0.25
+KEYFRAME_INTERVAL = 1.0
+#: A reader whose socket was empty at the last probe is probed every this many frames.
+PROBE_EVERY = 4
+
+
+class NewestFrameSlot:
+    """JPEG: only the newest frame waits; a newer one replaces it."""
+
+    def __init__(self) -> None:
+        self._frame: bytes | None = None
+
+    def put(self, frame: bytes, keyframe: bool) -> int:
+        """Keep ``frame``; returns how many frames it made the reader skip."""
+        skipped = self._frame is not None
+        self._frame = frame
+        return int(skipped)
+
+    def take(self) -> bytes | None:
+        frame, self._frame = self._frame, None
+        return frame
+
+    def peek(self) -> bytes | None:
+        return self._frame
+
+    def too_much_unsent(self, backlog: int, frame: bytes) -> bool:
+        # More than a frame still waits in the socket: this one would only queue behind it
+        # and arrive stale. Skip it; the next may find the way clear.
+        return backlog > len(frame)
+
+    def fell_behind(self) -> int:
+        """The frame in hand was not sent: the frames skipped."""
+        return 1
+
+    def clear(self) -> None:
+        self._frame = None
+
+
+class EncodedSlot:
+    """Encoded frames: all of them in order, from a keyframe on, or none until the next one."""
+
+    def __init__(self) -> None:
+        self._queue: deque[bytes] = deque()
+        #: Why the reader waits for a keyframe ("new", "behind"), or None: it reads on.
+        self.waiting: str | None = "new"
+        self._keyframe_bytes = 0
+
+    def put(self, frame: bytes, keyframe: bool) -> int:
+        skipped = 0
+        if keyframe:
+            # Decoding restarts here: frames still queued before it would only add delay.
+            skipped = len(self._queue)
+            self._queue.clear()
+            self.waiting = None
+            self._keyframe_bytes = len(frame)
+        elif self.waiting is not None:
+            return 1
+        self._queue.append(frame)
+        if len(self._queue) > MAX_QUEUED_FRAMES:
+            return skipped + self.fell_behind()
+        return skipped
+
+    def take(self) -> bytes | None:
+        return self._queue.popleft() if self._queue else None
+
+    def peek(self) -> bytes | None:
+        return self._queue[0] if self._queue else None
+
+    def too_much_unsent(self, backlog: int, frame: bytes) -> bool:
+        return backlog > max(MIN_BACKLOG_BYTES, 2 * self._keyframe_bytes)
+
+    def fell_behind(self) -> int:
+        """Drop everything up to the next keyframe: the frames skipped (the one in hand too)."""
+        skipped = len(self._queue) + 1
+        self._queue.clear()
+        self.waiting = "behind"
+        return skipped
+
+    def clear(self) -> None:
+        self._queue.clear()
+        self.waiting = "new"
 
 
 class RelayReader:
     """One reader of a relay (a WebSocket viewer, an MJPEG response, a snapshot)."""
 
-    def __init__(self, name: str, deliver: Callable[[bytes], Awaitable[None]],
+    def __init__(self, name: str, deliver: Callable[[bytes], Awaitable[None]], format: str = "jpeg",
                  ends_with_camera: bool = False,
-                 on_rendition: Callable[[JpegRendition, LayerInfo, str], None] | None = None,
-                 backlog: Callable[[], int] | None = None) -> None:
+                 on_rendition: Callable[[Rendition, LayerInfo, str], None] | None = None,
+                 backlog: Callable[[], int] | None = None,
+                 send_now: Callable[[bytes], bool] | None = None) -> None:
+        if format not in ("jpeg", "encoded"):
+            raise ValueError(f"relay format {format!r}: use jpeg or encoded")
         self.name = name
+        self.format = format
         self.totals = RelayTotals()  # replaced by the hub's when added
         #: HTTP readers (MJPEG) end when the camera leaves; WebSocket viewers wait for the next one.
         self.ends_with_camera = ends_with_camera
-        #: What it reads now; set by the hub.
-        self.rendition: JpegRendition | None = None
+        #: What it reads now, and (encoded) the rendition it moves to at that layer's next
+        #: keyframe, with the reason; set by the hub.
+        self.rendition: Rendition | None = None
+        self.pending: tuple[EncodedRendition, str] | None = None
         #: What it asked for: a layer name or "auto", and a JPEG quality or None (auto).
         self.quality = "auto"
         self.jpeg_quality: int | None = None
         self.ladder: Ladder | None = None
-        self.rungs: list[JpegRendition] = []
+        self.rungs: list[Rendition] = []
+        #: Set by the hub: an encoded reader fell behind and waits for a keyframe.
+        self.on_behind: Callable[[RelayReader], None] | None = None
         self._on_rendition = on_rendition
         #: Bytes still queued for this reader below the application (its socket's send queue).
         self._backlog = backlog
         self._deliver = deliver
-        self._frame: bytes | None = None
+        #: Sends a frame at once if the socket takes it without waiting (False: it would
+        #: wait). The hub's fan-out then sends from its own loop, with no task to wake.
+        self._send_now = send_now
+        self._idle = False  # the task waits for frames (it is not sending one)
+        self._probe_skips = 0  # frames to send before probing the socket's backlog again
+        self.slot: NewestFrameSlot | EncodedSlot = EncodedSlot() if format == "encoded" else NewestFrameSlot()
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.frames_sent = 0
         self.bytes_sent = 0
-        self.frames_skipped = 0  # replaced by a newer frame before it could be sent
+        self.frames_skipped = 0  # never sent: replaced by a newer frame, or dropped to a keyframe
         self.rendition_switches = 0
         self._sampled = (0, 0)  # frames sent and skipped at the last adaptation sample
 
-    def offer(self, frame: bytes) -> None:
-        if self._frame is not None:
-            self.frames_skipped += 1
-            self.totals.frames_skipped += 1
-        self._frame = frame
-        self._ready.set()
+    def offer(self, frame: bytes, keyframe: bool = True) -> None:
+        self._skipped(self.slot.put(frame, keyframe))
+        if self._idle and self._send_now is not None:
+            self._send_waiting()
+        else:
+            self._ready.set()
+
+    def _send_waiting(self) -> None:
+        """Send what the slot holds while the socket takes it at once; the task takes over
+        when it would have to wait."""
+        while (frame := self.slot.peek()) is not None:
+            if self._too_much_unsent(frame, in_slot=True):
+                continue
+            if not self._send_now(frame):
+                self._ready.set()
+                return
+            self.slot.take()
+            self._sent(frame)
+
+    def _too_much_unsent(self, frame: bytes, in_slot: bool = False) -> bool:
+        """A reader whose socket still holds too much drops this frame (JPEG) or falls
+        behind to the next keyframe (encoded). A socket found empty is probed again only
+        every few frames (the probe is a system call per reader and frame); one that held
+        anything, at every frame."""
+        if self._backlog is None:
+            return False
+        if in_slot and self._probe_skips > 0:
+            self._probe_skips -= 1
+            return False
+        backlog = self._backlog()
+        self._probe_skips = PROBE_EVERY - 1 if backlog == 0 else 0
+        if not self.slot.too_much_unsent(backlog, frame):
+            return False
+        if in_slot:
+            self.slot.take()
+        self._skipped(self.slot.fell_behind())
+        if self.on_behind is not None and isinstance(self.slot, EncodedSlot):
+            self.on_behind(self)
+        return True
+
+    def _sent(self, frame: bytes) -> None:
+        self.frames_sent += 1
+        self.bytes_sent += len(frame)
+        self.totals.frames_sent += 1
+        self.totals.bytes_sent += len(frame)
+
+    def offer_break(self) -> None:
+        """Encoded: a frame never came, so none after it decodes until the next keyframe."""
+        if isinstance(self.slot, EncodedSlot) and self.slot.waiting is None:
+            self.slot.waiting = "behind"
+
+    def _skipped(self, count: int) -> None:
+        self.frames_skipped += count
+        self.totals.frames_skipped += count
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay-{self.name}")
@@ -83,22 +254,15 @@ class RelayReader:
     async def _run(self) -> None:
         try:
             while True:
+                self._idle = True
                 await self._ready.wait()
                 self._ready.clear()
-                frame, self._frame = self._frame, None
-                if frame is None:
-                    continue
-                if self._backlog is not None and self._backlog() > len(frame):
-                    # More than a frame still waits in the socket: this one would only queue
-                    # behind it and arrive stale. Skip it; the next may find the way clear.
-                    self.frames_skipped += 1
-                    self.totals.frames_skipped += 1
-                    continue
-                await self._deliver(frame)
-                self.frames_sent += 1
-                self.bytes_sent += len(frame)
-                self.totals.frames_sent += 1
-                self.totals.bytes_sent += len(frame)
+                self._idle = False
+                while (frame := self.slot.take()) is not None:
+                    if self._too_much_unsent(frame):
+                        continue
+                    await self._deliver(frame)
+                    self._sent(frame)
         except (ConnectionError, RuntimeError) as exc:
             log.info("relay reader %s: %s", self.name, exc)
 
@@ -111,11 +275,12 @@ class RelayReader:
         if self._task is not None:
             self._task.cancel()
 
-    def moved(self, rendition: JpegRendition, layer: LayerInfo, reason: str) -> None:
+    def moved(self, rendition: Rendition, layer: LayerInfo, reason: str) -> None:
         """The hub put this reader on another rendition: tell its viewer."""
         if self.rendition is not None and rendition != self.rendition:
             self.rendition_switches += 1
-            self._frame = None  # a frame of the old rendition is no longer wanted
+            if isinstance(self.slot, NewestFrameSlot):
+                self.slot.clear()  # a frame of the old rendition is no longer wanted
         self.rendition = rendition
         if self._on_rendition is not None:
             self._on_rendition(rendition, layer, reason)
@@ -130,15 +295,20 @@ class RelayReader:
 class RelayHub:
     """One stream's relay: its renditions, their readers, and what the camera must send."""
 
-    def __init__(self, on_demand: Callable[[list[JpegRendition]], None], totals: RelayTotals,
-                 max_renditions: int = 4) -> None:
+    def __init__(self, on_demand: Callable[[list[JpegRendition], list[str]], None], totals: RelayTotals,
+                 max_renditions: int = 4, on_keyframe: Callable[[str, bool], None] | None = None) -> None:
         self._on_demand = on_demand
+        self._on_keyframe = on_keyframe
         self._totals = totals
         self._max_renditions = max_renditions
         self._readers: set[RelayReader] = set()
         self._waiters: list[tuple[JpegRendition, asyncio.Future[bytes]]] = []
         self._latest: dict[JpegRendition, tuple[bytes, float]] = {}
-        self._demand: list[JpegRendition] = []
+        #: Per encoded layer: its last keyframe's arrival, and the frames from it on.
+        self._gop: dict[str, tuple[float, list[bytes]]] = {}
+        self._keyframe_asked: dict[str, float] = {}
+        self._sequence: dict[str, int] = {}  # per encoded layer, the next frame's number
+        self._demand: tuple[list[JpegRendition], list[str]] = ([], [])
         self._layers: list[LayerInfo] = []
         self._default_quality = 80
         self._adapter: asyncio.Task | None = None
@@ -148,57 +318,71 @@ class RelayHub:
         return len(self._readers)
 
     @property
-    def demand(self) -> list[JpegRendition]:
-        """The renditions the camera is asked to send now."""
-        return list(self._demand)
+    def demand(self) -> tuple[list[JpegRendition], list[str]]:
+        """What the camera is asked to send now: JPEG renditions, and layers' encoded frames."""
+        return list(self._demand[0]), list(self._demand[1])
 
     def summary(self) -> dict:
         readers = list(self._readers)
+        jpeg, encoded = self._demand
+        renditions = [{"layer": r.layer, "format": "jpeg", "jpeg_quality": r.quality,
+                       "readers": sum(1 for x in readers if x.rendition == r)} for r in jpeg]
+        renditions += [{"layer": layer, "format": "encoded",
+                        "readers": sum(1 for x in readers if x.rendition == EncodedRendition(layer))}
+                       for layer in encoded]
         return {
             "readers": len(readers),
             "frames_in": self.frames_in,
             "frames_sent": sum(r.frames_sent for r in readers),
             "frames_skipped": sum(r.frames_skipped for r in readers),
             "bytes_sent": sum(r.bytes_sent for r in readers),
-            "renditions": [{"layer": r.layer, "jpeg_quality": r.quality,
-                            "readers": sum(1 for x in readers if x.rendition == r)} for r in self._demand],
+            "renditions": renditions,
         }
 
     def camera_arrived(self, layers: list[LayerInfo], default_quality: int) -> None:
         """A camera publishes with these layers: readers waiting for it are placed on them."""
         self._layers = list(layers)
         self._default_quality = default_quality
+        self._gop.clear()
+        self._keyframe_asked.clear()
+        self._sequence.clear()
         for reader in list(self._readers):
+            reader.rendition, reader.pending = None, None
+            reader.slot.clear()
             self._place(reader, "")
         self._update_demand()
 
     def rendition(self, quality: str = "auto", jpeg_quality: int | None = None) -> JpegRendition | None:
-        """The rendition for a layer name (or "auto": the top) at a JPEG quality (None: the camera's)."""
+        """The JPEG rendition for a layer name (or "auto": the top) at a JPEG quality (None: the camera's)."""
         if not self._layers:
             return None
-        names = [layer.name for layer in self._layers]
-        layer = quality if quality in names else self._nearest_layer(quality)
-        return JpegRendition(layer, jpeg_quality or self._default_quality)
+        return JpegRendition(self._layer_name(quality), jpeg_quality or self._default_quality)
 
-    def _nearest_layer(self, quality: str) -> str:
+    def _layer_name(self, quality: str) -> str:
+        """The layer a viewer's choice means: that layer, the nearest in height, or the top for auto."""
+        names = [layer.name for layer in self._layers]
+        if quality in names:
+            return quality
         if quality == "auto":
-            return self._layers[0].name
+            return names[0]
         try:
             height = int(quality.split("p")[0])
         except ValueError:
-            return self._layers[0].name
+            return names[0]
         return min(self._layers, key=lambda layer: (abs(layer.height - height), -layer.height)).name
 
     def add(self, reader: RelayReader, quality: str = "auto", jpeg_quality: int | None = None) -> None:
         reader.totals = self._totals
         reader.quality, reader.jpeg_quality = quality, jpeg_quality
+        reader.on_behind = self._behind
         self._readers.add(reader)
         reader.start()
         self._place(reader, "")
         self._update_demand()
-        latest = self._latest.get(reader.rendition) if reader.rendition else None
-        if latest is not None and time.monotonic() - latest[1] < 1.0:
-            reader.offer(latest[0])  # a fresh frame now rather than at the next one
+        if isinstance(reader.rendition, JpegRendition):
+            latest = self._latest.get(reader.rendition)
+            if latest is not None and time.monotonic() - latest[1] < 1.0:
+                reader.offer(latest[0])  # a fresh frame now rather than at the next one
 
     def choose(self, reader: RelayReader, quality: str, jpeg_quality: int | None) -> None:
         """A reader picked another layer (or "auto") or JPEG quality."""
@@ -214,12 +398,14 @@ class RelayHub:
         reader.stop()
         self._update_demand()
 
-    def _rungs(self, reader: RelayReader) -> list[JpegRendition]:
+    def _rungs(self, reader: RelayReader) -> list[Rendition]:
         """Best first: what an ``auto`` reader may step through. A layer or JPEG quality the
         viewer picked itself stays fixed."""
         layers = [layer.name for layer in self._layers]
         if reader.quality != "auto":
-            layers = [self._nearest_layer(reader.quality) if reader.quality not in layers else reader.quality]
+            layers = [self._layer_name(reader.quality)]
+        if reader.format == "encoded":
+            return [EncodedRendition(layer) for layer in layers]
         top = reader.jpeg_quality or self._default_quality
         qualities = [top] if reader.jpeg_quality else [top] + [q for q in AUTO_QUALITY_STEPS if q < top]
         return [JpegRendition(layer, q) for layer in layers for q in qualities]
@@ -232,7 +418,7 @@ class RelayHub:
         rungs = self._rungs(reader)
         if rungs != reader.rungs:
             reader.rungs = rungs
-            # A JPEG reader can try a rung cheaply (no keyframe to wait for): it climbs faster
+            # A relay reader can try a rung cheaply (no loss to wait out): it climbs faster
             # than a P2P viewer.
             reader.ladder = Ladder(len(rungs), up_after=6, up_after_success=2, probe_seconds=2
                                    ) if len(rungs) > 1 else None
@@ -241,8 +427,11 @@ class RelayHub:
         rung = reader.ladder.rung if reader.ladder is not None else 0
         self._move(reader, self._round(rungs[rung], reader), reason)
 
-    def _round(self, wanted: JpegRendition, reader: RelayReader) -> JpegRendition:
-        in_use = {r.rendition for r in self._readers if r is not reader and r.rendition is not None}
+    def _round(self, wanted: Rendition, reader: RelayReader) -> Rendition:
+        if not isinstance(wanted, JpegRendition):
+            return wanted  # one per layer at most: the camera encodes those layers anyway
+        in_use = {r.rendition for r in self._readers
+                  if r is not reader and isinstance(r.rendition, JpegRendition)}
         in_use |= {rendition for rendition, _ in self._waiters}
         if wanted in in_use or len(in_use) < self._max_renditions:
             return wanted
@@ -250,20 +439,61 @@ class RelayHub:
         return min(in_use, key=lambda r: (abs(index.get(r.layer, 99) - index.get(wanted.layer, 0)),
                                           abs(r.quality - wanted.quality)))
 
-    def _move(self, reader: RelayReader, rendition: JpegRendition, reason: str) -> None:
+    def _info(self, layer: str) -> LayerInfo:
+        return next(info for info in self._layers if info.name == layer)
+
+    def _move(self, reader: RelayReader, rendition: Rendition, reason: str) -> None:
+        if isinstance(rendition, EncodedRendition) and reader.rendition is not None:
+            # The reader keeps its layer until the new one's keyframe: no broken picture.
+            reader.pending = (rendition, reason) if rendition != reader.rendition else None
+            if reader.pending is not None:
+                self._ask_keyframe(rendition.layer, urgent=True)
+            return
         if rendition != reader.rendition:
-            layer = next(layer for layer in self._layers if layer.name == rendition.layer)
-            reader.moved(rendition, layer, reason)
+            reader.moved(rendition, self._info(rendition.layer), reason)
+            if isinstance(rendition, EncodedRendition):
+                self._start_encoded(reader, rendition.layer)
+
+    def _start_encoded(self, reader: RelayReader, layer: str) -> None:
+        """A newcomer: from the last keyframe if recent (with the frames since), else the next."""
+        gop = self._gop.get(layer)
+        if gop is not None and time.monotonic() - gop[0] < GOP_REUSE_SECONDS:
+            for i, frame in enumerate(gop[1]):
+                reader.offer(frame, keyframe=i == 0)
+        else:
+            self._ask_keyframe(layer, urgent=True)
+
+    def _behind(self, reader: RelayReader) -> None:
+        if isinstance(reader.rendition, EncodedRendition):
+            self._ask_keyframe(reader.rendition.layer, urgent=False)
+
+    def _ask_keyframe(self, layer: str, urgent: bool) -> None:
+        """Merged: at most one request per layer per interval until a keyframe comes, whoever
+        asks. (The camera spaces the keyframes themselves, as it does for PLI.)"""
+        now = time.monotonic()
+        interval = URGENT_KEYFRAME_INTERVAL if urgent else KEYFRAME_INTERVAL
+        if now - self._keyframe_asked.get(layer, -interval) < interval:
+            return
+        self._keyframe_asked[layer] = now
+        if self._on_keyframe is not None:
+            self._on_keyframe(layer, urgent)
 
     def _update_demand(self) -> None:
-        wanted = {r.rendition for r in self._readers if r.rendition is not None}
-        wanted |= {rendition for rendition, _ in self._waiters}
-        demand = sorted(wanted)
+        jpeg = {r.rendition for r in self._readers if isinstance(r.rendition, JpegRendition)}
+        jpeg |= {rendition for rendition, _ in self._waiters}
+        encoded = {r.rendition.layer for r in self._readers if isinstance(r.rendition, EncodedRendition)}
+        encoded |= {r.pending[0].layer for r in self._readers if r.pending is not None}
+        demand = (sorted(jpeg), sorted(encoded, key=self._layer_index))
         if demand != self._demand:
             self._demand = demand
-            self._on_demand(demand)
-        if not demand:
+            self._on_demand(*demand)
+        if not jpeg:
             self._latest.clear()
+        for layer in set(self._gop) - encoded:
+            del self._gop[layer]
+
+    def _layer_index(self, name: str) -> int:
+        return next((i for i, layer in enumerate(self._layers) if layer.name == name), len(self._layers))
 
     def _start_adapting(self) -> None:
         if self._adapter is None or self._adapter.done():
@@ -294,9 +524,13 @@ class RelayHub:
         header, _ = parse_relay_frame(frame)
         if header.layer >= len(self._layers):
             return  # a layer the camera did not announce
-        rendition = JpegRendition(self._layers[header.layer].name, header.quality)
-        self._latest[rendition] = (frame, time.monotonic())
         self.frames_in += 1
+        layer = self._layers[header.layer].name
+        if header.codec is not None:
+            self._publish_encoded(frame, layer, header.keyframe, header.sequence)
+            return
+        rendition = JpegRendition(layer, header.quality)
+        self._latest[rendition] = (frame, time.monotonic())
         for reader in self._readers:
             if reader.rendition == rendition:
                 reader.offer(frame)
@@ -304,6 +538,45 @@ class RelayHub:
         for _, waiter in waiting:
             if not waiter.done():
                 waiter.set_result(frame)
+
+    def _publish_encoded(self, frame: bytes, layer: str, keyframe: bool, sequence: int) -> None:
+        rendition = EncodedRendition(layer)
+        expected = self._sequence.get(layer)
+        self._sequence[layer] = (sequence + 1) & 0xFFFFFFFF
+        if not keyframe and expected is not None and sequence != expected:
+            # The camera could not send a frame: nothing decodes until the next keyframe.
+            log.info("relay %s: frame %d missing; readers wait for a keyframe", layer, expected)
+            self._gop.pop(layer, None)
+            for reader in self._readers:
+                if reader.rendition == rendition:
+                    reader.offer_break()
+        if keyframe:
+            self._gop[layer] = (time.monotonic(), [frame])
+            self._keyframe_asked.pop(layer, None)  # answered: the next need may ask at once
+        elif layer in self._gop and len(self._gop[layer][1]) < MAX_QUEUED_FRAMES:
+            self._gop[layer][1].append(frame)
+        else:
+            self._gop.pop(layer, None)  # too long ago to start anyone from
+        switched = False
+        waiting: set[str] = set()  # why readers of this layer still wait for a keyframe
+        for reader in self._readers:
+            if reader.pending is not None and reader.pending[0] == rendition:
+                if keyframe:
+                    _, reason = reader.pending
+                    reader.pending = None
+                    reader.slot.clear()
+                    reader.moved(rendition, self._info(layer), reason)
+                    switched = True
+                else:
+                    waiting.add("new")
+            if reader.rendition == rendition:
+                reader.offer(frame, keyframe)
+                if isinstance(reader.slot, EncodedSlot) and reader.slot.waiting is not None:
+                    waiting.add(reader.slot.waiting)
+        if switched:
+            self._update_demand()  # the layers they left may be read by nobody now
+        if waiting:  # a request that was lost, or answered before the camera encoded this layer
+            self._ask_keyframe(layer, urgent="new" in waiting)
 
     async def next_frame(self, rendition: JpegRendition, timeout: float) -> bytes:
         """A frame of ``rendition`` at most a second old: the latest, or the next to arrive."""
@@ -323,10 +596,13 @@ class RelayHub:
     def camera_left(self) -> None:
         """The publisher is gone: its last frames are no longer news, and HTTP readers end."""
         self._latest.clear()
+        self._gop.clear()
+        self._sequence.clear()
         self._layers = []
         for reader in [r for r in self._readers if r.ends_with_camera]:
             self._readers.discard(reader)
             reader.stop()
         for reader in self._readers:
-            reader.rendition = None
+            reader.rendition, reader.pending = None, None
+            reader.slot.clear()
         self._update_demand()

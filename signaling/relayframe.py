@@ -1,20 +1,28 @@
-"""The relay frame: one JPEG picture in one binary WebSocket message.
+"""The relay frame: one picture in one binary WebSocket message, JPEG or encoded video.
 
-A 22-byte header (network byte order), then the JPEG bytes:
+A 22-byte header (network byte order), then the picture's bytes. The version byte
+tells the two formats apart:
 
     offset size  field
-    0      1     version (1)
+    0      1     version: 1 JPEG picture, 2 encoded video frame
     1      1     header length in bytes (22; a reader skips what it does not know)
-    2      1     JPEG quality (1-100)
-    3      1     flags (0; reserved)
-    4      4     sequence number (uint32; +1 per frame of this layer and quality, gaps = drops)
+    2      1     version 1: JPEG quality (1-100); version 2: codec (1 VP8, 2 H.264)
+    3      1     flags: version 1: 0 (reserved); version 2: bit 0 set on a keyframe
+    4      4     sequence number (uint32; +1 per frame of this rendition, gaps = frames not sent)
     8      8     capture time (uint64, microseconds since the Unix epoch)
     16     2     width
     18     2     height
     20     1     layer: its index in the stream's info.layers (0: the top layer)
     21     1     reserved (0)
 
-A reader that knows only the first 20 bytes (header length 20) reads layer 0.
+Version 1 carries a JPEG picture (decodable alone: a reader may skip any frame). A
+reader that knows only its first 20 bytes (header length 20) reads layer 0.
+
+Version 2 carries one frame exactly as the camera's encoder made it for that layer,
+the same bytes its P2P viewers get: a VP8 frame, or H.264 as Annex B NAL units.
+A frame decodes only after the frames before it, back to a keyframe: a reader that
+misses a sequence number waits for the next keyframe.
+
 web/js/relay-frame.js reads the same layout.
 """
 
@@ -23,7 +31,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-RELAY_FRAME_VERSION = 1
+JPEG_VERSION = 1
+ENCODED_VERSION = 2
+#: The codec byte of an encoded frame.
+CODECS = {"vp8": 1, "h264": 2}
+_CODEC_NAMES = {number: name for name, number in CODECS.items()}
+_KEYFRAME = 0x01
+
 _HEADER = struct.Struct("!BBBBIQHHBx")
 _BASE_HEADER_SIZE = 20
 HEADER_SIZE = _HEADER.size
@@ -39,28 +53,46 @@ class RelayFrameHeader:
     capture_time_us: int
     width: int
     height: int
-    quality: int
+    #: A JPEG picture's quality; 0 on encoded frames.
+    quality: int = 0
     layer: int = 0
+    #: An encoded frame's codec ("vp8", "h264"); None on a JPEG picture.
+    codec: str | None = None
+    #: An encoded frame that decodes on its own (every JPEG picture does).
+    keyframe: bool = False
 
-    def pack(self, jpeg: bytes) -> bytes:
-        return _HEADER.pack(RELAY_FRAME_VERSION, HEADER_SIZE, self.quality, 0,
-                            self.sequence & 0xFFFFFFFF, self.capture_time_us,
-                            self.width, self.height, self.layer) + jpeg
+    @property
+    def format(self) -> str:
+        """"jpeg" or "encoded"."""
+        return "jpeg" if self.codec is None else "encoded"
+
+    def pack(self, payload: bytes) -> bytes:
+        if self.codec is None:
+            version, byte2, flags = JPEG_VERSION, self.quality, 0
+        else:
+            version, byte2, flags = ENCODED_VERSION, CODECS[self.codec], _KEYFRAME if self.keyframe else 0
+        return _HEADER.pack(version, HEADER_SIZE, byte2, flags, self.sequence & 0xFFFFFFFF,
+                            self.capture_time_us, self.width, self.height, self.layer) + payload
 
 
 def parse_relay_frame(data: bytes) -> tuple[RelayFrameHeader, memoryview]:
-    """The header and the JPEG bytes; RelayFrameError if it is not a relay frame."""
+    """The header and the picture's bytes; RelayFrameError if it is not a relay frame."""
     if len(data) < _BASE_HEADER_SIZE:
         raise RelayFrameError(f"relay frame of {len(data)} bytes is shorter than its header")
-    version, header_size, quality = data[0], data[1], data[2]
-    if version != RELAY_FRAME_VERSION or header_size < _BASE_HEADER_SIZE or header_size > len(data):
-        raise RelayFrameError(f"not a version {RELAY_FRAME_VERSION} relay frame")
-    if header_size >= HEADER_SIZE:
-        *_, sequence, capture_us, width, height, layer = _HEADER.unpack_from(data)
-    else:
-        *_, sequence, capture_us, width, height = struct.unpack_from("!BBBBIQHH", data)
-        layer = 0
-    jpeg = memoryview(data)[header_size:]
-    if bytes(jpeg[:2]) != b"\xff\xd8":
-        raise RelayFrameError("relay frame does not carry a JPEG picture")
-    return RelayFrameHeader(sequence, capture_us, width, height, quality, layer), jpeg
+    version, header_size, byte2, flags = data[0], data[1], data[2], data[3]
+    if version not in (JPEG_VERSION, ENCODED_VERSION) or not _BASE_HEADER_SIZE <= header_size <= len(data):
+        raise RelayFrameError(f"not a relay frame (version {JPEG_VERSION} or {ENCODED_VERSION})")
+    sequence, capture_us, width, height = struct.unpack_from("!IQHH", data, 4)
+    layer = data[20] if header_size > 20 else 0
+    payload = memoryview(data)[header_size:]
+    if version == JPEG_VERSION:
+        if bytes(payload[:2]) != b"\xff\xd8":
+            raise RelayFrameError("relay frame does not carry a JPEG picture")
+        return RelayFrameHeader(sequence, capture_us, width, height, byte2, layer), payload
+    codec = _CODEC_NAMES.get(byte2)
+    if codec is None:
+        raise RelayFrameError(f"encoded relay frame of unknown codec {byte2}")
+    if not payload:
+        raise RelayFrameError("encoded relay frame without a frame")
+    keyframe = bool(flags & _KEYFRAME)
+    return RelayFrameHeader(sequence, capture_us, width, height, 0, layer, codec, keyframe), payload

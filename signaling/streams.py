@@ -28,6 +28,7 @@ from .protocol import (
     ProtocolError,
     Published,
     RelayFrames,
+    RelayKeyframe,
     RoutedMessage,
     StreamEnded,
     StreamInfo,
@@ -41,7 +42,7 @@ from .protocol import (
     check_display_name,
     check_stream_name,
 )
-from .relay import RelayHub, RelayReader, RelayTotals
+from .relay import RelayHub, RelayReader, RelayTotals, Rendition
 from .relayframe import RelayFrameError, parse_relay_frame
 
 
@@ -61,14 +62,18 @@ class Stream:
     relay: RelayHub = field(init=False)
 
     def __post_init__(self) -> None:
-        self.relay = RelayHub(self._relay_demand, self.relay_totals)
+        self.relay = RelayHub(self._relay_demand, self.relay_totals, on_keyframe=self._relay_keyframe)
 
     #: Layer or JPEG-quality changes of this stream's viewers (P2P and relay), for /metrics.
     layer_switches: Counter = field(default_factory=Counter)
 
-    def _relay_demand(self, renditions: list[JpegRendition]) -> None:
+    def _relay_demand(self, jpeg: list[JpegRendition], encoded: list[str]) -> None:
         if self.publisher is not None:
-            self.publisher.send(RelayFrames(jpeg=renditions))
+            self.publisher.send(RelayFrames(jpeg=jpeg, encoded=encoded))
+
+    def _relay_keyframe(self, layer: str, urgent: bool) -> None:
+        if self.publisher is not None:
+            self.publisher.send(RelayKeyframe(layer=layer, urgent=urgent))
 
     def live_message(self) -> StreamLive:
         """What viewers are told when this stream's camera is there."""
@@ -113,6 +118,7 @@ class Stream:
                     "quality": viewer.quality,
                     "layer": viewer.layer,
                     "layer_reason": viewer.layer_reason,
+                    "relay_format": viewer.relay_reader.format if viewer.relay_reader is not None else None,
                     "stats": msgspec.to_builtins(viewer.stats) if viewer.stats else None,
                 }
                 for viewer in self.viewers.values()
@@ -322,23 +328,26 @@ class StreamRegistry:
             self._forget_if_unused(stream)
         return True
 
-    def set_relay(self, conn: Connection, enabled: bool) -> None:
-        """Put a viewer on its stream's relay, or take it off."""
+    def set_relay(self, conn: Connection, enabled: bool, format: str = "jpeg") -> None:
+        """Put a viewer on its stream's relay, reading ``format``, or take it off."""
         stream = self._streams.get(conn.stream or "")
         if stream is None or conn.role != "viewer":
             raise ProtocolError(ErrorCode.WRONG_STATE, "watch a stream before asking for its relay")
+        if enabled and conn.relay_reader is not None and conn.relay_reader.format != format:
+            self.set_relay(conn, False)  # another format: a reader of its own
         if enabled and conn.relay_reader is None:
-            def moved(rendition: JpegRendition, layer: LayerInfo, reason: str) -> None:
-                if conn.layer is not None and (conn.layer, conn.relay_jpeg_quality) != (
-                        rendition.layer, rendition.quality):
+            def moved(rendition: Rendition, layer: LayerInfo, reason: str) -> None:
+                jpeg_quality = rendition.quality if isinstance(rendition, JpegRendition) else None
+                now = (rendition.layer, jpeg_quality)
+                if conn.layer is not None and (conn.layer, conn.relay_jpeg_quality) != now:
                     stream.layer_switches["relay"] += 1
                 conn.layer, conn.layer_reason = rendition.layer, reason
-                conn.relay_jpeg_quality = rendition.quality
+                conn.relay_jpeg_quality = jpeg_quality
                 conn.send(LayerChanged(layer=layer.name, width=layer.width, height=layer.height,
-                                       reason=reason, jpeg_quality=rendition.quality))
+                                       reason=reason, jpeg_quality=jpeg_quality))
 
-            conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, on_rendition=moved,
-                                            backlog=conn.unsent_bytes)
+            conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, format, on_rendition=moved,
+                                            backlog=conn.unsent_bytes, send_now=conn.send_binary_now)
             stream.relay.add(conn.relay_reader, conn.quality, conn.jpeg_quality)
         elif not enabled and conn.relay_reader is not None:
             stream.relay.remove(conn.relay_reader)

@@ -218,7 +218,7 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
     elif isinstance(message, Rename):
         registry.rename(conn, message.name)
     elif isinstance(message, Relay):
-        registry.set_relay(conn, message.enabled)
+        registry.set_relay(conn, message.enabled, message.format)
     elif isinstance(message, (Stats, CameraStatsReport)):
         registry.report_stats(conn, message.stats)
     elif isinstance(message, ChatMessage):

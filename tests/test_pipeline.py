@@ -48,7 +48,7 @@ async def test_jpeg_renditions_are_encoded_once_each_for_what_relay_readers_aske
     pipeline = MediaPipeline(TestPatternSource(320, 240, 30), layers, "vp8", asyncio.get_running_loop())
     frames: list[tuple[str, int, bytes]] = []
     pipeline.relay_sink = lambda layer, quality, frame: frames.append((layer, quality, frame))
-    pipeline.set_jpeg_renditions({("240p", 80), ("120p", 50), ("120p", 90)})
+    pipeline.set_relay_renditions({("240p", 80), ("120p", 50), ("120p", 90)}, set())
     pipeline.start()
     try:
         await until(lambda: len({(layer, q) for layer, q, _ in frames}) == 3 and len(frames) > 30, 5,
@@ -59,7 +59,7 @@ async def test_jpeg_renditions_are_encoded_once_each_for_what_relay_readers_aske
                 (320, 240, quality) if layer == "240p" else (160, 120, quality))
             assert header.layer == (0 if layer == "240p" else 1)
         assert all(s.frames_encoded == 0 for s in pipeline.layer_stats())  # JPEG only: no video encoder
-        pipeline.set_jpeg_renditions(set())
+        pipeline.set_relay_renditions(set(), set())
         await asyncio.sleep(0.2)
         count = len(frames)
         await asyncio.sleep(0.3)

@@ -46,19 +46,21 @@ def test_a_layer_encoder_runs_only_while_someone_is_on_it(cluster):
     wait_until(lambda: not layer_stats(cluster)["480p"]["active"], 10, "480p to stop")
 
 
-def test_relay_viewers_pick_a_layer_and_a_jpeg_quality(cluster):
+def test_relay_viewers_pick_a_layer_and_a_format(cluster):
     cluster.start_server()
     cluster.start_camera("hd", "--width", "1280", "--height", "720")
-    viewers = [cluster.start_viewer("hd", "--mode", "relay", "--quality", "480p", "--jpeg-quality", "60",
-                                    "--duration", "2"),
+    viewers = [cluster.start_viewer("hd", "--mode", "relay", "--relay-format", "jpeg", "--quality", "480p",
+                                    "--jpeg-quality", "60", "--duration", "2"),
                cluster.start_viewer("hd", "--mode", "relay", "--quality", "360p", "--duration", "2")]
     def renditions() -> list:
         return (cluster.api("/api/streams/hd") or {}).get("relay", {}).get("renditions", [])
 
     wait_until(lambda: len(renditions()) == 2, 20, "two relay renditions")
-    assert sorted((r["layer"], r["jpeg_quality"]) for r in renditions()) == [("360p", 80), ("480p", 60)]
+    assert sorted((r["layer"], r["format"], r.get("jpeg_quality")) for r in renditions()) == [
+        ("360p", "encoded", None), ("480p", "jpeg", 60)]
     first, second = (v.summary(timeout=60) for v in viewers)
     assert (first["mode"], first["width"], first["height"], first["layer"]) == ("relay", 854, 480, "480p")
+    assert (first["relay_format"], second["relay_format"]) == ("jpeg", "encoded")
     assert (second["width"], second["height"], second["layer"]) == (640, 360, "360p")
     assert "JPEG q60" in viewers[0].log()
 

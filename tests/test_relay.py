@@ -1,4 +1,5 @@
-"""The relay (signaling/relay.py, mjpeg.py, peers' JPEG stage): JPEG over WebSocket and HTTP."""
+"""The relay (signaling/relay.py, mjpeg.py, the camera's relay frames): encoded and JPEG frames
+over WebSocket, JPEG over HTTP."""
 
 from __future__ import annotations
 
@@ -13,31 +14,78 @@ import urllib.error
 import urllib.request
 
 import aiohttp
+import av
 import cv2
 import numpy as np
 
-from signaling.relayframe import parse_relay_frame
+from peers.frame import luma_plane
+from peers.testpattern import read_stamp
+from signaling.protocol import JpegRendition, LayerInfo
+from signaling.relay import GOP_REUSE_SECONDS, MAX_QUEUED_FRAMES, RelayHub, RelayReader, RelayTotals
+from signaling.relayframe import RelayFrameHeader, parse_relay_frame
 
 from .conftest import assert_plays, get_json, wait_until
 
 
-class StalledWebSocket:
-    """A relay viewer that never reads: a raw socket that says watch + relay, then stops."""
+class RawRelayViewer:
+    """A relay viewer on a raw socket, so that it can stop reading (an aiohttp client reads its
+    socket all the time): says watch + relay, then reads only when told to. A small receive
+    buffer makes the server see at once that it stopped (but slows it down for good)."""
 
-    def __init__(self, port: int, stream: str) -> None:
+    def __init__(self, port: int, stream: str, format: str = "jpeg", quality: str = "auto",
+                 small_buffer: bool = True) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        if small_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        for message in ({"type": "watch", "stream": stream}, {"type": "relay", "enabled": True}):
+        for message in ({"type": "watch", "stream": stream, "quality": quality},
+                        {"type": "relay", "enabled": True, "format": format}):
             self._send_text(json.dumps(message).encode())
+        self._buffer = b""
+        self._upgraded = False
 
     def _send_text(self, payload: bytes) -> None:
         mask = os.urandom(4)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         self.sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked)
+
+    def read_frames(self, seconds: float) -> list[tuple[float, bytes]]:
+        """The relay frames (binary messages) that arrive within ``seconds``, with arrival times."""
+        frames, deadline = [], time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            assert data, "the server closed the socket"
+            self._buffer += data
+            frames += [(time.time(), payload) for opcode, payload in self._messages() if opcode == 2]
+        return frames
+
+    def _messages(self) -> list[tuple[int, bytes]]:
+        if not self._upgraded:
+            head, found, rest = self._buffer.partition(b"\r\n\r\n")
+            if not found:
+                return []
+            assert head.startswith(b"HTTP/1.1 101"), head
+            self._buffer, self._upgraded = rest, True
+        messages = []
+        while len(self._buffer) >= 2:
+            opcode, length, start = self._buffer[0] & 0x0F, self._buffer[1] & 0x7F, 2
+            if length >= 126:
+                size = 2 if length == 126 else 8
+                if len(self._buffer) < 2 + size:
+                    break
+                length, start = int.from_bytes(self._buffer[2:2 + size], "big"), 2 + size
+            if len(self._buffer) < start + length:
+                break
+            messages.append((opcode, self._buffer[start:start + length]))
+            self._buffer = self._buffer[start + length:]
+        return messages
 
     def close(self) -> None:
         self.sock.close()
@@ -88,24 +136,29 @@ def test_forced_relay_viewer_gets_frames_with_latency(cluster):
     assert summary["bitrate_kbps"] > 0 and summary["time_to_first_frame_ms"] > 0
 
 
-def test_camera_sends_jpeg_only_while_someone_is_on_the_relay(cluster):
+def test_camera_sends_relay_frames_only_while_someone_reads_them(cluster):
     cluster.start_server()
     camera = cluster.start_camera()
 
     def relay_lines() -> list[str]:
-        """What the camera logged about its JPEG renditions: "480p JPEG q80", "stopped"."""
+        """What the camera logged about its relay renditions: "480p JPEG q80", "480p encoded", "stopped"."""
         return [line.split("relay: ", 1)[1] for line in camera.log().splitlines() if " relay: " in line]
 
-    assert not any("JPEG" in line for line in relay_lines())
-    cluster.start_viewer("test", "--mode", "relay", "--duration", "1").summary(timeout=30)
+    assert not relay_lines()
+    jpeg = cluster.start_viewer("test", "--mode", "relay", "--relay-format", "jpeg", "--duration", "1")
+    jpeg.summary(timeout=30)
     wait_until(lambda: any("JPEG q" in line for line in relay_lines()) and relay_lines()[-1] == "stopped", 5,
                "the camera to encode JPEG for the relay viewer, then stop")
+    cluster.start_viewer("test", "--mode", "relay", "--duration", "1").summary(timeout=30)
+    wait_until(lambda: relay_lines()[-2:] == ["480p encoded", "stopped"], 5,
+               "the camera to send its encoded frames to the relay viewer, then stop")
+    assert not any("JPEG" in line for line in relay_lines()[-2:])
 
 
 def test_twenty_relay_viewers_keep_getting_frames_beside_one_that_reads_nothing(cluster):
     server = cluster.start_server()
     cluster.start_camera("big", "--width", "1280", "--height", "720")
-    stalled = StalledWebSocket(cluster.port, "big")
+    stalled = RawRelayViewer(cluster.port, "big")
     try:
         def relay() -> dict:
             return get_json(f"{cluster.url}/api/streams/big")["relay"]
@@ -196,3 +249,228 @@ def test_relay_frame_rate_cap_and_quality(cluster):
     assert 0 < results[0]["fps"] <= 12.5, results
     with urllib.request.urlopen(f"{cluster.url}/streams/test/snapshot.jpg", timeout=10) as response:
         assert len(response.read()) < 25_000  # quality 30: well under the ~36 kB of quality 80
+
+
+# -- the hub's encoded slots, with real readers on the event loop ---------------------
+
+LAYERS = [LayerInfo(name="480p", width=640, height=480, fps=30),
+          LayerInfo(name="240p", width=320, height=240, fps=30)]
+
+
+class Camera:
+    """What the hub asks of the camera (relay-frames, relay-keyframe), and encoded frames to publish."""
+
+    def __init__(self) -> None:
+        self.demand: tuple[list, list[str]] = ([], [])
+        self.keyframe_requests: list[tuple[str, bool]] = []
+        self.sequence = {0: 0, 1: 0}
+
+    def frame(self, keyframe: bool = False, layer: int = 0, skip: int = 0) -> bytes:
+        """The next encoded frame of ``layer`` (``skip``: as if that many were never sent)."""
+        self.sequence[layer] += skip
+        header = RelayFrameHeader(self.sequence[layer], int(time.time() * 1e6), LAYERS[layer].width,
+                                  LAYERS[layer].height, layer=layer, codec="vp8", keyframe=keyframe)
+        self.sequence[layer] += 1
+        return header.pack(b"K" if keyframe else b"d")
+
+
+def make_hub(camera: Camera) -> RelayHub:
+    hub = RelayHub(lambda jpeg, encoded: setattr(camera, "demand", (jpeg, encoded)), RelayTotals(),
+                   on_keyframe=lambda layer, urgent: camera.keyframe_requests.append((layer, urgent)))
+    hub.camera_arrived(LAYERS, 80)
+    return hub
+
+
+class Reader:
+    """A relay reader whose deliveries can be held up (a slow socket), recording what it got."""
+
+    def __init__(self, hub: RelayHub, name: str, quality: str = "auto", format: str = "encoded") -> None:
+        self.got: list[tuple[int, int, bool]] = []  # (layer, sequence, keyframe)
+        self.layers: list[tuple[str, str]] = []  # (layer, reason) from each move
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.reader = RelayReader(name, self._deliver, format, on_rendition=self._moved)
+        hub.add(self.reader, quality)
+
+    def _moved(self, rendition: object, layer: LayerInfo, reason: str) -> None:
+        self.layers.append((layer.name, reason))
+
+    async def _deliver(self, frame: bytes) -> None:
+        await self.flowing.wait()
+        header, _ = parse_relay_frame(frame)
+        self.got.append((header.layer, header.sequence, header.keyframe))
+
+
+async def settle() -> None:
+    """Let the readers' delivery tasks run (they only wait on the event loop here)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_newcomer_starts_at_the_last_keyframe_when_recent_else_at_one_it_asks_for():
+    camera = Camera()
+    hub = make_hub(camera)
+    first = Reader(hub, "first")
+    assert camera.demand == ([], ["480p"]) and camera.keyframe_requests == [("480p", True)]
+    for keyframe in (True, False, False):
+        hub.publish(camera.frame(keyframe))
+    late = Reader(hub, "late")  # the keyframe is fresh: from it, with the frames since, at once
+    hub.publish(camera.frame())
+    await settle()
+    assert first.got == late.got == [(0, 0, True), (0, 1, False), (0, 2, False), (0, 3, False)]
+    assert camera.keyframe_requests == [("480p", True)]  # nobody had to ask again
+
+    await asyncio.sleep(GOP_REUSE_SECONDS)
+    later = Reader(hub, "later")  # too long since the keyframe: it waits for the next
+    hub.publish(camera.frame())
+    await settle()
+    assert later.got == [] and camera.keyframe_requests[-1] == ("480p", True)
+    hub.publish(camera.frame(keyframe=True))
+    await settle()
+    assert later.got == [(0, 5, True)] and first.got[-2:] == [(0, 4, False), (0, 5, True)]
+
+
+async def test_keyframe_requests_of_many_readers_are_merged():
+    camera = Camera()
+    hub = make_hub(camera)
+    readers = [Reader(hub, f"r{i}") for i in range(20)]
+    for _ in range(10):  # deltas while they all wait: one urgent request, repeated at most every 0.25 s
+        hub.publish(camera.frame())
+    assert camera.keyframe_requests == [("480p", True)]
+    hub.publish(camera.frame(keyframe=True))
+    await settle()
+    assert all(r.got == [(0, 10, True)] for r in readers)
+
+
+async def test_a_reader_that_falls_behind_drops_to_the_next_keyframe_without_delaying_the_others():
+    camera = Camera()
+    hub = make_hub(camera)
+    quick, slow = Reader(hub, "quick"), Reader(hub, "slow")
+    hub.publish(camera.frame(keyframe=True))
+    await settle()
+    slow.flowing.clear()  # its socket takes nothing more
+    for _ in range(MAX_QUEUED_FRAMES + 5):
+        hub.publish(camera.frame())
+        await settle()
+    assert [seq for _, seq, _ in quick.got] == list(range(MAX_QUEUED_FRAMES + 6))  # every one, in order
+    assert slow.reader.slot.waiting == "behind" and len(slow.reader.slot._queue) == 0  # holds nothing
+    assert camera.keyframe_requests[-1] == ("480p", False)  # like a PLI: at most once a second
+    slow.flowing.set()
+    hub.publish(camera.frame())  # not decodable without what it missed: not sent
+    hub.publish(camera.frame(keyframe=True))
+    hub.publish(camera.frame())
+    await settle()
+    after = slow.got[slow.got.index((0, 1, False)) + 1:] if (0, 1, False) in slow.got else slow.got[1:]
+    keyframe_at = [k for _, _, k in after].index(True)
+    resumed = after[keyframe_at:]
+    assert resumed == [(0, MAX_QUEUED_FRAMES + 7, True), (0, MAX_QUEUED_FRAMES + 8, False)]
+    assert slow.reader.frames_skipped > MAX_QUEUED_FRAMES
+
+
+async def test_a_frame_the_camera_never_sent_makes_readers_wait_for_a_keyframe():
+    camera = Camera()
+    hub = make_hub(camera)
+    reader = Reader(hub, "r")
+    hub.publish(camera.frame(keyframe=True))
+    hub.publish(camera.frame())
+    await settle()
+    hub.publish(camera.frame(skip=1))  # frame 2 was lost between the camera and the server
+    hub.publish(camera.frame())
+    hub.publish(camera.frame(keyframe=True))
+    await settle()
+    assert reader.got == [(0, 0, True), (0, 1, False), (0, 5, True)]
+    assert camera.keyframe_requests[-1] == ("480p", False)
+
+
+async def test_an_encoded_reader_moves_to_another_layer_at_its_keyframe():
+    camera = Camera()
+    hub = make_hub(camera)
+    reader = Reader(hub, "r", quality="480p")
+    hub.publish(camera.frame(keyframe=True))
+    await settle()
+    hub.choose(reader.reader, "240p", None)
+    assert camera.demand == ([], ["480p", "240p"])  # both, until the new layer's keyframe
+    assert camera.keyframe_requests[-1] == ("240p", True)
+    hub.publish(camera.frame(layer=1))  # a delta of the new layer: not decodable from here
+    hub.publish(camera.frame())  # the old layer goes on meanwhile
+    await settle()
+    hub.publish(camera.frame(keyframe=True, layer=1))
+    hub.publish(camera.frame())  # the old layer's frames no longer go to it
+    hub.publish(camera.frame(layer=1))
+    await settle()
+    assert reader.got == [(0, 0, True), (0, 1, False), (1, 1, True), (1, 2, False)]
+    assert reader.layers == [("480p", ""), ("240p", "")] and camera.demand == ([], ["240p"])
+
+
+async def test_jpeg_and_encoded_readers_share_a_stream():
+    camera = Camera()
+    hub = make_hub(camera)
+    encoded, jpeg = Reader(hub, "e"), Reader(hub, "j", quality="240p", format="jpeg")
+    assert camera.demand == ([JpegRendition("240p", 80)], ["480p"])
+    hub.publish(camera.frame(keyframe=True))
+    hub.publish(RelayFrameHeader(0, int(time.time() * 1e6), 320, 240, 80, layer=1).pack(b"\xff\xd8jpeg"))
+    await settle()
+    assert encoded.got == [(0, 0, True)] and jpeg.got == [(1, 0, False)]
+    summary = hub.summary()["renditions"]
+    assert {(r["layer"], r["format"], r["readers"]) for r in summary} == {
+        ("240p", "jpeg", 1), ("480p", "encoded", 1)}
+    hub.remove(encoded.reader)
+    hub.remove(jpeg.reader)
+    assert camera.demand == ([], [])
+
+
+# -- the encoded relay, end to end -------------------------------------------------
+
+
+def test_encoded_relay_viewers_get_every_frame_at_about_the_p2p_bitrate_beside_jpeg_readers(cluster):
+    cluster.start_server()
+    cluster.start_camera()
+    first = cluster.start_viewer("test", "--mode", "relay", "--duration", "8", "--warmup", "1")
+    first.wait_for_log("first frame", timeout=20)
+    # A late joiner, a P2P viewer of the same layer, and JPEG readers (a viewer, MJPEG) beside it.
+    late = cluster.start_viewer("test", "--mode", "relay", "--duration", "3")
+    p2p = cluster.start_viewer("test", "--mode", "p2p", "--duration", "5", "--warmup", "1")
+    jpeg = cluster.start_viewer("test", "--mode", "relay", "--relay-format", "jpeg", "--duration", "3")
+    assert _read_mjpeg_parts(f"{cluster.url}/streams/test/mjpeg", seconds=3) > 1
+    encoded, late, p2p, jpeg = (v.summary(timeout=60) for v in (first, late, p2p, jpeg))
+    for summary in (encoded, late):
+        assert_plays(summary, "relay")
+        assert summary["relay_format"] == "encoded" and summary["frames_dropped"] == 0, summary
+    assert late["time_to_first_frame_ms"] < 1000, late  # a newcomer starts at a keyframe at once
+    assert_plays(p2p, "p2p")
+    assert_plays(jpeg, "relay")
+    assert jpeg["relay_format"] == "jpeg", jpeg
+    # The camera's own frames: about the P2P bitrate (JPEG is several times more), every frame.
+    assert encoded["bitrate_kbps"] < 2 * p2p["bitrate_kbps"] < jpeg["bitrate_kbps"], (encoded, p2p, jpeg)
+    assert encoded["fps"] > 0.8 * p2p["fps"], (encoded, p2p)
+
+
+def test_an_encoded_reader_that_stops_reading_resumes_at_a_keyframe_with_whole_pictures(cluster):
+    server = cluster.start_server()
+    cluster.start_camera()
+    reader = RawRelayViewer(cluster.port, "test", "encoded", quality="480p", small_buffer=False)
+    try:
+        frames = reader.read_frames(seconds=1)
+        assert frames, "no encoded relay frame within 1 s"
+        rss_before, rss_most = server_rss_kb(server.proc.pid), 0
+        stall_ends = time.monotonic() + 5  # the scenario: 5 s without reading
+        while time.monotonic() < stall_ends:
+            rss_most = max(rss_most, server_rss_kb(server.proc.pid))
+            time.sleep(0.2)
+        frames += reader.read_frames(seconds=3)
+    finally:
+        reader.close()
+    headers = [parse_relay_frame(data)[0] for _, data in frames]
+    assert headers[0].keyframe and all(h.codec == "vp8" and h.layer == 0 for h in headers)
+    gaps = [i for i in range(1, len(headers)) if headers[i].sequence != headers[i - 1].sequence + 1]
+    assert gaps and all(headers[i].keyframe for i in gaps), "after what it missed, it resumes at a keyframe"
+    # Every picture whole: each decodes, and its test-pattern stamp reads back its header's capture time.
+    decoder = av.CodecContext.create("vp8", "r")
+    for header, (_, data) in zip(headers, frames, strict=True):
+        pictures = decoder.decode(av.Packet(bytes(parse_relay_frame(data)[1])))
+        assert len(pictures) == 1
+        stamp = read_stamp(luma_plane(pictures[0]))
+        assert stamp is not None and abs(stamp.time_ms - header.capture_time_us / 1000) <= 1, header
+    arrived, data = frames[-1]
+    assert arrived - parse_relay_frame(data)[0].capture_time_us / 1e6 < 1.0  # caught up: current again
+    assert rss_most - rss_before < 15_000  # what it did not read was dropped, not kept

@@ -1,7 +1,7 @@
 // Generated from signaling/protocol.py by `python3 -m signaling.protocoljs`: do not edit.
 // tests/test_protocoljs.py fails when this file and the protocol differ.
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Chat limits, in characters; the camera (the chat hub) refuses longer ones. */
 export const MAX_CHAT_TEXT = 500;
@@ -16,7 +16,7 @@ export const MessageType = Object.freeze({
   CAMERA_STATS: 'camera-stats', // Every few seconds, from the camera: its side of the stream.
   CHAT: 'chat', // One stamped chat message, as the camera (the chat hub) sends it to everyone.
   RENAME: 'rename', // A viewer picks another display name (chat, the stream's viewer list).
-  RELAY: 'relay', // A viewer asks for (or leaves) its stream's relay: frames over this socket, at the
+  RELAY: 'relay', // A viewer asks for (or leaves) its stream's relay: frames over this socket, in
   OFFER: 'offer', // SDP offer. Viewers offer (recvonly video + a "chat" data channel).
   ANSWER: 'answer',
   CANDIDATE: 'candidate', // A trickled ICE candidate; ``candidate: null`` means end of candidates.
@@ -32,6 +32,7 @@ export const MessageType = Object.freeze({
   STREAM_LIVE: 'stream-live', // The stream's camera is there: a viewer may offer now.
   STREAM_ENDED: 'stream-ended', // The camera left; viewers stay subscribed and get ``stream-live`` again.
   RELAY_FRAMES: 'relay-frames', // Tells the camera which relay frames to send (none: stop): what relay readers read now.
+  RELAY_KEYFRAME: 'relay-keyframe', // An encoded relay reader needs a keyframe of ``layer``: it is new, it switched layers,
   VIEWER_JOINED: 'viewer-joined', // A viewer came; ``name`` is the one it watched with, the only name it may chat under.
   VIEWER_QUALITY: 'viewer-quality', // A viewer picked another layer (or "auto"): its sender moves at that layer's next keyframe.
   VIEWER_RENAMED: 'viewer-renamed', // A viewer goes by another name from now on (its next chat lines carry it).
