@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import msgspec
 from aiortc import RTCConfiguration
 
+from signaling.config import RecordingConfig
 from signaling.protocol import (
     CameraStats,
     CameraStatsReport,
@@ -75,6 +76,8 @@ class CameraOptions:
     jpeg_quality: int = 80
     #: Cap on relay frames per second (None: every captured frame).
     relay_fps: float | None = None
+    #: Also record the top layer locally, in segments (``peercam camera --record DIR``).
+    recording: RecordingConfig | None = None
 
 
 class CameraPeer:
@@ -114,6 +117,8 @@ class CameraPeer:
         loop = asyncio.get_running_loop()
         self.pipeline = MediaPipeline(self.source, self.layers, self.options.codec, loop,
                                       relay_fps=self.options.relay_fps)
+        if self.options.recording is not None:
+            self.pipeline.record(self.options.recording, self.options.stream)
         self.pipeline.start()
         self._relay = RelaySender(self.pipeline)
         signaling = asyncio.create_task(self._stay_published())
