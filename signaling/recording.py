@@ -27,7 +27,7 @@ from .config import RecordingConfig
 from .protocol import check_stream_name
 from .relay import RelayReader
 from .relayframe import parse_relay_frame
-from .segmentwriter import SEGMENT_NAME, SegmentWriter, segment_start
+from .segmentwriter import SEGMENT_NAME, SegmentWriter, segment_order, segment_start
 from .streams import Stream, StreamRegistry
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,6 @@ class Recordings:
 
     def start(self) -> None:
         """Follow the registry's cameras and start retention (on the running loop)."""
-        self.config.directory.mkdir(parents=True, exist_ok=True)
         self.registry.on_camera.append(self._camera_changed)
         self._loop = asyncio.get_running_loop()
         self._retention_task = self._loop.create_task(self._retention_loop(), name="recording-retention")
@@ -240,7 +239,7 @@ class Recordings:
 
     def _list(self, directory: Path, url_prefix: str) -> list[dict]:
         listed = []
-        for path in sorted(directory.glob("*")):
+        for path in sorted(directory.glob("*"), key=segment_order):
             start = segment_start(path.name)
             if start is None:
                 continue

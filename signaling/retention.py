@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .auth import parse_duration
-from .segmentwriter import segment_start
+from .segmentwriter import segment_order, segment_start
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ class Retention:
                 info = path.stat()
             except FileNotFoundError:
                 continue  # deleted meanwhile
-            segments.append((start.timestamp(), path.name, path, info.st_mtime, info.st_size))
+            segments.append((segment_order(path), path, info.st_mtime, info.st_size))
         segments.sort()
         written_now = sum(p.stat().st_size for p in current if p.exists())
         room = None if self.max_bytes is None else max(0, self.max_bytes - written_now)
-        doomed = Retention(self.max_age, room).expired([(p, mtime, size) for *_, p, mtime, size in segments])
+        doomed = Retention(self.max_age, room).expired([(p, mtime, size) for _, p, mtime, size in segments])
         for path in doomed:
             path.unlink(missing_ok=True)
             log.info("recording retention: deleted %s", path)

@@ -52,6 +52,12 @@ def segment_start(file_name: str) -> datetime.datetime | None:
     return datetime.datetime.strptime(match[1], "%Y-%m-%dT%H-%M-%S").replace(tzinfo=datetime.timezone.utc)
 
 
+def segment_order(path: Path) -> tuple[str, int]:
+    """Sorts segments oldest first (``-34.webm`` before ``-34-1.webm``)."""
+    match = SEGMENT_NAME.fullmatch(path.name)
+    return (match[1], int(match[2] or 0)) if match else (path.name, 0)
+
+
 @dataclass
 class _Frame:
     data: bytes
