@@ -40,6 +40,8 @@ class RecordingTotals:
     """One stream's recording figures, across its cameras' sessions."""
 
     bytes_written: int = 0
+    frames_written: int = 0
+    frames_dropped: int = 0
     segments: int = 0
     errors: int = 0
     error: str | None = None
@@ -70,6 +72,10 @@ class StreamRecorder:
                           header.width, header.height)
         if self.writer.error is not None:
             raise RuntimeError(self.writer.error)  # ends the reader: nothing more to write
+
+    @property
+    def frames_dropped(self) -> int:
+        return self.reader.frames_skipped + self.writer.frames_dropped
 
     async def close(self) -> None:
         """Stop reading; the segment is closed with everything queued in it."""
@@ -181,6 +187,8 @@ class Recordings:
             self._closing.discard(recorder)
             totals = self._totals.setdefault(recorder.stream.name, RecordingTotals())
             totals.bytes_written += recorder.writer.bytes_written
+            totals.frames_written += recorder.writer.frames_written
+            totals.frames_dropped += recorder.frames_dropped
             totals.segments += recorder.writer.segments
 
     def _spawn(self, coroutine: Coroutine) -> None:
@@ -195,14 +203,17 @@ class Recordings:
         totals = self._totals.get(name, RecordingTotals())
         recorder = self._recorders.get(name)
         current = recorder.writer.current if recorder is not None else None
-        working = [r.writer for r in [*self._closing, recorder] if r is not None and r.stream.name == name]
+        working = [r for r in [*self._closing, recorder] if r is not None and r.stream.name == name]
         return {
             "enabled": self.enabled(name),
             "active": recorder is not None and recorder.writer.error is None,
             "layer": recorder.layer if recorder is not None else None,
             "file": current.name if current is not None else None,
-            "bytes_written": totals.bytes_written + sum(w.bytes_written for w in working),
-            "segments": totals.segments + sum(w.segments for w in working),
+            "bytes_written": totals.bytes_written + sum(r.writer.bytes_written for r in working),
+            "frames_written": totals.frames_written + sum(r.writer.frames_written for r in working),
+            # Frames the camera sent that never reached the file: the disk or the relay fell behind.
+            "frames_dropped": totals.frames_dropped + sum(r.frames_dropped for r in working),
+            "segments": totals.segments + sum(r.writer.segments for r in working),
             "errors": totals.errors,
             "error": totals.error,
         }

@@ -99,6 +99,7 @@ class SegmentWriter:
         self.frames_dropped = 0  # never written: the queue was full, or they followed a gap
         self.error: str | None = None
         self.current: Path | None = None
+        self._segment_frames = 0  # written into the current segment
         self._queue: queue.Queue[_Frame | None | str] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"record-{stream}", daemon=True)
         self._thread.start()
@@ -183,6 +184,7 @@ class SegmentWriter:
                 packet.is_keyframe = item.keyframe
                 container.mux(packet)
                 self.frames_written += 1
+                self._segment_frames += 1
                 self.bytes_written += len(item.data)
             except (OSError, av.FFmpegError) as exc:
                 self._fail(exc)
@@ -198,7 +200,7 @@ class SegmentWriter:
                 break
             path = self.directory / f"{started}-{suffix}.{extension}"
         container = av.open(str(path), mode="w", format=muxer, options=dict(options))
-        self.current = path
+        self.current, self._segment_frames = path, 0
         self.segments += 1
         stream = container.add_stream(self.codec)
         stream.width, stream.height = first.width, first.height
@@ -215,6 +217,7 @@ class SegmentWriter:
             container.close()
         except (OSError, av.FFmpegError) as exc:
             self._fail(exc)
+        log.info("closed %s: %d frames", path, self._segment_frames)
         if path is not None and self._on_segment is not None:
             self._on_segment(path)
         return None
