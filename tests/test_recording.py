@@ -4,6 +4,7 @@ writes plays, through crashes of either, under retention and behind the gate."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 import urllib.error
@@ -42,6 +43,11 @@ def recorded(path: Path) -> tuple[list[Stamp], bool]:
     return stamps, bool(first_key)
 
 
+def closed_segments(log: str) -> dict[str, int]:
+    """The frames each closed segment holds, from the writer's log line."""
+    return {m[1]: int(m[2]) for m in re.finditer(r"closed \S+/([^/\s]+): (\d+) frames", log)}
+
+
 def http(method: str, url: str, token: str | None = None, body: dict | None = None,
          headers: dict | None = None) -> tuple[int, dict, bytes]:
     headers = dict(headers or {})
@@ -76,12 +82,14 @@ def wait_closed(cluster, stream: str = "cam", timeout: float = 15) -> list[dict]
 @pytest.mark.parametrize("codec,extension", [("vp8", "webm"), ("h264", "mp4")])
 def test_a_recorded_stream_is_kept_in_segments_that_decode_in_full(cluster, tmp_path, codec, extension):
     directory = tmp_path / "rec"
-    cluster.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "5")
+    server = cluster.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "5")
     camera = cluster.start_camera("cam", "--codec", codec)
     wait_until(lambda: len(segments(cluster)) >= 3 and segments(cluster)[-1]["size"] > 100_000, 40,
                "12 s of recording")
+    sent = cluster.api("/api/streams/cam")["relay"]["frames_in"]  # by the camera, so far
     camera.kill(signal.SIGINT)
     listed = wait_closed(cluster)
+    written = closed_segments(server.log())
 
     paths = files(directory)
     assert [p.name for p in paths] == [s["file"] for s in listed]
@@ -90,7 +98,7 @@ def test_a_recorded_stream_is_kept_in_segments_that_decode_in_full(cluster, tmp_
     for path, entry in zip(paths, listed, strict=True):
         stamps, starts_on_keyframe = recorded(path)
         assert starts_on_keyframe, path.name
-        assert ffprobe_frames(path) == len(stamps) > 0, path.name
+        assert ffprobe_frames(path) == len(stamps) == written[path.name] > 0, path.name
         assert entry["size"] == path.stat().st_size
         span = (stamps[-1].time_ms - stamps[0].time_ms) / 1000
         assert span <= entry["duration"] <= span + 0.2, (entry, span)
@@ -99,10 +107,9 @@ def test_a_recorded_stream_is_kept_in_segments_that_decode_in_full(cluster, tmp_
             late = [s for s in stamps if s.time_ms - stamps[0].time_ms >= 5000]
             assert span >= 4.9 and len(late) <= 31, (entry, len(late))
         numbers += [s.frame for s in stamps]
-    # In order, none twice, and at least 95% of the frames the camera captured meanwhile.
+    # In order, none twice, and every frame the camera sent (its later ones too).
     assert numbers == sorted(set(numbers))
-    sent = numbers[-1] - numbers[0] + 1
-    assert len(numbers) >= 0.95 * sent, (len(numbers), sent)
+    assert len(numbers) >= sent, (len(numbers), sent)
 
 
 def test_recording_starts_and_stops_through_the_api_while_viewers_watch(cluster, tmp_path):
@@ -148,14 +155,12 @@ def test_a_killed_server_leaves_whole_segments_and_a_cut_one_playing_to_its_last
 
     paths = files(directory)
     assert len(paths) >= 3
+    written = closed_segments(server.log())
     recordings = [recorded(path)[0] for path in paths]
     for path, stamps in zip(paths[:-1], recordings[:-1], strict=True):
-        numbers = [s.frame for s in stamps]
-        assert len(numbers) >= 0.95 * (numbers[-1] - numbers[0] + 1), path.name
-        assert ffprobe_frames(path) == len(stamps)
-    # Each segment takes up where the one before stopped.
-    for before, after in zip(recordings, recordings[1:], strict=False):
-        assert after[0].frame - before[-1].frame <= 3
+        assert ffprobe_frames(path) == len(stamps) == written[path.name], path.name  # in full
+    numbers = [s.frame for stamps in recordings for s in stamps]
+    assert numbers == sorted(set(numbers))
     cut = recordings[-1]
     assert ffprobe_frames(paths[-1]) == len(cut) > 0
     assert cut[-1].time_ms / 1000 >= killed_at - 2.0, (cut[-1], killed_at)
@@ -286,9 +291,11 @@ def test_a_camera_records_its_own_encoder_in_the_same_segments(cluster, tmp_path
                "two closed segments on the camera")
     camera.kill(signal.SIGINT)
     camera.proc.wait(10)
+    written = closed_segments(camera.log())
     numbers = []
     for path in files(directory):
         stamps, starts_on_keyframe = recorded(path)
-        assert path.suffix == ".webm" and starts_on_keyframe and ffprobe_frames(path) == len(stamps)
+        assert path.suffix == ".webm" and starts_on_keyframe, path.name
+        assert ffprobe_frames(path) == len(stamps) == written[path.name] > 0, path.name
         numbers += [s.frame for s in stamps]
-    assert numbers == sorted(set(numbers)) and len(numbers) >= 0.95 * (numbers[-1] - numbers[0] + 1)
+    assert numbers == sorted(set(numbers))
