@@ -349,12 +349,14 @@ class Camera:
     ``send(image)`` takes numpy BGR pictures from any thread, never blocks (the newest
     wins) and scales them to the camera's size. ``width``/``height``: the size published
     (pushed frames: 640x480 unless given; a source keeps its own shape within them).
+    ``recording``: also record the top layer here, in segments (``peercam camera --record``).
     """
 
     def __init__(self, server: str, stream: str, *, width: int | None = None, height: int | None = None,
                  fps: float = 30.0, source: str | None = None, name: str = "", token: str = "",
                  codec: str = "vp8", layers: str = "auto", bitrate: int | None = None,
-                 jpeg_quality: int = 80, ice: IceOptions | None = None, ca_file: str | None = None) -> None:
+                 jpeg_quality: int = 80, ice: IceOptions | None = None, ca_file: str | None = None,
+                 recording: RecordingConfig | None = None) -> None:
         if source is None:
             self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
             video: VideoSource = self._push
@@ -363,7 +365,8 @@ class Camera:
             video = open_source(source, width, height, fps)
         self._peer = CameraPeer(CameraOptions(server=server, stream=stream, codec=codec, layers=layers,
                                               bitrate=bitrate, jpeg_quality=jpeg_quality, name=name,
-                                              token=token, ca_file=ca_file, ice=ice or IceOptions()), video)
+                                              token=token, ca_file=ca_file, ice=ice or IceOptions(),
+                                              recording=recording), video)
         self._task: asyncio.Task | None = None
 
     @property
