@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 _RETENTION_EVERY = 60.0
 
 
+class SegmentBusy(Exception):
+    """A segment that is being written cannot be deleted."""
+
+
 @dataclass
 class RecordingTotals:
     """One stream's recording figures, across its cameras' sessions."""
@@ -278,10 +282,10 @@ class Recordings:
         return probe.duration
 
     async def delete(self, name: str, file: str) -> None:
-        """Remove one segment; FileNotFoundError if there is none, PermissionError while it is written."""
+        """Remove one segment; FileNotFoundError if there is none, SegmentBusy while it is written."""
         path = self.segment_path(name, file)
         if self.writing(path):
-            raise PermissionError(f"{file} is being recorded: stop the recording first")
+            raise SegmentBusy(f"{file} is being recorded: stop the recording first")
         await asyncio.to_thread(path.unlink)
         self._probes.pop(path, None)
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from .appkeys import RECORDINGS
 from .gate import GRANT, Access, requires
 from .protocol import ProtocolError, check_stream_name
-from .recording import Recordings
+from .recording import Recordings, SegmentBusy
 
 routes = web.RouteTableDef()
 
@@ -99,6 +99,6 @@ async def delete_recording(request: web.Request) -> web.Response:
         await recordings.delete(name, file)
     except FileNotFoundError:
         raise web.HTTPNotFound(text="no such recording\n") from None
-    except PermissionError as exc:
+    except SegmentBusy as exc:
         raise web.HTTPConflict(text=f"{exc}\n") from None
     return web.json_response({"file": file, "deleted": True})

@@ -71,9 +71,10 @@ class _Frame:
 class SegmentWriter:
     """One stream's segments in ``directory/stream``: a new one every ``segment_seconds``
     (at the first keyframe after, which ``request_keyframe`` asks for), and whenever the
-    picture changes size or ``cut()`` says the video broke off (the camera left).
+    picture changes size. One writer records one camera session: a camera that comes
+    back gets a new writer, so a gap in the video is a gap between files.
 
-    ``write``, ``cut`` and ``request_keyframe`` belong to one thread (the caller's);
+    ``write``, ``gap`` and ``request_keyframe`` belong to one thread (the caller's);
     ``close`` waits for every queued frame to be written.
     """
 
@@ -100,7 +101,7 @@ class SegmentWriter:
         self.error: str | None = None
         self.current: Path | None = None
         self._segment_frames = 0  # written into the current segment
-        self._queue: queue.Queue[_Frame | None | str] = queue.Queue()
+        self._queue: queue.Queue[_Frame | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"record-{stream}", daemon=True)
         self._thread.start()
 
@@ -138,12 +139,6 @@ class SegmentWriter:
         self._wait_for_keyframe = True
         self._ask_keyframe()
 
-    def cut(self) -> None:
-        """The video broke off (the camera left): the segment ends here; the next frame
-        (a keyframe) starts another."""
-        self._segment_began, self._size, self._wait_for_keyframe = None, None, True
-        self._queue.put("cut")
-
     def close(self) -> None:
         """Write what is queued, close the segment, and stop the thread (blocks until done)."""
         self._queue.put(None)
@@ -162,12 +157,9 @@ class SegmentWriter:
         while True:
             item = self._queue.get()
             try:
-                if item is None or item == "cut":
-                    container = self._finish(container)
-                    if item is None:
-                        return
-                    continue
-                assert isinstance(item, _Frame)
+                if item is None:
+                    self._finish(container)
+                    return
                 if self.error is not None:
                     continue
                 if item.new_segment or container is None:
