@@ -1,7 +1,8 @@
 // A stream's recordings on the player page: the REC indicator while the server records
 // it, and the list of its segments, each played in a <video> of its own below the live
 // picture, which goes on untouched. The signaling protocol says nothing of recording, so
-// both come from the API, polled every few seconds.
+// both come from the API: the stream's state polled every few seconds, its segments
+// read again when that state shows a segment began or ended.
 
 const REFRESH_MS = 3000;
 
@@ -15,6 +16,7 @@ export class Recordings {
   #empty = document.getElementById('recordings-empty');
   #video = document.getElementById('recording-video');
   #rows = new Map(); // file -> its <li>
+  #listedFile; // the file being written when the list was read (undefined: not read yet)
 
   /** token: the page's ?token= (under --auth all), sent with every request. */
   constructor(streamName, token) {
@@ -28,20 +30,37 @@ export class Recordings {
   }
 
   async #refresh() {
-    // A server that is away keeps what is on screen until it answers again.
-    await Promise.allSettled([this.#refreshIndicator(), this.#refreshList()]);
-    setTimeout(() => this.#refresh(), REFRESH_MS);
+    try {
+      const recording = await this.#recordingState();
+      this.#showIndicator(recording);
+      // Listing reads the stream's directory on the server: only when a segment begins or
+      // ends (the file being written changes), not on every poll of every viewer.
+      const file = recording?.file ?? null;
+      if (file !== this.#listedFile) {
+        await this.#refreshList();
+        this.#listedFile = file;
+      }
+    } catch {
+      // The server is away: keep what is on screen until it answers again.
+    } finally {
+      setTimeout(() => this.#refresh(), REFRESH_MS);
+    }
   }
 
-  async #refreshIndicator() {
+  /** The stream's `recording`; null when it is not live (404) or the server records nothing. */
+  async #recordingState() {
     const response = await this.#get(`/api/streams/${encodeURIComponent(this.#streamName)}`);
-    // 404: the camera is not live, so nothing is being recorded.
-    const recording = response.ok ? (await response.json()).recording : null;
+    return response.ok ? (await response.json()).recording : null;
+  }
+
+  #showIndicator(recording) {
     const error = recording?.error ?? null;
     this.#indicator.hidden = !recording?.active && error === null;
     this.#indicator.dataset.state = error === null ? 'recording' : 'error';
-    this.#indicator.textContent = error === null ? 'REC' : `REC stopped: ${error}`;
-    this.#indicator.title = error ?? `recording ${recording?.layer ?? ''} into ${recording?.file ?? ''}`;
+    this.#indicator.title = error ?? 'recorded on the server';
+    const text = error === null ? 'REC' : `REC stopped: ${error}`;
+    // Rewritten only when it changes: it is a live region.
+    if (this.#indicator.textContent !== text) this.#indicator.textContent = text;
   }
 
   async #refreshList() {
@@ -71,8 +90,10 @@ export class Recordings {
       }
       row.querySelector('.recording-duration').textContent = segment.recording
         ? 'recording now' : formatDuration(segment.duration);
-      row.querySelector('.recording-size').textContent = formatSize(segment.size);
-      if (this.#list.children[index] !== row) this.#list.insertBefore(row, this.#list.children[index] ?? null);
+      // The one being written grows: its size would be stale at once.
+      row.querySelector('.recording-size').textContent = segment.recording ? '' : formatSize(segment.size);
+      const here = this.#list.children[index] ?? null;
+      if (here !== row) this.#list.insertBefore(row, here);
     });
     this.#empty.hidden = segments.length > 0;
   }
