@@ -2,7 +2,8 @@
 // [&name=NAME]: follows one stream through the signaling server and plays it whenever its
 // camera is live, recovering from camera and server restarts, with a chat beside it. The
 // viewer picks the quality layer (or auto: follow the network) and, on the relay, its
-// JPEG quality. For tests, ?connect_timeout=S and ?p2p_retry=S tune auto mode.
+// JPEG quality. Below, the stream's recordings on the server (recordings.js). For tests,
+// ?connect_timeout=S and ?p2p_retry=S tune auto mode.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling.js';
@@ -19,6 +20,7 @@ import {
   layersOf,
 } from './layers.js';
 import { QualityMenu } from './quality-menu.js';
+import { Recordings } from './recordings.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
@@ -449,7 +451,8 @@ const streamName = streamNameFromPath();
 const view = new PlayerView();
 view.showStreamName(streamName);
 const qualityMenu = new QualityMenu();
-const player = new Player(streamName, optionsFromQuery(location.search), {
+const options = optionsFromQuery(location.search);
+const player = new Player(streamName, options, {
   view,
   statsPanel: new StatsPanel(),
   qualityMenu,
@@ -465,6 +468,7 @@ qualityMenu.onPicked((quality) => {
   remember('quality', quality);
 });
 player.start();
+new Recordings(streamName, options.token).start();
 
 // For tests and the curious: window.peercam.state(), .stats(), .mode() ('p2p' or 'relay'),
 // .layer() (the layer of the path in use: {layer, width, height, reason, jpegQuality,
