@@ -36,7 +36,7 @@ RUNS = {
     "fanout": ("fanout.py", [], ["--viewers", "1,8,32", "--baseline-viewers", "1,4", "--seconds", "3"]),
     "latency": ("latency.py", [], ["--quick"]),
     "relay": ("relay.py", ["--clients", "50,100,200", "--seconds", "8"],
-              ["--clients", "200", "--seconds", "3"]),
+              ["--clients", "200", "--seconds", "3", "--compare-viewers", "1", "--repeats", "1"]),
     # Its fan-out rows (--parts fanout) would repeat bench/fanout.py's above.
     "layers": ("layers.py", ["--parts", "cpu,timeline,switch"],
                ["--quick", "--parts", "cpu,timeline,switch"]),
@@ -110,9 +110,12 @@ def draw(results: dict, about: dict, path: Path) -> None:
     latency.grid(axis="y", alpha=0.3)
 
     rows = (results.get("relay") or {}).get("rows", [])
-    clients = [r["clients"] for r in rows]
-    relay.plot(clients, [r["fps_min"] for r in rows], "o-", label="slowest client fps")
-    relay.plot(clients, [r["server_cpu_pct"] for r in rows], "s--", label="server CPU, % of one core")
+    for fmt in dict.fromkeys(r.get("format", "jpeg") for r in rows):
+        mine = [r for r in rows if r.get("format", "jpeg") == fmt]
+        clients = [r["clients"] for r in mine]
+        relay.plot(clients, [r["fps_min"] for r in mine], "o-", label=f"{fmt}: slowest client fps")
+        relay.plot(clients, [r["server_cpu_pct"] for r in mine], "s--",
+                   label=f"{fmt}: server CPU, % of one core")
     relay.set(title="WebSocket relay", xlabel="relay clients", ylim=(0, 60))
     relay.legend(fontsize=8)
     relay.grid(alpha=0.3)

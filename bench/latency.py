@@ -5,25 +5,28 @@ Glass-to-glass latency and time to first picture, one viewer at a time, 640x480@
 Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
 
 - latency p50/p95 of the Python CLI viewer (P2P, relay) and of the page in Chromium
-  (P2P, relay). The camera stamps its wall clock into each frame at capture (pixels
+  (P2P, and the relay in each format: the camera's encoded frames through WebCodecs,
+  and JPEG). The camera stamps its wall clock into each frame at capture (pixels
   for P2P, the relay header for the relay); one machine, one clock. Where "glass" is
   on the viewer's side: CLI P2P, when aiortc hands over the decoded frame (each frame
   goes to the decoder once its last packet is in, see peers/framereceiver.py); CLI
-  relay, when the WebSocket message arrives (the CLI does not decode the JPEG unless it
-  records or shows it); page P2P, in the video element's frame callback after reading
-  the stamp; page relay, once the JPEG is drawn on the canvas. Page samples come from
-  window.peercam.latencies(), pooled over --runs fresh page loads for P2P (per frame,
-  P2P latency falls on the compositor's 60 Hz ticks, ~16 ms apart, in a mix each load
-  settles into) and 3 for the relay;
-- time to first frame: the page (P2P) from the start of page.goto to its first frame
-  (the page's own clock), p50 of --runs fresh page loads (a new browser context each);
+  relay, when the frame is decoded (encoded, the default; the CLI decodes JPEG only
+  when it records or shows it); page P2P, in the video element's frame callback after
+  reading the stamp; page relay, once the picture (VideoDecoder's output, or the decoded
+  JPEG) is drawn on the canvas. Page samples come from window.peercam.latencies(),
+  pooled over --runs fresh page loads each (per frame, P2P latency falls on the
+  compositor's 60 Hz ticks, ~16 ms apart, in a mix each load settles into);
+- time to first frame: the page (P2P, relay encoded, relay JPEG) from the start of
+  page.goto to its first frame (the page's own clock), p50 of --runs fresh page loads
+  (a new browser context each; the two relay formats take turns);
   the CLI viewer from process spawn to its "first frame" line on stderr, p50 of --runs
   runs, beside the figure the CLI itself reports, which starts in main() after Python
   has started and imported everything;
 - fallback: the page in auto mode with ?connect_timeout=S while UDP is dropped between
   viewer and camera (two network namespaces and iptables, see netns.py; needs root),
-  from page.goto to the first relay frame, worst of 3 loads. Skipped, saying why,
-  where namespaces cannot be made.
+  from page.goto to the first relay frame, worst of 3 loads. The server's plain-HTTP
+  LAN origin is treated as secure (a Chromium flag standing in for HTTPS), so the page
+  falls back to the encoded relay. Skipped, saying why, where namespaces cannot be made.
 
 `--only cli-p2p` measures just the first of these, the Python CLI's P2P latency (one
 viewer run of --warmup + --seconds; no Chromium, no root): the quick check for work on
@@ -61,7 +64,6 @@ STARTUP_TIMEOUT = 20.0
 #: Seconds of page samples after each page load's first frame, and the settling before them.
 PAGE_SAMPLE_SECONDS = 2.5
 PAGE_WARMUP_SECONDS = 1.0
-RELAY_PAGE_LOADS = 3
 FALLBACK_PAGE_LOADS = 3
 #: The page keeps one second of samples: read them well within that.
 POLL_SECONDS = 0.25
@@ -70,24 +72,36 @@ ERROR = ": error"
 
 CLI_P2P, CLI_RELAY = "Python CLI p2p latency", "Python CLI relay latency"
 CLI_FROM_SPAWN = "CLI p2p first frame, from process spawn"
-PAGE_P2P, PAGE_RELAY = "Chromium p2p latency", "Chromium relay latency"
+PAGE_P2P = "Chromium p2p latency"
 PAGE_FIRST_FRAME = "Chromium p2p first frame, from page.goto"
+#: The page's relay rows per format (?relay_format=): latency, first frame.
+PAGE_RELAY = {
+    "encoded": ("Chromium relay latency, encoded (WebCodecs)",
+                "Chromium relay first frame, encoded, from page.goto"),
+    "jpeg": ("Chromium relay latency, JPEG", "Chromium relay first frame, JPEG, from page.goto"),
+}
 
 
 def fallback_measurement(connect_timeout: float) -> str:
     return f"Chromium auto, UDP blocked: first relay frame (connect_timeout={connect_timeout:g})"
 
 
-def targets(opts: argparse.Namespace) -> dict[str, tuple[str, float]]:
+def targets(opts: argparse.Namespace, rows: list[Row]) -> dict[str, tuple[str, float]]:
     """The requirement's targets: measurement -> (the figure judged, its bound in ms)."""
-    return {
+    bounds = {
         PAGE_P2P: ("p50", 50.0),
         CLI_RELAY: ("p50", 30.0),
-        PAGE_RELAY: ("p50", 30.0),
+        PAGE_RELAY["encoded"][0]: ("p50", 15.0),
+        PAGE_RELAY["jpeg"][0]: ("p50", 30.0),
         PAGE_FIRST_FRAME: ("p50", 600.0),
         CLI_FROM_SPAWN: ("p50", 400.0),
         fallback_measurement(opts.connect_timeout): ("worst", (opts.connect_timeout + 1) * 1000),
     }
+    # The encoded relay's first frame comes no later than JPEG's, measured in the same run.
+    jpeg_first = next((r for r in rows if r.measurement == PAGE_RELAY["jpeg"][1]), None)
+    if jpeg_first is not None and jpeg_first.value_ms is not None:
+        bounds[PAGE_RELAY["encoded"][1]] = ("p50 (JPEG's p50)", jpeg_first.value_ms)
+    return bounds
 
 
 @dataclass
@@ -196,6 +210,7 @@ class PageRun:
     latencies: list[float]
     mode: str
     fps: float
+    relay_format: str | None
 
 
 def load_page(browser, url: str, sample_seconds: float, first_frame_timeout: float) -> PageRun:
@@ -212,7 +227,7 @@ def load_page(browser, url: str, sample_seconds: float, first_frame_timeout: flo
         first_frame_ms = page.evaluate("peercam.latencies()[0].time") - started_ms
         latencies = sample_latencies(page, sample_seconds) if sample_seconds else []
         stats = page.evaluate("peercam.stats()")
-        return PageRun(first_frame_ms, latencies, stats["mode"], stats["fps"])
+        return PageRun(first_frame_ms, latencies, stats["mode"], stats["fps"], stats["relayFormat"])
     finally:
         context.close()
 
@@ -235,11 +250,18 @@ def measure_page(browser, url: str, opts: argparse.Namespace) -> list[Row]:
     print(f"page, p2p x{opts.runs} ...", file=sys.stderr, flush=True)
     p2p = [load_page(browser, f"{url}/view/{STREAM}?mode=p2p", PAGE_SAMPLE_SECONDS, STARTUP_TIMEOUT)
            for _ in range(opts.runs)]
-    print(f"page, relay x{RELAY_PAGE_LOADS} ...", file=sys.stderr, flush=True)
-    relay = [load_page(browser, f"{url}/view/{STREAM}?mode=relay", PAGE_SAMPLE_SECONDS, STARTUP_TIMEOUT)
-             for _ in range(RELAY_PAGE_LOADS)]
+    print(f"page, relay encoded and JPEG x{opts.runs} each ...", file=sys.stderr, flush=True)
+    relay: dict[str, list[PageRun]] = {fmt: [] for fmt in PAGE_RELAY}
+    for _ in range(opts.runs):  # in turns: a machine that gets busier meanwhile weighs on both
+        for fmt, runs in relay.items():
+            run = load_page(browser, f"{url}/view/{STREAM}?mode=relay&relay_format={fmt}",
+                            PAGE_SAMPLE_SECONDS, STARTUP_TIMEOUT)
+            if (run.mode, run.relay_format) != ("relay", fmt):
+                raise RuntimeError(f"?relay_format={fmt} played {run.mode} {run.relay_format}")
+            runs.append(run)
+    latency_rows = [(PAGE_P2P, p2p)] + [(PAGE_RELAY[fmt][0], runs) for fmt, runs in relay.items()]
     rows = []
-    for measurement, runs in ((PAGE_P2P, p2p), (PAGE_RELAY, relay)):
+    for measurement, runs in latency_rows:
         fps = ", ".join(f"{r.fps:g}" for r in runs)
         rows.append(latency_row(measurement, [ms for r in runs for ms in r.latencies],
                                 f" over {len(runs)} loads; fps {fps}", {
@@ -248,6 +270,8 @@ def measure_page(browser, url: str, opts: argparse.Namespace) -> list[Row]:
                                     "samples_ms": [[round(ms, 1) for ms in r.latencies] for r in runs],
                                 }))
     rows.append(first_frame_row(PAGE_FIRST_FRAME, [r.first_frame_ms for r in p2p]))
+    rows += [first_frame_row(PAGE_RELAY[fmt][1], [r.first_frame_ms for r in runs])
+             for fmt, runs in relay.items()]
     return rows
 
 
@@ -267,7 +291,9 @@ def measure_fallback(playwright, port: int, opts: argparse.Namespace) -> list[Ro
         net.block_udp()
         with tempfile.TemporaryDirectory() as scratch:
             chromium = net.executable_in(net.viewer_ns, CHROMIUM, Path(scratch))
-            browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+            # WebCodecs needs a secure context: HTTPS in real life, this flag for the LAN origin here.
+            secure = f"--unsafely-treat-insecure-origin-as-secure={server_url}"
+            browser = playwright.chromium.launch(executable_path=str(chromium), args=[*CHROMIUM_ARGS, secure])
             page_url = f"{server_url}/view/{STREAM}?connect_timeout={opts.connect_timeout:g}"
             try:
                 runs = [load_page(browser, page_url, 0, opts.connect_timeout + STARTUP_TIMEOUT)
@@ -277,8 +303,9 @@ def measure_fallback(playwright, port: int, opts: argparse.Namespace) -> list[Ro
     finally:
         stop_all(processes)
         net.remove()
-    if any(r.mode != "relay" for r in runs):
-        raise RuntimeError(f"a page played {[r.mode for r in runs]} with UDP blocked: expected the relay")
+    if any((r.mode, r.relay_format) != ("relay", "encoded") for r in runs):
+        raise RuntimeError(f"pages played {[(r.mode, r.relay_format) for r in runs]} with UDP blocked: "
+                           "expected the encoded relay")
     times = [r.first_frame_ms for r in runs]
     return [Row(measurement, f"worst {max(times):.0f} ms (p50 {statistics.median(times):.0f}, "
                 f"n={len(times)})", max(times), {"runs_ms": times})]
@@ -336,14 +363,14 @@ def verdicts(rows: list[Row], opts: argparse.Namespace) -> list[dict]:
     return [{"target": f"{measurement}: {figure} <= {bound_ms:g} ms",
              "pass": passed(by_name.get(measurement), bound_ms),
              "measured": by_name[measurement].result if measurement in by_name else "not measured"}
-            for measurement, (figure, bound_ms) in targets(opts).items()]
+            for measurement, (figure, bound_ms) in targets(opts, rows).items()]
 
 
 def print_table(rows: list[Row], opts: argparse.Namespace, load: tuple[float, float]) -> None:
     print(f"\nLatency, one viewer at a time, 640x480@30 VP8 test pattern on 127.0.0.1; CLI runs "
           f"{opts.seconds:g} s after {opts.warmup:g} s warm-up; load average {load[0]:.2f} before, "
           f"{load[1]:.2f} after ({cores()} cores).\n")
-    bounds = targets(opts)
+    bounds = targets(opts, rows)
     print("| measurement | result | target | verdict |")
     print("|---|---|---:|---|")
     for row in rows:

@@ -233,6 +233,7 @@ class MediaPipeline:
         #: Set on the event loop: JPEG frames and encoded frames go here while they are not None.
         self.relay_sink: RelaySink | None = None
         self.encoded_relay_sink: EncodedRelaySink | None = None
+        self._last_capture: CapturedFrame | None = None
         self._capture_thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
 
     def start(self) -> None:
@@ -279,8 +280,14 @@ class MediaPipeline:
         """What relay readers want now: (layer, JPEG quality) pairs, and layers' encoded frames.
         The rest stop encoding (a layer's video encoder runs on while P2P viewers are on it)."""
         for layer in self.layers:
+            idle = not layer.in_use
             layer.jpeg_qualities = frozenset(q for name, q in jpeg if name == layer.layer.name)
+            if layer.layer.name in encoded and not layer.relay_encoded:
+                layer.request_keyframe()  # its first relay reader starts there (the hub asks too, later)
             layer.relay_encoded = layer.layer.name in encoded
+            if idle and layer.in_use and self._last_capture is not None:
+                # A relay reader's first frame from the picture in hand, not the next capture.
+                layer.offer(self._last_capture)
 
     def layer_stats(self) -> list[CameraLayerStats]:
         return [layer.stats() for layer in self.layers]
@@ -297,6 +304,7 @@ class MediaPipeline:
         try:
             while not self.stopping:
                 frame = self.source.read()
+                self._last_capture = frame
                 self.stats.frames_captured += 1
                 for layer in self.layers:
                     layer.offer(frame)

@@ -18,6 +18,31 @@ log = logging.getLogger(__name__)
 
 #: ioctl: the bytes in a TCP socket's send queue not yet sent (linux/sockios.h).
 _SIOCOUTQNSD = 0x894B
+_SEND_QUEUE = struct.Struct("i")
+
+
+class _BinaryFrames:
+    """Unmasked binary WebSocket frames (RFC 6455 section 5.2), as a server sends them; the
+    last one is kept, since the relay hands the same frame to each of its readers in turn."""
+
+    def __init__(self) -> None:
+        self._last: tuple[bytes, bytes] | None = None
+
+    def frame(self, data: bytes) -> bytes:
+        if self._last is not None and self._last[0] is data:
+            return self._last[1]
+        size = len(data)
+        if size < 126:
+            header = struct.pack("!BB", 0x82, size)
+        elif size < 65536:
+            header = struct.pack("!BBH", 0x82, 126, size)
+        else:
+            header = struct.pack("!BBQ", 0x82, 127, size)
+        self._last = (data, header + data)
+        return self._last[1]
+
+
+_binary_frames = _BinaryFrames()
 
 
 class Connection:
@@ -33,6 +58,8 @@ class Connection:
         self.remote = remote
         self.ws = ws
         self._transport = transport  # the connection under the WebSocket
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        self._fd = sock.fileno() if sock is not None and sys.platform == "linux" else None
         #: "publisher" or "viewer" once the client said publish or watch.
         self.role: str | None = None
         self.stream: str | None = None
@@ -64,13 +91,23 @@ class Connection:
         if self._transport is None:
             return 0
         queued = self._transport.get_write_buffer_size()
-        sock = self._transport.get_extra_info("socket")
-        if sock is None or sys.platform != "linux":
+        if self._fd is None:
             return queued
         try:
-            return queued + struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQNSD, b"\0\0\0\0"))[0]
+            return queued + _SEND_QUEUE.unpack(fcntl.ioctl(self._fd, _SIOCOUTQNSD, b"\0\0\0\0"))[0]
         except OSError:
             return queued
+
+    def send_binary_now(self, data: bytes) -> bool:
+        """Write a binary message (a relay frame) at once when nothing waits before it in
+        the event loop's buffer; False when the socket is backed up or closing, and the
+        caller takes the awaitable path (``ws.send_bytes``). The frame is built once for
+        every reader of the same relay frame."""
+        transport = self._transport
+        if transport is None or self.ws.closed or transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        transport.write(_binary_frames.frame(data))
+        return True
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")

@@ -86,6 +86,9 @@ class NewestFrameSlot:
         frame, self._frame = self._frame, None
         return frame
 
+    def peek(self) -> bytes | None:
+        return self._frame
+
     def too_much_unsent(self, backlog: int, frame: bytes) -> bool:
         # More than a frame still waits in the socket: this one would only queue behind it
         # and arrive stale. Skip it; the next may find the way clear.
@@ -126,6 +129,9 @@ class EncodedSlot:
     def take(self) -> bytes | None:
         return self._queue.popleft() if self._queue else None
 
+    def peek(self) -> bytes | None:
+        return self._queue[0] if self._queue else None
+
     def too_much_unsent(self, backlog: int, frame: bytes) -> bool:
         return backlog > max(MIN_BACKLOG_BYTES, 2 * self._keyframe_bytes)
 
@@ -147,7 +153,8 @@ class RelayReader:
     def __init__(self, name: str, deliver: Callable[[bytes], Awaitable[None]], format: str = "jpeg",
                  ends_with_camera: bool = False,
                  on_rendition: Callable[[Rendition, LayerInfo, str], None] | None = None,
-                 backlog: Callable[[], int] | None = None) -> None:
+                 backlog: Callable[[], int] | None = None,
+                 send_now: Callable[[bytes], bool] | None = None) -> None:
         if format not in ("jpeg", "encoded"):
             raise ValueError(f"relay format {format!r}: use jpeg or encoded")
         self.name = name
@@ -170,6 +177,10 @@ class RelayReader:
         #: Bytes still queued for this reader below the application (its socket's send queue).
         self._backlog = backlog
         self._deliver = deliver
+        #: Sends a frame at once if the socket takes it without waiting (False: it would
+        #: wait). The hub's fan-out then sends from its own loop, with no task to wake.
+        self._send_now = send_now
+        self._idle = False  # the task waits for frames (it is not sending one)
         self.slot: NewestFrameSlot | EncodedSlot = EncodedSlot() if format == "encoded" else NewestFrameSlot()
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -181,7 +192,40 @@ class RelayReader:
 
     def offer(self, frame: bytes, keyframe: bool = True) -> None:
         self._skipped(self.slot.put(frame, keyframe))
-        self._ready.set()
+        if self._idle and self._send_now is not None:
+            self._send_waiting()
+        else:
+            self._ready.set()
+
+    def _send_waiting(self) -> None:
+        """Send what the slot holds while the socket takes it at once; the task takes over
+        when it would have to wait."""
+        while (frame := self.slot.peek()) is not None:
+            if self._too_much_unsent(frame, in_slot=True):
+                continue
+            if not self._send_now(frame):
+                self._ready.set()
+                return
+            self.slot.take()
+            self._sent(frame)
+
+    def _too_much_unsent(self, frame: bytes, in_slot: bool = False) -> bool:
+        """A reader whose socket still holds too much drops this frame (JPEG) or falls
+        behind to the next keyframe (encoded)."""
+        if self._backlog is None or not self.slot.too_much_unsent(self._backlog(), frame):
+            return False
+        if in_slot:
+            self.slot.take()
+        self._skipped(self.slot.fell_behind())
+        if self.on_behind is not None and isinstance(self.slot, EncodedSlot):
+            self.on_behind(self)
+        return True
+
+    def _sent(self, frame: bytes) -> None:
+        self.frames_sent += 1
+        self.bytes_sent += len(frame)
+        self.totals.frames_sent += 1
+        self.totals.bytes_sent += len(frame)
 
     def offer_break(self) -> None:
         """Encoded: a frame never came, so none after it decodes until the next keyframe."""
@@ -198,19 +242,15 @@ class RelayReader:
     async def _run(self) -> None:
         try:
             while True:
+                self._idle = True
                 await self._ready.wait()
                 self._ready.clear()
+                self._idle = False
                 while (frame := self.slot.take()) is not None:
-                    if self._backlog is not None and self.slot.too_much_unsent(self._backlog(), frame):
-                        self._skipped(self.slot.fell_behind())
-                        if self.on_behind is not None and isinstance(self.slot, EncodedSlot):
-                            self.on_behind(self)
+                    if self._too_much_unsent(frame):
                         continue
                     await self._deliver(frame)
-                    self.frames_sent += 1
-                    self.bytes_sent += len(frame)
-                    self.totals.frames_sent += 1
-                    self.totals.bytes_sent += len(frame)
+                    self._sent(frame)
         except (ConnectionError, RuntimeError) as exc:
             log.info("relay reader %s: %s", self.name, exc)
 

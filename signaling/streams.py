@@ -354,7 +354,7 @@ class StreamRegistry:
                                        reason=reason, jpeg_quality=jpeg_quality))
 
             conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, format, on_rendition=moved,
-                                            backlog=conn.unsent_bytes)
+                                            backlog=conn.unsent_bytes, send_now=conn.send_binary_now)
             stream.relay.add(conn.relay_reader, conn.quality, conn.jpeg_quality)
         elif not enabled and conn.relay_reader is not None:
             stream.relay.remove(conn.relay_reader)

@@ -59,16 +59,24 @@ def test_page_in_auto_mode_falls_back_to_the_relay_and_returns_to_p2p(cluster, s
     # Playwright talks to Chromium over pipes, so Chromium alone can live in the viewer's namespace.
     chromium_in_viewer_ns = net.executable_in(net.viewer_ns, CHROMIUM, tmp_path)
     connect_timeout = 3
+    # WebCodecs needs a secure context: HTTPS in real life; here the flag that makes this
+    # plain-HTTP origin count as one (a LAN address is not localhost).
+    secure = f"--unsafely-treat-insecure-origin-as-secure={server_url}"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns),
+                                             args=[*CHROMIUM_ARGS, secure])
         try:
             page = browser.new_page(**CONTEXT_OPTIONS)
-            page.goto(f"{server_url}/view/far?connect_timeout={connect_timeout}&p2p_retry=2")
+            page.goto(f"{server_url}/view/far?connect_timeout={connect_timeout}&p2p_retry=2&name=far")
             # The page's modules load from the other namespace: wait for them, within the same bound.
             page.wait_for_function("typeof peercam !== 'undefined' && peercam.mode() === 'relay'"
                                    " && peercam.stats().frames > 0",
                                    timeout=(connect_timeout + 2) * 1000)
-            assert "relay" in page.inner_text("#status")
+            # The camera's own frames, decoded by WebCodecs, as the server also says.
+            assert "relay (encoded, WebCodecs)" in page.inner_text("#status")
+            assert page.evaluate("peercam.stats().relayFormat") == "encoded"
+            viewers = page.evaluate("fetch('/api/streams/far').then((r) => r.json()).then((s) => s.viewers)")
+            assert [v["relay_format"] for v in viewers if v["name"] == "far"] == ["encoded"], viewers
 
             net.block_udp(False)
             page.wait_for_function("peercam.mode() === 'p2p'", timeout=20_000)

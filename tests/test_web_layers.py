@@ -196,7 +196,7 @@ def test_menu_switches_p2p_layer_without_a_gap(cluster, open_player):
 def test_relay_plays_the_layer_and_jpeg_quality_picked(cluster, open_player):
     cluster.start_server()
     cluster.start_camera("lab", *CAMERA_720P)
-    page = open_player("lab", "mode=relay&quality=480p&jpeg_quality=60")
+    page = open_player("lab", "relay_format=jpeg&mode=relay&quality=480p&jpeg_quality=60")
     wait_for_layer(page, "480p")
     # The canvas's backing store is the frame's size: drawn 1:1, shown in its shape.
     assert page.evaluate("peercam.mode()") == "relay" and canvas_size(page) == [854, 480]
@@ -226,10 +226,30 @@ def test_relay_plays_the_layer_and_jpeg_quality_picked(cluster, open_player):
     assert page.server_errors == []
 
 
+def test_the_encoded_relay_plays_the_layer_picked(cluster, open_player):
+    cluster.start_server()
+    cluster.start_camera("lab", *CAMERA_720P)
+    page = open_player("lab", "mode=relay&quality=480p&relay_format=vp9")  # not a format: auto
+    wait_for_layer(page, "480p")
+    assert [w.split(": use")[0] for w in page.warnings] == ["peercam: ignoring ?relay_format=vp9"]
+    assert page.evaluate("peercam.stats().relayFormat") == "encoded" and canvas_size(page) == [854, 480]
+    shows(page, "layer", "480p (854x480)")  # no JPEG quality: the camera's own frames
+
+    # The other layer's frames show from its keyframe on, whole: none of the camera's numbers missing.
+    page.select_option("#quality", "360p")
+    wait_for_layer(page, "360p", timeout=5)
+    assert canvas_size(page) == [640, 360]
+    frames = page.evaluate("peercam.stats().frames")
+    page.wait_for_function(f"peercam.stats().frames > {frames + 30}", timeout=30_000)
+    stats = page.evaluate("peercam.stats()")
+    assert (stats["layer"]["layer"], stats["layerSwitches"], stats["dropped"]) == ("360p", 1, 0), stats
+    assert page.server_errors == []
+
+
 def test_bad_quality_parameters_are_ignored(cluster, open_player):
     cluster.start_server()
     cluster.start_camera("lab", *CAMERA_720P)
-    page = open_player("lab", "mode=relay&quality=huge&jpeg_quality=20&name=bad")
+    page = open_player("lab", "relay_format=jpeg&mode=relay&quality=huge&jpeg_quality=20&name=bad")
     page.wait_for_function("peercam.layer().layer !== null", timeout=15_000)
     assert page.input_value("#quality") == "auto"
     assert [w.split(": use")[0] for w in page.warnings] == [

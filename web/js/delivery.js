@@ -20,7 +20,7 @@ const TRANSPORTS = { p2p: P2PTransport, relay: RelayTransport };
 export class Delivery {
   #chosen;
   #current; // the transport mode in use: 'p2p' or 'relay'
-  #elements; // {signaling, video, canvas}, shared by every transport
+  #elements; // {signaling, video, canvas, relayFormat}, shared by every transport
   #connectTimeoutMs;
   #p2pRetryMs;
   #onFrame;
@@ -28,7 +28,7 @@ export class Delivery {
   #onSetback;
   #onChat;
 
-  #camera = null; // {publisher, iceServers} while the camera is live
+  #camera = null; // {publisher, iceServers, iceTransportPolicy, codec} while the camera is live
   #transport = null; // delivers the picture on screen
   #p2pProbe = null; // auto, on the relay: a P2P session trying in the background
   #timer = null; // the next attempt after a failure
@@ -38,11 +38,13 @@ export class Delivery {
    * onSession(mode): a new session of this transport mode delivers the picture from now on;
    * onSetback(text): a session failed and the next attempt is under way;
    * onChat(message): a chat message came on a P2P session's data channel.
+   * relayFormat is the RelayFormat the relay asks for (see relay-format.js).
    */
   constructor({
-    mode, signaling, video, canvas, connectTimeoutMs, p2pRetryMs, onFrame, onSession, onSetback, onChat,
+    mode, relayFormat, signaling, video, canvas, connectTimeoutMs, p2pRetryMs, onFrame, onSession, onSetback,
+    onChat,
   }) {
-    this.#elements = { signaling, video, canvas };
+    this.#elements = { signaling, video, canvas, relayFormat };
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#p2pRetryMs = p2pRetryMs;
     this.#onFrame = onFrame;
@@ -61,6 +63,11 @@ export class Delivery {
   /** How frames arrive now (or will, once the camera is live): 'p2p' or 'relay'. */
   get mode() {
     return this.#current;
+  }
+
+  /** On the relay, the format its frames come in ('encoded', 'jpeg'); null elsewhere or before it is chosen. */
+  get relayFormat() {
+    return this.#current === DeliveryMode.RELAY ? (this.#transport?.format ?? null) : null;
   }
 
   /** The camera is live: deliver its picture, staying on the relay if auto fell back to it. */

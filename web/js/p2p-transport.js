@@ -1,8 +1,9 @@
 // The peer-to-peer transport: one RTCPeerConnection to the stream's camera.
 //
 // Every transport has the same shape, so the player can switch between them:
-//   new Transport({signaling, iceServers, publisher, video, canvas, connectTimeoutMs,
-//                  onFrame, onFailure, onChat})   each takes the fields it needs
+//   new Transport({signaling, iceServers, iceTransportPolicy, publisher, codec, video, canvas,
+//                  relayFormat, connectTimeoutMs, onFrame, onFailure, onChat})
+//                    each takes the fields it needs
 //   .mode            short name ('p2p', 'relay'), shown in the status line and in stats()
 //   .start()         begin; decoded frames are reported as onFrame({source, width, height, count}):
 //                    `source` shows the newest, `count` says how many were decoded since the

@@ -1,8 +1,10 @@
 // The player page, /view/NAME[?mode=auto|p2p|relay][&quality=auto|LAYER][&jpeg_quality=50-95]
-// [&name=NAME]: follows one stream through the signaling server and plays it whenever its
-// camera is live, recovering from camera and server restarts, with a chat beside it. The
-// viewer picks the quality layer (or auto: follow the network) and, on the relay, its
-// JPEG quality. Below, the stream's recordings on the server (recordings.js). For tests,
+// [&relay_format=auto|encoded|jpeg][&name=NAME]: follows one stream through the signaling
+// server and plays it whenever its camera is live, recovering from camera and server
+// restarts, with a chat beside it. The viewer picks the quality layer (or auto: follow the
+// network) and, on a JPEG relay, its JPEG quality. The relay carries the camera's encoded
+// frames where WebCodecs decodes them, else JPEG (relay-format.js); relay_format forces one.
+// Below, the stream's recordings on the server (recordings.js). For tests,
 // ?connect_timeout=S and ?p2p_retry=S tune auto mode.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
@@ -21,6 +23,7 @@ import {
 } from './layers.js';
 import { QualityMenu } from './quality-menu.js';
 import { Recordings } from './recordings.js';
+import { RelayFormat } from './relay-format.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
@@ -60,12 +63,13 @@ class Player {
   #info = null; // the live camera's StreamInfo: its size, rate and layers
   #watchingNow = false; // the server said `watching` on this connection
   #quality; // what the viewer asks for: AUTO_QUALITY or a layer's name
-  #jpegQuality; // on the relay, or null: the camera's, adapted to the network
+  #jpegQuality; // on a JPEG relay, or null: the camera's, adapted to the network
   #qualityMenu;
   #layers;
+  #pathShown = null; // the path the status line names, e.g. 'relay (JPEG)'
 
   constructor(streamName, {
-    mode, quality, jpegQuality, connectTimeoutMs, p2pRetryMs, iceTransportPolicy, token,
+    mode, relayFormat, quality, jpegQuality, connectTimeoutMs, p2pRetryMs, iceTransportPolicy, token,
   }, { view, statsPanel, qualityMenu, chatView, name }) {
     this.#streamName = streamName;
     this.#iceTransportPolicy = iceTransportPolicy;
@@ -77,6 +81,7 @@ class Player {
     this.#qualityMenu = qualityMenu;
     this.#delivery = new Delivery({
       mode,
+      relayFormat,
       signaling: this.#signaling,
       video: view.video,
       canvas: view.relayCanvas,
@@ -137,6 +142,7 @@ class Player {
     const network = this.mode === DeliveryMode.P2P ? this.#networkStats : null;
     return {
       mode: this.mode,
+      relayFormat: this.#delivery.relayFormat, // 'encoded' or 'jpeg' on the relay, else null
       frames,
       fps,
       width,
@@ -216,7 +222,9 @@ class Player {
     this.#layers.forget(); // a new camera says again what it sends
     this.#qualityMenu.show(layersOf(info), this.#quality);
     this.#chat.cameraLive(publisher);
-    this.#delivery.start({ publisher, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy });
+    this.#delivery.start({
+      publisher, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy, codec: info.codec,
+    });
     this.#setState(State.NEGOTIATING);
   }
 
@@ -306,7 +314,8 @@ class Player {
     this.#view.showPictureShape(width, height);
     timing ??= this.#timingFromPixels(source);
     this.stats.framesArrived({ count, width, height, timing, bytes });
-    if (this.state !== State.PLAYING) this.#setState(State.PLAYING);
+    // The relay's format is known by its first frame: the status line names it from then on.
+    if (this.state !== State.PLAYING || this.#pathShown !== this.#path()) this.#setState(State.PLAYING);
   }
 
   /** The test pattern's stamp, when the picture carries one. */
@@ -314,6 +323,15 @@ class Player {
     const stamp = readStamp(source, this.#stampCanvas);
     // The camera stamps its wall clock: this measures glass to glass on one machine.
     return stamp && { latencyMs: Date.now() - stamp.timeMs, sequence: stamp.frame };
+  }
+
+  /** How frames arrive, in words: 'p2p', 'relay (encoded, WebCodecs)', 'relay (JPEG)'. */
+  #path() {
+    switch (this.#delivery.relayFormat) {
+      case RelayFormat.ENCODED: return `${this.mode} (encoded, WebCodecs)`;
+      case RelayFormat.JPEG: return `${this.mode} (JPEG)`;
+      default: return this.mode;
+    }
   }
 
   #setState(state, detail) {
@@ -328,7 +346,8 @@ class Player {
       case State.NEGOTIATING: return `connecting to the camera (${this.mode})…`;
       case State.PLAYING: {
         const layer = this.#layers.current?.layer;
-        return `playing (${this.mode}${layer ? `, ${layer}` : ''})`;
+        this.#pathShown = this.#path();
+        return `playing: ${this.#pathShown}${layer ? `, ${layer}` : ''}`;
       }
       case State.RECONNECTING: return 'server connection lost, reconnecting…';
       default: return state;
@@ -407,6 +426,7 @@ function optionsFromQuery(query) {
   const mode = params.get('mode');
   return {
     mode: Object.values(DeliveryMode).includes(mode) ? mode : DeliveryMode.AUTO,
+    relayFormat: relayFormatParam(params),
     quality: qualityParam(params),
     jpegQuality: jpegQualityParam(params),
     connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000,
@@ -419,6 +439,14 @@ function optionsFromQuery(query) {
 function secondsParam(params, name, fallback) {
   const seconds = Number(params.get(name));
   return params.has(name) && seconds > 0 ? seconds : fallback;
+}
+
+/** ?relay_format=auto|encoded|jpeg; anything else is ignored, and said so. */
+function relayFormatParam(params) {
+  const format = params.get('relay_format') ?? RelayFormat.AUTO;
+  if (Object.values(RelayFormat).includes(format)) return format;
+  console.warn(`peercam: ignoring ?relay_format=${format}: use auto, encoded or jpeg`);
+  return RelayFormat.AUTO;
 }
 
 /** ?quality=auto|LAYER (e.g. 480p, 360p@15); anything else is ignored, and said so. */
@@ -470,7 +498,8 @@ qualityMenu.onPicked((quality) => {
 player.start();
 new Recordings(streamName, options.token).start();
 
-// For tests and the curious: window.peercam.state(), .stats(), .mode() ('p2p' or 'relay'),
+// For tests and the curious: window.peercam.state(), .stats() (.relayFormat: 'encoded' or
+// 'jpeg' on the relay), .mode() ('p2p' or 'relay'),
 // .layer() (the layer of the path in use: {layer, width, height, reason, jpegQuality,
 // switches}; layer null before the first `layer` message),
 // .latencies() (the last second's per-frame latencies, [{time, ms}], for bench/latency.py),

@@ -1,47 +1,66 @@
-// The relay frame: one JPEG picture in one binary WebSocket message.
+// The relay frame: one picture in one binary WebSocket message, JPEG or encoded video.
 // signaling/relayframe.py is the source of truth for this layout: change it there first,
-// then mirror it here. A 22-byte header (network byte order), then the JPEG bytes:
+// then mirror it here. A 22-byte header (network byte order), then the picture's bytes:
 //
 //   offset size  field
-//   0      1     version (1)
+//   0      1     version: 1 JPEG picture, 2 encoded video frame
 //   1      1     header length in bytes (22; a reader skips what it does not know)
-//   2      1     JPEG quality (1-100)
-//   3      1     flags (0; reserved)
-//   4      4     sequence number (uint32; +1 per frame of this layer and quality, gaps = drops)
+//   2      1     version 1: JPEG quality (1-100); version 2: codec (1 VP8, 2 H.264)
+//   3      1     flags: version 1: 0 (reserved); version 2: bit 0 set on a keyframe
+//   4      4     sequence number (uint32; +1 per frame of this rendition, gaps = frames not sent)
 //   8      8     capture time (uint64, microseconds since the Unix epoch)
 //   16     2     width
 //   18     2     height
 //   20     1     layer: its index in the stream's info.layers (0: the top layer)
 //   21     1     reserved (0)
+//
+// Version 2 carries one frame as the camera's encoder made it (VP8, or H.264 as Annex B
+// NAL units): it decodes only after the frames before it, back to a keyframe.
 
-const RELAY_FRAME_VERSION = 1;
-const HEADER_SIZE = 20; // the fields every version 1 frame has
+const JPEG_VERSION = 1;
+const ENCODED_VERSION = 2;
+const CODECS = { 1: 'vp8', 2: 'h264' };
+const KEYFRAME = 0x01;
+const BASE_HEADER_SIZE = 20; // the fields every frame has
 const LAYER_OFFSET = 20;
 
 export class RelayFrameError extends Error {}
 
 /**
- * The header fields and the JPEG bytes (a view, not a copy) of one relay frame;
- * throws RelayFrameError when `buffer` (an ArrayBuffer) is not one.
+ * The header fields and the picture's bytes (`payload`, a view, not a copy) of one relay
+ * frame: {format: 'jpeg'|'encoded', quality (JPEG; 0 on encoded), codec ('vp8', 'h264';
+ * null on JPEG), keyframe (encoded), sequence, captureTimeMs, width, height, layer,
+ * payload}. Throws RelayFrameError when `buffer` (an ArrayBuffer) is not one.
  */
 export function parseRelayFrame(buffer) {
-  if (buffer.byteLength < HEADER_SIZE) {
+  if (buffer.byteLength < BASE_HEADER_SIZE) {
     throw new RelayFrameError(`relay frame of ${buffer.byteLength} bytes is shorter than its header`);
   }
   const header = new DataView(buffer);
   const version = header.getUint8(0);
   const headerSize = header.getUint8(1);
-  if (version !== RELAY_FRAME_VERSION || headerSize < HEADER_SIZE || headerSize > buffer.byteLength) {
-    throw new RelayFrameError(`not a version ${RELAY_FRAME_VERSION} relay frame`);
+  if (![JPEG_VERSION, ENCODED_VERSION].includes(version)
+      || headerSize < BASE_HEADER_SIZE || headerSize > buffer.byteLength) {
+    throw new RelayFrameError(`not a relay frame (version ${JPEG_VERSION} or ${ENCODED_VERSION})`);
   }
+  const encoded = version === ENCODED_VERSION;
+  const codec = encoded ? CODECS[header.getUint8(2)] : null;
+  if (encoded && codec === undefined) {
+    throw new RelayFrameError(`encoded relay frame of unknown codec ${header.getUint8(2)}`);
+  }
+  const payload = new Uint8Array(buffer, headerSize);
+  if (encoded && payload.byteLength === 0) throw new RelayFrameError('encoded relay frame without a frame');
   return {
-    quality: header.getUint8(2),
+    format: encoded ? 'encoded' : 'jpeg',
+    quality: encoded ? 0 : header.getUint8(2),
+    codec,
+    keyframe: encoded && (header.getUint8(3) & KEYFRAME) !== 0,
     sequence: header.getUint32(4),
     // Microseconds pass Number's exact range (2**53) only in the year 2255.
     captureTimeMs: Number(header.getBigUint64(8)) / 1000,
     width: header.getUint16(16),
     height: header.getUint16(18),
     layer: headerSize > LAYER_OFFSET ? header.getUint8(LAYER_OFFSET) : 0,
-    jpeg: new Uint8Array(buffer, headerSize),
+    payload,
   };
 }

@@ -1,29 +1,43 @@
-// The relay transport: JPEG frames from the camera through the signaling server, drawn
-// on a canvas. For viewers P2P cannot reach; same interface as P2PTransport (see there).
+// The relay transport: the camera's frames through the signaling server, drawn on a
+// canvas. For viewers P2P cannot reach; same interface as P2PTransport (see there).
+// Two formats (relay-format.js picks one before asking the server):
+//   encoded  the camera's VP8/H.264 frames, about the P2P bitrate, decoded in order with
+//            WebCodecs (relay-decoder.js);
+//   jpeg     a JPEG picture per frame; the newest wins while one decodes.
 //
 // It has no failure of its own to report: it lives on the signaling connection, and the
 // player already handles losing that.
 
 import { MessageType } from './protocol.js';
 import { parseRelayFrame } from './relay-frame.js';
+import { RelayDecoder } from './relay-decoder.js';
+import { RelayFormat, chooseRelayFormat } from './relay-format.js';
 import { SignalingEvent } from './signaling.js';
 
 export class RelayTransport {
   mode = 'relay';
+  /** 'encoded' or 'jpeg' once chosen (before the first frame), null until then. */
+  format = null;
 
   #signaling;
   #canvas;
+  #codec;
+  #wantedFormat;
   #onFrame;
 
   #stopped = false;
-  #newestFrame = null; // arrived while a decode was in flight; replaced by any newer one
+  #decoder = null; // encoded
+  #newestFrame = null; // JPEG: arrived while a decode was in flight; replaced by any newer one
   #decoding = false;
   #bytesSinceReport = 0;
   #frameReceived = (data) => this.#receive(data);
 
-  constructor({ signaling, canvas, onFrame }) {
+  /** `codec` is the camera's ('vp8', 'h264'); `relayFormat` a RelayFormat (auto: the best this page decodes). */
+  constructor({ signaling, canvas, codec, relayFormat = RelayFormat.AUTO, onFrame }) {
     this.#signaling = signaling;
     this.#canvas = canvas;
+    this.#codec = codec;
+    this.#wantedFormat = relayFormat;
     this.#onFrame = onFrame;
   }
 
@@ -31,12 +45,20 @@ export class RelayTransport {
     // No stale picture from an earlier relay session while the first frame is on its way.
     this.#canvas.getContext('2d').clearRect(0, 0, this.#canvas.width, this.#canvas.height);
     this.#signaling.on(SignalingEvent.BINARY, this.#frameReceived);
-    this.#signaling.send({ type: MessageType.RELAY, enabled: true });
+    chooseRelayFormat(this.#wantedFormat, this.#codec).then((format) => {
+      if (this.#stopped) return;
+      this.format = format;
+      if (format === RelayFormat.ENCODED) {
+        this.#decoder = new RelayDecoder((header, picture) => this.#drawDecoded(header, picture));
+      }
+      this.#signaling.send({ type: MessageType.RELAY, enabled: true, format });
+    });
   }
 
   stop() {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#decoder?.close();
     this.#signaling.off(SignalingEvent.BINARY, this.#frameReceived);
     this.#signaling.send({ type: MessageType.RELAY, enabled: false });
   }
@@ -62,8 +84,14 @@ export class RelayTransport {
       console.warn(`relay: ignoring a frame: ${error.message}`);
       return;
     }
+    // The other format's last frames, sent before the server heard this page: not ours.
+    if (frame.format !== this.format) return;
     this.#bytesSinceReport += data.byteLength;
-    // Latest frame wins: a decoder that falls behind skips frames instead of lagging.
+    if (this.#decoder !== null) {
+      this.#decoder.add(frame);
+      return;
+    }
+    // Latest frame wins: a JPEG decoder that falls behind skips frames instead of lagging.
     this.#newestFrame = frame;
     if (!this.#decoding) this.#drawNewestFrames();
   }
@@ -74,32 +102,38 @@ export class RelayTransport {
       while (this.#newestFrame !== null && !this.#stopped) {
         const frame = this.#newestFrame;
         this.#newestFrame = null;
-        await this.#draw(frame);
+        await this.#drawJpeg(frame);
       }
     } finally {
       this.#decoding = false;
     }
   }
 
-  async #draw(frame) {
+  async #drawJpeg(frame) {
     let bitmap;
     try {
-      bitmap = await createImageBitmap(new Blob([frame.jpeg], { type: 'image/jpeg' }));
+      bitmap = await createImageBitmap(new Blob([frame.payload], { type: 'image/jpeg' }));
     } catch (error) {
       console.warn(`relay: could not decode frame ${frame.sequence}: ${error}`);
       return;
     }
-    if (this.#stopped) {
-      bitmap.close();
-      return;
-    }
-    const { width, height } = frame;
+    if (!this.#stopped) this.#show(frame, bitmap, frame.width, frame.height, `${frame.layer}/${frame.quality}`);
+    bitmap.close();
+  }
+
+  #drawDecoded(frame, picture) {
+    const { displayWidth: width, displayHeight: height } = picture;
+    this.#show(frame, picture, width, height, `${frame.layer}/encoded`);
+    picture.close(); // a VideoFrame holds decoder memory until closed
+  }
+
+  /** Draw `picture` (a bitmap or VideoFrame) of relay `frame` and report it; `series` numbers its frames. */
+  #show(frame, picture, width, height, series) {
     // Another layer, another size: the backing store follows (object-fit keeps the shape
     // on screen). Resizing clears it, but the new frame is drawn in this same task.
     if (this.#canvas.width !== width) this.#canvas.width = width;
     if (this.#canvas.height !== height) this.#canvas.height = height;
-    this.#canvas.getContext('2d').drawImage(bitmap, 0, 0, width, height);
-    bitmap.close();
+    this.#canvas.getContext('2d').drawImage(picture, 0, 0, width, height);
 
     const bytes = this.#bytesSinceReport;
     this.#bytesSinceReport = 0;
@@ -109,12 +143,8 @@ export class RelayTransport {
       height,
       count: 1,
       // The camera's clock in the header: no need to read a stamp from the pixels. Each
-      // rendition (layer, JPEG quality) numbers its frames on its own: a series each.
-      timing: {
-        latencyMs: Date.now() - frame.captureTimeMs,
-        sequence: frame.sequence,
-        series: `${frame.layer}/${frame.quality}`,
-      },
+      // rendition (layer, and JPEG quality or encoded) numbers its frames on its own.
+      timing: { latencyMs: Date.now() - frame.captureTimeMs, sequence: frame.sequence, series },
       bytes,
     });
   }

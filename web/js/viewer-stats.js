@@ -24,8 +24,9 @@ export function viewerStats(snapshot) {
     decoder: snapshot.decoder?.slice(0, 64) ?? null,
     layer: snapshot.layer?.layer ?? null,
     layer_switches: snapshot.layer ? int(snapshot.layerSwitches) : null,
-    // Only the relay has a JPEG quality.
+    // Only the relay has a JPEG quality (a JPEG relay) and a format.
     jpeg_quality: snapshot.mode === 'relay' ? jpegQuality(snapshot.layer?.jpegQuality) : null,
+    relay_format: snapshot.mode === 'relay' ? snapshot.relayFormat : null, // 'encoded' or 'jpeg'
   };
   return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== null));
 }
