@@ -18,7 +18,7 @@ Then the soak: the largest N recorded for --soak-minutes (10), the server's RSS 
 every 10 s; target: flat (the least-squares slope under 1 MB per minute after the first
 minute, when buffers fill).
 
-The camera side: a real `peercam camera` with one P2P viewer, its CPU measured before
+First, the camera side: a real `peercam camera` with one P2P viewer, its CPU measured before
 and after recording starts (it encodes the top layer for the viewer already; recording
 adds sending those frames once more, and no encoding). Target: the ratio under 1.2.
 """
@@ -253,10 +253,10 @@ def main() -> None:
     frames = encode_loop()
     record_dir = Path(tempfile.mkdtemp(prefix="peercam-bench-recording-"))
     try:
-        print(f"Recording on the server, 640x480@30 VP8 replay cameras, windows of {opts.seconds:g} s:")
-        rows, soak = asyncio.run(server_rows(opts, frames, record_dir / "server"))
         print("Camera CPU before and after its stream is recorded (one P2P viewer):")
         camera = asyncio.run(camera_row(opts, record_dir / "camera"))
+        print(f"Recording on the server, 640x480@30 VP8 replay cameras, windows of {opts.seconds:g} s:")
+        rows, soak = asyncio.run(server_rows(opts, frames, record_dir / "server"))
     finally:
         shutil.rmtree(record_dir, ignore_errors=True)
 
