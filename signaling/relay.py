@@ -68,6 +68,8 @@ GOP_REUSE_SECONDS = 0.5
 #: (urgent), and for a reader that fell behind (like a PLI).
 URGENT_KEYFRAME_INTERVAL = 0.25
 KEYFRAME_INTERVAL = 1.0
+#: A reader whose socket was empty at the last probe is probed every this many frames.
+PROBE_EVERY = 4
 
 
 class NewestFrameSlot:
@@ -181,6 +183,7 @@ class RelayReader:
         #: wait). The hub's fan-out then sends from its own loop, with no task to wake.
         self._send_now = send_now
         self._idle = False  # the task waits for frames (it is not sending one)
+        self._probe_skips = 0  # frames to send before probing the socket's backlog again
         self.slot: NewestFrameSlot | EncodedSlot = EncodedSlot() if format == "encoded" else NewestFrameSlot()
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -211,8 +214,17 @@ class RelayReader:
 
     def _too_much_unsent(self, frame: bytes, in_slot: bool = False) -> bool:
         """A reader whose socket still holds too much drops this frame (JPEG) or falls
-        behind to the next keyframe (encoded)."""
-        if self._backlog is None or not self.slot.too_much_unsent(self._backlog(), frame):
+        behind to the next keyframe (encoded). A socket found empty is probed again only
+        every few frames (the probe is a system call per reader and frame); one that held
+        anything, at every frame."""
+        if self._backlog is None:
+            return False
+        if in_slot and self._probe_skips > 0:
+            self._probe_skips -= 1
+            return False
+        backlog = self._backlog()
+        self._probe_skips = PROBE_EVERY - 1 if backlog == 0 else 0
+        if not self.slot.too_much_unsent(backlog, frame):
             return False
         if in_slot:
             self.slot.take()

@@ -23,7 +23,7 @@ import {
 } from './layers.js';
 import { QualityMenu } from './quality-menu.js';
 import { Recordings } from './recordings.js';
-import { RelayFormat } from './relay-format.js';
+import { RelayFormat, prepareRelayFormats } from './relay-format.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
@@ -495,6 +495,7 @@ qualityMenu.onPicked((quality) => {
   player.chooseQuality(quality);
   remember('quality', quality);
 });
+prepareRelayFormats();
 player.start();
 new Recordings(streamName, options.token).start();
 

@@ -12,8 +12,15 @@ function decoderConfig(codec) {
   return { codec: CODEC_STRINGS[codec], optimizeForLatency: true };
 }
 
+const decodable = new Map(); // codec -> Promise<boolean>, asked once per page
+
 /** Whether this page can decode `codec` ('vp8', 'h264'): WebCodecs (secure contexts only) and support for it. */
-export async function canDecode(codec) {
+export function canDecode(codec) {
+  if (!decodable.has(codec)) decodable.set(codec, askDecoder(codec));
+  return decodable.get(codec);
+}
+
+async function askDecoder(codec) {
   if (typeof VideoDecoder === 'undefined' || !(codec in CODEC_STRINGS)) return false;
   try {
     return (await VideoDecoder.isConfigSupported(decoderConfig(codec))).supported === true;
