@@ -1,6 +1,6 @@
 """Usage: python3 bench/all.py [--out bench/results] [--quick]
 
-Every benchmark in one command (about 27 minutes on a 2-core machine): the P2P fan-out
+Every benchmark in one command (about 30 minutes on a 2-core machine): the P2P fan-out
 against the per-viewer-encoding baseline (bench/fanout.py), latency, first frame and
 fallback (bench/latency.py), the relay (bench/relay.py), quality layers
 (bench/layers.py: camera CPU per active layers, auto through a bandwidth cap schedule,
