@@ -1,10 +1,11 @@
 """Usage: python3 bench/all.py [--out bench/results] [--quick]
 
-Every benchmark in one command (about 14 minutes on a 2-core machine): the P2P fan-out
+Every benchmark in one command (about 30 minutes on a 2-core machine): the P2P fan-out
 against the per-viewer-encoding baseline (bench/fanout.py), latency, first frame and
-fallback (bench/latency.py), the relay (bench/relay.py), and quality layers
+fallback (bench/latency.py), the relay (bench/relay.py), quality layers
 (bench/layers.py: camera CPU per active layers, auto through a bandwidth cap schedule,
-manual switch gaps; its fan-out rows are left to bench/fanout.py here). Each prints its
+manual switch gaps; its fan-out rows are left to bench/fanout.py here), and recording
+(bench/recording.py: server CPU per recorded stream, memory over 10 minutes). Each prints its
 tables as it finishes and writes its JSON; this script then prints every target's
 verdict, writes them with a description of the machine to OUT/all.json, and draws
 OUT/benchmarks.svg (bench/layers.py draws OUT/layers.svg). README shows committed copies
@@ -39,6 +40,7 @@ RUNS = {
     # Its fan-out rows (--parts fanout) would repeat bench/fanout.py's above.
     "layers": ("layers.py", ["--parts", "cpu,timeline,switch"],
                ["--quick", "--parts", "cpu,timeline,switch"]),
+    "recording": ("recording.py", [], ["--streams", "1,4", "--seconds", "5", "--soak-minutes", "0"]),
 }
 
 

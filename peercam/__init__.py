@@ -18,9 +18,10 @@ Publish your own frames (or a camera, a file, the test pattern)::
     async with peercam.Camera("http://host:8080", "lab", width=640, height=480) as camera:
         camera.send(image)       # any thread; never blocks; the newest frame wins
 
-Run the server inside your program::
+Run the server inside your program (here recording every stream)::
 
-    server = await peercam.serve(host="127.0.0.1", port=8080)
+    server = await peercam.serve(host="127.0.0.1", port=8080,
+                                 recording=peercam.RecordingConfig(Path("rec"), streams=("*",)))
     ...
     await server.close()
 
@@ -39,7 +40,8 @@ from peers.viewer import ChatLine, Viewer, ViewerError, ViewerEvent
 from peers.watch import watch, watch_sync
 from signaling.app import Server
 from signaling.app import start as _start_server
-from signaling.config import ServerConfig
+from signaling.config import RecordingConfig, ServerConfig
+from signaling.retention import Retention
 
 __all__ = [
     "Camera",
@@ -47,6 +49,8 @@ __all__ = [
     "ChatLine",
     "Frame",
     "IceOptions",
+    "RecordingConfig",
+    "Retention",
     "Server",
     "ServerConfig",
     "Viewer",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import msgspec
 from aiortc import RTCConfiguration
 
+from signaling.config import RecordingConfig
 from signaling.protocol import (
     CameraStats,
     CameraStatsReport,
@@ -75,6 +76,8 @@ class CameraOptions:
     jpeg_quality: int = 80
     #: Cap on relay frames per second (None: every captured frame).
     relay_fps: float | None = None
+    #: Also record the top layer locally, in segments (``peercam camera --record DIR``).
+    recording: RecordingConfig | None = None
 
 
 class CameraPeer:
@@ -114,6 +117,8 @@ class CameraPeer:
         loop = asyncio.get_running_loop()
         self.pipeline = MediaPipeline(self.source, self.layers, self.options.codec, loop,
                                       relay_fps=self.options.relay_fps)
+        if self.options.recording is not None:
+            self.pipeline.record(self.options.recording, self.options.stream)
         self.pipeline.start()
         self._relay = RelaySender(self.pipeline)
         signaling = asyncio.create_task(self._stay_published())
@@ -344,12 +349,14 @@ class Camera:
     ``send(image)`` takes numpy BGR pictures from any thread, never blocks (the newest
     wins) and scales them to the camera's size. ``width``/``height``: the size published
     (pushed frames: 640x480 unless given; a source keeps its own shape within them).
+    ``recording``: also record the top layer here, in segments (``peercam camera --record``).
     """
 
     def __init__(self, server: str, stream: str, *, width: int | None = None, height: int | None = None,
                  fps: float = 30.0, source: str | None = None, name: str = "", token: str = "",
                  codec: str = "vp8", layers: str = "auto", bitrate: int | None = None,
-                 jpeg_quality: int = 80, ice: IceOptions | None = None, ca_file: str | None = None) -> None:
+                 jpeg_quality: int = 80, ice: IceOptions | None = None, ca_file: str | None = None,
+                 recording: RecordingConfig | None = None) -> None:
         if source is None:
             self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
             video: VideoSource = self._push
@@ -358,7 +365,8 @@ class Camera:
             video = open_source(source, width, height, fps)
         self._peer = CameraPeer(CameraOptions(server=server, stream=stream, codec=codec, layers=layers,
                                               bitrate=bitrate, jpeg_quality=jpeg_quality, name=name,
-                                              token=token, ca_file=ca_file, ice=ice or IceOptions()), video)
+                                              token=token, ca_file=ca_file, ice=ice or IceOptions(),
+                                              recording=recording), video)
         self._task: asyncio.Task | None = None
 
     @property

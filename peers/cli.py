@@ -11,13 +11,15 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 
 from signaling.app import serve
 from signaling.auth import make_token, parse_duration
 from signaling.clientaddress import parse_networks
-from signaling.config import ServerConfig
+from signaling.config import RecordingConfig, ServerConfig
 from signaling.limits import Limits
 from signaling.protocol import ProtocolError, check_display_name, check_stream_name
+from signaling.retention import Retention
 from signaling.turn import TurnConfig
 
 from .camera import CameraError, CameraOptions, CameraPeer
@@ -86,6 +88,13 @@ def _build_parser() -> argparse.ArgumentParser:
                            help="text messages per second from one viewer")
     serve_cmd.add_argument("--stalled-reader-timeout", type=float, default=defaults.stalled_reader_seconds,
                            metavar="SECONDS", help="drop an MJPEG reader whose socket takes nothing so long")
+    serve_cmd.add_argument("--record-dir", metavar="DIR",
+                           help="record streams into DIR/STREAM/ (and allow recording through the API)")
+    serve_cmd.add_argument("--record", action="append", default=[], metavar="STREAM",
+                           help="record this stream whenever it is live ('*': every stream); repeatable")
+    _add_recording_options(serve_cmd)
+    serve_cmd.add_argument("--record-layer", metavar="LAYER",
+                           help="the layer recorded (the nearest the camera has; default: its top layer)")
 
     token = commands.add_parser("token", help="print a signed token for a stream and a role")
     token.add_argument("--secret", required=True)
@@ -98,6 +107,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_source_options(camera)
     camera.add_argument("--name", default="", help="display name (stream list, chat)")
     camera.add_argument("--chat-log", metavar="FILE", help="append every chat message to FILE as JSON lines")
+    camera.add_argument("--record", metavar="DIR",
+                        help="also record the top layer here, from this camera's own encoder")
+    _add_recording_options(camera)
 
     view = commands.add_parser("view", help="watch a stream, measure it, record or show it")
     _add_peer_options(view)
@@ -141,6 +153,35 @@ def _quality(text: str) -> str:
     if not re.fullmatch(r"auto|[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?", text):
         raise argparse.ArgumentTypeError(f"{text!r}: auto, or a layer such as 720p or 360p@15")
     return text
+
+
+def _add_recording_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--record-segment", type=float, default=60.0, metavar="SECONDS",
+                        help="start a new segment file this often (at the next keyframe)")
+    parser.add_argument("--record-keep", action="append", default=[], metavar="AGE|SIZE",
+                        help="delete the oldest segments past an age (7d) or a total size (10GB)")
+
+
+def _recording(command: str, directory: str | None, streams: list[str], args: argparse.Namespace,
+               ) -> RecordingConfig | None:
+    """--record-dir (serve) or --record (camera) with their segment and retention flags."""
+    if directory is None:
+        if streams or args.record_keep:
+            _fail(command, "--record and --record-keep need a directory to record into")
+        return None
+    if not 1 <= args.record_segment <= 3600:
+        _fail(command, "--record-segment takes 1 to 3600 seconds")
+    try:
+        for name in streams:
+            if name != "*":
+                check_stream_name(name)
+        retention = Retention.parse(args.record_keep)
+    except ProtocolError as exc:
+        _fail(command, exc.reason)
+    except ValueError as exc:
+        _fail(command, str(exc))
+    return RecordingConfig(Path(directory), tuple(streams), args.record_segment, retention,
+                           getattr(args, "record_layer", None))
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -243,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
                                   messages_per_second=args.max_message_rate,
                                   viewers_per_stream=args.max_viewers, streams=args.max_streams,
                                   connections_per_address=args.max_connections_per_address,
-                                  stalled_reader_seconds=args.stalled_reader_timeout))
+                                  stalled_reader_seconds=args.stalled_reader_timeout),
+                              recording=_recording("serve", args.record_dir, args.record, args))
         scheme = "https" if args.cert else "http"
         print(f"peercam serve: {scheme}://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         _run(serve(config))
@@ -284,6 +326,7 @@ def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) ->
         chat_log=getattr(args, "chat_log", None),
         jpeg_quality=args.jpeg_quality,
         relay_fps=args.relay_fps,
+        recording=_recording("camera", args.record, [], args) if args.command == "camera" else None,
         ice=_ice_options(args, ice_servers),
     )
 

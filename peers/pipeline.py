@@ -21,13 +21,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
+from signaling.config import RecordingConfig
 from signaling.protocol import CameraLayerStats
 from signaling.relayframe import RelayFrameHeader
+from signaling.segmentwriter import SegmentWriter
 
 from .encoder import VideoEncoder
 from .fanout import EncodedFrame, FanOut, FanOutTrack, RtpPacketizer
@@ -71,6 +74,8 @@ class LayerEncoder:
         #: frames (set on the event loop).
         self.jpeg_qualities: frozenset[int] = frozenset()
         self.relay_encoded = False
+        #: Writes this layer's encoded frames to segment files (``peercam camera --record``).
+        self.recorder: SegmentWriter | None = None
         self._relay_sequence = 0
         self.frames_encoded = 0
         self.frames_taken = 0  # captured frames this layer scaled (for video, JPEG or both)
@@ -89,7 +94,7 @@ class LayerEncoder:
 
     @property
     def in_use(self) -> bool:
-        return bool(len(self.fanout) or self.jpeg_qualities or self.relay_encoded)
+        return bool(len(self.fanout) or self.jpeg_qualities or self.relay_encoded or self.recorder)
 
     def stats(self) -> CameraLayerStats:
         return CameraLayerStats(name=self.layer.name, active=self.in_use, viewers=len(self.fanout),
@@ -147,7 +152,7 @@ class LayerEncoder:
                 if image.shape[1] != self.layer.width or image.shape[0] != self.layer.height:
                     size = (self.layer.width, self.layer.height)
                     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                if len(self.fanout) or self.relay_encoded:
+                if len(self.fanout) or self.relay_encoded or self.recorder is not None:
                     self._encode_video(frame, image)
                 elif self._encoder is not None:
                     self._encoder = None  # no viewer: let the encoder go; the next one starts afresh
@@ -183,6 +188,9 @@ class LayerEncoder:
             self._pipeline.loop.call_soon_threadsafe(self.fanout.publish, encoded)
             if self.relay_encoded:
                 self._relay(frame, packet)
+            if self.recorder is not None:
+                self.recorder.write(bytes(packet), packet.is_keyframe, int(frame.capture_time * 1_000_000),
+                                    self.layer.width, self.layer.height)
 
     def _relay(self, frame: CapturedFrame, packet: av.Packet) -> None:
         """The encoded frame, as it is, for the server's encoded relay readers."""
@@ -239,6 +247,23 @@ class MediaPipeline:
         for layer in self.layers:
             layer.stop()
         self._capture_thread.join(timeout=2)
+        for layer in self.layers:
+            if layer.recorder is not None:
+                layer.recorder.close()  # the last segment, closed with every frame given to it
+
+    def record(self, recording: RecordingConfig, stream: str) -> SegmentWriter:
+        """Record the top layer's encoded frames into ``recording.directory/stream/`` as they are
+        made, in segments, with retention applied after each (call before ``start``)."""
+        top = self.layers[0]
+        retention = recording.retention
+
+        def segment_closed(path: Path) -> None:
+            retention.sweep(recording.directory, set())
+
+        top.recorder = SegmentWriter(recording.directory, stream, self.codec, recording.segment_seconds,
+                                     request_keyframe=lambda: top.request_keyframe(urgent=False),
+                                     on_segment=segment_closed)
+        return top.recorder
 
     def layer(self, name: str) -> LayerEncoder:
         """The layer called ``name`` (KeyError if there is none)."""

@@ -6,10 +6,11 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from .appkeys import CONFIG, REGISTRY, SOCKETS
+from .appkeys import CONFIG, RECORDINGS, REGISTRY, SOCKETS
 from .auth import make_token, parse_duration
 from .gate import GRANT, Access, may_view, requires
 from .protocol import ProtocolError, check_stream_name
+from .streams import Stream
 
 routes = web.RouteTableDef()
 
@@ -33,7 +34,8 @@ def _bad_request(reason: str) -> web.HTTPBadRequest:
 async def list_streams(request: web.Request) -> web.Response:
     """Live streams; under --auth all only those the presented token may view."""
     registry = request.app[REGISTRY]
-    return web.json_response([s.summary() for s in registry.live_streams() if may_view(request, s.name)])
+    return web.json_response([_summary(request, s) for s in registry.live_streams()
+                              if may_view(request, s.name)])
 
 
 @routes.get("/api/streams/{name}")
@@ -45,7 +47,13 @@ async def get_stream(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": "no-such-stream", "reason": f"no stream named {name[:80]!r}"}, status=404
         )
-    return web.json_response(stream.summary())
+    return web.json_response(_summary(request, stream))
+
+
+def _summary(request: web.Request, stream: Stream) -> dict:
+    """A stream's summary, with its recording's state when the server records."""
+    recordings = request.app.get(RECORDINGS)
+    return {**stream.summary(), "recording": recordings.state(stream.name) if recordings else None}
 
 
 @routes.get("/healthz")

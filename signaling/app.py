@@ -9,13 +9,14 @@ import weakref
 
 from aiohttp import WSCloseCode, web
 
-from . import api, metrics, mjpeg, pages
-from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, REGISTRY, SOCKETS, WEB_ROOT
+from . import api, metrics, mjpeg, pages, recordingapi
+from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, RECORDINGS, REGISTRY, SOCKETS, WEB_ROOT
 from .browserpolicy import add_security_headers, check_host
 from .clientaddress import resolve_client_address
 from .config import ServerConfig
 from .gate import ROUTE_ACCESS, Access, access_table, gate
 from .limits import ConnectionsByAddress
+from .recording import Recordings
 from .streams import StreamRegistry
 from .websocket import websocket_handler
 
@@ -31,9 +32,14 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app[SOCKETS] = weakref.WeakSet()
     app[CONNECTIONS_BY_ADDRESS] = ConnectionsByAddress(config.limits.connections_per_address)
     app[WEB_ROOT] = pages.find_web_root()
-    app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS])
+    if config.recording is not None:
+        app[RECORDINGS] = Recordings(config.recording, app[REGISTRY])
+        app.on_startup.append(_start_recording)
+        app.on_cleanup.append(_stop_recording)
+    app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS], app.get(RECORDINGS))
     app.router.add_get("/ws", websocket_handler)
     app.router.add_routes(api.routes)
+    app.router.add_routes(recordingapi.routes)
     app.router.add_routes(mjpeg.routes)
     app.router.add_routes(metrics.routes)
     app.router.add_routes(pages.routes)
@@ -42,6 +48,15 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.on_response_prepare.append(add_security_headers)
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+async def _start_recording(app: web.Application) -> None:
+    app[RECORDINGS].start()
+
+
+async def _stop_recording(app: web.Application) -> None:
+    """Every segment closed with what it was given (after the sockets closed)."""
+    await app[RECORDINGS].close()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .clientaddress import Network
 from .limits import Limits
 from .protocol import IceServer
+from .retention import Retention
 from .turn import TurnConfig
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    """``peercam serve --record-dir DIR [--record NAME ...] [--record-segment 60]
+    [--record-keep 7d|10GB] [--record-layer LAYER]``."""
+
+    directory: Path
+    #: Names recorded whenever their camera is live; "*": every stream.
+    streams: tuple[str, ...] = ()
+    segment_seconds: float = 60.0
+    retention: Retention = Retention()
+    #: The layer recorded (the nearest the camera has); None: its top layer.
+    layer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,5 +53,7 @@ class ServerConfig:
     trusted_proxies: tuple[Network, ...] = ()
     #: Outgoing messages queued for one client before it counts as too slow.
     outbox_limit: int = 1024
+    #: Record streams on this server (--record-dir ...); None: record nothing.
+    recording: RecordingConfig | None = None
     #: Seconds between WebSocket pings; a silent client is dropped after two.
     heartbeat: float = 10.0

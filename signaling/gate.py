@@ -14,6 +14,7 @@ token is 401, a wrong one 403; both reasons say "token".
 |           |                       | it may view                                   |
 | MONITOR   | anyone                | an admin token for ``*``                      |
 | ADMIN     | an admin token (needs --secret), whatever --auth says                 |
+| CONTROL   | an admin token when the server has a --secret; anyone without one     |
 
 /ws is OPEN at the HTTP level: every ``publish`` and ``watch`` on it carries its own token.
 """
@@ -24,7 +25,7 @@ import enum
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractResource
+from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 
 from .appkeys import CONFIG
 from .auth import Grant, TokenError, check_token, read_token
@@ -38,6 +39,8 @@ class Access(enum.Enum):
     LIST = "list"
     MONITOR = "monitor"
     ADMIN = "admin"
+    #: Run-time switches a lab server without a secret leaves to anyone (recording).
+    CONTROL = "control"
 
 
 ROUTE_ACCESS = web.AppKey("route_access", dict)
@@ -58,16 +61,16 @@ def requires(access: Access) -> Callable[[Handler], Handler]:
 
 
 def access_table(app: web.Application, extra: dict[AbstractResource, Access]) -> dict:
-    """Every resource's access rule, from its handlers' declarations and ``extra`` (static
-    folders). Raises RuntimeError naming any route that declares nothing."""
-    table: dict[AbstractResource, Access] = dict(extra)
+    """Every route's access rule (one path may take GET and DELETE under different rules),
+    from its handler's declaration, or ``extra`` for whole resources (static folders).
+    Raises RuntimeError naming any route that declares nothing."""
+    table: dict[AbstractRoute, Access] = {}
     for resource in app.router.resources():
-        if resource in table:
-            continue
-        rules = {getattr(route.handler, _ATTRIBUTE, None) for route in resource}
-        if None in rules or len(rules) != 1:
-            raise RuntimeError(f"route {resource.canonical} declares no single access rule (@requires)")
-        table[resource] = rules.pop()
+        for route in resource:
+            access = extra.get(resource) or getattr(route.handler, _ATTRIBUTE, None)
+            if access is None:
+                raise RuntimeError(f"{route.method} {resource.canonical} declares no access rule (@requires)")
+            table[route] = access
     return table
 
 
@@ -98,9 +101,9 @@ def authorize(request: web.Request, access: Access) -> Grant | None:
     config = request.app[CONFIG]
     secret = config.secret or ""
     token = presented_token(request)
-    if access is Access.OPEN:
+    if access is Access.OPEN or (access is Access.CONTROL and not secret):
         return None
-    if access is Access.ADMIN:
+    if access in (Access.ADMIN, Access.CONTROL):
         if not secret:
             raise _refuse(web.HTTPForbidden, "the admin API needs the server to run with --secret "
                                              "(and an admin token)")
@@ -133,7 +136,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     match_info = request.match_info
     if match_info.http_exception is not None:  # no route: 404/405 as aiohttp decides
         return await handler(request)
-    access = request.app[ROUTE_ACCESS].get(match_info.route.resource)
+    access = request.app[ROUTE_ACCESS].get(match_info.route)
     if access is None:  # fail closed: a route added without a rule
         raise web.HTTPForbidden(text="this route has no access rule\n")
     request[GRANT] = authorize(request, access)

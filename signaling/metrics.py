@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from .appkeys import METRICS
 from .gate import Access, requires
 from .protocol import ViewerStats
+from .recording import Recordings
 from .streams import StreamRegistry
 
 routes = web.RouteTableDef()
@@ -29,13 +30,16 @@ _STALE_AFTER = 6.0
 
 
 class Metrics:
-    def __init__(self, streams: StreamRegistry, sockets: weakref.WeakSet) -> None:
+    def __init__(self, streams: StreamRegistry, sockets: weakref.WeakSet,
+                 recordings: Recordings | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.messages = Counter("peercam_signaling_messages", "Signaling messages received, by type",
                                 ["type"], registry=self.registry)
         self.errors = Counter("peercam_errors", "Error replies sent to clients, by code",
                               ["code"], registry=self.registry)
         self.registry.register(_StateCollector(streams, sockets))
+        if recordings is not None:
+            self.registry.register(_RecordingCollector(recordings))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -86,6 +90,29 @@ class _StateCollector(Collector):
         yield CounterMetricFamily("peercam_relay_frames_dropped",
                                   "Relay frames a slow reader skipped (a newer one replaced them)",
                                   value=totals.frames_skipped)
+
+
+class _RecordingCollector(Collector):
+    def __init__(self, recordings: Recordings) -> None:
+        self._recordings = recordings
+
+    def collect(self) -> Iterator[Metric]:
+        written = CounterMetricFamily("peercam_recording_bytes", "Bytes of video recorded, by stream",
+                                      labels=["stream"])
+        segments = CounterMetricFamily("peercam_recording_segments", "Segment files started, by stream",
+                                       labels=["stream"])
+        errors = CounterMetricFamily("peercam_recording_errors",
+                                     "Recordings stopped by an error (a full disk, an unwritable directory)",
+                                     labels=["stream"])
+        active = GaugeMetricFamily("peercam_recording_active", "1 while a stream is being recorded",
+                                   labels=["stream"])
+        for name in self._recordings.names():
+            state = self._recordings.state(name)
+            written.add_metric([name], state["bytes_written"])
+            segments.add_metric([name], state["segments"])
+            errors.add_metric([name], state["errors"])
+            active.add_metric([name], int(state["active"]))
+        yield from (written, segments, errors, active)
 
 
 @routes.get("/metrics")

@@ -358,6 +358,15 @@ class RelayHub:
             return None
         return JpegRendition(self._layer_name(quality), jpeg_quality or self._default_quality)
 
+    def layer_for(self, quality: str) -> str:
+        """The layer a choice means now: that layer, the nearest in height, or the top for auto."""
+        return self._layer_name(quality)
+
+    def request_keyframe(self, layer: str) -> None:
+        """An encoded reader outside the hub's own rules needs a keyframe soon (a recorder
+        starting a segment); merged with the others' requests, at most once a second."""
+        self._ask_keyframe(layer, urgent=False)
+
     def _layer_name(self, quality: str) -> str:
         """The layer a viewer's choice means: that layer, the nearest in height, or the top for auto."""
         names = [layer.name for layer in self._layers]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -146,6 +147,8 @@ class StreamRegistry:
         self.limits = limits or Limits()
         self._streams: dict[str, Stream] = {}
         self.relay_totals = RelayTotals()
+        #: Called with (stream, live) when a stream's camera arrives or leaves (recording).
+        self.on_camera: list[Callable[[Stream, bool], None]] = []
 
     def get(self, name: str) -> Stream | None:
         return self._streams.get(name)
@@ -204,6 +207,8 @@ class StreamRegistry:
             # The camera meets those who waited.
             conn.send(ViewerJoined(peer_id=viewer.id, name=viewer.name, quality=viewer.quality))
         stream.relay.camera_arrived(info.layer_list(), info.jpeg_quality)
+        for callback in self.on_camera:
+            callback(stream, True)
         return stream
 
     def watch(self, conn: Connection, name: str, display_name: str = "",
@@ -287,6 +292,8 @@ class StreamRegistry:
             ended = StreamEnded(stream=stream.name, reason=reason)
             for viewer in stream.viewers.values():
                 viewer.send(ended)
+            for callback in self.on_camera:
+                callback(stream, False)
         elif conn.role == "viewer" and stream.viewers.pop(conn.id, None) is not None:
             self.set_relay(conn, False)
             if stream.publisher is not None:

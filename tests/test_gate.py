@@ -11,7 +11,7 @@ from signaling.gate import ROUTE_ACCESS
 
 def test_every_route_declares_what_it_needs():
     app = create_app(ServerConfig())
-    assert set(app[ROUTE_ACCESS]) == set(app.router.resources())
+    assert set(app[ROUTE_ACCESS]) == {route for resource in app.router.resources() for route in resource}
 
 
 def test_a_route_without_a_declaration_stops_the_server_from_starting(monkeypatch):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 import time
 
+import pytest
+
 from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, require
@@ -74,14 +76,20 @@ def test_a_viewer_pinned_to_a_layer_stays_there_under_a_cap(cluster, split_netwo
     assert (summary["layer"], summary["layer_switches"]) == ("720p", 0), summary
 
 
-def test_an_auto_relay_viewer_steps_down_jpeg_quality_then_the_layer_and_climbs_back(cluster, split_network):
+@pytest.mark.parametrize("relay_format,low,high", [
+    # JPEG steps its quality down first (to 50), then the layer; encoded steps the layer.
+    ("jpeg", "-> 360p (640x360, JPEG q50)", "-> 720p (1280x720, JPEG q80)"),
+    ("encoded", "-> 360p (640x360)", "-> 720p (1280x720)"),
+])
+def test_an_auto_relay_viewer_steps_down_and_climbs_back(cluster, split_network, relay_format, low, high):
     net = split_network
     server_url = start_camera_side(cluster, net)
-    relay = viewer(cluster, net, server_url, "relay", "--mode", "relay", "--duration", "60")
-    relay.wait_for_log("first frame", timeout=20)
-    settled, climbed = cap_then_lift(
-        net, lambda: relay.wait_for_log("-> 360p (640x360, JPEG q50)", timeout=15),
-        lambda: relay.wait_for_log("-> 720p (1280x720, JPEG q80)", timeout=30))
+    relay = viewer(cluster, net, server_url, "relay", "--mode", "relay", "--duration", "60",
+                   "--relay-format", relay_format)
+    relay.wait_for_log("first frame after", timeout=20)
+    assert f"(relay, {relay_format})" in relay.log()
+    settled, climbed = cap_then_lift(net, lambda: relay.wait_for_log(low, timeout=15),
+                                     lambda: relay.wait_for_log(high, timeout=30))
     moves = [line for line in relay.log().splitlines() if " -> " in line]
     print(f"settled in {settled:.1f} s, climbed back in {climbed:.1f} s; {moves}")
     assert "frames skipped" in moves[0] and "clean for" in moves[-1]

@@ -17,6 +17,7 @@ import peercam
 from bench.netns import VIEWER_ADDRESS
 from peercam import IceOptions
 from peers.testpattern import Stamp, TestPattern
+from tests.test_segmentwriter import ffprobe_frames
 
 from .conftest import ROOT, wait_until
 
@@ -25,8 +26,8 @@ LOOPBACK = IceOptions(servers=[], hosts=["127.0.0.1"])
 
 def test_the_public_surface_is_small_typed_and_documented():
     assert sorted(peercam.__all__) == sorted(
-        ["Camera", "CameraError", "ChatLine", "Frame", "IceOptions", "Server", "ServerConfig", "Viewer",
-         "ViewerError", "ViewerEvent", "serve", "watch", "watch_sync"])
+        ["Camera", "CameraError", "ChatLine", "Frame", "IceOptions", "RecordingConfig", "Retention", "Server",
+         "ServerConfig", "Viewer", "ViewerError", "ViewerEvent", "serve", "watch", "watch_sync"])
     for name in peercam.__all__:
         assert getattr(peercam, name).__doc__, name
     assert (Path(peercam.__file__).parent / "py.typed").exists()
@@ -82,6 +83,28 @@ async def test_frames_in_and_out_in_one_program_and_nothing_left_behind():
         wait_until(lambda: not left_threads(), 10, "the library's threads to end")
     except AssertionError:
         raise AssertionError(f"threads left: {left_threads()}") from None
+
+
+async def test_the_library_records_on_the_server_and_on_the_camera(tmp_path):
+    on_server, on_camera = tmp_path / "server", tmp_path / "camera"
+    server = await peercam.serve(port=0, recording=peercam.RecordingConfig(on_server, streams=("lab",),
+                                                                          segment_seconds=1))
+    try:
+        async with peercam.Camera(server.url, "lab", source="testsrc", width=320, height=240, ice=LOOPBACK,
+                                  recording=peercam.RecordingConfig(on_camera, segment_seconds=1)):
+            def fewest_segments() -> int:  # two closed and one being written, in both places
+                return min(len(list((d / "lab").glob("*.webm"))) for d in (on_server, on_camera))
+
+            for _ in range(300):
+                if fewest_segments() >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert fewest_segments() >= 3
+    finally:
+        await server.close()
+    for directory in (on_server, on_camera):
+        for segment in (directory / "lab").glob("*.webm"):
+            assert ffprobe_frames(segment) > 0, segment
 
 
 async def test_the_relay_and_chat_through_the_library(cluster):

@@ -1,7 +1,7 @@
 // The front page: a dashboard of the live streams, refreshed from /api/streams every two
-// seconds, each with a thumbnail, its video format and who is watching how. Under
-// --auth all the page's ?token= goes with every request (as a Bearer header) and on to
-// the player links.
+// seconds, each with a thumbnail, its video format, who is watching how, and a REC badge
+// while the server records it. Under --auth all the page's ?token= goes with every
+// request (as a Bearer header) and on to the player links.
 
 import { Thumbnails } from './thumbnails.js';
 
@@ -66,6 +66,7 @@ class StreamCard {
   #uptime = element('span', 'uptime');
   #viewers = element('span', 'viewers');
   #viewersByMode = element('span', 'viewers-by-mode');
+  #rec = element('span', 'rec-badge');
 
   constructor(name) {
     this.item.dataset.stream = name;
@@ -81,7 +82,7 @@ class StreamCard {
     const link = element('a', 'stream-name', name);
     link.href = href;
     const details = element('span', 'stream-details');
-    details.append(this.#resolution, this.#codec, this.#layers, this.#uptime);
+    details.append(this.#rec, this.#resolution, this.#codec, this.#layers, this.#uptime);
     const audience = element('span', 'stream-audience');
     audience.append(this.#viewers, this.#viewersByMode);
     this.item.append(screen, link, details, audience);
@@ -97,11 +98,21 @@ class StreamCard {
       + `@${formatFps(layer.fps)}`).join(', ');
     const minutes = Math.max(0, Math.floor((nowSeconds - stream.since) / 60));
     this.#uptime.textContent = `live for ${minutes}m`;
+    showRecording(this.#rec, stream.recording);
     const count = stream.viewer_count;
     this.#viewers.textContent = count === 1 ? '1 viewer' : `${count} viewers`;
     const { p2p, relay } = stream.viewers_by_mode;
     this.#viewersByMode.textContent = count ? `${p2p} p2p · ${relay} relay` : '';
   }
+}
+
+/** REC while recording; when recording stopped on an error, says so (the title says why). */
+function showRecording(badge, recording) {
+  const error = recording?.error ?? null; // recording is null on a server that records nothing
+  badge.hidden = !recording?.active && error === null;
+  badge.dataset.state = error === null ? 'recording' : 'error';
+  badge.textContent = error === null ? 'REC' : 'REC stopped';
+  badge.title = error ?? 'recorded on the server';
 }
 
 function formatFps(fps) {

@@ -4,7 +4,8 @@
 // restarts, with a chat beside it. The viewer picks the quality layer (or auto: follow the
 // network) and, on a JPEG relay, its JPEG quality. The relay carries the camera's encoded
 // frames where WebCodecs decodes them, else JPEG (relay-format.js); relay_format forces one.
-// For tests, ?connect_timeout=S and ?p2p_retry=S tune auto mode.
+// Below, the stream's recordings on the server (recordings.js). For tests,
+// ?connect_timeout=S and ?p2p_retry=S tune auto mode.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling.js';
@@ -21,6 +22,7 @@ import {
   layersOf,
 } from './layers.js';
 import { QualityMenu } from './quality-menu.js';
+import { Recordings } from './recordings.js';
 import { RelayFormat, prepareRelayFormats } from './relay-format.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
@@ -477,7 +479,8 @@ const streamName = streamNameFromPath();
 const view = new PlayerView();
 view.showStreamName(streamName);
 const qualityMenu = new QualityMenu();
-const player = new Player(streamName, optionsFromQuery(location.search), {
+const options = optionsFromQuery(location.search);
+const player = new Player(streamName, options, {
   view,
   statsPanel: new StatsPanel(),
   qualityMenu,
@@ -494,6 +497,7 @@ qualityMenu.onPicked((quality) => {
 });
 prepareRelayFormats();
 player.start();
+new Recordings(streamName, options.token).start();
 
 // For tests and the curious: window.peercam.state(), .stats() (.relayFormat: 'encoded' or
 // 'jpeg' on the relay), .mode() ('p2p' or 'relay'),

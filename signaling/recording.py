@@ -1,0 +1,325 @@
+"""Recording on the server: each recorded stream's encoded video, kept in segment files.
+
+A recorder is one more reader of a stream's relay (signaling/relay.py): it reads one
+layer's encoded frames (the top one, or ``--record-layer``), the very bytes the P2P
+viewers get, and a SegmentWriter muxes them as they are. The camera encodes nothing
+more for it; its uplink carries that layer once more, unless a relay viewer reads it
+already. A recorder lives as long as its camera: a camera that leaves ends the segment,
+and the next camera on the name starts a new one.
+
+Which streams record: ``--record NAME|'*'`` at start, changed at run time with
+``PUT /api/streams/{name}/recording`` (signaling/recordingapi.py). Retention
+(signaling/retention.py) runs after each segment and every minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+from .config import RecordingConfig
+from .protocol import check_stream_name
+from .relay import RelayReader
+from .relayframe import parse_relay_frame
+from .segmentwriter import SEGMENT_NAME, SegmentWriter, segment_order, segment_start
+from .streams import Stream, StreamRegistry
+
+log = logging.getLogger(__name__)
+
+_RETENTION_EVERY = 60.0
+
+
+class SegmentBusy(Exception):
+    """A segment that is being written cannot be deleted."""
+
+
+@dataclass
+class RecordingTotals:
+    """One stream's recording figures, across its cameras' sessions."""
+
+    bytes_written: int = 0
+    frames_written: int = 0
+    frames_dropped: int = 0
+    segments: int = 0
+    errors: int = 0
+    error: str | None = None
+
+
+class StreamRecorder:
+    """Records one camera session of a stream: a relay reader whose frames a SegmentWriter muxes."""
+
+    def __init__(self, stream: Stream, config: RecordingConfig, on_segment: Callable[[Path], None]) -> None:
+        assert stream.info is not None
+        self.stream = stream
+        layers = stream.info.layer_list()
+        self.layer = stream.relay.layer_for(config.layer or layers[0].name)
+        self.writer = SegmentWriter(config.directory, stream.name, stream.info.codec, config.segment_seconds,
+                                    request_keyframe=lambda: stream.relay.request_keyframe(self.layer),
+                                    on_segment=on_segment)
+        self._next_sequence: int | None = None
+        self._written_before = 0
+        self.reader = RelayReader(f"recorder:{stream.name}", self._deliver, "encoded", ends_with_camera=True)
+        stream.relay.add(self.reader, quality=self.layer)
+
+    async def _deliver(self, frame: bytes) -> None:
+        header, payload = parse_relay_frame(frame)
+        if self._next_sequence not in (None, header.sequence) and not header.keyframe:
+            self.writer.gap()  # frames missing (the hub drops to a keyframe; this guards it)
+        self._next_sequence = (header.sequence + 1) & 0xFFFFFFFF
+        self.writer.write(bytes(payload), header.keyframe, header.capture_time_us,
+                          header.width, header.height)
+        if self.writer.error is not None:
+            raise RuntimeError(self.writer.error)  # ends the reader: nothing more to write
+
+    @property
+    def frames_dropped(self) -> int:
+        return self.reader.frames_skipped + self.writer.frames_dropped
+
+    async def close(self) -> None:
+        """Stop reading; the segment is closed with everything queued in it."""
+        self.stream.relay.remove(self.reader)
+        await asyncio.to_thread(self.writer.close)
+
+
+@dataclass
+class _Probe:
+    key: tuple[int, float]
+    duration: float | None
+
+
+@dataclass
+class Recordings:
+    """Every stream's recording: who records, the recorders at work, the files, retention."""
+
+    config: RecordingConfig
+    registry: StreamRegistry
+    _recorders: dict[str, StreamRecorder] = field(default_factory=dict)
+    #: Recorders whose camera left, still writing what they queued.
+    _closing: set[StreamRecorder] = field(default_factory=set)
+    #: Recording switched on or off at run time; it outranks --record.
+    _enabled: dict[str, bool] = field(default_factory=dict)
+    _totals: dict[str, RecordingTotals] = field(default_factory=dict)
+    _probes: dict[Path, _Probe] = field(default_factory=dict)
+    _tasks: set[asyncio.Task] = field(default_factory=set)
+    _retention_task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Follow the registry's cameras and start retention (on the running loop)."""
+        self.registry.on_camera.append(self._camera_changed)
+        self._loop = asyncio.get_running_loop()
+        self._retention_task = self._loop.create_task(self._retention_loop(), name="recording-retention")
+
+    async def close(self) -> None:
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+        for name in list(self._recorders):
+            self._stop(name)
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
+    # Who records ------------------------------------------------------------------
+
+    def enabled(self, name: str) -> bool:
+        if name in self._enabled:
+            return self._enabled[name]
+        return "*" in self.config.streams or name in self.config.streams
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Switch a stream's recording on or off, live or not yet; a new start clears an error."""
+        check_stream_name(name)
+        self._enabled[name] = enabled
+        totals = self._totals.setdefault(name, RecordingTotals())
+        if enabled:
+            totals.error = None
+            stream = self.registry.get(name)
+            if stream is not None and stream.live:
+                self._start(stream)
+        else:
+            self._stop(name)
+
+    def _camera_changed(self, stream: Stream, live: bool) -> None:
+        self._stop(stream.name)  # a camera that left, or one replaced: its segment ends
+        if live and self.enabled(stream.name):
+            self._start(stream)
+
+    def _start(self, stream: Stream) -> None:
+        if stream.name in self._recorders:
+            return
+        loop = self._loop
+
+        def segment_closed(path: Path) -> None:  # the writer's thread
+            loop.call_soon_threadsafe(self._spawn, self._apply_retention())
+
+        try:
+            recorder = StreamRecorder(stream, self.config, segment_closed)
+        except (OSError, ValueError) as exc:
+            self._failed(stream.name, str(exc))
+            return
+        self._recorders[stream.name] = recorder
+        self._spawn(self._watch(recorder))
+
+    async def _watch(self, recorder: StreamRecorder) -> None:
+        """A recorder whose writer failed stops, and says why (the stream goes on)."""
+        await recorder.reader.wait_closed()
+        if recorder.writer.error is not None and self._recorders.get(recorder.stream.name) is recorder:
+            self._failed(recorder.stream.name, recorder.writer.error)
+            self._stop(recorder.stream.name)
+
+    def _failed(self, name: str, reason: str) -> None:
+        totals = self._totals.setdefault(name, RecordingTotals())
+        totals.errors += 1
+        totals.error = reason
+        log.error("recording %s stopped: %s", name, reason)
+
+    def _stop(self, name: str) -> None:
+        """The stream's recorder (if any) stops now and closes its segment in the background."""
+        recorder = self._recorders.pop(name, None)
+        if recorder is not None:
+            self._closing.add(recorder)
+            self._spawn(self._close(recorder))
+
+    async def _close(self, recorder: StreamRecorder) -> None:
+        try:
+            await recorder.close()
+        finally:
+            self._closing.discard(recorder)
+            totals = self._totals.setdefault(recorder.stream.name, RecordingTotals())
+            totals.bytes_written += recorder.writer.bytes_written
+            totals.frames_written += recorder.writer.frames_written
+            totals.frames_dropped += recorder.frames_dropped
+            totals.segments += recorder.writer.segments
+
+    def _spawn(self, coroutine: Coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # What is recorded ---------------------------------------------------------------
+
+    def state(self, name: str) -> dict:
+        """What ``/api/streams/{name}`` says of a stream's recording."""
+        totals = self._totals.get(name, RecordingTotals())
+        recorder = self._recorders.get(name)
+        current = recorder.writer.current if recorder is not None else None
+        working = [r for r in [*self._closing, recorder] if r is not None and r.stream.name == name]
+        return {
+            "enabled": self.enabled(name),
+            "active": recorder is not None and recorder.writer.error is None,
+            "layer": recorder.layer if recorder is not None else None,
+            "file": current.name if current is not None else None,
+            "bytes_written": totals.bytes_written + sum(r.writer.bytes_written for r in working),
+            "frames_written": totals.frames_written + sum(r.writer.frames_written for r in working),
+            # Frames the camera sent that never reached the file: the disk or the relay fell behind.
+            "frames_dropped": totals.frames_dropped + sum(r.frames_dropped for r in working),
+            "segments": totals.segments + sum(r.writer.segments for r in working),
+            "errors": totals.errors,
+            "error": totals.error,
+        }
+
+    def names(self) -> list[str]:
+        """Streams with recording figures: recorded now or earlier in this server's life."""
+        return sorted(set(self._totals) | set(self._recorders))
+
+    def stream_directory(self, name: str) -> Path:
+        check_stream_name(name)  # never a path of the caller's making
+        return self.config.directory / name
+
+    def segment_path(self, name: str, file: str) -> Path:
+        """A segment's path; ProtocolError-free: FileNotFoundError for any name not a segment's."""
+        if SEGMENT_NAME.fullmatch(file) is None:
+            raise FileNotFoundError(file)
+        path = self.stream_directory(name) / file
+        if not path.is_file():
+            raise FileNotFoundError(file)
+        return path
+
+    def writing(self, path: Path) -> bool:
+        return path in self._current()
+
+    def _current(self) -> set[Path]:
+        """The segments being written now."""
+        recorders = [*self._recorders.values(), *self._closing]
+        return {r.writer.current for r in recorders if r.writer.current is not None}
+
+    async def segments(self, name: str, url_prefix: str) -> list[dict]:
+        """A stream's segments, oldest first: start (UTC), duration (s), size, url."""
+        directory = self.stream_directory(name)
+        return await asyncio.to_thread(self._list, directory, url_prefix)
+
+    def _list(self, directory: Path, url_prefix: str) -> list[dict]:
+        listed = []
+        for path in sorted(directory.glob("*"), key=segment_order):
+            start = segment_start(path.name)
+            if start is None:
+                continue
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            writing = self.writing(path)
+            listed.append({
+                "file": path.name,
+                "start": start.isoformat().replace("+00:00", "Z"),
+                "duration": None if writing else self._duration(path, info),
+                "size": info.st_size,
+                "recording": writing,
+                "url": f"{url_prefix}/{path.name}",
+            })
+        return listed
+
+    def _duration(self, path: Path, info: os.stat_result) -> float | None:
+        """Seconds from the first frame to the end of the last (read once per file version)."""
+        key = (info.st_size, info.st_mtime)
+        probe = self._probes.get(path)
+        if probe is None or probe.key != key:
+            probe = self._probes[path] = _Probe(key, _probe_duration(path))
+        return probe.duration
+
+    async def delete(self, name: str, file: str) -> None:
+        """Remove one segment; FileNotFoundError if there is none, SegmentBusy while it is written."""
+        path = self.segment_path(name, file)
+        if self.writing(path):
+            raise SegmentBusy(f"{file} is being recorded: stop the recording first")
+        await asyncio.to_thread(path.unlink)
+        self._probes.pop(path, None)
+
+    # Retention ------------------------------------------------------------------------
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await self._apply_retention()
+            await asyncio.sleep(_RETENTION_EVERY)
+
+    async def _apply_retention(self) -> None:
+        retention = self.config.retention
+        if retention.max_age is None and retention.max_bytes is None:
+            return
+        for path in await asyncio.to_thread(retention.sweep, self.config.directory, self._current()):
+            self._probes.pop(path, None)
+
+
+def _probe_duration(path: Path) -> float | None:
+    """The time from a segment's first frame to its last, plus one frame; None if unreadable."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            first = last = None
+            frames = 0
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                first = packet.pts if first is None else first
+                last, frames = packet.pts, frames + 1
+            if first is None or last is None or stream.time_base is None:
+                return None
+            seconds = float((last - first) * stream.time_base)
+            return round(seconds + (seconds / (frames - 1) if frames > 1 else 0), 3)
+    except (OSError, av.FFmpegError, IndexError):
+        return None
+

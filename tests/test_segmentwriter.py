@@ -1,0 +1,113 @@
+"""signaling/segmentwriter.py: real encoder output muxed as it is, checked with ffprobe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from peers.encoder import VideoEncoder
+from peers.testpattern import Stamp, TestPattern
+from signaling.segmentwriter import SegmentWriter, segment_order, segment_start
+from tests.conftest import require
+
+FPS = 30
+
+
+def ffprobe_frames(path: Path) -> int:
+    """Frames ffprobe decodes in a file (0 if it decodes none)."""
+    require(shutil.which("ffprobe") is not None, "ffprobe (apt-get install ffmpeg)")
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                          "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, timeout=60).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def encode_into(writer: SegmentWriter, codec: str, frames: int, first: int = 0, keyframes=()) -> None:
+    pattern = TestPattern(320, 240)
+    encoder = VideoEncoder(codec, 320, 240, FPS, 500_000)
+    for n in range(first, first + frames):
+        image = pattern.render(Stamp(time_ms=1_700_000_000_000 + n * 33, frame=n))
+        i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+        for packet in encoder.encode(i420, n * 3000, n == first or n in keyframes):
+            writer.write(bytes(packet), packet.is_keyframe, (1_700_000_000_000 + n * 33) * 1000, 320, 240)
+
+
+@pytest.mark.parametrize("codec,extension", [("vp8", "webm"), ("h264", "mp4")])
+def test_segments_start_on_keyframes_and_decode_in_full(tmp_path, codec, extension):
+    asked = []
+    writer = SegmentWriter(tmp_path, "cam", codec, segment_seconds=2,
+                           request_keyframe=lambda: asked.append(1))
+    # 5 s of video, keyframes at 70 and 140 only: a segment waits for one after 2 s.
+    encode_into(writer, codec, 150, keyframes=(70, 140))
+    writer.close()
+    files = sorted((tmp_path / "cam").iterdir(), key=segment_order)
+    assert [f.suffix for f in files] == [f".{extension}"] * len(files)
+    assert all(segment_start(f.name) is not None for f in files)
+    assert asked, "a segment that is due asks for a keyframe"
+    assert [ffprobe_frames(f) for f in files] == [70, 70, 10]
+    assert writer.frames_written == 150 and writer.frames_dropped == 0 and writer.segments == 3
+    assert writer.bytes_written < sum(f.stat().st_size for f in files)  # the frames, plus containers
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_a_segment_cut_by_a_crash_plays_up_to_its_last_second(tmp_path, codec):
+    # The writer is killed (SIGKILL) right after 4 s of frames: no trailer, no close.
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from pathlib import Path
+from signaling.segmentwriter import SegmentWriter
+from tests.test_segmentwriter import encode_into
+writer = SegmentWriter(Path({str(tmp_path)!r}), "cam", {codec!r}, segment_seconds=600)
+encode_into(writer, {codec!r}, 120)
+import time
+while writer.frames_written < 120:
+    time.sleep(0.01)
+os.kill(os.getpid(), 9)
+"""
+    result = subprocess.run([sys.executable, "-c", script], timeout=120)
+    assert result.returncode == -9
+    (segment,) = (tmp_path / "cam").iterdir()
+    assert ffprobe_frames(segment) >= 120 - FPS  # at most the last second lost
+
+
+def test_a_frame_that_follows_a_gap_waits_for_a_keyframe(tmp_path):
+    writer = SegmentWriter(tmp_path, "cam", "vp8", segment_seconds=600)
+    encode_into(writer, "vp8", 10)
+    writer.gap()
+    encode_into(writer, "vp8", 10, first=10, keyframes=())  # a new encoder: its first is a keyframe
+    writer.close()
+    (segment,) = (tmp_path / "cam").iterdir()
+    assert ffprobe_frames(segment) == 20 and writer.frames_dropped == 0
+
+
+def test_a_directory_that_cannot_be_written_stops_the_writer_with_the_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    writer = SegmentWriter(blocker / "recordings", "cam", "vp8")
+    encode_into(writer, "vp8", 5)
+    writer.close()
+    assert writer.error is not None and "Not a directory" in writer.error, writer.error
+    assert writer.frames_written == 0
+
+
+def test_a_full_disk_stops_the_writer_and_keeps_what_was_written(tmp_path):
+    require(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)], check=True)
+    try:
+        writer = SegmentWriter(disk, "cam", "vp8", segment_seconds=600)
+        encode_into(writer, "vp8", 300)
+        writer.close()
+        assert writer.error is not None and "No space left" in writer.error, writer.error
+        (segment,) = (disk / "cam").iterdir()
+        assert 0 < ffprobe_frames(segment) < 300
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
