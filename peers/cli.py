@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -88,6 +89,9 @@ def _build_parser() -> argparse.ArgumentParser:
                            help="text messages per second from one viewer")
     serve_cmd.add_argument("--stalled-reader-timeout", type=float, default=defaults.stalled_reader_seconds,
                            metavar="SECONDS", help="drop an MJPEG reader whose socket takes nothing so long")
+    serve_cmd.add_argument("--redis", default=os.environ.get("PEERCAM_REDIS"), metavar="URL",
+                           help="share state with other instances through Redis, e.g. redis://127.0.0.1:6379/0 "
+                                "(default: $PEERCAM_REDIS; none: this instance alone)")
     serve_cmd.add_argument("--record-dir", metavar="DIR",
                            help="record streams into DIR/STREAM/ (and allow recording through the API)")
     serve_cmd.add_argument("--record", action="append", default=[], metavar="STREAM",
@@ -269,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         turn = TurnConfig(args.turn_secret, tuple(args.turn_url), args.turn_ttl) if args.turn_secret else None
         if bool(args.cert) != bool(args.key):
             _fail("serve", "--cert and --key go together")
+        if args.redis and not args.redis.startswith(("redis://", "rediss://", "unix://")):
+            _fail("serve", "--redis takes a redis://HOST:PORT/DB (or rediss://, unix://) URL")
         if args.auth != "open" and not args.secret:
             _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
         try:
@@ -285,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
                                   viewers_per_stream=args.max_viewers, streams=args.max_streams,
                                   connections_per_address=args.max_connections_per_address,
                                   stalled_reader_seconds=args.stalled_reader_timeout),
-                              recording=_recording("serve", args.record_dir, args.record, args))
+                              recording=_recording("serve", args.record_dir, args.record, args),
+                              redis=args.redis or None)
         scheme = "https" if args.cert else "http"
         print(f"peercam serve: {scheme}://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         _run(serve(config))
