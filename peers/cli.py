@@ -90,8 +90,8 @@ def _build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--stalled-reader-timeout", type=float, default=defaults.stalled_reader_seconds,
                            metavar="SECONDS", help="drop an MJPEG reader whose socket takes nothing so long")
     serve_cmd.add_argument("--redis", default=os.environ.get("PEERCAM_REDIS"), metavar="URL",
-                           help="share state with other instances through Redis, e.g. redis://127.0.0.1:6379/0 "
-                                "(default: $PEERCAM_REDIS; none: this instance alone)")
+                           help="share state with other instances through Redis, e.g. "
+                                "redis://127.0.0.1:6379/0 (default: $PEERCAM_REDIS)")
     serve_cmd.add_argument("--record-dir", metavar="DIR",
                            help="record streams into DIR/STREAM/ (and allow recording through the API)")
     serve_cmd.add_argument("--record", action="append", default=[], metavar="STREAM",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .clustermessages import ClientRecord
-from .protocol import CameraStats, JpegRendition, ViewerStats, encode
+from .protocol import CameraStats, JpegRendition, ViewerStats
 
 
 class RemoteClient:
@@ -18,7 +18,7 @@ class RemoteClient:
 
     is_local = False
 
-    def __init__(self, node: str, record: ClientRecord, deliver: Callable[[str, str, str, str], None],
+    def __init__(self, node: str, record: ClientRecord, deliver: Callable[[str, str, str, object], None],
                  ask_relay: Callable[[str, str, list[JpegRendition], list[str]], None]) -> None:
         self.node = node
         self.id = record.id
@@ -42,7 +42,7 @@ class RemoteClient:
         self.stats_at = record.stats_at
 
     def send(self, message) -> None:
-        self._deliver(self.node, self.stream or "", self.id, encode(message))
+        self._deliver(self.node, self.stream or "", self.id, message)
 
     def ask_relay(self, jpeg: list[JpegRendition], encoded: list[str]) -> None:
         """This instance's relay readers of the camera's stream read these renditions."""

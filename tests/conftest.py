@@ -19,6 +19,8 @@ import pytest
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from bench.netns import SplitNetwork, unavailable_reason
+from bench.redisserver import RedisServer
+from bench.redisserver import unavailable_reason as redis_unavailable_reason
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: The checkout the tests run from (examples/ and bench/ live there).
@@ -209,6 +211,17 @@ def split_network():
     network = SplitNetwork()
     yield network
     network.remove()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on loopback (bench/redisserver.py)."""
+    reason = redis_unavailable_reason()
+    require(reason is None, reason or "")
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

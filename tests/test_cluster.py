@@ -1,0 +1,148 @@
+"""Several server instances sharing a deployment through a real redis-server
+(``peercam serve --redis``): cameras, viewers and pages on different instances see one
+deployment, and it survives an instance's death and Redis going away."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from bench.chromium import CONTEXT_OPTIONS
+
+from .conftest import LOOPBACK, free_port, get_json, wait_until
+from .test_chat import chat_lines
+
+
+def start_instances(cluster, redis_server, count: int = 3) -> list[str]:
+    """``count`` instances on their own ports, all on ``redis_server``; their URLs."""
+    urls = []
+    for letter in "abcdefgh"[:count]:
+        port = free_port()
+        cluster.start(f"server-{letter}", "serve", "--port", str(port), "--redis", redis_server.url)
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:
+        wait_until(lambda url=url: (get_json(f"{url}/healthz") or {}).get("cluster", {}).get("redis")
+                   == "connected", 15, f"{url} to join Redis")
+    return urls
+
+
+def camera(cluster, servers: list[str], stream: str, *extra: str):
+    args = [a for url in servers for a in ("--server", url)]
+    return cluster.start(f"camera-{stream}", "camera", *args, "--stream", stream, *LOOPBACK, *extra)
+
+
+def viewer(cluster, server: str, stream: str, *extra: str, stdin: bool = False):
+    return cluster.start(f"viewer-{stream}", "view", "--server", server, "--stream", stream, "--json",
+                         *LOOPBACK, *extra, stdin=stdin)
+
+
+def stream_on(url: str, name: str) -> dict:
+    return get_json(f"{url}/api/streams/{name}") or {}
+
+
+def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_everywhere(
+        cluster, redis_server, browser):
+    a, b, c = start_instances(cluster, redis_server)
+    cam = camera(cluster, [a], "spread", "--name", "cam")
+    wait_until(lambda: all(stream_on(url, "spread").get("live") for url in (a, b, c)), 15,
+               "every instance to list the camera")
+    pat = viewer(cluster, b, "spread", "--mode", "p2p", "--chat", "--name", "pat", "--duration", "60",
+                 stdin=True)
+    rel = viewer(cluster, c, "spread", "--mode", "relay", "--chat", "--name", "rel", "--duration", "60",
+                 stdin=True)
+    page = browser.new_context(**CONTEXT_OPTIONS).new_page()
+    page.goto(f"{b}/view/spread?name=web")
+    pat.wait_for_log("first frame", timeout=20)
+    rel.wait_for_log("first frame", timeout=20)
+    page.wait_for_function("peercam.state() === 'playing'", timeout=20_000)
+    assert "(p2p)" in pat.log() and "(relay" in rel.log()
+
+    # Every instance lists all three viewers, with their modes and stats.
+    def listed(url: str):
+        stream = stream_on(url, "spread")
+        viewers = {v["name"]: v for v in stream.get("viewers", [])}
+        return viewers if set(viewers) == {"pat", "rel", "web"} and all(v["stats"] for v in viewers.values()) \
+            else None
+
+    for url in (a, b, c):
+        viewers = wait_until(lambda url=url: listed(url), 20, f"{url} to list the three viewers")
+        assert viewers["pat"]["mode"] == "p2p" and viewers["rel"]["mode"] == "relay", viewers
+
+    # Chat: a CLI viewer on the data channel, one on the relay, and the page; all see all.
+    pat.wait_for_log("connected (p2p)", timeout=10)
+    pat.type_line("from pat on b")
+    rel.type_line("from rel on c")
+    page.evaluate("peercam.sendChat('from the page on b')")
+    cam.wait_for_log("chat #3", timeout=15)
+    page.wait_for_function("peercam.chat().length >= 3", timeout=10_000)
+    pat.kill(signal.SIGINT)
+    rel.kill(signal.SIGINT)
+    texts = {"from pat on b", "from rel on c", "from the page on b"}
+    assert {line[2] for line in chat_lines(pat.result(timeout=15)[1])} == texts
+    assert {line[2] for line in chat_lines(rel.result(timeout=15)[1])} == texts
+    assert {m["text"] for m in page.evaluate("peercam.chat()")} == texts
+    page.context.close()
+
+
+def test_a_name_held_on_one_instance_is_taken_on_every_other(cluster, redis_server):
+    a, _, c = start_instances(cluster, redis_server)
+    camera(cluster, [a], "one")
+    wait_until(lambda: stream_on(c, "one").get("live"), 15, "instance c to list the camera")
+    second = camera(cluster, [c], "one")
+    code, _ = second.result(timeout=20)
+    assert code != 0
+    assert "stream-taken" in second.log() or "already has a publisher" in second.log(), second.log()[-2000:]
+    assert stream_on(a, "one")["publisher"] == stream_on(c, "one")["publisher"]
+
+
+def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_another(cluster, redis_server):
+    a, b, c = start_instances(cluster, redis_server)
+    cam = camera(cluster, [a, b], "phoenix")
+    wait_until(lambda: stream_on(b, "phoenix").get("live") and stream_on(c, "phoenix").get("live"), 15,
+               "instances b and c to list the camera")
+    on_b = viewer(cluster, b, "phoenix", "--mode", "p2p", "--duration", "120")
+    on_c = viewer(cluster, c, "phoenix", "--mode", "relay", "--duration", "120")
+    on_b.wait_for_log("first frame", timeout=20)
+    on_c.wait_for_log("first frame", timeout=20)
+
+    server_a = next(p for p in cluster.processes if p.log_path.stem.endswith("server-a"))
+    server_a.kill(signal.SIGKILL)
+    killed_at = time.monotonic()
+    on_b.wait_for_log("camera left", timeout=10)
+    on_c.wait_for_log("camera left", timeout=10)
+    assert time.monotonic() - killed_at < 5, "viewers learned of the dead instance too late"
+
+    cam.wait_for_log(f"on {b}", timeout=20)  # publishing ... on the second URL
+    on_b.wait_for_log("video resumed", timeout=20)
+    on_c.wait_for_log("video resumed", timeout=20)
+    assert stream_on(c, "phoenix")["live"]
+
+
+def test_instances_ride_out_a_redis_outage_and_resync(cluster, redis_server):
+    a, b, c = start_instances(cluster, redis_server)
+    camera(cluster, [a], "steady")
+    wait_until(lambda: stream_on(c, "steady").get("live"), 15, "instance c to list the camera")
+    before = viewer(cluster, a, "steady", "--mode", "relay", "--name", "before", "--duration", "60")
+    before.wait_for_log("first frame", timeout=20)
+
+    redis_server.stop()
+    outage_at = time.monotonic()
+    for url in (a, b, c):  # each says so, and keeps serving
+        wait_until(lambda url=url: get_json(f"{url}/healthz") is None, 5, f"{url} to report not ready")
+    during = viewer(cluster, a, "steady", "--mode", "p2p", "--name", "during", "--duration", "20")
+    during.wait_for_log("first frame", timeout=20)
+    time.sleep(max(0.0, 5 - (time.monotonic() - outage_at)))  # the outage lasts 5 s
+    redis_server.start()
+
+    for url in (a, b, c):
+        wait_until(lambda url=url: (get_json(f"{url}/healthz") or {}).get("status") == "ok", 15,
+                   f"{url} to be ready again")
+    # Resynced: the others list what instance a kept serving, and play it again.
+    wait_until(lambda: {v["name"] for v in stream_on(c, "steady").get("viewers", [])} >= {"before", "during"},
+               15, "instance c to list the viewers of instance a again")
+    after = viewer(cluster, b, "steady", "--mode", "relay", "--name", "after", "--duration", "2")
+    summary = after.summary(timeout=40)
+    assert summary["frames"] > 1, summary
+    summary = during.summary(timeout=40)  # it played through the outage, nothing lost
+    assert summary["mode"] == "p2p" and summary["frames"] > 1 and summary["frames_dropped"] == 0, summary
+    assert "stream ended" not in before.log() and "camera left" not in before.log(), before.log()[-2000:]
