@@ -463,8 +463,8 @@ class Cluster:
         if client is not None:
             self._drop(client, "")
         client = RemoteClient(node, record, self._deliver, self._ask_relay)
-        self._remote[record.id] = client
-        self._registry.attach(client)
+        if self._registry.attach(client):  # (else its next update tries again)
+            self._remote[record.id] = client
 
     def _drop(self, client: RemoteClient, reason: str) -> None:
         if self._remote.get(client.id) is client:

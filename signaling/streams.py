@@ -391,8 +391,9 @@ class StreamRegistry:
             self.listener.client_gone(conn, reason)
         self._forget_if_unused(stream)
 
-    def attach(self, client: RemoteClient) -> None:
-        """A client of another instance arrived (its instance checked it)."""
+    def attach(self, client: RemoteClient) -> bool:
+        """A client of another instance arrived (its instance checked it). False: a camera
+        here holds its stream (only while Redis was away can that be): not yet attached."""
         stream = self._stream(client.stream or "")
         if client.role == "viewer":
             stream.viewers[client.id] = client
@@ -402,8 +403,10 @@ class StreamRegistry:
         elif stream.publisher is None and client.record.info is not None:
             self._camera_arrives(stream, client, client.record.info, client.record.since)
         else:
-            log.warning("%r publishes %r, which %r holds here: ignored", client, stream.name,
-                        stream.publisher)
+            log.warning("%r publishes %r, which %r holds here", client, stream.name, stream.publisher)
+            self._forget_if_unused(stream)
+            return False
+        return True
 
     def deliver(self, stream_name: str, to: str, text: str) -> Connection | None:
         """A message from another instance for a client here; returns it (None: gone)."""

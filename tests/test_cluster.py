@@ -41,7 +41,7 @@ def stream_on(url: str, name: str) -> dict:
 
 
 def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_everywhere(
-        cluster, redis_server, browser):
+        redis_server, cluster, browser):
     a, b, c = start_instances(cluster, redis_server)
     cam = camera(cluster, [a], "spread", "--name", "cam")
     wait_until(lambda: all(stream_on(url, "spread").get("live") for url in (a, b, c)), 15,
@@ -61,8 +61,8 @@ def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_e
     def listed(url: str):
         stream = stream_on(url, "spread")
         viewers = {v["name"]: v for v in stream.get("viewers", [])}
-        return viewers if set(viewers) == {"pat", "rel", "web"} and all(v["stats"] for v in viewers.values()) \
-            else None
+        complete = set(viewers) == {"pat", "rel", "web"} and all(v["stats"] for v in viewers.values())
+        return viewers if complete else None
 
     for url in (a, b, c):
         viewers = wait_until(lambda url=url: listed(url), 20, f"{url} to list the three viewers")
@@ -84,7 +84,7 @@ def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_e
     page.context.close()
 
 
-def test_a_name_held_on_one_instance_is_taken_on_every_other(cluster, redis_server):
+def test_a_name_held_on_one_instance_is_taken_on_every_other(redis_server, cluster):
     a, _, c = start_instances(cluster, redis_server)
     camera(cluster, [a], "one")
     wait_until(lambda: stream_on(c, "one").get("live"), 15, "instance c to list the camera")
@@ -95,7 +95,7 @@ def test_a_name_held_on_one_instance_is_taken_on_every_other(cluster, redis_serv
     assert stream_on(a, "one")["publisher"] == stream_on(c, "one")["publisher"]
 
 
-def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_another(cluster, redis_server):
+def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_another(redis_server, cluster):
     a, b, c = start_instances(cluster, redis_server)
     cam = camera(cluster, [a, b], "phoenix")
     wait_until(lambda: stream_on(b, "phoenix").get("live") and stream_on(c, "phoenix").get("live"), 15,
@@ -118,7 +118,7 @@ def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_anothe
     assert stream_on(c, "phoenix")["live"]
 
 
-def test_instances_ride_out_a_redis_outage_and_resync(cluster, redis_server):
+def test_instances_ride_out_a_redis_outage_and_resync(redis_server, cluster):
     a, b, c = start_instances(cluster, redis_server)
     camera(cluster, [a], "steady")
     wait_until(lambda: stream_on(c, "steady").get("live"), 15, "instance c to list the camera")
