@@ -27,6 +27,7 @@ import typing
 
 import aiohttp
 import msgspec
+import pytest
 from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
@@ -50,9 +51,11 @@ from signaling.protocol import (
 from signaling.ratelimit import TokenBucket
 
 from .conftest import (
+    LOOPBACK,
     assert_nothing_lost,
     assert_plays,
     frames_sent_to,
+    free_port,
     get_json,
     stop_viewers_at_a_camera_report,
     wait_until,
@@ -477,9 +480,24 @@ def check_reply(index: int, viewer: bool, payload: str | bytes, reply: list[dict
                             f"expected {expected or 'no error'}, got {reply}"
 
 
-def test_fuzzed_messages_get_errors_and_break_nothing(cluster):
-    cluster.start_server()
-    camera = cluster.start_camera(STREAM)
+@pytest.mark.parametrize("layout", ["alone", "across-instances"])
+def test_fuzzed_messages_get_errors_and_break_nothing(cluster, layout, request):
+    """across-instances: every fuzz socket on one instance, the camera on another, both on
+    one Redis: the routed garbage crosses Redis to the camera, and the answers come back."""
+    if layout == "alone":
+        cluster.start_server()
+        camera = cluster.start_camera(STREAM)
+    else:
+        redis_url = request.getfixturevalue("redis_server").url
+        cluster.start_server("--redis", redis_url)
+        port = free_port()
+        cluster.start("server-of-the-camera", "serve", "--port", str(port), "--redis", redis_url)
+        camera_server = f"http://127.0.0.1:{port}"
+        wait_until(lambda: get_json(f"{camera_server}/healthz"), 15, "the camera's instance")
+        camera = cluster.start(f"camera-{STREAM}", "camera", "--server", camera_server, "--stream", STREAM,
+                               *LOOPBACK)
+        wait_until(lambda: (cluster.api(f"/api/streams/{STREAM}") or {}).get("live"), 15,
+                   "the fuzzed instance to list the camera")
     publisher = get_json(f"{cluster.url}/api/streams/{STREAM}")["publisher"]
     tally: collections.Counter = collections.Counter()
     started = time.monotonic()
