@@ -178,6 +178,7 @@ class Cluster:
             try:
                 await self._sync()
             except self._errors as exc:
+                await self._close_pubsub()
                 if down_since is None:
                     down_since = time.monotonic()
                     log.error("Redis at %s is unreachable (%s): serving this instance's clients only, "
@@ -203,11 +204,20 @@ class Cluster:
                 raise failure
             down_since = time.monotonic()
             self._lost(failure)
+            await self._close_pubsub()
+
+    async def _close_pubsub(self) -> None:
+        """Let go of the subscription's connection (dead, or half set up); _sync makes a new one."""
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except self._errors:
+                pass
 
     def _lost(self, exc: BaseException) -> None:
         self.connected = False
         self._pending.clear()
-        self._pubsub = None  # its connection is dead; _sync makes a new one
         log.error("lost Redis at %s (%s): serving this instance's clients only; other instances' "
                   "clients stay listed until it returns", self.url, exc)
 
@@ -219,11 +229,18 @@ class Cluster:
         await self._pubsub.subscribe(EVENTS, _node_channel(self.node))
         await self._redis.set(_node_key(self.node), self.node, px=NODE_TTL_MS)
         await self._redis.sadd(NODES, self.node)
-        for stream in list(self._registry.live_streams()):
-            camera = stream.publisher
-            if isinstance(camera, Connection) and not await self._claim(stream.name, camera):
-                self._registry.evict(stream.name, "a camera on another server instance took this name "
-                                                  "while Redis was away")
+        cameras = {s.name: s.publisher for s in self._registry.live_streams()
+                   if isinstance(s.publisher, Connection)}
+        # Names our cameras let go of while Redis was away are free again.
+        ours = {self._holder(camera) for camera in cameras.values()}
+        stale = [stream for stream, holder in (await self._redis.hgetall(CLAIMS)).items()
+                 if holder.decode().startswith(self.node + "/") and holder.decode() not in ours]
+        if stale:
+            await self._redis.hdel(CLAIMS, *stale)
+        for name, camera in cameras.items():
+            if not await self._claim(name, camera):
+                self._registry.evict(name, "a camera on another server instance took this name "
+                                           "while Redis was away")
         reserved = self._registry.reserved_names()
         if reserved:
             await self._redis.sadd(RESERVED, *reserved)
