@@ -435,8 +435,14 @@ class Cluster:
             except msgspec.DecodeError as exc:
                 log.warning("ignoring a message on %s: %s", channel.decode(errors="replace"), exc)
                 continue
-            if envelope.node != self.node:
+            if envelope.node == self.node:
+                continue
+            try:
                 await self._handle(envelope)
+            except self._errors:
+                raise
+            except Exception:  # a bug, or an instance of another version: not the end of this one
+                log.exception("could not follow %r", envelope)
 
     async def _handle(self, envelope: Envelope) -> None:
         node = envelope.node

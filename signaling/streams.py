@@ -561,8 +561,14 @@ class StreamRegistry:
     def relay_from_elsewhere(self, name: str, data: bytes) -> None:
         """A relay frame of a stream whose camera is on another instance, for the readers here."""
         stream = self._streams.get(name)
-        if stream is not None and isinstance(stream.publisher, RemoteClient):
-            stream.relay.publish(data)
+        if stream is None or not isinstance(stream.publisher, RemoteClient):
+            return
+        try:
+            parse_relay_frame(data)
+        except RelayFrameError as exc:
+            log.warning("a relay frame of %r from Redis is not one: %s", name, exc)
+            return
+        stream.relay.publish(data)
 
     def route_target(self, sender: Connection, message: RoutedMessage) -> Client:
         """Who a routed message (offer/answer/candidate/...) from ``sender`` goes to.

@@ -95,6 +95,31 @@ def test_a_name_held_on_one_instance_is_taken_on_every_other(redis_server, clust
     assert stream_on(a, "one")["publisher"] == stream_on(c, "one")["publisher"]
 
 
+def test_garbage_on_the_redis_channels_is_ignored(cluster, redis_server):
+    """Whatever else writes to Redis, the instances log it and go on."""
+    import redis
+
+    a, b = start_instances(cluster, redis_server, count=2)
+    camera(cluster, [a], "sturdy")
+    wait_until(lambda: stream_on(b, "sturdy").get("live"), 15, "instance b to list the camera")
+    client = redis.Redis.from_url(redis_server.url)
+    node_a = get_json(f"{a}/healthz")["cluster"]["node"]
+    garbage = [b"", b"\xff\xfe", b"[]", b'{"op": "client", "node": "x"}', b'{"op": "nope", "node": "x"}',
+               b'{"op": "deliver", "node": "x", "to": 5, "stream": "sturdy", "text": "hi"}',
+               b'{"op": "gone", "node": "x", "id": "nobody", "stream": "sturdy"}',
+               b'{"op": "relay-demand", "node": "x", "stream": "sturdy", "jpeg": [{"layer": 1}]}']
+    reader = viewer(cluster, b, "sturdy", "--mode", "relay", "--duration", "3")
+    reader.wait_for_log("first frame", timeout=20)  # b now reads the relay channel
+    for data in garbage:
+        client.publish("peercam:events", data)
+        client.publish(f"peercam:to:{node_a}", data)
+        client.publish("peercam:relay:sturdy", data)
+    client.close()
+    summary = reader.summary(timeout=40)
+    assert summary["frames"] > 1 and summary["frames_dropped"] == 0, summary
+    assert all((get_json(f"{url}/healthz") or {}).get("status") == "ok" for url in (a, b))
+
+
 def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_another(redis_server, cluster):
     a, b, c = start_instances(cluster, redis_server)
     cam = camera(cluster, [a, b], "phoenix")
