@@ -17,12 +17,22 @@ from collections import deque
 
 import msgspec
 
-from signaling.protocol import MAX_CHAT_TEXT, ChatMessage, ChatSend, clean_text
+from signaling.protocol import (
+    CHAT_BURST,
+    CHAT_HISTORY_SIZE,
+    CHAT_RATE,
+    MAX_CHAT_TEXT,
+    ChatMessage,
+    ChatSend,
+    clean_text,
+)
 from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
-HISTORY_SIZE = 50
+#: web/js/chat-hub.js is the same hub for a browser camera; tests/chathub_cases.json keeps
+#: the two in step (tests/test_chathub.py runs the cases against both).
+HISTORY_SIZE = CHAT_HISTORY_SIZE
 
 
 class ChatRefused(Exception):
@@ -32,7 +42,7 @@ class ChatRefused(Exception):
 class ChatHub:
     """The chat of one stream: checks, stamps and keeps the last messages."""
 
-    def __init__(self, log_path: str | None = None, rate: float = 5.0, burst: float = 10.0,
+    def __init__(self, log_path: str | None = None, rate: float = CHAT_RATE, burst: float = CHAT_BURST,
                  camera_name: str = "") -> None:
         self._history: deque[ChatMessage] = deque(maxlen=HISTORY_SIZE)
         self._next_id = 1
