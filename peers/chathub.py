@@ -49,7 +49,7 @@ class ChatHub:
         self._rate, self._burst = rate, burst
         self._buckets: dict[str, TokenBucket] = {}
         self._names: dict[str, str] = {}
-        self._camera_name = camera_name.casefold()
+        self._camera_name = clean_text(camera_name).strip().casefold()
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
 
     def join(self, sender_id: str, name: str) -> None:
@@ -69,7 +69,8 @@ class ChatHub:
         bucket = self._buckets.setdefault(sender_id, TokenBucket(self._rate, self._burst))
         if not bucket.take():
             raise ChatRefused(f"slow down: at most {self._rate:g} messages a second")
-        name = self._names.get(sender_id, "")
+        # Compared as shown: a control character or a space does not make the camera's name another.
+        name = clean_text(self._names.get(sender_id, "")).strip()
         if not name or name.casefold() == self._camera_name:
             name = f"viewer-{sender_id[:4]}"
         message = ChatMessage(id=self._next_id, name=name, text=text, time=round(time.time(), 3))
