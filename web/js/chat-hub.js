@@ -51,9 +51,14 @@ function length(text) {
   return [...text].length;
 }
 
-/** Python's str.casefold(), for comparing names: one case for each letter. */
+/**
+ * Python's str.casefold(), for comparing names: one case for each letter. Upper then lower
+ * case, twice (capital sharp s: lower ß, upper SS, lower ss); the dotless i stays apart from
+ * i, as in casefold (tests/test_web_chathub.py compares them for every character).
+ */
 export function fold(text) {
-  return text.toUpperCase().toLowerCase();
+  const once = (part) => part.toUpperCase().toLowerCase();
+  return text.split('\u0131').map((part) => once(once(part))).join('\u0131');
 }
 
 /** Python's f"{x:g}": six significant digits, no trailing zeros. */
