@@ -104,7 +104,8 @@ def run_case_in_python(case: dict) -> list[dict]:
                 except ChatRefused as exc:
                     results.append({"notice": str(exc)})
                 else:
-                    results.append({"message": [message.id, message.name, message.text], "time": message.time})
+                    results.append({"message": [message.id, message.name, message.text],
+                                    "time": message.time})
             elif "history" in step:
                 results.append({"history": [[m.id, m.name, m.text] for m in hub.history()]})
             elif "clean" in step:
@@ -118,7 +119,7 @@ def check_case(case: dict, results: list[dict], before: float, after: float) -> 
     results = iter(results)
     for number, step in enumerate(case["steps"]):
         where = f"{case['name']!r}, step {number}: {json.dumps(step)[:200]}"
-        for i in range(1, step.get("times", 1) + 1):
+        for _ in range(step.get("times", 1)):
             result = next(results)
             if "send" in step:
                 if "notice" in step:
@@ -134,7 +135,8 @@ def check_case(case: dict, results: list[dict], before: float, after: float) -> 
                 history, expected = result["history"], step["history"]
                 if isinstance(expected, dict):
                     assert len(history) == expected["size"], where
-                    assert history and [history[0], history[-1]] == [expected["first"], expected["last"]], where
+                    assert history, where
+                    assert [history[0], history[-1]] == [expected["first"], expected["last"]], where
                 else:
                     assert history == expected, where
             elif "clean" in step:

@@ -8,7 +8,6 @@ origin (Playwright's evaluate needs the CSP bypassed, as everywhere in these tes
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import unicodedata
@@ -115,13 +114,13 @@ def test_clean_text_and_trimming_match_python_for_every_character(hub_page):
         const { message } = hub.receive('v', ch + 'x');
         trimmed.push(message ? message.text : '');
       }
-      return [cleanText(text), trimmed.join('|')];
+      return [cleanText(text), trimmed.join('\\u0000')];
     }""", EVERY_CHARACTER)
     assert cleaned == clean_text(EVERY_CHARACTER)
-    python = "|".join(clean_text(ch + "x").strip() for ch in EVERY_CHARACTER)
+    python = "\0".join(clean_text(ch + "x").strip() for ch in EVERY_CHARACTER)
     if trimmed != python:
-        js, py = trimmed.split("|"), python.split("|")
-        differ = [(hex(ord(ch)), j, p) for ch, j, p in zip(EVERY_CHARACTER, js, py) if j != p]
+        js, py = trimmed.split("\0"), python.split("\0")
+        differ = [(hex(ord(ch)), j, p) for ch, j, p in zip(EVERY_CHARACTER, js, py, strict=True) if j != p]
         pytest.fail(f"trimming differs for {differ[:20]}")
 
 
