@@ -47,8 +47,9 @@ class ChatHub:
         self._history: deque[ChatMessage] = deque(maxlen=HISTORY_SIZE)
         self._next_id = 1
         self._rate, self._burst = rate, burst
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str | None, TokenBucket] = {}
         self._names: dict[str, str] = {}
+        self._camera_display = clean_text(camera_name).strip() or "camera"
         self._camera_name = clean_text(camera_name).strip().casefold()
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
 
@@ -59,8 +60,9 @@ class ChatHub:
     def history(self) -> list[ChatMessage]:
         return list(self._history)
 
-    def stamp(self, sender_id: str, line: ChatSend) -> ChatMessage:
-        """Check a viewer's line and stamp it; raises ChatRefused with a reason."""
+    def stamp(self, sender_id: str | None, line: ChatSend) -> ChatMessage:
+        """Check a viewer's line and stamp it; raises ChatRefused with a reason. ``sender_id``
+        None: the camera's own line (a browser camera's operator), under the camera's name."""
         text = clean_text(line.text).strip()
         if not text:
             raise ChatRefused("empty message")
@@ -70,9 +72,12 @@ class ChatHub:
         if not bucket.take():
             raise ChatRefused(f"slow down: at most {self._rate:g} messages a second")
         # Compared as shown: a control character or a space does not make the camera's name another.
-        name = clean_text(self._names.get(sender_id, "")).strip()
-        if not name or name.casefold() == self._camera_name:
-            name = f"viewer-{sender_id[:4]}"
+        if sender_id is None:
+            name = self._camera_display
+        else:
+            name = clean_text(self._names.get(sender_id, "")).strip()
+            if not name or name.casefold() == self._camera_name:
+                name = f"viewer-{sender_id[:4]}"
         message = ChatMessage(id=self._next_id, name=name, text=text, time=round(time.time(), 3))
         self._next_id += 1
         self._history.append(message)

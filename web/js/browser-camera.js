@@ -9,7 +9,7 @@ import { ErrorCode, MessageType } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling.js';
 import { ViewerPeer } from './camera-peer.js';
 import { RelayFeed } from './relay-feed.js';
-import { ChatHub } from './interim-chat-hub.js';
+import { ChatHub } from './chat-hub.js';
 
 const STATS_REPORT_MS = 2000;
 /** A name held by our own previous connection (a reload, a network blip): try again. */
@@ -180,17 +180,20 @@ export class BrowserCamera {
   #dropViewers() {
     for (const { peer } of this.viewers.values()) peer?.close(null);
     this.viewers.clear();
+    this.#hub.forgetEveryone();
     this.#onViewers();
   }
 
   #viewerJoined({ peer_id: id, name }) {
     this.viewers.set(id, { name, peer: this.viewers.get(id)?.peer ?? null });
+    this.#hub.join(id, name);
     this.#onViewers();
   }
 
   #viewerRenamed({ peer_id: id, name }) {
     const viewer = this.viewers.get(id);
     if (viewer !== undefined) viewer.name = name;
+    this.#hub.join(id, name);
     const history = this.#hub.history();
     if (history.length) this.#signaling.send({ type: MessageType.CHAT_HISTORY, to: id, messages: history });
     this.#onViewers();
@@ -199,6 +202,7 @@ export class BrowserCamera {
   #viewerLeft(id) {
     this.viewers.get(id)?.peer?.close(null);
     this.viewers.delete(id);
+    this.#hub.forget(id);
     this.#onViewers();
   }
 
@@ -258,13 +262,11 @@ export class BrowserCamera {
    * data channel, or the server); returns its reason, or null when the line went out.
    */
   #chatLine(viewerId, text, peer) {
-    const name = viewerId === null ? this.#name : this.viewers.get(viewerId)?.name ?? '';
-    const { message, refused } = this.#hub.receive(viewerId, name, String(text ?? ''));
-    if (refused !== undefined) {
-      const notice = { type: MessageType.CHAT_NOTICE, reason: refused };
+    const { message, notice } = this.#hub.receive(viewerId, String(text ?? ''));
+    if (notice !== undefined) {
       if (peer !== null) peer.sendChat(notice);
       else if (viewerId !== null) this.#signaling.send({ ...notice, to: viewerId });
-      return refused;
+      return notice.reason;
     }
     for (const { peer: other } of this.viewers.values()) other?.sendChat(message);
     this.#signaling.send(message);

@@ -103,6 +103,7 @@ export class ChatHub {
   #rate;
   #burst;
   #cameraName;
+  #cameraDisplay;
   #monotonic;
   #wallClock;
 
@@ -117,6 +118,7 @@ export class ChatHub {
   } = {}) {
     this.#rate = rate;
     this.#burst = burst;
+    this.#cameraDisplay = strip(cleanText(cameraName)) || 'camera';
     this.#cameraName = fold(strip(cleanText(cameraName)));
     this.#monotonic = monotonic;
     this.#wallClock = wallClock;
@@ -135,6 +137,7 @@ export class ChatHub {
   /**
    * Check a viewer's line (a chat-send's text) and stamp it. Returns {message}, a chat
    * message for everyone, or {notice}, a chat-notice saying why not, for the sender only.
+   * viewerId null: the camera's own line (this page's operator), under the camera's name.
    */
   receive(viewerId, text) {
     const refuse = (reason) => ({ notice: Object.freeze({ type: MessageType.CHAT_NOTICE, reason }) });
@@ -151,8 +154,11 @@ export class ChatHub {
       this.#buckets.set(viewerId, bucket);
     }
     if (!bucket.take()) return refuse(`slow down: at most ${formatG(this.#rate)} messages a second`);
-    let name = strip(cleanText(this.#names.get(viewerId) ?? ''));
-    if (!name || fold(name) === this.#cameraName) name = `viewer-${[...viewerId].slice(0, 4).join('')}`;
+    let name = this.#cameraDisplay;
+    if (viewerId !== null) {
+      name = strip(cleanText(this.#names.get(viewerId) ?? ''));
+      if (!name || fold(name) === this.#cameraName) name = `viewer-${[...viewerId].slice(0, 4).join('')}`;
+    }
     const message = Object.freeze({
       type: MessageType.CHAT,
       id: this.#nextId++,
