@@ -10,6 +10,7 @@ import time
 import pytest
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
+from bench.netns import CAMERA_ADDRESS
 from signaling.auth import make_token
 
 from .conftest import get_json, require, wait_until
@@ -128,6 +129,38 @@ def test_closing_the_camera_tab_ends_the_stream_and_frees_the_name(cluster, medi
     assert not (cluster.api("/api/streams/gone") or {}).get("live")
     cluster.start_camera("gone")  # a Python camera takes the name at once
     cli.wait_for_log("video resumed", timeout=15)
+
+
+def test_a_browser_camera_that_loses_its_network_ends_the_stream(cluster, split_network, tmp_path):
+    """No pagehide to say goodbye: the server's heartbeat finds the page gone, and viewers
+    are told as when a camera leaves."""
+    require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    net = split_network
+    server_url = f"http://{CAMERA_ADDRESS}:{cluster.port}"
+    server = cluster.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(cluster.port),
+                           prefix=net.prefix(net.camera_ns))
+    server.wait_for_log("serving on", timeout=15)
+    # The camera page in the viewer's namespace (a plain-HTTP LAN origin: the flag stands in
+    # for HTTPS, which getUserMedia and WebCodecs need), its viewer next to the server.
+    chromium_in_viewer_ns = net.executable_in(net.viewer_ns, CHROMIUM, tmp_path)
+    secure = f"--unsafely-treat-insecure-origin-as-secure={server_url}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns),
+                                             args=[*CHROMIUM_ARGS, *FAKE_MEDIA_ARGS, secure])
+        try:
+            page = browser.new_page(**CONTEXT_OPTIONS)
+            page.goto(f"{server_url}/publish/far?source=camera&autostart=1")
+            page.wait_for_function("peercam.state() === 'live'", timeout=15_000)
+            viewer = cluster.start("viewer", "view", "--server", server_url, "--stream", "far",
+                                   "--mode", "relay", "--duration", "120", prefix=net.prefix(net.camera_ns))
+            viewer.wait_for_log("first frame", timeout=20)
+            net.cut()
+            # Pings every 10 s; a client silent for two is dropped, and its stream ends.
+            viewer.wait_for_log("camera left", timeout=35)
+        finally:
+            browser.close()
 
 
 def test_reload_publishes_again_under_the_same_name(cluster, media_browser):
