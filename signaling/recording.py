@@ -231,7 +231,8 @@ class Recordings:
         return self.config.directory / name
 
     def segment_path(self, name: str, file: str) -> Path:
-        """A segment's path; ProtocolError-free: FileNotFoundError for any name not a segment's."""
+        """A segment's path; FileNotFoundError for any file name not a segment's (the stream
+        name is checked as everywhere: ProtocolError)."""
         if SEGMENT_NAME.fullmatch(file) is None:
             raise FileNotFoundError(file)
         path = self.stream_directory(name) / file
@@ -250,9 +251,11 @@ class Recordings:
     async def segments(self, name: str, url_prefix: str) -> list[dict]:
         """A stream's segments, oldest first: start (UTC), duration (s), size, url."""
         directory = self.stream_directory(name)
-        return await asyncio.to_thread(self._list, directory, url_prefix)
+        # Which segments are being written is read here, on the loop that owns the recorders,
+        # once for the whole listing.
+        return await asyncio.to_thread(self._list, directory, url_prefix, self._current())
 
-    def _list(self, directory: Path, url_prefix: str) -> list[dict]:
+    def _list(self, directory: Path, url_prefix: str, current: set[Path]) -> list[dict]:
         listed = []
         for path in sorted(directory.glob("*"), key=segment_order):
             start = segment_start(path.name)
@@ -262,7 +265,7 @@ class Recordings:
                 info = path.stat()
             except FileNotFoundError:
                 continue  # deleted meanwhile
-            writing = self.writing(path)
+            writing = path in current
             listed.append({
                 "file": path.name,
                 "start": start.isoformat().replace("+00:00", "Z"),
