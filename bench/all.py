@@ -4,12 +4,14 @@ Every benchmark in one command (about 30 minutes on a 2-core machine): the P2P f
 against the per-viewer-encoding baseline (bench/fanout.py), latency, first frame and
 fallback (bench/latency.py), the relay (bench/relay.py), quality layers
 (bench/layers.py: camera CPU per active layers, auto through a bandwidth cap schedule,
-manual switch gaps; its fan-out rows are left to bench/fanout.py here), and recording
-(bench/recording.py: server CPU per recorded stream, memory over 10 minutes). Each prints its
-tables as it finishes and writes its JSON; this script then prints every target's
-verdict, writes them with a description of the machine to OUT/all.json, and draws
-OUT/benchmarks.svg (bench/layers.py draws OUT/layers.svg). README shows committed copies
-of both charts next to the tables (see "Benchmarks").
+manual switch gaps; its fan-out rows are left to bench/fanout.py here), recording
+(bench/recording.py: server CPU per recorded stream, memory over 10 minutes), and the
+browser camera's P2P viewers at full rate against the Python camera's
+(bench/browser_camera.py). Each prints its tables as it finishes and writes its JSON;
+this script then prints every target's verdict, writes them with a description of the
+machine to OUT/all.json, and draws OUT/benchmarks.svg (bench/layers.py draws
+OUT/layers.svg). README shows committed copies of both charts next to the tables (see
+"Benchmarks").
 
 Run it on an otherwise idle machine: the figures are CPU shares and frame rates on
 shared cores. --quick runs fewer rows and shorter windows, to check that it all works.
@@ -41,6 +43,7 @@ RUNS = {
     "layers": ("layers.py", ["--parts", "cpu,timeline,switch"],
                ["--quick", "--parts", "cpu,timeline,switch"]),
     "recording": ("recording.py", [], ["--streams", "1,4", "--seconds", "5", "--soak-minutes", "0"]),
+    "browser_camera": ("browser_camera.py", [], ["--viewers", "1,4", "--seconds", "3", "--warmup", "2"]),
 }
 
 

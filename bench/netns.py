@@ -66,6 +66,13 @@ class SplitNetwork:
         for chain in ("INPUT", "OUTPUT"):
             self._run(*self.prefix(self.viewer_ns), "iptables", action, chain, "-p", "udp", "-j", "DROP")
 
+    def cut(self, cut: bool = True) -> None:
+        """The viewer's side loses the network (False: gets it back): every packet in or out
+        of its namespace is dropped, as when a laptop's Wi-Fi goes."""
+        action = "-A" if cut else "-D"
+        for chain in ("INPUT", "OUTPUT"):
+            self._run(*self.prefix(self.viewer_ns), "iptables", action, chain, "-j", "DROP")
+
     def drop_udp_randomly(self, probability: float) -> None:
         """Lose this share of the UDP packets reaching the viewer (iptables' statistic match)."""
         self._run(*self.prefix(self.viewer_ns), "iptables", "-A", "INPUT", "-p", "udp", "-m", "statistic",

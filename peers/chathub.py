@@ -17,12 +17,22 @@ from collections import deque
 
 import msgspec
 
-from signaling.protocol import MAX_CHAT_TEXT, ChatMessage, ChatSend, clean_text
+from signaling.protocol import (
+    CHAT_BURST,
+    CHAT_HISTORY_SIZE,
+    CHAT_RATE,
+    MAX_CHAT_TEXT,
+    ChatMessage,
+    ChatSend,
+    clean_text,
+)
 from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
-HISTORY_SIZE = 50
+#: web/js/chat-hub.js is the same hub for a browser camera; tests/chathub_cases.json keeps
+#: the two in step (tests/test_chathub.py runs the cases against both).
+HISTORY_SIZE = CHAT_HISTORY_SIZE
 
 
 class ChatRefused(Exception):
@@ -32,14 +42,15 @@ class ChatRefused(Exception):
 class ChatHub:
     """The chat of one stream: checks, stamps and keeps the last messages."""
 
-    def __init__(self, log_path: str | None = None, rate: float = 5.0, burst: float = 10.0,
+    def __init__(self, log_path: str | None = None, rate: float = CHAT_RATE, burst: float = CHAT_BURST,
                  camera_name: str = "") -> None:
         self._history: deque[ChatMessage] = deque(maxlen=HISTORY_SIZE)
         self._next_id = 1
         self._rate, self._burst = rate, burst
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str | None, TokenBucket] = {}
         self._names: dict[str, str] = {}
-        self._camera_name = camera_name.casefold()
+        self._camera_display = clean_text(camera_name).strip() or "camera"
+        self._camera_name = clean_text(camera_name).strip().casefold()
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
 
     def join(self, sender_id: str, name: str) -> None:
@@ -49,8 +60,9 @@ class ChatHub:
     def history(self) -> list[ChatMessage]:
         return list(self._history)
 
-    def stamp(self, sender_id: str, line: ChatSend) -> ChatMessage:
-        """Check a viewer's line and stamp it; raises ChatRefused with a reason."""
+    def stamp(self, sender_id: str | None, line: ChatSend) -> ChatMessage:
+        """Check a viewer's line and stamp it; raises ChatRefused with a reason. ``sender_id``
+        None: the camera's own line (a browser camera's operator), under the camera's name."""
         text = clean_text(line.text).strip()
         if not text:
             raise ChatRefused("empty message")
@@ -59,9 +71,13 @@ class ChatHub:
         bucket = self._buckets.setdefault(sender_id, TokenBucket(self._rate, self._burst))
         if not bucket.take():
             raise ChatRefused(f"slow down: at most {self._rate:g} messages a second")
-        name = self._names.get(sender_id, "")
-        if not name or name.casefold() == self._camera_name:
-            name = f"viewer-{sender_id[:4]}"
+        # Compared as shown: a control character or a space does not make the camera's name another.
+        if sender_id is None:
+            name = self._camera_display
+        else:
+            name = clean_text(self._names.get(sender_id, "")).strip()
+            if not name or name.casefold() == self._camera_name:
+                name = f"viewer-{sender_id[:4]}"
         message = ChatMessage(id=self._next_id, name=name, text=text, time=round(time.time(), 3))
         self._next_id += 1
         self._history.append(message)

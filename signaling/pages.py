@@ -1,4 +1,5 @@
-"""The browser pages: the stream list at ``/``, the player at ``/view/{name}``."""
+"""The browser pages: the stream list at ``/``, the player at ``/view/{name}``, and the
+browser camera at ``/publish/{name}``."""
 
 from __future__ import annotations
 
@@ -33,3 +34,9 @@ async def index(request: web.Request) -> web.FileResponse:
 @requires(Access.OPEN)
 async def player(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[WEB_ROOT] / "player.html", headers=_NO_CACHE)
+
+
+@routes.get("/publish/{name}")
+@requires(Access.OPEN)  # publishing itself needs the token on `publish`, checked by the server
+async def publisher(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app[WEB_ROOT] / "publish.html", headers=_NO_CACHE)

@@ -22,6 +22,11 @@ MAX_TEXT_MESSAGE_BYTES = 64 * 1024
 #: Chat limits, checked by the camera (the chat hub).
 MAX_CHAT_TEXT = 500
 MAX_NAME = 32
+#: The chat hub keeps this many last messages for newcomers (``chat-history``).
+CHAT_HISTORY_SIZE = 50
+#: Chat lines one viewer may send: a steady rate (lines a second) with room for a burst.
+CHAT_RATE = 5.0
+CHAT_BURST = 10.0
 
 #: Stream names appear in URLs, file names and logs: keep them short and plain, matched in full
 #: (``fullmatch``: ``$`` alone would let a trailing newline through). The first character is
@@ -30,6 +35,8 @@ STREAM_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: Bidirectional overrides and isolates: they can make a line read backwards in a log or a page.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Line and paragraph breaks and tabs: clean_text turns each into a space.
+_TEXT_BREAKS = frozenset("\n\r\t\u2028\u2029")
 
 Codec = Literal["vp8", "h264"]
 #: How relay frames carry the picture: the camera's encoded video frames (WebCodecs, PyAV),
@@ -579,9 +586,9 @@ def clean_text(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(
-        " " if ch in "\n\r\t\u2028\u2029" else ch
+        " " if ch in _TEXT_BREAKS else ch
         for ch in text
-        if ch in "\n\r\t\u2028\u2029"
+        if ch in _TEXT_BREAKS
         or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
     )
 

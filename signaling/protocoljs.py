@@ -29,6 +29,11 @@ def _messages() -> list[type]:
     return sorted(classes, key=lambda cls: inspect.getsourcelines(cls)[1])
 
 
+def _js_chars(chars) -> str:
+    """Characters as a JS string literal of \\u escapes, in code point order."""
+    return "'" + "".join(f"\\u{ord(ch):04x}" for ch in sorted(chars)) + "'"
+
+
 def render() -> str:
     message_types = "\n".join(
         f"  {_constant(cls.__struct_config__.tag)}: '{cls.__struct_config__.tag}',{_summary(cls)}"
@@ -48,6 +53,15 @@ export const PROTOCOL_VERSION = {protocol.PROTOCOL_VERSION};
 /** Chat limits, in characters; the camera (the chat hub) refuses longer ones. */
 export const MAX_CHAT_TEXT = {protocol.MAX_CHAT_TEXT};
 export const MAX_NAME = {protocol.MAX_NAME};
+
+/** The chat hub: messages kept for newcomers; lines a viewer may send (a second, and a burst). */
+export const CHAT_HISTORY_SIZE = {protocol.CHAT_HISTORY_SIZE};
+export const CHAT_RATE = {protocol.CHAT_RATE:g};
+export const CHAT_BURST = {protocol.CHAT_BURST:g};
+
+/** clean_text turns TEXT_BREAKS into spaces and drops BIDI_CONTROLS and every control character (Cc). */
+export const TEXT_BREAKS = {_js_chars(protocol._TEXT_BREAKS)};
+export const BIDI_CONTROLS = {_js_chars(protocol._BIDI_CONTROLS)};
 
 /** The `type` field of every signaling message. */
 export const MessageType = Object.freeze({{

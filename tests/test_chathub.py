@@ -1,11 +1,13 @@
 """peers/chathub.py: stamping, limits and history of the stream's chat."""
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 
 from peers.chathub import HISTORY_SIZE, ChatHub, ChatRefused
-from signaling.protocol import MAX_CHAT_TEXT, ChatSend
+from signaling.protocol import CHAT_BURST, CHAT_RATE, MAX_CHAT_TEXT, ChatSend, clean_text
 
 
 def test_messages_are_stamped_in_order_and_logged(tmp_path):
@@ -62,3 +64,99 @@ def test_a_viewer_speaks_under_the_name_it_watched_with_never_the_cameras():
 def test_control_characters_never_reach_the_log_or_the_others():
     message = ChatHub().stamp("v1", ChatSend(text="red \x1b[31mtext\r\nforged line\u202e"))
     assert message.text == "red [31mtext  forged line"
+
+
+# The shared cases: the same file runs against web/js/chat-hub.js (tests/test_web_chathub.py).
+
+CASES_PATH = Path(__file__).resolve().parent / "chathub_cases.json"
+CASES = json.loads(CASES_PATH.read_text())["cases"]
+
+
+def expand(text, i: int = 1):
+    """A case's text: a string ({i}: the repetition), or {"repeat": s, "times": n}."""
+    if isinstance(text, dict):
+        return text["repeat"] * text["times"]
+    return text.replace("{i}", str(i))
+
+
+def run_case_in_python(case: dict) -> list[dict]:
+    """The case's steps on peers/chathub.py: one result per step run (the same shape as
+    the JavaScript runner's in tests/test_web_chathub.py)."""
+    options = case.get("hub", {})
+    hub = ChatHub(rate=options.get("rate", CHAT_RATE), burst=options.get("burst", CHAT_BURST),
+                  camera_name=options.get("camera_name", ""))
+    results = []
+    for step in case["steps"]:
+        for i in range(1, step.get("times", 1) + 1):
+            if "join" in step:
+                hub.join(*step["join"])
+                results.append({})
+            elif "forget" in step:
+                hub.forget(step["forget"])
+                results.append({})
+            elif "forget_everyone" in step:
+                hub.forget_everyone()
+                results.append({})
+            elif "send" in step:
+                sender, text = step["send"]
+                try:
+                    message = hub.stamp(sender, ChatSend(text=expand(text, i)))
+                except ChatRefused as exc:
+                    results.append({"notice": str(exc)})
+                else:
+                    results.append({"message": [message.id, message.name, message.text],
+                                    "time": message.time})
+            elif "history" in step:
+                results.append({"history": [[m.id, m.name, m.text] for m in hub.history()]})
+            elif "clean" in step:
+                results.append({"clean": clean_text(step["clean"])})
+    return results
+
+
+def check_case(case: dict, results: list[dict], before: float, after: float) -> None:
+    """What a hub did (``results``, run between the wall clock times ``before`` and ``after``)
+    is what the case expects."""
+    results = iter(results)
+    for number, step in enumerate(case["steps"]):
+        where = f"{case['name']!r}, step {number}: {json.dumps(step)[:200]}"
+        for _ in range(step.get("times", 1)):
+            result = next(results)
+            if "send" in step:
+                if "notice" in step:
+                    assert result == {"notice": step["notice"]}, where
+                else:
+                    assert "message" in result, f"{where}: {result}"
+                    assert before - 1 <= result["time"] <= after + 1, where
+                    assert round(result["time"], 3) == result["time"], where
+                    if "message" in step:
+                        id_, name, text = step["message"]
+                        assert result["message"] == [id_, name, expand(text)], where
+            elif "history" in step:
+                history, expected = result["history"], step["history"]
+                if isinstance(expected, dict):
+                    assert len(history) == expected["size"], where
+                    assert history, where
+                    assert [history[0], history[-1]] == [expected["first"], expected["last"]], where
+                else:
+                    assert history == expected, where
+            elif "clean" in step:
+                assert result == {"clean": step["expect"]}, where
+            else:
+                assert result == {}, where
+    assert next(results, None) is None, f"{case['name']!r}: more results than steps"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_shared_cases_on_the_python_hub(case):
+    before = time.time()
+    results = run_case_in_python(case)
+    check_case(case, results, before, time.time())
+
+
+def test_the_shared_cases_can_fail():
+    """A hub with another rule (no trimming) breaks them: the cases check what they say."""
+    case = CASES[0]
+    results = run_case_in_python(case)
+    results[1]["message"][2] = "  hello  "
+    with pytest.raises(AssertionError):
+        check_case(case, results, time.time() - 5, time.time())

@@ -1,7 +1,8 @@
 // The front page: a dashboard of the live streams, refreshed from /api/streams every two
 // seconds, each with a thumbnail, its video format, who is watching how, and a REC badge
-// while the server records it. Under --auth all the page's ?token= goes with every
-// request (as a Bearer header) and on to the player links.
+// while the server records it; and a "Go live" form that opens the browser camera page
+// (/publish/NAME). Under --auth all the page's ?token= goes with every request (as a
+// Bearer header) and on to the player and publish links.
 
 import { Thumbnails } from './thumbnails.js';
 
@@ -125,6 +126,13 @@ function element(tag, className, text) {
   if (text !== undefined) node.textContent = text;
   return node;
 }
+
+/** "Go live": the browser camera page for the name typed (the token goes along). */
+document.getElementById('go-live').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const name = document.getElementById('go-live-name').value.trim();
+  location.href = `/publish/${encodeURIComponent(name)}${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+});
 
 thumbnails.start();
 refresh();

@@ -7,6 +7,15 @@ export const PROTOCOL_VERSION = 3;
 export const MAX_CHAT_TEXT = 500;
 export const MAX_NAME = 32;
 
+/** The chat hub: messages kept for newcomers; lines a viewer may send (a second, and a burst). */
+export const CHAT_HISTORY_SIZE = 50;
+export const CHAT_RATE = 5;
+export const CHAT_BURST = 10;
+
+/** clean_text turns TEXT_BREAKS into spaces and drops BIDI_CONTROLS and every control character (Cc). */
+export const TEXT_BREAKS = '\u0009\u000a\u000d\u2028\u2029';
+export const BIDI_CONTROLS = '\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069';
+
 /** The `type` field of every signaling message. */
 export const MessageType = Object.freeze({
   PUBLISH: 'publish', // A camera claims a stream name; one publisher per name.

@@ -1,6 +1,7 @@
 // The relay frame: one picture in one binary WebSocket message, JPEG or encoded video.
 // signaling/relayframe.py is the source of truth for this layout: change it there first,
-// then mirror it here. A 22-byte header (network byte order), then the picture's bytes:
+// then mirror it here. The player reads frames, the browser camera writes them.
+// A 22-byte header (network byte order), then the picture's bytes:
 //
 //   offset size  field
 //   0      1     version: 1 JPEG picture, 2 encoded video frame
@@ -23,6 +24,8 @@ const CODECS = { 1: 'vp8', 2: 'h264' };
 const KEYFRAME = 0x01;
 const BASE_HEADER_SIZE = 20; // the fields every frame has
 const LAYER_OFFSET = 20;
+const HEADER_SIZE = 22;
+const CODEC_NUMBERS = { vp8: 1, h264: 2 };
 
 export class RelayFrameError extends Error {}
 
@@ -63,4 +66,26 @@ export function parseRelayFrame(buffer) {
     layer: headerSize > LAYER_OFFSET ? header.getUint8(LAYER_OFFSET) : 0,
     payload,
   };
+}
+
+/**
+ * One relay frame, header and picture, as a camera sends it (a Uint8Array). `fields`:
+ * {format: 'jpeg'|'encoded', quality (JPEG), codec ('vp8', 'h264'; encoded), keyframe
+ * (encoded), sequence, captureTimeMs, width, height, layer}; `payload`: the picture's bytes.
+ */
+export function packRelayFrame(fields, payload) {
+  const encoded = fields.format === 'encoded';
+  const frame = new Uint8Array(HEADER_SIZE + payload.byteLength);
+  const header = new DataView(frame.buffer);
+  header.setUint8(0, encoded ? ENCODED_VERSION : JPEG_VERSION);
+  header.setUint8(1, HEADER_SIZE);
+  header.setUint8(2, encoded ? CODEC_NUMBERS[fields.codec] : fields.quality);
+  header.setUint8(3, encoded && fields.keyframe ? KEYFRAME : 0);
+  header.setUint32(4, fields.sequence >>> 0);
+  header.setBigUint64(8, BigInt(Math.round(fields.captureTimeMs * 1000)));
+  header.setUint16(16, fields.width);
+  header.setUint16(18, fields.height);
+  header.setUint8(LAYER_OFFSET, fields.layer ?? 0);
+  frame.set(payload, HEADER_SIZE);
+  return frame;
 }

@@ -21,6 +21,7 @@ export class SignalingClient {
   #socket = null;
   #reconnectTimer = null;
   #handlers = new Map();
+  #closed = false;
 
   constructor(url = defaultSignalingUrl(), { minDelayMs = 500, maxDelayMs = 5000 } = {}) {
     this.#url = url;
@@ -50,6 +51,7 @@ export class SignalingClient {
 
   connect() {
     clearTimeout(this.#reconnectTimer);
+    this.#closed = false;
     const socket = new WebSocket(this.#url);
     socket.binaryType = 'arraybuffer'; // parsed at once, so no Blob round trip
     this.#socket = socket;
@@ -60,7 +62,7 @@ export class SignalingClient {
       if (this.#socket !== socket) return;
       this.#socket = null;
       this.#emit(SignalingEvent.CLOSE);
-      this.#scheduleReconnect();
+      if (!this.#closed) this.#scheduleReconnect();
     };
   }
 
@@ -69,6 +71,25 @@ export class SignalingClient {
     if (!this.connected) return false;
     this.#socket.send(JSON.stringify(message));
     return true;
+  }
+
+  /** Send one binary message (a relay frame); returns false while disconnected. */
+  sendBinary(data) {
+    if (!this.connected) return false;
+    this.#socket.send(data);
+    return true;
+  }
+
+  /** Bytes queued on the socket and not sent yet: a sender of frames backs off on it. */
+  get bufferedAmount() {
+    return this.#socket?.bufferedAmount ?? 0;
+  }
+
+  /** Close for good (no reconnection): the server sees the client leave at once. */
+  close() {
+    this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#socket?.close(1000);
   }
 
   #receive(data) {

@@ -1,0 +1,266 @@
+// The browser camera page, /publish/NAME[?source=camera|screen][&autostart=1][&token=T]
+// [&resolution=360p|480p|720p|1080p][&fps=15|24|30][&max_viewers=N][&name=NAME]: the page
+// publishes NAME from a camera (getUserMedia) or the screen (getDisplayMedia), as a Python
+// camera would (browser-camera.js). It shows the local preview, the viewers (how each
+// watches, and its figures from /api/streams/NAME and this browser's own getStats), and
+// the chat, of which this page is the hub.
+
+import { BrowserCamera, CameraState } from './browser-camera.js';
+import { FRAME_RATES, HEIGHTS, Source, layerOf, listCameras, openSource } from './capture.js';
+import { ChatLog, MAX_MESSAGES } from './chat.js';
+import { ChatView } from './chat-view.js';
+import { loadName, saveName } from './display-name.js';
+
+/**
+ * P2P viewers one browser camera serves by default: each is one more VP8 encoder in this
+ * browser. Headless Chromium on a 2-core machine held 30 fps to 8 viewers at 854x480
+ * (README, "Publishing from the browser"); half that leaves room for a real desktop.
+ * ?max_viewers=N sets another cap.
+ */
+const DEFAULT_MAX_VIEWERS = 4;
+const API_POLL_MS = 2000;
+
+const streamName = decodeURIComponent(location.pathname.replace(/^\/publish\//, ''));
+const params = new URLSearchParams(location.search);
+
+const video = document.getElementById('video');
+const form = document.getElementById('publish-form');
+const sourcePick = document.getElementById('source');
+const devicePick = document.getElementById('device');
+const heightPick = document.getElementById('resolution-pick');
+const fpsPick = document.getElementById('fps-pick');
+const tokenInput = document.getElementById('token');
+const goLive = document.getElementById('go-live');
+const stopButton = document.getElementById('stop');
+const status = document.getElementById('status');
+const screenMessage = document.getElementById('screen-message');
+const rows = document.getElementById('viewer-rows');
+
+let camera = null;
+let media = null; // the MediaStream being published
+let apiViewers = []; // /api/streams/NAME's viewers: [{id, name, mode, stats}]
+const chatView = new ChatView();
+const chatLog = new ChatLog();
+let chatName = loadName(location.search) || streamName;
+
+function showState(state, text) {
+  status.dataset.state = state === CameraState.LIVE ? 'playing' : state;
+  status.textContent = text;
+  document.body.dataset.state = state;
+  screenMessage.textContent = text;
+  screenMessage.hidden = state === CameraState.LIVE;
+  const running = camera !== null && ![CameraState.STOPPED, CameraState.ERROR].includes(state);
+  goLive.disabled = running;
+  stopButton.disabled = !running;
+  for (const field of [sourcePick, devicePick, heightPick, fpsPick, tokenInput]) field.disabled = running;
+  if (!running) releaseMedia();
+  if (state === CameraState.ERROR && /token/.test(text)) tokenInput.focus();
+}
+
+async function start() {
+  if (camera !== null) stopStream();
+  const fps = Number(fpsPick.value);
+  try {
+    showState(CameraState.CONNECTING, 'asking for the picture…');
+    media = await openSource({
+      source: sourcePick.value, deviceId: devicePick.value, height: Number(heightPick.value), fps,
+    });
+  } catch (error) {
+    media = null;
+    showState(CameraState.ERROR, `no picture: ${error.message || error.name}`);
+    return;
+  }
+  const [track] = media.getVideoTracks();
+  // The user ended a screen share from the browser's own bar: stop publishing too.
+  track.addEventListener('ended', () => stopStream());
+  if (sourcePick.value === Source.SCREEN) track.contentHint = 'detail';
+  video.srcObject = media;
+  fillDevices();
+  camera = new BrowserCamera({
+    stream: streamName,
+    track,
+    video,
+    layer: layerOf(track, fps),
+    name: chatName,
+    token: tokenInput.value.trim(),
+    maxViewers: maxViewersParam(),
+    onState: showState,
+    onChat: (message) => showChat(message),
+    onViewers: () => showViewers(),
+  });
+  chatLog.clear();
+  chatView.clear();
+  document.getElementById('published-size').textContent = describeLayer(camera.layer);
+  document.getElementById('viewer-cap').textContent = String(camera.maxViewers);
+  camera.start();
+}
+
+function stopStream() {
+  camera?.stop();
+  releaseMedia();
+}
+
+function releaseMedia() {
+  if (media === null) return;
+  for (const track of media.getTracks()) track.stop();
+  media = null;
+  video.srcObject = null;
+}
+
+function describeLayer({ name, width, height, fps }) {
+  return `${name} (${width}x${height}@${fps})`;
+}
+
+function showChat(message) {
+  const index = chatLog.add(message);
+  if (index < 0) return;
+  chatView.insert(message, index);
+  while (chatLog.size > MAX_MESSAGES) {
+    chatLog.dropOldest();
+    chatView.removeOldest();
+  }
+}
+
+function sendChat(text) {
+  if (!text.trim()) return null;
+  if (camera?.state !== CameraState.LIVE) {
+    chatView.showNotice('Go live first: this page is the chat hub.');
+    return null;
+  }
+  const refused = camera.say(text);
+  if (refused !== null) {
+    chatView.showNotice(`Not sent: ${refused}`);
+    return null;
+  }
+  return 'hub';
+}
+
+/** The viewer table: the server's view of each viewer (mode, its own report) and this browser's. */
+function showViewers() {
+  if (camera === null) return;
+  const sent = new Map((camera.lastStats?.viewers ?? []).map((report) => [report.id, report]));
+  const byId = new Map(apiViewers.map((viewer) => [viewer.id, viewer]));
+  const ids = [...new Set([...camera.viewers.keys(), ...byId.keys()])];
+  document.getElementById('viewer-count').textContent = `${ids.length} (${
+    [...camera.viewers.values()].filter((v) => v.peer?.connected).length} P2P from here)`;
+  document.getElementById('fps').textContent = camera.lastStats ? String(camera.lastStats.fps) : '–';
+  document.getElementById('relay-state').textContent = camera.relay.describe();
+  rows.replaceChildren(...ids.map((id) => {
+    const fromApi = byId.get(id);
+    const ours = sent.get(id);
+    const local = camera.viewers.get(id);
+    const row = document.createElement('tr');
+    row.dataset.viewer = id;
+    const mode = fromApi?.mode ?? (local?.peer?.connected ? 'p2p' : '–');
+    const fps = fromApi?.stats?.fps;
+    for (const text of [
+      fromApi?.name || local?.name || id.slice(0, 8), mode, fps !== undefined ? fps.toFixed(1) : '–',
+      ours ? String(ours.frames_sent) : '–', ours?.rtt_ms !== undefined ? `${ours.rtt_ms} ms` : '–',
+      ours?.packets_lost !== undefined ? String(ours.packets_lost) : '–',
+    ]) {
+      const cell = document.createElement('td');
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  }));
+}
+
+async function pollApi() {
+  try {
+    if (camera?.state === CameraState.LIVE) {
+      const token = tokenInput.value.trim();
+      const response = await fetch(`/api/streams/${encodeURIComponent(streamName)}`, {
+        cache: 'no-store', headers: token ? { Authorization: `Bearer ${token}` } : {},
+      });
+      // Under --auth all a publish token may not view: the table keeps this browser's own figures.
+      apiViewers = response.ok ? (await response.json()).viewers ?? [] : [];
+      showViewers();
+    }
+  } catch {
+    apiViewers = [];
+  } finally {
+    setTimeout(pollApi, API_POLL_MS);
+  }
+}
+
+async function fillDevices() {
+  try {
+    const picked = devicePick.value;
+    const cameras = await listCameras();
+    devicePick.replaceChildren(new Option('default', ''), ...cameras.map(
+      ({ deviceId, label }) => new Option(label, deviceId, false, deviceId === picked)));
+  } catch {
+    // No device list (no permission yet, or no mediaDevices): the default camera it is.
+  }
+}
+
+/** ?max_viewers=N (N >= 0: 0 sends every viewer to the relay). */
+function maxViewersParam() {
+  const text = params.get('max_viewers');
+  if (text === null) return DEFAULT_MAX_VIEWERS;
+  if (/^[0-9]+$/.test(text)) return Number(text);
+  console.warn(`peercam: ignoring ?max_viewers=${text}: use a whole number`);
+  return DEFAULT_MAX_VIEWERS;
+}
+
+/** Picks from the query: ?source=, ?resolution=480p, ?fps=, ?token=. */
+function applyQuery() {
+  const source = params.get('source');
+  if (source !== null) {
+    if (Object.values(Source).includes(source)) sourcePick.value = source;
+    else console.warn(`peercam: ignoring ?source=${source}: use camera or screen`);
+  }
+  const height = Number((params.get('resolution') ?? '').replace(/p$/, ''));
+  if (params.has('resolution')) {
+    if (HEIGHTS.includes(height)) heightPick.value = String(height);
+    else console.warn(`peercam: ignoring ?resolution=${params.get('resolution')}: use ${HEIGHTS.join('p, ')}p`);
+  }
+  const fps = Number(params.get('fps'));
+  if (params.has('fps')) {
+    if (FRAME_RATES.includes(fps)) fpsPick.value = String(fps);
+    else console.warn(`peercam: ignoring ?fps=${params.get('fps')}: use ${FRAME_RATES.join(', ')}`);
+  }
+  tokenInput.value = params.get('token') ?? '';
+}
+
+function showSourceFields() {
+  document.getElementById('device-field').hidden = sourcePick.value !== Source.CAMERA;
+}
+
+document.getElementById('stream-name').textContent = streamName;
+document.title = `peercam · go live · ${streamName}`;
+document.getElementById('view-link').href = `/view/${encodeURIComponent(streamName)}`;
+applyQuery();
+showSourceFields();
+sourcePick.addEventListener('change', showSourceFields);
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  start();
+});
+stopButton.addEventListener('click', () => stopStream());
+chatView.showName(chatName);
+chatView.onSend(sendChat);
+chatView.onName((picked) => {
+  chatName = saveName(picked) || streamName;
+  chatView.showName(chatName);
+});
+// Leaving (closing the tab, reloading, navigating) ends the stream now, not when the
+// server's heartbeat notices: viewers get stream-ended at once, and a reload publishes again.
+window.addEventListener('pagehide', () => stopStream());
+fillDevices();
+pollApi();
+if (params.get('autostart') === '1') start();
+
+// For tests and the curious: window.peercam.state() (a CameraState), .viewers() ({id: {name,
+// p2p}}), .stats() (the last camera-stats report), .relay() (what the relay asks for),
+// .chat() ([{id, name, text}]) and .sendChat(text) ('hub', or null with a notice).
+window.peercam = {
+  state: () => camera?.state ?? CameraState.STOPPED,
+  viewers: () => Object.fromEntries([...(camera?.viewers ?? new Map())].map(
+    ([id, { name, peer }]) => [id, { name, p2p: peer?.connected ?? false }])),
+  stats: () => camera?.lastStats ?? null,
+  relay: () => camera?.relay.describe() ?? 'off',
+  chat: () => chatLog.messages.map(({ id, name, text }) => ({ id, name, text })),
+  sendChat: (text) => sendChat(text),
+};

@@ -1,0 +1,176 @@
+// The browser camera's side of the relay: the frames the server's relay hub asks for
+// (`relay-frames`), sent as binary messages on the signaling socket while anyone reads
+// them. JPEG pictures at each quality asked (version 1 frames), and the layer's VP8
+// frames from a WebCodecs VideoEncoder (version 2), each made once for every reader.
+// The Python camera's counterpart is peers/relaysender.py.
+
+import { FrameTap } from './frame-tap.js';
+import { packRelayFrame } from './relay-frame.js';
+
+/** Bytes that may wait in the socket: past this a JPEG is skipped, and the encoded
+ * frames drop to the next keyframe (which is asked for at once). */
+const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
+/** Frames that may be inside the encoder; more are skipped before encoding. Counted from
+ * submit to output: encodeQueueSize misses the frames the encoder's thread holds. */
+const MAX_IN_FLIGHT = 2;
+
+export class RelayFeed {
+  #layer; // {name, width, height, fps}: the one layer this camera has (index 0)
+  #signaling;
+  #tap;
+  #jpegQualities = [];
+  #canvas = null;
+  #jpegBusy = false;
+  #jpegSequence = new Map(); // quality -> next sequence number
+  #encoder = null;
+  #encodedSequence = 0;
+  #wantKeyframe = false;
+  #toKeyframe = false; // a frame was dropped: nothing until the next keyframe
+  #submitted = new Map(); // frame timestamp -> {at: when it went into the encoder, captureTimeMs}
+  /** Frames sent of each kind, encoded keyframes, and the encoder's latest time per frame. */
+  counts = { jpeg: 0, encoded: 0, keyframes: 0, encodeMs: 0 };
+
+  constructor({ track, video, layer, signaling }) {
+    this.#layer = layer;
+    this.#signaling = signaling;
+    this.#tap = new FrameTap(track, video, (frame, captureTimeMs) => this.#frame(frame, captureTimeMs));
+  }
+
+  /** What readers read now, from `relay-frames`: {jpeg: [{layer, quality}], encoded: [layer]}. */
+  setDemand({ jpeg = [], encoded = [] }) {
+    this.#jpegQualities = [...new Set(jpeg.filter((r) => r.layer === this.#layer.name).map((r) => r.quality))];
+    const wantEncoded = encoded.includes(this.#layer.name);
+    if (wantEncoded && this.#encoder === null) this.#startEncoder();
+    if (!wantEncoded && this.#encoder !== null) this.#stopEncoder();
+    if (this.#jpegQualities.length || this.#encoder !== null) this.#tap.start();
+    else this.#tap.stop();
+  }
+
+  /** Describes the demand, e.g. "480p JPEG q80, 480p encoded", or "off". */
+  describe() {
+    const parts = this.#jpegQualities.map((q) => `${this.#layer.name} JPEG q${q}`);
+    if (this.#encoder !== null) parts.push(`${this.#layer.name} encoded`);
+    return parts.join(', ') || 'off';
+  }
+
+  get active() {
+    return this.#tap.running;
+  }
+
+  get jpegQualities() {
+    return [...this.#jpegQualities];
+  }
+
+  get encoding() {
+    return this.#encoder !== null;
+  }
+
+  /** `relay-keyframe`: the next encoded frame is a keyframe. */
+  keyframe() {
+    this.#wantKeyframe = true;
+  }
+
+  stop() {
+    this.setDemand({});
+  }
+
+  #frame(frame, captureTimeMs) {
+    try {
+      if (this.#encoder !== null) this.#encode(frame, captureTimeMs);
+      if (this.#jpegQualities.length && !this.#jpegBusy) {
+        this.#jpegBusy = true; // the newest frame wins: none queue behind a JPEG being made
+        this.#sendJpegs(frame.clone(), captureTimeMs).finally(() => { this.#jpegBusy = false; });
+      }
+    } finally {
+      frame.close();
+    }
+  }
+
+  async #sendJpegs(frame, captureTimeMs) {
+    const { width, height } = this.#layer;
+    try {
+      this.#canvas ??= new OffscreenCanvas(width, height);
+      this.#canvas.getContext('2d').drawImage(frame, 0, 0, width, height);
+    } finally {
+      frame.close();
+    }
+    for (const quality of this.#jpegQualities) {
+      if (this.#signaling.bufferedAmount > MAX_BUFFERED_BYTES) return;
+      const blob = await this.#canvas.convertToBlob({ type: 'image/jpeg', quality: quality / 100 });
+      const sequence = this.#jpegSequence.get(quality) ?? 0;
+      this.#jpegSequence.set(quality, sequence + 1);
+      const payload = new Uint8Array(await blob.arrayBuffer());
+      const fields = { format: 'jpeg', quality, sequence, captureTimeMs, width, height, layer: 0 };
+      if (this.#signaling.sendBinary(packRelayFrame(fields, payload))) this.counts.jpeg++;
+    }
+  }
+
+  #startEncoder() {
+    const { width, height, fps } = this.#layer;
+    this.#encoder = new VideoEncoder({
+      output: (chunk) => this.#encoded(chunk),
+      error: (error) => {
+        console.warn('peercam: the relay encoder failed:', error);
+        this.#encoder = null;
+      },
+    });
+    this.#encoder.configure({
+      codec: 'vp8', width, height, framerate: fps, latencyMode: 'realtime',
+      bitrate: Math.round(width * height * fps * 0.1), // about 0.9 Mbit/s at 640x480@30
+    });
+    this.#wantKeyframe = true;
+  }
+
+  #stopEncoder() {
+    if (this.#encoder.state !== 'closed') this.#encoder.close();
+    this.#encoder = null;
+    this.#submitted.clear();
+    this.#toKeyframe = false;
+  }
+
+  #encode(frame, captureTimeMs) {
+    // A frame the encoder dropped never comes out: forget it after a second.
+    for (const [timestamp, { at }] of this.#submitted) {
+      if (performance.now() - at > 1000) this.#submitted.delete(timestamp);
+    }
+    if (this.#encoder.state !== 'configured' || this.#submitted.size >= MAX_IN_FLIGHT) return;
+    const keyFrame = this.#wantKeyframe;
+    this.#wantKeyframe = false;
+    const timestamp = Math.round(performance.now() * 1000); // the encoder's clock: µs, monotonic
+    const stamped = new VideoFrame(frame, { timestamp });
+    this.#submitted.set(timestamp, { at: performance.now(), captureTimeMs });
+    try {
+      this.#encoder.encode(stamped, { keyFrame });
+    } finally {
+      stamped.close();
+    }
+  }
+
+  #encoded(chunk) {
+    const submitted = this.#submitted.get(chunk.timestamp);
+    this.#submitted.delete(chunk.timestamp);
+    if (submitted === undefined) return; // from before a restart of the encoder
+    this.counts.encodeMs = performance.now() - submitted.at;
+    const keyframe = chunk.type === 'key';
+    if (keyframe) this.#toKeyframe = false;
+    if (this.#toKeyframe) return;
+    if (this.#signaling.bufferedAmount > MAX_BUFFERED_BYTES) {
+      // The socket fell behind: readers could not decode what follows a gap anyway.
+      this.#toKeyframe = true;
+      this.#wantKeyframe = true;
+      return;
+    }
+    const payload = new Uint8Array(chunk.byteLength);
+    chunk.copyTo(payload);
+    const { width, height } = this.#layer;
+    const fields = {
+      format: 'encoded', codec: 'vp8', keyframe, sequence: this.#encodedSequence,
+      captureTimeMs: submitted.captureTimeMs, width, height, layer: 0,
+    };
+    if (this.#signaling.sendBinary(packRelayFrame(fields, payload))) {
+      this.#encodedSequence++;
+      this.counts.encoded++;
+      if (keyframe) this.counts.keyframes++;
+    }
+  }
+}
