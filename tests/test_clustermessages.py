@@ -27,7 +27,8 @@ from signaling.protocol import CameraStats, JpegRendition, LayerInfo, StreamInfo
 CAMERA = ClientRecord(id="c1", role="publisher", stream="cam", name="Cam", with_token=True,
                       info=StreamInfo(width=640, height=480, fps=30, codec="vp8",
                                       layers=[LayerInfo(name="480p", width=640, height=480, fps=30)]),
-                      since=1700000000.5, camera_stats=CameraStats(fps=30, encode_ms=3.5), stats_at=1700000001.0)
+                      since=1700000000.5, camera_stats=CameraStats(fps=30, encode_ms=3.5),
+                      stats_at=1700000001.0)
 VIEWER = ClientRecord(id="v1", role="viewer", stream="cam", name="pat", quality="360p", jpeg_quality=60,
                       layer="360p", layer_reason="pick", relay_format="encoded",
                       viewer_stats=ViewerStats(mode="relay", fps=29.5), stats_at=1700000002.0)
