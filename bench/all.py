@@ -43,6 +43,7 @@ RUNS = {
     "layers": ("layers.py", ["--parts", "cpu,timeline,switch"],
                ["--quick", "--parts", "cpu,timeline,switch"]),
     "recording": ("recording.py", [], ["--streams", "1,4", "--seconds", "5", "--soak-minutes", "0"]),
+    "cluster": ("cluster.py", [], ["--quick"]),
     "browser_camera": ("browser_camera.py", [], ["--viewers", "1,4", "--seconds", "3", "--warmup", "2"]),
 }
 

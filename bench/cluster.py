@@ -24,9 +24,9 @@ layer. Per setup:
   client timed), from just before its offer goes on the signaling WebSocket to the
   camera's answer coming off it: the routing there and back (through Redis for viewers
   on B and C) plus the camera's own answering. The viewers join at --join-rate joins
-  a second in all, slots interleaved, so that the camera answers one offer at a time
-  rather than measuring its own queue; these are measured while the viewers join,
-  before the window;
+  a second in all (each slot's one every 3 / --join-rate s, the slots staggered), so
+  that the camera answers one offer at a time rather than measuring its own queue;
+  these are measured while the viewers join, before the window;
 - P2P fps (min / median over viewers): the media goes camera to viewer directly, so
   this only shows the viewers were served;
 - relay fps (min / median over readers), latency p50 / p95 (arrival wall time minus the
@@ -294,7 +294,7 @@ def measure(setup: str, opts: argparse.Namespace, instances: list[Instance], cam
     join_seconds = opts.viewers / opts.join_rate
     redis_client = None
     if redis_server is not None:
-        import redis
+        import redis  # redis-py is optional: only the setups with Redis need it
 
         redis_client = redis.Redis.from_url(redis_server.url)
     try:
@@ -446,8 +446,8 @@ def print_split(rows: list[dict]) -> None:
     baseline = next((r for r in rows if r["setup"] == "single"), None)
     if baseline is not None and baseline["servers_cpu_pct"]:
         line += (f": {total:.0f}% in all against {baseline['servers_cpu_pct']:.0f}% for one instance alone "
-                 f"({total / baseline['servers_cpu_pct']:.2f}x); the camera's instance carries "
-                 f"{cpu['server A'] / baseline['servers_cpu_pct']:.2f}x of the one instance's load")
+                 f"({total / baseline['servers_cpu_pct']:.2f}x); server A alone "
+                 f"{cpu['server A'] / baseline['servers_cpu_pct']:.2f}x the one instance's")
     print(line)
 
 

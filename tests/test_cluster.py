@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
+import urllib.request
 
 from bench.chromium import CONTEXT_OPTIONS
 
@@ -67,6 +68,9 @@ def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_e
     for url in (a, b, c):
         viewers = wait_until(lambda url=url: listed(url), 20, f"{url} to list the three viewers")
         assert viewers["pat"]["mode"] == "p2p" and viewers["rel"]["mode"] == "relay", viewers
+    # A snapshot from an instance without the camera: the relay's JPEG, through Redis.
+    with urllib.request.urlopen(f"{c}/streams/spread/snapshot.jpg", timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/jpeg" and response.read(2) == b"\xff\xd8"
 
     # Chat: a CLI viewer on the data channel, one on the relay, and the page; all see all.
     pat.wait_for_log("connected (p2p)", timeout=10)
