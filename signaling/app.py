@@ -41,7 +41,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
         app[RECORDINGS] = Recordings(config.recording, app[REGISTRY])
         app.on_startup.append(_start_recording)
         app.on_cleanup.append(_stop_recording)
-    app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS], app.get(RECORDINGS))
+    app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS], app.get(RECORDINGS), app.get(CLUSTER))
     app.router.add_get("/ws", websocket_handler)
     app.router.add_routes(api.routes)
     app.router.add_routes(recordingapi.routes)

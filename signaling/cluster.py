@@ -133,7 +133,8 @@ class Cluster:
         #: Commands for Redis, in order (one writer sends them, pipelined).
         self._pending: deque[tuple] = deque()
         self._wake = asyncio.Event()
-        self._dropped = 0
+        #: Commands dropped because Redis did not keep up (for /metrics).
+        self.dropped = 0
         #: Other instances' clients, by id.
         self._remote: dict[str, RemoteClient] = {}
         #: Streams whose camera is elsewhere and whose relay frames this instance reads.
@@ -502,9 +503,9 @@ class Cluster:
         if not self.connected:
             return
         if len(self._pending) >= MAX_PENDING:
-            self._dropped += 1
-            if self._dropped in (1, 100, 10_000):
-                log.warning("Redis is not keeping up: %d messages dropped", self._dropped)
+            self.dropped += 1
+            if self.dropped in (1, 100, 10_000):
+                log.warning("Redis is not keeping up: %d messages dropped", self.dropped)
             return
         self._pending.append(command)
         self._wake.set()

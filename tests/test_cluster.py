@@ -158,6 +158,8 @@ def test_instances_ride_out_a_redis_outage_and_resync(redis_server, cluster):
     outage_at = time.monotonic()
     for url in (a, b, c):  # each says so, and keeps serving
         wait_until(lambda url=url: get_json(f"{url}/healthz") is None, 5, f"{url} to report not ready")
+    with urllib.request.urlopen(f"{a}/metrics", timeout=5) as response:
+        assert "peercam_redis_connected 0.0" in response.read().decode()
     during = viewer(cluster, a, "steady", "--mode", "p2p", "--name", "during", "--duration", "20")
     during.wait_for_log("first frame", timeout=20)
     time.sleep(max(0.0, 5 - (time.monotonic() - outage_at)))  # the outage lasts 5 s
