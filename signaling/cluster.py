@@ -66,8 +66,10 @@ HEARTBEAT_SECONDS = 0.5
 NODE_TTL_MS = 2500
 #: While Redis is away, try it again this often.
 RECONNECT_SECONDS = 0.5
-#: Commands waiting to go to Redis past which new ones are dropped (Redis is too slow).
+#: Messages and state waiting to go to Redis past which new ones are dropped (Redis is
+#: too slow); and relay frames, past which the oldest are (readers skip to a keyframe).
 MAX_PENDING = 20_000
+MAX_PENDING_FRAMES = 256
 
 #: Take a stream's name for a camera (KEYS: claims; ARGV: stream, holder, node key
 #: prefix, this node): free, ours already, held by an instance that is gone, or left by
@@ -130,8 +132,10 @@ class Cluster:
         self._registry = registry
         registry.listener = self
         self.connected = False
-        #: Commands for Redis, in order (one writer sends them, pipelined).
+        #: Commands for Redis, in order (one writer sends them, pipelined), and relay frames
+        #: apart: signaling never waits behind video.
         self._pending: deque[tuple] = deque()
+        self._frames: deque[tuple] = deque(maxlen=MAX_PENDING_FRAMES)
         self._wake = asyncio.Event()
         #: Commands dropped because Redis did not keep up (for /metrics).
         self.dropped = 0
@@ -219,6 +223,7 @@ class Cluster:
     def _lost(self, exc: BaseException) -> None:
         self.connected = False
         self._pending.clear()
+        self._frames.clear()
         log.error("lost Redis at %s (%s): serving this instance's clients only; other instances' "
                   "clients stay listed until it returns", self.url, exc)
 
@@ -378,7 +383,11 @@ class Cluster:
                                                                 text=encode(message))))
 
     def relay_frame(self, stream: str, data: bytes) -> None:
-        self._queue("PUBLISH", RELAY_CHANNEL + stream, data)
+        if self.connected:
+            if len(self._frames) == MAX_PENDING_FRAMES:
+                self._dropped_one()
+            self._frames.append(("PUBLISH", RELAY_CHANNEL + stream, data))
+            self._wake.set()
 
     def reserved(self, stream: str) -> None:
         self._queue("SADD", RESERVED, stream)
@@ -503,20 +512,24 @@ class Cluster:
         if not self.connected:
             return
         if len(self._pending) >= MAX_PENDING:
-            self.dropped += 1
-            if self.dropped in (1, 100, 10_000):
-                log.warning("Redis is not keeping up: %d messages dropped", self.dropped)
+            self._dropped_one()
             return
         self._pending.append(command)
         self._wake.set()
+
+    def _dropped_one(self) -> None:
+        self.dropped += 1
+        if self.dropped in (1, 100, 10_000):
+            log.warning("Redis is not keeping up: %d messages dropped", self.dropped)
 
     async def _write(self) -> None:
         """Send the queued commands in order, as many as wait in each round trip."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                batch = [self._pending.popleft() for _ in range(min(len(self._pending), 512))]
+            while self._pending or self._frames:
+                queue = self._pending or self._frames
+                batch = [queue.popleft() for _ in range(min(len(queue), 512))]
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for command in batch:
                         pipe.execute_command(*command)

@@ -1,7 +1,7 @@
 """What server instances tell each other through Redis (``--redis``): typed, validated.
 
 Two kinds of channel carry them. ``peercam:events`` goes to every instance: clients
-arriving, changing and leaving, chat lines, reservations, ends. ``peercam:node:ID`` goes
+arriving, changing and leaving, chat lines, reservations, ends. ``peercam:to:ID`` goes
 to one instance: a message for one of its clients, or relay demand for its camera.
 Relay frames travel raw on ``peercam:relay:STREAM``; they are binary, not these.
 """
