@@ -137,7 +137,7 @@ class SignalingClient:
         try:
             await self._ws.send_str(encode(message))
         except (ConnectionError, aiohttp.ClientError) as exc:
-            raise SignalingError(f"lost the signaling server: {exc}") from exc
+            raise SignalingError(f"lost the signaling server at {self.url}: {exc}") from exc
 
     async def send_bytes(self, data: bytes) -> None:
         if self._ws is None or self._ws.closed:
@@ -145,7 +145,7 @@ class SignalingClient:
         try:
             await self._ws.send_bytes(data)
         except (ConnectionError, aiohttp.ClientError) as exc:
-            raise SignalingError(f"lost the signaling server: {exc}") from exc
+            raise SignalingError(f"lost the signaling server at {self.url}: {exc}") from exc
 
     async def _receive(self):
         assert self._ws is not None
@@ -162,7 +162,7 @@ class SignalingClient:
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                             aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 reason = msg.extra or self._ws.close_code
-                raise SignalingError(f"the signaling server closed the connection ({reason})")
+                raise SignalingError(f"the signaling server at {self.url} closed the connection ({reason})")
 
     async def messages(self) -> AsyncIterator:
         """Server messages (and relay frames, as bytes) until the connection ends.
