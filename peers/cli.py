@@ -27,6 +27,7 @@ from .camera import CameraError, CameraOptions, CameraPeer
 from .ice import IceOptions, parse_ice_server, resolve_host_addresses
 from .layers import LayerError
 from .relaytransport import RELAY_FORMATS
+from .signaling_client import Servers, websocket_url
 from .sources import SourceError, open_source
 from .viewcommand import ViewCommand
 from .viewer import ViewerError, ViewerOptions
@@ -41,8 +42,15 @@ def _add_ice_options(parser: argparse.ArgumentParser) -> None:
                              "'*' means every interface but loopback); default: every interface but loopback")
 
 
+#: The signaling server a camera or viewer uses when given no --server.
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
 def _add_peer_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default="http://127.0.0.1:8080", help="the signaling server's URL")
+    # No default list here: argparse would append the flags given to it.
+    parser.add_argument("--server", action="append", type=_server_url, metavar="URL",
+                        help="the signaling server's URL; repeatable: on losing the one in use, the "
+                             f"next is tried, round robin (default: {DEFAULT_SERVER})")
     parser.add_argument("--stream", default="demo", help="the stream name")
     _add_ice_options(parser)
     parser.add_argument("--ice-transport", choices=("all", "turn"), default="all",
@@ -153,6 +161,14 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _server_url(text: str) -> str:
+    try:
+        websocket_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _quality(text: str) -> str:
     if not re.fullmatch(r"auto|[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?", text):
         raise argparse.ArgumentTypeError(f"{text!r}: auto, or a layer such as 720p or 360p@15")
@@ -244,6 +260,8 @@ def _fail(command: str, reason: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     args = _build_parser().parse_args(argv)
+    if args.command in ("camera", "view") and not args.server:
+        args.server = [DEFAULT_SERVER]
     if args.command == "token":
         try:
             print(make_token(args.secret, args.stream, args.role, parse_duration(args.ttl)))
@@ -320,7 +338,7 @@ def _ice_options(args: argparse.Namespace, ice_servers: list) -> IceOptions:
                       transport=getattr(args, "ice_transport", "all"))
 
 
-def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) -> CameraOptions:
+def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list) -> CameraOptions:
     return CameraOptions(
         server=server,
         stream=args.stream,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import urllib.request
+from datetime import datetime
 
 import av
 import cv2
 import numpy as np
 
 from .conftest import (
+    LOOPBACK,
     assert_nothing_lost,
     assert_plays,
     frames_sent_to,
+    free_port,
     get_json,
     stop_viewers_at_a_camera_report,
     wait_until,
@@ -43,6 +46,24 @@ def test_camera_reconnects_and_publishes_again_when_the_server_returns(cluster):
     wait_until(lambda: (get_json(f"{cluster.url}/api/streams/lab") or {}).get("live"), 15,
                "the camera to publish again")
     assert cluster.start_viewer("lab", "--duration", "1").summary(timeout=30)["frames"] > 0
+
+
+def test_a_camera_given_a_dead_server_first_publishes_on_the_next_at_once(cluster):
+    dead = f"http://127.0.0.1:{free_port()}"
+    cluster.start_server()
+    camera = cluster.start("camera", "camera", "--server", dead, "--server", cluster.url, "--stream", "lab",
+                           *LOOPBACK)
+    camera.wait_for_log(f"on {cluster.url}", timeout=20)
+    # From giving up on the dead server to publishing on the live one: no backoff in between.
+    gave_up = logged_at(camera.log(), f"reconnecting to {cluster.url}")
+    published = logged_at(camera.log(), f"on {cluster.url}")
+    assert 0 <= published - gave_up < 1.0, camera.log()
+
+
+def logged_at(log: str, text: str) -> float:
+    """The time (s) on the first line of a peercam log that holds ``text``."""
+    line = next(line for line in log.splitlines() if text in line)
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def test_h264_camera(cluster):

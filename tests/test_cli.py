@@ -1,4 +1,4 @@
-"""peers/cli.py: `peercam demo`, README's first command, streams and stops cleanly."""
+"""peers/cli.py: `peercam demo`, README's first command, streams and stops cleanly; flags checked."""
 
 from __future__ import annotations
 
@@ -20,3 +20,10 @@ def test_demo_streams_to_p2p_and_relay_viewers_and_stops_on_ctrl_c(cluster):
     assert code == 0, demo.log()[-2000:]
     assert f"open {cluster.url}/view/demo" in stdout
     assert "peercam demo: stopped" in demo.log()
+
+
+def test_every_server_url_is_checked_before_anything_starts(cluster):
+    for command in ("camera", "view"):
+        peer = cluster.start(command, command, "--server", cluster.url, "--server", "ftp://127.0.0.1:1")
+        code, _ = peer.result(timeout=20)
+        assert code != 0 and "argument --server: bad server URL 'ftp://127.0.0.1:1'" in peer.log(), peer.log()

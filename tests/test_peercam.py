@@ -19,7 +19,7 @@ from peercam import IceOptions
 from peers.testpattern import Stamp, TestPattern
 from tests.test_segmentwriter import ffprobe_frames
 
-from .conftest import ROOT, wait_until
+from .conftest import ROOT, free_port, wait_until
 
 LOOPBACK = IceOptions(servers=[], hosts=["127.0.0.1"])
 
@@ -130,6 +130,21 @@ async def test_a_stream_that_is_not_live_is_an_error_and_so_is_a_bad_server():
     with pytest.raises(peercam.ViewerError, match="cannot reach"):
         async with peercam.watch(server.url, "nothing", ice=LOOPBACK) as stream:
             await stream.wait()
+
+
+async def test_camera_and_watch_take_several_servers_and_skip_a_dead_one():
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ValueError, match="bad server URL"):
+        peercam.watch([dead, "ftp://127.0.0.1:1"], "lab")
+    server = await peercam.serve(port=0)
+    try:
+        async with peercam.Camera([dead, server.url], "lab", source="testsrc", width=320, height=240,
+                                  ice=LOOPBACK):
+            async with peercam.watch((dead, server.url), "lab", mode="relay", ice=LOOPBACK) as stream:
+                frame = await asyncio.wait_for(anext(stream.frames()), 15)
+                assert frame.mode == "relay" and frame.width == 320
+    finally:
+        await server.close()
 
 
 def test_watch_sync_for_scripts_without_asyncio(cluster):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import av
 import pytest
 
 from .conftest import (
+    LOOPBACK,
     assert_nothing_lost,
     assert_plays,
     frames_sent_to,
+    free_port,
+    get_json,
     stop_viewers_at_a_camera_report,
     wait_until,
 )
@@ -122,6 +126,38 @@ def test_viewer_without_a_server_fails_clearly(cluster):
     viewer = cluster.start("viewer", "view", "--server", cluster.url, "--stream", "x")
     code, _ = viewer.result(timeout=20)
     assert code != 0 and "cannot reach the signaling server" in viewer.log()
+
+
+def test_viewer_given_several_servers_fails_only_when_none_answers(cluster):
+    other = f"http://127.0.0.1:{free_port()}"
+    viewer = cluster.start("viewer", "view", "--server", cluster.url, "--server", other, "--stream", "x")
+    code, _ = viewer.result(timeout=20)
+    assert code != 0 and f"trying {other}" in viewer.log()
+    assert f"cannot reach the signaling server at {other.replace('http', 'ws')}/ws" in viewer.log()
+
+
+def test_camera_and_viewer_move_to_the_next_server_when_theirs_dies(cluster):
+    server_a = cluster.start_server()
+    port_b = free_port()
+    url_b = f"http://127.0.0.1:{port_b}"
+    cluster.start("server-b", "serve", "--port", str(port_b))
+    wait_until(lambda: get_json(f"{url_b}/healthz"), 15, "server B to answer /healthz")
+    servers = ("--server", cluster.url, "--server", url_b)
+    camera = cluster.start("camera", "camera", *servers, "--stream", "lab", *LOOPBACK)
+    camera.wait_for_log(f"on {cluster.url}", timeout=20)
+    # On the relay the picture comes through the server: it stops with A and can only come back from B.
+    viewer = cluster.start("viewer", "view", *servers, "--stream", "lab", "--mode", "relay", "--name", "v",
+                           "--json", *LOOPBACK)
+    viewer.wait_for_log("first frame", timeout=20)
+
+    server_a.kill(signal.SIGKILL)
+    camera.wait_for_log(f"on {url_b}", timeout=10)
+    viewer.wait_for_log(f"reconnecting to {url_b}", timeout=10)
+    viewer.wait_for_log("video resumed", timeout=15)
+    stream = get_json(f"{url_b}/api/streams/lab") or {}
+    assert stream.get("live") and [v["name"] for v in stream.get("viewers", [])] == ["v"], stream
+    viewer.kill(signal.SIGINT)
+    assert_plays(viewer.summary(timeout=15), "relay")
 
 
 def test_viewer_waits_for_a_camera_when_asked(cluster):
