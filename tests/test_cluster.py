@@ -14,12 +14,12 @@ from .conftest import LOOPBACK, free_port, get_json, wait_until
 from .test_chat import chat_lines
 
 
-def start_instances(cluster, redis_server, count: int = 3) -> list[str]:
+def start_instances(lab, redis_server, count: int = 3) -> list[str]:
     """``count`` instances on their own ports, all on ``redis_server``; their URLs."""
     urls = []
     for letter in "abcdefgh"[:count]:
         port = free_port()
-        cluster.start(f"server-{letter}", "serve", "--port", str(port), "--redis", redis_server.url)
+        lab.start(f"server-{letter}", "serve", "--port", str(port), "--redis", redis_server.url)
         urls.append(f"http://127.0.0.1:{port}")
     for url in urls:
         wait_until(lambda url=url: (get_json(f"{url}/healthz") or {}).get("cluster", {}).get("redis")
@@ -27,13 +27,13 @@ def start_instances(cluster, redis_server, count: int = 3) -> list[str]:
     return urls
 
 
-def camera(cluster, servers: list[str], stream: str, *extra: str):
+def camera(lab, servers: list[str], stream: str, *extra: str):
     args = [a for url in servers for a in ("--server", url)]
-    return cluster.start(f"camera-{stream}", "camera", *args, "--stream", stream, *LOOPBACK, *extra)
+    return lab.start(f"camera-{stream}", "camera", *args, "--stream", stream, *LOOPBACK, *extra)
 
 
-def viewer(cluster, server: str, stream: str, *extra: str, stdin: bool = False):
-    return cluster.start(f"viewer-{stream}", "view", "--server", server, "--stream", stream, "--json",
+def viewer(lab, server: str, stream: str, *extra: str, stdin: bool = False):
+    return lab.start(f"viewer-{stream}", "view", "--server", server, "--stream", stream, "--json",
                          *LOOPBACK, *extra, stdin=stdin)
 
 
@@ -42,14 +42,14 @@ def stream_on(url: str, name: str) -> dict:
 
 
 def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_everywhere(
-        redis_server, cluster, browser):
-    a, b, c = start_instances(cluster, redis_server)
-    cam = camera(cluster, [a], "spread", "--name", "cam")
+        redis_server, lab, browser):
+    a, b, c = start_instances(lab, redis_server)
+    cam = camera(lab, [a], "spread", "--name", "cam")
     wait_until(lambda: all(stream_on(url, "spread").get("live") for url in (a, b, c)), 15,
                "every instance to list the camera")
-    pat = viewer(cluster, b, "spread", "--mode", "p2p", "--chat", "--name", "pat", "--duration", "60",
+    pat = viewer(lab, b, "spread", "--mode", "p2p", "--chat", "--name", "pat", "--duration", "60",
                  stdin=True)
-    rel = viewer(cluster, c, "spread", "--mode", "relay", "--chat", "--name", "rel", "--duration", "60",
+    rel = viewer(lab, c, "spread", "--mode", "relay", "--chat", "--name", "rel", "--duration", "60",
                  stdin=True)
     page = browser.new_context(**CONTEXT_OPTIONS).new_page()
     page.goto(f"{b}/view/spread?name=web")
@@ -88,23 +88,23 @@ def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_e
     page.context.close()
 
 
-def test_a_name_held_on_one_instance_is_taken_on_every_other(redis_server, cluster):
-    a, _, c = start_instances(cluster, redis_server)
-    camera(cluster, [a], "one")
+def test_a_name_held_on_one_instance_is_taken_on_every_other(redis_server, lab):
+    a, _, c = start_instances(lab, redis_server)
+    camera(lab, [a], "one")
     wait_until(lambda: stream_on(c, "one").get("live"), 15, "instance c to list the camera")
-    second = camera(cluster, [c], "one")
+    second = camera(lab, [c], "one")
     code, _ = second.result(timeout=20)
     assert code != 0
     assert "stream-taken" in second.log() or "already has a publisher" in second.log(), second.log()[-2000:]
     assert stream_on(a, "one")["publisher"] == stream_on(c, "one")["publisher"]
 
 
-def test_garbage_on_the_redis_channels_is_ignored(cluster, redis_server):
+def test_garbage_on_the_redis_channels_is_ignored(redis_server, lab):
     """Whatever else writes to Redis, the instances log it and go on."""
     import redis
 
-    a, b = start_instances(cluster, redis_server, count=2)
-    camera(cluster, [a], "sturdy")
+    a, b = start_instances(lab, redis_server, count=2)
+    camera(lab, [a], "sturdy")
     wait_until(lambda: stream_on(b, "sturdy").get("live"), 15, "instance b to list the camera")
     client = redis.Redis.from_url(redis_server.url)
     node_a = get_json(f"{a}/healthz")["cluster"]["node"]
@@ -112,7 +112,7 @@ def test_garbage_on_the_redis_channels_is_ignored(cluster, redis_server):
                b'{"op": "deliver", "node": "x", "to": 5, "stream": "sturdy", "text": "hi"}',
                b'{"op": "gone", "node": "x", "id": "nobody", "stream": "sturdy"}',
                b'{"op": "relay-demand", "node": "x", "stream": "sturdy", "jpeg": [{"layer": 1}]}']
-    reader = viewer(cluster, b, "sturdy", "--mode", "relay", "--duration", "3")
+    reader = viewer(lab, b, "sturdy", "--mode", "relay", "--duration", "3")
     reader.wait_for_log("first frame", timeout=20)  # b now reads the relay channel
     for data in garbage:
         client.publish("peercam:events", data)
@@ -124,17 +124,17 @@ def test_garbage_on_the_redis_channels_is_ignored(cluster, redis_server):
     assert all((get_json(f"{url}/healthz") or {}).get("status") == "ok" for url in (a, b))
 
 
-def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_another(redis_server, cluster):
-    a, b, c = start_instances(cluster, redis_server)
-    cam = camera(cluster, [a, b], "phoenix")
+def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_another(redis_server, lab):
+    a, b, c = start_instances(lab, redis_server)
+    cam = camera(lab, [a, b], "phoenix")
     wait_until(lambda: stream_on(b, "phoenix").get("live") and stream_on(c, "phoenix").get("live"), 15,
                "instances b and c to list the camera")
-    on_b = viewer(cluster, b, "phoenix", "--mode", "p2p", "--duration", "120")
-    on_c = viewer(cluster, c, "phoenix", "--mode", "relay", "--duration", "120")
+    on_b = viewer(lab, b, "phoenix", "--mode", "p2p", "--duration", "120")
+    on_c = viewer(lab, c, "phoenix", "--mode", "relay", "--duration", "120")
     on_b.wait_for_log("first frame", timeout=20)
     on_c.wait_for_log("first frame", timeout=20)
 
-    server_a = next(p for p in cluster.processes if p.log_path.stem.endswith("server-a"))
+    server_a = next(p for p in lab.processes if p.log_path.stem.endswith("server-a"))
     server_a.kill(signal.SIGKILL)
     killed_at = time.monotonic()
     on_b.wait_for_log("camera left", timeout=10)
@@ -147,11 +147,11 @@ def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_anothe
     assert stream_on(c, "phoenix")["live"]
 
 
-def test_instances_ride_out_a_redis_outage_and_resync(redis_server, cluster):
-    a, b, c = start_instances(cluster, redis_server)
-    camera(cluster, [a], "steady")
+def test_instances_ride_out_a_redis_outage_and_resync(redis_server, lab):
+    a, b, c = start_instances(lab, redis_server)
+    camera(lab, [a], "steady")
     wait_until(lambda: stream_on(c, "steady").get("live"), 15, "instance c to list the camera")
-    before = viewer(cluster, a, "steady", "--mode", "relay", "--name", "before", "--duration", "60")
+    before = viewer(lab, a, "steady", "--mode", "relay", "--name", "before", "--duration", "60")
     before.wait_for_log("first frame", timeout=20)
 
     redis_server.stop()
@@ -160,7 +160,7 @@ def test_instances_ride_out_a_redis_outage_and_resync(redis_server, cluster):
         wait_until(lambda url=url: get_json(f"{url}/healthz") is None, 5, f"{url} to report not ready")
     with urllib.request.urlopen(f"{a}/metrics", timeout=5) as response:
         assert "peercam_redis_connected 0.0" in response.read().decode()
-    during = viewer(cluster, a, "steady", "--mode", "p2p", "--name", "during", "--duration", "20")
+    during = viewer(lab, a, "steady", "--mode", "p2p", "--name", "during", "--duration", "20")
     during.wait_for_log("first frame", timeout=20)
     time.sleep(max(0.0, 5 - (time.monotonic() - outage_at)))  # the outage lasts 5 s
     redis_server.start()
@@ -171,7 +171,7 @@ def test_instances_ride_out_a_redis_outage_and_resync(redis_server, cluster):
     # Resynced: the others list what instance a kept serving, and play it again.
     wait_until(lambda: {v["name"] for v in stream_on(c, "steady").get("viewers", [])} >= {"before", "during"},
                15, "instance c to list the viewers of instance a again")
-    after = viewer(cluster, b, "steady", "--mode", "relay", "--name", "after", "--duration", "2")
+    after = viewer(lab, b, "steady", "--mode", "relay", "--name", "after", "--duration", "2")
     summary = after.summary(timeout=40)
     assert summary["frames"] > 1, summary
     summary = during.summary(timeout=40)  # it played through the outage, nothing lost
