@@ -125,7 +125,7 @@ class Cluster:
             from redis.exceptions import RedisError
         except ImportError:
             raise RedisMissing("--redis needs redis-py: pip install 'peercam[redis]'") from None
-        self._errors = (RedisError, OSError)
+        self._errors = (RedisError, OSError, asyncio.TimeoutError)
         self.url = url
         self.node = secrets.token_hex(4)
         self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
@@ -280,7 +280,9 @@ class Cluster:
                 pipe.set(_node_key(self.node), self.node, px=NODE_TTL_MS, xx=True)
                 pipe.sadd(NODES, self.node)
                 pipe.smembers(NODES)
-                renewed, _, members = await pipe.execute()
+                # A Redis that stops answering (a partition, not a closed socket) is lost too:
+                # by then our heartbeat has lapsed for the others anyway.
+                renewed, _, members = await asyncio.wait_for(pipe.execute(), NODE_TTL_MS / 1000)
             if not renewed:
                 # Our heartbeat had lapsed (Redis restarted, or this process stalled): the
                 # others may have dropped our clients. Say it all again.
