@@ -4,6 +4,7 @@ deployment, and it survives an instance's death and Redis going away."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 import urllib.request
@@ -177,3 +178,56 @@ def test_instances_ride_out_a_redis_outage_and_resync(redis_server, lab):
     summary = during.summary(timeout=40)  # it played through the outage, nothing lost
     assert summary["mode"] == "p2p" and summary["frames"] > 1 and summary["frames_dropped"] == 0, summary
     assert "stream ended" not in before.log() and "camera left" not in before.log(), before.log()[-2000:]
+
+
+async def test_two_instances_in_one_program_route_every_message_once(redis_server):
+    """peercam.serve(redis=...) twice: a camera on one, a viewer on the other, speaking the
+    protocol by hand. Each message arrives once, where it should, stamped with its sender."""
+    import aiohttp
+
+    import peercam
+
+    from .test_websocket import INFO, Client
+
+    async with await peercam.serve(port=0, redis=redis_server.url) as a, \
+            await peercam.serve(port=0, redis=redis_server.url) as b, aiohttp.ClientSession() as session:
+        async def joined(url: str) -> None:
+            while (await (await session.get(f"{url}/healthz")).json()).get("status") != "ok":
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(asyncio.gather(joined(a.url), joined(b.url)), 10)
+
+        async def connect(url: str) -> Client:
+            client = Client(await session.ws_connect(f"{url.replace('http', 'ws')}/ws"))
+            client.welcome = await client.expect("welcome")
+            return client
+
+        camera, viewer = await connect(a.url), await connect(b.url)
+        await viewer.send({"type": "watch", "stream": "hand", "name": "vic"})
+        assert (await viewer.expect("watching"))["live"] is False
+        await camera.send({"type": "publish", "stream": "hand", "info": INFO, "name": "cam"})
+        await camera.expect("published")
+        # The viewer waited on the other instance: it hears the camera arrive, and the camera meets it.
+        assert (await viewer.expect("stream-live", timeout=5))["publisher"] == camera.welcome["peer_id"]
+        joined_message = await camera.expect("viewer-joined", timeout=5)
+        assert (joined_message["peer_id"], joined_message["name"]) == (viewer.welcome["peer_id"], "vic")
+
+        await viewer.send({"type": "offer", "sdp": "v=0\r\n"})
+        offer = await camera.expect("offer", timeout=5)
+        assert offer["from"] == viewer.welcome["peer_id"] and "to" not in offer
+        await camera.send({"type": "answer", "to": viewer.welcome["peer_id"], "sdp": "v=0\r\n"})
+        assert (await viewer.expect("answer", timeout=5))["from"] == camera.welcome["peer_id"]
+        await viewer.silent()  # once: no second copy from anywhere
+        await camera.send({"type": "answer", "to": "nobody", "sdp": "v=0\r\n"})
+        assert (await camera.expect("error"))["code"] == "unknown-peer"
+
+        await viewer.ws.close()
+        assert (await camera.expect("viewer-left", timeout=5))["peer_id"] == viewer.welcome["peer_id"]
+        late = await connect(b.url)
+        await late.send({"type": "watch", "stream": "hand"})
+        await late.expect("watching")
+        await late.expect("stream-live")
+        await camera.expect("viewer-joined", timeout=5)
+        await camera.ws.close()
+        assert (await late.expect("stream-ended", timeout=5))["stream"] == "hand"
+        await late.silent()
