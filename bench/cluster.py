@@ -128,20 +128,6 @@ class TimedSignalingClient(SignalingClient):
         return message
 
 
-class KeyframeRecorder(fanout.FrameRecorder):
-    """Also notes VP8 keyframes, the frame tuple bench/relay.py's p2p_figures reads."""
-
-    def put(self, item) -> None:
-        if item is None:
-            super().put(item)
-            return
-        _, frame = item
-        self.frames.append((time.time(), frame.timestamp, len(frame.data),
-                            bool(frame.data) and not frame.data[0] & 1))
-        if not self._first_frame.done():
-            self._first_frame.set_result(None)
-
-
 def p2p_worker(server: str, count: int, quality: str, first_join: float, interval: float,
                window, queue) -> None:
     """`count` light P2P viewers joining ``first_join`` s after start and then every ``interval`` s;
@@ -156,7 +142,7 @@ async def _run_p2p(server: str, count: int, quality: str, first_join: float, int
                    window, queue) -> list[dict]:
     # Viewer.join makes its client and recorder from fanout's module names.
     fanout.SignalingClient = TimedSignalingClient
-    fanout.FrameRecorder = KeyframeRecorder
+    fanout.FrameRecorder = fanout.KeyframeRecorder
     viewers = [fanout.Viewer() for _ in range(count)]
 
     async def join(i: int, viewer: fanout.Viewer) -> None:
