@@ -10,17 +10,19 @@ import time
 import urllib.request
 
 from bench.chromium import CONTEXT_OPTIONS
+from signaling.auth import make_token
 
 from .conftest import LOOPBACK, free_port, get_json, wait_until
+from .test_auth import admin_request
 from .test_chat import chat_lines
 
 
-def start_instances(lab, redis_server, count: int = 3) -> list[str]:
+def start_instances(lab, redis_server, count: int = 3, *extra: str) -> list[str]:
     """``count`` instances on their own ports, all on ``redis_server``; their URLs."""
     urls = []
     for letter in "abcdefgh"[:count]:
         port = free_port()
-        lab.start(f"server-{letter}", "serve", "--port", str(port), "--redis", redis_server.url)
+        lab.start(f"server-{letter}", "serve", "--port", str(port), "--redis", redis_server.url, *extra)
         urls.append(f"http://127.0.0.1:{port}")
     for url in urls:
         wait_until(lambda url=url: (get_json(f"{url}/healthz") or {}).get("cluster", {}).get("redis")
@@ -98,6 +100,32 @@ def test_a_name_held_on_one_instance_is_taken_on_every_other(redis_server, lab):
     assert code != 0
     assert "stream-taken" in second.log() or "already has a publisher" in second.log(), second.log()[-2000:]
     assert stream_on(a, "one")["publisher"] == stream_on(c, "one")["publisher"]
+
+
+def test_a_name_reserved_on_one_instance_is_reserved_on_all_and_ended_from_any(redis_server, lab):
+    secret = "cluster-secret"
+    a, b, c = start_instances(lab, redis_server, 3, "--secret", secret)
+    admin = make_token(secret, "*", "admin", 600)
+    status, reply = admin_request(f"{b}/api/streams", "POST", admin, {"name": "held", "ttl": "5m"})
+    assert status == 201
+    wait_until(lambda: get_json(f"{a}/api/streams/held") and get_json(f"{c}/api/streams/held"), 10,
+               "instances a and c to know the reservation")
+    squatter = camera(lab, [a], "held")
+    assert squatter.result(timeout=20)[0] != 0 and "token" in squatter.log()
+
+    owner = camera(lab, [c], "held", "--token", reply["publish_token"])
+    wait_until(lambda: stream_on(a, "held").get("live"), 15, "instance a to list the owner's camera")
+    reader = viewer(lab, a, "held", "--mode", "relay", "--duration", "60")
+    reader.wait_for_log("first frame", timeout=20)
+    assert admin_request(f"{a}/api/streams/held", "DELETE", admin)[0] == 200  # asked where it is not
+    reader.wait_for_log("ended by an administrator", timeout=5)
+    assert owner.result(timeout=15)[0] != 0 and "ended" in owner.log()
+    wait_until(lambda: not any(stream_on(url, "held").get("live") for url in (a, b, c)), 10,
+               "every instance to see the stream end")
+    # The name is free again, everywhere: a camera without a token takes it, and the reader
+    # that waited on another instance plays it.
+    camera(lab, [b], "held")
+    reader.wait_for_log("video resumed", timeout=20)
 
 
 def test_garbage_on_the_redis_channels_is_ignored(redis_server, lab):
