@@ -52,7 +52,7 @@ from .protocol import (
     check_stream_name,
 )
 from .relay import RelayHub, RelayReader, RelayTotals, Rendition
-from .relayframe import RelayFrameError, parse_relay_frame
+from .relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
 from .remoteclient import RemoteClient
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class RegistryListener(Protocol):
         """A camera here shared a chat line: for its viewers elsewhere."""
 
     def relay_frame(self, stream: str, data: bytes) -> None:
-        """A camera here sent a relay frame, and readers elsewhere read its stream."""
+        """A camera here sent a relay frame that readers elsewhere read."""
 
     def reserved(self, stream: str) -> None: ...
 
@@ -126,6 +126,19 @@ class Stream:
     def _relay_keyframe(self, layer: str, urgent: bool) -> None:
         if self.publisher is not None:
             self.publisher.send(RelayKeyframe(layer=layer, urgent=urgent))
+
+    def read_elsewhere(self, header: RelayFrameHeader) -> bool:
+        """Do relay readers on other instances read this frame's rendition?"""
+        if not self.remote_demand or self.info is None:
+            return False
+        layers = self.info.layer_list()
+        if header.layer >= len(layers):
+            return False
+        layer = layers[header.layer].name
+        if header.codec is not None:
+            return any(layer in encoded for _, encoded in self.remote_demand.values())
+        wanted = JpegRendition(layer, header.quality)
+        return any(wanted in jpeg for jpeg, _ in self.remote_demand.values())
 
     def live_message(self) -> StreamLive:
         """What viewers are told when this stream's camera is there."""
@@ -551,11 +564,11 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.BINARY_NOT_ALLOWED,
                                 "binary messages are relay frames, and only a camera sends them")
         try:
-            parse_relay_frame(data)
+            header, _ = parse_relay_frame(data)
         except RelayFrameError as exc:
             raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
         stream.relay.publish(data)
-        if stream.remote_demand and self.listener is not None:
+        if self.listener is not None and stream.read_elsewhere(header):
             self.listener.relay_frame(stream.name, data)
 
     def relay_from_elsewhere(self, name: str, data: bytes) -> None:
