@@ -189,7 +189,7 @@ def test_instances_ride_out_a_redis_outage_and_resync(redis_server, lab):
         wait_until(lambda url=url: get_json(f"{url}/healthz") is None, 5, f"{url} to report not ready")
     with urllib.request.urlopen(f"{a}/metrics", timeout=5) as response:
         assert "peercam_redis_connected 0.0" in response.read().decode()
-    during = viewer(lab, a, "steady", "--mode", "p2p", "--name", "during", "--duration", "20")
+    during = viewer(lab, a, "steady", "--mode", "p2p", "--name", "during", "--duration", "12")
     during.wait_for_log("first frame", timeout=20)
     time.sleep(max(0.0, 5 - (time.monotonic() - outage_at)))  # the outage lasts 5 s
     redis_server.start()
