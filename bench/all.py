@@ -7,7 +7,9 @@ fallback (bench/latency.py), the relay (bench/relay.py), quality layers
 manual switch gaps; its fan-out rows are left to bench/fanout.py here), recording
 (bench/recording.py: server CPU per recorded stream, memory over 10 minutes), and the
 browser camera's P2P viewers at full rate against the Python camera's
-(bench/browser_camera.py). Each prints its tables as it finishes and writes its JSON;
+(bench/browser_camera.py), and three instances on Redis against one alone
+(bench/cluster.py: offer to answer time, relay across instances, each instance's and
+Redis's CPU; it needs redis-server and redis-py). Each prints its tables as it finishes and writes its JSON;
 this script then prints every target's verdict, writes them with a description of the
 machine to OUT/all.json, and draws OUT/benchmarks.svg (bench/layers.py draws
 OUT/layers.svg). README shows committed copies of both charts next to the tables (see
@@ -43,6 +45,7 @@ RUNS = {
     "layers": ("layers.py", ["--parts", "cpu,timeline,switch"],
                ["--quick", "--parts", "cpu,timeline,switch"]),
     "recording": ("recording.py", [], ["--streams", "1,4", "--seconds", "5", "--soak-minutes", "0"]),
+    "cluster": ("cluster.py", [], ["--quick"]),
     "browser_camera": ("browser_camera.py", [], ["--viewers", "1,4", "--seconds", "3", "--warmup", "2"]),
 }
 

@@ -148,6 +148,21 @@ class FrameRecorder:
         self._stopped.wait()
 
 
+class KeyframeRecorder(FrameRecorder):
+    """Also notes VP8 keyframes (bit 0 of the frame's first byte clear): the frame tuples
+    bench/relay.py's p2p_figures reads."""
+
+    def put(self, item) -> None:
+        if item is None:
+            super().put(item)
+            return
+        _, frame = item
+        self.frames.append((time.time(), frame.timestamp, len(frame.data),
+                            bool(frame.data) and not frame.data[0] & 1))
+        if not self._first_frame.done():
+            self._first_frame.set_result(None)
+
+
 class Viewer:
     """One light viewer: its own signaling connection and a peer connection receiving the
     stream through aiortc's whole receive path, its decoder swapped for a FrameRecorder."""

@@ -173,20 +173,7 @@ def p2p_worker(server: str, count: int, quality: str, window, queue) -> None:
 async def _run_p2p(server: str, count: int, quality: str, window, queue) -> list[dict]:
     import fanout  # bench/fanout.py: its light viewer (aiortc's receive path, no decoding)
 
-    class KeyframeRecorder(fanout.FrameRecorder):
-        """Also notes VP8 keyframes (bit 0 of the frame's first byte clear)."""
-
-        def put(self, item) -> None:
-            if item is None:
-                super().put(item)
-                return
-            codec, frame = item
-            self.frames.append((time.time(), frame.timestamp, len(frame.data),
-                                bool(frame.data) and not frame.data[0] & 1))
-            if not self._first_frame.done():
-                self._first_frame.set_result(None)
-
-    fanout.FrameRecorder = KeyframeRecorder  # Viewer.join makes its recorder from the module's name
+    fanout.FrameRecorder = fanout.KeyframeRecorder  # Viewer.join makes its recorder from the module's name
     viewers = [fanout.Viewer() for _ in range(count)]
     joins = [asyncio.wait_for(v.join(server, STREAM, f"bench-p2p-{i}", quality), fanout.JOIN_TIMEOUT)
              for i, v in enumerate(viewers)]

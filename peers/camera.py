@@ -42,7 +42,7 @@ from .ice import IceOptions, restrict_host_addresses
 from .layers import parse_layers
 from .pipeline import MediaPipeline
 from .relaysender import RelaySender
-from .signaling_client import Backoff, SignalingClient, SignalingError
+from .signaling_client import ServerList, Servers, SignalingClient, SignalingError
 from .sources import PushSource, VideoSource, open_source
 from .viewerconnection import ViewerConnection
 
@@ -55,7 +55,8 @@ class CameraError(Exception):
 
 @dataclass
 class CameraOptions:
-    server: str
+    #: The signaling server's URL, or several: the camera moves to the next when one fails.
+    server: Servers
     stream: str
     codec: str = "vp8"
     #: Quality layers (peers/layers.py): "auto", or e.g. "720p,480p,360p@15".
@@ -83,12 +84,14 @@ class CameraOptions:
 class CameraPeer:
     """Publishes one stream: captures once, encodes once per layer in use, answers every viewer.
 
-    Raises LayerError (a ValueError) at once when ``options.layers`` does not fit the source.
+    Raises ValueError at once for a bad server URL, and LayerError (a ValueError) when
+    ``options.layers`` does not fit the source.
     """
 
     def __init__(self, options: CameraOptions, source: VideoSource) -> None:
         self.options = options
         self.source = source
+        self._servers = ServerList(options.server)
         self.layers = parse_layers(options.layers, source.width, source.height, source.fps, options.bitrate)
         self.viewers: dict[str, ViewerConnection] = {}
         self.pipeline: MediaPipeline | None = None
@@ -173,15 +176,15 @@ class CameraPeer:
                          encoded / elapsed, relayed / elapsed, stats.encode_ms, stats.keyframes)
 
     async def _stay_published(self) -> None:
-        """Keep a signaling connection and the stream published, reconnecting with backoff.
+        """Keep a signaling connection and the stream published, reconnecting (to the next
+        server, if several) with backoff.
 
         Peer connections already up keep playing while the server is away.
         """
-        backoff = Backoff()
         ever_published = False
         while True:
-            client = self._client = SignalingClient(self.options.server, self.options.ca_file,
-                                                    self.options.token)
+            server = self._servers.current
+            client = self._client = SignalingClient(server, self.options.ca_file, self.options.token)
             relay_sender: asyncio.Task | None = None
             try:
                 welcome = await client.connect()
@@ -200,14 +203,15 @@ class CameraPeer:
                         welcome = msgspec.structs.replace(welcome, ice_servers=message.ice_servers)
                         self._rtc_configuration = self.options.ice.configuration(welcome)
                         ever_published = True
-                        backoff.reset()
+                        self._servers.succeeded()
                         self.published.set()
                         info = self.stream_info
                         log.info("publishing %r (%dx%d@%g %s) on %s", message.stream, info.width,
-                                 info.height, info.fps, info.codec, self.options.server)
+                                 info.height, info.fps, info.codec, server)
                     elif isinstance(message, Error) and message.code == ErrorCode.STREAM_TAKEN:
                         if not ever_published:
                             raise CameraError(message.reason)
+                        lost = message.reason
                         break  # our old connection may still be registered: retry soon
                     elif isinstance(message, Error) and not self.published.is_set():
                         raise CameraError(f"{message.code}: {message.reason}")  # cannot publish
@@ -219,7 +223,7 @@ class CameraPeer:
                     else:
                         self._handle(message)
             except SignalingError as exc:
-                log.warning("%s; reconnecting", exc)
+                lost = str(exc)
             finally:
                 if self._relay is not None:
                     self._relay.stop()
@@ -228,7 +232,9 @@ class CameraPeer:
                 self.published.clear()
                 self._client = None
                 await client.close()
-            await backoff.wait()
+            self._servers.failed()
+            log.warning("%s; reconnecting to %s", lost, self._servers.current)
+            await self._servers.wait()
 
     def _handle(self, message: object) -> None:
         if isinstance(message, RelayFrames) and self._relay is not None:
@@ -350,9 +356,11 @@ class Camera:
     wins) and scales them to the camera's size. ``width``/``height``: the size published
     (pushed frames: 640x480 unless given; a source keeps its own shape within them).
     ``recording``: also record the top layer here, in segments (``peercam camera --record``).
+    ``server``: a URL (``http://host:port``) or several, tried in turn whenever the one in
+    use fails; a bad URL raises ValueError.
     """
 
-    def __init__(self, server: str, stream: str, *, width: int | None = None, height: int | None = None,
+    def __init__(self, server: Servers, stream: str, *, width: int | None = None, height: int | None = None,
                  fps: float = 30.0, source: str | None = None, name: str = "", token: str = "",
                  codec: str = "vp8", layers: str = "auto", bitrate: int | None = None,
                  jpeg_quality: int = 80, ice: IceOptions | None = None, ca_file: str | None = None,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -26,6 +27,7 @@ from .camera import CameraError, CameraOptions, CameraPeer
 from .ice import IceOptions, parse_ice_server, resolve_host_addresses
 from .layers import LayerError
 from .relaytransport import RELAY_FORMATS
+from .signaling_client import Servers, websocket_url
 from .sources import SourceError, open_source
 from .viewcommand import ViewCommand
 from .viewer import ViewerError, ViewerOptions
@@ -40,8 +42,15 @@ def _add_ice_options(parser: argparse.ArgumentParser) -> None:
                              "'*' means every interface but loopback); default: every interface but loopback")
 
 
+#: The signaling server a camera or viewer uses when given no --server.
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
 def _add_peer_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default="http://127.0.0.1:8080", help="the signaling server's URL")
+    # No default list here: argparse would append the flags given to it.
+    parser.add_argument("--server", action="append", type=_server_url, metavar="URL",
+                        help="the signaling server's URL; repeatable: on losing the one in use, the "
+                             f"next is tried, round robin (default: {DEFAULT_SERVER})")
     parser.add_argument("--stream", default="demo", help="the stream name")
     _add_ice_options(parser)
     parser.add_argument("--ice-transport", choices=("all", "turn"), default="all",
@@ -88,6 +97,9 @@ def _build_parser() -> argparse.ArgumentParser:
                            help="text messages per second from one viewer")
     serve_cmd.add_argument("--stalled-reader-timeout", type=float, default=defaults.stalled_reader_seconds,
                            metavar="SECONDS", help="drop an MJPEG reader whose socket takes nothing so long")
+    serve_cmd.add_argument("--redis", default=os.environ.get("PEERCAM_REDIS"), metavar="URL",
+                           help="share state with other instances through Redis, e.g. "
+                                "redis://127.0.0.1:6379/0 (default: $PEERCAM_REDIS)")
     serve_cmd.add_argument("--record-dir", metavar="DIR",
                            help="record streams into DIR/STREAM/ (and allow recording through the API)")
     serve_cmd.add_argument("--record", action="append", default=[], metavar="STREAM",
@@ -147,6 +159,14 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_ice_options(demo)
     _add_source_options(demo)
     return parser
+
+
+def _server_url(text: str) -> str:
+    try:
+        websocket_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _quality(text: str) -> str:
@@ -240,6 +260,8 @@ def _fail(command: str, reason: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     args = _build_parser().parse_args(argv)
+    if args.command in ("camera", "view") and not args.server:
+        args.server = [DEFAULT_SERVER]
     if args.command == "token":
         try:
             print(make_token(args.secret, args.stream, args.role, parse_duration(args.ttl)))
@@ -269,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         turn = TurnConfig(args.turn_secret, tuple(args.turn_url), args.turn_ttl) if args.turn_secret else None
         if bool(args.cert) != bool(args.key):
             _fail("serve", "--cert and --key go together")
+        if args.redis and not args.redis.startswith(("redis://", "rediss://", "unix://")):
+            _fail("serve", "--redis takes a redis://HOST:PORT/DB (or rediss://, unix://) URL")
         if args.auth != "open" and not args.secret:
             _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
         try:
@@ -285,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
                                   viewers_per_stream=args.max_viewers, streams=args.max_streams,
                                   connections_per_address=args.max_connections_per_address,
                                   stalled_reader_seconds=args.stalled_reader_timeout),
-                              recording=_recording("serve", args.record_dir, args.record, args))
+                              recording=_recording("serve", args.record_dir, args.record, args),
+                              redis=args.redis or None)
         scheme = "https" if args.cert else "http"
         print(f"peercam serve: {scheme}://{args.host}:{args.port}/", file=sys.stderr, flush=True)
         _run(serve(config))
@@ -313,7 +338,7 @@ def _ice_options(args: argparse.Namespace, ice_servers: list) -> IceOptions:
                       transport=getattr(args, "ice_transport", "all"))
 
 
-def _camera_options(args: argparse.Namespace, server: str, ice_servers: list) -> CameraOptions:
+def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list) -> CameraOptions:
     return CameraOptions(
         server=server,
         stream=args.stream,

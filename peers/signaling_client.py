@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -43,6 +43,59 @@ class Backoff:
         delay = self._next * random.uniform(0.8, 1.2)
         self._next = min(self.cap, self._next * 2)
         await asyncio.sleep(delay)
+
+
+#: One signaling server's URL (``http://host:port``), or several to rotate through.
+Servers = str | Sequence[str]
+
+
+class ServerList:
+    """The signaling servers a peer may use, and which one to try next.
+
+    It starts at the first and stays on a server while it works. When a connection is
+    lost or cannot be made, the next server is tried at once (round robin); the Backoff
+    waits only once every server has failed since the last wait. So a dead server never
+    delays reaching a live one, and no server is tried more than once per backoff delay,
+    even when servers accept and drop a peer over and over.
+
+    Raises ValueError at once for an empty list or a bad URL.
+    """
+
+    def __init__(self, servers: Servers, backoff: Backoff | None = None) -> None:
+        self.urls: tuple[str, ...] = (servers,) if isinstance(servers, str) else tuple(servers)
+        if not self.urls:
+            raise ValueError("no signaling server given")
+        for url in self.urls:
+            websocket_url(url)
+        self._backoff = backoff or Backoff()
+        self._index = 0
+        self._failures = 0  # since the last wait
+
+    @property
+    def current(self) -> str:
+        """The server to connect to now."""
+        return self.urls[self._index]
+
+    @property
+    def all_failed(self) -> bool:
+        """Every server has failed since the last wait (before any wait: none was reached)."""
+        return self._failures >= len(self.urls)
+
+    def succeeded(self) -> None:
+        """A session on the current server worked: the next wait is the shortest again."""
+        self._backoff.reset()
+
+    def failed(self) -> None:
+        """The current server was lost or could not be reached: the next one's turn."""
+        self._failures += 1
+        self._index = (self._index + 1) % len(self.urls)
+
+    async def wait(self) -> None:
+        """Before connecting again: at once to a server not tried since the last wait, else
+        after the backoff."""
+        if self.all_failed:
+            self._failures = 0
+            await self._backoff.wait()
 
 
 class SignalingClient:
@@ -84,7 +137,7 @@ class SignalingClient:
         try:
             await self._ws.send_str(encode(message))
         except (ConnectionError, aiohttp.ClientError) as exc:
-            raise SignalingError(f"lost the signaling server: {exc}") from exc
+            raise SignalingError(f"lost the signaling server at {self.url}: {exc}") from exc
 
     async def send_bytes(self, data: bytes) -> None:
         if self._ws is None or self._ws.closed:
@@ -92,7 +145,7 @@ class SignalingClient:
         try:
             await self._ws.send_bytes(data)
         except (ConnectionError, aiohttp.ClientError) as exc:
-            raise SignalingError(f"lost the signaling server: {exc}") from exc
+            raise SignalingError(f"lost the signaling server at {self.url}: {exc}") from exc
 
     async def _receive(self):
         assert self._ws is not None
@@ -109,7 +162,7 @@ class SignalingClient:
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                             aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 reason = msg.extra or self._ws.close_code
-                raise SignalingError(f"the signaling server closed the connection ({reason})")
+                raise SignalingError(f"the signaling server at {self.url} closed the connection ({reason})")
 
     async def messages(self) -> AsyncIterator:
         """Server messages (and relay frames, as bytes) until the connection ends.

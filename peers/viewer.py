@@ -1,11 +1,11 @@
 """The Python viewer's core: follows one stream and hands its frames, chat and events over.
 
-A Viewer keeps a signaling connection (reconnecting with backoff), watches the stream,
-and lets its Delivery (peers/delivery.py) pick the transport: P2P or the relay. It
-counts and measures every frame (peers/framestats.py), reports to the server every
-2 s, and hands frames, chat lines and events to whoever reads them. It prints
-nothing: `peercam view` (peers/cli.py) and the library (`peercam.watch`) are its
-consumers.
+A Viewer keeps a signaling connection (reconnecting with backoff, to the next server
+when given several), watches the stream, and lets its Delivery (peers/delivery.py)
+pick the transport: P2P or the relay. It counts and measures every frame
+(peers/framestats.py), reports to the server every 2 s, and hands frames, chat lines
+and events to whoever reads them. It prints nothing: `peercam view` (peers/cli.py) and
+the library (`peercam.watch`) are its consumers.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from .framestats import FrameStats
 from .ice import IceOptions, restrict_host_addresses
 from .p2ptransport import P2PTransport
 from .relaytransport import RELAY_FORMATS, RelayTransport, relay_format_for
-from .signaling_client import Backoff, SignalingClient, SignalingError
+from .signaling_client import ServerList, Servers, SignalingClient, SignalingError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class ViewerError(Exception):
 
 @dataclass
 class ViewerOptions:
-    server: str
+    #: The signaling server's URL, or several: the viewer moves to the next when one fails.
+    server: Servers
     stream: str
     #: Seconds after the first frame left out of the figures (start-up transients).
     warmup: float = 0.0
@@ -143,6 +144,7 @@ class Viewer:
         if options.relay_format not in RELAY_FORMATS:
             raise ValueError(f"relay format {options.relay_format!r}: use one of {', '.join(RELAY_FORMATS)}")
         self.options = options
+        self._servers = ServerList(options.server)
         self.figures = FrameStats(started if started is not None else time.monotonic(), options.warmup)
         self._quality, self._jpeg_quality = options.quality, options.jpeg_quality
         self._client: SignalingClient | None = None
@@ -311,14 +313,13 @@ class Viewer:
             pass
 
     async def _stay_connected(self) -> None:
-        backoff = Backoff()
         connected_once = False
         while True:
-            client = self._client = SignalingClient(self.options.server, self.options.ca_file)
+            client = self._client = SignalingClient(self._servers.current, self.options.ca_file)
             try:
                 welcome = await client.connect()
                 connected_once = True
-                backoff.reset()
+                self._servers.succeeded()
                 restrict_host_addresses(self.options.ice.host_addresses(welcome))  # process-wide: aioice
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Watch(stream=self.options.stream, name=self.options.name,
@@ -333,13 +334,15 @@ class Viewer:
                     if not isinstance(message, IceServers):
                         await self._handle(message)
             except SignalingError as exc:
-                if not connected_once:
+                self._servers.failed()
+                if not connected_once and self._servers.all_failed:
                     self._finish(ViewerError(str(exc)))
                     return
-                self._event("reconnecting", f"{exc}; reconnecting")
+                how = "reconnecting to" if connected_once else "trying"
+                self._event("reconnecting", f"{exc}; {how} {self._servers.current}")
             finally:
                 await client.close()
-            await backoff.wait()
+            await self._servers.wait()
 
     async def _handle(self, message: object) -> None:
         if isinstance(message, Watching):

@@ -9,17 +9,22 @@ from collections.abc import Iterator
 
 from .frame import Frame
 from .ice import IceOptions
+from .signaling_client import Servers
 from .viewer import Viewer, ViewerOptions
 
 _END = object()
 
 
-def watch(server: str, stream: str, *, mode: str = "auto", quality: str = "auto", token: str | None = None,
-          name: str = "", jpeg_quality: int | None = None, relay_format: str = "auto", wait: float = 0.0,
+def watch(server: Servers, stream: str, *, mode: str = "auto", quality: str = "auto",
+          token: str | None = None, name: str = "", jpeg_quality: int | None = None,
+          relay_format: str = "auto", wait: float = 0.0,
           first_frame_timeout: float | None = 15.0, connect_timeout: float = 5.0, p2p_retry: float = 30.0,
           ice: IceOptions | None = None, ca_file: str | None = None) -> Viewer:
     """A Viewer of ``stream`` on the server at ``server`` (``http://host:port``), to use as
     ``async with watch(...) as stream: async for frame in stream.frames(): ...``.
+
+    ``server`` may also be several URLs: the viewer starts at the first and moves to the
+    next whenever the one in use fails. A bad URL raises ValueError here.
 
     ``mode``: "auto" (P2P, falling back to the relay and back by itself), "p2p" or
     "relay". ``quality``: "auto" or a layer's name ("480p"). ``relay_format``: what the
@@ -35,7 +40,7 @@ def watch(server: str, stream: str, *, mode: str = "auto", quality: str = "auto"
         ice=ice or IceOptions(), ca_file=ca_file))
 
 
-def watch_sync(server: str, stream: str, **options) -> Iterator[Frame]:
+def watch_sync(server: Servers, stream: str, **options) -> Iterator[Frame]:
     """The frames of ``stream``, for code that does not use asyncio: ``for frame in
     watch_sync(...)``. The viewer runs on a thread of its own; a loop slower than the video
     gets the newest frame. Leaving the loop (break, return, an exception) stops it; a

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from .appkeys import CONFIG, RECORDINGS, REGISTRY, SOCKETS
+from .appkeys import CLUSTER, CONFIG, RECORDINGS, REGISTRY, SOCKETS
 from .auth import make_token, parse_duration
 from .gate import GRANT, Access, may_view, requires
 from .protocol import ProtocolError, check_stream_name
@@ -59,12 +59,18 @@ def _summary(request: web.Request, stream: Stream) -> dict:
 @routes.get("/healthz")
 @requires(Access.OPEN)
 async def healthz(request: web.Request) -> web.Response:
+    """200 while this instance can take clients; 503 while its Redis (--redis) is away: it
+    still serves the clients it has, but a balancer should send new ones elsewhere."""
+    cluster = request.app.get(CLUSTER)
+    ready = cluster is None or cluster.connected
     return web.json_response(
         {
-            "status": "ok",
+            "status": "ok" if ready else "not-ready",
             "streams": len(request.app[REGISTRY].live_streams()),
             "connections": len(request.app[SOCKETS]),
-        }
+            **({"cluster": cluster.health()} if cluster is not None else {}),
+        },
+        status=200 if ready else 503,
     )
 
 

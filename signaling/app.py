@@ -10,9 +10,10 @@ import weakref
 from aiohttp import WSCloseCode, web
 
 from . import api, metrics, mjpeg, pages, recordingapi
-from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, RECORDINGS, REGISTRY, SOCKETS, WEB_ROOT
+from .appkeys import CLUSTER, CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, RECORDINGS, REGISTRY, SOCKETS, WEB_ROOT
 from .browserpolicy import add_security_headers, check_host
 from .clientaddress import resolve_client_address
+from .cluster import Cluster
 from .config import ServerConfig
 from .gate import ROUTE_ACCESS, Access, access_table, gate
 from .limits import ConnectionsByAddress
@@ -32,11 +33,15 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app[SOCKETS] = weakref.WeakSet()
     app[CONNECTIONS_BY_ADDRESS] = ConnectionsByAddress(config.limits.connections_per_address)
     app[WEB_ROOT] = pages.find_web_root()
+    if config.redis is not None:
+        app[CLUSTER] = Cluster(config.redis, app[REGISTRY])
+        app.on_startup.append(_join_cluster)
+        app.on_cleanup.append(_leave_cluster)
     if config.recording is not None:
         app[RECORDINGS] = Recordings(config.recording, app[REGISTRY])
         app.on_startup.append(_start_recording)
         app.on_cleanup.append(_stop_recording)
-    app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS], app.get(RECORDINGS))
+    app[METRICS] = metrics.Metrics(app[REGISTRY], app[SOCKETS], app.get(RECORDINGS), app.get(CLUSTER))
     app.router.add_get("/ws", websocket_handler)
     app.router.add_routes(api.routes)
     app.router.add_routes(recordingapi.routes)
@@ -48,6 +53,15 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.on_response_prepare.append(add_security_headers)
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+async def _join_cluster(app: web.Application) -> None:
+    app[CLUSTER].start()
+
+
+async def _leave_cluster(app: web.Application) -> None:
+    """After the sockets closed: the other instances forget this one's clients at once."""
+    await app[CLUSTER].close()
 
 
 async def _start_recording(app: web.Application) -> None:

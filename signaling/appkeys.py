@@ -17,4 +17,5 @@ SOCKETS = web.AppKey("sockets", weakref.WeakSet)
 CONNECTIONS_BY_ADDRESS = web.AppKey("connections_by_address", ConnectionsByAddress)
 WEB_ROOT = web.AppKey("web_root", Path)
 RECORDINGS = web.AppKey("recordings", object)  # signaling.recording.Recordings, with --record-dir
+CLUSTER = web.AppKey("cluster", object)  # signaling.cluster.Cluster, with --redis
 METRICS = web.AppKey("metrics", object)  # signaling.metrics.Metrics (imported there, not here)

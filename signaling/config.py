@@ -55,5 +55,7 @@ class ServerConfig:
     outbox_limit: int = 1024
     #: Record streams on this server (--record-dir ...); None: record nothing.
     recording: RecordingConfig | None = None
+    #: Share state with other instances through this Redis (signaling/cluster.py); None: alone.
+    redis: str | None = None
     #: Seconds between WebSocket pings; a silent client is dropped after two.
     heartbeat: float = 10.0

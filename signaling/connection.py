@@ -52,6 +52,9 @@ class Connection:
     disconnected, so it cannot slow the camera or the other viewers.
     """
 
+    #: Connected to this instance (a RemoteClient is connected to another).
+    is_local = True
+
     def __init__(self, ws: web.WebSocketResponse, remote: str, outbox_limit: int,
                  transport: asyncio.Transport | None = None) -> None:
         self.id = secrets.token_hex(4)
@@ -109,14 +112,23 @@ class Connection:
         transport.write(_binary_frames.frame(data))
         return True
 
+    @property
+    def relay_format(self) -> str | None:
+        """What it reads on the relay ("jpeg" or "encoded"); None: it is not on the relay."""
+        return self.relay_reader.format if self.relay_reader is not None else None
+
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")
 
     def send(self, message) -> None:
+        self.send_text(encode(message))
+
+    def send_text(self, text: str) -> None:
+        """Send a message already encoded (one from another instance, say)."""
         if self.ws.closed:
             return
         try:
-            self._outbox.put_nowait(encode(message))
+            self._outbox.put_nowait(text)
         except asyncio.QueueFull:
             log.warning("%r: outbox full, disconnecting a client that does not read", self)
             if self._writer is not None:

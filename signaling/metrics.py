@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from .appkeys import METRICS
+from .cluster import Cluster
 from .gate import Access, requires
 from .protocol import ViewerStats
 from .recording import Recordings
@@ -31,7 +32,7 @@ _STALE_AFTER = 6.0
 
 class Metrics:
     def __init__(self, streams: StreamRegistry, sockets: weakref.WeakSet,
-                 recordings: Recordings | None = None) -> None:
+                 recordings: Recordings | None = None, cluster: Cluster | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.messages = Counter("peercam_signaling_messages", "Signaling messages received, by type",
                                 ["type"], registry=self.registry)
@@ -40,6 +41,8 @@ class Metrics:
         self.registry.register(_StateCollector(streams, sockets))
         if recordings is not None:
             self.registry.register(_RecordingCollector(recordings))
+        if cluster is not None:
+            self.registry.register(_ClusterCollector(cluster))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -113,6 +116,18 @@ class _RecordingCollector(Collector):
             errors.add_metric([name], state["errors"])
             active.add_metric([name], int(state["active"]))
         yield from (written, segments, errors, active)
+
+
+class _ClusterCollector(Collector):
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("peercam_redis_connected", "1 while this instance shares state through Redis",
+                                value=int(self._cluster.connected))
+        yield CounterMetricFamily("peercam_redis_dropped_messages",
+                                  "Messages for Redis dropped because it did not keep up",
+                                  value=self._cluster.dropped)
 
 
 @routes.get("/metrics")

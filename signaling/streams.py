@@ -1,18 +1,26 @@
 """Streams and who is on them: the server's state, behind one interface.
 
-Everything the server knows about streams lives in a StreamRegistry, so a shared
-implementation (Redis pub/sub, for several server instances) can replace it later.
-A viewer may watch a name before its camera arrives: it waits and is told with
-``stream-live`` when a camera publishes, and with ``stream-ended`` when it leaves.
+Everything the server knows about streams lives in a StreamRegistry. A viewer may watch
+a name before its camera arrives: it waits and is told with ``stream-live`` when a camera
+publishes, and with ``stream-ended`` when it leaves.
+
+With ``--redis`` (signaling/cluster.py) the registry also holds the clients of the other
+instances, as RemoteClients kept up to date from Redis, and tells a RegistryListener what
+its own clients do. The rule that keeps instances from telling anyone twice: the registry
+tells its own (local) clients what happens, whether the cause is local or remote;
+messages one client addresses to another (offers, chat-send, quality) go to wherever
+that client is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 
@@ -44,23 +52,50 @@ from .protocol import (
     check_stream_name,
 )
 from .relay import RelayHub, RelayReader, RelayTotals, Rendition
-from .relayframe import RelayFrameError, parse_relay_frame
+from .relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
+from .remoteclient import RemoteClient
+
+log = logging.getLogger(__name__)
+
+#: A client as the registry holds it: connected here, or to another instance.
+Client = Connection | RemoteClient
+
+
+class RegistryListener(Protocol):
+    """What the registry tells about its own clients, for other instances to know."""
+
+    def client_changed(self, conn: Connection) -> None:
+        """``conn`` published or watched, or changed what others see of it."""
+
+    def client_gone(self, conn: Connection, reason: str) -> None: ...
+
+    def chat(self, stream: str, message: ChatMessage) -> None:
+        """A camera here shared a chat line: for its viewers elsewhere."""
+
+    def relay_frame(self, stream: str, data: bytes) -> None:
+        """A camera here sent a relay frame that readers elsewhere read."""
+
+    def reserved(self, stream: str) -> None: ...
+
+    def ended(self, stream: str, reason: str) -> None: ...
 
 
 @dataclass
 class Stream:
     name: str
-    publisher: Connection | None = None
+    publisher: Client | None = None
     info: StreamInfo | None = None
     #: Unix time the current publisher started.
     since: float | None = None
-    viewers: dict[str, Connection] = field(default_factory=dict)
+    viewers: dict[str, Client] = field(default_factory=dict)
     relay_totals: RelayTotals = field(default_factory=RelayTotals)
     #: Reserved by an administrator: publishing needs a token, whatever --auth says.
     reserved: bool = False
     #: MJPEG and snapshot readers: they count against --max-viewers like WebSocket viewers.
     http_readers: int = 0
     relay: RelayHub = field(init=False)
+    #: What relay readers on other instances read, by instance (when the camera is here).
+    remote_demand: dict[str, tuple[list[JpegRendition], list[str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.relay = RelayHub(self._relay_demand, self.relay_totals, on_keyframe=self._relay_keyframe)
@@ -69,12 +104,41 @@ class Stream:
     layer_switches: Counter = field(default_factory=Counter)
 
     def _relay_demand(self, jpeg: list[JpegRendition], encoded: list[str]) -> None:
-        if self.publisher is not None:
-            self.publisher.send(RelayFrames(jpeg=jpeg, encoded=encoded))
+        self.ask_camera_for_relay()
+
+    def ask_camera_for_relay(self) -> None:
+        """Tell the camera what relay readers read: those here, and those on other instances
+        (a camera elsewhere hears from this instance's readers through its own instance)."""
+        publisher = self.publisher
+        if publisher is None:
+            return
+        jpeg, encoded = self.relay.demand
+        if isinstance(publisher, RemoteClient):
+            publisher.ask_relay(jpeg, encoded)
+            return
+        if self.remote_demand:
+            for other_jpeg, other_encoded in self.remote_demand.values():
+                jpeg += other_jpeg
+                encoded += other_encoded
+            jpeg, encoded = sorted(set(jpeg)), sorted(set(encoded))
+        publisher.send(RelayFrames(jpeg=jpeg, encoded=encoded))
 
     def _relay_keyframe(self, layer: str, urgent: bool) -> None:
         if self.publisher is not None:
             self.publisher.send(RelayKeyframe(layer=layer, urgent=urgent))
+
+    def read_elsewhere(self, header: RelayFrameHeader) -> bool:
+        """Do relay readers on other instances read this frame's rendition?"""
+        if not self.remote_demand or self.info is None:
+            return False
+        layers = self.info.layer_list()
+        if header.layer >= len(layers):
+            return False
+        layer = layers[header.layer].name
+        if header.codec is not None:
+            return any(layer in encoded for _, encoded in self.remote_demand.values())
+        wanted = JpegRendition(layer, header.quality)
+        return any(wanted in jpeg for jpeg, _ in self.remote_demand.values())
 
     def live_message(self) -> StreamLive:
         """What viewers are told when this stream's camera is there."""
@@ -97,7 +161,7 @@ class Stream:
             "name": self.name,
             "live": self.live,
             "viewer_count": len(self.viewers),
-            "relay_viewers": sum(1 for v in self.viewers.values() if v.relay_reader is not None),
+            "relay_viewers": sum(1 for v in self.viewers.values() if v.relay_format is not None),
             "relay": self.relay.summary(),
             "width": info.width if info else None,
             "height": info.height if info else None,
@@ -119,7 +183,7 @@ class Stream:
                     "quality": viewer.quality,
                     "layer": viewer.layer,
                     "layer_reason": viewer.layer_reason,
-                    "relay_format": viewer.relay_reader.format if viewer.relay_reader is not None else None,
+                    "relay_format": viewer.relay_format,
                     "stats": msgspec.to_builtins(viewer.stats) if viewer.stats else None,
                 }
                 for viewer in self.viewers.values()
@@ -127,9 +191,9 @@ class Stream:
         }
 
     @staticmethod
-    def viewer_mode(viewer: Connection) -> str:
+    def viewer_mode(viewer: Client) -> str:
         """How a viewer gets video: its own report when it has sent one, else by relay use."""
-        if viewer.relay_reader is not None:
+        if viewer.relay_format is not None:
             return "relay"
         return viewer.stats.mode if isinstance(viewer.stats, ViewerStats) else "p2p"
 
@@ -147,14 +211,30 @@ class StreamRegistry:
         self.limits = limits or Limits()
         self._streams: dict[str, Stream] = {}
         self.relay_totals = RelayTotals()
-        #: Called with (stream, live) when a stream's camera arrives or leaves (recording).
+        #: Called with (stream, live) when a camera here arrives or leaves (recording).
         self.on_camera: list[Callable[[Stream, bool], None]] = []
+        #: Told what this instance's clients do (--redis); None on a lone server.
+        self.listener: RegistryListener | None = None
 
     def get(self, name: str) -> Stream | None:
         return self._streams.get(name)
 
     def live_streams(self) -> list[Stream]:
         return sorted((s for s in self._streams.values() if s.live), key=lambda s: s.name)
+
+    def local_clients(self) -> Iterator[Connection]:
+        """The cameras and viewers connected to this instance."""
+        for stream in self._streams.values():
+            if isinstance(stream.publisher, Connection):
+                yield stream.publisher
+            yield from (v for v in stream.viewers.values() if isinstance(v, Connection))
+
+    def reserved_names(self) -> list[str]:
+        return [s.name for s in self._streams.values() if s.reserved]
+
+    def _changed(self, conn: Connection) -> None:
+        if self.listener is not None:
+            self.listener.client_changed(conn)
 
     def _enter(self, conn: Connection, name: str, display_name: str) -> Stream:
         """What publish and watch share: valid names, one role per connection, the stream."""
@@ -194,22 +274,29 @@ class StreamRegistry:
         stream = self._enter(conn, name, display_name)
         holder = stream.publisher
         if holder is not None:
-            if not (stream.reserved and with_token and not holder.with_token):
+            # (A holder on another instance is evicted there, by its own instance.)
+            if not (stream.reserved and with_token and not holder.with_token and holder.is_local):
                 raise ProtocolError(ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a publisher")
             self._evict(holder, "this name is reserved for the holder of its publish token")
         self._claim(stream)
-        stream.publisher, stream.info, stream.since = conn, info, time.time()
         conn.role, conn.stream, conn.with_token = "publisher", name, with_token
         conn.send(Published(stream=name, ice_servers=ice_servers or []))
-        live = stream.live_message()
-        for viewer in stream.viewers.values():
-            viewer.send(live)
-            # The camera meets those who waited.
-            conn.send(ViewerJoined(peer_id=viewer.id, name=viewer.name, quality=viewer.quality))
-        stream.relay.camera_arrived(info.layer_list(), info.jpeg_quality)
+        self._camera_arrives(stream, conn, info, time.time())
         for callback in self.on_camera:
             callback(stream, True)
+        self._changed(conn)
         return stream
+
+    def _camera_arrives(self, stream: Stream, camera: Client, info: StreamInfo, since: float | None) -> None:
+        """A camera, here or on another instance, now publishes ``stream``."""
+        stream.publisher, stream.info, stream.since = camera, info, since
+        live = stream.live_message()
+        for viewer in stream.viewers.values():
+            if viewer.is_local:
+                viewer.send(live)
+            if camera.is_local:  # the camera meets those who waited
+                camera.send(ViewerJoined(peer_id=viewer.id, name=viewer.name, quality=viewer.quality))
+        stream.relay.camera_arrived(info.layer_list(), info.jpeg_quality)
 
     def watch(self, conn: Connection, name: str, display_name: str = "",
               ice_servers: list[IceServer] | None = None, quality: str = "auto",
@@ -229,8 +316,9 @@ class StreamRegistry:
         if stream.live:
             conn.send(stream.live_message())
         conn.role, conn.stream = "viewer", name
-        if camera is not None:
+        if camera is not None and camera.is_local:  # (a camera elsewhere hears from its instance)
             camera.send(ViewerJoined(peer_id=conn.id, name=conn.name, quality=conn.quality))
+        self._changed(conn)
         return stream
 
     def set_quality(self, conn: Connection, quality: str, jpeg_quality: int | None) -> None:
@@ -244,13 +332,17 @@ class StreamRegistry:
             stream.relay.choose(conn.relay_reader, quality, jpeg_quality)
         if stream.publisher is not None:
             stream.publisher.send(ViewerQuality(peer_id=conn.id, quality=quality))
+        self._changed(conn)
 
-    def layer_changed(self, camera: Connection, viewer: Connection, message: LayerChanged) -> None:
-        """The camera moved a P2P viewer to another layer (it tells the viewer; the server keeps it)."""
-        stream = self._streams.get(camera.stream or "")
-        if viewer.layer is not None and viewer.layer != message.layer and stream is not None:
+    def layer_changed(self, viewer: Client, layer: str, reason: str) -> None:
+        """The camera moved a P2P viewer to another layer (it tells the viewer; the server keeps
+        it, and the viewer's own instance tells the others)."""
+        stream = self._streams.get(viewer.stream or "")
+        if viewer.layer is not None and viewer.layer != layer and stream is not None:
             stream.layer_switches["p2p"] += 1
-        viewer.layer, viewer.layer_reason = message.layer, message.reason
+        viewer.layer, viewer.layer_reason = layer, reason
+        if isinstance(viewer, Connection):
+            self._changed(viewer)
 
     def rename(self, conn: Connection, display_name: str) -> None:
         """A viewer's new display name; its camera is told (chat lines go out under it)."""
@@ -264,6 +356,7 @@ class StreamRegistry:
         conn.name = display_name
         if camera is not None:
             camera.send(ViewerRenamed(peer_id=conn.id, name=display_name))
+        self._changed(conn)
 
     def add_http_reader(self, name: str) -> Stream:
         """An MJPEG or snapshot reader of a live stream, within the stream's --max-viewers."""
@@ -281,40 +374,115 @@ class StreamRegistry:
         if self._streams.get(stream.name) is stream:
             self._forget_if_unused(stream)
 
-    def remove(self, conn: Connection, reason: str = "camera disconnected") -> None:
-        """Forget a connection that closed, telling whoever needs to know."""
+    def remove(self, conn: Client, reason: str = "camera disconnected") -> None:
+        """Forget a client that left (here, or on another instance), telling whoever here
+        needs to know."""
         stream = self._streams.get(conn.stream or "")
         if stream is None:
             return
+        local = isinstance(conn, Connection)
         if conn.role == "publisher" and stream.publisher is conn:
             stream.publisher, stream.info, stream.since = None, None, None
+            stream.remote_demand.clear()
             stream.relay.camera_left()
             ended = StreamEnded(stream=stream.name, reason=reason)
             for viewer in stream.viewers.values():
-                viewer.send(ended)
-            for callback in self.on_camera:
-                callback(stream, False)
-        elif conn.role == "viewer" and stream.viewers.pop(conn.id, None) is not None:
-            self.set_relay(conn, False)
-            if stream.publisher is not None:
+                if viewer.is_local:
+                    viewer.send(ended)
+            if local:
+                for callback in self.on_camera:
+                    callback(stream, False)
+        elif conn.role == "viewer" and stream.viewers.pop(conn.id, None) is conn:
+            if local:
+                self.set_relay(conn, False)
+            if stream.publisher is not None and stream.publisher.is_local:
                 stream.publisher.send(ViewerLeft(peer_id=conn.id))
+        else:
+            self._forget_if_unused(stream)
+            return
+        if local and self.listener is not None:
+            self.listener.client_gone(conn, reason)
         self._forget_if_unused(stream)
+
+    def attach(self, client: RemoteClient) -> bool:
+        """A client of another instance arrived (its instance checked it). False: a camera
+        here holds its stream (only while Redis was away can that be): not yet attached."""
+        stream = self._stream(client.stream or "")
+        if client.role == "viewer":
+            stream.viewers[client.id] = client
+            camera = stream.publisher
+            if camera is not None and camera.is_local:
+                camera.send(ViewerJoined(peer_id=client.id, name=client.name, quality=client.quality))
+        elif stream.publisher is None and client.record.info is not None:
+            self._camera_arrives(stream, client, client.record.info, client.record.since)
+        else:
+            log.warning("%r publishes %r, which %r holds here", client, stream.name, stream.publisher)
+            self._forget_if_unused(stream)
+            return False
+        return True
+
+    def deliver(self, stream_name: str, to: str, text: str) -> Connection | None:
+        """A message from another instance for a client here; returns it (None: gone)."""
+        stream = self._streams.get(stream_name)
+        if stream is None:
+            return None
+        conn = stream.viewers.get(to)
+        if conn is None and stream.publisher is not None and stream.publisher.id == to:
+            conn = stream.publisher
+        if not isinstance(conn, Connection):
+            return None
+        conn.send_text(text)
+        return conn
+
+    def chat_here(self, stream_name: str, text: str) -> None:
+        """A camera's chat line from another instance, for the viewers here."""
+        stream = self._streams.get(stream_name)
+        for viewer in stream.viewers.values() if stream is not None else ():
+            if isinstance(viewer, Connection):
+                viewer.send_text(text)
+
+    def set_remote_demand(self, stream_name: str, node: str, jpeg: list[JpegRendition],
+                          encoded: list[str]) -> None:
+        """What ``node``'s relay readers read of a stream whose camera is here."""
+        stream = self._streams.get(stream_name)
+        if stream is None or not isinstance(stream.publisher, Connection):
+            return
+        if jpeg or encoded:
+            stream.remote_demand[node] = (jpeg, encoded)
+        elif stream.remote_demand.pop(node, None) is None:
+            return
+        stream.ask_camera_for_relay()
+
+    def forget_demand_of(self, node: str) -> None:
+        """``node`` is gone: its relay readers read nothing any more."""
+        for stream in list(self._streams.values()):
+            if stream.remote_demand.pop(node, None) is not None:
+                stream.ask_camera_for_relay()
 
     def _forget_if_unused(self, stream: Stream) -> None:
         if (not stream.live and not stream.viewers and not len(stream.relay) and not stream.reserved
                 and not stream.http_readers):
             del self._streams[stream.name]
 
-    def reserve(self, name: str) -> Stream:
-        """Hold a name for a camera with a publish token (the admin API). A camera that
-        holds the name without one is evicted."""
+    def reserve(self, name: str, here: bool = True) -> Stream:
+        """Hold a name for a camera with a publish token (the admin API; ``here``: on this
+        instance, False: on another). A camera here that holds the name without one is evicted."""
         check_stream_name(name)
         stream = self._stream(name)
         self._claim(stream)
         stream.reserved = True
-        if stream.publisher is not None and not stream.publisher.with_token:
-            self._evict(stream.publisher, "this name is now reserved for the holder of its publish token")
+        publisher = stream.publisher
+        if isinstance(publisher, Connection) and not publisher.with_token:
+            self._evict(publisher, "this name is now reserved for the holder of its publish token")
+        if here and self.listener is not None:
+            self.listener.reserved(name)
         return stream
+
+    def evict(self, name: str, reason: str) -> None:
+        """Take a stream from its camera here, if it has one here."""
+        stream = self._streams.get(name)
+        if stream is not None and isinstance(stream.publisher, Connection):
+            self._evict(stream.publisher, reason)
 
     def _evict(self, publisher: Connection, reason: str) -> None:
         """Take a stream from its camera: it and the viewers are told, and its socket closes."""
@@ -323,13 +491,16 @@ class StreamRegistry:
         publisher.role = publisher.stream = None
         asyncio.get_running_loop().create_task(publisher.hang_up(reason))
 
-    def end(self, name: str, reason: str) -> bool:
-        """End a stream: its camera and viewers are told, its relay stops, its name is freed."""
+    def end(self, name: str, reason: str, here: bool = True) -> bool:
+        """End a stream: its camera and viewers are told, its relay stops, its name is freed
+        (``here``: asked on this instance; a camera elsewhere is ended by its own instance)."""
         stream = self._streams.get(name)
+        if here and self.listener is not None and stream is not None:
+            self.listener.ended(name, reason)
         if stream is None:
             return False
         stream.reserved = False
-        if stream.publisher is not None:
+        if isinstance(stream.publisher, Connection):
             self._evict(stream.publisher, reason)
         else:
             self._forget_if_unused(stream)
@@ -352,6 +523,7 @@ class StreamRegistry:
                 conn.relay_jpeg_quality = jpeg_quality
                 conn.send(LayerChanged(layer=layer.name, width=layer.width, height=layer.height,
                                        reason=reason, jpeg_quality=jpeg_quality))
+                self._changed(conn)
 
             conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, format, on_rendition=moved,
                                             backlog=conn.unsent_bytes, send_now=conn.send_binary_now)
@@ -359,6 +531,10 @@ class StreamRegistry:
         elif not enabled and conn.relay_reader is not None:
             stream.relay.remove(conn.relay_reader)
             conn.relay_reader = None
+        else:
+            return
+        if stream.viewers.get(conn.id) is conn:  # (not as it leaves)
+            self._changed(conn)
 
     def report_stats(self, conn: Connection, stats: ViewerStats | CameraStats) -> None:
         """Keep a client's latest stats report: viewers report ViewerStats, cameras CameraStats."""
@@ -367,6 +543,7 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.WRONG_STATE,
                                 "report stats as a viewer (stats) or as a camera (camera-stats)")
         conn.stats, conn.stats_at = stats, time.time()
+        self._changed(conn)
 
     def broadcast_chat(self, conn: Connection, message: ChatMessage) -> None:
         """A stamped chat message from the camera, for every viewer of its stream."""
@@ -375,7 +552,10 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.WRONG_STATE,
                                 "only the camera shares chat messages; viewers send chat-send")
         for viewer in stream.viewers.values():
-            viewer.send(message)
+            if viewer.is_local:
+                viewer.send(message)
+        if self.listener is not None:
+            self.listener.chat(stream.name, message)
 
     def relay_frame(self, conn: Connection, data: bytes) -> None:
         """A relay frame from a camera, for its stream's relay readers."""
@@ -384,12 +564,26 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.BINARY_NOT_ALLOWED,
                                 "binary messages are relay frames, and only a camera sends them")
         try:
-            parse_relay_frame(data)
+            header, _ = parse_relay_frame(data)
         except RelayFrameError as exc:
             raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
         stream.relay.publish(data)
+        if self.listener is not None and stream.read_elsewhere(header):
+            self.listener.relay_frame(stream.name, data)
 
-    def route_target(self, sender: Connection, message: RoutedMessage) -> Connection:
+    def relay_from_elsewhere(self, name: str, data: bytes) -> None:
+        """A relay frame of a stream whose camera is on another instance, for the readers here."""
+        stream = self._streams.get(name)
+        if stream is None or not isinstance(stream.publisher, RemoteClient):
+            return
+        try:
+            parse_relay_frame(data)
+        except RelayFrameError as exc:
+            log.warning("a relay frame of %r from Redis is not one: %s", name, exc)
+            return
+        stream.relay.publish(data)
+
+    def route_target(self, sender: Connection, message: RoutedMessage) -> Client:
         """Who a routed message (offer/answer/candidate/...) from ``sender`` goes to.
 
         A viewer talks only to its stream's camera; a camera addresses one of its

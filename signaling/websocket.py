@@ -7,9 +7,10 @@ import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, REGISTRY, SOCKETS
+from .appkeys import CLUSTER, CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, REGISTRY, SOCKETS
 from .auth import TokenError, check_token, read_token
 from .browserpolicy import origin_allowed
+from .cluster import Cluster
 from .config import ServerConfig
 from .connection import Connection
 from .gate import Access, presented_token, requires
@@ -54,6 +55,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     config = request.app[CONFIG]
     registry = request.app[REGISTRY]
     metrics = request.app[METRICS]
+    cluster = request.app.get(CLUSTER)
     origin = request.headers.get("Origin")
     if not origin_allowed(config, origin, request.headers.get("Host")):
         # Browsers always send Origin: a page from elsewhere may not drive this server.
@@ -102,7 +104,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                     _refuse(metrics, conn, ProtocolError(
                         ErrorCode.RATE_LIMITED, f"slow down: at most {rate:g} messages a second"))
                     continue
-                _handle_text(config, registry, metrics, conn, msg.data)
+                await _handle_text(config, registry, cluster, metrics, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
                 try:
                     if conn.role == "publisher" and not frame_bucket.take():
@@ -162,15 +164,18 @@ async def _close_if_idle(seconds: float, metrics: Metrics, conn: Connection) -> 
         await conn.hang_up("idle", WSCloseCode.POLICY_VIOLATION)
 
 
-def _handle_text(config: ServerConfig, registry: StreamRegistry, metrics: Metrics, conn: Connection,
-                 data: str) -> None:
+async def _handle_text(config: ServerConfig, registry: StreamRegistry, cluster: Cluster | None,
+                       metrics: Metrics, conn: Connection, data: str) -> None:
     try:
         message = decode_client_message(data)
         metrics.messages.labels(type(message).__struct_config__.tag).inc()
         if isinstance(message, (Offer, Answer)) and len(message.sdp) > config.limits.max_sdp_bytes:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"SDP of {len(message.sdp)} bytes; "
                                 f"the limit is {config.limits.max_sdp_bytes}")
-        _dispatch(config, registry, conn, message)
+        if isinstance(message, Publish):
+            await _publish(config, registry, cluster, conn, message)
+        else:
+            _dispatch(config, registry, conn, message)
     except ProtocolError as exc:
         _refuse(metrics, conn, exc)
 
@@ -200,15 +205,29 @@ def _authorize(config: ServerConfig, registry: StreamRegistry, message: Publish 
         return False
 
 
-def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, message) -> None:
-    if isinstance(message, Publish):
-        check_stream_name(message.stream)
-        with_token = _authorize(config, registry, message)
+async def _publish(config: ServerConfig, registry: StreamRegistry, cluster: Cluster | None,
+                   conn: Connection, message: Publish) -> None:
+    check_stream_name(message.stream)
+    with_token = _authorize(config, registry, message)
+    stream = registry.get(message.stream)
+    # Across instances, the name is claimed in Redis first (unless the rules here refuse anyway).
+    claimed = cluster is not None and conn.role is None and (stream is None or stream.publisher is None)
+    if claimed and not await cluster.claim(message.stream, conn):
+        raise ProtocolError(ErrorCode.STREAM_TAKEN,
+                            f"stream {message.stream!r} already has a publisher (on another server instance)")
+    try:
         registry.publish(conn, message.stream, message.info, message.name, with_token=with_token,
                          ice_servers=ice_servers(config, conn))
-        log.info("%r publishes %dx%d@%g %s", conn, message.info.width,
-                 message.info.height, message.info.fps, message.info.codec)
-    elif isinstance(message, Watch):
+    except ProtocolError:
+        if claimed:
+            cluster.release(message.stream, conn)
+        raise
+    log.info("%r publishes %dx%d@%g %s", conn, message.info.width,
+             message.info.height, message.info.fps, message.info.codec)
+
+
+def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, message) -> None:
+    if isinstance(message, Watch):
         check_stream_name(message.stream)
         _authorize(config, registry, message)
         registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn),
@@ -226,6 +245,6 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
     elif isinstance(message, ROUTED_TYPES):
         target = registry.route_target(conn, message)
         if isinstance(message, LayerChanged):
-            registry.layer_changed(conn, target, message)
+            registry.layer_changed(target, message.layer, message.reason)
         message.to, message.sender = None, conn.id
         target.send(message)

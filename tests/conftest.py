@@ -19,6 +19,8 @@ import pytest
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from bench.netns import SplitNetwork, unavailable_reason
+from bench.redisserver import RedisServer
+from bench.redisserver import unavailable_reason as redis_unavailable_reason
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: The checkout the tests run from (examples/ and bench/ live there).
@@ -117,7 +119,7 @@ class Process:
         self._log.close()
 
 
-class Cluster:
+class Lab:
     """Starts peercam processes for a test and stops them all afterwards."""
 
     def __init__(self, log_dir: Path) -> None:
@@ -126,7 +128,7 @@ class Cluster:
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: list[Process] = []
         self.server: Process | None = None
-        #: Shown on the API calls the cluster makes itself (a server with --auth all asks).
+        #: Shown on the API calls the lab makes itself (a server with --auth all asks).
         self.token: str | None = None
 
     def api(self, path: str):
@@ -162,13 +164,13 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, request) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path)
-    yield cluster
-    cluster.stop()
+def lab(tmp_path: Path, request) -> Iterator[Lab]:
+    lab = Lab(tmp_path)
+    yield lab
+    lab.stop()
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
-        for process in cluster.processes:
+        for process in lab.processes:
             print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
 
 
@@ -209,6 +211,17 @@ def split_network():
     network = SplitNetwork()
     yield network
     network.remove()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on loopback (bench/redisserver.py)."""
+    reason = redis_unavailable_reason()
+    require(reason is None, reason or "")
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

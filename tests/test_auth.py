@@ -37,37 +37,37 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-def token_from_cli(cluster, *args: str) -> str:
-    code, stdout = cluster.start("token", "token", "--secret", SECRET, *args).result(timeout=20)
+def token_from_cli(lab, *args: str) -> str:
+    code, stdout = lab.start("token", "token", "--secret", SECRET, *args).result(timeout=20)
     assert code == 0
     return stdout.strip().splitlines()[-1]
 
 
-def test_auth_publish_needs_a_publish_token(cluster):
-    cluster.start_server("--secret", SECRET, "--auth", "publish")
-    refused = cluster.start_camera("lab", wait=False)
+def test_auth_publish_needs_a_publish_token(lab):
+    lab.start_server("--secret", SECRET, "--auth", "publish")
+    refused = lab.start_camera("lab", wait=False)
     code, _ = refused.result(timeout=20)
     assert code != 0 and "token" in refused.log()
-    wrong_role = cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab",
+    wrong_role = lab.start_camera("lab", "--token", token_from_cli(lab, "--stream", "lab",
                                                                         "--role", "view"), wait=False)
     assert wrong_role.result(timeout=20)[0] != 0 and "token" in wrong_role.log()
-    cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab", "--role", "publish",
+    lab.start_camera("lab", "--token", token_from_cli(lab, "--stream", "lab", "--role", "publish",
                                                            "--ttl", "10m"))
-    assert cluster.start_viewer("lab", "--duration", "1").summary(timeout=30)["frames"] > 0
+    assert lab.start_viewer("lab", "--duration", "1").summary(timeout=30)["frames"] > 0
 
 
-def test_auth_all_needs_a_view_token_too(cluster):
-    cluster.start_server("--secret", SECRET, "--auth", "all")
-    cluster.token = make_token(SECRET, "lab", "view", ttl=600)
-    cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab", "--role", "publish"))
-    refused = cluster.start_viewer("lab", "--duration", "1")
+def test_auth_all_needs_a_view_token_too(lab):
+    lab.start_server("--secret", SECRET, "--auth", "all")
+    lab.token = make_token(SECRET, "lab", "view", ttl=600)
+    lab.start_camera("lab", "--token", token_from_cli(lab, "--stream", "lab", "--role", "publish"))
+    refused = lab.start_viewer("lab", "--duration", "1")
     code, _ = refused.result(timeout=20)
     assert code != 0 and "token" in refused.log()
     expired = make_token(SECRET, "lab", "view", ttl=-1)
-    late = cluster.start_viewer("lab", "--duration", "1", "--token", expired)
+    late = lab.start_viewer("lab", "--duration", "1", "--token", expired)
     assert late.result(timeout=20)[0] != 0 and "token expired" in late.log()
-    viewer = cluster.start_viewer("lab", "--duration", "1", "--token",
-                                  token_from_cli(cluster, "--stream", "lab", "--role", "view"))
+    viewer = lab.start_viewer("lab", "--duration", "1", "--token",
+                                  token_from_cli(lab, "--stream", "lab", "--role", "view"))
     assert viewer.summary(timeout=30)["frames"] > 0
 
 
@@ -81,35 +81,35 @@ def admin_request(url: str, method: str, token: str | None, body: dict | None = 
         return exc.code, exc.read().decode()
 
 
-def test_admin_reserves_and_ends_a_stream(cluster):
-    cluster.start_server("--secret", SECRET)  # open: anyone may publish, but not a reserved name
-    admin = token_from_cli(cluster, "--stream", "*", "--role", "admin")
-    assert admin_request(f"{cluster.url}/api/streams", "POST", None, {"name": "lab"})[0] == 401
-    status, reply = admin_request(f"{cluster.url}/api/streams", "POST", admin, {"name": "lab", "ttl": "5m"})
+def test_admin_reserves_and_ends_a_stream(lab):
+    lab.start_server("--secret", SECRET)  # open: anyone may publish, but not a reserved name
+    admin = token_from_cli(lab, "--stream", "*", "--role", "admin")
+    assert admin_request(f"{lab.url}/api/streams", "POST", None, {"name": "lab"})[0] == 401
+    status, reply = admin_request(f"{lab.url}/api/streams", "POST", admin, {"name": "lab", "ttl": "5m"})
     assert status == 201 and reply["name"] == "lab"
 
-    squatter = cluster.start_camera("lab", wait=False)
+    squatter = lab.start_camera("lab", wait=False)
     assert squatter.result(timeout=20)[0] != 0 and "token" in squatter.log()
-    camera = cluster.start_camera("lab", "--token", reply["publish_token"])
-    viewer = cluster.start_viewer("lab", "--duration", "60", "--mode", "relay")
+    camera = lab.start_camera("lab", "--token", reply["publish_token"])
+    viewer = lab.start_viewer("lab", "--duration", "60", "--mode", "relay")
     viewer.wait_for_log("first frame", timeout=15)
 
-    assert admin_request(f"{cluster.url}/api/streams/lab", "DELETE", admin)[0] == 200
+    assert admin_request(f"{lab.url}/api/streams/lab", "DELETE", admin)[0] == 200
     viewer.wait_for_log("ended by an administrator", timeout=5)
     code, _ = camera.result(timeout=15)
     assert code != 0 and "ended" in camera.log()
-    wait_until(lambda: not (get_json(f"{cluster.url}/api/streams/lab") or {}).get("live"), 5,
+    wait_until(lambda: not (get_json(f"{lab.url}/api/streams/lab") or {}).get("live"), 5,
                "the stream to end")
-    assert admin_request(f"{cluster.url}/api/streams/nope", "DELETE", admin)[0] == 404
+    assert admin_request(f"{lab.url}/api/streams/nope", "DELETE", admin)[0] == 404
 
 
-def test_page_shows_a_token_when_the_server_asks(cluster, page):
-    cluster.start_server("--secret", SECRET, "--auth", "all")
-    cluster.token = make_token(SECRET, "lab", "view", ttl=600)
-    cluster.start_camera("lab", "--token", token_from_cli(cluster, "--stream", "lab", "--role", "publish"))
-    page.goto(f"{cluster.url}/view/lab")
+def test_page_shows_a_token_when_the_server_asks(lab, page):
+    lab.start_server("--secret", SECRET, "--auth", "all")
+    lab.token = make_token(SECRET, "lab", "view", ttl=600)
+    lab.start_camera("lab", "--token", token_from_cli(lab, "--stream", "lab", "--role", "publish"))
+    page.goto(f"{lab.url}/view/lab")
     page.wait_for_function("peercam.state() === 'error'", timeout=10_000)
     assert "token" in page.inner_text("#status")
-    view = token_from_cli(cluster, "--stream", "lab", "--role", "view")
-    page.goto(f"{cluster.url}/view/lab?token={view}")
+    view = token_from_cli(lab, "--stream", "lab", "--role", "view")
+    page.goto(f"{lab.url}/view/lab?token={view}")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)

@@ -14,12 +14,12 @@ def chat_lines(stdout: str) -> list[tuple[int, str, str]]:
     return [(int(m[1]), m[2], m[3]) for m in map(CHAT_LINE.match, stdout.splitlines()) if m]
 
 
-def test_p2p_and_relay_viewers_share_one_ordered_chat_with_history(cluster, tmp_path):
-    cluster.start_server()
+def test_p2p_and_relay_viewers_share_one_ordered_chat_with_history(lab, tmp_path):
+    lab.start_server()
     chat_log = tmp_path / "chat.jsonl"
-    camera = cluster.start_camera("talk", "--name", "cam", "--chat-log", str(chat_log))
-    alice = cluster.start_viewer("talk", "--chat", "--name", "alice", "--duration", "60", stdin=True)
-    bob = cluster.start_viewer("talk", "--chat", "--name", "bob", "--mode", "relay", "--duration", "60",
+    camera = lab.start_camera("talk", "--name", "cam", "--chat-log", str(chat_log))
+    alice = lab.start_viewer("talk", "--chat", "--name", "alice", "--duration", "60", stdin=True)
+    bob = lab.start_viewer("talk", "--chat", "--name", "bob", "--mode", "relay", "--duration", "60",
                                stdin=True)
     alice.wait_for_log("first frame", timeout=15)
     bob.wait_for_log("first frame", timeout=15)
@@ -29,7 +29,7 @@ def test_p2p_and_relay_viewers_share_one_ordered_chat_with_history(cluster, tmp_
     alice.type_line("second from p2p")
     camera.wait_for_log("chat #3", timeout=10)
 
-    carol = cluster.start_viewer("talk", "--chat", "--name", "carol", "--duration", "1")
+    carol = lab.start_viewer("talk", "--chat", "--name", "carol", "--duration", "1")
     newcomer = chat_lines(carol.result(timeout=30)[1])
     alice.kill(signal.SIGINT)
     bob.kill(signal.SIGINT)
@@ -43,10 +43,10 @@ def test_p2p_and_relay_viewers_share_one_ordered_chat_with_history(cluster, tmp_
     assert len(chat_log.read_text().splitlines()) == 3
 
 
-def test_rate_limit_tells_the_sender(cluster):
-    cluster.start_server()
-    cluster.start_camera("talk")
-    eve = cluster.start_viewer("talk", "--chat", "--name", "eve", "--duration", "60", stdin=True)
+def test_rate_limit_tells_the_sender(lab):
+    lab.start_server()
+    lab.start_camera("talk")
+    eve = lab.start_viewer("talk", "--chat", "--name", "eve", "--duration", "60", stdin=True)
     eve.wait_for_log("first frame", timeout=15)
     wait_until(lambda: eve.log().count("connected (p2p)"), 5, "eve's peer connection")
     for n in range(20):
@@ -57,17 +57,17 @@ def test_rate_limit_tells_the_sender(cluster):
     assert 10 <= len(shared) < 20
 
 
-def test_viewers_and_camera_report_stats_to_the_api(cluster):
-    cluster.start_server()
-    cluster.start_camera("lab", "--name", "bench camera")
-    cluster.start_viewer("lab", "--name", "pat", "--duration", "60")
-    cluster.start_viewer("lab", "--name", "rel", "--mode", "relay", "--duration", "60")
+def test_viewers_and_camera_report_stats_to_the_api(lab):
+    lab.start_server()
+    lab.start_camera("lab", "--name", "bench camera")
+    lab.start_viewer("lab", "--name", "pat", "--duration", "60")
+    lab.start_viewer("lab", "--name", "rel", "--mode", "relay", "--duration", "60")
 
-    def lab() -> dict:
-        return get_json(f"{cluster.url}/api/streams/lab") or {}
+    def stream_json() -> dict:
+        return get_json(f"{lab.url}/api/streams/lab") or {}
 
     def reported():
-        stream = lab()
+        stream = stream_json()
         viewers = stream.get("viewers", [])
         ready = len(viewers) == 2 and all((v["stats"] or {}).get("frames", 0) > 60 for v in viewers)
         return stream if ready and stream["camera"]["stats"] else None
@@ -113,7 +113,7 @@ def test_viewers_and_camera_report_stats_to_the_api(cluster):
         return 0 < seen[-1]["fps"] <= (counted + 2) / 2
 
     def fps_agrees_with_counts() -> bool:
-        stream = lab()
+        stream = stream_json()
         for viewer in stream.get("viewers", []):
             if viewer["name"] in reports:
                 new_report(viewer["name"], viewer["stats"])
@@ -131,17 +131,17 @@ def test_viewers_and_camera_report_stats_to_the_api(cluster):
         raise AssertionError(f"{exc}; fps does not agree with the counts: {last}") from None
 
 
-def test_browsers_and_cli_viewers_see_one_chat(cluster, browser):
+def test_browsers_and_cli_viewers_see_one_chat(lab, browser):
     """Two Chromium viewers (P2P and relay) and two CLI viewers (P2P and relay), one order."""
-    cluster.start_server()
-    cluster.start_camera("talk")
-    cli_p2p = cluster.start_viewer("talk", "--chat", "--name", "cli-p2p", "--duration", "60", stdin=True)
-    cli_relay = cluster.start_viewer("talk", "--chat", "--name", "cli-relay", "--mode", "relay",
+    lab.start_server()
+    lab.start_camera("talk")
+    cli_p2p = lab.start_viewer("talk", "--chat", "--name", "cli-p2p", "--duration", "60", stdin=True)
+    cli_relay = lab.start_viewer("talk", "--chat", "--name", "cli-relay", "--mode", "relay",
                                      "--duration", "60", stdin=True)
     pages = []
     for query in ("mode=p2p&name=web-p2p", "mode=relay&name=web-relay"):
         page = browser.new_context(**CONTEXT_OPTIONS).new_page()
-        page.goto(f"{cluster.url}/view/talk?{query}")
+        page.goto(f"{lab.url}/view/talk?{query}")
         page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
         pages.append(page)
     cli_p2p.wait_for_log("connected (p2p)", timeout=15)

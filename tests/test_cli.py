@@ -1,4 +1,4 @@
-"""peers/cli.py: `peercam demo`, README's first command, streams and stops cleanly."""
+"""peers/cli.py: `peercam demo`, README's first command, streams and stops cleanly; flags checked."""
 
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ import signal
 from .conftest import LOOPBACK, assert_plays, get_json, wait_until
 
 
-def test_demo_streams_to_p2p_and_relay_viewers_and_stops_on_ctrl_c(cluster):
-    demo = cluster.start("demo", "demo", "--port", str(cluster.port), *LOOPBACK)
-    wait_until(lambda: (get_json(f"{cluster.url}/api/streams/demo") or {}).get("live"), 20,
+def test_demo_streams_to_p2p_and_relay_viewers_and_stops_on_ctrl_c(lab):
+    demo = lab.start("demo", "demo", "--port", str(lab.port), *LOOPBACK)
+    wait_until(lambda: (get_json(f"{lab.url}/api/streams/demo") or {}).get("live"), 20,
                "the demo stream to go live")
     for mode in ("p2p", "relay"):
-        summary = cluster.start_viewer("demo", "--mode", mode, "--duration", "2").summary(timeout=30)
+        summary = lab.start_viewer("demo", "--mode", mode, "--duration", "2").summary(timeout=30)
         assert_plays(summary, mode)
 
     demo.kill(signal.SIGINT)
     code, stdout = demo.result(timeout=15)
     assert code == 0, demo.log()[-2000:]
-    assert f"open {cluster.url}/view/demo" in stdout
+    assert f"open {lab.url}/view/demo" in stdout
     assert "peercam demo: stopped" in demo.log()
+
+
+def test_every_server_url_is_checked_before_anything_starts(lab):
+    for command in ("camera", "view"):
+        peer = lab.start(command, command, "--server", lab.url, "--server", "ftp://127.0.0.1:1")
+        code, _ = peer.result(timeout=20)
+        assert code != 0 and "argument --server: bad server URL 'ftp://127.0.0.1:1'" in peer.log(), peer.log()

@@ -16,24 +16,24 @@ from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
 from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, decoded_frames, require, wait_for_frames
 
 
-def start_camera_side(cluster, net: SplitNetwork) -> str:
+def start_camera_side(lab, net: SplitNetwork) -> str:
     """Server and camera in the camera's namespace; returns the server's URL."""
-    server_url = f"http://{CAMERA_ADDRESS}:{cluster.port}"
-    cluster.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(cluster.port),
+    server_url = f"http://{CAMERA_ADDRESS}:{lab.port}"
+    lab.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(lab.port),
                   prefix=net.prefix(net.camera_ns))
-    camera = cluster.start("camera", "camera", "--server", server_url, "--stream", "far",
+    camera = lab.start("camera", "camera", "--server", server_url, "--stream", "far",
                            "--ice-host", CAMERA_ADDRESS, prefix=net.prefix(net.camera_ns))
     camera.wait_for_log("publishing 'far'", timeout=15)
     return server_url
 
 
-def test_auto_viewer_falls_back_to_the_relay_and_returns_to_p2p(cluster, split_network):
+def test_auto_viewer_falls_back_to_the_relay_and_returns_to_p2p(lab, split_network):
     net = split_network
-    server_url = start_camera_side(cluster, net)
+    server_url = start_camera_side(lab, net)
     net.block_udp()
 
     connect_timeout = 3
-    viewer = cluster.start("viewer", "view", "--server", server_url, "--stream", "far", "--json",
+    viewer = lab.start("viewer", "view", "--server", server_url, "--stream", "far", "--json",
                            "--mode", "auto", "--connect-timeout", str(connect_timeout),
                            "--p2p-retry", "2", "--ice-host", VIEWER_ADDRESS,
                            prefix=net.prefix(net.viewer_ns))
@@ -49,12 +49,12 @@ def test_auto_viewer_falls_back_to_the_relay_and_returns_to_p2p(cluster, split_n
     assert summary["mode"] == "p2p" and summary["frames"] > 30, summary
 
 
-def test_page_in_auto_mode_falls_back_to_the_relay_and_returns_to_p2p(cluster, split_network, tmp_path):
+def test_page_in_auto_mode_falls_back_to_the_relay_and_returns_to_p2p(lab, split_network, tmp_path):
     require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     net = split_network
-    server_url = start_camera_side(cluster, net)
+    server_url = start_camera_side(lab, net)
     net.block_udp()
     # Playwright talks to Chromium over pipes, so Chromium alone can live in the viewer's namespace.
     chromium_in_viewer_ns = net.executable_in(net.viewer_ns, CHROMIUM, tmp_path)

@@ -362,7 +362,7 @@ async def test_aiortc_receiver_decodes_each_frame_before_the_next_arrives_and_st
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
-def test_cli_viewer_gets_every_frame_the_camera_sends(cluster, codec):
+def test_cli_viewer_gets_every_frame_the_camera_sends(lab, codec):
     """The real camera, server and CLI viewer: frames flow and none is lost on loopback.
 
     The viewer counts gaps in the test pattern's frame numbers. A camera starved of CPU
@@ -370,12 +370,12 @@ def test_cli_viewer_gets_every_frame_the_camera_sends(cluster, codec):
     many in its stats: those gaps are not the receiver's, so they are allowed for. At
     15 fps the camera has time to spare, and on a quiet machine it skips none.
     """
-    cluster.start_server()
-    cluster.start_camera("whole", "--codec", codec, "--fps", "15")
-    skipped_before = camera_stats(cluster, "whole").get("frames_skipped", 0)
-    summary = cluster.start_viewer("whole", "--warmup", "1", "--duration", "3").summary(timeout=40)
+    lab.start_server()
+    lab.start_camera("whole", "--codec", codec, "--fps", "15")
+    skipped_before = camera_stats(lab, "whole").get("frames_skipped", 0)
+    summary = lab.start_viewer("whole", "--warmup", "1", "--duration", "3").summary(timeout=40)
     time.sleep(2.5)  # the camera reports every 2 s: one report from after the viewer's last frame
-    skipped = camera_stats(cluster, "whole").get("frames_skipped", 0) - skipped_before
+    skipped = camera_stats(lab, "whole").get("frames_skipped", 0) - skipped_before
     assert summary["mode"] == "p2p" and summary["frames"] > 0 and summary["latency_ms"], summary
     assert summary["packets_lost"] == 0, summary
     assert summary["frames_dropped"] <= skipped, (summary, f"camera skipped {skipped}")

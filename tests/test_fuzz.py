@@ -27,6 +27,7 @@ import typing
 
 import aiohttp
 import msgspec
+import pytest
 from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
@@ -50,9 +51,11 @@ from signaling.protocol import (
 from signaling.ratelimit import TokenBucket
 
 from .conftest import (
+    LOOPBACK,
     assert_nothing_lost,
     assert_plays,
     frames_sent_to,
+    free_port,
     get_json,
     stop_viewers_at_a_camera_report,
     wait_until,
@@ -64,7 +67,7 @@ IDLE_SOCKETS = 8
 MAX_EXAMPLES = 200
 #: Seconds for one example's messages and all their markers to come back.
 EXCHANGE_TIMEOUT = 10.0
-#: The cluster's server runs with the default limits.
+#: The lab's server runs with the default limits.
 LIMITS = Limits()
 ERROR_CODES = frozenset(v for k, v in vars(ErrorCode).items() if k.isupper())
 
@@ -477,10 +480,25 @@ def check_reply(index: int, viewer: bool, payload: str | bytes, reply: list[dict
                             f"expected {expected or 'no error'}, got {reply}"
 
 
-def test_fuzzed_messages_get_errors_and_break_nothing(cluster):
-    cluster.start_server()
-    camera = cluster.start_camera(STREAM)
-    publisher = get_json(f"{cluster.url}/api/streams/{STREAM}")["publisher"]
+@pytest.mark.parametrize("layout", ["alone", "across-instances"])
+def test_fuzzed_messages_get_errors_and_break_nothing(lab, layout, request):
+    """across-instances: every fuzz socket on one instance, the camera on another, both on
+    one Redis: the routed garbage crosses Redis to the camera, and the answers come back."""
+    if layout == "alone":
+        lab.start_server()
+        camera = lab.start_camera(STREAM)
+    else:
+        redis_url = request.getfixturevalue("redis_server").url
+        lab.start_server("--redis", redis_url)
+        port = free_port()
+        lab.start("server-of-the-camera", "serve", "--port", str(port), "--redis", redis_url)
+        camera_server = f"http://127.0.0.1:{port}"
+        wait_until(lambda: get_json(f"{camera_server}/healthz"), 15, "the camera's instance")
+        camera = lab.start(f"camera-{STREAM}", "camera", "--server", camera_server, "--stream", STREAM,
+                               *LOOPBACK)
+        wait_until(lambda: (lab.api(f"/api/streams/{STREAM}") or {}).get("live"), 15,
+                   "the fuzzed instance to list the camera")
+    publisher = get_json(f"{lab.url}/api/streams/{STREAM}")["publisher"]
     tally: collections.Counter = collections.Counter()
     started = time.monotonic()
 
@@ -488,7 +506,7 @@ def test_fuzzed_messages_get_errors_and_break_nothing(cluster):
     try:
         with asyncio.Runner() as runner:
             real_sdp = runner.run(real_offer())
-            session, sockets = runner.run(open_sockets(f"{cluster.url.replace('http', 'ws')}/ws", tally))
+            session, sockets = runner.run(open_sockets(f"{lab.url.replace('http', 'ws')}/ws", tally))
             batches = st.lists(st.tuples(st.integers(0, len(sockets) - 1), payloads(real_sdp)),
                                min_size=1, max_size=6)
 
@@ -524,9 +542,9 @@ def test_fuzzed_messages_get_errors_and_break_nothing(cluster):
         for s in stuck)
 
     # Nothing broke: the server, the camera on its first connection, its stream.
-    assert get_json(f"{cluster.url}/healthz")["status"] == "ok"
+    assert get_json(f"{lab.url}/healthz")["status"] == "ok"
     assert camera.proc.poll() is None, f"the camera died:\n{camera.log()[-3000:]}"
-    stream = get_json(f"{cluster.url}/api/streams/{STREAM}")
+    stream = get_json(f"{lab.url}/api/streams/{STREAM}")
     assert stream["live"] and stream["publisher"] == publisher, stream
 
     # The camera lets go of every fuzz viewer once their sockets are gone.
@@ -534,19 +552,19 @@ def test_fuzzed_messages_get_errors_and_break_nothing(cluster):
 
     def camera_viewers() -> tuple[set[str], set[str]]:
         """Viewer ids in the camera's latest report, and in the server's list."""
-        stream = get_json(f"{cluster.url}/api/streams/{STREAM}") or {}
+        stream = get_json(f"{lab.url}/api/streams/{STREAM}") or {}
         stats = (stream.get("camera") or {}).get("stats") or {}
         return {v["id"] for v in stats.get("viewers", [])}, {v["id"] for v in stream.get("viewers", [])}
 
     wait_until(lambda: not (fuzz_ids & camera_viewers()[0]) and not camera_viewers()[1], 20,
                "the camera to drop every fuzz viewer from its stats", interval=0.5)
 
-    viewer = cluster.start_viewer(STREAM, "--name", "after-fuzz")
+    viewer = lab.start_viewer(STREAM, "--name", "after-fuzz")
     # Its stats reports still come (an empty list above could be a stale one).
     wait_until(lambda: (ids := camera_viewers())[0] and ids[0] == ids[1], 30,
                "the camera to report the new viewer", interval=0.5)
     # And it gets the stream whole: every frame the camera sends it arrives and decodes.
-    stream = stop_viewers_at_a_camera_report(lambda: get_json(f"{cluster.url}/api/streams/{STREAM}"),
+    stream = stop_viewers_at_a_camera_report(lambda: get_json(f"{lab.url}/api/streams/{STREAM}"),
                                              {"after-fuzz": viewer})
     summary = viewer.summary(timeout=25)
     assert_plays(summary)

@@ -16,19 +16,19 @@ from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, require
 CAP_KBIT = 600
 
 
-def start_camera_side(cluster, net: SplitNetwork) -> str:
-    server_url = f"http://{CAMERA_ADDRESS}:{cluster.port}"
-    cluster.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(cluster.port),
+def start_camera_side(lab, net: SplitNetwork) -> str:
+    server_url = f"http://{CAMERA_ADDRESS}:{lab.port}"
+    lab.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(lab.port),
                   prefix=net.prefix(net.camera_ns))
-    camera = cluster.start("camera", "camera", "--server", server_url, "--stream", "hd", "--width", "1280",
+    camera = lab.start("camera", "camera", "--server", server_url, "--stream", "hd", "--width", "1280",
                            "--height", "720", "--ice-host", CAMERA_ADDRESS, prefix=net.prefix(net.camera_ns))
     camera.wait_for_log("publishing 'hd'", timeout=20)
     return server_url
 
 
-def viewer(cluster, net: SplitNetwork, server_url: str, name: str, *extra: str, capped: bool = True):
+def viewer(lab, net: SplitNetwork, server_url: str, name: str, *extra: str, capped: bool = True):
     ns, address = (net.viewer_ns, VIEWER_ADDRESS) if capped else (net.camera_ns, CAMERA_ADDRESS)
-    return cluster.start(name, "view", "--server", server_url, "--stream", "hd", "--json",
+    return lab.start(name, "view", "--server", server_url, "--stream", "hd", "--json",
                          "--ice-host", address, "--name", name, *extra, prefix=net.prefix(ns))
 
 
@@ -46,13 +46,13 @@ def cap_then_lift(net: SplitNetwork, step_down, climb_back, seconds: float = 15)
     return settled, time.monotonic() - lifted_at
 
 
-def test_an_auto_cli_viewer_steps_down_under_a_cap_and_climbs_back(cluster, split_network):
+def test_an_auto_cli_viewer_steps_down_under_a_cap_and_climbs_back(lab, split_network):
     """The camera moves the capped viewer down within seconds and back after; an uncapped
     viewer of the same camera and a capped one pinned to 720p are never moved."""
     net = split_network
-    server_url = start_camera_side(cluster, net)
-    auto = viewer(cluster, net, server_url, "auto", "--duration", "60")
-    free = viewer(cluster, net, server_url, "free", "--duration", "60", capped=False)
+    server_url = start_camera_side(lab, net)
+    auto = viewer(lab, net, server_url, "auto", "--duration", "60")
+    free = viewer(lab, net, server_url, "free", "--duration", "60", capped=False)
     for process in (auto, free):
         process.wait_for_log("first frame", timeout=20)
     auto.wait_for_log("layer 720p (1280x720)", timeout=5)
@@ -66,10 +66,10 @@ def test_an_auto_cli_viewer_steps_down_under_a_cap_and_climbs_back(cluster, spli
     assert (summaries["auto"]["width"], summaries["auto"]["height"]) == (1280, 720)
 
 
-def test_a_viewer_pinned_to_a_layer_stays_there_under_a_cap(cluster, split_network):
+def test_a_viewer_pinned_to_a_layer_stays_there_under_a_cap(lab, split_network):
     net = split_network
-    server_url = start_camera_side(cluster, net)
-    pinned = viewer(cluster, net, server_url, "pinned", "--quality", "720p", "--duration", "12")
+    server_url = start_camera_side(lab, net)
+    pinned = viewer(lab, net, server_url, "pinned", "--quality", "720p", "--duration", "12")
     pinned.wait_for_log("first frame", timeout=20)
     net.cap(CAP_KBIT)
     summary = pinned.summary(timeout=60)
@@ -81,10 +81,10 @@ def test_a_viewer_pinned_to_a_layer_stays_there_under_a_cap(cluster, split_netwo
     ("jpeg", "-> 360p (640x360, JPEG q50)", "-> 720p (1280x720, JPEG q80)"),
     ("encoded", "-> 360p (640x360)", "-> 720p (1280x720)"),
 ])
-def test_an_auto_relay_viewer_steps_down_and_climbs_back(cluster, split_network, relay_format, low, high):
+def test_an_auto_relay_viewer_steps_down_and_climbs_back(lab, split_network, relay_format, low, high):
     net = split_network
-    server_url = start_camera_side(cluster, net)
-    relay = viewer(cluster, net, server_url, "relay", "--mode", "relay", "--duration", "60",
+    server_url = start_camera_side(lab, net)
+    relay = viewer(lab, net, server_url, "relay", "--mode", "relay", "--duration", "60",
                    "--relay-format", relay_format)
     relay.wait_for_log("first frame after", timeout=20)
     assert f"(relay, {relay_format})" in relay.log()
@@ -95,12 +95,12 @@ def test_an_auto_relay_viewer_steps_down_and_climbs_back(cluster, split_network,
     assert "frames skipped" in moves[0] and "clean for" in moves[-1]
 
 
-def test_the_page_in_auto_follows_a_cap_too(cluster, split_network, tmp_path):
+def test_the_page_in_auto_follows_a_cap_too(lab, split_network, tmp_path):
     require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     net = split_network
-    server_url = start_camera_side(cluster, net)
+    server_url = start_camera_side(lab, net)
     chromium_in_viewer_ns = net.executable_in(net.viewer_ns, CHROMIUM, tmp_path)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns), args=CHROMIUM_ARGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -9,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from signaling.app import create_app
+from signaling.appkeys import CLUSTER
 from signaling.config import ServerConfig
 from signaling.limits import Limits
 
@@ -18,9 +20,19 @@ SMALL = Limits(messages_per_second=5, message_burst=5, max_sdp_bytes=100, viewer
                streams=2, connections_per_address=6)
 
 
-@pytest.fixture
-async def small_server():
-    async with TestServer(create_app(ServerConfig(limits=SMALL)), host="127.0.0.1") as server:
+@pytest.fixture(params=["alone", "with-redis"])
+async def small_server(request):
+    """A server with small limits: alone, or one instance of a deployment on Redis (the
+    limits hold per instance there too)."""
+    redis = request.getfixturevalue("redis_server").url if request.param == "with-redis" else None
+    app = create_app(ServerConfig(limits=SMALL, redis=redis))
+    async with TestServer(app, host="127.0.0.1") as server:
+        if redis is not None:
+            async def joined() -> None:
+                while not app[CLUSTER].connected:
+                    await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(joined(), 10)
         async with aiohttp.ClientSession() as session:
             async def connect() -> Client:
                 client = Client(await session.ws_connect(server.make_url("/ws")))

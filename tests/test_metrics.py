@@ -28,15 +28,15 @@ def value(samples: list, sample: str | None = None, **labels) -> float:
     return match
 
 
-def test_metrics_parse_and_show_streams_viewers_relay_and_errors(cluster):
-    cluster.start_server()
-    cluster.start_camera("lab")
-    cluster.start_viewer("lab", "--duration", "60")
-    cluster.start_viewer("lab", "--mode", "relay", "--duration", "60")
+def test_metrics_parse_and_show_streams_viewers_relay_and_errors(lab):
+    lab.start_server()
+    lab.start_camera("lab")
+    lab.start_viewer("lab", "--duration", "60")
+    lab.start_viewer("lab", "--mode", "relay", "--duration", "60")
 
     def reports() -> list[dict] | None:
         """Both viewers' latest stats, once each has had video for a while and has it still."""
-        viewers = (get_json(f"{cluster.url}/api/streams/lab") or {}).get("viewers", [])
+        viewers = (get_json(f"{lab.url}/api/streams/lab") or {}).get("viewers", [])
         stats = [v["stats"] or {} for v in sorted(viewers, key=lambda v: v["id"])]
         steady = len(stats) == 2 and all(s.get("frames", 0) > 60 and s["fps"] > 0 and "latency_ms" in s
                                          for s in stats)
@@ -45,7 +45,7 @@ def test_metrics_parse_and_show_streams_viewers_relay_and_errors(cluster):
     def scrape_with_its_reports() -> tuple[list[dict], dict] | None:
         """A scrape, and the reports it was made from (no new report came in between)."""
         before = reports()
-        metrics = scrape(cluster.url)
+        metrics = scrape(lab.url)
         return (before, metrics) if before and reports() == before else None
 
     reported, metrics = wait_until(scrape_with_its_reports, 60, "steady stats from both viewers")

@@ -19,7 +19,7 @@ from peercam import IceOptions
 from peers.testpattern import Stamp, TestPattern
 from tests.test_segmentwriter import ffprobe_frames
 
-from .conftest import ROOT, wait_until
+from .conftest import ROOT, free_port, wait_until
 
 LOOPBACK = IceOptions(servers=[], hosts=["127.0.0.1"])
 
@@ -107,10 +107,10 @@ async def test_the_library_records_on_the_server_and_on_the_camera(tmp_path):
             assert ffprobe_frames(segment) > 0, segment
 
 
-async def test_the_relay_and_chat_through_the_library(cluster):
-    cluster.start_server("--ice-host", "127.0.0.1")
-    cluster.start_camera("lab")
-    async with peercam.watch(cluster.url, "lab", mode="relay", name="robot") as stream:
+async def test_the_relay_and_chat_through_the_library(lab):
+    lab.start_server("--ice-host", "127.0.0.1")
+    lab.start_camera("lab")
+    async with peercam.watch(lab.url, "lab", mode="relay", name="robot") as stream:
         frame = await asyncio.wait_for(anext(stream.frames()), 15)
         assert frame.mode == "relay" and frame.image.shape == (480, 640, 3) and frame.capture_time
         lines = stream.chat()
@@ -132,12 +132,27 @@ async def test_a_stream_that_is_not_live_is_an_error_and_so_is_a_bad_server():
             await stream.wait()
 
 
-def test_watch_sync_for_scripts_without_asyncio(cluster):
-    cluster.start_server("--ice-host", "127.0.0.1")
-    cluster.start_camera("lab")
+async def test_camera_and_watch_take_several_servers_and_skip_a_dead_one():
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ValueError, match="bad server URL"):
+        peercam.watch([dead, "ftp://127.0.0.1:1"], "lab")
+    server = await peercam.serve(port=0)
+    try:
+        async with peercam.Camera([dead, server.url], "lab", source="testsrc", width=320, height=240,
+                                  ice=LOOPBACK):
+            async with peercam.watch((dead, server.url), "lab", mode="relay", ice=LOOPBACK) as stream:
+                frame = await asyncio.wait_for(anext(stream.frames()), 15)
+                assert frame.mode == "relay" and frame.width == 320
+    finally:
+        await server.close()
+
+
+def test_watch_sync_for_scripts_without_asyncio(lab):
+    lab.start_server("--ice-host", "127.0.0.1")
+    lab.start_camera("lab")
     threads_before = set(threading.enumerate())
     sizes = []
-    for frame in peercam.watch_sync(cluster.url, "lab", ice=LOOPBACK):
+    for frame in peercam.watch_sync(lab.url, "lab", ice=LOOPBACK):
         sizes.append(frame.image.shape)
         if len(sizes) == 10:
             break
@@ -149,24 +164,24 @@ def run_example(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def test_example_watch_stats(cluster):
-    cluster.start_server("--ice-host", "127.0.0.1")
-    cluster.start_camera("demo")
-    result = run_example("examples/watch_stats.py", cluster.url, "demo", "3")
+def test_example_watch_stats(lab):
+    lab.start_server("--ice-host", "127.0.0.1")
+    lab.start_camera("demo")
+    result = run_example("examples/watch_stats.py", lab.url, "demo", "3")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if "fps" in line]
     assert lines, result.stdout
     assert all(line.startswith("p2p 640x480") and "latency" in line for line in lines), result.stdout
 
 
-def test_example_timestamp_restream(cluster):
-    cluster.start_server("--ice-host", "127.0.0.1")
-    cluster.start_camera("demo")
-    restream = subprocess.Popen([sys.executable, "examples/timestamp_restream.py", cluster.url, "demo",
+def test_example_timestamp_restream(lab):
+    lab.start_server("--ice-host", "127.0.0.1")
+    lab.start_camera("demo")
+    restream = subprocess.Popen([sys.executable, "examples/timestamp_restream.py", lab.url, "demo",
                                  "demo-timed", "60"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert restream.stdout.readline().strip() == "publishing 'demo-timed'"
-        viewer = cluster.start_viewer("demo-timed", "--duration", "2")
+        viewer = lab.start_viewer("demo-timed", "--duration", "2")
         summary = viewer.summary(timeout=60)
         assert summary["frames"] > 0 and (summary["width"], summary["height"]) == (640, 480)
     finally:
@@ -174,10 +189,10 @@ def test_example_timestamp_restream(cluster):
         restream.wait(10)
 
 
-def test_example_save_changes(cluster, tmp_path):
-    cluster.start_server("--ice-host", "127.0.0.1")
-    cluster.start_camera("demo")
-    result = run_example("examples/save_changes.py", cluster.url, "demo", str(tmp_path), "3")
+def test_example_save_changes(lab, tmp_path):
+    lab.start_server("--ice-host", "127.0.0.1")
+    lab.start_camera("demo")
+    result = run_example("examples/save_changes.py", lab.url, "demo", str(tmp_path), "3")
     assert result.returncode == 0, result.stderr
     saved = sorted(tmp_path.glob("change-*.jpg"))
     assert len(saved) == 3 and all(path.stat().st_size > 1000 for path in saved)
@@ -200,13 +215,13 @@ asyncio.run(main())
 """
 
 
-def test_frames_keep_coming_while_the_library_falls_back_to_the_relay_and_back(cluster, split_network):
+def test_frames_keep_coming_while_the_library_falls_back_to_the_relay_and_back(lab, split_network):
     """UDP blocked between the viewer and the camera: one `async for` over frames() goes on
     from the relay, then from P2P again once UDP gets through."""
     from .test_fallback import start_camera_side
 
     net = split_network
-    server_url = start_camera_side(cluster, net)
+    server_url = start_camera_side(lab, net)
     net.block_udp()
     viewer = subprocess.Popen([*net.prefix(net.viewer_ns), sys.executable, "-c", FALLBACK_SCRIPT, server_url,
                                VIEWER_ADDRESS], cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -28,9 +28,9 @@ def test_each_packet_asks_for_no_delay_and_at_most_100_ms_once_negotiated():
     assert packed_extensions(mid) == {1: b"0"}  # a viewer that did not offer it gets none
 
 
-def test_chromium_negotiates_it_with_the_camera(cluster, page):
-    cluster.start_server()
-    cluster.start_camera("lab")
+def test_chromium_negotiates_it_with_the_camera(lab, page):
+    lab.start_server()
+    lab.start_camera("lab")
     answers = []
 
     def note_answer(data) -> None:
@@ -38,7 +38,7 @@ def test_chromium_negotiates_it_with_the_camera(cluster, page):
             answers.append(json.loads(data))
 
     page.on("websocket", lambda ws: ws.on("framereceived", note_answer))
-    page.goto(f"{cluster.url}/view/lab?mode=p2p")
+    page.goto(f"{lab.url}/view/lab?mode=p2p")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     [answer] = answers
     assert f" {playoutdelay.URI}" in answer["sdp"]

@@ -10,50 +10,50 @@ from prometheus_client.parser import text_string_to_metric_families
 from .conftest import wait_until
 
 
-def layer_stats(cluster, stream: str = "hd") -> dict:
-    camera = (cluster.api(f"/api/streams/{stream}") or {}).get("camera") or {}
+def layer_stats(lab, stream: str = "hd") -> dict:
+    camera = (lab.api(f"/api/streams/{stream}") or {}).get("camera") or {}
     return {layer["name"]: layer for layer in (camera.get("stats") or {}).get("layers", [])}
 
 
-def test_three_viewers_get_720p_480p_and_360p_from_one_camera(cluster):
-    cluster.start_server()
-    cluster.start_camera("hd", "--width", "1280", "--height", "720")
-    stream = cluster.api("/api/streams/hd")
+def test_three_viewers_get_720p_480p_and_360p_from_one_camera(lab):
+    lab.start_server()
+    lab.start_camera("hd", "--width", "1280", "--height", "720")
+    stream = lab.api("/api/streams/hd")
     assert [(x["name"], x["width"], x["height"]) for x in stream["layers"]] == [
         ("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)]
     # Nobody watches: no layer encodes.
-    wait_until(lambda: layer_stats(cluster) and not any(x["active"] for x in layer_stats(cluster).values()),
+    wait_until(lambda: layer_stats(lab) and not any(x["active"] for x in layer_stats(lab).values()),
                10, "the camera's first report")
-    viewers = {q: cluster.start_viewer("hd", "--quality", q, "--duration", "2")
+    viewers = {q: lab.start_viewer("hd", "--quality", q, "--duration", "2")
                for q in ("720p", "480p", "360p")}
     summaries = {q: v.summary(timeout=60) for q, v in viewers.items()}
     assert {q: (s["width"], s["height"], s["layer"]) for q, s in summaries.items()} == {
         "720p": (1280, 720, "720p"), "480p": (854, 480, "480p"), "360p": (640, 360, "360p")}
     assert all(s["frames"] > 0 and s["layer_switches"] == 0 for s in summaries.values())
     # They left: every layer encoder stops.
-    wait_until(lambda: not any(x["active"] for x in layer_stats(cluster).values()), 10,
+    wait_until(lambda: not any(x["active"] for x in layer_stats(lab).values()), 10,
                "the layer encoders to stop")
 
 
-def test_a_layer_encoder_runs_only_while_someone_is_on_it(cluster):
-    cluster.start_server()
-    cluster.start_camera("hd", "--width", "1280", "--height", "720")
-    viewer = cluster.start_viewer("hd", "--quality", "480p", "--duration", "30")
+def test_a_layer_encoder_runs_only_while_someone_is_on_it(lab):
+    lab.start_server()
+    lab.start_camera("hd", "--width", "1280", "--height", "720")
+    viewer = lab.start_viewer("hd", "--quality", "480p", "--duration", "30")
     viewer.wait_for_log("first frame", timeout=20)
-    wait_until(lambda: {k: v["active"] for k, v in layer_stats(cluster).items()} ==
+    wait_until(lambda: {k: v["active"] for k, v in layer_stats(lab).items()} ==
                {"720p": False, "480p": True, "360p": False}, 10, "only 480p to encode")
     viewer.kill()
-    wait_until(lambda: not layer_stats(cluster)["480p"]["active"], 10, "480p to stop")
+    wait_until(lambda: not layer_stats(lab)["480p"]["active"], 10, "480p to stop")
 
 
-def test_relay_viewers_pick_a_layer_and_a_format(cluster):
-    cluster.start_server()
-    cluster.start_camera("hd", "--width", "1280", "--height", "720")
-    viewers = [cluster.start_viewer("hd", "--mode", "relay", "--relay-format", "jpeg", "--quality", "480p",
+def test_relay_viewers_pick_a_layer_and_a_format(lab):
+    lab.start_server()
+    lab.start_camera("hd", "--width", "1280", "--height", "720")
+    viewers = [lab.start_viewer("hd", "--mode", "relay", "--relay-format", "jpeg", "--quality", "480p",
                                     "--jpeg-quality", "60", "--duration", "2"),
-               cluster.start_viewer("hd", "--mode", "relay", "--quality", "360p", "--duration", "2")]
+               lab.start_viewer("hd", "--mode", "relay", "--quality", "360p", "--duration", "2")]
     def renditions() -> list:
-        return (cluster.api("/api/streams/hd") or {}).get("relay", {}).get("renditions", [])
+        return (lab.api("/api/streams/hd") or {}).get("relay", {}).get("renditions", [])
 
     wait_until(lambda: len(renditions()) == 2, 20, "two relay renditions")
     assert sorted((r["layer"], r["format"], r.get("jpeg_quality")) for r in renditions()) == [
@@ -65,28 +65,28 @@ def test_relay_viewers_pick_a_layer_and_a_format(cluster):
     assert "JPEG q60" in viewers[0].log()
 
 
-def test_the_api_shows_each_viewers_layer_and_metrics_count_switches(cluster):
-    cluster.start_server()
-    cluster.start_camera("hd", "--width", "1280", "--height", "720")
-    viewer = cluster.start_viewer("hd", "--quality", "360p", "--duration", "30", "--name", "sam")
+def test_the_api_shows_each_viewers_layer_and_metrics_count_switches(lab):
+    lab.start_server()
+    lab.start_camera("hd", "--width", "1280", "--height", "720")
+    viewer = lab.start_viewer("hd", "--quality", "360p", "--duration", "30", "--name", "sam")
     viewer.wait_for_log("first frame", timeout=20)
 
     def sam():
-        viewers = (cluster.api("/api/streams/hd") or {}).get("viewers", [])
+        viewers = (lab.api("/api/streams/hd") or {}).get("viewers", [])
         return next((v for v in viewers if v["name"] == "sam" and v["layer"]), None)
 
     entry = wait_until(sam, 10, "sam's layer in the API")
     assert (entry["quality"], entry["layer"]) == ("360p", "360p")
-    with urllib.request.urlopen(f"{cluster.url}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"{lab.url}/metrics", timeout=5) as response:
         families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
     samples = {tuple(sorted(s.labels.items())): s.value for s in families["peercam_layer_switches"].samples
                if s.name.endswith("_total")}
     assert samples[(("path", "p2p"), ("stream", "hd"))] == 0
 
 
-def test_layers_that_cannot_be_made_are_refused_by_name(cluster):
-    cluster.start_server()
-    camera = cluster.start_camera("hd", "--width", "1280", "--height", "720", "--layers", "1080p,480p",
+def test_layers_that_cannot_be_made_are_refused_by_name(lab):
+    lab.start_server()
+    camera = lab.start_camera("hd", "--width", "1280", "--height", "720", "--layers", "1080p,480p",
                                   wait=False)
     code, _ = camera.result(timeout=30)
     assert code != 0 and "the largest possible layer is 720p" in camera.log()

@@ -62,33 +62,33 @@ def http(method: str, url: str, token: str | None = None, body: dict | None = No
         return exc.code, dict(exc.headers), exc.read()
 
 
-def segments(cluster, stream: str = "cam") -> list[dict]:
-    return cluster.api(f"/api/streams/{stream}/recordings") or []
+def segments(lab, stream: str = "cam") -> list[dict]:
+    return lab.api(f"/api/streams/{stream}/recordings") or []
 
 
 def files(directory: Path, stream: str = "cam") -> list[Path]:
     return sorted((directory / stream).iterdir(), key=segment_order)
 
 
-def wait_closed(cluster, stream: str = "cam", timeout: float = 15) -> list[dict]:
+def wait_closed(lab, stream: str = "cam", timeout: float = 15) -> list[dict]:
     """Until the server has closed every segment of the stream (its camera left)."""
     def closed() -> list[dict] | None:
-        listed = segments(cluster, stream)
+        listed = segments(lab, stream)
         return listed if listed and not any(s["recording"] for s in listed) else None
 
     return wait_until(closed, timeout, "the last segment to close")
 
 
 @pytest.mark.parametrize("codec,extension", [("vp8", "webm"), ("h264", "mp4")])
-def test_a_recorded_stream_is_kept_in_segments_that_decode_in_full(cluster, tmp_path, codec, extension):
+def test_a_recorded_stream_is_kept_in_segments_that_decode_in_full(lab, tmp_path, codec, extension):
     directory = tmp_path / "rec"
-    server = cluster.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "5")
-    camera = cluster.start_camera("cam", "--codec", codec)
-    wait_until(lambda: len(segments(cluster)) >= 3 and segments(cluster)[-1]["size"] > 100_000, 40,
+    server = lab.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "5")
+    camera = lab.start_camera("cam", "--codec", codec)
+    wait_until(lambda: len(segments(lab)) >= 3 and segments(lab)[-1]["size"] > 100_000, 40,
                "12 s of recording")
-    sent = cluster.api("/api/streams/cam")["relay"]["frames_in"]  # by the camera, so far
+    sent = lab.api("/api/streams/cam")["relay"]["frames_in"]  # by the camera, so far
     camera.kill(signal.SIGINT)
-    listed = wait_closed(cluster)
+    listed = wait_closed(lab)
     written = closed_segments(server.log())
 
     paths = files(directory)
@@ -112,27 +112,27 @@ def test_a_recorded_stream_is_kept_in_segments_that_decode_in_full(cluster, tmp_
     assert len(numbers) >= sent, (len(numbers), sent)
 
 
-def test_recording_starts_and_stops_through_the_api_while_viewers_watch(cluster, tmp_path):
+def test_recording_starts_and_stops_through_the_api_while_viewers_watch(lab, tmp_path):
     directory = tmp_path / "rec"
-    cluster.start_server("--record-dir", str(directory))
-    cluster.start_camera("cam")
-    p2p = cluster.start_viewer("cam", "--name", "p2p")
-    relay = cluster.start_viewer("cam", "--mode", "relay", "--name", "relay")
+    lab.start_server("--record-dir", str(directory))
+    lab.start_camera("cam")
+    p2p = lab.start_viewer("cam", "--name", "p2p")
+    relay = lab.start_viewer("cam", "--mode", "relay", "--name", "relay")
     def both_play() -> bool:
-        viewers = (cluster.api("/api/streams/cam") or {}).get("viewers", [])
+        viewers = (lab.api("/api/streams/cam") or {}).get("viewers", [])
         return len(viewers) == 2 and all(v.get("stats") for v in viewers)
 
     wait_until(both_play, 20, "both viewers to play")
-    status, _, body = http("PUT", f"{cluster.url}/api/streams/cam/recording", body={"enabled": True})
+    status, _, body = http("PUT", f"{lab.url}/api/streams/cam/recording", body={"enabled": True})
     assert status == 200 and json.loads(body)["enabled"], body
-    wait_until(lambda: cluster.api("/api/streams/cam")["recording"]["bytes_written"] > 200_000, 20,
+    wait_until(lambda: lab.api("/api/streams/cam")["recording"]["bytes_written"] > 200_000, 20,
                "some recording")
-    status, _, body = http("PUT", f"{cluster.url}/api/streams/cam/recording", body={"enabled": False})
+    status, _, body = http("PUT", f"{lab.url}/api/streams/cam/recording", body={"enabled": False})
     state = json.loads(body)
     assert status == 200 and not state["enabled"] and not state["active"], state
     # No hiccup as recording came and went: the P2P viewer decoded what the camera sent it,
     # and the relay viewer every frame of the layer (its sequence numbers have no gap).
-    stream = stop_viewers_at_a_camera_report(lambda: cluster.api("/api/streams/cam"), {"p2p": p2p})
+    stream = stop_viewers_at_a_camera_report(lambda: lab.api("/api/streams/cam"), {"p2p": p2p})
     summary = p2p.summary(30)
     assert_plays(summary)
     assert_nothing_lost(summary, frames_sent_to(stream, ["p2p"])["p2p"])
@@ -140,15 +140,15 @@ def test_recording_starts_and_stops_through_the_api_while_viewers_watch(cluster,
     summary = relay.summary(30)
     assert_plays(summary, "relay")
     assert summary["relay_format"] == "encoded" and summary["frames_dropped"] == 0, summary
-    (segment,) = wait_closed(cluster)
+    (segment,) = wait_closed(lab)
     assert segment["duration"] > 1 and ffprobe_frames(directory / "cam" / segment["file"]) > 30
 
 
-def test_a_killed_server_leaves_whole_segments_and_a_cut_one_playing_to_its_last_seconds(cluster, tmp_path):
+def test_a_killed_server_leaves_whole_segments_and_a_cut_one_playing_to_its_last_seconds(lab, tmp_path):
     directory = tmp_path / "rec"
-    server = cluster.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "3")
-    cluster.start_camera("cam")
-    wait_until(lambda: len(segments(cluster)) >= 3 and segments(cluster)[-1]["size"] > 150_000, 40,
+    server = lab.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "3")
+    lab.start_camera("cam")
+    wait_until(lambda: len(segments(lab)) >= 3 and segments(lab)[-1]["size"] > 150_000, 40,
                "two closed segments and half of a third")
     killed_at = time.time()
     server.kill(signal.SIGKILL)
@@ -166,32 +166,32 @@ def test_a_killed_server_leaves_whole_segments_and_a_cut_one_playing_to_its_last
     assert cut[-1].time_ms / 1000 >= killed_at - 2.0, (cut[-1], killed_at)
 
 
-def test_a_killed_camera_resumes_in_a_new_segment_and_the_gap_is_its_downtime(cluster, tmp_path):
+def test_a_killed_camera_resumes_in_a_new_segment_and_the_gap_is_its_downtime(lab, tmp_path):
     directory = tmp_path / "rec"
-    server = cluster.start_server("--record-dir", str(directory), "--record", "cam")
-    first = cluster.start_camera("cam")
-    wait_until(lambda: cluster.api("/api/streams/cam")["recording"]["bytes_written"] > 200_000, 20,
+    server = lab.start_server("--record-dir", str(directory), "--record", "cam")
+    first = lab.start_camera("cam")
+    wait_until(lambda: lab.api("/api/streams/cam")["recording"]["bytes_written"] > 200_000, 20,
                "some recording")
     # Frozen first, so that what the camera sent before it died is known: the frames the
     # server got from it, all of them written once the recorder has caught up.
     first.proc.send_signal(signal.SIGSTOP)
 
     def caught_up() -> int | None:
-        stream = cluster.api("/api/streams/cam")
+        stream = lab.api("/api/streams/cam")
         received, written = stream["relay"]["frames_in"], stream["recording"]["frames_written"]
         return received if received == written else None
 
     received = wait_until(caught_up, 10, "the recorder to write what the camera sent")
     first.kill(signal.SIGKILL)
-    wait_until(lambda: not (cluster.api("/api/streams/cam") or {}).get("live"), 10, "the camera to be gone")
-    second = cluster.start_camera("cam")
-    wait_until(lambda: len(segments(cluster)) == 2 and segments(cluster)[-1]["size"] > 200_000, 20,
+    wait_until(lambda: not (lab.api("/api/streams/cam") or {}).get("live"), 10, "the camera to be gone")
+    second = lab.start_camera("cam")
+    wait_until(lambda: len(segments(lab)) == 2 and segments(lab)[-1]["size"] > 200_000, 20,
                "recording the second camera")
     # The second camera encodes its top layer for the recorder alone: each frame it encoded
     # by its latest report is one the recording must hold.
-    encoded = cluster.api("/api/streams/cam")["camera"]["stats"]["layers"][0]["frames_encoded"]
+    encoded = lab.api("/api/streams/cam")["camera"]["stats"]["layers"][0]["frames_encoded"]
     second.kill(signal.SIGINT)
-    wait_closed(cluster)
+    wait_closed(lab)
 
     paths = files(directory)
     before, after = (recorded(path)[0] for path in paths)
@@ -201,15 +201,15 @@ def test_a_killed_camera_resumes_in_a_new_segment_and_the_gap_is_its_downtime(cl
     assert len(after) >= encoded > 0
 
 
-def test_retention_by_size_deletes_the_oldest_segments_first(cluster, tmp_path):
+def test_retention_by_size_deletes_the_oldest_segments_first(lab, tmp_path):
     directory = tmp_path / "rec"
-    server = cluster.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "1",
+    server = lab.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "1",
                                   "--record-keep", "400KB")
-    cluster.start_camera("cam")
+    lab.start_camera("cam")
     opened = "segmentwriter INFO recording /"
     server.wait_for_log(opened, 30, count=7)
     first = next(line for line in server.log().splitlines() if opened in line).rsplit("/", 1)[-1]
-    kept = wait_until(lambda: (listed := segments(cluster)) and listed[0]["file"] != first and listed, 10,
+    kept = wait_until(lambda: (listed := segments(lab)) and listed[0]["file"] != first and listed, 10,
                       "the oldest to go")
     started = [line.rsplit("/", 1)[-1] for line in server.log().splitlines() if opened in line]
     names = [s["file"] for s in kept]
@@ -222,22 +222,22 @@ def test_retention_by_size_deletes_the_oldest_segments_first(cluster, tmp_path):
     assert sum(closed) <= 400 * 1024 + max(closed), kept
 
 
-def test_every_recording_route_is_behind_the_gate_and_files_serve_ranges(cluster, tmp_path):
+def test_every_recording_route_is_behind_the_gate_and_files_serve_ranges(lab, tmp_path):
     directory = tmp_path / "rec"
-    cluster.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "2",
+    lab.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "2",
                          "--secret", SECRET, "--auth", "all")
-    cluster.token = make_token(SECRET, "*", "admin", 600)
-    cluster.start_camera("cam", "--token", make_token(SECRET, "cam", "publish", 600))
-    wait_until(lambda: len(segments(cluster)) >= 2, 20, "a closed segment")
-    closed, current = segments(cluster)[0], segments(cluster)[-1]
-    url, list_url = f"{cluster.url}{closed['url']}", f"{cluster.url}/api/streams/cam/recordings"
-    switch_url = f"{cluster.url}/api/streams/cam/recording"
+    lab.token = make_token(SECRET, "*", "admin", 600)
+    lab.start_camera("cam", "--token", make_token(SECRET, "cam", "publish", 600))
+    wait_until(lambda: len(segments(lab)) >= 2, 20, "a closed segment")
+    closed, current = segments(lab)[0], segments(lab)[-1]
+    url, list_url = f"{lab.url}{closed['url']}", f"{lab.url}/api/streams/cam/recordings"
+    switch_url = f"{lab.url}/api/streams/cam/recording"
     view, other = make_token(SECRET, "cam", "view", 600), make_token(SECRET, "other", "view", 600)
     admin, other_admin = make_token(SECRET, "cam", "admin", 600), make_token(SECRET, "other", "admin", 600)
 
     for method, target, allowed, body in [("GET", list_url, view, None), ("GET", url, view, None),
                                           ("PUT", switch_url, admin, {"enabled": True}),
-                                          ("DELETE", f"{cluster.url}{closed['url']}", admin, None)]:
+                                          ("DELETE", f"{lab.url}{closed['url']}", admin, None)]:
         status, _, text = http(method, target, body=body)
         assert status == 401 and b"token" in text, (method, target, status)
         wrong = [other, "garbage"] + ([view, other_admin] if allowed == admin else [])
@@ -256,50 +256,50 @@ def test_every_recording_route_is_behind_the_gate_and_files_serve_ranges(cluster
     assert status == 206 and tail == (directory / "cam" / closed["file"]).read_bytes()[-64:]
 
     for bad in ("../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "notes.txt", "2026-01-01T00-00-00.webm"):
-        assert http("GET", f"{cluster.url}/recordings/cam/{bad}", view)[0] == 404, bad
-    assert http("DELETE", f"{cluster.url}{current['url']}", admin)[0] == 409  # being written
+        assert http("GET", f"{lab.url}/recordings/cam/{bad}", view)[0] == 404, bad
+    assert http("DELETE", f"{lab.url}{current['url']}", admin)[0] == 409  # being written
     assert http("PUT", switch_url, admin, body={"enabled": "yes"})[0] == 400
-    bad_name = f"{cluster.url}/api/streams/..%2F/recording"
+    bad_name = f"{lab.url}/api/streams/..%2F/recording"
     assert http("PUT", bad_name, admin, body={"enabled": True})[0] in (400, 404)
     status, _, _ = http("DELETE", url, admin)
     assert status == 200 and not (directory / "cam" / closed["file"]).exists()
     assert http("GET", url, view)[0] == 404
 
-    metrics = http("GET", f"{cluster.url}/metrics", cluster.token)[2].decode()
+    metrics = http("GET", f"{lab.url}/metrics", lab.token)[2].decode()
     assert 'peercam_recording_segments_total{stream="cam"}' in metrics
     written = next(line for line in metrics.splitlines()
                    if line.startswith('peercam_recording_bytes_total{stream="cam"}'))
     assert float(written.split()[-1]) > 0
-    state = cluster.api("/api/streams/cam")["recording"]
+    state = lab.api("/api/streams/cam")["recording"]
     assert state["active"] and state["enabled"] and state["bytes_written"] > 0 and state["errors"] == 0
 
 
-def test_without_a_secret_anyone_may_switch_recording_and_without_a_directory_nobody(cluster, tmp_path):
-    cluster.start_server()
-    status, _, text = http("PUT", f"{cluster.url}/api/streams/cam/recording", body={"enabled": True})
+def test_without_a_secret_anyone_may_switch_recording_and_without_a_directory_nobody(lab, tmp_path):
+    lab.start_server()
+    status, _, text = http("PUT", f"{lab.url}/api/streams/cam/recording", body={"enabled": True})
     assert status == 409 and b"--record-dir" in text
 
 
-def test_an_unwritable_directory_stops_recording_with_the_reason_while_the_stream_goes_on(cluster, tmp_path):
+def test_an_unwritable_directory_stops_recording_with_the_reason_while_the_stream_goes_on(lab, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    server = cluster.start_server("--record-dir", str(blocker / "rec"), "--record", "*")
-    cluster.start_camera("cam")
-    state = wait_until(lambda: (cluster.api("/api/streams/cam") or {}).get("recording", {}).get("error"), 20,
+    server = lab.start_server("--record-dir", str(blocker / "rec"), "--record", "*")
+    lab.start_camera("cam")
+    state = wait_until(lambda: (lab.api("/api/streams/cam") or {}).get("recording", {}).get("error"), 20,
                        "the recording error")
     assert "Not a directory" in state
-    recording = cluster.api("/api/streams/cam")["recording"]
+    recording = lab.api("/api/streams/cam")["recording"]
     assert not recording["active"] and recording["errors"] == 1
     server.wait_for_log("recording cam stopped: ", 5)
-    assert_plays(cluster.start_viewer("cam", "--duration", "2").summary(30))
-    metrics = http("GET", f"{cluster.url}/metrics")[2].decode()
+    assert_plays(lab.start_viewer("cam", "--duration", "2").summary(30))
+    metrics = http("GET", f"{lab.url}/metrics")[2].decode()
     assert 'peercam_recording_errors_total{stream="cam"} 1.0' in metrics
 
 
-def test_a_camera_records_its_own_encoder_in_the_same_segments(cluster, tmp_path):
+def test_a_camera_records_its_own_encoder_in_the_same_segments(lab, tmp_path):
     directory = tmp_path / "local"
-    cluster.start_server()
-    camera = cluster.start_camera("cam", "--record", str(directory), "--record-segment", "2")
+    lab.start_server()
+    camera = lab.start_camera("cam", "--record", str(directory), "--record-segment", "2")
     wait_until(lambda: (directory / "cam").is_dir() and len(list((directory / "cam").iterdir())) >= 3, 20,
                "two closed segments on the camera")
     camera.kill(signal.SIGINT)

@@ -126,49 +126,49 @@ async def relay_clients(port: int, stream: str, count: int, seconds: float) -> l
         return await asyncio.gather(*(client(session) for _ in range(count)))
 
 
-def test_forced_relay_viewer_gets_frames_with_latency(cluster):
-    cluster.start_server()
-    cluster.start_camera()
-    summary = cluster.start_viewer("test", "--mode", "relay", "--duration", "4").summary(timeout=30)
+def test_forced_relay_viewer_gets_frames_with_latency(lab):
+    lab.start_server()
+    lab.start_camera()
+    summary = lab.start_viewer("test", "--mode", "relay", "--duration", "4").summary(timeout=30)
     assert_plays(summary, "relay")
     # From the frame header: the capture time (in ms, on this machine's clock) and the sequence number.
     assert 0 <= summary["latency_ms"]["p50"] < 10_000 and summary["frames_dropped"] is not None
     assert summary["bitrate_kbps"] > 0 and summary["time_to_first_frame_ms"] > 0
 
 
-def test_camera_sends_relay_frames_only_while_someone_reads_them(cluster):
-    cluster.start_server()
-    camera = cluster.start_camera()
+def test_camera_sends_relay_frames_only_while_someone_reads_them(lab):
+    lab.start_server()
+    camera = lab.start_camera()
 
     def relay_lines() -> list[str]:
         """What the camera logged about its relay renditions: "480p JPEG q80", "480p encoded", "stopped"."""
         return [line.split("relay: ", 1)[1] for line in camera.log().splitlines() if " relay: " in line]
 
     assert not relay_lines()
-    jpeg = cluster.start_viewer("test", "--mode", "relay", "--relay-format", "jpeg", "--duration", "1")
+    jpeg = lab.start_viewer("test", "--mode", "relay", "--relay-format", "jpeg", "--duration", "1")
     jpeg.summary(timeout=30)
     wait_until(lambda: any("JPEG q" in line for line in relay_lines()) and relay_lines()[-1] == "stopped", 5,
                "the camera to encode JPEG for the relay viewer, then stop")
-    cluster.start_viewer("test", "--mode", "relay", "--duration", "1").summary(timeout=30)
+    lab.start_viewer("test", "--mode", "relay", "--duration", "1").summary(timeout=30)
     wait_until(lambda: relay_lines()[-2:] == ["480p encoded", "stopped"], 5,
                "the camera to send its encoded frames to the relay viewer, then stop")
     assert not any("JPEG" in line for line in relay_lines()[-2:])
 
 
-def test_twenty_relay_viewers_keep_getting_frames_beside_one_that_reads_nothing(cluster):
-    server = cluster.start_server()
-    cluster.start_camera("big", "--width", "1280", "--height", "720")
-    stalled = RawRelayViewer(cluster.port, "big")
+def test_twenty_relay_viewers_keep_getting_frames_beside_one_that_reads_nothing(lab):
+    server = lab.start_server()
+    lab.start_camera("big", "--width", "1280", "--height", "720")
+    stalled = RawRelayViewer(lab.port, "big")
     try:
         def relay() -> dict:
-            return get_json(f"{cluster.url}/api/streams/big")["relay"]
+            return get_json(f"{lab.url}/api/streams/big")["relay"]
 
         wait_until(lambda: relay()["frames_in"] > 10, 10, "relay frames to flow")
         rss_before = server_rss_kb(server.proc.pid)
         # Each gets frames all along (none waits 5 s for one), at whatever rate the machine allows.
-        results = asyncio.run(relay_clients(cluster.port, "big", 20, seconds=6))
+        results = asyncio.run(relay_clients(lab.port, "big", 20, seconds=6))
         assert all(r["frames"] > 1 for r in results), results
-        stream = get_json(f"{cluster.url}/api/streams/big")
+        stream = get_json(f"{lab.url}/api/streams/big")
         assert stream["relay_viewers"] >= 1  # the stalled one is still connected
         # Now only the stalled reader counts: it was sent what its socket took, and skips the rest.
         # Had it queued those instead, the server would hold them: wait until they come to 25 MB
@@ -192,62 +192,62 @@ def _read_mjpeg_parts(url: str, seconds: float) -> int:
         return parts
 
 
-def test_mjpeg_and_snapshot_unaffected_by_a_stalled_mjpeg_reader(cluster):
-    cluster.start_server()
-    cluster.start_camera()
-    stalled = socket.create_connection(("127.0.0.1", cluster.port))
+def test_mjpeg_and_snapshot_unaffected_by_a_stalled_mjpeg_reader(lab):
+    lab.start_server()
+    lab.start_camera()
+    stalled = socket.create_connection(("127.0.0.1", lab.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.sendall(f"GET /streams/test/mjpeg HTTP/1.1\r\nHost: 127.0.0.1:{cluster.port}\r\n\r\n".encode())
+    stalled.sendall(f"GET /streams/test/mjpeg HTTP/1.1\r\nHost: 127.0.0.1:{lab.port}\r\n\r\n".encode())
     try:
         # Parts keep coming (a read that waits 5 s for one fails), at whatever rate the machine allows.
-        parts = _read_mjpeg_parts(f"{cluster.url}/streams/test/mjpeg", seconds=4)
+        parts = _read_mjpeg_parts(f"{lab.url}/streams/test/mjpeg", seconds=4)
         assert parts > 1, parts
-        with urllib.request.urlopen(f"{cluster.url}/streams/test/snapshot.jpg", timeout=10) as response:
+        with urllib.request.urlopen(f"{lab.url}/streams/test/snapshot.jpg", timeout=10) as response:
             assert response.headers["Content-Type"] == "image/jpeg"
             image = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and image.shape == (480, 640, 3)
-        viewer = cluster.start_viewer("test", "--mode", "relay", "--duration", "3")
+        viewer = lab.start_viewer("test", "--mode", "relay", "--duration", "3")
         assert_plays(viewer.summary(timeout=30), "relay")
     finally:
         stalled.close()
 
 
-def test_an_mjpeg_reader_that_takes_nothing_is_dropped(cluster):
-    cluster.start_server("--stalled-reader-timeout", "2")
-    cluster.start_camera()
-    stalled = socket.create_connection(("127.0.0.1", cluster.port))
+def test_an_mjpeg_reader_that_takes_nothing_is_dropped(lab):
+    lab.start_server("--stalled-reader-timeout", "2")
+    lab.start_camera()
+    stalled = socket.create_connection(("127.0.0.1", lab.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.sendall(f"GET /streams/test/mjpeg HTTP/1.1\r\nHost: 127.0.0.1:{cluster.port}\r\n\r\n".encode())
+    stalled.sendall(f"GET /streams/test/mjpeg HTTP/1.1\r\nHost: 127.0.0.1:{lab.port}\r\n\r\n".encode())
     try:
         def relay_readers() -> int:
-            return get_json(f"{cluster.url}/api/streams/test")["relay"]["readers"]
+            return get_json(f"{lab.url}/api/streams/test")["relay"]["readers"]
 
         wait_until(lambda: relay_readers() == 1, 10, "the MJPEG reader to count")
         wait_until(lambda: relay_readers() == 0, 15, "the stalled MJPEG reader to be dropped")
-        wait_until(lambda: "took no bytes for 2 s" in cluster.server.log(), 5, "the server to say why")
+        wait_until(lambda: "took no bytes for 2 s" in lab.server.log(), 5, "the server to say why")
     finally:
         stalled.close()
 
 
-def test_mjpeg_of_an_unknown_stream_is_404(cluster):
-    cluster.start_server()
+def test_mjpeg_of_an_unknown_stream_is_404(lab):
+    lab.start_server()
     for path in ("/streams/nope/mjpeg", "/streams/nope/snapshot.jpg"):
         try:
-            urllib.request.urlopen(f"{cluster.url}{path}", timeout=5)
+            urllib.request.urlopen(f"{lab.url}{path}", timeout=5)
             raise AssertionError(f"{path} should be 404")
         except urllib.error.HTTPError as exc:
             assert exc.code == 404
 
 
-def test_relay_frame_rate_cap_and_quality(cluster):
-    cluster.start_server()
-    cluster.start_camera("test", "--relay-fps", "10", "--jpeg-quality", "30")
-    results = asyncio.run(relay_clients(cluster.port, "test", 1, seconds=3))
+def test_relay_frame_rate_cap_and_quality(lab):
+    lab.start_server()
+    lab.start_camera("test", "--relay-fps", "10", "--jpeg-quality", "30")
+    results = asyncio.run(relay_clients(lab.port, "test", 1, seconds=3))
     # A cap bounds the rate from above only (a busy machine may make fewer frames): it lets
     # frames 90 ms apart through (11.1 a second), and a reader that joins gets the newest
     # frame at once; arrival jitter at either end of 3 s adds a little more.
     assert 0 < results[0]["fps"] <= 12.5, results
-    with urllib.request.urlopen(f"{cluster.url}/streams/test/snapshot.jpg", timeout=10) as response:
+    with urllib.request.urlopen(f"{lab.url}/streams/test/snapshot.jpg", timeout=10) as response:
         assert len(response.read()) < 25_000  # quality 30: well under the ~36 kB of quality 80
 
 
@@ -422,16 +422,16 @@ async def test_jpeg_and_encoded_readers_share_a_stream():
 # -- the encoded relay, end to end -------------------------------------------------
 
 
-def test_encoded_relay_viewers_get_every_frame_at_about_the_p2p_bitrate_beside_jpeg_readers(cluster):
-    cluster.start_server()
-    cluster.start_camera()
-    first = cluster.start_viewer("test", "--mode", "relay", "--duration", "8", "--warmup", "1")
+def test_encoded_relay_viewers_get_every_frame_at_about_the_p2p_bitrate_beside_jpeg_readers(lab):
+    lab.start_server()
+    lab.start_camera()
+    first = lab.start_viewer("test", "--mode", "relay", "--duration", "8", "--warmup", "1")
     first.wait_for_log("first frame", timeout=20)
     # A late joiner, a P2P viewer of the same layer, and JPEG readers (a viewer, MJPEG) beside it.
-    late = cluster.start_viewer("test", "--mode", "relay", "--duration", "3")
-    p2p = cluster.start_viewer("test", "--mode", "p2p", "--duration", "5", "--warmup", "1")
-    jpeg = cluster.start_viewer("test", "--mode", "relay", "--relay-format", "jpeg", "--duration", "3")
-    assert _read_mjpeg_parts(f"{cluster.url}/streams/test/mjpeg", seconds=3) > 1
+    late = lab.start_viewer("test", "--mode", "relay", "--duration", "3")
+    p2p = lab.start_viewer("test", "--mode", "p2p", "--duration", "5", "--warmup", "1")
+    jpeg = lab.start_viewer("test", "--mode", "relay", "--relay-format", "jpeg", "--duration", "3")
+    assert _read_mjpeg_parts(f"{lab.url}/streams/test/mjpeg", seconds=3) > 1
     encoded, late, p2p, jpeg = (v.summary(timeout=60) for v in (first, late, p2p, jpeg))
     for summary in (encoded, late):
         assert_plays(summary, "relay")
@@ -445,10 +445,10 @@ def test_encoded_relay_viewers_get_every_frame_at_about_the_p2p_bitrate_beside_j
     assert encoded["fps"] > 0.8 * p2p["fps"], (encoded, p2p)
 
 
-def test_an_encoded_reader_that_stops_reading_resumes_at_a_keyframe_with_whole_pictures(cluster):
-    server = cluster.start_server()
-    cluster.start_camera()
-    reader = RawRelayViewer(cluster.port, "test", "encoded", quality="480p", small_buffer=False)
+def test_an_encoded_reader_that_stops_reading_resumes_at_a_keyframe_with_whole_pictures(lab):
+    server = lab.start_server()
+    lab.start_camera()
+    reader = RawRelayViewer(lab.port, "test", "encoded", quality="480p", small_buffer=False)
     try:
         frames = reader.read_frames(seconds=1)
         assert frames, "no encoded relay frame within 1 s"

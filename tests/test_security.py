@@ -3,7 +3,7 @@ strangers, safe browser defaults, and clean text. Each refusal is checked togeth
 the legitimate client beside it, which must be unaffected.
 
 Most checks run the real server in-process (signaling.app.create_app) with raw clients;
-those that need the real camera and viewers run them as processes (the cluster fixture).
+those that need the real camera and viewers run them as processes (the lab fixture).
 CI runs the whole suite inside a fresh network namespace (see .ci/run).
 """
 
@@ -442,17 +442,17 @@ async def test_a_viewer_cannot_take_the_cameras_name():
         assert (await named.expect("error"))["code"] == "bad-name"
 
 
-def test_chat_names_control_characters_and_hangup_reasons_end_to_end(cluster):
+def test_chat_names_control_characters_and_hangup_reasons_end_to_end(lab):
     """The real camera and CLI: a line with escape sequences reaches the terminal clean, under the
     name its sender watched with; a garbage offer gets a hangup in words."""
-    cluster.start_server()
-    camera = cluster.start_camera("lab", "--name", "Lab Camera")
-    reader = cluster.start_viewer("lab", "--mode", "relay", "--chat", "--name", "reader")
+    lab.start_server()
+    camera = lab.start_camera("lab", "--name", "Lab Camera")
+    reader = lab.start_viewer("lab", "--mode", "relay", "--chat", "--name", "reader")
     reader.wait_for_log("first frame", timeout=20)
 
     async def attack() -> str:
         async with aiohttp.ClientSession() as session:
-            ws = Client(await session.ws_connect(f"{cluster.url}/ws"))
+            ws = Client(await session.ws_connect(f"{lab.url}/ws"))
             await ws.expect("welcome")
             await ws.send({"type": "watch", "stream": "lab", "name": "mallory"})
             await wait_for_message(ws, "stream-live", 10)
@@ -485,16 +485,16 @@ def _stdout_lines(process) -> list[str]:
     return "".join(chunks).splitlines()
 
 
-def test_a_real_camera_with_its_token_gets_past_a_full_address(cluster):
+def test_a_real_camera_with_its_token_gets_past_a_full_address(lab):
     """Two viewers take this address's whole share; the camera, which shows its publish token
     as it connects, still publishes, and they play."""
-    cluster.start_server("--secret", SECRET, "--auth", "all", "--max-connections-per-address", "2")
+    lab.start_server("--secret", SECRET, "--auth", "all", "--max-connections-per-address", "2")
     view = token("lab", "view")
-    cluster.token = view
-    viewers = [cluster.start_viewer("lab", "--wait", "30", "--duration", "1", "--token", view)
+    lab.token = view
+    viewers = [lab.start_viewer("lab", "--wait", "30", "--duration", "1", "--token", view)
                for _ in range(2)]
     wait_until(lambda: all("waiting for a camera" in v.log() for v in viewers), 20, "both viewers to wait")
-    cluster.start_camera("lab", "--token", token("lab", "publish"))
+    lab.start_camera("lab", "--token", token("lab", "publish"))
     assert all(v.summary(timeout=40)["frames"] > 0 for v in viewers)
 
 
@@ -510,26 +510,26 @@ def _read_mjpeg(url: str, headers: dict, parts: int, timeout: float = 10) -> int
     return seen
 
 
-def test_mjpeg_with_a_view_token_streams_from_the_real_camera(cluster):
-    cluster.start_server("--secret", SECRET, "--auth", "all")
-    cluster.token = token("lab", "view")
-    cluster.start_camera("lab", "--token", token("lab", "publish"))
-    assert _read_mjpeg(f"{cluster.url}/streams/lab/mjpeg", bearer(token("lab", "view")), parts=5) == 5
+def test_mjpeg_with_a_view_token_streams_from_the_real_camera(lab):
+    lab.start_server("--secret", SECRET, "--auth", "all")
+    lab.token = token("lab", "view")
+    lab.start_camera("lab", "--token", token("lab", "publish"))
+    assert _read_mjpeg(f"{lab.url}/streams/lab/mjpeg", bearer(token("lab", "view")), parts=5) == 5
     with pytest.raises(urllib.error.HTTPError) as refused:
-        _read_mjpeg(f"{cluster.url}/streams/lab/mjpeg", {}, parts=1)
+        _read_mjpeg(f"{lab.url}/streams/lab/mjpeg", {}, parts=1)
     assert refused.value.code == 401
-    viewer = cluster.start_viewer("lab", "--duration", "1", "--token", token("lab", "view"))
+    viewer = lab.start_viewer("lab", "--duration", "1", "--token", token("lab", "view"))
     assert viewer.summary(timeout=30)["frames"] > 0
-    assert get_json(f"{cluster.url}/api/streams/lab") is None  # no token: 401, no JSON
+    assert get_json(f"{lab.url}/api/streams/lab") is None  # no token: 401, no JSON
 
 
-def test_the_pages_work_under_their_content_security_policy(cluster, browser):
+def test_the_pages_work_under_their_content_security_policy(lab, browser):
     """Without Playwright's CSP bypass: the dashboard lists and the player plays (P2P and relay)
     with no policy violation, and the dashboard passes its token on to thumbnails and links."""
-    cluster.start_server("--secret", SECRET, "--auth", "all")
+    lab.start_server("--secret", SECRET, "--auth", "all")
     admin = token("*", "admin")
-    cluster.token = admin
-    cluster.start_camera("lab", "--token", token("lab", "publish"))
+    lab.token = admin
+    lab.start_camera("lab", "--token", token("lab", "publish"))
     context = browser.new_context()  # CSP enforced
     violations: list[str] = []
     context.add_init_script(
@@ -537,14 +537,14 @@ def test_the_pages_work_under_their_content_security_policy(cluster, browser):
         " (window.__violations ??= []).push(e.violatedDirective + ' ' + e.blockedURI))")
     try:
         page = context.new_page()
-        page.goto(f"{cluster.url}/?token={admin}")
+        page.goto(f"{lab.url}/?token={admin}")
         _poll(page, "document.querySelectorAll('li.stream').length === 1", 15)
         href = page.evaluate("document.querySelector('li.stream a.stream-name').getAttribute('href')")
         assert href == f"/view/lab?token={admin}"
         _poll(page, "document.querySelector('li.stream img').src.startsWith('blob:')", 15)
         violations += page.evaluate("window.__violations ?? []")
         for mode in ("p2p", "relay"):
-            page.goto(f"{cluster.url}/view/lab?mode={mode}&token={token('lab', 'view')}")
+            page.goto(f"{lab.url}/view/lab?mode={mode}&token={token('lab', 'view')}")
             _poll(page, "peercam.state() === 'playing' && peercam.stats().frames > 10", 20)
             violations += page.evaluate("window.__violations ?? []")
     finally:
@@ -557,17 +557,17 @@ def _poll(page, expression: str, timeout: float) -> None:
     wait_until(lambda: page.evaluate(expression), timeout, expression, interval=0.2)
 
 
-def test_the_page_chat_log_stays_bounded(cluster, page):
-    cluster.start_server("--max-connections-per-address", "100")
-    cluster.start_camera("lab")
-    page.goto(f"{cluster.url}/view/lab?mode=relay&name=watcher")
+def test_the_page_chat_log_stays_bounded(lab, page):
+    lab.start_server("--max-connections-per-address", "100")
+    lab.start_camera("lab")
+    page.goto(f"{lab.url}/view/lab?mode=relay&name=watcher")
     page.wait_for_function("peercam.state() === 'playing'", timeout=20_000)
 
     async def flood() -> None:
         async with aiohttp.ClientSession() as session:
             senders = []
             for n in range(26):  # the hub allows each sender a burst of 10
-                ws = Client(await session.ws_connect(f"{cluster.url}/ws"))
+                ws = Client(await session.ws_connect(f"{lab.url}/ws"))
                 await ws.expect("welcome")
                 await ws.send({"type": "watch", "stream": "lab", "name": f"s{n}"})
                 senders.append(ws)

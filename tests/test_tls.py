@@ -48,18 +48,18 @@ def certificates(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def test_wss_with_a_private_ca(cluster, certificates):
-    server = cluster.start("server", "serve", "--port", str(cluster.port),
+def test_wss_with_a_private_ca(lab, certificates):
+    server = lab.start("server", "serve", "--port", str(lab.port),
                            "--cert", str(certificates["cert"]), "--key", str(certificates["key"]))
     server.wait_for_log("https://127.0.0.1", timeout=10)
-    url = f"https://127.0.0.1:{cluster.port}"
-    camera = cluster.start("camera", "camera", "--server", url, "--stream", "sec", "--ice-host", "127.0.0.1",
+    url = f"https://127.0.0.1:{lab.port}"
+    camera = lab.start("camera", "camera", "--server", url, "--stream", "sec", "--ice-host", "127.0.0.1",
                            "--ca", str(certificates["ca"]))
     camera.wait_for_log("publishing 'sec'", timeout=15)
-    viewer = cluster.start("viewer", "view", "--server", url, "--stream", "sec", "--json", "--duration", "2",
+    viewer = lab.start("viewer", "view", "--server", url, "--stream", "sec", "--json", "--duration", "2",
                            "--ice-host", "127.0.0.1", "--ca", str(certificates["ca"]))
     assert viewer.summary(timeout=30)["frames"] > 0
-    untrusting = cluster.start("viewer", "view", "--server", url, "--stream", "sec")
+    untrusting = lab.start("viewer", "view", "--server", url, "--stream", "sec")
     code, _ = untrusting.result(timeout=30)
     assert code != 0 and "certificate verify failed" in untrusting.log()
 

@@ -77,23 +77,23 @@ def test_rest_credentials_are_what_coturn_expects():
     assert password == expected
 
 
-def test_relay_only_camera_and_viewer_connect_through_coturn(cluster, coturn):
-    cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
-    cluster.start_camera("t", "--ice-transport", "turn")
-    summary = cluster.start_viewer("t", "--ice-transport", "turn", "--mode", "p2p",
+def test_relay_only_camera_and_viewer_connect_through_coturn(lab, coturn):
+    lab.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
+    lab.start_camera("t", "--ice-transport", "turn")
+    summary = lab.start_viewer("t", "--ice-transport", "turn", "--mode", "p2p",
                                    "--warmup", "2", "--duration", "4").summary(timeout=40)
     assert_plays(summary)
     assert "ALLOCATE processed, success" in coturn.log()
 
 
-def test_camera_connected_longer_than_the_credentials_last_still_relays(cluster, coturn):
+def test_camera_connected_longer_than_the_credentials_last_still_relays(lab, coturn):
     """The server renews TURN credentials at half their lifetime; the camera's first ones expire here."""
     ttl = 4
-    cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url(), "--turn-ttl", str(ttl))
+    lab.start_server("--turn-secret", SECRET, "--turn-url", coturn.url(), "--turn-ttl", str(ttl))
     welcome_expired = time.time() + ttl + 1
-    cluster.start_camera("t", "--ice-transport", "turn")
+    lab.start_camera("t", "--ice-transport", "turn")
     wait_until(lambda: time.time() > welcome_expired, ttl + 5, "the camera's first credentials to expire")
-    summary = cluster.start_viewer("t", "--ice-transport", "turn", "--mode", "p2p",
+    summary = lab.start_viewer("t", "--ice-transport", "turn", "--mode", "p2p",
                                    "--warmup", "1", "--duration", "2").summary(timeout=40)
     assert_plays(summary)
 
@@ -102,32 +102,32 @@ def test_camera_connected_longer_than_the_credentials_last_still_relays(cluster,
     ("someone", "wrong-password"),
     turn_credentials(SECRET, "late", ttl=-60),  # signed right, but expired
 ], ids=["wrong", "expired"])
-def test_bad_credentials_fail_with_a_clear_reason(cluster, coturn, credentials):
+def test_bad_credentials_fail_with_a_clear_reason(lab, coturn, credentials):
     username, password = credentials
-    cluster.start_server()
-    viewer = cluster.start("viewer", "view", "--server", cluster.url, "--stream", "t", "--wait", "20",
+    lab.start_server()
+    viewer = lab.start("viewer", "view", "--server", lab.url, "--stream", "t", "--wait", "20",
                            "--ice-transport", "turn", "--mode", "p2p", "--ice-host", "127.0.0.1",
                            "--ice-server", f"turn:{username}:{password}@127.0.0.1:{coturn.port}")
-    cluster.start_camera("t")
+    lab.start_camera("t")
     code, _ = viewer.result(timeout=40)
     assert code != 0
     assert "401" in viewer.log() and "credentials" in viewer.log(), viewer.log()
 
 
-def test_turn_over_tcp_carries_video_when_udp_is_blocked(cluster, split_network, tmp_path):  # noqa: F811
+def test_turn_over_tcp_carries_video_when_udp_is_blocked(lab, split_network, tmp_path):  # noqa: F811
     require(shutil.which("turnserver") is not None, "coturn is not installed (apt-get install coturn)")
     net = split_network
     coturn = Coturn(tmp_path, CAMERA_ADDRESS, prefix=net.prefix(net.camera_ns))
     try:
-        server_url = f"http://{CAMERA_ADDRESS}:{cluster.port}"
-        cluster.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(cluster.port),
+        server_url = f"http://{CAMERA_ADDRESS}:{lab.port}"
+        lab.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(lab.port),
                       "--turn-secret", SECRET, "--turn-url", coturn.url("tcp"),
                       prefix=net.prefix(net.camera_ns))
-        camera = cluster.start("camera", "camera", "--server", server_url, "--stream", "far",
+        camera = lab.start("camera", "camera", "--server", server_url, "--stream", "far",
                                "--ice-host", CAMERA_ADDRESS, prefix=net.prefix(net.camera_ns))
         camera.wait_for_log("publishing 'far'", timeout=15)
         net.block_udp()
-        viewer = cluster.start("viewer", "view", "--server", server_url, "--stream", "far", "--json",
+        viewer = lab.start("viewer", "view", "--server", server_url, "--stream", "far", "--json",
                                "--mode", "p2p", "--warmup", "2", "--duration", "4",
                                "--ice-host", VIEWER_ADDRESS,
                                prefix=net.prefix(net.viewer_ns))
@@ -138,10 +138,10 @@ def test_turn_over_tcp_carries_video_when_udp_is_blocked(cluster, split_network,
         coturn.stop()
 
 
-def test_page_with_ice_relay_plays_through_coturn(cluster, coturn, page):
-    cluster.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
-    cluster.start_camera("t", "--ice-transport", "turn")
-    page.goto(f"{cluster.url}/view/t?mode=p2p&ice=turn")
+def test_page_with_ice_relay_plays_through_coturn(lab, coturn, page):
+    lab.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
+    lab.start_camera("t", "--ice-transport", "turn")
+    page.goto(f"{lab.url}/view/t?mode=p2p&ice=turn")
     page.wait_for_function("peercam.state() === 'playing' && peercam.mode() === 'p2p'", timeout=20_000)
     wait_for_frames(page, decoded_frames(page) + 30)
     allocations = coturn.log().count("ALLOCATE processed, success")

@@ -5,15 +5,15 @@ from __future__ import annotations
 from .conftest import TESTSRC_LAYERS, decoded_frames, wait_for_frames
 
 
-def test_stream_list_links_to_a_player_that_plays(cluster, page):
-    cluster.start_server()
-    cluster.start_camera("lab")
-    page.goto(f"{cluster.url}/")
+def test_stream_list_links_to_a_player_that_plays(lab, page):
+    lab.start_server()
+    lab.start_camera("lab")
+    page.goto(f"{lab.url}/")
     item = page.wait_for_selector("li.stream[data-stream=lab]", timeout=10_000)
     assert "640x480" in item.inner_text()
 
     page.click("li.stream[data-stream=lab] a")
-    page.wait_for_url(f"{cluster.url}/view/lab")
+    page.wait_for_url(f"{lab.url}/view/lab")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     assert "p2p" in page.inner_text("#status")
     first = wait_for_frames(page, 0)
@@ -28,25 +28,25 @@ def test_stream_list_links_to_a_player_that_plays(cluster, page):
     assert 0 < stats["latencyMs"] < 10_000  # in ms, on one clock (not seconds, not µs, not a bad clock)
 
 
-def test_stream_list_refreshes(cluster, page):
-    cluster.start_server()
-    page.goto(f"{cluster.url}/")
+def test_stream_list_refreshes(lab, page):
+    lab.start_server()
+    page.goto(f"{lab.url}/")
     page.wait_for_selector("#empty", state="visible", timeout=5_000)
-    cluster.start_camera("late")
+    lab.start_camera("late")
     page.wait_for_selector("li.stream[data-stream=late]", timeout=10_000)
 
 
-def test_player_waits_for_a_camera_that_is_not_there_yet(cluster, page):
-    cluster.start_server()
-    page.goto(f"{cluster.url}/view/soon")
+def test_player_waits_for_a_camera_that_is_not_there_yet(lab, page):
+    lab.start_server()
+    page.goto(f"{lab.url}/view/soon")
     page.wait_for_function("peercam.state() === 'waiting'", timeout=10_000)
-    cluster.start_camera("soon")
+    lab.start_camera("soon")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     wait_for_frames(page, decoded_frames(page) + 30)
 
 
-def test_bad_stream_name_shows_the_server_reason(cluster, page):
-    cluster.start_server()
-    page.goto(f"{cluster.url}/view/-bad")
+def test_bad_stream_name_shows_the_server_reason(lab, page):
+    lab.start_server()
+    page.goto(f"{lab.url}/view/-bad")
     page.wait_for_function("peercam.state() === 'error'", timeout=10_000)
     assert "stream name" in page.inner_text("#status")

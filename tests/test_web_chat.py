@@ -16,7 +16,7 @@ MARKUP = "<b>bold</b><img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def open_player(browser, cluster):
+def open_player(browser, lab):
     """open_player(stream, query) -> a player page in a fresh browser context (own localStorage).
 
     Each page records the server's `error` replies in `page.server_errors`; JavaScript
@@ -32,7 +32,7 @@ def open_player(browser, cluster):
         page.on("pageerror", lambda error: problems.append(f"JavaScript error: {error}"))
         page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
         page.on("websocket", lambda ws: ws.on("framereceived", lambda data: _note_error(page, data)))
-        page.goto(f"{cluster.url}/view/{stream}?{query}")
+        page.goto(f"{lab.url}/view/{stream}?{query}")
         return page
 
     yield open_
@@ -66,14 +66,14 @@ def shown_messages(page) -> list[dict]:
     }))""")
 
 
-def viewer_named(cluster, stream: str, name: str) -> dict | None:
-    viewers = (get_json(f"{cluster.url}/api/streams/{stream}") or {}).get("viewers", [])
+def viewer_named(lab, stream: str, name: str) -> dict | None:
+    viewers = (get_json(f"{lab.url}/api/streams/{stream}") or {}).get("viewers", [])
     return next((viewer for viewer in viewers if viewer["name"] == name), None)
 
 
-def test_p2p_and_relay_pages_chat_in_one_order_and_newcomers_get_the_history(cluster, open_player):
-    cluster.start_server()
-    cluster.start_camera("lab")
+def test_p2p_and_relay_pages_chat_in_one_order_and_newcomers_get_the_history(lab, open_player):
+    lab.start_server()
+    lab.start_camera("lab")
     alice = open_player("lab", "mode=p2p&name=alice")
     bob = open_player("lab", "mode=relay&name=bob")
     wait_for_delivery(alice, "p2p")
@@ -111,9 +111,9 @@ def test_p2p_and_relay_pages_chat_in_one_order_and_newcomers_get_the_history(clu
     assert alice.server_errors == bob.server_errors == carol.server_errors == []
 
 
-def test_chat_shows_markup_as_text(cluster, open_player):
-    cluster.start_server()
-    cluster.start_camera("lab")
+def test_chat_shows_markup_as_text(lab, open_player):
+    lab.start_server()
+    lab.start_camera("lab")
     # Markup in the name too, through ?name=.
     mallory = open_player("lab", "mode=relay&name=%3Ci%3Emallory%3C%2Fi%3E")
     wait_for_delivery(mallory, "relay")
@@ -129,13 +129,13 @@ def test_chat_shows_markup_as_text(cluster, open_player):
     assert mallory.eval_on_selector("#chat-messages", markup_elements) == 0
 
 
-def test_chat_asks_for_a_name_once_and_keeps_it(cluster, browser):
-    cluster.start_server()
-    cluster.start_camera("lab")
+def test_chat_asks_for_a_name_once_and_keeps_it(lab, browser):
+    lab.start_server()
+    lab.start_camera("lab")
     context = browser.new_context(**CONTEXT_OPTIONS)
     try:
         page = context.new_page()
-        page.goto(f"{cluster.url}/view/lab?mode=relay")
+        page.goto(f"{lab.url}/view/lab?mode=relay")
         wait_for_delivery(page, "relay")
         assert page.is_visible("#name-form") and page.is_disabled("#chat-input")
         assert page.get_attribute("#name-input", "maxlength") == "32"
@@ -150,14 +150,14 @@ def test_chat_asks_for_a_name_once_and_keeps_it(cluster, browser):
         page.reload()
         wait_for_delivery(page, "relay")
         assert page.is_hidden("#name-form") and page.inner_text("#chat-identity-name") == "dora"
-        wait_until(lambda: viewer_named(cluster, "lab", "dora"), 5, "the server to know the page as dora")
+        wait_until(lambda: viewer_named(lab, "lab", "dora"), 5, "the server to know the page as dora")
     finally:
         context.close()
 
 
-def test_the_camera_refusal_shows_as_a_notice(cluster, open_player):
-    cluster.start_server()
-    cluster.start_camera("lab")
+def test_the_camera_refusal_shows_as_a_notice(lab, open_player):
+    lab.start_server()
+    lab.start_camera("lab")
     page = open_player("lab", "mode=relay&name=eve")
     wait_for_delivery(page, "relay")
     page.evaluate("peercam.sendChat('x'.repeat(501))")  # past the input's maxlength, so by script
@@ -167,9 +167,9 @@ def test_the_camera_refusal_shows_as_a_notice(cluster, open_player):
 
 
 @pytest.mark.parametrize("mode", ["p2p", "relay"])
-def test_page_reports_its_stats_to_the_server(cluster, open_player, mode):
-    cluster.start_server()
-    cluster.start_camera("lab")
+def test_page_reports_its_stats_to_the_server(lab, open_player, mode):
+    lab.start_server()
+    lab.start_camera("lab")
     page = open_player("lab", f"mode={mode}&name=frank")
     wait_for_delivery(page, mode)
 
@@ -178,7 +178,7 @@ def test_page_reports_its_stats_to_the_server(cluster, open_player, mode):
 
         How many a second is for bench/: a busy machine delivers fewer.
         """
-        viewer = viewer_named(cluster, "lab", "frank")
+        viewer = viewer_named(lab, "lab", "frank")
         stats = (viewer or {}).get("stats") or {}
         flowing = stats.get("fps", 0) > 0 and stats.get("bitrate_kbps", 0) > 0
         return viewer if stats.get("frames", 0) > 60 and flowing else None
@@ -211,13 +211,13 @@ def test_page_reports_its_stats_to_the_server(cluster, open_player, mode):
         assert panel["rtt"].endswith("ms") and panel["decoder"].startswith("VP8")
 
 
-def test_dashboard_shows_thumbnails_and_viewers_by_mode(cluster, open_player, page):
-    cluster.start_server()
-    cluster.start_camera("lab")
+def test_dashboard_shows_thumbnails_and_viewers_by_mode(lab, open_player, page):
+    lab.start_server()
+    lab.start_camera("lab")
     wait_for_delivery(open_player("lab", "mode=p2p&name=p"), "p2p")
     wait_for_delivery(open_player("lab", "mode=relay&name=r"), "relay")
 
-    page.goto(f"{cluster.url}/")
+    page.goto(f"{lab.url}/")
     item = page.wait_for_selector("li.stream[data-stream=lab]", timeout=10_000)
     page.wait_for_function(
         "document.querySelector('li.stream[data-stream=lab] .viewers-by-mode').textContent"

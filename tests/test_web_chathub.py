@@ -56,14 +56,14 @@ RUN_CASES = """async (cases) => {
 
 
 @pytest.fixture
-def hub_page(browser, cluster):
+def hub_page(browser, lab):
     """A page on the real server's origin, where /static/js/chat-hub.js imports."""
-    cluster.start_server()
+    lab.start_server()
     context = browser.new_context(**CONTEXT_OPTIONS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{cluster.url}/")
+    page.goto(f"{lab.url}/")
     yield page
     context.close()
     assert not errors

@@ -49,7 +49,7 @@ RECORD_FRAMES = """async () => {
 
 
 @pytest.fixture
-def open_player(browser, cluster):
+def open_player(browser, lab):
     """open_player(stream, query) -> a player page in a fresh browser context.
 
     Each page records the server's `error` replies in `page.server_errors`, the relay
@@ -68,7 +68,7 @@ def open_player(browser, cluster):
         page.on("pageerror", lambda error: problems.append(f"JavaScript error: {error}"))
         page.on("websocket", lambda ws: (ws.on("framereceived", lambda data: _note(page, data)),
                                          ws.on("framesent", lambda data: page.sent.append(json.loads(data)))))
-        page.goto(f"{cluster.url}/view/{stream}?{query}")
+        page.goto(f"{lab.url}/view/{stream}?{query}")
         return page
 
     yield open_
@@ -103,16 +103,16 @@ def canvas_size(page) -> list[int]:
     return page.evaluate("(c => [c.width, c.height])(document.getElementById('relay-canvas'))")
 
 
-def viewer_report(cluster, stream: str, peer_name: str) -> dict | None:
+def viewer_report(lab, stream: str, peer_name: str) -> dict | None:
     """The stats a page reported last (/api/streams), found by its watch name, once they name a layer."""
-    viewers = (get_json(f"{cluster.url}/api/streams/{stream}") or {}).get("viewers", [])
+    viewers = (get_json(f"{lab.url}/api/streams/{stream}") or {}).get("viewers", [])
     stats = next((v["stats"] for v in viewers if v["name"] == peer_name), None)
     return stats if stats and "layer" in stats else None
 
 
-def test_each_page_gets_the_layer_it_picked(cluster, open_player):
-    cluster.start_server()
-    cluster.start_camera("lab", *CAMERA_720P)
+def test_each_page_gets_the_layer_it_picked(lab, open_player):
+    lab.start_server()
+    lab.start_camera("lab", *CAMERA_720P)
     pages = {quality: open_player("lab", f"mode=p2p&quality={quality}&name=q{quality}") for quality in SIZES}
 
     for quality, page in pages.items():
@@ -132,7 +132,7 @@ def test_each_page_gets_the_layer_it_picked(cluster, open_player):
         assert page.is_hidden("#layer-note")
 
     for quality, page in pages.items():  # and each tells the server what it gets
-        report = wait_until(lambda q=quality: viewer_report(cluster, "lab", f"q{q}"),
+        report = wait_until(lambda q=quality: viewer_report(lab, "lab", f"q{q}"),
                             10, f"the {quality} page's stats report with its layer", interval=0.2)
         assert report["layer"] == quality and report["layer_switches"] == 0
         assert (report["width"], report["height"]) == SIZES[quality]
@@ -140,10 +140,10 @@ def test_each_page_gets_the_layer_it_picked(cluster, open_player):
         assert page.server_errors == []
 
 
-def test_menu_switches_p2p_layer_without_a_gap(cluster, open_player):
+def test_menu_switches_p2p_layer_without_a_gap(lab, open_player):
     before, after = "720p", "360p"
-    cluster.start_server()
-    cluster.start_camera("lab", *CAMERA_720P)
+    lab.start_server()
+    lab.start_camera("lab", *CAMERA_720P)
     page = open_player("lab", f"mode=p2p&quality={before}")
     wait_for_layer(page, before)
     page.evaluate(RECORD_FRAMES)
@@ -193,9 +193,9 @@ def test_menu_switches_p2p_layer_without_a_gap(cluster, open_player):
     assert page.server_errors == []
 
 
-def test_relay_plays_the_layer_and_jpeg_quality_picked(cluster, open_player):
-    cluster.start_server()
-    cluster.start_camera("lab", *CAMERA_720P)
+def test_relay_plays_the_layer_and_jpeg_quality_picked(lab, open_player):
+    lab.start_server()
+    lab.start_camera("lab", *CAMERA_720P)
     page = open_player("lab", "relay_format=jpeg&mode=relay&quality=480p&jpeg_quality=60")
     wait_for_layer(page, "480p")
     # The canvas's backing store is the frame's size: drawn 1:1, shown in its shape.
@@ -216,9 +216,9 @@ def test_relay_plays_the_layer_and_jpeg_quality_picked(cluster, open_player):
         {"type": "quality", "quality": "360p", "jpeg_quality": 60}]
 
     # A new connection's watch carries the viewer's latest pick.
-    cluster.server.kill()
+    lab.server.kill()
     page.wait_for_function("peercam.state() === 'reconnecting'", timeout=5_000)
-    cluster.start_server()
+    lab.start_server()
     wait_for_layer(page, "360p", timeout=20)
     watches = [(m["quality"], m["jpeg_quality"]) for m in page.sent if m["type"] == "watch"]
     assert watches == [("480p", 60), ("360p", 60)]
@@ -226,9 +226,9 @@ def test_relay_plays_the_layer_and_jpeg_quality_picked(cluster, open_player):
     assert page.server_errors == []
 
 
-def test_the_encoded_relay_plays_the_layer_picked(cluster, open_player):
-    cluster.start_server()
-    cluster.start_camera("lab", *CAMERA_720P)
+def test_the_encoded_relay_plays_the_layer_picked(lab, open_player):
+    lab.start_server()
+    lab.start_camera("lab", *CAMERA_720P)
     page = open_player("lab", "mode=relay&quality=480p&relay_format=vp9")  # not a format: auto
     wait_for_layer(page, "480p")
     assert [w.split(": use")[0] for w in page.warnings] == ["peercam: ignoring ?relay_format=vp9"]
@@ -246,9 +246,9 @@ def test_the_encoded_relay_plays_the_layer_picked(cluster, open_player):
     assert page.server_errors == []
 
 
-def test_bad_quality_parameters_are_ignored(cluster, open_player):
-    cluster.start_server()
-    cluster.start_camera("lab", *CAMERA_720P)
+def test_bad_quality_parameters_are_ignored(lab, open_player):
+    lab.start_server()
+    lab.start_camera("lab", *CAMERA_720P)
     page = open_player("lab", "relay_format=jpeg&mode=relay&quality=huge&jpeg_quality=20&name=bad")
     page.wait_for_function("peercam.layer().layer !== null", timeout=15_000)
     assert page.input_value("#quality") == "auto"
@@ -257,14 +257,14 @@ def test_bad_quality_parameters_are_ignored(cluster, open_player):
     # The watch asked for auto and the camera's JPEG quality: the relay starts at the top.
     first = page.evaluate("peercam.layer()")
     assert (first["layer"], first["jpegQuality"]) == ("720p", 80)
-    viewers = (get_json(f"{cluster.url}/api/streams/lab") or {}).get("viewers", [])
+    viewers = (get_json(f"{lab.url}/api/streams/lab") or {}).get("viewers", [])
     assert [v["quality"] for v in viewers if v["name"] == "bad"] == ["auto"]
     assert page.server_errors == []
 
 
-def test_drop_count_restarts_with_each_relay_rendition_and_knows_slower_layers(cluster, page):
-    cluster.start_server()
-    page.goto(f"{cluster.url}/")
+def test_drop_count_restarts_with_each_relay_rendition_and_knows_slower_layers(lab, page):
+    lab.start_server()
+    page.goto(f"{lab.url}/")
     dropped = page.evaluate("""async () => {
         const { PlaybackStats } = await import('/static/js/stats.js');
         const stats = new PlaybackStats();
@@ -288,9 +288,9 @@ def test_drop_count_restarts_with_each_relay_rendition_and_knows_slower_layers(c
     assert dropped == [0, 1, 1, 2]
 
 
-def test_layer_tracker_shows_the_path_in_use_and_says_why_it_moved(cluster, page):
-    cluster.start_server()
-    page.goto(f"{cluster.url}/")
+def test_layer_tracker_shows_the_path_in_use_and_says_why_it_moved(lab, page):
+    lab.start_server()
+    page.goto(f"{lab.url}/")
     seen = page.evaluate("""async () => {
         const { LayerTracker, describeMove } = await import('/static/js/layers.js');
         const notes = [];
@@ -316,10 +316,10 @@ def test_layer_tracker_shows_the_path_in_use_and_says_why_it_moved(cluster, page
     assert seen["switches"] == 3  # 720p -> 480p (P2P), -> 720p (the relay's), -> 480p
 
 
-def test_the_dashboard_lists_each_streams_layers(cluster, page):
-    cluster.start_server()
-    cluster.start_camera("hd", "--width", "1280", "--height", "720")
-    page.goto(f"{cluster.url}/")
+def test_the_dashboard_lists_each_streams_layers(lab, page):
+    lab.start_server()
+    lab.start_camera("hd", "--width", "1280", "--height", "720")
+    page.goto(f"{lab.url}/")
     page.wait_for_function(
         "document.querySelector('li.stream .layers')?.textContent === '720p · 480p · 360p'", timeout=15_000)
     assert "480p: 854x480@30" in page.get_attribute("li.stream .layers", "title")

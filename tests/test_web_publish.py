@@ -48,8 +48,8 @@ def open_page(browser, url: str):
     return page, errors
 
 
-def go_live(browser, cluster, stream: str, query: str = "source=camera&autostart=1"):
-    page, errors = open_page(browser, f"{cluster.url}/publish/{stream}?{query}")
+def go_live(browser, lab, stream: str, query: str = "source=camera&autostart=1"):
+    page, errors = open_page(browser, f"{lab.url}/publish/{stream}?{query}")
     page.wait_for_function("peercam.state() === 'live'", timeout=15_000)
     return page, errors
 
@@ -66,32 +66,32 @@ def assert_plays(summary: dict, mode: str, relay_format: str | None = None) -> N
         assert summary["latency_ms"] is not None and summary["frames_dropped"] == 0, summary
 
 
-def test_python_viewer_plays_a_browser_camera_p2p_and_on_both_relays(cluster, media_browser):
-    cluster.start_server()
-    page, errors = go_live(media_browser, cluster, "bcam")
-    stream = cluster.api("/api/streams/bcam")
+def test_python_viewer_plays_a_browser_camera_p2p_and_on_both_relays(lab, media_browser):
+    lab.start_server()
+    page, errors = go_live(media_browser, lab, "bcam")
+    stream = lab.api("/api/streams/bcam")
     assert (stream["width"], stream["height"], stream["codec"]) == (854, 480, "vp8"), stream
     assert [layer["name"] for layer in stream["layers"]] == ["480p"], stream
 
-    p2p = cluster.start_viewer("bcam", "--mode", "p2p", "--duration", "3", "--warmup", "1")
+    p2p = lab.start_viewer("bcam", "--mode", "p2p", "--duration", "3", "--warmup", "1")
     assert_plays(p2p.summary(timeout=40), "p2p")
     for relay_format in ("jpeg", "encoded"):
-        viewer = cluster.start_viewer("bcam", "--mode", "relay", "--relay-format", relay_format,
+        viewer = lab.start_viewer("bcam", "--mode", "relay", "--relay-format", relay_format,
                                       "--duration", "3", "--warmup", "1")
         assert_plays(viewer.summary(timeout=40), "relay", relay_format)
 
     # The camera's reports reach the API in the CameraStats shape.
-    stats = wait_until(lambda: ((cluster.api("/api/streams/bcam") or {}).get("camera") or {}).get("stats"),
+    stats = wait_until(lambda: ((lab.api("/api/streams/bcam") or {}).get("camera") or {}).get("stats"),
                        10, "the browser camera's camera-stats")
     assert stats["layers"][0]["name"] == "480p" and stats["relay_frames"] > 0, stats
     assert not errors, errors
 
 
-def test_chat_between_browser_camera_browser_viewer_and_cli_viewer(cluster, media_browser):
-    cluster.start_server()
-    camera, errors = go_live(media_browser, cluster, "talk", "source=camera&autostart=1&name=cam")
-    cli = cluster.start_viewer("talk", "--chat", "--name", "cli", "--duration", "60", stdin=True)
-    viewer, viewer_errors = open_page(media_browser, f"{cluster.url}/view/talk?mode=p2p&name=web")
+def test_chat_between_browser_camera_browser_viewer_and_cli_viewer(lab, media_browser):
+    lab.start_server()
+    camera, errors = go_live(media_browser, lab, "talk", "source=camera&autostart=1&name=cam")
+    cli = lab.start_viewer("talk", "--chat", "--name", "cli", "--duration", "60", stdin=True)
+    viewer, viewer_errors = open_page(media_browser, f"{lab.url}/view/talk?mode=p2p&name=web")
     viewer.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     cli.wait_for_log("connected (p2p)", timeout=15)
     wait_until(lambda: sum(v["p2p"] for v in camera.evaluate("peercam.viewers()").values()) == 2,
@@ -116,30 +116,30 @@ def test_chat_between_browser_camera_browser_viewer_and_cli_viewer(cluster, medi
     assert not errors and not viewer_errors, errors + viewer_errors
 
 
-def test_closing_the_camera_tab_ends_the_stream_and_frees_the_name(cluster, media_browser):
-    cluster.start_server()
-    page, _ = go_live(media_browser, cluster, "gone")
-    cli = cluster.start_viewer("gone", "--duration", "60")
+def test_closing_the_camera_tab_ends_the_stream_and_frees_the_name(lab, media_browser):
+    lab.start_server()
+    page, _ = go_live(media_browser, lab, "gone")
+    cli = lab.start_viewer("gone", "--duration", "60")
     cli.wait_for_log("first frame", timeout=15)
 
     page.context.close()  # the tab goes: pagehide closes the socket
     closed_at = time.monotonic()
     cli.wait_for_log("camera left", timeout=3)
     assert time.monotonic() - closed_at < 3
-    assert not (cluster.api("/api/streams/gone") or {}).get("live")
-    cluster.start_camera("gone")  # a Python camera takes the name at once
+    assert not (lab.api("/api/streams/gone") or {}).get("live")
+    lab.start_camera("gone")  # a Python camera takes the name at once
     cli.wait_for_log("video resumed", timeout=15)
 
 
-def test_a_browser_camera_that_loses_its_network_ends_the_stream(cluster, split_network, tmp_path):
+def test_a_browser_camera_that_loses_its_network_ends_the_stream(lab, split_network, tmp_path):
     """No pagehide to say goodbye: the server's heartbeat finds the page gone, and viewers
     are told as when a camera leaves."""
     require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     net = split_network
-    server_url = f"http://{CAMERA_ADDRESS}:{cluster.port}"
-    server = cluster.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(cluster.port),
+    server_url = f"http://{CAMERA_ADDRESS}:{lab.port}"
+    server = lab.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(lab.port),
                            prefix=net.prefix(net.camera_ns))
     server.wait_for_log("serving on", timeout=15)
     # The camera page in the viewer's namespace (a plain-HTTP LAN origin: the flag stands in
@@ -153,7 +153,7 @@ def test_a_browser_camera_that_loses_its_network_ends_the_stream(cluster, split_
             page = browser.new_page(**CONTEXT_OPTIONS)
             page.goto(f"{server_url}/publish/far?source=camera&autostart=1")
             page.wait_for_function("peercam.state() === 'live'", timeout=15_000)
-            viewer = cluster.start("viewer", "view", "--server", server_url, "--stream", "far",
+            viewer = lab.start("viewer", "view", "--server", server_url, "--stream", "far",
                                    "--mode", "relay", "--duration", "120", prefix=net.prefix(net.camera_ns))
             viewer.wait_for_log("first frame", timeout=20)
             net.cut()
@@ -164,47 +164,47 @@ def test_a_browser_camera_that_loses_its_network_ends_the_stream(cluster, split_
             browser.close()
 
 
-def test_reload_publishes_again_under_the_same_name(cluster, media_browser):
-    cluster.start_server()
-    page, errors = go_live(media_browser, cluster, "again")
-    first = cluster.api("/api/streams/again")["publisher"]
+def test_reload_publishes_again_under_the_same_name(lab, media_browser):
+    lab.start_server()
+    page, errors = go_live(media_browser, lab, "again")
+    first = lab.api("/api/streams/again")["publisher"]
     page.reload()
     page.wait_for_function("peercam.state() === 'live'", timeout=15_000)
-    assert cluster.api("/api/streams/again")["publisher"] != first
+    assert lab.api("/api/streams/again")["publisher"] != first
     assert not errors, errors
 
 
-def test_publishing_needs_a_publish_token_under_auth_publish(cluster, media_browser):
-    cluster.start_server("--auth", "publish", "--secret", "S")
-    page, _ = open_page(media_browser, f"{cluster.url}/publish/locked?source=camera&autostart=1")
+def test_publishing_needs_a_publish_token_under_auth_publish(lab, media_browser):
+    lab.start_server("--auth", "publish", "--secret", "S")
+    page, _ = open_page(media_browser, f"{lab.url}/publish/locked?source=camera&autostart=1")
     page.wait_for_function("peercam.state() === 'error'", timeout=15_000)
     assert "token" in page.inner_text("#status")
-    assert get_json(f"{cluster.url}/api/streams/locked") is None  # 404: never live
+    assert get_json(f"{lab.url}/api/streams/locked") is None  # 404: never live
 
     token = make_token("S", "locked", "publish", 600)
     page.fill("#token", token)
     page.click("#go-live")
     page.wait_for_function("peercam.state() === 'live'", timeout=15_000)
-    assert cluster.api("/api/streams/locked")["live"]
+    assert lab.api("/api/streams/locked")["live"]
 
 
-def test_screen_source_publishes(cluster, media_browser):
+def test_screen_source_publishes(lab, media_browser):
     """Chromium's fake screen (with --use-fake-device-for-media-stream) runs headless."""
-    cluster.start_server()
-    go_live(media_browser, cluster, "screen", "source=screen&autostart=1&resolution=360p&fps=15")
-    stream = cluster.api("/api/streams/screen")
+    lab.start_server()
+    go_live(media_browser, lab, "screen", "source=screen&autostart=1&resolution=360p&fps=15")
+    stream = lab.api("/api/streams/screen")
     assert stream["height"] <= 360 and stream["fps"] <= 15, stream
-    viewer = cluster.start_viewer("screen", "--mode", "relay", "--relay-format", "jpeg", "--duration", "2")
+    viewer = lab.start_viewer("screen", "--mode", "relay", "--relay-format", "jpeg", "--duration", "2")
     summary = viewer.summary(timeout=40)
     assert summary["frames"] > 1 and summary["height"] == stream["height"], summary
 
 
-def test_past_the_cap_viewers_are_sent_to_the_relay(cluster, media_browser):
-    cluster.start_server()
-    page, errors = go_live(media_browser, cluster, "capped", "source=camera&autostart=1&max_viewers=1")
-    first = cluster.start_viewer("capped", "--mode", "p2p", "--duration", "30", "--name", "first")
+def test_past_the_cap_viewers_are_sent_to_the_relay(lab, media_browser):
+    lab.start_server()
+    page, errors = go_live(media_browser, lab, "capped", "source=camera&autostart=1&max_viewers=1")
+    first = lab.start_viewer("capped", "--mode", "p2p", "--duration", "30", "--name", "first")
     first.wait_for_log("connected (p2p)", timeout=15)
-    second = cluster.start_viewer("capped", "--duration", "3", "--warmup", "1", "--name", "second")
+    second = lab.start_viewer("capped", "--duration", "3", "--warmup", "1", "--name", "second")
     summary = second.summary(timeout=60)
     assert summary["mode"] == "relay" and summary["frames"] > 1, summary
     assert "at most 1 viewers" in second.log(), second.log()[-2000:]

@@ -15,8 +15,8 @@ from .test_relay import _read_mjpeg_parts
 NO_P2P = ("--ice-transport", "turn")
 
 
-def relay_viewers(cluster, stream: str) -> int | None:
-    return (get_json(f"{cluster.url}/api/streams/{stream}") or {}).get("relay_viewers")
+def relay_viewers(lab, stream: str) -> int | None:
+    return (get_json(f"{lab.url}/api/streams/{stream}") or {}).get("relay_viewers")
 
 
 def wait_for_delivery(page, mode: str, timeout: float) -> None:
@@ -62,15 +62,15 @@ def assert_relay_plays(page, relay_format: str, status: str) -> dict:
     return stats
 
 
-def reported_formats(cluster, stream: str) -> dict[str, tuple[str | None, str | None]]:
+def reported_formats(lab, stream: str) -> dict[str, tuple[str | None, str | None]]:
     """Each viewer's relay format, by name, as the server reads it and as the viewer's stats report it."""
-    viewers = (get_json(f"{cluster.url}/api/streams/{stream}") or {}).get("viewers", [])
+    viewers = (get_json(f"{lab.url}/api/streams/{stream}") or {}).get("viewers", [])
     return {v["name"]: (v.get("relay_format"), (v.get("stats") or {}).get("relay_format")) for v in viewers}
 
 
-def test_relay_frame_header_reads_as_python_writes_it(cluster, page):
-    cluster.start_server()
-    page.goto(f"{cluster.url}/")
+def test_relay_frame_header_reads_as_python_writes_it(lab, page):
+    lab.start_server()
+    page.goto(f"{lab.url}/")
     header = RelayFrameHeader(sequence=2**32 - 1, capture_time_us=1_700_000_000_123_456,
                               width=640, height=480, quality=80, layer=2)
     encoded = RelayFrameHeader(sequence=7, capture_time_us=1_700_000_000_000_001, width=480, height=360,
@@ -97,43 +97,43 @@ def test_relay_frame_header_reads_as_python_writes_it(cluster, page):
     assert "shorter than its header" in parsed["shortFrame"]
 
 
-def test_relay_mode_plays_the_encoded_frames_through_webcodecs(cluster, page):
-    cluster.start_server()
-    cluster.start_camera("lab")
-    page.goto(f"{cluster.url}/view/lab?mode=relay&name=enc")  # localhost: a secure context, WebCodecs
+def test_relay_mode_plays_the_encoded_frames_through_webcodecs(lab, page):
+    lab.start_server()
+    lab.start_camera("lab")
+    page.goto(f"{lab.url}/view/lab?mode=relay&name=enc")  # localhost: a secure context, WebCodecs
     assert_relay_plays(page, "encoded", "relay (encoded, WebCodecs)")
     assert decoded_frames(page) == 0  # no P2P video at all
-    assert relay_viewers(cluster, "lab") == 1
-    wait_until(lambda: reported_formats(cluster, "lab").get("enc") == ("encoded", "encoded"), 10,
+    assert relay_viewers(lab, "lab") == 1
+    wait_until(lambda: reported_formats(lab, "lab").get("enc") == ("encoded", "encoded"), 10,
                "the server and the page's stats to say encoded")
 
 
-def test_jpeg_relay_and_mjpeg_alongside_an_encoded_reader(cluster, browser, page):
-    cluster.start_server()
-    cluster.start_camera("lab", "--codec", "h264")  # the other codec the encoded relay carries
-    page.goto(f"{cluster.url}/view/lab?mode=relay&name=enc")
+def test_jpeg_relay_and_mjpeg_alongside_an_encoded_reader(lab, browser, page):
+    lab.start_server()
+    lab.start_camera("lab", "--codec", "h264")  # the other codec the encoded relay carries
+    page.goto(f"{lab.url}/view/lab?mode=relay&name=enc")
     jpeg_page = browser.new_context(**CONTEXT_OPTIONS).new_page()
     try:
-        jpeg_page.goto(f"{cluster.url}/view/lab?mode=relay&relay_format=jpeg&name=jpg")
+        jpeg_page.goto(f"{lab.url}/view/lab?mode=relay&relay_format=jpeg&name=jpg")
         assert_relay_plays(page, "encoded", "relay (encoded, WebCodecs)")
         assert_relay_plays(jpeg_page, "jpeg", "relay (JPEG)")
-        assert _read_mjpeg_parts(f"{cluster.url}/streams/lab/mjpeg", seconds=3) > 1
+        assert _read_mjpeg_parts(f"{lab.url}/streams/lab/mjpeg", seconds=3) > 1
         # Both pages still play while all three read; the encoded one every frame.
         for each in (page, jpeg_page):
             frames = each.evaluate("peercam.stats().frames")
             each.wait_for_function(f"peercam.stats().frames > {frames + 30}", timeout=30_000)
         assert page.evaluate("peercam.stats().dropped") == 0
-        wait_until(lambda: reported_formats(cluster, "lab") == {"enc": ("encoded", "encoded"),
+        wait_until(lambda: reported_formats(lab, "lab") == {"enc": ("encoded", "encoded"),
                                                                 "jpg": ("jpeg", "jpeg")},
                    10, "the server and the pages' stats to say which format each reads")
     finally:
         jpeg_page.context.close()
 
 
-def test_switching_from_relay_to_p2p(cluster, page):
-    cluster.start_server()
-    cluster.start_camera("lab")
-    page.goto(f"{cluster.url}/view/lab?mode=relay")
+def test_switching_from_relay_to_p2p(lab, page):
+    lab.start_server()
+    lab.start_camera("lab")
+    page.goto(f"{lab.url}/view/lab?mode=relay")
     wait_for_delivery(page, "relay", timeout=10)
 
     page.select_option("#mode", "p2p")
@@ -142,14 +142,14 @@ def test_switching_from_relay_to_p2p(cluster, page):
     assert "p2p" in page.inner_text("#status")
     assert page.is_hidden("#relay-canvas")
     wait_for_frames(page, decoded_frames(page) + 30)  # the video itself plays
-    wait_until(lambda: relay_viewers(cluster, "lab") == 0, 5, "the page to leave the relay")
+    wait_until(lambda: relay_viewers(lab, "lab") == 0, 5, "the page to leave the relay")
 
 
-def test_auto_falls_back_to_the_relay_when_p2p_cannot_connect(cluster, page):
-    cluster.start_server()
-    cluster.start_camera("lab", *NO_P2P)
+def test_auto_falls_back_to_the_relay_when_p2p_cannot_connect(lab, page):
+    lab.start_server()
+    lab.start_camera("lab", *NO_P2P)
     started = time.monotonic()
-    page.goto(f"{cluster.url}/view/lab?connect_timeout=2")
+    page.goto(f"{lab.url}/view/lab?connect_timeout=2")
     wait_for_delivery(page, "relay", timeout=2 + 2)
     assert time.monotonic() - started < 2 + 2
     frames = page.evaluate("peercam.stats().frames")
@@ -158,25 +158,25 @@ def test_auto_falls_back_to_the_relay_when_p2p_cannot_connect(cluster, page):
     assert page.input_value("#mode") == "auto"
 
 
-def test_auto_leaves_the_relay_once_p2p_works(cluster, page):
-    cluster.start_server()
-    camera = cluster.start_camera("lab", *NO_P2P)
-    page.goto(f"{cluster.url}/view/lab?connect_timeout=2")
+def test_auto_leaves_the_relay_once_p2p_works(lab, page):
+    lab.start_server()
+    camera = lab.start_camera("lab", *NO_P2P)
+    page.goto(f"{lab.url}/view/lab?connect_timeout=2")
     wait_for_delivery(page, "relay", timeout=2 + 2)
 
     # A camera P2P can reach replaces it: the page, still on the relay, tries P2P at once.
     camera.kill()
     page.wait_for_function("peercam.state() === 'waiting'", timeout=5_000)
-    cluster.start_camera("lab")
+    lab.start_camera("lab")
     wait_for_delivery(page, "p2p", timeout=10)
     assert page.is_hidden("#relay-canvas")
     wait_for_frames(page, decoded_frames(page) + 30)
-    wait_until(lambda: relay_viewers(cluster, "lab") == 0, 5, "the page to leave the relay")
+    wait_until(lambda: relay_viewers(lab, "lab") == 0, 5, "the page to leave the relay")
 
 
-def test_the_page_decodes_from_a_keyframe_and_skips_to_the_next_after_a_gap_or_an_error(cluster, page):
-    cluster.start_server()
-    page.goto(f"{cluster.url}/")  # 127.0.0.1: a secure context, with WebCodecs
+def test_the_page_decodes_from_a_keyframe_and_skips_to_the_next_after_a_gap_or_an_error(lab, page):
+    lab.start_server()
+    page.goto(f"{lab.url}/")  # 127.0.0.1: a secure context, with WebCodecs
     decoded = page.evaluate("""async () => {
         const { RelayDecoder } = await import('/static/js/relay-decoder.js');
         // 18 VP8 frames from the page's own encoder, a keyframe every 6.

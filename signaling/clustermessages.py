@@ -1,0 +1,123 @@
+"""What server instances tell each other through Redis (``--redis``): typed, validated.
+
+Two kinds of channel carry them. ``peercam:events`` goes to every instance: clients
+arriving, changing and leaving, chat lines, reservations, ends. ``peercam:to:ID`` goes
+to one instance: a message for one of its clients, or relay demand for its camera.
+Relay frames travel raw on ``peercam:relay:STREAM``; they are binary, not these.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .protocol import CameraStats, JpegRendition, StreamInfo, ViewerStats
+
+
+class ClientRecord(msgspec.Struct, omit_defaults=True):
+    """A camera or viewer as its own instance sees it, for the others' mirrors (and
+    /api/streams, /metrics there). Kept in the hash ``peercam:clients:NODE`` too."""
+
+    id: str
+    role: str  # "publisher" or "viewer"
+    stream: str
+    name: str = ""
+    quality: str = "auto"
+    jpeg_quality: int | None = None
+    with_token: bool = False
+    info: StreamInfo | None = None  # a publisher's stream
+    since: float | None = None
+    layer: str | None = None
+    layer_reason: str = ""
+    relay_format: str | None = None  # set while a viewer reads the relay
+    viewer_stats: ViewerStats | None = None
+    camera_stats: CameraStats | None = None
+    stats_at: float = 0.0
+
+
+class _Event(msgspec.Struct, tag_field="op", kw_only=True):
+    node: str  # the instance that sends it
+
+
+class ClientUpdate(_Event, tag="client"):
+    """A client of ``node`` published, watched, or changed (quality, name, relay, stats)."""
+
+    client: ClientRecord
+
+
+class ClientGone(_Event, tag="gone"):
+    """A client of ``node`` left (``reason`` goes to a camera's viewers)."""
+
+    id: str
+    stream: str
+    reason: str = ""
+
+
+class NodeSync(_Event, tag="sync"):
+    """``node`` rewrote its clients hash (it started, or Redis came back): read it again."""
+
+
+class NodeLeaving(_Event, tag="leaving"):
+    """``node`` shuts down gracefully: forget its clients now, not when its heartbeat ends."""
+
+
+class Chat(_Event, tag="chat"):
+    """A camera's chat line (an encoded ``chat`` message) for every viewer of ``stream``."""
+
+    stream: str
+    text: str
+
+
+class Reserve(_Event, tag="reserve"):
+    """An administrator reserved ``stream`` on ``node``."""
+
+    stream: str
+
+
+class End(_Event, tag="end"):
+    """An administrator ended ``stream`` on ``node``."""
+
+    stream: str
+    reason: str
+
+
+class Deliver(_Event, tag="deliver"):
+    """An encoded server message for client ``to`` of ``stream``, on the receiver's instance.
+    A ``layer`` message also says so in ``layer``: the viewer's own instance keeps its layer."""
+
+    to: str
+    stream: str
+    text: str
+    layer: str | None = None
+    layer_reason: str = ""
+
+
+class RelayDemand(_Event, tag="relay-demand"):
+    """What ``node``'s relay readers of ``stream`` read, for the camera's instance to merge."""
+
+    stream: str
+    jpeg: list[JpegRendition] = []
+    encoded: list[str] = []
+
+
+Envelope = ClientUpdate | ClientGone | NodeSync | NodeLeaving | Chat | Reserve | End | Deliver | RelayDemand
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Envelope)
+_record_decoder = msgspec.json.Decoder(ClientRecord)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Raises msgspec.DecodeError (or ValidationError) on anything else."""
+    return _decoder.decode(data)
+
+
+def encode_record(record: ClientRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes) -> ClientRecord:
+    return _record_decoder.decode(data)

@@ -1,0 +1,261 @@
+"""Several server instances sharing a deployment through a real redis-server
+(``peercam serve --redis``): cameras, viewers and pages on different instances see one
+deployment, and it survives an instance's death and Redis going away."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import urllib.request
+
+from bench.chromium import CONTEXT_OPTIONS
+from signaling.auth import make_token
+
+from .conftest import LOOPBACK, free_port, get_json, wait_until
+from .test_auth import admin_request
+from .test_chat import chat_lines
+
+
+def start_instances(lab, redis_server, count: int = 3, *extra: str) -> list[str]:
+    """``count`` instances on their own ports, all on ``redis_server``; their URLs."""
+    urls = []
+    for letter in "abcdefgh"[:count]:
+        port = free_port()
+        lab.start(f"server-{letter}", "serve", "--port", str(port), "--redis", redis_server.url, *extra)
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:
+        wait_until(lambda url=url: (get_json(f"{url}/healthz") or {}).get("cluster", {}).get("redis")
+                   == "connected", 15, f"{url} to join Redis")
+    return urls
+
+
+def camera(lab, servers: list[str], stream: str, *extra: str):
+    args = [a for url in servers for a in ("--server", url)]
+    return lab.start(f"camera-{stream}", "camera", *args, "--stream", stream, *LOOPBACK, *extra)
+
+
+def viewer(lab, server: str, stream: str, *extra: str, stdin: bool = False):
+    return lab.start(f"viewer-{stream}", "view", "--server", server, "--stream", stream, "--json",
+                         *LOOPBACK, *extra, stdin=stdin)
+
+
+def stream_on(url: str, name: str) -> dict:
+    return get_json(f"{url}/api/streams/{name}") or {}
+
+
+def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_everywhere(
+        redis_server, lab, browser):
+    a, b, c = start_instances(lab, redis_server)
+    cam = camera(lab, [a], "spread", "--name", "cam")
+    wait_until(lambda: all(stream_on(url, "spread").get("live") for url in (a, b, c)), 15,
+               "every instance to list the camera")
+    pat = viewer(lab, b, "spread", "--mode", "p2p", "--chat", "--name", "pat", "--duration", "60",
+                 stdin=True)
+    rel = viewer(lab, c, "spread", "--mode", "relay", "--chat", "--name", "rel", "--duration", "60",
+                 stdin=True)
+    page = browser.new_context(**CONTEXT_OPTIONS).new_page()
+    page.goto(f"{b}/view/spread?name=web")
+    pat.wait_for_log("first frame", timeout=20)
+    rel.wait_for_log("first frame", timeout=20)
+    page.wait_for_function("peercam.state() === 'playing'", timeout=20_000)
+    assert "(p2p)" in pat.log() and "(relay" in rel.log()
+
+    # Every instance lists all three viewers, with their modes and stats.
+    def listed(url: str):
+        stream = stream_on(url, "spread")
+        viewers = {v["name"]: v for v in stream.get("viewers", [])}
+        complete = set(viewers) == {"pat", "rel", "web"} and all(v["stats"] for v in viewers.values())
+        return viewers if complete else None
+
+    for url in (a, b, c):
+        viewers = wait_until(lambda url=url: listed(url), 20, f"{url} to list the three viewers")
+        assert viewers["pat"]["mode"] == "p2p" and viewers["rel"]["mode"] == "relay", viewers
+    # A snapshot from an instance without the camera: the relay's JPEG, through Redis.
+    with urllib.request.urlopen(f"{c}/streams/spread/snapshot.jpg", timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/jpeg" and response.read(2) == b"\xff\xd8"
+
+    # Chat: a CLI viewer on the data channel, one on the relay, and the page; all see all.
+    pat.wait_for_log("connected (p2p)", timeout=10)
+    pat.type_line("from pat on b")
+    rel.type_line("from rel on c")
+    page.evaluate("peercam.sendChat('from the page on b')")
+    cam.wait_for_log("chat #3", timeout=15)
+    page.wait_for_function("peercam.chat().length >= 3", timeout=10_000)
+    pat.kill(signal.SIGINT)
+    rel.kill(signal.SIGINT)
+    texts = {"from pat on b", "from rel on c", "from the page on b"}
+    assert {line[2] for line in chat_lines(pat.result(timeout=15)[1])} == texts
+    assert {line[2] for line in chat_lines(rel.result(timeout=15)[1])} == texts
+    assert {m["text"] for m in page.evaluate("peercam.chat()")} == texts
+    page.context.close()
+
+
+def test_a_name_held_on_one_instance_is_taken_on_every_other(redis_server, lab):
+    a, _, c = start_instances(lab, redis_server)
+    camera(lab, [a], "one")
+    wait_until(lambda: stream_on(c, "one").get("live"), 15, "instance c to list the camera")
+    second = camera(lab, [c], "one")
+    code, _ = second.result(timeout=20)
+    assert code != 0
+    assert "stream-taken" in second.log() or "already has a publisher" in second.log(), second.log()[-2000:]
+    assert stream_on(a, "one")["publisher"] == stream_on(c, "one")["publisher"]
+
+
+def test_a_name_reserved_on_one_instance_is_reserved_on_all_and_ended_from_any(redis_server, lab):
+    secret = "cluster-secret"
+    a, b, c = start_instances(lab, redis_server, 3, "--secret", secret)
+    admin = make_token(secret, "*", "admin", 600)
+    status, reply = admin_request(f"{b}/api/streams", "POST", admin, {"name": "held", "ttl": "5m"})
+    assert status == 201
+    wait_until(lambda: get_json(f"{a}/api/streams/held") and get_json(f"{c}/api/streams/held"), 10,
+               "instances a and c to know the reservation")
+    squatter = camera(lab, [a], "held")
+    assert squatter.result(timeout=20)[0] != 0 and "token" in squatter.log()
+
+    owner = camera(lab, [c], "held", "--token", reply["publish_token"])
+    wait_until(lambda: stream_on(a, "held").get("live"), 15, "instance a to list the owner's camera")
+    reader = viewer(lab, a, "held", "--mode", "relay", "--duration", "60")
+    reader.wait_for_log("first frame", timeout=20)
+    assert admin_request(f"{a}/api/streams/held", "DELETE", admin)[0] == 200  # asked where it is not
+    reader.wait_for_log("ended by an administrator", timeout=5)
+    assert owner.result(timeout=15)[0] != 0 and "ended" in owner.log()
+    wait_until(lambda: not any(stream_on(url, "held").get("live") for url in (a, b, c)), 10,
+               "every instance to see the stream end")
+    # The name is free again, everywhere: a camera without a token takes it, and the reader
+    # that waited on another instance plays it.
+    camera(lab, [b], "held")
+    reader.wait_for_log("video resumed", timeout=20)
+
+
+def test_garbage_on_the_redis_channels_is_ignored(redis_server, lab):
+    """Whatever else writes to Redis, the instances log it and go on."""
+    import redis
+
+    a, b = start_instances(lab, redis_server, count=2)
+    camera(lab, [a], "sturdy")
+    wait_until(lambda: stream_on(b, "sturdy").get("live"), 15, "instance b to list the camera")
+    client = redis.Redis.from_url(redis_server.url)
+    node_a = get_json(f"{a}/healthz")["cluster"]["node"]
+    garbage = [b"", b"\xff\xfe", b"[]", b'{"op": "client", "node": "x"}', b'{"op": "nope", "node": "x"}',
+               b'{"op": "deliver", "node": "x", "to": 5, "stream": "sturdy", "text": "hi"}',
+               b'{"op": "gone", "node": "x", "id": "nobody", "stream": "sturdy"}',
+               b'{"op": "relay-demand", "node": "x", "stream": "sturdy", "jpeg": [{"layer": 1}]}']
+    reader = viewer(lab, b, "sturdy", "--mode", "relay", "--duration", "3")
+    reader.wait_for_log("first frame", timeout=20)  # b now reads the relay channel
+    for data in garbage:
+        client.publish("peercam:events", data)
+        client.publish(f"peercam:to:{node_a}", data)
+        client.publish("peercam:relay:sturdy", data)
+    client.close()
+    summary = reader.summary(timeout=40)
+    assert summary["frames"] > 1 and summary["frames_dropped"] == 0, summary
+    assert all((get_json(f"{url}/healthz") or {}).get("status") == "ok" for url in (a, b))
+
+
+def test_an_instance_killed_ends_its_streams_and_its_camera_comes_back_on_another(redis_server, lab):
+    a, b, c = start_instances(lab, redis_server)
+    cam = camera(lab, [a, b], "phoenix")
+    wait_until(lambda: stream_on(b, "phoenix").get("live") and stream_on(c, "phoenix").get("live"), 15,
+               "instances b and c to list the camera")
+    on_b = viewer(lab, b, "phoenix", "--mode", "p2p", "--duration", "120")
+    on_c = viewer(lab, c, "phoenix", "--mode", "relay", "--duration", "120")
+    on_b.wait_for_log("first frame", timeout=20)
+    on_c.wait_for_log("first frame", timeout=20)
+
+    server_a = next(p for p in lab.processes if p.log_path.stem.endswith("server-a"))
+    server_a.kill(signal.SIGKILL)
+    killed_at = time.monotonic()
+    on_b.wait_for_log("camera left", timeout=10)
+    on_c.wait_for_log("camera left", timeout=10)
+    assert time.monotonic() - killed_at < 5, "viewers learned of the dead instance too late"
+
+    cam.wait_for_log(f"on {b}", timeout=20)  # publishing ... on the second URL
+    on_b.wait_for_log("video resumed", timeout=20)
+    on_c.wait_for_log("video resumed", timeout=20)
+    assert stream_on(c, "phoenix")["live"]
+
+
+def test_instances_ride_out_a_redis_outage_and_resync(redis_server, lab):
+    a, b, c = start_instances(lab, redis_server)
+    camera(lab, [a], "steady")
+    wait_until(lambda: stream_on(c, "steady").get("live"), 15, "instance c to list the camera")
+    before = viewer(lab, a, "steady", "--mode", "relay", "--name", "before", "--duration", "60")
+    before.wait_for_log("first frame", timeout=20)
+
+    redis_server.stop()
+    outage_at = time.monotonic()
+    for url in (a, b, c):  # each says so, and keeps serving
+        wait_until(lambda url=url: get_json(f"{url}/healthz") is None, 5, f"{url} to report not ready")
+    with urllib.request.urlopen(f"{a}/metrics", timeout=5) as response:
+        assert "peercam_redis_connected 0.0" in response.read().decode()
+    during = viewer(lab, a, "steady", "--mode", "p2p", "--name", "during", "--duration", "12")
+    during.wait_for_log("first frame", timeout=20)
+    time.sleep(max(0.0, 5 - (time.monotonic() - outage_at)))  # the outage lasts 5 s
+    redis_server.start()
+
+    for url in (a, b, c):
+        wait_until(lambda url=url: (get_json(f"{url}/healthz") or {}).get("status") == "ok", 15,
+                   f"{url} to be ready again")
+    # Resynced: the others list what instance a kept serving, and play it again.
+    wait_until(lambda: {v["name"] for v in stream_on(c, "steady").get("viewers", [])} >= {"before", "during"},
+               15, "instance c to list the viewers of instance a again")
+    after = viewer(lab, b, "steady", "--mode", "relay", "--name", "after", "--duration", "2")
+    summary = after.summary(timeout=40)
+    assert summary["frames"] > 1, summary
+    summary = during.summary(timeout=40)  # it played through the outage, nothing lost
+    assert summary["mode"] == "p2p" and summary["frames"] > 1 and summary["frames_dropped"] == 0, summary
+    assert "stream ended" not in before.log() and "camera left" not in before.log(), before.log()[-2000:]
+
+
+async def test_two_instances_in_one_program_route_every_message_once(redis_server):
+    """peercam.serve(redis=...) twice: a camera on one, a viewer on the other, speaking the
+    protocol by hand. Each message arrives once, where it should, stamped with its sender."""
+    import aiohttp
+
+    import peercam
+
+    from .test_websocket import INFO, Client
+
+    async with await peercam.serve(port=0, redis=redis_server.url) as a, \
+            await peercam.serve(port=0, redis=redis_server.url) as b, aiohttp.ClientSession() as session:
+        async def joined(url: str) -> None:
+            while (await (await session.get(f"{url}/healthz")).json()).get("status") != "ok":
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(asyncio.gather(joined(a.url), joined(b.url)), 10)
+
+        async def connect(url: str) -> Client:
+            client = Client(await session.ws_connect(f"{url.replace('http', 'ws')}/ws"))
+            client.welcome = await client.expect("welcome")
+            return client
+
+        camera, viewer = await connect(a.url), await connect(b.url)
+        await viewer.send({"type": "watch", "stream": "hand", "name": "vic"})
+        assert (await viewer.expect("watching"))["live"] is False
+        await camera.send({"type": "publish", "stream": "hand", "info": INFO, "name": "cam"})
+        await camera.expect("published")
+        # The viewer waited on the other instance: it hears the camera arrive, and the camera meets it.
+        assert (await viewer.expect("stream-live", timeout=5))["publisher"] == camera.welcome["peer_id"]
+        joined_message = await camera.expect("viewer-joined", timeout=5)
+        assert (joined_message["peer_id"], joined_message["name"]) == (viewer.welcome["peer_id"], "vic")
+
+        await viewer.send({"type": "offer", "sdp": "v=0\r\n"})
+        offer = await camera.expect("offer", timeout=5)
+        assert offer["from"] == viewer.welcome["peer_id"] and "to" not in offer
+        await camera.send({"type": "answer", "to": viewer.welcome["peer_id"], "sdp": "v=0\r\n"})
+        assert (await viewer.expect("answer", timeout=5))["from"] == camera.welcome["peer_id"]
+        await viewer.silent()  # once: no second copy from anywhere
+        await camera.send({"type": "answer", "to": "nobody", "sdp": "v=0\r\n"})
+        assert (await camera.expect("error"))["code"] == "unknown-peer"
+
+        await viewer.ws.close()
+        assert (await camera.expect("viewer-left", timeout=5))["peer_id"] == viewer.welcome["peer_id"]
+        late = await connect(b.url)
+        await late.send({"type": "watch", "stream": "hand"})
+        await late.expect("watching")
+        await late.expect("stream-live")
+        await camera.expect("viewer-joined", timeout=5)
+        await camera.ws.close()
+        assert (await late.expect("stream-ended", timeout=5))["stream"] == "hand"
+        await late.silent()

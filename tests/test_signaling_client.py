@@ -1,0 +1,57 @@
+"""peers/signaling_client.py: which signaling server a peer tries next, and when."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from peers.signaling_client import Backoff, ServerList
+
+A, B, C = "http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"
+
+
+async def paused(servers: ServerList) -> bool:
+    """Whether ``wait()`` waited for the backoff (0.04 to 0.06 s here) rather than not at all."""
+    started = time.monotonic()
+    await servers.wait()
+    return time.monotonic() - started >= 0.04
+
+
+async def test_each_server_in_turn_at_once_then_the_backoff_between_rounds():
+    servers = ServerList([A, B, C], Backoff(first=0.05, cap=0.05))
+    assert servers.current == A and not servers.all_failed
+    tried = []
+    for _ in range(4):
+        servers.failed()
+        tried.append((servers.current, servers.all_failed, await paused(servers)))
+    assert tried == [(B, False, False), (C, False, False), (A, True, True), (B, False, False)]
+
+
+async def test_a_working_server_is_kept_and_no_server_is_tried_twice_between_waits():
+    servers = ServerList([A, B, C], Backoff(first=0.05, cap=0.05))
+    servers.failed()  # A could not be reached
+    assert not await paused(servers)
+    servers.succeeded()
+    assert servers.current == B  # it stays there while it works
+    servers.failed()  # B lost after a while: C at once, but A only after the backoff
+    assert servers.current == C and not await paused(servers)
+    servers.failed()
+    assert servers.current == A and await paused(servers)
+
+
+async def test_one_server_is_tried_again_after_the_backoff_each_time():
+    servers = ServerList(A, Backoff(first=0.05, cap=0.05))
+    assert servers.urls == (A,)
+    for _ in range(2):
+        servers.failed()
+        assert servers.current == A and servers.all_failed and await paused(servers)
+
+
+@pytest.mark.parametrize("servers, words", [
+    ([], "no signaling server given"),
+    ([A, "ftp://127.0.0.1:4"], "bad server URL 'ftp://127.0.0.1:4'"),
+])
+def test_bad_server_lists_are_refused_at_once(servers, words):
+    with pytest.raises(ValueError, match=words):
+        ServerList(servers)
