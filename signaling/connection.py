@@ -57,7 +57,7 @@ class Connection:
 
     def __init__(self, ws: web.WebSocketResponse, remote: str, outbox_limit: int,
                  transport: asyncio.Transport | None = None) -> None:
-        self.id = secrets.token_hex(4)
+        self.id = secrets.token_hex(6)  # unique across instances too (--redis: one namespace)
         self.remote = remote
         self.ws = ws
         self._transport = transport  # the connection under the WebSocket
