@@ -239,8 +239,8 @@ class Cluster:
                    if isinstance(s.publisher, Connection)}
         # Names our cameras let go of while Redis was away are free again.
         ours = {self._holder(camera) for camera in cameras.values()}
-        stale = [stream for stream, holder in (await self._redis.hgetall(CLAIMS)).items()
-                 if holder.decode().startswith(self.node + "/") and holder.decode() not in ours]
+        claims = await self._claims_of(self.node)
+        stale = [stream for stream, holder in claims.items() if holder not in ours]
         if stale:
             await self._redis.hdel(CLAIMS, *stale)
         for name, camera in cameras.items():
@@ -309,9 +309,8 @@ class Cluster:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.srem(NODES, node)
             pipe.delete(_clients_key(node))
-            pipe.hgetall(CLAIMS)
-            _, _, claims = await pipe.execute()
-        stale = [stream for stream, holder in claims.items() if holder.decode().startswith(node + "/")]
+            await pipe.execute()
+        stale = list(await self._claims_of(node))
         if stale:
             await self._redis.hdel(CLAIMS, *stale)
 
@@ -338,6 +337,12 @@ class Cluster:
 
     def _holder(self, conn: Connection) -> str:
         return f"{self.node}/{conn.id}"
+
+    async def _claims_of(self, node: str) -> dict[bytes, str]:
+        """The names instance ``node``'s cameras hold: {stream: holder}."""
+        claims = await self._redis.hgetall(CLAIMS)
+        return {stream: holder.decode() for stream, holder in claims.items()
+                if holder.decode().startswith(node + "/")}
 
     async def _claim(self, stream: str, conn: Connection) -> bool:
         return bool(await self._redis.eval(_CLAIM, 1, CLAIMS, stream, self._holder(conn),
