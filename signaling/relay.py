@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from .adaptation import Ladder
 from .protocol import JpegRendition, LayerInfo
-from .relayframe import parse_relay_frame
+from .relayframe import RelayFrameHeader, parse_relay_frame
 
 log = logging.getLogger(__name__)
 
@@ -529,15 +529,17 @@ class RelayHub:
             if moved:
                 self._update_demand()
 
-    def publish(self, frame: bytes) -> None:
+    def publish(self, frame: bytes) -> RelayFrameHeader:
+        """Hand a relay frame to the readers of its rendition; its header, or RelayFrameError
+        (before anything changed) when it is not a relay frame."""
         header, _ = parse_relay_frame(frame)
         if header.layer >= len(self._layers):
-            return  # a layer the camera did not announce
+            return header  # a layer the camera did not announce
         self.frames_in += 1
         layer = self._layers[header.layer].name
         if header.codec is not None:
             self._publish_encoded(frame, layer, header.keyframe, header.sequence)
-            return
+            return header
         rendition = JpegRendition(layer, header.quality)
         self._latest[rendition] = (frame, time.monotonic())
         for reader in self._readers:
@@ -547,6 +549,7 @@ class RelayHub:
         for _, waiter in waiting:
             if not waiter.done():
                 waiter.set_result(frame)
+        return header
 
     def _publish_encoded(self, frame: bytes, layer: str, keyframe: bool, sequence: int) -> None:
         rendition = EncodedRendition(layer)

@@ -52,7 +52,7 @@ from .protocol import (
     check_stream_name,
 )
 from .relay import RelayHub, RelayReader, RelayTotals, Rendition
-from .relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
+from .relayframe import RelayFrameError, RelayFrameHeader
 from .remoteclient import RemoteClient
 
 log = logging.getLogger(__name__)
@@ -336,13 +336,15 @@ class StreamRegistry:
 
     def layer_changed(self, viewer: Client, layer: str, reason: str) -> None:
         """The camera moved a P2P viewer to another layer (it tells the viewer; the server keeps
-        it, and the viewer's own instance tells the others)."""
+        it). A viewer on another instance is kept, and counted, by its own instance: the
+        message carries the layer there."""
+        if not isinstance(viewer, Connection):
+            return
         stream = self._streams.get(viewer.stream or "")
         if viewer.layer is not None and viewer.layer != layer and stream is not None:
             stream.layer_switches["p2p"] += 1
         viewer.layer, viewer.layer_reason = layer, reason
-        if isinstance(viewer, Connection):
-            self._changed(viewer)
+        self._changed(viewer)
 
     def rename(self, conn: Connection, display_name: str) -> None:
         """A viewer's new display name; its camera is told (chat lines go out under it)."""
@@ -564,10 +566,9 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.BINARY_NOT_ALLOWED,
                                 "binary messages are relay frames, and only a camera sends them")
         try:
-            header, _ = parse_relay_frame(data)
+            header = stream.relay.publish(data)
         except RelayFrameError as exc:
             raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
-        stream.relay.publish(data)
         if self.listener is not None and stream.read_elsewhere(header):
             self.listener.relay_frame(stream.name, data)
 
@@ -577,11 +578,9 @@ class StreamRegistry:
         if stream is None or not isinstance(stream.publisher, RemoteClient):
             return
         try:
-            parse_relay_frame(data)
+            stream.relay.publish(data)
         except RelayFrameError as exc:
             log.warning("a relay frame of %r from Redis is not one: %s", name, exc)
-            return
-        stream.relay.publish(data)
 
     def route_target(self, sender: Connection, message: RoutedMessage) -> Client:
         """Who a routed message (offer/answer/candidate/...) from ``sender`` goes to.
