@@ -34,6 +34,8 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 
+from .rtxstream import RtxStream
+
 log = logging.getLogger(__name__)
 
 
@@ -84,13 +86,17 @@ class _Prepacketized:
 
     Set through a private attribute (aiortc is pinned; tests/test_fanout.py plays real
     video through it). The viewer's REMB bitrate estimate lands in ``target_bitrate``: it
-    never changes a shared encoder, but the viewer's layer choice reads it.
+    never changes a shared encoder, but the viewer's layer choice reads it. The sender
+    calls ``pack`` just before it sends a frame's packets: the viewer's RTX stream learns
+    there where keyframes begin.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rtx: RtxStream) -> None:
         self.target_bitrate = 0
+        self._rtx = rtx
 
     def pack(self, frame: EncodedFrame) -> tuple[list[bytes], int]:
+        self._rtx.frame(frame.keyframe)
         return frame.payloads, frame.timestamp
 
 
@@ -155,9 +161,10 @@ class FanOutTrack(MediaStreamTrack):
         estimate = self._prepacketized.target_bitrate if self._prepacketized is not None else 0
         return estimate or None
 
-    def attach_sender(self, sender: RTCRtpSender) -> None:
+    def attach_sender(self, sender: RTCRtpSender, rtx: RtxStream) -> None:
+        """Feed ``sender``, whose retransmissions ``rtx`` has taken over."""
         self._sender = sender
-        self._prepacketized = _Prepacketized()
+        self._prepacketized = _Prepacketized(rtx)
         sender._RTCRtpSender__encoder = self._prepacketized  # type: ignore[attr-defined]
 
     def switch(self, fanout: FanOut) -> None:

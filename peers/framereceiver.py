@@ -37,6 +37,13 @@ NACK_WINDOW = RTP_HISTORY_SIZE
 #: once, and again only when some other packet goes missing: a lost retransmission
 #: would otherwise stall the picture until then. A guess at the round trip (unknown here).
 NACK_AGAIN = 0.1
+#: A gap is waited for at least ``max_wait``, and longer where repairs take longer: this
+#: many times the typical repair, up to REPAIR_WAIT_LIMIT seconds. On a link whose queue
+#: is full, a retransmission takes a queue's round trip (350 ms was measured behind a
+#: 600 kbit/s cap); giving up sooner asks for a keyframe, whose burst fills the queue
+#: again, and the loss never ends.
+REPAIRS_WAITED = 3
+REPAIR_WAIT_LIMIT = 1.0
 
 _H264_STAP_A, _H264_FU_A = 24, 28
 _H264_IDR, _H264_SEI, _H264_SPS, _H264_PPS, _H264_AUD = 5, 6, 7, 8, 9
@@ -55,7 +62,8 @@ class WholeFrameBuffer:
     A gap is waited for (aiortc's receiver NACKs the missing packets once; this buffer
     asks again every ``NACK_AGAIN`` seconds while they hold up the picture) until a
     later keyframe is whole, which then replaces everything before it, or until it is
-    past repair: missing for ``max_wait`` seconds, or out of the NACK window. Then the
+    past repair: missing for ``max_wait`` seconds (longer on a link where repairs take
+    long: see REPAIRS_WAITED), or out of the NACK window. Then the
     frames before the next keyframe are dropped and a keyframe requested (PLI), again
     every ``max_wait`` until one comes.
 
@@ -83,6 +91,7 @@ class WholeFrameBuffer:
         self._in_sync = False  # the next frame starts at _floor; else wait for a keyframe
         self._stalled_since: float | None = None  # when a gap began to block the next frame
         self._last_pli = float("-inf")
+        self._repair_time: float | None = None  # how long a gap usually takes to fill (smoothed)
 
     @property
     def capacity(self) -> int:
@@ -100,12 +109,12 @@ class WholeFrameBuffer:
             # Late retransmissions come from within the NACK window; far older than that
             # (aiortc: MAX_MISORDER) is a sender that restarted its sequence lower.
             if self._newest - seq < NACK_WINDOW + MAX_MISORDER:
-                return False, self._next_in_order()  # late or duplicate: its frame is gone
+                return False, self._next_in_order(now)  # late or duplicate: its frame is gone
             restarted = self._restart(seq)
         elif seq - self._floor >= CAPACITY:
             restarted = self._restart(seq)  # a jump beyond the buffer: start over at a keyframe
         if seq in self._packets:
-            return False, self._next_in_order()  # duplicate, e.g. a retransmission crossing the original
+            return False, self._next_in_order(now)  # duplicate, e.g. a retransmission crossing the original
         self._packets[seq] = packet
         self._newest = max(self._newest, seq)
 
@@ -116,7 +125,7 @@ class WholeFrameBuffer:
 
     def _next_frame(self, seq: int | None, now: float) -> tuple[bool, JitterFrame | None]:
         """``seq``: the packet just added; None for padding, which belongs to no frame."""
-        frame = self._next_in_order()
+        frame = self._next_in_order(now)
         if frame is not None:
             return False, frame
         frame = None if seq is None else self._later_keyframe(seq)
@@ -129,7 +138,7 @@ class WholeFrameBuffer:
 
     # -- frames ---------------------------------------------------------------
 
-    def _next_in_order(self) -> JitterFrame | None:
+    def _next_in_order(self, now: float) -> JitterFrame | None:
         """The frame that follows the last one released, if it is whole."""
         if not self._in_sync:
             return None
@@ -138,7 +147,12 @@ class WholeFrameBuffer:
             del self._packets[self._floor]
             self._floor += 1
         end = self._end_of_frame(self._floor)
-        return None if end is None else self._release(self._floor, end)
+        if end is None:
+            return None
+        if self._stalled_since is not None:  # a gap held this frame up, and is now repaired
+            took = now - self._stalled_since
+            self._repair_time = took if self._repair_time is None else 0.75 * self._repair_time + 0.25 * took
+        return self._release(self._floor, end)
 
     def _end_of_frame(self, start: int) -> int | None:
         """The last sequence number of the frame starting at ``start``, if all of it is here."""
@@ -208,7 +222,7 @@ class WholeFrameBuffer:
             return False
         if self._stalled_since is None:
             self._stalled_since = self._nacked_at = now  # aiortc has just sent the first NACK
-        if now - self._stalled_since < self.max_wait and self._newest - hole < NACK_WINDOW:
+        if now - self._stalled_since < self._patience() and self._newest - hole < NACK_WINDOW:
             if self._nack is not None and now - self._nacked_at >= NACK_AGAIN:
                 self._nacked_at = now
                 self._nack(self._ssrc, [seq & 0xFFFF for seq in range(hole, self._newest)
@@ -221,6 +235,12 @@ class WholeFrameBuffer:
         self._drop_before(hole)
         self._in_sync = False
         return True
+
+    def _patience(self) -> float:
+        """How long a gap is waited for before its frames are given up."""
+        if self._repair_time is None:
+            return self.max_wait
+        return max(self.max_wait, min(REPAIR_WAIT_LIMIT, REPAIRS_WAITED * self._repair_time))
 
     def _drop_old(self) -> None:
         """Out of sync: packets outside the NACK window can no longer complete a frame."""

@@ -25,6 +25,8 @@ class FrameStats:
         self.frames = 0  # frames measured (after the warm-up)
         self.window_start: float | None = None
         self.window_end: float | None = None
+        #: The longest wait between two measured frames (seconds): a picture that froze.
+        self.longest_gap = 0.0
         self.width = self.height = 0
         self.latencies_ms = array("f")  # 4 bytes a frame: an hour at 30 fps is 432 kB
         self.stamped_frames = 0
@@ -59,6 +61,8 @@ class FrameStats:
             return
         if self.window_start is None:
             self.window_start = now
+        if self.window_end is not None:
+            self.longest_gap = max(self.longest_gap, now - self.window_end)
         self.window_end = now
         self.frames += 1
         if stamp is not None:
@@ -108,6 +112,7 @@ class FrameStats:
             "time_to_first_frame_ms": ttff,
             "latency_ms": latency,
             "frames_dropped": self.dropped if self.stamped_frames else None,
+            "longest_gap_ms": round(self.longest_gap * 1000, 1),
             "bitrate_kbps": round(self.bytes_received * 8 / span / 1000, 1) if span > 0 else 0.0,
             "packets_lost": self.packets_lost,
             "jitter_ms": self.jitter_ms,

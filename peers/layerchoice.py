@@ -24,6 +24,18 @@ LOSS_SEVERE = 0.2
 RTT_GROWTH = 0.08
 #: A layer fits a measured rate with this much room to spare.
 HEADROOM = 0.85
+#: Failed probes back off up to this: at most two a minute on a link that stays capped.
+MAX_PROBE_WAIT = 30.0
+
+
+@dataclass(frozen=True)
+class LayerMove:
+    """Move to ``layer`` because of ``reason``; ``up`` to a larger one, which a sender may
+    probe for first (``LayerChoice.probe_failed`` when the link would not carry it)."""
+
+    layer: Layer
+    reason: str
+    up: bool
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,7 @@ class LayerChoice:
 
     def _start(self) -> Layer:
         if self.quality == "auto":
-            self._ladder = Ladder(len(self.layers)) if len(self.layers) > 1 else None
+            self._ladder = Ladder(len(self.layers), max_wait=MAX_PROBE_WAIT) if len(self.layers) > 1 else None
             return self.layers[0]
         self._ladder = None
         return nearest(self.layers, self.quality)
@@ -59,12 +71,12 @@ class LayerChoice:
         self.quality = quality
         if quality == "auto":
             rung = self.layers.index(self.layer)
-            self._ladder = Ladder(len(self.layers), start=rung) if len(self.layers) > 1 else None
+            self._ladder = Ladder(len(self.layers), start=rung, max_wait=MAX_PROBE_WAIT) if len(self.layers) > 1 else None
             return None  # auto starts from where it is
         return self._go(nearest(self.layers, quality))
 
-    def observe(self, now: float, evidence: Evidence) -> tuple[Layer, str] | None:
-        """One sample in auto; returns (layer, why) when the viewer should move."""
+    def observe(self, now: float, evidence: Evidence) -> LayerMove | None:
+        """One sample in auto; returns a move when the viewer should make one."""
         if evidence.rtt is not None:
             self._best_rtt = evidence.rtt if self._best_rtt is None else min(self._best_rtt, evidence.rtt)
         if self._ladder is None:
@@ -74,8 +86,16 @@ class LayerChoice:
         move = self._ladder.observe(now, trouble, self._ceiling(evidence) if trouble else None, severe)
         if move is None:
             return None
+        before = self.layers.index(self.layer)
         layer = self._go(self.layers[move.rung])
-        return (layer, move.reason) if layer is not None else None
+        return LayerMove(layer, move.reason, move.rung < before) if layer is not None else None
+
+    def probe_failed(self, now: float) -> None:
+        """The step up that ``observe`` just gave was probed, and the link would not carry it:
+        stay where the viewer was, and wait longer before the next try."""
+        if self._ladder is not None:
+            self._ladder.probe_failed(now)
+            self.layer = self.layers[self._ladder.rung]
 
     def _go(self, layer: Layer) -> Layer | None:
         if layer == self.layer:

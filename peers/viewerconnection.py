@@ -28,9 +28,10 @@ from signaling.protocol import (
 
 from .fanout import FanOutTrack
 from .ice import aiortc_candidate, relay_shortfall
-from .layerchoice import Evidence, LayerChoice
+from .layerchoice import HEADROOM, Evidence, LayerChoice, LayerMove
 from .layers import Layer
 from .pipeline import MediaPipeline
+from .rtxstream import RtxStream
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class ViewerConnection:
         self._chat_channel: RTCDataChannel | None = None
         self._pc: RTCPeerConnection | None = None
         self.track: FanOutTrack | None = None
+        self.rtx: RtxStream | None = None
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=f"viewer-{viewer_id}")
         self._timeout: asyncio.TimerHandle | None = None
@@ -172,7 +174,8 @@ class ViewerConnection:
         self.track.on_switched = self._switched
         transceiver = pc.addTransceiver(self.track, direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(self._codec))
-        self.track.attach_sender(transceiver.sender)
+        self.rtx = RtxStream(transceiver.sender, self.choice.layer.bitrate)
+        self.track.attach_sender(transceiver.sender, self.rtx)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if transceiver.mid is None:
             raise ValueError("the offer has no video section")
@@ -209,6 +212,8 @@ class ViewerConnection:
     def _switched(self, layer_name: str) -> None:
         """The sender now sends ``layer_name`` (from its first frame, or a switch at a keyframe)."""
         layer = self._pipeline.layer(layer_name).layer
+        if self.rtx is not None:
+            self.rtx.bitrate = layer.bitrate
         message = LayerChanged(to=self.viewer_id, layer=layer.name, width=layer.width, height=layer.height,
                                reason=self._layer_reason)
         task = asyncio.get_running_loop().create_task(self._send(message))
@@ -223,10 +228,24 @@ class ViewerConnection:
                 if self.track is None:
                     continue
                 move = self.choice.observe(time.monotonic(), await self._evidence(pc, self.track))
+                if move is not None and move.up and self.rtx is not None and self.rtx.can_probe:
+                    move = await self._probe(move)
                 if move is not None:
-                    self._move(*move)
+                    self._move(move.layer, move.reason)
         finally:
             self._adapter = None
+
+    async def _probe(self, move: LayerMove) -> LayerMove | None:
+        """Padding up to the larger layer's rate first: a step up that the link would not
+        carry costs padding, not pictures. The move, if it still stands."""
+        probe = await self.rtx.probe(int(move.layer.bitrate / HEADROOM))
+        if self.choice.layer is not move.layer:
+            return None  # the viewer picked a layer meanwhile
+        if not probe.fits:
+            self.choice.probe_failed(time.monotonic())
+            log.info("viewer %s: stays at %s (%s)", self.viewer_id, self.choice.layer.name, probe.reason)
+            return None
+        return move
 
     async def _evidence(self, pc: RTCPeerConnection, track: FanOutTrack) -> Evidence:
         fraction_lost, rtt = None, None

@@ -10,7 +10,8 @@ The rules, with hysteresis so that it never flaps:
 - Trouble on two samples in a row steps down, within about three seconds of its start;
   severe trouble (say, a fifth of the packets lost) steps down at once, and an estimate
   of what fits (``ceiling``) may take it several rungs at a time.
-- Clean for ``up_after`` seconds, it probes one rung up. A probe that meets trouble within
+- Clean for ``up_after`` seconds, it probes one rung up. A sender that can tries the rung's
+  rate with padding first, and reports a failure with ``probe_failed``. A probe that meets trouble within
   ``probe_seconds`` is undone at once and the next probe waits twice as long (up to
   ``max_wait``: a link that was capped for long must not wait minutes once it is free);
   one that survives lets the next step up come sooner (``up_after_success``).
@@ -85,6 +86,12 @@ class Ladder:
             self._probe_at = now
             return move
         return None
+
+    def probe_failed(self, now: float) -> None:
+        """The step up just returned was tried out first (padding up to its rate) and did
+        not fit: back down, at once and without the picture having moved, and wait longer."""
+        self._wait = min(self._max_wait, self._wait * 2)
+        self._move(now, min(self.rung + 1, self.rungs - 1), "probe failed")
 
     def _move(self, now: float, rung: int, reason: str) -> Move:
         self.rung = rung

@@ -1,6 +1,6 @@
 """peers/layerchoice.py: what a P2P viewer's connection says, turned into its layer."""
 
-from peers.layerchoice import Evidence, LayerChoice
+from peers.layerchoice import MAX_PROBE_WAIT, Evidence, LayerChoice
 from peers.layers import parse_layers
 
 LAYERS = parse_layers("auto", 1280, 720, 30)  # 720p 2.5 Mbit/s, 480p 1.2, 360p 0.4
@@ -10,17 +10,17 @@ def test_heavy_loss_moves_at_once_to_the_layer_that_got_through():
     choice = LayerChoice(LAYERS, "auto")
     assert choice.layer.name == "720p"
     choice.observe(0, Evidence(rtt=0.005))
-    layer, reason = choice.observe(1, Evidence(fraction_lost=0.8, rtt=0.09))
-    assert layer.name == "360p" and reason == "80% loss"  # 2.5 Mbit/s x 20% fits only 360p
+    move = choice.observe(1, Evidence(fraction_lost=0.8, rtt=0.09))
+    assert (move.layer.name, move.reason, move.up) == ("360p", "80% loss", False)  # 2.5 Mbit/s x 20% fits only 360p
 
 
 def test_rtt_growth_and_queue_overflow_are_trouble_too():
     choice = LayerChoice(LAYERS, "auto")
     choice.observe(0, Evidence(rtt=0.004))
     assert choice.observe(1, Evidence(rtt=0.2)) is None  # one sample is not yet sustained
-    layer, reason = choice.observe(2, Evidence(rtt=0.2))
-    assert layer.name == "480p" and reason == "round trip 200 ms"
-    assert choice.observe(4.5, Evidence(queue_drops=1))[1] == "send queue overflow"
+    move = choice.observe(2, Evidence(rtt=0.2))
+    assert move.layer.name == "480p" and move.reason == "round trip 200 ms"
+    assert choice.observe(4.5, Evidence(queue_drops=1)).reason == "send queue overflow"
 
 
 def test_a_clean_connection_stays_on_the_top_layer():
@@ -37,7 +37,23 @@ def test_a_manual_pick_wins_and_auto_resumes_from_where_it_is():
     assert choice.pick("360p").name == "360p"
     assert choice.pick("auto") is None and choice.layer.name == "360p"
     moves = [choice.observe(t, Evidence(rtt=0.004)) for t in range(2, 12)]
-    assert [m[0].name for m in moves if m] == ["480p"]
+    assert [(m.layer.name, m.up) for m in moves if m] == [("480p", True)]
+
+
+def test_a_probe_that_failed_keeps_the_layer_and_waits_longer_for_the_next():
+    choice = LayerChoice(LAYERS, "auto")
+    choice.observe(0, Evidence(fraction_lost=0.8))
+    assert choice.layer.name == "360p"
+    ups = []
+    for t in range(3, 120):
+        move = choice.observe(t, Evidence(rtt=0.004))
+        if move is not None:
+            assert move.up and move.layer.name == "480p"
+            ups.append(t)
+            choice.probe_failed(t)  # the padding did not get through: the viewer never moved
+            assert choice.layer.name == "360p"
+    gaps = [b - a for a, b in zip(ups, ups[1:])]
+    assert len(ups) >= 3 and gaps == sorted(gaps) and gaps[-1] >= MAX_PROBE_WAIT, ups
 
 
 def test_a_name_the_camera_lacks_gets_the_nearest_layer():

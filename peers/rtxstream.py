@@ -1,0 +1,196 @@
+"""One viewer's retransmissions, within a budget, and the padding that probes its link.
+
+aiortc's sender answers every NACK at once, from a history of 128 packets, however
+often the same packet is asked for. Its own receiver asks again for every missing packet
+in that window each time another one goes missing. On a link that is already full
+(a layer above what it carries) that is a storm: each loss brings retransmissions of
+everything still missing, they are lost in turn, and the link never drains. Measured
+under a 600 kbit/s cap: after moving a viewer from 720p to 360p (which alone fits) the
+storm kept the loss above 60% and no frame of the new layer was decoded for 15 s.
+
+``RtxStream`` takes over a sender's retransmissions, as real-time stacks bound theirs:
+- a packet older than the last keyframe sent is never sent again: the viewer's decoder
+  starts over at that keyframe (a layer move is one), so it cannot use it;
+- the same packet goes again at most once per round trip, and at most ``MAX_RESENDS`` times;
+- all retransmissions together stay within ``RTX_SHARE`` of the layer's bitrate.
+
+The same RTX stream carries probes: before a viewer moves up a layer, ``probe()`` sends
+copies of recent packets (the receiver drops them as duplicates) on top of the video, up to
+the next layer's bitrate, and gives up as soon as the viewer reports loss. A move up
+that would not fit costs padding, not pictures.
+
+It reads and replaces private parts of aiortc's RTCRtpSender (its packet history, RTX
+numbering and ``_retransmit``), on this one sender only; aiortc is pinned (>=1.16,<1.17)
+and tests/test_rtxstream.py checks them against a real sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCRtpSender
+from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket, wrap_rtx
+from aiortc.utils import uint16_add, uint16_gt
+
+#: Retransmissions may add this share of the layer's bitrate, in a bucket of one second.
+RTX_SHARE = 0.5
+#: A packet is sent again at most this often...
+MAX_RESENDS = 3
+#: ...and not again within a round trip (this long when none is known yet, at least MIN_GAP).
+DEFAULT_RTT, MIN_GAP = 0.1, 0.02
+#: A probe lasts at most this long, and fails when the viewer asks again for more than
+#: this share of the video packets sent during it.
+PROBE_SECONDS = 1.0
+PROBE_LOSS = 0.02
+_PROBE_TICK = 0.02
+
+
+class _History(dict):
+    """aiortc's packet history (sequence number % 128 -> packet), noting where the newest
+    keyframe starts: the sender stores each packet here just before sending it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keyframe_next = False  # the next frame handed to the sender is a keyframe
+        self.frame_started = True
+        self.keyframe_start: int | None = None  # the sequence number of its first packet
+        self.sent = 0  # packets sent
+        self.last: RtpPacket | None = None
+
+    def frame(self, keyframe: bool) -> None:
+        self.keyframe_next, self.frame_started = keyframe, False
+
+    def __setitem__(self, key: int, packet: RtpPacket) -> None:
+        if not self.frame_started:
+            self.frame_started = True
+            if self.keyframe_next:
+                self.keyframe_start = packet.sequence_number
+        self.sent += 1
+        self.last = packet
+        super().__setitem__(key, packet)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a probe found: ``fits`` or not, and why, for people."""
+
+    fits: bool
+    reason: str
+
+
+class RtxStream:
+    """One viewer's retransmissions and probe padding (see the module's doc)."""
+
+    def __init__(self, sender: RTCRtpSender, bitrate: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sender = sender
+        self._clock = clock
+        self._history = _History()
+        sender._RTCRtpSender__rtp_history = self._history  # type: ignore[attr-defined]
+        sender._retransmit = self._retransmit  # type: ignore[method-assign]
+        self._resent: dict[int, tuple[float, int]] = {}  # sequence number -> (last sent, times)
+        self._tokens = 0.0
+        self._filled_at = clock()
+        #: The layer's bitrate (bits a second), which the budget is a share of.
+        self.bitrate = bitrate
+        self._nacked = 0  # distinct packets the viewer asked for
+        self.retransmitted = 0
+        self.refused = 0  # asked for, not sent: obsolete, too soon, too often or over budget
+
+    def frame(self, keyframe: bool) -> None:
+        """The sender is about to send a frame (called from its track's ``pack``)."""
+        self._history.frame(keyframe)
+
+    def _refill(self, now: float) -> None:
+        rate = RTX_SHARE * self.bitrate / 8  # bytes a second; the bucket holds one second
+        self._tokens = min(rate, self._tokens + (now - self._filled_at) * rate)
+        self._filled_at = now
+
+    def _rtt(self) -> float:
+        rtt = getattr(self._sender, "_RTCRtpSender__rtt", None)
+        return max(MIN_GAP, rtt if rtt is not None else DEFAULT_RTT)
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """The viewer lost this packet (a NACK): send it again if it can still help."""
+        now = self._clock()
+        packet = self._history.get(sequence_number % RTP_HISTORY_SIZE)
+        if packet is None or packet.sequence_number != sequence_number:
+            return  # never sent, or long gone
+        last, times = self._resent.get(sequence_number, (None, 0))
+        if last is None:
+            self._nacked += 1
+        start = self._history.keyframe_start
+        if start is not None and uint16_gt(start, sequence_number):
+            self.refused += 1  # before the newest keyframe: the viewer's decoder starts there
+            return
+        if times >= MAX_RESENDS or (last is not None and now - last < self._rtt()):
+            self.refused += 1
+            return
+        self._refill(now)
+        if self._tokens < len(packet.payload):
+            self.refused += 1
+            return
+        self._tokens -= len(packet.payload)
+        self._resent[sequence_number] = (now, times + 1)
+        if len(self._resent) > 2 * RTP_HISTORY_SIZE:
+            self._forget_old()
+        self.retransmitted += 1
+        await self._send_rtx(packet)
+
+    def _forget_old(self) -> None:
+        """Packets that left the history cannot be asked for again."""
+        kept = {p.sequence_number for p in self._history.values()}
+        self._resent = {s: v for s, v in self._resent.items() if s in kept}
+
+    def _newest_first(self) -> list[RtpPacket]:
+        if self._history.last is None:
+            return []
+        newest = self._history.last.sequence_number
+        return sorted(self._history.values(), key=lambda p: (newest - p.sequence_number) & 0xFFFF)
+
+    async def _send_rtx(self, packet: RtpPacket) -> None:
+        sender = self._sender
+        payload_type = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
+        if payload_type is not None:
+            number = sender._RTCRtpSender__rtx_sequence_number  # type: ignore[attr-defined]
+            packet = wrap_rtx(packet, payload_type=payload_type, sequence_number=number, ssrc=sender._rtx_ssrc)
+            sender._RTCRtpSender__rtx_sequence_number = uint16_add(number, 1)  # type: ignore[attr-defined]
+        data = packet.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
+        await sender.transport._send_rtp(data)
+
+    @property
+    def can_probe(self) -> bool:
+        """Probes need RTX, so that the viewer can tell padding from video."""
+        return getattr(self._sender, "_RTCRtpSender__rtx_payload_type", None) is not None
+
+    async def probe(self, target: int, seconds: float = PROBE_SECONDS) -> ProbeResult:
+        """Send padding on top of the video, for up to ``seconds``, so that the link carries
+        ``target`` bits a second in all; fails at the first sign that it does not fit."""
+        extra = max(0.0, (target - self.bitrate) / 8)  # bytes a second on top of the video
+        start = self._clock()
+        sent_before, nacked_before = self._history.sent, self._nacked
+        owed = 0.0
+        last = start
+        while (now := self._clock()) - start < seconds:
+            sent = self._history.sent - sent_before
+            nacked = self._nacked - nacked_before
+            if nacked > max(1, PROBE_LOSS * sent):
+                return ProbeResult(False, f"{nacked} of {sent} packets lost while probing "
+                                          f"{target / 1000:.0f} kbit/s")
+            owed += (now - last) * extra
+            last = now
+            owed = await self._pad(owed)
+            await asyncio.sleep(_PROBE_TICK)
+        return ProbeResult(True, f"{target / 1000:.0f} kbit/s got through")
+
+    async def _pad(self, owed: float) -> float:
+        """Send copies of the newest packets, up to ``owed`` bytes; returns what is still owed."""
+        for packet in self._newest_first():
+            if owed < len(packet.payload):
+                break
+            owed -= len(packet.payload)
+            await self._send_rtx(packet)
+        return min(owed, 1500.0)  # a packet's worth: a short history must not build a burst
+
