@@ -40,7 +40,7 @@ from peers.viewer import ChatLine, Viewer, ViewerError, ViewerEvent
 from peers.watch import watch, watch_sync
 from signaling.app import Server
 from signaling.app import start as _start_server
-from signaling.config import RecordingConfig, ServerConfig
+from signaling.config import RecordingConfig, ServerConfig, StartupError
 from signaling.retention import Retention
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "Retention",
     "Server",
     "ServerConfig",
+    "StartupError",
     "Viewer",
     "ViewerError",
     "ViewerEvent",
@@ -65,5 +66,7 @@ __all__ = [
 async def serve(host: str = "127.0.0.1", port: int = 8080, **settings) -> Server:
     """Start a peercam server in this program's event loop; returns the running Server
     (``server.url``, ``await server.close()``). ``port=0`` takes a free port. Other
-    settings are ServerConfig's (``secret``, ``auth``, ``ice_servers``, ``limits``, ...)."""
+    settings are ServerConfig's (``secret``, ``auth``, ``ice_servers``, ``limits``, ...).
+    Raises StartupError (its message names the cause and the fix) when it cannot start:
+    the port taken, the certificate unreadable, Redis missing or unreachable."""
     return await _start_server(ServerConfig(host=host, port=port, **settings))

@@ -11,16 +11,18 @@ import re
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Coroutine
 from pathlib import Path
 
-from signaling.app import serve
+from signaling.app import serve, start
 from signaling.auth import make_token, parse_duration
 from signaling.clientaddress import parse_networks
-from signaling.config import RecordingConfig, ServerConfig
+from signaling.config import RecordingConfig, ServerConfig, StartupError
 from signaling.limits import Limits
 from signaling.protocol import ProtocolError, check_display_name, check_stream_name
 from signaling.retention import Retention
+from signaling.segmentwriter import check_writable
 from signaling.turn import TurnConfig
 
 from .camera import CameraError, CameraOptions, CameraPeer
@@ -62,11 +64,12 @@ def _add_peer_options(parser: argparse.ArgumentParser) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peercam", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: aiortc too)")
+    parser.add_argument("--debug", action="store_true", help="a failure shows its traceback too")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_cmd = commands.add_parser("serve", help="run the signaling server and web page")
     serve_cmd.add_argument("--host", default="127.0.0.1")
-    serve_cmd.add_argument("--port", type=int, default=8080)
+    serve_cmd.add_argument("--port", type=_port, default=8080)
     _add_ice_options(serve_cmd)
     serve_cmd.add_argument("--turn-secret",
                            help="coturn's static-auth-secret: mint TURN credentials for each client")
@@ -154,11 +157,20 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="server and test-pattern camera in one command")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--port", type=_port, default=8080)
     demo.add_argument("--stream", default="demo")
     _add_ice_options(demo)
     _add_source_options(demo)
+    for command in commands.choices.values():  # `peercam serve --debug` too; SUPPRESS keeps the top's
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="a failure shows its traceback too")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port is 0 to 65535")
+    return int(text)
 
 
 def _server_url(text: str) -> str:
@@ -200,6 +212,12 @@ def _recording(command: str, directory: str | None, streams: list[str], args: ar
         _fail(command, exc.reason)
     except ValueError as exc:
         _fail(command, str(exc))
+    try:
+        check_writable(Path(directory))
+    except OSError as exc:
+        flag = "--record-dir" if command == "serve" else "--record"
+        _fail(command, f"cannot record into {directory} ({exc.strerror or exc}): "
+                       f"give {flag} a directory this user can write")
     return RecordingConfig(Path(directory), tuple(streams), args.record_segment, retention,
                            getattr(args, "record_layer", None))
 
@@ -252,14 +270,29 @@ def _run(main: Coroutine) -> None:
         pass
 
 
+#: --debug: a failure shows its traceback before its one line.
+_show_tracebacks = False
+
+
 def _fail(command: str, reason: str) -> None:
+    if _show_tracebacks and sys.exc_info()[1] is not None:
+        traceback.print_exc()
     print(f"peercam {command}: error: {reason}", file=sys.stderr)
     sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _show_tracebacks
     started = time.monotonic()
     args = _build_parser().parse_args(argv)
+    _show_tracebacks = args.debug
+    try:
+        _command(args, started)
+    except Exception as exc:  # unforeseen: one line all the same
+        _fail(args.command, f"unexpected {type(exc).__name__}: {exc} (--debug shows the traceback)")
+
+
+def _command(args: argparse.Namespace, started: float) -> None:
     if args.command in ("camera", "view") and not args.server:
         args.server = [DEFAULT_SERVER]
     if args.command == "token":
@@ -284,36 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(args.command, exc.reason)
     if args.command == "serve":
         _setup_logging(args.verbose, logging.INFO)
-        if bool(args.turn_secret) != bool(args.turn_url):
-            _fail("serve", "--turn-secret and --turn-url go together")
-        if any(not url.startswith(("turn:", "turns:")) for url in args.turn_url):
-            _fail("serve", "--turn-url takes turn: or turns: URLs")
-        turn = TurnConfig(args.turn_secret, tuple(args.turn_url), args.turn_ttl) if args.turn_secret else None
-        if bool(args.cert) != bool(args.key):
-            _fail("serve", "--cert and --key go together")
-        if args.redis and not args.redis.startswith(("redis://", "rediss://", "unix://")):
-            _fail("serve", "--redis takes a redis://HOST:PORT/DB (or rediss://, unix://) URL")
-        if args.auth != "open" and not args.secret:
-            _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
-        try:
-            trusted_proxies = parse_networks(args.trusted_proxy)
-        except ValueError as exc:
-            _fail("serve", str(exc))
-        config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
-                              ice_hosts=tuple(args.ice_host), turn=turn, secret=args.secret,
-                              auth=args.auth, cert_file=args.cert, key_file=args.key,
-                              allowed_origins=tuple(args.allowed_origin),
-                              allowed_hosts=tuple(h.lower() for h in args.allowed_host),
-                              trusted_proxies=trusted_proxies, limits=Limits(
-                                  messages_per_second=args.max_message_rate,
-                                  viewers_per_stream=args.max_viewers, streams=args.max_streams,
-                                  connections_per_address=args.max_connections_per_address,
-                                  stalled_reader_seconds=args.stalled_reader_timeout),
-                              recording=_recording("serve", args.record_dir, args.record, args),
-                              redis=args.redis or None)
-        scheme = "https" if args.cert else "http"
-        print(f"peercam serve: {scheme}://{args.host}:{args.port}/", file=sys.stderr, flush=True)
-        _run(serve(config))
+        _run_server(_server_config(args, ice_servers))
     elif args.command == "camera":
         _setup_logging(args.verbose, logging.INFO)
         _run_camera(args, ice_servers)
@@ -323,6 +327,51 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo":
         _setup_logging(args.verbose, logging.WARNING)
         _run_demo(args, ice_servers)
+
+
+def _server_config(args: argparse.Namespace, ice_servers: list) -> ServerConfig:
+    """`peercam serve`'s flags checked, as a ServerConfig (exits on a bad one)."""
+    if bool(args.turn_secret) != bool(args.turn_url):
+        _fail("serve", "--turn-secret and --turn-url go together")
+    if any(not url.startswith(("turn:", "turns:")) for url in args.turn_url):
+        _fail("serve", "--turn-url takes turn: or turns: URLs")
+    turn = TurnConfig(args.turn_secret, tuple(args.turn_url), args.turn_ttl) if args.turn_secret else None
+    if bool(args.cert) != bool(args.key):
+        _fail("serve", "--cert and --key go together")
+    if args.redis and not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        _fail("serve", "--redis takes a redis://HOST:PORT/DB (or rediss://, unix://) URL")
+    if args.auth != "open" and not args.secret:
+        _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
+    try:
+        trusted_proxies = parse_networks(args.trusted_proxy)
+    except ValueError as exc:
+        _fail("serve", str(exc))
+    return ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
+                        ice_hosts=tuple(args.ice_host), turn=turn, secret=args.secret,
+                        auth=args.auth, cert_file=args.cert, key_file=args.key,
+                        allowed_origins=tuple(args.allowed_origin),
+                        allowed_hosts=tuple(h.lower() for h in args.allowed_host),
+                        trusted_proxies=trusted_proxies, limits=Limits(
+                            messages_per_second=args.max_message_rate,
+                            viewers_per_stream=args.max_viewers, streams=args.max_streams,
+                            connections_per_address=args.max_connections_per_address,
+                            stalled_reader_seconds=args.stalled_reader_timeout),
+                        recording=_recording("serve", args.record_dir, args.record, args),
+                        redis=args.redis or None)
+
+
+def _run_server(config: ServerConfig) -> None:
+    """Serve until Ctrl-C; the URL is printed once the server listens (and reached Redis)."""
+
+    async def run() -> None:
+        async with await start(config) as server:
+            print(f"peercam serve: {server.url}/", file=sys.stderr, flush=True)
+            await asyncio.Event().wait()
+
+    try:
+        _run(run())
+    except StartupError as exc:
+        _fail("serve", str(exc))
 
 
 def _open_source(command: str, args: argparse.Namespace):
@@ -361,7 +410,7 @@ def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
     try:
         camera = CameraPeer(_camera_options(args, args.server, ice_servers), source)
     except LayerError as exc:
-        _fail("camera", str(exc))
+        _fail("camera", f"--layers: {exc}")
     try:
         _run(camera.run())
     except CameraError as exc:
@@ -418,7 +467,7 @@ def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
     try:
         camera = CameraPeer(_camera_options(args, server, ice_servers), source)
     except LayerError as exc:
-        _fail("demo", str(exc))
+        _fail("demo", f"--layers: {exc}")
     config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
                           ice_hosts=tuple(args.ice_host))
 
@@ -446,8 +495,8 @@ def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
 
     try:
         _run(demo())
-    except OSError as exc:
-        _fail("demo", f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    except StartupError as exc:
+        _fail("demo", str(exc))
     except CameraError as exc:
         _fail("demo", str(exc))
     print("peercam demo: stopped", file=sys.stderr)

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import tempfile
 from fractions import Fraction
 
 import av
@@ -20,6 +21,11 @@ class Recorder:
         ext = os.path.splitext(path)[1].lower()
         if ext not in _CONTAINERS:
             raise ValueError(f"--record {path!r}: use a .mp4 or .mkv file name")
+        try:  # the container opens its file only with the first frame: fail now, not then
+            tempfile.TemporaryFile(dir=os.path.dirname(path) or ".").close()
+        except OSError as exc:
+            raise ValueError(f"--record {path!r}: cannot write a file there ({exc.strerror or exc}): "
+                             "choose a directory this user can write") from None
         self._container = av.open(path, mode="w", format=_CONTAINERS[ext])
         self._stream = None
         self._start: float | None = None

@@ -183,9 +183,16 @@ class CaptureDeviceSource(VideoSource):
 
     def __init__(self, device: int | str, width: int | None = None, height: int | None = None,
                  fps: float = 30.0, stretch: bool = False) -> None:
-        self._capture = cv2.VideoCapture(device)
+        # A camera that is not there is our one-line error below, not OpenCV's warnings.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            self._capture = cv2.VideoCapture(device)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not self._capture.isOpened():
-            raise SourceError(f"cannot open camera {device!r}: no such device, or it is busy")
+            raise SourceError(f"cannot open camera {device!r}: no such device, or it is busy "
+                              "(see the cameras with: ls /dev/video*)")
         # No size asked for: the device's own default mode.
         if width is not None:
             self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
@@ -290,8 +297,9 @@ def open_source(spec: str, width: int | None = None, height: int | None = None, 
         return CaptureDeviceSource(int(spec), width, height, fps, stretch)
     if spec.startswith("/dev/"):
         if not os.path.exists(spec):
-            raise SourceError(f"no camera at {spec}")
+            raise SourceError(f"no camera at {spec} (see the cameras with: ls /dev/video*)")
         return CaptureDeviceSource(spec, width, height, fps, stretch)
     if not os.path.isfile(spec):
-        raise SourceError(f"no such video file or camera: {spec!r}")
+        raise SourceError(f"no such video file or camera: {spec!r} (give testsrc, a camera index such "
+                          "as 0, a device such as /dev/video0, or a video file)")
     return FileSource(spec, width, height, stretch)

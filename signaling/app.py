@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import ssl
 import weakref
@@ -14,7 +15,7 @@ from .appkeys import CLUSTER, CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, RECORDING
 from .browserpolicy import add_security_headers, check_host
 from .clientaddress import resolve_client_address
 from .cluster import Cluster
-from .config import ServerConfig
+from .config import ServerConfig, StartupError
 from .gate import ROUTE_ACCESS, Access, access_table, gate
 from .limits import ConnectionsByAddress
 from .recording import Recordings
@@ -56,7 +57,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
 
 
 async def _join_cluster(app: web.Application) -> None:
-    app[CLUSTER].start()
+    await app[CLUSTER].start()
 
 
 async def _leave_cluster(app: web.Application) -> None:
@@ -97,19 +98,20 @@ class Server:
 
 
 async def start(config: ServerConfig) -> Server:
-    """Start serving in this process's event loop; returns at once with the running Server.
+    """Start serving in this process's event loop; returns once it listens, with the running Server.
 
-    Port 0 takes a free port (``Server.url`` says which).
+    Port 0 takes a free port (``Server.url`` says which). Raises StartupError when it
+    cannot start: Redis missing or unreachable, the certificate unreadable, the port taken.
     """
+    ssl_context = _ssl_context(config)
     runner = web.AppRunner(create_app(config), access_log=None)
-    await runner.setup()
     try:
-        ssl_context = None
-        if config.cert_file:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(config.cert_file, config.key_file)
+        await runner.setup()
         site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=ssl_context)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(_listen_failure(config, exc)) from exc
     except BaseException:
         await runner.cleanup()
         raise
@@ -118,6 +120,36 @@ async def start(config: ServerConfig) -> Server:
     url = f"{'https' if ssl_context else 'http'}://{host}:{port}"
     log.info("serving on %s/", url)
     return Server(runner, url)
+
+
+def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """--cert and --key loaded, or a StartupError naming the file at fault."""
+    if not config.cert_file:
+        return None
+    for flag, path in (("--cert", config.cert_file), ("--key", config.key_file or config.cert_file)):
+        try:
+            open(path, "rb").close()  # load_cert_chain's error would not say which file
+        except OSError as exc:
+            raise StartupError(f"cannot read {flag} {path} ({exc.strerror or exc}): "
+                               "give a readable PEM file") from exc
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    except ssl.SSLError as exc:
+        raise StartupError(f"--cert {config.cert_file} and --key {config.key_file} are not a PEM "
+                           f"certificate chain and its private key ({exc.strerror or exc})") from exc
+    return context
+
+
+def _listen_failure(config: ServerConfig, exc: OSError) -> str:
+    """What went wrong binding, and which flag fixes it."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {config.port} on {config.host} is in use (another peercam? choose one with --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{config.host} is not an address of this machine (choose one with --host)"
+    if exc.errno == errno.EACCES:
+        return f"port {config.port} needs privileges this user lacks (choose one above 1023 with --port)"
+    return f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): check --host and --port"
 
 
 async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:

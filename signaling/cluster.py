@@ -38,6 +38,7 @@ from .clustermessages import (
     encode_envelope,
     encode_record,
 )
+from .config import StartupError
 from .connection import Connection
 from .protocol import (
     CameraStats,
@@ -66,6 +67,8 @@ HEARTBEAT_SECONDS = 0.5
 NODE_TTL_MS = 2500
 #: While Redis is away, try it again this often.
 RECONNECT_SECONDS = 0.5
+#: At start, Redis must answer within this.
+START_TIMEOUT_SECONDS = 3.0
 #: Messages and state waiting to go to Redis past which new ones are dropped (Redis is
 #: too slow); and relay frames, past which the oldest are (readers skip to a keyframe).
 MAX_PENDING = 20_000
@@ -102,8 +105,12 @@ def _node_channel(node: str) -> str:
     return f"{PREFIX}to:{node}"
 
 
-class RedisMissing(RuntimeError):
+class RedisMissing(StartupError):
     """--redis without redis-py installed."""
+
+
+class RedisUnreachable(StartupError):
+    """--redis names a Redis that does not answer at start."""
 
 
 class Cluster:
@@ -151,7 +158,19 @@ class Cluster:
 
     # -- life ------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Reach Redis once, then keep in step with it in the background.
+
+        Redis that does not answer at start is a setting to fix (RedisUnreachable); once
+        joined, an outage is ridden out.
+        """
+        try:
+            await asyncio.wait_for(self._redis.ping(), START_TIMEOUT_SECONDS)
+        except self._errors as exc:
+            await self._redis.aclose()
+            reason = str(exc).rstrip(".") or f"no answer within {START_TIMEOUT_SECONDS:g} s"
+            raise RedisUnreachable(f"cannot reach Redis at {self.url} ({reason}): start it, "
+                                   "or point --redis at one that runs") from exc
         self._task = asyncio.create_task(self._run(), name=f"cluster-{self.node}")
 
     async def close(self) -> None:

@@ -12,6 +12,11 @@ from .retention import Retention
 from .turn import TurnConfig
 
 
+class StartupError(RuntimeError):
+    """The server cannot start as configured. The message, one line, names the cause and
+    the fix: ``peercam serve`` prints it as it is."""
+
+
 @dataclass(frozen=True)
 class RecordingConfig:
     """``peercam serve --record-dir DIR [--record NAME ...] [--record-segment 60]

@@ -16,10 +16,12 @@ written (a full disk, a directory that went away) stops the writer with the reas
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
 import queue
 import re
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +52,15 @@ def segment_start(file_name: str) -> datetime.datetime | None:
     if match is None:
         return None
     return datetime.datetime.strptime(match[1], "%Y-%m-%dT%H-%M-%S").replace(tzinfo=datetime.timezone.utc)
+
+
+def check_writable(directory: Path) -> None:
+    """Make ``directory`` if need be and write a file in it, or raise OSError: a start-up
+    check, so a recording that could not be written fails at once, not at its first segment."""
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(directory))
+    directory.mkdir(parents=True, exist_ok=True)
+    tempfile.TemporaryFile(dir=directory).close()
 
 
 def segment_order(path: Path) -> tuple[str, int]:

@@ -27,7 +27,8 @@ LOOPBACK = IceOptions(servers=[], hosts=["127.0.0.1"])
 def test_the_public_surface_is_small_typed_and_documented():
     assert sorted(peercam.__all__) == sorted(
         ["Camera", "CameraError", "ChatLine", "Frame", "IceOptions", "RecordingConfig", "Retention", "Server",
-         "ServerConfig", "Viewer", "ViewerError", "ViewerEvent", "serve", "watch", "watch_sync"])
+         "ServerConfig", "StartupError", "Viewer", "ViewerError", "ViewerEvent", "serve", "watch",
+         "watch_sync"])
     for name in peercam.__all__:
         assert getattr(peercam, name).__doc__, name
     assert (Path(peercam.__file__).parent / "py.typed").exists()
