@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -224,12 +225,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def browser():
-    """Debian's headless Chromium, driven by Playwright (never a downloaded browser).
+@contextmanager
+def chromium(*extra_args: str) -> Iterator:
+    """Debian's headless Chromium, driven by Playwright (never a downloaded browser), with
+    CHROMIUM_ARGS and ``extra_args``.
 
-    Per test: Playwright's sync API keeps an event loop running while it is open,
-    which would block the asyncio tests that follow.
+    Hold it no longer than a test or a module of sync tests: Playwright's sync API keeps an
+    event loop running while it is open, which would block the asyncio tests that follow.
     """
     require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
     try:
@@ -237,9 +239,18 @@ def browser():
     except ImportError:
         require(False, "playwright is not installed (pip install playwright)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium for one test."""
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from bench.netns import CAMERA_ADDRESS
 from signaling.auth import make_token
 
-from .conftest import get_json, require, wait_until
+from .conftest import chromium, get_json, require, wait_until
 from .test_chat import chat_lines
 
 #: Chromium's fake camera at 30 fps, and a fake screen for getDisplayMedia, with no prompts.
@@ -29,15 +29,8 @@ LAYERS = {"480p": (854, 480)}
 @pytest.fixture
 def media_browser():
     """Headless Chromium whose getUserMedia and getDisplayMedia return fake pictures."""
-    require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + FAKE_MEDIA_ARGS)
+    with chromium(*FAKE_MEDIA_ARGS) as browser:
         yield browser
-        browser.close()
 
 
 def open_page(browser, url: str):
