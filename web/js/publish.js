@@ -2,7 +2,7 @@
 // [&resolution=360p|480p|720p|1080p][&fps=15|24|30][&max_viewers=N][&name=NAME]: the page
 // publishes NAME from a camera (getUserMedia) or the screen (getDisplayMedia), as a Python
 // camera would (browser-camera.js). It shows the local preview, the viewers (how each
-// watches, and its figures from /api/streams/NAME and this browser's own getStats), and
+// watches, and its figures from /api/streams and this browser's own getStats), and
 // the chat, of which this page is the hub.
 
 import { BrowserCamera, CameraState } from './browser-camera.js';
@@ -38,7 +38,7 @@ const rows = document.getElementById('viewer-rows');
 
 let camera = null;
 let media = null; // the MediaStream being published
-let apiViewers = []; // /api/streams/NAME's viewers: [{id, name, mode, stats}]
+let apiViewers = []; // the viewers /api/streams gives this stream: [{id, name, mode, stats}]
 const chatView = new ChatView();
 const chatLog = new ChatLog();
 let chatName = loadName(location.search) || streamName;
@@ -170,11 +170,14 @@ async function pollApi() {
   try {
     if (camera?.state === CameraState.LIVE) {
       const token = tokenInput.value.trim();
-      const response = await fetch(`/api/streams/${encodeURIComponent(streamName)}`, {
+      // The list rather than /api/streams/NAME: under --auth all a publish token may not view,
+      // and the list leaves its stream out where NAME's own route would refuse it with a 403
+      // the console logs on every poll. Left out, the table keeps this browser's own figures.
+      const response = await fetch('/api/streams', {
         cache: 'no-store', headers: token ? { Authorization: `Bearer ${token}` } : {},
       });
-      // Under --auth all a publish token may not view: the table keeps this browser's own figures.
-      apiViewers = response.ok ? (await response.json()).viewers ?? [] : [];
+      const streams = response.ok ? await response.json() : [];
+      apiViewers = streams.find((stream) => stream.name === streamName)?.viewers ?? [];
       showViewers();
     }
   } catch {

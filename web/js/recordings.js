@@ -17,6 +17,7 @@ export class Recordings {
   #video = document.getElementById('recording-video');
   #rows = new Map(); // file -> its <li>
   #listedFile; // the file being written when the list was read (undefined: not read yet)
+  #records = null; // whether the server records, as the stream's info says (null: not read yet)
 
   /** token: the page's ?token= (under --auth all), sent with every request. */
   constructor(streamName, token) {
@@ -34,9 +35,11 @@ export class Recordings {
       const recording = await this.#recordingState();
       this.#showIndicator(recording);
       // Listing reads the stream's directory on the server: only when a segment begins or
-      // ends (the file being written changes), not on every poll of every viewer.
+      // ends (the file being written changes), not on every poll of every viewer. Not at
+      // all on a server the info says records nothing: its 409 would be a console error on
+      // every load. Before any info (the stream not live) it is asked: it lists the past.
       const file = recording?.file ?? null;
-      if (file !== this.#listedFile) {
+      if (this.#records !== false && file !== this.#listedFile) {
         await this.#refreshList();
         this.#listedFile = file;
       }
@@ -50,7 +53,10 @@ export class Recordings {
   /** The stream's `recording`; null when it is not live (404) or the server records nothing. */
   async #recordingState() {
     const response = await this.#get(`/api/streams/${encodeURIComponent(this.#streamName)}`);
-    return response.ok ? (await response.json()).recording : null;
+    if (!response.ok) return null;
+    const { recording } = await response.json();
+    this.#records = recording !== null;
+    return recording;
   }
 
   #showIndicator(recording) {
