@@ -14,8 +14,11 @@ RTP_TIME_BASE = Fraction(1, 90000)
 _CODEC_OPTIONS = {
     # libvpx: realtime deadline, its fastest speed (16: half the CPU of 8 for 0.4 dB less
     # luma PSNR at 640x480, and the encode thread holds the GIL less), no lookahead.
+    # A keyframe at most 3 frames' worth of bits, as real-time senders cap them: a first
+    # 360p keyframe was 20 kB (12 frames' worth), a burst that a capped link's queue cut
+    # every time (the picture sharpens over the next frames instead).
     "vp8": ("libvpx", {"deadline": "realtime", "cpu-used": "16", "lag-in-frames": "0",
-                       "error-resilient": "1", "auto-alt-ref": "0"}),
+                       "error-resilient": "1", "auto-alt-ref": "0", "max-intra-rate": "300"}),
     # x264: constrained baseline for every browser (Safari included), no lookahead,
     # and forced keyframes as IDR so a late joiner can start decoding from them.
     "h264": ("libx264", {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline",

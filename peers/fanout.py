@@ -13,7 +13,9 @@ rather than lag behind or grow.
 
 Layers: a track reads one layer's FanOut and can move to another without
 renegotiation. It asks the new layer for a keyframe at once, goes on sending the old
-layer until that keyframe comes, and switches there (or at the next one, when that one
+layer until that keyframe comes (unless the move is away from a layer the link does not
+carry: then the old layer stops at once, so that the link's queue drains before the new
+keyframe comes), and switches there (or at the next one, when that one
 shows an earlier moment than the old layer already sent: a just-started encoder lags).
 The sender keeps numbering RTP packets in one sequence, and for VP8 the track renumbers
 picture ids so that they continue too: a decoder that sees a gap in them would wait for
@@ -127,6 +129,7 @@ class FanOutTrack(MediaStreamTrack):
         self._queue: asyncio.Queue[EncodedFrame] = asyncio.Queue(queue_limit)
         self._sender: RTCRtpSender | None = None
         self._prepacketized: _Prepacketized | None = None
+        self._rtx: RtxStream | None = None
         self._pulling = False
         self._need_keyframe = True
         #: VP8 picture ids: the last one sent, and what to add to the layer's own.
@@ -135,6 +138,7 @@ class FanOutTrack(MediaStreamTrack):
         self._last_timestamp: int | None = None
         self._last_number: int | None = None  # the capture frame number last sent
         self._passed_stale_keyframe = False  # in the switch under way
+        self._old_layer_stopped = False  # in the switch under way: nothing more of the old layer
         self.frames_sent = 0
         self.frames_dropped = 0
         self.keyframe_requests = 0
@@ -164,11 +168,14 @@ class FanOutTrack(MediaStreamTrack):
     def attach_sender(self, sender: RTCRtpSender, rtx: RtxStream) -> None:
         """Feed ``sender``, whose retransmissions ``rtx`` has taken over."""
         self._sender = sender
+        self._rtx = rtx
         self._prepacketized = _Prepacketized(rtx)
         sender._RTCRtpSender__encoder = self._prepacketized  # type: ignore[attr-defined]
 
-    def switch(self, fanout: FanOut) -> None:
-        """Move to another layer at its next keyframe (asked for now); no renegotiation."""
+    def switch(self, fanout: FanOut, stop_now: bool = False) -> None:
+        """Move to another layer at its next keyframe (asked for now); no renegotiation.
+        ``stop_now``: send nothing more of the current layer meanwhile (the link does not
+        carry it: what is sent of it only delays the new layer's keyframe)."""
         if self._pending is not None:
             self._pending.remove(self)
             self._pending = None
@@ -176,6 +183,7 @@ class FanOutTrack(MediaStreamTrack):
             return
         self._pending = fanout
         self._passed_stale_keyframe = False
+        self._old_layer_stopped = stop_now
         fanout.add(self)
         if self._pulling:
             fanout.request_keyframe()
@@ -205,6 +213,7 @@ class FanOutTrack(MediaStreamTrack):
             self._wait_for_keyframe()
         while True:
             if self._sender is not None and _take_keyframe_request(self._sender):
+                self._rtx.viewer_gave_up()
                 self.keyframe_requests += 1
                 self.viewer_keyframe_requests += 1
                 (self._pending or self._fanout).request_keyframe(urgent=self._need_keyframe)
@@ -228,8 +237,8 @@ class FanOutTrack(MediaStreamTrack):
                 self._continue_picture_ids(frame)
                 if self.on_switched is not None:
                     self.on_switched(self.layer)
-            elif frame.layer != self._fanout.layer:
-                continue  # the old layer's last frames, queued before the switch
+            elif frame.layer != self._fanout.layer or (pending is not None and self._old_layer_stopped):
+                continue  # the old layer's last frames, queued before the switch, or stopped
             if self._need_keyframe and not frame.keyframe:
                 self.frames_dropped += 1
                 continue

@@ -44,6 +44,11 @@ NACK_AGAIN = 0.1
 #: again, and the loss never ends.
 REPAIRS_WAITED = 3
 REPAIR_WAIT_LIMIT = 1.0
+#: A stream's first packet that does not start a frame means the packets before it were
+#: lost, and nothing else would ask for them (aiortc NACKs only gaps after the first packet
+#: seen): ask for up to this many. The sender starts each viewer at a keyframe, so they are
+#: that keyframe's beginning; numbers it never sent are ignored.
+BACKFILL = 64
 
 _H264_STAP_A, _H264_FU_A = 24, 28
 _H264_IDR, _H264_SEI, _H264_SPS, _H264_PPS, _H264_AUD = 5, 6, 7, 8, 9
@@ -105,6 +110,8 @@ class WholeFrameBuffer:
         if self._newest is None:
             self._newest = self._floor = seq
             self._last_pli = now  # the sender starts with a keyframe: give it time to come
+            if packet.payload and not self._starts_frame(packet):
+                self._backfill(seq)
         elif seq < self._floor:
             # Late retransmissions come from within the NACK window; far older than that
             # (aiortc: MAX_MISORDER) is a sender that restarted its sequence lower.
@@ -235,6 +242,12 @@ class WholeFrameBuffer:
         self._drop_before(hole)
         self._in_sync = False
         return True
+
+    def _backfill(self, first: int) -> None:
+        """The stream's first packets were lost: ask for them (see BACKFILL)."""
+        self._floor = first - BACKFILL
+        if self._nack is not None:
+            self._nack(self._ssrc, [seq & 0xFFFF for seq in range(self._floor, first)])
 
     def _patience(self) -> float:
         """How long a gap is waited for before its frames are given up."""

@@ -9,13 +9,14 @@ under a 600 kbit/s cap: after moving a viewer from 720p to 360p (which alone fit
 storm kept the loss above 60% and no frame of the new layer was decoded for 15 s.
 
 ``RtxStream`` takes over a sender's retransmissions, as real-time stacks bound theirs:
-- a packet older than the last keyframe sent is never sent again: the viewer's decoder
-  starts over at that keyframe (a layer move is one), so it cannot use it;
+- a packet older than the last keyframe sent, or than the viewer's last keyframe request,
+  is never sent again: the viewer's decoder starts over at that keyframe (a layer move is
+  one), so it cannot use it;
 - the same packet goes again at most once per round trip, and at most ``MAX_RESENDS`` times;
 - all retransmissions together stay within ``RTX_SHARE`` of the layer's bitrate.
 
 The same RTX stream carries probes: before a viewer moves up a layer, ``probe()`` sends
-copies of recent packets (the receiver drops them as duplicates) on top of the video, up to
+copies of old packets (the receiver drops them as duplicates) on top of the video, up to
 the next layer's bitrate, and gives up as soon as the viewer reports loss. A move up
 that would not fit costs padding, not pictures.
 
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiortc import RTCRtpSender
+from aiortc import clock as aiortc_clock
 from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket, wrap_rtx
 from aiortc.utils import uint16_add, uint16_gt
 
@@ -39,12 +41,19 @@ from aiortc.utils import uint16_add, uint16_gt
 RTX_SHARE = 0.5
 #: A packet is sent again at most this often...
 MAX_RESENDS = 3
-#: ...and not again within a round trip (this long when none is known yet, at least MIN_GAP).
-DEFAULT_RTT, MIN_GAP = 0.1, 0.02
+#: ...and not again within a round trip (this long when none is known yet), between MIN_GAP
+#: and MAX_GAP: aiortc's estimate follows a queue that drained only slowly (it fell from 350
+#: to 50 ms over 20 s once a cap's queue was gone), and a receiver gives up on a gap in 0.5 s.
+DEFAULT_RTT, MIN_GAP, MAX_GAP = 0.1, 0.02, 0.15
 #: A probe lasts at most this long, and fails when the viewer asks again for more than
 #: this share of the video packets sent during it.
 PROBE_SECONDS = 1.0
 PROBE_LOSS = 0.02
+#: How long a probe waits for the viewer's receiver report that covers its end (aiortc
+#: sends one every 0.5 to 1.5 s, Chromium about every second).
+REPORT_WAIT = 2.0
+#: Padding repeats packets sent this long before (see ``_pad``).
+PAD_DELAY = 0.05
 _PROBE_TICK = 0.02
 
 
@@ -59,6 +68,7 @@ class _History(dict):
         self.keyframe_start: int | None = None  # the sequence number of its first packet
         self.sent = 0  # packets sent
         self.last: RtpPacket | None = None
+        self.sent_at: dict[int, float] = {}  # key -> when its packet was sent
 
     def frame(self, keyframe: bool) -> None:
         self.keyframe_next, self.frame_started = keyframe, False
@@ -70,6 +80,7 @@ class _History(dict):
                 self.keyframe_start = packet.sequence_number
         self.sent += 1
         self.last = packet
+        self.sent_at[key] = time.monotonic()
         super().__setitem__(key, packet)
 
 
@@ -103,6 +114,12 @@ class RtxStream:
         """The sender is about to send a frame (called from its track's ``pack``)."""
         self._history.frame(keyframe)
 
+    def viewer_gave_up(self) -> None:
+        """The viewer asked for a keyframe (PLI): it waits for one, and what was sent before
+        can no longer help it. Resending that would only crowd the link the keyframe needs."""
+        if self._history.last is not None:
+            self._history.keyframe_start = uint16_add(self._history.last.sequence_number, 1)
+
     def _refill(self, now: float) -> None:
         rate = RTX_SHARE * self.bitrate / 8  # bytes a second; the bucket holds one second
         self._tokens = min(rate, self._tokens + (now - self._filled_at) * rate)
@@ -110,7 +127,7 @@ class RtxStream:
 
     def _rtt(self) -> float:
         rtt = getattr(self._sender, "_RTCRtpSender__rtt", None)
-        return max(MIN_GAP, rtt if rtt is not None else DEFAULT_RTT)
+        return min(MAX_GAP, max(MIN_GAP, rtt if rtt is not None else DEFAULT_RTT))
 
     async def _retransmit(self, sequence_number: int) -> None:
         """The viewer lost this packet (a NACK): send it again if it can still help."""
@@ -144,11 +161,11 @@ class RtxStream:
         kept = {p.sequence_number for p in self._history.values()}
         self._resent = {s: v for s, v in self._resent.items() if s in kept}
 
-    def _newest_first(self) -> list[RtpPacket]:
-        if self._history.last is None:
-            return []
-        newest = self._history.last.sequence_number
-        return sorted(self._history.values(), key=lambda p: (newest - p.sequence_number) & 0xFFFF)
+    def _pad_candidates(self, now: float) -> list[RtpPacket]:
+        """Packets sent at least PAD_DELAY ago, the most recent first."""
+        history = self._history
+        aged = [(sent, key) for key, sent in history.sent_at.items() if now - sent >= PAD_DELAY and key in history]
+        return [history[key] for _, key in sorted(aged, reverse=True)]
 
     async def _send_rtx(self, packet: RtpPacket) -> None:
         sender = self._sender
@@ -166,31 +183,61 @@ class RtxStream:
         return getattr(self._sender, "_RTCRtpSender__rtx_payload_type", None) is not None
 
     async def probe(self, target: int, seconds: float = PROBE_SECONDS) -> ProbeResult:
-        """Send padding on top of the video, for up to ``seconds``, so that the link carries
-        ``target`` bits a second in all; fails at the first sign that it does not fit."""
-        extra = max(0.0, (target - self.bitrate) / 8)  # bytes a second on top of the video
-        start = self._clock()
-        sent_before, nacked_before = self._history.sent, self._nacked
+        """Send padding on top of the video, rising over half of ``seconds`` until the link
+        carries ``target`` bits a second in all, then holding there; fails at the first sign
+        that it does not fit. Rising, so that a link that does not fit fills its queue late
+        and little is lost by the time the viewer's NACKs say so.
+
+        The verdict waits for the viewer's first receiver report after the padding: the
+        last of it is still in the link's queue when it stops, and its losses show only there.
+        """
+        extra = max(0.0, (target - self.bitrate) / 8)  # bytes a second on top of the video, at full
+        start = last = self._clock()
+        before = (self._history.sent, self._nacked)
         owed = 0.0
-        last = start
         while (now := self._clock()) - start < seconds:
-            sent = self._history.sent - sent_before
-            nacked = self._nacked - nacked_before
-            if nacked > max(1, PROBE_LOSS * sent):
-                return ProbeResult(False, f"{nacked} of {sent} packets lost while probing "
-                                          f"{target / 1000:.0f} kbit/s")
-            owed += (now - last) * extra
+            if (lost := self._nacks_since(before)) is not None:
+                return ProbeResult(False, f"{lost} while probing {target / 1000:.0f} kbit/s")
+            owed += (now - last) * extra * min(1.0, 2 * (now - start) / seconds)
             last = now
             owed = await self._pad(owed)
             await asyncio.sleep(_PROBE_TICK)
-        return ProbeResult(True, f"{target / 1000:.0f} kbit/s got through")
+        padded_until = aiortc_clock.current_datetime()
+        deadline = self._clock() + REPORT_WAIT
+        while self._clock() < deadline:
+            if (lost := self._nacks_since(before)) is not None:
+                return ProbeResult(False, f"{lost} after probing {target / 1000:.0f} kbit/s")
+            fraction_lost = await self._report_after(padded_until)
+            if fraction_lost is not None:
+                if fraction_lost > PROBE_LOSS:
+                    return ProbeResult(False, f"{100 * fraction_lost:.0f}% loss after probing "
+                                              f"{target / 1000:.0f} kbit/s")
+                return ProbeResult(True, f"{target / 1000:.0f} kbit/s got through")
+            await asyncio.sleep(_PROBE_TICK)
+        return ProbeResult(False, "no receiver report after the probe")
+
+    def _nacks_since(self, before: tuple[int, int]) -> str | None:
+        """Says how many packets the viewer asked for again since ``before``, if that is too many."""
+        sent, nacked = self._history.sent - before[0], self._nacked - before[1]
+        return f"{nacked} of {sent} packets lost" if nacked > PROBE_LOSS * sent else None
+
+    async def _report_after(self, moment) -> float | None:
+        """The loss in the viewer's newest receiver report, if it came after ``moment``."""
+        for item in (await self._sender.getStats()).values():
+            if item.type == "remote-inbound-rtp" and item.timestamp > moment:
+                return item.fractionLost / 256  # RTCP: 8-bit
+        return None
 
     async def _pad(self, owed: float) -> float:
-        """Send copies of the newest packets, up to ``owed`` bytes; returns what is still owed."""
-        for packet in self._newest_first():
+        """Send copies of recent packets, up to ``owed`` bytes; returns what is still owed.
+
+        Copies of what was sent PAD_DELAY before: if the probe's own overflow lost a packet,
+        its copy, sent apart from it, may still bring it (the picture is spared), while the
+        viewer's receiver reports still count the original as lost (the verdict is not).
+        """
+        for packet in self._pad_candidates(time.monotonic()):
             if owed < len(packet.payload):
                 break
             owed -= len(packet.payload)
             await self._send_rtx(packet)
         return min(owed, 1500.0)  # a packet's worth: a short history must not build a burst
-

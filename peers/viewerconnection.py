@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -203,10 +204,10 @@ class ViewerConnection:
         if layer is not None:
             self._move(layer, "")
 
-    def _move(self, layer: Layer, reason: str) -> None:
+    def _move(self, layer: Layer, reason: str, stop_now: bool = False) -> None:
         self._layer_reason = reason
         if self.track is not None:
-            self.track.switch(self._pipeline.layer(layer.name).fanout)
+            self.track.switch(self._pipeline.layer(layer.name).fanout, stop_now)
             log.info("viewer %s: -> %s%s", self.viewer_id, layer.name, f" ({reason})" if reason else "")
 
     def _switched(self, layer_name: str) -> None:
@@ -231,7 +232,7 @@ class ViewerConnection:
                 if move is not None and move.up and self.rtx is not None and self.rtx.can_probe:
                     move = await self._probe(move)
                 if move is not None:
-                    self._move(move.layer, move.reason)
+                    self._move(move.layer, move.reason, stop_now=not move.up)
         finally:
             self._adapter = None
 
@@ -245,7 +246,7 @@ class ViewerConnection:
             self.choice.probe_failed(time.monotonic())
             log.info("viewer %s: stays at %s (%s)", self.viewer_id, self.choice.layer.name, probe.reason)
             return None
-        return move
+        return dataclasses.replace(move, reason=f"{move.reason}; {probe.reason}")
 
     async def _evidence(self, pc: RTCPeerConnection, track: FanOutTrack) -> Evidence:
         fraction_lost, rtt = None, None

@@ -34,7 +34,7 @@ from aiortc.rtp import (
     RtpPacket,
 )
 
-from peers.framereceiver import NACK_AGAIN, NACK_WINDOW, WholeFrameBuffer, deliver_frames_when_complete
+from peers.framereceiver import BACKFILL, NACK_AGAIN, NACK_WINDOW, WholeFrameBuffer, deliver_frames_when_complete
 
 from .test_faults import camera_stats
 
@@ -234,6 +234,40 @@ def test_the_first_frame_to_go_out_is_a_keyframe():
     assert all(frame is None for _, frame in feed(buffer, sender.frame()))
     key = sender.frame(keyframe=True)
     assert feed(buffer, key)[-1][1].data == frame_data(key)
+
+
+def test_a_lost_start_of_the_first_keyframe_is_asked_for_and_repaired():
+    """Nothing before the first packet seen is a gap to aiortc: the buffer asks for it itself."""
+    asked = []
+    sender = Sender()
+    buffer = WholeFrameBuffer(lambda pt: "VP8", max_wait=0.5, clock=Clock(),
+                              nack=lambda ssrc, seqs: asked.append(seqs))
+    key = sender.frame(keyframe=True)
+    assert all(frame is None for _, frame in feed(buffer, key[1:]))  # its first packet was lost
+    [wanted] = asked
+    assert len(wanted) == BACKFILL and wanted[-1] == key[0].sequence_number  # across the 16-bit wrap
+    pli, frame = buffer.add(key[0])  # the retransmission
+    assert not pli and frame.data == frame_data(key)
+    follower = sender.frame()
+    assert feed(buffer, follower)[-1][1].data == frame_data(follower)
+
+
+def test_a_gap_is_waited_for_longer_where_repairs_take_longer():
+    """Repairs that take 300 ms (a full queue's round trip) make the buffer wait 0.9 s, not 0.5."""
+    clock, sender = Clock(), Sender()
+    buffer = make_buffer(clock)
+    feed(buffer, sender.frame(keyframe=True))
+    for _ in range(4):  # gaps that each took 0.3 s to fill
+        lost = sender.frame()
+        feed(buffer, lost[1:])
+        clock.now += 0.3
+        assert buffer.add(lost[0])[1].data == frame_data(lost)
+    lost, later = sender.frame(), sender.frame()
+    feed(buffer, lost[1:] + later[:1])
+    clock.now += 0.8
+    assert feed(buffer, later[1:2]) == [(False, None)]  # 0.8 s: still repairable here
+    clock.now += 0.2
+    assert feed(buffer, later[2:3])[0][0] is True  # past three repairs' time: a keyframe, please
 
 
 def test_h264_frames_go_out_whole_and_resume_at_an_idr():
