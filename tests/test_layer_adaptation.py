@@ -4,16 +4,90 @@ namespace; capped viewers in the other; an uncapped viewer beside the camera."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
+import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, require
+from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, require, wait_until
 
 CAP_KBIT = 600
+#: An auto viewer reaches a layer that fits within this after a cap arrives, and from then
+#: on never waits longer than MAX_GAP for a picture.
+SETTLE_S, MAX_GAP_S = 5.0, 1.0
+FRAMELOG = Path(__file__).with_name("framelog.py")
+
+
+class FrameLog:
+    """tests/framelog.py in the viewer's namespace: every frame the library decodes, as it comes."""
+
+    def __init__(self, net: SplitNetwork, server_url: str, seconds: float, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [*net.prefix(net.viewer_ns), sys.executable, str(FRAMELOG), server_url, "hd",
+             "--ice-host", VIEWER_ADDRESS, "--seconds", str(seconds), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.records: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.records.append(json.loads(line))
+
+    @property
+    def frames(self) -> list[dict]:
+        return [r for r in list(self.records) if "w" in r]
+
+    def wait_for_frames(self, since: float, timeout: float) -> None:
+        wait_until(lambda: any(f["t"] >= since for f in self.frames), timeout,
+                   f"a frame after {since:.1f}: {self.records[-5:]}")
+
+    def finish(self, timeout: float) -> list[dict]:
+        self.proc.wait(timeout)
+        self._reader.join(5)
+        assert self.records and self.records[-1].get("event") == "done", (self.proc.stderr.read()[-2000:],
+                                                                           self.records[-5:])
+        return self.frames
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Picture:
+    """What a viewer saw in a window: decoded frames, their sizes, the longest wait between two,
+    and the share of the camera's frames (by the test pattern's numbers) that it decoded."""
+
+    frames: int
+    sizes: set
+    longest_gap: float
+    decoded_share: float
+
+    @classmethod
+    def of(cls, frames: list[dict], start: float, end: float | None = None) -> Picture:
+        window = [f for f in frames if f["t"] >= start and (end is None or f["t"] <= end)]
+        assert len(window) > 1, f"no pictures after {start:.1f}"
+        times = [start] + [f["t"] for f in window] + ([end] if end is not None else [])
+        numbers = [f["n"] for f in window if f["n"] is not None]
+        span = max(numbers) - min(numbers) + 1 if numbers else 0
+        return cls(len(window), {(f["w"], f["h"]) for f in window},
+                   max(b - a for a, b in zip(times, times[1:])), len(numbers) / span if span else 0.0)
+
+    def assert_keeps_coming(self, size: tuple[int, int]) -> None:
+        assert self.sizes == {size}, self
+        assert self.longest_gap <= MAX_GAP_S, self
+        # By frame number, not by rate: a busy machine may slow the camera, never skip its frames here.
+        assert self.decoded_share >= 0.9, self
 
 
 def start_camera_side(lab, net: SplitNetwork) -> str:
@@ -64,6 +138,47 @@ def test_an_auto_cli_viewer_steps_down_under_a_cap_and_climbs_back(lab, split_ne
     assert summaries["auto"]["layer"] == "720p" and summaries["auto"]["layer_switches"] >= 2
     assert "360p (640x360): " in auto.log()  # each move says why
     assert (summaries["auto"]["width"], summaries["auto"]["height"]) == (1280, 720)
+
+
+def test_an_auto_viewer_capped_from_the_start_settles_and_its_picture_keeps_coming(lab, split_network):
+    """The cap is there before the viewer: within 5 s it plays a layer that fits, and from
+    then on never waits more than a second for a picture, nor loses the camera's frames."""
+    net = split_network
+    server_url = start_camera_side(lab, net)
+    net.cap(CAP_KBIT)
+    log = FrameLog(net, server_url, 20)
+    try:
+        log.wait_for_frames(0, timeout=15)
+        first = log.frames[0]["t"]
+        frames = log.finish(timeout=40)
+    finally:
+        log.close()
+    picture = Picture.of(frames, first + SETTLE_S)
+    print(f"after {SETTLE_S:g} s: {picture}")
+    picture.assert_keeps_coming((640, 360))
+
+
+def test_an_auto_viewer_capped_mid_stream_moves_down_and_its_picture_keeps_coming(lab, split_network):
+    """A cap 4 s into playback at 720p: the camera moves the viewer to 360p, and 360p frames
+    are decoded from then on without a gap of more than a second, nor the camera's frames lost."""
+    net = split_network
+    server_url = start_camera_side(lab, net)
+    log = FrameLog(net, server_url, 22)
+    try:
+        log.wait_for_frames(0, timeout=15)
+        log.wait_for_frames(log.frames[0]["t"] + 4, timeout=15)
+        before = Picture.of(log.frames, log.frames[0]["t"] + 1)
+        net.cap(CAP_KBIT)
+        capped_at = time.time()
+        frames = log.finish(timeout=40)
+    finally:
+        log.close()
+    assert before.sizes == {(1280, 720)}, before
+    moves = [r["text"] for r in log.records if r.get("event") == "layer"]
+    picture = Picture.of(frames, capped_at + SETTLE_S)
+    print(f"moves {moves}; after {SETTLE_S:g} s: {picture}")
+    assert any("-> 360p" in move for move in moves), moves
+    picture.assert_keeps_coming((640, 360))
 
 
 def test_a_viewer_pinned_to_a_layer_stays_there_under_a_cap(lab, split_network):
@@ -118,5 +233,66 @@ def test_the_page_in_auto_follows_a_cap_too(lab, split_network, tmp_path):
             reason = page.evaluate("peercam.layer().reason")
             print(f"page settled in {settled:.1f} s, climbed back in {climbed:.1f} s")
             assert reason.startswith("clean for") and page.evaluate("peercam.layer().switches") >= 2
+        finally:
+            browser.close()
+
+
+#: Every picture the page's video element presents: (Unix s, width, height).
+WATCH_PICTURES = """() => {
+  const video = document.getElementById('video');
+  window.pictures = [];
+  const presented = (now, meta) => {
+    window.pictures.push({t: Date.now() / 1000, w: meta.width, h: meta.height, n: null});
+    video.requestVideoFrameCallback(presented);
+  };
+  video.requestVideoFrameCallback(presented);
+}"""
+
+
+def page_picture(page, start: float, dropped_before: int) -> Picture:
+    """The page's pictures since ``start``; the camera's frames it lost, by the pattern's
+    numbers, from its own count (stats().frames_dropped)."""
+    picture = Picture.of(page.evaluate("window.pictures"), start)
+    stats = page.evaluate("peercam.stats()")
+    dropped = stats["dropped"] - dropped_before
+    picture.decoded_share = picture.frames / (picture.frames + dropped)
+    return picture
+
+
+def test_the_page_in_auto_keeps_its_picture_under_a_cap_from_the_start_and_mid_stream(lab, split_network,
+                                                                                    tmp_path):
+    """Chromium, P2P: capped before it loads, it settles on 360p within 5 s and its picture
+    keeps coming; loaded uncapped (720p), then capped, likewise."""
+    require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    net = split_network
+    server_url = start_camera_side(lab, net)
+    chromium_in_viewer_ns = net.executable_in(net.viewer_ns, CHROMIUM, tmp_path)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns), args=CHROMIUM_ARGS)
+        try:
+            for capped_from_start in (True, False):
+                net.cap(CAP_KBIT if capped_from_start else None)
+                page = browser.new_page(**CONTEXT_OPTIONS)
+                page.goto(f"{server_url}/view/hd?mode=p2p")
+                page.evaluate(WATCH_PICTURES)
+                page.wait_for_function("window.pictures.length > 0", timeout=15_000)
+                if capped_from_start:
+                    start = page.evaluate("window.pictures[0].t") + SETTLE_S
+                else:
+                    page.wait_for_function("window.pictures.length > 30 && peercam.layer()?.layer === '720p'",
+                                           timeout=15_000)
+                    net.cap(CAP_KBIT)
+                    start = time.time() + SETTLE_S
+                wait_until(lambda: time.time() > start, SETTLE_S + 1, "the settling time")
+                dropped_before = page.evaluate("peercam.stats().dropped")
+                page.wait_for_function(f"Date.now() / 1000 > {start + 10}", timeout=15_000)
+                picture = page_picture(page, start, dropped_before)
+                layer = page.evaluate("peercam.layer()")
+                print(f"capped {'from the start' if capped_from_start else 'mid-stream'}: {layer}, {picture}")
+                assert layer["layer"] == "360p", layer
+                picture.assert_keeps_coming((640, 360))
+                page.close()
         finally:
             browser.close()
