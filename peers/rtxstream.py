@@ -101,7 +101,7 @@ class RtxStream:
         self._history = _History()
         sender._RTCRtpSender__rtp_history = self._history  # type: ignore[attr-defined]
         sender._retransmit = self._retransmit  # type: ignore[method-assign]
-        self._resent: dict[int, tuple[float, int]] = {}  # sequence number -> (last sent, times)
+        self._resent: dict[int, tuple[float | None, int]] = {}  # asked for: seq -> (last sent, times)
         self._tokens = 0.0
         self._filled_at = clock()
         #: The layer's bitrate (bits a second), which the budget is a share of.
@@ -135,9 +135,12 @@ class RtxStream:
         packet = self._history.get(sequence_number % RTP_HISTORY_SIZE)
         if packet is None or packet.sequence_number != sequence_number:
             return  # never sent, or long gone
-        last, times = self._resent.get(sequence_number, (None, 0))
-        if last is None:
-            self._nacked += 1
+        if sequence_number not in self._resent:
+            self._nacked += 1  # once, however often it is asked for (it may be refused below)
+            self._resent[sequence_number] = (None, 0)
+            if len(self._resent) > 2 * RTP_HISTORY_SIZE:
+                self._forget_old()
+        last, times = self._resent[sequence_number]
         start = self._history.keyframe_start
         if start is not None and uint16_gt(start, sequence_number):
             self.refused += 1  # before the newest keyframe: the viewer's decoder starts there
@@ -151,8 +154,6 @@ class RtxStream:
             return
         self._tokens -= len(packet.payload)
         self._resent[sequence_number] = (now, times + 1)
-        if len(self._resent) > 2 * RTP_HISTORY_SIZE:
-            self._forget_old()
         self.retransmitted += 1
         await self._send_rtx(packet)
 
