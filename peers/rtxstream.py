@@ -102,10 +102,10 @@ class RtxStream:
         sender._RTCRtpSender__rtp_history = self._history  # type: ignore[attr-defined]
         sender._retransmit = self._retransmit  # type: ignore[method-assign]
         self._resent: dict[int, tuple[float | None, int]] = {}  # asked for: seq -> (last sent, times)
-        self._tokens = 0.0
-        self._filled_at = clock()
         #: The layer's bitrate (bits a second), which the budget is a share of.
         self.bitrate = bitrate
+        self._tokens = RTX_SHARE * bitrate / 8  # full: the first keyframe may need repair at once
+        self._filled_at = clock()
         self._nacked = 0  # distinct packets the viewer asked for
         self.retransmitted = 0
         self.refused = 0  # asked for, not sent: obsolete, too soon, too often or over budget

@@ -26,6 +26,7 @@ async def main() -> None:
     parser.add_argument("stream")
     parser.add_argument("--quality", default="auto")
     parser.add_argument("--mode", default="auto")
+    parser.add_argument("--relay-format", default="auto")
     parser.add_argument("--ice-host", action="append")
     parser.add_argument("--seconds", type=float, required=True)
     args = parser.parse_args()
@@ -35,7 +36,8 @@ async def main() -> None:
         sys.stdout.write(json.dumps({"t": round(time.time(), 4), **record}) + "\n")
         sys.stdout.flush()
 
-    async with peercam.watch(args.server, args.stream, quality=args.quality, mode=args.mode, ice=ice) as stream:
+    async with peercam.watch(args.server, args.stream, quality=args.quality, mode=args.mode,
+                             relay_format=args.relay_format, ice=ice) as stream:
         async def frames() -> None:
             async for frame in stream.frames(keep=None):
                 say({"w": frame.width, "h": frame.height, "n": frame.number, "layer": frame.layer})
