@@ -1,5 +1,6 @@
 """Usage: python3 bench/layers.py [--parts cpu,timeline,switch,fanout] [--quick]
                              [--autogroup-nice N] [--encoder-threads default,N]
+                             [--schedule CAP:SECONDS,...] [--start-cap KBIT]
                              [--json bench/results/layers.json] [--svg FILE] [--reanalyse FILE]
 
 Quality layers (issue 11): what each layer costs the camera, how `auto` follows a
@@ -24,11 +25,15 @@ timeline: two network namespaces (bench/netns.py): the server and a camera with
   --layers 720p,480p,360p,180p in one, the viewer in the other behind a tc token bucket
   on the camera's end of the link. Three runs, one viewer each, through the cap
   schedule (--schedule; by default no cap 10 s, 1500 kbit/s 15 s, 600 15 s, 300 15 s,
-  no cap 25 s), from 2 s after its first frame:
+  no cap 25 s), from 2 s after its first frame, so each cap arrives mid-stream:
     - `peercam view --quality auto` (P2P; the camera moves it between layers),
     - `peercam view --mode relay --quality auto` (the server moves it between layer and
       JPEG quality renditions),
     - `peercam view --quality 720p` (P2P, pinned: the comparison).
+  Then the same viewers again, each started while a cap is already on the link
+  (--start-cap, 600 kbit/s by default; 0 skips these runs), measured for one phase of
+  15 s (--quick: 10) from the viewer's start, "600 from start" in the tables (issue 22:
+  an auto P2P viewer froze there). Its timeline's t = 0 is the viewer's start.
   The viewer is the real CLI (`peers.cli.main`) with hooks that only watch: each frame
   it counts (FrameStats.add) is also written to a log, capture time and frame number
   included, so per-phase fps and latency are exact, with how many RTP packets aiortc's
@@ -41,12 +46,17 @@ timeline: two network namespaces (bench/netns.py): the server and a camera with
   link's signaling socket, so it can come a second after the API shows the change).
   Per phase: the rendition it settled on, time to settle (cap change to the last
   change in the phase; 0 when nothing changed), then over the rest of the phase fps,
-  latency p50/p95 and dropped frames (P2P: gaps in capture frame numbers; relay: gaps
-  in capture times, as relay sequence numbers count per rendition). For P2P also
-  "fits from": from when on every layer it was on had a bitrate within the cap (the
-  settle verdict uses it: a later step up that still fits does not unsettle it); for
-  the relay, the bitrate its rendition would take at 30 fps (received, scaled by the
-  frames missing).
+  timely fps (frames a second that arrived under 1 s after capture, by the test
+  pattern's capture time), the longest gap (ms between two arrivals, the window's edges
+  counting as arrivals: the longest the picture stood still), latency p50/p95 and
+  dropped frames (P2P: gaps in capture frame numbers; relay: gaps in capture times, as
+  relay sequence numbers count per rendition). Capped from the start, times count from
+  the viewer's start, the time to its first frame is reported, and nothing before that
+  frame counts (the wait for it is no gap; settling is at that frame at the earliest).
+  For P2P also "fits from": from when on every layer it was on had a bitrate within the
+  cap (the settle verdict uses it: a later step up that still fits does not unsettle
+  it); for the relay, the bitrate its rendition would take at 30 fps (received, scaled
+  by the frames missing).
 
 switch: manual switches, 720p -> 360p -> 720p, --switches times each way, on P2P and the
   relay, with the layer switched to already running for another viewer ("warm": two
@@ -68,13 +78,18 @@ fanout: bench/fanout.py's small rows (--viewers 1,8,32 --baseline-viewers 1,4
 Targets (verdicts, not assertions), from issue 11: under 600 kbit/s the auto P2P viewer
 settles within 5 s on a layer that fits, keeps >= 24 fps and p95 latency < 300 ms; after
 the cap is lifted it climbs back to 720p within 20 s; a viewer pinned to 720p does
-visibly worse under the same cap (5 more frames a second under 1 s old for auto). The
-relay viewer is judged by the first three. Prints tables, writes --json and draws --svg
-(timelines with the cap schedule shaded, camera CPU and encode ms per active layers,
-switch gaps). The timeline needs root (network namespaces); without it that part is
-skipped, saying why. --reanalyse FILE measures nothing: it recomputes the figures,
-verdicts and chart from a results file and the frame logs beside it (after a change to
-this analysis, or to look again).
+visibly worse under the same cap (5 more frames a second under 1 s old for auto). From
+issue 22: capped from its start, the auto viewer is on a layer that fits within 5 s of
+its first frame and from then on never goes more than 1 s without a frame; under 600
+kbit/s, mid-stream and from the start, from 5 s after the cap (from the start: after
+the first frame) its longest gap is <= 1000 ms and it gets >= 24 timely fps. The relay
+viewer is judged by all but the pinned comparison. Prints tables, writes --json and
+draws --svg (timelines with the caps shaded, one column per run, those capped from the
+start included; camera CPU and encode ms per active layers, switch gaps). The timeline
+needs root (network namespaces); without it that part is skipped, saying why.
+--reanalyse FILE measures nothing: it recomputes the figures, verdicts and chart from a
+results file and the frame logs beside it (after a change to this analysis, or to look
+again).
 
 Run it under `flock /tmp/peercam-cpu.lock` on a machine otherwise idle; the load average
 at the start and end of each part is in the JSON. On a machine that other sessions keep
@@ -139,6 +154,8 @@ QUICK_SCHEDULE = "none:4,1500:6,600:8,300:6,none:22"
 RUNS = [("auto-p2p", "p2p", "auto"), ("auto-relay", "relay", "auto"), ("pinned-720p", "p2p", "720p")]
 #: Seconds after a viewer's first frame before the schedule starts.
 LEAD = 2.0
+#: The phase of a run capped from the viewer's start (--start-cap): seconds from that start.
+START_CAP_SECONDS, QUICK_START_CAP_SECONDS = 15.0, 10.0
 STARTUP_TIMEOUT = 30.0
 WORKER_TIMEOUT = 60.0
 #: Issue 11's targets.
@@ -147,6 +164,8 @@ TARGET_SETTLE_S = 5.0
 TARGET_FPS = 24.0
 TARGET_P95_MS = 300.0
 TARGET_CLIMB_S = 20.0
+#: Issue 22's: once settled, the picture never stands still longer than this.
+TARGET_GAP_MS = 1000.0
 #: What README reported for the fan-out (bench/fanout.py, 2026-11-22).
 README_FANOUT = {"peercam_pct_per_viewer": 0.45, "baseline_pct_per_viewer": 16.6, "ratio": 37.0}
 
@@ -486,7 +505,6 @@ def measure_timeline(opts: argparse.Namespace) -> dict:
     if reason:
         return {"skipped": reason}
     schedule = parse_schedule(opts.schedule)
-    total = sum(seconds for _, seconds in schedule)
     began_load = load()
     net = SplitNetwork()
     port = free_port()
@@ -508,10 +526,16 @@ def measure_timeline(opts: argparse.Namespace) -> dict:
         processes.append(poller)
         samples = LineReader(poller.stdout)
         wait_live(samples, {"server": server, "camera": camera, "poller": poller})
-        for label, mode, quality in RUNS[: opts.timeline_runs]:
-            print(f"timeline: {label} through {opts.schedule} ...", file=sys.stderr, flush=True)
-            runs.append(timeline_run(net, url, label, mode, quality, schedule, total, samples))
-            net.cap(None)
+        # The schedule's runs first, so they measure as they did before the runs capped from the start.
+        plans = [(schedule, False, f"through {opts.schedule}")]
+        if opts.start_cap:
+            plans.append(([(opts.start_cap, opts.start_cap_seconds)], True,
+                          f"capped at {opts.start_cap} kbit/s from its start"))
+        for plan, from_start, about in plans:
+            for label, mode, quality in RUNS[: opts.timeline_runs]:
+                print(f"timeline: {label} {about} ...", file=sys.stderr, flush=True)
+                runs.append(timeline_run(net, url, label, mode, quality, plan, samples, from_start))
+                net.cap(None)
     finally:
         net.cap(None)
         for proc in reversed(processes):
@@ -519,8 +543,9 @@ def measure_timeline(opts: argparse.Namespace) -> dict:
         net.remove()
     return {"layers": TIMELINE_LAYERS,
             "layer_kbps": {layer.name: layer.bitrate / 1000 for layer in layer_list(TIMELINE_LAYERS)},
-            "schedule": [{"cap_kbit": cap, "seconds": s} for cap, s in schedule], "runs": runs,
-            "load_before": began_load, "load_after": load()}
+            "schedule": [{"cap_kbit": cap, "seconds": s} for cap, s in schedule],
+            "start_cap_kbit": opts.start_cap or None, "start_cap_seconds": opts.start_cap_seconds,
+            "runs": runs, "load_before": began_load, "load_after": load()}
 
 
 def wait_live(samples: LineReader, processes: dict[str, subprocess.Popen]) -> None:
@@ -536,27 +561,38 @@ def wait_live(samples: LineReader, processes: dict[str, subprocess.Popen]) -> No
 
 
 def timeline_run(net: SplitNetwork, url: str, label: str, mode: str, quality: str,
-                 schedule: list[tuple[int | None, float]], total: float, samples: LineReader) -> dict:
-    frame_log = LOG_DIR / f"layers-{label}-frames.txt"
+                 schedule: list[tuple[int | None, float]], samples: LineReader, from_start: bool) -> dict:
+    """One viewer through ``schedule`` from LEAD s after its first frame; ``from_start``: through its one
+    phase, whose cap is on the link before the viewer starts, from the viewer's start."""
+    name = f"{label}-from-start" if from_start else label  # its own --name and frame log
+    frame_log = LOG_DIR / f"layers-{name}-frames.txt"
+    total = sum(seconds for _, seconds in schedule)
     argv = ["view", "--server", url, "--stream", STREAM, "--json", "--ice-host", VIEWER_ADDRESS,
-            "--name", label, "--mode", mode, "--quality", quality, "--duration", f"{LEAD + total + 1:g}",
+            "--name", name, "--mode", mode, "--quality", quality, "--duration", f"{LEAD + total + 1:g}",
             "--timeout", "20"]
+    if from_start:
+        net.cap(schedule[0][0])
+    launched = time.time()
     proc = subprocess.Popen([*net.prefix(net.viewer_ns), sys.executable, str(Path(__file__).resolve()),
                              "_viewer", str(frame_log), *argv], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     prioritize(proc.pid)
     stderr = LineReader(proc.stderr)
     try:
-        first_frame = stderr.wait_for("first frame", STARTUP_TIMEOUT, proc)
-        t0 = first_frame + LEAD
-        phases = []
-        at = t0
-        for cap, seconds in schedule:
-            time.sleep(max(0.0, at - time.time()))
-            net.cap(cap)
-            phases.append({"cap_kbit": cap, "start": time.time(), "end": at + seconds})
-            at += seconds
-        time.sleep(max(0.0, at - time.time()))
+        if from_start:  # no wait for a first frame: not getting one is what this run can find
+            [(cap, seconds)] = schedule
+            t0 = launched
+            phases = [{"cap_kbit": cap, "start": t0, "end": t0 + seconds, "from_start": True}]
+        else:
+            t0 = stderr.wait_for("first frame", STARTUP_TIMEOUT, proc) + LEAD
+            phases = []
+            at = t0
+            for cap, seconds in schedule:
+                time.sleep(max(0.0, at - time.time()))
+                net.cap(cap)
+                phases.append({"cap_kbit": cap, "start": time.time(), "end": at + seconds})
+                at += seconds
+        time.sleep(max(0.0, phases[-1]["end"] - time.time()))
         net.cap(None)
         stdout, _ = proc.communicate(timeout=30)
     finally:
@@ -569,22 +605,25 @@ def timeline_run(net: SplitNetwork, url: str, label: str, mode: str, quality: st
         except ValueError:
             summary = None
     events = layer_events(stderr.lines)
-    result = {"label": label, "mode": mode, "quality": quality, "t0": t0, "summary": summary,
-              "exit_code": proc.returncode,
+    result = {"label": label, "mode": mode, "quality": quality, "from_start": from_start, "t0": t0,
+              "summary": summary, "exit_code": proc.returncode,
               "events": [{**e, "t": round(e["time"] - t0, 2)} for e in events],
               "stderr": [f"{t - t0:7.2f} {line}" for t, line in stderr.lines],
               # The raw material, for another look (--reanalyse): the phases' times, this viewer's API
-              # samples (Unix times); the frame log stays in bench/results/layers-LABEL-frames.txt.
-              "raw_phases": phases, "samples": viewer_samples(samples.lines, label, t0 - LEAD, at + 1),
+              # samples (Unix times); the frame log stays in bench/results/layers-NAME-frames.txt.
+              "raw_phases": phases,
+              "samples": viewer_samples(samples.lines, name, launched, phases[-1]["end"] + 1),
               "frame_log": str(frame_log)}
-    return analyse_run(result, total)
+    return analyse_run(result)
 
 
-def analyse_run(run: dict, total: float) -> dict:
+def analyse_run(run: dict) -> dict:
     """A run's per-phase figures and per-second timeline, from its raw material."""
     if "raw_phases" not in run:  # a file from before they were kept: rebuilt from the phases' times
         run["raw_phases"] = [{"cap_kbit": p["cap_kbit"], "start": run["t0"] + p["start_s"],
                               "end": run["t0"] + p["end_s"]} for p in run["phases"]]
+    run.setdefault("from_start", False)  # a file from before the runs capped from the start
+    total = round(run["raw_phases"][-1]["end"] - run["t0"], 2)
     frame_log = Path(run.get("frame_log") or LOG_DIR / f"layers-{run['label']}-frames.txt")
     # (arrival, width, height, capture ms, frame number, jitter buffer packets: -1 where not logged)
     frames = [(*(float(v) for v in line.split()[:6]), -1.0)[:6] for line in frame_log.read_text().splitlines()
@@ -666,6 +705,9 @@ def window_figures(frames: list[tuple], start: float, end: float, mode: str) -> 
     inside = [f for f in frames if start <= f[0] < end]
     latencies = sorted(v for v in map(latency_ms, inside) if v is not None)
     seconds = end - start
+    # The window's edges count as arrivals: a picture still at its start or end is a gap too.
+    arrivals = [start, *(f[0] for f in inside), end]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     return {
         "seconds": round(seconds, 2),
         "frames": len(inside),
@@ -675,6 +717,8 @@ def window_figures(frames: list[tuple], start: float, end: float, mode: str) -> 
         "latency_max_ms": latencies[-1] if latencies else None,
         # Frames a second that arrived under TIMELY_MS after capture: video one can watch live.
         "timely_fps": sum(latency < TIMELY_MS for latency in latencies) / seconds if seconds > 0 else None,
+        # The longest the picture stood still: the wait between two arrivals.
+        "longest_gap_ms": max(gaps) * 1000 if seconds > 0 else None,
         "dropped": dropped_frames(inside, mode),
     }
 
@@ -698,10 +742,15 @@ def fitting_since(start: float, end: float, events: list[dict], cap: int | None,
 def phase_summary(phase: dict, index: int, t0: float, frames: list[tuple], events: list[dict],
                   polled: list[dict], mode: str, kbps: dict) -> dict:
     start, end = phase["start"], phase["end"]
+    from_start = phase.get("from_start", False)
+    first_frame = next((f[0] for f in frames if start <= f[0] < end), None) if from_start else None
+    # From the viewer's start nothing counts before its first frame: the wait for it is no gap.
+    begins = start if first_frame is None else first_frame
     changes = [e for e in events if e["from"] is not None and start <= e["time"] < end]
     before = [e for e in events if e["time"] < end]
-    settled_at = changes[-1]["time"] if changes else start
+    settled_at = max(begins, changes[-1]["time"]) if changes else begins
     fits_at = fitting_since(start, end, events, phase["cap_kbit"], kbps) if mode == "p2p" else None
+    fits_at = None if fits_at is None else max(begins, fits_at)
     after = window_figures(frames, settled_at, end, mode)
     # A report covers the 2 s before it: those from the first 2 s after settling still hold the old rate.
     in_phase = [s for s in polled if settled_at + 2 <= s["t"] < end]
@@ -709,8 +758,10 @@ def phase_summary(phase: dict, index: int, t0: float, frames: list[tuple], event
     return {
         "phase": index,
         "cap_kbit": phase["cap_kbit"],
+        "from_start": from_start,
         "start_s": round(start - t0, 2),
         "end_s": round(end - t0, 2),
+        "first_frame_s": None if first_frame is None else round(first_frame - start, 2),
         "changes": len(changes),
         "first_change_s": round(changes[0]["time"] - start, 2) if changes else None,
         "settle_s": round(settled_at - start, 2),
@@ -721,6 +772,9 @@ def phase_summary(phase: dict, index: int, t0: float, frames: list[tuple], event
         "settled_layer": before[-1]["layer"] if before else None,
         "after_settling": after,
         "whole_phase": window_figures(frames, start, end, mode),
+        # What issue 22's targets judge: from TARGET_SETTLE_S after the cap (from the start: after the
+        # first frame) to the phase's end.
+        "after_settle_target": window_figures(frames, min(begins + TARGET_SETTLE_S, end), end, mode),
         # The viewer's own reports (every 2 s) after settling: what it received, kbit/s; and what the
         # rendition would take at the camera's full frame rate (received, scaled by the frames missing).
         "bitrate_kbps_mean": sum(bitrates) / len(bitrates) if bitrates else None,
@@ -785,7 +839,8 @@ def print_timeline(result: dict) -> None:
         return
     print(f"\nTimeline: --layers {TIMELINE_LAYERS} "
           f"({', '.join(f'{k} {v:g}' for k, v in result['layer_kbps'].items())} kbit/s), the viewer in its "
-          f"own namespace behind a token bucket; t = 0 is {LEAD:g} s after its first frame. Per second: the "
+          f"own namespace behind a token bucket; t = 0 is {LEAD:g} s after its first frame (capped from the "
+          "start: the viewer's start). Per second: the "
           "rendition it was on (its stderr), frames it counted and their latency p50 / max (its frame log), "
           "the most RTP packets aiortc's jitter buffer held (JB pkts, of 512; P2P), "
           "then what /api/streams reported (the viewer's 2 s reports: layer, fps, latency median, kbit/s) "
@@ -793,7 +848,9 @@ def print_timeline(result: dict) -> None:
           "second before, REMB kbit/s). "
           f"Load average {result['load_before']} before, {result['load_after']} after.")
     for run in result["runs"]:
-        print(f"\n{run['label']} (--mode {run['mode']} --quality {run['quality']}):\n")
+        capped = (f", capped at {run['phases'][0]['cap_kbit']} kbit/s from its start" if run["from_start"]
+                  else "")
+        print(f"\n{run['label']} (--mode {run['mode']} --quality {run['quality']}){capped}:\n")
         columns = ["t s", "cap kbit/s", "rendition", "frames", "latency p50 / max ms", "JB pkts",
                    "API layer", "API fps", "API latency", "API kbit/s", "loss %", "RTT ms", "PLI", "REMB",
                    "events"]
@@ -816,22 +873,28 @@ def fitting_figures(window: dict | None) -> str:
 
 def print_phases(result: dict) -> None:
     print("\nPer phase: settled on = the rendition at the phase's end; settle = cap change to the last "
-          "change in the phase (0: none); after settling = from then to the phase's end (fps, latency, "
-          "drops from the frame log; kbit/s from the viewer's reports). Fits from (P2P under a cap): from "
-          "when on every layer it was on had a bitrate within the cap, and the figures from then on.\n")
-    columns = ["viewer", "cap kbit/s", "changes", "first change s", "settle s", "settled on", "window s",
-               "fps", "latency p50 / p95 ms", "dropped", "kbit/s", "camera fps", "fits from s",
-               "fps / p95 ms on fitting layers"]
+          "change in the phase (0: none); \"from start\": the viewer started with the cap on, its times "
+          "count from its start, and nothing counts before its first frame (settle: the later of the first "
+          "frame and the last change); after settling = from then to the phase's end (fps, timely fps = "
+          f"frames a second that arrived under {TIMELY_MS:g} ms after capture, longest gap between two "
+          "arrivals or the window's edges, latency, drops from the frame log; kbit/s from the viewer's "
+          "reports). Fits from (P2P under a cap): from when on every layer it was on had a bitrate within "
+          "the cap, and the figures from then on.\n")
+    columns = ["viewer", "cap kbit/s", "first frame s", "changes", "first change s", "settle s", "settled on",
+               "window s", "fps", "timely fps", "longest gap ms", "latency p50 / p95 ms", "dropped", "kbit/s",
+               "camera fps", "fits from s", "fps / p95 ms on fitting layers"]
     print("| " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * (len(columns) - 1))
     for run in result["runs"]:
         for p in run["phases"]:
             w = p["after_settling"]
             print("| " + " | ".join([
-                run["label"], _f(p["cap_kbit"], "d", "none"), str(p["changes"]),
+                run["label"], _f(p["cap_kbit"], "d", "none") + (" from start" if p["from_start"] else ""),
+                _f(p["first_frame_s"], ".1f"), str(p["changes"]),
                 _f(p["first_change_s"], ".1f"), _f(p["settle_s"], ".1f"), p["settled_on"] or "-",
-                _f(w["seconds"], ".1f"), _f(w["fps"], ".1f"),
-                f"{_f(w['latency_p50_ms'])} / {_f(w['latency_p95_ms'])}", str(w["dropped"]),
+                _f(w["seconds"], ".1f"), _f(w["fps"], ".1f"), _f(w["timely_fps"], ".1f"),
+                _f(w["longest_gap_ms"]), f"{_f(w['latency_p50_ms'])} / {_f(w['latency_p95_ms'])}",
+                str(w["dropped"]),
                 _f(p["bitrate_kbps_mean"]), _f(p["camera_fps_mean"], ".1f"), _f(p["fits_from_s"], ".1f"),
                 fitting_figures(p["on_fitting_layers"])]) + " |")
 
@@ -1092,71 +1155,117 @@ def measure_fanout(opts: argparse.Namespace) -> dict:
 # Verdicts, chart, main ---------------------------------------------------------------------------
 
 
+def judged(target: str, subject: dict | None, judge, *args) -> dict:
+    """A verdict: ``judge(subject, *args)`` gives (pass, measured); "not run" without its run or phase."""
+    if subject is None:
+        return {"target": target, "pass": None, "measured": "not run"}
+    passed, measured = judge(subject, *args)
+    return {"target": target, "pass": passed, "measured": measured}
+
+
+def settling(p: dict, mode: str, kbps: dict) -> tuple[bool, str, dict]:
+    """Whether a capped phase's viewer settled on a rendition that fits the cap within TARGET_SETTLE_S of
+    the cap's arrival (from the start: of its first frame), that in words, and its frames from then on."""
+    cap, begins = p["cap_kbit"], p["first_frame_s"] or 0.0
+    if mode == "p2p":
+        # Settled on a layer that fits = from then on only layers that fit (a later step up that
+        # still fits, such as a probe that holds, does not unsettle it).
+        since, w = p["fits_from_s"], p["on_fitting_layers"] or p["after_settling"]
+        ending = f"{p['settled_on']} ({kbps.get(p['settled_layer'], 0):g} kbit/s)"
+        text = (f"on layers within {cap} kbit/s from {since:.1f} s, ending on {ending}" if since is not None
+                else f"ended on {ending}")
+        settled = since is not None and since - begins <= TARGET_SETTLE_S
+    else:  # JPEG sizes are not in the layer list: what it received, scaled to the full frame rate
+        w = p["after_settling"]
+        text = (f"{p['settled_on']} from {p['settle_s']:.1f} s: {_f(p['bitrate_kbps_mean'])} kbit/s received "
+                f"at {_f(w['fps'], '.1f')} fps, so ~{_f(p['full_rate_kbps'])} kbit/s at {FPS:g} fps")
+        settled = (p["full_rate_kbps"] or math.inf) <= cap and p["settle_s"] - begins <= TARGET_SETTLE_S
+    first = f"first frame after {_f(p['first_frame_s'], '.1f')} s, " if p["from_start"] else ""
+    changes = (f"{p['changes']} changes, first after {_f(p['first_change_s'], '.1f')} s, last after "
+               f"{p['settle_s']:.1f} s")
+    return settled, f"{text} ({first}{changes})", w
+
+
+def settled_in_time(p: dict, mode: str, kbps: dict) -> tuple[bool, str]:
+    return settling(p, mode, kbps)[:2]
+
+
+def settled_rate(p: dict, mode: str, kbps: dict) -> tuple[bool, str]:
+    w = settling(p, mode, kbps)[2]
+    fps, p95 = w["fps"], w["latency_p95_ms"]
+    return (fps is not None and p95 is not None and fps >= TARGET_FPS and p95 < TARGET_P95_MS,
+            f"{_f(fps, '.1f')} fps, p95 {_f(p95)} ms over the last {w['seconds']:.1f} s "
+            f"({w['dropped']} frames dropped)")
+
+
+def settled_without_gaps(p: dict, mode: str, kbps: dict) -> tuple[bool, str]:
+    settled, text, w = settling(p, mode, kbps)
+    gap = w["longest_gap_ms"]
+    return (settled and gap is not None and gap <= TARGET_GAP_MS,
+            f"{text}; from then on the longest gap {_f(gap)} ms over {w['seconds']:.1f} s")
+
+
+def keeps_coming(p: dict) -> tuple[bool, str]:
+    w = p["after_settle_target"]
+    gap, timely = w["longest_gap_ms"], w["timely_fps"]
+    return (gap is not None and timely is not None and gap <= TARGET_GAP_MS and timely >= TARGET_FPS,
+            f"longest gap {_f(gap)} ms, {_f(timely, '.1f')} timely fps of {_f(w['fps'], '.1f')} "
+            f"({w['dropped']} dropped; the camera at {_f(p['camera_fps_mean'], '.1f')} fps) over the last "
+            f"{w['seconds']:.1f} s")
+
+
+def climbed_back(run: dict) -> tuple[bool | None, str]:
+    last = run["phases"][-1] if run["phases"] else None
+    if last is None or last["cap_kbit"] is not None:
+        return None, "no uncapped phase at the end"
+    top = next((e for e in run["events"] if e["layer"] == "720p" and e["from"] and e["from"] != "720p"
+                and last["start_s"] <= e["t"] < last["end_s"]), None)
+    before = [e for e in run["events"] if e["t"] < last["start_s"]]
+    was_top = bool(before) and before[-1]["layer"] == "720p"
+    climbed = 0.0 if was_top else (top["t"] - last["start_s"] if top else None)
+    return (climbed is not None and climbed <= TARGET_CLIMB_S,
+            f"after {climbed:.1f} s" if climbed is not None
+            else f"not within the {last['end_s'] - last['start_s']:.0f} s phase "
+                 f"(ended on {last['settled_on']})")
+
+
 def verdicts(results: dict) -> list[dict]:
     out = []
     timeline = results.get("timeline") or {}
     kbps = timeline.get("layer_kbps", {})
-    runs = {run["label"]: run for run in timeline.get("runs", [])}
+    runs = {(run["label"], run["from_start"]): run for run in timeline.get("runs", [])}
+    modes = {label: mode for label, mode, _ in RUNS}
+    start_cap = timeline.get("start_cap_kbit")
 
     def phase(run, cap):
         return next((p for p in run["phases"] if p["cap_kbit"] == cap), None) if run else None
 
+    keeps = (f"longest gap <= {TARGET_GAP_MS:g} ms and >= {TARGET_FPS:g} timely fps (under {TIMELY_MS:g} ms "
+             "after capture)")
     for label, name in (("auto-p2p", "auto P2P viewer"), ("auto-relay", "auto relay viewer")):
-        run = runs.get(label)
+        run, mode = runs.get((label, False)), modes[label]
         capped = phase(run, TARGET_CAP)
-        last = run["phases"][-1] if run and run["phases"] else None
-        lifted = last if last is not None and last["cap_kbit"] is None else None
-        if capped is None:
-            measured = "not run"
-            out += [{"target": t, "pass": None, "measured": measured} for t in (
-                f"{name}: under {TARGET_CAP} kbit/s settles within {TARGET_SETTLE_S:g} s on a layer that "
-                "fits",
-                f"{name}: under {TARGET_CAP} kbit/s >= {TARGET_FPS:g} fps, p95 latency < "
-                f"{TARGET_P95_MS:g} ms (after settling)",
-                f"{name}: climbs back to 720p within {TARGET_CLIMB_S:g} s of the cap's end")]
-            continue
-        if run["mode"] == "p2p":
-            # Settled on a layer that fits = from then on only layers that fit (a later step up that
-            # still fits, such as a probe that holds, does not unsettle it).
-            since, w = capped["fits_from_s"], capped["on_fitting_layers"] or capped["after_settling"]
-            fits = since is not None
-            ending = f"{capped['settled_on']} ({kbps.get(capped['settled_layer'], 0):g} kbit/s)"
-            fit_text = (f"on layers within {TARGET_CAP} kbit/s from {since:.1f} s, ending on {ending}" if fits
-                        else f"ended on {ending}")
-            settled = fits and since <= TARGET_SETTLE_S
-        else:  # JPEG sizes are not in the layer list: what it received, scaled to the full frame rate
-            w = capped["after_settling"]
-            fits = (capped["full_rate_kbps"] or math.inf) <= TARGET_CAP
-            fit_text = (f"{capped['settled_on']} from {capped['settle_s']:.1f} s: "
-                        f"{_f(capped['bitrate_kbps_mean'])} kbit/s received at {_f(w['fps'], '.1f')} fps, so "
-                        f"~{_f(capped['full_rate_kbps'])} kbit/s at {FPS:g} fps")
-            settled = fits and capped["settle_s"] <= TARGET_SETTLE_S
-        out.append({"target": f"{name}: under {TARGET_CAP} kbit/s settles within {TARGET_SETTLE_S:g} s on a "
-                              "layer that fits",
-                    "pass": settled,
-                    "measured": f"{fit_text} ({capped['changes']} changes, first after "
-                                f"{_f(capped['first_change_s'], '.1f')} s, last after "
-                                f"{capped['settle_s']:.1f} s)"})
-        fps, p95 = w["fps"], w["latency_p95_ms"]
-        out.append({"target": f"{name}: under {TARGET_CAP} kbit/s >= {TARGET_FPS:g} fps, p95 latency < "
-                              f"{TARGET_P95_MS:g} ms (after settling)",
-                    "pass": fps is not None and p95 is not None and fps >= TARGET_FPS and p95 < TARGET_P95_MS,
-                    "measured": f"{_f(fps, '.1f')} fps, p95 {_f(p95)} ms over the last {w['seconds']:.1f} s "
-                                f"({w['dropped']} frames dropped)"})
-        climbed = None
-        if lifted is not None:
-            top = next((e for e in run["events"] if e["layer"] == "720p" and e["from"] and e["from"] != "720p"
-                        and lifted["start_s"] <= e["t"] < lifted["end_s"]), None)
-            before = [e for e in run["events"] if e["t"] < lifted["start_s"]]
-            was_top = bool(before) and before[-1]["layer"] == "720p"
-            climbed = 0.0 if was_top else (top["t"] - lifted["start_s"] if top else None)
-        out.append({"target": f"{name}: climbs back to 720p within {TARGET_CLIMB_S:g} s of the cap's end",
-                    "pass": None if lifted is None else climbed is not None and climbed <= TARGET_CLIMB_S,
-                    "measured": "no uncapped phase at the end" if lifted is None
-                    else (f"after {climbed:.1f} s" if climbed is not None
-                          else f"not within the {lifted['end_s'] - lifted['start_s']:.0f} s phase "
-                               f"(ended on {lifted['settled_on']})")})
-    auto, pinned = phase(runs.get("auto-p2p"), TARGET_CAP), phase(runs.get("pinned-720p"), TARGET_CAP)
+        under = f"{name}: under {TARGET_CAP} kbit/s"
+        out += [
+            judged(f"{under} settles within {TARGET_SETTLE_S:g} s on a layer that fits",
+                   capped, settled_in_time, mode, kbps),
+            judged(f"{under} >= {TARGET_FPS:g} fps, p95 latency < {TARGET_P95_MS:g} ms (after settling)",
+                   capped, settled_rate, mode, kbps),
+            judged(f"{name}: climbs back to 720p within {TARGET_CLIMB_S:g} s of the cap's end",
+                   run, climbed_back),
+            judged(f"{under} mid-stream, from {TARGET_SETTLE_S:g} s after the cap: {keeps}",
+                   capped, keeps_coming)]
+        if start_cap:
+            started = phase(runs.get((label, True)), start_cap)
+            capped_from_start = f"{name}: capped at {start_cap} kbit/s from its start"
+            out += [
+                judged(f"{capped_from_start}, on a layer that fits within {TARGET_SETTLE_S:g} s of its first "
+                       f"frame and from then on never more than {TARGET_GAP_MS:g} ms without a frame",
+                       started, settled_without_gaps, mode, kbps),
+                judged(f"{capped_from_start}, from {TARGET_SETTLE_S:g} s after its first frame: {keeps}",
+                       started, keeps_coming)]
+    auto = phase(runs.get(("auto-p2p", False)), TARGET_CAP)
+    pinned = phase(runs.get(("pinned-720p", False)), TARGET_CAP)
     if auto and pinned:
         a, p = auto["whole_phase"], pinned["whole_phase"]
         worse = (a["timely_fps"] or 0) - (p["timely_fps"] or 0) >= 5
@@ -1221,7 +1330,10 @@ def draw(results: dict, path: Path) -> None:
                     rendition_ax.annotate(f"q{event['jpeg_quality']}",
                                           (max(0, event["t"]), heights[event["layer"]]), fontsize=6,
                                           xytext=(1, -8), textcoords="offset points")
-        rendition_ax.set(title=titles.get(run["label"], run["label"]), ylabel="layer (height)",
+        title = titles.get(run["label"], run["label"])
+        if run["from_start"]:
+            title += f", {run['phases'][0]['cap_kbit']} kbit/s from its start"
+        rendition_ax.set(title=title, ylabel="layer (height)",
                          ylim=(100, 820), yticks=sorted(heights.values()))
         fps_ax.plot(t, [r["frames"] for r in timeline], color="tab:green", label="frames in each second")
         fps_ax.axhline(TARGET_FPS, color="grey", linestyle=":", linewidth=0.8, label=f"{TARGET_FPS:g} fps")
@@ -1318,6 +1430,10 @@ def parse_args() -> argparse.Namespace:
                         help=f"timeline: CAP:SECONDS,... (default {SCHEDULE}; quick {QUICK_SCHEDULE})")
     parser.add_argument("--timeline-runs", type=int, help="timeline: the first N of auto-p2p, auto-relay, "
                                                           "pinned-720p (default 3; quick 1)")
+    parser.add_argument("--start-cap", type=int, default=TARGET_CAP, metavar="KBIT",
+                        help=f"timeline: the same viewers again, each started behind this cap and measured "
+                             f"for {START_CAP_SECONDS:g} s (quick {QUICK_START_CAP_SECONDS:g}); 0 skips them "
+                             f"(default {TARGET_CAP})")
     parser.add_argument("--switches", type=int,
                         help="switch: round trips 720p -> 360p -> 720p (default 5; quick 2)")
     parser.add_argument("--dwell", type=float, default=3.0, help="switch: seconds on each layer")
@@ -1340,6 +1456,7 @@ def parse_args() -> argparse.Namespace:
     opts.encoder_threads = [None if t.strip() == "default" else int(t) for t in threads.split(",")]
     opts.schedule = opts.schedule or (QUICK_SCHEDULE if opts.quick else SCHEDULE)
     opts.timeline_runs = opts.timeline_runs or (1 if opts.quick else 3)
+    opts.start_cap_seconds = QUICK_START_CAP_SECONDS if opts.quick else START_CAP_SECONDS
     opts.switches = opts.switches or (2 if opts.quick else 5)
     opts.svg = opts.svg or opts.json.with_suffix(".svg")
     return opts
@@ -1364,10 +1481,8 @@ def reanalyse(opts: argparse.Namespace) -> None:
     for key in ("seconds", "cpu_warmup"):
         setattr(opts, key, measured_with.get(key, getattr(opts, key)))
     results = {part: stored[part] for part in ("cpu", "timeline", "switch", "fanout") if part in stored}
-    timeline = results.get("timeline") or {}
-    total = sum(phase["seconds"] for phase in timeline.get("schedule", []))
-    for run in timeline.get("runs", []):
-        analyse_run(run, total)
+    for run in (results.get("timeline") or {}).get("runs", []):
+        analyse_run(run)
     results_verdicts = report(results, opts)
     write_json(opts.json, opts, {**results, "verdicts": results_verdicts, "measured_with": measured_with,
                                  "reanalysed_from": str(opts.reanalyse),
