@@ -129,7 +129,6 @@ class FanOutTrack(MediaStreamTrack):
         self._queue: asyncio.Queue[EncodedFrame] = asyncio.Queue(queue_limit)
         self._sender: RTCRtpSender | None = None
         self._prepacketized: _Prepacketized | None = None
-        self._rtx: RtxStream | None = None
         self._pulling = False
         self._need_keyframe = True
         #: VP8 picture ids: the last one sent, and what to add to the layer's own.
@@ -168,7 +167,6 @@ class FanOutTrack(MediaStreamTrack):
     def attach_sender(self, sender: RTCRtpSender, rtx: RtxStream) -> None:
         """Feed ``sender``, whose retransmissions ``rtx`` has taken over."""
         self._sender = sender
-        self._rtx = rtx
         self._prepacketized = _Prepacketized(rtx)
         sender._RTCRtpSender__encoder = self._prepacketized  # type: ignore[attr-defined]
 
@@ -187,6 +185,12 @@ class FanOutTrack(MediaStreamTrack):
         fanout.add(self)
         if self._pulling:
             fanout.request_keyframe()
+
+    def refresh(self) -> None:
+        """Send a keyframe soon, holding nothing back meanwhile: for a viewer whose link just
+        lost a burst of packets (a probe that did not fit), a fresh picture may come sooner
+        than the old one's repair through the same full queue."""
+        (self._pending or self._fanout).request_keyframe()
 
     def push(self, frame: EncodedFrame) -> None:
         """Called for every encoded frame of the layers this track reads; never blocks."""
@@ -213,7 +217,6 @@ class FanOutTrack(MediaStreamTrack):
             self._wait_for_keyframe()
         while True:
             if self._sender is not None and _take_keyframe_request(self._sender):
-                self._rtx.viewer_gave_up()
                 self.keyframe_requests += 1
                 self.viewer_keyframe_requests += 1
                 (self._pending or self._fanout).request_keyframe(urgent=self._need_keyframe)

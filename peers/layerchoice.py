@@ -71,7 +71,8 @@ class LayerChoice:
         self.quality = quality
         if quality == "auto":
             rung = self.layers.index(self.layer)
-            self._ladder = Ladder(len(self.layers), start=rung, max_wait=MAX_PROBE_WAIT) if len(self.layers) > 1 else None
+            self._ladder = (Ladder(len(self.layers), start=rung, max_wait=MAX_PROBE_WAIT)
+                            if len(self.layers) > 1 else None)
             return None  # auto starts from where it is
         return self._go(nearest(self.layers, quality))
 

@@ -9,9 +9,8 @@ under a 600 kbit/s cap: after moving a viewer from 720p to 360p (which alone fit
 storm kept the loss above 60% and no frame of the new layer was decoded for 15 s.
 
 ``RtxStream`` takes over a sender's retransmissions, as real-time stacks bound theirs:
-- a packet older than the last keyframe sent, or than the viewer's last keyframe request,
-  is never sent again: the viewer's decoder starts over at that keyframe (a layer move is
-  one), so it cannot use it;
+- a packet older than the last keyframe sent is never sent again: the viewer's decoder
+  starts over at that keyframe (a layer move is one), so it cannot use it;
 - the same packet goes again at most once per round trip, and at most ``MAX_RESENDS`` times;
 - all retransmissions together stay within ``RTX_SHARE`` of the layer's bitrate.
 
@@ -40,7 +39,7 @@ from aiortc.utils import uint16_add, uint16_gt
 #: Retransmissions may add this share of the layer's bitrate, in a bucket of one second.
 RTX_SHARE = 0.5
 #: A packet is sent again at most this often...
-MAX_RESENDS = 3
+MAX_RESENDS = 8
 #: ...and not again within a round trip (this long when none is known yet), between MIN_GAP
 #: and MAX_GAP: aiortc's estimate follows a queue that drained only slowly (it fell from 350
 #: to 50 ms over 20 s once a cap's queue was gone), and a receiver gives up on a gap in 0.5 s.
@@ -95,7 +94,8 @@ class ProbeResult:
 class RtxStream:
     """One viewer's retransmissions and probe padding (see the module's doc)."""
 
-    def __init__(self, sender: RTCRtpSender, bitrate: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, sender: RTCRtpSender, bitrate: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._sender = sender
         self._clock = clock
         self._history = _History()
@@ -113,12 +113,6 @@ class RtxStream:
     def frame(self, keyframe: bool) -> None:
         """The sender is about to send a frame (called from its track's ``pack``)."""
         self._history.frame(keyframe)
-
-    def viewer_gave_up(self) -> None:
-        """The viewer asked for a keyframe (PLI): it waits for one, and what was sent before
-        can no longer help it. Resending that would only crowd the link the keyframe needs."""
-        if self._history.last is not None:
-            self._history.keyframe_start = uint16_add(self._history.last.sequence_number, 1)
 
     def _refill(self, now: float) -> None:
         rate = RTX_SHARE * self.bitrate / 8  # bytes a second; the bucket holds one second
@@ -165,7 +159,8 @@ class RtxStream:
     def _pad_candidates(self, now: float) -> list[RtpPacket]:
         """Packets sent at least PAD_DELAY ago, the most recent first."""
         history = self._history
-        aged = [(sent, key) for key, sent in history.sent_at.items() if now - sent >= PAD_DELAY and key in history]
+        aged = [(sent, key) for key, sent in history.sent_at.items()
+                if now - sent >= PAD_DELAY and key in history]
         return [history[key] for _, key in sorted(aged, reverse=True)]
 
     async def _send_rtx(self, packet: RtpPacket) -> None:
@@ -173,7 +168,8 @@ class RtxStream:
         payload_type = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
         if payload_type is not None:
             number = sender._RTCRtpSender__rtx_sequence_number  # type: ignore[attr-defined]
-            packet = wrap_rtx(packet, payload_type=payload_type, sequence_number=number, ssrc=sender._rtx_ssrc)
+            packet = wrap_rtx(packet, payload_type=payload_type, sequence_number=number,
+                              ssrc=sender._rtx_ssrc)
             sender._RTCRtpSender__rtx_sequence_number = uint16_add(number, 1)  # type: ignore[attr-defined]
         data = packet.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
         await sender.transport._send_rtp(data)

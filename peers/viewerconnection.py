@@ -244,6 +244,8 @@ class ViewerConnection:
             return None  # the viewer picked a layer meanwhile
         if not probe.fits:
             self.choice.probe_failed(time.monotonic())
+            if self.track is not None:
+                self.track.refresh()
             log.info("viewer %s: stays at %s (%s)", self.viewer_id, self.choice.layer.name, probe.reason)
             return None
         return dataclasses.replace(move, reason=f"{move.reason}; {probe.reason}")

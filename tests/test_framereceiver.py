@@ -34,7 +34,13 @@ from aiortc.rtp import (
     RtpPacket,
 )
 
-from peers.framereceiver import BACKFILL, NACK_AGAIN, NACK_WINDOW, WholeFrameBuffer, deliver_frames_when_complete
+from peers.framereceiver import (
+    BACKFILL,
+    NACK_AGAIN,
+    NACK_WINDOW,
+    WholeFrameBuffer,
+    deliver_frames_when_complete,
+)
 
 from .test_faults import camera_stats
 

@@ -11,7 +11,8 @@ def test_heavy_loss_moves_at_once_to_the_layer_that_got_through():
     assert choice.layer.name == "720p"
     choice.observe(0, Evidence(rtt=0.005))
     move = choice.observe(1, Evidence(fraction_lost=0.8, rtt=0.09))
-    assert (move.layer.name, move.reason, move.up) == ("360p", "80% loss", False)  # 2.5 Mbit/s x 20% fits only 360p
+    # 2.5 Mbit/s x 20% fits only 360p
+    assert (move.layer.name, move.reason, move.up) == ("360p", "80% loss", False)
 
 
 def test_rtt_growth_and_queue_overflow_are_trouble_too():
@@ -52,7 +53,7 @@ def test_a_probe_that_failed_keeps_the_layer_and_waits_longer_for_the_next():
             ups.append(t)
             choice.probe_failed(t)  # the padding did not get through: the viewer never moved
             assert choice.layer.name == "360p"
-    gaps = [b - a for a, b in zip(ups, ups[1:])]
+    gaps = [b - a for a, b in zip(ups, ups[1:], strict=False)]
     assert len(ups) >= 3 and gaps == sorted(gaps) and gaps[-1] >= MAX_PROBE_WAIT, ups
 
 
