@@ -43,7 +43,7 @@ MAX_RESENDS = 8
 #: ...and not again within a round trip (this long when none is known yet), between MIN_GAP
 #: and MAX_GAP: aiortc's estimate follows a queue that drained only slowly (it fell from 350
 #: to 50 ms over 20 s once a cap's queue was gone), and a receiver gives up on a gap in 0.5 s.
-DEFAULT_RTT, MIN_GAP, MAX_GAP = 0.1, 0.02, 0.15
+DEFAULT_RTT, MIN_GAP, MAX_GAP = 0.1, 0.02, 0.4
 #: A probe lasts at most this long, and fails when the viewer asks again for more than
 #: this share of the video packets sent during it.
 PROBE_SECONDS = 1.0
@@ -51,8 +51,8 @@ PROBE_LOSS = 0.02
 #: How long a probe waits for the viewer's receiver report that covers its end (aiortc
 #: sends one every 0.5 to 1.5 s, Chromium about every second).
 REPORT_WAIT = 2.0
-#: Padding repeats packets sent this long before (see ``_pad``).
-PAD_DELAY = 0.05
+#: Padding repeats packets sent at least this long before (see ``_pad``).
+PAD_DELAY = 0.3
 _PROBE_TICK = 0.02
 
 
@@ -68,6 +68,11 @@ class _History(dict):
         self.sent = 0  # packets sent
         self.last: RtpPacket | None = None
         self.sent_at: dict[int, float] = {}  # key -> when its packet was sent
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(packets sent, distinct packets the viewer asked for again) so far."""
+        return self._history.sent, self._nacked
 
     def frame(self, keyframe: bool) -> None:
         self.keyframe_next, self.frame_started = keyframe, False
@@ -109,6 +114,11 @@ class RtxStream:
         self._nacked = 0  # distinct packets the viewer asked for
         self.retransmitted = 0
         self.refused = 0  # asked for, not sent: obsolete, too soon, too often or over budget
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(packets sent, distinct packets the viewer asked for again) so far."""
+        return self._history.sent, self._nacked
 
     def frame(self, keyframe: bool) -> None:
         """The sender is about to send a frame (called from its track's ``pack``)."""
@@ -191,14 +201,19 @@ class RtxStream:
         extra = max(0.0, (target - self.bitrate) / 8)  # bytes a second on top of the video, at full
         start = last = self._clock()
         before = (self._history.sent, self._nacked)
-        owed = 0.0
+        owed = planned = 0.0
+        padded = 0
         while (now := self._clock()) - start < seconds:
             if (lost := self._nacks_since(before)) is not None:
                 return ProbeResult(False, f"{lost} while probing {target / 1000:.0f} kbit/s")
-            owed += (now - last) * extra * min(1.0, 2 * (now - start) / seconds)
+            due = (now - last) * extra * min(1.0, 2 * (now - start) / seconds)
+            planned += due
             last = now
-            owed = await self._pad(owed)
+            owed, sent = await self._pad(owed + due)
+            padded += sent
             await asyncio.sleep(_PROBE_TICK)
+        if padded < planned / 2:  # too young a history to copy: nothing was tried
+            return ProbeResult(False, f"only {padded} of {planned:.0f} bytes of padding to send")
         padded_until = aiortc_clock.current_datetime()
         deadline = self._clock() + REPORT_WAIT
         while self._clock() < deadline:
@@ -225,16 +240,22 @@ class RtxStream:
                 return item.fractionLost / 256  # RTCP: 8-bit
         return None
 
-    async def _pad(self, owed: float) -> float:
-        """Send copies of recent packets, up to ``owed`` bytes; returns what is still owed.
+    async def _pad(self, owed: float) -> tuple[float, int]:
+        """Send copies of recent packets, up to ``owed`` bytes; returns what is still owed
+        and the bytes sent.
 
-        Copies of what was sent PAD_DELAY before: if the probe's own overflow lost a packet,
-        its copy, sent apart from it, may still bring it (the picture is spared), while the
-        viewer's receiver reports still count the original as lost (the verdict is not).
+        Copies of what was sent PAD_DELAY before: late enough that a packet the probe's own
+        overflow lost has been asked for again by then (the verdict counts it: Chromium's
+        receiver reports count a packet that a copy brought as received, and copies 50 ms
+        behind let a probe pass on a link that could not carry it), and soon enough that the
+        copy may still bring it where the request was lost (the picture is spared).
         """
+        sent = 0
         for packet in self._pad_candidates(time.monotonic()):
             if owed < len(packet.payload):
                 break
             owed -= len(packet.payload)
+            sent += len(packet.payload)
             await self._send_rtx(packet)
-        return min(owed, 1500.0)  # a packet's worth: a short history must not build a burst
+        # A packet's worth owed at most: a short history must not build a burst.
+        return min(owed, 1500.0), sent

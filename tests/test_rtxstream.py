@@ -208,6 +208,7 @@ async def test_a_packet_never_sent_or_gone_from_the_history_sends_nothing():
 @pytest.mark.parametrize("fraction_lost", [0, 64])
 async def test_a_probe_pads_up_to_its_target_and_the_report_after_it_decides(fraction_lost):
     camera = await Camera.start(packets=20, real_time=True)
+    await asyncio.sleep(PAD_DELAY)  # the history is old enough to copy
     result, padding = await camera.probe(seconds=0.3, fraction_lost=fraction_lost)
     assert result.fits == (fraction_lost == 0), result.reason
     assert {p.payload_type for _, p in padding} == {RTX_PT}
@@ -216,6 +217,12 @@ async def test_a_probe_pads_up_to_its_target_and_the_report_after_it_decides(fra
     # Copies of packets sent PAD_DELAY before (less the moment between history and transport).
     sent_at = {p.sequence_number: at for at, p in camera.transport.sent if p.ssrc == camera.sender._ssrc}
     assert all(at - sent_at[original(p)] >= PAD_DELAY - 0.001 for at, p in padding)
+
+
+async def test_a_probe_with_nothing_old_enough_to_copy_does_not_pass():
+    camera = await Camera.start(packets=20, real_time=True)  # all sent just now
+    result, padding = await camera.probe(seconds=0.2)
+    assert not result.fits and "of padding" in result.reason, result.reason
 
 
 async def test_a_probe_fails_as_soon_as_the_viewer_asks_for_a_tenth_of_its_packets_again():
@@ -232,6 +239,7 @@ async def test_a_refused_packet_asked_for_again_is_not_new_loss_to_a_probe():
     old = camera.numbers[0]
     await camera.send(2, keyframe=True)
     await camera.nack(old)  # refused: from before the newest keyframe
+    await asyncio.sleep(PAD_DELAY)
     result, _ = await camera.probe(seconds=0.3, asks=lambda seq: (old,))  # as receivers keep asking
     assert result.fits, result.reason
 
