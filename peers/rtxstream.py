@@ -15,9 +15,10 @@ storm kept the loss above 60% and no frame of the new layer was decoded for 15 s
 - all retransmissions together stay within ``RTX_SHARE`` of the layer's bitrate.
 
 The same RTX stream carries probes: before a viewer moves up a layer, ``probe()`` sends
-copies of old packets (the receiver drops them as duplicates) on top of the video, up to
-the next layer's bitrate, and gives up as soon as the viewer reports loss. A move up
-that would not fit costs padding, not pictures.
+copies of packets at least 0.3 s old (the receiver drops them as duplicates) on top of the
+video, up to the next layer's bitrate, and gives up as soon as the viewer reports loss.
+A move up that would not fit costs padding (and on a link that the current layer nearly
+fills, some repair of what the padding's overflow took), not a broken picture.
 
 It reads and replaces private parts of aiortc's RTCRtpSender (its packet history, RTX
 numbering and ``_retransmit``), on this one sender only; aiortc is pinned (>=1.16,<1.17)
@@ -38,11 +39,14 @@ from aiortc.utils import uint16_add, uint16_gt
 
 #: Retransmissions may add this share of the layer's bitrate, in a bucket of one second.
 RTX_SHARE = 0.5
-#: A packet is sent again at most this often...
+#: A packet is sent again at most this often (Chromium asks up to 10 times, and waits 3 s
+#: for a packet that never comes before it asks for a keyframe)...
 MAX_RESENDS = 8
 #: ...and not again within a round trip (this long when none is known yet), between MIN_GAP
-#: and MAX_GAP: aiortc's estimate follows a queue that drained only slowly (it fell from 350
-#: to 50 ms over 20 s once a cap's queue was gone), and a receiver gives up on a gap in 0.5 s.
+#: and MAX_GAP. Sooner, copies still in the queue crowd a full link (0.15 s did, behind a
+#: cap whose queue made the round trip 350 ms); much later, aiortc's smoothed estimate,
+#: which falls slowly once a queue drains (350 to 50 ms over 20 s), would keep a repair
+#: back longer than a receiver waits.
 DEFAULT_RTT, MIN_GAP, MAX_GAP = 0.1, 0.02, 0.4
 #: A probe lasts at most this long, and fails when the viewer asks again for more than
 #: this share of the video packets sent during it.
