@@ -73,11 +73,6 @@ class _History(dict):
         self.last: RtpPacket | None = None
         self.sent_at: dict[int, float] = {}  # key -> when its packet was sent
 
-    @property
-    def counts(self) -> tuple[int, int]:
-        """(packets sent, distinct packets the viewer asked for again) so far."""
-        return self._history.sent, self._nacked
-
     def frame(self, keyframe: bool) -> None:
         self.keyframe_next, self.frame_started = keyframe, False
 

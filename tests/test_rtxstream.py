@@ -28,19 +28,13 @@ from aiortc.utils import uint16_add
 
 from peers.rtxstream import DEFAULT_RTT, MAX_RESENDS, PAD_DELAY, RTX_SHARE, RtxStream
 
+from .test_framereceiver import Clock
+
 VIDEO_PT, RTX_PT = 96, 97
 VIEWER_SSRC = 4321
 BITRATE = 200_000  # the layer's, bits a second
 PAYLOAD = 1000  # bytes a packet
 TARGET = 1_000_000  # what probes try, bits a second
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Transport:
