@@ -231,7 +231,9 @@ class ViewerConnection:
                 await asyncio.sleep(every)
                 if self.track is None:
                     continue
-                move = self.choice.observe(time.monotonic(), await self._evidence(pc, self.track))
+                evidence = await self._evidence(pc, self.track)
+                log.debug("viewer %s: %s; rtx %s", self.viewer_id, evidence, self.rtx)
+                move = self.choice.observe(time.monotonic(), evidence)
                 if move is not None and move.up and self.rtx is not None and self.rtx.can_probe:
                     move = await self._probe(move)
                 if move is not None:

@@ -26,7 +26,8 @@ from aiortc.rtp import (
 )
 from aiortc.utils import uint16_add
 
-from peers.rtxstream import DEFAULT_RTT, MAX_RESENDS, PAD_DELAY, RTX_SHARE, RtxStream
+from peers.rtxstream import (BACKOFF_LOSS, DEFAULT_RTT, MAX_RESENDS, MIN_SHARE, PAD_DELAY, RTX_SHARE,
+                             SHARE_STEP, RtxStream)
 
 from .test_framereceiver import Clock
 
@@ -188,6 +189,35 @@ async def test_retransmissions_stay_within_their_share_of_the_layers_bitrate():
     assert budget - PAYLOAD < media_bytes(await camera.nack(*camera.numbers)) <= budget
     camera.clock.now += 0.5  # what is left of the burst is under a packet
     assert budget / 2 - PAYLOAD < media_bytes(await camera.nack(*camera.numbers)) <= budget / 2 + PAYLOAD
+
+
+async def test_loss_that_lasts_shrinks_the_share_and_clean_seconds_restore_it():
+    camera = await Camera.start(packets=100)
+
+    async def second(lost_share: float) -> None:
+        """A second of video, 100 packets, of which the viewer asks again for ``lost_share``."""
+        numbers = await camera.send(100)
+        await camera.nack(*numbers[:int(lost_share * 100)])
+        camera.clock.now += 1.0
+
+    shares = []
+    for lost in (BACKOFF_LOSS + 0.05,) * 5 + (0.0,) * 3:
+        await second(lost)
+        shares.append(camera.stream.share)
+    await camera.send(1)  # the next frame assesses the last second
+    shares.append(camera.stream.share)
+    halved = [RTX_SHARE / 2 ** n for n in range(1, 5)]
+    assert shares[:5] == pytest.approx([RTX_SHARE] + [max(MIN_SHARE, s) for s in halved])
+    assert shares[5] == pytest.approx(MIN_SHARE)
+    assert shares[6:] == pytest.approx([MIN_SHARE + SHARE_STEP * n for n in (1, 2, 3)])
+    # Loss below BACKOFF_LOSS (a link that loses some at random) keeps the share.
+    for _ in range(10):
+        await second(BACKOFF_LOSS - 0.05)
+    assert camera.stream.share == pytest.approx(MIN_SHARE + SHARE_STEP * 3)
+    # What a lossy second may retransmit is the smaller share of the bitrate.
+    camera.clock.now += 2
+    numbers = await camera.send(100)
+    assert media_bytes(await camera.nack(*numbers)) <= camera.stream.share * BITRATE / 8
 
 
 async def test_a_packet_never_sent_or_gone_from_the_history_sends_nothing():
