@@ -26,8 +26,16 @@ from aiortc.rtp import (
 )
 from aiortc.utils import uint16_add
 
-from peers.rtxstream import (BACKOFF_LOSS, DEFAULT_RTT, MAX_RESENDS, MIN_SHARE, PAD_DELAY, RTX_SHARE,
-                             SHARE_STEP, RtxStream)
+from peers.rtxstream import (
+    BACKOFF_LOSS,
+    DEFAULT_RTT,
+    MAX_RESENDS,
+    MIN_SHARE,
+    PAD_DELAY,
+    RTX_SHARE,
+    SHARE_STEP,
+    RtxStream,
+)
 
 from .test_framereceiver import Clock
 
