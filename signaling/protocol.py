@@ -102,10 +102,13 @@ class IceCandidate(
     sdp_mline_index: int | None = None
 
 
+#: msgspec searches a pattern (``re.search``): anchor it at both ends with ``\A`` and ``\Z``,
+#: since ``$`` also matches before a trailing newline and would let "480p\n" through.
+_LAYER_NAME = r"[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?"
 #: A quality layer's name: its height, and its frame rate when below the capture's.
-LayerName = Annotated[str, Meta(pattern=r"^[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?$")]
+LayerName = Annotated[str, Meta(pattern=rf"\A{_LAYER_NAME}\Z")]
 #: What a viewer asks for: a layer by name, or "auto" (follow the network).
-Quality = Annotated[str, Meta(pattern=r"^(auto|[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?)$")]
+Quality = Annotated[str, Meta(pattern=rf"\A(auto|{_LAYER_NAME})\Z")]
 JpegQuality = Annotated[int, Meta(ge=1, le=100)]
 
 

@@ -1,17 +1,24 @@
 """signaling/protocol.py: the message definitions and their validation."""
 
+import json
+
 import msgspec
+import msgspec.inspect
 import pytest
 
+from signaling.clustermessages import ClientRecord, Envelope
 from signaling.protocol import (
     CLIENT_TYPES,
     MAX_TEXT_MESSAGE_BYTES,
     Candidate,
+    ClientMessage,
+    DataChannelMessage,
     ErrorCode,
     IceCandidate,
     Offer,
     ProtocolError,
     Publish,
+    ServerMessage,
     StreamInfo,
     Watch,
     Welcome,
@@ -20,6 +27,8 @@ from signaling.protocol import (
     decode_server_message,
     encode,
 )
+
+from .test_websocket import publish, server  # noqa: F401 (a fixture)
 
 
 def test_round_trip_keeps_every_field():
@@ -101,3 +110,62 @@ def test_bad_stream_names(name):
     with pytest.raises(ProtocolError) as caught:
         check_stream_name(name)
     assert caught.value.code == ErrorCode.BAD_STREAM_NAME
+
+
+def _patterns(info, seen: set) -> set[str]:
+    """Every string pattern anywhere under a msgspec type."""
+    if isinstance(info, msgspec.inspect.StrType):
+        return {info.pattern} if info.pattern else set()
+    if id(info) in seen:
+        return set()
+    seen.add(id(info))
+    found = set()
+    for name in ("fields", "types", "item_type", "key_type", "value_type", "item_types"):
+        value = getattr(info, name, None)
+        for item in value if isinstance(value, tuple) else [value]:
+            item = getattr(item, "type", item)  # a struct's field
+            if isinstance(item, msgspec.inspect.Type):
+                found |= _patterns(item, seen)
+    return found
+
+
+def test_every_pattern_matches_the_whole_string():
+    """msgspec searches a pattern: only \\A...\\Z holds it to the whole value ($ allows "\\n")."""
+    types = msgspec.inspect.multi_type_info([ClientMessage, ServerMessage, DataChannelMessage,
+                                             Envelope, ClientRecord])
+    patterns = set().union(*(_patterns(info, set()) for info in types))
+    assert len(patterns) == 2  # LayerName, Quality
+    for pattern in patterns:
+        assert pattern.startswith(r"\A") and pattern.endswith(r"\Z"), pattern
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("Quality", {"type": "watch", "stream": "cam", "quality": "VALUE"}),
+    ("Quality", {"type": "quality", "quality": "VALUE"}),
+    ("LayerName", {"type": "layer", "to": "v", "layer": "VALUE", "width": 640, "height": 480}),
+    ("LayerName", {"type": "publish", "stream": "cam", "info": {
+        "width": 640, "height": 480, "fps": 30, "codec": "vp8",
+        "layers": [{"name": "VALUE", "width": 640, "height": 480, "fps": 30}]}}),
+])
+@pytest.mark.parametrize("value", ["480p\n", "\n480p", "480p\r", "480p \n"])
+def test_a_value_with_a_line_break_is_refused(kind, message, value):
+    def shaped(text: str) -> str:
+        return json.dumps(message).replace('"VALUE"', json.dumps(text))
+
+    decode_client_message(shaped("480p"))  # the same message with a plain value passes
+    with pytest.raises(ProtocolError) as caught:
+        decode_client_message(shaped(value))
+    assert caught.value.code == ErrorCode.BAD_MESSAGE
+    assert "matching regex" in caught.value.reason and "$." in caught.value.reason
+
+
+async def test_the_server_refuses_a_quality_with_a_newline_and_serves_the_next_viewer(server):  # noqa: F811
+    camera = await publish(server)
+    sneaky, plain = await server(), await server()
+    await sneaky.send({"type": "watch", "stream": "cam", "quality": "480p\n"})
+    error = await sneaky.expect("error")
+    assert error["code"] == "bad-message" and "$.quality" in error["reason"]
+    await plain.send({"type": "watch", "stream": "cam", "quality": "480p"})
+    await plain.expect("watching")
+    joined = await camera.expect("viewer-joined")
+    assert joined["quality"] == "480p"
