@@ -5,12 +5,16 @@ comes from the proxy's address, so one address would hold every client. The
 ``X-Forwarded-For`` header names the real client, but anyone can write it: it is
 honoured only when the request comes from an address listed with ``--trusted-proxy``.
 The client is then the rightmost address in the header that is not a trusted proxy.
+
+A request may carry the header on several lines, and they are one list, in order
+(RFC 9110): HAProxy's ``option forwardfor`` adds a line of its own after whatever the
+client sent, so the first line alone is the client's own claim.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -37,12 +41,13 @@ def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
     return any(ip in network for network in proxies)
 
 
-def client_address(remote: str | None, forwarded_for: str | None, proxies: tuple[Network, ...]) -> str:
-    """The client's address: ``remote``, unless a trusted proxy forwarded the request."""
+def client_address(remote: str | None, forwarded_for: Sequence[str], proxies: tuple[Network, ...]) -> str:
+    """The client's address: ``remote``, unless a trusted proxy forwarded the request.
+    ``forwarded_for``: every ``X-Forwarded-For`` line of the request, in order."""
     address = remote or "?"
     if not forwarded_for or not _trusted(address, proxies):
         return address
-    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+    for hop in reversed([part.strip() for line in forwarded_for for part in line.split(",")]):
         try:
             ipaddress.ip_address(hop)
         except ValueError:
@@ -58,7 +63,7 @@ def resolve_client_address(proxies: tuple[Network, ...]) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         if proxies:
-            address = client_address(request.remote, request.headers.get("X-Forwarded-For"), proxies)
+            address = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), proxies)
             if address != request.remote:
                 request = request.clone(remote=address)
         return await handler(request)
