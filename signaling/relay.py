@@ -4,7 +4,12 @@ Each reader reads one rendition: a layer's encoded frames (the very frames its P
 viewers get), or a layer as JPEG at one quality. The camera sends only the renditions
 someone reads (the hub tells it through ``on_demand``), each frame once, and the hub
 fans it out. Past ``max_renditions`` distinct JPEG ones, a new request rounds to the
-nearest one in use.
+nearest one in use; a snapshot rounds the same way.
+
+What the camera sends is checked against what it announced (the layer, its size, the
+JPEG quality), and a frame of a rendition nobody reads is dropped. What the hub keeps
+for readers to come (each JPEG rendition's newest frame, each layer's frames since its
+keyframe) stays within ``MAX_HELD_BYTES``.
 
 Each reader has a slot and one task that delivers from it, so a slow reader never
 delays the others or grows memory:
@@ -12,8 +17,10 @@ delays the others or grows memory:
 - an encoded slot holds the frames in order, back to a keyframe. A reader that falls
   behind (its socket still holds too much, or too many frames wait) drops everything up
   to the next keyframe, which the hub asks the camera for, with requests merged and
-  rate-limited (``on_keyframe``) like P2P viewers' PLI. A newcomer starts at a keyframe:
-  the stream's last one, when recent, with the frames since; otherwise the next one.
+  rate-limited (``on_keyframe``) like P2P viewers' PLI, whatever keyframes arrive. A
+  reader whose socket still holds too much asks for none: it could not take one. A
+  newcomer starts at a keyframe: the stream's last one, when recent, with the frames
+  since; otherwise the next one.
 
 A reader in ``auto`` whose slot keeps skipping steps down (JPEG quality first, then the
 layer) and back up when clean: the same Ladder as the camera's P2P viewers. An encoded
@@ -31,7 +38,7 @@ from dataclasses import dataclass
 
 from .adaptation import Ladder
 from .protocol import JpegRendition, LayerInfo
-from .relayframe import RelayFrameHeader, parse_relay_frame
+from .relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +65,23 @@ Rendition = JpegRendition | EncodedRendition
 AUTO_QUALITY_STEPS = (50,)
 #: A reader that skips this share of its frames in a second is in trouble.
 _SKIPPING = 0.2
-#: Frames an encoded slot may hold before its reader counts as fallen behind.
+#: Frames (and bytes, past its first frame) an encoded slot may hold before its reader
+#: counts as fallen behind.
 MAX_QUEUED_FRAMES = 30
+MAX_QUEUED_BYTES = 8 * 1024 * 1024
+#: What a hub keeps for readers to come, per stream: the newest frame of each JPEG rendition
+#: read, and each read layer's frames since its last keyframe. Past it the frames since a
+#: keyframe go first (a newcomer asks for a keyframe instead), then the oldest JPEG frames.
+MAX_HELD_BYTES = 16 * 1024 * 1024
+#: Distinct JPEG renditions the camera is asked for at once (each costs it an encode per frame).
+MAX_JPEG_RENDITIONS = 4
 #: An encoded reader's socket may hold this much unsent, or twice the last keyframe if more.
 MIN_BACKLOG_BYTES = 64 * 1024
 #: The last keyframe (with the frames since) starts a newcomer at once if it is this recent.
 GOP_REUSE_SECONDS = 0.5
-#: At most one keyframe request per layer this often: for a newcomer or a layer switch
-#: (urgent), and for a reader that fell behind (like a PLI).
+#: At most one keyframe request per layer this often, counted from the last request (not
+#: from the keyframe that answered it): for a newcomer or a layer switch (urgent), and for a
+#: reader that fell behind (like a PLI). Cameras keep the same limits themselves.
 URGENT_KEYFRAME_INTERVAL = 0.25
 KEYFRAME_INTERVAL = 1.0
 #: A reader whose socket was empty at the last probe is probed every this many frames.
@@ -109,6 +125,7 @@ class EncodedSlot:
 
     def __init__(self) -> None:
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
         #: Why the reader waits for a keyframe ("new", "behind"), or None: it reads on.
         self.waiting: str | None = "new"
         self._keyframe_bytes = 0
@@ -118,18 +135,24 @@ class EncodedSlot:
         if keyframe:
             # Decoding restarts here: frames still queued before it would only add delay.
             skipped = len(self._queue)
-            self._queue.clear()
+            self._empty()
             self.waiting = None
             self._keyframe_bytes = len(frame)
         elif self.waiting is not None:
             return 1
         self._queue.append(frame)
-        if len(self._queue) > MAX_QUEUED_FRAMES:
+        self._queued_bytes += len(frame)
+        if len(self._queue) > MAX_QUEUED_FRAMES or (
+                len(self._queue) > 1 and self._queued_bytes > MAX_QUEUED_BYTES):
             return skipped + self.fell_behind()
         return skipped
 
     def take(self) -> bytes | None:
-        return self._queue.popleft() if self._queue else None
+        if not self._queue:
+            return None
+        frame = self._queue.popleft()
+        self._queued_bytes -= len(frame)
+        return frame
 
     def peek(self) -> bytes | None:
         return self._queue[0] if self._queue else None
@@ -140,13 +163,17 @@ class EncodedSlot:
     def fell_behind(self) -> int:
         """Drop everything up to the next keyframe: the frames skipped (the one in hand too)."""
         skipped = len(self._queue) + 1
-        self._queue.clear()
+        self._empty()
         self.waiting = "behind"
         return skipped
 
     def clear(self) -> None:
-        self._queue.clear()
+        self._empty()
         self.waiting = "new"
+
+    def _empty(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
 
 
 class RelayReader:
@@ -233,6 +260,11 @@ class RelayReader:
             self.on_behind(self)
         return True
 
+    def could_take_keyframe(self) -> bool:
+        """Encoded: its socket holds little enough to take a keyframe now. One that holds too
+        much (a reader that stopped reading) asks for none: it would only fall behind again."""
+        return self._backlog is None or not self.slot.too_much_unsent(self._backlog(), b"")
+
     def _sent(self, frame: bytes) -> None:
         self.frames_sent += 1
         self.bytes_sent += len(frame)
@@ -292,20 +324,100 @@ class RelayReader:
         return skipped / (sent + skipped) if sent + skipped else 0.0
 
 
+class HeldFrames:
+    """What a hub keeps for readers to come, counted in bytes and kept within ``budget``: the
+    newest frame of each JPEG rendition (a newcomer or a snapshot gets it at once), and each
+    encoded layer's frames since its last keyframe (a newcomer starts there). Past the
+    budget the frames since a keyframe go first (a newcomer can ask for a keyframe
+    instead), then the oldest JPEG frames; a frame larger than the budget is not kept."""
+
+    def __init__(self, budget: int = MAX_HELD_BYTES) -> None:
+        self.budget = budget
+        self.bytes = 0
+        self._latest: dict[JpegRendition, tuple[bytes, float]] = {}
+        #: Per encoded layer: its last keyframe's arrival, and the frames from it on.
+        self._gops: dict[str, tuple[float, list[bytes]]] = {}
+
+    def latest(self, rendition: JpegRendition, max_age: float) -> bytes | None:
+        """The rendition's newest frame, if it arrived within ``max_age`` seconds."""
+        latest = self._latest.get(rendition)
+        return latest[0] if latest is not None and time.monotonic() - latest[1] < max_age else None
+
+    def keep_latest(self, rendition: JpegRendition, frame: bytes) -> None:
+        self._drop_latest(rendition)
+        if self._room(len(frame)):
+            self._latest[rendition] = (frame, time.monotonic())
+            self.bytes += len(frame)
+
+    def gop(self, layer: str, max_age: float) -> list[bytes] | None:
+        """The layer's frames from its last keyframe on, if that keyframe arrived within ``max_age``."""
+        gop = self._gops.get(layer)
+        return gop[1] if gop is not None and time.monotonic() - gop[0] < max_age else None
+
+    def start_gop(self, layer: str, keyframe: bytes) -> None:
+        self.drop_gop(layer)
+        if self._room(len(keyframe)):
+            self._gops[layer] = (time.monotonic(), [keyframe])
+            self.bytes += len(keyframe)
+
+    def extend_gop(self, layer: str, frame: bytes) -> None:
+        """The next frame of the layer's GOP; past MAX_QUEUED_FRAMES (or the budget) the GOP is
+        too long to start anyone from, and goes."""
+        gop = self._gops.get(layer)
+        if gop is None:
+            return
+        if len(gop[1]) >= MAX_QUEUED_FRAMES or self.bytes + len(frame) > self.budget:
+            self.drop_gop(layer)
+            return
+        gop[1].append(frame)
+        self.bytes += len(frame)
+
+    def drop_gop(self, layer: str) -> None:
+        gop = self._gops.pop(layer, None)
+        if gop is not None:
+            self.bytes -= sum(len(frame) for frame in gop[1])
+
+    def keep_only(self, jpeg: set[JpegRendition], encoded: set[str]) -> None:
+        """Forget what no reader reads any more."""
+        for rendition in set(self._latest) - jpeg:
+            self._drop_latest(rendition)
+        for layer in set(self._gops) - encoded:
+            self.drop_gop(layer)
+
+    def clear(self) -> None:
+        self._latest.clear()
+        self._gops.clear()
+        self.bytes = 0
+
+    def _drop_latest(self, rendition: JpegRendition) -> None:
+        latest = self._latest.pop(rendition, None)
+        if latest is not None:
+            self.bytes -= len(latest[0])
+
+    def _room(self, size: int) -> bool:
+        """Make room for ``size`` more bytes; False if it cannot fit at all."""
+        if size > self.budget:
+            return False
+        while self.bytes + size > self.budget and self._gops:
+            self.drop_gop(next(iter(self._gops)))
+        while self.bytes + size > self.budget and self._latest:
+            self._drop_latest(min(self._latest, key=lambda r: self._latest[r][1]))
+        return True
+
+
 class RelayHub:
     """One stream's relay: its renditions, their readers, and what the camera must send."""
 
     def __init__(self, on_demand: Callable[[list[JpegRendition], list[str]], None], totals: RelayTotals,
-                 max_renditions: int = 4, on_keyframe: Callable[[str, bool], None] | None = None) -> None:
+                 max_renditions: int = MAX_JPEG_RENDITIONS,
+                 on_keyframe: Callable[[str, bool], None] | None = None) -> None:
         self._on_demand = on_demand
         self._on_keyframe = on_keyframe
         self._totals = totals
         self._max_renditions = max_renditions
         self._readers: set[RelayReader] = set()
         self._waiters: list[tuple[JpegRendition, asyncio.Future[bytes]]] = []
-        self._latest: dict[JpegRendition, tuple[bytes, float]] = {}
-        #: Per encoded layer: its last keyframe's arrival, and the frames from it on.
-        self._gop: dict[str, tuple[float, list[bytes]]] = {}
+        self._held = HeldFrames()
         self._keyframe_asked: dict[str, float] = {}
         self._sequence: dict[str, int] = {}  # per encoded layer, the next frame's number
         self._demand: tuple[list[JpegRendition], list[str]] = ([], [])
@@ -313,6 +425,7 @@ class RelayHub:
         self._default_quality = 80
         self._adapter: asyncio.Task | None = None
         self.frames_in = 0
+        self.frames_unread = 0  # of a rendition nobody here reads: dropped
 
     def __len__(self) -> int:
         return len(self._readers)
@@ -333,6 +446,8 @@ class RelayHub:
         return {
             "readers": len(readers),
             "frames_in": self.frames_in,
+            "frames_unread": self.frames_unread,
+            "held_bytes": self._held.bytes,
             "frames_sent": sum(r.frames_sent for r in readers),
             "frames_skipped": sum(r.frames_skipped for r in readers),
             "bytes_sent": sum(r.bytes_sent for r in readers),
@@ -343,7 +458,7 @@ class RelayHub:
         """A camera publishes with these layers: readers waiting for it are placed on them."""
         self._layers = list(layers)
         self._default_quality = default_quality
-        self._gop.clear()
+        self._held.clear()
         self._keyframe_asked.clear()
         self._sequence.clear()
         for reader in list(self._readers):
@@ -353,10 +468,12 @@ class RelayHub:
         self._update_demand()
 
     def rendition(self, quality: str = "auto", jpeg_quality: int | None = None) -> JpegRendition | None:
-        """The JPEG rendition for a layer name (or "auto": the top) at a JPEG quality (None: the camera's)."""
+        """The JPEG rendition for a layer name (or "auto": the top) at a JPEG quality (None: the
+        camera's), rounded like a reader's to one in use when there are already as many as
+        the camera may encode."""
         if not self._layers:
             return None
-        return JpegRendition(self._layer_name(quality), jpeg_quality or self._default_quality)
+        return self._round(JpegRendition(self._layer_name(quality), jpeg_quality or self._default_quality))
 
     def layer_for(self, quality: str) -> str:
         """The layer a choice means now: that layer, the nearest in height, or the top for auto."""
@@ -389,9 +506,9 @@ class RelayHub:
         self._place(reader, "")
         self._update_demand()
         if isinstance(reader.rendition, JpegRendition):
-            latest = self._latest.get(reader.rendition)
-            if latest is not None and time.monotonic() - latest[1] < 1.0:
-                reader.offer(latest[0])  # a fresh frame now rather than at the next one
+            latest = self._held.latest(reader.rendition, max_age=1.0)
+            if latest is not None:
+                reader.offer(latest)  # a fresh frame now rather than at the next one
 
     def choose(self, reader: RelayReader, quality: str, jpeg_quality: int | None) -> None:
         """A reader picked another layer (or "auto") or JPEG quality."""
@@ -436,7 +553,9 @@ class RelayHub:
         rung = reader.ladder.rung if reader.ladder is not None else 0
         self._move(reader, self._round(rungs[rung], reader), reason)
 
-    def _round(self, wanted: Rendition, reader: RelayReader) -> Rendition:
+    def _round(self, wanted: Rendition, reader: RelayReader | None = None) -> Rendition:
+        """``wanted``, or the nearest JPEG rendition in use (by others than ``reader``) when
+        there are already ``max_renditions``: the camera is never asked for more."""
         if not isinstance(wanted, JpegRendition):
             return wanted  # one per layer at most: the camera encodes those layers anyway
         in_use = {r.rendition for r in self._readers
@@ -465,15 +584,15 @@ class RelayHub:
 
     def _start_encoded(self, reader: RelayReader, layer: str) -> None:
         """A newcomer: from the last keyframe if recent (with the frames since), else the next."""
-        gop = self._gop.get(layer)
-        if gop is not None and time.monotonic() - gop[0] < GOP_REUSE_SECONDS:
-            for i, frame in enumerate(gop[1]):
+        gop = self._held.gop(layer, max_age=GOP_REUSE_SECONDS)
+        if gop is not None:
+            for i, frame in enumerate(gop):
                 reader.offer(frame, keyframe=i == 0)
         else:
             self._ask_keyframe(layer, urgent=True)
 
     def _behind(self, reader: RelayReader) -> None:
-        if isinstance(reader.rendition, EncodedRendition):
+        if isinstance(reader.rendition, EncodedRendition) and reader.could_take_keyframe():
             self._ask_keyframe(reader.rendition.layer, urgent=False)
 
     def _ask_keyframe(self, layer: str, urgent: bool) -> None:
@@ -496,10 +615,9 @@ class RelayHub:
         if demand != self._demand:
             self._demand = demand
             self._on_demand(*demand)
-        if not jpeg:
-            self._latest.clear()
-        for layer in set(self._gop) - encoded:
-            del self._gop[layer]
+        self._held.keep_only(jpeg, encoded)
+        for layer in set(self._sequence) - encoded:
+            del self._sequence[layer]  # numbered afresh when read again: no false gap
 
     def _layer_index(self, name: str) -> int:
         return next((i for i, layer in enumerate(self._layers) if layer.name == name), len(self._layers))
@@ -531,17 +649,30 @@ class RelayHub:
 
     def publish(self, frame: bytes) -> RelayFrameHeader:
         """Hand a relay frame to the readers of its rendition; its header, or RelayFrameError
-        (before anything changed) when it is not a relay frame."""
+        (before anything changed) when it is not a relay frame, or not one of a layer the
+        camera announced, at that layer's size. A frame of a rendition nobody here reads is
+        dropped (the camera may not have heard yet; readers elsewhere get it from the caller)."""
         header, _ = parse_relay_frame(frame)
         if header.layer >= len(self._layers):
-            return header  # a layer the camera did not announce
+            raise RelayFrameError(f"relay frame of layer {header.layer}: the camera announced "
+                                  f"{len(self._layers)} layers")
+        info = self._layers[header.layer]
+        if (header.width, header.height) != (info.width, info.height):
+            raise RelayFrameError(f"relay frame of {header.width}x{header.height} for layer {info.name}, "
+                                  f"which is {info.width}x{info.height}")
         self.frames_in += 1
-        layer = self._layers[header.layer].name
+        jpeg, encoded = self._demand
         if header.codec is not None:
-            self._publish_encoded(frame, layer, header.keyframe, header.sequence)
+            if info.name not in encoded:
+                self.frames_unread += 1
+                return header
+            self._publish_encoded(frame, info.name, header.keyframe, header.sequence)
             return header
-        rendition = JpegRendition(layer, header.quality)
-        self._latest[rendition] = (frame, time.monotonic())
+        rendition = JpegRendition(info.name, header.quality)
+        if rendition not in jpeg:
+            self.frames_unread += 1
+            return header
+        self._held.keep_latest(rendition, frame)
         for reader in self._readers:
             if reader.rendition == rendition:
                 reader.offer(frame)
@@ -558,17 +689,16 @@ class RelayHub:
         if not keyframe and expected is not None and sequence != expected:
             # The camera could not send a frame: nothing decodes until the next keyframe.
             log.info("relay %s: frame %d missing; readers wait for a keyframe", layer, expected)
-            self._gop.pop(layer, None)
+            self._held.drop_gop(layer)
             for reader in self._readers:
                 if reader.rendition == rendition:
                     reader.offer_break()
+        # A keyframe does not re-arm the requests: a reader that keeps falling behind would
+        # otherwise ask again at every keyframe, and get one nearly every frame.
         if keyframe:
-            self._gop[layer] = (time.monotonic(), [frame])
-            self._keyframe_asked.pop(layer, None)  # answered: the next need may ask at once
-        elif layer in self._gop and len(self._gop[layer][1]) < MAX_QUEUED_FRAMES:
-            self._gop[layer][1].append(frame)
+            self._held.start_gop(layer, frame)
         else:
-            self._gop.pop(layer, None)  # too long ago to start anyone from
+            self._held.extend_gop(layer, frame)
         switched = False
         waiting: set[str] = set()  # why readers of this layer still wait for a keyframe
         for reader in self._readers:
@@ -583,7 +713,8 @@ class RelayHub:
                     waiting.add("new")
             if reader.rendition == rendition:
                 reader.offer(frame, keyframe)
-                if isinstance(reader.slot, EncodedSlot) and reader.slot.waiting is not None:
+                if isinstance(reader.slot, EncodedSlot) and reader.slot.waiting is not None and (
+                        reader.slot.waiting == "new" or reader.could_take_keyframe()):
                     waiting.add(reader.slot.waiting)
         if switched:
             self._update_demand()  # the layers they left may be read by nobody now
@@ -591,10 +722,12 @@ class RelayHub:
             self._ask_keyframe(layer, urgent="new" in waiting)
 
     async def next_frame(self, rendition: JpegRendition, timeout: float) -> bytes:
-        """A frame of ``rendition`` at most a second old: the latest, or the next to arrive."""
-        latest = self._latest.get(rendition)
-        if latest is not None and time.monotonic() - latest[1] < 1.0:
-            return latest[0]
+        """A frame of ``rendition`` (rounded like a reader's) at most a second old: the latest,
+        or the next to arrive."""
+        rendition = self._round(rendition)
+        latest = self._held.latest(rendition, max_age=1.0)
+        if latest is not None:
+            return latest
         waiter = asyncio.get_running_loop().create_future()
         entry = (rendition, waiter)
         self._waiters.append(entry)
@@ -607,8 +740,7 @@ class RelayHub:
 
     def camera_left(self) -> None:
         """The publisher is gone: its last frames are no longer news, and HTTP readers end."""
-        self._latest.clear()
-        self._gop.clear()
+        self._held.clear()
         self._sequence.clear()
         self._layers = []
         for reader in [r for r in self._readers if r.ends_with_camera]:

@@ -86,6 +86,8 @@ def parse_relay_frame(data: bytes) -> tuple[RelayFrameHeader, memoryview]:
     layer = data[20] if header_size > 20 else 0
     payload = memoryview(data)[header_size:]
     if version == JPEG_VERSION:
+        if not 1 <= byte2 <= 100:
+            raise RelayFrameError(f"relay frame of JPEG quality {byte2}: the quality is 1 to 100")
         if bytes(payload[:2]) != b"\xff\xd8":
             raise RelayFrameError("relay frame does not carry a JPEG picture")
         return RelayFrameHeader(sequence, capture_us, width, height, byte2, layer), payload

@@ -21,7 +21,14 @@ import numpy as np
 from peers.frame import luma_plane
 from peers.testpattern import read_stamp
 from signaling.protocol import JpegRendition, LayerInfo
-from signaling.relay import GOP_REUSE_SECONDS, MAX_QUEUED_FRAMES, RelayHub, RelayReader, RelayTotals
+from signaling.relay import (
+    GOP_REUSE_SECONDS,
+    KEYFRAME_INTERVAL,
+    MAX_QUEUED_FRAMES,
+    RelayHub,
+    RelayReader,
+    RelayTotals,
+)
 from signaling.relayframe import RelayFrameHeader, parse_relay_frame
 
 from .conftest import assert_plays, get_json, wait_until
@@ -263,7 +270,12 @@ class Camera:
     def __init__(self) -> None:
         self.demand: tuple[list, list[str]] = ([], [])
         self.keyframe_requests: list[tuple[str, bool]] = []
+        self.asked_at = 0.0  # when the last request came (time.monotonic)
         self.sequence = {0: 0, 1: 0}
+
+    def ask_keyframe(self, layer: str, urgent: bool) -> None:
+        self.keyframe_requests.append((layer, urgent))
+        self.asked_at = time.monotonic()
 
     def frame(self, keyframe: bool = False, layer: int = 0, skip: int = 0) -> bytes:
         """The next encoded frame of ``layer`` (``skip``: as if that many were never sent)."""
@@ -276,7 +288,7 @@ class Camera:
 
 def make_hub(camera: Camera) -> RelayHub:
     hub = RelayHub(lambda jpeg, encoded: setattr(camera, "demand", (jpeg, encoded)), RelayTotals(),
-                   on_keyframe=lambda layer, urgent: camera.keyframe_requests.append((layer, urgent)))
+                   on_keyframe=camera.ask_keyframe)
     hub.camera_arrived(LAYERS, 80)
     return hub
 
@@ -305,6 +317,20 @@ async def settle() -> None:
     """Let the readers' delivery tasks run (they only wait on the event loop here)."""
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+async def deltas_until_asked(hub: RelayHub, camera: Camera,
+                             timeout: float = 3.0) -> tuple[tuple[str, bool], float]:
+    """Publish deltas of layer 0 (one every 20 ms) until the hub asks for a keyframe: the
+    request, and the seconds since the one before it."""
+    before, asked = len(camera.keyframe_requests), camera.asked_at
+    deadline = time.monotonic() + timeout
+    while len(camera.keyframe_requests) == before:
+        assert time.monotonic() < deadline, f"no keyframe request within {timeout} s"
+        hub.publish(camera.frame())
+        await asyncio.sleep(0.02)
+    await settle()
+    return camera.keyframe_requests[-1], camera.asked_at - asked
 
 
 async def test_a_newcomer_starts_at_the_last_keyframe_when_recent_else_at_one_it_asks_for():
@@ -354,16 +380,21 @@ async def test_a_reader_that_falls_behind_drops_to_the_next_keyframe_without_del
         await settle()
     assert [seq for _, seq, _ in quick.got] == list(range(MAX_QUEUED_FRAMES + 6))  # every one, in order
     assert slow.reader.slot.waiting == "behind" and len(slow.reader.slot._queue) == 0  # holds nothing
-    assert camera.keyframe_requests[-1] == ("480p", False)  # like a PLI: at most once a second
+    # Like a PLI: at most once a second, counted from the newcomers' request (the keyframe
+    # that answered it re-arms nothing).
+    assert camera.keyframe_requests == [("480p", True)]
+    request, waited = await deltas_until_asked(hub, camera)
+    assert request == ("480p", False) and waited >= KEYFRAME_INTERVAL
     slow.flowing.set()
     hub.publish(camera.frame())  # not decodable without what it missed: not sent
+    keyframe_sequence = camera.sequence[0]
     hub.publish(camera.frame(keyframe=True))
     hub.publish(camera.frame())
     await settle()
     after = slow.got[slow.got.index((0, 1, False)) + 1:] if (0, 1, False) in slow.got else slow.got[1:]
     keyframe_at = [k for _, _, k in after].index(True)
     resumed = after[keyframe_at:]
-    assert resumed == [(0, MAX_QUEUED_FRAMES + 7, True), (0, MAX_QUEUED_FRAMES + 8, False)]
+    assert resumed == [(0, keyframe_sequence, True), (0, keyframe_sequence + 1, False)]
     assert slow.reader.frames_skipped > MAX_QUEUED_FRAMES
 
 
@@ -375,11 +406,12 @@ async def test_a_frame_the_camera_never_sent_makes_readers_wait_for_a_keyframe()
     hub.publish(camera.frame())
     await settle()
     hub.publish(camera.frame(skip=1))  # frame 2 was lost between the camera and the server
-    hub.publish(camera.frame())
+    request, waited = await deltas_until_asked(hub, camera)  # a second after the last request
+    assert request == ("480p", False) and waited >= KEYFRAME_INTERVAL
+    keyframe_sequence = camera.sequence[0]
     hub.publish(camera.frame(keyframe=True))
     await settle()
-    assert reader.got == [(0, 0, True), (0, 1, False), (0, 5, True)]
-    assert camera.keyframe_requests[-1] == ("480p", False)
+    assert reader.got == [(0, 0, True), (0, 1, False), (0, keyframe_sequence, True)]
 
 
 async def test_an_encoded_reader_moves_to_another_layer_at_its_keyframe():
