@@ -32,13 +32,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from .adaptation import Ladder
 from .protocol import JpegRendition, LayerInfo
-from .relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
+from .relayframe import RelayFrameError, RelayFrameHeader, jpeg_size, parse_relay_frame
 
 log = logging.getLogger(__name__)
 
@@ -435,6 +435,19 @@ class RelayHub:
         """What the camera is asked to send now: JPEG renditions, and layers' encoded frames."""
         return list(self._demand[0]), list(self._demand[1])
 
+    def demand_with(self, others: Iterable[tuple[list[JpegRendition], list[str]]]
+                    ) -> tuple[list[JpegRendition], list[str]]:
+        """What the camera is asked for when readers on other instances read it too: the union,
+        within what the camera accepts: the announced layers, and ``max_renditions`` JPEG
+        renditions (this instance's first, then those most asked for elsewhere)."""
+        others = list(others)
+        jpeg, encoded = self.demand
+        known = {layer.name for layer in self._layers}
+        elsewhere = Counter(r for other, _ in others for r in other if r not in jpeg and r.layer in known)
+        jpeg += [r for r, _ in elsewhere.most_common(max(0, self._max_renditions - len(jpeg)))]
+        layers = set(encoded) | {layer for _, other in others for layer in other if layer in known}
+        return sorted(jpeg), sorted(layers, key=self._layer_index)
+
     def summary(self) -> dict:
         readers = list(self._readers)
         jpeg, encoded = self._demand
@@ -652,14 +665,18 @@ class RelayHub:
         (before anything changed) when it is not a relay frame, or not one of a layer the
         camera announced, at that layer's size. A frame of a rendition nobody here reads is
         dropped (the camera may not have heard yet; readers elsewhere get it from the caller)."""
-        header, _ = parse_relay_frame(frame)
+        header, picture = parse_relay_frame(frame)
         if header.layer >= len(self._layers):
             raise RelayFrameError(f"relay frame of layer {header.layer}: the camera announced "
                                   f"{len(self._layers)} layers")
         info = self._layers[header.layer]
-        if (header.width, header.height) != (info.width, info.height):
-            raise RelayFrameError(f"relay frame of {header.width}x{header.height} for layer {info.name}, "
-                                  f"which is {info.width}x{info.height}")
+        sizes = [(header.width, header.height)]
+        if header.codec is None:
+            sizes.append(jpeg_size(picture))  # what a reader's decoder allocates for
+        for width, height in sizes:
+            if (width, height) != (info.width, info.height):
+                raise RelayFrameError(f"relay frame of {width}x{height} for layer {info.name}, "
+                                      f"which is {info.width}x{info.height}")
         self.frames_in += 1
         jpeg, encoded = self._demand
         if header.codec is not None:

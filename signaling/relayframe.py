@@ -75,6 +75,36 @@ class RelayFrameHeader:
                             self.capture_time_us, self.width, self.height, self.layer) + payload
 
 
+#: JPEG markers that start a frame header (SOFn: baseline, progressive, ...; not DHT, JPG, DAC).
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_START_OF_SCAN, _END_OF_IMAGE = 0xDA, 0xD9
+
+
+def jpeg_size(picture: bytes | memoryview) -> tuple[int, int]:
+    """A JPEG picture's width and height, from its frame header (what a decoder allocates
+    for, whatever the relay header says); RelayFrameError if it has none before its scan."""
+    i = 2  # past SOI
+    while i + 4 <= len(picture):
+        if picture[i] != 0xFF:
+            break
+        marker = picture[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (_START_OF_SCAN, _END_OF_IMAGE):
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            i += 2
+            continue
+        if marker in _SOF_MARKERS:
+            if i + 9 > len(picture):
+                break
+            height, width = struct.unpack_from("!HH", picture, i + 5)
+            return width, height
+        i += 2 + struct.unpack_from("!H", picture, i + 2)[0]
+    raise RelayFrameError("relay frame's JPEG picture has no frame header")
+
+
 def parse_relay_frame(data: bytes) -> tuple[RelayFrameHeader, memoryview]:
     """The header and the picture's bytes; RelayFrameError if it is not a relay frame."""
     if len(data) < _BASE_HEADER_SIZE:

@@ -117,10 +117,7 @@ class Stream:
             publisher.ask_relay(jpeg, encoded)
             return
         if self.remote_demand:
-            for other_jpeg, other_encoded in self.remote_demand.values():
-                jpeg += other_jpeg
-                encoded += other_encoded
-            jpeg, encoded = sorted(set(jpeg)), sorted(set(encoded))
+            jpeg, encoded = self.relay.demand_with(self.remote_demand.values())
         publisher.send(RelayFrames(jpeg=jpeg, encoded=encoded))
 
     def _relay_keyframe(self, layer: str, urgent: bool) -> None:

@@ -286,6 +286,15 @@ class Camera:
         return header.pack(b"K" if keyframe else b"d")
 
 
+def jpeg_frame(layer: LayerInfo, quality: int, index: int = 0, sequence: int = 0,
+               width: int | None = None, height: int | None = None) -> bytes:
+    """A JPEG relay frame of a ``layer``-sized grey picture; ``width``/``height`` as the header claims."""
+    _, picture = cv2.imencode(".jpg", np.full((layer.height, layer.width, 3), 128, np.uint8),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return RelayFrameHeader(sequence, int(time.time() * 1e6), width or layer.width, height or layer.height,
+                            quality, layer=index).pack(picture.tobytes())
+
+
 def make_hub(camera: Camera) -> RelayHub:
     hub = RelayHub(lambda jpeg, encoded: setattr(camera, "demand", (jpeg, encoded)), RelayTotals(),
                    on_keyframe=camera.ask_keyframe)
@@ -440,7 +449,7 @@ async def test_jpeg_and_encoded_readers_share_a_stream():
     encoded, jpeg = Reader(hub, "e"), Reader(hub, "j", quality="240p", format="jpeg")
     assert camera.demand == ([JpegRendition("240p", 80)], ["480p"])
     hub.publish(camera.frame(keyframe=True))
-    hub.publish(RelayFrameHeader(0, int(time.time() * 1e6), 320, 240, 80, layer=1).pack(b"\xff\xd8jpeg"))
+    hub.publish(jpeg_frame(LAYERS[1], 80, index=1))
     await settle()
     assert encoded.got == [(0, 0, True)] and jpeg.got == [(1, 0, False)]
     summary = hub.summary()["renditions"]

@@ -81,7 +81,7 @@ export class BrowserCamera {
       .on(MessageType.HANGUP, (m) => this.#peerOf(m)?.handleSignal(m))
       .on(MessageType.CHAT_SEND, (m) => this.#chatLine(m.from, m.text, null))
       .on(MessageType.RELAY_FRAMES, (m) => this.#relay.setDemand(m))
-      .on(MessageType.RELAY_KEYFRAME, () => this.#relay.keyframe());
+      .on(MessageType.RELAY_KEYFRAME, (m) => this.#relay.keyframe(m.urgent));
   }
 
   get relay() {

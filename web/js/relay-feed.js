@@ -13,6 +13,11 @@ const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
 /** Frames that may be inside the encoder; more are skipped before encoding. Counted from
  * submit to output: encodeQueueSize misses the frames the encoder's thread holds. */
 const MAX_IN_FLIGHT = 2;
+/** Milliseconds between keyframes asked for with `relay-keyframe`: for a reader that is new
+ * or switches layers (urgent), and for one that fell behind, like a PLI. The Python camera's
+ * limits (peers/pipeline.py); the server's hub keeps the same ones (signaling/relay.py). */
+const URGENT_KEYFRAME_INTERVAL_MS = 250;
+const KEYFRAME_INTERVAL_MS = 1000;
 
 export class RelayFeed {
   #layer; // {name, width, height, fps}: the one layer this camera has (index 0)
@@ -25,6 +30,8 @@ export class RelayFeed {
   #encoder = null;
   #encodedSequence = 0;
   #wantKeyframe = false;
+  #keyframeUrgent = false;
+  #lastKeyframeAt = -Infinity; // performance.now() of the last keyframe asked of the encoder
   #toKeyframe = false; // a frame was dropped: nothing until the next keyframe
   #submitted = new Map(); // frame timestamp -> {at: when it went into the encoder, captureTimeMs}
   /** Frames sent of each kind, encoded keyframes, and the encoder's latest time per frame. */
@@ -65,9 +72,11 @@ export class RelayFeed {
     return this.#encoder !== null;
   }
 
-  /** `relay-keyframe`: the next encoded frame is a keyframe. */
-  keyframe() {
+  /** `relay-keyframe`: a keyframe soon, at most every URGENT_KEYFRAME_INTERVAL_MS (`urgent`)
+   * or KEYFRAME_INTERVAL_MS after the last one; requests in between merge. */
+  keyframe(urgent = false) {
     this.#wantKeyframe = true;
+    if (urgent) this.#keyframeUrgent = true;
   }
 
   stop() {
@@ -119,6 +128,7 @@ export class RelayFeed {
       bitrate: Math.round(width * height * fps * 0.1), // about 0.9 Mbit/s at 640x480@30
     });
     this.#wantKeyframe = true;
+    this.#lastKeyframeAt = -Infinity; // a new encoder starts with one
   }
 
   #stopEncoder() {
@@ -134,8 +144,12 @@ export class RelayFeed {
       if (performance.now() - at > 1000) this.#submitted.delete(timestamp);
     }
     if (this.#encoder.state !== 'configured' || this.#submitted.size >= MAX_IN_FLIGHT) return;
-    const keyFrame = this.#wantKeyframe;
-    this.#wantKeyframe = false;
+    const interval = this.#keyframeUrgent ? URGENT_KEYFRAME_INTERVAL_MS : KEYFRAME_INTERVAL_MS;
+    const keyFrame = this.#wantKeyframe && performance.now() - this.#lastKeyframeAt >= interval;
+    if (keyFrame) {
+      this.#wantKeyframe = this.#keyframeUrgent = false;
+      this.#lastKeyframeAt = performance.now();
+    }
     const timestamp = Math.round(performance.now() * 1000); // the encoder's clock: µs, monotonic
     const stamped = new VideoFrame(frame, { timestamp });
     this.#submitted.set(timestamp, { at: performance.now(), captureTimeMs });

@@ -117,7 +117,8 @@ export class RelayTransport {
       console.warn(`relay: could not decode frame ${frame.sequence}: ${error}`);
       return;
     }
-    if (!this.#stopped) this.#show(frame, bitmap, frame.width, frame.height, `${frame.layer}/${frame.quality}`);
+    // The picture's own size, never the header's: a header could claim any size at all.
+    if (!this.#stopped) this.#show(frame, bitmap, bitmap.width, bitmap.height, `${frame.layer}/${frame.quality}`);
     bitmap.close();
   }
 
