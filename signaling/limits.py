@@ -24,7 +24,7 @@ class Limits:
     #: for a camera do not count.
     streams: int = 100
     #: Open signaling WebSockets plus MJPEG and snapshot readers from one client address.
-    #: A camera that presents a valid publish token when it connects is not counted.
+    #: A socket that publishes with a valid token is not counted (see AddressShare).
     connections_per_address: int = 64
     #: Seconds an MJPEG reader's socket may take no bytes before it is dropped. (WebSocket
     #: readers that stop reading are dropped by the heartbeat.)
@@ -57,3 +57,41 @@ class ConnectionsByAddress:
 
     def __getitem__(self, address: str) -> int:
         return self._open[address]
+
+
+class AddressShare:
+    """One WebSocket's place in its client address's share.
+
+    Every socket counts, except one that publishes with a valid token: a camera is the
+    one peer its stream cannot do without. So that a camera still gets in when its
+    address's share is full, a socket that shows a publish or admin token as it connects
+    may come in over the share, uncounted until it acts (and closed as idle if it does
+    not). Publishing with a valid token keeps it uncounted; watching, or publishing
+    without one, counts it, and is refused when the share is full.
+    """
+
+    def __init__(self, by_address: ConnectionsByAddress, address: str) -> None:
+        self._by_address = by_address
+        self._address = address
+        self.counted = False
+
+    def enter(self, on_credit: bool) -> None:
+        """Count the new socket; raises TooManyConnections when the share is full, unless
+        ``on_credit`` (it showed a publish or admin token)."""
+        try:
+            self.count()
+        except TooManyConnections:
+            if not on_credit:
+                raise
+
+    def count(self) -> None:
+        """Count the socket (it watches); raises TooManyConnections when the share is full."""
+        if not self.counted:
+            self._by_address.acquire(self._address)
+            self.counted = True
+
+    def leave(self) -> None:
+        """Give the place back: the socket closed, or publishes with a valid token."""
+        if self.counted:
+            self._by_address.release(self._address)
+            self.counted = False

@@ -14,7 +14,7 @@ from .cluster import Cluster
 from .config import ServerConfig
 from .connection import Connection
 from .gate import Access, presented_token, requires
-from .limits import TooManyConnections
+from .limits import AddressShare, TooManyConnections
 from .metrics import Metrics
 from .protocol import (
     PROTOCOL_VERSION,
@@ -66,19 +66,15 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     address = request.remote or "?"
-    per_address = request.app[CONNECTIONS_BY_ADDRESS]
-    # A camera is the one peer its stream cannot do without: one that shows a publish
-    # token as it connects is not counted against its address's share.
-    counted = not _presents_publish_token(config, request)
-    if counted:
-        try:
-            per_address.acquire(address)
-        except TooManyConnections as exc:
-            error = ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, str(exc))
-            metrics.errors.labels(error.code).inc()
-            await ws.send_str(encode(error.to_message()))
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many connections")
-            return ws
+    share = AddressShare(request.app[CONNECTIONS_BY_ADDRESS], address)
+    try:
+        share.enter(on_credit=_presents_publish_token(config, request))
+    except TooManyConnections as exc:
+        error = ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, str(exc))
+        metrics.errors.labels(error.code).inc()
+        await ws.send_str(encode(error.to_message()))
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many connections")
+        return ws
     conn = Connection(ws, address, config.outbox_limit, request.transport)
     conn.start()
     request.app[SOCKETS].add(ws)
@@ -104,7 +100,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                     _refuse(metrics, conn, ProtocolError(
                         ErrorCode.RATE_LIMITED, f"slow down: at most {rate:g} messages a second"))
                     continue
-                await _handle_text(config, registry, cluster, metrics, conn, msg.data)
+                await _handle_text(config, registry, cluster, metrics, conn, share, msg.data)
             elif msg.type == WSMsgType.BINARY:
                 try:
                     if conn.role == "publisher" and not frame_bucket.take():
@@ -118,8 +114,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     finally:
         for task in tasks:
             task.cancel()
-        if counted:
-            per_address.release(address)
+        share.leave()
         registry.remove(conn)
         request.app[SOCKETS].discard(ws)
         await conn.close()
@@ -165,7 +160,7 @@ async def _close_if_idle(seconds: float, metrics: Metrics, conn: Connection) -> 
 
 
 async def _handle_text(config: ServerConfig, registry: StreamRegistry, cluster: Cluster | None,
-                       metrics: Metrics, conn: Connection, data: str) -> None:
+                       metrics: Metrics, conn: Connection, share: AddressShare, data: str) -> None:
     try:
         message = decode_client_message(data)
         metrics.messages.labels(type(message).__struct_config__.tag).inc()
@@ -173,9 +168,9 @@ async def _handle_text(config: ServerConfig, registry: StreamRegistry, cluster: 
             raise ProtocolError(ErrorCode.TOO_LARGE, f"SDP of {len(message.sdp)} bytes; "
                                 f"the limit is {config.limits.max_sdp_bytes}")
         if isinstance(message, Publish):
-            await _publish(config, registry, cluster, conn, message)
+            await _publish(config, registry, cluster, conn, share, message)
         else:
-            _dispatch(config, registry, conn, message)
+            _dispatch(config, registry, conn, share, message)
     except ProtocolError as exc:
         _refuse(metrics, conn, exc)
 
@@ -205,10 +200,19 @@ def _authorize(config: ServerConfig, registry: StreamRegistry, message: Publish 
         return False
 
 
+def _count(share: AddressShare) -> None:
+    try:
+        share.count()
+    except TooManyConnections as exc:
+        raise ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, str(exc)) from None
+
+
 async def _publish(config: ServerConfig, registry: StreamRegistry, cluster: Cluster | None,
-                   conn: Connection, message: Publish) -> None:
+                   conn: Connection, share: AddressShare, message: Publish) -> None:
     check_stream_name(message.stream)
     with_token = _authorize(config, registry, message)
+    if not with_token:
+        _count(share)
     stream = registry.get(message.stream)
     # Across instances, the name is claimed in Redis first (unless the rules here refuse anyway).
     claimed = cluster is not None and conn.role is None and (stream is None or stream.publisher is None)
@@ -222,14 +226,18 @@ async def _publish(config: ServerConfig, registry: StreamRegistry, cluster: Clus
         if claimed:
             cluster.release(message.stream, conn)
         raise
+    if with_token:  # a camera: not counted against its address's share
+        share.leave()
     log.info("%r publishes %dx%d@%g %s", conn, message.info.width,
              message.info.height, message.info.fps, message.info.codec)
 
 
-def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, message) -> None:
+def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, share: AddressShare,
+              message) -> None:
     if isinstance(message, Watch):
         check_stream_name(message.stream)
         _authorize(config, registry, message)
+        _count(share)  # whatever token let it in: only publishing with one exempts a socket
         registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn),
                        quality=message.quality, jpeg_quality=message.jpeg_quality)
     elif isinstance(message, SetQuality):

@@ -10,7 +10,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from signaling.app import create_app
-from signaling.appkeys import CLUSTER
+from signaling.appkeys import CLUSTER, CONNECTIONS_BY_ADDRESS
+from signaling.auth import make_token
 from signaling.config import ServerConfig
 from signaling.limits import Limits
 
@@ -92,3 +93,70 @@ async def test_connections_per_address(small_server):
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(server.make_url("/ws")) as again:
             assert (await again.receive_json())["type"] == "welcome"
+
+
+@pytest.mark.parametrize("role", ["publish", "admin"])
+async def test_a_token_exempts_only_a_socket_that_publishes_with_it(role):
+    """Sockets that show a publish or admin token but only watch take the address's share."""
+    share, secret = 2, "s3cret"
+    shown = make_token(secret, "lab" if role == "publish" else "*", role, 600)
+    app = create_app(ServerConfig(limits=Limits(connections_per_address=share), secret=secret))
+    by_address = app[CONNECTIONS_BY_ADDRESS]
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = server.make_url("/ws")
+        here = aiohttp.ClientSession()
+        neighbour = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.3", 0)))
+        async with here, neighbour:
+            async def connect(session=here, token: str | None = None) -> Client:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                client = Client(await session.ws_connect(url, headers=headers))
+                client.welcome = await client.expect("welcome")
+                return client
+
+            watchers, answers = [], []  # (held: a socket let go of closes)
+            for _ in range(5):  # each in on the token's credit; watching counts it
+                watchers.append(watcher := await connect(token=shown))
+                await watcher.send({"type": "watch", "stream": "lab"})
+                answers.append((await watcher.receive()).get("code", "watching"))
+            assert answers == ["watching"] * share + ["too-many-connections"] * 3, answers
+            assert by_address["127.0.0.1"] == share
+
+            # On credit, publishing without a valid token counts too.
+            sneaky = await connect(token=shown)
+            await sneaky.send({"type": "publish", "stream": "other", "info": INFO})
+            assert (await sneaky.expect("error"))["code"] == "too-many-connections"
+
+            # The camera still gets in over the full share, and publishing with its token
+            # keeps it out of the count.
+            camera = await connect(token=make_token(secret, "lab", "publish", 600))
+            await camera.send({"type": "publish", "stream": "lab", "info": INFO,
+                               "token": make_token(secret, "lab", "publish", 600)})
+            await camera.expect("published")
+            assert by_address["127.0.0.1"] == share
+
+            # The client beside them has its own share, and sees the camera.
+            viewer = await connect(neighbour)
+            await viewer.send({"type": "watch", "stream": "lab"})
+            assert (await viewer.expect("watching"))["live"] is True
+            assert by_address["127.0.0.3"] == 1
+
+
+async def test_a_camera_gives_its_place_back_once_it_publishes_with_its_token():
+    secret = "s3cret"
+    app = create_app(ServerConfig(limits=Limits(connections_per_address=1), secret=secret))
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        camera = Client(await session.ws_connect(server.make_url("/ws")))  # no token yet: counted
+        await camera.expect("welcome")
+        assert app[CONNECTIONS_BY_ADDRESS]["127.0.0.1"] == 1
+        publish_token = make_token(secret, "lab", "publish", 600)
+        await camera.send({"type": "publish", "stream": "lab", "info": INFO, "token": publish_token})
+        await camera.expect("published")
+        assert app[CONNECTIONS_BY_ADDRESS]["127.0.0.1"] == 0
+        # A second publish with the token (refused: it already publishes) changes nothing.
+        await camera.send({"type": "publish", "stream": "lab", "info": INFO, "token": publish_token})
+        assert (await camera.expect("error"))["code"] == "wrong-state"
+        viewer = Client(await session.ws_connect(server.make_url("/ws")))
+        await viewer.expect("welcome")
+        await viewer.send({"type": "watch", "stream": "lab"})
+        assert (await viewer.expect("watching"))["live"] is True
+        assert app[CONNECTIONS_BY_ADDRESS]["127.0.0.1"] == 1
