@@ -256,13 +256,12 @@ class CameraPeer:
                 viewer.post(message)
         elif isinstance(message, ViewerJoined):
             log.info("viewer %s joined", message.peer_id)
-            self.chat.join(message.peer_id, message.name)
+            history = self.chat.join(message.peer_id, message.name)
+            if history:  # through the server: a relay viewer has no data channel
+                self._spawn(self._send(ChatHistory(to=message.peer_id, messages=history)))
             self._qualities[message.peer_id] = message.quality
         elif isinstance(message, ViewerRenamed):
-            self.chat.join(message.peer_id, message.name)
-            history = self.chat.history()
-            if history:
-                self._spawn(self._send(ChatHistory(to=message.peer_id, messages=history)))
+            self.chat.rename(message.peer_id, message.name)
         elif isinstance(message, ViewerLeft):
             viewer = self.viewers.get(message.peer_id)
             self.chat.forget(message.peer_id)

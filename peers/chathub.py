@@ -5,7 +5,12 @@ the hub checks it, stamps it (id, name, time) and the camera shares the stamped
 message with everyone. Ids increase by one, so all viewers show one order.
 
 A viewer speaks under the name it watched with (the server tells the camera in
-``viewer-joined``), whatever a line says, and never under the camera's own name.
+``viewer-joined``, and ``viewer-renamed`` after a rename), whatever a line says: never under
+the camera's own name (``camera`` when it has none) nor under another viewer's. The server
+refuses both; the hub does not rely on it. The camera's own lines are marked ``camera``.
+
+A newcomer gets the history once, when it joins (and again when a data channel opens):
+never on a rename, which would let any viewer make the camera send it over and over.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections import deque
 import msgspec
 
 from signaling.protocol import (
+    CAMERA_CHAT_NAME,
     CHAT_BURST,
     CHAT_HISTORY_SIZE,
     CHAT_RATE,
@@ -48,13 +54,27 @@ class ChatHub:
         self._next_id = 1
         self._rate, self._burst = rate, burst
         self._buckets: dict[str | None, TokenBucket] = {}
+        #: Each viewer's name as its lines carry it ('': none it may use).
         self._names: dict[str, str] = {}
-        self._camera_display = clean_text(camera_name).strip() or "camera"
-        self._camera_name = clean_text(camera_name).strip().casefold()
+        self._camera_display = clean_text(camera_name).strip() or CAMERA_CHAT_NAME
+        # Compared as shown: a control character or a space does not make the camera's name another.
+        self._reserved = {self._camera_display.casefold(), CAMERA_CHAT_NAME.casefold()}
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
 
-    def join(self, sender_id: str, name: str) -> None:
-        """The name a viewer watched with (checked by the server): its lines go under it."""
+    def join(self, sender_id: str, name: str) -> list[ChatMessage]:
+        """A viewer came, with the name it watched with (checked by the server): its lines go
+        under it. Returns what the newcomer gets, once: the history."""
+        self.rename(sender_id, name)
+        return self.history()
+
+    def rename(self, sender_id: str, name: str) -> None:
+        """A viewer goes by another name. One that is the camera's, or another viewer's, is
+        not taken: that viewer speaks as ``viewer-ID``."""
+        name = clean_text(name).strip()
+        folded = name.casefold()
+        if folded in self._reserved or any(
+                other != sender_id and held.casefold() == folded for other, held in self._names.items()):
+            name = ""
         self._names[sender_id] = name
 
     def history(self) -> list[ChatMessage]:
@@ -71,14 +91,12 @@ class ChatHub:
         bucket = self._buckets.setdefault(sender_id, TokenBucket(self._rate, self._burst))
         if not bucket.take():
             raise ChatRefused(f"slow down: at most {self._rate:g} messages a second")
-        # Compared as shown: a control character or a space does not make the camera's name another.
         if sender_id is None:
             name = self._camera_display
         else:
-            name = clean_text(self._names.get(sender_id, "")).strip()
-            if not name or name.casefold() == self._camera_name:
-                name = f"viewer-{sender_id[:4]}"
-        message = ChatMessage(id=self._next_id, name=name, text=text, time=round(time.time(), 3))
+            name = self._names.get(sender_id) or f"viewer-{sender_id[:4]}"
+        message = ChatMessage(id=self._next_id, name=name, text=text, time=round(time.time(), 3),
+                              camera=sender_id is None)
         self._next_id += 1
         self._history.append(message)
         log.info("chat #%d %s: %s", message.id, message.name, message.text)

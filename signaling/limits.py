@@ -16,6 +16,10 @@ class Limits:
     publisher_rate_factor: float = 10.0
     relay_frames_per_second: float = 1000.0
     relay_frame_burst: int = 2000
+    #: Renames one viewer may make: a burst, then one every rename_seconds. Each one reaches
+    #: the camera and every viewer list (across instances): a name is picked, not streamed.
+    rename_burst: int = 3
+    rename_seconds: float = 5.0
     #: Bytes of SDP in one offer or answer.
     max_sdp_bytes: int = 32 * 1024
     #: Readers of one stream: WebSocket viewers plus MJPEG and snapshot readers.

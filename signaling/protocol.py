@@ -27,6 +27,8 @@ CHAT_HISTORY_SIZE = 50
 #: Chat lines one viewer may send: a steady rate (lines a second) with room for a burst.
 CHAT_RATE = 5.0
 CHAT_BURST = 10.0
+#: The camera's name in chat when it has none; no viewer may take it, nor the camera's own.
+CAMERA_CHAT_NAME = "camera"
 
 #: Stream names appear in URLs, file names and logs: keep them short and plain, matched in full
 #: (``fullmatch``: ``$`` alone would let a trailing newline through). The first character is
@@ -248,12 +250,15 @@ class ChatMessage(_Message, tag="chat"):
 
     ``id`` increases by one per message of the stream: it orders messages and lets a
     viewer that gets one both on its data channel and from the server keep one copy.
+    ``camera`` marks the camera's own lines (its operator's): only the camera sends chat
+    messages, so no viewer can set it, whatever name it picks.
     """
 
     id: Count
     name: str
     text: str
     time: Annotated[float, Meta(ge=0, le=2**34)]  # Unix seconds, stamped by the camera
+    camera: bool = False
 
     def __post_init__(self) -> None:
         self.name, self.text = clean_text(self.name), clean_text(self.text)

@@ -58,6 +58,8 @@ export const MAX_NAME = {protocol.MAX_NAME};
 export const CHAT_HISTORY_SIZE = {protocol.CHAT_HISTORY_SIZE};
 export const CHAT_RATE = {protocol.CHAT_RATE:g};
 export const CHAT_BURST = {protocol.CHAT_BURST:g};
+/** The camera's name in chat when it has none: no viewer may take it. */
+export const CAMERA_CHAT_NAME = '{protocol.CAMERA_CHAT_NAME}';
 
 /** clean_text turns TEXT_BREAKS into spaces and drops BIDI_CONTROLS and every control character (Cc). */
 export const TEXT_BREAKS = {_js_chars(protocol._TEXT_BREAKS)};

@@ -27,6 +27,7 @@ import msgspec
 from .connection import Connection
 from .limits import Limits
 from .protocol import (
+    CAMERA_CHAT_NAME,
     CameraStats,
     ChatMessage,
     ErrorCode,
@@ -201,6 +202,22 @@ class Stream:
         return counts
 
 
+def _check_name_free(stream: Stream, conn: Connection, name: str) -> None:
+    """Chat names are unique per stream, compared as casefold() compares them: none is the
+    camera's (CAMERA_CHAT_NAME when it has none, and always), none another viewer's (here
+    or on another instance). No name ('') is always free."""
+    folded = name.casefold()
+    if not folded:
+        return
+    cameras = {CAMERA_CHAT_NAME.casefold()}
+    if stream.publisher is not None:
+        cameras.add(stream.publisher.name.casefold())
+    if folded in cameras:
+        raise ProtocolError(ErrorCode.BAD_NAME, f"the name {name!r} is the camera's")
+    if any(viewer is not conn and viewer.name.casefold() == folded for viewer in stream.viewers.values()):
+        raise ProtocolError(ErrorCode.BAD_NAME, f"the name {name!r} is taken on this stream: pick another")
+
+
 class StreamRegistry:
     """Streams by name; one publisher each, any number of viewers."""
 
@@ -301,9 +318,11 @@ class StreamRegistry:
         stream = self._enter(conn, name, display_name)
         conn.quality, conn.jpeg_quality = quality, jpeg_quality
         camera = stream.publisher
-        if conn.name and camera is not None and conn.name.casefold() == camera.name.casefold():
+        try:
+            _check_name_free(stream, conn, conn.name)
+        except ProtocolError:
             self._forget_if_unused(stream)
-            raise ProtocolError(ErrorCode.BAD_NAME, f"the name {conn.name!r} is the camera's")
+            raise
         if stream.audience >= self.limits.viewers_per_stream:
             self._forget_if_unused(stream)
             raise ProtocolError(ErrorCode.STREAM_FULL,
@@ -349,9 +368,8 @@ class StreamRegistry:
         if stream is None or conn.role != "viewer":
             raise ProtocolError(ErrorCode.WRONG_STATE, "watch a stream before picking a name")
         display_name = check_display_name(display_name)
+        _check_name_free(stream, conn, display_name)
         camera = stream.publisher
-        if display_name and camera is not None and display_name.casefold() == camera.name.casefold():
-            raise ProtocolError(ErrorCode.BAD_NAME, f"the name {display_name!r} is the camera's")
         conn.name = display_name
         if camera is not None:
             camera.send(ViewerRenamed(peer_id=conn.id, name=display_name))

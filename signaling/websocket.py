@@ -83,6 +83,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     publisher_bucket = TokenBucket(limits.messages_per_second * limits.publisher_rate_factor,
                                    limits.message_burst * limits.publisher_rate_factor)
     frame_bucket = TokenBucket(limits.relay_frames_per_second, limits.relay_frame_burst)
+    rename_bucket = TokenBucket(1 / limits.rename_seconds, limits.rename_burst)
     # With auth on, TURN credentials go only to clients that watch or publish (see _dispatch).
     welcome_servers = ice_servers(config, conn) if config.auth == "open" else list(config.ice_servers)
     conn.send(Welcome(peer_id=conn.id, ice_servers=welcome_servers, protocol=PROTOCOL_VERSION,
@@ -100,7 +101,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                     _refuse(metrics, conn, ProtocolError(
                         ErrorCode.RATE_LIMITED, f"slow down: at most {rate:g} messages a second"))
                     continue
-                await _handle_text(config, registry, cluster, metrics, conn, share, msg.data)
+                await _handle_text(config, registry, cluster, metrics, conn, share, msg.data, rename_bucket)
             elif msg.type == WSMsgType.BINARY:
                 try:
                     if conn.role == "publisher" and not frame_bucket.take():
@@ -160,7 +161,8 @@ async def _close_if_idle(seconds: float, metrics: Metrics, conn: Connection) -> 
 
 
 async def _handle_text(config: ServerConfig, registry: StreamRegistry, cluster: Cluster | None,
-                       metrics: Metrics, conn: Connection, share: AddressShare, data: str) -> None:
+                       metrics: Metrics, conn: Connection, share: AddressShare, data: str,
+                       renames: TokenBucket) -> None:
     try:
         message = decode_client_message(data)
         metrics.messages.labels(type(message).__struct_config__.tag).inc()
@@ -170,7 +172,7 @@ async def _handle_text(config: ServerConfig, registry: StreamRegistry, cluster: 
         if isinstance(message, Publish):
             await _publish(config, registry, cluster, conn, share, message)
         else:
-            _dispatch(config, registry, conn, share, message)
+            _dispatch(config, registry, conn, share, message, renames)
     except ProtocolError as exc:
         _refuse(metrics, conn, exc)
 
@@ -233,7 +235,7 @@ async def _publish(config: ServerConfig, registry: StreamRegistry, cluster: Clus
 
 
 def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, share: AddressShare,
-              message) -> None:
+              message, renames: TokenBucket) -> None:
     if isinstance(message, Watch):
         check_stream_name(message.stream)
         _authorize(config, registry, message)
@@ -243,6 +245,10 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
     elif isinstance(message, SetQuality):
         registry.set_quality(conn, message.quality, message.jpeg_quality)
     elif isinstance(message, Rename):
+        if not renames.take():  # every try counts: guessing at taken names is renaming too
+            limits = config.limits
+            raise ProtocolError(ErrorCode.RATE_LIMITED, f"slow down: at most {limits.rename_burst} "
+                                f"renames at once, then one every {limits.rename_seconds:g} s")
         registry.rename(conn, message.name)
     elif isinstance(message, Relay):
         registry.set_relay(conn, message.enabled, message.format)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
 import re
 import signal
+import threading
+import time
+import urllib.request
+
+import aiohttp
 
 from .conftest import CONTEXT_OPTIONS, get_json, wait_until
+from .test_security import running, wait_for_message
+from .test_websocket import Client
 
 CHAT_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] #(\d+) ([^:]+): (.*)$")
 
@@ -162,3 +172,182 @@ def test_browsers_and_cli_viewers_see_one_chat(lab, browser):
     assert [m[0] for m in web_views[0]] == [1, 2, 3, 4]
     assert {m[1] for m in web_views[0]} == {"web-p2p", "cli-p2p", "web-relay", "cli-relay"}
     assert pages[0].locator("#chat-messages i").count() == 0  # markup stays text
+
+
+# -- names and renames: the server's rules, and what renames cost the camera ---------------
+
+RENAME_LIMITED = "slow down: at most 3 renames at once, then one every 5 s"
+
+
+async def test_chat_names_are_unique_per_stream_and_the_cameras_is_reserved_even_when_empty():
+    async with running() as server:
+        camera = await server.camera(name="")  # in chat: "camera"
+        for cameras in ("camera", " CAMERA "):
+            intruder = await server.connect()
+            await intruder.send({"type": "watch", "stream": "lab", "name": cameras})
+            error = await intruder.expect("error")
+            assert error["code"] == "bad-name" and "is the camera's" in error["reason"], error
+        alice = await server.viewer(name="alice")
+        second = await server.connect()
+        await second.send({"type": "watch", "stream": "lab", "name": "ALICE"})
+        error = await second.expect("error")
+        assert error == {"type": "error", "code": "bad-name",
+                         "reason": "the name 'ALICE' is taken on this stream: pick another"}
+        await second.send({"type": "watch", "stream": "lab", "name": ""})  # as the page does then
+        await second.expect("watching")
+        await second.send({"type": "rename", "name": "Camera"})
+        assert (await wait_for_message(second, "error", 3))["code"] == "bad-name"
+        bob = await server.viewer(name="bob")
+        await bob.send({"type": "rename", "name": "Alice"})
+        assert (await wait_for_message(bob, "error", 3))["code"] == "bad-name"
+        await bob.send({"type": "rename", "name": "BOB"})  # its own name is not taken from it
+        assert (await wait_for_message(camera, "viewer-renamed", 3))["name"] == "BOB"  # the first
+        await server.viewer(stream="elsewhere", name="alice")  # another stream's names are its own
+
+        await alice.ws.close()  # her name is free again
+        await wait_for_message(camera, "viewer-left", 3)
+        await bob.send({"type": "rename", "name": "alice"})
+        assert (await wait_for_message(camera, "viewer-renamed", 3))["name"] == "alice"
+
+        named = await server.camera(stream="named", name="Lab")  # a named camera: both are reserved
+        for cameras in ("lab", "Camera"):
+            intruder = await server.connect()
+            await intruder.send({"type": "watch", "stream": "named", "name": cameras})
+            assert (await intruder.expect("error"))["code"] == "bad-name"
+        await named.silent()
+
+
+async def test_renames_are_rate_limited_per_connection_with_a_clear_error():
+    async with running() as server:
+        camera = await server.camera()
+        fast = await server.viewer(name="fast")
+        calm = await server.viewer(name="calm")
+        for n in range(4):
+            await fast.send({"type": "rename", "name": f"fast{n}"})
+        error = await wait_for_message(fast, "error", 3)
+        refused = time.monotonic()
+        assert error == {"type": "error", "code": "rate-limited", "reason": RENAME_LIMITED}
+        await calm.send({"type": "rename", "name": "calm2"})  # another viewer's renames are its own
+        names = [(await wait_for_message(camera, "viewer-renamed", 3))["name"] for _ in range(4)]
+        assert names == ["fast0", "fast1", "fast2", "calm2"]
+
+        # In time, the next one: tried every quarter second, taken after about 5 s.
+        while True:
+            await fast.send({"type": "rename", "name": "later"})
+            try:
+                renamed = await wait_for_message(camera, "viewer-renamed", 0.25)
+                break
+            except asyncio.TimeoutError:
+                assert time.monotonic() - refused < 8, "no rename was taken again"
+        assert renamed["name"] == "later" and time.monotonic() - refused > 4
+
+
+def metric(url: str, name: str, label: str) -> float:
+    """One labelled counter of the server's /metrics (0 before it is first counted)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(rf'^{name}_total\{{[a-z]+="{re.escape(label)}"\}} (\S+)$', text, re.M)
+    return float(match[1]) if match else 0.0
+
+
+def rename_attack(url: str, stream: str, renaming: threading.Event, attackers: int = 20,
+                  seconds: float = 4.0, interval: float = 0.02) -> list[dict]:
+    """``attackers`` viewers each watch ``stream`` and get their chat history, then all rename
+    every ``interval`` for ``seconds`` (``renaming`` is set as they start). Returns what each
+    one sent and got: renames, errors, chat-history messages and bytes. Blocks: run it in a
+    thread beside the normal viewer."""
+
+    async def join(session: aiohttp.ClientSession, n: int) -> tuple[Client, dict]:
+        ws = Client(await session.ws_connect(f"{url}/ws"))
+        await ws.expect("welcome")
+        await ws.send({"type": "watch", "stream": stream, "name": f"r{n}"})
+        await wait_for_message(ws, "chat-history", 10)
+        return ws, {"renames": 0, "errors": [], "histories": 1, "bytes": 0}
+
+    async def read(ws: Client, seen: dict) -> None:
+        """Until the reply to the marker that ends the attack: every reply before it is in."""
+        while True:
+            msg = await ws.ws.receive()
+            seen["bytes"] += len(msg.data)
+            message = json.loads(msg.data)
+            if message["type"] == "chat-history":
+                seen["histories"] += 1
+            elif message["type"] == "error":
+                if message["code"] == "wrong-state":
+                    return
+                seen["errors"].append(message)
+
+    async def rename(ws: Client, seen: dict) -> dict:
+        reader = asyncio.create_task(read(ws, seen))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            seen["renames"] += 1
+            await ws.send({"type": "rename", "name": f"r-{seen['renames']}-{id(ws)}"})
+            await asyncio.sleep(interval)  # the attack's pace
+        # The marker: a viewer may not share chat messages, whatever its renames left.
+        await ws.send({"type": "chat", "id": 1, "name": "x", "text": "x", "time": 1})
+        await asyncio.wait_for(reader, 15)
+        return seen
+
+    async def attack() -> list[dict]:
+        async with aiohttp.ClientSession() as session:
+            joined = await asyncio.gather(*(join(session, n) for n in range(attackers)))
+            renaming.set()
+            seen = await asyncio.gather(*(rename(ws, seen) for ws, seen in joined))
+            for ws, _ in joined:
+                await ws.ws.close()
+            return seen
+
+    return asyncio.run(attack())
+
+
+def camera_refusals(server_log: str) -> list[str]:
+    """The server's refusals of a camera's messages, from its log."""
+    return re.findall(r"publisher [^>]*>: refused: .*", server_log)
+
+
+def assert_renames_cost_the_camera_nothing(url: str, seen: list[dict], histories: float,
+                                           server_log: str) -> None:
+    """After rename_attack: each attacker got one history (on joining) and was told to slow
+    down; the camera sent one history per attacker and none of its messages was refused."""
+    sent = max(s["renames"] for s in seen)
+    for attacker in seen:
+        assert attacker["histories"] == 1, attacker["histories"]
+        assert attacker["errors"] and {e["reason"] for e in attacker["errors"]} == {RENAME_LIMITED}
+        # Taken: 3 at once, then one in 5 s (one more for a slow start).
+        assert attacker["renames"] - len(attacker["errors"]) <= 3 + 2, (attacker["renames"], sent)
+        assert attacker["bytes"] < 200_000, attacker["bytes"]  # was a full history per rename
+    assert sent > 50
+    assert metric(url, "peercam_signaling_messages", "chat-history") - histories == len(seen)
+    assert camera_refusals(server_log) == []
+
+
+def test_many_viewers_renaming_fast_cost_the_python_camera_nothing(lab):
+    """20 viewers renaming every 20 ms: the camera sends each its history once (not once a
+    rename), none of its messages is refused, and a normal viewer's chat goes on beside them."""
+    server = lab.start_server()
+    camera = lab.start_camera("talk", "--name", "cam")
+    normal = lab.start_viewer("talk", "--chat", "--name", "norm", "--mode", "relay", "--duration", "60",
+                              stdin=True)
+    normal.wait_for_log("first frame", timeout=15)
+    for n in range(5):  # a history worth sending
+        normal.type_line(f"before {n}")
+    camera.wait_for_log("chat #5", timeout=10)
+    histories = metric(lab.url, "peercam_signaling_messages", "chat-history")
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        renaming = threading.Event()
+        attack = pool.submit(rename_attack, lab.url, "talk", renaming)
+        assert renaming.wait(30), attack.exception(0) if attack.done() else "the attackers never joined"
+        for n in range(3):  # each shared (through the camera) before the next
+            normal.type_line(f"during {n}")
+            camera.wait_for_log(f"chat #{6 + n}", timeout=5)
+        assert not attack.done()  # all the while renames were coming
+        seen = attack.result(timeout=60)
+    normal.kill(signal.SIGINT)
+    lines = chat_lines(normal.result(timeout=15)[1])
+
+    expected = [f"before {n}" for n in range(5)] + [f"during {n}" for n in range(3)]
+    assert [text for _, _, text in lines] == expected
+    assert {name for _, name, _ in lines} == {"norm"}
+    assert_renames_cost_the_camera_nothing(lab.url, seen, histories, server.log())

@@ -55,7 +55,7 @@ def test_a_viewer_speaks_under_the_name_it_watched_with_never_the_cameras():
     hub.join("v2", "lab camera")  # the server refuses this; the hub does not rely on it
     assert hub.stamp("v1", ChatSend(text="hi")).name == "alice"
     assert hub.stamp("v2", ChatSend(text="hi")).name == "viewer-v2"
-    hub.join("v1", "alice2")  # viewer-renamed
+    hub.rename("v1", "alice2")  # viewer-renamed
     assert hub.stamp("v1", ChatSend(text="hi")).name == "alice2"
     hub.forget("v1")
     assert hub.stamp("v1", ChatSend(text="hi")).name == "viewer-v1"
@@ -89,7 +89,9 @@ def run_case_in_python(case: dict) -> list[dict]:
     for step in case["steps"]:
         for i in range(1, step.get("times", 1) + 1):
             if "join" in step:
-                hub.join(*step["join"])
+                results.append({"gets": [m.id for m in hub.join(*step["join"])]})
+            elif "rename" in step:
+                hub.rename(*step["rename"])
                 results.append({})
             elif "forget" in step:
                 hub.forget(step["forget"])
@@ -105,7 +107,7 @@ def run_case_in_python(case: dict) -> list[dict]:
                     results.append({"notice": str(exc)})
                 else:
                     results.append({"message": [message.id, message.name, message.text],
-                                    "time": message.time})
+                                    "camera": message.camera, "time": message.time})
             elif "history" in step:
                 results.append({"history": [[m.id, m.name, m.text] for m in hub.history()]})
             elif "clean" in step:
@@ -126,6 +128,7 @@ def check_case(case: dict, results: list[dict], before: float, after: float) -> 
                     assert result == {"notice": step["notice"]}, where
                 else:
                     assert "message" in result, f"{where}: {result}"
+                    assert result["camera"] is step.get("camera", False), where
                     assert before - 1 <= result["time"] <= after + 1, where
                     assert round(result["time"], 3) == result["time"], where
                     if "message" in step:
@@ -141,6 +144,8 @@ def check_case(case: dict, results: list[dict], before: float, after: float) -> 
                     assert history == expected, where
             elif "clean" in step:
                 assert result == {"clean": step["expect"]}, where
+            elif "join" in step:
+                assert result == {"gets": step.get("gets", [])}, where
             else:
                 assert result == {}, where
     assert next(results, None) is None, f"{case['name']!r}: more results than steps"

@@ -31,7 +31,8 @@ RUN_CASES = """async (cases) => {
     const results = [];
     for (const step of test.steps) {
       for (let i = 1; i <= (step.times || 1); i++) {
-        if ('join' in step) { hub.join(...step.join); results.push({}); }
+        if ('join' in step) results.push({ gets: hub.join(...step.join).map((m) => m.id) });
+        else if ('rename' in step) { hub.rename(...step.rename); results.push({}); }
         else if ('forget' in step) { hub.forget(step.forget); results.push({}); }
         else if ('forget_everyone' in step) { hub.forgetEveryone(); results.push({}); }
         else if ('send' in step) {
@@ -41,7 +42,9 @@ RUN_CASES = """async (cases) => {
             results.push({ notice: notice.reason });
           } else {
             if (message.type !== 'chat') throw new Error(`not a message: ${JSON.stringify(message)}`);
-            results.push({ message: [message.id, message.name, message.text], time: message.time });
+            results.push({
+              message: [message.id, message.name, message.text], camera: message.camera === true, time: message.time,
+            });
           }
         } else if ('history' in step) {
           results.push({ history: hub.history().map((m) => [m.id, m.name, m.text]) });

@@ -186,16 +186,16 @@ export class BrowserCamera {
 
   #viewerJoined({ peer_id: id, name }) {
     this.viewers.set(id, { name, peer: this.viewers.get(id)?.peer ?? null });
-    this.#hub.join(id, name);
+    const history = this.#hub.join(id, name);
+    // Through the server: a relay viewer has no data channel.
+    if (history.length) this.#signaling.send({ type: MessageType.CHAT_HISTORY, to: id, messages: history });
     this.#onViewers();
   }
 
   #viewerRenamed({ peer_id: id, name }) {
     const viewer = this.viewers.get(id);
     if (viewer !== undefined) viewer.name = name;
-    this.#hub.join(id, name);
-    const history = this.#hub.history();
-    if (history.length) this.#signaling.send({ type: MessageType.CHAT_HISTORY, to: id, messages: history });
+    this.#hub.rename(id, name);
     this.#onViewers();
   }
 

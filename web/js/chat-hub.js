@@ -7,19 +7,22 @@
 // returns:
 //
 //   const hub = new ChatHub({ cameraName });
-//   hub.join(viewerId, name);           // viewer-joined, viewer-renamed
+//   const history = hub.join(viewerId, name);   // viewer-joined: a chat-history for the newcomer
+//   hub.rename(viewerId, name);         // viewer-renamed: no history (any viewer could ask it over and over)
 //   const { message, notice } = hub.receive(viewerId, line.text);   // a chat-send's text
-//   message: {type: 'chat', id, name, text, time}: send it to everyone
+//   message: {type: 'chat', id, name, text, time[, camera: true]}: send it to everyone
 //   notice: {type: 'chat-notice', reason}: send it back to that viewer only
-//   hub.history();                      // the last messages, for a chat-history to a newcomer
+//   hub.history();                      // the last messages, for a chat-history on a new data channel
 //   hub.forget(viewerId);               // viewer-left
 //   hub.forgetEveryone();               // a new signaling session
 //
-// A viewer speaks under the name it watched with (or renamed to), whatever a line says,
-// and never under the camera's own name.
+// A viewer speaks under the name it watched with (or renamed to), whatever a line says:
+// never under the camera's own name (CAMERA_CHAT_NAME when it has none) nor another
+// viewer's. The camera's own lines are marked `camera: true`.
 
 import {
-  BIDI_CONTROLS, CHAT_BURST, CHAT_HISTORY_SIZE, CHAT_RATE, MAX_CHAT_TEXT, MessageType, TEXT_BREAKS,
+  BIDI_CONTROLS, CAMERA_CHAT_NAME, CHAT_BURST, CHAT_HISTORY_SIZE, CHAT_RATE, MAX_CHAT_TEXT, MessageType,
+  TEXT_BREAKS,
 } from './protocol.js';
 
 /** A regular expression character class of these characters, each as a \u{...} escape. */
@@ -99,10 +102,10 @@ export class ChatHub {
   #history = [];
   #nextId = 1;
   #buckets = new Map();
-  #names = new Map();
+  #names = new Map(); // each viewer's name as its lines carry it ('': none it may use)
   #rate;
   #burst;
-  #cameraName;
+  #reserved;
   #cameraDisplay;
   #monotonic;
   #wallClock;
@@ -118,15 +121,32 @@ export class ChatHub {
   } = {}) {
     this.#rate = rate;
     this.#burst = burst;
-    this.#cameraDisplay = strip(cleanText(cameraName)) || 'camera';
-    this.#cameraName = fold(strip(cleanText(cameraName)));
+    this.#cameraDisplay = strip(cleanText(cameraName)) || CAMERA_CHAT_NAME;
+    // Compared as shown: a control character or a space does not make the camera's name another.
+    this.#reserved = new Set([fold(this.#cameraDisplay), fold(CAMERA_CHAT_NAME)]);
     this.#monotonic = monotonic;
     this.#wallClock = wallClock;
   }
 
-  /** The name a viewer watched with or renamed to (checked by the server): its lines go under it. */
+  /**
+   * A viewer came, with the name it watched with (checked by the server): its lines go
+   * under it. Returns what the newcomer gets, once: the history.
+   */
   join(viewerId, name) {
-    this.#names.set(viewerId, name);
+    this.rename(viewerId, name);
+    return this.history();
+  }
+
+  /**
+   * A viewer goes by another name. One that is the camera's, or another viewer's, is not
+   * taken: that viewer speaks as viewer-ID.
+   */
+  rename(viewerId, name) {
+    name = strip(cleanText(String(name ?? '')));
+    const folded = fold(name);
+    const taken = this.#reserved.has(folded)
+      || [...this.#names].some(([other, held]) => other !== viewerId && fold(held) === folded);
+    this.#names.set(viewerId, taken ? '' : name);
   }
 
   /** The last CHAT_HISTORY_SIZE messages, oldest first: a newcomer's chat-history. */
@@ -154,17 +174,16 @@ export class ChatHub {
       this.#buckets.set(viewerId, bucket);
     }
     if (!bucket.take()) return refuse(`slow down: at most ${formatG(this.#rate)} messages a second`);
-    let name = this.#cameraDisplay;
-    if (viewerId !== null) {
-      name = strip(cleanText(this.#names.get(viewerId) ?? ''));
-      if (!name || fold(name) === this.#cameraName) name = `viewer-${[...viewerId].slice(0, 4).join('')}`;
-    }
+    const name = viewerId === null
+      ? this.#cameraDisplay
+      : this.#names.get(viewerId) || `viewer-${[...viewerId].slice(0, 4).join('')}`;
     const message = Object.freeze({
       type: MessageType.CHAT,
       id: this.#nextId++,
       name,
       text,
       time: Math.round(this.#wallClock() * 1000) / 1000,
+      ...(viewerId === null ? { camera: true } : {}), // as the server encodes it: no field when false
     });
     this.#history.push(message);
     if (this.#history.length > CHAT_HISTORY_SIZE) this.#history.shift();

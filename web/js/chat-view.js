@@ -58,10 +58,13 @@ export class ChatView {
     (named ? this.#input : this.#nameInput).focus({ preventScroll: true });
   }
 
-  /** Show a message at position `index` of the log. */
-  insert({ id, name, text, time }, index) {
+  /**
+   * Show a message at position `index` of the log. The camera's own lines (`camera`, which
+   * only the camera can set) are marked: a viewer may pick a name like it, never the mark.
+   */
+  insert({ id, name, text, time, camera = false }, index) {
     const item = document.createElement('li');
-    item.className = 'chat-message';
+    item.className = camera ? 'chat-message chat-camera' : 'chat-message';
     item.dataset.id = String(id);
     const sent = new Date(time * 1000);
     const stamp = document.createElement('time');
@@ -70,7 +73,8 @@ export class ChatView {
     stamp.title = sent.toLocaleString();
     stamp.textContent = timeFormat.format(sent);
     const sender = span('chat-name', name);
-    sender.title = name; // the panel clips long names
+    sender.title = camera ? `${name} (the camera)` : name; // the panel clips long names
+    if (camera) stamp.prepend(span('chat-badge', 'camera'));
     item.append(sender, stamp, span('chat-text', text));
 
     // Follow new messages only for a reader at the bottom: do not yank one scrolled up.

@@ -77,9 +77,10 @@ export class Chat {
     return this.#name;
   }
 
-  /** [{id, name, text}] as shown. */
+  /** [{id, name, text}] as shown; the camera's own lines also have `camera: true`. */
   messages() {
-    return this.#log.messages.map(({ id, name, text }) => ({ id, name, text }));
+    return this.#log.messages.map(({ id, name, text, camera }) => (
+      camera ? { id, name, text, camera: true } : { id, name, text }));
   }
 
   /** The server would not take the name: the view says why. */

@@ -11,6 +11,8 @@ export const MAX_NAME = 32;
 export const CHAT_HISTORY_SIZE = 50;
 export const CHAT_RATE = 5;
 export const CHAT_BURST = 10;
+/** The camera's name in chat when it has none: no viewer may take it. */
+export const CAMERA_CHAT_NAME = 'camera';
 
 /** clean_text turns TEXT_BREAKS into spaces and drops BIDI_CONTROLS and every control character (Cc). */
 export const TEXT_BREAKS = '\u0009\u000a\u000d\u2028\u2029';
