@@ -261,7 +261,8 @@ def test_browser_camera_beside_a_stalled_encoded_reader_sends_few_keyframes(lab,
 
     try:
         wait_until(lambda: "encoded" in page.evaluate("peercam.relay()"), 15, "the browser camera to encode")
-        headers, seconds = asyncio.run(read(150))  # 5 s of the fake camera's 30 fps
+        with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this one
+            headers, seconds = thread.submit(asyncio.run, read(150)).result()  # 5 s at 30 fps
     finally:
         stalled.close()
     keyframes = sum(h.keyframe for h in headers)
