@@ -9,7 +9,13 @@ and the next camera on the name starts a new one.
 
 Which streams record: ``--record NAME|'*'`` at start, changed at run time with
 ``PUT /api/streams/{name}/recording`` (signaling/recordingapi.py). Retention
-(signaling/retention.py) runs after each segment and every minute.
+(signaling/retention.py) runs after each segment and every minute, on an index of the
+segments read from the directory once.
+
+What a camera sends cannot take more than its share: its segments are bounded in time
+and size and start at most once a second (signaling/segmentwriter.py), retention takes
+from the stream that uses the most, and the figures kept per stream name (which
+``/metrics`` shows) are bounded in number.
 """
 
 from __future__ import annotations
@@ -27,12 +33,17 @@ from .config import RecordingConfig
 from .protocol import check_stream_name
 from .relay import RelayReader
 from .relayframe import parse_relay_frame
-from .segmentwriter import SEGMENT_NAME, SegmentWriter, segment_order, segment_start
+from .retention import RetentionIndex, Segment, delete, scan
+from .segmentwriter import MIN_SEGMENT_INTERVAL, SEGMENT_NAME, SegmentWriter, segment_order, segment_start
 from .streams import Stream, StreamRegistry
 
 log = logging.getLogger(__name__)
 
 _RETENTION_EVERY = 60.0
+#: Stream names whose figures (and API switch) are remembered; past this, the least
+#: recently touched of those not recording now are forgotten, so that made-up names
+#: cannot grow memory or /metrics' label sets.
+MAX_REMEMBERED_STREAMS = 1000
 
 
 class SegmentBusy(Exception):
@@ -49,19 +60,25 @@ class RecordingTotals:
     segments: int = 0
     errors: int = 0
     error: str | None = None
+    #: The server's clock when its last writer last started a segment (the next waits
+    #: MIN_SEGMENT_INTERVAL after it: a camera that reconnects cannot make a file each time).
+    last_start: float = -MIN_SEGMENT_INTERVAL
 
 
 class StreamRecorder:
     """Records one camera session of a stream: a relay reader whose frames a SegmentWriter muxes."""
 
-    def __init__(self, stream: Stream, config: RecordingConfig, on_segment: Callable[[Path], None]) -> None:
+    def __init__(self, stream: Stream, config: RecordingConfig, on_segment: Callable[[Path], None],
+                 last_start: float) -> None:
         assert stream.info is not None
         self.stream = stream
         layers = stream.info.layer_list()
         self.layer = stream.relay.layer_for(config.layer or layers[0].name)
         self.writer = SegmentWriter(config.directory, stream.name, stream.info.codec, config.segment_seconds,
                                     request_keyframe=lambda: stream.relay.request_keyframe(self.layer),
-                                    on_segment=on_segment)
+                                    on_segment=on_segment,
+                                    max_segment_bytes=config.retention.max_segment_bytes,
+                                    last_start=last_start)
         self._next_sequence: int | None = None
         self._written_before = 0
         self.reader = RelayReader(f"recorder:{stream.name}", self._deliver, "encoded", ends_with_camera=True)
@@ -109,6 +126,10 @@ class Recordings:
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _retention_task: asyncio.Task | None = None
 
+    def __post_init__(self) -> None:
+        self._index = RetentionIndex(self.config.retention)
+        self._index_loaded = False  # until the directory's segments are in it, nothing is decided
+
     def start(self) -> None:
         """Follow the registry's cameras and start retention (on the running loop)."""
         self.registry.on_camera.append(self._camera_changed)
@@ -130,11 +151,17 @@ class Recordings:
             return self._enabled[name]
         return "*" in self.config.streams or name in self.config.streams
 
+    def known(self, name: str) -> bool:
+        """A stream the server knows: in the registry (live, reserved or watched), named by
+        --record, or recorded before. Only these may be switched."""
+        return (self.registry.get(name) is not None or name in self.config.streams or name in self._totals
+                or self.stream_directory(name).is_dir())
+
     def set_enabled(self, name: str, enabled: bool) -> None:
         """Switch a stream's recording on or off, live or not yet; a new start clears an error."""
         check_stream_name(name)
-        self._enabled[name] = enabled
-        totals = self._totals.setdefault(name, RecordingTotals())
+        self._remember(self._enabled, name, enabled)
+        totals = self._figures(name)
         if enabled:
             totals.error = None
             stream = self.registry.get(name)
@@ -154,10 +181,15 @@ class Recordings:
         loop = self._loop
 
         def segment_closed(path: Path) -> None:  # the writer's thread
-            loop.call_soon_threadsafe(self._spawn, self._apply_retention())
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                return
+            loop.call_soon_threadsafe(self._segment_closed, Segment(path, info.st_mtime, info.st_size))
 
         try:
-            recorder = StreamRecorder(stream, self.config, segment_closed)
+            last_start = self._figures(stream.name).last_start
+            recorder = StreamRecorder(stream, self.config, segment_closed, last_start)
         except (OSError, ValueError) as exc:
             self._failed(stream.name, str(exc))
             return
@@ -172,7 +204,7 @@ class Recordings:
             self._stop(recorder.stream.name)
 
     def _failed(self, name: str, reason: str) -> None:
-        totals = self._totals.setdefault(name, RecordingTotals())
+        totals = self._figures(name)
         totals.errors += 1
         totals.error = reason
         log.error("recording %s stopped: %s", name, reason)
@@ -181,6 +213,7 @@ class Recordings:
         """The stream's recorder (if any) stops now and closes its segment in the background."""
         recorder = self._recorders.pop(name, None)
         if recorder is not None:
+            self._figures(name).last_start = recorder.writer.last_start
             self._closing.add(recorder)
             self._spawn(self._close(recorder))
 
@@ -189,11 +222,28 @@ class Recordings:
             await recorder.close()
         finally:
             self._closing.discard(recorder)
-            totals = self._totals.setdefault(recorder.stream.name, RecordingTotals())
+            totals = self._figures(recorder.stream.name)
             totals.bytes_written += recorder.writer.bytes_written
             totals.frames_written += recorder.writer.frames_written
             totals.frames_dropped += recorder.frames_dropped
             totals.segments += recorder.writer.segments
+
+    def _figures(self, name: str) -> RecordingTotals:
+        totals = self._totals.get(name)
+        if totals is None:
+            totals = RecordingTotals()
+            self._remember(self._totals, name, totals)
+        return totals
+
+    def _remember(self, table: dict, name: str, value: object) -> None:
+        """``table[name] = value``, as its newest entry; past MAX_REMEMBERED_STREAMS, the
+        oldest entries of streams not recording now are forgotten."""
+        table.pop(name, None)
+        table[name] = value
+        if len(table) > MAX_REMEMBERED_STREAMS:
+            recording = set(self._recorders) | {r.stream.name for r in self._closing}
+            for old in [n for n in table if n not in recording][:len(table) - MAX_REMEMBERED_STREAMS]:
+                del table[old]
 
     def _spawn(self, coroutine: Coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -211,6 +261,8 @@ class Recordings:
         return {
             "enabled": self.enabled(name),
             "active": recorder is not None and recorder.writer.error is None,
+            # Frames arrive but none is written until a keyframe comes (after a cut or a gap).
+            "waiting_for_keyframe": recorder is not None and recorder.writer.waiting_since is not None,
             "layer": recorder.layer if recorder is not None else None,
             "file": current.name if current is not None else None,
             "bytes_written": totals.bytes_written + sum(r.writer.bytes_written for r in working),
@@ -290,20 +342,42 @@ class Recordings:
         if self.writing(path):
             raise SegmentBusy(f"{file} is being recorded: stop the recording first")
         await asyncio.to_thread(path.unlink)
+        self._index.remove(path)
         self._probes.pop(path, None)
 
     # Retention ------------------------------------------------------------------------
 
+    def _retains(self) -> bool:
+        retention = self.config.retention
+        return retention.max_age is not None or retention.max_bytes is not None
+
     async def _retention_loop(self) -> None:
+        if self._retains():  # the segments already on disk: read once
+            found = await asyncio.to_thread(scan, self.config.directory, self._current())
+            self._index.load(found)
+            self._index_loaded = True
         while True:
             await self._apply_retention()
             await asyncio.sleep(_RETENTION_EVERY)
 
+    def _segment_closed(self, segment: Segment) -> None:
+        if self._retains():
+            self._index.add(segment)
+            self._spawn(self._apply_retention())
+
     async def _apply_retention(self) -> None:
-        retention = self.config.retention
-        if retention.max_age is None and retention.max_bytes is None:
+        """Decided on the loop from the index (one decision at a time), deleted in a thread."""
+        if not self._index_loaded:
             return
-        for path in await asyncio.to_thread(retention.sweep, self.config.directory, self._current()):
+        writing: dict[str, int] = {}
+        for recorder in [*self._recorders.values(), *self._closing]:
+            if recorder.writer.current is not None:
+                name = recorder.stream.name
+                writing[name] = writing.get(name, 0) + recorder.writer.segment_bytes
+        doomed = self._index.expired(writing)
+        if doomed:
+            await asyncio.to_thread(delete, doomed)
+        for path in doomed:
             self._probes.pop(path, None)
 
 

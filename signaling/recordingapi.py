@@ -6,6 +6,8 @@
 | ``GET /api/streams/{name}/recordings``  | VIEW    |
 | ``GET /recordings/{name}/{file}``       | VIEW (Range requests: a ``<video>`` seeks) |
 | ``DELETE /recordings/{name}/{file}``    | CONTROL |
+
+``PUT`` answers 404 for a stream the server does not know (Recordings.known).
 """
 
 from __future__ import annotations
@@ -54,10 +56,14 @@ def _require_control_of(request: web.Request, stream: str) -> None:
 @routes.put("/api/streams/{name}/recording")
 @requires(Access.CONTROL)
 async def switch_recording(request: web.Request) -> web.Response:
-    """Start or stop recording a stream (live or not yet); answers its recording state."""
+    """Start or stop recording a stream (live or not yet); answers its recording state.
+    A name the server does not know is refused: made-up names would each be remembered."""
     recordings = _recordings(request)
     name = request.match_info["name"]
     _require_control_of(request, name)
+    if not recordings.known(name):
+        raise web.HTTPNotFound(text=f"no stream {name!r}: it must be live, reserved, named by --record "
+                                    "or recorded before\n")
     try:
         body = _switch_decoder.decode(await request.read())
     except msgspec.DecodeError as exc:

@@ -11,6 +11,12 @@ its own encoder's (``peercam camera --record``). Frames go to a thread of the wr
 own, so muxing and disk writes never hold up the caller. A frame that cannot be
 written (a full disk, a directory that went away) stops the writer with the reason in
 ``error``; what is already written stays playable.
+
+Nothing the camera sends, or fails to send, makes a file or the queue unbounded: a
+segment is cut on time and on size even without a keyframe (the next one waits for a
+keyframe, and what it drops meanwhile is counted), segments start at most once a
+second, and a camera that sends frames but no keyframe for ``KEYFRAME_PATIENCE``
+seconds stops the writer with the reason in ``error``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import queue
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,8 +47,20 @@ CONTAINERS = {
     "h264": ("mp4", "mp4", {"movflags": "frag_keyframe+empty_moov+default_base_moof",
                             "frag_duration": "1000000", "flush_packets": "1"}),
 }
-#: Frames waiting for the writer's thread; past this the writer drops to the next keyframe.
-MAX_QUEUED_FRAMES = 300
+#: Bytes of frames waiting for the writer's thread (four of the largest WebSocket
+#: messages); past this the writer drops to the next keyframe.
+MAX_QUEUED_BYTES = 32 * 1024 * 1024
+#: A segment's size bound unless retention sets a lower one (143 Mbit/s for a minute).
+MAX_SEGMENT_BYTES = 1024 * 1024 * 1024
+#: Seconds between segment starts of one stream, on the server's clock: keyframes that
+#: alternate between sizes (or capture times that leap) cannot make a file per frame.
+MIN_SEGMENT_INTERVAL = 1.0
+#: Seconds a due segment keeps going while it waits for the keyframe it asked for (the
+#: relay asks at most once a second); then it is cut without one.
+KEYFRAME_GRACE = 3.0
+#: Seconds of frames without a keyframe, while one is needed, before the writer stops:
+#: a camera that ignores keyframe requests records nothing, rather than dropping forever.
+KEYFRAME_PATIENCE = 10.0
 _TIME_BASE = Fraction(1, 1000)
 SEGMENT_NAME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d)(?:-(\d+))?\.(webm|mp4)")
 
@@ -69,6 +88,13 @@ def segment_order(path: Path) -> tuple[str, int]:
     return (match[1], int(match[2] or 0)) if match else (path.name, 0)
 
 
+class _Cut:
+    """Queued in place of a frame: close the segment now (the next frame starts another)."""
+
+
+_CUT = _Cut()
+
+
 @dataclass
 class _Frame:
     data: bytes
@@ -82,8 +108,11 @@ class _Frame:
 class SegmentWriter:
     """One stream's segments in ``directory/stream``: a new one every ``segment_seconds``
     (at the first keyframe after, which ``request_keyframe`` asks for), and whenever the
-    picture changes size. One writer records one camera session: a camera that comes
-    back gets a new writer, so a gap in the video is a gap between files.
+    picture changes size. A segment that reaches half of ``max_segment_bytes`` asks for a
+    keyframe too; one that would pass it, or still has none ``KEYFRAME_GRACE`` seconds
+    after it was due, is cut without one. One writer records one camera session: a camera
+    that comes back gets a new writer (``last_start``: when the previous one last started
+    a segment), so a gap in the video is a gap between files.
 
     ``write``, ``gap`` and ``request_keyframe`` belong to one thread (the caller's);
     ``close`` waits for every queued frame to be written.
@@ -91,28 +120,48 @@ class SegmentWriter:
 
     def __init__(self, directory: Path, stream: str, codec: str, segment_seconds: float = 60.0,
                  request_keyframe: Callable[[], None] | None = None,
-                 on_segment: Callable[[Path], None] | None = None) -> None:
+                 on_segment: Callable[[Path], None] | None = None,
+                 max_segment_bytes: int = MAX_SEGMENT_BYTES, last_start: float = -MIN_SEGMENT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if codec not in CONTAINERS:
             raise ValueError(f"cannot record {codec!r}: use vp8 or h264")
         self.directory = Path(directory) / stream
+        self.stream = stream
         self.codec = codec
         self.segment_seconds = segment_seconds
+        self.max_segment_bytes = max_segment_bytes
         self._request_keyframe = request_keyframe
         #: Called on the writer's thread with each segment it closes.
         self._on_segment = on_segment
-        # The caller's side: where the current segment began and what it holds.
-        self._segment_began: int | None = None  # capture time (us) of its first frame
+        self._clock = clock
+        # The caller's side: the current segment (if one is open) and what it holds.
+        self._in_segment = False
+        self._segment_began = 0  # capture time (us) of its first frame
+        self._segment_opened = 0.0  # the server's clock then
         self._size: tuple[int, int] | None = None
+        #: Bytes of frames given to the current segment (the file adds its container's).
+        self.segment_bytes = 0
+        #: The server's clock when this writer (or the one before) last started a segment.
+        self.last_start = last_start
         self._wait_for_keyframe = True
-        # Shared figures (written by the thread, read by anyone).
+        #: The server's clock when frames began to be dropped for want of a keyframe.
+        self.waiting_since: float | None = None
+        self._waiting_dropped = 0  # frames dropped in the current wait
+        self._queued_bytes = 0  # given to the queue (the caller's count)
+        self._taken_bytes = 0  # taken off it (the thread's count)
+        # Shared figures (written by one side, read by anyone).
         self.bytes_written = 0
         self.segments = 0  # segments opened
         self.frames_written = 0
-        self.frames_dropped = 0  # never written: the queue was full, or they followed a gap
+        #: Never written: the queue was full, they followed a gap or a cut, a segment could
+        #: not start yet, or a frame was larger than a segment may be. Each is followed by
+        #: waiting for a keyframe.
+        self.frames_dropped = 0
         self.error: str | None = None
+        self._broken = False  # the thread's disk failed: it writes nothing more
         self.current: Path | None = None
         self._segment_frames = 0  # written into the current segment
-        self._queue: queue.Queue[_Frame | None] = queue.Queue()
+        self._queue: queue.Queue[_Frame | _Cut | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"record-{stream}", daemon=True)
         self._thread.start()
 
@@ -122,28 +171,68 @@ class SegmentWriter:
         """Queue one encoded frame; frames must come in decoding order."""
         if self.error is not None:
             return
-        if self._wait_for_keyframe and not keyframe:
-            self.frames_dropped += 1
+        now, size = self._clock(), (width, height)
+        if self._in_segment and self._must_end(len(data), keyframe, capture_time_us, size, now):
+            self._end_segment(cut=not keyframe)
+        if not keyframe and (self._wait_for_keyframe or not self._in_segment):
+            self._drop(now)
             return
-        if self._queue.qsize() >= MAX_QUEUED_FRAMES:
-            # The disk cannot keep up: drop to the next keyframe, a gap rather than a break.
-            self.frames_dropped += 1
-            self._wait_for_keyframe = True
-            self._ask_keyframe()
+        if self._queued_bytes - self._taken_bytes + len(data) > MAX_QUEUED_BYTES:
+            self._drop(now)  # the disk cannot keep up: a gap rather than a break
             return
-        due = self._segment_began is not None and (
-            capture_time_us - self._segment_began >= self.segment_seconds * 1_000_000)
-        new_segment = self._segment_began is None or (keyframe and (due or (width, height) != self._size))
-        if due and not keyframe:
-            self._ask_keyframe()
-        if (width, height) != self._size and not keyframe:
-            self.frames_dropped += 1  # another size needs a segment of its own, from a keyframe
-            self._ask_keyframe()
-            return
+        new_segment = not self._in_segment
         if new_segment:
-            self._segment_began, self._size = capture_time_us, (width, height)
-        self._wait_for_keyframe = False
+            if now - self.last_start < MIN_SEGMENT_INTERVAL or len(data) > self.max_segment_bytes:
+                self._drop(now)  # too soon for another file, or a frame too large for any
+                return
+            self._in_segment, self.last_start = True, now
+            self._segment_began, self._segment_opened, self._size = capture_time_us, now, size
+            self.segment_bytes = 0
+        if self.waiting_since is not None:
+            log.info("recording %s: keyframe after %d frames dropped waiting for it",
+                     self.stream, self._waiting_dropped)
+        self._wait_for_keyframe, self.waiting_since, self._waiting_dropped = False, None, 0
+        self.segment_bytes += len(data)
+        self._queued_bytes += len(data)
         self._queue.put(_Frame(data, keyframe, capture_time_us, width, height, new_segment))
+
+    def _must_end(self, length: int, keyframe: bool, capture_time_us: int, size: tuple[int, int],
+                  now: float) -> bool:
+        """Whether the open segment ends before this frame (asking for a keyframe when one is due)."""
+        due = (capture_time_us - self._segment_began >= self.segment_seconds * 1_000_000
+               or self.segment_bytes >= self.max_segment_bytes // 2)
+        if due:
+            self._ask_keyframe()
+        if size != self._size or self.segment_bytes + length > self.max_segment_bytes:
+            return True  # another size needs a file of its own; a file never passes its bound
+        if keyframe:
+            return due and now - self.last_start >= MIN_SEGMENT_INTERVAL
+        return now - self._segment_opened >= self.segment_seconds + KEYFRAME_GRACE
+
+    def _end_segment(self, cut: bool) -> None:
+        """Close the open segment now; the next starts at a keyframe (``cut``: none is in hand)."""
+        if cut:
+            log.warning("recording %s: segment cut at %d bytes after %.1f s without a keyframe; "
+                        "the next waits for one", self.stream, self.segment_bytes,
+                        self._clock() - self._segment_opened)
+        self._in_segment, self._wait_for_keyframe = False, True
+        self._queue.put(_CUT)
+
+    def _drop(self, now: float) -> None:
+        """Drop this frame and wait for a keyframe; stop if none came for too long."""
+        self.frames_dropped += 1
+        self._wait_for_keyframe = True
+        if self.waiting_since is None:
+            self.waiting_since = now
+        self._waiting_dropped += 1
+        if now - self.waiting_since > KEYFRAME_PATIENCE:
+            self.error = (f"no keyframe in {KEYFRAME_PATIENCE:g} s of frames "
+                          f"({self._waiting_dropped} dropped): the camera ignores keyframe requests")
+            log.error("recording %s stopped: %s", self.stream, self.error)
+            self._in_segment = False
+            self._queue.put(_CUT)
+            return
+        self._ask_keyframe()
 
     def gap(self) -> None:
         """Frames went missing before the next one: wait for a keyframe (the segment goes on)."""
@@ -171,7 +260,11 @@ class SegmentWriter:
                 if item is None:
                     self._finish(container)
                     return
-                if self.error is not None:
+                if isinstance(item, _Cut):
+                    container = self._finish(container)
+                    continue
+                self._taken_bytes += len(item.data)
+                if self._broken:
                     continue
                 if item.new_segment or container is None:
                     container = self._finish(container)
@@ -236,6 +329,7 @@ class SegmentWriter:
         return None
 
     def _fail(self, exc: Exception) -> None:
+        self._broken = True
         if self.error is None:
             reason = os.strerror(exc.errno) if getattr(exc, "errno", None) else str(exc)
             self.error = f"{self.directory}: {reason}"

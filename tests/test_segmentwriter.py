@@ -28,23 +28,37 @@ def ffprobe_frames(path: Path) -> int:
     return int(out) if out.isdigit() else 0
 
 
-def encode_into(writer: SegmentWriter, codec: str, frames: int, first: int = 0, keyframes=()) -> None:
+class CaptureClock:
+    """The server's clock as the writer reads it, kept at the capture time of the frame in hand:
+    frames encoded faster than real time arrive as a live camera's would."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def encode_into(writer: SegmentWriter, codec: str, frames: int, first: int = 0, keyframes=(),
+                clock: CaptureClock | None = None) -> None:
     pattern = TestPattern(320, 240)
     encoder = VideoEncoder(codec, 320, 240, FPS, 500_000)
     for n in range(first, first + frames):
         image = pattern.render(Stamp(time_ms=1_700_000_000_000 + n * 33, frame=n))
         i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
         for packet in encoder.encode(i420, n * 3000, n == first or n in keyframes):
+            if clock is not None:
+                clock.now = n * 0.033
             writer.write(bytes(packet), packet.is_keyframe, (1_700_000_000_000 + n * 33) * 1000, 320, 240)
 
 
 @pytest.mark.parametrize("codec,extension", [("vp8", "webm"), ("h264", "mp4")])
 def test_segments_start_on_keyframes_and_decode_in_full(tmp_path, codec, extension):
-    asked = []
+    asked, clock = [], CaptureClock()
     writer = SegmentWriter(tmp_path, "cam", codec, segment_seconds=2,
-                           request_keyframe=lambda: asked.append(1))
+                           request_keyframe=lambda: asked.append(1), clock=clock)
     # 5 s of video, keyframes at 70 and 140 only: a segment waits for one after 2 s.
-    encode_into(writer, codec, 150, keyframes=(70, 140))
+    encode_into(writer, codec, 150, keyframes=(70, 140), clock=clock)
     writer.close()
     files = sorted((tmp_path / "cam").iterdir(), key=segment_order)
     assert [f.suffix for f in files] == [f".{extension}"] * len(files)
