@@ -6,11 +6,15 @@ channel, relay pages over signaling, and every page shows one copy of each messa
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import threading
 
 import pytest
 
 from .conftest import CONTEXT_OPTIONS, TESTSRC_LAYERS, get_json, wait_until
+from .test_chat import assert_renames_cost_the_camera_nothing, metric, rename_attack
+from .test_web_publish import go_live, media_browser, open_page  # noqa: F401 (media_browser: a fixture)
 
 MARKUP = "<b>bold</b><img src=x onerror=alert(1)>"
 
@@ -231,3 +235,71 @@ def test_dashboard_shows_thumbnails_and_viewers_by_mode(lab, open_player, page):
         f"document.querySelector('li.stream[data-stream=lab] img.thumbnail').src !== '{first}'",
         timeout=8_000)  # refreshed
     assert page.get_attribute("li.stream[data-stream=lab] a.stream-name", "href") == "/view/lab"
+
+
+def test_many_viewers_renaming_fast_cost_the_browser_camera_nothing(lab, media_browser):  # noqa: F811
+    """The browser camera under the attack of tests/test_chat.py: each renamer gets its history
+    once, the server refuses none of the camera's messages, a relay page chats on beside them."""
+    server = lab.start_server()
+    camera, errors = go_live(media_browser, lab, "talk", "source=camera&autostart=1&name=cam")
+    refusals: list[str] = []
+    camera.on("console", lambda message: refusals.append(message.text) if "refused" in message.text else None)
+    viewer, viewer_errors = open_page(media_browser, f"{lab.url}/view/talk?mode=relay&name=norm")
+    viewer.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    for n in range(5):  # a history worth sending
+        viewer.evaluate(f"peercam.sendChat('before {n}')")
+    viewer.wait_for_function("peercam.chat().length === 5", timeout=10_000)
+    histories = metric(lab.url, "peercam_signaling_messages", "chat-history")
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        renaming = threading.Event()
+        attack = pool.submit(rename_attack, lab.url, "talk", renaming)
+        assert renaming.wait(30), attack.exception(0) if attack.done() else "the attackers never joined"
+        for n in range(3):  # each shared (through the camera) before the next
+            assert viewer.evaluate(f"peercam.sendChat('during {n}')") == "signaling"
+            viewer.wait_for_function(f"peercam.chat().length === {6 + n}", timeout=5_000)
+        assert not attack.done()  # all the while renames were coming
+        seen = attack.result(timeout=60)
+
+    expected = [f"before {n}" for n in range(5)] + [f"during {n}" for n in range(3)]
+    shown = viewer.evaluate("peercam.chat()")
+    assert [(m["name"], m["text"]) for m in shown] == [("norm", text) for text in expected]
+    assert_renames_cost_the_camera_nothing(lab.url, seen, histories, server.log())
+    assert refusals == [] and errors == viewer_errors == []
+
+
+def test_the_cameras_own_lines_are_marked_and_no_viewer_takes_its_name(lab, media_browser):  # noqa: F811
+    lab.start_server()
+    camera, errors = go_live(media_browser, lab, "talk", "source=camera&autostart=1&name=Lab")
+    viewer, viewer_errors = open_page(media_browser, f"{lab.url}/view/talk?mode=relay&name=LAB")
+    viewer.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    # The camera's name is refused: the page says so and watches without a name; it picks one.
+    viewer.wait_for_selector("#chat-notice", state="visible", timeout=5_000)
+    assert "is the camera's" in viewer.inner_text("#chat-notice")
+    viewer.evaluate("document.getElementById('name-change').click()")
+    viewer.fill("#name-input", "camera")  # "camera" is the camera's too
+    viewer.press("#name-input", "Enter")
+    viewer.wait_for_function("document.getElementById('chat-notice').textContent.includes('camera')",
+                             timeout=5_000)
+    viewer.evaluate("document.getElementById('name-change').click()")
+    viewer.fill("#name-input", "L\u0430b")  # looks like it (a Cyrillic a), is not it
+    viewer.press("#name-input", "Enter")
+    wait_until(lambda: viewer_named(lab, "talk", "L\u0430b"), 5, "the look-alike name taken")
+
+    assert camera.evaluate("peercam.sendChat('from the camera')") == "hub"
+    viewer.wait_for_function("peercam.chat().length === 1", timeout=10_000)
+    viewer.evaluate("peercam.sendChat('from the look-alike')")
+    viewer.wait_for_function("peercam.chat().length === 2", timeout=10_000)
+    assert viewer.evaluate("peercam.chat()") == [
+        {"id": 1, "name": "Lab", "text": "from the camera", "camera": True},
+        {"id": 2, "name": "L\u0430b", "text": "from the look-alike"},
+    ]
+    for page in (viewer, camera):
+        page.wait_for_function("document.querySelectorAll('#chat-messages .chat-message').length === 2",
+                               timeout=5_000)
+        marks = page.eval_on_selector_all("#chat-messages .chat-message", """items => items.map((item) => [
+            item.classList.contains('chat-camera'),
+            item.querySelector('.chat-badge')?.textContent ?? null,
+        ])""")
+        assert marks == [[True, "camera"], [False, None]]
+    assert errors == viewer_errors == []

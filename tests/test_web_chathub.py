@@ -43,7 +43,9 @@ RUN_CASES = """async (cases) => {
           } else {
             if (message.type !== 'chat') throw new Error(`not a message: ${JSON.stringify(message)}`);
             results.push({
-              message: [message.id, message.name, message.text], camera: message.camera === true, time: message.time,
+              message: [message.id, message.name, message.text],
+              camera: message.camera === true,
+              time: message.time,
             });
           }
         } else if ('history' in step) {
