@@ -16,8 +16,9 @@ from .relay import RelayReader
 
 log = logging.getLogger(__name__)
 
-#: ioctl: the bytes in a TCP socket's send queue not yet sent (linux/sockios.h).
-_SIOCOUTQNSD = 0x894B
+#: ioctl: the bytes in a TCP socket's send queue that the peer has not acknowledged yet,
+#: sent or not (linux/sockios.h: SIOCOUTQ, the same number as TIOCOUTQ).
+_SIOCOUTQ = 0x5411
 _SEND_QUEUE = struct.Struct("i")
 
 
@@ -88,16 +89,22 @@ class Connection:
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.role or 'idle'} {self.stream or ''} {self.remote}>"
 
-    def unsent_bytes(self) -> int:
-        """Bytes written to this client's socket that the kernel has not sent yet (Linux's
-        SIOCOUTQNSD), plus what the event loop still holds; 0 where it cannot tell."""
+    def undelivered_bytes(self) -> int:
+        """Bytes written to this client's socket that it has not acknowledged yet (Linux's
+        SIOCOUTQ), plus what the event loop still holds; 0 where it cannot tell.
+
+        Sent but unacknowledged bytes count too: they are as late as unsent ones. A sender
+        whose congestion control still believes in the bandwidth from before a cap (BBR, the
+        default here, for many round trips) puts everything on the wire at once, the link's
+        queue drops most of it, and its repair took 5 s of TCP retransmissions behind a
+        600 kbit/s cap while the unsent queue stayed near empty."""
         if self._transport is None:
             return 0
         queued = self._transport.get_write_buffer_size()
         if self._fd is None:
             return queued
         try:
-            return queued + _SEND_QUEUE.unpack(fcntl.ioctl(self._fd, _SIOCOUTQNSD, b"\0\0\0\0"))[0]
+            return queued + _SEND_QUEUE.unpack(fcntl.ioctl(self._fd, _SIOCOUTQ, b"\0\0\0\0"))[0]
         except OSError:
             return queued
 

@@ -543,7 +543,7 @@ class StreamRegistry:
                 self._changed(conn)
 
             conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, format, on_rendition=moved,
-                                            backlog=conn.unsent_bytes, send_now=conn.send_binary_now)
+                                            backlog=conn.undelivered_bytes, send_now=conn.send_binary_now)
             stream.relay.add(conn.relay_reader, conn.quality, conn.jpeg_quality)
         elif not enabled and conn.relay_reader is not None:
             stream.relay.remove(conn.relay_reader)
