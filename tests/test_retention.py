@@ -1,4 +1,5 @@
-"""signaling/retention.py: what --record-keep keeps, on real files."""
+"""signaling/retention.py: what --record-keep keeps, on real files: by size, from the stream
+that uses the most."""
 
 from __future__ import annotations
 
@@ -54,3 +55,28 @@ def test_by_age_after_the_last_write(tmp_path):
     os.utime(old, (an_hour_ago, an_hour_ago))
     assert Retention(max_age=1800).sweep(tmp_path, current=set()) == [old]
     assert new.exists()
+
+
+def test_by_size_the_stream_that_uses_the_most_gives_and_its_segment_being_written_counts(tmp_path):
+    small = make_segments(tmp_path, [("2026-01-01T00-00-00.webm", 100), ("2026-01-01T00-01-00.webm", 100)],
+                          "victim")
+    large = make_segments(tmp_path, [("2026-01-01T00-05-00.webm", 100), ("2026-01-01T00-06-00.webm", 100),
+                                     ("2026-01-01T00-07-00.webm", 100)], "mallory")
+    writing = large[-1]
+    # mallory uses 300 (its segment being written among them), victim 200: over 400, the
+    # newer mallory gives its oldest, though victim's are older.
+    assert Retention(max_bytes=400).sweep(tmp_path, current={writing}) == [large[0]]
+    assert all(p.exists() for p in small)
+
+
+def test_by_size_a_segment_being_written_is_never_taken_nor_anyone_elses_for_it(tmp_path):
+    victim = make_segments(tmp_path, [("2026-01-01T00-00-00.webm", 100)], "victim")
+    (writing,) = make_segments(tmp_path, [("2026-01-01T00-05-00.webm", 300)], "mallory")
+    assert Retention(max_bytes=350).sweep(tmp_path, current={writing}) == []
+    assert victim[0].exists() and writing.exists()
+
+
+def test_a_segment_is_at_most_a_quarter_of_the_size_limit():
+    assert Retention(max_bytes=20 << 20).max_segment_bytes == 5 << 20
+    assert Retention(max_bytes=1 << 40).max_segment_bytes == 1 << 30
+    assert Retention(max_age=60).max_segment_bytes == 1 << 30

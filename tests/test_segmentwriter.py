@@ -13,7 +13,13 @@ import pytest
 
 from peers.encoder import VideoEncoder
 from peers.testpattern import Stamp, TestPattern
-from signaling.segmentwriter import SegmentWriter, segment_order, segment_start
+from signaling.segmentwriter import (
+    KEYFRAME_GRACE,
+    KEYFRAME_PATIENCE,
+    SegmentWriter,
+    segment_order,
+    segment_start,
+)
 from tests.conftest import require
 
 FPS = 30
@@ -125,3 +131,33 @@ def test_a_full_disk_stops_the_writer_and_keeps_what_was_written(tmp_path):
         assert 0 < ffprobe_frames(segment) < 300
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_camera_that_sends_no_keyframe_is_cut_on_time_then_stopped_with_the_reason(tmp_path):
+    clock = CaptureClock()
+    writer = SegmentWriter(tmp_path, "cam", "vp8", segment_seconds=2, clock=clock)
+    for n in range(30 * 20):  # 20 s at 30 fps: one keyframe, then deltas only
+        clock.now = n / 30
+        writer.write(b"\x00" * 1000, n == 0, 1_700_000_000_000_000 + n * 33_333, 320, 240)
+    writer.close()
+    (segment,) = (tmp_path / "cam").iterdir()
+    # Cut KEYFRAME_GRACE after it was due; then KEYFRAME_PATIENCE of frames dropped, and stopped.
+    written = int((2 + KEYFRAME_GRACE) * 30)
+    assert written <= writer.frames_written <= written + 1, writer.frames_written
+    assert writer.segment_bytes <= 1000 * (written + 1)
+    assert writer.error is not None and "no keyframe" in writer.error, writer.error
+    assert writer.frames_dropped >= KEYFRAME_PATIENCE * 30
+
+
+def test_a_segment_is_cut_at_its_size_bound_and_starts_at_most_once_a_second(tmp_path):
+    clock = CaptureClock()
+    writer = SegmentWriter(tmp_path, "cam", "vp8", segment_seconds=600, max_segment_bytes=50_000, clock=clock)
+    for n in range(300):  # 3 s: every frame a 10 kB keyframe, of alternating sizes
+        clock.now = n / 100
+        size = (320, 240) if n % 2 else (640, 480)
+        writer.write(b"\x00" * 10_000, True, 1_700_000_000_000_000 + n * 10_000, *size)
+    writer.close()
+    files = list((tmp_path / "cam").iterdir())
+    assert writer.segments == len(files) <= 3 + 1, [f.name for f in files]
+    assert all(f.stat().st_size <= 50_000 + 4096 for f in files)
+    assert writer.frames_dropped > 250 and writer.error is None
