@@ -9,6 +9,10 @@ What lives where in Redis (every key starts with ``peercam:``):
   one-publisher rule across instances); ``reserved``: the set of reserved names;
 - channels: ``events`` (to every instance), ``to:ID`` (to one), ``relay:STREAM`` (the
   stream's relay frames, while another instance reads them).
+
+Relay frames travel on Redis connections of their own, apart from signaling: Redis
+closes a subscriber that falls 32 MB behind (``client-output-buffer-limit pubsub``), and a
+camera's frames must not take its instance's or a reader's instance's signaling with them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Iterator
 
 import msgspec
 
@@ -60,6 +65,9 @@ NODES = PREFIX + "nodes"
 CLAIMS = PREFIX + "claims"
 RESERVED = PREFIX + "reserved"
 RELAY_CHANNEL = PREFIX + "relay:"
+#: An instance's relay subscription holds this channel of its own (nothing is sent on it),
+#: so that it stays open while the instance reads no stream.
+RELAY_IDLE_CHANNEL = PREFIX + "relay-idle:"
 
 #: An instance renews its heartbeat this often, and looks for instances that died.
 HEARTBEAT_SECONDS = 0.5
@@ -69,10 +77,16 @@ NODE_TTL_MS = 2500
 RECONNECT_SECONDS = 0.5
 #: At start, Redis must answer within this.
 START_TIMEOUT_SECONDS = 3.0
-#: Messages and state waiting to go to Redis past which new ones are dropped (Redis is
-#: too slow); and relay frames, past which the oldest are (readers skip to a keyframe).
-MAX_PENDING = 20_000
-MAX_PENDING_FRAMES = 256
+#: Bytes of messages and state waiting to go to Redis, past which new ones are dropped
+#: (Redis is too slow); and of relay frames, past which the oldest are (readers skip to a
+#: keyframe). A command counts its arguments' bytes and COMMAND_OVERHEAD_BYTES.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+MAX_PENDING_FRAME_BYTES = 8 * 1024 * 1024
+COMMAND_OVERHEAD_BYTES = 128
+#: The largest relay frame that goes to (or is taken from) other instances; larger ones
+#: reach only readers on the camera's instance. A JPEG of 1080p at quality 90 is about
+#: 0.5 MB; 16 frames at the cap fill a subscriber's 32 MB in Redis.
+MAX_CLUSTER_FRAME_BYTES = 2 * 1024 * 1024
 
 #: Take a stream's name for a camera (KEYS: claims; ARGV: stream, holder, node key
 #: prefix, this node): free, ours already, held by an instance that is gone, or left by
@@ -105,6 +119,49 @@ def _node_channel(node: str) -> str:
     return f"{PREFIX}to:{node}"
 
 
+def _command_bytes(command: tuple) -> int:
+    return COMMAND_OVERHEAD_BYTES + sum(len(arg) if isinstance(arg, (bytes, str)) else 8 for arg in command)
+
+
+class CommandQueue:
+    """Commands for Redis, in order, bounded by their bytes: what Redis does not take in
+    time is dropped, never held without bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        #: Bytes of the queued commands (see _command_bytes).
+        self.bytes = 0
+        self._commands: deque[tuple[tuple, int]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def put(self, command: tuple, drop_oldest: bool = False) -> int:
+        """Queue ``command``; returns how many commands were dropped for it: the oldest
+        ones with ``drop_oldest``, else ``command`` itself when it does not fit."""
+        size = _command_bytes(command)
+        dropped = 0
+        while drop_oldest and self._commands and self.bytes + size > self.limit:
+            self.bytes -= self._commands.popleft()[1]
+            dropped += 1
+        if self.bytes + size > self.limit:
+            return dropped + 1
+        self._commands.append((command, size))
+        self.bytes += size
+        return dropped
+
+    def take(self, most: int) -> Iterator[tuple]:
+        """Up to ``most`` commands, oldest first, out of the queue."""
+        for _ in range(min(most, len(self._commands))):
+            command, size = self._commands.popleft()
+            self.bytes -= size
+            yield command
+
+    def clear(self) -> None:
+        self._commands.clear()
+        self.bytes = 0
+
+
 class RedisMissing(StartupError):
     """--redis without redis-py installed."""
 
@@ -135,22 +192,34 @@ class Cluster:
         self._errors = (RedisError, OSError, asyncio.TimeoutError)
         self.url = url
         self.node = secrets.token_hex(4)
-        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
+        # Named, so that Redis's CLIENT LIST tells the instances and the two kinds apart.
+        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True,
+                                              client_name=f"{PREFIX}{self.node}")
+        #: Relay frames' own connections (a subscription, and one to publish on).
+        self._relay_redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True,
+                                                    client_name=f"{PREFIX}{self.node}:relay")
         self._registry = registry
         registry.listener = self
         self.connected = False
         #: Commands for Redis, in order (one writer sends them, pipelined), and relay frames
-        #: apart: signaling never waits behind video.
-        self._pending: deque[tuple] = deque()
-        self._frames: deque[tuple] = deque(maxlen=MAX_PENDING_FRAMES)
+        #: apart, on their own connection: signaling never waits behind video.
+        self._pending = CommandQueue(MAX_PENDING_BYTES)
+        self._frames = CommandQueue(MAX_PENDING_FRAME_BYTES)
         self._wake = asyncio.Event()
-        #: Commands dropped because Redis did not keep up (for /metrics).
+        self._frames_wake = asyncio.Event()
+        #: Commands and relay frames dropped because Redis did not keep up (for /metrics).
         self.dropped = 0
+        #: Relay frames larger than MAX_CLUSTER_FRAME_BYTES, not sent to (or taken from) Redis.
+        self.frames_too_large = 0
+        #: Times the relay frames' connection to Redis failed and was made again.
+        self.relay_reconnects = 0
         #: Other instances' clients, by id.
         self._remote: dict[str, RemoteClient] = {}
         #: Streams whose camera is elsewhere and whose relay frames this instance reads.
         self._relay_streams: set[str] = set()
         self._pubsub = None
+        #: The relay frames' subscription, while it is up.
+        self._relay_pubsub = None
         self._synced_at = 0.0
         #: Names with a claim on its way: a second camera here waits for no answer.
         self._claiming: set[str] = set()
@@ -168,6 +237,7 @@ class Cluster:
             await asyncio.wait_for(self._redis.ping(), START_TIMEOUT_SECONDS)
         except self._errors as exc:
             await self._redis.aclose()
+            await self._relay_redis.aclose()
             reason = str(exc).rstrip(".") or f"no answer within {START_TIMEOUT_SECONDS:g} s"
             raise RedisUnreachable(f"cannot reach Redis at {self.url} ({reason}): start it, "
                                    "or point --redis at one that runs") from exc
@@ -192,6 +262,17 @@ class Cluster:
             except self._errors as exc:
                 log.warning("leaving Redis: %s", exc)
         await self._redis.aclose()
+        await self._relay_redis.aclose()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of messages and state waiting to go to Redis (at most MAX_PENDING_BYTES)."""
+        return self._pending.bytes
+
+    @property
+    def pending_frame_bytes(self) -> int:
+        """Bytes of relay frames waiting to go to Redis (at most MAX_PENDING_FRAME_BYTES)."""
+        return self._frames.bytes
 
     def health(self) -> dict:
         return {"node": self.node, "redis": "connected" if self.connected else "unreachable"}
@@ -215,7 +296,8 @@ class Cluster:
             else:
                 log.info("Redis at %s: this instance is node %s", self.url, self.node)
             down_since = None
-            tasks = [asyncio.create_task(job()) for job in (self._listen, self._write, self._heartbeat)]
+            tasks = [asyncio.create_task(job()) for job in (self._listen, self._write, self._heartbeat,
+                                                            self._relay)]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             finally:
@@ -242,7 +324,6 @@ class Cluster:
     def _lost(self, exc: BaseException) -> None:
         self.connected = False
         self._pending.clear()
-        self._frames.clear()
         log.error("lost Redis at %s (%s): serving this instance's clients only; other instances' "
                   "clients stay listed until it returns", self.url, exc)
 
@@ -275,8 +356,6 @@ class Cluster:
             node = node.decode()
             if node != self.node:
                 await self._read_node(node)
-        if self._relay_streams:
-            await self._pubsub.subscribe(*(RELAY_CHANNEL + s for s in self._relay_streams))
         self.connected = True
         self._synced_at = time.monotonic()
         self._write_own_state()
@@ -409,11 +488,23 @@ class Cluster:
                                                                 text=encode(message))))
 
     def relay_frame(self, stream: str, data: bytes) -> None:
-        if self.connected:
-            if len(self._frames) == MAX_PENDING_FRAMES:
-                self._dropped_one()
-            self._frames.append(("PUBLISH", RELAY_CHANNEL + stream, data))
-            self._wake.set()
+        if self._relay_pubsub is None:  # (relay frames' connection down)
+            return
+        if not self._fits(stream, data, "to"):
+            return
+        self._dropped(self._frames.put(("PUBLISH", RELAY_CHANNEL + stream, data), drop_oldest=True))
+        self._frames_wake.set()
+
+    def _fits(self, stream: str, data: bytes, way: str) -> bool:
+        """Is a relay frame small enough for other instances (MAX_CLUSTER_FRAME_BYTES)?"""
+        if len(data) <= MAX_CLUSTER_FRAME_BYTES:
+            return True
+        self.frames_too_large += 1
+        if self.frames_too_large in (1, 100, 10_000):
+            log.warning("a relay frame of %r of %d bytes not taken %s Redis: the limit between "
+                        "instances is %d (%d such frames so far)", stream, len(data), way,
+                        MAX_CLUSTER_FRAME_BYTES, self.frames_too_large)
+        return False
 
     def reserved(self, stream: str) -> None:
         self._queue("SADD", RESERVED, stream)
@@ -445,8 +536,8 @@ class Cluster:
             self._relay_streams.add(stream)
         else:
             self._relay_streams.discard(stream)
-        if self.connected and self._pubsub is not None:
-            change = self._pubsub.subscribe if wanted else self._pubsub.unsubscribe
+        if self._relay_pubsub is not None:  # (else _relay subscribes when it connects)
+            change = self._relay_pubsub.subscribe if wanted else self._relay_pubsub.unsubscribe
             asyncio.get_running_loop().create_task(self._quietly(change(channel)))
 
     async def _quietly(self, command) -> None:
@@ -454,6 +545,60 @@ class Cluster:
             await command
         except self._errors as exc:  # the listener notices the loss too, and resubscribes
             log.debug("relay subscription: %s", exc)
+
+    async def _relay(self) -> None:
+        """Relay frames both ways, on connections of their own. When Redis drops them (a
+        subscriber too far behind) they are made again, and signaling goes on meanwhile; the
+        frames in between are lost, and readers wait for a keyframe."""
+        while True:
+            pubsub = self._relay_redis.pubsub()
+            self._relay_pubsub = pubsub
+            try:
+                await pubsub.subscribe(RELAY_IDLE_CHANNEL + self.node,
+                                       *(RELAY_CHANNEL + s for s in self._relay_streams))
+                jobs = (self._listen_relay(pubsub), self._write_frames())
+                tasks = [asyncio.create_task(job) for job in jobs]
+                try:
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                for task in done:
+                    task.result()
+            except self._errors as exc:
+                self.relay_reconnects += 1
+                log.warning("relay frames: Redis connection lost (%s): reconnecting in %g s (signaling "
+                            "is not affected)", exc, RECONNECT_SECONDS)
+            finally:
+                self._relay_pubsub = None
+                self._frames.clear()
+                try:
+                    await pubsub.aclose()
+                except self._errors:
+                    pass
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _listen_relay(self, pubsub) -> None:
+        async for message in pubsub.listen():
+            channel: bytes = message["channel"]
+            if message["type"] != "message" or not channel.startswith(RELAY_CHANNEL.encode()):
+                continue
+            stream = channel[len(RELAY_CHANNEL):].decode(errors="replace")
+            if self._fits(stream, message["data"], "from"):
+                self._registry.relay_from_elsewhere(stream, message["data"])
+        raise ConnectionError("the relay subscription ended")
+
+    async def _write_frames(self) -> None:
+        """Send the queued relay frames, as many as wait in each round trip."""
+        while True:
+            await self._frames_wake.wait()
+            self._frames_wake.clear()
+            while self._frames:
+                async with self._relay_redis.pipeline(transaction=False) as pipe:
+                    for command in self._frames.take(len(self._frames)):
+                        pipe.execute_command(*command)
+                    await pipe.execute()
 
     # -- what other instances say ----------------------------------------------------------------
 
@@ -463,9 +608,6 @@ class Cluster:
             if message["type"] != "message":
                 continue
             channel: bytes = message["channel"]
-            if channel.startswith(RELAY_CHANNEL.encode()):
-                self._registry.relay_from_elsewhere(channel[len(RELAY_CHANNEL):].decode(), message["data"])
-                continue
             try:
                 envelope = decode_envelope(message["data"])
             except msgspec.DecodeError as exc:
@@ -537,15 +679,12 @@ class Cluster:
     def _queue(self, *command) -> None:
         if not self.connected:
             return
-        if len(self._pending) >= MAX_PENDING:
-            self._dropped_one()
-            return
-        self._pending.append(command)
+        self._dropped(self._pending.put(command))
         self._wake.set()
 
-    def _dropped_one(self) -> None:
-        self.dropped += 1
-        if self.dropped in (1, 100, 10_000):
+    def _dropped(self, count: int) -> None:
+        before, self.dropped = self.dropped, self.dropped + count
+        if any(before < mark <= self.dropped for mark in (1, 100, 10_000)):
             log.warning("Redis is not keeping up: %d messages dropped", self.dropped)
 
     async def _write(self) -> None:
@@ -553,11 +692,9 @@ class Cluster:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending or self._frames:
-                queue = self._pending or self._frames
-                batch = [queue.popleft() for _ in range(min(len(queue), 512))]
+            while self._pending:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for command in batch:
+                    for command in self._pending.take(512):
                         pipe.execute_command(*command)
                     await pipe.execute()
 

@@ -128,6 +128,17 @@ class _ClusterCollector(Collector):
         yield CounterMetricFamily("peercam_redis_dropped_messages",
                                   "Messages for Redis dropped because it did not keep up",
                                   value=self._cluster.dropped)
+        yield CounterMetricFamily("peercam_redis_relay_frames_too_large",
+                                  "Relay frames too large to go to other instances (MAX_CLUSTER_FRAME_BYTES)",
+                                  value=self._cluster.frames_too_large)
+        yield CounterMetricFamily("peercam_redis_relay_reconnects",
+                                  "Times the relay frames' own Redis connections failed and were made again",
+                                  value=self._cluster.relay_reconnects)
+        pending = GaugeMetricFamily("peercam_redis_pending_bytes", "Bytes waiting to go to Redis",
+                                    labels=["queue"])
+        pending.add_metric(["signaling"], self._cluster.pending_bytes)
+        pending.add_metric(["relay"], self._cluster.pending_frame_bytes)
+        yield pending
 
 
 @routes.get("/metrics")

@@ -5,16 +5,26 @@ deployment, and it survives an instance's death and Redis going away."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import os
+import re
 import signal
 import time
 import urllib.request
 
+import aiohttp
+
 from bench.chromium import CONTEXT_OPTIONS
 from signaling.auth import make_token
+from signaling.cluster import COMMAND_OVERHEAD_BYTES, MAX_CLUSTER_FRAME_BYTES, CommandQueue
+from signaling.relayframe import HEADER_SIZE, RelayFrameHeader
+from signaling.websocket import MAX_WEBSOCKET_MESSAGE_BYTES
 
 from .conftest import LOOPBACK, free_port, get_json, wait_until
 from .test_auth import admin_request
 from .test_chat import chat_lines
+from .test_websocket import INFO
 
 
 def start_instances(lab, redis_server, count: int = 3, *extra: str) -> list[str]:
@@ -259,3 +269,177 @@ async def test_two_instances_in_one_program_route_every_message_once(redis_serve
         await camera.ws.close()
         assert (await late.expect("stream-ended", timeout=5))["stream"] == "hand"
         await late.silent()
+
+
+async def _next(ws, kind: str | None, timeout: float = 5.0) -> dict:
+    """The next text message of this type (any type: None) on a socket, skipping binary frames."""
+    async def find() -> dict:
+        while True:
+            message = await ws.receive()
+            assert message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), message
+            if message.type == aiohttp.WSMsgType.TEXT:
+                data = json.loads(message.data)
+                if kind is None or data["type"] == kind:
+                    return data
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+#: What the flooding camera's instance may grow by while it relays a flood across instances.
+FLOOD_RSS_BOUND = 200 * 1024 * 1024
+
+
+async def _subscribers(redis) -> dict[str, int]:
+    """Redis's subscriber connections: {client name: connection id}."""
+    clients = await redis.client_list(_type="pubsub")
+    return {client["name"]: int(client["id"]) for client in clients}
+
+
+async def test_a_camera_flooding_large_relay_frames_on_one_instance_keeps_the_other_on_redis(
+        redis_server, lab):
+    """A camera on instance a sends relay frames of 8 MiB (past the cap between instances)
+    and just under the cap, as fast as it can, for a reader on instance b, while b stalls
+    (a pause of its process): Redis closes b's relay subscription when it falls 32 MB
+    behind, and only that one. b stays on Redis (signaling between a and b goes on, b
+    never loses Redis), its relay comes back (a calm stream's relay reader on b gets frames
+    again), and a's memory stays bounded."""
+    import redis.asyncio as aioredis
+
+    a, b = start_instances(lab, redis_server, 2)
+    server_a = next(p for p in lab.processes if p.log_path.stem.endswith("server-a"))
+    server_b = next(p for p in lab.processes if p.log_path.stem.endswith("server-b"))
+    node_b = get_json(f"{b}/healthz")["cluster"]["node"]
+    width, height = INFO["width"], INFO["height"]
+
+    def frame(sequence: int, size: int) -> bytes:
+        header = RelayFrameHeader(sequence, int(time.time() * 1e6), width, height, codec="vp8", keyframe=True)
+        return header.pack(bytes(size - HEADER_SIZE))
+
+    ids = {}
+    redis = aioredis.Redis.from_url(redis_server.url)
+    async with aiohttp.ClientSession() as session, redis:
+        async def connect(url: str, *messages: dict) -> aiohttp.ClientWebSocketResponse:
+            ws = await session.ws_connect(f"{url.replace('http', 'ws')}/ws", max_msg_size=0)
+            ids[ws] = (await _next(ws, "welcome"))["peer_id"]
+            for message in messages:
+                await ws.send_json(message)
+            return ws
+
+        flooder = await connect(a, {"type": "publish", "stream": "flood", "info": INFO})
+        calm = await connect(a, {"type": "publish", "stream": "calm", "info": INFO})
+        await _next(flooder, "published")
+        await _next(calm, "published")
+        relay = [{"type": "relay", "enabled": True, "format": "encoded"}]
+        flood_reader = await connect(b, {"type": "watch", "stream": "flood"}, *relay)
+        calm_reader = await connect(b, {"type": "watch", "stream": "calm"}, *relay)
+        p2p_viewer = await connect(b, {"type": "watch", "stream": "calm"})
+        # Both cameras hear of b's relay readers (through Redis); the calm one meets the P2P viewer.
+        while (await _next(flooder, "relay-frames"))["encoded"] != ["480p"]:
+            pass
+        expected = [{"type": "relay-frames", "encoded": ["480p"]},
+                    {"type": "viewer-joined", "peer_id": ids[p2p_viewer]}]
+        while expected:
+            message = await _next(calm, None)
+            expected = [e for e in expected if not e.items() <= message.items()]
+
+        received = {"flood": [], "calm": 0}
+        calm_tick = asyncio.Event()
+
+        async def read_flood() -> None:
+            async for message in flood_reader:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    received["flood"].append(len(message.data))
+
+        async def read_calm() -> None:
+            async for message in calm_reader:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    received["calm"] += 1
+                    calm_tick.set()
+
+        async def calm_frames(count: int) -> None:
+            while received["calm"] < count:
+                calm_tick.clear()
+                await asyncio.wait_for(calm_tick.wait(), 5)
+
+        async def send_calm() -> None:
+            for sequence in itertools.count():
+                await calm.send_bytes(frame(sequence, 2000))
+                await asyncio.sleep(0.04)  # a camera's 25 fps
+
+        rss = [_rss_bytes(server_a.proc.pid)]
+
+        async def sample_rss() -> None:
+            while True:
+                rss.append(_rss_bytes(server_a.proc.pid))
+                await asyncio.sleep(0.05)
+
+        async def signal_across() -> float:
+            """Signaling both ways between a and b, and b's health; how long it took."""
+            started = time.monotonic()
+            await p2p_viewer.send_json({"type": "offer", "sdp": "v=0\r\n"})
+            await _next(calm, "offer", timeout=3)
+            await calm.send_json({"type": "answer", "to": ids[p2p_viewer], "sdp": "v=0\r\n"})
+            await _next(p2p_viewer, "answer", timeout=3)
+            async with session.get(f"{b}/healthz") as response:
+                health = await response.json()
+                assert response.status == 200 and health["cluster"]["redis"] == "connected", health
+            return time.monotonic() - started
+
+        tasks = [asyncio.create_task(job()) for job in (read_flood, read_calm, send_calm, sample_rss)]
+        try:
+            await calm_frames(5)
+            await signal_across()
+            before = await _subscribers(redis)
+            control, relay_before = before[f"peercam:{node_b}"], before[f"peercam:{node_b}:relay"]
+            big, under_cap = MAX_WEBSOCKET_MESSAGE_BYTES - 1, MAX_CLUSTER_FRAME_BYTES - 64
+            os.kill(server_b.proc.pid, signal.SIGSTOP)
+            try:
+                for sequence in range(80):  # until Redis drops b's relay subscription
+                    await flooder.send_bytes(frame(sequence, big if sequence % 2 else under_cap))
+                    if relay_before not in (await _subscribers(redis)).values():
+                        break
+            finally:
+                os.kill(server_b.proc.pid, signal.SIGCONT)
+            assert relay_before not in (await _subscribers(redis)).values(), "Redis kept b's relay subscriber"
+            round_trips = [await signal_across() for _ in range(3)]
+            calm_after = received["calm"]
+            await calm_frames(calm_after + 10)  # b's relay is back
+            after = await _subscribers(redis)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert after[f"peercam:{node_b}"] == control, "b's signaling subscription was dropped"
+    assert max(received["flood"]) <= MAX_CLUSTER_FRAME_BYTES, received["flood"][:20]
+    assert max(round_trips) < 3, round_trips
+    assert max(rss) - rss[0] < FLOOD_RSS_BOUND, f"instance a grew by {(max(rss) - rss[0]) >> 20} MiB"
+    for server in (server_a, server_b):
+        assert "lost Redis" not in server.log(), server.log()[-3000:]
+    with urllib.request.urlopen(f"{a}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    too_large = re.search(r"^peercam_redis_relay_frames_too_large_total (\S+)$", metrics, re.M)
+    assert too_large and float(too_large.group(1)) >= 1, metrics  # counted, and visible
+
+
+def test_queues_for_redis_are_bounded_in_bytes():
+    limit = 10 * COMMAND_OVERHEAD_BYTES
+    signaling = CommandQueue(limit)
+    dropped = [signaling.put(("PUBLISH", "c", b"x" * 100)) for _ in range(12)]
+    assert signaling.bytes <= limit and dropped.count(1) == 12 - len(signaling), dropped
+    assert [command[2] for command in signaling.take(2)] == [b"x" * 100] * 2  # oldest first, in order
+    assert signaling.bytes == (len(signaling)) * (COMMAND_OVERHEAD_BYTES + 108)
+
+    frames = CommandQueue(limit)
+    for index in range(5):
+        frames.put(("PUBLISH", "relay:s", bytes([index]) * 400), drop_oldest=True)
+    assert frames.put(("PUBLISH", "relay:s", b"new" * 200), drop_oldest=True) >= 1
+    kept = [command[2] for command in frames.take(100)]
+    assert frames.bytes == 0 and kept[-1] == b"new" * 200 and kept[0][0] > 0  # the oldest went
