@@ -550,12 +550,16 @@ class Cluster:
         """Relay frames both ways, on connections of their own. When Redis drops them (a
         subscriber too far behind) they are made again, and signaling goes on meanwhile; the
         frames in between are lost, and readers wait for a keyframe."""
+        failing = False
         while True:
             pubsub = self._relay_redis.pubsub()
             self._relay_pubsub = pubsub
             try:
                 await pubsub.subscribe(RELAY_IDLE_CHANNEL + self.node,
                                        *(RELAY_CHANNEL + s for s in self._relay_streams))
+                if failing:
+                    log.warning("relay frames: Redis connection back")
+                failing = False
                 jobs = (self._listen_relay(pubsub), self._write_frames())
                 tasks = [asyncio.create_task(job) for job in jobs]
                 try:
@@ -568,8 +572,10 @@ class Cluster:
                     task.result()
             except self._errors as exc:
                 self.relay_reconnects += 1
-                log.warning("relay frames: Redis connection lost (%s): reconnecting in %g s (signaling "
-                            "is not affected)", exc, RECONNECT_SECONDS)
+                if not failing:
+                    log.warning("relay frames: Redis connection lost (%s): reconnecting every %g s "
+                                "(signaling is not affected)", exc, RECONNECT_SECONDS)
+                failing = True
             finally:
                 self._relay_pubsub = None
                 self._frames.clear()
