@@ -262,7 +262,8 @@ class MediaPipeline:
 
         top.recorder = SegmentWriter(recording.directory, stream, self.codec, recording.segment_seconds,
                                      request_keyframe=lambda: top.request_keyframe(urgent=False),
-                                     on_segment=segment_closed)
+                                     on_segment=segment_closed,
+                                     max_segment_bytes=retention.max_segment_bytes)
         return top.recorder
 
     def layer(self, name: str) -> LayerEncoder:
