@@ -21,8 +21,6 @@ import urllib.error
 import urllib.request
 
 import aiohttp
-import cv2
-import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -31,11 +29,10 @@ from signaling.auth import make_token
 from signaling.clientaddress import parse_networks
 from signaling.config import ServerConfig
 from signaling.limits import Limits
-from signaling.relayframe import RelayFrameHeader
 from signaling.turn import TurnConfig
 
 from .conftest import get_json, wait_until
-from .test_websocket import INFO, Client
+from .test_websocket import INFO, Client, jpeg_relay_frame
 
 SECRET = "s3cret"
 TURN = TurnConfig("turn-secret", ("turn:127.0.0.1:3478",), 600)
@@ -47,12 +44,6 @@ def token(stream: str, role: str, ttl: float = 600) -> str:
 
 def bearer(value: str) -> dict:
     return {"Authorization": f"Bearer {value}"}
-
-
-def jpeg_frame(sequence: int) -> bytes:
-    ok, jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))
-    assert ok
-    return RelayFrameHeader(sequence, int(time.time() * 1e6), 64, 48, 80).pack(jpeg.tobytes())
 
 
 class Server:
@@ -109,7 +100,7 @@ async def test_auth_all_guards_every_read_path_with_the_token_that_the_websocket
         viewer = await server.viewer("lab", token("lab", "view"))
         await viewer.send({"type": "relay", "enabled": True})
         await wait_for_message(camera, "relay-frames", 3)
-        await camera.ws.send_bytes(jpeg_frame(1))
+        await camera.ws.send_bytes(jpeg_relay_frame(1))
 
         lab, other, admin = token("lab", "view"), token("other", "view"), token("*", "admin")
         for path in ("/api/streams/lab", "/streams/lab/snapshot.jpg", "/streams/lab/mjpeg"):
@@ -127,7 +118,7 @@ async def test_auth_all_guards_every_read_path_with_the_token_that_the_websocket
             assert response.status == 200 and (await response.read())[:2] == b"\xff\xd8"
         async with server.session.get(server.url(f"/streams/lab/mjpeg?token={lab}")) as response:
             assert response.status == 200
-            await camera.ws.send_bytes(jpeg_frame(2))
+            await camera.ws.send_bytes(jpeg_relay_frame(2))
             assert b"image/jpeg" in await asyncio.wait_for(response.content.readuntil(b"\r\n\r\n"), 5)
 
         assert (await server.get("/api/streams"))[0] == 401
@@ -190,7 +181,7 @@ async def test_mjpeg_and_snapshot_readers_count_against_max_viewers_and_the_addr
             response.close()
         # A reader that hung up is noticed at the next frame: then its place is free again.
         for sequence in range(50):
-            await camera.ws.send_bytes(jpeg_frame(sequence))
+            await camera.ws.send_bytes(jpeg_relay_frame(sequence))
             await late.send({"type": "watch", "stream": "lab"})
             if (await late.receive())["type"] == "watching":
                 break
@@ -402,7 +393,7 @@ async def test_the_stream_details_stay_small_however_viewers_fill_their_reports(
                "decoder": "d" * 64}
     async with running() as server:
         await server.camera()
-        viewers = [await server.viewer(name="n" * 32) for _ in range(20)]
+        viewers = [await server.viewer(name=f"{i:02d}" + "n" * 30) for i in range(20)]  # 32 characters, unique
         for viewer in viewers:
             await viewer.send({"type": "stats", "stats": largest})
         deadline = time.monotonic() + 5

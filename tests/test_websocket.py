@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
+import cv2
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -16,6 +19,15 @@ from signaling.relayframe import RelayFrameHeader
 from signaling.turn import TurnConfig
 
 INFO = {"width": 640, "height": 480, "fps": 30, "codec": "vp8"}
+
+
+def jpeg_relay_frame(sequence: int, quality: int = 80) -> bytes:
+    """A relay frame as INFO's camera sends it: a real JPEG of the layer's size (the hub
+    checks the picture's own size against the layer)."""
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((INFO["height"], INFO["width"], 3), np.uint8))
+    assert ok
+    return RelayFrameHeader(sequence, int(time.time() * 1e6), INFO["width"], INFO["height"],
+                            quality).pack(jpeg.tobytes())
 
 
 class Client:
@@ -255,7 +267,10 @@ async def test_only_a_camera_sends_relay_frames_and_they_must_be_valid(server):
     await camera.ws.send_bytes(b"not a relay frame at all")
     error = await camera.expect("error")
     assert error["code"] == "bad-relay-frame" and error["reason"]
-    frame = RelayFrameHeader(7, 1_000_000, 2, 2, 80).pack(b"\xff\xd8 jpeg bytes")
+    await camera.ws.send_bytes(RelayFrameHeader(7, 1_000_000, 2, 2, 80).pack(b"\xff\xd8 jpeg bytes"))
+    error = await camera.expect("error")  # not a JPEG picture
+    assert error["code"] == "bad-relay-frame" and "JPEG" in error["reason"], error
+    frame = jpeg_relay_frame(8)
     await camera.ws.send_bytes(frame)
     msg = await asyncio.wait_for(viewer.ws.receive(), 3)
     assert msg.type == aiohttp.WSMsgType.BINARY and msg.data == frame
