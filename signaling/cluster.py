@@ -37,6 +37,7 @@ from .clustermessages import (
     NodeLeaving,
     NodeSync,
     RelayDemand,
+    RelayRenditions,
     Reserve,
     decode_envelope,
     decode_record,
@@ -506,6 +507,10 @@ class Cluster:
                         MAX_CLUSTER_FRAME_BYTES, self.frames_too_large)
         return False
 
+    def relay_renditions(self, stream: str, node: str, jpeg: list[JpegRendition]) -> None:
+        self._queue("PUBLISH", _node_channel(node), encode_envelope(RelayRenditions(
+            node=self.node, stream=stream, jpeg=jpeg)))
+
     def reserved(self, stream: str) -> None:
         self._queue("SADD", RESERVED, stream)
         self._queue("PUBLISH", EVENTS, encode_envelope(Reserve(node=self.node, stream=stream)))
@@ -642,6 +647,8 @@ class Cluster:
                 self._registry.layer_changed(conn, envelope.layer, envelope.layer_reason)
         elif isinstance(envelope, RelayDemand):
             self._registry.set_remote_demand(envelope.stream, node, envelope.jpeg, envelope.encoded)
+        elif isinstance(envelope, RelayRenditions):
+            self._registry.set_renditions_made(envelope.stream, node, envelope.jpeg)
         elif isinstance(envelope, Chat):
             self._registry.chat_here(envelope.stream, envelope.text)
         elif isinstance(envelope, NodeSync):

@@ -2,15 +2,19 @@
 
 Two kinds of channel carry them. ``peercam:events`` goes to every instance: clients
 arriving, changing and leaving, chat lines, reservations, ends. ``peercam:to:ID`` goes
-to one instance: a message for one of its clients, or relay demand for its camera.
+to one instance: a message for one of its clients, relay demand for its camera, or
+(the other way) which JPEG renditions that camera makes for every instance.
 Relay frames travel raw on ``peercam:relay:STREAM``; they are binary, not these.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from .protocol import CameraStats, JpegRendition, StreamInfo, ViewerStats
+from .relay import MAX_JPEG_RENDITIONS
 
 
 class ClientRecord(msgspec.Struct, omit_defaults=True):
@@ -99,7 +103,17 @@ class RelayDemand(_Event, tag="relay-demand"):
     encoded: list[str] = []
 
 
-Envelope = ClientUpdate | ClientGone | NodeSync | NodeLeaving | Chat | Reserve | End | Deliver | RelayDemand
+class RelayRenditions(_Event, tag="relay-renditions"):
+    """The JPEG renditions ``node``'s camera of ``stream`` makes for every instance (at most
+    MAX_JPEG_RENDITIONS in all), for an instance whose relay readers asked (RelayDemand):
+    a reader whose own rendition is not among them reads the nearest that is."""
+
+    stream: str
+    jpeg: Annotated[list[JpegRendition], msgspec.Meta(max_length=MAX_JPEG_RENDITIONS)] = []
+
+
+Envelope = (ClientUpdate | ClientGone | NodeSync | NodeLeaving | Chat | Reserve | End | Deliver | RelayDemand
+            | RelayRenditions)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Envelope)

@@ -4,7 +4,10 @@ Each reader reads one rendition: a layer's encoded frames (the very frames its P
 viewers get), or a layer as JPEG at one quality. The camera sends only the renditions
 someone reads (the hub tells it through ``on_demand``), each frame once, and the hub
 fans it out. Past ``max_renditions`` distinct JPEG ones, a new request rounds to the
-nearest one in use; a snapshot rounds the same way.
+nearest one in use; a snapshot rounds the same way. When the camera is on another
+instance, that instance says which JPEG renditions the camera makes for all of them
+(``renditions_made``): a reader here whose own is not among them reads the nearest that is,
+and moves back when its own is made again.
 
 What the camera sends is checked against what it announced (the layer, its size, the
 JPEG quality), and a frame of a rendition nobody reads is dropped. What the hub keeps
@@ -75,6 +78,8 @@ MAX_QUEUED_BYTES = 8 * 1024 * 1024
 MAX_HELD_BYTES = 16 * 1024 * 1024
 #: Distinct JPEG renditions the camera is asked for at once (each costs it an encode per frame).
 MAX_JPEG_RENDITIONS = 4
+#: Why a reader reads another JPEG rendition than it asked for (its viewer is told).
+SHARED_CAP_REASON = "the nearest of the JPEG renditions the camera makes for every server instance"
 #: An encoded reader's socket may hold this much unsent, or twice the last keyframe if more.
 MIN_BACKLOG_BYTES = 64 * 1024
 #: The last keyframe (with the frames since) starts a newcomer at once if it is this recent.
@@ -195,6 +200,9 @@ class RelayReader:
         #: keyframe, with the reason; set by the hub.
         self.rendition: Rendition | None = None
         self.pending: tuple[EncodedRendition, str] | None = None
+        #: What the hub asks the camera for on its behalf: ``rendition``, unless a camera on
+        #: another instance makes it for none (the cap holds across instances).
+        self.wanted: Rendition | None = None
         #: What it asked for: a layer name or "auto", and a JPEG quality or None (auto).
         self.quality = "auto"
         self.jpeg_quality: int | None = None
@@ -421,6 +429,12 @@ class RelayHub:
         self._keyframe_asked: dict[str, float] = {}
         self._sequence: dict[str, int] = {}  # per encoded layer, the next frame's number
         self._demand: tuple[list[JpegRendition], list[str]] = ([], [])
+        #: The JPEG renditions readers here get (those asked for, or the nearest made).
+        self._read_jpeg: set[JpegRendition] = set()
+        #: The JPEG renditions a camera on another instance makes for every instance, as its
+        #: instance last said; None: this instance's readers decide (the camera is here, or
+        #: its instance has not said yet).
+        self._made: list[JpegRendition] | None = None
         self._layers: list[LayerInfo] = []
         self._default_quality = 80
         self._adapter: asyncio.Task | None = None
@@ -450,9 +464,10 @@ class RelayHub:
 
     def summary(self) -> dict:
         readers = list(self._readers)
-        jpeg, encoded = self._demand
+        encoded = self._demand[1]
         renditions = [{"layer": r.layer, "format": "jpeg", "jpeg_quality": r.quality,
-                       "readers": sum(1 for x in readers if x.rendition == r)} for r in jpeg]
+                       "readers": sum(1 for x in readers if x.rendition == r)}
+                      for r in sorted(self._read_jpeg)]
         renditions += [{"layer": layer, "format": "encoded",
                         "readers": sum(1 for x in readers if x.rendition == EncodedRendition(layer))}
                        for layer in encoded]
@@ -471,11 +486,12 @@ class RelayHub:
         """A camera publishes with these layers: readers waiting for it are placed on them."""
         self._layers = list(layers)
         self._default_quality = default_quality
+        self._made = None
         self._held.clear()
         self._keyframe_asked.clear()
         self._sequence.clear()
         for reader in list(self._readers):
-            reader.rendition, reader.pending = None, None
+            reader.rendition, reader.pending, reader.wanted = None, None, None
             reader.slot.clear()
             self._place(reader, "")
         self._update_demand()
@@ -486,7 +502,27 @@ class RelayHub:
         the camera may encode."""
         if not self._layers:
             return None
-        return self._round(JpegRendition(self._layer_name(quality), jpeg_quality or self._default_quality))
+        wanted = JpegRendition(self._layer_name(quality), jpeg_quality or self._default_quality)
+        return self._served(self._round(wanted))
+
+    def renditions_made(self, jpeg: list[JpegRendition]) -> None:
+        """The camera's instance (another) says which JPEG renditions the camera makes for
+        every instance: each reader here reads its own if made, else the nearest made (its
+        viewer is told), and moves back when its own is made again."""
+        known = {layer.name for layer in self._layers}
+        made = [r for r in jpeg if r.layer in known]
+        if made == self._made:
+            return
+        self._made = made
+        for reader in list(self._readers):
+            if isinstance(reader.wanted, JpegRendition):
+                self._move(reader, reader.wanted, "")
+        self._update_demand()
+
+    def nearest_made(self, made: list[JpegRendition], wanted: JpegRendition) -> JpegRendition:
+        """What a reader that asked for ``wanted`` reads when the camera makes only ``made``
+        (not empty): ``wanted``, or the nearest (the same rounding as within the cap here)."""
+        return wanted if wanted in made else self._nearest(made, wanted)
 
     def layer_for(self, quality: str) -> str:
         """The layer a choice means now: that layer, the nearest in height, or the top for auto."""
@@ -571,19 +607,36 @@ class RelayHub:
         there are already ``max_renditions``: the camera is never asked for more."""
         if not isinstance(wanted, JpegRendition):
             return wanted  # one per layer at most: the camera encodes those layers anyway
-        in_use = {r.rendition for r in self._readers
-                  if r is not reader and isinstance(r.rendition, JpegRendition)}
+        in_use = {r.wanted for r in self._readers
+                  if r is not reader and isinstance(r.wanted, JpegRendition)}
         in_use |= {rendition for rendition, _ in self._waiters}
         if wanted in in_use or len(in_use) < self._max_renditions:
             return wanted
+        return self._nearest(sorted(in_use), wanted)
+
+    def _nearest(self, candidates: Iterable[JpegRendition], wanted: JpegRendition) -> JpegRendition:
+        """The candidate nearest ``wanted``: the nearest layer first, then the nearest quality."""
         index = {layer.name: i for i, layer in enumerate(self._layers)}
-        return min(in_use, key=lambda r: (abs(index.get(r.layer, 99) - index.get(wanted.layer, 0)),
-                                          abs(r.quality - wanted.quality)))
+        return min(candidates, key=lambda r: (abs(index.get(r.layer, 99) - index.get(wanted.layer, 0)),
+                                              abs(r.quality - wanted.quality)))
+
+    def _served(self, wanted: Rendition) -> Rendition:
+        """What a reader that asked for ``wanted`` reads: ``wanted``, unless a camera on another
+        instance makes JPEG renditions that do not include it (then the nearest of them)."""
+        if not isinstance(wanted, JpegRendition) or not self._made:
+            return wanted
+        return self.nearest_made(self._made, wanted)
 
     def _info(self, layer: str) -> LayerInfo:
         return next(info for info in self._layers if info.name == layer)
 
-    def _move(self, reader: RelayReader, rendition: Rendition, reason: str) -> None:
+    def _move(self, reader: RelayReader, wanted: Rendition, reason: str) -> None:
+        """Put ``reader`` on ``wanted``, or on the nearest JPEG rendition made when the camera
+        (on another instance) makes ``wanted`` for none."""
+        reader.wanted = wanted
+        rendition = self._served(wanted)
+        if rendition != wanted:
+            reason = SHARED_CAP_REASON
         if isinstance(rendition, EncodedRendition) and reader.rendition is not None:
             # The reader keeps its layer until the new one's keyframe: no broken picture.
             reader.pending = (rendition, reason) if rendition != reader.rendition else None
@@ -620,15 +673,19 @@ class RelayHub:
             self._on_keyframe(layer, urgent)
 
     def _update_demand(self) -> None:
-        jpeg = {r.rendition for r in self._readers if isinstance(r.rendition, JpegRendition)}
-        jpeg |= {rendition for rendition, _ in self._waiters}
+        """Tell ``on_demand`` what readers here ask for (if it changed), and keep only what
+        they read."""
+        waiting = {rendition for rendition, _ in self._waiters}
+        jpeg = {r.wanted for r in self._readers if isinstance(r.wanted, JpegRendition)} | waiting
+        self._read_jpeg = {r.rendition for r in self._readers if isinstance(r.rendition, JpegRendition)}
+        self._read_jpeg |= waiting
         encoded = {r.rendition.layer for r in self._readers if isinstance(r.rendition, EncodedRendition)}
         encoded |= {r.pending[0].layer for r in self._readers if r.pending is not None}
         demand = (sorted(jpeg), sorted(encoded, key=self._layer_index))
         if demand != self._demand:
             self._demand = demand
             self._on_demand(*demand)
-        self._held.keep_only(jpeg, encoded)
+        self._held.keep_only(self._read_jpeg, encoded)
         for layer in set(self._sequence) - encoded:
             del self._sequence[layer]  # numbered afresh when read again: no false gap
 
@@ -678,7 +735,7 @@ class RelayHub:
                 raise RelayFrameError(f"relay frame of {width}x{height} for layer {info.name}, "
                                       f"which is {info.width}x{info.height}")
         self.frames_in += 1
-        jpeg, encoded = self._demand
+        encoded = self._demand[1]
         if header.codec is not None:
             if info.name not in encoded:
                 self.frames_unread += 1
@@ -686,7 +743,7 @@ class RelayHub:
             self._publish_encoded(frame, info.name, header.keyframe, header.sequence)
             return header
         rendition = JpegRendition(info.name, header.quality)
-        if rendition not in jpeg:
+        if rendition not in self._read_jpeg:
             self.frames_unread += 1
             return header
         self._held.keep_latest(rendition, frame)
@@ -741,7 +798,7 @@ class RelayHub:
     async def next_frame(self, rendition: JpegRendition, timeout: float) -> bytes:
         """A frame of ``rendition`` (rounded like a reader's) at most a second old: the latest,
         or the next to arrive."""
-        rendition = self._round(rendition)
+        rendition = self._served(self._round(rendition))
         latest = self._held.latest(rendition, max_age=1.0)
         if latest is not None:
             return latest
@@ -760,10 +817,11 @@ class RelayHub:
         self._held.clear()
         self._sequence.clear()
         self._layers = []
+        self._made = None
         for reader in [r for r in self._readers if r.ends_with_camera]:
             self._readers.discard(reader)
             reader.stop()
         for reader in self._readers:
-            reader.rendition, reader.pending = None, None
+            reader.rendition, reader.pending, reader.wanted = None, None, None
             reader.slot.clear()
         self._update_demand()

@@ -76,6 +76,9 @@ class RegistryListener(Protocol):
     def relay_frame(self, stream: str, data: bytes) -> None:
         """A camera here sent a relay frame that readers elsewhere read."""
 
+    def relay_renditions(self, stream: str, node: str, jpeg: list[JpegRendition]) -> None:
+        """A camera here makes these JPEG renditions for every instance: for ``node``'s readers."""
+
     def reserved(self, stream: str) -> None: ...
 
     def ended(self, stream: str, reason: str) -> None: ...
@@ -97,6 +100,12 @@ class Stream:
     relay: RelayHub = field(init=False)
     #: What relay readers on other instances read, by instance (when the camera is here).
     remote_demand: dict[str, tuple[list[JpegRendition], list[str]]] = field(default_factory=dict)
+    #: Tells an instance which JPEG renditions the camera here makes (stream, node, renditions).
+    tell_renditions: Callable[[str, str, list[JpegRendition]], None] | None = None
+    #: The JPEG renditions the camera here makes that readers elsewhere read (their own, or
+    #: the nearest made), and what each instance was last told the camera makes.
+    _read_elsewhere: set[JpegRendition] = field(init=False, default_factory=set)
+    _told: dict[str, list[JpegRendition]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.relay = RelayHub(self._relay_demand, self.relay_totals, on_keyframe=self._relay_keyframe)
@@ -107,9 +116,12 @@ class Stream:
     def _relay_demand(self, jpeg: list[JpegRendition], encoded: list[str]) -> None:
         self.ask_camera_for_relay()
 
-    def ask_camera_for_relay(self) -> None:
+    def ask_camera_for_relay(self, asked_by: str | None = None) -> None:
         """Tell the camera what relay readers read: those here, and those on other instances
-        (a camera elsewhere hears from this instance's readers through its own instance)."""
+        (a camera elsewhere hears from this instance's readers through its own instance).
+        The camera makes at most MAX_JPEG_RENDITIONS JPEG renditions in all: the other
+        instances are told which (when it changed, and ``asked_by`` always), and their
+        readers whose own is not among them read the nearest."""
         publisher = self.publisher
         if publisher is None:
             return
@@ -120,6 +132,14 @@ class Stream:
         if self.remote_demand:
             jpeg, encoded = self.relay.demand_with(self.remote_demand.values())
         publisher.send(RelayFrames(jpeg=jpeg, encoded=encoded))
+        self._read_elsewhere = {self.relay.nearest_made(jpeg, wanted) for wanted_there, _
+                                in self.remote_demand.values() for wanted in wanted_there} if jpeg else set()
+        self._told = {node: told for node, told in self._told.items() if node in self.remote_demand}
+        for node, (wanted_there, _) in self.remote_demand.items():
+            if wanted_there and (node == asked_by or self._told.get(node) != jpeg):
+                self._told[node] = jpeg
+                if self.tell_renditions is not None:
+                    self.tell_renditions(self.name, node, jpeg)
 
     def _relay_keyframe(self, layer: str, urgent: bool) -> None:
         if self.publisher is not None:
@@ -135,8 +155,7 @@ class Stream:
         layer = layers[header.layer].name
         if header.codec is not None:
             return any(layer in encoded for _, encoded in self.remote_demand.values())
-        wanted = JpegRendition(layer, header.quality)
-        return any(wanted in jpeg for jpeg, _ in self.remote_demand.values())
+        return JpegRendition(layer, header.quality) in self._read_elsewhere
 
     def live_message(self) -> StreamLive:
         """What viewers are told when this stream's camera is there."""
@@ -268,8 +287,13 @@ class StreamRegistry:
         no camera's place."""
         stream = self._streams.get(name)
         if stream is None:
-            stream = self._streams[name] = Stream(name, relay_totals=self.relay_totals)
+            stream = self._streams[name] = Stream(name, relay_totals=self.relay_totals,
+                                                  tell_renditions=self._tell_renditions)
         return stream
+
+    def _tell_renditions(self, stream: str, node: str, jpeg: list[JpegRendition]) -> None:
+        if self.listener is not None:
+            self.listener.relay_renditions(stream, node, jpeg)
 
     def _claim(self, stream: Stream) -> None:
         """A camera or a reservation is about to hold ``stream``: is there room for one more?"""
@@ -468,7 +492,15 @@ class StreamRegistry:
             stream.remote_demand[node] = (jpeg, encoded)
         elif stream.remote_demand.pop(node, None) is None:
             return
-        stream.ask_camera_for_relay()
+        stream.ask_camera_for_relay(asked_by=node)
+
+    def set_renditions_made(self, stream_name: str, node: str, jpeg: list[JpegRendition]) -> None:
+        """The JPEG renditions a camera on ``node`` makes for every instance: the relay
+        readers here read their own, or the nearest made."""
+        stream = self._streams.get(stream_name)
+        if stream is None or not isinstance(stream.publisher, RemoteClient) or stream.publisher.node != node:
+            return  # (a camera that left, or one that moved to another instance)
+        stream.relay.renditions_made(jpeg)
 
     def forget_demand_of(self, node: str) -> None:
         """``node`` is gone: its relay readers read nothing any more."""

@@ -18,12 +18,15 @@ import aiohttp
 from bench.chromium import CONTEXT_OPTIONS
 from signaling.auth import make_token
 from signaling.cluster import COMMAND_OVERHEAD_BYTES, MAX_CLUSTER_FRAME_BYTES, CommandQueue
-from signaling.relayframe import HEADER_SIZE, RelayFrameHeader
+from signaling.relay import MAX_JPEG_RENDITIONS
+from signaling.relayframe import HEADER_SIZE, RelayFrameHeader, parse_relay_frame
 from signaling.websocket import MAX_WEBSOCKET_MESSAGE_BYTES
 
 from .conftest import LOOPBACK, free_port, get_json, wait_until
 from .test_auth import admin_request
 from .test_chat import chat_lines
+from .test_relay_bounds import LAYERS as RELAY_LAYERS
+from .test_relay_bounds import FakeCamera, Viewer, jpeg_frame
 from .test_websocket import INFO
 
 
@@ -443,3 +446,101 @@ def test_queues_for_redis_are_bounded_in_bytes():
     assert frames.put(("PUBLISH", "relay:s", b"new" * 200), drop_oldest=True) >= 1
     kept = [command[2] for command in frames.take(100)]
     assert frames.bytes == 0 and kept[-1] == b"new" * 200 and kept[0][0] > 0  # the oldest went
+
+
+class _TellingViewer(Viewer):
+    """A JPEG relay reader that also keeps what its server says it reads (``layer`` messages)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.told: list[tuple[str, int]] = []
+        super().__init__(ws)
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                self.headers.append(parse_relay_frame(msg.data)[0])
+            elif (message := json.loads(msg.data))["type"] == "layer":
+                self.told.append((message["layer"], message["jpeg_quality"]))
+
+    def reads(self, rendition: tuple[str, int], frames: int = 3) -> bool:
+        """Told it reads ``rendition``, and its last ``frames`` frames are of it."""
+        recent = [(RELAY_LAYERS[h.layer].name, h.quality) for h in self.headers[-frames:]]
+        return self.told[-1:] == [rendition] and recent == [rendition] * frames
+
+
+def _nearest(made: list[tuple[str, int]], wanted: tuple[str, int]) -> tuple[str, int]:
+    """The JPEG rendition made nearest ``wanted``: the nearest layer, then the nearest quality."""
+    index = [layer.name for layer in RELAY_LAYERS].index
+    return min(made, key=lambda r: (abs(index(r[0]) - index(wanted[0])), abs(r[1] - wanted[1])))
+
+
+async def test_jpeg_renditions_read_on_two_instances_stay_within_the_cap_and_every_reader_gets_frames(
+        redis_server, lab):
+    """Six distinct JPEG renditions read on two instances, three on each (issue 23, finding 7):
+    the camera is never asked for more than MAX_JPEG_RENDITIONS in all. Its own instance's
+    readers get theirs; on the other, the reader whose rendition is made gets exactly its own,
+    and the others the nearest made, each viewer told which by a ``layer`` message. When a
+    reader on the camera's instance leaves, a slot frees and a reader elsewhere moves back
+    to the rendition it asked for."""
+    a, b = start_instances(lab, redis_server, 2)
+    port_a, port_b = (int(url.rsplit(":", 1)[1]) for url in (a, b))
+    on_a = [("480p", 90), ("480p", 70), ("240p", 60)]
+    on_b = [("480p", 40), ("240p", 30), ("240p", 85)]
+    layer_index = {layer.name: i for i, layer in enumerate(RELAY_LAYERS)}
+    async with aiohttp.ClientSession() as session:
+        cam = await FakeCamera.publish(session, port_a, "shared")
+        await cam.until(lambda: stream_on(b, "shared").get("live"), 15, "instance b to list the camera")
+
+        def asked() -> list[tuple[str, int]]:
+            """The JPEG renditions the camera is asked for now."""
+            return [(r["layer"], r["quality"]) for r in cam.demands[-1]["jpeg"]] if cam.demands else []
+
+        async def film() -> None:
+            """The camera: each JPEG rendition it is asked for, 25 times a second."""
+            pictures = {}
+            while True:
+                for layer, quality in asked():
+                    if (layer, quality) not in pictures:
+                        pictures[layer, quality] = jpeg_frame(layer_index[layer], quality)
+                    await cam.ws.send_bytes(pictures[layer, quality])
+                await asyncio.sleep(0.04)
+
+        filming = asyncio.create_task(film())
+        try:
+            readers = {}
+            for port, wanted in [(port_a, on_a), (port_b, on_b)]:
+                for layer, quality in wanted:
+                    readers[layer, quality] = await _TellingViewer.watch(
+                        session, port, "shared", quality=layer, jpeg_quality=quality)
+
+            async def settle(what: str) -> list[tuple[str, int]]:
+                """Wait until the camera is asked for all of a's renditions and only for what
+                readers ask, and every reader reads its own (if made) or the nearest made;
+                what is made."""
+                def settled() -> bool:
+                    made = asked()
+                    if len(made) != MAX_JPEG_RENDITIONS or not set(on_a) <= set(made) <= set(readers):
+                        return False
+                    return all(reader.reads(_nearest(made, wanted)) for wanted, reader in readers.items())
+
+                await cam.until(settled, 15, what)
+                return asked()
+
+            made = await settle("every reader on a and b to get frames within the cap")
+            assert [w for w in on_b if w in made] != [], made  # one of b's is made: its own
+            rounded = [w for w in on_b if w not in made]
+            assert len(rounded) == 2, made
+            for wanted in rounded:  # told why, and what it reads instead
+                assert readers[wanted].told[-1] == _nearest(made, wanted) != wanted
+
+            await readers["480p", 90].ws.close()
+            del readers["480p", 90]
+            on_a.remove(("480p", 90))
+            made = await settle("a reader on b to move back to its own rendition when a slot freed")
+            assert any(w in made for w in rounded), (rounded, made)
+        finally:
+            filming.cancel()
+            await asyncio.gather(filming, return_exceptions=True)
+    jpeg_counts = [len(demand["jpeg"]) for demand in cam.demands]
+    assert max(jpeg_counts) <= MAX_JPEG_RENDITIONS, jpeg_counts
+    assert not cam.errors, cam.errors

@@ -16,6 +16,7 @@ from signaling.clustermessages import (
     NodeLeaving,
     NodeSync,
     RelayDemand,
+    RelayRenditions,
     Reserve,
     decode_envelope,
     decode_record,
@@ -23,6 +24,7 @@ from signaling.clustermessages import (
     encode_record,
 )
 from signaling.protocol import CameraStats, JpegRendition, LayerInfo, StreamInfo, ViewerStats
+from signaling.relay import MAX_JPEG_RENDITIONS
 
 CAMERA = ClientRecord(id="c1", role="publisher", stream="cam", name="Cam", with_token=True,
                       info=StreamInfo(width=640, height=480, fps=30, codec="vp8",
@@ -44,6 +46,8 @@ ENVELOPES = [
     End(node="n1", stream="cam", reason="ended by an administrator"),
     Deliver(node="n1", to="v1", stream="cam", text='{"type":"answer"}', layer="360p", layer_reason="pick"),
     RelayDemand(node="n1", stream="cam", jpeg=[JpegRendition("480p", 80)], encoded=["360p"]),
+    RelayRenditions(node="n1", stream="cam", jpeg=[JpegRendition("480p", q) for q in range(10, 50, 10)]),
+    RelayRenditions(node="n1", stream="cam"),
 ]
 
 
@@ -62,7 +66,18 @@ def test_client_records_round_trip_with_their_stats():
     b'{"op": "deliver", "node": "n", "to": 5, "stream": "s", "text": "t"}',
     b'{"op": "client", "node": "n", "client": {"id": "x"}}',
     b'{"op": "relay-demand", "node": "n", "stream": "s", "jpeg": [{"layer": 1}]}',
+    b'{"op": "relay-renditions", "node": "n", "stream": "s", "jpeg": [{"layer": "480p", "quality": 0}]}',
+    b'{"op": "relay-renditions", "node": "n", "stream": "s", "jpeg": {}}',
+    b'{"op": "relay-renditions", "node": "n", "jpeg": []}',
 ])
 def test_anything_else_is_refused(data):
     with pytest.raises(msgspec.DecodeError):
+        decode_envelope(data)
+
+
+def test_the_renditions_a_camera_makes_are_at_most_its_cap():
+    """An instance is never told of more JPEG renditions than a camera makes in all."""
+    made = [{"layer": "480p", "quality": q} for q in range(10, 10 + 10 * (MAX_JPEG_RENDITIONS + 1), 10)]
+    data = msgspec.json.encode({"op": "relay-renditions", "node": "n", "stream": "s", "jpeg": made})
+    with pytest.raises(msgspec.ValidationError):
         decode_envelope(data)
