@@ -25,6 +25,7 @@ from signaling.relay import (
     GOP_REUSE_SECONDS,
     KEYFRAME_INTERVAL,
     MAX_QUEUED_FRAMES,
+    SHARED_CAP_REASON,
     RelayHub,
     RelayReader,
     RelayTotals,
@@ -458,6 +459,37 @@ async def test_jpeg_and_encoded_readers_share_a_stream():
     hub.remove(encoded.reader)
     hub.remove(jpeg.reader)
     assert camera.demand == ([], [])
+
+
+async def test_a_reader_whose_rendition_another_instances_camera_does_not_make_reads_the_nearest():
+    """The camera's instance (another) says which JPEG renditions the camera makes for every
+    instance: a reader here whose own is not among them reads the nearest made, and is told
+    why; it still asks for its own, and moves back to it once it is made."""
+    camera = Camera()
+    hub = make_hub(camera)
+    got, moves = [], []  # the qualities delivered; (rendition, reason) of each move
+
+    async def deliver(frame: bytes) -> None:
+        got.append(parse_relay_frame(frame)[0].quality)
+
+    reader = RelayReader("r", deliver, "jpeg",
+                         on_rendition=lambda rendition, layer, reason: moves.append((rendition, reason)))
+    own, nearest = JpegRendition("480p", 40), JpegRendition("480p", 70)
+    hub.add(reader, "480p", 40)
+    hub.renditions_made([JpegRendition("240p", 40), nearest, JpegRendition("480p", 95)])
+    assert moves[-1] == (nearest, SHARED_CAP_REASON)
+    assert camera.demand == ([own], [])
+    hub.publish(jpeg_frame(LAYERS[0], 40))  # not made for this instance: nobody here reads it
+    hub.publish(jpeg_frame(LAYERS[0], 70))
+    await settle()
+    assert got == [70] and hub.frames_unread == 1
+
+    hub.renditions_made([own, nearest])
+    assert moves[-1] == (own, "")
+    hub.publish(jpeg_frame(LAYERS[0], 40))
+    await settle()
+    assert got == [70, 40]
+    hub.remove(reader)
 
 
 # -- the encoded relay, end to end -------------------------------------------------
