@@ -393,7 +393,8 @@ async def test_the_stream_details_stay_small_however_viewers_fill_their_reports(
                "decoder": "d" * 64}
     async with running() as server:
         await server.camera()
-        viewers = [await server.viewer(name=f"{i:02d}" + "n" * 30) for i in range(20)]  # 32 characters, unique
+        # 32 characters each, all different: names are unique per stream
+        viewers = [await server.viewer(name=f"{i:02d}" + "n" * 30) for i in range(20)]
         for viewer in viewers:
             await viewer.send({"type": "stats", "stats": largest})
         deadline = time.monotonic() + 5
