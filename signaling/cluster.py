@@ -602,14 +602,7 @@ class Cluster:
 
     async def _write_frames(self) -> None:
         """Send the queued relay frames, as many as wait in each round trip."""
-        while True:
-            await self._frames_wake.wait()
-            self._frames_wake.clear()
-            while self._frames:
-                async with self._relay_redis.pipeline(transaction=False) as pipe:
-                    for command in self._frames.take(len(self._frames)):
-                        pipe.execute_command(*command)
-                    await pipe.execute()
+        await _send_queued(self._relay_redis, self._frames, self._frames_wake, batch=None)
 
     # -- what other instances say ----------------------------------------------------------------
 
@@ -701,15 +694,8 @@ class Cluster:
             log.warning("Redis is not keeping up: %d messages dropped", self.dropped)
 
     async def _write(self) -> None:
-        """Send the queued commands in order, as many as wait in each round trip."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for command in self._pending.take(512):
-                        pipe.execute_command(*command)
-                    await pipe.execute()
+        """Send the queued commands in order, up to 512 in each round trip."""
+        await _send_queued(self._redis, self._pending, self._wake, batch=512)
 
     def _record_of(self, conn: Connection) -> ClientRecord:
         stats = conn.stats
@@ -722,3 +708,16 @@ class Cluster:
             layer=conn.layer, layer_reason=conn.layer_reason, relay_format=conn.relay_format,
             viewer_stats=stats if isinstance(stats, ViewerStats) else None,
             camera_stats=stats if isinstance(stats, CameraStats) else None, stats_at=conn.stats_at)
+
+
+async def _send_queued(redis, queue: CommandQueue, wake: asyncio.Event, batch: int | None) -> None:
+    """Whenever ``wake`` is set, send what ``queue`` holds in order, ``batch`` commands (all
+    that wait, if None) in each round trip."""
+    while True:
+        await wake.wait()
+        wake.clear()
+        while queue:
+            async with redis.pipeline(transaction=False) as pipe:
+                for command in queue.take(batch or len(queue)):
+                    pipe.execute_command(*command)
+                await pipe.execute()
