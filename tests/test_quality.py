@@ -3,11 +3,17 @@ and the server shows and counts it all. Real server, camera and CLI viewers on l
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+import peercam
+from peercam import IceOptions
+
 from .conftest import wait_until
+from .test_layer_adaptation import picture_after_move
 
 
 def layer_stats(lab, stream: str = "hd") -> dict:
@@ -90,3 +96,33 @@ def test_layers_that_cannot_be_made_are_refused_by_name(lab):
                                   wait=False)
     code, _ = camera.result(timeout=30)
     assert code != 0 and "the largest possible layer is 720p" in camera.log()
+
+
+async def collect(viewer, frames: list[dict], size: tuple[int, int], count: int) -> None:
+    """Note each frame as it arrives until ``count`` of ``size`` came."""
+    async for frame in viewer.frames(keep=None):
+        frames.append({"t": time.time(), "w": frame.width, "h": frame.height, "n": frame.number})
+        if sum((f["w"], f["h"]) == size for f in frames) >= count:
+            return
+
+
+async def test_a_manual_move_brings_pictures_of_the_new_layer_within_a_second_and_they_keep_coming(lab):
+    """The library viewer picks 360p and then 720p again, on P2P and on both relay formats:
+    a frame of the new size within a second of each request, and from then on only frames
+    of that size, never a second apart (by arrival), and none of the camera's lost on the
+    way (by the test pattern's numbers, on P2P: a relay rendition numbers its own)."""
+    lab.start_server()
+    lab.start_camera("hd", "--width", "1280", "--height", "720")
+    for mode, relay_format in (("p2p", "auto"), ("relay", "encoded"), ("relay", "jpeg")):
+        async with peercam.watch(lab.url, "hd", mode=mode, relay_format=relay_format, quality="720p",
+                                 ice=IceOptions(servers=[], hosts=["127.0.0.1"])) as viewer:
+            frames: list[dict] = []
+            await asyncio.wait_for(collect(viewer, frames, (1280, 720), 10), 20)
+            moves = []
+            for quality, size in (("360p", (640, 360)), ("720p", (1280, 720))):
+                frames.clear()
+                moves.append(time.time())
+                await viewer.set_quality(quality)
+                await asyncio.wait_for(collect(viewer, frames, size, 45), 20)
+                picture = picture_after_move(frames, moves[-1], size, frames[-1]["t"], numbered=mode == "p2p")
+                print(mode, relay_format, quality, picture)
