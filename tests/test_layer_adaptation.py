@@ -293,7 +293,15 @@ def page_in_viewer_ns(server_url: str, net: SplitNetwork, tmp_path: Path):
         browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(**CONTEXT_OPTIONS)
+            failed = []
+            page.on("requestfailed", lambda request: failed.append(f"{request.url}: {request.failure}"))
             page.goto(f"{server_url}/view/hd?mode=p2p")
+            if not page.evaluate("window.peercam !== undefined"):
+                # Loaded over a capped link, one of the page's modules has failed to arrive
+                # (the player never started: 1 run in about 10, not understood yet). Said,
+                # and loaded again: what is tested here is the picture once it plays.
+                print(f"the page did not start ({failed}): loading it again")
+                page.reload()
             page.evaluate(WATCH_PICTURES)
             yield page
         finally:
