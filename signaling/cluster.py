@@ -297,14 +297,7 @@ class Cluster:
             else:
                 log.info("Redis at %s: this instance is node %s", self.url, self.node)
             down_since = None
-            tasks = [asyncio.create_task(job()) for job in (self._listen, self._write, self._heartbeat,
-                                                            self._relay)]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            done = await _until_one_fails(self._listen(), self._write(), self._heartbeat(), self._relay())
             failure = next((task.exception() for task in done if task.exception()), None)
             failure = failure or ConnectionError("the Redis subscription ended")
             if not isinstance(failure, self._errors):
@@ -565,14 +558,7 @@ class Cluster:
                 if failing:
                     log.warning("relay frames: Redis connection back")
                 failing = False
-                jobs = (self._listen_relay(pubsub), self._write_frames())
-                tasks = [asyncio.create_task(job) for job in jobs]
-                try:
-                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                finally:
-                    for task in tasks:
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
+                done = await _until_one_fails(self._listen_relay(pubsub), self._write_frames())
                 for task in done:
                     task.result()
             except self._errors as exc:
@@ -708,6 +694,19 @@ class Cluster:
             layer=conn.layer, layer_reason=conn.layer_reason, relay_format=conn.relay_format,
             viewer_stats=stats if isinstance(stats, ViewerStats) else None,
             camera_stats=stats if isinstance(stats, CameraStats) else None, stats_at=conn.stats_at)
+
+
+async def _until_one_fails(*jobs) -> set[asyncio.Task]:
+    """Run ``jobs`` together until one ends (they run forever unless they fail), cancel the
+    others, and return the tasks that ended, for their exceptions."""
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return done
 
 
 async def _send_queued(redis, queue: CommandQueue, wake: asyncio.Event, batch: int | None) -> None:
