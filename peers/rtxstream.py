@@ -59,8 +59,11 @@ MAX_RESENDS = 8
 #: back longer than a receiver waits.
 DEFAULT_RTT, MIN_GAP, MAX_GAP = 0.1, 0.02, 0.4
 #: A probe lasts at most this long, and fails when the viewer asks again for more than
-#: this share of the video packets sent during it.
-PROBE_SECONDS = 1.0
+#: this share of the video packets sent during it. Long enough to fill a link's queue:
+#: under a 1200 kbit/s cap (16 kB burst, 150 ms of queue) a 1 s probe to 1413 kbit/s
+#: passed, its excess held in the queue, and each move to 480p that followed lost 35-48%
+#: and came back down, three times a minute.
+PROBE_SECONDS = 2.5
 PROBE_LOSS = 0.02
 #: How long a probe waits for the viewer's receiver report that covers its end (aiortc
 #: sends one every 0.5 to 1.5 s, Chromium about every second).
