@@ -34,12 +34,13 @@ from aiortc.contrib.media import MediaRelay
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from peers.encoder import RTP_TIME_BASE  # noqa: E402
-from peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
-from peers.signaling_client import SignalingClient  # noqa: E402
-from peers.sources import SourceError, TestPatternSource  # noqa: E402
-from peers.viewerconnection import codec_preferences  # noqa: E402
-from signaling.protocol import (  # noqa: E402
+from peercam.peers.camera.encoder import RTP_TIME_BASE  # noqa: E402
+from peercam.peers.camera.sources import SourceError, TestPatternSource  # noqa: E402
+from peercam.peers.camera.viewerconnection import codec_preferences  # noqa: E402
+from peercam.peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
+from peercam.peers.signaling_client import SignalingClient  # noqa: E402
+
+from peercam.shared.protocol import (  # noqa: E402
     Answer,
     Error,
     Hangup,

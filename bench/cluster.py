@@ -88,10 +88,10 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
+from peercam.peers.signaling_client import SignalingClient  # noqa: E402
 from redisserver import RedisServer, unavailable_reason  # noqa: E402
 
-from peers.signaling_client import SignalingClient  # noqa: E402
-from signaling.protocol import Answer, Offer  # noqa: E402
+from peercam.shared.protocol import Answer, Offer  # noqa: E402
 
 STREAM = relay.STREAM
 LOG_DIR = ROOT / "bench" / "results"

@@ -93,11 +93,11 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
+from peercam.peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
+from peercam.peers.signaling_client import SignalingClient  # noqa: E402
 
 import peercam  # noqa: E402
-from peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
-from peers.signaling_client import SignalingClient  # noqa: E402
-from signaling.protocol import Answer, Error, Hangup, Offer, StreamLive, Watch  # noqa: E402
+from peercam.shared.protocol import Answer, Error, Hangup, Offer, StreamLive, Watch  # noqa: E402
 
 LOG_DIR = ROOT / "bench" / "results"
 #: Seconds for a stream to go live, and for a joining viewer's first frame.

@@ -69,8 +69,8 @@ def start_process(argv: list[str], log_path: Path, own_session: bool = False) ->
 
 def start_peercam(args: list[str], log_path: Path, own_session: bool = False,
                   prefix: list[str] | None = None) -> subprocess.Popen:
-    """``python -m peers.cli ARGS`` from this checkout; ``prefix`` execs it, e.g. ``ip netns exec NS``."""
-    return start_process([*(prefix or []), sys.executable, "-m", "peers.cli", *args], log_path, own_session)
+    """``python -m peercam ARGS`` from this checkout; ``prefix`` execs it, e.g. ``ip netns exec NS``."""
+    return start_process([*(prefix or []), sys.executable, "-m", "peercam", *args], log_path, own_session)
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -9,7 +9,7 @@ Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
   and JPEG). The camera stamps its wall clock into each frame at capture (pixels
   for P2P, the relay header for the relay); one machine, one clock. Where "glass" is
   on the viewer's side: CLI P2P, when aiortc hands over the decoded frame (each frame
-  goes to the decoder once its last packet is in, see peers/framereceiver.py); CLI
+  goes to the decoder once its last packet is in, see peers/viewer/framereceiver.py); CLI
   relay, when the frame is decoded (encoded, the default; the CLI decodes JPEG only
   when it records or shows it); page P2P, in the video element's frame callback after
   reading the stamp; page relay, once the picture (VideoDecoder's output, or the decoded
@@ -141,7 +141,7 @@ class CliRun:
 
 def run_cli_viewer(url: str, mode: str, duration: float, warmup: float) -> CliRun:
     """One `peercam view --json` run; its stderr is read as it comes, to time the first frame."""
-    argv = [sys.executable, "-m", "peers.cli", "view", "--server", url, "--stream", STREAM,
+    argv = [sys.executable, "-m", "peercam", "view", "--server", url, "--stream", STREAM,
             "--ice-host", "127.0.0.1", "--mode", mode, "--duration", str(duration),
             "--warmup", str(warmup), "--json"]
     spawned = time.monotonic()

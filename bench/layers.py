@@ -34,7 +34,7 @@ timeline: two network namespaces (bench/netns.py): the server and a camera with
   (--start-cap, 600 kbit/s by default; 0 skips these runs), measured for one phase of
   15 s (--quick: 10) from the viewer's start, "600 from start" in the tables (issue 22:
   an auto P2P viewer froze there). Its timeline's t = 0 is the viewer's start.
-  The viewer is the real CLI (`peers.cli.main`) with hooks that only watch: each frame
+  The viewer is the real CLI (`peercam.cli.main`) with hooks that only watch: each frame
   it counts (FrameStats.add) is also written to a log, capture time and frame number
   included, so per-phase fps and latency are exact, with how many RTP packets aiortc's
   video jitter buffer holds. Once a second a poller inside the camera's namespace reads
@@ -137,8 +137,7 @@ from harness import (  # noqa: E402
     write_json,
 )
 from netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason  # noqa: E402
-
-from peers.layers import parse_layers  # noqa: E402
+from peercam.peers.camera.layers import parse_layers  # noqa: E402
 
 STREAM = "layers"
 LOG_DIR = ROOT / "bench" / "results"
@@ -206,8 +205,9 @@ def logged_viewer(frame_log: str, argv: list[str]) -> None:
     path without aiortc's JitterBuffer). On the relay the frame number is the rendition's sequence
     number (the CLI does not decode)."""
     from aiortc import jitterbuffer
+    from peercam.peers.viewer import framestats
 
-    from peers import cli, framestats
+    from peercam import cli
 
     out = open(frame_log, "w", buffering=1)  # noqa: SIM115 - open until the process exits
     add = framestats.FrameStats.add
@@ -238,7 +238,7 @@ def threaded_camera(threads: int, argv: list[str]) -> None:
     """
     import av
 
-    from peers import cli
+    from peercam import cli
 
     create = av.codec.CodecContext.create
 
@@ -958,9 +958,9 @@ async def switch_run(url: str, path: str, warm: bool, switches: int, dwell: floa
     import aiohttp
     import cv2
     import fanout
+    from peercam.peers.testpattern import read_stamp
 
     import peercam
-    from peers.testpattern import read_stamp
 
     jpeg_quality = 80 if path == "relay" else None
     viewer = peercam.watch(url, STREAM, mode=path, quality="720p", jpeg_quality=jpeg_quality,

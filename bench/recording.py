@@ -52,10 +52,10 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
+from peercam.peers.camera.encoder import VideoEncoder  # noqa: E402
+from peercam.peers.testpattern import Stamp, TestPattern  # noqa: E402
 
-from peers.encoder import VideoEncoder  # noqa: E402
-from peers.testpattern import Stamp, TestPattern  # noqa: E402
-from signaling.relayframe import RelayFrameHeader  # noqa: E402
+from peercam.shared.relayframe import RelayFrameHeader  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 LOOP_FRAMES = 300  # 10 s, a keyframe at its start

@@ -71,7 +71,7 @@ from harness import (  # noqa: E402
     write_json,
 )
 
-from signaling.relayframe import parse_relay_frame  # noqa: E402
+from peercam.shared.relayframe import parse_relay_frame  # noqa: E402
 
 STREAM = "bench"
 LOG_DIR = ROOT / "bench" / "results"

@@ -44,8 +44,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: use the tree's own peers/i
 import aiohttp  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from harness import free_port, least_squares_slope, rss_mb, start_peercam, stop  # noqa: E402
-
-from peers.ice import restrict_host_addresses, rtc_configuration  # noqa: E402
+from peercam.peers.ice import restrict_host_addresses, rtc_configuration  # noqa: E402
 
 STREAM = "soak"
 KINDS = ("p2p", "relay", "vanish")

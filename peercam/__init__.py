@@ -27,21 +27,23 @@ Run the server inside your program (here recording every stream)::
 
 Two changes to aiortc and aioice are process-wide, and made explicitly where they are
 first needed: a camera installs Chromium's playout-delay extension when it starts
-(peers/playoutdelay.py), and each peer restricts the local addresses ICE offers as it
+(peers/camera/playoutdelay.py), and each peer restricts the local addresses ICE offers as it
 connects (peers/ice.py restrict_host_addresses; aioice has no option for it).
 """
 
 from __future__ import annotations
 
-from peers.camera import Camera, CameraError
-from peers.frame import Frame
-from peers.ice import IceOptions
-from peers.viewer import ChatLine, Viewer, ViewerError, ViewerEvent
-from peers.watch import watch, watch_sync
-from signaling.app import Server
-from signaling.app import start as _start_server
-from signaling.config import RecordingConfig, ServerConfig, StartupError
-from signaling.retention import Retention
+from peercam.peers.camera.camera import Camera, CameraError
+from peercam.peers.ice import IceOptions
+from peercam.peers.viewer.frame import Frame
+from peercam.peers.viewer.viewer import ChatLine, Viewer, ViewerError, ViewerEvent
+from peercam.peers.viewer.watch import watch, watch_sync
+from peercam.shared.errors import PeercamError, StartupError
+from peercam.shared.recordingconfig import RecordingConfig
+from peercam.shared.retention import Retention
+from peercam.signaling.edge.app import Server
+from peercam.signaling.edge.app import start as _start_server
+from peercam.signaling.settings.config import ServerConfig
 
 __all__ = [
     "Camera",
@@ -49,6 +51,7 @@ __all__ = [
     "ChatLine",
     "Frame",
     "IceOptions",
+    "PeercamError",
     "RecordingConfig",
     "Retention",
     "Server",

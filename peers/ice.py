@@ -22,7 +22,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import candidate_from_sdp
 
-from signaling.protocol import IceCandidate, IceServer, Welcome
+from peercam.shared.protocol import IceCandidate, IceServer, Welcome
 
 log = logging.getLogger(__name__)
 

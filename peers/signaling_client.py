@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from signaling.protocol import Error, ProtocolError, Welcome, decode_server_message, encode
+from peercam.shared.protocol import Error, ProtocolError, Welcome, decode_server_message, encode
 
 log = logging.getLogger(__name__)
 

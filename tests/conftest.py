@@ -72,7 +72,7 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w+")
         self.proc = subprocess.Popen(
-            [*(prefix or []), sys.executable, "-m", "peers.cli", *args],
+            [*(prefix or []), sys.executable, "-m", "peercam", *args],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -1,6 +1,6 @@
-"""signaling/adaptation.py: the Ladder's hysteresis, with the clock in the test's hands."""
+"""peercam/shared/adaptation.py: the Ladder's hysteresis, with the clock in the test's hands."""
 
-from signaling.adaptation import Ladder
+from peercam.shared.adaptation import Ladder
 
 
 def run(ladder: Ladder, samples: list[tuple[float, str | None]], **kwargs) -> list[tuple[float, int, str]]:

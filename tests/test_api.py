@@ -1,10 +1,9 @@
-"""signaling/api.py and pages.py: HTTP endpoints of the real server."""
+"""signaling/edge/api.py and pages.py: HTTP endpoints of the real server."""
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-
-from signaling.app import create_app
+from peercam.signaling.edge.app import create_app
 
 INFO = {"width": 640, "height": 480, "fps": 30, "codec": "vp8"}
 
@@ -62,7 +61,7 @@ async def test_static_assets_are_served(http):
     assert response.status == 200 and "javascript" in response.content_type
 
 
-@pytest.mark.parametrize("path", ["/static/../signaling/app.py", "/static/%2e%2e/%2e%2e/etc/passwd",
+@pytest.mark.parametrize("path", ["/static/../signaling/edge/app.py", "/static/%2e%2e/%2e%2e/etc/passwd",
                                   "/static/..%2f..%2fetc%2fpasswd", "/view/..%2f..%2fetc%2fpasswd"])
 async def test_path_traversal_does_not_leave_web(http, path):
     response = await http.get(path)

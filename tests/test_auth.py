@@ -1,4 +1,4 @@
-"""signaling/auth.py and --auth: signed tokens for publishing and viewing; the admin API."""
+"""signaling/edge/auth.py and --auth: signed tokens for publishing and viewing; the admin API."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from peercam.signaling.edge.auth import TokenError, check_token, make_token
 
-from signaling.auth import TokenError, check_token, make_token, parse_duration
+from peercam.shared.durations import parse_duration
 
 from .conftest import get_json, wait_until
 

@@ -1,9 +1,8 @@
-"""signaling/browserpolicy.py: which Host and Origin headers a server accepts."""
+"""signaling/edge/browserpolicy.py: which Host and Origin headers a server accepts."""
 
 import pytest
-
-from signaling.browserpolicy import host_allowed, origin_allowed
-from signaling.config import ServerConfig
+from peercam.signaling.edge.browserpolicy import host_allowed, origin_allowed
+from peercam.signaling.settings.config import ServerConfig
 
 
 @pytest.mark.parametrize("listen, host, allowed", [

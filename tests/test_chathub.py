@@ -1,13 +1,13 @@
-"""peers/chathub.py: stamping, limits and history of the stream's chat."""
+"""peers/camera/chathub.py: stamping, limits and history of the stream's chat."""
 
 import json
 import time
 from pathlib import Path
 
 import pytest
+from peercam.peers.camera.chathub import HISTORY_SIZE, ChatHub, ChatRefused
 
-from peers.chathub import HISTORY_SIZE, ChatHub, ChatRefused
-from signaling.protocol import CHAT_BURST, CHAT_RATE, MAX_CHAT_TEXT, ChatSend, clean_text
+from peercam.shared.protocol import CHAT_BURST, CHAT_RATE, MAX_CHAT_TEXT, ChatSend, clean_text
 
 
 def test_messages_are_stamped_in_order_and_logged(tmp_path):
@@ -80,7 +80,7 @@ def expand(text, i: int = 1):
 
 
 def run_case_in_python(case: dict) -> list[dict]:
-    """The case's steps on peers/chathub.py: one result per step run (the same shape as
+    """The case's steps on peers/camera/chathub.py: one result per step run (the same shape as
     the JavaScript runner's in tests/test_web_chathub.py)."""
     options = case.get("hub", {})
     hub = ChatHub(rate=options.get("rate", CHAT_RATE), burst=options.get("burst", CHAT_BURST),

@@ -1,4 +1,4 @@
-"""peers/cli.py: `peercam demo`, README's first command, streams and stops cleanly; flags checked."""
+"""peercam/cli.py: `peercam demo`, README's first command, streams and stops cleanly; flags checked."""
 
 from __future__ import annotations
 

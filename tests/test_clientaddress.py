@@ -1,4 +1,4 @@
-"""signaling/clientaddress.py: X-Forwarded-For counts only from trusted proxies, also through
+"""signaling/settings/clientaddress.py: X-Forwarded-For counts only from trusted proxies, also through
 the reverse proxies README shows (HAProxy, nginx), whatever the client writes in it."""
 
 import asyncio
@@ -8,12 +8,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
-
-from signaling.app import create_app
-from signaling.appkeys import CONNECTIONS_BY_ADDRESS
-from signaling.clientaddress import client_address, parse_networks
-from signaling.config import ServerConfig
-from signaling.limits import Limits
+from peercam.signaling.edge.app import create_app
+from peercam.signaling.edge.appkeys import CONNECTIONS_BY_ADDRESS
+from peercam.signaling.settings.clientaddress import client_address, parse_networks
+from peercam.signaling.settings.config import ServerConfig
+from peercam.signaling.settings.limits import Limits
 
 from .reverseproxy import HAProxy, Nginx
 

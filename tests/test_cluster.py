@@ -14,13 +14,13 @@ import time
 import urllib.request
 
 import aiohttp
+from peercam.signaling.cluster.cluster import COMMAND_OVERHEAD_BYTES, MAX_CLUSTER_FRAME_BYTES, CommandQueue
+from peercam.signaling.edge.auth import make_token
+from peercam.signaling.edge.websocket import MAX_WEBSOCKET_MESSAGE_BYTES
+from peercam.signaling.relay.hub import MAX_JPEG_RENDITIONS
 
 from bench.chromium import CONTEXT_OPTIONS
-from signaling.auth import make_token
-from signaling.cluster import COMMAND_OVERHEAD_BYTES, MAX_CLUSTER_FRAME_BYTES, CommandQueue
-from signaling.relay import MAX_JPEG_RENDITIONS
-from signaling.relayframe import HEADER_SIZE, RelayFrameHeader, parse_relay_frame
-from signaling.websocket import MAX_WEBSOCKET_MESSAGE_BYTES
+from peercam.shared.relayframe import HEADER_SIZE, RelayFrameHeader, parse_relay_frame
 
 from .conftest import LOOPBACK, free_port, get_json, wait_until
 from .test_auth import admin_request

@@ -1,12 +1,11 @@
-"""signaling/clustermessages.py: what instances tell each other round-trips, and anything
+"""signaling/cluster/messages.py: what instances tell each other round-trips, and anything
 else is refused by the decoder."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
-
-from signaling.clustermessages import (
+from peercam.signaling.cluster.messages import (
     Chat,
     ClientGone,
     ClientRecord,
@@ -23,8 +22,9 @@ from signaling.clustermessages import (
     encode_envelope,
     encode_record,
 )
-from signaling.protocol import CameraStats, JpegRendition, LayerInfo, StreamInfo, ViewerStats
-from signaling.relay import MAX_JPEG_RENDITIONS
+from peercam.signaling.relay.hub import MAX_JPEG_RENDITIONS
+
+from peercam.shared.protocol import CameraStats, JpegRendition, LayerInfo, StreamInfo, ViewerStats
 
 CAMERA = ClientRecord(id="c1", role="publisher", stream="cam", name="Cam", with_token=True,
                       info=StreamInfo(width=640, height=480, fps=30, codec="vp8",

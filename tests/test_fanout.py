@@ -1,4 +1,4 @@
-"""peers/fanout.py: encode once, keyframes on demand, bounded per-viewer queues."""
+"""peers/camera/fanout.py: encode once, keyframes on demand, bounded per-viewer queues."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import dataclasses
 
 import cv2
 from aiortc import RTCSessionDescription
+from peercam.peers.camera.encoder import VideoEncoder
+from peercam.peers.camera.fanout import EncodedFrame, FanOut, RtpPacketizer, vp8_picture_id
+from peercam.peers.testpattern import Stamp, TestPattern, read_stamp
 
-from peers.encoder import VideoEncoder
-from peers.fanout import EncodedFrame, FanOut, RtpPacketizer, vp8_picture_id
-from peers.testpattern import Stamp, TestPattern, read_stamp
-from signaling.protocol import Offer
+from peercam.shared.protocol import Offer
 
 from .test_viewerconnection import camera_and_viewer, loopback_ice, pipeline  # noqa: F401
 

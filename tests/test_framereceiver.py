@@ -1,4 +1,4 @@
-"""peers/framereceiver.py: frames go to the decoder once whole, in order, with loss handled.
+"""peers/viewer/framereceiver.py: frames go to the decoder once whole, in order, with loss handled.
 
 The packets are real: aiortc's own VP8 (and H.264) encoder and packetizer make the
 payloads, aiortc's depayloader fills ``packet._data`` as its receiver does, and aiortc's
@@ -33,8 +33,7 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtpPacket,
 )
-
-from peers.framereceiver import (
+from peercam.peers.viewer.framereceiver import (
     BACKFILL,
     NACK_AGAIN,
     NACK_WINDOW,

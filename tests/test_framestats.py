@@ -1,9 +1,9 @@
-"""peers/framestats.py: what a viewer reports about the frames it got."""
+"""peers/viewer/framestats.py: what a viewer reports about the frames it got."""
 
 import time
 
-from peers.framestats import FrameStats
-from peers.testpattern import Stamp
+from peercam.peers.testpattern import Stamp
+from peercam.peers.viewer.framestats import FrameStats
 
 
 def test_gaps_count_as_drops_and_a_new_camera_starts_over():

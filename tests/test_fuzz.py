@@ -31,10 +31,10 @@ import pytest
 from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from peercam.peers.ice import restrict_host_addresses, rtc_configuration
+from peercam.signaling.settings.limits import Limits
 
-from peers.ice import restrict_host_addresses, rtc_configuration
-from signaling.limits import Limits
-from signaling.protocol import (
+from peercam.shared.protocol import (
     CLIENT_TYPES,
     ROUTED_TYPES,
     SERVER_TYPES,
@@ -48,7 +48,7 @@ from signaling.protocol import (
     Stats,
     decode_client_message,
 )
-from signaling.ratelimit import TokenBucket
+from peercam.shared.ratelimit import TokenBucket
 
 from .conftest import (
     LOOPBACK,

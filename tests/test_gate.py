@@ -1,12 +1,11 @@
-"""signaling/gate.py: every route declares what it needs, and nothing undeclared is served."""
+"""signaling/edge/gate.py: every route declares what it needs, and nothing undeclared is served."""
 
 import pytest
 from aiohttp import web
-
-from signaling import app as app_module
-from signaling.app import create_app
-from signaling.config import ServerConfig
-from signaling.gate import ROUTE_ACCESS
+from peercam.signaling.edge import app as app_module
+from peercam.signaling.edge.app import create_app
+from peercam.signaling.edge.gate import ROUTE_ACCESS
+from peercam.signaling.settings.config import ServerConfig
 
 
 def test_every_route_declares_what_it_needs():

@@ -3,15 +3,15 @@
 import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection
-
-from peers.ice import (
+from peercam.peers.ice import (
     IceOptions,
     aiortc_candidate,
     parse_ice_server,
     restrict_host_addresses,
     rtc_configuration,
 )
-from signaling.protocol import IceCandidate, IceServer, Welcome
+
+from peercam.shared.protocol import IceCandidate, IceServer, Welcome
 
 
 def test_parse_stun_and_turn():

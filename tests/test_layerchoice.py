@@ -1,7 +1,7 @@
-"""peers/layerchoice.py: what a P2P viewer's connection says, turned into its layer."""
+"""peers/camera/layerchoice.py: what a P2P viewer's connection says, turned into its layer."""
 
-from peers.layerchoice import MAX_PROBE_WAIT, Evidence, LayerChoice
-from peers.layers import parse_layers
+from peercam.peers.camera.layerchoice import MAX_PROBE_WAIT, Evidence, LayerChoice
+from peercam.peers.camera.layers import parse_layers
 
 LAYERS = parse_layers("auto", 1280, 720, 30)  # 720p 2.5 Mbit/s, 480p 1.2, 360p 0.4
 

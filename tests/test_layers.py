@@ -1,8 +1,7 @@
-"""peers/layers.py: --layers lists, their sizes, frame rates and bitrates."""
+"""peers/camera/layers.py: --layers lists, their sizes, frame rates and bitrates."""
 
 import pytest
-
-from peers.layers import LayerError, default_bitrate, nearest, parse_layers
+from peercam.peers.camera.layers import LayerError, default_bitrate, nearest, parse_layers
 
 
 def names(layers):

@@ -1,4 +1,4 @@
-"""signaling/limits.py: every limit refuses with a clear error, and the rest keeps working."""
+"""signaling/settings/limits.py: every limit refuses with a clear error, and the rest keeps working."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import json
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-
-from signaling.app import create_app
-from signaling.appkeys import CLUSTER, CONNECTIONS_BY_ADDRESS
-from signaling.auth import make_token
-from signaling.config import ServerConfig
-from signaling.limits import Limits
+from peercam.signaling.edge.app import create_app
+from peercam.signaling.edge.appkeys import CLUSTER, CONNECTIONS_BY_ADDRESS
+from peercam.signaling.edge.auth import make_token
+from peercam.signaling.settings.config import ServerConfig
+from peercam.signaling.settings.limits import Limits
 
 from .test_websocket import INFO, Client
 

@@ -1,4 +1,4 @@
-"""signaling/metrics.py: /metrics in Prometheus text format, with plausible values."""
+"""signaling/edge/metrics.py: /metrics in Prometheus text format, with plausible values."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import urllib.request
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from peercam.signaling.edge.app import create_app
 from prometheus_client.parser import text_string_to_metric_families
-
-from signaling.app import create_app
 
 from .conftest import get_json, wait_until
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from peercam.peers.testpattern import Stamp, TestPattern
 
 import peercam
 from bench.netns import VIEWER_ADDRESS
 from peercam import IceOptions
-from peers.testpattern import Stamp, TestPattern
 from tests.test_segmentwriter import ffprobe_frames
 
 from .conftest import ROOT, free_port, wait_until

@@ -1,14 +1,15 @@
-"""peers/pipeline.py: one capture, one encoder per layer in use, JPEG per rendition asked for."""
+"""peers/camera/pipeline.py: one capture, one encoder per layer in use, JPEG per rendition asked for."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from peers.layers import parse_layers
-from peers.pipeline import MediaPipeline
-from peers.sources import TestPatternSource
-from signaling.relayframe import parse_relay_frame
+from peercam.peers.camera.layers import parse_layers
+from peercam.peers.camera.pipeline import MediaPipeline
+from peercam.peers.camera.sources import TestPatternSource
+
+from peercam.shared.relayframe import parse_relay_frame
 
 
 async def until(predicate, timeout: float, what: str) -> None:

@@ -1,4 +1,4 @@
-"""peers/playoutdelay.py: the camera answers Chromium's playout-delay extension and sends it."""
+"""peers/camera/playoutdelay.py: the camera answers Chromium's playout-delay extension and sends it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import json
 
 from aiortc import rtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-
-from peers import playoutdelay
+from peercam.peers.camera import playoutdelay
 
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 

@@ -1,13 +1,13 @@
-"""signaling/protocol.py: the message definitions and their validation."""
+"""peercam/shared/protocol.py: the message definitions and their validation."""
 
 import json
 
 import msgspec
 import msgspec.inspect
 import pytest
+from peercam.signaling.cluster.messages import ClientRecord, Envelope
 
-from signaling.clustermessages import ClientRecord, Envelope
-from signaling.protocol import (
+from peercam.shared.protocol import (
     CLIENT_TYPES,
     MAX_TEXT_MESSAGE_BYTES,
     Candidate,

@@ -1,9 +1,9 @@
-"""signaling/protocoljs.py: web/js/protocol.js is exactly what the protocol generates."""
+"""peercam/shared/protocoljs.py: web/js/protocol.js is exactly what the protocol generates."""
 
 from pathlib import Path
 
-from signaling import protocol
-from signaling.protocoljs import render
+from peercam.shared import protocol
+from peercam.shared.protocoljs import render
 
 PROTOCOL_JS = Path(__file__).resolve().parent.parent / "web" / "js" / "protocol.js"
 

@@ -1,4 +1,4 @@
-"""signaling/recording.py: the real server records the real camera's relay, and what it
+"""signaling/recording/recordings.py: the real server records the real camera's relay, and what it
 writes plays, through crashes of either, under retention and behind the gate."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import av
 import pytest
+from peercam.peers.testpattern import Stamp, read_stamp
+from peercam.peers.viewer.frame import luma_plane
+from peercam.signaling.edge.auth import make_token
 
-from peers.frame import luma_plane
-from peers.testpattern import Stamp, read_stamp
-from signaling.auth import make_token
-from signaling.segmentwriter import segment_order
+from peercam.shared.segmentwriter import segment_order
 from tests.conftest import (
     assert_nothing_lost,
     assert_plays,

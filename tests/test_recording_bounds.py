@@ -12,9 +12,9 @@ from pathlib import Path
 
 import aiohttp
 
-from signaling.relayframe import RelayFrameHeader
-from signaling.retention import SEGMENTS_PER_KEEP
-from signaling.segmentwriter import KEYFRAME_PATIENCE
+from peercam.shared.relayframe import RelayFrameHeader
+from peercam.shared.retention import SEGMENTS_PER_KEEP
+from peercam.shared.segmentwriter import KEYFRAME_PATIENCE
 from tests.conftest import wait_until
 from tests.test_recording import http, segments
 from tests.test_websocket import INFO, Client

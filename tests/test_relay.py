@@ -1,4 +1,4 @@
-"""The relay (signaling/relay.py, mjpeg.py, the camera's relay frames): encoded and JPEG frames
+"""The relay (signaling/relay/hub.py, mjpeg.py, the camera's relay frames): encoded and JPEG frames
 over WebSocket, JPEG over HTTP."""
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import aiohttp
 import av
 import cv2
 import numpy as np
-
-from peers.frame import luma_plane
-from peers.testpattern import read_stamp
-from signaling.protocol import JpegRendition, LayerInfo
-from signaling.relay import (
+from peercam.peers.testpattern import read_stamp
+from peercam.peers.viewer.frame import luma_plane
+from peercam.signaling.relay.hub import (
     GOP_REUSE_SECONDS,
     KEYFRAME_INTERVAL,
     MAX_QUEUED_FRAMES,
@@ -30,7 +28,9 @@ from signaling.relay import (
     RelayReader,
     RelayTotals,
 )
-from signaling.relayframe import RelayFrameHeader, parse_relay_frame
+
+from peercam.shared.protocol import JpegRendition, LayerInfo
+from peercam.shared.relayframe import RelayFrameHeader, parse_relay_frame
 
 from .conftest import assert_plays, get_json, wait_until
 

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 import cv2
 import numpy as np
+from peercam.signaling.relay.hub import KEYFRAME_INTERVAL, MAX_HELD_BYTES, MAX_JPEG_RENDITIONS
 
-from signaling.protocol import LayerInfo
-from signaling.relay import KEYFRAME_INTERVAL, MAX_HELD_BYTES, MAX_JPEG_RENDITIONS
-from signaling.relayframe import RelayFrameHeader, parse_relay_frame
+from peercam.shared.protocol import LayerInfo
+from peercam.shared.relayframe import RelayFrameHeader, parse_relay_frame
 
 from .conftest import get_json, wait_until
 from .test_relay import RawRelayViewer, server_rss_kb

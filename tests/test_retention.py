@@ -1,4 +1,4 @@
-"""signaling/retention.py: what --record-keep keeps, on real files: by size, from the stream
+"""peercam/shared/retention.py: what --record-keep keeps, on real files: by size, from the stream
 that uses the most."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from signaling.retention import Retention
+from peercam.shared.retention import Retention
 
 
 def test_rules_are_an_age_a_size_or_both():

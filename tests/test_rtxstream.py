@@ -1,4 +1,4 @@
-"""peers/rtxstream.py: a viewer's retransmissions, within bounds, and the padding that probes its link.
+"""peers/camera/rtxstream.py: a viewer's retransmissions, within bounds, and the padding that probes its link.
 
 The sender is aiortc's own RTCRtpSender (the pinned version): RtxStream replaces its private
 packet history and ``_retransmit`` and reads its RTX numbering and round-trip estimate, so
@@ -25,8 +25,7 @@ from aiortc.rtp import (
     RtpPacket,
 )
 from aiortc.utils import uint16_add
-
-from peers.rtxstream import (
+from peercam.peers.camera.rtxstream import (
     BACKOFF_LOSS,
     DEFAULT_RTT,
     MAX_RESENDS,

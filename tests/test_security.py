@@ -23,13 +23,12 @@ import urllib.request
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-
-from signaling.app import create_app
-from signaling.auth import make_token
-from signaling.clientaddress import parse_networks
-from signaling.config import ServerConfig
-from signaling.limits import Limits
-from signaling.turn import TurnConfig
+from peercam.signaling.edge.app import create_app
+from peercam.signaling.edge.auth import make_token
+from peercam.signaling.settings.clientaddress import parse_networks
+from peercam.signaling.settings.config import ServerConfig
+from peercam.signaling.settings.limits import Limits
+from peercam.signaling.settings.turn import TurnConfig
 
 from .conftest import get_json, wait_until
 from .test_websocket import INFO, Client, jpeg_relay_frame

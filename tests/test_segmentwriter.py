@@ -1,4 +1,4 @@
-"""signaling/segmentwriter.py: real encoder output muxed as it is, checked with ffprobe."""
+"""peercam/shared/segmentwriter.py: real encoder output muxed as it is, checked with ffprobe."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import cv2
 import pytest
+from peercam.peers.camera.encoder import VideoEncoder
+from peercam.peers.testpattern import Stamp, TestPattern
 
-from peers.encoder import VideoEncoder
-from peers.testpattern import Stamp, TestPattern
-from signaling.segmentwriter import (
+from peercam.shared.segmentwriter import (
     KEYFRAME_GRACE,
     KEYFRAME_PATIENCE,
     SegmentWriter,

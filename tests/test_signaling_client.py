@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from peers.signaling_client import Backoff, ServerList
+from peercam.peers.signaling_client import Backoff, ServerList
 
 A, B, C = "http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"
 

@@ -1,4 +1,4 @@
-"""peers/sources.py: sizes that keep the source's shape, pacing, video files, clear errors."""
+"""peers/camera/sources.py: sizes that keep the source's shape, pacing, video files, clear errors."""
 
 import logging
 import subprocess
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from peers.sources import (
+from peercam.peers.camera.sources import (
     DEFAULT_LIMIT,
     CaptureDeviceSource,
     FileSource,
@@ -20,7 +19,7 @@ from peers.sources import (
     fit_size,
     open_source,
 )
-from peers.testpattern import read_stamp
+from peercam.peers.testpattern import read_stamp
 
 
 def same_shape(source: tuple[int, int], size: tuple[int, int]) -> bool:
@@ -166,7 +165,7 @@ def test_a_capture_device_publishes_what_it_delivers(make_clip, caplog):
     # OpenCV opens a file through the same VideoCapture a camera uses: one that offers a
     # single mode (1280x720 at 25 fps), whatever it is asked for.
     clip = make_clip(1280, 720)
-    with caplog.at_level(logging.WARNING, "peers.sources"):
+    with caplog.at_level(logging.WARNING, "peercam.peers.camera.sources"):
         asked = CaptureDeviceSource(clip, 640, 480, 30)
     assert "delivers 1280x720@25, not the 640x480@30 asked for" in caplog.text
     assert (asked.width, asked.height, asked.fps) == (640, 360, 25)
@@ -174,7 +173,7 @@ def test_a_capture_device_publishes_what_it_delivers(make_clip, caplog):
     asked.close()
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "peers.sources"):
+    with caplog.at_level(logging.WARNING, "peercam.peers.camera.sources"):
         default = CaptureDeviceSource(clip, fps=25)
     assert not caplog.records
     assert (default.width, default.height, default.fps) == (1280, 720, 25)

@@ -30,7 +30,7 @@ def run_peercam(*args: str, pythonpath: Path | None = None) -> subprocess.Comple
     env = {k: v for k, v in os.environ.items() if k != "PEERCAM_REDIS"}
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "peers.cli", *args], env=env, stdin=subprocess.DEVNULL,
+    return subprocess.run([sys.executable, "-m", "peercam", *args], env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=30)
 
 

@@ -4,9 +4,8 @@ import av
 import cv2
 import numpy as np
 import pytest
-
-from peers.encoder import VideoEncoder
-from peers.testpattern import Stamp, TestPattern, block_size, read_stamp
+from peercam.peers.camera.encoder import VideoEncoder
+from peercam.peers.testpattern import Stamp, TestPattern, block_size, read_stamp
 
 
 def test_stamp_reads_back_from_raw_pixels():

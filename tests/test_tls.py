@@ -13,9 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from signaling.app import create_app
-from signaling.config import ServerConfig
+from peercam.signaling.edge.app import create_app
+from peercam.signaling.settings.config import ServerConfig
 
 
 def _name(common_name: str) -> x509.Name:

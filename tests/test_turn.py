@@ -1,4 +1,4 @@
-"""TURN with a real coturn (signaling/turn.py, peers/ice.py): REST credentials, TURN-only ICE,
+"""TURN with a real coturn (signaling/settings/turn.py, peers/ice.py): REST credentials, TURN-only ICE,
 TCP when UDP is blocked, clear failures for bad credentials."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from signaling.turn import turn_credentials
+from peercam.signaling.settings.turn import turn_credentials
 
 from .conftest import assert_plays, decoded_frames, free_port, require, wait_for_frames, wait_until
 from .test_fallback import CAMERA_ADDRESS, VIEWER_ADDRESS

@@ -1,4 +1,4 @@
-"""peers/viewerconnection.py: the camera's side of one viewer, against a real aiortc viewer."""
+"""peers/camera/viewerconnection.py: the camera's side of one viewer, against a real aiortc viewer."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aioice import stun
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from peercam.peers.camera.layers import parse_layers
+from peercam.peers.camera.pipeline import MediaPipeline
+from peercam.peers.camera.sources import TestPatternSource
+from peercam.peers.camera.viewerconnection import ViewerConnection
+from peercam.peers.ice import restrict_host_addresses, rtc_configuration
 
-from peers.ice import restrict_host_addresses, rtc_configuration
-from peers.layers import parse_layers
-from peers.pipeline import MediaPipeline
-from peers.sources import TestPatternSource
-from peers.viewerconnection import ViewerConnection
-from signaling.protocol import Candidate, IceCandidate, Offer
+from peercam.shared.protocol import Candidate, IceCandidate, Offer
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """web/: chat beside the player, the stats each page reports, and the dashboard, in real headless Chromium.
 
-The camera is the chat hub (peers/chathub.py): P2P pages chat over the "chat" data
+The camera is the chat hub (peers/camera/chathub.py): P2P pages chat over the "chat" data
 channel, relay pages over signaling, and every page shows one copy of each message.
 """
 

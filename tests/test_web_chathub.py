@@ -1,5 +1,5 @@
 """web/js/chat-hub.js, the browser camera's chat hub, in real headless Chromium: the shared
-cases (tests/chathub_cases.json) give what peers/chathub.py gives, and its text cleaning
+cases (tests/chathub_cases.json) give what peers/camera/chathub.py gives, and its text cleaning
 is clean_text's for every character.
 
 The module comes from the real server's /static/, imported by a page on the server's
@@ -14,7 +14,7 @@ import unicodedata
 
 import pytest
 
-from signaling.protocol import clean_text
+from peercam.shared.protocol import clean_text
 
 from .conftest import CONTEXT_OPTIONS
 from .test_chathub import CASES, check_case, run_case_in_python

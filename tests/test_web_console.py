@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 import pytest
+from peercam.signaling.edge.auth import make_token
 
 from bench.chromium import CONTEXT_OPTIONS
-from signaling.auth import make_token
 
 from .conftest import Lab, chromium, wait_for_frames
 from .test_web_publish import FAKE_MEDIA_ARGS

@@ -8,10 +8,10 @@ import signal
 import time
 
 import pytest
+from peercam.signaling.edge.auth import make_token
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from bench.netns import CAMERA_ADDRESS
-from signaling.auth import make_token
 
 from .conftest import chromium, get_json, require, wait_until
 from .test_chat import chat_lines

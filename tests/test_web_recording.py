@@ -4,8 +4,7 @@ records, and its segments play (and seek) in real headless Chromium."""
 from __future__ import annotations
 
 import pytest
-
-from signaling.auth import make_token
+from peercam.signaling.edge.auth import make_token
 
 from .conftest import decoded_frames, wait_for_frames
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import time
 
-from signaling.relayframe import RelayFrameHeader
+from peercam.shared.relayframe import RelayFrameHeader
 
 from .conftest import CONTEXT_OPTIONS, TESTSRC_LAYERS, decoded_frames, get_json, wait_for_frames, wait_until
 from .test_relay import _read_mjpeg_parts

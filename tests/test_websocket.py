@@ -1,4 +1,4 @@
-"""signaling/websocket.py and streams.py: the real server over a real socket."""
+"""signaling/edge/websocket.py and streams.py: the real server over a real socket."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
+from peercam.signaling.edge.app import create_app
+from peercam.signaling.settings.config import ServerConfig
+from peercam.signaling.settings.turn import TurnConfig
 
-from signaling.app import create_app
-from signaling.config import ServerConfig
-from signaling.protocol import MAX_TEXT_MESSAGE_BYTES, PROTOCOL_VERSION, IceServer
-from signaling.relayframe import RelayFrameHeader
-from signaling.turn import TurnConfig
+from peercam.shared.protocol import MAX_TEXT_MESSAGE_BYTES, PROTOCOL_VERSION, IceServer
+from peercam.shared.relayframe import RelayFrameHeader
 
 INFO = {"width": 640, "height": 480, "fps": 30, "codec": "vp8"}
 

@@ -1,4 +1,4 @@
-// The browser camera on the protocol: the page's counterpart of peers/camera.py. It
+// The browser camera on the protocol: the page's counterpart of peers/camera/camera.py. It
 // publishes one stream, answers each viewer's offer with a peer connection of its own
 // (camera-peer.js), feeds the relay while anyone reads it (relay-feed.js), reports
 // `camera-stats` every 2 s and is the stream's chat hub. Viewers cannot tell it from a

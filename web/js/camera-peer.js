@@ -1,7 +1,7 @@
 // One viewer's peer connection on the browser camera's side: answers the viewer's offer
 // with the camera's track (the browser encodes it once more for this viewer), trickles
 // ICE both ways and carries the viewer's "chat" data channel. The Python camera's
-// counterpart is peers/viewerconnection.py.
+// counterpart is peers/camera/viewerconnection.py.
 
 import { MessageType } from './protocol.js';
 
@@ -69,7 +69,7 @@ export class ViewerPeer {
     return true;
   }
 
-  /** CameraViewerStats (signaling/protocol.py) from this connection's getStats(), and its frame rate. */
+  /** CameraViewerStats (peercam/shared/protocol.py) from this connection's getStats(), and its frame rate. */
   async stats() {
     const report = { id: this.viewerId, layer: this.#layer.name, quality: 'auto', frames_sent: 0 };
     let fps = 0;

@@ -1,6 +1,6 @@
 // The stream's chat, kept by a browser camera: it checks, stamps and keeps every line,
-// exactly as the Python camera's hub does (peers/chathub.py). Its limits and character
-// sets come from protocol.js, generated from signaling/protocol.py; tests/chathub_cases.json
+// exactly as the Python camera's hub does (peers/camera/chathub.py). Its limits and character
+// sets come from protocol.js, generated from peercam/shared/protocol.py; tests/chathub_cases.json
 // runs against both hubs (tests/test_chathub.py), so they cannot drift apart.
 //
 // The camera page feeds it what the server and the data channels say, and sends what it
@@ -36,7 +36,7 @@ const DROPPED = new RegExp(`[\\p{Cc}${charClass(BIDI_CONTROLS)}]`, 'gu');
 const EDGE_SPACE = /^\p{White_Space}+|\p{White_Space}+$/gu;
 
 /**
- * signaling/protocol.py clean_text: text a peer wrote, safe to log or show. Control
+ * peercam/shared/protocol.py clean_text: text a peer wrote, safe to log or show. Control
  * characters (ANSI escapes, carriage returns that forge log lines) and bidirectional
  * overrides go; line breaks and tabs become spaces.
  */
@@ -76,7 +76,7 @@ export function formatG(x) {
   return trim(x.toFixed(5 - power));
 }
 
-/** signaling/ratelimit.py TokenBucket: a steady rate with room for bursts. */
+/** peercam/shared/ratelimit.py TokenBucket: a steady rate with room for bursts. */
 class TokenBucket {
   constructor(rate, burst, now) {
     this.rate = rate;

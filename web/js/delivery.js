@@ -1,5 +1,5 @@
 // How the picture gets here: which transport runs, and when to change it. The rules
-// follow the Python viewer (peers/viewer.py: _p2p_failed, _switch_mode):
+// follow the Python viewer (peers/viewer/viewer.py: _p2p_failed, _switch_mode):
 //   p2p    P2P only, offering again after each failure;
 //   relay  the relay only;
 //   auto   P2P, and the relay when P2P has no video within the connect timeout or

@@ -6,7 +6,7 @@ import { MAX_NAME } from './protocol.js';
 const STORAGE_KEY = 'peercam.name';
 
 /**
- * A name the server accepts (signaling/protocol.py: check_display_name): printable,
+ * A name the server accepts (peercam/shared/protocol.py: check_display_name): printable,
  * trimmed, at most MAX_NAME characters (code points, as Python counts them).
  */
 export function cleanName(name) {

@@ -3,15 +3,15 @@
 // A camera encodes a few layers (stream-live's info.layers, largest first), each once.
 // The viewer asks for one by name, or for "auto" (follow the network), in `watch` and
 // later in `quality`. What it gets comes in `layer` messages (LayerChanged in
-// signaling/protocol.py): from the camera (they carry its `from`) for P2P, from the
+// peercam/shared/protocol.py): from the camera (they carry its `from`) for P2P, from the
 // server for the relay, with the relay's JPEG quality. As the Python viewer does
-// (peers/viewer.py: _layer_changed), the latest of each path is kept and the one of the
+// (peers/viewer/viewer.py: _layer_changed), the latest of each path is kept and the one of the
 // path in use is shown.
 
 /** The quality that follows the network. */
 export const AUTO_QUALITY = 'auto';
 
-/** Quality in signaling/protocol.py: "auto" or a layer's name, e.g. "480p" or "360p@15". */
+/** Quality in peercam/shared/protocol.py: "auto" or a layer's name, e.g. "480p" or "360p@15". */
 const QUALITY_PATTERN = /^(auto|[0-9]{2,5}p(@[0-9]{1,3}(\.[0-9]{1,3})?)?)$/;
 
 /** The relay JPEG qualities a viewer may pick, as `peercam view --jpeg-quality`. */

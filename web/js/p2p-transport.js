@@ -69,7 +69,7 @@ export class P2PTransport {
     });
     this.#pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
-    // The camera expects the "chat" channel in every offer (see signaling/protocol.py).
+    // The camera expects the "chat" channel in every offer (see peercam/shared/protocol.py).
     this.#chatChannel = pc.createDataChannel('chat');
     this.#chatChannel.onmessage = (event) => this.#chatArrived(event.data);
     this.#statsReader = new WebRtcStatsReader(pc);

@@ -1,4 +1,4 @@
-// Generated from signaling/protocol.py by `python3 -m signaling.protocoljs`: do not edit.
+// Generated from peercam/shared/protocol.py by `python3 -m signaling.protocoljs`: do not edit.
 // tests/test_protocoljs.py fails when this file and the protocol differ.
 
 export const PROTOCOL_VERSION = 3;

@@ -1,5 +1,5 @@
 // Decoding the encoded relay in the page: the camera's own VP8/H.264 frames, with
-// WebCodecs, strictly in order. The rules follow peers/relaydecoder.py.
+// WebCodecs, strictly in order. The rules follow peers/viewer/relaydecoder.py.
 
 /** Frames that may wait in the decoder; past that it fell behind, and skips to a keyframe. */
 const MAX_WAITING = 30;

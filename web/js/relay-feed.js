@@ -2,7 +2,7 @@
 // (`relay-frames`), sent as binary messages on the signaling socket while anyone reads
 // them. JPEG pictures at each quality asked (version 1 frames), and the layer's VP8
 // frames from a WebCodecs VideoEncoder (version 2), each made once for every reader.
-// The Python camera's counterpart is peers/relaysender.py.
+// The Python camera's counterpart is peers/camera/relaysender.py.
 
 import { FrameTap } from './frame-tap.js';
 import { packRelayFrame } from './relay-frame.js';
@@ -15,7 +15,7 @@ const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
 const MAX_IN_FLIGHT = 2;
 /** Milliseconds between keyframes asked for with `relay-keyframe`: for a reader that is new
  * or switches layers (urgent), and for one that fell behind, like a PLI. The Python camera's
- * limits (peers/pipeline.py); the server's hub keeps the same ones (signaling/relay.py). */
+ * limits (peers/camera/pipeline.py); the server's hub keeps the same ones (signaling/relay/hub.py). */
 const URGENT_KEYFRAME_INTERVAL_MS = 250;
 const KEYFRAME_INTERVAL_MS = 1000;
 

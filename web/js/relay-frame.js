@@ -1,5 +1,5 @@
 // The relay frame: one picture in one binary WebSocket message, JPEG or encoded video.
-// signaling/relayframe.py is the source of truth for this layout: change it there first,
+// peercam/shared/relayframe.py is the source of truth for this layout: change it there first,
 // then mirror it here. The player reads frames, the browser camera writes them.
 // A 22-byte header (network byte order), then the picture's bytes:
 //

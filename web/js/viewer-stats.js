@@ -1,5 +1,5 @@
 // The `stats` report a viewer sends the server every few seconds: ViewerStats in
-// signaling/protocol.py, which the server validates strictly (an int field refuses 29.5,
+// peercam/shared/protocol.py, which the server validates strictly (an int field refuses 29.5,
 // and no figure may be negative: a latency below zero means clocks that disagree, and
 // is left out as not measured).
 

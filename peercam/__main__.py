@@ -1,0 +1,5 @@
+"""``python -m peercam``: the ``peercam`` command."""
+
+from peercam.cli import main
+
+main()

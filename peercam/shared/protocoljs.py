@@ -1,0 +1,81 @@
+"""web/js/protocol.js, generated from peercam/shared/protocol.py so the page cannot drift from it.
+
+    python3 -m signaling.protocoljs > web/js/protocol.js
+
+tests/test_protocoljs.py fails when the committed file differs from what this prints.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from . import protocol
+
+
+def _constant(tag: str) -> str:
+    return tag.upper().replace("-", "_")
+
+
+def _summary(cls: type) -> str:
+    """The first line of a class's docstring, as a trailing comment."""
+    doc = inspect.getdoc(cls) if cls.__doc__ else ""
+    line = doc.splitlines()[0] if doc else ""
+    return f" // {line}" if line else ""
+
+
+def _messages() -> list[type]:
+    """Every message class, each once, in the order protocol.py defines them."""
+    classes = dict.fromkeys((*protocol.ClientMessage.__args__, *protocol.ServerMessage.__args__))
+    return sorted(classes, key=lambda cls: inspect.getsourcelines(cls)[1])
+
+
+def _js_chars(chars) -> str:
+    """Characters as a JS string literal of \\u escapes, in code point order."""
+    return "'" + "".join(f"\\u{ord(ch):04x}" for ch in sorted(chars)) + "'"
+
+
+def render() -> str:
+    message_types = "\n".join(
+        f"  {_constant(cls.__struct_config__.tag)}: '{cls.__struct_config__.tag}',{_summary(cls)}"
+        for cls in _messages()
+    )
+    codes = "\n".join(
+        f"  {name}: '{value}',"
+        for name, value in vars(protocol.ErrorCode).items()
+        if not name.startswith("_")
+    )
+    return f"""\
+// Generated from peercam/shared/protocol.py by `python3 -m signaling.protocoljs`: do not edit.
+// tests/test_protocoljs.py fails when this file and the protocol differ.
+
+export const PROTOCOL_VERSION = {protocol.PROTOCOL_VERSION};
+
+/** Chat limits, in characters; the camera (the chat hub) refuses longer ones. */
+export const MAX_CHAT_TEXT = {protocol.MAX_CHAT_TEXT};
+export const MAX_NAME = {protocol.MAX_NAME};
+
+/** The chat hub: messages kept for newcomers; lines a viewer may send (a second, and a burst). */
+export const CHAT_HISTORY_SIZE = {protocol.CHAT_HISTORY_SIZE};
+export const CHAT_RATE = {protocol.CHAT_RATE:g};
+export const CHAT_BURST = {protocol.CHAT_BURST:g};
+/** The camera's name in chat when it has none: no viewer may take it. */
+export const CAMERA_CHAT_NAME = '{protocol.CAMERA_CHAT_NAME}';
+
+/** clean_text turns TEXT_BREAKS into spaces and drops BIDI_CONTROLS and every control character (Cc). */
+export const TEXT_BREAKS = {_js_chars(protocol._TEXT_BREAKS)};
+export const BIDI_CONTROLS = {_js_chars(protocol._BIDI_CONTROLS)};
+
+/** The `type` field of every signaling message. */
+export const MessageType = Object.freeze({{
+{message_types}
+}});
+
+/** The `code` values of an `error` message. */
+export const ErrorCode = Object.freeze({{
+{codes}
+}});
+"""
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,417 @@
+"""The camera peer: publishes one stream and serves every viewer from one encoder."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+from aiortc import RTCConfiguration
+from peercam.peers.ice import IceOptions, restrict_host_addresses
+from peercam.peers.signaling_client import ServerList, Servers, SignalingClient, SignalingError
+
+from peercam.shared.protocol import (
+    CameraStats,
+    CameraStatsReport,
+    Candidate,
+    ChatHistory,
+    ChatNotice,
+    ChatSend,
+    Error,
+    ErrorCode,
+    Hangup,
+    IceServers,
+    Offer,
+    Publish,
+    Published,
+    RelayFrames,
+    RelayKeyframe,
+    StreamEnded,
+    StreamInfo,
+    ViewerJoined,
+    ViewerLeft,
+    ViewerQuality,
+    ViewerRenamed,
+)
+from peercam.shared.recordingconfig import RecordingConfig
+
+from . import playoutdelay
+from .chathub import ChatHub, ChatRefused
+from .layers import parse_layers
+from .pipeline import MediaPipeline
+from .relaysender import RelaySender
+from .sources import PushSource, VideoSource, open_source
+from .viewerconnection import ViewerConnection
+
+log = logging.getLogger(__name__)
+
+
+class CameraError(Exception):
+    """The camera peer cannot go on (its source failed, or its name is taken)."""
+
+
+@dataclass
+class CameraOptions:
+    #: The signaling server's URL, or several: the camera moves to the next when one fails.
+    server: Servers
+    stream: str
+    codec: str = "vp8"
+    #: Quality layers (peers/camera/layers.py): "auto", or e.g. "720p,480p,360p@15".
+    layers: str = "auto"
+    #: The top layer's bitrate (bits per second); None: what suits its size.
+    bitrate: int | None = None
+    ice: IceOptions = field(default_factory=IceOptions)
+    #: Close a viewer's peer connection that is not connected by then.
+    connect_timeout: float = 15.0
+    #: Display name in the stream list and chat.
+    name: str = ""
+    #: A publish token, when the server asks for one.
+    token: str = ""
+    #: CA certificate(s) for a wss:// server with a private CA.
+    ca_file: str | None = None
+    #: Append every chat message to this file as a JSON line.
+    chat_log: str | None = None
+    jpeg_quality: int = 80
+    #: Cap on relay frames per second (None: every captured frame).
+    relay_fps: float | None = None
+    #: Also record the top layer locally, in segments (``peercam camera --record DIR``).
+    recording: RecordingConfig | None = None
+
+
+class CameraPeer:
+    """Publishes one stream: captures once, encodes once per layer in use, answers every viewer.
+
+    Raises ValueError at once for a bad server URL, and LayerError (a ValueError) when
+    ``options.layers`` does not fit the source.
+    """
+
+    def __init__(self, options: CameraOptions, source: VideoSource) -> None:
+        self.options = options
+        self.source = source
+        self._servers = ServerList(options.server)
+        self.layers = parse_layers(options.layers, source.width, source.height, source.fps, options.bitrate)
+        self.viewers: dict[str, ViewerConnection] = {}
+        self.pipeline: MediaPipeline | None = None
+        self._rtc_configuration: RTCConfiguration | None = None
+        self._client: SignalingClient | None = None
+        #: Counts signaling connections: viewer ids are only valid within the one that made them.
+        self._session = 0
+        self.chat = ChatHub(options.chat_log, camera_name=options.name)
+        self._relay: RelaySender | None = None
+        #: What each viewer asked for: a layer's name or "auto" (from viewer-joined, viewer-quality).
+        self._qualities: dict[str, str] = {}
+        #: Set once the server has accepted the stream (and again after each reconnect).
+        self.published = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()  # short jobs (sends, closing a viewer), awaited at the end
+
+    @property
+    def stream_info(self) -> StreamInfo:
+        return StreamInfo(width=self.source.width, height=self.source.height,
+                          fps=round(self.source.fps, 3), codec=self.options.codec,
+                          layers=[layer.info for layer in self.layers],
+                          jpeg_quality=self.options.jpeg_quality)
+
+    async def run(self) -> None:
+        """Publish until cancelled; raises CameraError when it cannot go on."""
+        playoutdelay.enable()
+        loop = asyncio.get_running_loop()
+        self.pipeline = MediaPipeline(self.source, self.layers, self.options.codec, loop,
+                                      relay_fps=self.options.relay_fps)
+        if self.options.recording is not None:
+            self.pipeline.record(self.options.recording, self.options.stream)
+        self.pipeline.start()
+        self._relay = RelaySender(self.pipeline)
+        signaling = asyncio.create_task(self._stay_published())
+        reporter = asyncio.create_task(self._report_stats())
+        try:
+            done, _ = await asyncio.wait({signaling, self.pipeline.failed},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if self.pipeline.failed in done:
+                raise CameraError(str(self.pipeline.failed.result()))
+            signaling.result()
+        finally:
+            signaling.cancel()
+            reporter.cancel()
+            await asyncio.gather(*(v.close() for v in list(self.viewers.values())))
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.to_thread(self.pipeline.stop)
+            self.chat.close()
+
+    async def _report_stats(self, every: float = 2.0, log_every: int = 5) -> None:
+        """Tell the server how the camera is doing (and the log, now and then)."""
+        assert self.pipeline is not None
+        stats, layers = self.pipeline.stats, self.pipeline.layers
+        last = (stats.frames_captured, stats.frames_encoded, stats.relay_frames)
+        last_taken = [layer.frames_taken for layer in layers]
+        last_time = time.monotonic()
+        for round_number in itertools.count(1):
+            await asyncio.sleep(every)
+            now = (stats.frames_captured, stats.frames_encoded, stats.relay_frames)
+            captured, encoded, relayed = (a - b for a, b in zip(now, last, strict=True))
+            taken = [layer.frames_taken for layer in layers]
+            # A busy event loop wakes late: divide by the time that really passed.
+            current = time.monotonic()
+            elapsed, last_time = current - last_time, current
+            last = now
+            report = CameraStats(
+                # The rate of the fastest layer in use: what its viewers get.
+                fps=round(max(a - b for a, b in zip(taken, last_taken, strict=True)) / elapsed, 2),
+                encode_ms=round(stats.encode_ms, 2),
+                frames_encoded=stats.frames_encoded,
+                frames_skipped=stats.frames_skipped,
+                keyframes=stats.keyframes,
+                relay_frames=stats.relay_frames,
+                viewers=[await viewer.stats() for viewer in list(self.viewers.values())],
+                layers=self.pipeline.layer_stats(),
+            )
+            last_taken = taken
+            if self.published.is_set():
+                await self._send(CameraStatsReport(stats=report))
+            if round_number % log_every == 0 and (self.viewers or relayed):
+                log.info("%d P2P viewers; per second: %.1f captured, %.1f encoded, %.1f relay frames; "
+                         "encode %.1f ms; %d keyframes so far", len(self.viewers), captured / elapsed,
+                         encoded / elapsed, relayed / elapsed, stats.encode_ms, stats.keyframes)
+
+    async def _stay_published(self) -> None:
+        """Keep a signaling connection and the stream published, reconnecting (to the next
+        server, if several) with backoff.
+
+        Peer connections already up keep playing while the server is away.
+        """
+        ever_published = False
+        while True:
+            server = self._servers.current
+            client = self._client = SignalingClient(server, self.options.ca_file, self.options.token)
+            relay_sender: asyncio.Task | None = None
+            try:
+                welcome = await client.connect()
+                self._session += 1
+                self._let_go_of_old_viewers()
+                self.chat.forget_everyone()  # the new session's viewer-joined names them again
+                assert self._relay is not None
+                relay_sender = asyncio.create_task(self._relay.run(client))
+                restrict_host_addresses(self.options.ice.host_addresses(welcome))  # process-wide: aioice
+                self._rtc_configuration = self.options.ice.configuration(welcome)
+                await client.send(Publish(stream=self.options.stream, info=self.stream_info,
+                                          name=self.options.name, token=self.options.token))
+                async for message in client.messages():
+                    if isinstance(message, Published):
+                        # The full ICE server list (with auth on, TURN credentials come only now).
+                        welcome = msgspec.structs.replace(welcome, ice_servers=message.ice_servers)
+                        self._rtc_configuration = self.options.ice.configuration(welcome)
+                        ever_published = True
+                        self._servers.succeeded()
+                        self.published.set()
+                        info = self.stream_info
+                        log.info("publishing %r (%dx%d@%g %s) on %s", message.stream, info.width,
+                                 info.height, info.fps, info.codec, server)
+                    elif isinstance(message, Error) and message.code == ErrorCode.STREAM_TAKEN:
+                        if not ever_published:
+                            raise CameraError(message.reason)
+                        lost = message.reason
+                        break  # our old connection may still be registered: retry soon
+                    elif isinstance(message, Error) and not self.published.is_set():
+                        raise CameraError(f"{message.code}: {message.reason}")  # cannot publish
+                    elif isinstance(message, StreamEnded):
+                        raise CameraError(f"the server ended the stream: {message.reason}")
+                    elif isinstance(message, IceServers):
+                        welcome = msgspec.structs.replace(welcome, ice_servers=message.ice_servers)
+                        self._rtc_configuration = self.options.ice.configuration(welcome)
+                    else:
+                        self._handle(message)
+            except SignalingError as exc:
+                lost = str(exc)
+            finally:
+                if self._relay is not None:
+                    self._relay.stop()
+                if relay_sender is not None:
+                    relay_sender.cancel()
+                self.published.clear()
+                self._client = None
+                await client.close()
+            self._servers.failed()
+            log.warning("%s; reconnecting to %s", lost, self._servers.current)
+            await self._servers.wait()
+
+    def _handle(self, message: object) -> None:
+        if isinstance(message, RelayFrames) and self._relay is not None:
+            self._relay.set_demand(message)
+        elif isinstance(message, RelayKeyframe) and self._relay is not None:
+            self._relay.keyframe(message)
+        elif isinstance(message, ViewerQuality):
+            self._qualities[message.peer_id] = message.quality
+            viewer = self.viewers.get(message.peer_id)
+            if viewer is not None:
+                viewer.set_quality(message.quality)
+        elif isinstance(message, ChatSend) and message.sender:
+            self._chat_line(message.sender, message, reply=self._send_via_server(message.sender))
+        elif isinstance(message, (Offer, Candidate, Hangup)) and message.sender:
+            viewer = self.viewers.get(message.sender)
+            if viewer is None and isinstance(message, Offer):  # only an offer starts a connection
+                viewer = self._add_viewer(message.sender)
+            if viewer is not None:
+                viewer.post(message)
+        elif isinstance(message, ViewerJoined):
+            log.info("viewer %s joined", message.peer_id)
+            history = self.chat.join(message.peer_id, message.name)
+            if history:  # through the server: a relay viewer has no data channel
+                self._spawn(self._send(ChatHistory(to=message.peer_id, messages=history)))
+            self._qualities[message.peer_id] = message.quality
+        elif isinstance(message, ViewerRenamed):
+            self.chat.rename(message.peer_id, message.name)
+        elif isinstance(message, ViewerLeft):
+            viewer = self.viewers.get(message.peer_id)
+            self.chat.forget(message.peer_id)
+            self._qualities.pop(message.peer_id, None)
+            if viewer is not None:
+                log.info("viewer %s left", message.peer_id)
+                self._spawn(viewer.close())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, message) -> None:
+        """Send on the current signaling connection; dropped while reconnecting."""
+        if self._client is None:
+            return
+        try:
+            await self._client.send(message)
+        except SignalingError as exc:
+            log.info("could not send %s: %s", type(message).__name__, exc)
+
+    def _send_via_server(self, viewer_id: str):
+        def reply(notice: ChatNotice) -> None:
+            notice.to = viewer_id
+            self._spawn(self._send(notice))
+        return reply
+
+    def _chat_from_data_channel(self, viewer: ViewerConnection, line: ChatSend | None) -> None:
+        if line is None:  # the channel just opened
+            history = self.chat.history()
+            if history:
+                viewer.send_chat(ChatHistory(messages=history))
+            return
+        self._chat_line(viewer.viewer_id, line, reply=viewer.send_chat)
+
+    def _chat_line(self, viewer_id: str, line: ChatSend, reply) -> None:
+        """Stamp a viewer's line and share it: every data channel, and the server for the rest."""
+        try:
+            message = self.chat.stamp(viewer_id, line)
+        except ChatRefused as exc:
+            reply(ChatNotice(reason=str(exc)))
+            return
+        for viewer in self.viewers.values():
+            viewer.send_chat(message)
+        self._spawn(self._send(message))
+
+    def _viewer_closed(self, viewer: ViewerConnection) -> None:
+        # Its chat name stays: a viewer whose P2P ended may go on chatting from the relay.
+        if self.viewers.get(viewer.viewer_id) is viewer:
+            del self.viewers[viewer.viewer_id]
+
+    def _add_viewer(self, viewer_id: str) -> ViewerConnection:
+        assert self.pipeline is not None
+        viewer = ViewerConnection(
+            viewer_id,
+            self.pipeline,
+            lambda: self._rtc_configuration,
+            self.options.codec,
+            self._send,
+            self.options.connect_timeout,
+            on_closed=self._viewer_closed,
+            on_chat=self._chat_from_data_channel,
+            on_disconnected=self._viewer_disconnected,
+            session=self._session,
+            quality=self._qualities.get(viewer_id, "auto"),
+        )
+        self.viewers[viewer_id] = viewer
+        return viewer
+
+    def _viewer_disconnected(self, viewer: ViewerConnection) -> None:
+        """Its peer connection ended: keep the viewer for a new offer, unless it can never send one."""
+        if viewer.session != self._session:
+            self._spawn(viewer.close())
+
+    def _let_go_of_old_viewers(self) -> None:
+        """A new signaling connection: viewers of the old one that lost their peer connection are gone
+        for good (the new server never tells us they left); the rest play on until theirs ends."""
+        for viewer in list(self.viewers.values()):
+            if not viewer.active:
+                self._spawn(viewer.close())
+
+
+class Camera:
+    """Publishes a stream from this program: frames it hands over with ``send()``, or a
+    built-in source (``source="testsrc"``, a camera index such as ``"0"``, a device path, or
+    a video file).
+
+    ``async with Camera(server, stream) as camera:`` publishes until the block ends;
+    ``send(image)`` takes numpy BGR pictures from any thread, never blocks (the newest
+    wins) and scales them to the camera's size. ``width``/``height``: the size published
+    (pushed frames: 640x480 unless given; a source keeps its own shape within them).
+    ``recording``: also record the top layer here, in segments (``peercam camera --record``).
+    ``server``: a URL (``http://host:port``) or several, tried in turn whenever the one in
+    use fails; a bad URL raises ValueError.
+    """
+
+    def __init__(self, server: Servers, stream: str, *, width: int | None = None, height: int | None = None,
+                 fps: float = 30.0, source: str | None = None, name: str = "", token: str = "",
+                 codec: str = "vp8", layers: str = "auto", bitrate: int | None = None,
+                 jpeg_quality: int = 80, ice: IceOptions | None = None, ca_file: str | None = None,
+                 recording: RecordingConfig | None = None) -> None:
+        if source is None:
+            self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
+            video: VideoSource = self._push
+        else:
+            self._push = None
+            video = open_source(source, width, height, fps)
+        self._peer = CameraPeer(CameraOptions(server=server, stream=stream, codec=codec, layers=layers,
+                                              bitrate=bitrate, jpeg_quality=jpeg_quality, name=name,
+                                              token=token, ca_file=ca_file, ice=ice or IceOptions(),
+                                              recording=recording), video)
+        self._task: asyncio.Task | None = None
+
+    @property
+    def width(self) -> int:
+        return self._peer.source.width
+
+    @property
+    def height(self) -> int:
+        return self._peer.source.height
+
+    def send(self, image) -> None:
+        """Publish this picture next (BGR uint8, height x width x 3); any thread, never blocks."""
+        if self._push is None:
+            raise CameraError("this camera publishes its own source: send() is for a Camera without one")
+        self._push.push(image)
+
+    async def __aenter__(self) -> Camera:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Publish; returns once the server has accepted the stream (raises CameraError if not)."""
+        self._task = asyncio.create_task(self._peer.run(), name="peercam-camera")
+        published = asyncio.create_task(self._peer.published.wait())
+        try:
+            await asyncio.wait({self._task, published}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            published.cancel()
+        if self._task.done():
+            self._task.result()  # raises why it could not publish
+
+    async def close(self) -> None:
+        """Stop publishing: viewers are told, the encoders and threads stop."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None

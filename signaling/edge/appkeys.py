@@ -1,0 +1,20 @@
+"""Typed application state shared by the server's modules."""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+from aiohttp import web
+from peercam.signaling.registry.streams import StreamRegistry
+from peercam.signaling.settings.config import ServerConfig
+from peercam.signaling.settings.limits import ConnectionsByAddress
+
+CONFIG = web.AppKey("config", ServerConfig)
+REGISTRY = web.AppKey("registry", StreamRegistry)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+CONNECTIONS_BY_ADDRESS = web.AppKey("connections_by_address", ConnectionsByAddress)
+WEB_ROOT = web.AppKey("web_root", Path)
+RECORDINGS = web.AppKey("recordings", object)  # signaling.recording.Recordings, with --record-dir
+CLUSTER = web.AppKey("cluster", object)  # signaling.cluster.Cluster, with --redis
+METRICS = web.AppKey("metrics", object)  # signaling.metrics.Metrics (imported there, not here)
