@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from peercam.shared import protocol
+from peercam.shared import protocol, relayframe
 from peercam.shared.protocoljs import render
 
 PROTOCOL_JS = Path(__file__).resolve().parent.parent / "web" / "js" / "protocol.js"
@@ -10,7 +10,7 @@ PROTOCOL_JS = Path(__file__).resolve().parent.parent / "web" / "js" / "protocol.
 
 def test_the_pages_protocol_module_is_generated_from_the_python_protocol():
     assert PROTOCOL_JS.read_text() == render(), (
-        "web/js/protocol.js is stale: run `python3 -m signaling.protocoljs > web/js/protocol.js`")
+        "web/js/protocol.js is stale: run `python3 -m peercam.shared.protocoljs > web/js/protocol.js`")
 
 
 def test_it_names_every_message_type_and_error_code():
@@ -20,3 +20,13 @@ def test_it_names_every_message_type_and_error_code():
     for name, code in vars(protocol.ErrorCode).items():
         if not name.startswith("_"):
             assert f"  {name}: '{code}'," in text
+
+
+def test_it_carries_every_relay_frame_constant():
+    text = render()
+    for name in relayframe.__all__:
+        value = getattr(relayframe, name)
+        if isinstance(value, int):
+            assert f"  {name}: {value}," in text, name
+    codecs = ", ".join(f"{codec}: {number}" for codec, number in relayframe.CODECS.items())
+    assert f"  CODECS: Object.freeze({{ {codecs} }})," in text

@@ -1,6 +1,7 @@
-"""web/js/protocol.js, generated from peercam/shared/protocol.py so the page cannot drift from it.
+"""web/js/protocol.js, generated from peercam/shared/protocol.py (and the relay frame's constants
+from peercam/shared/relayframe.py) so the page cannot drift from them.
 
-    python3 -m signaling.protocoljs > web/js/protocol.js
+    python3 -m peercam.shared.protocoljs > web/js/protocol.js
 
 tests/test_protocoljs.py fails when the committed file differs from what this prints.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import protocol
+from . import protocol, relayframe
 
 
 def _constant(tag: str) -> str:
@@ -44,8 +45,10 @@ def render() -> str:
         for name, value in vars(protocol.ErrorCode).items()
         if not name.startswith("_")
     )
+    codecs = ", ".join(f"{name}: {number}" for name, number in relayframe.CODECS.items())
     return f"""\
-// Generated from peercam/shared/protocol.py by `python3 -m signaling.protocoljs`: do not edit.
+// Generated from peercam/shared/protocol.py and relayframe.py by
+// `python3 -m peercam.shared.protocoljs`: do not edit.
 // tests/test_protocoljs.py fails when this file and the protocol differ.
 
 export const PROTOCOL_VERSION = {protocol.PROTOCOL_VERSION};
@@ -64,6 +67,19 @@ export const CAMERA_CHAT_NAME = '{protocol.CAMERA_CHAT_NAME}';
 /** clean_text turns TEXT_BREAKS into spaces and drops BIDI_CONTROLS and every control character (Cc). */
 export const TEXT_BREAKS = {_js_chars(protocol._TEXT_BREAKS)};
 export const BIDI_CONTROLS = {_js_chars(protocol._BIDI_CONTROLS)};
+
+/** The relay frame's layout: a header, then the picture (web/js/relay-frame.js reads and writes it). */
+export const RelayFrameLayout = Object.freeze({{
+  JPEG_VERSION: {relayframe.JPEG_VERSION},
+  ENCODED_VERSION: {relayframe.ENCODED_VERSION},
+  BASE_HEADER_SIZE: {relayframe.BASE_HEADER_SIZE}, // the fields every frame has: no layer (layer 0)
+  HEADER_SIZE: {relayframe.HEADER_SIZE},
+  LAYER_OFFSET: {relayframe.LAYER_OFFSET},
+  KEYFRAME_FLAG: {relayframe.KEYFRAME_FLAG},
+  MIN_JPEG_QUALITY: {relayframe.MIN_JPEG_QUALITY},
+  MAX_JPEG_QUALITY: {relayframe.MAX_JPEG_QUALITY},
+  CODECS: Object.freeze({{ {codecs} }}), // an encoded frame's codec byte
+}});
 
 /** The `type` field of every signaling message. */
 export const MessageType = Object.freeze({{

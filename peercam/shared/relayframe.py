@@ -23,7 +23,8 @@ the same bytes its P2P viewers get: a VP8 frame, or H.264 as Annex B NAL units.
 A frame decodes only after the frames before it, back to a keyframe: a reader that
 misses a sequence number waits for the next keyframe.
 
-web/js/relay-frame.js reads the same layout.
+web/js/relay-frame.js reads and writes the same layout, with these constants (generated into
+web/js/protocol.js); tests/relayframe_cases.json runs against both.
 """
 
 from __future__ import annotations
@@ -31,15 +32,27 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+__all__ = [
+    "BASE_HEADER_SIZE", "CODECS", "ENCODED_VERSION", "HEADER_SIZE", "JPEG_VERSION", "KEYFRAME_FLAG",
+    "LAYER_OFFSET", "MAX_JPEG_QUALITY", "MIN_JPEG_QUALITY", "RelayFrameError", "RelayFrameHeader",
+    "jpeg_size", "parse_relay_frame",
+]
+
 JPEG_VERSION = 1
 ENCODED_VERSION = 2
 #: The codec byte of an encoded frame.
 CODECS = {"vp8": 1, "h264": 2}
 _CODEC_NAMES = {number: name for name, number in CODECS.items()}
-_KEYFRAME = 0x01
+#: The flags bit of an encoded keyframe.
+KEYFRAME_FLAG = 0x01
+#: A JPEG picture's quality byte.
+MIN_JPEG_QUALITY, MAX_JPEG_QUALITY = 1, 100
 
 _HEADER = struct.Struct("!BBBBIQHHBx")
-_BASE_HEADER_SIZE = 20
+#: The fields every frame has: a header this long carries no layer (it is layer 0).
+BASE_HEADER_SIZE = 20
+#: Where the layer byte is, in a longer header.
+LAYER_OFFSET = 20
 HEADER_SIZE = _HEADER.size
 
 
@@ -70,7 +83,7 @@ class RelayFrameHeader:
         if self.codec is None:
             version, byte2, flags = JPEG_VERSION, self.quality, 0
         else:
-            version, byte2, flags = ENCODED_VERSION, CODECS[self.codec], _KEYFRAME if self.keyframe else 0
+            version, byte2, flags = ENCODED_VERSION, CODECS[self.codec], KEYFRAME_FLAG if self.keyframe else 0
         return _HEADER.pack(version, HEADER_SIZE, byte2, flags, self.sequence & 0xFFFFFFFF,
                             self.capture_time_us, self.width, self.height, self.layer) + payload
 
@@ -107,17 +120,18 @@ def jpeg_size(picture: bytes | memoryview) -> tuple[int, int]:
 
 def parse_relay_frame(data: bytes) -> tuple[RelayFrameHeader, memoryview]:
     """The header and the picture's bytes; RelayFrameError if it is not a relay frame."""
-    if len(data) < _BASE_HEADER_SIZE:
+    if len(data) < BASE_HEADER_SIZE:
         raise RelayFrameError(f"relay frame of {len(data)} bytes is shorter than its header")
     version, header_size, byte2, flags = data[0], data[1], data[2], data[3]
-    if version not in (JPEG_VERSION, ENCODED_VERSION) or not _BASE_HEADER_SIZE <= header_size <= len(data):
+    if version not in (JPEG_VERSION, ENCODED_VERSION) or not BASE_HEADER_SIZE <= header_size <= len(data):
         raise RelayFrameError(f"not a relay frame (version {JPEG_VERSION} or {ENCODED_VERSION})")
     sequence, capture_us, width, height = struct.unpack_from("!IQHH", data, 4)
-    layer = data[20] if header_size > 20 else 0
+    layer = data[LAYER_OFFSET] if header_size > LAYER_OFFSET else 0
     payload = memoryview(data)[header_size:]
     if version == JPEG_VERSION:
-        if not 1 <= byte2 <= 100:
-            raise RelayFrameError(f"relay frame of JPEG quality {byte2}: the quality is 1 to 100")
+        if not MIN_JPEG_QUALITY <= byte2 <= MAX_JPEG_QUALITY:
+            raise RelayFrameError(f"relay frame of JPEG quality {byte2}: "
+                                  f"the quality is {MIN_JPEG_QUALITY} to {MAX_JPEG_QUALITY}")
         if bytes(payload[:2]) != b"\xff\xd8":
             raise RelayFrameError("relay frame does not carry a JPEG picture")
         return RelayFrameHeader(sequence, capture_us, width, height, byte2, layer), payload
@@ -126,5 +140,5 @@ def parse_relay_frame(data: bytes) -> tuple[RelayFrameHeader, memoryview]:
         raise RelayFrameError(f"encoded relay frame of unknown codec {byte2}")
     if not payload:
         raise RelayFrameError("encoded relay frame without a frame")
-    keyframe = bool(flags & _KEYFRAME)
+    keyframe = bool(flags & KEYFRAME_FLAG)
     return RelayFrameHeader(sequence, capture_us, width, height, 0, layer, codec, keyframe), payload

@@ -1,4 +1,5 @@
-// Generated from peercam/shared/protocol.py by `python3 -m signaling.protocoljs`: do not edit.
+// Generated from peercam/shared/protocol.py and relayframe.py by
+// `python3 -m peercam.shared.protocoljs`: do not edit.
 // tests/test_protocoljs.py fails when this file and the protocol differ.
 
 export const PROTOCOL_VERSION = 3;
@@ -17,6 +18,19 @@ export const CAMERA_CHAT_NAME = 'camera';
 /** clean_text turns TEXT_BREAKS into spaces and drops BIDI_CONTROLS and every control character (Cc). */
 export const TEXT_BREAKS = '\u0009\u000a\u000d\u2028\u2029';
 export const BIDI_CONTROLS = '\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069';
+
+/** The relay frame's layout: a header, then the picture (web/js/relay-frame.js reads and writes it). */
+export const RelayFrameLayout = Object.freeze({
+  JPEG_VERSION: 1,
+  ENCODED_VERSION: 2,
+  BASE_HEADER_SIZE: 20, // the fields every frame has: no layer (layer 0)
+  HEADER_SIZE: 22,
+  LAYER_OFFSET: 20,
+  KEYFRAME_FLAG: 1,
+  MIN_JPEG_QUALITY: 1,
+  MAX_JPEG_QUALITY: 100,
+  CODECS: Object.freeze({ vp8: 1, h264: 2 }), // an encoded frame's codec byte
+});
 
 /** The `type` field of every signaling message. */
 export const MessageType = Object.freeze({

@@ -1,6 +1,7 @@
 // The relay frame: one picture in one binary WebSocket message, JPEG or encoded video.
-// peercam/shared/relayframe.py is the source of truth for this layout: change it there first,
-// then mirror it here. The player reads frames, the browser camera writes them.
+// peercam/shared/relayframe.py is the source of truth for this layout, and its constants
+// come from there (RelayFrameLayout in protocol.js, generated); tests/relayframe_cases.json
+// runs against both. The player reads frames, the browser camera writes them.
 // A 22-byte header (network byte order), then the picture's bytes:
 //
 //   offset size  field
@@ -18,14 +19,13 @@
 // Version 2 carries one frame as the camera's encoder made it (VP8, or H.264 as Annex B
 // NAL units): it decodes only after the frames before it, back to a keyframe.
 
-const JPEG_VERSION = 1;
-const ENCODED_VERSION = 2;
-const CODECS = { 1: 'vp8', 2: 'h264' };
-const KEYFRAME = 0x01;
-const BASE_HEADER_SIZE = 20; // the fields every frame has
-const LAYER_OFFSET = 20;
-const HEADER_SIZE = 22;
-const CODEC_NUMBERS = { vp8: 1, h264: 2 };
+import { RelayFrameLayout } from './protocol.js';
+
+const {
+  JPEG_VERSION, ENCODED_VERSION, BASE_HEADER_SIZE, HEADER_SIZE, LAYER_OFFSET, KEYFRAME_FLAG,
+  MIN_JPEG_QUALITY, MAX_JPEG_QUALITY, CODECS,
+} = RelayFrameLayout;
+const CODEC_NAMES = Object.fromEntries(Object.entries(CODECS).map(([name, number]) => [number, name]));
 
 export class RelayFrameError extends Error {}
 
@@ -47,17 +47,27 @@ export function parseRelayFrame(buffer) {
     throw new RelayFrameError(`not a relay frame (version ${JPEG_VERSION} or ${ENCODED_VERSION})`);
   }
   const encoded = version === ENCODED_VERSION;
-  const codec = encoded ? CODECS[header.getUint8(2)] : null;
-  if (encoded && codec === undefined) {
-    throw new RelayFrameError(`encoded relay frame of unknown codec ${header.getUint8(2)}`);
-  }
+  const byte2 = header.getUint8(2);
   const payload = new Uint8Array(buffer, headerSize);
-  if (encoded && payload.byteLength === 0) throw new RelayFrameError('encoded relay frame without a frame');
+  let codec = null;
+  if (!encoded) {
+    if (byte2 < MIN_JPEG_QUALITY || byte2 > MAX_JPEG_QUALITY) {
+      throw new RelayFrameError(
+        `relay frame of JPEG quality ${byte2}: the quality is ${MIN_JPEG_QUALITY} to ${MAX_JPEG_QUALITY}`);
+    }
+    if (payload[0] !== 0xff || payload[1] !== 0xd8) {
+      throw new RelayFrameError('relay frame does not carry a JPEG picture');
+    }
+  } else {
+    codec = CODEC_NAMES[byte2];
+    if (codec === undefined) throw new RelayFrameError(`encoded relay frame of unknown codec ${byte2}`);
+    if (payload.byteLength === 0) throw new RelayFrameError('encoded relay frame without a frame');
+  }
   return {
     format: encoded ? 'encoded' : 'jpeg',
-    quality: encoded ? 0 : header.getUint8(2),
+    quality: encoded ? 0 : byte2,
     codec,
-    keyframe: encoded && (header.getUint8(3) & KEYFRAME) !== 0,
+    keyframe: encoded && (header.getUint8(3) & KEYFRAME_FLAG) !== 0,
     sequence: header.getUint32(4),
     // Microseconds pass Number's exact range (2**53) only in the year 2255.
     captureTimeMs: Number(header.getBigUint64(8)) / 1000,
@@ -79,8 +89,8 @@ export function packRelayFrame(fields, payload) {
   const header = new DataView(frame.buffer);
   header.setUint8(0, encoded ? ENCODED_VERSION : JPEG_VERSION);
   header.setUint8(1, HEADER_SIZE);
-  header.setUint8(2, encoded ? CODEC_NUMBERS[fields.codec] : fields.quality);
-  header.setUint8(3, encoded && fields.keyframe ? KEYFRAME : 0);
+  header.setUint8(2, encoded ? CODECS[fields.codec] : fields.quality);
+  header.setUint8(3, encoded && fields.keyframe ? KEYFRAME_FLAG : 0);
   header.setUint32(4, fields.sequence >>> 0);
   header.setBigUint64(8, BigInt(Math.round(fields.captureTimeMs * 1000)));
   header.setUint16(16, fields.width);
