@@ -1,6 +1,6 @@
 """How the picture gets here: which transport runs, and when to change it.
 
-The rules, the same as the page's (web/js/delivery.js):
+The rules, the same as the page's (web/js/delivery.js; tests/delivery_cases.json runs against both):
   p2p    P2P only, offering again after each failure;
   relay  the relay only;
   auto   P2P, and the relay when P2P has no video within the connect timeout or breaks;

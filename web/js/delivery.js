@@ -1,5 +1,6 @@
-// How the picture gets here: which transport runs, and when to change it. The rules
-// follow the Python viewer (peers/viewer/viewer.py: _p2p_failed, _switch_mode):
+// How the picture gets here: which transport runs, and when to change it. The rules are
+// the Python viewer's (peers/viewer/delivery.py: Delivery); tests/delivery_cases.json runs
+// against both:
 //   p2p    P2P only, offering again after each failure;
 //   relay  the relay only;
 //   auto   P2P, and the relay when P2P has no video within the connect timeout or
@@ -19,6 +20,7 @@ const TRANSPORTS = { p2p: P2PTransport, relay: RelayTransport };
 
 export class Delivery {
   #chosen;
+  #transports; // the transport classes, by mode
   #current; // the transport mode in use: 'p2p' or 'relay'
   #elements; // {signaling, video, canvas, relayFormat}, shared by every transport
   #connectTimeoutMs;
@@ -38,12 +40,14 @@ export class Delivery {
    * onSession(mode): a new session of this transport mode delivers the picture from now on;
    * onSetback(text): a session failed and the next attempt is under way;
    * onChat(message): a chat message came on a P2P session's data channel.
-   * relayFormat is the RelayFormat the relay asks for (see relay-format.js).
+   * relayFormat is the RelayFormat the relay asks for (see relay-format.js); transports, the
+   * transport classes by mode ({p2p, relay}: the real ones unless a test gives others).
    */
   constructor({
     mode, relayFormat, signaling, video, canvas, connectTimeoutMs, p2pRetryMs, onFrame, onSession, onSetback,
-    onChat,
+    onChat, transports = TRANSPORTS,
   }) {
+    this.#transports = transports;
     this.#elements = { signaling, video, canvas, relayFormat };
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#p2pRetryMs = p2pRetryMs;
@@ -138,7 +142,7 @@ export class Delivery {
   }
 
   #newTransport(mode) {
-    const transport = new TRANSPORTS[mode]({
+    const transport = new this.#transports[mode]({
       ...this.#elements,
       ...this.#camera,
       connectTimeoutMs: this.#connectTimeoutMs,
