@@ -1,11 +1,15 @@
-"""peers/testpattern.py: the embedded stamp survives real VP8 and H.264 coding."""
+"""peers/testpattern.py: the embedded stamp survives real VP8 and H.264 coding, and reads as the
+shared cases (tests/testpattern_cases.json) say."""
+
+import json
+from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 import pytest
 from peercam.peers.camera.encoder import VideoEncoder
-from peercam.peers.testpattern import Stamp, TestPattern, block_size, read_stamp
+from peercam.peers.testpattern import BITS_PER_ROW, Stamp, TestPattern, block_size, read_stamp
 
 
 def test_stamp_reads_back_from_raw_pixels():
@@ -60,3 +64,36 @@ def test_the_code_survives_scaling_to_a_layer(size, layer_width):
     layer = cv2.resize(frame, (layer_width, round(layer_width * height / width / 2) * 2),
                        interpolation=cv2.INTER_AREA)
     assert read_stamp(cv2.cvtColor(layer, cv2.COLOR_BGR2GRAY)) == Stamp(1_700_000_000_123, 4242)
+
+
+# The shared cases: the same pictures are read by web/js/testpattern.js (tests/test_web_testpattern.py).
+
+CASES_PATH = Path(__file__).resolve().parent / "testpattern_cases.json"
+CASES = json.loads(CASES_PATH.read_text())["cases"]
+
+
+def case_picture(case: dict) -> np.ndarray:
+    """A case's picture, grey (H x W, uint8): what both readers read."""
+    width, height = case["size"]
+    if case.get("black"):
+        grey = np.zeros((height, width), np.uint8)
+    else:
+        frame = TestPattern(width, height).render(Stamp(*case["stamp"]))
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    b = block_size(width)
+    for bit in case.get("flip_bits", []):
+        row, col = divmod(bit, BITS_PER_ROW)
+        y0, y1, x0, x1 = (int(k * b + 0.5) for k in (row + 1, row + 2, col + 1, col + 2))
+        grey[y0:y1, x0:x1] = 255 - grey[y0:y1, x0:x1]
+    if "scale_to" in case:
+        grey = cv2.resize(grey, tuple(case["scale_to"]), interpolation=cv2.INTER_AREA)
+    return grey
+
+
+def expected_stamp(case: dict) -> Stamp | None:
+    return Stamp(*case["expect"]) if case["expect"] is not None else None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_shared_cases_on_the_python_reader(case):
+    assert read_stamp(case_picture(case)) == expected_stamp(case)
