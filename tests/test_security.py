@@ -2,7 +2,7 @@
 strangers, safe browser defaults, and clean text. Each refusal is checked together with
 the legitimate client beside it, which must be unaffected.
 
-Most checks run the real server in-process (signaling.app.create_app) with raw clients;
+Most checks run the real server in-process (signaling/edge/app.py: create_app) with raw clients;
 those that need the real camera and viewers run them as processes (the lab fixture).
 CI runs the whole suite inside a fresh network namespace (see .ci/run).
 """

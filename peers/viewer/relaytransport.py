@@ -1,6 +1,6 @@
 """The relay transport: the camera's frames through the server, over the signaling socket.
 
-Same shape as P2PTransport (see peers/p2ptransport.py). Starting asks the server for
+Same shape as P2PTransport (see peers/viewer/p2ptransport.py). Starting asks the server for
 the relay, in a format; stopping leaves it. Relay frames arrive as binary messages;
 each carries its capture time and sequence number in its header:
 - encoded (the camera's VP8/H.264 frames, about the P2P bitrate): decoded with PyAV

@@ -1,7 +1,8 @@
 // Reads the timing code that peers/testpattern.py draws into each test-pattern frame:
 // 3 rows of 32 black/white blocks, one block in from the top-left corner, carrying
 // six 16-bit words MSB-first: time[47:32], time[31:16], time[15:0], frame[31:16],
-// frame[15:0] and their XOR. Keep this in step with peers/testpattern.py.
+// frame[15:0] and their XOR. Keep this in step with peers/testpattern.py: tests/testpattern_cases.json
+// runs against both readers.
 
 const BITS_PER_ROW = 32;
 const ROWS = 3;
