@@ -249,9 +249,8 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
 
 def _setup_logging(verbose: int, default: int = logging.WARNING) -> None:
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s", level=logging.WARNING)
-    ours = logging.DEBUG if verbose else default
-    for name in ("signaling", "peers"):
-        logging.getLogger(name).setLevel(ours)
+    # Every module logs under "peercam" (peercam.signaling..., peercam.peers...).
+    logging.getLogger("peercam").setLevel(logging.DEBUG if verbose else default)
     if verbose > 1:
         logging.getLogger().setLevel(logging.DEBUG)
 
