@@ -8,6 +8,7 @@ Receive a stream, P2P or through the server's relay alike::
         async for frame in stream.frames():
             frame.image          # numpy uint8 HxWx3, BGR (OpenCV's order)
             frame.capture_time   # the camera's clock (Unix seconds), or None
+            frame.video          # the same picture as a PyAV av.VideoFrame (for PyAV, aiortc)
         stream.stats()           # the figures `peercam view --json` prints
 
     for frame in peercam.watch_sync("http://host:8080", "lab"):   # without asyncio
@@ -25,6 +26,11 @@ Run the server inside your program (here recording every stream)::
     ...
     await server.close()
 
+Every error peercam raises on purpose is a PeercamError: UsageError (also a ValueError)
+for a value it cannot use, ViewerError and CameraError when a peer gives up, SourceError,
+StartupError when the server cannot start. peercam logs to the "peercam" logger and
+configures no logging of its own.
+
 Two changes to aiortc and aioice are process-wide, and made explicitly where they are
 first needed: a camera installs Chromium's playout-delay extension when it starts
 (peers/camera/playoutdelay.py), and each peer restricts the local addresses ICE offers as it
@@ -33,30 +39,54 @@ connects (peers/ice.py restrict_host_addresses; aioice has no option for it).
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+from importlib import metadata as _metadata
+from typing import Literal
+
 from peercam.peers.camera.camera import Camera, CameraError
-from peercam.peers.ice import IceOptions
+from peercam.peers.camera.layers import LayerError
+from peercam.peers.camera.sources import SourceError
+from peercam.peers.ice import IceOptions, IceTransport
 from peercam.peers.viewer.frame import Frame
-from peercam.peers.viewer.viewer import ChatLine, Viewer, ViewerError, ViewerEvent
+from peercam.peers.viewer.viewer import ChatLine, EventKind, Mode, Viewer, ViewerError, ViewerEvent
 from peercam.peers.viewer.watch import watch, watch_sync
-from peercam.shared.errors import PeercamError, StartupError
+from peercam.shared.errors import PeercamError, StartupError, UsageError
+from peercam.shared.protocol import Codec, IceServer, RelayFormat
 from peercam.shared.recordingconfig import RecordingConfig
 from peercam.shared.retention import Retention
+from peercam.signaling.cluster.cluster import RedisMissing, RedisUnreachable
 from peercam.signaling.edge.app import Server
 from peercam.signaling.edge.app import start as _start_server
 from peercam.signaling.settings.config import ServerConfig
+from peercam.signaling.settings.limits import Limits
+from peercam.signaling.settings.turn import TurnConfig
 
 __all__ = [
     "Camera",
     "CameraError",
     "ChatLine",
+    "Codec",
+    "EventKind",
     "Frame",
     "IceOptions",
+    "IceServer",
+    "IceTransport",
+    "LayerError",
+    "Limits",
+    "Mode",
     "PeercamError",
     "RecordingConfig",
+    "RedisMissing",
+    "RedisUnreachable",
+    "RelayFormat",
     "Retention",
     "Server",
     "ServerConfig",
+    "SourceError",
     "StartupError",
+    "TurnConfig",
+    "UsageError",
     "Viewer",
     "ViewerError",
     "ViewerEvent",
@@ -65,11 +95,41 @@ __all__ = [
     "watch_sync",
 ]
 
+try:
+    __version__ = _metadata.version("peercam")
+except _metadata.PackageNotFoundError:  # a bare checkout, not installed: no metadata to read
+    __version__ = "0+unknown"
 
-async def serve(host: str = "127.0.0.1", port: int = 8080, **settings) -> Server:
+# A library leaves logging to the program: without a handler of its own, Python would print
+# our warnings to stderr. The command line (peercam/cli.py) configures it.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+async def serve(host: str = "127.0.0.1", port: int = 8080, *, ice_servers: tuple[IceServer, ...] = (),
+                ice_hosts: tuple[str, ...] = (), turn: TurnConfig | None = None, secret: str | None = None,
+                auth: Literal["open", "publish", "all"] = "open",
+                limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
+                cert_file: str | None = None, key_file: str | None = None,
+                allowed_origins: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = (),
+                trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+                outbox_limit: int = 1024, recording: RecordingConfig | None = None, redis: str | None = None,
+                heartbeat: float = 10.0) -> Server:
     """Start a peercam server in this program's event loop; returns the running Server
-    (``server.url``, ``await server.close()``). ``port=0`` takes a free port. Other
-    settings are ServerConfig's (``secret``, ``auth``, ``ice_servers``, ``limits``, ...).
+    (``server.url``, ``await server.close()``, or ``async with await serve(...)``).
+
+    ``port=0`` takes a free port. The other parameters are ServerConfig's, with its
+    defaults: ``ice_servers`` and ``ice_hosts`` handed to every client, ``turn``, ``secret``
+    and ``auth`` ("open", "publish": cameras need a token, "all": viewers too), ``limits``,
+    ``cert_file``/``key_file`` for HTTPS, ``allowed_origins``, ``allowed_hosts``,
+    ``trusted_proxies``, ``outbox_limit``, ``recording``, ``redis`` (several instances as one
+    deployment), ``heartbeat``.
+
     Raises StartupError (its message names the cause and the fix) when it cannot start:
-    the port taken, the certificate unreadable, Redis missing or unreachable."""
-    return await _start_server(ServerConfig(host=host, port=port, **settings))
+    the port taken, the certificate unreadable, Redis missing (RedisMissing) or
+    unreachable (RedisUnreachable).
+    """
+    return await _start_server(ServerConfig(
+        host=host, port=port, ice_servers=ice_servers, ice_hosts=ice_hosts, turn=turn, secret=secret,
+        auth=auth, limits=limits, cert_file=cert_file, key_file=key_file, allowed_origins=allowed_origins,
+        allowed_hosts=allowed_hosts, trusted_proxies=trusted_proxies, outbox_limit=outbox_limit,
+        recording=recording, redis=redis, heartbeat=heartbeat))

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 from urllib.parse import unquote
 
 import aioice.ice
@@ -22,31 +23,36 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import candidate_from_sdp
 
+from peercam.shared.errors import UsageError
 from peercam.shared.protocol import IceCandidate, IceServer, Welcome
 
 log = logging.getLogger(__name__)
+
+#: Which ICE candidates a peer uses: "all", or "turn" (TURN relay candidates only).
+IceTransport = Literal["all", "turn"]
 
 _aioice_host_addresses = aioice.ice.get_host_addresses
 
 
 def parse_ice_server(url: str) -> IceServer:
-    """``stun:HOST[:PORT]`` or ``turn[s]:USER:PASS@HOST[:PORT][?transport=tcp]``."""
+    """``stun:HOST[:PORT]`` or ``turn[s]:USER:PASS@HOST[:PORT][?transport=tcp]``; UsageError if not."""
     scheme, sep, rest = url.partition(":")
     if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
-        raise ValueError(f"bad ICE server {url!r}: expected stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]")
+        raise UsageError(f"bad ICE server {url!r}: expected stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]")
     if "@" not in rest:
         if scheme.startswith("turn"):
-            raise ValueError(f"TURN server {url!r} needs credentials: turn:USER:PASS@HOST[:PORT]")
+            raise UsageError(f"TURN server {url!r} needs credentials: turn:USER:PASS@HOST[:PORT]")
         return IceServer(urls=[url])
     credentials, _, address = rest.rpartition("@")
     username, colon, password = credentials.partition(":")
     if not colon:
-        raise ValueError(f"bad ICE server {url!r}: credentials must be USER:PASS")
+        raise UsageError(f"bad ICE server {url!r}: credentials must be USER:PASS")
     return IceServer(urls=[f"{scheme}:{address}"], username=unquote(username), credential=unquote(password))
 
 
 def resolve_host_addresses(hosts: Sequence[str]) -> list[str]:
-    """Turn addresses, interface names and ``*`` (aioice's own choice) into addresses."""
+    """Turn addresses, interface names and ``*`` (aioice's own choice) into addresses; UsageError
+    for a name that is neither."""
     adapters = {a.nice_name: a for a in ifaddr.get_adapters()}
     addresses: list[str] = []
     for host in hosts:
@@ -60,7 +66,7 @@ def resolve_host_addresses(hosts: Sequence[str]) -> list[str]:
             pass
         adapter = adapters.get(host)
         if adapter is None:
-            raise ValueError(f"--ice-host {host!r} is neither an IP address nor a network interface")
+            raise UsageError(f"--ice-host {host!r} is neither an IP address nor a network interface")
         addresses += [ip.ip if isinstance(ip.ip, str) else ip.ip[0] for ip in adapter.ips]
     return list(dict.fromkeys(addresses))
 
@@ -88,7 +94,7 @@ def restrict_host_addresses(hosts: Sequence[str]) -> None:
     aioice.ice.get_host_addresses = configured_addresses
 
 
-def rtc_configuration(servers: Sequence[IceServer], transport: str = "all") -> RTCConfiguration:
+def rtc_configuration(servers: Sequence[IceServer], transport: IceTransport = "all") -> RTCConfiguration:
     """An aiortc configuration with exactly these ICE servers (possibly none); ``transport``
     "turn" allows TURN relay candidates only (WebRTC's policy "relay", not our relay)."""
     return RTCConfiguration(
@@ -102,11 +108,23 @@ def rtc_configuration(servers: Sequence[IceServer], transport: str = "all") -> R
 
 @dataclass
 class IceOptions:
-    """A peer's own ICE settings; where one is None the server's (from its welcome) apply."""
+    """A peer's own ICE settings; where one is None the server's (from its welcome) apply.
+
+    ``servers``: the STUN and TURN servers to use ([] for none). ``hosts``: the local
+    addresses or network interfaces ICE may offer ("*": every interface but loopback).
+    ``transport``: "turn" uses TURN relay candidates only. A bad host or transport raises
+    UsageError here.
+    """
 
     servers: list[IceServer] | None = None
     hosts: list[str] | None = None
-    transport: str = "all"  # "turn": TURN relay candidates only
+    transport: IceTransport = "all"
+
+    def __post_init__(self) -> None:
+        if self.transport not in get_args(IceTransport):
+            raise UsageError(f"ICE transport {self.transport!r}: use all or turn")
+        if self.hosts is not None:
+            resolve_host_addresses(self.hosts)  # fail now on a bad name, not when connecting
 
     def host_addresses(self, welcome: Welcome) -> list[str]:
         """The local addresses (or interfaces) ICE may offer under this welcome: the peer's own,

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from peercam.shared.errors import UsageError
 from peercam.shared.protocol import Error, ProtocolError, Welcome, decode_server_message, encode
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def websocket_url(server: str) -> str:
     """``http://host:port`` (or ``https://``) to the signaling WebSocket URL."""
     parts = urlsplit(server if "://" in server else f"http://{server}")
     if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
-        raise ValueError(f"bad server URL {server!r}: expected http://HOST:PORT")
+        raise UsageError(f"bad server URL {server!r}: expected http://HOST:PORT")
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     return urlunsplit((scheme, parts.netloc, "/ws", "", ""))
 
@@ -58,13 +59,13 @@ class ServerList:
     delays reaching a live one, and no server is tried more than once per backoff delay,
     even when servers accept and drop a peer over and over.
 
-    Raises ValueError at once for an empty list or a bad URL.
+    Raises UsageError (a ValueError) at once for an empty list or a bad URL.
     """
 
     def __init__(self, servers: Servers, backoff: Backoff | None = None) -> None:
         self.urls: tuple[str, ...] = (servers,) if isinstance(servers, str) else tuple(servers)
         if not self.urls:
-            raise ValueError("no signaling server given")
+            raise UsageError("no signaling server given")
         for url in self.urls:
             websocket_url(url)
         self._backoff = backoff or Backoff()

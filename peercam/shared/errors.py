@@ -1,10 +1,19 @@
-"""The errors peercam raises on purpose: each one a PeercamError."""
+"""The errors that reach a program using peercam: each one a PeercamError.
+
+Each public entry point (``watch``, ``watch_sync``, ``Camera``, ``serve``) raises these
+and nothing else on purpose; ``except peercam.PeercamError`` catches every one.
+"""
 
 from __future__ import annotations
 
 
 class PeercamError(Exception):
     """Base of every error peercam raises on purpose (bad input, a refusal, a failed start)."""
+
+
+class UsageError(PeercamError, ValueError):
+    """peercam was handed a value it cannot use: a bad server URL, mode, relay format, ICE
+    server or address, picture, or layer list. A ValueError too, as Python's own are."""
 
 
 class StartupError(PeercamError, RuntimeError):

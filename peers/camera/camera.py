@@ -7,12 +7,14 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import get_args
 
 import msgspec
 from aiortc import RTCConfiguration
 from peercam.peers.ice import IceOptions, restrict_host_addresses
 from peercam.peers.signaling_client import ServerList, Servers, SignalingClient, SignalingError
 
+from peercam.shared.errors import PeercamError, UsageError
 from peercam.shared.protocol import (
     CameraStats,
     CameraStatsReport,
@@ -20,6 +22,7 @@ from peercam.shared.protocol import (
     ChatHistory,
     ChatNotice,
     ChatSend,
+    Codec,
     Error,
     ErrorCode,
     Hangup,
@@ -49,7 +52,7 @@ from .viewerconnection import ViewerConnection
 log = logging.getLogger(__name__)
 
 
-class CameraError(Exception):
+class CameraError(PeercamError):
     """The camera peer cannot go on (its source failed, or its name is taken)."""
 
 
@@ -58,7 +61,7 @@ class CameraOptions:
     #: The signaling server's URL, or several: the camera moves to the next when one fails.
     server: Servers
     stream: str
-    codec: str = "vp8"
+    codec: Codec = "vp8"
     #: Quality layers (peers/camera/layers.py): "auto", or e.g. "720p,480p,360p@15".
     layers: str = "auto"
     #: The top layer's bitrate (bits per second); None: what suits its size.
@@ -84,11 +87,13 @@ class CameraOptions:
 class CameraPeer:
     """Publishes one stream: captures once, encodes once per layer in use, answers every viewer.
 
-    Raises ValueError at once for a bad server URL, and LayerError (a ValueError) when
-    ``options.layers`` does not fit the source.
+    Raises UsageError at once for a bad server URL or codec, and LayerError (a UsageError)
+    when ``options.layers`` does not fit the source.
     """
 
     def __init__(self, options: CameraOptions, source: VideoSource) -> None:
+        if options.codec not in get_args(Codec):
+            raise UsageError(f"codec {options.codec!r}: use vp8 or h264")
         self.options = options
         self.source = source
         self._servers = ServerList(options.server)
@@ -352,28 +357,46 @@ class Camera:
 
     ``async with Camera(server, stream) as camera:`` publishes until the block ends;
     ``send(image)`` takes numpy BGR pictures from any thread, never blocks (the newest
-    wins) and scales them to the camera's size. ``width``/``height``: the size published
-    (pushed frames: 640x480 unless given; a source keeps its own shape within them).
-    ``recording``: also record the top layer here, in segments (``peercam camera --record``).
-    ``server``: a URL (``http://host:port``) or several, tried in turn whenever the one in
-    use fails; a bad URL raises ValueError.
+    wins) and scales them to the camera's size.
+
+    The leading parameters and those shared with ``watch()`` mean the same there:
+    ``server``, a URL (``http://host:port``) or several, tried in turn whenever the one in
+    use fails; ``stream``, its name; ``name``, the display name (stream list, chat);
+    ``token``, a publish token when the server asks for one; ``ice``, which ICE servers and
+    local addresses to use (default: the server's); ``ca_file``, CA certificate(s) for an
+    https:// server with a private CA; ``connect_timeout``, seconds a viewer's peer
+    connection may take to connect before it is closed.
+
+    The camera's own: ``width``/``height``, the size published (pushed frames: 640x480
+    unless given; a source keeps its own shape within them); ``fps``; ``codec``;
+    ``layers``, the quality layers ("auto", or e.g. "720p,480p,360p@15"); ``bitrate``, the
+    top layer's (bits per second; None: what suits its size); ``jpeg_quality``, of relay
+    frames for viewers that pick none; ``recording``, also record the top layer here, in
+    segments (``peercam camera --record``).
+
+    Raises UsageError here for a bad URL, codec or layer list (LayerError), SourceError for
+    a source that cannot be opened; ``start()`` raises CameraError.
     """
 
-    def __init__(self, server: Servers, stream: str, *, width: int | None = None, height: int | None = None,
-                 fps: float = 30.0, source: str | None = None, name: str = "", token: str = "",
-                 codec: str = "vp8", layers: str = "auto", bitrate: int | None = None,
-                 jpeg_quality: int = 80, ice: IceOptions | None = None, ca_file: str | None = None,
-                 recording: RecordingConfig | None = None) -> None:
+    def __init__(self, server: Servers, stream: str, *, name: str = "", token: str | None = None,
+                 ice: IceOptions | None = None, ca_file: str | None = None, connect_timeout: float = 15.0,
+                 source: str | None = None, width: int | None = None, height: int | None = None,
+                 fps: float = 30.0, codec: Codec = "vp8", layers: str = "auto", bitrate: int | None = None,
+                 jpeg_quality: int = 80, recording: RecordingConfig | None = None) -> None:
         if source is None:
             self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
             video: VideoSource = self._push
         else:
             self._push = None
             video = open_source(source, width, height, fps)
-        self._peer = CameraPeer(CameraOptions(server=server, stream=stream, codec=codec, layers=layers,
-                                              bitrate=bitrate, jpeg_quality=jpeg_quality, name=name,
-                                              token=token, ca_file=ca_file, ice=ice or IceOptions(),
-                                              recording=recording), video)
+        try:
+            self._peer = CameraPeer(CameraOptions(
+                server=server, stream=stream, name=name, token=token or "", ice=ice or IceOptions(),
+                ca_file=ca_file, connect_timeout=connect_timeout, codec=codec, layers=layers,
+                bitrate=bitrate, jpeg_quality=jpeg_quality, recording=recording), video)
+        except BaseException:
+            video.close()  # a camera opened for nothing is let go at once
+            raise
         self._task: asyncio.Task | None = None
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from peercam.shared.errors import UsageError
 from peercam.shared.protocol import LayerInfo
 
 from .sources import even
@@ -25,8 +26,8 @@ _BITRATE_16_9_KBPS = {180: 200, 240: 300, 360: 400, 480: 1200, 720: 2500, 1080: 
 _SPEC = re.compile(r"(\d{2,4})p(?:@(\d{1,3}(?:\.\d+)?))?")
 
 
-class LayerError(ValueError):
-    """A ``--layers`` list that cannot be encoded from this source."""
+class LayerError(UsageError):
+    """A ``--layers`` list (``Camera(layers=...)``) that cannot be encoded from this source."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from peercam.peers.testpattern import Stamp, TestPattern
 
+from peercam.shared.errors import PeercamError, UsageError
+
 log = logging.getLogger(__name__)
 
 #: Cameras and files larger than this are scaled down to fit inside it, unless a bound is given.
@@ -62,7 +64,7 @@ def _sane_fps(fps: float) -> bool:
     return 1 <= fps <= 240
 
 
-class SourceError(Exception):
+class SourceError(PeercamError):
     """The source cannot be opened or stopped producing frames."""
 
 
@@ -148,7 +150,7 @@ class PushSource(VideoSource):
         """Hand over a BGR picture (uint8, height x width x 3; a grey one is taken too)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) or (
                 image.ndim == 3 and image.shape[2] != 3):
-            raise ValueError("a frame is a numpy uint8 array, height x width x 3 (BGR) or height x width")
+            raise UsageError("a frame is a numpy uint8 array, height x width x 3 (BGR) or height x width")
         if self._closed.is_set():
             raise SourceError("the camera is closed")
         with self._ready:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import av
 import cv2
@@ -23,7 +24,8 @@ class Frame:
 
     ``image`` is the picture as a numpy ``uint8`` array, height x width x 3, in BGR order
     (OpenCV's), made on first use: a consumer that only counts frames pays nothing for
-    it. ``capture_time`` (Unix seconds, the camera's clock) and ``number`` come from the
+    it. ``video`` is the picture as a PyAV ``av.VideoFrame``, for PyAV and aiortc code.
+    ``capture_time`` (Unix seconds, the camera's clock) and ``number`` come from the
     test pattern's stamp or the relay frame's header, and are None where the source
     carries neither.
     """
@@ -31,7 +33,7 @@ class Frame:
     width: int
     height: int
     #: "p2p" or "relay": how this frame came.
-    mode: str
+    mode: Literal["p2p", "relay"]
     #: When it was whole on this side (Unix seconds, this machine's clock).
     arrived: float
     capture_time: float | None = None
@@ -44,7 +46,8 @@ class Frame:
     _image: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def from_video(cls, video: av.VideoFrame, mode: str, arrived: float, layer: str | None = None) -> Frame:
+    def from_video(cls, video: av.VideoFrame, mode: Literal["p2p", "relay"], arrived: float,
+                   layer: str | None = None) -> Frame:
         """A decoded P2P frame; the test pattern's stamp is read from its luma plane."""
         stamp = read_stamp(luma_plane(video))
         return cls(video.width, video.height, mode, arrived,
@@ -87,8 +90,14 @@ class Frame:
                 self._image = decoded
         return self._image
 
-    def video_frame(self) -> av.VideoFrame:
-        """The picture as a PyAV frame (for encoders and recorders)."""
-        if self._video is not None:
-            return self._video
-        return av.VideoFrame.from_ndarray(self.image, format="bgr24")
+    @property
+    def video(self) -> av.VideoFrame:
+        """The picture as a PyAV frame, for encoders, recorders and aiortc tracks.
+
+        The decoder's own frame, not converted (yuv420p as a rule): over P2P aiortc's, with
+        its RTP ``pts`` and ``time_base``; on the encoded relay PyAV's, without a ``pts``. On
+        the JPEG relay, a bgr24 frame of ``image``, made on first use.
+        """
+        if self._video is None:
+            self._video = av.VideoFrame.from_ndarray(self.image, format="bgr24")
+        return self._video

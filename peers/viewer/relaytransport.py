@@ -14,10 +14,12 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import av
 
-from peercam.shared.protocol import ChatSend, LayerInfo, Relay
+from peercam.shared.errors import UsageError
+from peercam.shared.protocol import ChatSend, LayerInfo, Relay, RelayFormat
 from peercam.shared.relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
 
 from .frame import Frame
@@ -27,14 +29,14 @@ from .relaydecoder import RelayDecoder, can_decode
 log = logging.getLogger(__name__)
 
 #: What `--relay-format` accepts: "auto" is encoded where PyAV decodes the camera's codec.
-RELAY_FORMATS = ("auto", "encoded", "jpeg")
+RELAY_FORMATS: tuple[RelayFormat | Literal["auto"], ...] = ("auto", "encoded", "jpeg")
 
 
 @functools.cache  # one warning per codec, not one per stats report
-def relay_format_for(wanted: str, codec: str) -> str:
+def relay_format_for(wanted: RelayFormat | Literal["auto"], codec: str) -> RelayFormat:
     """The format to ask for: ``wanted`` ("auto", "encoded", "jpeg") for a camera's ``codec``."""
     if wanted not in RELAY_FORMATS:
-        raise ValueError(f"relay format {wanted!r}: use one of {', '.join(RELAY_FORMATS)}")
+        raise UsageError(f"relay format {wanted!r}: use one of {', '.join(RELAY_FORMATS)}")
     if wanted == "jpeg":
         return "jpeg"
     if can_decode(codec):
@@ -50,7 +52,7 @@ class RelayTransport:
     mode = "relay"
 
     def __init__(self, send: Callable[[object], Awaitable[None]], layers: list[LayerInfo],
-                 on_frame: Callable[[Frame], None], format: str = "jpeg") -> None:
+                 on_frame: Callable[[Frame], None], format: RelayFormat = "jpeg") -> None:
         self._send = send
         self._layers = layers
         self._on_frame = on_frame

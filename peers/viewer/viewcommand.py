@@ -80,7 +80,7 @@ class ViewCommand:
 
     def _frame(self, frame: Frame) -> None:
         if self._recorder is not None:
-            self._recorder.write(frame.video_frame(), frame.arrived)
+            self._recorder.write(frame.video, frame.arrived)
         if self._window is not None:
             cv2.imshow(self._window, frame.image)
             if cv2.waitKey(1) in (ord("q"), 27):

@@ -15,12 +15,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import msgspec
 from aiortc import RTCConfiguration
 from peercam.peers.ice import IceOptions, restrict_host_addresses
 from peercam.peers.signaling_client import ServerList, Servers, SignalingClient, SignalingError
 
+from peercam.shared.errors import PeercamError, UsageError
 from peercam.shared.protocol import (
     Answer,
     Candidate,
@@ -33,6 +35,7 @@ from peercam.shared.protocol import (
     Hangup,
     IceServers,
     LayerChanged,
+    RelayFormat,
     SetQuality,
     Stats,
     StreamEnded,
@@ -55,7 +58,16 @@ log = logging.getLogger(__name__)
 _FATAL_CODES = {ErrorCode.BAD_STREAM_NAME, ErrorCode.WRONG_STATE, ErrorCode.BAD_TOKEN, ErrorCode.BAD_NAME}
 
 
-class ViewerError(Exception):
+#: How a viewer gets its frames: "p2p" (WebRTC, straight from the camera), "relay" (through
+#: the server), or "auto" (P2P, falling back to the relay and back by itself).
+Mode = Literal["auto", "p2p", "relay"]
+
+#: What a ViewerEvent tells (see ViewerEvent).
+EventKind = Literal["live", "waiting", "connected", "first-frame", "resumed", "session", "setback",
+                    "camera-left", "reconnecting", "layer", "chat-notice", "server-error", "stats"]
+
+
+class ViewerError(PeercamError):
     """Why the viewer gave up: a one-line reason for the user."""
 
 
@@ -71,14 +83,14 @@ class ViewerOptions:
     #: How long a stream that is not live yet may take to appear (0: fail at once).
     wait: float = 0.0
     #: "p2p" (WebRTC only), "relay" (through the server), or "auto" (see peers/viewer/delivery.py).
-    mode: str = "auto"
+    mode: Mode = "auto"
     #: A layer's name (e.g. "480p"), or "auto": the sender picks what the network carries.
     quality: str = "auto"
     #: JPEG quality on the relay; None: the camera's, adapted to the network.
     jpeg_quality: int | None = None
     #: What the relay carries: "encoded" (the camera's own frames, decoded with PyAV),
     #: "jpeg", or "auto" (encoded where PyAV decodes the camera's codec).
-    relay_format: str = "auto"
+    relay_format: RelayFormat | Literal["auto"] = "auto"
     #: A peer connection not connected by then counts as failed.
     connect_timeout: float = 5.0
     #: In auto mode on the relay, how often to try P2P again.
@@ -96,12 +108,12 @@ class ViewerOptions:
 class ViewerEvent:
     """Something a person watching would want to know, in words (``text``).
 
-    ``kind``: live, waiting, connected, first-frame, resumed, session (the transport in
-    use changed), setback, camera-left, reconnecting, layer, chat-notice, server-error,
-    stats (``report`` holds the ViewerStats just sent to the server).
+    ``kind`` (EventKind): live, waiting, connected, first-frame, resumed, session (the
+    transport in use changed), setback, camera-left, reconnecting, layer, chat-notice,
+    server-error, stats (``report`` holds the ViewerStats just sent to the server).
     """
 
-    kind: str
+    kind: EventKind
     text: str = ""
     report: ViewerStats | None = None
 
@@ -137,12 +149,15 @@ _END = object()
 
 
 class Viewer:
-    """Watches one stream: ``async with Viewer(options) as viewer`` then ``frames()``,
-    ``chat()``, ``events()``, ``stats()``, ``send_chat()``, ``set_quality()``."""
+    """Watches one stream: ``async with Viewer(options) as viewer`` (or ``peercam.watch()``,
+    which makes one) then ``frames()``, ``chat()``, ``events()``, ``stats()``,
+    ``send_chat()``, ``set_quality()``. A bad mode or relay format raises UsageError here."""
 
     def __init__(self, options: ViewerOptions, started: float | None = None) -> None:
+        if options.mode not in get_args(Mode):
+            raise UsageError(f"mode {options.mode!r}: use one of {', '.join(get_args(Mode))}")
         if options.relay_format not in RELAY_FORMATS:
-            raise ValueError(f"relay format {options.relay_format!r}: use one of {', '.join(RELAY_FORMATS)}")
+            raise UsageError(f"relay format {options.relay_format!r}: use one of {', '.join(RELAY_FORMATS)}")
         self.options = options
         self._servers = ServerList(options.server)
         self.figures = FrameStats(started if started is not None else time.monotonic(), options.warmup)
@@ -167,7 +182,7 @@ class Viewer:
     # -- the public face -------------------------------------------------------
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Literal["p2p", "relay"]:
         """How frames arrive now: "p2p" or "relay"."""
         return self._delivery.mode
 
@@ -225,7 +240,7 @@ class Viewer:
             yield event
 
     @property
-    def relay_format(self) -> str:
+    def relay_format(self) -> RelayFormat:
         """What the relay carries for this viewer, or would once on it: "encoded" or "jpeg"."""
         transport = self._delivery.transport
         if isinstance(transport, RelayTransport):
@@ -272,7 +287,7 @@ class Viewer:
         for feed in self._feeds[name]:
             feed.put(item)
 
-    def _event(self, kind: str, text: str = "", report: ViewerStats | None = None) -> None:
+    def _event(self, kind: EventKind, text: str = "", report: ViewerStats | None = None) -> None:
         self._publish("events", ViewerEvent(kind, clean_text(text), report))
 
     def _ended(self, done: asyncio.Future) -> None:

@@ -6,51 +6,78 @@ import asyncio
 import queue
 import threading
 from collections.abc import Iterator
+from typing import Literal
 
 from peercam.peers.ice import IceOptions
 from peercam.peers.signaling_client import Servers
 
+from peercam.shared.protocol import RelayFormat
+
 from .frame import Frame
-from .viewer import Viewer, ViewerOptions
+from .viewer import Mode, Viewer, ViewerOptions
 
 _END = object()
 
 
-def watch(server: Servers, stream: str, *, mode: str = "auto", quality: str = "auto",
-          token: str | None = None, name: str = "", jpeg_quality: int | None = None,
-          relay_format: str = "auto", wait: float = 0.0,
-          first_frame_timeout: float | None = 15.0, connect_timeout: float = 5.0, p2p_retry: float = 30.0,
-          ice: IceOptions | None = None, ca_file: str | None = None) -> Viewer:
+def watch(server: Servers, stream: str, *, name: str = "", token: str | None = None,
+          ice: IceOptions | None = None, ca_file: str | None = None, connect_timeout: float = 5.0,
+          mode: Mode = "auto", quality: str = "auto", relay_format: RelayFormat | Literal["auto"] = "auto",
+          jpeg_quality: int | None = None, wait: float = 0.0, first_frame_timeout: float | None = 15.0,
+          p2p_retry: float = 30.0) -> Viewer:
     """A Viewer of ``stream`` on the server at ``server`` (``http://host:port``), to use as
     ``async with watch(...) as stream: async for frame in stream.frames(): ...``.
 
-    ``server`` may also be several URLs: the viewer starts at the first and moves to the
-    next whenever the one in use fails. A bad URL raises ValueError here.
+    The leading parameters and those shared with ``Camera`` mean the same there:
+    ``server``, a URL or several, tried in turn whenever the one in use fails; ``stream``,
+    its name; ``name``, the display name (chat, the stream's viewer list); ``token``, a view
+    token when the server asks for one; ``ice``, which ICE servers and local addresses to use
+    (default: the server's); ``ca_file``, CA certificate(s) for an https:// server with a
+    private CA; ``connect_timeout``, seconds P2P may take to connect before it counts as
+    failed.
 
-    ``mode``: "auto" (P2P, falling back to the relay and back by itself), "p2p" or
-    "relay". ``quality``: "auto" or a layer's name ("480p"). ``relay_format``: what the
-    relay carries, "encoded" (the camera's own frames, decoded here with PyAV), "jpeg", or
-    "auto" (encoded where PyAV can decode the camera's codec). ``wait``: how long a stream
-    that is not live yet may take (0: an error at once). ``ice``: which ICE servers and
-    local addresses to use (default: the server's).
+    The viewer's own: ``mode``, "auto" (P2P, falling back to the relay and back by itself),
+    "p2p" or "relay"; ``quality``, "auto" or a layer's name ("480p"); ``relay_format``,
+    what the relay carries: "encoded" (the camera's own frames, decoded here with PyAV),
+    "jpeg", or "auto" (encoded where PyAV can decode the camera's codec); ``jpeg_quality``,
+    asked of a JPEG relay (None: the camera's, adapted to the network); ``wait``, how long a
+    stream that is not live yet may take (0: an error at once); ``first_frame_timeout``,
+    give up when no frame came this long after the start (None: never); ``p2p_retry``, in
+    auto mode on the relay, how often to try P2P again.
+
+    Raises UsageError here for a bad URL, mode or relay format; the viewer raises
+    ViewerError when it gives up.
     """
     return Viewer(ViewerOptions(
-        server=server, stream=stream, mode=mode, quality=quality, token=token or "", name=name,
-        jpeg_quality=jpeg_quality, relay_format=relay_format, wait=wait,
-        first_frame_timeout=first_frame_timeout, connect_timeout=connect_timeout, p2p_retry=p2p_retry,
-        ice=ice or IceOptions(), ca_file=ca_file))
+        server=server, stream=stream, name=name, token=token or "", ice=ice or IceOptions(),
+        ca_file=ca_file, connect_timeout=connect_timeout, mode=mode, quality=quality,
+        relay_format=relay_format, jpeg_quality=jpeg_quality, wait=wait,
+        first_frame_timeout=first_frame_timeout, p2p_retry=p2p_retry))
 
 
-def watch_sync(server: Servers, stream: str, **options) -> Iterator[Frame]:
+def watch_sync(server: Servers, stream: str, *, name: str = "", token: str | None = None,
+               ice: IceOptions | None = None, ca_file: str | None = None, connect_timeout: float = 5.0,
+               mode: Mode = "auto", quality: str = "auto",
+               relay_format: RelayFormat | Literal["auto"] = "auto", jpeg_quality: int | None = None,
+               wait: float = 0.0, first_frame_timeout: float | None = 15.0,
+               p2p_retry: float = 30.0) -> Iterator[Frame]:
     """The frames of ``stream``, for code that does not use asyncio: ``for frame in
     watch_sync(...)``. The viewer runs on a thread of its own; a loop slower than the video
     gets the newest frame. Leaving the loop (break, return, an exception) stops it; a
-    viewer that gives up raises ViewerError here. Takes the options of ``watch()``.
+    viewer that gives up raises ViewerError here. Takes the parameters of ``watch()``; a
+    bad one raises UsageError at once.
     """
+    viewer = watch(server, stream, name=name, token=token, ice=ice, ca_file=ca_file,
+                   connect_timeout=connect_timeout, mode=mode, quality=quality, relay_format=relay_format,
+                   jpeg_quality=jpeg_quality, wait=wait, first_frame_timeout=first_frame_timeout,
+                   p2p_retry=p2p_retry)
+    return _frames_of(viewer)
+
+
+def _frames_of(viewer: Viewer) -> Iterator[Frame]:
+    """The viewer's frames, from its own thread and event loop, as watch_sync hands them over."""
     frames: queue.Queue = queue.Queue(maxsize=2)
     stopping = threading.Event()
     loop = asyncio.new_event_loop()
-    viewer = watch(server, stream, **options)
 
     def put(item: object) -> None:
         while True:  # the newest wins: make room rather than wait for a slow reader

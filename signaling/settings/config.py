@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from peercam.shared.protocol import IceServer
 from peercam.shared.recordingconfig import RecordingConfig
@@ -14,6 +15,9 @@ from .turn import TurnConfig
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """Everything a server is started with (``peercam serve``'s flags; ``peercam.serve()``
+    takes the same, by name)."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     #: Handed to every client in its welcome; empty means no STUN/TURN at all.
@@ -25,7 +29,7 @@ class ServerConfig:
     #: Signs and checks tokens (signaling/edge/auth.py); required unless auth is "open".
     secret: str | None = None
     #: "open": anyone; "publish": publishing needs a token; "all": viewing too.
-    auth: str = "open"
+    auth: Literal["open", "publish", "all"] = "open"
     limits: Limits = field(default_factory=Limits)
     #: Serve HTTPS/WSS with this certificate chain and key (PEM files).
     cert_file: str | None = None

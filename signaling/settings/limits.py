@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limits:
+    """What one server accepts before it says no: rates, sizes and counts."""
+
     #: Text messages a viewer (or a client that has not published) may send, per second.
     messages_per_second: float = 50.0
     message_burst: int = 200

@@ -17,6 +17,9 @@ from peercam.shared.protocol import IceServer
 
 @dataclass(frozen=True)
 class TurnConfig:
+    """TURN servers that take REST credentials (coturn's ``use-auth-secret``): ``secret`` is
+    its static-auth-secret, ``urls`` the ``turn:``/``turns:`` URLs."""
+
     secret: str
     urls: tuple[str, ...]
     ttl: int = 3600  # seconds a credential stays valid
