@@ -17,11 +17,11 @@ import ast
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,7 +173,8 @@ def test_the_wheel_installs_one_top_level_name(tmp_path):
                     "--wheel-dir", str(tmp_path / "dist"), str(source)], check=True, timeout=300)
     [wheel] = (tmp_path / "dist").glob("peercam-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")} == {"peercam"}
+    tops = {name.split("/")[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"peercam"}
     for expected in ("peercam/signaling/edge/app.py", "peercam/peers/camera/camera.py",
                      "peercam/shared/protocol.py", "peercam/web/player.html", "peercam/web/js/player.js",
                      "peercam/py.typed"):
