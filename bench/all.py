@@ -1,9 +1,9 @@
-"""Usage: python3 bench/all.py [--out bench/results] [--quick]
+"""Usage: python3 -m bench.all [--out bench/results] [--quick]
 
 Every benchmark in one command (about 30 minutes on a 2-core machine): the P2P fan-out
 against the per-viewer-encoding baseline (bench/fanout.py), latency, first frame and
 fallback (bench/latency.py), the relay (bench/relay.py), quality layers
-(bench/layers.py: camera CPU per active layers, auto through a bandwidth cap schedule,
+(bench/layers/: camera CPU per active layers, auto through a bandwidth cap schedule,
 manual switch gaps; its fan-out rows are left to bench/fanout.py here), recording
 (bench/recording.py: server CPU per recorded stream, memory over 10 minutes), and the
 browser camera's P2P viewers at full rate against the Python camera's
@@ -11,7 +11,7 @@ browser camera's P2P viewers at full rate against the Python camera's
 (bench/cluster.py: offer to answer time, relay across instances, each instance's and
 Redis's CPU; it needs redis-server and redis-py). Each prints its tables as it finishes and writes its JSON;
 this script then prints every target's verdict, writes them with a description of the
-machine to OUT/all.json, and draws OUT/benchmarks.svg (bench/layers.py draws
+machine to OUT/all.json, and draws OUT/benchmarks.svg (bench.layers draws
 OUT/layers.svg). README shows committed copies of both charts next to the tables (see
 "Benchmarks").
 
@@ -32,21 +32,21 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from harness import ROOT, cores, print_verdicts
+from bench.harness import ROOT, cores, print_verdicts
 
 BENCH = ROOT / "bench"
-#: name -> (script, its arguments for a full run, for a --quick run)
+#: name -> (module, its arguments for a full run, for a --quick run)
 RUNS = {
-    "fanout": ("fanout.py", [], ["--viewers", "1,8,32", "--baseline-viewers", "1,4", "--seconds", "3"]),
-    "latency": ("latency.py", [], ["--quick"]),
-    "relay": ("relay.py", ["--clients", "50,100,200", "--seconds", "8"],
+    "fanout": ("bench.fanout", [], ["--viewers", "1,8,32", "--baseline-viewers", "1,4", "--seconds", "3"]),
+    "latency": ("bench.latency", [], ["--quick"]),
+    "relay": ("bench.relay", ["--clients", "50,100,200", "--seconds", "8"],
               ["--clients", "200", "--seconds", "3", "--compare-viewers", "1", "--repeats", "1"]),
     # Its fan-out rows (--parts fanout) would repeat bench/fanout.py's above.
-    "layers": ("layers.py", ["--parts", "cpu,timeline,switch"],
+    "layers": ("bench.layers", ["--parts", "cpu,timeline,switch"],
                ["--quick", "--parts", "cpu,timeline,switch"]),
-    "recording": ("recording.py", [], ["--streams", "1,4", "--seconds", "5", "--soak-minutes", "0"]),
-    "cluster": ("cluster.py", [], ["--quick"]),
-    "browser_camera": ("browser_camera.py", [], ["--viewers", "1,4", "--seconds", "3", "--warmup", "2"]),
+    "recording": ("bench.recording", [], ["--streams", "1,4", "--seconds", "5", "--soak-minutes", "0"]),
+    "cluster": ("bench.cluster", [], ["--quick"]),
+    "browser_camera": ("bench.browser_camera", [], ["--viewers", "1,4", "--seconds", "3", "--warmup", "2"]),
 }
 
 
@@ -71,12 +71,12 @@ def machine() -> dict:
 
 
 def run(name: str, out: Path, quick: bool) -> dict | None:
-    script, full, short = RUNS[name]
+    module, full, short = RUNS[name]
     path = out / f"{name}.json"
     path.unlink(missing_ok=True)
-    print(f"\n=== {name}: python3 bench/{script} {' '.join(short if quick else full)}", flush=True)
+    print(f"\n=== {name}: python3 -m {module} {' '.join(short if quick else full)}", flush=True)
     began = time.monotonic()
-    code = subprocess.run([sys.executable, str(BENCH / script), *(short if quick else full),
+    code = subprocess.run([sys.executable, "-m", module, *(short if quick else full),
                            "--json", str(path)], cwd=ROOT).returncode
     print(f"=== {name}: {time.monotonic() - began:.0f} s, exit {code}", flush=True)
     return json.loads(path.read_text()) if path.exists() else None
@@ -157,7 +157,7 @@ def main() -> None:
         {"machine": about, "wall_seconds": wall, "verdicts": verdicts, "results": results}, indent=2) + "\n")
     draw(results, about, opts.out / "benchmarks.svg")
     print(f"wrote {opts.out / 'all.json'} and {opts.out / 'benchmarks.svg'} ({opts.out / 'layers.svg'}: "
-          "bench/layers.py)")
+          "bench.layers)")
     sys.exit(1 if missing else 0)
 
 

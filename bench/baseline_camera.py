@@ -1,4 +1,4 @@
-"""Usage: python3 bench/baseline_camera.py --server URL --stream NAME [--width 640 --height 480 --fps 30]
+"""Usage: python3 -m bench.baseline_camera --server URL --stream NAME [--width 640 --height 480 --fps 30]
 
 The fan-out benchmark's baseline camera: peercam's test pattern served the way
 aiortc's webcam example serves a camera, so bench/fanout.py can compare like with like.
@@ -23,24 +23,19 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 import threading
-from pathlib import Path
 
 import av
 import cv2
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
+from peercam.peers.camera.encoder import RTP_TIME_BASE
+from peercam.peers.camera.sources import SourceError, TestPatternSource
+from peercam.peers.camera.viewerconnection import codec_preferences
+from peercam.peers.ice import IceOptions, restrict_host_addresses
+from peercam.peers.signaling_client import SignalingClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-
-from peercam.peers.camera.encoder import RTP_TIME_BASE  # noqa: E402
-from peercam.peers.camera.sources import SourceError, TestPatternSource  # noqa: E402
-from peercam.peers.camera.viewerconnection import codec_preferences  # noqa: E402
-from peercam.peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
-from peercam.peers.signaling_client import SignalingClient  # noqa: E402
-
-from peercam.shared.protocol import (  # noqa: E402
+from peercam.shared.protocol import (
     Answer,
     Error,
     Hangup,

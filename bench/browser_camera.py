@@ -1,4 +1,4 @@
-"""Usage: python3 bench/browser_camera.py [--viewers 1,2,4,6,8] [--seconds 8] [--warmup 3]
+"""Usage: python3 -m bench.browser_camera [--viewers 1,2,4,6,8] [--seconds 8] [--warmup 3]
                                      [--procs 2] [--json bench/results/browser_camera.json]
 
 Browser camera benchmark: how many P2P viewers a browser camera (/publish/NAME) serves at
@@ -6,7 +6,7 @@ full rate on this machine, against the Python camera on the same machine and in 
 
 Starts a signaling server on 127.0.0.1, then in turn:
 
-- browser: headless Debian Chromium (/usr/bin/chromium through Playwright, bench/chromium.py's
+- browser: headless Debian Chromium (/usr/bin/chromium through Playwright, tests/support/chromium.py's
   arguments plus the fake camera at 30 fps and no permission prompts) opens
   ``/publish/NAME?source=camera&autostart=1&resolution=480p&fps=30&max_viewers=M`` (M above the
   largest N, so no viewer is sent to the relay). The fake camera is 16:9, so the page
@@ -42,12 +42,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS  # noqa: E402
-from fanout import LOG_DIR, STARTUP_TIMEOUT, ViewerPool, summarize  # noqa: E402
-from harness import (  # noqa: E402
+from bench.fanout import LOG_DIR, STARTUP_TIMEOUT, ViewerPool, summarize
+from bench.harness import (
     CLOCK_TICKS,
     cpu_percent,
     free_port,
@@ -60,6 +56,7 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 
 FAKE_MEDIA_ARGS = ["--use-fake-device-for-media-stream=fps=30", "--use-fake-ui-for-media-stream"]
 #: Every viewer at least this many fps: "full rate".

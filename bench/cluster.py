@@ -1,4 +1,4 @@
-"""Usage: python3 bench/cluster.py [--setups single,single-redis,cluster] [--viewers 60] [--readers 150]
+"""Usage: python3 -m bench.cluster [--setups single,single-redis,cluster] [--viewers 60] [--readers 150]
                                [--join-rate 5] [--format encoded] [--seconds 10] [--warmup 3]
                                [--quick] [--json bench/results/cluster.json]
 
@@ -9,7 +9,7 @@ the other, each on fresh processes:
 
 - single: 1 instance without Redis, everyone on it: the baseline;
 - single-redis: 1 instance with --redis, everyone on it: what Redis alone costs;
-- cluster: 3 instances A, B, C sharing a fresh redis-server (bench/redisserver.py),
+- cluster: 3 instances A, B, C sharing a fresh redis-server (tests/support/redisserver.py),
   the camera on A, the viewers and readers spread evenly over A, B and C, so two
   thirds of them reach the camera through Redis: their signaling goes over Redis
   pub/sub, and A publishes each relay frame once on peercam:relay:STREAM for B and C
@@ -68,12 +68,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout: the tree's own signaling client and protocol
+from peercam.peers.signaling_client import SignalingClient
 
-import fanout  # noqa: E402
-import relay  # noqa: E402
-from harness import (  # noqa: E402
+from bench import fanout, relay
+from bench.harness import (
+    ROOT,
     collect,
     cores,
     cpu_percent,
@@ -88,10 +87,8 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
-from peercam.peers.signaling_client import SignalingClient  # noqa: E402
-from redisserver import RedisServer, unavailable_reason  # noqa: E402
-
-from peercam.shared.protocol import Answer, Offer  # noqa: E402
+from peercam.shared.protocol import Answer, Offer
+from tests.support.redisserver import RedisServer, unavailable_reason
 
 STREAM = relay.STREAM
 LOG_DIR = ROOT / "bench" / "results"

@@ -1,4 +1,4 @@
-"""Usage: python3 bench/fanout.py [--viewers 1,4,8,16,32,64,100] [--baseline-viewers N,N,...]
+"""Usage: python3 -m bench.fanout [--viewers 1,4,8,16,32,64,100] [--baseline-viewers N,N,...]
                              [--seconds 8] [--warmup 1.5] [--procs 2] [--json bench/results/fanout.json]
 
 P2P fan-out benchmark: one 640x480@30 VP8 camera, N WebRTC viewers. Starts a
@@ -71,11 +71,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout: use the tree's own signaling client and protocol
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from peercam.peers.ice import IceOptions, restrict_host_addresses
+from peercam.peers.signaling_client import SignalingClient
 
-from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
-from harness import (  # noqa: E402
+import peercam
+from bench.harness import (
+    ROOT,
     SATURATED,
     collect,
     cores,
@@ -93,11 +95,7 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
-from peercam.peers.ice import IceOptions, restrict_host_addresses  # noqa: E402
-from peercam.peers.signaling_client import SignalingClient  # noqa: E402
-
-import peercam  # noqa: E402
-from peercam.shared.protocol import Answer, Error, Hangup, Offer, StreamLive, Watch  # noqa: E402
+from peercam.shared.protocol import Answer, Error, Hangup, Offer, StreamLive, Watch
 
 LOG_DIR = ROOT / "bench" / "results"
 #: Seconds for a stream to go live, and for a joining viewer's first frame.
@@ -317,9 +315,8 @@ class Camera:
         if self.name == "peercam":
             return start_peercam(["camera", "--server", server, "--stream", self.stream,
                                   "--ice-host", "127.0.0.1"], log, own_session=True)
-        script = str(ROOT / "bench" / "baseline_camera.py")
-        return start_process([sys.executable, script, "--server", server, "--stream", self.stream], log,
-                             own_session=True)
+        return start_process([sys.executable, "-m", "bench.baseline_camera", "--server", server,
+                              "--stream", self.stream], log, own_session=True)
 
 
 class ViewerPool:

@@ -29,7 +29,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-#: When set (e.g. by bench/layers.py --autogroup-nice), the autogroup nice of every session a
+#: When set (e.g. by bench.layers --autogroup-nice), the autogroup nice of every session a
 #: benchmark starts for a program under test (see prioritize).
 AUTOGROUP_NICE_ENV = "PEERCAM_BENCH_AUTOGROUP_NICE"
 

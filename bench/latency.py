@@ -1,4 +1,4 @@
-"""Usage: python3 bench/latency.py [--runs 7] [--seconds 8] [--connect-timeout 2] [--quick]
+"""Usage: python3 -m bench.latency [--runs 7] [--seconds 8] [--connect-timeout 2] [--quick]
                                    [--only cli-p2p] [--json FILE]
 
 Glass-to-glass latency and time to first picture, one viewer at a time, 640x480@30 VP8.
@@ -54,9 +54,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
-from harness import ROOT, cores, free_port, percentile, start_peercam, stop, write_json
-from netns import CAMERA_ADDRESS, SplitNetwork, unavailable_reason
+from bench.harness import ROOT, cores, free_port, percentile, start_peercam, stop, write_json
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
+from tests.support.netns import CAMERA_ADDRESS, SplitNetwork, unavailable_reason
 
 STREAM = "bench"
 LOG_DIR = ROOT / "bench" / "results"

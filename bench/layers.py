@@ -1,4 +1,4 @@
-"""Usage: python3 bench/layers.py [--parts cpu,timeline,switch,fanout] [--quick]
+"""Usage: python3 -m bench.layers [--parts cpu,timeline,switch,fanout] [--quick]
                              [--autogroup-nice N] [--encoder-threads default,N]
                              [--schedule CAP:SECONDS,...] [--start-cap KBIT]
                              [--json bench/results/layers.json] [--svg FILE] [--reanalyse FILE]
@@ -21,7 +21,7 @@ cpu: the camera with --layers 720p,480p,360p,240p on 127.0.0.1 and 8 P2P viewers
   number runs the same camera with that many threads per VP8 encoder (set from outside,
   an experiment).
 
-timeline: two network namespaces (bench/netns.py): the server and a camera with
+timeline: two network namespaces (tests/support/netns.py): the server and a camera with
   --layers 720p,480p,360p,180p in one, the viewer in the other behind a tc token bucket
   on the camera's end of the link. Three runs, one viewer each, through the cap
   schedule (--schedule; by default no cap 10 s, 1500 kbit/s 15 s, 600 15 s, 300 15 s,
@@ -115,11 +115,11 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout: use the tree's own peers and protocol
+from peercam.peers.camera.layers import parse_layers
 
-from harness import (  # noqa: E402
+from bench.harness import (
     AUTOGROUP_NICE_ENV,
+    ROOT,
     collect,
     cores,
     cpu_percent,
@@ -136,8 +136,7 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
-from netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason  # noqa: E402
-from peercam.peers.camera.layers import parse_layers  # noqa: E402
+from tests.support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
 
 STREAM = "layers"
 LOG_DIR = ROOT / "bench" / "results"
@@ -182,7 +181,7 @@ def start_tested(args: list[str], log_name: str, prefix: list[str] | None = None
     ``encoder_threads``: a camera whose video encoders run that many threads (see threaded_camera)."""
     if encoder_threads is None:
         return start_peercam(args, LOG_DIR / log_name, own_session=True, prefix=prefix)
-    return start_process([*(prefix or []), sys.executable, str(Path(__file__).resolve()), "_camera",
+    return start_process([*(prefix or []), sys.executable, "-m", "bench.layers", "_camera",
                           str(encoder_threads), *args], LOG_DIR / log_name, own_session=True)
 
 
@@ -195,7 +194,7 @@ def camera_args(url: str, layers: str, ice_host: str) -> list[str]:
             "--layers", layers, "--ice-host", ice_host]
 
 
-# Helpers run as subprocesses (`python3 bench/layers.py _viewer|_poll ...`) ------------------------
+# Helpers run as subprocesses (`python3 -m bench.layers _viewer|_poll ...`) ------------------------
 
 
 def logged_viewer(frame_log: str, argv: list[str]) -> None:
@@ -274,7 +273,7 @@ def poll(url: str, interval: float = 1.0) -> None:
 def light_worker(server: str, commands, reports) -> None:
     """Light P2P viewers (bench/fanout.py's): ("join", [(name, quality)]), ("measure", start, end),
     ("leave",), ("stop",)."""
-    import fanout
+    from bench import fanout
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(fanout.VIEWER_NICENESS)
@@ -519,7 +518,7 @@ def measure_timeline(opts: argparse.Namespace) -> dict:
         camera = start_tested(camera_args(url, TIMELINE_LAYERS, CAMERA_ADDRESS), "layers-timeline-camera.log",
                               in_camera_ns)
         processes.append(camera)
-        poller = subprocess.Popen([*in_camera_ns, sys.executable, str(Path(__file__).resolve()), "_poll",
+        poller = subprocess.Popen([*in_camera_ns, sys.executable, "-m", "bench.layers", "_poll",
                                    f"{url}/api/streams/{STREAM}"], cwd=ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True, start_new_session=True)
         prioritize(poller.pid)
@@ -573,7 +572,7 @@ def timeline_run(net: SplitNetwork, url: str, label: str, mode: str, quality: st
     if from_start:
         net.cap(schedule[0][0])
     launched = time.time()
-    proc = subprocess.Popen([*net.prefix(net.viewer_ns), sys.executable, str(Path(__file__).resolve()),
+    proc = subprocess.Popen([*net.prefix(net.viewer_ns), sys.executable, "-m", "bench.layers",
                              "_viewer", str(frame_log), *argv], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     prioritize(proc.pid)
@@ -957,10 +956,10 @@ def switch_worker(url: str, path: str, warm: bool, switches: int, dwell: float, 
 async def switch_run(url: str, path: str, warm: bool, switches: int, dwell: float) -> dict:
     import aiohttp
     import cv2
-    import fanout
     from peercam.peers.testpattern import read_stamp
 
     import peercam
+    from bench import fanout
 
     jpeg_quality = 80 if path == "relay" else None
     viewer = peercam.watch(url, STREAM, mode=path, quality="720p", jpeg_quality=jpeg_quality,
@@ -1117,7 +1116,7 @@ def print_switches(result: dict) -> None:
 def measure_fanout(opts: argparse.Namespace) -> dict:
     path = opts.json.with_name(opts.json.stem + "-fanout.json")
     path.unlink(missing_ok=True)
-    argv = [sys.executable, str(ROOT / "bench" / "fanout.py"), "--viewers", "1,8,32",
+    argv = [sys.executable, "-m", "bench.fanout", "--viewers", "1,8,32",
             "--baseline-viewers", "1,4", "--seconds", "3" if opts.quick else "5", "--json", str(path)]
     print(f"fanout: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
     began_load = load()

@@ -1,4 +1,4 @@
-"""Usage: python3 bench/recording.py [--streams 1,4,8] [--seconds 20] [--soak-minutes 10]
+"""Usage: python3 -m bench.recording [--streams 1,4,8] [--seconds 20] [--soak-minutes 10]
                                   [--json bench/results/recording.json]
 
 Server-side recording (issue: "Recording"). Starts a server with --record-dir on
@@ -29,18 +29,18 @@ import argparse
 import asyncio
 import json
 import shutil
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout: the tree's own encoder and frame format
+import aiohttp
+import cv2
+from peercam.peers.camera.encoder import VideoEncoder
+from peercam.peers.testpattern import Stamp, TestPattern
 
-import aiohttp  # noqa: E402
-import cv2  # noqa: E402
-from harness import (  # noqa: E402
+from bench.harness import (
+    ROOT,
     cpu_percent,
     free_port,
     least_squares_slope,
@@ -52,10 +52,7 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
-from peercam.peers.camera.encoder import VideoEncoder  # noqa: E402
-from peercam.peers.testpattern import Stamp, TestPattern  # noqa: E402
-
-from peercam.shared.relayframe import RelayFrameHeader  # noqa: E402
+from peercam.shared.relayframe import RelayFrameHeader
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 LOOP_FRAMES = 300  # 10 s, a keyframe at its start

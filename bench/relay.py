@@ -1,4 +1,4 @@
-"""Usage: python3 bench/relay.py [--formats encoded,jpeg] [--clients 10,50,100,200]
+"""Usage: python3 -m bench.relay [--formats encoded,jpeg] [--clients 10,50,100,200]
                              [--compare-viewers 1,4] [--repeats 2] [--seconds 10] [--warmup 2]
                              [--procs 2] [--json bench/results/relay.json]
 
@@ -50,11 +50,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout: import the tree's own relay frame parser
+import aiohttp
 
-import aiohttp  # noqa: E402
-from harness import (  # noqa: E402
+from bench.harness import (
+    ROOT,
     collect,
     cores,
     cpu_percent,
@@ -70,8 +69,7 @@ from harness import (  # noqa: E402
     wait_until_live,
     write_json,
 )
-
-from peercam.shared.relayframe import parse_relay_frame  # noqa: E402
+from peercam.shared.relayframe import parse_relay_frame
 
 STREAM = "bench"
 LOG_DIR = ROOT / "bench" / "results"
@@ -171,7 +169,7 @@ def p2p_worker(server: str, count: int, quality: str, window, queue) -> None:
 
 
 async def _run_p2p(server: str, count: int, quality: str, window, queue) -> list[dict]:
-    import fanout  # bench/fanout.py: its light viewer (aiortc's receive path, no decoding)
+    from bench import fanout  # bench/fanout.py: its light viewer (aiortc's receive path, no decoding)
 
     fanout.FrameRecorder = fanout.KeyframeRecorder  # Viewer.join makes its recorder from the module's name
     viewers = [fanout.Viewer() for _ in range(count)]

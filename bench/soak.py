@@ -1,4 +1,4 @@
-"""Usage: python3 bench/soak.py [--joins 500] [--sample-every 50] [--port PORT] [--json FILE]
+"""Usage: python3 -m bench.soak [--joins 500] [--sample-every 50] [--port PORT] [--json FILE]
 
 Soak: memory stays flat across many joins and leaves. Starts a signaling server and a
 640x480@30 test-pattern camera on 127.0.0.1, then runs --joins viewer cycles, one at a
@@ -38,13 +38,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout: use the tree's own peers/ice.py
+import aiohttp
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from peercam.peers.ice import restrict_host_addresses, rtc_configuration
 
-import aiohttp  # noqa: E402
-from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
-from harness import free_port, least_squares_slope, rss_mb, start_peercam, stop  # noqa: E402
-from peercam.peers.ice import restrict_host_addresses, rtc_configuration  # noqa: E402
+from bench.harness import ROOT, free_port, least_squares_slope, rss_mb, start_peercam, stop
 
 STREAM = "soak"
 KINDS = ("p2p", "relay", "vanish")

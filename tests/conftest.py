@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
-from bench.netns import SplitNetwork, unavailable_reason
-from bench.redisserver import RedisServer
-from bench.redisserver import unavailable_reason as redis_unavailable_reason
+from .support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
+from .support.netns import SplitNetwork, unavailable_reason
+from .support.redisserver import RedisServer
+from .support.redisserver import unavailable_reason as redis_unavailable_reason
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: The checkout the tests run from (examples/ and bench/ live there).
@@ -206,7 +206,7 @@ def make_clip(tmp_path_factory) -> Callable[..., str]:
 
 @pytest.fixture
 def split_network():
-    """Two network namespaces joined by a veth pair (bench/netns.py), removed afterwards."""
+    """Two network namespaces joined by a veth pair (tests/support/netns.py), removed afterwards."""
     reason = unavailable_reason()
     require(reason is None, reason or "")
     network = SplitNetwork()
@@ -216,7 +216,7 @@ def split_network():
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own on loopback (bench/redisserver.py)."""
+    """A redis-server of the test's own on loopback (tests/support/redisserver.py)."""
     reason = redis_unavailable_reason()
     require(reason is None, reason or "")
     server = RedisServer(free_port(), tmp_path)

@@ -19,10 +19,10 @@ from peercam.signaling.edge.auth import make_token
 from peercam.signaling.edge.websocket import MAX_WEBSOCKET_MESSAGE_BYTES
 from peercam.signaling.relay.hub import MAX_JPEG_RENDITIONS
 
-from bench.chromium import CONTEXT_OPTIONS
 from peercam.shared.relayframe import HEADER_SIZE, RelayFrameHeader, parse_relay_frame
 
 from .conftest import LOOPBACK, free_port, get_json, wait_until
+from .support.chromium import CONTEXT_OPTIONS
 from .test_auth import admin_request
 from .test_chat import chat_lines
 from .test_relay_bounds import LAYERS as RELAY_LAYERS

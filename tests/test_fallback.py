@@ -11,9 +11,8 @@ import re
 import shutil
 import signal
 
-from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
-
 from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, decoded_frames, require, wait_for_frames
+from .support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
 
 
 def start_camera_side(lab, net: SplitNetwork) -> str:

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from bench.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
-
 from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, require, wait_until
+from .support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
 
 CAP_KBIT = 600
 #: An auto viewer reaches a layer that fits within SETTLE_S after a cap arrives, and from

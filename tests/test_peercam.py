@@ -14,11 +14,11 @@ import pytest
 from peercam.peers.testpattern import Stamp, TestPattern
 
 import peercam
-from bench.netns import VIEWER_ADDRESS
 from peercam import IceOptions
 from tests.test_segmentwriter import ffprobe_frames
 
 from .conftest import ROOT, free_port, wait_until
+from .support.netns import VIEWER_ADDRESS
 
 LOOPBACK = IceOptions(servers=[], hosts=["127.0.0.1"])
 

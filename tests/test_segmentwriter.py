@@ -20,7 +20,7 @@ from peercam.shared.segmentwriter import (
     segment_order,
     segment_start,
 )
-from tests.conftest import require
+from tests.conftest import ROOT, require
 
 FPS = 30
 
@@ -77,12 +77,12 @@ def test_segments_start_on_keyframes_and_decode_in_full(tmp_path, codec, extensi
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
 def test_a_segment_cut_by_a_crash_plays_up_to_its_last_second(tmp_path, codec):
-    # The writer is killed (SIGKILL) right after 4 s of frames: no trailer, no close.
+    # The writer is killed (SIGKILL) right after 4 s of frames: no trailer, no close. Run from
+    # the checkout's root, which is how the script finds this module (tests.test_segmentwriter).
     script = f"""
-import os, sys
-sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+import os
 from pathlib import Path
-from signaling.segmentwriter import SegmentWriter
+from peercam.shared.segmentwriter import SegmentWriter
 from tests.test_segmentwriter import encode_into
 writer = SegmentWriter(Path({str(tmp_path)!r}), "cam", {codec!r}, segment_seconds=600)
 encode_into(writer, {codec!r}, 120)
@@ -91,7 +91,7 @@ while writer.frames_written < 120:
     time.sleep(0.01)
 os.kill(os.getpid(), 9)
 """
-    result = subprocess.run([sys.executable, "-c", script], timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=120)
     assert result.returncode == -9
     (segment,) = (tmp_path / "cam").iterdir()
     assert ffprobe_frames(segment) >= 120 - FPS  # at most the last second lost

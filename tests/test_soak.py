@@ -1,8 +1,8 @@
-"""Memory stays flat across joins and leaves: a short run of bench/soak.py.
+"""Memory stays flat across joins and leaves: a short run of the soak benchmark (bench/soak.py).
 
 The soak starts its own server and test-pattern camera on 127.0.0.1 and runs viewer
 cycles (P2P with a polite leave, relay, P2P that vanishes without a word); see its
-docstring. ``python3 bench/soak.py`` (500 joins) is the long version.
+docstring. ``python3 -m bench.soak`` (500 joins) is the long version.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-SOAK = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
+from .conftest import ROOT
+
 JOINS = 60
 WARMUP_JOINS = 20
 #: RSS growth allowed over the 40 joins after the warm-up. Measured here: the camera
@@ -37,10 +37,10 @@ def test_memory_stays_flat_and_every_viewer_is_let_go(tmp_path):
     result_path = tmp_path / "soak.json"
     # Its own process group: on a timeout the soak and its server and camera stop together.
     soak = subprocess.Popen(
-        [sys.executable, str(SOAK), "--joins", str(JOINS), "--sample-every", "10",
+        [sys.executable, "-m", "bench.soak", "--joins", str(JOINS), "--sample-every", "10",
          "--warmup-joins", str(WARMUP_JOINS), "--drain-timeout", str(DRAIN_SECONDS),
          "--log-dir", str(tmp_path), "--json", str(result_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = soak.communicate(timeout=60)
     except subprocess.TimeoutExpired:

@@ -16,9 +16,8 @@ from urllib.parse import urlencode, urlparse
 import pytest
 from peercam.signaling.edge.auth import make_token
 
-from bench.chromium import CONTEXT_OPTIONS
-
 from .conftest import Lab, chromium, wait_for_frames
+from .support.chromium import CONTEXT_OPTIONS
 from .test_web_publish import FAKE_MEDIA_ARGS
 from .test_web_recording import SECRET, play_and_seek_a_closed_segment, record_args
 from .test_web_relay import wait_for_delivery

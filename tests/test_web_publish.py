@@ -10,10 +10,9 @@ import time
 import pytest
 from peercam.signaling.edge.auth import make_token
 
-from bench.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
-from bench.netns import CAMERA_ADDRESS
-
 from .conftest import chromium, get_json, require, wait_until
+from .support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
+from .support.netns import CAMERA_ADDRESS
 from .test_chat import chat_lines
 
 #: Chromium's fake camera at 30 fps, and a fake screen for getDisplayMedia, with no prompts.
