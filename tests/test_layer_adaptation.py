@@ -25,7 +25,7 @@ CAP_KBIT = 600
 #: then on never waits longer than MAX_GAP_S for a picture. Pictures are checked over
 #: WINDOW_S from there, and after a move until FIRST_PROBE_S: the first probe up comes once
 #: the link has been clean for 8 s since the last move, and one that fails can still cost a
-#: gap of over a second (bench/layers.py measures probes).
+#: gap of over a second (bench/layers/timeline.py measures probes).
 SETTLE_S, MAX_GAP_S, WINDOW_S, FIRST_PROBE_S = 5.0, 1.0, 4.0, 7.0
 #: Once a 15 s cap is lifted, 720p comes back within CLIMB_S: a probe that failed late in
 #: the cap makes the next wait 16 s, then two steps up, each a probe (up to 2.5 s, and a
