@@ -214,7 +214,8 @@ async def test_chat_names_are_unique_per_stream_and_the_cameras_is_reserved_even
             intruder = await server.connect()
             await intruder.send({"type": "watch", "stream": "named", "name": cameras})
             assert (await intruder.expect("error"))["code"] == "bad-name"
-        await named.silent()
+        await server.viewer(stream="named", name="guest")
+        assert (await named.expect("viewer-joined"))["name"] == "guest"  # the first the camera hears of any
 
 
 async def test_renames_are_rate_limited_per_connection_with_a_clear_error():

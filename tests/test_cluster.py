@@ -228,7 +228,7 @@ async def test_two_instances_in_one_program_route_every_message_once(redis_serve
 
     import peercam
 
-    from .test_websocket import INFO, Client
+    from .test_websocket import INFO, Client, assert_next_is_a_marker
 
     async with await peercam.serve(port=0, redis=redis_server.url) as a, \
             await peercam.serve(port=0, redis=redis_server.url) as b, aiohttp.ClientSession() as session:
@@ -258,7 +258,7 @@ async def test_two_instances_in_one_program_route_every_message_once(redis_serve
         assert offer["from"] == viewer.welcome["peer_id"] and "to" not in offer
         await camera.send({"type": "answer", "to": viewer.welcome["peer_id"], "sdp": "v=0\r\n"})
         assert (await viewer.expect("answer", timeout=5))["from"] == camera.welcome["peer_id"]
-        await viewer.silent()  # once: no second copy from anywhere
+        await assert_next_is_a_marker(camera, viewer, viewer.welcome["peer_id"])  # once: no second copy
         await camera.send({"type": "answer", "to": "nobody", "sdp": "v=0\r\n"})
         assert (await camera.expect("error"))["code"] == "unknown-peer"
 
@@ -271,7 +271,10 @@ async def test_two_instances_in_one_program_route_every_message_once(redis_serve
         await camera.expect("viewer-joined", timeout=5)
         await camera.ws.close()
         assert (await late.expect("stream-ended", timeout=5))["stream"] == "hand"
-        await late.silent()
+        again = await connect(a.url)  # the same way as the camera before it
+        await again.send({"type": "publish", "stream": "hand", "info": INFO})
+        await again.expect("published")
+        await late.expect("stream-live", timeout=5)  # the next thing it heard: one stream-ended
 
 
 async def _next(ws, kind: str | None, timeout: float = 5.0) -> dict:

@@ -19,13 +19,20 @@ async def until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
+async def captures(pipeline: MediaPipeline, count: int) -> None:
+    """Until the source has given ``count`` more frames: the capture counts the time in which a
+    layer that runs would have encoded some (and what a layer's thread still had in hand is done)."""
+    captured = pipeline.stats.frames_captured
+    await until(lambda: pipeline.stats.frames_captured >= captured + count, 5, f"{count} more captures")
+
+
 async def test_a_layer_encodes_only_while_someone_reads_it_at_its_own_rate():
     layers = parse_layers("240p,120p@15", 320, 240, 30)
     pipeline = MediaPipeline(TestPatternSource(320, 240, 30), layers, "vp8", asyncio.get_running_loop())
     top, low = pipeline.layers
     pipeline.start()
     try:
-        await asyncio.sleep(0.3)
+        await captures(pipeline, 9)
         assert top.frames_encoded == low.frames_encoded == 0  # nobody watches: no encoder runs
         track = pipeline.subscribe("v1", "120p@15")
         await until(lambda: low.frames_encoded >= 15, 5, "the 15 fps layer to encode")
@@ -36,9 +43,9 @@ async def test_a_layer_encodes_only_while_someone_reads_it_at_its_own_rate():
         assert 1 <= low.frames_taken - taken <= 16
         assert [s.active for s in pipeline.layer_stats()] == [False, True]
         track.stop()
-        await asyncio.sleep(0.2)
+        await captures(pipeline, 6)
         stopped = low.frames_encoded
-        await asyncio.sleep(0.3)
+        await captures(pipeline, 9)
         assert low.frames_encoded == stopped and not pipeline.layer_stats()[1].active
     finally:
         await asyncio.to_thread(pipeline.stop)
@@ -61,9 +68,9 @@ async def test_jpeg_renditions_are_encoded_once_each_for_what_relay_readers_aske
             assert header.layer == (0 if layer == "240p" else 1)
         assert all(s.frames_encoded == 0 for s in pipeline.layer_stats())  # JPEG only: no video encoder
         pipeline.set_relay_renditions(set(), set())
-        await asyncio.sleep(0.2)
+        await captures(pipeline, 6)
         count = len(frames)
-        await asyncio.sleep(0.3)
+        await captures(pipeline, 9)
         assert len(frames) == count
     finally:
         await asyncio.to_thread(pipeline.stop)

@@ -31,7 +31,7 @@ from peercam.signaling.settings.limits import Limits
 from peercam.signaling.settings.turn import TurnConfig
 
 from .conftest import get_json, wait_until
-from .test_websocket import INFO, Client, jpeg_relay_frame
+from .test_websocket import INFO, Client, assert_next_is_a_reply, jpeg_relay_frame
 
 SECRET = "s3cret"
 TURN = TurnConfig("turn-secret", ("turn:127.0.0.1:3478",), 600)
@@ -219,13 +219,14 @@ async def test_turn_credentials_only_for_those_who_watch_or_publish():
 
 async def test_a_socket_that_neither_watches_nor_publishes_is_closed():
     async with running(limits=Limits(idle_seconds=1.0)) as server:
-        idle = await server.connect()
         viewer = await server.viewer()
+        idle = await server.connect()  # after the viewer: its time is up after the viewer's
         error = await idle.expect("error", timeout=5)
         assert error["code"] == "idle-timeout"
         assert (await idle.ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
         await viewer.send({"type": "relay", "enabled": True})  # the viewer's socket lives on
-        await viewer.silent(0.5)
+        await server.camera()
+        await viewer.expect("stream-live")  # and it got nothing before: no error, no close
         assert not viewer.ws.closed
 
 
@@ -268,7 +269,7 @@ async def test_publishers_are_rate_limited_generously():
         camera = await server.camera()
         for _ in range(40):  # far past a viewer's burst, within the camera's
             await camera.send({"type": "camera-stats", "stats": {"fps": 30, "encode_ms": 3}})
-        await camera.silent(0.3)
+        await assert_next_is_a_reply(camera)  # no error came for any of them
         for _ in range(60):
             await camera.send({"type": "camera-stats", "stats": {"fps": 30, "encode_ms": 3}})
         assert (await camera.expect("error"))["code"] == "rate-limited"
@@ -382,7 +383,7 @@ async def test_absurd_viewer_stats_are_refused(stats, code, words):
         error = await wait_for_message(viewer, "error", 3)
         assert error["code"] == code and words in error["reason"], error
         await viewer.send({"type": "stats", "stats": {"mode": "p2p", "fps": 30}})  # the socket lives on
-        await viewer.silent(0.3)
+        await assert_next_is_a_reply(viewer)  # and that report was taken
 
 
 async def test_the_stream_details_stay_small_however_viewers_fill_their_reports():

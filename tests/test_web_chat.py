@@ -18,18 +18,48 @@ from .test_web_publish import go_live, media_browser, open_page  # noqa: F401 (m
 
 MARKUP = "<b>bold</b><img src=x onerror=alert(1)>"
 
+#: Counts, in the page, each copy of each chat message as it arrives, by way: the P2P data
+#: channel ("channel") or the server ("signaling"); a chat history counts for each message in
+#: it. window.chatCopies[way][id] is the count. It only listens: the page gets every message
+#: as it would without it.
+COUNT_CHAT_COPIES = """(() => {
+  const copies = window.chatCopies = { channel: {}, signaling: {} };
+  const count = (way, data) => {
+    if (typeof data !== 'string') return;  // relay frames
+    let message;
+    try { message = JSON.parse(data); } catch { return; }
+    const stamped = message.type === 'chat' ? [message]
+      : message.type === 'chat-history' ? message.messages : [];
+    for (const { id } of stamped) copies[way][id] = (copies[way][id] || 0) + 1;
+  };
+  const createDataChannel = RTCPeerConnection.prototype.createDataChannel;
+  RTCPeerConnection.prototype.createDataChannel = function (...args) {
+    const channel = createDataChannel.apply(this, args);
+    channel.addEventListener('message', (event) => count('channel', event.data));
+    return channel;
+  };
+  window.WebSocket = class extends window.WebSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (event) => count('signaling', event.data));
+    }
+  };
+})();"""
+
 
 @pytest.fixture
 def open_player(browser, lab):
     """open_player(stream, query) -> a player page in a fresh browser context (own localStorage).
 
-    Each page records the server's `error` replies in `page.server_errors`; JavaScript
-    errors and dialogs (an alert() from injected markup) fail the test.
+    Each page records the server's `error` replies in `page.server_errors`, and counts the chat
+    messages it gets by each way (COUNT_CHAT_COPIES); JavaScript errors and dialogs (an alert()
+    from injected markup) fail the test.
     """
     contexts, problems = [], []
 
     def open_(stream: str, query: str):
         context = browser.new_context(**CONTEXT_OPTIONS)
+        context.add_init_script(COUNT_CHAT_COPIES)
         contexts.append(context)
         page = context.new_page()
         page.server_errors = []
@@ -58,6 +88,12 @@ def wait_for_delivery(page, mode: str, timeout: float = 15) -> None:
 def wait_for_chat(page, count: int, timeout: float = 10) -> list[dict]:
     page.wait_for_function(f"peercam.chat().length >= {count}", timeout=timeout * 1000)
     return page.evaluate("peercam.chat()")
+
+
+def wait_for_copies(page, ids: list[int], ways: tuple[str, ...], timeout: float = 10) -> None:
+    """Until each of these chat messages has come to the page by each of these ways (COUNT_CHAT_COPIES)."""
+    page.wait_for_function("([ids, ways]) => ways.every((way) => ids.every((id) => chatCopies[way][id]))",
+                           arg=[ids, list(ways)], timeout=timeout * 1000)
 
 
 def shown_messages(page) -> list[dict]:
@@ -101,17 +137,26 @@ def test_p2p_and_relay_pages_chat_in_one_order_and_newcomers_get_the_history(lab
     assert names["hi bob"] == "alice" and names["third"] == "bob"
 
     # Alice gets every message twice (data channel and server): still one copy each, shown in order.
-    alice.wait_for_timeout(500)
+    # Each way keeps the camera's order, so a last message that came to her both ways (and to bob)
+    # came after every copy of the others.
+    alice.evaluate("peercam.sendChat('last')")
+    seen = wait_for_chat(bob, 5)
+    last = seen[-1]["id"]
+    assert seen[:4] == seen_by_alice and seen[-1]["text"] == "last"
+    wait_for_copies(alice, [last], ("channel", "signaling"))
+    wait_for_copies(bob, [last], ("signaling",))
+    copies = alice.evaluate("chatCopies")
+    assert all(copies[way].get(str(m["id"])) for way in copies for m in seen), copies  # each came twice
     for page in (alice, bob):
         shown = shown_messages(page)
-        assert [{k: m[k] for k in ("id", "name", "text")} for m in shown] == seen_by_alice
+        assert [{k: m[k] for k in ("id", "name", "text")} for m in shown] == seen
         assert all(m["time"] for m in shown)
 
     carol = open_player("lab", "name=carol")
     wait_for_delivery(carol, "p2p")
-    assert wait_for_chat(carol, 4) == seen_by_alice
-    carol.wait_for_timeout(500)  # the history comes again on the data channel: merged
-    assert carol.evaluate("peercam.chat()") == seen_by_alice
+    assert wait_for_chat(carol, 5) == seen
+    wait_for_copies(carol, [m["id"] for m in seen], ("channel", "signaling"))  # the history came twice
+    assert carol.evaluate("peercam.chat()") == seen  # merged
     assert alice.server_errors == bob.server_errors == carol.server_errors == []
 
 

@@ -48,9 +48,33 @@ class Client:
         assert message["type"] == type_, message
         return message
 
-    async def silent(self, timeout: float = 0.3) -> None:
-        with pytest.raises(asyncio.TimeoutError):
-            await self.receive(timeout)
+
+
+#: The reason of a hangup that closes nothing: tests send it to show that nothing came before it.
+MARKER = "marker"
+
+
+async def assert_next_is_a_marker(sender: Client, receiver: Client, to: str | None = None,
+                                  timeout: float = 5.0) -> None:
+    """``sender`` routes a marker hangup to ``receiver`` (a camera says ``to`` which viewer), and it is
+    the next message ``receiver`` gets.
+
+    Absence without waiting for it: the server handles each connection's messages in order and
+    sends each connection its messages in order, so whatever the test's earlier messages made it
+    send ``receiver`` would have come first.
+    """
+    await sender.send({"type": "hangup", "reason": MARKER, **({"to": to} if to else {})})
+    hangup = await receiver.expect("hangup", timeout)
+    assert hangup["reason"] == MARKER, hangup
+
+
+async def assert_next_is_a_reply(client: Client) -> None:
+    """``client`` asks for a sure reply (a hangup to a peer that is not there: refused) and it is the
+    next message ``client`` gets: nothing its earlier messages made the server send it is still to
+    come (the server answers each connection's messages in order). A viewer needs its camera there."""
+    await client.send({"type": "hangup", "reason": MARKER, "to": MARKER})
+    error = await client.expect("error")
+    assert error["code"] == "unknown-peer" and repr(MARKER) in error["reason"], error
 
 
 @pytest.fixture
@@ -165,11 +189,7 @@ async def test_leaving_is_announced_both_ways(server):
     ids=lambda value: value if len(value) < 40 else f"{value[:20]}...({len(value)} bytes)",
 )
 async def test_bad_input_gets_an_error_and_nobody_else_notices(server, bad, code):
-    camera = await publish(server)
-    viewer = await watch(server)
-    await viewer.expect("watching")
-    await viewer.expect("stream-live")
-    await camera.expect("viewer-joined")
+    camera, viewer, viewer_id = await camera_with_viewer(server)
 
     rogue = await server()
     await rogue.send(bad)
@@ -178,8 +198,8 @@ async def test_bad_input_gets_an_error_and_nobody_else_notices(server, bad, code
     # The rogue socket is still usable, and the others saw nothing.
     await rogue.send({"type": "watch", "stream": "cam"})
     assert (await rogue.expect("watching"))["live"] is True
-    await camera.expect("viewer-joined")
-    await viewer.silent()
+    await camera.expect("viewer-joined")  # the next thing the camera heard
+    await assert_next_is_a_marker(camera, viewer, viewer_id)
 
 
 async def test_binary_is_refused_with_an_error(server):
@@ -195,7 +215,7 @@ async def test_message_to_a_peer_outside_the_stream_is_refused(server):
     await viewer_b.expect("watching")
     await viewer_b.expect("stream-live")
     outsider = viewer_b.welcome["peer_id"]
-    await camera_b.expect("viewer-joined")
+    assert (await camera_b.expect("viewer-joined"))["peer_id"] == outsider
 
     await camera_a.send({"type": "answer", "sdp": "v=0", "to": outsider})
     error = await camera_a.expect("error")
@@ -207,8 +227,8 @@ async def test_message_to_a_peer_outside_the_stream_is_refused(server):
     await viewer_a.expect("stream-live")
     await viewer_a.send({"type": "offer", "sdp": "v=0", "to": camera_b.welcome["peer_id"]})
     assert (await viewer_a.expect("error"))["code"] == "unknown-peer"
-    await viewer_b.silent()
-    await camera_b.silent()
+    await assert_next_is_a_marker(camera_b, viewer_b, outsider)
+    await assert_next_is_a_marker(viewer_b, camera_b)
 
 
 async def test_each_routed_type_goes_only_its_own_way(server):
@@ -222,9 +242,8 @@ async def test_each_routed_type_goes_only_its_own_way(server):
         await camera.send({**message, "to": viewer_id})
         error = await camera.expect("error")
         assert error["code"] == "wrong-state" and message["type"] in error["reason"], error
-    await camera.silent()
-    await viewer.silent()
-    await viewer.send({"type": "hangup", "reason": "both ways"})
+    await assert_next_is_a_marker(camera, viewer, viewer_id)
+    await viewer.send({"type": "hangup", "reason": "both ways"})  # and the camera's next is this
     assert (await camera.expect("hangup"))["from"] == viewer_id
 
 
