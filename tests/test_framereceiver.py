@@ -118,9 +118,11 @@ def test_a_frame_waits_for_a_missing_packet_then_frames_follow_in_order():
     assert all(frame is None for _, frame in feed(buffer, second))  # whole, but behind the gap
     pli, frame = buffer.add(missing)  # the retransmission arrives
     assert not pli and frame.data == frame_data(first)
-    pli, frame = buffer.add(third[0])  # the backlog drains with the next packet
-    assert frame.data == frame_data(second)
-    results = feed(buffer, third[1:])
+    [(payload_type, frame)] = buffer.more()  # and the frame that waited behind it, at once
+    assert payload_type == VP8.payloadType and frame.data == frame_data(second)
+    assert buffer.more() == []
+    results = feed(buffer, third)
+    assert [frame for _, frame in results[:-1]] == [None] * (len(third) - 1)
     assert results[-1][1].data == frame_data(third)
 
 
@@ -396,6 +398,18 @@ async def test_aiortc_receiver_decodes_each_frame_before_the_next_arrives_and_st
         for packet in later[1:]:
             await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
         assert len(transport.sent(RtcpPsfbPacket, RTCP_PSFB_PLI)) == 1
+
+        # Frames that wait behind a gap are all decoded once it is repaired, before any
+        # later packet: at one packet a frame they would otherwise never catch up.
+        for packet in sender.frame(keyframe=True):
+            await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+        await asyncio.wait_for(receiver.track.recv(), 5)
+        gap, *behind = [sender.frame() for _ in range(4)]
+        for packet in gap[1:] + [p for frame in behind for p in frame]:
+            await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+        await receiver._handle_rtp_packet(gap[0], arrival_time_ms=0)
+        pictures = [await asyncio.wait_for(receiver.track.recv(), 5) for _ in range(1 + len(behind))]
+        assert {(p.width, p.height) for p in pictures} == {(160, 120)}
     finally:
         await receiver.stop()
 

@@ -250,6 +250,24 @@ async def test_a_probe_pads_up_to_its_target_and_the_report_after_it_decides(fra
     assert all(at - sent_at[original(p)] >= PAD_DELAY - 0.001 for at, p in padding)
 
 
+async def test_a_probe_pads_up_from_what_the_video_sends_not_from_the_layers_bitrate():
+    """The video sends twice its layer's bitrate here (encoders miss their rate both ways):
+    the padding makes the link carry the target in all, not target + what the layer missed."""
+    camera = await Camera.start(packets=1, real_time=True)
+    for _ in range(50):  # a second of video at 400 kbit/s: 1000 bytes every 20 ms
+        await camera.send(1)
+        await asyncio.sleep(0.02)
+    sent_before = len(camera.transport.sent)
+    probe_start = time.monotonic()
+    _, padding = await camera.probe(seconds=1.0)
+    held = [(at, p) for at, p in padding if at >= probe_start + 0.55]  # after the ramp: at full rate
+    rate = media_bytes(p for _, p in held[1:]) / (held[-1][0] - held[0][0])
+    video = [(at, p) for at, p in camera.transport.sent[sent_before:] if p.ssrc == camera.sender._ssrc]
+    video_rate = media_bytes(p for _, p in video[1:]) / (video[-1][0] - video[0][0])
+    # (The old rule, the target less the layer's bitrate, pads at 100 kB/s here.)
+    assert 0.85 <= (rate + video_rate) / (TARGET / 8) <= 1.1, (rate, video_rate)
+
+
 async def test_a_probe_with_nothing_old_enough_to_copy_does_not_pass():
     camera = await Camera.start(packets=20, real_time=True)  # all sent just now
     result, padding = await camera.probe(seconds=0.2)

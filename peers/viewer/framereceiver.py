@@ -6,11 +6,11 @@ frame waits one frame interval, 33 ms at 30 fps, before it is even decoded. That
 most of the Python viewer's glass-to-glass latency on loopback.
 
 ``deliver_frames_when_complete(receiver)`` gives one receiver a ``WholeFrameBuffer``
-instead. It touches aiortc's private ``__jitter_buffer`` and ``__codecs`` attributes,
-calls ``_send_rtcp_nack``, and relies on ``_handle_rtp_packet`` calling
-``add(packet)`` with the depayloaded bytes in ``packet._data`` and sending a PLI when
-it returns True: aiortc is pinned (>=1.16,<1.17) and tests/test_framereceiver.py fails
-if any of that changes.
+instead. It touches aiortc's private ``__jitter_buffer``, ``__codecs``, ``__decoder_queue``,
+``__decoder_thread`` and ``__timestamp_mapper`` attributes, calls ``_send_rtcp_nack``, wraps
+this receiver's ``_handle_rtp_packet``, and relies on it calling ``add(packet)`` with the
+depayloaded bytes in ``packet._data`` and sending a PLI when it returns True: aiortc is
+pinned (>=1.16,<1.17) and tests/test_framereceiver.py fails if any of that changes.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ class WholeFrameBuffer:
     every ``max_wait`` until one comes.
 
     Same interface as aiortc's JitterBuffer: ``add(packet)`` returns ``(pli_flag,
-    frame)``, at most one frame a call; a backlog drains one frame per arriving packet.
+    frame)``, at most one frame a call. A packet may make several frames whole at once (a
+    repair, frames that waited behind it): ``more()`` gives the others, which
+    ``deliver_frames_when_complete`` hands to the decoder with the first.
     """
 
     def __init__(self, codec_name: Callable[[int], str | None] = lambda payload_type: None,
@@ -97,6 +99,7 @@ class WholeFrameBuffer:
         self._stalled_since: float | None = None  # when a gap began to block the next frame
         self._last_pli = float("-inf")
         self._repair_time: float | None = None  # how long a gap usually takes to fill (smoothed)
+        self._payload_type = 0  # the last released frame's
 
     @property
     def capacity(self) -> int:
@@ -129,6 +132,14 @@ class WholeFrameBuffer:
         if pli or restarted:
             self._last_pli = now
         return pli or restarted, frame
+
+    def more(self) -> list[tuple[int, JitterFrame]]:
+        """The frames that are whole now, in order, behind the one ``add`` just returned,
+        each with its payload type."""
+        frames = []
+        while (frame := self._next_in_order(self._clock())) is not None:
+            frames.append((self._payload_type, frame))
+        return frames
 
     def _next_frame(self, seq: int | None, now: float) -> tuple[bool, JitterFrame | None]:
         """``seq``: the packet just added; None for padding, which belongs to no frame."""
@@ -212,6 +223,7 @@ class WholeFrameBuffer:
 
     def _release(self, start: int, end: int) -> JitterFrame:
         packets = [self._packets.pop(seq) for seq in range(start, end + 1)]
+        self._payload_type = packets[0].payload_type
         self._floor = end + 1
         self._in_sync = True
         self._stalled_since = None
@@ -351,4 +363,18 @@ def deliver_frames_when_complete(receiver: RTCRtpReceiver, max_wait: float = 0.5
 
     buffer = WholeFrameBuffer(codec_name, max_wait=max_wait, nack=nack)
     receiver._RTCRtpReceiver__jitter_buffer = buffer
+    handle_rtp_packet = receiver._handle_rtp_packet
+
+    async def handle_rtp_packet_and_the_frames_it_completed(packet: RtpPacket, arrival_time_ms: int) -> None:
+        await handle_rtp_packet(packet, arrival_time_ms)
+        # aiortc decodes one frame per packet. Frames that waited behind a repaired gap would
+        # then drain one per later packet, and at one packet a frame (180p) never: 340 ms
+        # behind for good after one loss. They go to the decoder now, as aiortc sends its own.
+        for payload_type, frame in buffer.more():
+            codec = codecs.get(payload_type)
+            if codec is not None and receiver._RTCRtpReceiver__decoder_thread:
+                frame.timestamp = receiver._RTCRtpReceiver__timestamp_mapper.map(frame.timestamp)
+                receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))
+
+    receiver._handle_rtp_packet = handle_rtp_packet_and_the_frames_it_completed
     return buffer
