@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import msgspec
 from peercam.signaling.relay.hub import RelayHub, RelayReader, RelayTotals, Rendition
@@ -54,13 +54,23 @@ from peercam.shared.protocol import (
 )
 from peercam.shared.relayframe import RelayFrameError, RelayFrameHeader
 
+from .client import Client
 from .connection import Connection
 from .remoteclient import RemoteClient
 
+__all__ = ["RegistryListener", "Stream", "StreamRegistry"]
+
 log = logging.getLogger(__name__)
 
-#: A client as the registry holds it: connected here, or to another instance.
-Client = Connection | RemoteClient
+
+def _here(client: Client | None) -> TypeGuard[Connection]:
+    """Is ``client`` connected to this instance? (Then it is one of its Connections.)"""
+    return client is not None and client.is_local
+
+
+def _elsewhere(client: Client | None) -> TypeGuard[RemoteClient]:
+    """Is ``client`` connected to another instance? (Then it is mirrored as a RemoteClient.)"""
+    return client is not None and not client.is_local
 
 
 class RegistryListener(Protocol):
@@ -127,7 +137,7 @@ class Stream:
         if publisher is None:
             return
         jpeg, encoded = self.relay.demand
-        if isinstance(publisher, RemoteClient):
+        if _elsewhere(publisher):
             publisher.ask_relay(jpeg, encoded)
             return
         if self.remote_demand:
@@ -241,8 +251,11 @@ def _check_name_free(stream: Stream, conn: Connection, name: str) -> None:
 class StreamRegistry:
     """Streams by name; one publisher each, any number of viewers."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, clock: Callable[[], float] = time.time) -> None:
         self.limits = limits or Limits()
+        #: Unix time, for when a camera started and when a client's stats came: both are
+        #: shown, and compared with other instances' (tests pass a clock of their own).
+        self._clock = clock
         self._streams: dict[str, Stream] = {}
         self.relay_totals = RelayTotals()
         #: Called with (stream, live) when a camera here arrives or leaves (recording).
@@ -259,9 +272,9 @@ class StreamRegistry:
     def local_clients(self) -> Iterator[Connection]:
         """The cameras and viewers connected to this instance."""
         for stream in self._streams.values():
-            if isinstance(stream.publisher, Connection):
+            if _here(stream.publisher):
                 yield stream.publisher
-            yield from (v for v in stream.viewers.values() if isinstance(v, Connection))
+            yield from (v for v in stream.viewers.values() if _here(v))
 
     def reserved_names(self) -> list[str]:
         return [s.name for s in self._streams.values() if s.reserved]
@@ -314,13 +327,13 @@ class StreamRegistry:
         holder = stream.publisher
         if holder is not None:
             # (A holder on another instance is evicted there, by its own instance.)
-            if not (stream.reserved and with_token and not holder.with_token and holder.is_local):
+            if not (stream.reserved and with_token and not holder.with_token and _here(holder)):
                 raise ProtocolError(ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a publisher")
             self._evict(holder, "this name is reserved for the holder of its publish token")
         self._claim(stream)
         conn.role, conn.stream, conn.with_token = "publisher", name, with_token
         conn.send(Published(stream=name, ice_servers=ice_servers or []))
-        self._camera_arrives(stream, conn, info, time.time())
+        self._camera_arrives(stream, conn, info, self._clock())
         for callback in self.on_camera:
             callback(stream, True)
         self._changed(conn)
@@ -379,7 +392,7 @@ class StreamRegistry:
         """The camera moved a P2P viewer to another layer (it tells the viewer; the server keeps
         it). A viewer on another instance is kept, and counted, by its own instance: the
         message carries the layer there."""
-        if not isinstance(viewer, Connection):
+        if not _here(viewer):
             return
         stream = self._streams.get(viewer.stream or "")
         if viewer.layer is not None and viewer.layer != layer and stream is not None:
@@ -422,7 +435,6 @@ class StreamRegistry:
         stream = self._streams.get(conn.stream or "")
         if stream is None:
             return
-        local = isinstance(conn, Connection)
         if conn.role == "publisher" and stream.publisher is conn:
             stream.publisher, stream.info, stream.since = None, None, None
             stream.remote_demand.clear()
@@ -431,18 +443,18 @@ class StreamRegistry:
             for viewer in stream.viewers.values():
                 if viewer.is_local:
                     viewer.send(ended)
-            if local:
+            if conn.is_local:
                 for callback in self.on_camera:
                     callback(stream, False)
         elif conn.role == "viewer" and stream.viewers.pop(conn.id, None) is conn:
-            if local:
+            if _here(conn):
                 self.set_relay(conn, False)
             if stream.publisher is not None and stream.publisher.is_local:
                 stream.publisher.send(ViewerLeft(peer_id=conn.id))
         else:
             self._forget_if_unused(stream)
             return
-        if local and self.listener is not None:
+        if _here(conn) and self.listener is not None:
             self.listener.client_gone(conn, reason)
         self._forget_if_unused(stream)
 
@@ -471,7 +483,7 @@ class StreamRegistry:
         conn = stream.viewers.get(to)
         if conn is None and stream.publisher is not None and stream.publisher.id == to:
             conn = stream.publisher
-        if not isinstance(conn, Connection):
+        if not _here(conn):
             return None
         conn.send_text(text)
         return conn
@@ -480,14 +492,14 @@ class StreamRegistry:
         """A camera's chat line from another instance, for the viewers here."""
         stream = self._streams.get(stream_name)
         for viewer in stream.viewers.values() if stream is not None else ():
-            if isinstance(viewer, Connection):
+            if _here(viewer):
                 viewer.send_text(text)
 
     def set_remote_demand(self, stream_name: str, node: str, jpeg: list[JpegRendition],
                           encoded: list[str]) -> None:
         """What ``node``'s relay readers read of a stream whose camera is here."""
         stream = self._streams.get(stream_name)
-        if stream is None or not isinstance(stream.publisher, Connection):
+        if stream is None or not _here(stream.publisher):
             return
         if jpeg or encoded:
             stream.remote_demand[node] = (jpeg, encoded)
@@ -499,7 +511,7 @@ class StreamRegistry:
         """The JPEG renditions a camera on ``node`` makes for every instance: the relay
         readers here read their own, or the nearest made."""
         stream = self._streams.get(stream_name)
-        if stream is None or not isinstance(stream.publisher, RemoteClient) or stream.publisher.node != node:
+        if stream is None or not _elsewhere(stream.publisher) or stream.publisher.node != node:
             return  # (a camera that left, or one that moved to another instance)
         stream.relay.renditions_made(jpeg)
 
@@ -522,7 +534,7 @@ class StreamRegistry:
         self._claim(stream)
         stream.reserved = True
         publisher = stream.publisher
-        if isinstance(publisher, Connection) and not publisher.with_token:
+        if _here(publisher) and not publisher.with_token:
             self._evict(publisher, "this name is now reserved for the holder of its publish token")
         if here and self.listener is not None:
             self.listener.reserved(name)
@@ -531,7 +543,7 @@ class StreamRegistry:
     def evict(self, name: str, reason: str) -> None:
         """Take a stream from its camera here, if it has one here."""
         stream = self._streams.get(name)
-        if stream is not None and isinstance(stream.publisher, Connection):
+        if stream is not None and _here(stream.publisher):
             self._evict(stream.publisher, reason)
 
     def _evict(self, publisher: Connection, reason: str) -> None:
@@ -550,7 +562,7 @@ class StreamRegistry:
         if stream is None:
             return False
         stream.reserved = False
-        if isinstance(stream.publisher, Connection):
+        if _here(stream.publisher):
             self._evict(stream.publisher, reason)
         else:
             self._forget_if_unused(stream)
@@ -592,7 +604,7 @@ class StreamRegistry:
         if conn.role is None or not isinstance(stats, expected):
             raise ProtocolError(ErrorCode.WRONG_STATE,
                                 "report stats as a viewer (stats) or as a camera (camera-stats)")
-        conn.stats, conn.stats_at = stats, time.time()
+        conn.stats, conn.stats_at = stats, self._clock()
         self._changed(conn)
 
     def broadcast_chat(self, conn: Connection, message: ChatMessage) -> None:
@@ -623,7 +635,7 @@ class StreamRegistry:
     def relay_from_elsewhere(self, name: str, data: bytes) -> None:
         """A relay frame of a stream whose camera is on another instance, for the readers here."""
         stream = self._streams.get(name)
-        if stream is None or not isinstance(stream.publisher, RemoteClient):
+        if stream is None or not _elsewhere(stream.publisher):
             return
         try:
             stream.relay.publish(data)
