@@ -26,8 +26,8 @@ from collections.abc import Iterator
 
 import msgspec
 from peercam.signaling.registry.connection import Connection
+from peercam.signaling.registry.mirror import Mirror
 from peercam.signaling.registry.remoteclient import RemoteClient
-from peercam.signaling.registry.streams import StreamRegistry
 
 from peercam.shared.errors import StartupError
 from peercam.shared.protocol import (
@@ -185,7 +185,7 @@ class Cluster:
     reports not ready, and writes its state again when Redis returns.
     """
 
-    def __init__(self, url: str, registry: StreamRegistry) -> None:
+    def __init__(self, url: str, registry: Mirror) -> None:
         try:
             import redis.asyncio as aioredis
             from redis.exceptions import RedisError
