@@ -47,7 +47,7 @@ class VideoEncoder:
         # One thread: each layer encodes on a thread of its own already. libvpx's default
         # (a thread per core in every encoder) made parallel layers fight over the cores:
         # measured with 8 viewers on 2 to 4 layers of 1280x720, 180% of the cores and 8 fps,
-        # against 59-81% and 30 fps with one thread each (bench/layers.py).
+        # against 59-81% and 30 fps with one thread each (bench/layers/cpu.py).
         ctx.thread_count = 1
         ctx.open()
         self._context = ctx
