@@ -225,8 +225,11 @@ def print_tables(result: dict, opts: argparse.Namespace) -> None:
                  f"{r['camera_cpu_pct']:.0f}%"]
         for name in names:
             layer = r["layers"][name]
-            cells.append("-" if not layer["active"] or layer["encode_ms"] is None
-                         else f"{layer['encode_ms']:.1f} ({layer['encoded_fps']:.0f})")
+            if not layer["active"] or layer["encode_ms"] is None:
+                cells.append("-")
+            else:  # (a window too short to count two reports has no frame rate)
+                fps = "?" if layer["encoded_fps"] is None else f"{layer['encoded_fps']:.0f}"
+                cells.append(f"{layer['encode_ms']:.1f} ({fps})")
         cells += ["-" if r["viewers_fps_min"] is None else f"{r['viewers_fps_min']:.1f}",
                   *(f"{r[key]:.0f}%" for key in ("viewers_cpu_pct", "other_cpu_pct", "machine_cpu_pct"))]
         print("| " + " | ".join(cells) + " |")
