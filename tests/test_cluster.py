@@ -17,7 +17,7 @@ import aiohttp
 from peercam.signaling.cluster.cluster import COMMAND_OVERHEAD_BYTES, MAX_CLUSTER_FRAME_BYTES, CommandQueue
 from peercam.signaling.edge.auth import make_token
 from peercam.signaling.edge.websocket import MAX_WEBSOCKET_MESSAGE_BYTES
-from peercam.signaling.relay.hub import MAX_JPEG_RENDITIONS
+from peercam.signaling.relay.renditions import MAX_JPEG_RENDITIONS
 
 from peercam.shared.relayframe import HEADER_SIZE, RelayFrameHeader, parse_relay_frame
 

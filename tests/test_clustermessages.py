@@ -22,7 +22,7 @@ from peercam.signaling.cluster.messages import (
     encode_envelope,
     encode_record,
 )
-from peercam.signaling.relay.hub import MAX_JPEG_RENDITIONS
+from peercam.signaling.relay.renditions import MAX_JPEG_RENDITIONS
 
 from peercam.shared.protocol import CameraStats, JpegRendition, LayerInfo, StreamInfo, ViewerStats
 

@@ -1,5 +1,5 @@
-"""The relay (signaling/relay/hub.py, mjpeg.py, the camera's relay frames): encoded and JPEG frames
-over WebSocket, JPEG over HTTP."""
+"""The relay (signaling/relay/, signaling/edge/mjpeg.py, the camera's relay frames): encoded and
+JPEG frames over WebSocket, JPEG over HTTP. The hub's own rules run on a clock the tests move."""
 
 from __future__ import annotations
 
@@ -19,15 +19,13 @@ import cv2
 import numpy as np
 from peercam.peers.testpattern import read_stamp
 from peercam.peers.viewer.frame import luma_plane
-from peercam.signaling.relay.hub import (
-    GOP_REUSE_SECONDS,
-    KEYFRAME_INTERVAL,
-    MAX_QUEUED_FRAMES,
-    SHARED_CAP_REASON,
-    RelayHub,
-    RelayReader,
-    RelayTotals,
-)
+from peercam.signaling.relay.heldframes import GOP_REUSE_SECONDS
+from peercam.signaling.relay.hub import RelayHub
+from peercam.signaling.relay.keyframes import KEYFRAME_INTERVAL, URGENT_KEYFRAME_INTERVAL
+from peercam.signaling.relay.readers import RelayReader
+from peercam.signaling.relay.renditions import SHARED_CAP_REASON
+from peercam.signaling.relay.slots import MAX_QUEUED_FRAMES
+from peercam.signaling.relay.totals import RelayTotals
 
 from peercam.shared.protocol import JpegRendition, LayerInfo
 from peercam.shared.relayframe import RelayFrameHeader, parse_relay_frame
@@ -265,18 +263,36 @@ LAYERS = [LayerInfo(name="480p", width=640, height=480, fps=30),
           LayerInfo(name="240p", width=320, height=240, fps=30)]
 
 
+#: A frame's time at 32 fps: a power of two, so that times add up exactly.
+FRAME_SECONDS = 1 / 32
+
+
+class Clock:
+    """The hub's clock, which only the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Camera:
     """What the hub asks of the camera (relay-frames, relay-keyframe), and encoded frames to publish."""
 
     def __init__(self) -> None:
+        self.clock = Clock()  # the hub's too
         self.demand: tuple[list, list[str]] = ([], [])
         self.keyframe_requests: list[tuple[str, bool]] = []
-        self.asked_at = 0.0  # when the last request came (time.monotonic)
+        self.asked_at: list[float] = []  # when each request came, on the hub's clock
         self.sequence = {0: 0, 1: 0}
 
     def ask_keyframe(self, layer: str, urgent: bool) -> None:
         self.keyframe_requests.append((layer, urgent))
-        self.asked_at = time.monotonic()
+        self.asked_at.append(self.clock())
 
     def frame(self, keyframe: bool = False, layer: int = 0, skip: int = 0) -> bytes:
         """The next encoded frame of ``layer`` (``skip``: as if that many were never sent)."""
@@ -298,7 +314,7 @@ def jpeg_frame(layer: LayerInfo, quality: int, index: int = 0, sequence: int = 0
 
 def make_hub(camera: Camera) -> RelayHub:
     hub = RelayHub(lambda jpeg, encoded: setattr(camera, "demand", (jpeg, encoded)), RelayTotals(),
-                   on_keyframe=camera.ask_keyframe)
+                   on_keyframe=camera.ask_keyframe, clock=camera.clock)
     hub.camera_arrived(LAYERS, 80)
     return hub
 
@@ -331,16 +347,16 @@ async def settle() -> None:
 
 async def deltas_until_asked(hub: RelayHub, camera: Camera,
                              timeout: float = 3.0) -> tuple[tuple[str, bool], float]:
-    """Publish deltas of layer 0 (one every 20 ms) until the hub asks for a keyframe: the
-    request, and the seconds since the one before it."""
-    before, asked = len(camera.keyframe_requests), camera.asked_at
-    deadline = time.monotonic() + timeout
-    while len(camera.keyframe_requests) == before:
-        assert time.monotonic() < deadline, f"no keyframe request within {timeout} s"
+    """Publish deltas of layer 0 (one a frame's time apart on the hub's clock) until the hub asks
+    for a keyframe: the request, and the seconds since the one before it."""
+    before = len(camera.keyframe_requests)
+    for _ in range(round(timeout / FRAME_SECONDS)):
         hub.publish(camera.frame())
-        await asyncio.sleep(0.02)
-    await settle()
-    return camera.keyframe_requests[-1], camera.asked_at - asked
+        if len(camera.keyframe_requests) > before:
+            await settle()
+            return camera.keyframe_requests[-1], camera.asked_at[-1] - camera.asked_at[-2]
+        camera.clock.advance(FRAME_SECONDS)
+    raise AssertionError(f"no keyframe request within {timeout} s")
 
 
 async def test_a_newcomer_starts_at_the_last_keyframe_when_recent_else_at_one_it_asks_for():
@@ -356,11 +372,14 @@ async def test_a_newcomer_starts_at_the_last_keyframe_when_recent_else_at_one_it
     assert first.got == late.got == [(0, 0, True), (0, 1, False), (0, 2, False), (0, 3, False)]
     assert camera.keyframe_requests == [("480p", True)]  # nobody had to ask again
 
-    await asyncio.sleep(GOP_REUSE_SECONDS)
-    later = Reader(hub, "later")  # too long since the keyframe: it waits for the next
+    camera.clock.advance(GOP_REUSE_SECONDS - FRAME_SECONDS)
+    still = Reader(hub, "still")  # the keyframe is still recent enough
+    camera.clock.advance(FRAME_SECONDS)
+    later = Reader(hub, "later")  # too long since the keyframe: it waits for the next, and asks
     hub.publish(camera.frame())
     await settle()
-    assert later.got == [] and camera.keyframe_requests[-1] == ("480p", True)
+    assert still.got == first.got and later.got == []
+    assert camera.keyframe_requests == [("480p", True)] * 2
     hub.publish(camera.frame(keyframe=True))
     await settle()
     assert later.got == [(0, 5, True)] and first.got[-2:] == [(0, 4, False), (0, 5, True)]
@@ -370,12 +389,21 @@ async def test_keyframe_requests_of_many_readers_are_merged():
     camera = Camera()
     hub = make_hub(camera)
     readers = [Reader(hub, f"r{i}") for i in range(20)]
-    for _ in range(10):  # deltas while they all wait: one urgent request, repeated at most every 0.25 s
+    for _ in range(10):  # deltas while they all wait: one urgent request
         hub.publish(camera.frame())
     assert camera.keyframe_requests == [("480p", True)]
+    # Still waiting, they ask again: one request, URGENT_KEYFRAME_INTERVAL after the last.
+    camera.clock.advance(URGENT_KEYFRAME_INTERVAL - FRAME_SECONDS)
+    hub.publish(camera.frame())
+    assert len(camera.keyframe_requests) == 1
+    camera.clock.advance(FRAME_SECONDS)
+    for _ in range(10):
+        hub.publish(camera.frame())
+    assert camera.keyframe_requests == [("480p", True)] * 2
+    assert camera.asked_at == [0.0, URGENT_KEYFRAME_INTERVAL]
     hub.publish(camera.frame(keyframe=True))
     await settle()
-    assert all(r.got == [(0, 10, True)] for r in readers)
+    assert all(r.got == [(0, 21, True)] for r in readers)
 
 
 async def test_a_reader_that_falls_behind_drops_to_the_next_keyframe_without_delaying_the_others():
@@ -389,12 +417,12 @@ async def test_a_reader_that_falls_behind_drops_to_the_next_keyframe_without_del
         hub.publish(camera.frame())
         await settle()
     assert [seq for _, seq, _ in quick.got] == list(range(MAX_QUEUED_FRAMES + 6))  # every one, in order
-    assert slow.reader.slot.waiting == "behind" and len(slow.reader.slot._queue) == 0  # holds nothing
+    assert slow.reader.slot.waiting == "behind" and slow.reader.slot.peek() is None  # holds nothing
     # Like a PLI: at most once a second, counted from the newcomers' request (the keyframe
     # that answered it re-arms nothing).
     assert camera.keyframe_requests == [("480p", True)]
     request, waited = await deltas_until_asked(hub, camera)
-    assert request == ("480p", False) and waited >= KEYFRAME_INTERVAL
+    assert request == ("480p", False) and waited == KEYFRAME_INTERVAL
     slow.flowing.set()
     hub.publish(camera.frame())  # not decodable without what it missed: not sent
     keyframe_sequence = camera.sequence[0]
@@ -417,7 +445,7 @@ async def test_a_frame_the_camera_never_sent_makes_readers_wait_for_a_keyframe()
     await settle()
     hub.publish(camera.frame(skip=1))  # frame 2 was lost between the camera and the server
     request, waited = await deltas_until_asked(hub, camera)  # a second after the last request
-    assert request == ("480p", False) and waited >= KEYFRAME_INTERVAL
+    assert request == ("480p", False) and waited == KEYFRAME_INTERVAL
     keyframe_sequence = camera.sequence[0]
     hub.publish(camera.frame(keyframe=True))
     await settle()
@@ -490,6 +518,57 @@ async def test_a_reader_whose_rendition_another_instances_camera_does_not_make_r
     await settle()
     assert got == [70, 40]
     hub.remove(reader)
+
+
+async def test_a_snapshot_is_the_newest_frame_if_under_a_second_old_else_the_next():
+    camera = Camera()
+    hub = make_hub(camera)
+    rendition = JpegRendition("480p", 80)
+    reader = Reader(hub, "j", quality="480p", format="jpeg")  # what it reads, the hub keeps
+    hub.publish(jpeg_frame(LAYERS[0], 80, sequence=1))
+    camera.clock.advance(1 - FRAME_SECONDS)
+    assert parse_relay_frame(await hub.next_frame(rendition, 5))[0].sequence == 1
+    camera.clock.advance(FRAME_SECONDS)
+    waiting = asyncio.ensure_future(hub.next_frame(rendition, 5))
+    await settle()
+    assert not waiting.done()  # a second old: no longer news
+    hub.publish(jpeg_frame(LAYERS[0], 80, sequence=2))
+    assert parse_relay_frame(await waiting)[0].sequence == 2
+    hub.remove(reader.reader)
+
+
+async def test_an_auto_reader_that_keeps_skipping_steps_down_and_probes_back_up_once_clean():
+    """The reader's ladder on its own, sampled once a (test) second as the hub does."""
+    delivered: list[bytes] = []
+
+    async def deliver(frame: bytes) -> None:
+        delivered.append(frame)
+
+    reader = RelayReader("r", deliver, "jpeg")
+    reader.use_rungs([JpegRendition("480p", 80), JpegRendition("480p", 50)])
+    reader.moved(reader.rung(), LAYERS[0], "")
+    moves = {}
+    for second in range(2):
+        for _ in range(10):  # its task is not running: each frame replaces the last, unsent
+            reader.offer(b"jpeg")
+        moves[second] = reader.adapt(float(second))
+    assert moves[0] is None  # one bad second may be a blip; two are not
+    assert moves[1] is not None and moves[1].rung == 1 and moves[1].reason == "100% of frames skipped"
+    assert reader.rung() == JpegRendition("480p", 50)
+
+    reader.start()
+    await settle()  # the frame it held goes out
+    for second in range(2, 10):  # it keeps up now
+        reader.offer(b"jpeg")
+        await settle()
+        moves[second] = reader.adapt(float(second))
+    reader.stop()
+    # After the move, 2 s pass before it counts (the old rung's last seconds); clean from
+    # then on for 6 s, it tries the rung above.
+    assert [s for s, m in moves.items() if m is not None] == [1, 9]
+    assert moves[9].rung == 0 and moves[9].reason == "clean for 6 s"
+    assert reader.rung() == JpegRendition("480p", 80)
+    assert len(delivered) == 1 + 8 and reader.frames_skipped == 19
 
 
 # -- the encoded relay, end to end -------------------------------------------------

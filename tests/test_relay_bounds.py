@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 import cv2
 import numpy as np
-from peercam.signaling.relay.hub import KEYFRAME_INTERVAL, MAX_HELD_BYTES, MAX_JPEG_RENDITIONS
+from peercam.signaling.relay.heldframes import MAX_HELD_BYTES
+from peercam.signaling.relay.keyframes import KEYFRAME_INTERVAL
+from peercam.signaling.relay.renditions import MAX_JPEG_RENDITIONS
 
 from peercam.shared.protocol import LayerInfo
 from peercam.shared.relayframe import RelayFrameHeader, parse_relay_frame

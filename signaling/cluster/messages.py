@@ -13,7 +13,7 @@ from typing import Annotated
 
 import msgspec
 from peercam.signaling.registry.remoteclient import ClientRecord
-from peercam.signaling.relay.hub import MAX_JPEG_RENDITIONS
+from peercam.signaling.relay.renditions import MAX_JPEG_RENDITIONS
 
 from peercam.shared.protocol import JpegRendition
 

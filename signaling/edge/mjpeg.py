@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 from peercam.signaling.registry.streams import Stream
-from peercam.signaling.relay.hub import RelayReader
+from peercam.signaling.relay.readers import RelayReader
 from peercam.signaling.settings.limits import TooManyConnections
 
 from peercam.shared.protocol import ErrorCode, ProtocolError

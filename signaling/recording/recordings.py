@@ -29,7 +29,7 @@ from pathlib import Path
 
 import av
 from peercam.signaling.registry.streams import Stream, StreamRegistry
-from peercam.signaling.relay.hub import RelayReader
+from peercam.signaling.relay.readers import RelayReader
 
 from peercam.shared.protocol import check_stream_name
 from peercam.shared.recordingconfig import RecordingConfig

@@ -10,7 +10,7 @@ import struct
 import sys
 
 from aiohttp import WSCloseCode, web
-from peercam.signaling.relay.hub import RelayReader
+from peercam.signaling.relay.readers import RelayReader
 
 from peercam.shared.protocol import CameraStats, ViewerStats, encode
 

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeGuard
 
 import msgspec
-from peercam.signaling.relay.hub import RelayHub, RelayReader, RelayTotals, Rendition
+from peercam.signaling.relay.hub import RelayHub
+from peercam.signaling.relay.readers import RelayReader
+from peercam.signaling.relay.renditions import Rendition
+from peercam.signaling.relay.totals import RelayTotals
 from peercam.signaling.settings.limits import Limits
 
 from peercam.shared.protocol import (

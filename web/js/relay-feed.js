@@ -15,7 +15,7 @@ const MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
 const MAX_IN_FLIGHT = 2;
 /** Milliseconds between keyframes asked for with `relay-keyframe`: for a reader that is new
  * or switches layers (urgent), and for one that fell behind, like a PLI. The Python camera's
- * limits (peers/camera/pipeline.py); the server's hub keeps the same ones (signaling/relay/hub.py). */
+ * limits (peers/camera/pipeline.py); the server's hub keeps the same ones (signaling/relay/keyframes.py). */
 const URGENT_KEYFRAME_INTERVAL_MS = 250;
 const KEYFRAME_INTERVAL_MS = 1000;
 

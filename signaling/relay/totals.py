@@ -1,0 +1,20 @@
+"""The relay's server-wide counters.
+
+Every stream's readers add to one RelayTotals, so /metrics can say what the relay sent and
+skipped in all, whichever streams came and went.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RelayTotals"]
+
+
+@dataclass
+class RelayTotals:
+    """Server-wide relay counters (for /metrics); every stream's readers add to them."""
+
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_skipped: int = 0
