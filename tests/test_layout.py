@@ -21,7 +21,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
+
+# Python 3.11's standard library reads pyproject (3.10, the oldest supported, skips this file).
+tomllib = pytest.importorskip("tomllib")
 
 ROOT = Path(__file__).resolve().parent.parent
 
