@@ -40,6 +40,7 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 #: Line and paragraph breaks and tabs: clean_text turns each into a space.
 _TEXT_BREAKS = frozenset("\n\r\t\u2028\u2029")
 
+#: The video codec a camera encodes with: "vp8" (the default) or "h264".
 Codec = Literal["vp8", "h264"]
 #: How relay frames carry the picture: the camera's encoded video frames (WebCodecs, PyAV),
 #: or JPEG pictures (any browser).
@@ -60,24 +61,44 @@ ShortText = Annotated[str, Meta(max_length=64)]
 class ErrorCode:
     """The ``code`` values of an ``error`` message."""
 
+    #: Not valid JSON.
     BAD_JSON = "bad-json"
+    #: Not an object, a field missing or of the wrong type, a figure out of range.
     BAD_MESSAGE = "bad-message"
+    #: A ``type`` the server does not know.
     UNKNOWN_TYPE = "unknown-type"
+    #: A text message over MAX_TEXT_MESSAGE_BYTES, or an SDP over the server's limit.
     TOO_LARGE = "too-large"
+    #: A binary message from anyone but a camera.
     BINARY_NOT_ALLOWED = "binary-not-allowed"
+    #: A relay frame the server refuses (see the relay frame's checks); the camera stays connected.
     BAD_RELAY_FRAME = "bad-relay-frame"
+    #: A display name that is not printable, too long, or taken on the stream (the camera's too).
     BAD_NAME = "bad-name"
+    #: A token missing, wrong, expired or for another role or stream.
     BAD_TOKEN = "bad-token"
+    #: Too many messages too fast (``--max-message-rate``, renames, relay frames).
     RATE_LIMITED = "rate-limited"
+    #: The stream has ``--max-viewers`` readers already.
     STREAM_FULL = "stream-full"
+    #: The server has ``--max-streams`` streams with a camera or a reservation already.
     TOO_MANY_STREAMS = "too-many-streams"
+    #: The client's address holds ``--max-connections-per-address`` connections already.
     TOO_MANY_CONNECTIONS = "too-many-connections"
+    #: A stream name that is not 1-64 of ``A-Z a-z 0-9 _ . -``, starting with a letter or digit.
     BAD_STREAM_NAME = "bad-stream-name"
+    #: Another camera publishes this name already (on this instance or another).
     STREAM_TAKEN = "stream-taken"
+    #: The stream has no camera now: a viewer's offer, candidate or chat line found nobody to go to.
     NO_SUCH_STREAM = "no-such-stream"
+    #: A routed message to anyone but the sender's own camera or viewers.
     UNKNOWN_PEER = "unknown-peer"
+    #: A message out of turn: an offer before ``watch``, a routed type sent the wrong way.
     WRONG_STATE = "wrong-state"
+    #: Reserved, not sent: a client that stops reading is closed with WebSocket close code 1008
+    #: ("too slow: outbox full") instead.
     OVERLOADED = "overloaded"
+    #: A socket that neither watched nor published within 10 s; the server then closes it.
     IDLE_TIMEOUT = "idle-timeout"
 
 
@@ -223,6 +244,8 @@ class CameraLayerStats(msgspec.Struct, omit_defaults=True):
 
 
 class CameraStats(msgspec.Struct, omit_defaults=True):
+    """The camera's side of the stream: its capture and encoders, and each P2P viewer."""
+
     fps: Fps
     encode_ms: Millis
     frames_encoded: Count = 0
@@ -291,7 +314,9 @@ class RoutedMessage(_Message, kw_only=True):
     #: The roles that may send this message (the other side receives it).
     senders: ClassVar[frozenset[str]] = frozenset({"viewer", "publisher"})
 
+    #: The peer it goes to: required from a camera, optional from a viewer.
     to: ShortText | None = None
+    #: The peer it came from, filled in by the server.
     sender: ShortText | None = msgspec.field(default=None, name="from")
 
 
@@ -304,6 +329,8 @@ class Offer(RoutedMessage, tag="offer"):
 
 
 class Answer(RoutedMessage, tag="answer"):
+    """The camera's SDP answer to a viewer's offer."""
+
     senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
 
     sdp: str
@@ -484,6 +511,12 @@ class ViewerLeft(_Message, tag="viewer-left"):
 
 
 class Error(_Message, tag="error"):
+    """Something the client sent was refused.
+
+    ``code`` (an ErrorCode) says what, ``reason`` why, in words. The socket stays open after
+    any error but ``idle-timeout``, and no other client notices.
+    """
+
     code: str
     reason: str
 

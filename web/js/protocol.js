@@ -43,7 +43,7 @@ export const MessageType = Object.freeze({
   RENAME: 'rename', // A viewer picks another display name (chat, the stream's viewer list).
   RELAY: 'relay', // A viewer asks for (or leaves) its stream's relay: frames over this socket, in
   OFFER: 'offer', // SDP offer. Viewers offer (recvonly video + a "chat" data channel).
-  ANSWER: 'answer',
+  ANSWER: 'answer', // The camera's SDP answer to a viewer's offer.
   CANDIDATE: 'candidate', // A trickled ICE candidate; ``candidate: null`` means end of candidates.
   HANGUP: 'hangup', // Either side closed its peer connection, and says why (a bad offer, say).
   CHAT_SEND: 'chat-send', // A viewer's chat line for the camera to stamp and share (data channel or signaling).
@@ -62,7 +62,7 @@ export const MessageType = Object.freeze({
   VIEWER_QUALITY: 'viewer-quality', // A viewer picked another layer (or "auto"): its sender moves at that layer's next keyframe.
   VIEWER_RENAMED: 'viewer-renamed', // A viewer goes by another name from now on (its next chat lines carry it).
   VIEWER_LEFT: 'viewer-left', // The viewer is gone: the camera tears down its peer connection.
-  ERROR: 'error',
+  ERROR: 'error', // Something the client sent was refused.
 });
 
 /** The `code` values of an `error` message. */
