@@ -401,10 +401,12 @@ class Camera:
 
     @property
     def width(self) -> int:
+        """The width of the pictures published (what send() scales to, or the source's)."""
         return self._peer.source.width
 
     @property
     def height(self) -> int:
+        """The height of the pictures published, as ``width``."""
         return self._peer.source.height
 
     def send(self, image) -> None:

@@ -79,6 +79,7 @@ class Frame:
 
     @property
     def image(self) -> np.ndarray:
+        """The picture, numpy uint8, height x width x 3, BGR (OpenCV's order); decoded on first use."""
         if self._image is None:
             if self._video is not None:
                 self._image = self._video.to_ndarray(format="bgr24")

@@ -236,6 +236,8 @@ class Viewer:
             yield line
 
     async def events(self) -> AsyncIterator[ViewerEvent]:
+        """Each ViewerEvent from now on, as it happens. Ends when the viewer does; raises
+        ViewerError if it gave up."""
         async for event in self._read("events", None):
             yield event
 
