@@ -1,8 +1,8 @@
-"""HAProxy and nginx on loopback, configured as README.md shows, in front of one server.
+"""HAProxy and nginx on loopback, configured as the docs show, in front of one server.
 
-The configuration is README's own example, read from README.md: only the listening port and
-the instances' addresses change (one instance here, on a port of the test's). A test through
-it checks what README tells people to run.
+The configuration is the docs' own example, read from docs/cluster.md ("Several servers
+(Redis)"): only the listening port and the instances' addresses change (one instance here,
+on a port of the test's). A test through it checks what the docs tell people to run.
 """
 
 from __future__ import annotations
@@ -17,24 +17,26 @@ import aiohttp
 
 from .conftest import ROOT, free_port, require
 
+#: The page whose ```haproxy and ```nginx blocks are the configurations people are told to run.
+DOCS_PAGE = ROOT / "docs" / "cluster.md"
 #: How long a proxy may take to start and see the instance up.
 READY_SECONDS = 15.0
 
 
-def readme_config(language: str) -> str:
-    """README's example configuration in a ```language block."""
-    match = re.search(rf"^```{language}\n(.*?)^```", (ROOT / "README.md").read_text(), re.S | re.M)
-    assert match, f"README.md has no ```{language} block"
+def docs_config(language: str) -> str:
+    """The docs' example configuration in a ```language block."""
+    match = re.search(rf"^```{language}\n(.*?)^```", DOCS_PAGE.read_text(), re.S | re.M)
+    assert match, f"docs/cluster.md has no ```{language} block"
     return match.group(1)
 
 
 def _replace(text: str, old: str, new: str) -> str:
-    assert old in text, f"README's example no longer has {old!r}: update tests/reverseproxy.py"
+    assert old in text, f"the docs' example no longer has {old!r}: update tests/reverseproxy.py"
     return text.replace(old, new)
 
 
 def _one_instance(config: str, backend: int) -> str:
-    """README's three instances (8081-8083) as the one of the test, on ``backend``."""
+    """The docs' three instances (8081-8083) as the one of the test, on ``backend``."""
     config = _replace(config, "127.0.0.1:8081", f"127.0.0.1:{backend}")
     return "".join(line for line in config.splitlines(keepends=True)
                    if "127.0.0.1:8082" not in line and "127.0.0.1:8083" not in line)
@@ -93,7 +95,7 @@ class HAProxy(ReverseProxy):
     program = "haproxy"
 
     def configure(self, backend: int) -> Path:
-        config = _replace(readme_config("haproxy"), "bind :8080", f"bind 127.0.0.1:{self.port}")
+        config = _replace(docs_config("haproxy"), "bind :8080", f"bind 127.0.0.1:{self.port}")
         path = self.folder / "haproxy.cfg"
         path.write_text(_one_instance(config, backend))
         return path
@@ -106,10 +108,10 @@ class Nginx(ReverseProxy):
     program = "nginx"
 
     def configure(self, backend: int) -> Path:
-        config = _replace(readme_config("nginx"), "listen 8080;", f"listen 127.0.0.1:{self.port};")
+        config = _replace(docs_config("nginx"), "listen 8080;", f"listen 127.0.0.1:{self.port};")
         temp = self.folder / "nginx-temp"
         temp.mkdir()
-        # README's example is what goes in http { }; around it, what runs nginx as the test's.
+        # The docs' example is what goes in http { }; around it, what runs nginx as the test's.
         path = self.folder / "nginx.conf"
         path.write_text(f"""daemon off;
 worker_processes 1;

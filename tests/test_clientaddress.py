@@ -1,5 +1,5 @@
 """signaling/settings/clientaddress.py: X-Forwarded-For counts only from trusted proxies, also through
-the reverse proxies README shows (HAProxy, nginx), whatever the client writes in it."""
+the reverse proxies docs/cluster.md shows (HAProxy, nginx), whatever the client writes in it."""
 
 import asyncio
 import json
@@ -50,7 +50,7 @@ SHARE = 2
 
 
 @pytest.mark.parametrize("proxy_class", [HAProxy, Nginx])
-async def test_forged_x_forwarded_for_through_readme_proxies_gets_one_share(proxy_class, tmp_path):
+async def test_forged_x_forwarded_for_through_the_documented_proxies_gets_one_share(proxy_class, tmp_path):
     config = ServerConfig(limits=Limits(connections_per_address=SHARE),
                           trusted_proxies=parse_networks(["127.0.0.1"]))
     app = create_app(config)
