@@ -147,7 +147,7 @@ async def _relay_client(session: aiohttp.ClientSession, url: str, fmt: str, qual
                     arrived = time.time()  # before parsing: parsing is the client's cost
                     header, _ = parse_relay_frame(msg.data)
                     frames.append((arrived, header.layer, header.sequence, header.capture_time_us,
-                                   len(msg.data), header.keyframe, msg.data[0], header.quality))
+                                   len(msg.data), header.keyframe, msg.data[0], header.jpeg_quality))
                     if not first_frame.done():
                         first_frame.set_result(True)
                 elif msg.type is aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("type") == "error":
@@ -256,21 +256,21 @@ def relay_figures(results: list[dict], start: float, seconds: float) -> dict:
             first_ms.append((frames[0][0] - r["asked"]) * 1000)
         rendition, expected = None, None  # what the client reads now, and its next sequence number
         in_window = 0
-        for arrived, layer, seq, capture_us, size, keyframe, version, quality in frames:
+        for arrived, layer, seq, capture_us, size, keyframe, version, jpeg_quality in frames:
             inside = start <= arrived < end
-            moved = (version, layer, quality) != rendition
+            moved = (version, layer, jpeg_quality) != rendition
             gap = moved or seq != expected
             if inside:
                 in_window += 1
                 latencies.append((arrived - capture_us / 1e6) * 1000)
                 sizes += size
                 keyframes += bool(keyframe)
-                seen.setdefault((version, layer, quality), set()).add(seq)
+                seen.setdefault((version, layer, jpeg_quality), set()).add(seq)
                 if gap and not moved:
                     lost += (seq - expected) % 2**32
                 if version == 2 and gap and not keyframe:
                     undecodable += 1  # a decoder has nothing to decode it from
-            rendition, expected = (version, layer, quality), (seq + 1) % 2**32
+            rendition, expected = (version, layer, jpeg_quality), (seq + 1) % 2**32
         fps.append(in_window / seconds)
         got += in_window
     latencies.sort()

@@ -467,12 +467,12 @@ class _TellingViewer(Viewer):
 
     def reads(self, rendition: tuple[str, int], frames: int = 3) -> bool:
         """Told it reads ``rendition``, and its last ``frames`` frames are of it."""
-        recent = [(RELAY_LAYERS[h.layer].name, h.quality) for h in self.headers[-frames:]]
+        recent = [(RELAY_LAYERS[h.layer].name, h.jpeg_quality) for h in self.headers[-frames:]]
         return self.told[-1:] == [rendition] and recent == [rendition] * frames
 
 
 def _nearest(made: list[tuple[str, int]], wanted: tuple[str, int]) -> tuple[str, int]:
-    """The JPEG rendition made nearest ``wanted``: the nearest layer, then the nearest quality."""
+    """The JPEG rendition made nearest ``wanted``: the nearest layer, then the nearest JPEG quality."""
     index = [layer.name for layer in RELAY_LAYERS].index
     return min(made, key=lambda r: (abs(index(r[0]) - index(wanted[0])), abs(r[1] - wanted[1])))
 
@@ -496,25 +496,25 @@ async def test_jpeg_renditions_read_on_two_instances_stay_within_the_cap_and_eve
 
         def asked() -> list[tuple[str, int]]:
             """The JPEG renditions the camera is asked for now."""
-            return [(r["layer"], r["quality"]) for r in cam.demands[-1]["jpeg"]] if cam.demands else []
+            return [(r["layer"], r["jpeg_quality"]) for r in cam.demands[-1]["jpeg"]] if cam.demands else []
 
         async def film() -> None:
             """The camera: each JPEG rendition it is asked for, 25 times a second."""
             pictures = {}
             while True:
-                for layer, quality in asked():
-                    if (layer, quality) not in pictures:
-                        pictures[layer, quality] = jpeg_frame(layer_index[layer], quality)
-                    await cam.ws.send_bytes(pictures[layer, quality])
+                for layer, jpeg_quality in asked():
+                    if (layer, jpeg_quality) not in pictures:
+                        pictures[layer, jpeg_quality] = jpeg_frame(layer_index[layer], jpeg_quality)
+                    await cam.ws.send_bytes(pictures[layer, jpeg_quality])
                 await asyncio.sleep(0.04)
 
         filming = asyncio.create_task(film())
         try:
             readers = {}
             for port, wanted in [(port_a, on_a), (port_b, on_b)]:
-                for layer, quality in wanted:
-                    readers[layer, quality] = await _TellingViewer.watch(
-                        session, port, "shared", quality=layer, jpeg_quality=quality)
+                for layer, jpeg_quality in wanted:
+                    readers[layer, jpeg_quality] = await _TellingViewer.watch(
+                        session, port, "shared", quality=layer, jpeg_quality=jpeg_quality)
 
             async def settle(what: str) -> list[tuple[str, int]]:
                 """Wait until the camera is asked for all of a's renditions and only for what

@@ -66,7 +66,7 @@ def test_client_records_round_trip_with_their_stats():
     b'{"op": "deliver", "node": "n", "to": 5, "stream": "s", "text": "t"}',
     b'{"op": "client", "node": "n", "client": {"id": "x"}}',
     b'{"op": "relay-demand", "node": "n", "stream": "s", "jpeg": [{"layer": 1}]}',
-    b'{"op": "relay-renditions", "node": "n", "stream": "s", "jpeg": [{"layer": "480p", "quality": 0}]}',
+    b'{"op": "relay-renditions", "node": "n", "stream": "s", "jpeg": [{"layer": "480p", "jpeg_quality": 0}]}',
     b'{"op": "relay-renditions", "node": "n", "stream": "s", "jpeg": {}}',
     b'{"op": "relay-renditions", "node": "n", "jpeg": []}',
 ])
@@ -77,7 +77,7 @@ def test_anything_else_is_refused(data):
 
 def test_the_renditions_a_camera_makes_are_at_most_its_cap():
     """An instance is never told of more JPEG renditions than a camera makes in all."""
-    made = [{"layer": "480p", "quality": q} for q in range(10, 10 + 10 * (MAX_JPEG_RENDITIONS + 1), 10)]
+    made = [{"layer": "480p", "jpeg_quality": q} for q in range(10, 10 + 10 * (MAX_JPEG_RENDITIONS + 1), 10)]
     data = msgspec.json.encode({"op": "relay-renditions", "node": "n", "stream": "s", "jpeg": made})
     with pytest.raises(msgspec.ValidationError):
         decode_envelope(data)

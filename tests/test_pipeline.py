@@ -55,16 +55,16 @@ async def test_jpeg_renditions_are_encoded_once_each_for_what_relay_readers_aske
     layers = parse_layers("240p,120p", 320, 240, 30)
     pipeline = MediaPipeline(TestPatternSource(320, 240, 30), layers, "vp8", asyncio.get_running_loop())
     frames: list[tuple[str, int, bytes]] = []
-    pipeline.relay_sink = lambda layer, quality, frame: frames.append((layer, quality, frame))
+    pipeline.relay_sink = lambda layer, jpeg_quality, frame: frames.append((layer, jpeg_quality, frame))
     pipeline.set_relay_renditions({("240p", 80), ("120p", 50), ("120p", 90)}, set())
     pipeline.start()
     try:
         await until(lambda: len({(layer, q) for layer, q, _ in frames}) == 3 and len(frames) > 30, 5,
                     "frames of all three renditions")
-        for layer, quality, frame in frames:
+        for layer, jpeg_quality, frame in frames:
             header, jpeg = parse_relay_frame(frame)
-            assert (header.width, header.height, header.quality) == (
-                (320, 240, quality) if layer == "240p" else (160, 120, quality))
+            assert (header.width, header.height, header.jpeg_quality) == (
+                (320, 240, jpeg_quality) if layer == "240p" else (160, 120, jpeg_quality))
             assert header.layer == (0 if layer == "240p" else 1)
         assert all(s.frames_encoded == 0 for s in pipeline.layer_stats())  # JPEG only: no video encoder
         pipeline.set_relay_renditions(set(), set())

@@ -554,7 +554,7 @@ async def test_relay_readers_here_read_a_camera_of_another_instance():
     registry.set_remote_demand("lab", "n3", [JpegRendition("480p", 60)], [])  # the camera's instance's
     assert elsewhere.asked == [("n2", "lab", [TOP], [])]
 
-    frame = jpeg_relay_frame(1, quality=80)
+    frame = jpeg_relay_frame(1, jpeg_quality=80)
     registry.relay_from_elsewhere("lab", frame)
     await asyncio.wait_for(viewer.frame_came.wait(), 2)
     assert viewer.frames == [frame]
@@ -580,14 +580,14 @@ def test_relay_readers_of_another_instance_read_a_camera_here():
     assert camera.take() == [RelayFrames(jpeg=wanted)]
     assert listener.take() == [("renditions", "lab", "n2", wanted)]
 
-    read = jpeg_relay_frame(1, quality=60)
+    read = jpeg_relay_frame(1, jpeg_quality=60)
     registry.relay_frame(camera, read)
-    registry.relay_frame(camera, jpeg_relay_frame(2, quality=80))  # read nowhere else
+    registry.relay_frame(camera, jpeg_relay_frame(2, jpeg_quality=80))  # read nowhere else
     assert listener.take() == [("relay-frame", "lab", read)]
     registry.relay_from_elsewhere("lab", read)  # the camera is here: frames come from it only
     assert registry.get("lab").relay.frames_in == 2
 
     registry.forget_demand_of("n2")  # its instance is gone
     assert camera.take() == [RelayFrames()]
-    registry.relay_frame(camera, jpeg_relay_frame(3, quality=60))
+    registry.relay_frame(camera, jpeg_relay_frame(3, jpeg_quality=60))
     assert listener.take() == []

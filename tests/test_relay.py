@@ -254,7 +254,7 @@ def test_relay_frame_rate_cap_and_quality(lab):
     # frame at once; arrival jitter at either end of 3 s adds a little more.
     assert 0 < results[0]["fps"] <= 12.5, results
     with urllib.request.urlopen(f"{lab.url}/streams/test/snapshot.jpg", timeout=10) as response:
-        assert len(response.read()) < 25_000  # quality 30: well under the ~36 kB of quality 80
+        assert len(response.read()) < 25_000  # JPEG quality 30: well under the ~36 kB of 80
 
 
 # -- the hub's encoded slots, with real readers on the event loop ---------------------
@@ -303,13 +303,13 @@ class Camera:
         return header.pack(b"K" if keyframe else b"d")
 
 
-def jpeg_frame(layer: LayerInfo, quality: int, index: int = 0, sequence: int = 0,
+def jpeg_frame(layer: LayerInfo, jpeg_quality: int, index: int = 0, sequence: int = 0,
                width: int | None = None, height: int | None = None) -> bytes:
     """A JPEG relay frame of a ``layer``-sized grey picture; ``width``/``height`` as the header claims."""
     _, picture = cv2.imencode(".jpg", np.full((layer.height, layer.width, 3), 128, np.uint8),
-                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+                               [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
     return RelayFrameHeader(sequence, int(time.time() * 1e6), width or layer.width, height or layer.height,
-                            quality, layer=index).pack(picture.tobytes())
+                            jpeg_quality, layer=index).pack(picture.tobytes())
 
 
 def make_hub(camera: Camera) -> RelayHub:
@@ -498,7 +498,7 @@ async def test_a_reader_whose_rendition_another_instances_camera_does_not_make_r
     got, moves = [], []  # the qualities delivered; (rendition, reason) of each move
 
     async def deliver(frame: bytes) -> None:
-        got.append(parse_relay_frame(frame)[0].quality)
+        got.append(parse_relay_frame(frame)[0].jpeg_quality)
 
     reader = RelayReader("r", deliver, "jpeg",
                          on_rendition=lambda rendition, layer, reason: moves.append((rendition, reason)))

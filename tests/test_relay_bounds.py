@@ -34,7 +34,7 @@ INFO = {"width": 640, "height": 480, "fps": 30, "codec": "vp8",
                    for layer in LAYERS]}
 
 
-def jpeg_frame(layer: int, quality: int, sequence: int = 0, padding: int = 0,
+def jpeg_frame(layer: int, jpeg_quality: int, sequence: int = 0, padding: int = 0,
                claimed: tuple[int, int] | None = None, picture_size: tuple[int, int] | None = None) -> bytes:
     """A JPEG relay frame of ``layer``: a real picture of the layer's size (or ``picture_size``)
     with ``padding`` bytes after its end, under a header that claims ``claimed`` (default: the layer's)."""
@@ -42,7 +42,7 @@ def jpeg_frame(layer: int, quality: int, sequence: int = 0, padding: int = 0,
     width, height = picture_size or (info.width, info.height)
     _, picture = cv2.imencode(".jpg", np.full((height, width, 3), 90, np.uint8))
     width, height = claimed or (info.width, info.height)
-    return RelayFrameHeader(sequence, int(time.time() * 1e6), width, height, quality,
+    return RelayFrameHeader(sequence, int(time.time() * 1e6), width, height, jpeg_quality,
                             layer=layer).pack(picture.tobytes() + bytes(padding))
 
 
@@ -129,9 +129,9 @@ def test_frames_nobody_reads_are_dropped_and_what_the_hub_keeps_is_bounded(lab):
             await camera.until(lambda: camera.demands and camera.demands[-1]["jpeg"], 5, "the demand")
             rss_before = server_rss_kb(server.proc.pid)
             # 2 MB frames for 60 renditions nobody asked for, each after a frame the viewer reads.
-            for quality in range(1, 61):
-                await camera.ws.send_bytes(jpeg_frame(0, 80, sequence=quality))
-                await camera.ws.send_bytes(jpeg_frame(quality % 2, quality, padding=2_000_000))
+            for jpeg_quality in range(1, 61):
+                await camera.ws.send_bytes(jpeg_frame(0, 80, sequence=jpeg_quality))
+                await camera.ws.send_bytes(jpeg_frame(jpeg_quality % 2, jpeg_quality, padding=2_000_000))
             # The viewer plays on: frames after the attack reach it (newest wins, so it skipped some).
             sequence, deadline = 61, time.monotonic() + 10
             while not (viewer.headers and viewer.headers[-1].sequence > 60):
@@ -139,7 +139,7 @@ def test_frames_nobody_reads_are_dropped_and_what_the_hub_keeps_is_bounded(lab):
                 await camera.ws.send_bytes(jpeg_frame(0, 80, sequence=sequence))
                 sequence += 1
                 await asyncio.sleep(0.03)  # the camera's pace
-            assert {h.quality for h in viewer.headers} == {80}
+            assert {h.jpeg_quality for h in viewer.headers} == {80}
             await camera.until(lambda: relay_summary(lab, "cam")["frames_unread"] == 60, 10,
                                "the server to count the 60 frames nobody reads")
             return rss_before, server_rss_kb(server.proc.pid)
@@ -162,7 +162,7 @@ def test_the_hub_keeps_at_most_its_byte_budget_of_frames_read(lab):
             for q in qualities:  # 7 MB each: 28 MB if the hub kept the newest of each
                 await camera.ws.send_bytes(jpeg_frame(0, q, padding=7_000_000))
             await camera.until(lambda: all(v.headers for v in viewers), 20, "each viewer's frame")
-            assert [v.headers[0].quality for v in viewers] == qualities
+            assert [v.headers[0].jpeg_quality for v in viewers] == qualities
             assert 0 < relay_summary(lab, "cam")["held_bytes"] <= MAX_HELD_BYTES
 
     asyncio.run(attack())
@@ -199,7 +199,8 @@ def test_a_frame_that_lies_about_its_rendition_is_refused_and_the_reader_beside_
             assert "16384x16384 for layer 480p, which is 640x480" in reasons[4]
             assert "64x48 for layer 480p, which is 640x480" in reasons[5]
             assert "16384x16384 for layer 480p" in reasons[6]
-            assert [(h.width, h.height, h.quality) for h in viewer.headers] == [(640, 480, 80)] * len(lies)
+            assert ([(h.width, h.height, h.jpeg_quality) for h in viewer.headers]
+                    == [(640, 480, 80)] * len(lies))
             assert not camera.ws.closed  # refused frames, not a refused camera
 
     asyncio.run(attack())
@@ -333,8 +334,8 @@ def test_snapshots_at_many_qualities_stay_within_the_rendition_cap(lab):
             return list(viewer.headers)
 
     def snapshots() -> list[tuple[int, bytes]]:
-        def get(quality: int) -> tuple[int, bytes]:
-            url = f"{lab.url}/streams/test/snapshot.jpg?jpeg_quality={quality}"
+        def get(jpeg_quality: int) -> tuple[int, bytes]:
+            url = f"{lab.url}/streams/test/snapshot.jpg?jpeg_quality={jpeg_quality}"
             with urllib.request.urlopen(url, timeout=15) as response:
                 return response.status, response.read()
 
@@ -346,7 +347,7 @@ def test_snapshots_at_many_qualities_stay_within_the_rendition_cap(lab):
     assert [status for status, _ in results] == [200] * 20
     assert all(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
                for _, body in results)
-    assert {h.quality for h in headers} == {90}  # the viewer's own quality all along
+    assert {h.jpeg_quality for h in headers} == {90}  # the viewer's own JPEG quality all along
     # What the camera was asked for: never more than the cap, and never refused.
     demands = re.findall(r" relay: (.*)", camera.log())
     assert demands and max(d.count("JPEG q") for d in demands) <= MAX_JPEG_RENDITIONS, demands

@@ -22,7 +22,7 @@ def message(case: dict) -> bytes:
 
 def expected_fields(case: dict) -> dict:
     """Every field a parser gives for a valid case: what the case says, and the rest unset."""
-    return {"quality": 0, "codec": None, "keyframe": False, **case["fields"], "payload": case["payload"]}
+    return {"jpeg_quality": 0, "codec": None, "keyframe": False, **case["fields"], "payload": case["payload"]}
 
 
 def parse_in_python(data: bytes) -> dict:
@@ -32,7 +32,7 @@ def parse_in_python(data: bytes) -> dict:
         header, payload = parse_relay_frame(data)
     except RelayFrameError as exc:
         return {"error": str(exc)}
-    return {"format": header.format, "quality": header.quality, "codec": header.codec,
+    return {"format": header.format, "jpeg_quality": header.jpeg_quality, "codec": header.codec,
             "keyframe": header.keyframe, "sequence": header.sequence,
             "capture_time_us": header.capture_time_us, "width": header.width, "height": header.height,
             "layer": header.layer, "payload": bytes(payload).hex()}
@@ -42,7 +42,7 @@ def pack_in_python(case: dict) -> str:
     fields = case["fields"]
     header = RelayFrameHeader(sequence=fields["sequence"], capture_time_us=fields["capture_time_us"],
                               width=fields["width"], height=fields["height"],
-                              quality=fields.get("quality", 0), layer=fields["layer"],
+                              jpeg_quality=fields.get("jpeg_quality", 0), layer=fields["layer"],
                               codec=fields.get("codec"), keyframe=fields.get("keyframe", False))
     return header.pack(bytes.fromhex(case["payload"])).hex()
 

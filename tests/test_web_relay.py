@@ -72,7 +72,7 @@ def test_relay_frame_header_reads_as_python_writes_it(lab, page):
     lab.start_server()
     page.goto(f"{lab.url}/")
     header = RelayFrameHeader(sequence=2**32 - 1, capture_time_us=1_700_000_000_123_456,
-                              width=640, height=480, quality=80, layer=2)
+                              width=640, height=480, jpeg_quality=80, layer=2)
     encoded = RelayFrameHeader(sequence=7, capture_time_us=1_700_000_000_000_001, width=480, height=360,
                                layer=1, codec="h264", keyframe=True)
     frames = [base64.b64encode(h.pack(payload)).decode()
@@ -90,10 +90,10 @@ def test_relay_frame_header_reads_as_python_writes_it(lab, page):
     }""", frames)
     assert parsed["jpeg"] == {"format": "jpeg", "codec": None, "keyframe": False, "sequence": 2**32 - 1,
                               "captureTimeMs": 1_700_000_000_123.456, "width": 640, "height": 480,
-                              "quality": 80, "layer": 2, "payload": list(b"\xff\xd8jpeg")}
+                              "jpegQuality": 80, "layer": 2, "payload": list(b"\xff\xd8jpeg")}
     assert parsed["encoded"] == {"format": "encoded", "codec": "h264", "keyframe": True, "sequence": 7,
                                  "captureTimeMs": 1_700_000_000_000.001, "width": 480, "height": 360,
-                                 "quality": 0, "layer": 1, "payload": list(b"\0\0\0\1nal")}
+                                 "jpegQuality": 0, "layer": 1, "payload": list(b"\0\0\0\1nal")}
     assert "shorter than its header" in parsed["shortFrame"]
 
 
@@ -208,7 +208,7 @@ def test_the_page_decodes_from_a_keyframe_and_skips_to_the_next_after_a_gap_or_a
         });
         const add = (sequence, payload = chunks[sequence].data) => decoder.add({
             format: 'encoded', codec: 'vp8', keyframe: chunks[sequence].keyframe, sequence, layer: 0,
-            captureTimeMs: 0, width: 64, height: 48, quality: 0, payload });
+            captureTimeMs: 0, width: 64, height: 48, jpegQuality: 0, payload });
         add(1);  // a newcomer starts at a keyframe
         for (const n of [0, 1, 2, 4, 5]) add(n);  // 3 went missing: 4 and 5 cannot decode
         const broke = new Promise((resolve) => {

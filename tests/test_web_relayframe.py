@@ -31,7 +31,7 @@ RUN_CASES = """async ({ messages, valid }) => {
     return { ...fields, payload: hex(payload) };
   });
   const packed = valid.map(({ fields, payload }) => hex(packRelayFrame({
-    format: fields.format, quality: fields.quality, codec: fields.codec, keyframe: fields.keyframe,
+    format: fields.format, jpegQuality: fields.jpeg_quality, codec: fields.codec, keyframe: fields.keyframe,
     sequence: fields.sequence, captureTimeMs: fields.capture_time_us / 1000, width: fields.width,
     height: fields.height, layer: fields.layer,
   }, bytes(payload))));
@@ -40,10 +40,12 @@ RUN_CASES = """async ({ messages, valid }) => {
 
 
 def as_python(parsed: dict) -> dict:
-    """The page's frame in the Python runner's shape (captureTimeMs: exactly µs / 1000)."""
+    """The page's frame in the Python runner's shape (jpegQuality is jpeg_quality; captureTimeMs:
+    exactly µs / 1000)."""
     if "error" in parsed:
         return parsed
     fields = dict(parsed)
+    fields["jpeg_quality"] = fields.pop("jpegQuality")
     ms = fields.pop("captureTimeMs")
     capture_time_us = round(ms * 1000)
     assert ms == capture_time_us / 1000, f"{ms} ms is no whole number of microseconds"

@@ -21,13 +21,13 @@ from peercam.shared.relayframe import RelayFrameHeader
 INFO = {"width": 640, "height": 480, "fps": 30, "codec": "vp8"}
 
 
-def jpeg_relay_frame(sequence: int, quality: int = 80) -> bytes:
+def jpeg_relay_frame(sequence: int, jpeg_quality: int = 80) -> bytes:
     """A relay frame as INFO's camera sends it: a real JPEG of the layer's size (the hub
     checks the picture's own size against the layer)."""
     ok, jpeg = cv2.imencode(".jpg", np.zeros((INFO["height"], INFO["width"], 3), np.uint8))
     assert ok
     return RelayFrameHeader(sequence, int(time.time() * 1e6), INFO["width"], INFO["height"],
-                            quality).pack(jpeg.tobytes())
+                            jpeg_quality).pack(jpeg.tobytes())
 
 
 class Client:
@@ -281,7 +281,7 @@ async def test_only_a_camera_sends_relay_frames_and_they_must_be_valid(server):
     assert (await viewer.expect("error"))["code"] == "binary-not-allowed"
     await viewer.send({"type": "relay", "enabled": True})
     # The camera is asked for the top layer at its own JPEG quality; the viewer is told so.
-    assert (await camera.expect("relay-frames"))["jpeg"] == [{"layer": "480p", "quality": 80}]
+    assert (await camera.expect("relay-frames"))["jpeg"] == [{"layer": "480p", "jpeg_quality": 80}]
     assert (await viewer.expect("layer"))["layer"] == "480p"
     await camera.ws.send_bytes(b"not a relay frame at all")
     error = await camera.expect("error")

@@ -458,10 +458,10 @@ class StreamEnded(_Message, tag="stream-ended"):
 
 
 class JpegRendition(msgspec.Struct, frozen=True, order=True):
-    """A layer encoded as JPEG at one quality, for relay readers that asked for it."""
+    """A layer encoded as JPEG at one JPEG quality, for relay readers that asked for it."""
 
     layer: LayerName
-    quality: JpegQuality
+    jpeg_quality: JpegQuality
 
 
 class RelayFrames(_Message, tag="relay-frames"):

@@ -66,8 +66,8 @@ class RelayFrameHeader:
     capture_time_us: int
     width: int
     height: int
-    #: A JPEG picture's quality; 0 on encoded frames.
-    quality: int = 0
+    #: A JPEG picture's JPEG quality; 0 on encoded frames.
+    jpeg_quality: int = 0
     layer: int = 0
     #: An encoded frame's codec ("vp8", "h264"); None on a JPEG picture.
     codec: str | None = None
@@ -81,7 +81,7 @@ class RelayFrameHeader:
 
     def pack(self, payload: bytes) -> bytes:
         if self.codec is None:
-            version, byte2, flags = JPEG_VERSION, self.quality, 0
+            version, byte2, flags = JPEG_VERSION, self.jpeg_quality, 0
         else:
             version, byte2, flags = ENCODED_VERSION, CODECS[self.codec], KEYFRAME_FLAG if self.keyframe else 0
         return _HEADER.pack(version, HEADER_SIZE, byte2, flags, self.sequence & 0xFFFFFFFF,

@@ -3,13 +3,13 @@ r"""The camera peer's media pipeline: one capture loop, one encoder per layer in
     source --capture thread--> newest frame --> one thread per layer in use:
                                                   scale once --> VP8/H.264 encoder --> FanOut (viewers)
                                                              |                    \-> relay sink (encoded)
-                                                             \-> JPEG per quality asked --> relay sink
+                                                             \-> JPEG per JPEG quality asked --> relay sink
 
 Capture never waits for an encoder: a frame a layer has not taken yet is replaced by a
 newer one (latest frame wins). A layer's thread works only while someone reads that
 layer: its video encoder while a viewer's track is on it or relay readers read its
 encoded frames (the same frames, sent once to the server), its JPEG encoder for each
-quality relay readers asked for. Each runs once per frame whatever the number of
+JPEG quality relay readers asked for. Each runs once per frame whatever the number of
 readers. A layer at a lower frame rate takes every Nth captured frame.
 """
 
@@ -156,8 +156,8 @@ class LayerEncoder:
                     self._encode_video(frame, image)
                 elif self._encoder is not None:
                     self._encoder = None  # no viewer: let the encoder go; the next one starts afresh
-                for quality in self.jpeg_qualities:
-                    self._pipeline.encode_jpeg(self, frame, image, quality)
+                for jpeg_quality in self.jpeg_qualities:
+                    self._pipeline.encode_jpeg(self, frame, image, jpeg_quality)
         except Exception as exc:  # without the encoder there is no video: stop the camera loudly
             self._pipeline.fail(SourceError(f"encoding {self.layer.name} failed: {exc!r}"))
 
@@ -317,22 +317,23 @@ class MediaPipeline:
         if layer is next((other for other in self.layers if len(other.fanout)), None):
             self.stats.encode_ms = layer.encode_ms
 
-    def encode_jpeg(self, layer: LayerEncoder, frame: CapturedFrame, image: np.ndarray, quality: int) -> None:
-        """One relay frame of ``layer`` at ``quality`` (a layer's thread)."""
+    def encode_jpeg(self, layer: LayerEncoder, frame: CapturedFrame, image: np.ndarray,
+                    jpeg_quality: int) -> None:
+        """One relay frame of ``layer`` at ``jpeg_quality`` (a layer's thread)."""
         sink = self.relay_sink
         if sink is None:
             return
-        key = (layer.layer.name, quality)
+        key = (layer.layer.name, jpeg_quality)
         now = time.monotonic()
         if now - self._last_relay_frame.get(key, 0.0) < self._relay_interval * 0.9:
             return  # over the relay frame-rate cap
         self._last_relay_frame[key] = now
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         if not ok:
             return
         sequence = self._relay_sequence.get(key, 0)
         self._relay_sequence[key] = sequence + 1
         header = RelayFrameHeader(sequence, int(frame.capture_time * 1_000_000), layer.layer.width,
-                                  layer.layer.height, quality, layer.index)
+                                  layer.layer.height, jpeg_quality, layer.index)
         self.stats.relay_frames += 1
-        self.loop.call_soon_threadsafe(sink, layer.layer.name, quality, header.pack(jpeg.tobytes()))
+        self.loop.call_soon_threadsafe(sink, layer.layer.name, jpeg_quality, header.pack(jpeg.tobytes()))

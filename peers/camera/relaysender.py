@@ -39,7 +39,7 @@ class RelaySender:
 
     def set_demand(self, message: RelayFrames) -> None:
         """Encode (and send) exactly these renditions; none: the relay encoders stop."""
-        jpeg = {(r.layer, r.quality) for r in message.jpeg if r.layer in self._known}
+        jpeg = {(r.layer, r.jpeg_quality) for r in message.jpeg if r.layer in self._known}
         encoded = {layer for layer in message.encoded if layer in self._known}
         self._pipeline.set_relay_renditions(jpeg, encoded)
         self._pipeline.relay_sink = self._queue_jpeg if jpeg else None
@@ -57,8 +57,8 @@ class RelaySender:
         if message.layer in self._known:
             self._pipeline.layer(message.layer).request_keyframe(urgent=message.urgent)
 
-    def _queue_jpeg(self, layer: str, quality: int, frame: bytes) -> None:
-        self._jpeg[layer, quality] = frame
+    def _queue_jpeg(self, layer: str, jpeg_quality: int, frame: bytes) -> None:
+        self._jpeg[layer, jpeg_quality] = frame
         self._ready.set()
 
     def _queue_encoded(self, layer: str, frame: bytes, keyframe: bool) -> None:

@@ -58,7 +58,7 @@ class Frame:
     def from_jpeg(cls, jpeg: bytes, width: int, height: int, arrived: float, capture_time: float,
                   number: int, layer: str | None = None, jpeg_quality: int | None = None) -> Frame:
         """A relay frame: its header said when and which (``number`` is the relay's sequence
-        number of this layer and quality); the JPEG is decoded on demand."""
+        number of this layer and JPEG quality); the JPEG is decoded on demand."""
         return cls(width, height, "relay", arrived, capture_time=capture_time, number=number, layer=layer,
                    jpeg_quality=jpeg_quality, _jpeg=jpeg)
 

@@ -84,7 +84,7 @@ class RelayTransport:
             return
         self._on_frame(Frame.from_jpeg(bytes(payload), header.width, header.height, arrived,
                                        header.capture_time_us / 1_000_000, header.sequence,
-                                       self._layer_name(header), header.quality))
+                                       self._layer_name(header), header.jpeg_quality))
 
     def _decoded(self, header: RelayFrameHeader, picture: av.VideoFrame, decoded_at: float) -> None:
         if not self._stopped:

@@ -86,7 +86,7 @@ MAX_PENDING_BYTES = 16 * 1024 * 1024
 MAX_PENDING_FRAME_BYTES = 8 * 1024 * 1024
 COMMAND_OVERHEAD_BYTES = 128
 #: The largest relay frame that goes to (or is taken from) other instances; larger ones
-#: reach only readers on the camera's instance. A JPEG of 1080p at quality 90 is about
+#: reach only readers on the camera's instance. A JPEG of 1080p at JPEG quality 90 is about
 #: 0.5 MB; 16 frames at the cap fill a subscriber's 32 MB in Redis.
 MAX_CLUSTER_FRAME_BYTES = 2 * 1024 * 1024
 

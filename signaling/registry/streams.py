@@ -169,7 +169,7 @@ class Stream:
         layer = layers[header.layer].name
         if header.codec is not None:
             return any(layer in encoded for _, encoded in self.remote_demand.values())
-        return JpegRendition(layer, header.quality) in self._read_elsewhere
+        return JpegRendition(layer, header.jpeg_quality) in self._read_elsewhere
 
     def live_message(self) -> StreamLive:
         """What viewers are told when this stream's camera is there."""
@@ -580,7 +580,7 @@ class StreamRegistry:
             self.set_relay(conn, False)  # another format: a reader of its own
         if enabled and conn.relay_reader is None:
             def moved(rendition: Rendition, layer: LayerInfo, reason: str) -> None:
-                jpeg_quality = rendition.quality if isinstance(rendition, JpegRendition) else None
+                jpeg_quality = rendition.jpeg_quality if isinstance(rendition, JpegRendition) else None
                 now = (rendition.layer, jpeg_quality)
                 if conn.layer is not None and (conn.layer, conn.relay_jpeg_quality) != now:
                     stream.layer_switches["relay"] += 1

@@ -1,7 +1,7 @@
 """The relay hub: one stream's relay frames, from its camera to every relay reader.
 
 Each reader (readers.py) reads one rendition (renditions.py): a layer's encoded frames (the
-very frames its P2P viewers get), or a layer as JPEG at one quality. The camera sends only
+very frames its P2P viewers get), or a layer as JPEG at one JPEG quality. The camera sends only
 the renditions someone reads (the hub tells it through ``on_demand``), each frame once, and
 the hub fans it out. Past ``max_renditions`` distinct JPEG ones, a new request rounds to the
 nearest one in use; a snapshot rounds the same way. When the camera is on another instance,
@@ -87,7 +87,7 @@ class RelayHub:
         #: its instance has not said yet).
         self._made: list[JpegRendition] | None = None
         self._layers: list[LayerInfo] = []
-        self._default_quality = 80
+        self._default_jpeg_quality = 80
         self._adapter: asyncio.Task | None = None
         self.frames_in = 0
         self.frames_unread = 0  # of a rendition nobody here reads: dropped
@@ -116,7 +116,7 @@ class RelayHub:
     def summary(self) -> dict:
         readers = list(self._readers)
         encoded = self._demand[1]
-        renditions = [{"layer": r.layer, "format": "jpeg", "jpeg_quality": r.quality,
+        renditions = [{"layer": r.layer, "format": "jpeg", "jpeg_quality": r.jpeg_quality,
                        "readers": sum(1 for x in readers if x.rendition == r)}
                       for r in sorted(self._read_jpeg)]
         renditions += [{"layer": layer, "format": "encoded",
@@ -133,10 +133,10 @@ class RelayHub:
             "renditions": renditions,
         }
 
-    def camera_arrived(self, layers: list[LayerInfo], default_quality: int) -> None:
+    def camera_arrived(self, layers: list[LayerInfo], default_jpeg_quality: int) -> None:
         """A camera publishes with these layers: readers waiting for it are placed on them."""
         self._layers = list(layers)
-        self._default_quality = default_quality
+        self._default_jpeg_quality = default_jpeg_quality
         self._made = None
         self._held.clear()
         self._keyframes.clear()
@@ -153,7 +153,7 @@ class RelayHub:
         the camera may encode."""
         if not self._layers:
             return None
-        wanted = JpegRendition(layer_name(self._layers, quality), jpeg_quality or self._default_quality)
+        wanted = JpegRendition(layer_name(self._layers, quality), jpeg_quality or self._default_jpeg_quality)
         return self._served(self._round(wanted))
 
     def renditions_made(self, jpeg: list[JpegRendition]) -> None:
@@ -217,7 +217,7 @@ class RelayHub:
         if not self._layers:
             return  # no camera yet: placed when one arrives
         reader.use_rungs(rungs(self._layers, reader.quality, reader.format, reader.jpeg_quality,
-                               self._default_quality))
+                               self._default_jpeg_quality))
         if reader.ladder is not None:
             self._start_adapting()
         self._move(reader, self._round(reader.rung(), reader), reason)
@@ -334,7 +334,7 @@ class RelayHub:
                 return header
             self._publish_encoded(frame, info.name, header.keyframe, header.sequence)
             return header
-        rendition = JpegRendition(info.name, header.quality)
+        rendition = JpegRendition(info.name, header.jpeg_quality)
         if rendition not in self._read_jpeg:
             self.frames_unread += 1
             return header

@@ -1,6 +1,6 @@
 // The browser camera's side of the relay: the frames the server's relay hub asks for
 // (`relay-frames`), sent as binary messages on the signaling socket while anyone reads
-// them. JPEG pictures at each quality asked (version 1 frames), and the layer's VP8
+// them. JPEG pictures at each JPEG quality asked (version 1 frames), and the layer's VP8
 // frames from a WebCodecs VideoEncoder (version 2), each made once for every reader.
 // The Python camera's counterpart is peers/camera/relaysender.py.
 
@@ -26,7 +26,7 @@ export class RelayFeed {
   #jpegQualities = [];
   #canvas = null;
   #jpegBusy = false;
-  #jpegSequence = new Map(); // quality -> next sequence number
+  #jpegSequence = new Map(); // JPEG quality -> next sequence number
   #encoder = null;
   #encodedSequence = 0;
   #wantKeyframe = false;
@@ -43,9 +43,9 @@ export class RelayFeed {
     this.#tap = new FrameTap(track, video, (frame, captureTimeMs) => this.#frame(frame, captureTimeMs));
   }
 
-  /** What readers read now, from `relay-frames`: {jpeg: [{layer, quality}], encoded: [layer]}. */
+  /** What readers read now, from `relay-frames`: {jpeg: [{layer, jpeg_quality}], encoded: [layer]}. */
   setDemand({ jpeg = [], encoded = [] }) {
-    this.#jpegQualities = [...new Set(jpeg.filter((r) => r.layer === this.#layer.name).map((r) => r.quality))];
+    this.#jpegQualities = [...new Set(jpeg.filter((r) => r.layer === this.#layer.name).map((r) => r.jpeg_quality))];
     const wantEncoded = encoded.includes(this.#layer.name);
     if (wantEncoded && this.#encoder === null) this.#startEncoder();
     if (!wantEncoded && this.#encoder !== null) this.#stopEncoder();
@@ -103,13 +103,13 @@ export class RelayFeed {
     } finally {
       frame.close();
     }
-    for (const quality of this.#jpegQualities) {
+    for (const jpegQuality of this.#jpegQualities) {
       if (this.#signaling.bufferedAmount > MAX_BUFFERED_BYTES) return;
-      const blob = await this.#canvas.convertToBlob({ type: 'image/jpeg', quality: quality / 100 });
-      const sequence = this.#jpegSequence.get(quality) ?? 0;
-      this.#jpegSequence.set(quality, sequence + 1);
+      const blob = await this.#canvas.convertToBlob({ type: 'image/jpeg', quality: jpegQuality / 100 });
+      const sequence = this.#jpegSequence.get(jpegQuality) ?? 0;
+      this.#jpegSequence.set(jpegQuality, sequence + 1);
       const payload = new Uint8Array(await blob.arrayBuffer());
-      const fields = { format: 'jpeg', quality, sequence, captureTimeMs, width, height, layer: 0 };
+      const fields = { format: 'jpeg', jpegQuality, sequence, captureTimeMs, width, height, layer: 0 };
       if (this.#signaling.sendBinary(packRelayFrame(fields, payload))) this.counts.jpeg++;
     }
   }

@@ -31,7 +31,7 @@ export class RelayFrameError extends Error {}
 
 /**
  * The header fields and the picture's bytes (`payload`, a view, not a copy) of one relay
- * frame: {format: 'jpeg'|'encoded', quality (JPEG; 0 on encoded), codec ('vp8', 'h264';
+ * frame: {format: 'jpeg'|'encoded', jpegQuality (JPEG; 0 on encoded), codec ('vp8', 'h264';
  * null on JPEG), keyframe (encoded), sequence, captureTimeMs, width, height, layer,
  * payload}. Throws RelayFrameError when `buffer` (an ArrayBuffer) is not one.
  */
@@ -65,7 +65,7 @@ export function parseRelayFrame(buffer) {
   }
   return {
     format: encoded ? 'encoded' : 'jpeg',
-    quality: encoded ? 0 : byte2,
+    jpegQuality: encoded ? 0 : byte2,
     codec,
     keyframe: encoded && (header.getUint8(3) & KEYFRAME_FLAG) !== 0,
     sequence: header.getUint32(4),
@@ -80,7 +80,7 @@ export function parseRelayFrame(buffer) {
 
 /**
  * One relay frame, header and picture, as a camera sends it (a Uint8Array). `fields`:
- * {format: 'jpeg'|'encoded', quality (JPEG), codec ('vp8', 'h264'; encoded), keyframe
+ * {format: 'jpeg'|'encoded', jpegQuality (JPEG), codec ('vp8', 'h264'; encoded), keyframe
  * (encoded), sequence, captureTimeMs, width, height, layer}; `payload`: the picture's bytes.
  */
 export function packRelayFrame(fields, payload) {
@@ -89,7 +89,7 @@ export function packRelayFrame(fields, payload) {
   const header = new DataView(frame.buffer);
   header.setUint8(0, encoded ? ENCODED_VERSION : JPEG_VERSION);
   header.setUint8(1, HEADER_SIZE);
-  header.setUint8(2, encoded ? CODECS[fields.codec] : fields.quality);
+  header.setUint8(2, encoded ? CODECS[fields.codec] : fields.jpegQuality);
   header.setUint8(3, encoded && fields.keyframe ? KEYFRAME_FLAG : 0);
   header.setUint32(4, fields.sequence >>> 0);
   header.setBigUint64(8, BigInt(Math.round(fields.captureTimeMs * 1000)));

@@ -118,7 +118,7 @@ export class RelayTransport {
       return;
     }
     // The picture's own size, never the header's: a header could claim any size at all.
-    if (!this.#stopped) this.#show(frame, bitmap, bitmap.width, bitmap.height, `${frame.layer}/${frame.quality}`);
+    if (!this.#stopped) this.#show(frame, bitmap, bitmap.width, bitmap.height, `${frame.layer}/${frame.jpegQuality}`);
     bitmap.close();
   }
 
