@@ -21,12 +21,12 @@ from .conftest import (
 )
 
 
-def test_a_second_publisher_of_the_same_name_is_refused(lab):
+def test_a_second_camera_of_the_same_name_is_refused(lab):
     lab.start_server()
     first = lab.start_camera("lab")
     second = lab.start_camera("lab", wait=False)
     code, _ = second.result(timeout=20)
-    assert code != 0 and "already has a publisher" in second.log()
+    assert code != 0 and "already has a camera" in second.log()
     assert first.proc.poll() is None
     assert lab.start_viewer("lab", "--duration", "1").summary(timeout=30)["frames"] > 0
 

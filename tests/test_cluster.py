@@ -111,8 +111,8 @@ def test_a_name_held_on_one_instance_is_taken_on_every_other(redis_server, lab):
     second = camera(lab, [c], "one")
     code, _ = second.result(timeout=20)
     assert code != 0
-    assert "stream-taken" in second.log() or "already has a publisher" in second.log(), second.log()[-2000:]
-    assert stream_on(a, "one")["publisher"] == stream_on(c, "one")["publisher"]
+    assert "stream-taken" in second.log() or "already has a camera" in second.log(), second.log()[-2000:]
+    assert stream_on(a, "one")["camera"]["id"] == stream_on(c, "one")["camera"]["id"]
 
 
 def test_a_name_reserved_on_one_instance_is_reserved_on_all_and_ended_from_any(redis_server, lab):
@@ -249,7 +249,7 @@ async def test_two_instances_in_one_program_route_every_message_once(redis_serve
         await camera.send({"type": "publish", "stream": "hand", "info": INFO, "name": "cam"})
         await camera.expect("published")
         # The viewer waited on the other instance: it hears the camera arrive, and the camera meets it.
-        assert (await viewer.expect("stream-live", timeout=5))["publisher"] == camera.welcome["peer_id"]
+        assert (await viewer.expect("stream-live", timeout=5))["camera_id"] == camera.welcome["peer_id"]
         joined_message = await camera.expect("viewer-joined", timeout=5)
         assert (joined_message["peer_id"], joined_message["name"]) == (viewer.welcome["peer_id"], "vic")
 

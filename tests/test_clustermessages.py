@@ -26,7 +26,7 @@ from peercam.signaling.relay.renditions import MAX_JPEG_RENDITIONS
 
 from peercam.shared.protocol import CameraStats, JpegRendition, LayerInfo, StreamInfo, ViewerStats
 
-CAMERA = ClientRecord(id="c1", role="publisher", stream="cam", name="Cam", with_token=True,
+CAMERA = ClientRecord(id="c1", role="camera", stream="cam", name="Cam", with_token=True,
                       info=StreamInfo(width=640, height=480, fps=30, codec="vp8",
                                       layers=[LayerInfo(name="480p", width=640, height=480, fps=30)]),
                       since=1700000000.5, camera_stats=CameraStats(fps=30, encode_ms=3.5),

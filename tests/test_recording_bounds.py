@@ -1,5 +1,5 @@
-"""Recording against a hostile publisher (issue 23, findings 1, 9 and 12): the real server
-records a real camera (the victim) beside a raw WebSocket publisher that sends what it
+"""Recording against a hostile camera (issue 23, findings 1, 9 and 12): the real server
+records a real camera (the victim) beside a raw WebSocket camera that sends what it
 likes. The attacker's files stay within their bounds, and the victim keeps every segment."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def opened(log: str, stream: str) -> list[str]:
     return re.findall(rf"recording \S+/{stream}/(\S+\.webm)", log)
 
 
-class Publisher:
-    """A raw publisher of VP8 relay frames (made-up bytes: the recorder muxes them as they are)."""
+class RawCamera:
+    """A raw camera of VP8 relay frames (made-up bytes: the recorder muxes them as they are)."""
 
     def __init__(self, ws: Client) -> None:
         self.ws = ws
@@ -50,7 +50,7 @@ async def publish(url: str, stream: str, attack) -> None:
         await ws.expect("welcome")
         await ws.send({"type": "publish", "stream": stream, "info": INFO})
         await ws.expect("published")
-        await attack(Publisher(ws))
+        await attack(RawCamera(ws))
 
 
 def victim_kept_everything(lab, directory: Path) -> list[str]:
@@ -61,15 +61,15 @@ def victim_kept_everything(lab, directory: Path) -> list[str]:
     return names
 
 
-def test_a_publisher_that_floods_and_refuses_keyframes_stays_in_its_share_and_stops(lab, tmp_path):
+def test_a_camera_that_floods_and_refuses_keyframes_stays_in_its_share_and_stops(lab, tmp_path):
     directory = tmp_path / "rec"
     lab.start_server("--record-dir", str(directory), "--record", "*", "--record-segment", "2",
                      "--record-keep", "20MB")
     lab.start_camera("victim")
     wait_until(lambda: len(segments(lab, "victim")) >= 2, 20, "the victim's first closed segment")
 
-    async def flood(camera: Publisher) -> None:
-        # First a publisher that answers no keyframe request but sends one a second, with
+    async def flood(camera: RawCamera) -> None:
+        # First a camera that answers no keyframe request but sends one a second, with
         # 5 MB/s of frames: far more than --record-keep over the test.
         for _ in range(8):
             started = time.monotonic()
@@ -118,7 +118,7 @@ def test_keyframes_that_each_ask_for_a_new_segment_make_at_most_one_file_a_secon
     wait_until(lambda: len(segments(lab, "victim")) >= 2, 20, "the victim's first closed segment")
     sent = {}
 
-    async def churn(camera: Publisher) -> None:
+    async def churn(camera: RawCamera) -> None:
         # A keyframe every 20 ms whose capture time leaps a segment ahead of the last: each
         # one is due for a segment of its own.
         began = time.monotonic()

@@ -223,8 +223,8 @@ def test_one_camera_per_name_and_a_second_is_refused():
     registry, listener, clock = make_registry()
     camera = publish(registry, "c1", display_name="Cam")
     stream = registry.get("lab")
-    assert stream is not None and stream.publisher is camera and stream.since == clock.now
-    assert (camera.role, camera.stream, camera.name) == ("publisher", "lab", "Cam")
+    assert stream is not None and stream.camera is camera and stream.since == clock.now
+    assert (camera.role, camera.stream, camera.name) == ("camera", "lab", "Cam")
     assert listener.take() == [("changed", "c1")]
 
     for with_token in (False, True):  # a token wins only a reserved name
@@ -233,7 +233,7 @@ def test_one_camera_per_name_and_a_second_is_refused():
                         with_token=with_token)
         assert "lab" in error.reason
         assert intruder.role is None and intruder.take() == []
-    assert stream.publisher is camera and camera.take() == [] and listener.take() == []
+    assert stream.camera is camera and camera.take() == [] and listener.take() == []
     refused(ErrorCode.WRONG_STATE, registry.publish, camera, "other", INFO)  # one role each
     refused(ErrorCode.BAD_STREAM_NAME, registry.publish, FakeClient("c3"), "../x", INFO)
     assert [s.name for s in registry.live_streams()] == ["lab"]
@@ -260,9 +260,9 @@ async def test_a_reservation_takes_a_name_from_its_camera_without_a_token():
     # The holder of its token publishes; the viewer who stayed meets it.
     holder = publish(registry, "c2", with_token=True)
     assert holder.take() == [ViewerJoined(peer_id="v1")]
-    assert viewer.take() == [StreamLive(stream="lab", publisher="c2", info=INFO)]
+    assert viewer.take() == [StreamLive(stream="lab", camera_id="c2", info=INFO)]
     registry.reserve("lab")  # again: its holder has the token and stays
-    assert stream.publisher is holder and holder.take() == []
+    assert stream.camera is holder and holder.take() == []
     refused(ErrorCode.STREAM_TAKEN, registry.publish, FakeClient("c3"), "lab", INFO, with_token=True)
 
 
@@ -277,7 +277,7 @@ async def test_a_camera_with_the_token_takes_a_reserved_name_from_one_without():
     reason = "this name is reserved for the holder of its publish token"
     assert squatter.take() == [StreamEnded(stream="lab", reason=reason)]
     await hung_up(squatter)
-    assert registry.get("lab").publisher is holder
+    assert registry.get("lab").camera is holder
     assert listener.take() == [("gone", "c1", reason), ("changed", "c3")]
 
 
@@ -295,12 +295,12 @@ def test_a_viewer_waits_for_its_camera_and_they_meet_when_it_comes():
     camera = FakeClient("c1")
     registry.publish(camera, "lab", INFO)
     assert camera.take() == [Published(stream="lab"), ViewerJoined(peer_id="v1", name="vic")]
-    assert viewer.take() == [StreamLive(stream="lab", publisher="c1", info=INFO)]
+    assert viewer.take() == [StreamLive(stream="lab", camera_id="c1", info=INFO)]
 
     late = FakeClient("v2")
     registry.watch(late, "lab", quality="480p")
     assert late.take() == [Watching(stream="lab", live=True),
-                           StreamLive(stream="lab", publisher="c1", info=INFO)]
+                           StreamLive(stream="lab", camera_id="c1", info=INFO)]
     assert camera.take() == [ViewerJoined(peer_id="v2", quality="480p")]
     assert viewer.take() == []
     refused(ErrorCode.BAD_NAME, registry.watch, FakeClient("v3"), "lab", "VIC")  # names are unique
@@ -479,9 +479,9 @@ def test_a_camera_of_another_instance_meets_the_viewers_here():
     elsewhere = FakeInstance()
     viewer = watch(registry, "v1", name="vic")
     listener.take()
-    remote = elsewhere.client("r1", "publisher", info=INFO, since=1234.5)
+    remote = elsewhere.client("r1", "camera", info=INFO, since=1234.5)
     assert registry.attach(remote)
-    assert viewer.take() == [StreamLive(stream="lab", publisher="r1", info=INFO)]
+    assert viewer.take() == [StreamLive(stream="lab", camera_id="r1", info=INFO)]
     late = watch(registry, "v2")
     assert elsewhere.delivered == []  # its instance tells it of the viewers here
     stream = registry.get("lab")
@@ -493,7 +493,7 @@ def test_a_camera_of_another_instance_meets_the_viewers_here():
     # camera without one is evicted by its own instance.
     registry.reserve("lab", here=False)
     refused(ErrorCode.STREAM_TAKEN, registry.publish, FakeClient("c1"), "lab", INFO, with_token=True)
-    assert stream.publisher is remote and listener.take() == []  # a reservation from elsewhere
+    assert stream.camera is remote and listener.take() == []  # a reservation from elsewhere
     cameras: list[tuple[str, bool]] = []
     registry.on_camera.append(lambda s, live: cameras.append((s.name, live)))
     registry.remove(remote, "the camera left")
@@ -506,11 +506,11 @@ def test_a_camera_here_keeps_its_name_from_one_of_another_instance():
     camera = publish(registry, "c1")
     viewer = watch(registry, "v1")
     camera.take()
-    assert not registry.attach(FakeInstance().client("r1", "publisher", info=INFO))
-    assert registry.get("lab").publisher is camera
+    assert not registry.attach(FakeInstance().client("r1", "camera", info=INFO))
+    assert registry.get("lab").camera is camera
     assert viewer.take() == [] and camera.take() == []
     # A camera record without its stream's info is not one yet.
-    assert not registry.attach(FakeInstance().client("r2", "publisher", stream="new"))
+    assert not registry.attach(FakeInstance().client("r2", "camera", stream="new"))
     assert registry.get("new") is None
 
 
@@ -545,7 +545,7 @@ def test_messages_from_other_instances_reach_only_clients_here():
 async def test_relay_readers_here_read_a_camera_of_another_instance():
     registry, _, _ = make_registry()
     elsewhere = FakeInstance()
-    registry.attach(elsewhere.client("r1", "publisher", info=INFO))
+    registry.attach(elsewhere.client("r1", "camera", info=INFO))
     viewer = watch(registry, "v1")
     viewer.take()
     registry.set_relay(viewer, True)

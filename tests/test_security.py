@@ -263,7 +263,7 @@ async def test_a_reserved_name_belongs_to_the_holder_of_its_publish_token():
         assert (await viewer.expect("stream-live"))["stream"] == "lab"
 
 
-async def test_publishers_are_rate_limited_generously():
+async def test_cameras_are_rate_limited_generously():
     limits = Limits(messages_per_second=5, message_burst=5)
     async with running(limits=limits) as server:
         camera = await server.camera()

@@ -75,8 +75,8 @@ RUN_CASES = """async ({ cases, p2pRetryMs }) => {
       onSetback: (text) => events.setbacks.push(text),
       onChat: () => {},
     });
-    const camera = { publisher: 'camera-1', iceServers: [], iceTransportPolicy: 'all', codec: 'vp8' };
-    const signal = { type: 'candidate', candidate: null, from: camera.publisher };
+    const camera = { cameraId: 'camera-1', iceServers: [], iceTransportPolicy: 'all', codec: 'vp8' };
+    const signal = { type: 'candidate', candidate: null, from: camera.cameraId };
     const results = [];
     for (const step of test.steps) {
       for (const transport of made) transport.messages = [];

@@ -159,10 +159,10 @@ def test_a_browser_camera_that_loses_its_network_ends_the_stream(lab, split_netw
 def test_reload_publishes_again_under_the_same_name(lab, media_browser):
     lab.start_server()
     page, errors = go_live(media_browser, lab, "again")
-    first = lab.api("/api/streams/again")["publisher"]
+    first = lab.api("/api/streams/again")["camera"]["id"]
     page.reload()
     page.wait_for_function("peercam.state() === 'live'", timeout=15_000)
-    assert lab.api("/api/streams/again")["publisher"] != first
+    assert lab.api("/api/streams/again")["camera"]["id"] != first
     assert not errors, errors
 
 

@@ -124,7 +124,7 @@ async def test_offer_answer_and_candidates_are_routed_by_peer_id(server):
     viewer = await watch(server)
     assert (await viewer.expect("watching"))["live"] is True
     live = await viewer.expect("stream-live")
-    assert live["publisher"] == camera.welcome["peer_id"] and live["info"] == INFO
+    assert live["camera_id"] == camera.welcome["peer_id"] and live["info"] == INFO
     viewer_id = (await camera.expect("viewer-joined"))["peer_id"]
     assert viewer_id == viewer.welcome["peer_id"]
 
@@ -144,10 +144,10 @@ async def test_viewer_before_camera_waits_and_is_told(server):
     viewer = await watch(server)
     assert (await viewer.expect("watching"))["live"] is False
     camera = await publish(server)
-    assert (await viewer.expect("stream-live"))["publisher"] == camera.welcome["peer_id"]
+    assert (await viewer.expect("stream-live"))["camera_id"] == camera.welcome["peer_id"]
 
 
-async def test_second_publisher_is_refused_and_first_keeps_working(server):
+async def test_second_camera_is_refused_and_first_keeps_working(server):
     camera = await publish(server)
     intruder = await server()
     await intruder.send({"type": "publish", "stream": "cam", "info": INFO})

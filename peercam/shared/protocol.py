@@ -166,7 +166,7 @@ class StreamInfo(msgspec.Struct, omit_defaults=True):
 
 
 class Publish(_Message, tag="publish"):
-    """A camera claims a stream name; one publisher per name."""
+    """A camera claims a stream name; one camera per name."""
 
     stream: str
     info: StreamInfo
@@ -312,7 +312,7 @@ class RoutedMessage(_Message, kw_only=True):
     """
 
     #: The roles that may send this message (the other side receives it).
-    senders: ClassVar[frozenset[str]] = frozenset({"viewer", "publisher"})
+    senders: ClassVar[frozenset[str]] = frozenset({"viewer", "camera"})
 
     #: The peer it goes to: required from a camera, optional from a viewer.
     to: ShortText | None = None
@@ -331,7 +331,7 @@ class Offer(RoutedMessage, tag="offer"):
 class Answer(RoutedMessage, tag="answer"):
     """The camera's SDP answer to a viewer's offer."""
 
-    senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
+    senders: ClassVar[frozenset[str]] = frozenset({"camera"})
 
     sdp: str
 
@@ -368,7 +368,7 @@ class ChatSend(RoutedMessage, tag="chat-send"):
 class ChatHistory(RoutedMessage, tag="chat-history"):
     """The last messages, for a newcomer."""
 
-    senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
+    senders: ClassVar[frozenset[str]] = frozenset({"camera"})
 
     messages: list[ChatMessage]
 
@@ -378,7 +378,7 @@ class LayerChanged(RoutedMessage, tag="layer"):
     server on the relay (with its JPEG quality on a JPEG relay). ``reason`` is empty for a choice the
     viewer made and says why otherwise, e.g. "12% loss"."""
 
-    senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
+    senders: ClassVar[frozenset[str]] = frozenset({"camera"})
 
     layer: LayerName
     width: Annotated[int, Meta(ge=2, le=16384)]
@@ -393,7 +393,7 @@ class LayerChanged(RoutedMessage, tag="layer"):
 class ChatNotice(RoutedMessage, tag="chat-notice"):
     """The camera refused a chat line (too long, too fast) and says why."""
 
-    senders: ClassVar[frozenset[str]] = frozenset({"publisher"})
+    senders: ClassVar[frozenset[str]] = frozenset({"camera"})
 
     reason: str
 
@@ -443,7 +443,7 @@ class StreamLive(_Message, tag="stream-live"):
     """The stream's camera is there: a viewer may offer now."""
 
     stream: str
-    publisher: str
+    camera_id: str  # the camera's peer id: the ``from`` of what it sends a viewer
     info: StreamInfo
 
 

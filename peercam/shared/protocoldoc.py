@@ -51,7 +51,6 @@ _DIRECTIONS = {
 }
 #: Routed messages the server also sends itself.
 _ALSO_FROM_SERVER = {"layer": "server → viewer (on the relay)"}
-_ROLES = {"viewer": "viewer", "publisher": "camera"}
 
 #: Constrained strings, by the alias that names them in protocol.py.
 _PATTERNS = {
@@ -248,7 +247,7 @@ def _messages() -> list[type]:
 def _direction(cls: type) -> str:
     tag = _tag(cls)
     if issubclass(cls, protocol.RoutedMessage):
-        roles = sorted(_ROLES[role] for role in cls.senders)
+        roles = sorted(cls.senders)
         if len(roles) == 2:
             text = "camera ↔ viewer (routed)"
         else:

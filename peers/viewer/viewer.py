@@ -392,7 +392,7 @@ class Viewer:
                 self._event("server-error", f"server says {message.code}: {message.reason}")
 
     async def _camera_live(self, message: StreamLive) -> None:
-        if self._live is None or self._live.publisher != message.publisher:
+        if self._live is None or self._live.camera_id != message.camera_id:
             self._chat_seen.clear()  # a new camera numbers its chat from 1 again
         self._live = message
         info = message.info

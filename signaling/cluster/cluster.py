@@ -6,7 +6,7 @@ What lives where in Redis (every key starts with ``peercam:``):
   instance ids;
 - ``clients:ID``: a hash of that instance's cameras and viewers (ClientRecord as JSON);
 - ``claims``: a hash of stream name to the camera that holds it, ``ID/CLIENT`` (the
-  one-publisher rule across instances); ``reserved``: the set of reserved names;
+  one-camera rule across instances); ``reserved``: the set of reserved names;
 - channels: ``events`` (to every instance), ``to:ID`` (to one), ``relay:STREAM`` (the
   stream's relay frames, while another instance reads them).
 
@@ -258,8 +258,8 @@ class Cluster:
                     pipe.srem(NODES, self.node)
                     await pipe.execute()
                 for stream in self._registry.live_streams():
-                    if isinstance(stream.publisher, Connection):
-                        holder = self._holder(stream.publisher)
+                    if isinstance(stream.camera, Connection):
+                        holder = self._holder(stream.camera)
                         await self._redis.eval(_RELEASE, 1, CLAIMS, stream.name, holder)
             except self._errors as exc:
                 log.warning("leaving Redis: %s", exc)
@@ -330,8 +330,8 @@ class Cluster:
         await self._pubsub.subscribe(EVENTS, _node_channel(self.node))
         await self._redis.set(_node_key(self.node), self.node, px=NODE_TTL_MS)
         await self._redis.sadd(NODES, self.node)
-        cameras = {s.name: s.publisher for s in self._registry.live_streams()
-                   if isinstance(s.publisher, Connection)}
+        cameras = {s.name: s.camera for s in self._registry.live_streams()
+                   if isinstance(s.camera, Connection)}
         # Names our cameras let go of while Redis was away are free again.
         ours = {self._holder(camera) for camera in cameras.values()}
         claims = await self._claims_of(self.node)
@@ -355,7 +355,7 @@ class Cluster:
         self._synced_at = time.monotonic()
         self._write_own_state()
         for stream in self._registry.live_streams():
-            if isinstance(stream.publisher, RemoteClient):
+            if isinstance(stream.camera, RemoteClient):
                 stream.ask_camera_for_relay()
 
     def _write_own_state(self) -> None:
@@ -423,10 +423,10 @@ class Cluster:
         for client in [c for c in self._remote.values() if c.node == node and c.id not in records]:
             self._drop(client, "the camera left")
         # Cameras first: their viewers then meet them as they arrive.
-        for record in sorted(records.values(), key=lambda r: r.role != "publisher"):
+        for record in sorted(records.values(), key=lambda r: r.role != "camera"):
             self._mirror(node, record)
 
-    # -- one publisher per name ---------------------------------------------------------------
+    # -- one camera per name ------------------------------------------------------------------
 
     def _holder(self, conn: Connection) -> str:
         return f"{self.node}/{conn.id}"
@@ -471,7 +471,7 @@ class Cluster:
         self._queue("PUBLISH", EVENTS, encode_envelope(ClientUpdate(node=self.node, client=record)))
 
     def client_gone(self, conn: Connection, reason: str) -> None:
-        if conn.role == "publisher":
+        if conn.role == "camera":
             self.release(conn.stream or "", conn)
         self._queue("HDEL", _clients_key(self.node), conn.id)
         self._queue("PUBLISH", EVENTS, encode_envelope(ClientGone(node=self.node, id=conn.id,
@@ -663,7 +663,7 @@ class Cluster:
     def _drop(self, client: RemoteClient, reason: str) -> None:
         if self._remote.get(client.id) is client:
             del self._remote[client.id]
-        if client.role == "publisher":
+        if client.role == "camera":
             self._read_relay(client.stream or "", False)
         self._registry.remove(client, reason)
 
@@ -687,7 +687,7 @@ class Cluster:
     def _record_of(self, conn: Connection) -> ClientRecord:
         stats = conn.stats
         stream = self._registry.get(conn.stream or "")
-        camera = stream is not None and stream.publisher is conn
+        camera = stream is not None and stream.camera is conn
         return ClientRecord(
             id=conn.id, role=conn.role or "", stream=conn.stream or "", name=conn.name,
             quality=conn.quality, jpeg_quality=conn.jpeg_quality, with_token=conn.with_token,

@@ -80,7 +80,7 @@ class _StateCollector(Collector):
             latencies = [r.latency_ms for r in reports if r.latency_ms is not None]
             if latencies:
                 latency.add_metric([stream.name], sum(latencies) / len(latencies) / 1000)
-            camera_stats = stream.publisher.stats if stream.publisher else None
+            camera_stats = stream.camera.stats if stream.camera else None
             if camera_stats is not None:
                 encode.add_metric([stream.name], camera_stats.encode_ms / 1000)
             for path in ("p2p", "relay"):

@@ -37,5 +37,5 @@ async def player(request: web.Request) -> web.FileResponse:
 
 @routes.get("/publish/{name}")
 @requires(Access.OPEN)  # publishing itself needs the token on `publish`, checked by the server
-async def publisher(request: web.Request) -> web.FileResponse:
+async def browser_camera(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[WEB_ROOT] / "publish.html", headers=_NO_CACHE)

@@ -81,8 +81,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     request.app[SOCKETS].add(ws)
     limits = config.limits
     viewer_bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
-    publisher_bucket = TokenBucket(limits.messages_per_second * limits.publisher_rate_factor,
-                                   limits.message_burst * limits.publisher_rate_factor)
+    camera_bucket = TokenBucket(limits.messages_per_second * limits.camera_rate_factor,
+                                limits.message_burst * limits.camera_rate_factor)
     frame_bucket = TokenBucket(limits.relay_frames_per_second, limits.relay_frame_burst)
     rename_bucket = TokenBucket(1 / limits.rename_seconds, limits.rename_burst)
     # With auth on, TURN credentials go only to clients that watch or publish (see _dispatch).
@@ -96,16 +96,16 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                publisher = conn.role == "publisher"
-                if not (publisher_bucket if publisher else viewer_bucket).take():
-                    rate = limits.messages_per_second * (limits.publisher_rate_factor if publisher else 1)
+                is_camera = conn.role == "camera"
+                if not (camera_bucket if is_camera else viewer_bucket).take():
+                    rate = limits.messages_per_second * (limits.camera_rate_factor if is_camera else 1)
                     _refuse(metrics, conn, ProtocolError(
                         ErrorCode.RATE_LIMITED, f"slow down: at most {rate:g} messages a second"))
                     continue
                 await _handle_text(config, registry, cluster, metrics, conn, share, msg.data, rename_bucket)
             elif msg.type == WSMsgType.BINARY:
                 try:
-                    if conn.role == "publisher" and not frame_bucket.take():
+                    if conn.role == "camera" and not frame_bucket.take():
                         raise ProtocolError(ErrorCode.RATE_LIMITED, "slow down: at most "
                                             f"{limits.relay_frames_per_second:g} relay frames a second")
                     registry.relay_frame(conn, msg.data)
@@ -218,10 +218,10 @@ async def _publish(config: ServerConfig, registry: StreamRegistry, cluster: Clus
         _count(share)
     stream = registry.get(message.stream)
     # Across instances, the name is claimed in Redis first (unless the rules here refuse anyway).
-    claimed = cluster is not None and conn.role is None and (stream is None or stream.publisher is None)
+    claimed = cluster is not None and conn.role is None and (stream is None or stream.camera is None)
     if claimed and not await cluster.claim(message.stream, conn):
         raise ProtocolError(ErrorCode.STREAM_TAKEN,
-                            f"stream {message.stream!r} already has a publisher (on another server instance)")
+                            f"stream {message.stream!r} already has a camera (on another server instance)")
     try:
         registry.publish(conn, message.stream, message.info, message.name, with_token=with_token,
                          ice_servers=ice_servers(config, conn))

@@ -32,7 +32,7 @@ class Client(Protocol):
 
     @property
     def role(self) -> str | None:
-        """What it does on ``stream``: "publisher" or "viewer"; None until it publishes or watches."""
+        """What it does on ``stream``: "camera" or "viewer"; None until it publishes or watches."""
 
     @property
     def stream(self) -> str | None: ...

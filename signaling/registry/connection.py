@@ -64,14 +64,14 @@ class Connection:
         self._transport = transport  # the connection under the WebSocket
         sock = transport.get_extra_info("socket") if transport is not None else None
         self._fd = sock.fileno() if sock is not None and sys.platform == "linux" else None
-        #: "publisher" or "viewer" once the client said publish or watch.
+        #: "camera" or "viewer" once the client said publish or watch.
         self.role: str | None = None
         self.stream: str | None = None
         #: Set while this viewer is on its stream's relay.
         self.relay_reader: RelayReader | None = None
         #: Display name (chat, viewer lists); may be empty.
         self.name = ""
-        #: A publisher that showed a valid publish token (it wins a reserved name).
+        #: A camera that showed a valid publish token (it wins a reserved name).
         self.with_token = False
         #: A viewer's choice: a layer's name or "auto", and a JPEG quality for the relay (None: auto).
         self.quality = "auto"

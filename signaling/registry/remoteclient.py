@@ -14,13 +14,13 @@ class ClientRecord(msgspec.Struct, omit_defaults=True):
     /api/streams, /metrics there). Kept in the hash ``peercam:clients:NODE`` too."""
 
     id: str
-    role: str  # "publisher" or "viewer"
+    role: str  # "camera" or "viewer"
     stream: str
     name: str = ""
     quality: str = "auto"
     jpeg_quality: int | None = None
     with_token: bool = False
-    info: StreamInfo | None = None  # a publisher's stream
+    info: StreamInfo | None = None  # a camera's stream
     since: float | None = None
     layer: str | None = None
     layer_reason: str = ""
@@ -32,7 +32,7 @@ class ClientRecord(msgspec.Struct, omit_defaults=True):
 
 class RemoteClient:
     """A camera or viewer connected to instance ``node``: it sits in this instance's
-    streams like a local Connection, so the same rules (one publisher, routing, limits,
+    streams like a local Connection, so the same rules (one camera, routing, limits,
     summaries) apply to it. What is sent to it goes through Redis to its own instance.
 
     Its fields are a mirror: only its own instance changes them (``update``).

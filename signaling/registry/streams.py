@@ -101,9 +101,9 @@ class RegistryListener(Protocol):
 @dataclass
 class Stream:
     name: str
-    publisher: Client | None = None
+    camera: Client | None = None
     info: StreamInfo | None = None
-    #: Unix time the current publisher started.
+    #: Unix time the current camera started.
     since: float | None = None
     viewers: dict[str, Client] = field(default_factory=dict)
     relay_totals: RelayTotals = field(default_factory=RelayTotals)
@@ -136,16 +136,16 @@ class Stream:
         The camera makes at most MAX_JPEG_RENDITIONS JPEG renditions in all: the other
         instances are told which (when it changed, and ``asked_by`` always), and their
         readers whose own is not among them read the nearest."""
-        publisher = self.publisher
-        if publisher is None:
+        camera = self.camera
+        if camera is None:
             return
         jpeg, encoded = self.relay.demand
-        if _elsewhere(publisher):
-            publisher.ask_relay(jpeg, encoded)
+        if _elsewhere(camera):
+            camera.ask_relay(jpeg, encoded)
             return
         if self.remote_demand:
             jpeg, encoded = self.relay.demand_with(self.remote_demand.values())
-        publisher.send(RelayFrames(jpeg=jpeg, encoded=encoded))
+        camera.send(RelayFrames(jpeg=jpeg, encoded=encoded))
         self._read_elsewhere = {self.relay.nearest_made(jpeg, wanted) for wanted_there, _
                                 in self.remote_demand.values() for wanted in wanted_there} if jpeg else set()
         self._told = {node: told for node, told in self._told.items() if node in self.remote_demand}
@@ -156,8 +156,8 @@ class Stream:
                     self.tell_renditions(self.name, node, jpeg)
 
     def _relay_keyframe(self, layer: str, urgent: bool) -> None:
-        if self.publisher is not None:
-            self.publisher.send(RelayKeyframe(layer=layer, urgent=urgent))
+        if self.camera is not None:
+            self.camera.send(RelayKeyframe(layer=layer, urgent=urgent))
 
     def read_elsewhere(self, header: RelayFrameHeader) -> bool:
         """Do relay readers on other instances read this frame's rendition?"""
@@ -173,12 +173,12 @@ class Stream:
 
     def live_message(self) -> StreamLive:
         """What viewers are told when this stream's camera is there."""
-        assert self.publisher is not None and self.info is not None
-        return StreamLive(stream=self.name, publisher=self.publisher.id, info=self.info)
+        assert self.camera is not None and self.info is not None
+        return StreamLive(stream=self.name, camera_id=self.camera.id, info=self.info)
 
     @property
     def live(self) -> bool:
-        return self.publisher is not None
+        return self.camera is not None
 
     @property
     def audience(self) -> int:
@@ -187,7 +187,7 @@ class Stream:
 
     def summary(self) -> dict:
         info = self.info
-        publisher = self.publisher
+        camera = self.camera
         return {
             "name": self.name,
             "live": self.live,
@@ -200,11 +200,11 @@ class Stream:
             "codec": info.codec if info else None,
             "layers": msgspec.to_builtins(info.layer_list()) if info else [],
             "since": self.since,
-            "publisher": publisher.id if publisher else None,
             "camera": {
-                "name": publisher.name,
-                "stats": msgspec.to_builtins(publisher.stats) if publisher.stats else None,
-            } if publisher else None,
+                "id": camera.id,
+                "name": camera.name,
+                "stats": msgspec.to_builtins(camera.stats) if camera.stats else None,
+            } if camera else None,
             "viewers_by_mode": self.viewers_by_mode(),
             "viewers": [
                 {
@@ -243,8 +243,8 @@ def _check_name_free(stream: Stream, conn: Connection, name: str) -> None:
     if not folded:
         return
     cameras = {CAMERA_CHAT_NAME.casefold()}
-    if stream.publisher is not None:
-        cameras.add(stream.publisher.name.casefold())
+    if stream.camera is not None:
+        cameras.add(stream.camera.name.casefold())
     if folded in cameras:
         raise ProtocolError(ErrorCode.BAD_NAME, f"the name {name!r} is the camera's")
     if any(viewer is not conn and viewer.name.casefold() == folded for viewer in stream.viewers.values()):
@@ -252,7 +252,7 @@ def _check_name_free(stream: Stream, conn: Connection, name: str) -> None:
 
 
 class StreamRegistry:
-    """Streams by name; one publisher each, any number of viewers."""
+    """Streams by name; one camera each, any number of viewers."""
 
     def __init__(self, limits: Limits | None = None, clock: Callable[[], float] = time.time) -> None:
         self.limits = limits or Limits()
@@ -275,8 +275,8 @@ class StreamRegistry:
     def local_clients(self) -> Iterator[Connection]:
         """The cameras and viewers connected to this instance."""
         for stream in self._streams.values():
-            if _here(stream.publisher):
-                yield stream.publisher
+            if _here(stream.camera):
+                yield stream.camera
             yield from (v for v in stream.viewers.values() if _here(v))
 
     def reserved_names(self) -> list[str]:
@@ -327,14 +327,14 @@ class StreamRegistry:
         """``with_token``: the camera showed a valid publish token. On a reserved name such a
         camera wins over one that holds the name without."""
         stream = self._enter(conn, name, display_name)
-        holder = stream.publisher
+        holder = stream.camera
         if holder is not None:
             # (A holder on another instance is evicted there, by its own instance.)
             if not (stream.reserved and with_token and not holder.with_token and _here(holder)):
-                raise ProtocolError(ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a publisher")
+                raise ProtocolError(ErrorCode.STREAM_TAKEN, f"stream {name!r} already has a camera")
             self._evict(holder, "this name is reserved for the holder of its publish token")
         self._claim(stream)
-        conn.role, conn.stream, conn.with_token = "publisher", name, with_token
+        conn.role, conn.stream, conn.with_token = "camera", name, with_token
         conn.send(Published(stream=name, ice_servers=ice_servers or []))
         self._camera_arrives(stream, conn, info, self._clock())
         for callback in self.on_camera:
@@ -344,7 +344,7 @@ class StreamRegistry:
 
     def _camera_arrives(self, stream: Stream, camera: Client, info: StreamInfo, since: float | None) -> None:
         """A camera, here or on another instance, now publishes ``stream``."""
-        stream.publisher, stream.info, stream.since = camera, info, since
+        stream.camera, stream.info, stream.since = camera, info, since
         live = stream.live_message()
         for viewer in stream.viewers.values():
             if viewer.is_local:
@@ -358,7 +358,7 @@ class StreamRegistry:
               jpeg_quality: int | None = None) -> Stream:
         stream = self._enter(conn, name, display_name)
         conn.quality, conn.jpeg_quality = quality, jpeg_quality
-        camera = stream.publisher
+        camera = stream.camera
         try:
             _check_name_free(stream, conn, conn.name)
         except ProtocolError:
@@ -387,8 +387,8 @@ class StreamRegistry:
         conn.quality, conn.jpeg_quality = quality, jpeg_quality
         if conn.relay_reader is not None:
             stream.relay.choose(conn.relay_reader, quality, jpeg_quality)
-        if stream.publisher is not None:
-            stream.publisher.send(ViewerQuality(peer_id=conn.id, quality=quality))
+        if stream.camera is not None:
+            stream.camera.send(ViewerQuality(peer_id=conn.id, quality=quality))
         self._changed(conn)
 
     def layer_changed(self, viewer: Client, layer: str, reason: str) -> None:
@@ -410,7 +410,7 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.WRONG_STATE, "watch a stream before picking a name")
         display_name = check_display_name(display_name)
         _check_name_free(stream, conn, display_name)
-        camera = stream.publisher
+        camera = stream.camera
         conn.name = display_name
         if camera is not None:
             camera.send(ViewerRenamed(peer_id=conn.id, name=display_name))
@@ -438,8 +438,8 @@ class StreamRegistry:
         stream = self._streams.get(conn.stream or "")
         if stream is None:
             return
-        if conn.role == "publisher" and stream.publisher is conn:
-            stream.publisher, stream.info, stream.since = None, None, None
+        if conn.role == "camera" and stream.camera is conn:
+            stream.camera, stream.info, stream.since = None, None, None
             stream.remote_demand.clear()
             stream.relay.camera_left()
             ended = StreamEnded(stream=stream.name, reason=reason)
@@ -452,8 +452,8 @@ class StreamRegistry:
         elif conn.role == "viewer" and stream.viewers.pop(conn.id, None) is conn:
             if _here(conn):
                 self.set_relay(conn, False)
-            if stream.publisher is not None and stream.publisher.is_local:
-                stream.publisher.send(ViewerLeft(peer_id=conn.id))
+            if stream.camera is not None and stream.camera.is_local:
+                stream.camera.send(ViewerLeft(peer_id=conn.id))
         else:
             self._forget_if_unused(stream)
             return
@@ -467,13 +467,13 @@ class StreamRegistry:
         stream = self._stream(client.stream or "")
         if client.role == "viewer":
             stream.viewers[client.id] = client
-            camera = stream.publisher
+            camera = stream.camera
             if camera is not None and camera.is_local:
                 camera.send(ViewerJoined(peer_id=client.id, name=client.name, quality=client.quality))
-        elif stream.publisher is None and client.record.info is not None:
+        elif stream.camera is None and client.record.info is not None:
             self._camera_arrives(stream, client, client.record.info, client.record.since)
         else:
-            log.warning("%r publishes %r, which %r holds here", client, stream.name, stream.publisher)
+            log.warning("%r publishes %r, which %r holds here", client, stream.name, stream.camera)
             self._forget_if_unused(stream)
             return False
         return True
@@ -484,8 +484,8 @@ class StreamRegistry:
         if stream is None:
             return None
         conn = stream.viewers.get(to)
-        if conn is None and stream.publisher is not None and stream.publisher.id == to:
-            conn = stream.publisher
+        if conn is None and stream.camera is not None and stream.camera.id == to:
+            conn = stream.camera
         if not _here(conn):
             return None
         conn.send_text(text)
@@ -502,7 +502,7 @@ class StreamRegistry:
                           encoded: list[str]) -> None:
         """What ``node``'s relay readers read of a stream whose camera is here."""
         stream = self._streams.get(stream_name)
-        if stream is None or not _here(stream.publisher):
+        if stream is None or not _here(stream.camera):
             return
         if jpeg or encoded:
             stream.remote_demand[node] = (jpeg, encoded)
@@ -514,7 +514,7 @@ class StreamRegistry:
         """The JPEG renditions a camera on ``node`` makes for every instance: the relay
         readers here read their own, or the nearest made."""
         stream = self._streams.get(stream_name)
-        if stream is None or not _elsewhere(stream.publisher) or stream.publisher.node != node:
+        if stream is None or not _elsewhere(stream.camera) or stream.camera.node != node:
             return  # (a camera that left, or one that moved to another instance)
         stream.relay.renditions_made(jpeg)
 
@@ -536,9 +536,9 @@ class StreamRegistry:
         stream = self._stream(name)
         self._claim(stream)
         stream.reserved = True
-        publisher = stream.publisher
-        if _here(publisher) and not publisher.with_token:
-            self._evict(publisher, "this name is now reserved for the holder of its publish token")
+        camera = stream.camera
+        if _here(camera) and not camera.with_token:
+            self._evict(camera, "this name is now reserved for the holder of its publish token")
         if here and self.listener is not None:
             self.listener.reserved(name)
         return stream
@@ -546,15 +546,15 @@ class StreamRegistry:
     def evict(self, name: str, reason: str) -> None:
         """Take a stream from its camera here, if it has one here."""
         stream = self._streams.get(name)
-        if stream is not None and _here(stream.publisher):
-            self._evict(stream.publisher, reason)
+        if stream is not None and _here(stream.camera):
+            self._evict(stream.camera, reason)
 
-    def _evict(self, publisher: Connection, reason: str) -> None:
+    def _evict(self, camera: Connection, reason: str) -> None:
         """Take a stream from its camera: it and the viewers are told, and its socket closes."""
-        publisher.send(StreamEnded(stream=publisher.stream or "", reason=reason))
-        self.remove(publisher, reason)
-        publisher.role = publisher.stream = None
-        asyncio.get_running_loop().create_task(publisher.hang_up(reason))
+        camera.send(StreamEnded(stream=camera.stream or "", reason=reason))
+        self.remove(camera, reason)
+        camera.role = camera.stream = None
+        asyncio.get_running_loop().create_task(camera.hang_up(reason))
 
     def end(self, name: str, reason: str, here: bool = True) -> bool:
         """End a stream: its camera and viewers are told, its relay stops, its name is freed
@@ -565,8 +565,8 @@ class StreamRegistry:
         if stream is None:
             return False
         stream.reserved = False
-        if _here(stream.publisher):
-            self._evict(stream.publisher, reason)
+        if _here(stream.camera):
+            self._evict(stream.camera, reason)
         else:
             self._forget_if_unused(stream)
         return True
@@ -603,7 +603,7 @@ class StreamRegistry:
 
     def report_stats(self, conn: Connection, stats: ViewerStats | CameraStats) -> None:
         """Keep a client's latest stats report: viewers report ViewerStats, cameras CameraStats."""
-        expected = CameraStats if conn.role == "publisher" else ViewerStats
+        expected = CameraStats if conn.role == "camera" else ViewerStats
         if conn.role is None or not isinstance(stats, expected):
             raise ProtocolError(ErrorCode.WRONG_STATE,
                                 "report stats as a viewer (stats) or as a camera (camera-stats)")
@@ -613,7 +613,7 @@ class StreamRegistry:
     def broadcast_chat(self, conn: Connection, message: ChatMessage) -> None:
         """A stamped chat message from the camera, for every viewer of its stream."""
         stream = self._streams.get(conn.stream or "")
-        if stream is None or conn.role != "publisher":
+        if stream is None or conn.role != "camera":
             raise ProtocolError(ErrorCode.WRONG_STATE,
                                 "only the camera shares chat messages; viewers send chat-send")
         for viewer in stream.viewers.values():
@@ -625,7 +625,7 @@ class StreamRegistry:
     def relay_frame(self, conn: Connection, data: bytes) -> None:
         """A relay frame from a camera, for its stream's relay readers."""
         stream = self._streams.get(conn.stream or "")
-        if stream is None or conn.role != "publisher":
+        if stream is None or conn.role != "camera":
             raise ProtocolError(ErrorCode.BINARY_NOT_ALLOWED,
                                 "binary messages are relay frames, and only a camera sends them")
         try:
@@ -638,7 +638,7 @@ class StreamRegistry:
     def relay_from_elsewhere(self, name: str, data: bytes) -> None:
         """A relay frame of a stream whose camera is on another instance, for the readers here."""
         stream = self._streams.get(name)
-        if stream is None or not _elsewhere(stream.publisher):
+        if stream is None or not _elsewhere(stream.camera):
             return
         try:
             stream.relay.publish(data)
@@ -660,16 +660,16 @@ class StreamRegistry:
                                 f"{type(message).__struct_config__.tag!r}")
         to = message.to
         if sender.role == "viewer":
-            publisher = stream.publisher
-            if publisher is None:
+            camera = stream.camera
+            if camera is None:
                 raise ProtocolError(
                     ErrorCode.NO_SUCH_STREAM, f"stream {stream.name!r} has no camera right now"
                 )
-            if to is not None and to != publisher.id:
+            if to is not None and to != camera.id:
                 raise ProtocolError(
                     ErrorCode.UNKNOWN_PEER, f"peer {to[:40]!r} is not this stream's camera"
                 )
-            return publisher
+            return camera
         if to is None:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "a camera must say which viewer: 'to'")
         viewer = stream.viewers.get(to)

@@ -405,7 +405,7 @@ class RelayHub:
             self._update_demand()
 
     def camera_left(self) -> None:
-        """The publisher is gone: its last frames are no longer news, and HTTP readers end."""
+        """The camera is gone: its last frames are no longer news, and HTTP readers end."""
         self._held.clear()
         self._sequence.clear()
         self._layers = []

@@ -15,7 +15,7 @@ class Limits:
     message_burst: int = 200
     #: A camera answers every viewer and relays their chat: it gets ten times a viewer's
     #: rate, which its normal traffic never reaches, and binary (relay) frames of its own.
-    publisher_rate_factor: float = 10.0
+    camera_rate_factor: float = 10.0
     relay_frames_per_second: float = 1000.0
     relay_frame_burst: int = 2000
     #: Renames one viewer may make: a burst, then one every rename_seconds. Each one reaches

@@ -103,14 +103,14 @@ export class Chat {
     }
   }
 
-  /** The stream's camera is `publisher` (its peer id) from now on. */
-  cameraLive(publisher) {
+  /** The stream's camera is `cameraId` (its peer id) from now on. */
+  cameraLive(cameraId) {
     // Ids count from where that camera's hub started: a new camera connection (or the
     // same camera after a restart) may number from 1 again. Its history refills the log.
-    if (publisher !== this.#logCamera) {
+    if (cameraId !== this.#logCamera) {
       this.#log.clear();
       this.#view.clear();
-      this.#logCamera = publisher;
+      this.#logCamera = cameraId;
     }
     this.#cameraLive = true;
   }

@@ -30,7 +30,7 @@ export class Delivery {
   #onSetback;
   #onChat;
 
-  #camera = null; // {publisher, iceServers, iceTransportPolicy, codec} while the camera is live
+  #camera = null; // {cameraId, iceServers, iceTransportPolicy, codec} while the camera is live
   #transport = null; // delivers the picture on screen
   #p2pProbe = null; // auto, on the relay: a P2P session trying in the background
   #timer = null; // the next attempt after a failure

@@ -1,7 +1,7 @@
 // The peer-to-peer transport: one RTCPeerConnection to the stream's camera.
 //
 // Every transport has the same shape, so the player can switch between them:
-//   new Transport({signaling, iceServers, iceTransportPolicy, publisher, codec, video, canvas,
+//   new Transport({signaling, iceServers, iceTransportPolicy, cameraId, codec, video, canvas,
 //                  relayFormat, connectTimeoutMs, onFrame, onFailure, onChat})
 //                    each takes the fields it needs
 //   .mode            short name ('p2p', 'relay'), shown in the status line and in stats()
@@ -28,7 +28,7 @@ export class P2PTransport {
   #signaling;
   #iceServers;
   #iceTransportPolicy; // WebRTC's 'relay' policy: TURN candidates only (?ice=turn)
-  #publisher;
+  #cameraId;
   #video;
   #connectTimeoutMs;
   #onFrame;
@@ -47,13 +47,13 @@ export class P2PTransport {
 
   /** A session with no video after `connectTimeoutMs` is stuck: it fails, and the player decides. */
   constructor({
-    signaling, iceServers, iceTransportPolicy = 'all', publisher, video, connectTimeoutMs,
+    signaling, iceServers, iceTransportPolicy = 'all', cameraId, video, connectTimeoutMs,
     onFrame, onFailure, onChat,
   }) {
     this.#signaling = signaling;
     this.#iceServers = iceServers;
     this.#iceTransportPolicy = iceTransportPolicy;
-    this.#publisher = publisher;
+    this.#cameraId = cameraId;
     this.#video = video;
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#onFrame = onFrame;
@@ -105,7 +105,7 @@ export class P2PTransport {
 
   handleSignal(message) {
     // Late messages from an earlier camera of this stream are not for this session.
-    if (this.#stopped || message.from !== this.#publisher) return;
+    if (this.#stopped || message.from !== this.#cameraId) return;
     if (message.type === MessageType.ANSWER) {
       this.#applyAnswer(message.sdp).catch(
         (error) => this.#fail('the page could not use your answer', { detail: error }));

@@ -59,7 +59,7 @@ class Player {
   #iceServers = [];
   #iceTransportPolicy;
   #token;
-  #publisher = null; // the camera's peer id while the stream is live
+  #cameraId = null; // the camera's peer id while the stream is live
   #info = null; // the live camera's StreamInfo: its size, rate and layers
   #watchingNow = false; // the server said `watching` on this connection
   #quality; // what the viewer asks for: AUTO_QUALITY or a layer's name
@@ -170,7 +170,7 @@ class Player {
   /** The viewer picked another DeliveryMode. */
   choose(mode) {
     this.#delivery.choose(mode);
-    if (this.#publisher !== null) this.#setState(State.NEGOTIATING);
+    if (this.#cameraId !== null) this.#setState(State.NEGOTIATING);
   }
 
   /** The viewer picked another quality (AUTO_QUALITY or a layer's name): the server and camera move now. */
@@ -216,20 +216,20 @@ class Player {
     if (!live) this.#setState(State.WAITING);
   }
 
-  #streamLive({ publisher, info }) {
-    this.#publisher = publisher;
+  #streamLive({ camera_id: cameraId, info }) {
+    this.#cameraId = cameraId;
     this.#info = info;
     this.#layers.forget(); // a new camera says again what it sends
     this.#qualityMenu.show(layersOf(info), this.#quality);
-    this.#chat.cameraLive(publisher);
+    this.#chat.cameraLive(cameraId);
     this.#delivery.start({
-      publisher, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy, codec: info.codec,
+      cameraId, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy, codec: info.codec,
     });
     this.#setState(State.NEGOTIATING);
   }
 
   #streamEnded() {
-    this.#publisher = null;
+    this.#cameraId = null;
     this.#layers.forget();
     this.#view.showLayerNote('');
     this.#chat.cameraGone();
@@ -239,7 +239,7 @@ class Player {
 
   #serverLost() {
     // A new connection gets a new peer id, so this session cannot carry on.
-    this.#publisher = null;
+    this.#cameraId = null;
     this.#layers.forget();
     this.#view.showLayerNote('');
     this.#chat.cameraGone();
@@ -259,7 +259,7 @@ class Player {
     // The picture is fine: some stray message was refused.
     if (this.state === State.PLAYING) return;
     // A candidate that raced the camera's departure: "waiting" already says it all.
-    if (code === ErrorCode.NO_SUCH_STREAM && this.#publisher === null) return;
+    if (code === ErrorCode.NO_SUCH_STREAM && this.#cameraId === null) return;
     this.#setState(State.ERROR, `${reason} (${code})`);
   }
 
@@ -295,7 +295,7 @@ class Player {
   /** A `layer` message: the camera's says what P2P carries, the server's what the relay does. */
   #layerChanged(message) {
     // From an earlier camera of this stream: not what this one sends.
-    if (message.from && message.from !== this.#publisher) return;
+    if (message.from && message.from !== this.#cameraId) return;
     this.#layers.received(message);
   }
 

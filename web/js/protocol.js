@@ -34,7 +34,7 @@ export const RelayFrameLayout = Object.freeze({
 
 /** The `type` field of every signaling message. */
 export const MessageType = Object.freeze({
-  PUBLISH: 'publish', // A camera claims a stream name; one publisher per name.
+  PUBLISH: 'publish', // A camera claims a stream name; one camera per name.
   WATCH: 'watch', // A viewer follows a stream, live or not yet live, at the quality it picks.
   QUALITY: 'quality', // A viewer picks another layer (or "auto") and, on a JPEG relay, another JPEG quality.
   STATS: 'stats', // Every few seconds, from each viewer: what it measures.
