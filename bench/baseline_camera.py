@@ -36,6 +36,7 @@ from peercam.peers.ice import IceOptions, restrict_host_addresses
 from peercam.peers.signaling_client import SignalingClient
 
 from peercam.shared.protocol import (
+    PROTOCOL_VERSION,
     Answer,
     Error,
     Hangup,
@@ -100,7 +101,7 @@ class BaselineCamera:
         configuration = ice.configuration(welcome)
         info = StreamInfo(width=self.source.width, height=self.source.height, fps=self.source.fps,
                           codec="vp8")
-        await client.send(Publish(stream=self.stream, info=info))
+        await client.send(Publish(stream=self.stream, info=info, protocol=PROTOCOL_VERSION))
         try:
             async for message in client.messages():
                 if isinstance(message, Published):

@@ -95,7 +95,7 @@ from bench.harness import (
     wait_until_live,
     write_json,
 )
-from peercam.shared.protocol import Answer, Error, Hangup, Offer, StreamLive, Watch
+from peercam.shared.protocol import PROTOCOL_VERSION, Answer, Error, Hangup, Offer, StreamLive, Watch
 
 LOG_DIR = ROOT / "bench" / "results"
 #: Seconds for a stream to go live, and for a joining viewer's first frame.
@@ -181,7 +181,7 @@ class Viewer:
         client = self._client = SignalingClient(server)
         welcome = await client.connect()
         messages = client.messages()
-        await client.send(Watch(stream=stream, name=name, quality=quality))
+        await client.send(Watch(stream=stream, name=name, quality=quality, protocol=PROTOCOL_VERSION))
         await _next(messages, StreamLive)
         ice = IceOptions(servers=[], hosts=["127.0.0.1"])
         restrict_host_addresses(ice.host_addresses(welcome))

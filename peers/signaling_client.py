@@ -12,7 +12,14 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from peercam.shared.errors import UsageError
-from peercam.shared.protocol import Error, ProtocolError, Welcome, decode_server_message, encode
+from peercam.shared.protocol import (
+    PROTOCOL_VERSION,
+    Error,
+    ProtocolError,
+    Welcome,
+    decode_server_message,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +136,10 @@ class SignalingClient:
         if not isinstance(welcome, Welcome):
             await self.close()
             raise SignalingError(f"expected a welcome from {self.url}, got {type(welcome).__name__}")
+        if welcome.protocol < PROTOCOL_VERSION:  # its messages would not decode here
+            await self.close()
+            raise SignalingError(f"the signaling server at {self.url} speaks protocol {welcome.protocol}, "
+                                 f"this peer {PROTOCOL_VERSION}: upgrade the server")
         self.welcome = welcome
         return welcome
 

@@ -19,6 +19,7 @@ from peercam.signaling.edge.auth import make_token
 from peercam.signaling.edge.websocket import MAX_WEBSOCKET_MESSAGE_BYTES
 from peercam.signaling.relay.renditions import MAX_JPEG_RENDITIONS
 
+from peercam.shared.protocol import PROTOCOL_VERSION
 from peercam.shared.relayframe import HEADER_SIZE, RelayFrameHeader, parse_relay_frame
 
 from .conftest import LOOPBACK, free_port, get_json, wait_until
@@ -244,7 +245,7 @@ async def test_two_instances_in_one_program_route_every_message_once(redis_serve
             return client
 
         camera, viewer = await connect(a.url), await connect(b.url)
-        await viewer.send({"type": "watch", "stream": "hand", "name": "vic"})
+        await viewer.send({"type": "watch", "stream": "hand", "name": "vic", "protocol": PROTOCOL_VERSION})
         assert (await viewer.expect("watching"))["live"] is False
         await camera.send({"type": "publish", "stream": "hand", "info": INFO, "name": "cam"})
         await camera.expect("published")

@@ -20,7 +20,7 @@ from peercam.signaling.relay.heldframes import MAX_HELD_BYTES
 from peercam.signaling.relay.keyframes import KEYFRAME_INTERVAL
 from peercam.signaling.relay.renditions import MAX_JPEG_RENDITIONS
 
-from peercam.shared.protocol import LayerInfo
+from peercam.shared.protocol import PROTOCOL_VERSION, LayerInfo
 from peercam.shared.relayframe import RelayFrameHeader, parse_relay_frame
 
 from .conftest import get_json, wait_until
@@ -67,7 +67,7 @@ class FakeCamera:
     async def publish(cls, session: aiohttp.ClientSession, port: int, stream: str) -> FakeCamera:
         ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws")
         await ws.receive_json()  # welcome
-        await ws.send_json({"type": "publish", "stream": stream, "info": INFO})
+        await ws.send_json({"type": "publish", "stream": stream, "info": INFO, "protocol": PROTOCOL_VERSION})
         while (await ws.receive_json())["type"] != "published":
             pass
         return cls(ws)
@@ -102,7 +102,7 @@ class Viewer:
                     **choice) -> Viewer:
         ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws", max_msg_size=16 * 1024 * 1024)
         await ws.receive_json()  # welcome
-        await ws.send_json({"type": "watch", "stream": stream, **choice})
+        await ws.send_json({"type": "watch", "stream": stream, "protocol": PROTOCOL_VERSION, **choice})
         await ws.send_json({"type": "relay", "enabled": True, "format": format})
         return cls(ws)
 

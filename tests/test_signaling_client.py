@@ -1,11 +1,16 @@
-"""peers/signaling_client.py: which signaling server a peer tries next, and when."""
+"""peers/signaling_client.py: which signaling server a peer tries next, and when; and a server
+too old for it."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from peercam.peers.signaling_client import Backoff, ServerList
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from peercam.peers.signaling_client import Backoff, ServerList, SignalingClient, SignalingError
+
+from peercam.shared.protocol import PROTOCOL_VERSION, Welcome, encode
 
 A, B, C = "http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"
 
@@ -54,3 +59,30 @@ async def test_one_server_is_tried_again_after_the_backoff_each_time():
 def test_bad_server_lists_are_refused_at_once(servers, words):
     with pytest.raises(ValueError, match=words):
         ServerList(servers)
+
+
+@pytest.mark.parametrize("protocol, refused", [(PROTOCOL_VERSION - 1, True), (PROTOCOL_VERSION, False)])
+async def test_a_server_of_an_older_protocol_is_refused_with_the_versions(protocol, refused):
+    """Its messages would not decode (protocol 3 named stream-live's camera_id publisher): the peer
+    says so at once instead of waiting for a stream-live it cannot read. The server here is a stand-in
+    that only welcomes, as a server of that protocol does."""
+    async def welcome(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(encode(Welcome(peer_id="p", ice_servers=[], protocol=protocol)))
+        await ws.receive()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", welcome)
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = SignalingClient(str(server.make_url("/")))
+        try:
+            if refused:
+                with pytest.raises(SignalingError, match=rf"speaks protocol {protocol}, this peer "
+                                                         rf"{PROTOCOL_VERSION}: upgrade the server"):
+                    await client.connect()
+            else:
+                assert (await client.connect()).protocol == PROTOCOL_VERSION
+        finally:
+            await client.close()

@@ -90,16 +90,20 @@ async def server():
             yield connect
 
 
-async def publish(connect, stream: str = "cam") -> Client:
+async def publish(connect, stream: str = "cam", protocol: int | None = PROTOCOL_VERSION) -> Client:
+    """A camera of ``protocol`` (None: one from before protocol 4, which does not say)."""
     camera = await connect()
-    await camera.send({"type": "publish", "stream": stream, "info": INFO})
+    await camera.send({"type": "publish", "stream": stream, "info": INFO,
+                       **({"protocol": protocol} if protocol is not None else {})})
     await camera.expect("published")
     return camera
 
 
-async def watch(connect, stream: str = "cam") -> Client:
+async def watch(connect, stream: str = "cam", protocol: int | None = PROTOCOL_VERSION) -> Client:
+    """A viewer of ``protocol`` (None: one from before protocol 4, which does not say)."""
     viewer = await connect()
-    await viewer.send({"type": "watch", "stream": stream})
+    await viewer.send({"type": "watch", "stream": stream,
+                       **({"protocol": protocol} if protocol is not None else {})})
     return viewer
 
 
@@ -145,6 +149,44 @@ async def test_viewer_before_camera_waits_and_is_told(server):
     assert (await viewer.expect("watching"))["live"] is False
     camera = await publish(server)
     assert (await viewer.expect("stream-live"))["camera_id"] == camera.welcome["peer_id"]
+
+
+async def test_cameras_and_viewers_of_protocol_3_get_its_names_and_the_others_protocol_4s(server):
+    """Peers from before protocol 4 say no ``protocol`` in publish and watch. The server serves them
+    still, naming what it sends them as they know it: stream-live's camera_id is ``publisher``, a
+    JPEG rendition's jpeg_quality (relay-frames) ``quality``. A peer that says 4 gets the new names."""
+    old_camera = await publish(server, protocol=None)
+    old_viewer, new_viewer = await watch(server, protocol=None), await watch(server)
+    for viewer in (old_viewer, new_viewer):
+        assert (await viewer.expect("watching"))["live"] is True
+    old_live, new_live = await old_viewer.expect("stream-live"), await new_viewer.expect("stream-live")
+    assert old_live == {"type": "stream-live", "stream": "cam", "info": INFO,
+                        "publisher": old_camera.welcome["peer_id"]}
+    assert new_live == {"type": "stream-live", "stream": "cam", "info": INFO,
+                        "camera_id": old_camera.welcome["peer_id"]}
+    for _ in range(2):
+        await old_camera.expect("viewer-joined")
+    await old_viewer.send({"type": "relay", "enabled": True, "format": "jpeg"})
+    assert (await old_camera.expect("relay-frames", timeout=5))["jpeg"] == [{"layer": "480p", "quality": 80}]
+    assert (await old_viewer.expect("layer"))["jpeg_quality"] == 80  # named so in protocol 3 too
+
+    new_camera = await publish(server, "new")
+    old_viewer = await watch(server, "new", protocol=None)
+    await old_viewer.expect("watching")
+    assert (await old_viewer.expect("stream-live"))["publisher"] == new_camera.welcome["peer_id"]
+    await new_camera.expect("viewer-joined")
+    await old_viewer.send({"type": "relay", "enabled": True, "format": "jpeg"})
+    assert (await new_camera.expect("relay-frames", timeout=5))["jpeg"] == [
+        {"layer": "480p", "jpeg_quality": 80}]
+
+
+async def test_a_protocol_older_than_3_is_refused_naming_the_field(server):
+    for message in ({"type": "watch", "stream": "cam", "protocol": 2},
+                    {"type": "publish", "stream": "cam", "info": INFO, "protocol": 2}):
+        client = await server()
+        await client.send(message)
+        error = await client.expect("error")
+        assert error["code"] == "bad-message" and ">= 3 - at `$.protocol`" in error["reason"], error
 
 
 async def test_second_camera_is_refused_and_first_keeps_working(server):

@@ -14,7 +14,10 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
+#: The protocol of a client that does not say (``protocol`` in publish and watch is new in 4).
+#: The server still serves it: it sends such a client protocol 3's names (``encode``).
+OLDEST_PROTOCOL = 3
 
 #: A text message larger than this is refused with a ``too-large`` error.
 MAX_TEXT_MESSAGE_BYTES = 64 * 1024
@@ -133,6 +136,8 @@ LayerName = Annotated[str, Meta(pattern=rf"\A{_LAYER_NAME}\Z")]
 #: What a viewer asks for: a layer by name, or "auto" (follow the network).
 Quality = Annotated[str, Meta(pattern=rf"\A(auto|{_LAYER_NAME})\Z")]
 JpegQuality = Annotated[int, Meta(ge=1, le=100)]
+#: The protocol a camera or viewer speaks.
+ClientProtocol = Annotated[int, Meta(ge=OLDEST_PROTOCOL, le=1000)]
 
 
 class LayerInfo(msgspec.Struct):
@@ -172,6 +177,7 @@ class Publish(_Message, tag="publish"):
     info: StreamInfo
     name: str = ""  # display name in chat
     token: str = ""  # needed when the server's --auth is publish or all
+    protocol: ClientProtocol = OLDEST_PROTOCOL  # the protocol it speaks; 3 when it does not say
 
 
 class Watch(_Message, tag="watch"):
@@ -182,6 +188,7 @@ class Watch(_Message, tag="watch"):
     token: str = ""  # needed when the server's --auth is all
     quality: Quality = "auto"  # a layer's name, or "auto": follow the network
     jpeg_quality: JpegQuality | None = None  # on a JPEG relay; None: the camera's, adapted
+    protocol: ClientProtocol = OLDEST_PROTOCOL  # the protocol it speaks; 3 when it does not say
 
 
 class SetQuality(_Message, tag="quality"):
@@ -567,8 +574,18 @@ _data_channel_decoder = msgspec.json.Decoder(DataChannelMessage)
 _raw_decoder = msgspec.json.Decoder()
 
 
-def encode(message: _Message) -> str:
-    return _encoder.encode(message).decode()
+def encode(message: _Message, protocol: int = PROTOCOL_VERSION) -> str:
+    """``message`` as JSON text for a client that speaks ``protocol``. Protocol 3 named two
+    fields of what the server sends otherwise: stream-live's ``camera_id`` was ``publisher``,
+    a JPEG rendition's ``jpeg_quality`` (relay-frames) was ``quality``."""
+    if protocol >= PROTOCOL_VERSION or not isinstance(message, (StreamLive, RelayFrames)):
+        return _encoder.encode(message).decode()
+    fields = msgspec.to_builtins(message)
+    if isinstance(message, StreamLive):
+        fields["publisher"] = fields.pop("camera_id")
+    for rendition in fields.get("jpeg", ()):
+        rendition["quality"] = rendition.pop("jpeg_quality")
+    return _encoder.encode(fields).decode()
 
 
 def _decode(data: str | bytes, decoder: msgspec.json.Decoder, known: frozenset[str]):

@@ -76,6 +76,12 @@ from the camera to the server, and from the server to relay viewers.
 Protocol version {version} (the `welcome` message's `protocol`). A text message is at most
 {max_bytes} bytes. Fields left at their default may be left out, and are left out when sent.
 
+**Versions.** A camera or viewer says which protocol it speaks in `publish` or `watch`
+(`protocol`). One that does not say is from before protocol 4 and speaks {oldest}: the server
+serves it still, and names what it sends it as protocol {oldest} did, `stream-live`'s `camera_id`
+as `publisher` and a [JpegRendition](#jpegrendition)'s `jpeg_quality` (in `relay-frames`) as
+`quality`. A Python peer refuses a server whose `welcome` says an older protocol than its own.
+
 ## Messages
 
 | type | from → to | meaning |
@@ -315,8 +321,8 @@ def render() -> str:
     layer_pattern = typing.get_args(protocol.LayerName)[1].pattern.removeprefix("\\A").removesuffix("\\Z")
     parts = [
         _HEADER,
-        _INTRO.format(version=protocol.PROTOCOL_VERSION, max_bytes=protocol.MAX_TEXT_MESSAGE_BYTES,
-                      summary=summary),
+        _INTRO.format(version=protocol.PROTOCOL_VERSION, oldest=protocol.OLDEST_PROTOCOL,
+                      max_bytes=protocol.MAX_TEXT_MESSAGE_BYTES, summary=summary),
         "## Each message\n",
         sections + "\n",
         "## Structures\n\nWhat the messages above carry.\n",

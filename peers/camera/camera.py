@@ -16,6 +16,7 @@ from peercam.peers.signaling_client import ServerList, Servers, SignalingClient,
 
 from peercam.shared.errors import PeercamError, UsageError
 from peercam.shared.protocol import (
+    PROTOCOL_VERSION,
     CameraStats,
     CameraStatsReport,
     Candidate,
@@ -201,7 +202,8 @@ class CameraPeer:
                 restrict_host_addresses(self.options.ice.host_addresses(welcome))  # process-wide: aioice
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Publish(stream=self.options.stream, info=self.stream_info,
-                                          name=self.options.name, token=self.options.token))
+                                          name=self.options.name, token=self.options.token,
+                                          protocol=PROTOCOL_VERSION))
                 async for message in client.messages():
                     if isinstance(message, Published):
                         # The full ICE server list (with auth on, TURN credentials come only now).

@@ -24,6 +24,7 @@ from peercam.peers.signaling_client import ServerList, Servers, SignalingClient,
 
 from peercam.shared.errors import PeercamError, UsageError
 from peercam.shared.protocol import (
+    PROTOCOL_VERSION,
     Answer,
     Candidate,
     ChatHistory,
@@ -341,7 +342,7 @@ class Viewer:
                 self._rtc_configuration = self.options.ice.configuration(welcome)
                 await client.send(Watch(stream=self.options.stream, name=self.options.name,
                                         token=self.options.token, quality=self._quality,
-                                        jpeg_quality=self._jpeg_quality))
+                                        jpeg_quality=self._jpeg_quality, protocol=PROTOCOL_VERSION))
                 async for message in client.messages():
                     if isinstance(message, (IceServers, Watching)):
                         # The full list (with auth on, TURN credentials come only with watching),

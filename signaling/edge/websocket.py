@@ -170,6 +170,9 @@ async def _handle_text(config: ServerConfig, registry: StreamRegistry, cluster: 
         if isinstance(message, (Offer, Answer)) and len(message.sdp) > config.limits.max_sdp_bytes:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"SDP of {len(message.sdp)} bytes; "
                                 f"the limit is {config.limits.max_sdp_bytes}")
+        if isinstance(message, (Publish, Watch)) and message.protocol != conn.protocol:
+            conn.protocol = message.protocol  # what it is sent from now on is named as it knows
+            log.info("%r speaks protocol %d", conn, message.protocol)
         if isinstance(message, Publish):
             await _publish(config, registry, cluster, conn, share, message)
         else:

@@ -12,7 +12,7 @@ import sys
 from aiohttp import WSCloseCode, web
 from peercam.signaling.relay.readers import RelayReader
 
-from peercam.shared.protocol import CameraStats, ViewerStats, encode
+from peercam.shared.protocol import PROTOCOL_VERSION, CameraStats, ViewerStats, encode
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class Connection:
         #: "camera" or "viewer" once the client said publish or watch.
         self.role: str | None = None
         self.stream: str | None = None
+        #: The protocol it speaks, as its publish or watch said: what it is sent is named so.
+        self.protocol = PROTOCOL_VERSION
         #: Set while this viewer is on its stream's relay.
         self.relay_reader: RelayReader | None = None
         #: Display name (chat, viewer lists); may be empty.
@@ -128,7 +130,7 @@ class Connection:
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")
 
     def send(self, message) -> None:
-        self.send_text(encode(message))
+        self.send_text(encode(message, self.protocol))
 
     def send_text(self, text: str) -> None:
         """Send a message already encoded (one from another instance, say)."""

@@ -5,7 +5,7 @@
 // Python camera; the difference is the cost: each P2P viewer is one more encoder in this
 // browser, so past `maxViewers` a new viewer is hung up on and falls back to the relay.
 
-import { ErrorCode, MessageType } from './protocol.js';
+import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling.js';
 import { ViewerPeer } from './camera-peer.js';
 import { RelayFeed } from './relay-feed.js';
@@ -141,6 +141,7 @@ export class BrowserCamera {
       name: this.#name,
       token: this.#token,
       info: { width, height, fps, codec: 'vp8', layers: [{ ...this.#layer }], jpeg_quality: 80 },
+      protocol: PROTOCOL_VERSION,
     });
   }
 

@@ -191,7 +191,7 @@ class Player {
 
   #watch(name) {
     this.#signaling.send(this.#qualityFields({
-      type: MessageType.WATCH, stream: this.#streamName, name, token: this.#token,
+      type: MessageType.WATCH, stream: this.#streamName, name, token: this.#token, protocol: PROTOCOL_VERSION,
     }));
   }
 

@@ -2,7 +2,7 @@
 // `python3 -m peercam.shared.protocoljs`: do not edit.
 // tests/test_protocoljs.py fails when this file and the protocol differ.
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Chat limits, in characters; the camera (the chat hub) refuses longer ones. */
 export const MAX_CHAT_TEXT = 500;
