@@ -264,6 +264,15 @@ def page(browser):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+@pytest.fixture
+def page_on_server(page, lab):
+    """The ``page`` on a real server's origin (its dashboard), where /static/js/ modules import:
+    for tests that run the page's own modules on shared case files."""
+    lab.start_server()
+    page.goto(f"{lab.url}/")
+    return page
+
+
 def decoded_frames(page) -> int:
     return page.evaluate("document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
 

@@ -16,7 +16,6 @@ import pytest
 
 from peercam.shared.protocol import clean_text
 
-from .conftest import CONTEXT_OPTIONS
 from .test_chathub import CASES, check_case, run_case_in_python
 
 #: The JavaScript runner: the same steps, the same results as run_case_in_python.
@@ -60,23 +59,9 @@ RUN_CASES = """async (cases) => {
 }"""
 
 
-@pytest.fixture
-def hub_page(browser, lab):
-    """A page on the real server's origin, where /static/js/chat-hub.js imports."""
-    lab.start_server()
-    context = browser.new_context(**CONTEXT_OPTIONS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{lab.url}/")
-    yield page
-    context.close()
-    assert not errors
-
-
-def test_the_shared_cases_on_the_browser_hub(hub_page):
+def test_the_shared_cases_on_the_browser_hub(page_on_server):
     before = time.time()
-    results = hub_page.evaluate(RUN_CASES, CASES)
+    results = page_on_server.evaluate(RUN_CASES, CASES)
     after = time.time()
     for case, result in zip(CASES, results, strict=True):
         check_case(case, result, before, after)
@@ -86,7 +71,7 @@ def test_the_shared_cases_on_the_browser_hub(hub_page):
         assert [{k: v for k, v in r.items() if k != "time"} for r in result] == strip_time, case["name"]
 
 
-def test_a_hub_with_another_rule_fails_the_cases(hub_page):
+def test_a_hub_with_another_rule_fails_the_cases(page_on_server):
     """The comparison can fail: the same runner on a hub that keeps 49 messages, not 50."""
     other = RUN_CASES.replace("const { ChatHub } = await import('/static/js/chat-hub.js');", """
       const { ChatHub: Real } = await import('/static/js/chat-hub.js');
@@ -94,7 +79,7 @@ def test_a_hub_with_another_rule_fails_the_cases(hub_page):
         history() { return super.history().slice(1); }
       }""")
     assert other != RUN_CASES
-    results = hub_page.evaluate(other, CASES)
+    results = page_on_server.evaluate(other, CASES)
     failures = 0
     for case, result in zip(CASES, results, strict=True):
         try:
@@ -108,8 +93,8 @@ def test_a_hub_with_another_rule_fails_the_cases(hub_page):
 EVERY_CHARACTER = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
 
 
-def test_clean_text_and_trimming_match_python_for_every_character(hub_page):
-    cleaned, trimmed = hub_page.evaluate("""async (text) => {
+def test_clean_text_and_trimming_match_python_for_every_character(page_on_server):
+    cleaned, trimmed = page_on_server.evaluate("""async (text) => {
       const { cleanText } = await import('/static/js/chat-hub.js');
       const { ChatHub } = await import('/static/js/chat-hub.js');
       const trimmed = [];
@@ -129,14 +114,14 @@ def test_clean_text_and_trimming_match_python_for_every_character(hub_page):
         pytest.fail(f"trimming differs for {differ[:20]}")
 
 
-def test_names_fold_as_python_casefold_for_every_character(hub_page):
+def test_names_fold_as_python_casefold_for_every_character(page_on_server):
     """Two names are the same to the JavaScript hub exactly when casefold() says so.
 
     Checked character by character: the characters the browser folds together are the
     ones Python does.
     """
     letters = "".join(ch for ch in EVERY_CHARACTER if ch.casefold() != ch or ch.upper() != ch)
-    folded = hub_page.evaluate("""async (text) => {
+    folded = page_on_server.evaluate("""async (text) => {
       const { fold } = await import('/static/js/chat-hub.js');
       return [...text].map(fold);
     }""", letters)

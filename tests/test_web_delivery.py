@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
-from .conftest import CONTEXT_OPTIONS
 from .test_delivery import CASES, P2P_RETRY_MS, check_case, run_case_in_python, setback_kind
 
 JS_CASES = [case for case in CASES if case.get("only", "js") == "js"]
@@ -114,27 +111,13 @@ RUN_CASES = """async ({ cases, p2pRetryMs }) => {
 }"""
 
 
-@pytest.fixture
-def static_page(browser, lab):
-    """A page on the real server's origin, where /static/js/delivery.js imports."""
-    lab.start_server()
-    context = browser.new_context(**CONTEXT_OPTIONS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{lab.url}/")
-    yield page
-    context.close()
-    assert not errors
-
-
 def classified(results: list[dict]) -> list[dict]:
     return [{**r, "setbacks": [setback_kind(text) for text in r["setbacks"]]} if "setbacks" in r else r
             for r in results]
 
 
-def test_the_shared_cases_on_the_page(static_page):
-    results = static_page.evaluate(RUN_CASES, {"cases": JS_CASES, "p2pRetryMs": P2P_RETRY_MS})
+def test_the_shared_cases_on_the_page(page_on_server):
+    results = page_on_server.evaluate(RUN_CASES, {"cases": JS_CASES, "p2pRetryMs": P2P_RETRY_MS})
     for case, result in zip(JS_CASES, results, strict=True):
         check_case(case, result)
     # And beyond what the cases say: every step's result is the Python Delivery's (run in a
@@ -146,9 +129,9 @@ def test_the_shared_cases_on_the_page(static_page):
         assert classified(result) == classified(expected), case["name"]
 
 
-def test_a_delivery_with_another_rule_fails_the_cases(static_page):
+def test_a_delivery_with_another_rule_fails_the_cases(page_on_server):
     """The comparison can fail: the same runner on a page that tries P2P again every 6 s, not 5."""
-    results = static_page.evaluate(RUN_CASES, {"cases": JS_CASES, "p2pRetryMs": 6000})
+    results = page_on_server.evaluate(RUN_CASES, {"cases": JS_CASES, "p2pRetryMs": 6000})
     failures = 0
     for case, result in zip(JS_CASES, results, strict=True):
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CONTEXT_OPTIONS
 from .test_relayframe import INVALID, VALID, expected_fields, message, parse_in_python
 
 #: The JavaScript runner: each message parsed ({error} when it throws a RelayFrameError), and
@@ -67,34 +66,20 @@ def check(valid_parsed: list[dict], invalid_parsed: list[dict], packed: list[str
             assert frame == message(case).hex(), case["name"]
 
 
-@pytest.fixture
-def static_page(browser, lab):
-    """A page on the real server's origin, where /static/js/relay-frame.js imports."""
-    lab.start_server()
-    context = browser.new_context(**CONTEXT_OPTIONS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{lab.url}/")
-    yield page
-    context.close()
-    assert not errors
-
-
-def test_the_shared_cases_on_the_page(static_page):
-    parsed, packed = run_cases(static_page)
+def test_the_shared_cases_on_the_page(page_on_server):
+    parsed, packed = run_cases(page_on_server)
     check(parsed[:len(VALID)], parsed[len(VALID):], packed)
     # And each result is exactly Python's, field for field.
     assert parsed == [parse_in_python(message(case)) for case in VALID + INVALID]
 
 
-def test_a_reader_with_another_rule_fails_the_cases(static_page):
+def test_a_reader_with_another_rule_fails_the_cases(page_on_server):
     """The comparison can fail: the same runner on a parser that always skips 22 bytes of header."""
     other = RUN_CASES.replace(
         "const { RelayFrameError, packRelayFrame, parseRelayFrame } = relayFrame;",
         """const { RelayFrameError, packRelayFrame, parseRelayFrame: real } = relayFrame;
         const parseRelayFrame = (buffer) => ({ ...real(buffer), payload: new Uint8Array(buffer, 22) });""")
     assert other != RUN_CASES
-    parsed, packed = run_cases(static_page, other)
+    parsed, packed = run_cases(page_on_server, other)
     with pytest.raises(AssertionError):
         check(parsed[:len(VALID)], parsed[len(VALID):], packed)

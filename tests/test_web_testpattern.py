@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 
-import pytest
-
-from .conftest import CONTEXT_OPTIONS
 from .test_testpattern import CASES, case_picture, expected_stamp
 
 #: The JavaScript runner: each grey picture drawn on a canvas of its size, then read.
@@ -36,20 +33,6 @@ READ_STAMPS = """async (pictures) => {
 }"""
 
 
-@pytest.fixture
-def static_page(browser, lab):
-    """A page on the real server's origin, where /static/js/testpattern.js imports."""
-    lab.start_server()
-    context = browser.new_context(**CONTEXT_OPTIONS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{lab.url}/")
-    yield page
-    context.close()
-    assert not errors
-
-
 def pictures() -> list[dict]:
     result = []
     for case in CASES:
@@ -59,18 +42,18 @@ def pictures() -> list[dict]:
     return result
 
 
-def test_the_shared_cases_on_the_page(static_page):
-    read = static_page.evaluate(READ_STAMPS, pictures())
+def test_the_shared_cases_on_the_page(page_on_server):
+    read = page_on_server.evaluate(READ_STAMPS, pictures())
     for case, stamp in zip(CASES, read, strict=True):
         expected = expected_stamp(case)
         assert stamp == (None if expected is None else [expected.time_ms, expected.frame]), case["name"]
 
 
-def test_a_reader_with_another_block_size_fails_the_cases(static_page):
+def test_a_reader_with_another_block_size_fails_the_cases(page_on_server):
     """The comparison can fail: the same pictures read as if 40 pixels wider (blocks 1 pixel larger)."""
     other = READ_STAMPS.replace("canvas.width = width;", "canvas.width = width + 40;")
     assert other != READ_STAMPS
-    read = static_page.evaluate(other, pictures())
+    read = page_on_server.evaluate(other, pictures())
     wrong = [case["name"] for case, stamp in zip(CASES, read, strict=True)
              if stamp != (case["expect"] and list(case["expect"]))]
     assert len(wrong) >= 5, wrong
