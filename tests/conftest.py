@@ -247,6 +247,15 @@ def chromium(*extra_args: str) -> Iterator:
 
 
 @pytest.fixture
+def port_in_use() -> Iterator[int]:
+    """A loopback port that something already listens on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+@pytest.fixture
 def browser():
     """Headless Chromium for one test."""
     with chromium() as browser:

@@ -12,11 +12,10 @@ import importlib.metadata
 import importlib.util
 import inspect
 import re
-import socket
 import subprocess
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -101,14 +100,6 @@ def test_every_exported_error_is_a_peercam_error():
     assert all(issubclass(getattr(peercam, name), peercam.PeercamError) for name in exported)
     # A bad value is a ValueError too, as Python's own are.
     assert issubclass(peercam.UsageError, ValueError) and issubclass(peercam.LayerError, peercam.UsageError)
-
-
-@pytest.fixture
-def port_in_use() -> Iterator[int]:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        yield taken.getsockname()[1]
 
 
 @pytest.fixture

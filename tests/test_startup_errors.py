@@ -10,10 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,14 +52,6 @@ def a_file(tmp_path: Path) -> Path:
     path = tmp_path / "a-file"
     path.write_text("not a directory")
     return path
-
-
-@pytest.fixture
-def port_in_use() -> Iterator[int]:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        yield taken.getsockname()[1]
 
 
 def test_serve_without_redis_py_names_the_extra(tmp_path):
