@@ -304,7 +304,7 @@ def rename_attack(url: str, stream: str, renaming: threading.Event, attackers: i
 
 def camera_refusals(server_log: str) -> list[str]:
     """The server's refusals of a camera's messages, from its log."""
-    return re.findall(r"camera [^>]*>: refused: .*", server_log)
+    return re.findall(r"<Connection \S+ camera [^>]*>: refused: .*", server_log)
 
 
 def assert_renames_cost_the_camera_nothing(url: str, seen: list[dict], histories: float,

@@ -1,173 +1,317 @@
-// One viewer's peer connection on the browser camera's side: answers the viewer's offer
-// with the camera's track (the browser encodes it once more for this viewer), trickles
-// ICE both ways and carries the viewer's "chat" data channel. The Python camera's
-// counterpart is peers/camera/viewerconnection.py.
+// The browser camera on the protocol: the page's counterpart of peers/camera/camera.py. It
+// publishes one stream, answers each viewer's offer with a peer connection of its own
+// (camera-peer.js), feeds the relay while anyone reads it (relay-feed.js), reports
+// `camera-stats` every 2 s and is the stream's chat hub. Viewers cannot tell it from a
+// Python camera; the difference is the cost: each P2P viewer is one more encoder in this
+// browser, so past `maxViewers` a new viewer is hung up on and falls back to the relay.
 
-import { MessageType } from './protocol.js';
+import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
+import { SignalingClient, SignalingEvent } from './signaling.js';
+import { ViewerPeer } from './camera-peer.js';
+import { RelayFeed } from './relay-feed.js';
+import { ChatHub } from './chat-hub.js';
 
-/** A viewer not connected by then is hung up on (the Python camera's default). */
-const CONNECT_TIMEOUT_MS = 15_000;
+const STATS_REPORT_MS = 2000;
+/** A name held by our own previous connection (a reload, a network blip): try again. */
+const RETRY_TAKEN_MS = 1000;
 
-export class ViewerPeer {
-  viewerId;
-  #pc;
-  #signaling;
+/** The values of BrowserCamera.state. */
+export const CameraState = Object.freeze({
+  CONNECTING: 'connecting', // to the signaling server
+  LIVE: 'live', // published
+  RECONNECTING: 'reconnecting', // the server connection was lost: publishing again when it is back
+  ERROR: 'error', // refused (token, name): not retrying
+  STOPPED: 'stopped',
+});
+
+export class BrowserCamera {
+  state = CameraState.CONNECTING;
+  /** {peer_id: {name, peer: ViewerPeer|null}}: every viewer the server told of. */
+  viewers = new Map();
+  peerId = null;
+
+  #stream;
   #track;
   #layer;
+  #name;
+  #token;
+  #maxViewers;
+  #signaling = new SignalingClient();
+  #relay;
+  #hub;
+  #iceServers = [];
+  #everPublished = false;
+  #statsTimer = null;
+  #lastStats = null;
+  #onState;
   #onChat;
-  #onClosed;
-  #chatChannel = null;
-  #queue = Promise.resolve(); // signals are applied one at a time, in order
-  #connectTimer = null;
-  #closed = false;
-  #lastOutbound = null; // {framesSent, timestamp} at the last stats() call
+  #onViewers;
 
   /**
-   * onChat(peer, text|null): a chat-send on the data channel (null: the channel opened,
-   * time for the history); onClosed(peer): the connection ended, for whatever reason.
+   * stream: the name; track: the video track; video: its preview (relay-feed.js samples it
+   * where it cannot read the track); layer: {name, width, height, fps}; name: the camera's
+   * display name; token: a publish token or ''. onState(state, text), onChat(stamped
+   * message) and onViewers() keep the page up to date.
    */
-  constructor({ viewerId, track, layer, iceServers, signaling, onChat, onClosed }) {
-    this.viewerId = viewerId;
+  constructor({ stream, track, video, layer, name, token, maxViewers, onState, onChat, onViewers }) {
+    this.#stream = stream;
     this.#track = track;
     this.#layer = layer;
-    this.#signaling = signaling;
+    this.#name = name;
+    this.#token = token;
+    this.#maxViewers = maxViewers;
+    this.#onState = onState;
     this.#onChat = onChat;
-    this.#onClosed = onClosed;
-    // Only the servers the signaling server handed out: never a default public STUN.
-    this.#pc = new RTCPeerConnection({ iceServers });
-    this.#pc.onicecandidate = (event) => this.#send({
-      type: MessageType.CANDIDATE, candidate: event.candidate ? event.candidate.toJSON() : null,
+    this.#onViewers = onViewers;
+    this.#hub = new ChatHub({ cameraName: name });
+    this.#relay = new RelayFeed({ track, video, layer, signaling: this.#signaling });
+    this.#signaling
+      .on(SignalingEvent.CLOSE, () => this.#serverLost())
+      .on(MessageType.WELCOME, (m) => this.#welcomed(m))
+      .on(MessageType.PUBLISHED, (m) => this.#published(m))
+      .on(MessageType.ICE_SERVERS, (m) => { this.#iceServers = m.ice_servers; })
+      .on(MessageType.ERROR, (m) => this.#refused(m))
+      .on(MessageType.STREAM_ENDED, (m) => this.#fail(`the server ended the stream: ${m.reason}`))
+      .on(MessageType.VIEWER_JOINED, (m) => this.#viewerJoined(m))
+      .on(MessageType.VIEWER_RENAMED, (m) => this.#viewerRenamed(m))
+      .on(MessageType.VIEWER_LEFT, (m) => this.#viewerLeft(m.peer_id))
+      .on(MessageType.VIEWER_QUALITY, () => {}) // one layer: nothing to move
+      .on(MessageType.OFFER, (m) => this.#offer(m))
+      .on(MessageType.CANDIDATE, (m) => this.#peerOf(m)?.handleSignal(m))
+      .on(MessageType.HANGUP, (m) => this.#peerOf(m)?.handleSignal(m))
+      .on(MessageType.CHAT_SEND, (m) => this.#chatLine(m.from, m.text, null))
+      .on(MessageType.RELAY_FRAMES, (m) => this.#relay.setDemand(m))
+      .on(MessageType.RELAY_KEYFRAME, (m) => this.#relay.keyframe(m.urgent));
+  }
+
+  get relay() {
+    return this.#relay;
+  }
+
+  get layer() {
+    return this.#layer;
+  }
+
+  get maxViewers() {
+    return this.#maxViewers;
+  }
+
+  /** The latest camera-stats report (CameraStats), or null before the first. */
+  get lastStats() {
+    return this.#lastStats;
+  }
+
+  start() {
+    this.#setState(CameraState.CONNECTING, 'connecting to the server…');
+    this.#signaling.connect();
+    this.#statsTimer = setInterval(() => this.#reportStats(), STATS_REPORT_MS);
+  }
+
+  /** Stop publishing: viewers get stream-ended (the server sees the socket close) at once. */
+  stop() {
+    if (this.state === CameraState.STOPPED) return;
+    clearInterval(this.#statsTimer);
+    this.#dropViewers();
+    this.#relay.stop();
+    this.#signaling.close();
+    this.#setState(CameraState.STOPPED, 'not live');
+  }
+
+  /** The camera's own chat line; returns a refusal's reason, or null when it went out. */
+  say(text) {
+    return this.#chatLine(null, text, null);
+  }
+
+  /** The chat so far (the hub's history). */
+  history() {
+    return this.#hub.history();
+  }
+
+  #setState(state, text) {
+    this.state = state;
+    this.#onState(state, text);
+  }
+
+  #welcomed({ ice_servers: iceServers }) {
+    this.#iceServers = iceServers;
+    const { width, height, fps } = this.#layer;
+    this.#signaling.send({
+      type: MessageType.PUBLISH,
+      stream: this.#stream,
+      name: this.#name,
+      token: this.#token,
+      info: { width, height, fps, codec: 'vp8', layers: [{ ...this.#layer }], jpeg_quality: 80 },
+      protocol: PROTOCOL_VERSION,
     });
-    this.#pc.ondatachannel = (event) => this.#channelOpened(event.channel);
-    this.#pc.onconnectionstatechange = () => this.#stateChanged();
-    this.#connectTimer = setTimeout(() => this.close('not connected in time'), CONNECT_TIMEOUT_MS);
   }
 
-  get connected() {
-    return this.#pc.connectionState === 'connected';
+  #published({ ice_servers: iceServers }) {
+    this.#everPublished = true;
+    if (iceServers?.length) this.#iceServers = iceServers; // TURN credentials come only now
+    const { width, height, fps } = this.#layer;
+    this.#setState(CameraState.LIVE, `live: ${width}x${height}@${fps}`);
   }
 
-  /** An offer, candidate or hangup from this viewer. */
-  handleSignal(message) {
-    if (this.#closed) return;
-    if (message.type === MessageType.HANGUP) {
-      this.close(null);
+  #refused({ code, reason }) {
+    if (this.state === CameraState.LIVE) {
+      console.warn(`peercam: the server refused a message: ${code}: ${reason}`);
+    } else if (code === ErrorCode.STREAM_TAKEN && this.#everPublished) {
+      // Our own old connection may still hold the name for a moment.
+      setTimeout(() => this.#welcomed({ ice_servers: this.#iceServers }), RETRY_TAKEN_MS);
+    } else {
+      this.#fail(reason, code);
+    }
+  }
+
+  /** Publishing cannot go on: say why and stop trying. */
+  #fail(reason, code = null) {
+    this.stop();
+    const hint = code === ErrorCode.BAD_TOKEN ? ' (enter a publish token)' : '';
+    this.#setState(CameraState.ERROR, `${reason}${hint}`);
+  }
+
+  #serverLost() {
+    if (this.state === CameraState.STOPPED || this.state === CameraState.ERROR) return;
+    // Viewer ids belong to that connection: its viewers offer again when we are back.
+    this.#dropViewers();
+    this.#relay.stop();
+    this.#setState(CameraState.RECONNECTING, 'lost the server, reconnecting…');
+  }
+
+  #dropViewers() {
+    for (const { peer } of this.viewers.values()) peer?.close(null);
+    this.viewers.clear();
+    this.#hub.forgetEveryone();
+    this.#onViewers();
+  }
+
+  #viewerJoined({ peer_id: id, name }) {
+    this.viewers.set(id, { name, peer: this.viewers.get(id)?.peer ?? null });
+    const history = this.#hub.join(id, name);
+    // Through the server: a relay viewer has no data channel.
+    if (history.length) this.#signaling.send({ type: MessageType.CHAT_HISTORY, to: id, messages: history });
+    this.#onViewers();
+  }
+
+  #viewerRenamed({ peer_id: id, name }) {
+    const viewer = this.viewers.get(id);
+    if (viewer !== undefined) viewer.name = name;
+    this.#hub.rename(id, name);
+    this.#onViewers();
+  }
+
+  #viewerLeft(id) {
+    this.viewers.get(id)?.peer?.close(null);
+    this.viewers.delete(id);
+    this.#hub.forget(id);
+    this.#onViewers();
+  }
+
+  #peerOf(message) {
+    return this.viewers.get(message.from)?.peer ?? null;
+  }
+
+  #offer(message) {
+    const id = message.from;
+    let viewer = this.viewers.get(id);
+    if (viewer === undefined) {
+      viewer = { name: '', peer: null };
+      this.viewers.set(id, viewer);
+    }
+    viewer.peer?.close(null); // a new offer starts over
+    viewer.peer = null;
+    const serving = [...this.viewers.values()].filter((v) => v.peer !== null).length;
+    if (serving >= this.#maxViewers) {
+      this.#signaling.send({
+        type: MessageType.HANGUP, to: id,
+        reason: `this browser camera serves at most ${this.#maxViewers} viewers peer to peer `
+          + '(each is one more encoder in its browser): watch through the relay',
+      });
+      this.#onViewers();
       return;
     }
-    this.#queue = this.#queue.then(() => this.#apply(message)).catch((error) => {
-      console.warn(`peercam: viewer ${this.viewerId}:`, error);
-      this.close(message.type === MessageType.OFFER
-        ? 'the camera could not answer your offer: its SDP is not a usable video offer'
-        : 'the camera could not go on with this connection');
+    const peer = new ViewerPeer({
+      viewerId: id,
+      track: this.#track,
+      layer: this.#layer,
+      iceServers: this.#iceServers,
+      signaling: this.#signaling,
+      onChat: (from, text) => this.#chatFromChannel(from, text),
+      onClosed: (closed) => {
+        const current = this.viewers.get(closed.viewerId);
+        if (current?.peer === closed) current.peer = null;
+        this.#onViewers();
+      },
     });
+    viewer.peer = peer;
+    peer.handleSignal(message);
+    this.#onViewers();
   }
 
-  /** Send a chat, chat-history or chat-notice on this viewer's data channel; false if it is not open. */
-  sendChat(message) {
-    if (this.#chatChannel?.readyState !== 'open') return false;
-    this.#chatChannel.send(JSON.stringify(message));
-    return true;
-  }
-
-  /** CameraViewerStats (peercam/shared/protocol.py) from this connection's getStats(), and its frame rate. */
-  async stats() {
-    const report = { id: this.viewerId, layer: this.#layer.name, quality: 'auto', frames_sent: 0 };
-    let fps = 0;
-    let encode = { frames: 0, seconds: 0, keyframes: 0 };
-    if (this.#closed) return { report, fps, encode };
-    for (const item of (await this.#pc.getStats()).values()) {
-      if (item.type === 'outbound-rtp' && item.kind === 'video') {
-        report.frames_sent = item.framesSent ?? 0;
-        report.keyframe_requests = (item.pliCount ?? 0) + (item.firCount ?? 0);
-        fps = item.framesPerSecond ?? this.#rate(item);
-        encode = {
-          frames: item.framesEncoded ?? 0, seconds: item.totalEncodeTime ?? 0, keyframes: item.keyFramesEncoded ?? 0,
-        };
-      } else if (item.type === 'remote-inbound-rtp' && item.kind === 'video') {
-        if (item.roundTripTime !== undefined) report.rtt_ms = Math.round(item.roundTripTime * 10000) / 10;
-        report.packets_lost = Math.max(0, item.packetsLost ?? 0);
-        if (item.fractionLost !== undefined) report.fraction_lost = Math.min(1, Math.max(0, item.fractionLost));
-      }
+  #chatFromChannel(peer, text) {
+    if (text === null) { // the channel opened: the newcomer gets the history
+      const messages = this.#hub.history();
+      if (messages.length) peer.sendChat({ type: MessageType.CHAT_HISTORY, messages });
+      return;
     }
-    return { report, fps, encode };
+    this.#chatLine(peer.viewerId, text, peer);
   }
 
-  /** Tear down; `reason` (words) goes to the viewer as a hangup unless it is null. */
-  close(reason) {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearTimeout(this.#connectTimer);
-    if (reason !== null) this.#send({ type: MessageType.HANGUP, reason });
-    this.#pc.close();
-    this.#onClosed(this);
-  }
-
-  async #apply(message) {
-    if (message.type === MessageType.OFFER) {
-      await this.#answer(message.sdp);
-    } else if (message.type === MessageType.CANDIDATE) {
-      // No candidate: the viewer has sent them all.
-      await (message.candidate ? this.#pc.addIceCandidate(message.candidate) : this.#pc.addIceCandidate());
+  /**
+   * Stamp a line from a viewer (`viewerId`; null: this camera) and share it on every data
+   * channel and through the server. A refusal goes back the way the line came (`peer`'s
+   * data channel, or the server); returns its reason, or null when the line went out.
+   */
+  #chatLine(viewerId, text, peer) {
+    const { message, notice } = this.#hub.receive(viewerId, String(text ?? ''));
+    if (notice !== undefined) {
+      if (peer !== null) peer.sendChat(notice);
+      else if (viewerId !== null) this.#signaling.send({ ...notice, to: viewerId });
+      return notice.reason;
     }
+    for (const { peer: other } of this.viewers.values()) other?.sendChat(message);
+    this.#signaling.send(message);
+    this.#onChat(message);
+    return null;
   }
 
-  async #answer(sdp) {
-    await this.#pc.setRemoteDescription({ type: 'offer', sdp });
-    // addTrack takes the offer's recvonly video transceiver; the answer makes it sendonly.
-    const sender = this.#pc.addTrack(this.#track);
-    const transceiver = this.#pc.getTransceivers().find((t) => t.sender === sender);
-    if (!transceiver) throw new Error('the offer has no video section');
-    // VP8, what the stream announces, and nothing else: viewers decode what `info` says.
-    const vp8 = RTCRtpSender.getCapabilities('video').codecs.filter(
-      (codec) => /^video\/(vp8|rtx)$/i.test(codec.mimeType));
-    transceiver.setCodecPreferences(vp8);
-    await this.#pc.setLocalDescription(await this.#pc.createAnswer());
-    // Keep the published size: under CPU load the browser drops frames rather than lines.
-    const parameters = sender.getParameters();
-    parameters.degradationPreference = 'maintain-resolution';
-    await sender.setParameters(parameters).catch(() => {});
-    if (this.#closed) return;
-    this.#send({ type: MessageType.ANSWER, sdp: this.#pc.localDescription.sdp });
-  }
-
-  #channelOpened(channel) {
-    if (channel.label !== 'chat') return;
-    this.#chatChannel = channel;
-    channel.onopen = () => this.#onChat(this, null);
-    if (channel.readyState === 'open') this.#onChat(this, null);
-    channel.onmessage = (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        this.sendChat({ type: MessageType.CHAT_NOTICE, reason: 'not JSON' });
-        return;
-      }
-      if (message?.type === MessageType.CHAT_SEND && typeof message.text === 'string') {
-        this.#onChat(this, message.text);
-      }
+  async #reportStats() {
+    const peers = [...this.viewers.values()].map((v) => v.peer).filter((peer) => peer !== null);
+    const results = await Promise.all(peers.map((peer) => peer.stats()));
+    const relay = this.#relay.counts;
+    const encode = results.reduce((sum, { encode: e }) => ({
+      frames: sum.frames + e.frames, seconds: sum.seconds + e.seconds, keyframes: sum.keyframes + e.keyframes,
+    }), { frames: 0, seconds: 0, keyframes: 0 });
+    const relayed = relay.jpeg + relay.encoded;
+    const relayFps = this.#lastStats === null ? 0
+      : (relayed - this.#lastStats.relay_frames) / (STATS_REPORT_MS / 1000);
+    const encodeMs = encode.frames ? (encode.seconds * 1000) / encode.frames : relay.encodeMs;
+    const stats = {
+      // The rate viewers get: the fastest of the peer connections and the relay.
+      fps: round(Math.max(0, relayFps, ...results.map((r) => r.fps)), 2),
+      encode_ms: round(Math.min(encodeMs, 3_600_000), 2),
+      frames_encoded: encode.frames + relay.encoded,
+      keyframes: encode.keyframes + relay.keyframes,
+      relay_frames: relayed,
+      viewers: results.map((r) => r.report),
+      layers: [{
+        name: this.#layer.name,
+        active: peers.length > 0 || this.#relay.active,
+        viewers: peers.length,
+        frames_encoded: encode.frames + relay.encoded,
+        encode_ms: round(encodeMs, 2),
+        keyframes: encode.keyframes + relay.keyframes,
+        jpeg_qualities: this.#relay.jpegQualities,
+        relay_encoded: this.#relay.encoding,
+      }],
     };
+    this.#lastStats = stats;
+    if (this.state === CameraState.LIVE) this.#signaling.send({ type: MessageType.CAMERA_STATS, stats });
+    this.#onViewers();
   }
+}
 
-  #stateChanged() {
-    const state = this.#pc.connectionState;
-    if (state === 'connected') {
-      clearTimeout(this.#connectTimer);
-      const { name, width, height } = this.#layer;
-      this.#send({ type: MessageType.LAYER, layer: name, width, height, reason: '' });
-    } else if (state === 'failed' || state === 'closed') {
-      this.close(null);
-    }
-  }
-
-  #rate({ framesSent = 0, timestamp }) {
-    const last = this.#lastOutbound;
-    this.#lastOutbound = { framesSent, timestamp };
-    if (last === null || timestamp <= last.timestamp) return 0;
-    return ((framesSent - last.framesSent) * 1000) / (timestamp - last.timestamp);
-  }
-
-  #send(message) {
-    this.#signaling.send({ ...message, to: this.viewerId });
-  }
+function round(value, digits) {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
 }
