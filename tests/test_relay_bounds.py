@@ -281,13 +281,13 @@ async def _until(predicate) -> None:
 
 
 def test_the_relay_feed_spaces_the_keyframes_it_is_asked_for(lab, media_browser):  # noqa: F811
-    """relay-feed.js on its own: asked for a keyframe at every frame, it makes one a second
+    """relay-sender.js on its own: asked for a keyframe at every frame, it makes one a second
     (urgent: four)."""
     lab.start_server()
     page = media_browser.new_page()
     page.goto(f"{lab.url}/")
     counts = page.evaluate("""async () => {
-        const { RelayFeed } = await import('/static/js/relay-feed.js');
+        const { RelaySender } = await import('/static/js/relay-sender.js');
         const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 } });
         const video = document.createElement('video');
         video.srcObject = stream;
@@ -297,7 +297,7 @@ def test_the_relay_feed_spaces_the_keyframes_it_is_asked_for(lab, media_browser)
         const layer = { name: '240p', width: 320, height: 240, fps: 30 };
         const result = {};
         for (const urgent of [false, true]) {
-            const feed = new RelayFeed({ track: stream.getVideoTracks()[0], video, layer, signaling });
+            const feed = new RelaySender({ track: stream.getVideoTracks()[0], video, layer, signaling });
             feed.setDemand({ encoded: ['240p'] });
             const timer = setInterval(() => feed.keyframe(urgent), 10);
             const started = performance.now();
@@ -363,7 +363,7 @@ def test_the_relay_canvas_takes_the_decoded_pictures_size_not_the_headers(lab, p
     frame = base64.b64encode(jpeg_frame(0, 80, claimed=(16384, 16384), picture_size=(64, 48))).decode()
     size = page.evaluate("""async (frame) => {
         const { RelayTransport } = await import('/static/js/relay-transport.js');
-        const { SignalingEvent } = await import('/static/js/signaling.js');
+        const { SignalingEvent } = await import('/static/js/signaling-client.js');
         const handlers = new Map();
         const signaling = {  // the socket's side: hands the page one binary frame
             on: (event, handler) => handlers.set(event, handler),

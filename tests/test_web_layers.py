@@ -266,8 +266,8 @@ def test_drop_count_restarts_with_each_relay_rendition_and_knows_slower_layers(l
     lab.start_server()
     page.goto(f"{lab.url}/")
     dropped = page.evaluate("""async () => {
-        const { PlaybackStats } = await import('/static/js/stats.js');
-        const stats = new PlaybackStats();
+        const { FrameStats } = await import('/static/js/frame-stats.js');
+        const stats = new FrameStats();
         const frame = (sequence, series) => stats.framesArrived({
             count: 1, width: 854, height: 480, timing: { latencyMs: 10, sequence, series } });
         const counts = [];

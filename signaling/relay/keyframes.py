@@ -5,7 +5,7 @@ reader that fell behind (like a P2P viewer's PLI), a recorder starting a segment
 many readers ask, and whatever keyframes arrive, the camera hears at most one request per
 layer per interval, counted from the last request: a keyframe does not re-arm them, or a
 reader that keeps falling behind would ask again at every keyframe. Cameras keep the same
-limits themselves (web/js/relay-feed.js, peers/camera/pipeline.py).
+limits themselves (web/js/relay-sender.js, peers/camera/pipeline.py).
 """
 
 from __future__ import annotations

@@ -1,21 +1,21 @@
-// The browser camera on the protocol: the page's counterpart of peers/camera/camera.py. It
+// The browser camera on the protocol: the page's CameraPeer, as in peers/camera/camera.py. It
 // publishes one stream, answers each viewer's offer with a peer connection of its own
-// (camera-peer.js), feeds the relay while anyone reads it (relay-feed.js), reports
+// (viewer-connection.js), feeds the relay while anyone reads it (relay-sender.js), reports
 // `camera-stats` every 2 s and is the stream's chat hub. Viewers cannot tell it from a
 // Python camera; the difference is the cost: each P2P viewer is one more encoder in this
 // browser, so past `maxViewers` a new viewer is hung up on and falls back to the relay.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
-import { SignalingClient, SignalingEvent } from './signaling.js';
-import { ViewerPeer } from './camera-peer.js';
-import { RelayFeed } from './relay-feed.js';
+import { SignalingClient, SignalingEvent } from './signaling-client.js';
+import { ViewerConnection } from './viewer-connection.js';
+import { RelaySender } from './relay-sender.js';
 import { ChatHub } from './chat-hub.js';
 
 const STATS_REPORT_MS = 2000;
 /** A name held by our own previous connection (a reload, a network blip): try again. */
 const RETRY_TAKEN_MS = 1000;
 
-/** The values of BrowserCamera.state. */
+/** The values of CameraPeer.state. */
 export const CameraState = Object.freeze({
   CONNECTING: 'connecting', // to the signaling server
   LIVE: 'live', // published
@@ -24,9 +24,9 @@ export const CameraState = Object.freeze({
   STOPPED: 'stopped',
 });
 
-export class BrowserCamera {
+export class CameraPeer {
   state = CameraState.CONNECTING;
-  /** {peer_id: {name, peer: ViewerPeer|null}}: every viewer the server told of. */
+  /** {peer_id: {name, peer: ViewerConnection|null}}: every viewer the server told of. */
   viewers = new Map();
   peerId = null;
 
@@ -48,7 +48,7 @@ export class BrowserCamera {
   #onViewers;
 
   /**
-   * stream: the name; track: the video track; video: its preview (relay-feed.js samples it
+   * stream: the name; track: the video track; video: its preview (relay-sender.js samples it
    * where it cannot read the track); layer: {name, width, height, fps}; name: the camera's
    * display name; token: a publish token or ''. onState(state, text), onChat(stamped
    * message) and onViewers() keep the page up to date.
@@ -64,7 +64,7 @@ export class BrowserCamera {
     this.#onChat = onChat;
     this.#onViewers = onViewers;
     this.#hub = new ChatHub({ cameraName: name });
-    this.#relay = new RelayFeed({ track, video, layer, signaling: this.#signaling });
+    this.#relay = new RelaySender({ track, video, layer, signaling: this.#signaling });
     this.#signaling
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
       .on(MessageType.WELCOME, (m) => this.#welcomed(m))
@@ -230,7 +230,7 @@ export class BrowserCamera {
       this.#onViewers();
       return;
     }
-    const peer = new ViewerPeer({
+    const peer = new ViewerConnection({
       viewerId: id,
       track: this.#track,
       layer: this.#layer,

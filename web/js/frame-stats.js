@@ -1,8 +1,9 @@
-// Playback statistics fed by every decoded frame, whichever transport delivered it.
+// Playback statistics fed by every decoded frame, whichever transport delivered it: the
+// page's FrameStats, as the Python viewer's (peers/viewer/framestats.py).
 
 const WINDOW_MS = 1000;
 
-export class PlaybackStats {
+export class FrameStats {
   frames = 0;
   fps = 0;
   kbps = null; // null while the transport does not count its bytes

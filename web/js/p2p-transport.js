@@ -9,7 +9,7 @@
 //                    `source` shows the newest, `count` says how many were decoded since the
 //                    last report. A transport that knows them adds `timing: {latencyMs, sequence,
 //                    series}` (else the player reads the test pattern's stamp from `source`; see
-//                    PlaybackStats.framesArrived) and `bytes`, received since the last report.
+//                    FrameStats.framesArrived) and `bytes`, received since the last report.
 //   .stop()          tear down; no callback fires afterwards
 //   .handleSignal(m) an answer, candidate or hangup the camera sent
 //   .sendChat(m)     send a chat message on the transport's own channel to the camera;

@@ -8,9 +8,9 @@
 // ?connect_timeout=S and ?p2p_retry=S tune auto mode.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
-import { SignalingClient, SignalingEvent } from './signaling.js';
+import { SignalingClient, SignalingEvent } from './signaling-client.js';
 import { Delivery, DeliveryMode } from './delivery.js';
-import { PlaybackStats } from './stats.js';
+import { FrameStats } from './frame-stats.js';
 import { StatsPanel } from './stats-panel.js';
 import { viewerStats } from './viewer-stats.js';
 import { readStamp } from './testpattern.js';
@@ -46,7 +46,7 @@ const State = Object.freeze({
 
 class Player {
   state = State.CONNECTING;
-  stats = new PlaybackStats();
+  stats = new FrameStats();
 
   #streamName;
   #view;

@@ -1,11 +1,11 @@
 // The browser camera page, /publish/NAME[?source=camera|screen][&autostart=1][&token=T]
 // [&resolution=360p|480p|720p|1080p][&fps=15|24|30][&max_viewers=N][&name=NAME]: the page
 // publishes NAME from a camera (getUserMedia) or the screen (getDisplayMedia), as a Python
-// camera would (browser-camera.js). It shows the local preview, the viewers (how each
+// camera would (camera-peer.js). It shows the local preview, the viewers (how each
 // watches, and its figures from /api/streams and this browser's own getStats), and
 // the chat, of which this page is the hub.
 
-import { BrowserCamera, CameraState } from './browser-camera.js';
+import { CameraPeer, CameraState } from './camera-peer.js';
 import { FRAME_RATES, HEIGHTS, Source, layerOf, listCameras, openSource } from './capture.js';
 import { ChatLog, MAX_MESSAGES } from './chat.js';
 import { ChatView } from './chat-view.js';
@@ -76,7 +76,7 @@ async function start() {
   if (sourcePick.value === Source.SCREEN) track.contentHint = 'detail';
   video.srcObject = media;
   fillDevices();
-  camera = new BrowserCamera({
+  camera = new CameraPeer({
     stream: streamName,
     track,
     video,

@@ -19,7 +19,7 @@ const MAX_IN_FLIGHT = 2;
 const URGENT_KEYFRAME_INTERVAL_MS = 250;
 const KEYFRAME_INTERVAL_MS = 1000;
 
-export class RelayFeed {
+export class RelaySender {
   #layer; // {name, width, height, fps}: the one layer this camera has (index 0)
   #signaling;
   #tap;

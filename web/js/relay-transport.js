@@ -12,7 +12,7 @@ import { MessageType } from './protocol.js';
 import { parseRelayFrame } from './relay-frame.js';
 import { RelayDecoder } from './relay-decoder.js';
 import { RelayFormat, chooseRelayFormat } from './relay-format.js';
-import { SignalingEvent } from './signaling.js';
+import { SignalingEvent } from './signaling-client.js';
 
 export class RelayTransport {
   mode = 'relay';

@@ -1,5 +1,6 @@
 // A signaling WebSocket that stays connected: JSON messages in and out, binary relay
-// frames in, reconnecting with exponential backoff whenever the connection drops.
+// frames in, reconnecting with exponential backoff whenever the connection drops. The
+// Python peers' SignalingClient is peers/signaling_client.py (with ServerList for reconnecting).
 
 /**
  * Connection events, delivered through on() like message types. BINARY hands over

@@ -8,7 +8,7 @@ import { MessageType } from './protocol.js';
 /** A viewer not connected by then is hung up on (the Python camera's default). */
 const CONNECT_TIMEOUT_MS = 15_000;
 
-export class ViewerPeer {
+export class ViewerConnection {
   viewerId;
   #pc;
   #signaling;
