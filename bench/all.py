@@ -12,8 +12,8 @@ browser camera's P2P viewers at full rate against the Python camera's
 Redis's CPU; it needs redis-server and redis-py). Each prints its tables as it finishes and writes its JSON;
 this script then prints every target's verdict, writes them with a description of the
 machine to OUT/all.json, and draws OUT/benchmarks.svg (bench.layers draws
-OUT/layers.svg). README shows committed copies of both charts next to the tables (see
-"Benchmarks").
+OUT/layers.svg). docs/benchmarks.md shows committed copies of both charts next to the tables
+(docs/benchmarks.svg, docs/layers.svg).
 
 Run it on an otherwise idle machine: the figures are CPU shares and frame rates on
 shared cores. --quick runs fewer rows and shorter windows, to check that it all works.

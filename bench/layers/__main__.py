@@ -71,8 +71,8 @@ switch: manual switches, 720p -> 360p -> 720p, --switches times each way, on P2P
   old one ended on, less that the picture goes back), and how old both pictures were.
 
 fanout: bench/fanout.py's small rows (--viewers 1,8,32 --baseline-viewers 1,4
-  --seconds 5): the per-viewer CPU advantage over the baseline, against README's
-  figures (0.45% vs 16.6% per viewer, 37x). With --autogroup-nice its slope is taken
+  --seconds 5): the per-viewer CPU advantage over the baseline, against the figures in
+  docs/benchmarks.md, "P2P fan-out" (0.45% vs 16.6% per viewer, 37x). With --autogroup-nice its slope is taken
   over the rows at >= 27 fps, whatever the machine's other programs used.
 
 Targets (verdicts, not assertions), from issue 11: under 600 kbit/s the auto P2P viewer

@@ -1,5 +1,6 @@
 """The layers benchmark's fanout part: bench.fanout's small rows (--viewers 1,8,32
---baseline-viewers 1,4), run as its own program, and their per-viewer CPU against README's.
+--baseline-viewers 1,4), run as its own program, and their per-viewer CPU against the documented
+run's (docs/benchmarks.md, "P2P fan-out").
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import sys
 from bench.harness import AUTOGROUP_NICE_ENV, ROOT, least_squares_slope, prioritize, stop
 from bench.layers.shared import FPS, load
 
-#: What README reported for the fan-out (bench/fanout.py, 2026-11-22).
-README_FANOUT = {"peercam_pct_per_viewer": 0.45, "baseline_pct_per_viewer": 16.6, "ratio": 37.0}
+#: What docs/benchmarks.md reports for the fan-out ("P2P fan-out": bench/fanout.py, 2026-11-22).
+DOCUMENTED_FANOUT = {"peercam_pct_per_viewer": 0.45, "baseline_pct_per_viewer": 16.6, "ratio": 37.0}
 
 
 def measure(opts: argparse.Namespace) -> dict:
@@ -25,7 +26,7 @@ def measure(opts: argparse.Namespace) -> dict:
     print(f"fanout: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
     began_load = load()
     # A session of its own, for its viewer workers: with --autogroup-nice they get the priority of its
-    # cameras and server (sessions of their own): equal shares between them, as in README's runs.
+    # cameras and server (sessions of their own): equal shares between them, as in the documented runs.
     proc = subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
     prioritize(proc.pid)
     try:
@@ -56,15 +57,16 @@ def measure(opts: argparse.Namespace) -> dict:
 
 
 def verdicts(fan: dict) -> list[dict]:
-    """The fan-out's advantage over the baseline against README's (none without its results)."""
+    """The fan-out's advantage over the baseline against the documented one (none without its results)."""
     out = []
     if "per_viewer_cost" in fan:
         ours = fan["per_viewer_cost"]["peercam"]["cpu_pct_per_viewer"]
         theirs = fan["per_viewer_cost"]["baseline"]["cpu_pct_per_viewer"]
         ratio = theirs / ours if ours and theirs and ours > 0 else None
         out.append({"target": "fan-out: CPU per added viewer at least 20x lower than the baseline's "
-                              f"(README: {README_FANOUT['peercam_pct_per_viewer']}% vs "
-                              f"{README_FANOUT['baseline_pct_per_viewer']}%, {README_FANOUT['ratio']:g}x)",
+                              f"(docs/benchmarks.md: {DOCUMENTED_FANOUT['peercam_pct_per_viewer']}% vs "
+                              f"{DOCUMENTED_FANOUT['baseline_pct_per_viewer']}%, "
+                              f"{DOCUMENTED_FANOUT['ratio']:g}x)",
                     "pass": None if ratio is None else ratio >= 20,
                     "measured": "not enough full-rate rows" if ratio is None
                     else f"{ours:.2f}% vs {theirs:.1f}% per viewer: {ratio:.0f}x "

@@ -14,7 +14,7 @@ import { loadName, saveName } from './display-name.js';
 /**
  * P2P viewers one browser camera serves by default: each is one more VP8 encoder in this
  * browser. Headless Chromium on a 2-core machine held 30 fps to 8 viewers at 854x480
- * (README, "Publishing from the browser"); half that leaves room for a real desktop.
+ * (docs/publish.md, "What it costs"); half that leaves room for a real desktop.
  * ?max_viewers=N sets another cap.
  */
 const DEFAULT_MAX_VIEWERS = 4;
