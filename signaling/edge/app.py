@@ -90,7 +90,11 @@ class Server:
 
     async def close(self) -> None:
         """Shut down gracefully: every client is told, every socket closed."""
-        await self._runner.cleanup()
+        # In a task of its own: the caller is often being cancelled (Ctrl-C), and aiohttp's
+        # graceful shutdown, run in a cancelling task, gave up waiting for the open handlers
+        # and then tripped on its own waiter as they ended ("Unhandled exception ...
+        # InvalidStateError", one stop in two).
+        await asyncio.shield(asyncio.create_task(self._runner.cleanup()))
 
     async def __aenter__(self) -> Server:
         return self
