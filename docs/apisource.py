@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 import griffe
+from mkdocs.plugins import event_priority
 
 try:
     import tomllib
@@ -76,6 +77,7 @@ def check_reference(api_page: str) -> None:
                     log.warning("peercam.%s.%s (%s) has no docstring", name, member.name, member.path)
 
 
+@event_priority(100)  # before mkdocstrings' own: it drops search paths that do not exist yet
 def on_config(config):
     lay_out_source()
     return config
