@@ -15,9 +15,11 @@ import traceback
 from collections.abc import Coroutine
 from pathlib import Path
 
+from peercam.peers.camera.audiopipeline import DEFAULT_AUDIO_BITRATE
+from peercam.peers.camera.audiosources import AudioSource, open_audio_source
 from peercam.peers.camera.camera import CameraError, CameraOptions, CameraPeer
 from peercam.peers.camera.layers import LayerError
-from peercam.peers.camera.sources import SourceError, open_source
+from peercam.peers.camera.sources import SourceError, VideoSource, open_source
 from peercam.peers.ice import IceOptions, parse_ice_server, resolve_host_addresses
 from peercam.peers.signaling_client import Servers, websocket_url
 from peercam.peers.viewer.relaytransport import RELAY_FORMATS
@@ -245,6 +247,15 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=80, choices=range(1, 101), metavar="1-100",
                         help="JPEG quality of relay frames for readers that pick none")
     parser.add_argument("--relay-fps", type=float, help="cap on relay frames per second (default: all)")
+    parser.add_argument("--audio", default="auto", metavar="SOURCE",
+                        help="the sound: none, tone (the test tone), an ALSA device (default, hw:1,0) or an "
+                             "audio or video file; auto (the default): the tone with testsrc, a video "
+                             "file's own track, none with a camera")
+    parser.add_argument("--no-audio", dest="audio", action="store_const", const="none",
+                        help="publish no sound (as --audio none)")
+    parser.add_argument("--audio-bitrate", type=int, default=DEFAULT_AUDIO_BITRATE // 1000, metavar="KBITS",
+                        help=f"the sound's Opus bitrate in kbit/s, 6 to 510 (default: "
+                             f"{DEFAULT_AUDIO_BITRATE // 1000})")
 
 
 def _setup_logging(verbose: int, default: int = logging.WARNING) -> None:
@@ -375,11 +386,21 @@ def _run_server(config: ServerConfig) -> None:
         _fail("serve", str(exc))
 
 
-def _open_source(command: str, args: argparse.Namespace):
+def _open_source(command: str, args: argparse.Namespace) -> tuple[VideoSource, AudioSource | None]:
+    """The picture's source and the sound's (None: no sound)."""
+    if not 6 <= args.audio_bitrate <= 510:
+        _fail(command, f"--audio-bitrate {args.audio_bitrate}: Opus takes 6 to 510 kbit/s")
+    if args.audio.startswith("push"):
+        _fail(command, f"--audio {args.audio}: pushed sound is for the library's Camera.send_audio")
     try:
-        return open_source(args.source, args.width, args.height, args.fps, args.stretch)
+        video = open_source(args.source, args.width, args.height, args.fps, args.stretch)
     except SourceError as exc:
         _fail(command, str(exc))
+    try:
+        return video, open_audio_source(args.audio, args.source)
+    except SourceError as exc:
+        video.close()
+        _fail(command, f"--audio: {exc}")
 
 
 def _ice_options(args: argparse.Namespace, ice_servers: list) -> IceOptions:
@@ -401,15 +422,16 @@ def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list
         chat_log=getattr(args, "chat_log", None),
         jpeg_quality=args.jpeg_quality,
         relay_fps=args.relay_fps,
+        audio_bitrate=args.audio_bitrate * 1000,
         recording=_recording("camera", args.record, [], args) if args.command == "camera" else None,
         ice=_ice_options(args, ice_servers),
     )
 
 
 def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
-    source = _open_source("camera", args)
+    source, audio = _open_source("camera", args)
     try:
-        camera = CameraPeer(_camera_options(args, args.server, ice_servers), source)
+        camera = CameraPeer(_camera_options(args, args.server, ice_servers), source, audio)
     except LayerError as exc:
         _fail("camera", f"--layers: {exc}")
     try:
@@ -463,10 +485,10 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
 
 
 def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
-    source = _open_source("demo", args)
+    source, audio = _open_source("demo", args)
     server = f"http://{args.host}:{args.port}"
     try:
-        camera = CameraPeer(_camera_options(args, server, ice_servers), source)
+        camera = CameraPeer(_camera_options(args, server, ice_servers), source, audio)
     except LayerError as exc:
         _fail("demo", f"--layers: {exc}")
     config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),

@@ -65,4 +65,4 @@ def test_invalid_frames_are_refused_with_their_error(case):
 
 def test_the_cases_cover_every_format_and_codec():
     kinds = {(c["fields"]["format"], c["fields"].get("codec")) for c in VALID if c.get("packs", True)}
-    assert kinds == {("jpeg", None), ("encoded", "vp8"), ("encoded", "h264")}
+    assert kinds == {("jpeg", None), ("encoded", "vp8"), ("encoded", "h264"), ("audio", "opus")}

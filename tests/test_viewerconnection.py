@@ -44,7 +44,7 @@ async def camera_and_viewer(pipeline: MediaPipeline, sent: asyncio.Queue,
     Yields (camera side, viewer, future of the viewer's track); what the camera side
     sends (its answer, hangups) goes to ``sent``.
     """
-    camera_side = ViewerConnection("v1", pipeline, lambda: rtc_configuration([]), "vp8", sent.put,
+    camera_side = ViewerConnection("v1", pipeline, None, lambda: rtc_configuration([]), "vp8", sent.put,
                                    connect_timeout=10, on_closed=lambda v: None)
     viewer = RTCPeerConnection(rtc_configuration([]))
     try:

@@ -48,6 +48,8 @@ Codec = Literal["vp8", "h264"]
 #: How relay frames carry the picture: the camera's encoded video frames (WebCodecs, PyAV),
 #: or JPEG pictures (any browser).
 RelayFormat = Literal["encoded", "jpeg"]
+#: The audio codec a camera encodes its sound with (once, for every viewer).
+AudioCodec = Literal["opus"]
 
 # Bounded values for what peers report and announce: finite, never negative, and within
 # what any real stream reaches, so a report cannot put 1e300 fps or a megabyte of text
@@ -149,8 +151,18 @@ class LayerInfo(msgspec.Struct):
     fps: Annotated[float, Meta(gt=0, le=1000)]
 
 
+class AudioInfo(msgspec.Struct, omit_defaults=True):
+    """A camera's sound: one Opus stream, encoded once for every viewer."""
+
+    codec: AudioCodec = "opus"
+    sample_rate: Literal[48000] = 48000
+    channels: Annotated[int, Meta(ge=1, le=2)] = 1
+    bitrate: Annotated[int, Meta(ge=6000, le=510000)] = 48000
+
+
 class StreamInfo(msgspec.Struct, omit_defaults=True):
-    """What a camera publishes about its video: the top layer's size, and every layer."""
+    """What a camera publishes about its video: the top layer's size, and every layer; and its
+    sound, if it has any (``audio``)."""
 
     width: Annotated[int, Meta(ge=2, le=16384)]
     height: Annotated[int, Meta(ge=2, le=16384)]
@@ -160,6 +172,8 @@ class StreamInfo(msgspec.Struct, omit_defaults=True):
     layers: Annotated[list[LayerInfo], Meta(max_length=8)] = []
     #: The relay's JPEG quality for readers that pick none.
     jpeg_quality: JpegQuality = 80
+    #: None: a camera without sound.
+    audio: AudioInfo | None = None
 
     def layer_list(self) -> list[LayerInfo]:
         """The layers, or the one the picture itself makes when the camera named none."""
@@ -198,6 +212,26 @@ class SetQuality(_Message, tag="quality"):
     jpeg_quality: JpegQuality | None = None
 
 
+class Percentiles(msgspec.Struct):
+    """A distribution's median and 95th percentile."""
+
+    p50: Annotated[float, Meta(ge=-3_600_000, le=3_600_000)]
+    p95: Annotated[float, Meta(ge=-3_600_000, le=3_600_000)]
+
+
+class ViewerAudioStats(msgspec.Struct, omit_defaults=True):
+    """A viewer's sound: what arrived, what was lost, and how late it plays (from the capture
+    time) and against the picture (``av_offset_ms``: the sound's latency minus the picture's;
+    positive: the sound is late)."""
+
+    codec: AudioCodec = "opus"
+    packets: Count = 0
+    packets_lost: Count = 0
+    jitter_ms: Millis | None = None
+    latency_ms: Percentiles | None = None
+    av_offset_ms: Percentiles | None = None
+
+
 class ViewerStats(msgspec.Struct, omit_defaults=True):
     """A viewer's compact report of what it gets; fields it cannot measure stay null."""
 
@@ -219,6 +253,7 @@ class ViewerStats(msgspec.Struct, omit_defaults=True):
     layer_switches: Count | None = None
     jpeg_quality: JpegQuality | None = None  # on a JPEG relay
     relay_format: RelayFormat | None = None  # on the relay
+    audio: ViewerAudioStats | None = None  # None: no sound (the stream has none, or the path carries none)
 
 
 class CameraViewerStats(msgspec.Struct, omit_defaults=True):
@@ -235,6 +270,8 @@ class CameraViewerStats(msgspec.Struct, omit_defaults=True):
     quality: Quality | None = None  # what it asked for
     layer_switches: Count = 0
     bitrate_estimate_kbps: Kbps | None = None  # its REMB, where it sends one
+    audio_packets_sent: Count | None = None  # None: it gets no sound
+    audio_packets_dropped: Count | None = None  # its sender fell behind: the oldest dropped
 
 
 class CameraLayerStats(msgspec.Struct, omit_defaults=True):
@@ -250,6 +287,17 @@ class CameraLayerStats(msgspec.Struct, omit_defaults=True):
     relay_encoded: bool = False  # its encoded frames go to the relay too
 
 
+class CameraAudioStats(msgspec.Struct, omit_defaults=True):
+    """The camera's sound encoder: one for every viewer."""
+
+    codec: AudioCodec = "opus"
+    channels: Annotated[int, Meta(ge=1, le=2)] = 1
+    packets_encoded: Count = 0
+    encode_ms: Millis = 0.0
+    relay_packets: Count = 0
+    viewers: Count = 0  # P2P viewers whose sender takes the packets
+
+
 class CameraStats(msgspec.Struct, omit_defaults=True):
     """The camera's side of the stream: its capture and encoders, and each P2P viewer."""
 
@@ -261,6 +309,7 @@ class CameraStats(msgspec.Struct, omit_defaults=True):
     relay_frames: Count = 0
     viewers: Annotated[list[CameraViewerStats], Meta(max_length=1000)] = []
     layers: Annotated[list[CameraLayerStats], Meta(max_length=8)] = []
+    audio: CameraAudioStats | None = None
 
 
 class Stats(_Message, tag="stats"):
@@ -306,6 +355,9 @@ class Relay(_Message, tag="relay"):
 
     enabled: bool
     format: RelayFormat = "jpeg"
+    #: The viewer plays the camera's sound from relay frames (Opus) too; a client that
+    #: does not say gets none (it may not know the audio frame).
+    audio: bool = False
 
 
 # Routed both ways ---------------------------------------------------------------
@@ -473,10 +525,12 @@ class JpegRendition(msgspec.Struct, frozen=True, order=True):
 
 class RelayFrames(_Message, tag="relay-frames"):
     """Tells the camera which relay frames to send (none: stop): what relay readers read now.
-    ``encoded`` names the layers whose encoded frames to send, each frame once."""
+    ``encoded`` names the layers whose encoded frames to send, each frame once; ``audio``,
+    whether to send its sound's Opus packets."""
 
     jpeg: Annotated[list[JpegRendition], Meta(max_length=16)] = []
     encoded: Annotated[list[LayerName], Meta(max_length=8)] = []
+    audio: bool = False
 
 
 class RelayKeyframe(_Message, tag="relay-keyframe"):

@@ -46,6 +46,8 @@ def render() -> str:
         if not name.startswith("_")
     )
     codecs = ", ".join(f"{name}: {number}" for name, number in relayframe.CODECS.items())
+    audio_codecs = ", ".join(f"{name}: {number}" for name, number in relayframe.AUDIO_CODECS.items())
+    sample_rates = ", ".join(str(rate) for rate in sorted(relayframe.SAMPLE_RATES))
     return f"""\
 // Generated from peercam/shared/protocol.py and relayframe.py by
 // `python3 -m peercam.shared.protocoljs`: do not edit.
@@ -72,6 +74,7 @@ export const BIDI_CONTROLS = {_js_chars(protocol._BIDI_CONTROLS)};
 export const RelayFrameLayout = Object.freeze({{
   JPEG_VERSION: {relayframe.JPEG_VERSION},
   ENCODED_VERSION: {relayframe.ENCODED_VERSION},
+  AUDIO_VERSION: {relayframe.AUDIO_VERSION}, // an Opus packet: width is its sample rate, height its channels
   BASE_HEADER_SIZE: {relayframe.BASE_HEADER_SIZE}, // the fields every frame has: no layer (layer 0)
   HEADER_SIZE: {relayframe.HEADER_SIZE},
   LAYER_OFFSET: {relayframe.LAYER_OFFSET},
@@ -79,6 +82,8 @@ export const RelayFrameLayout = Object.freeze({{
   MIN_JPEG_QUALITY: {relayframe.MIN_JPEG_QUALITY},
   MAX_JPEG_QUALITY: {relayframe.MAX_JPEG_QUALITY},
   CODECS: Object.freeze({{ {codecs} }}), // an encoded frame's codec byte
+  AUDIO_CODECS: Object.freeze({{ {audio_codecs} }}), // an audio packet's codec byte
+  SAMPLE_RATES: Object.freeze([{sample_rates}]), // an audio packet's sample rates
 }});
 
 /** The `type` field of every signaling message. */

@@ -1,18 +1,18 @@
-"""The relay frame: one picture in one binary WebSocket message, JPEG or encoded video.
+"""The relay frame: one picture, or one packet of sound, in one binary WebSocket message.
 
-A 22-byte header (network byte order), then the picture's bytes. The version byte
-tells the two formats apart:
+A 22-byte header (network byte order), then the picture's (or sound's) bytes. The version
+byte tells the three formats apart:
 
     offset size  field
-    0      1     version: 1 JPEG picture, 2 encoded video frame
+    0      1     version: 1 JPEG picture, 2 encoded video frame, 3 encoded audio packet
     1      1     header length in bytes (22; a reader skips what it does not know)
-    2      1     version 1: JPEG quality (1-100); version 2: codec (1 VP8, 2 H.264)
-    3      1     flags: version 1: 0 (reserved); version 2: bit 0 set on a keyframe
+    2      1     version 1: JPEG quality (1-100); versions 2 and 3: codec (1 VP8, 2 H.264; 1 Opus)
+    3      1     flags: version 2: bit 0 set on a keyframe; versions 1 and 3: 0 (reserved)
     4      4     sequence number (uint32; +1 per frame of this rendition, gaps = frames not sent)
     8      8     capture time (uint64, microseconds since the Unix epoch)
-    16     2     width
-    18     2     height
-    20     1     layer: its index in the stream's info.layers (0: the top layer)
+    16     2     width; version 3: sample rate (Hz, 48000 for Opus)
+    18     2     height; version 3: channels (1 or 2)
+    20     1     layer: its index in the stream's info.layers (0: the top layer); version 3: 0
     21     1     reserved (0)
 
 Version 1 carries a JPEG picture (decodable alone: a reader may skip any frame). A
@@ -22,6 +22,11 @@ Version 2 carries one frame exactly as the camera's encoder made it for that lay
 the same bytes its P2P viewers get: a VP8 frame, or H.264 as Annex B NAL units.
 A frame decodes only after the frames before it, back to a keyframe: a reader that
 misses a sequence number waits for the next keyframe.
+
+Version 3 carries one Opus packet (20 ms of sound) exactly as the camera's encoder made it,
+the same bytes its P2P viewers get; its capture time is that of its first sample. Every
+packet decodes on its own (a gap in sequence numbers is sound lost, which the decoder
+conceals). Only readers that asked for sound (``relay`` with ``audio``) get them.
 
 web/js/relay-frame.js reads and writes the same layout, with these constants (generated into
 web/js/protocol.js); tests/relayframe_cases.json runs against both.
@@ -33,16 +38,22 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
-    "BASE_HEADER_SIZE", "CODECS", "ENCODED_VERSION", "HEADER_SIZE", "JPEG_VERSION", "KEYFRAME_FLAG",
-    "LAYER_OFFSET", "MAX_JPEG_QUALITY", "MIN_JPEG_QUALITY", "RelayFrameError", "RelayFrameHeader",
-    "jpeg_size", "parse_relay_frame",
+    "AUDIO_CODECS", "AUDIO_VERSION", "BASE_HEADER_SIZE", "CODECS", "ENCODED_VERSION", "HEADER_SIZE",
+    "JPEG_VERSION", "KEYFRAME_FLAG", "LAYER_OFFSET", "MAX_JPEG_QUALITY", "MIN_JPEG_QUALITY",
+    "RelayFrameError", "RelayFrameHeader", "SAMPLE_RATES", "jpeg_size", "parse_relay_frame",
 ]
 
 JPEG_VERSION = 1
 ENCODED_VERSION = 2
+AUDIO_VERSION = 3
 #: The codec byte of an encoded frame.
 CODECS = {"vp8": 1, "h264": 2}
 _CODEC_NAMES = {number: name for name, number in CODECS.items()}
+#: The codec byte of an audio packet.
+AUDIO_CODECS = {"opus": 1}
+_AUDIO_CODEC_NAMES = {number: name for name, number in AUDIO_CODECS.items()}
+#: The sample rates and channel counts an audio packet may say.
+SAMPLE_RATES = frozenset({48000})
 #: The flags bit of an encoded keyframe.
 KEYFRAME_FLAG = 0x01
 #: A JPEG picture's quality byte.
@@ -69,19 +80,39 @@ class RelayFrameHeader:
     #: A JPEG picture's JPEG quality; 0 on encoded frames.
     jpeg_quality: int = 0
     layer: int = 0
-    #: An encoded frame's codec ("vp8", "h264"); None on a JPEG picture.
+    #: An encoded frame's codec ("vp8", "h264") or an audio packet's ("opus"); None on a JPEG picture.
     codec: str | None = None
-    #: An encoded frame that decodes on its own (every JPEG picture does).
+    #: An encoded frame that decodes on its own (every JPEG picture and audio packet does).
     keyframe: bool = False
 
     @property
     def format(self) -> str:
-        """"jpeg" or "encoded"."""
-        return "jpeg" if self.codec is None else "encoded"
+        """"jpeg", "encoded" or "audio"."""
+        if self.codec is None:
+            return "jpeg"
+        return "audio" if self.codec in AUDIO_CODECS else "encoded"
+
+    @property
+    def sample_rate(self) -> int:
+        """An audio packet's sample rate (Hz): its ``width`` field."""
+        return self.width
+
+    @property
+    def channels(self) -> int:
+        """An audio packet's channel count: its ``height`` field."""
+        return self.height
+
+    @classmethod
+    def audio(cls, sequence: int, capture_time_us: int, sample_rate: int, channels: int,
+              codec: str = "opus") -> RelayFrameHeader:
+        """The header of an audio packet."""
+        return cls(sequence, capture_time_us, sample_rate, channels, codec=codec, keyframe=True)
 
     def pack(self, payload: bytes) -> bytes:
         if self.codec is None:
             version, byte2, flags = JPEG_VERSION, self.jpeg_quality, 0
+        elif self.codec in AUDIO_CODECS:
+            version, byte2, flags = AUDIO_VERSION, AUDIO_CODECS[self.codec], 0
         else:
             version, byte2, flags = ENCODED_VERSION, CODECS[self.codec], KEYFRAME_FLAG if self.keyframe else 0
         return _HEADER.pack(version, HEADER_SIZE, byte2, flags, self.sequence & 0xFFFFFFFF,
@@ -123,8 +154,10 @@ def parse_relay_frame(data: bytes) -> tuple[RelayFrameHeader, memoryview]:
     if len(data) < BASE_HEADER_SIZE:
         raise RelayFrameError(f"relay frame of {len(data)} bytes is shorter than its header")
     version, header_size, byte2, flags = data[0], data[1], data[2], data[3]
-    if version not in (JPEG_VERSION, ENCODED_VERSION) or not BASE_HEADER_SIZE <= header_size <= len(data):
-        raise RelayFrameError(f"not a relay frame (version {JPEG_VERSION} or {ENCODED_VERSION})")
+    if version not in (JPEG_VERSION, ENCODED_VERSION, AUDIO_VERSION) or not (
+            BASE_HEADER_SIZE <= header_size <= len(data)):
+        raise RelayFrameError(f"not a relay frame (version {JPEG_VERSION}, {ENCODED_VERSION} "
+                              f"or {AUDIO_VERSION})")
     sequence, capture_us, width, height = struct.unpack_from("!IQHH", data, 4)
     layer = data[LAYER_OFFSET] if header_size > LAYER_OFFSET else 0
     payload = memoryview(data)[header_size:]
@@ -135,6 +168,16 @@ def parse_relay_frame(data: bytes) -> tuple[RelayFrameHeader, memoryview]:
         if bytes(payload[:2]) != b"\xff\xd8":
             raise RelayFrameError("relay frame does not carry a JPEG picture")
         return RelayFrameHeader(sequence, capture_us, width, height, byte2, layer), payload
+    if version == AUDIO_VERSION:
+        codec = _AUDIO_CODEC_NAMES.get(byte2)
+        if codec is None:
+            raise RelayFrameError(f"audio relay frame of unknown codec {byte2}")
+        if width not in SAMPLE_RATES or height not in (1, 2):
+            raise RelayFrameError(f"audio relay frame of {width} Hz and {height} channels: "
+                                  "Opus is 48000 Hz, 1 or 2 channels")
+        if not payload:
+            raise RelayFrameError("audio relay frame without a packet")
+        return RelayFrameHeader.audio(sequence, capture_us, width, height, codec), payload
     codec = _CODEC_NAMES.get(byte2)
     if codec is None:
         raise RelayFrameError(f"encoded relay frame of unknown codec {byte2}")

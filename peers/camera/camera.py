@@ -17,6 +17,7 @@ from peercam.peers.signaling_client import ServerList, Servers, SignalingClient,
 from peercam.shared.errors import PeercamError, UsageError
 from peercam.shared.protocol import (
     PROTOCOL_VERSION,
+    AudioInfo,
     CameraStats,
     CameraStatsReport,
     Candidate,
@@ -43,6 +44,8 @@ from peercam.shared.protocol import (
 from peercam.shared.recordingconfig import RecordingConfig
 
 from . import playoutdelay
+from .audiopipeline import DEFAULT_AUDIO_BITRATE, AudioPipeline
+from .audiosources import AudioSource, PushAudioSource, open_audio_source
 from .chathub import ChatHub, ChatRefused
 from .layers import parse_layers
 from .pipeline import MediaPipeline
@@ -83,6 +86,8 @@ class CameraOptions:
     relay_fps: float | None = None
     #: Also record the top layer locally, in segments (``peercam camera --record DIR``).
     recording: RecordingConfig | None = None
+    #: The sound's Opus bitrate (bits per second), when there is sound.
+    audio_bitrate: int = DEFAULT_AUDIO_BITRATE
 
 
 class CameraPeer:
@@ -92,11 +97,16 @@ class CameraPeer:
     when ``options.layers`` does not fit the source.
     """
 
-    def __init__(self, options: CameraOptions, source: VideoSource) -> None:
+    def __init__(self, options: CameraOptions, source: VideoSource, audio: AudioSource | None = None) -> None:
         if options.codec not in get_args(Codec):
             raise UsageError(f"codec {options.codec!r}: use vp8 or h264")
+        if not 6000 <= options.audio_bitrate <= 510000:
+            raise UsageError(f"audio bitrate {options.audio_bitrate // 1000} kbit/s: Opus takes 6 to 510")
         self.options = options
         self.source = source
+        #: The sound source, if the stream has sound.
+        self.audio_source = audio
+        self.audio: AudioPipeline | None = None
         self._servers = ServerList(options.server)
         self.layers = parse_layers(options.layers, source.width, source.height, source.fps, options.bitrate)
         self.viewers: dict[str, ViewerConnection] = {}
@@ -115,10 +125,13 @@ class CameraPeer:
 
     @property
     def stream_info(self) -> StreamInfo:
+        audio = None
+        if self.audio_source is not None:
+            audio = AudioInfo(channels=self.audio_source.channels, bitrate=self.options.audio_bitrate)
         return StreamInfo(width=self.source.width, height=self.source.height,
                           fps=round(self.source.fps, 3), codec=self.options.codec,
                           layers=[layer.info for layer in self.layers],
-                          jpeg_quality=self.options.jpeg_quality)
+                          jpeg_quality=self.options.jpeg_quality, audio=audio)
 
     async def run(self) -> None:
         """Publish until cancelled; raises CameraError when it cannot go on."""
@@ -129,14 +142,21 @@ class CameraPeer:
         if self.options.recording is not None:
             self.pipeline.record(self.options.recording, self.options.stream)
         self.pipeline.start()
-        self._relay = RelaySender(self.pipeline)
+        failures = {self.pipeline.failed}
+        if self.audio_source is not None:
+            self.audio = AudioPipeline(self.audio_source, loop, self.options.audio_bitrate)
+            failures.add(self.audio.failed)
+            self.audio.start()
+            channels = "mono" if self.audio_source.channels == 1 else "stereo"
+            log.info("sound: %s, Opus %d kbit/s, %s", self.audio_source.description,
+                     self.options.audio_bitrate // 1000, channels)
+        self._relay = RelaySender(self.pipeline, self.audio)
         signaling = asyncio.create_task(self._stay_published())
         reporter = asyncio.create_task(self._report_stats())
         try:
-            done, _ = await asyncio.wait({signaling, self.pipeline.failed},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if self.pipeline.failed in done:
-                raise CameraError(str(self.pipeline.failed.result()))
+            done, _ = await asyncio.wait({signaling, *failures}, return_when=asyncio.FIRST_COMPLETED)
+            for failed in failures & done:
+                raise CameraError(str(failed.result()))
             signaling.result()
         finally:
             signaling.cancel()
@@ -144,6 +164,8 @@ class CameraPeer:
             await asyncio.gather(*(v.close() for v in list(self.viewers.values())))
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await asyncio.to_thread(self.pipeline.stop)
+            if self.audio is not None:
+                await asyncio.to_thread(self.audio.stop)
             self.chat.close()
 
     async def _report_stats(self, every: float = 2.0, log_every: int = 5) -> None:
@@ -172,6 +194,7 @@ class CameraPeer:
                 relay_frames=stats.relay_frames,
                 viewers=[await viewer.stats() for viewer in list(self.viewers.values())],
                 layers=self.pipeline.layer_stats(),
+                audio=self.audio.stats() if self.audio is not None else None,
             )
             last_taken = taken
             if self.published.is_set():
@@ -326,6 +349,7 @@ class CameraPeer:
         viewer = ViewerConnection(
             viewer_id,
             self.pipeline,
+            self.audio,
             lambda: self._rtc_configuration,
             self.options.codec,
             self._send,
@@ -374,7 +398,11 @@ class Camera:
     ``layers``, the quality layers ("auto", or e.g. "720p,480p,360p@15"); ``bitrate``, the
     top layer's (bits per second; None: what suits its size); ``jpeg_quality``, of relay
     frames for viewers that pick none; ``recording``, also record the top layer here, in
-    segments (``peercam camera --record``).
+    segments (``peercam camera --record``); ``audio``, the sound (``peercam camera
+    --audio``): "auto" (the tone with "testsrc", a video file's own track, else none),
+    "none", "tone", an ALSA device, an audio file, or "push" / "push:2" for sound this
+    program hands over with ``send_audio()`` (mono / stereo); ``audio_bitrate``, its Opus
+    bitrate (bits per second).
 
     Raises UsageError here for a bad URL, codec or layer list (LayerError), SourceError for
     a source that cannot be opened; ``start()`` raises CameraError.
@@ -384,20 +412,27 @@ class Camera:
                  ice: IceOptions | None = None, ca_file: str | None = None, connect_timeout: float = 15.0,
                  source: str | None = None, width: int | None = None, height: int | None = None,
                  fps: float = 30.0, codec: Codec = "vp8", layers: str = "auto", bitrate: int | None = None,
-                 jpeg_quality: int = 80, recording: RecordingConfig | None = None) -> None:
+                 jpeg_quality: int = 80, recording: RecordingConfig | None = None, audio: str = "auto",
+                 audio_bitrate: int = DEFAULT_AUDIO_BITRATE) -> None:
         if source is None:
             self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
             video: VideoSource = self._push
         else:
             self._push = None
             video = open_source(source, width, height, fps)
+        sound: AudioSource | None = None
         try:
+            sound = open_audio_source(audio, source)
+            self._push_audio = sound if isinstance(sound, PushAudioSource) else None
             self._peer = CameraPeer(CameraOptions(
                 server=server, stream=stream, name=name, token=token or "", ice=ice or IceOptions(),
                 ca_file=ca_file, connect_timeout=connect_timeout, codec=codec, layers=layers,
-                bitrate=bitrate, jpeg_quality=jpeg_quality, recording=recording), video)
+                bitrate=bitrate, jpeg_quality=jpeg_quality, recording=recording,
+                audio_bitrate=audio_bitrate), video, sound)
         except BaseException:
             video.close()  # a camera opened for nothing is let go at once
+            if sound is not None:
+                sound.close()
             raise
         self._task: asyncio.Task | None = None
 
@@ -416,6 +451,14 @@ class Camera:
         if self._push is None:
             raise CameraError("this camera publishes its own source: send() is for a Camera without one")
         self._push.push(image)
+
+    def send_audio(self, samples, sample_rate: int) -> None:
+        """Publish this sound next (numpy int16, ``(n,)`` or ``(n, channels)``, at any rate from
+        8 to 192 kHz: resampled to Opus's 48 kHz); any thread, never blocks. Needs
+        ``audio="push"`` (or "push:2"); sound not yet sent after a second is dropped, oldest first."""
+        if self._push_audio is None:
+            raise CameraError('send_audio() is for a Camera made with audio="push" or "push:2"')
+        self._push_audio.push(samples, sample_rate)
 
     async def __aenter__(self) -> Camera:
         await self.start()

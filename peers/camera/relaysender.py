@@ -9,7 +9,11 @@ from collections import deque
 from peercam.peers.signaling_client import SignalingClient, SignalingError
 
 from peercam.shared.protocol import RelayFrames, RelayKeyframe
+from peercam.shared.relayframe import RelayFrameHeader
 
+from .audiofanout import EncodedAudio
+from .audiopipeline import AudioPipeline
+from .audiosources import SAMPLE_RATE
 from .pipeline import MediaPipeline
 
 log = logging.getLogger(__name__)
@@ -17,6 +21,8 @@ log = logging.getLogger(__name__)
 #: Encoded frames of one layer that may wait for the socket; past that, the layer's queue
 #: drops to its next keyframe (which it asks its encoder for).
 MAX_QUEUED_FRAMES = 30
+#: Audio packets (20 ms each) that may wait for the socket; past that the oldest go.
+MAX_QUEUED_AUDIO = 25
 
 
 class RelaySender:
@@ -25,11 +31,16 @@ class RelaySender:
     JPEG renditions keep only their newest frame while the socket is busy. Encoded frames
     go in order, each layer from a keyframe on, since a frame decodes only after the
     ones before it. ``relay-keyframe`` asks a layer's encoder for a keyframe, under the
-    same rate limits as a P2P viewer's request.
+    same rate limits as a P2P viewer's request. Sound, when asked for, goes first: each
+    round sends the Opus packets waiting before any picture, so that on a busy socket
+    sound breaks last.
     """
 
-    def __init__(self, pipeline: MediaPipeline) -> None:
+    def __init__(self, pipeline: MediaPipeline, audio: AudioPipeline | None = None) -> None:
         self._pipeline = pipeline
+        self._audio_pipeline = audio
+        self._audio: deque[bytes] = deque(maxlen=MAX_QUEUED_AUDIO)
+        self._audio_sequence = 0
         self._known = {layer.layer.name for layer in pipeline.layers}
         self._jpeg: dict[tuple[str, int], bytes] = {}
         self._encoded: dict[str, deque[bytes]] = {}
@@ -46,8 +57,14 @@ class RelaySender:
         self._pipeline.encoded_relay_sink = self._queue_encoded if encoded else None
         self._jpeg = {key: frame for key, frame in self._jpeg.items() if key in jpeg}
         self._encoded = {layer: queue for layer, queue in self._encoded.items() if layer in encoded}
+        audio = message.audio and self._audio_pipeline is not None
+        if self._audio_pipeline is not None:
+            self._audio_pipeline.relay_sink = self._queue_audio if audio else None
+        if not audio:
+            self._audio.clear()
         described = [f"{layer} JPEG q{q}" for layer, q in sorted(jpeg)]
         described += [f"{layer} encoded" for layer in encoded]
+        described += ["Opus"] if audio else []
         log.info("relay: %s", ", ".join(described) or "stopped")
 
     def stop(self) -> None:
@@ -76,12 +93,22 @@ class RelaySender:
             self._pipeline.layer(layer).request_keyframe(urgent=False)
         self._ready.set()
 
+    def _queue_audio(self, packet: EncodedAudio) -> None:
+        assert self._audio_pipeline is not None
+        header = RelayFrameHeader.audio(self._audio_sequence, int(packet.capture_time * 1_000_000),
+                                        SAMPLE_RATE, self._audio_pipeline.source.channels)
+        self._audio_sequence += 1
+        self._audio.append(header.pack(packet.payload))  # full: the oldest goes
+        self._ready.set()
+
     async def run(self, client: SignalingClient) -> None:
         """Send until cancelled."""
         while True:
             await self._ready.wait()
             self._ready.clear()
-            frames = [frame for queue in self._encoded.values() for frame in queue]
+            frames = list(self._audio)
+            self._audio.clear()
+            frames += [frame for queue in self._encoded.values() for frame in queue]
             for queue in self._encoded.values():
                 queue.clear()
             frames += self._jpeg.values()

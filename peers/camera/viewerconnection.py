@@ -28,6 +28,8 @@ from peercam.shared.protocol import (
     encode,
 )
 
+from .audiofanout import AudioFanOutTrack
+from .audiopipeline import AudioPipeline
 from .fanout import FanOutTrack
 from .layerchoice import HEADROOM, Evidence, LayerChoice, LayerMove
 from .layers import Layer
@@ -46,6 +48,17 @@ def codec_preferences(codec: str):
     """The camera's codec first and only (plus RTX): it encodes just one."""
     wanted = {_MIME_TYPES[codec], "video/rtx"}
     return [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in wanted]
+
+
+def audio_codec_preferences():
+    """Opus only: the camera encodes its sound once, in Opus."""
+    return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+
+
+def _video_senders(pc: RTCPeerConnection) -> list[RTCRtpSender]:
+    """The video's sender: its receiver reports are the layer choice's evidence (the sound's,
+    small and steady, would blur them)."""
+    return [sender for sender in pc.getSenders() if sender.kind == "video"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,7 @@ class ViewerConnection:
         self,
         viewer_id: str,
         pipeline: MediaPipeline,
+        audio: AudioPipeline | None,
         configuration: Callable[[], RTCConfiguration],
         codec: str,
         send: Callable[[object], Awaitable[None]],
@@ -84,6 +98,7 @@ class ViewerConnection:
     ) -> None:
         self.viewer_id = viewer_id
         self._pipeline = pipeline
+        self._audio = audio
         #: Which layer this viewer gets: its pick, or in auto what its network carries.
         self.choice = LayerChoice([layer.layer for layer in pipeline.layers], quality)
         self._layer_reason = ""
@@ -99,6 +114,7 @@ class ViewerConnection:
         self._chat_channel: RTCDataChannel | None = None
         self._pc: RTCPeerConnection | None = None
         self.track: FanOutTrack | None = None
+        self.audio_track: AudioFanOutTrack | None = None
         self.rtx: RtxStream | None = None
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=f"viewer-{viewer_id}")
@@ -180,6 +196,13 @@ class ViewerConnection:
         transceiver.setCodecPreferences(codec_preferences(self._codec))
         self.rtx = RtxStream(transceiver.sender, self.choice.layer.bitrate)
         self.track.attach_sender(transceiver.sender, self.rtx)
+        if self._audio is not None:
+            # Sound in the same connection, when the viewer's offer has an audio section (an
+            # offer without one, from a client that plays no sound, leaves it unused).
+            self.audio_track = self._audio.fanout.subscribe(self.viewer_id)
+            sound = pc.addTransceiver(self.audio_track, direction="sendonly")
+            sound.setCodecPreferences(audio_codec_preferences())
+            self.audio_track.attach_sender(sound.sender)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if transceiver.mid is None:
             raise ValueError("the offer has no video section")
@@ -257,7 +280,7 @@ class ViewerConnection:
 
     async def _evidence(self, pc: RTCPeerConnection, track: FanOutTrack) -> Evidence:
         fraction_lost, rtt = None, None
-        for sender in pc.getSenders():
+        for sender in _video_senders(pc):
             for item in (await sender.getStats()).values():
                 if item.type == "remote-inbound-rtp":
                     rtt = item.roundTripTime
@@ -294,8 +317,11 @@ class ViewerConnection:
             report.layer_switches = track.layer_switches
             if track.bitrate_estimate:
                 report.bitrate_estimate_kbps = round(track.bitrate_estimate / 1000, 1)
+        if self.audio_track is not None:
+            report.audio_packets_sent = self.audio_track.packets_sent
+            report.audio_packets_dropped = self.audio_track.packets_dropped
         if pc is not None and pc.connectionState == "connected":
-            for sender in pc.getSenders():
+            for sender in _video_senders(pc):
                 for item in (await sender.getStats()).values():
                     if item.type == "remote-inbound-rtp":
                         if item.roundTripTime is not None:
@@ -335,6 +361,9 @@ class ViewerConnection:
         if self.track is not None:
             self.track.stop()
             self.track = None
+        if self.audio_track is not None:
+            self.audio_track.stop()
+            self.audio_track = None
         if self._adapter is not None:
             self._adapter.cancel()
             self._adapter = None

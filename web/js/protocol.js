@@ -23,6 +23,7 @@ export const BIDI_CONTROLS = '\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u
 export const RelayFrameLayout = Object.freeze({
   JPEG_VERSION: 1,
   ENCODED_VERSION: 2,
+  AUDIO_VERSION: 3, // an Opus packet: width is its sample rate, height its channels
   BASE_HEADER_SIZE: 20, // the fields every frame has: no layer (layer 0)
   HEADER_SIZE: 22,
   LAYER_OFFSET: 20,
@@ -30,6 +31,8 @@ export const RelayFrameLayout = Object.freeze({
   MIN_JPEG_QUALITY: 1,
   MAX_JPEG_QUALITY: 100,
   CODECS: Object.freeze({ vp8: 1, h264: 2 }), // an encoded frame's codec byte
+  AUDIO_CODECS: Object.freeze({ opus: 1 }), // an audio packet's codec byte
+  SAMPLE_RATES: Object.freeze([48000]), // an audio packet's sample rates
 });
 
 /** The `type` field of every signaling message. */

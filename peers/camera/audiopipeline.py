@@ -1,0 +1,147 @@
+r"""The camera peer's sound: one reading thread, one Opus encoder for every viewer.
+
+    audio source --audio thread--> Opus encoder (once) --> AudioFanOut (P2P viewers' senders)
+                                                       \-> relay sink (Opus relay frames)
+                                                       \-> recorder (the segments' Opus track)
+
+The source is read all the time (a device must be drained); the encoder runs while
+anyone listens. Packets carry their first sample's capture time, on the camera's clock,
+in their RTP timestamp (48 kHz) and relay header alike, as the video's frames do (90 kHz).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import av
+
+from peercam.shared.protocol import AudioInfo, CameraAudioStats
+
+from .audiofanout import AudioFanOut, EncodedAudio
+from .audiosources import CHUNK, SAMPLE_RATE, AudioSource, CapturedAudio
+from .sources import SourceError
+
+__all__ = ["AudioPipeline", "AudioSink", "DEFAULT_AUDIO_BITRATE"]
+
+log = logging.getLogger(__name__)
+
+#: Opus bitrate (bits per second) unless ``--audio-bitrate`` says otherwise: clear speech
+#: and room sound in mono; stereo gets half as much again.
+DEFAULT_AUDIO_BITRATE = 48000
+
+#: Called on the event loop with each packet: the relay sender and recorders.
+AudioSink = Callable[[EncodedAudio], None]
+
+
+class OpusEncoder:
+    """libopus through PyAV: 20 ms chunks in, one packet each out."""
+
+    def __init__(self, channels: int, bitrate: int) -> None:
+        self._context = av.CodecContext.create("libopus", "w")
+        self._context.sample_rate = SAMPLE_RATE
+        self._context.layout = "mono" if channels == 1 else "stereo"
+        self._context.format = "s16"
+        self._context.bit_rate = bitrate
+        self._context.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        # Low delay: no look-ahead beyond what Opus needs; a lost packet is concealed by the decoder.
+        self._context.options = {"application": "lowdelay", "frame_duration": "20"}
+        self._layout = self._context.layout.name
+        self._pts = 0
+
+    def encode(self, chunk: CapturedAudio) -> list[tuple[av.Packet, float]]:
+        """The packets this chunk completes, each with its first sample's capture time: libopus
+        delays its output by its look-ahead, and the packet's pts says which samples it holds."""
+        frame = av.AudioFrame.from_ndarray(chunk.samples.reshape(1, -1), format="s16", layout=self._layout)
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        self._pts += CHUNK
+        return [(packet, chunk.capture_time + ((packet.pts or 0) - frame.pts) / SAMPLE_RATE)
+                for packet in self._context.encode(frame)]
+
+
+class AudioPipeline:
+    """A sound source, read once and encoded once for every P2P viewer, the relay and recorders."""
+
+    def __init__(self, source: AudioSource, loop: asyncio.AbstractEventLoop,
+                 bitrate: int = DEFAULT_AUDIO_BITRATE) -> None:
+        self.source = source
+        self.loop = loop
+        self.bitrate = bitrate
+        self.fanout = AudioFanOut()
+        #: Set on the event loop: the relay's sink while relay readers listen; recorders' sinks.
+        self.relay_sink: AudioSink | None = None
+        self.recorders: list[AudioSink] = []
+        #: Resolves with the source's error if it stops delivering sound.
+        self.failed: asyncio.Future[SourceError] = loop.create_future()
+        self.stopping = False
+        self.packets_encoded = 0
+        self.relay_packets = 0
+        self.encode_ms = 0.0
+        self._thread = threading.Thread(target=self._run, name="audio", daemon=True)
+
+    @property
+    def info(self) -> AudioInfo:
+        return AudioInfo(codec="opus", sample_rate=SAMPLE_RATE, channels=self.source.channels,
+                         bitrate=self.bitrate)
+
+    @property
+    def in_use(self) -> bool:
+        return bool(len(self.fanout) or self.relay_sink is not None or self.recorders)
+
+    def stats(self) -> CameraAudioStats:
+        return CameraAudioStats(codec="opus", channels=self.source.channels,
+                                packets_encoded=self.packets_encoded, encode_ms=round(self.encode_ms, 3),
+                                relay_packets=self.relay_packets, viewers=len(self.fanout))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.source.close()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        encoder: OpusEncoder | None = None
+        number = 0
+        try:
+            while not self.stopping:
+                chunk = self.source.read()
+                if not self.in_use:
+                    encoder = None  # nobody listens: the next listener starts a fresh stream
+                    continue
+                if encoder is None:
+                    encoder = OpusEncoder(self.source.channels, self.bitrate)
+                start = time.perf_counter()
+                packets = encoder.encode(chunk)
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                average = 0.95 * self.encode_ms + 0.05 * elapsed_ms
+                self.encode_ms = average if self.packets_encoded else elapsed_ms
+                for packet, capture_time in packets:
+                    encoded = EncodedAudio(bytes(packet), int(round(capture_time * SAMPLE_RATE)) & 0xFFFFFFFF,
+                                           capture_time, number)
+                    number += 1
+                    self.packets_encoded += 1
+                    self.loop.call_soon_threadsafe(self._deliver, encoded)
+        except Exception as exc:  # a source that fails, or a bug: either way the sound stops
+            if not self.stopping:
+                error = exc if isinstance(exc, SourceError) else SourceError(f"audio failed: {exc!r}")
+                self.loop.call_soon_threadsafe(self._settle, error)
+
+    def _settle(self, error: SourceError) -> None:
+        if not self.failed.done():
+            self.failed.set_result(error)
+
+    def _deliver(self, packet: EncodedAudio) -> None:
+        """On the event loop: every reader of the packet, the same bytes."""
+        self.fanout.publish(packet)
+        if self.relay_sink is not None:
+            self.relay_packets += 1
+            self.relay_sink(packet)
+        for recorder in self.recorders:
+            recorder(packet)

@@ -1,0 +1,321 @@
+"""Sound sources for the camera peer: the test tone, a file's audio track, an ALSA device, a program.
+
+A source hands out 20 ms of sound at a time (``CHUNK`` samples at 48 kHz, int16,
+``(CHUNK, channels)``) from ``read()``, which blocks until that chunk is due. It runs on the
+audio thread, never on the event loop. Every source resamples to 48 kHz, Opus's own rate,
+and keeps its channels (mono or stereo; more are mixed down to stereo).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from peercam.peers.testtone import tone
+
+from peercam.shared.errors import UsageError
+
+from .sources import SourceError
+
+__all__ = [
+    "CHUNK", "SAMPLE_RATE", "AudioSource", "CapturedAudio", "DeviceAudioSource", "FileAudioSource",
+    "PushAudioSource", "ToneSource", "open_audio_source",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 48000
+#: Samples per chunk: 20 ms, one Opus packet.
+CHUNK = 960
+_LAYOUTS = {1: "mono", 2: "stereo"}
+
+
+@dataclass
+class CapturedAudio:
+    samples: np.ndarray  # int16, (CHUNK, channels)
+    capture_time: float  # Unix seconds, of the first sample
+
+
+class AudioSource(ABC):
+    """Hands out 20 ms chunks of 48 kHz sound, ``channels`` wide, as they are due."""
+
+    def __init__(self, channels: int, description: str) -> None:
+        self.channels = channels
+        #: What it is, for the log and the stream's info ("tone", "file.mp4", "ALSA default").
+        self.description = description
+        self._closed = threading.Event()
+
+    @abstractmethod
+    def read(self) -> CapturedAudio:
+        """The next chunk; raises SourceError when there is none to come."""
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class _Clock:
+    """Paces chunks on the wall clock: chunk k is due when its last sample is."""
+
+    def __init__(self, closed: threading.Event) -> None:
+        self._start = time.time()
+        self._closed = closed
+        self.chunks = 0
+
+    def wait(self) -> float:
+        """Sleep until the next chunk is due; returns its first sample's time. A source that
+        fell behind (a stalled thread) skips ahead rather than send old sound late."""
+        first = self._start + self.chunks * CHUNK / SAMPLE_RATE
+        now = time.time()
+        if now - first > 0.2:
+            skipped = int((now - first) * SAMPLE_RATE / CHUNK) - 1
+            self.chunks += skipped
+            first = self._start + self.chunks * CHUNK / SAMPLE_RATE
+        delay = first + CHUNK / SAMPLE_RATE - now
+        if delay > 0 and self._closed.wait(delay):
+            raise SourceError("source closed")
+        self.chunks += 1
+        return first
+
+
+class ToneSource(AudioSource):
+    """The test tone (peers/testtone.py), mono: beeps that carry their capture time."""
+
+    def __init__(self) -> None:
+        super().__init__(1, "tone")
+        # Chunks start on whole 20 ms of Unix time: a chunk's first sample is a sample number.
+        now = time.time()
+        self._next = int(now * SAMPLE_RATE) // CHUNK * CHUNK + CHUNK
+
+    def read(self) -> CapturedAudio:
+        first = self._next
+        now = time.time()
+        if now - first / SAMPLE_RATE > 0.2:  # fell behind: skip to the sound of now
+            first = int(now * SAMPLE_RATE) // CHUNK * CHUNK
+        delay = (first + CHUNK) / SAMPLE_RATE - now
+        if delay > 0 and self._closed.wait(delay):
+            raise SourceError("source closed")
+        self._next = first + CHUNK
+        return CapturedAudio(tone(first, CHUNK).reshape(-1, 1), first / SAMPLE_RATE)
+
+
+class _Chunker:
+    """Resamples decoded frames to 48 kHz int16 of the source's channels, and cuts 20 ms chunks."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+        self._resampler = av.AudioResampler(format="s16", layout=_LAYOUTS[channels], rate=SAMPLE_RATE)
+        self._pending: deque[np.ndarray] = deque()
+        self._count = 0
+
+    def add(self, frame: av.AudioFrame | None) -> None:
+        for out in self._resampler.resample(frame):
+            # Packed s16: one row, channels interleaved.
+            self._pending.append(out.to_ndarray().reshape(-1, self.channels))
+            self._count += out.samples
+
+    def take(self) -> np.ndarray | None:
+        if self._count < CHUNK:
+            return None
+        whole = np.concatenate(list(self._pending))
+        chunk, rest = whole[:CHUNK], whole[CHUNK:]
+        self._pending.clear()
+        if len(rest):
+            self._pending.append(rest)
+        self._count = len(rest)
+        return chunk
+
+    @property
+    def buffered(self) -> int:
+        return self._count
+
+
+def _stream_channels(stream: av.audio.stream.AudioStream) -> int:
+    channels = stream.codec_context.channels or 1
+    return 2 if channels >= 2 else 1
+
+
+class FileAudioSource(AudioSource):
+    """An audio track of a file (a video file's own, or an audio file), looped forever and
+    paced on the wall clock, like the video it plays with."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._container = av.open(path)
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"cannot read audio file {path!r}: {exc}") from None
+        if not self._container.streams.audio:
+            self._container.close()
+            raise SourceError(f"{path!r} has no audio track")
+        self._stream = self._container.streams.audio[0]
+        super().__init__(_stream_channels(self._stream), os.path.basename(path))
+        self._path = path
+        self._chunker = _Chunker(self.channels)
+        self._frames = self._decode()
+        self._clock = _Clock(self._closed)
+
+    def _decode(self):
+        return self._container.decode(self._stream)
+
+    def _fill(self) -> np.ndarray:
+        looped = False
+        while (chunk := self._chunker.take()) is None:
+            try:
+                self._chunker.add(next(self._frames))
+            except StopIteration:
+                if looped:
+                    raise SourceError(f"{self._path!r}: its audio track cannot be read again") from None
+                looped = True
+                self._container.seek(0)
+                self._frames = self._decode()
+            except av.FFmpegError as exc:
+                raise SourceError(f"{self._path!r}: {exc}") from None
+        return chunk
+
+    def read(self) -> CapturedAudio:
+        samples = self._fill()
+        first = self._clock.wait()
+        return CapturedAudio(samples, first)
+
+    def close(self) -> None:
+        super().close()
+        self._container.close()
+
+
+class DeviceAudioSource(AudioSource):
+    """An ALSA capture device (``default``, ``hw:1,0``, ...) through PyAV, at its own pace."""
+
+    def __init__(self, device: str) -> None:
+        try:
+            self._container = av.open(device, format="alsa",
+                                      options={"sample_rate": str(SAMPLE_RATE), "channels": "1"})
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise SourceError(f"cannot open audio device {device!r}: {exc} "
+                              "(see the devices with: arecord -L)") from None
+        stream = self._container.streams.audio[0]
+        super().__init__(_stream_channels(stream), f"ALSA {device}")
+        self._device = device
+        self._chunker = _Chunker(self.channels)
+        self._packets = self._container.demux(stream)
+
+    def read(self) -> CapturedAudio:
+        while (chunk := self._chunker.take()) is None:
+            if self._closed.is_set():
+                raise SourceError("source closed")
+            try:
+                packet = next(self._packets)
+            except (StopIteration, av.FFmpegError) as exc:
+                raise SourceError(f"audio device {self._device!r} stopped delivering sound: "
+                                  f"{exc!r}") from None
+            for frame in packet.decode():
+                self._chunker.add(frame)
+        # The chunk's last sample was captured about now; what is still buffered came after it.
+        first = time.time() - (CHUNK + self._chunker.buffered) / SAMPLE_RATE
+        return CapturedAudio(chunk, first)
+
+    def close(self) -> None:
+        super().close()
+        self._container.close()
+
+
+class PushAudioSource(AudioSource):
+    """Sound a program hands over with ``push()`` (``Camera.send_audio``), from any thread.
+
+    Resampled to 48 kHz; what the camera has not taken within a second is dropped, oldest
+    first (a program that pushes faster than real time cannot grow memory).
+    """
+
+    MAX_BUFFERED = SAMPLE_RATE  # samples: one second
+
+    def __init__(self, channels: int) -> None:
+        if channels not in _LAYOUTS:
+            raise UsageError(f"{channels} audio channels: use 1 or 2")
+        super().__init__(channels, "pushed")
+        self._chunker = _Chunker(channels)
+        self._ready = threading.Condition()
+        self._first_time: float | None = None  # capture time of the first buffered sample
+        self.samples_dropped = 0
+
+    def push(self, samples: np.ndarray, sample_rate: int) -> None:
+        array = np.asarray(samples)
+        if array.ndim == 1:
+            array = array.reshape(-1, 1)
+        if array.dtype != np.int16 or array.ndim != 2 or array.shape[1] not in _LAYOUTS:
+            raise UsageError("sound is a numpy int16 array, (samples,) or (samples, channels) "
+                             "with 1 or 2 channels")
+        if not 8000 <= sample_rate <= 192000:
+            raise UsageError(f"sample rate {sample_rate}: use 8000 to 192000 Hz")
+        if self._closed.is_set():
+            raise SourceError("the camera is closed")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(array).reshape(1, -1), format="s16",
+                                           layout=_LAYOUTS[array.shape[1]])
+        frame.sample_rate = sample_rate
+        with self._ready:
+            if self._first_time is None or self._chunker.buffered == 0:
+                self._first_time = time.time()
+            self._chunker.add(frame)
+            while self._chunker.buffered > self.MAX_BUFFERED:
+                self._chunker.take()
+                self.samples_dropped += CHUNK
+                self._first_time += CHUNK / SAMPLE_RATE
+            self._ready.notify()
+
+    def read(self) -> CapturedAudio:
+        with self._ready:
+            while (chunk := self._chunker.take()) is None:
+                if self._closed.is_set():
+                    raise SourceError("source closed")
+                self._ready.wait(0.5)
+            first = self._first_time or time.time()
+            self._first_time = first + CHUNK / SAMPLE_RATE
+        return CapturedAudio(chunk, first)
+
+    def close(self) -> None:
+        super().close()
+        with self._ready:
+            self._ready.notify_all()
+
+
+def _is_device(spec: str) -> bool:
+    return spec == "default" or spec.split(":", 1)[0] in ("hw", "plughw", "sysdefault", "dsnoop", "pulse")
+
+
+def open_audio_source(spec: str, video: str | None = None) -> AudioSource | None:
+    """The sound for ``--audio SPEC`` next to the video source ``video``.
+
+    ``none``; ``tone``; ``push:1`` or ``push:2`` (a program's ``send_audio``); an ALSA
+    device (``default``, ``hw:1,0``, ...); or an audio (or video) file. ``auto``: the tone
+    with the test pattern, a video file's own track (none, with a warning, when it has
+    none), and none for cameras and pushed pictures.
+    """
+    if spec == "auto":
+        if video == "testsrc":
+            return ToneSource()
+        if video is None or video.isdigit() or video.startswith("/dev/") or not os.path.isfile(video):
+            return None
+        try:
+            return FileAudioSource(video)
+        except SourceError as exc:
+            log.warning("no sound: %s", exc)
+            return None
+    if spec == "none":
+        return None
+    if spec == "tone":
+        return ToneSource()
+    if spec.startswith("push"):
+        channels = spec.partition(":")[2] or "1"
+        if channels not in ("1", "2"):
+            raise UsageError(f"--audio {spec}: use push:1 or push:2")
+        return PushAudioSource(int(channels))
+    if _is_device(spec):
+        return DeviceAudioSource(spec)
+    if not os.path.isfile(spec):
+        raise SourceError(f"no such audio file or device: {spec!r} (give none, tone, an ALSA device "
+                          "such as default or hw:1,0, or a file)")
+    return FileAudioSource(spec)
