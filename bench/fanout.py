@@ -146,6 +146,10 @@ class FrameRecorder:
         self._stopped.wait()
 
 
+class PacketRecorder(FrameRecorder):
+    """Stands in for an audio receiver's decoder queue: times each Opus packet, decodes none."""
+
+
 class KeyframeRecorder(FrameRecorder):
     """Also notes VP8 keyframes (bit 0 of the frame's first byte clear): the frame tuples
     bench/relay.py's p2p_figures reads."""
@@ -163,14 +167,17 @@ class KeyframeRecorder(FrameRecorder):
 
 class Viewer:
     """One light viewer: its own signaling connection and a peer connection receiving the
-    stream through aiortc's whole receive path, its decoder swapped for a FrameRecorder."""
+    stream through aiortc's whole receive path, its decoder swapped for a FrameRecorder
+    (and with ``audio``, the sound's too, for a PacketRecorder)."""
 
     decodes = False
 
-    def __init__(self) -> None:
+    def __init__(self, audio: bool = False) -> None:
         self.error: str | None = None
+        self.audio = audio
         #: (arrival, RTP timestamp, bytes)
         self.frames: list[tuple] = []
+        self.audio_packets: list[tuple] = []
         self.first_frame: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._client: SignalingClient | None = None
         self._pc: RTCPeerConnection | None = None
@@ -192,6 +199,11 @@ class Viewer:
         self.frames = recorder.frames
         # Private, and aiortc is pinned: the receiver hands whole frames to this queue.
         transceiver.receiver._RTCRtpReceiver__decoder_queue = recorder
+        if self.audio:
+            sound = pc.addTransceiver("audio", direction="recvonly")
+            packets = PacketRecorder(asyncio.get_running_loop().create_future())
+            self.audio_packets = packets.frames
+            sound.receiver._RTCRtpReceiver__decoder_queue = packets
         await pc.setLocalDescription(await pc.createOffer())
         await client.send(Offer(sdp=pc.localDescription.sdp))
         answer = await _next(messages, Answer)
@@ -209,7 +221,9 @@ class Viewer:
         """The frames that arrived in [start, end); forgets those before ``end``."""
         frames = [f for f in self.frames if start <= f[0] < end]
         self.frames[:] = [f for f in self.frames if f[0] >= end]
-        return {"decodes": self.decodes, "error": self.error, "frames": frames}
+        packets = [p for p in self.audio_packets if start <= p[0] < end]
+        self.audio_packets[:] = [p for p in self.audio_packets if p[0] >= end]
+        return {"decodes": self.decodes, "error": self.error, "frames": frames, "audio_packets": packets}
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -255,20 +269,21 @@ async def _next(messages, wanted: type):
     raise RuntimeError(f"signaling ended while waiting for {wanted.__name__}")
 
 
-def viewer_worker(index: int, server: str, stream: str, commands, reports) -> None:
-    """Join, measure and leave as the parent says: ("join", total), ("measure", start, end), ("stop",)."""
+def viewer_worker(index: int, server: str, stream: str, commands, reports, audio: bool = False) -> None:
+    """Join, measure and leave as the parent says: ("join", total), ("measure", start, end), ("stop",).
+    ``audio``: the light viewers receive the sound too."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     os.nice(VIEWER_NICENESS)
-    asyncio.run(_serve_commands(index, server, stream, commands, reports))
+    asyncio.run(_serve_commands(index, server, stream, commands, reports, audio))
 
 
-async def _serve_commands(index: int, server: str, stream: str, commands, reports) -> None:
+async def _serve_commands(index: int, server: str, stream: str, commands, reports, audio: bool) -> None:
     viewers: list[Viewer] = []
     while True:
         command, *args = await asyncio.to_thread(_next_command, commands)
         if command == "join":
             first = len(viewers)
-            added = [DecodingViewer() if first + i == 0 else Viewer() for i in range(args[0] - first)]
+            added = [DecodingViewer() if first + i == 0 else Viewer(audio) for i in range(args[0] - first)]
             viewers += added
             joins = [asyncio.wait_for(v.join(server, stream, f"bench-{index}-{first + i}"), JOIN_TIMEOUT)
                      for i, v in enumerate(added)]
@@ -309,12 +324,14 @@ class Camera:
     viewer_counts: list[int]
     #: Stop adding viewers after a row that saturates it.
     stops_when_saturated: bool
+    #: peercam's sound (``--audio``): none here, as the baseline has none; bench/audio.py compares.
+    audio: str = "none"
 
     def start(self, server: str) -> subprocess.Popen:
         log = LOG_DIR / f"fanout-{self.stream}.log"
         if self.name == "peercam":
             return start_peercam(["camera", "--server", server, "--stream", self.stream,
-                                  "--ice-host", "127.0.0.1"], log, own_session=True)
+                                  "--ice-host", "127.0.0.1", "--audio", self.audio], log, own_session=True)
         return start_process([sys.executable, "-m", "bench.baseline_camera", "--server", server,
                               "--stream", self.stream], log, own_session=True)
 
@@ -322,12 +339,12 @@ class Camera:
 class ViewerPool:
     """The viewer worker processes of one camera, and the commands they follow."""
 
-    def __init__(self, procs: int, server: str, stream: str) -> None:
+    def __init__(self, procs: int, server: str, stream: str, audio: bool = False) -> None:
         context = multiprocessing.get_context("spawn")
         self.reports = context.Queue()
         self.commands = [context.Queue() for _ in range(procs)]
         self.workers = [
-            context.Process(target=viewer_worker, args=(i, server, stream, commands, self.reports),
+            context.Process(target=viewer_worker, args=(i, server, stream, commands, self.reports, audio),
                             daemon=True)
             for i, commands in enumerate(self.commands)
         ]
@@ -379,7 +396,7 @@ def run_camera(camera: Camera, opts: argparse.Namespace, port: int, server: subp
     try:
         wait_until_live(port, camera.stream, {"server": server, camera.name: process}, STARTUP_TIMEOUT,
                         LOG_DIR)
-        pool = ViewerPool(opts.procs, url, camera.stream)
+        pool = ViewerPool(opts.procs, url, camera.stream, audio=camera.audio != "none")
         for count in camera.viewer_counts:
             print(f"{camera.name}: {count} viewers ...", file=sys.stderr, flush=True)
             errors = pool.grow(count)
@@ -442,6 +459,8 @@ def summarize(camera: str, count: int, viewers: list[dict], cpu: dict[str, float
     dropped = (sum(stamp_gaps(frames) for frames in decoding)
                + sum(rtp_gaps(frames, RTP_CLOCK / opts.fps) for frames in light))
     received = sum(len(v["frames"]) for v in viewers)
+    # The sound's packets at the light viewers that receive it (bench/audio.py): none without sound.
+    sound = [len(v["audio_packets"]) / opts.seconds for v in viewers if not v["decodes"]]
     capacity = 100 * cores()
     row = {
         "camera": camera,
@@ -467,6 +486,7 @@ def summarize(camera: str, count: int, viewers: list[dict], cpu: dict[str, float
         "frames_received": received,
         "frames_dropped": dropped,
         "drop_pct": 100 * dropped / (received + dropped) if received + dropped else 0.0,
+        "audio_packets_per_s_min": min(sound) if any(sound) else None,
         "kbit_per_s_per_viewer": (sum(size for frames in light for _, _, size in frames) * 8 / 1000
                                   / opts.seconds / len(light)) if light else None,
         "viewers_cpu_pct": cpu["viewers"],

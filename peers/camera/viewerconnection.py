@@ -55,6 +55,11 @@ def audio_codec_preferences():
     return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
 
 
+def _offers_audio(sdp: str) -> bool:
+    """Whether an offer has an audio section (a viewer that plays sound)."""
+    return any(line.startswith("m=audio ") for line in sdp.splitlines())
+
+
 def _video_senders(pc: RTCPeerConnection) -> list[RTCRtpSender]:
     """The video's sender: its receiver reports are the layer choice's evidence (the sound's,
     small and steady, would blur them)."""
@@ -196,9 +201,9 @@ class ViewerConnection:
         transceiver.setCodecPreferences(codec_preferences(self._codec))
         self.rtx = RtxStream(transceiver.sender, self.choice.layer.bitrate)
         self.track.attach_sender(transceiver.sender, self.rtx)
-        if self._audio is not None:
-            # Sound in the same connection, when the viewer's offer has an audio section (an
-            # offer without one, from a client that plays no sound, leaves it unused).
+        if self._audio is not None and _offers_audio(sdp):
+            # Sound in the same connection, when the viewer's offer has an audio section. Only
+            # then: aiortc cannot answer an offer that leaves a transceiver of ours unmatched.
             self.audio_track = self._audio.fanout.subscribe(self.viewer_id)
             sound = pc.addTransceiver(self.audio_track, direction="sendonly")
             sound.setCodecPreferences(audio_codec_preferences())
