@@ -1,5 +1,8 @@
 """The built-in test pattern: moving texture that carries its own timing.
 
+The pattern's beep mark, a square in the top-right corner, lights on the frames captured
+while the test tone (peers/testtone.py) beeps: eye and ear can judge the sync.
+
 Every frame embeds its capture time (Unix ms) and frame number as a grid of
 black/white blocks, large enough to survive VP8/H.264 at 640x480, so any viewer
 (Python or browser, see web/js/testpattern.js) can read them back and measure
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .testtone import beeping
 
 BITS_PER_ROW = 32
 ROWS = 3
@@ -140,5 +145,9 @@ class TestPattern:
                     (0, 0, 0), max(1, int(4 * scale)), cv2.LINE_AA)
         cv2.putText(frame, label, (int(12 * scale), y), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+        side = max(8, self.height // 10)
+        lit = beeping(stamp.time_ms / 1000)
+        cv2.rectangle(frame, (self.width - 2 * side, side), (self.width - side, 2 * side),
+                      (255, 255, 255) if lit else (40, 40, 40), -1)
         draw_stamp(frame, stamp)
         return frame
