@@ -33,8 +33,8 @@ def loopback_ice():
 async def pipelines() -> AsyncIterator[tuple[MediaPipeline, AudioPipeline]]:
     """A running 320x240 test-pattern pipeline and the test tone's."""
     loop = asyncio.get_running_loop()
-    video = MediaPipeline(TestPatternSource(320, 240, 30), parse_layers("240p", 320, 240, 30), "vp8", loop,
-                          min_keyframe_interval=0.1)
+    video = MediaPipeline(TestPatternSource(320, 240, 30), parse_layers("240p,120p", 320, 240, 30), "vp8",
+                          loop, min_keyframe_interval=0.1)
     audio = AudioPipeline(ToneSource(), loop)
     video.start()
     audio.start()
@@ -123,3 +123,39 @@ async def test_a_viewer_that_leaves_stops_its_sound_and_the_encoder_idles_withou
     encoded = audio.packets_encoded
     await asyncio.sleep(0.2)  # 10 packets' time: an encoder that ran would have made them
     assert audio.packets_encoded == encoded
+
+
+async def test_on_the_lowest_layer_a_viewer_hears_the_low_rate_sound_without_a_seam(loopback_ice, pipelines):
+    """A viewer moved to the lowest layer (its link carries no more) gets the low-rate
+    rendition, and the full one again when it moves up: the sound goes on across both
+    moves, every beep after each read, none lost."""
+    video, audio = pipelines
+    camera_side, viewer, tracks = await connect(video, audio, "v1", sound=True)
+    try:
+        track = await asyncio.wait_for(tracks["audio"], 10)
+        reader, beeps = ToneReader(), []
+
+        async def listen_until(count: int) -> None:
+            while len(beeps) < count:
+                frame = await track.recv()
+                samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
+                beeps.extend(reader.feed(samples, time.time()))
+
+        await asyncio.wait_for(listen_until(1), 10)
+        assert len(audio.fanout) == 1 and len(audio.low_fanout) == 0
+        for quality, fanout in (("120p", audio.low_fanout), ("240p", audio.fanout)):
+            camera_side.set_quality(quality)
+            await asyncio.wait_for(_until(lambda q=quality: camera_side.track.layer == q), 10)
+            assert len(fanout) == 1  # the sound moved with the picture
+            heard = len(beeps)
+            await asyncio.wait_for(listen_until(heard + 3), 10)  # more than a second of sound after the move
+            numbers = [round(b.capture_time * 2) for b in beeps[heard - 1:]]
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers  # no beep lost
+    finally:
+        await viewer.close()
+        await camera_side.close()
+
+
+async def _until(condition, every: float = 0.02) -> None:
+    while not condition():
+        await asyncio.sleep(every)

@@ -59,3 +59,23 @@ def test_a_probe_that_failed_keeps_the_layer_and_waits_longer_for_the_next():
 
 def test_a_name_the_camera_lacks_gets_the_nearest_layer():
     assert LayerChoice(LAYERS, "1080p").layer.name == "720p"
+
+
+def test_the_sound_beside_a_layer_counts_against_what_got_through():
+    """At 43% loss on 720p, 1.2 Mbit/s of 480p fits in 85% of what got through alone, but not
+    with its 70 kbit/s of sound: that viewer goes down to 360p."""
+    sound = {"720p": 70_000, "480p": 70_000, "360p": 38_000}
+    moves = []
+    for rates in (lambda layer: 0, lambda layer: sound[layer.name]):
+        choice = LayerChoice(LAYERS, "auto", rates)
+        choice.observe(0, Evidence(rtt=0.005))
+        moves.append(choice.observe(1, Evidence(fraction_lost=0.43, rtt=0.005)).layer.name)
+    assert moves == ["480p", "360p"]
+
+
+def test_a_probe_aims_at_the_layer_and_its_sound_beyond_the_sound_sent_now():
+    sound = {"720p": 70_000, "480p": 70_000, "360p": 38_000}
+    choice = LayerChoice(LAYERS, "360p", lambda layer: sound[layer.name])
+    four_eighty = next(layer for layer in LAYERS if layer.name == "480p")
+    assert choice.probe_target(four_eighty) == int((four_eighty.bitrate + 70_000) / 0.85 - 38_000)
+    assert LayerChoice(LAYERS, "360p").probe_target(four_eighty) == int(four_eighty.bitrate / 0.85)

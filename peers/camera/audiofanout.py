@@ -25,7 +25,7 @@ class EncodedAudio:
     payload: bytes  # one Opus packet: the RTP payload, shared by every viewer's sender
     timestamp: int  # RTP timestamp, 48 kHz: the capture time's samples, modulo 2**32
     capture_time: float  # Unix seconds, of its first sample
-    number: int  # packets since the camera started
+    number: int  # packets of its rendition since its encoder started
 
 
 class _Prepacketized:
@@ -53,6 +53,15 @@ class AudioFanOutTrack(MediaStreamTrack):
     def attach_sender(self, sender: RTCRtpSender) -> None:
         """Feed ``sender`` the shared packets as they are (a private attribute: aiortc is pinned)."""
         sender._RTCRtpSender__encoder = _Prepacketized()  # type: ignore[attr-defined]
+
+    def switch(self, fanout: AudioFanOut) -> None:
+        """Read another rendition from its next packet on: every packet decodes on its own, and
+        both carry capture times in their timestamps, so the sound goes on without a seam."""
+        if fanout is self._fanout:
+            return
+        self._fanout.remove(self)
+        self._fanout = fanout
+        fanout.add(self)
 
     def push(self, packet: EncodedAudio) -> None:
         if not self._pulling:

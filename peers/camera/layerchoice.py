@@ -5,10 +5,14 @@ own connection tells the sender once a second (``Evidence``): RTCP receiver repo
 (fraction lost, round-trip time), the viewer's REMB estimate where it sends one,
 keyframe requests and the sender's queue drops. peercam/shared/adaptation.py's Ladder turns
 that into moves, with hysteresis; a manual pick always wins over it.
+
+The viewer's sound shares its link: a layer fits a measured rate only with the sound that
+goes with it (``sound``: bits per second on the wire, per layer) beside it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from peercam.shared.adaptation import Ladder
@@ -50,11 +54,14 @@ class Evidence:
 
 
 class LayerChoice:
-    """One viewer's layer: ``quality`` is a layer's name or "auto"."""
+    """One viewer's layer: ``quality`` is a layer's name or "auto"; ``sound`` gives the bits per
+    second the viewer's sound takes on its link beside a layer (none without sound)."""
 
-    def __init__(self, layers: list[Layer], quality: str) -> None:
+    def __init__(self, layers: list[Layer], quality: str,
+                 sound: Callable[[Layer], int] = lambda layer: 0) -> None:
         self.layers = layers
         self.quality = quality
+        self.sound = sound
         self._ladder: Ladder | None = None
         self._best_rtt: float | None = None
         self.layer = self._start()
@@ -118,15 +125,22 @@ class LayerChoice:
 
     def _ceiling(self, evidence: Evidence) -> int | None:
         """The best rung a measured rate allows: what got through when a report counted the
-        loss, else the viewer's REMB (aiortc's runs low, so it only speaks when loss cannot)."""
+        loss (with the sound beside it), else the viewer's REMB (aiortc's runs low, so it only
+        speaks when loss cannot)."""
         if evidence.fraction_lost is not None:
-            rate = self.layer.bitrate * (1 - evidence.fraction_lost)
+            rate = (self.layer.bitrate + self.sound(self.layer)) * (1 - evidence.fraction_lost)
         elif evidence.estimate:
             rate = evidence.estimate
         else:
             return None
         rate *= HEADROOM
         for rung, layer in enumerate(self.layers):
-            if layer.bitrate <= rate:
+            if layer.bitrate + self.sound(layer) <= rate:
                 return rung
         return len(self.layers) - 1
+
+    def probe_target(self, layer: Layer) -> int:
+        """What a probe for ``layer`` must get through, in bits per second of video and padding:
+        the layer with room to spare, and the sound it comes with beyond the sound sent now
+        (which flows beside the probe)."""
+        return int((layer.bitrate + self.sound(layer)) / HEADROOM - self.sound(self.layer))

@@ -31,7 +31,7 @@ from peercam.shared.protocol import (
 from .audiofanout import AudioFanOutTrack
 from .audiopipeline import AudioPipeline
 from .fanout import FanOutTrack
-from .layerchoice import HEADROOM, Evidence, LayerChoice, LayerMove
+from .layerchoice import Evidence, LayerChoice, LayerMove
 from .layers import Layer
 from .pipeline import MediaPipeline
 from .rtxstream import RtxStream
@@ -105,7 +105,7 @@ class ViewerConnection:
         self._pipeline = pipeline
         self._audio = audio
         #: Which layer this viewer gets: its pick, or in auto what its network carries.
-        self.choice = LayerChoice([layer.layer for layer in pipeline.layers], quality)
+        self.choice = LayerChoice([layer.layer for layer in pipeline.layers], quality, self._sound_rate)
         self._layer_reason = ""
         self._configuration = configuration
         self._codec = codec
@@ -204,7 +204,7 @@ class ViewerConnection:
         if self._audio is not None and _offers_audio(sdp):
             # Sound in the same connection, when the viewer's offer has an audio section. Only
             # then: aiortc cannot answer an offer that leaves a transceiver of ours unmatched.
-            self.audio_track = self._audio.fanout.subscribe(self.viewer_id)
+            self.audio_track = self._audio_fanout(self.choice.layer.name).subscribe(self.viewer_id)
             sound = pc.addTransceiver(self.audio_track, direction="sendonly")
             sound.setCodecPreferences(audio_codec_preferences())
             self.audio_track.attach_sender(sound.sender)
@@ -246,11 +246,30 @@ class ViewerConnection:
         layer = self._pipeline.layer(layer_name).layer
         if self.rtx is not None:
             self.rtx.bitrate = layer.bitrate
+        if self.audio_track is not None:
+            self.audio_track.switch(self._audio_fanout(layer_name))
         message = LayerChanged(to=self.viewer_id, layer=layer.name, width=layer.width, height=layer.height,
                                reason=self._layer_reason)
         task = asyncio.get_running_loop().create_task(self._send(message))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
+
+    def _lowest(self, layer_name: str) -> bool:
+        """Whether ``layer_name`` is the lowest layer of several: its viewer's link carries no more."""
+        layers = self._pipeline.layers
+        return len(layers) > 1 and layers[-1].layer.name == layer_name
+
+    def _audio_fanout(self, layer_name: str):
+        """The sound for a viewer on ``layer_name``: the low-rate rendition on the lowest layer
+        (the sound must fit beside it), else the full one."""
+        assert self._audio is not None
+        return self._audio.fanout_for(low=self._lowest(layer_name))
+
+    def _sound_rate(self, layer: Layer) -> int:
+        """Bits per second this viewer's sound takes on its link beside ``layer`` (0: no sound)."""
+        if self._audio is None or self._pc is None or self.audio_track is None:
+            return 0
+        return self._audio.wire_rate(low=self._lowest(layer.name))
 
     async def _adapt(self, pc: RTCPeerConnection, every: float = 1.0) -> None:
         """While connected, once a second: what the viewer's connection says, for its layer choice."""
@@ -272,7 +291,7 @@ class ViewerConnection:
     async def _probe(self, move: LayerMove) -> LayerMove | None:
         """Padding up to the larger layer's rate first: a step up that the link would not
         carry costs padding, not pictures. The move, if it still stands."""
-        probe = await self.rtx.probe(int(move.layer.bitrate / HEADROOM))
+        probe = await self.rtx.probe(self.choice.probe_target(move.layer))
         if self.choice.layer is not move.layer:
             return None  # the viewer picked a layer meanwhile
         if not probe.fits:
