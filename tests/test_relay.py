@@ -27,7 +27,7 @@ from peercam.signaling.relay.renditions import SHARED_CAP_REASON
 from peercam.signaling.relay.slots import MAX_QUEUED_FRAMES
 from peercam.signaling.relay.totals import RelayTotals
 
-from peercam.shared.protocol import JpegRendition, LayerInfo
+from peercam.shared.protocol import AudioInfo, JpegRendition, LayerInfo
 from peercam.shared.relayframe import RelayFrameHeader, parse_relay_frame
 
 from .conftest import assert_plays, get_json, wait_until
@@ -156,8 +156,9 @@ def test_camera_sends_relay_frames_only_while_someone_reads_them(lab):
     wait_until(lambda: any("JPEG q" in line for line in relay_lines()) and relay_lines()[-1] == "stopped", 5,
                "the camera to encode JPEG for the relay viewer, then stop")
     lab.start_viewer("test", "--mode", "relay", "--duration", "1").summary(timeout=30)
-    wait_until(lambda: relay_lines()[-2:] == ["480p encoded", "stopped"], 5,
-               "the camera to send its encoded frames to the relay viewer, then stop")
+    # The viewer asks for the camera's sound too (the tone): Opus packets while it reads.
+    wait_until(lambda: relay_lines()[-2:] == ["480p encoded, Opus", "stopped"], 5,
+               "the camera to send its encoded frames and sound to the relay viewer, then stop")
     assert not any("JPEG" in line for line in relay_lines()[-2:])
 
 
@@ -286,6 +287,7 @@ class Camera:
     def __init__(self) -> None:
         self.clock = Clock()  # the hub's too
         self.demand: tuple[list, list[str]] = ([], [])
+        self.audio_demand = False
         self.keyframe_requests: list[tuple[str, bool]] = []
         self.asked_at: list[float] = []  # when each request came, on the hub's clock
         self.sequence = {0: 0, 1: 0}
@@ -312,10 +314,12 @@ def jpeg_frame(layer: LayerInfo, jpeg_quality: int, index: int = 0, sequence: in
                             jpeg_quality, layer=index).pack(picture.tobytes())
 
 
-def make_hub(camera: Camera) -> RelayHub:
-    hub = RelayHub(lambda jpeg, encoded: setattr(camera, "demand", (jpeg, encoded)), RelayTotals(),
-                   on_keyframe=camera.ask_keyframe, clock=camera.clock)
-    hub.camera_arrived(LAYERS, 80)
+def make_hub(camera: Camera, audio: AudioInfo | None = None) -> RelayHub:
+    def demand(jpeg: list, encoded: list[str], audio: bool) -> None:
+        camera.demand, camera.audio_demand = (jpeg, encoded), audio
+
+    hub = RelayHub(demand, RelayTotals(), on_keyframe=camera.ask_keyframe, clock=camera.clock)
+    hub.camera_arrived(LAYERS, 80, audio)
     return hub
 
 

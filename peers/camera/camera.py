@@ -139,12 +139,17 @@ class CameraPeer:
         loop = asyncio.get_running_loop()
         self.pipeline = MediaPipeline(self.source, self.layers, self.options.codec, loop,
                                       relay_fps=self.options.relay_fps)
+        recorder = None
         if self.options.recording is not None:
-            self.pipeline.record(self.options.recording, self.options.stream)
+            audio_channels = self.audio_source.channels if self.audio_source is not None else None
+            recorder = self.pipeline.record(self.options.recording, self.options.stream, audio_channels)
         self.pipeline.start()
         failures = {self.pipeline.failed}
         if self.audio_source is not None:
             self.audio = AudioPipeline(self.audio_source, loop, self.options.audio_bitrate)
+            if recorder is not None:  # the sound into the same segments, as it is encoded
+                self.audio.recorders.append(
+                    lambda packet: recorder.write_audio(packet.payload, int(packet.capture_time * 1_000_000)))
             failures.add(self.audio.failed)
             self.audio.start()
             channels = "mono" if self.audio_source.channels == 1 else "stereo"
