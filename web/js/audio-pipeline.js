@@ -1,0 +1,156 @@
+// The browser camera's sound: the microphone's one track, what the stream announces about
+// it (`info`, an AudioInfo), and one Opus encoder for every relay reader. Each P2P viewer's
+// peer connection takes the same track and encodes it itself (a page cannot hand WebRTC
+// packets of its own), as it does the picture. The relay's encoder reads the track
+// (MediaStreamTrackProcessor) only while the relay asks for sound, and makes 20 ms packets
+// with WebCodecs' AudioEncoder, each stamped with its first sample's capture time. The
+// Python camera's counterpart is peers/camera/audiopipeline.py.
+
+/** Opus's clock, whatever the microphone's rate: the relay frame header says it. */
+export const SAMPLE_RATE = 48000;
+/** Opus bitrate per channel: libwebrtc's own default for P2P, so both paths sound alike. */
+const BITRATE_PER_CHANNEL = 32000;
+/** Microphone chunks (10 ms in Chromium) that may wait for the encoder; more are dropped
+ * before encoding, and chunks the reader has not taken yet past this are dropped too. */
+const MAX_WAITING_CHUNKS = 10;
+/** A chunk stamped further than this from performance.now() is on a clock of its own. */
+const SAME_CLOCK_MS = 1000;
+
+export class AudioPipeline {
+  #track;
+  #channels;
+  #bitrate;
+  #sink = null;
+  #reader = null;
+  #encoder = null;
+  #encoderChannels = 1;
+  #unixOffsetMs = 0; // Unix ms minus the capture clock's ms, from the latest chunk
+  /** Packets the relay's encoder made (each went to the relay). */
+  packetsEncoded = 0;
+
+  /** `track`: the microphone's MediaStreamTrack, which the peer connections send as it is. */
+  constructor(track) {
+    this.#track = track;
+    this.#channels = Math.min(2, Math.max(1, track.getSettings().channelCount ?? 1));
+    this.#bitrate = BITRATE_PER_CHANNEL * this.#channels;
+  }
+
+  /** Whether this browser can encode sound for the relay (Chromium can; elsewhere the relay has none). */
+  static get relayable() {
+    return typeof MediaStreamTrackProcessor === 'function' && typeof AudioEncoder === 'function';
+  }
+
+  get track() {
+    return this.#track;
+  }
+
+  /** The `publish` info's `audio` (AudioInfo in peercam/shared/protocol.py). */
+  get info() {
+    return { codec: 'opus', sample_rate: SAMPLE_RATE, channels: this.#channels, bitrate: this.#bitrate };
+  }
+
+  /** CameraAudioStats: the relay's encoder (the peer connections' own are not counted),
+   * and `viewers`, the P2P viewers sent the track. */
+  stats(viewers) {
+    return {
+      codec: 'opus', channels: this.#channels, packets_encoded: this.packetsEncoded,
+      relay_packets: this.packetsEncoded, viewers,
+    };
+  }
+
+  get relaySink() {
+    return this.#sink;
+  }
+
+  /** sink({payload, captureTimeMs, channels}) takes each packet; null stops the encoder. */
+  set relaySink(sink) {
+    const running = this.#sink !== null;
+    this.#sink = sink;
+    if (sink !== null && !running && AudioPipeline.relayable) this.#read();
+    if (sink === null && running) this.#stopReading();
+  }
+
+  stop() {
+    this.relaySink = null;
+  }
+
+  async #read() {
+    // A clone, so that stopping the encoder never ends the track the peer connections send.
+    const track = this.#track.clone();
+    const reader = new MediaStreamTrackProcessor({ track, maxBufferSize: MAX_WAITING_CHUNKS }).readable.getReader();
+    this.#reader = reader;
+    try {
+      while (this.#reader === reader) {
+        const { value: data, done } = await reader.read();
+        if (done) break;
+        try {
+          if (this.#reader === reader) this.#encode(data);
+        } finally {
+          data.close();
+        }
+      }
+    } catch (error) {
+      if (this.#reader === reader) console.warn('peercam: reading the microphone stopped:', error);
+    } finally {
+      track.stop();
+    }
+  }
+
+  #stopReading() {
+    this.#reader?.cancel().catch(() => {});
+    this.#reader = null;
+    if (this.#encoder !== null && this.#encoder.state !== 'closed') this.#encoder.close();
+    this.#encoder = null; // the next reader starts a fresh Opus stream
+  }
+
+  #encode(data) {
+    // Chromium stamps a chunk on performance.now()'s clock, when its first sample was
+    // captured: Unix time is that plus (Date.now() - performance.now()). A browser with a
+    // clock of its own gets the chunk's arrival as the end of its samples, as the video
+    // path stamps a picture when it is read.
+    const now = performance.now();
+    const lagMs = now - data.timestamp / 1000;
+    this.#unixOffsetMs = lagMs >= 0 && lagMs < SAME_CLOCK_MS
+      ? Date.now() - now
+      : Date.now() - (data.timestamp + data.duration) / 1000;
+    if (this.#encoder === null && !this.#configure(data)) return;
+    if (this.#encoder.state !== 'configured' || this.#encoder.encodeQueueSize >= MAX_WAITING_CHUNKS) return;
+    this.#encoder.encode(data);
+  }
+
+  /** A new encoder for chunks like `data`; false (and no sound on the relay) past stereo. */
+  #configure(data) {
+    if (data.numberOfChannels > 2) {
+      if (this.#encoderChannels <= 2) console.warn(`peercam: no sound on the relay: the microphone has ${data.numberOfChannels} channels (Opus here: 1 or 2)`);
+      this.#encoderChannels = data.numberOfChannels;
+      return false;
+    }
+    const encoder = new AudioEncoder({
+      output: (chunk) => this.#encoded(encoder, chunk),
+      // A failed encoder stays closed: no sound on the relay until it asks again.
+      error: (error) => console.warn('peercam: the relay sound encoder failed:', error),
+    });
+    this.#encoder = encoder;
+    this.#encoderChannels = data.numberOfChannels;
+    // The microphone's own rate and channels (the encoder refuses chunks unlike its
+    // configuration; it resamples to Opus's 48 kHz itself). 20 ms packets, as the Python
+    // camera's; low delay: no look-ahead beyond what Opus needs.
+    encoder.configure({
+      codec: 'opus', sampleRate: data.sampleRate, numberOfChannels: data.numberOfChannels, bitrate: this.#bitrate,
+      opus: { frameDuration: 20_000, application: 'lowdelay' },
+    });
+    return true;
+  }
+
+  #encoded(encoder, chunk) {
+    if (encoder !== this.#encoder || this.#sink === null) return;
+    this.packetsEncoded++;
+    const payload = new Uint8Array(chunk.byteLength);
+    chunk.copyTo(payload);
+    this.#sink({
+      payload,
+      captureTimeMs: chunk.timestamp / 1000 + this.#unixOffsetMs,
+      channels: this.#encoderChannels,
+    });
+  }
+}
