@@ -23,7 +23,7 @@ export class AudioPipeline {
   #sink = null;
   #reader = null;
   #encoder = null;
-  #encoderChannels = 1;
+  #refused = false; // the microphone's chunks do not match the announced channels
   #unixOffsetMs = 0; // Unix ms minus the capture clock's ms, from the latest chunk
   /** Packets the relay's encoder made (each went to the relay). */
   packetsEncoded = 0;
@@ -118,11 +118,15 @@ export class AudioPipeline {
     this.#encoder.encode(data);
   }
 
-  /** A new encoder for chunks like `data`; false (and no sound on the relay) past stereo. */
+  /** A new encoder for chunks like `data`; false (and no sound on the relay) when they
+   * have other channels than the stream announced (the server takes no others). */
   #configure(data) {
-    if (data.numberOfChannels > 2) {
-      if (this.#encoderChannels <= 2) console.warn(`peercam: no sound on the relay: the microphone has ${data.numberOfChannels} channels (Opus here: 1 or 2)`);
-      this.#encoderChannels = data.numberOfChannels;
+    if (data.numberOfChannels !== this.#channels) {
+      if (!this.#refused) {
+        console.warn(`peercam: no sound on the relay: the microphone gives ${data.numberOfChannels} `
+          + `channels, the stream announced ${this.#channels}`);
+      }
+      this.#refused = true;
       return false;
     }
     const encoder = new AudioEncoder({
@@ -131,7 +135,6 @@ export class AudioPipeline {
       error: (error) => console.warn('peercam: the relay sound encoder failed:', error),
     });
     this.#encoder = encoder;
-    this.#encoderChannels = data.numberOfChannels;
     // The microphone's own rate and channels (the encoder refuses chunks unlike its
     // configuration; it resamples to Opus's 48 kHz itself). 20 ms packets, as the Python
     // camera's; low delay: no look-ahead beyond what Opus needs.
@@ -150,7 +153,7 @@ export class AudioPipeline {
     this.#sink({
       payload,
       captureTimeMs: chunk.timestamp / 1000 + this.#unixOffsetMs,
-      channels: this.#encoderChannels,
+      channels: this.#channels,
     });
   }
 }
