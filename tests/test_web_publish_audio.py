@@ -232,8 +232,9 @@ def test_a_browser_cameras_microphone_reaches_a_python_viewer_p2p(lab, media_bro
 
 
 def test_a_browser_camera_sends_opus_relay_frames_to_a_reader_that_asks(lab, media_browser):  # noqa: F811
+    """With the screen this time: the microphone is asked for after it."""
     lab.start_server()
-    page, errors = go_live(media_browser, lab, "micrelay")
+    page, errors = go_live(media_browser, lab, "micrelay", "source=screen&autostart=1")
     with in_background(read_relay(lab.url, "micrelay")) as reading:
         page.wait_for_function("peercam.relay().includes('Opus')", timeout=20_000)
         relay = reading.result(timeout=90)
@@ -266,4 +267,24 @@ def test_audio_0_publishes_no_sound(lab, media_browser):  # noqa: F811
     assert page.evaluate("peercam.sound()") is None
     assert page.input_value("#microphone") == "off"
     assert page.inner_text("#sound-state") == "off"
+    assert not errors, errors
+
+
+def test_the_microphone_menu_lists_the_microphones_and_publishes_the_one_picked(lab, media_browser):  # noqa: F811
+    lab.start_server()
+    page, errors = go_live(media_browser, lab, "pick")
+    assert page.inner_text("#sound-state").startswith("Opus mono 32 kbit/s")
+    # Once the browser let the page use a microphone, the menu names them all.
+    page.wait_for_function("document.querySelectorAll('#microphone option').length > 2", timeout=5_000)
+    options = page.eval_on_selector_all("#microphone option", "(all) => all.map((o) => [o.value, o.text])")
+    assert options[:2] == [["off", "off"], ["", "default"]], options
+    assert [text for _, text in options[2:]] == ["Fake Audio Input 1", "Fake Audio Input 2"], options
+    assert page.is_disabled("#microphone")  # not while live
+
+    page.click("#stop")
+    page.select_option("#microphone", options[3][0])
+    page.click("#go-live")
+    page.wait_for_function("peercam.state() === 'live'", timeout=15_000)
+    assert page.inner_text("#sound-state") == "Opus mono 32 kbit/s (Fake Audio Input 2)"
+    assert page.evaluate("peercam.sound()")["channels"] == 1
     assert not errors, errors
