@@ -253,6 +253,21 @@ def test_a_browser_camera_sends_opus_relay_frames_to_a_reader_that_asks(lab, med
     assert not errors, errors
 
 
+def test_a_browser_cameras_microphone_reaches_cli_viewers_on_both_paths(lab, media_browser):  # noqa: F811
+    """``peercam view --json`` hears it continuously, P2P and on the encoded relay. (Chromium's
+    beeps carry no time code, so no latency is read: the test tone's figures are for the
+    Python camera.)"""
+    lab.start_server()
+    go_live(media_browser, lab, "cli")
+    for mode, extra in (("p2p", []), ("relay", ["--relay-format", "encoded"])):
+        viewer = lab.start_viewer("cli", "--mode", mode, *extra, "--duration", "3", "--warmup", "1")
+        summary = viewer.summary(timeout=60)
+        audio = summary["audio"]
+        assert summary["mode"] == mode and summary["frames"] > 1, summary
+        # 50 packets a second: most of 3 s, nothing lost.
+        assert audio["codec"] == "opus" and audio["packets"] >= 100 and audio["packets_lost"] == 0, summary
+
+
 def test_audio_0_publishes_no_sound(lab, media_browser):  # noqa: F811
     lab.start_server()
     page, errors = go_live(media_browser, lab, "quiet", "source=camera&autostart=1&audio=0")
