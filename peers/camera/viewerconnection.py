@@ -35,6 +35,7 @@ from .layerchoice import HEADROOM, Evidence, LayerChoice, LayerMove
 from .layers import Layer
 from .pipeline import MediaPipeline
 from .rtxstream import RtxStream
+from .senderreports import report_capture_times
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ def codec_preferences(codec: str):
 def audio_codec_preferences():
     """Opus only: the camera encodes its sound once, in Opus."""
     return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+
+
+def _offers_audio(sdp: str) -> bool:
+    """Whether an offer has an audio section (a viewer that plays sound)."""
+    return any(line.startswith("m=audio ") for line in sdp.splitlines())
 
 
 def _video_senders(pc: RTCPeerConnection) -> list[RTCRtpSender]:
@@ -196,13 +202,15 @@ class ViewerConnection:
         transceiver.setCodecPreferences(codec_preferences(self._codec))
         self.rtx = RtxStream(transceiver.sender, self.choice.layer.bitrate)
         self.track.attach_sender(transceiver.sender, self.rtx)
-        if self._audio is not None:
-            # Sound in the same connection, when the viewer's offer has an audio section (an
-            # offer without one, from a client that plays no sound, leaves it unused).
+        report_capture_times(transceiver.sender)  # the browser's lip sync reads the reports
+        if self._audio is not None and _offers_audio(sdp):
+            # Sound in the same connection, when the viewer's offer has an audio section. Only
+            # then: aiortc cannot answer an offer that leaves a transceiver of ours unmatched.
             self.audio_track = self._audio.fanout.subscribe(self.viewer_id)
             sound = pc.addTransceiver(self.audio_track, direction="sendonly")
             sound.setCodecPreferences(audio_codec_preferences())
             self.audio_track.attach_sender(sound.sender)
+            report_capture_times(sound.sender)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if transceiver.mid is None:
             raise ValueError("the offer has no video section")
