@@ -28,7 +28,7 @@ from peercam.signaling.relay.slots import MAX_QUEUED_FRAMES
 from peercam.signaling.relay.totals import RelayTotals
 
 from peercam.shared.protocol import AudioInfo, JpegRendition, LayerInfo
-from peercam.shared.relayframe import RelayFrameHeader, parse_relay_frame
+from peercam.shared.relayframe import AUDIO_VERSION, RelayFrameHeader, parse_relay_frame
 
 from .conftest import assert_plays, get_json, wait_until
 
@@ -39,7 +39,7 @@ class RawRelayViewer:
     buffer makes the server see at once that it stopped (but slows it down for good)."""
 
     def __init__(self, port: int, stream: str, format: str = "jpeg", quality: str = "auto",
-                 small_buffer: bool = True) -> None:
+                 small_buffer: bool = True, audio: bool = False) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         if small_buffer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -48,7 +48,7 @@ class RawRelayViewer:
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
         for message in ({"type": "watch", "stream": stream, "quality": quality},
-                        {"type": "relay", "enabled": True, "format": format}):
+                        {"type": "relay", "enabled": True, "format": format, "audio": audio}):
             self._send_text(json.dumps(message).encode())
         self._buffer = b""
         self._upgraded = False
@@ -602,9 +602,10 @@ def test_encoded_relay_viewers_get_every_frame_at_about_the_p2p_bitrate_beside_j
 
 
 def test_an_encoded_reader_that_stops_reading_resumes_at_a_keyframe_with_whole_pictures(lab):
+    """It listens to the camera's sound too: pictures are dropped to catch up, its sound never."""
     server = lab.start_server()
     lab.start_camera()
-    reader = RawRelayViewer(lab.port, "test", "encoded", quality="480p", small_buffer=False)
+    reader = RawRelayViewer(lab.port, "test", "encoded", quality="480p", small_buffer=False, audio=True)
     try:
         frames = reader.read_frames(seconds=1)
         assert frames, "no encoded relay frame within 1 s"
@@ -614,8 +615,15 @@ def test_an_encoded_reader_that_stops_reading_resumes_at_a_keyframe_with_whole_p
             rss_most = max(rss_most, server_rss_kb(server.proc.pid))
             time.sleep(0.2)
         frames += reader.read_frames(seconds=3)
+        relay = get_json(f"{lab.url}/api/streams/test")["relay"]
     finally:
         reader.close()
+    sound = [parse_relay_frame(data)[0] for _, data in frames if data[0] == AUDIO_VERSION]
+    frames = [(arrived, data) for arrived, data in frames if data[0] != AUDIO_VERSION]
+    # Every packet of sound, before, during and after the stall: none lost, none dropped.
+    assert [h.sequence for h in sound] == list(range(sound[0].sequence, sound[0].sequence + len(sound)))
+    assert sound[-1].capture_time_us - sound[0].capture_time_us > 7_000_000, "sound all along"
+    assert relay["audio_packets_dropped"] == 0 and relay["frames_skipped"] > 0, relay
     headers = [parse_relay_frame(data)[0] for _, data in frames]
     assert headers[0].keyframe and all(h.codec == "vp8" and h.layer == 0 for h in headers)
     gaps = [i for i in range(1, len(headers)) if headers[i].sequence != headers[i - 1].sequence + 1]

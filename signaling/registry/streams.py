@@ -205,7 +205,8 @@ class Stream:
             "fps": info.fps if info else None,
             "codec": info.codec if info else None,
             "layers": msgspec.to_builtins(info.layer_list()) if info else [],
-            "audio": msgspec.to_builtins(info.audio) if info and info.audio else None,
+            # Every field, defaults too: a script reads the codec and channels, always there.
+            "audio": msgspec.structs.asdict(info.audio) if info and info.audio else None,
             "since": self.since,
             "camera": {
                 "id": camera.id,
