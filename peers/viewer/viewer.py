@@ -272,14 +272,17 @@ class Viewer:
         return relay_format_for(self.options.relay_format, codec)
 
     @property
-    def has_audio(self) -> bool:
-        """Whether this viewer gets sound: the stream has some, and the viewer wants it."""
-        return self.options.audio and self._live is not None and self._live.info.audio is not None
+    def audio_channels(self) -> int | None:
+        """The channel count (1 or 2) of the sound this viewer gets; None: the stream has
+        none (or no camera is live now), or the viewer was made not to want it."""
+        if not self.options.audio or self._live is None or self._live.info.audio is None:
+            return None
+        return self._live.info.audio.channels
 
     def stats(self) -> dict:
         """The summary `peercam view --json` prints: mode, frames, fps, size, latency, ...,
         and ``audio`` (None without sound)."""
-        heard = self.has_audio or self.audio_figures.packets > 0
+        heard = self.audio_channels is not None or self.audio_figures.packets > 0
         return {**self.figures.summary(self.mode),
                 "relay_format": self.relay_format if self.mode == "relay" else None,
                 "audio": self.audio_figures.summary() if heard else None}
@@ -440,8 +443,8 @@ class Viewer:
     # -- transports ---------------------------------------------------------------
 
     def _make_transport(self, mode: str, on_frame, on_audio, on_failure) -> P2PTransport | RelayTransport:
-        # The stream's channel count, when the viewer wants its sound: the transport asks for it.
-        channels = self._live.info.audio.channels if self.has_audio else None
+        # When the viewer wants the stream's sound, the transport asks for it.
+        channels = self.audio_channels
         if mode == "relay":
             layers = self._live.info.layer_list() if self._live is not None else []
             return RelayTransport(self._send, layers, on_frame, self.relay_format, on_audio, channels)
@@ -570,7 +573,7 @@ class Viewer:
                 layer_switches=self.figures.layer_switches,
                 jpeg_quality=self.figures.jpeg_quality if self.mode == "relay" else None,
                 relay_format=self.relay_format if self.mode == "relay" else None,
-                audio=self.audio_figures.report() if self.has_audio else None,
+                audio=self.audio_figures.report() if self.audio_channels is not None else None,
             )
             last_frames, last_bytes = frames, received
             self._event("stats", report=report)
