@@ -303,3 +303,68 @@ def test_the_microphone_menu_lists_the_microphones_and_publishes_the_one_picked(
     assert page.inner_text("#sound-state") == "Opus mono 32 kbit/s (Fake Audio Input 2)"
     assert page.evaluate("peercam.sound()")["channels"] == 1
     assert not errors, errors
+
+
+#: The browser camera's RelaySender with a real AudioPipeline (an oscillator's track, encoded
+#: by WebCodecs) and a stand-in for its socket, full (16 MiB waiting) and then drained: what
+#: it sends while the socket is full, and once it drains.
+SOCKET_FULL = """
+async () => {
+  const { RelaySender } = await import('/static/js/relay-sender.js');
+  const { AudioPipeline } = await import('/static/js/audio-pipeline.js');
+  const { parseRelayFrame } = await import('/static/js/relay-frame.js');
+  const context = new AudioContext({ sampleRate: 48000 });
+  const oscillator = context.createOscillator();
+  const output = context.createMediaStreamDestination();
+  output.channelCount = 1;
+  oscillator.connect(output);
+  oscillator.start();
+  const [track] = output.stream.getAudioTracks();
+  // Its settings say 2 channels where its chunks have 1: the packets have what was announced.
+  const audio = new AudioPipeline(track);
+  const sent = [];
+  const socket = {
+    bufferedAmount: 16 * 1024 * 1024,
+    sendBinary: (data) => { sent.push(data); return true; },
+  };
+  const picture = document.createElement('canvas').captureStream().getVideoTracks()[0];
+  const relay = new RelaySender({
+    track: picture, video: document.createElement('video'), signaling: socket,
+    layer: { name: '480p', width: 640, height: 480, fps: 30 }, audio,
+  });
+  relay.setDemand({ audio: true });
+  const until = async (test) => {
+    const deadline = performance.now() + 10_000;
+    while (!test()) {
+      if (performance.now() > deadline) throw new Error(`timed out: ${test} ${JSON.stringify(relay.counts)}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+  await until(() => relay.counts.audioDropped >= 20); // a full socket: the queue holds 25, the oldest go
+  const whileFull = sent.length;
+  socket.bufferedAmount = 0;
+  await until(() => sent.length >= 25);
+  const frames = sent.slice(0, 25).map((data) => parseRelayFrame(data.buffer));
+  const drained = frames.map((frame) => frame.sequence);
+  const channels = [...new Set(frames.map((frame) => frame.height))];
+  await until(() => sent.length >= 50); // and on it goes
+  relay.stop();
+  oscillator.stop();
+  await context.close();
+  return {
+    whileFull, drained, dropped: relay.counts.audioDropped, describe: relay.describe(), channels,
+    announced: audio.info.channels,
+  };
+}
+"""
+
+
+def test_the_relay_senders_sound_waits_bounded_for_a_full_socket(page_on_server):
+    result = page_on_server.evaluate(SOCKET_FULL)
+    assert result["whileFull"] == 0, result
+    drained = result["drained"]
+    # The newest 25 packets went, in order, at once; the ones before them were dropped.
+    assert drained == list(range(drained[0], drained[0] + 25)), result
+    assert drained[0] == result["dropped"] and drained[0] >= 20, result
+    assert result["channels"] == [result["announced"]], result
+    assert result["describe"] == "off", result

@@ -23,7 +23,6 @@ export class AudioPipeline {
   #sink = null;
   #reader = null;
   #encoder = null;
-  #refused = false; // the microphone's chunks do not match the announced channels
   #unixOffsetMs = 0; // Unix ms minus the capture clock's ms, from the latest chunk
   /** Packets the relay's encoder made (each went to the relay). */
   packetsEncoded = 0;
@@ -113,36 +112,66 @@ export class AudioPipeline {
     this.#unixOffsetMs = lagMs >= 0 && lagMs < SAME_CLOCK_MS
       ? Date.now() - now
       : Date.now() - (data.timestamp + data.duration) / 1000;
-    if (this.#encoder === null && !this.#configure(data)) return;
+    if (this.#encoder === null) this.#configure(data);
     if (this.#encoder.state !== 'configured' || this.#encoder.encodeQueueSize >= MAX_WAITING_CHUNKS) return;
-    this.#encoder.encode(data);
+    if (data.numberOfChannels === this.#channels) {
+      this.#encoder.encode(data);
+      return;
+    }
+    const fitted = this.#fit(data);
+    try {
+      this.#encoder.encode(fitted);
+    } finally {
+      fitted.close();
+    }
   }
 
-  /** A new encoder for chunks like `data`; false (and no sound on the relay) when they
-   * have other channels than the stream announced (the server takes no others). */
-  #configure(data) {
-    if (data.numberOfChannels !== this.#channels) {
-      if (!this.#refused) {
-        console.warn(`peercam: no sound on the relay: the microphone gives ${data.numberOfChannels} `
-          + `channels, the stream announced ${this.#channels}`);
+  /**
+   * `data` in the channels the stream announced (the server takes no others): a track's
+   * settings may say 2 where its chunks have 1. Mono is duplicated; more channels are
+   * averaged into mono, or their first two kept for stereo.
+   */
+  #fit(data) {
+    const frames = data.numberOfFrames;
+    const plane = (index) => {
+      const samples = new Float32Array(frames);
+      data.copyTo(samples, { planeIndex: index, format: 'f32-planar' });
+      return samples;
+    };
+    const planes = [];
+    if (this.#channels === 1) {
+      const mix = new Float32Array(frames);
+      for (let c = 0; c < data.numberOfChannels; c++) {
+        const samples = plane(c);
+        for (let i = 0; i < frames; i++) mix[i] += samples[i] / data.numberOfChannels;
       }
-      this.#refused = true;
-      return false;
+      planes.push(mix);
+    } else {
+      for (let c = 0; c < this.#channels; c++) planes.push(plane(Math.min(c, data.numberOfChannels - 1)));
     }
+    const joined = new Float32Array(frames * planes.length);
+    planes.forEach((samples, c) => joined.set(samples, c * frames));
+    return new AudioData({
+      format: 'f32-planar', sampleRate: data.sampleRate, numberOfFrames: frames,
+      numberOfChannels: planes.length, timestamp: data.timestamp, data: joined,
+    });
+  }
+
+  /** A new encoder for chunks at `data`'s sample rate, in the announced channels. */
+  #configure(data) {
     const encoder = new AudioEncoder({
       output: (chunk) => this.#encoded(encoder, chunk),
       // A failed encoder stays closed: no sound on the relay until it asks again.
       error: (error) => console.warn('peercam: the relay sound encoder failed:', error),
     });
     this.#encoder = encoder;
-    // The microphone's own rate and channels (the encoder refuses chunks unlike its
-    // configuration; it resamples to Opus's 48 kHz itself). 20 ms packets, as the Python
-    // camera's; low delay: no look-ahead beyond what Opus needs.
+    // The microphone's own rate (the encoder refuses chunks unlike its configuration, and
+    // resamples to Opus's 48 kHz itself). 20 ms packets, as the Python camera's; low
+    // delay: no look-ahead beyond what Opus needs.
     encoder.configure({
-      codec: 'opus', sampleRate: data.sampleRate, numberOfChannels: data.numberOfChannels, bitrate: this.#bitrate,
+      codec: 'opus', sampleRate: data.sampleRate, numberOfChannels: this.#channels, bitrate: this.#bitrate,
       opus: { frameDuration: 20_000, application: 'lowdelay' },
     });
-    return true;
   }
 
   #encoded(encoder, chunk) {
