@@ -56,7 +56,9 @@ export class CameraPeer {
    * name; token: a publish token or ''. onState(state, text), onChat(stamped message) and
    * onViewers() keep the page up to date.
    */
-  constructor({ stream, track, video, audio = null, layer, name, token, maxViewers, onState, onChat, onViewers }) {
+  constructor({
+    stream, track, video, audio = null, layer, name, token, maxViewers, onState, onChat, onViewers,
+  }) {
     this.#stream = stream;
     this.#track = track;
     this.#audio = audio;
@@ -318,7 +320,9 @@ export class CameraPeer {
         relay_encoded: this.#relay.encoding,
       }],
     };
-    if (this.#audio !== null) stats.audio = this.#audio.stats(peers.filter((peer) => peer.sendsSound).length);
+    if (this.#audio !== null) {
+      stats.audio = this.#audio.stats(peers.filter((peer) => peer.sendsSound).length);
+    }
     this.#lastStats = stats;
     if (this.state === CameraState.LIVE) this.#signaling.send({ type: MessageType.CAMERA_STATS, stats });
     this.#onViewers();

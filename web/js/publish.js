@@ -2,9 +2,8 @@
 // [&resolution=360p|480p|720p|1080p][&fps=15|24|30][&audio=0|1][&max_viewers=N][&name=NAME]:
 // the page publishes NAME from a camera (getUserMedia) or the screen (getDisplayMedia), with
 // the microphone's sound unless it is off, as a Python camera would (camera-peer.js). It
-// shows the local preview, the viewers (how each
-// watches, and its figures from /api/streams and this browser's own getStats), and
-// the chat, of which this page is the hub.
+// shows the local preview, the sound, the viewers (how each watches, and its figures from
+// /api/streams and this browser's own getStats), and the chat, of which this page is the hub.
 
 import { CameraPeer, CameraState } from './camera-peer.js';
 import { AudioPipeline } from './audio-pipeline.js';
@@ -85,7 +84,7 @@ async function start() {
   const [track] = media.getVideoTracks();
   const [microphone] = media.getAudioTracks();
   const audio = microphone ? new AudioPipeline(microphone) : null;
-  showSound(audio, microphone, soundError);
+  showSound(audio, soundError);
   // The user ended a screen share from the browser's own bar: stop publishing too.
   track.addEventListener('ended', () => stopStream());
   if (sourcePick.value === Source.SCREEN) track.contentHint = 'detail';
@@ -123,15 +122,16 @@ function releaseMedia() {
   video.srcObject = null;
 }
 
-/** The sound row: what is published (Opus, channels, bitrate, from which microphone), or why nothing is. */
-function showSound(audio, microphone, soundError) {
+/** The sound row: what is published (Opus, channels, bitrate, which microphone), or why nothing is. */
+function showSound(audio, soundError) {
   if (audio === null) {
     soundState.textContent = soundError === null ? 'off' : `none: ${soundError}`;
     if (soundError !== null) console.warn(`peercam: publishing without sound: ${soundError}`);
     return;
   }
   const { channels, bitrate } = audio.info;
-  soundState.textContent = `Opus ${channels === 1 ? 'mono' : 'stereo'} ${bitrate / 1000} kbit/s (${microphone.label || 'microphone'})`;
+  const layout = channels === 1 ? 'mono' : 'stereo';
+  soundState.textContent = `Opus ${layout} ${bitrate / 1000} kbit/s (${audio.track.label || 'microphone'})`;
 }
 
 function describeLayer({ name, width, height, fps }) {

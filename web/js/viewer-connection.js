@@ -1,8 +1,8 @@
 // One viewer's peer connection on the browser camera's side: answers the viewer's offer
 // with the camera's track (the browser encodes it once more for this viewer), and the
-// microphone's when the offer has an audio section (Opus, encoded for this viewer too), trickles
-// ICE both ways and carries the viewer's "chat" data channel. The Python camera's
-// counterpart is peers/camera/viewerconnection.py.
+// microphone's when the offer has an audio section (Opus, encoded for this viewer too),
+// trickles ICE both ways and carries the viewer's "chat" data channel. The Python
+// camera's counterpart is peers/camera/viewerconnection.py.
 
 import { MessageType } from './protocol.js';
 
