@@ -127,7 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
     camera.add_argument("--name", default="", help="display name (stream list, chat)")
     camera.add_argument("--chat-log", metavar="FILE", help="append every chat message to FILE as JSON lines")
     camera.add_argument("--record", metavar="DIR",
-                        help="also record the top layer here, from this camera's own encoder")
+                        help="also record the top layer (and the sound) here, from this camera's encoders")
     _add_recording_options(camera)
 
     view = commands.add_parser("view", help="watch a stream, measure it, record or show it")
