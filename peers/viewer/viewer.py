@@ -67,7 +67,7 @@ _FATAL_CODES = {ErrorCode.BAD_STREAM_NAME, ErrorCode.WRONG_STATE, ErrorCode.BAD_
 Mode = Literal["auto", "p2p", "relay"]
 
 #: What a ViewerEvent tells (see ViewerEvent).
-EventKind = Literal["live", "waiting", "connected", "first-frame", "resumed", "session", "setback",
+EventKind = Literal["live", "waiting", "connected", "first-frame", "resumed", "sound", "session", "setback",
                     "camera-left", "reconnecting", "layer", "chat-notice", "server-error", "stats"]
 
 
@@ -115,9 +115,10 @@ class ViewerOptions:
 class ViewerEvent:
     """Something a person watching would want to know, in words (``text``).
 
-    ``kind`` (EventKind): live, waiting, connected, first-frame, resumed, session (the
-    transport in use changed), setback, camera-left, reconnecting, layer, chat-notice,
-    server-error, stats (``report`` holds the ViewerStats just sent to the server).
+    ``kind`` (EventKind): live, waiting, connected, first-frame, resumed, sound (the first
+    sound of a transport), session (the transport in use changed), setback, camera-left,
+    reconnecting, layer, chat-notice, server-error, stats (``report`` holds the ViewerStats
+    just sent to the server).
     """
 
     kind: EventKind
@@ -183,6 +184,7 @@ class Viewer:
         self._tasks: set[asyncio.Task] = set()
         self._feeds: dict[str, list[_Feed]] = {"frames": [], "audio": [], "chat": [], "events": []}
         self._frames_in_session = 0
+        self._sound_in_session = False
         self._relay_rendition: tuple[str | None, int | None] | None = None
         #: The latest `layer` message of each path ("p2p", "relay"), and why the layer moved.
         self._layers: dict[str, LayerChanged] = {}
@@ -411,6 +413,7 @@ class Viewer:
             await self._delivery.stop()
             self.figures.stream_restarted()
             self._frames_in_session = 0
+            self._sound_in_session = False
         elif isinstance(message, (bytes, Answer, Candidate, Hangup)):
             await self._delivery.handle(message)
         elif isinstance(message, (ChatMessage, ChatHistory, ChatNotice)):
@@ -464,6 +467,7 @@ class Viewer:
         self.figures.stream_restarted()  # frame numbering differs between the paths
         self.audio_figures.session_started()
         self._frames_in_session = 0
+        self._sound_in_session = False
         self._relay_rendition = None
         self._bytes_counted = 0
         if mode in self._layers:
@@ -497,7 +501,16 @@ class Viewer:
         self._publish("frames", frame)
 
     def _audio(self, frame: AudioFrame) -> None:
+        first_ever = self.audio_figures.first_at is None
         self.audio_figures.add(frame)
+        if not self._sound_in_session:
+            self._sound_in_session = True
+            how = f"relay, {self.relay_format}" if frame.mode == "relay" else frame.mode
+            if first_ever:
+                ms = (self.audio_figures.first_at - self.figures.started) * 1000
+                self._event("sound", f"first sound after {ms:.0f} ms ({how})")
+            else:
+                self._event("sound", f"sound resumed ({how})")
         self._publish("audio", frame)
 
     # -- layers ---------------------------------------------------------------
