@@ -180,15 +180,16 @@ async def until(predicate, timeout: float, what: str) -> None:
 
 
 def assert_continuous(packets: list[tuple[RelayFrameHeader, bytes]], channels: int = 1) -> None:
-    """Opus packets of the camera's announced kind, each the next in sequence and 20 ms of
-    capture time after the one before: nothing lost, nothing repeated."""
+    """Opus packets of the camera's announced kind, each the next in sequence (nothing lost
+    between the camera and the reader) and captured after the one before (nothing repeated;
+    20 ms later, or more where a camera starved of CPU skipped to the sound of now)."""
     headers = [header for header, _ in packets]
     kinds = {(h.codec, h.sample_rate, h.channels) for h in headers}
     assert kinds == {("opus", 48000, channels)}, kinds
     sequences = [h.sequence for h in headers]
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), sequences
-    steps = {b.capture_time_us - a.capture_time_us for a, b in zip(headers, headers[1:], strict=False)}
-    assert steps <= set(range(PACKET_US - 1000, PACKET_US + 1001)), sorted(steps)
+    steps = [b.capture_time_us - a.capture_time_us for a, b in zip(headers, headers[1:], strict=False)]
+    assert min(steps) >= PACKET_US - 1000, sorted(set(steps))
 
 
 def beep_offsets_ms(packets: list[tuple[RelayFrameHeader, bytes]]) -> list[float]:
