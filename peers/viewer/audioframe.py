@@ -48,6 +48,7 @@ class AudioFrame:
 
     @property
     def channels(self) -> int:
+        """1 (mono) or 2 (stereo), as the stream has it."""
         return self.samples.shape[1]
 
     @property
