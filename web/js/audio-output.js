@@ -112,7 +112,7 @@ export class AudioOutput {
 
   #ensure() {
     if (this.#context !== null) return this.#context;
-    const context = new AudioContext({ sampleRate: SAMPLE_RATE, latencyHint: 'interactive' });
+    const context = new AudioContext({ sampleRate: SAMPLE_RATE, latencyHint: 0 });
     this.#context = context;
     this.#input = context.createGain();
     this.#analyser = context.createAnalyser();

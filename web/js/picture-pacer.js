@@ -12,6 +12,11 @@
 const MAX_HELD = 8;
 /** The longest a picture waits (ms): sound later than that is out of step anyway. */
 const MAX_WAIT_MS = 1000;
+/**
+ * A timer fires a few ms late (browsers hold nested ones to 4 ms at least): a picture due
+ * within this shows now, rather than that much late.
+ */
+const EARLY_MS = 4;
 
 export class PicturePacer {
   #show;
@@ -50,7 +55,7 @@ export class PicturePacer {
     this.#timer = null;
     const now = Date.now();
     // In order: a picture never overtakes an earlier one.
-    while (this.#held.length && this.#held[0].dueMs <= now) this.#showNext();
+    while (this.#held.length && this.#held[0].dueMs - EARLY_MS <= now) this.#showNext();
     if (this.#held.length) this.#timer = setTimeout(() => this.#showDue(), this.#held[0].dueMs - now);
   }
 
