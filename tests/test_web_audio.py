@@ -254,3 +254,15 @@ def test_sound_follows_the_fallback_to_the_relay_and_back(lab, split_network, tm
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_the_dashboard_says_which_streams_have_sound(lab, page):
+    lab.start_server()
+    lab.start_camera("tone", *TONE)
+    lab.start_camera("mute", "--audio", "none")
+    page.goto(f"{lab.url}/")
+    page.wait_for_function("document.querySelectorAll('li.stream .audio').length === 2", timeout=15_000)
+    assert page.inner_text("li.stream[data-stream='tone'] .audio") == "opus mono"
+    assert page.get_attribute("li.stream[data-stream='tone'] .audio", "title") == \
+        "sound: opus, 48 kHz, mono, 48 kbit/s"
+    assert page.inner_text("li.stream[data-stream='mute'] .audio") == "no sound"

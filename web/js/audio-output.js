@@ -112,6 +112,8 @@ export class AudioOutput {
 
   #ensure() {
     if (this.#context !== null) return this.#context;
+    // The smallest buffer the device takes: sound from a camera should be as live as its
+    // picture, and the browser's lip sync on P2P does not know of what WebAudio adds.
     const context = new AudioContext({ sampleRate: SAMPLE_RATE, latencyHint: 0 });
     this.#context = context;
     this.#input = context.createGain();

@@ -198,7 +198,7 @@ class Player {
       layer: this.#layers.current, // {layer, width, height, reason, jpegQuality} or null
       layerSwitches: this.#layers.switches,
       // The sound's figures (AudioStats.snapshot) while sound comes, else null.
-      audio: this.#soundState() === SoundState.ON || this.#soundState() === SoundState.MUTED
+      audio: [SoundState.ON, SoundState.MUTED].includes(this.#soundState())
         ? { ...this.audioStats.snapshot(), channels: this.#info.audio.channels } : null,
     };
   }
