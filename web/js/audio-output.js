@@ -104,7 +104,8 @@ export class AudioOutput {
     const context = this.#context;
     const stamp = context.getOutputTimestamp?.();
     if (stamp && stamp.performanceTime > 0) {
-      return Date.now() + (stamp.performanceTime - performance.now()) + (contextTime - stamp.contextTime) * 1000;
+      const sinceStamp = (contextTime - stamp.contextTime) * 1000;
+      return Date.now() + (stamp.performanceTime - performance.now()) + sinceStamp;
     }
     const latency = context.outputLatency || context.baseLatency || 0;
     return Date.now() + (contextTime - context.currentTime + latency) * 1000;

@@ -93,7 +93,10 @@ export class AudioStats {
     this.#counted = { packets: 0, packetsLost: 0 };
   }
 
-  /** {codec, packets, packetsLost, jitterMs, latencyMs: {p50, p95}, avOffsetMs: {p50, p95}}, the last two null without beeps. */
+  /**
+   * {codec, packets, packetsLost, jitterMs, beeps, latencyMs: {p50, p95}, avOffsetMs: {p50,
+   * p95}}, the last two null without beeps.
+   */
   snapshot() {
     return {
       codec: this.codec,

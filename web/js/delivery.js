@@ -45,8 +45,8 @@ export class Delivery {
    * relay}: the real ones unless a test gives others).
    */
   constructor({
-    mode, relayFormat, signaling, video, canvas, sound = null, connectTimeoutMs, p2pRetryMs, onFrame, onSession,
-    onSetback, onChat, transports = TRANSPORTS,
+    mode, relayFormat, signaling, video, canvas, sound = null, connectTimeoutMs, p2pRetryMs, onFrame,
+    onSession, onSetback, onChat, transports = TRANSPORTS,
   }) {
     this.#transports = transports;
     this.#elements = { signaling, video, canvas, relayFormat, sound };
@@ -75,7 +75,7 @@ export class Delivery {
     return this.#current === DeliveryMode.RELAY ? (this.#transport?.format ?? null) : null;
   }
 
-  /** Whether the camera's sound comes by the transport in use: true, false (not this way), or null (not known, or no sound). */
+  /** Whether the camera's sound comes by the transport in use: true, false, or null (unknown; no sound). */
   get carriesSound() {
     return this.#transport?.carriesSound ?? null;
   }

@@ -120,7 +120,8 @@ function showAudio(label, audio) {
   }
   const channels = audio.channels === 2 ? 'stereo' : 'mono';
   label.textContent = `${audio.codec} ${channels}`;
-  label.title = `sound: ${audio.codec}, ${audio.sample_rate / 1000} kHz, ${channels}, ${Math.round(audio.bitrate / 1000)} kbit/s`;
+  const kbps = Math.round(audio.bitrate / 1000);
+  label.title = `sound: ${audio.codec}, ${audio.sample_rate / 1000} kHz, ${channels}, ${kbps} kbit/s`;
 }
 
 /** REC while recording; when recording stopped on an error, says so (the title says why). */

@@ -163,7 +163,10 @@ class Player {
     this.#showSound();
   }
 
-  /** The sound: {state (a SoundState, null before the camera is live), on (the viewer's choice), running, muted, volume}. */
+  /**
+   * The sound: {state (a SoundState, null before the camera is live), on (the viewer's
+   * choice), running, muted, volume}.
+   */
   soundSnapshot() {
     return {
       state: this.#soundState(),
@@ -258,11 +261,10 @@ class Player {
     if (!live) this.#setState(State.WAITING);
   }
 
-  #streamLive({ camera_id: cameraId, info }) {
+  #streamLive({ camera_id: cameraId, info: announced }) {
+    const info = withAudioDefaults(announced);
     this.#cameraId = cameraId;
-    // AudioInfo's defaults stay off the wire: filled in here.
-    this.#info = info.audio ? { ...info, audio: { ...AUDIO_DEFAULTS, ...info.audio } } : { ...info, audio: null };
-    info = this.#info;
+    this.#info = info;
     this.#layers.forget(); // a new camera says again what it sends
     this.#qualityMenu.show(layersOf(info), this.#quality);
     this.#chat.cameraLive(cameraId);
@@ -497,6 +499,11 @@ class PlayerView {
     document.body.dataset.state = state; // lets the stylesheet hide the on-screen message
     this.#screenMessage.textContent = text;
   }
+}
+
+/** The camera's StreamInfo with its `audio` whole (null: no sound): AudioInfo's defaults are not sent. */
+function withAudioDefaults(info) {
+  return { ...info, audio: info.audio ? { ...AUDIO_DEFAULTS, ...info.audio } : null };
 }
 
 function streamNameFromPath() {

@@ -165,7 +165,8 @@ export class RelayAudio {
     }
     const latency = this.#output.heardTimeMs(time) - captureTimeMs;
     // Smoothed: the pictures that wait for it should not jitter with the timer that reports it.
-    this.latencyMs = this.latencyMs === null ? latency : this.latencyMs + SMOOTHING * (latency - this.latencyMs);
+    this.latencyMs = this.latencyMs === null ? latency
+      : this.latencyMs + SMOOTHING * (latency - this.latencyMs);
   }
 
   #closeDecoder() {

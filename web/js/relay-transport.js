@@ -52,7 +52,9 @@ export class RelayTransport {
    * page decodes); `audio` the camera's AudioInfo (null: no sound) and `sound` the page's
    * AudioOutput.
    */
-  constructor({ signaling, canvas, codec, relayFormat = RelayFormat.AUTO, audio = null, sound = null, onFrame }) {
+  constructor({
+    signaling, canvas, codec, relayFormat = RelayFormat.AUTO, audio = null, sound = null, onFrame,
+  }) {
     this.#signaling = signaling;
     this.#canvas = canvas;
     this.#codec = codec;
@@ -66,7 +68,8 @@ export class RelayTransport {
     // No stale picture from an earlier relay session while the first frame is on its way.
     this.#canvas.getContext('2d').clearRect(0, 0, this.#canvas.width, this.#canvas.height);
     this.#signaling.on(SignalingEvent.BINARY, this.#frameReceived);
-    Promise.all([chooseRelayFormat(this.#wantedFormat, this.#codec), this.#startSound()]).then(([format, audio]) => {
+    const choice = chooseRelayFormat(this.#wantedFormat, this.#codec);
+    Promise.all([choice, this.#startSound()]).then(([format, audio]) => {
       if (this.#stopped) return;
       this.format = format;
       if (format === RelayFormat.ENCODED) {
@@ -76,7 +79,7 @@ export class RelayTransport {
     });
   }
 
-  /** Get ready to play the camera's sound, if it sends any and this page can; resolves with whether it will. */
+  /** Ready the camera's sound, if it sends any and the page can play it; resolves with whether it will. */
   async #startSound() {
     if (this.#audioInfo === null) return false;
     const { channels } = this.#audioInfo;
@@ -85,7 +88,8 @@ export class RelayTransport {
     if (this.#stopped || !playing) {
       audio.stop();
       if (!this.#stopped) {
-        console.info('peercam: no sound on the relay here: it needs WebCodecs and AudioWorklet (HTTPS or localhost)');
+        console.info('peercam: no sound on the relay here: it needs WebCodecs and AudioWorklet'
+          + ' (HTTPS or localhost)');
         this.carriesSound = false;
       }
       return false;
@@ -118,7 +122,8 @@ export class RelayTransport {
     // the sound's are counted here.
     const audio = this.#audio;
     if (audio === null) return null;
-    return { audio: { codec: 'opus', packets: audio.packets, packetsLost: audio.packetsLost, jitterMs: audio.jitterMs } };
+    const { packets, packetsLost, jitterMs } = audio;
+    return { audio: { codec: 'opus', packets, packetsLost, jitterMs } };
   }
 
   #receive(data) {

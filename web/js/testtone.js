@@ -56,7 +56,7 @@ export function tone(firstSample, count) {
     } else {
       const bit = Math.floor((at - CODE_START) / BIT_SECONDS);
       if (bit >= 0 && bit < CODE_BITS) {
-        if (bitsOf === null || bitsOf[0] !== beepNumber) bitsOf = [beepNumber, codeBits(beepNumber % 2 ** 32)];
+        if (bitsOf?.[0] !== beepNumber) bitsOf = [beepNumber, codeBits(beepNumber % 2 ** 32)];
         const frequency = bitsOf[1][bit] ? ONE_HZ : ZERO_HZ;
         value = CODE_LEVEL * Math.sin(2 * Math.PI * frequency * seconds);
       }
@@ -233,7 +233,9 @@ export class ToneReader {
     if (!count) return;
     this.#buffer.copyWithin(0, count, this.#length);
     this.#length -= count;
-    const kept = this.#arrivals.filter(([start]) => start - count > 0).map(([start, at]) => [start - count, at]);
+    const kept = this.#arrivals
+      .filter(([start]) => start - count > 0)
+      .map(([start, at]) => [start - count, at]);
     const before = this.#arrivals.filter(([start]) => start - count <= 0);
     this.#arrivals = (before.length ? [[0, before[before.length - 1][1]]] : []).concat(kept);
   }
