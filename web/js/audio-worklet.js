@@ -56,18 +56,15 @@ const REPORT_MS = 100;
  * waits until Buffer.START ms are buffered, then plays on; when the sound runs dry it plays
  * silence, waits for a larger buffer (+Buffer.STEP) and goes on. Sound left over in the
  * buffer for a whole window (the network got faster, or a burst came) is dropped down to
- * Buffer.KEEP, so that latency comes back down. Every REPORT_MS it posts {time, captureTimeMs,
- * bufferedMs, targetMs, underruns, droppedMs}: the context time of a block and the capture
- * time of its first sample (null: silence), which is the sound's latency once mapped to
- * the wall clock.
+ * Buffer.KEEP, so that latency comes back down. Every REPORT_MS it posts {time,
+ * captureTimeMs}: the context time of a block and the capture time of its first sample
+ * (null: silence), which is the sound's latency once mapped to the wall clock.
  */
 class RelayAudioPlayer extends AudioWorkletProcessor {
   #queue = []; // {channels, captureTimeMs, offset}, oldest first
   #queued = 0; // frames waiting
   #playing = false;
   #targetMs = Buffer.START;
-  #underruns = 0;
-  #droppedFrames = 0;
   #least = Infinity; // the least buffered (frames) in this window
   #windowStart = 0;
   #lastReport = -Infinity;
@@ -110,7 +107,6 @@ class RelayAudioPlayer extends AudioWorkletProcessor {
       }
       if (written < QUANTUM) { // ran dry: the rest of the block stays silent
         this.#playing = false;
-        this.#underruns += 1;
         this.#targetMs = Math.min(Buffer.MOST, this.#targetMs + Buffer.STEP);
       } else {
         this.#watchLevel();
@@ -118,14 +114,7 @@ class RelayAudioPlayer extends AudioWorkletProcessor {
     }
     if ((currentTime - this.#lastReport) * 1000 >= REPORT_MS) {
       this.#lastReport = currentTime;
-      this.port.postMessage({
-        time: currentTime,
-        captureTimeMs,
-        bufferedMs: (this.#queued / sampleRate) * 1000,
-        targetMs: this.#targetMs,
-        underruns: this.#underruns,
-        droppedMs: (this.#droppedFrames / sampleRate) * 1000,
-      });
+      this.port.postMessage({ time: currentTime, captureTimeMs });
     }
     return true;
   }
@@ -151,7 +140,6 @@ class RelayAudioPlayer extends AudioWorkletProcessor {
       chunk.offset += taken;
       count -= taken;
       this.#queued -= taken;
-      this.#droppedFrames += taken;
       if (chunk.offset === chunk.channels[0].length) this.#queue.shift();
     }
   }

@@ -42,13 +42,11 @@ async function askDecoder(channels) {
  * speakers (null while nothing plays): the clock the relay's pictures wait for.
  */
 export class RelayAudio {
-  packets = 0;
+  packets = 0; // decoded
   packetsLost = 0;
   jitterMs = null;
   /** Sound's capture to the speakers, now (ms), or null while it is silent or buffering. */
   latencyMs = null;
-  /** The player's last report: {bufferedMs, targetMs, underruns, droppedMs}. */
-  playout = null;
 
   #output;
   #channels;
@@ -97,11 +95,12 @@ export class RelayAudio {
       if (gap > 0 && gap < 2 ** 31) this.packetsLost += gap; // the server skipped some
     }
     this.#next = (frame.sequence + 1) >>> 0;
-    this.packets += 1;
     const transit = arrivedMs - frame.captureTimeMs;
-    if (this.#transit !== null) this.#jitter += (Math.abs(transit - this.#transit) - this.#jitter) / 16;
+    if (this.#transit !== null) {
+      this.#jitter += (Math.abs(transit - this.#transit) - this.#jitter) / 16;
+      this.jitterMs = this.#jitter;
+    }
     this.#transit = transit;
-    this.jitterMs = this.packets > 1 ? this.#jitter : null;
 
     if (this.#decoder !== null && this.#decoder.decodeQueueSize > MAX_WAITING) this.#closeDecoder();
     if (this.#decoder === null) this.#open(frame.height);
@@ -141,6 +140,7 @@ export class RelayAudio {
     }
     const durationMs = (data.numberOfFrames / data.sampleRate) * 1000;
     data.close();
+    this.packets += 1;
     // Lost packets leave a gap in time: silence fills it, so that the sound after it plays
     // as late as before (and the pictures that wait for it stay in step).
     const gapMs = this.#endMs === null ? 0 : captureTimeMs - this.#endMs;
@@ -156,9 +156,8 @@ export class RelayAudio {
     this.#node.port.postMessage({ channels, captureTimeMs }, channels.map((samples) => samples.buffer));
   }
 
-  #reported({ time, captureTimeMs, ...playout }) {
+  #reported({ time, captureTimeMs }) {
     if (this.#stopped) return;
-    this.playout = playout;
     if (captureTimeMs === null) {
       this.latencyMs = null;
       return;
