@@ -163,7 +163,8 @@ export class RelayAudio {
       return;
     }
     const latency = this.#output.heardTimeMs(time) - captureTimeMs;
-    // Smoothed: the pictures that wait for it should not jitter with the timer that reports it.
+    // Smoothed: the browser's account of when its output is heard wobbles by a few ms, and
+    // the pictures that wait for it need not.
     this.latencyMs = this.latencyMs === null ? latency
       : this.latencyMs + SMOOTHING * (latency - this.latencyMs);
   }
