@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import shutil
 import signal
 import subprocess
 import typing
+import urllib.request
 
 import av
 import numpy as np
@@ -188,6 +190,18 @@ async def test_stream_audio_survives_a_layer_switch(server, mode):
             await pictures_after(viewer, "480p")
             await sound_after(viewer)
             assert viewer.stats()["audio"]["packets_lost"] == 0
+            # The viewer tells the server about its sound too (its `stats`, every 2 s).
+            await asyncio.wait_for(reported_sound(server), 10)
+
+
+async def reported_sound(server: peercam.Server) -> None:
+    """Until /api/streams/lab shows a viewer whose stats count sound packets."""
+    def viewers() -> list[dict]:
+        with urllib.request.urlopen(f"{server.url}/api/streams/lab", timeout=2) as response:
+            return json.load(response)["viewers"]
+    while not any(((v.get("stats") or {}).get("audio") or {}).get("packets")
+                  for v in await asyncio.to_thread(viewers)):
+        await asyncio.sleep(0.2)
 
 
 def test_a_clip_plays_with_its_own_sound(tmp_path):
