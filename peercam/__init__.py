@@ -11,6 +11,11 @@ Receive a stream, P2P or through the server's relay alike::
             frame.video          # the same picture as a PyAV av.VideoFrame (for PyAV, aiortc)
         stream.stats()           # the figures `peercam view --json` prints
 
+    async with peercam.watch("http://host:8080", "lab") as stream:   # its sound, if it has any
+        async for sound in stream.audio():
+            sound.samples        # numpy int16 (n, channels), 20 ms at sound.sample_rate (48000)
+            sound.capture_time   # the camera's clock (Unix seconds), or None
+
     for frame in peercam.watch_sync("http://host:8080", "lab"):   # without asyncio
         ...
 
@@ -48,6 +53,7 @@ from peercam.peers.camera.camera import Camera, CameraError
 from peercam.peers.camera.layers import LayerError
 from peercam.peers.camera.sources import SourceError
 from peercam.peers.ice import IceOptions, IceTransport
+from peercam.peers.viewer.audioframe import AudioFrame
 from peercam.peers.viewer.frame import Frame
 from peercam.peers.viewer.viewer import ChatLine, EventKind, Mode, Viewer, ViewerError, ViewerEvent
 from peercam.peers.viewer.watch import watch, watch_sync
@@ -63,6 +69,7 @@ from peercam.signaling.settings.limits import Limits
 from peercam.signaling.settings.turn import TurnConfig
 
 __all__ = [
+    "AudioFrame",
     "Camera",
     "CameraError",
     "ChatLine",

@@ -127,7 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
     camera.add_argument("--name", default="", help="display name (stream list, chat)")
     camera.add_argument("--chat-log", metavar="FILE", help="append every chat message to FILE as JSON lines")
     camera.add_argument("--record", metavar="DIR",
-                        help="also record the top layer here, from this camera's own encoder")
+                        help="also record the top layer (and the sound) here, from this camera's encoders")
     _add_recording_options(camera)
 
     view = commands.add_parser("view", help="watch a stream, measure it, record or show it")
@@ -136,7 +136,8 @@ def _build_parser() -> argparse.ArgumentParser:
     view.add_argument("--warmup", type=float, default=0.0,
                       help="leave the first S seconds after the first frame out of the figures")
     view.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
-    view.add_argument("--record", metavar="FILE", help="record to an .mp4 or .mkv file")
+    view.add_argument("--record", metavar="FILE",
+                      help="record to an .mp4 or .mkv file (H.264, and Opus for the sound)")
     view.add_argument("--name", default="", help="display name (chat, the stream's viewer list)")
     view.add_argument("--chat", action="store_true",
                       help="print chat on stdout; each line typed on stdin is sent")
@@ -158,6 +159,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="P2P not connected within this (s) counts as failed")
     view.add_argument("--p2p-retry", type=float, default=30.0,
                       help="in auto mode on the relay, try P2P again this often (s)")
+    view.add_argument("--no-audio", action="store_true",
+                      help="receive no sound: P2P offers none and the relay is not asked for it")
 
     demo = commands.add_parser("demo", help="server and test-pattern camera in one command")
     demo.add_argument("--host", default="127.0.0.1")
@@ -453,6 +456,7 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         relay_format=args.relay_format,
         connect_timeout=args.connect_timeout,
         p2p_retry=args.p2p_retry,
+        audio=not args.no_audio,
         ice=_ice_options(args, ice_servers),
         name=args.name,
         token=args.token,

@@ -26,6 +26,7 @@ from .conftest import LOOPBACK, free_port, get_json, wait_until
 from .support.chromium import CONTEXT_OPTIONS
 from .test_auth import admin_request
 from .test_chat import chat_lines
+from .test_relay_audio import RelayListener, assert_continuous, until
 from .test_relay_bounds import LAYERS as RELAY_LAYERS
 from .test_relay_bounds import FakeCamera, Viewer, jpeg_frame
 from .test_websocket import INFO
@@ -548,3 +549,37 @@ async def test_jpeg_renditions_read_on_two_instances_stay_within_the_cap_and_eve
     jpeg_counts = [len(demand["jpeg"]) for demand in cam.demands]
     assert max(jpeg_counts) <= MAX_JPEG_RENDITIONS, jpeg_counts
     assert not cam.errors, cam.errors
+
+
+def test_a_cameras_sound_crosses_instances_to_the_readers_that_listen_and_only_while_they_do(
+        redis_server, lab):
+    """A camera with the test tone on instance a, relay readers on b: the one that asks for
+    sound gets every Opus packet through Redis; the camera sends its sound only while it
+    listens; the one that did not ask gets pictures only."""
+    a, b = start_instances(lab, redis_server, 2)
+    cam = camera(lab, [a], "loud")
+    wait_until(lambda: stream_on(b, "loud").get("live"), 15, "instance b to list the camera")
+    assert stream_on(b, "loud")["audio"]["codec"] == "opus"
+    port_b = int(b.rsplit(":", 1)[1])
+
+    def relay_lines() -> list[str]:
+        return [line.split(" relay: ", 1)[1] for line in cam.log().splitlines() if " relay: " in line]
+
+    async def listen() -> tuple[RelayListener, RelayListener]:
+        async with aiohttp.ClientSession() as session:
+            deaf = await RelayListener.watch(session, port_b, "loud", audio=False)
+            await until(lambda: len(deaf.pictures) > 10, 20, "pictures through Redis")
+            assert not any("Opus" in line for line in relay_lines()), relay_lines()
+            ear = await RelayListener.watch(session, port_b, "loud")
+            await until(lambda: len(ear.packets) >= 100, 20, "2 s of sound through Redis")
+            assert relay_lines()[-1] == "480p encoded, Opus"
+            await ear.ws.close()
+            await until(lambda: relay_lines()[-1] == "480p encoded", 10, "the camera to stop its sound")
+            seen = len(deaf.pictures)
+            await until(lambda: len(deaf.pictures) > seen + 10, 10, "pictures after the sound stopped")
+            await deaf.ws.close()
+            return deaf, ear
+
+    deaf, ear = asyncio.run(listen())
+    assert_continuous(ear.packets)
+    assert not deaf.packets

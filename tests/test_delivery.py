@@ -128,7 +128,7 @@ async def run_steps(case: dict, p2p_retry_ms: int) -> list[dict]:
     made: list[FakeTransport] = []
     events: dict[str, list] = {key: [] for key in EVENTS}
 
-    def make(mode, on_frame, on_failure):
+    def make(mode, on_frame, on_audio, on_failure):
         made.append(FakeTransport(mode, on_frame, on_failure, events["started"]))
         return made[-1]
 

@@ -61,6 +61,9 @@ def test_metrics_parse_and_show_streams_viewers_relay_and_errors(lab):
         pytest.approx(sum(latency_s) / len(latency_s)), reported
     assert value(metrics["peercam_relay_frames_sent"], sample="peercam_relay_frames_sent_total") > 30
     assert value(metrics["peercam_relay_sent_bytes"], sample="peercam_relay_sent_bytes_total") > 100_000
+    # The relay viewer listens to the camera's test tone too: 50 packets a second.
+    assert value(metrics["peercam_relay_audio_packets_sent"],
+                 sample="peercam_relay_audio_packets_sent_total") > 50
     assert value(metrics["peercam_signaling_messages"], type="watch",
                  sample="peercam_signaling_messages_total") == 2
     assert value(metrics["peercam_signaling_messages"], type="stats",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import statistics
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +16,7 @@ from pathlib import Path
 import av
 import pytest
 from peercam.peers.testpattern import Stamp, read_stamp
+from peercam.peers.testtone import ToneReader
 from peercam.peers.viewer.frame import luma_plane
 from peercam.signaling.edge.auth import make_token
 
@@ -41,6 +44,49 @@ def recorded(path: Path) -> tuple[list[Stamp], bool]:
             assert stamp is not None, f"a frame of {path.name} without a readable stamp: corrupt"
             stamps.append(stamp)
     return stamps, bool(first_key)
+
+
+def tracks(path: Path) -> dict[str, tuple[float, float] | None]:
+    """A segment's tracks by codec, each with its span from ffprobe's packets: (start, end) in
+    seconds, the end being its last packet's start plus its usual step (None: no packet)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                          "stream=index,codec_name:packet=stream_index,pts_time", "-of", "json", str(path)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    probed = json.loads(out)
+    spans = {}
+    for stream in probed["streams"]:
+        times = sorted(float(packet["pts_time"]) for packet in probed["packets"]
+                       if packet["stream_index"] == stream["index"])
+        steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        spans[stream["codec_name"]] = (times[0], times[-1] + (statistics.median(steps) if steps else 0)
+                                       ) if times else None
+    return spans
+
+
+def assert_sound_in_sync(path: Path, video_codec: str) -> None:
+    """The segment has the camera's sound beside its picture: an Opus track as long as the
+    video within 100 ms (ffprobe), and in step with it: the test tone's beeps (decoded) sound
+    where the test pattern's stamps say they were captured, within 30 ms."""
+    spans = tracks(path)
+    assert set(spans) == {video_codec, "opus"}, (path.name, spans)
+    video_start, video_end = spans[video_codec]
+    if spans["opus"] is None:  # a segment cut within a packet's time of its start
+        assert video_end - video_start <= 0.1, (path.name, spans)
+        return
+    audio_start, audio_end = spans["opus"]
+    assert abs(audio_start - video_start) <= 0.1 and abs(audio_end - video_end) <= 0.1, (path.name, spans)
+    with av.open(str(path)) as container:
+        # The file's time (s) to the camera's clock, from the pattern's stamps.
+        offset = statistics.median(read_stamp(luma_plane(frame)).time_ms / 1000 - float(frame.time)
+                                   for frame in container.decode(video=0))
+    reader, offsets = ToneReader(), []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            beeps = reader.feed(frame.to_ndarray().reshape(-1), float(frame.time) + offset)
+            offsets += [(beep.heard_time - beep.capture_time) * 1000 for beep in beeps]
+    # A beep every half second (the segment's edges may cut one off).
+    assert len(offsets) >= 2 * (video_end - video_start) - 2, (path.name, offsets)
+    assert all(abs(o) <= 30 for o in offsets), (path.name, offsets)
 
 
 def closed_segments(log: str) -> dict[str, int]:
@@ -100,6 +146,7 @@ def test_a_recorded_stream_is_kept_in_segments_that_decode_in_full(lab, tmp_path
         assert starts_on_keyframe, path.name
         assert ffprobe_frames(path) == len(stamps) == written[path.name] > 0, path.name
         assert entry["size"] == path.stat().st_size
+        assert_sound_in_sync(path, codec)  # the camera's test tone, in the same segments
         span = (stamps[-1].time_ms - stamps[0].time_ms) / 1000
         assert span <= entry["duration"] <= span + 0.2, (entry, span)
         if entry is not listed[-1]:
@@ -184,7 +231,7 @@ def test_a_killed_camera_resumes_in_a_new_segment_and_the_gap_is_its_downtime(la
     received = wait_until(caught_up, 10, "the recorder to write what the camera sent")
     first.kill(signal.SIGKILL)
     wait_until(lambda: not (lab.api("/api/streams/cam") or {}).get("live"), 10, "the camera to be gone")
-    second = lab.start_camera("cam")
+    second = lab.start_camera("cam", "--audio", "none")  # recorded as before there was sound
     wait_until(lambda: len(segments(lab)) == 2 and segments(lab)[-1]["size"] > 200_000, 20,
                "recording the second camera")
     # The second camera encodes its top layer for the recorder alone: each frame it encoded
@@ -199,6 +246,7 @@ def test_a_killed_camera_resumes_in_a_new_segment_and_the_gap_is_its_downtime(la
     # keyframe on: what is missing is the time no camera was there, and no more.
     assert len(before) == closed_segments(server.log())[paths[0].name] == received
     assert len(after) >= encoded > 0
+    assert set(tracks(paths[0])) == {"vp8", "opus"} and set(tracks(paths[1])) == {"vp8"}
 
 
 def test_retention_by_size_deletes_the_oldest_segments_first(lab, tmp_path):
@@ -300,10 +348,11 @@ def test_an_unwritable_directory_stops_recording_with_the_reason_while_the_strea
     assert 'peercam_recording_errors_total{stream="cam"} 1.0' in metrics
 
 
-def test_a_camera_records_its_own_encoder_in_the_same_segments(lab, tmp_path):
+@pytest.mark.parametrize("codec,extension", [("vp8", "webm"), ("h264", "mp4")])
+def test_a_camera_records_its_own_encoder_in_the_same_segments(lab, tmp_path, codec, extension):
     directory = tmp_path / "local"
     lab.start_server()
-    camera = lab.start_camera("cam", "--record", str(directory), "--record-segment", "2")
+    camera = lab.start_camera("cam", "--record", str(directory), "--record-segment", "2", "--codec", codec)
     wait_until(lambda: (directory / "cam").is_dir() and len(list((directory / "cam").iterdir())) >= 3, 20,
                "two closed segments on the camera")
     camera.kill(signal.SIGINT)
@@ -312,7 +361,8 @@ def test_a_camera_records_its_own_encoder_in_the_same_segments(lab, tmp_path):
     numbers = []
     for path in files(directory):
         stamps, starts_on_keyframe = recorded(path)
-        assert path.suffix == ".webm" and starts_on_keyframe, path.name
+        assert path.suffix == f".{extension}" and starts_on_keyframe, path.name
         assert ffprobe_frames(path) == len(stamps) == written[path.name] > 0, path.name
+        assert_sound_in_sync(path, codec)  # its own test tone, from its own encoder
         numbers += [s.frame for s in stamps]
     assert numbers == sorted(set(numbers))

@@ -150,8 +150,9 @@ class FakeInstance:
     def _deliver(self, node: str, stream: str, to: str, message) -> None:
         self.delivered.append((node, stream, to, message))
 
-    def _ask_relay(self, node: str, stream: str, jpeg: list[JpegRendition], encoded: list[str]) -> None:
-        self.asked.append((node, stream, jpeg, encoded))
+    def _ask_relay(self, node: str, stream: str, jpeg: list[JpegRendition], encoded: list[str],
+                   audio: bool) -> None:
+        self.asked.append((node, stream, jpeg, encoded, audio))
 
 
 class FakeClock:
@@ -549,10 +550,10 @@ async def test_relay_readers_here_read_a_camera_of_another_instance():
     viewer = watch(registry, "v1")
     viewer.take()
     registry.set_relay(viewer, True)
-    assert elsewhere.asked == [("n2", "lab", [TOP], [])]
+    assert elsewhere.asked == [("n2", "lab", [TOP], [], False)]
     assert viewer.take() == [LayerChanged(layer="480p", width=640, height=480, jpeg_quality=80)]
     registry.set_remote_demand("lab", "n3", [JpegRendition("480p", 60)], [])  # the camera's instance's
-    assert elsewhere.asked == [("n2", "lab", [TOP], [])]
+    assert elsewhere.asked == [("n2", "lab", [TOP], [], False)]
 
     frame = jpeg_relay_frame(1, jpeg_quality=80)
     registry.relay_from_elsewhere("lab", frame)
@@ -568,7 +569,7 @@ async def test_relay_readers_here_read_a_camera_of_another_instance():
     assert (moved.layer, moved.jpeg_quality) == ("480p", 50) and "nearest" in moved.reason
 
     registry.remove(viewer)
-    assert elsewhere.asked[-1] == ("n2", "lab", [], [])
+    assert elsewhere.asked[-1] == ("n2", "lab", [], [], False)
 
 
 def test_relay_readers_of_another_instance_read_a_camera_here():

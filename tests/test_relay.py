@@ -27,8 +27,8 @@ from peercam.signaling.relay.renditions import SHARED_CAP_REASON
 from peercam.signaling.relay.slots import MAX_QUEUED_FRAMES
 from peercam.signaling.relay.totals import RelayTotals
 
-from peercam.shared.protocol import JpegRendition, LayerInfo
-from peercam.shared.relayframe import RelayFrameHeader, parse_relay_frame
+from peercam.shared.protocol import AudioInfo, JpegRendition, LayerInfo
+from peercam.shared.relayframe import AUDIO_VERSION, RelayFrameHeader, parse_relay_frame
 
 from .conftest import assert_plays, get_json, wait_until
 
@@ -39,7 +39,7 @@ class RawRelayViewer:
     buffer makes the server see at once that it stopped (but slows it down for good)."""
 
     def __init__(self, port: int, stream: str, format: str = "jpeg", quality: str = "auto",
-                 small_buffer: bool = True) -> None:
+                 small_buffer: bool = True, audio: bool = False) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         if small_buffer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -48,7 +48,7 @@ class RawRelayViewer:
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
         for message in ({"type": "watch", "stream": stream, "quality": quality},
-                        {"type": "relay", "enabled": True, "format": format}):
+                        {"type": "relay", "enabled": True, "format": format, "audio": audio}):
             self._send_text(json.dumps(message).encode())
         self._buffer = b""
         self._upgraded = False
@@ -156,8 +156,9 @@ def test_camera_sends_relay_frames_only_while_someone_reads_them(lab):
     wait_until(lambda: any("JPEG q" in line for line in relay_lines()) and relay_lines()[-1] == "stopped", 5,
                "the camera to encode JPEG for the relay viewer, then stop")
     lab.start_viewer("test", "--mode", "relay", "--duration", "1").summary(timeout=30)
-    wait_until(lambda: relay_lines()[-2:] == ["480p encoded", "stopped"], 5,
-               "the camera to send its encoded frames to the relay viewer, then stop")
+    # The viewer asks for the camera's sound too (the tone): Opus packets while it reads.
+    wait_until(lambda: relay_lines()[-2:] == ["480p encoded, Opus", "stopped"], 5,
+               "the camera to send its encoded frames and sound to the relay viewer, then stop")
     assert not any("JPEG" in line for line in relay_lines()[-2:])
 
 
@@ -286,6 +287,7 @@ class Camera:
     def __init__(self) -> None:
         self.clock = Clock()  # the hub's too
         self.demand: tuple[list, list[str]] = ([], [])
+        self.audio_demand = False
         self.keyframe_requests: list[tuple[str, bool]] = []
         self.asked_at: list[float] = []  # when each request came, on the hub's clock
         self.sequence = {0: 0, 1: 0}
@@ -312,10 +314,12 @@ def jpeg_frame(layer: LayerInfo, jpeg_quality: int, index: int = 0, sequence: in
                             jpeg_quality, layer=index).pack(picture.tobytes())
 
 
-def make_hub(camera: Camera) -> RelayHub:
-    hub = RelayHub(lambda jpeg, encoded: setattr(camera, "demand", (jpeg, encoded)), RelayTotals(),
-                   on_keyframe=camera.ask_keyframe, clock=camera.clock)
-    hub.camera_arrived(LAYERS, 80)
+def make_hub(camera: Camera, audio: AudioInfo | None = None) -> RelayHub:
+    def demand(jpeg: list, encoded: list[str], audio: bool) -> None:
+        camera.demand, camera.audio_demand = (jpeg, encoded), audio
+
+    hub = RelayHub(demand, RelayTotals(), on_keyframe=camera.ask_keyframe, clock=camera.clock)
+    hub.camera_arrived(LAYERS, 80, audio)
     return hub
 
 
@@ -598,9 +602,10 @@ def test_encoded_relay_viewers_get_every_frame_at_about_the_p2p_bitrate_beside_j
 
 
 def test_an_encoded_reader_that_stops_reading_resumes_at_a_keyframe_with_whole_pictures(lab):
+    """It listens to the camera's sound too: pictures are dropped to catch up, its sound never."""
     server = lab.start_server()
     lab.start_camera()
-    reader = RawRelayViewer(lab.port, "test", "encoded", quality="480p", small_buffer=False)
+    reader = RawRelayViewer(lab.port, "test", "encoded", quality="480p", small_buffer=False, audio=True)
     try:
         frames = reader.read_frames(seconds=1)
         assert frames, "no encoded relay frame within 1 s"
@@ -610,8 +615,15 @@ def test_an_encoded_reader_that_stops_reading_resumes_at_a_keyframe_with_whole_p
             rss_most = max(rss_most, server_rss_kb(server.proc.pid))
             time.sleep(0.2)
         frames += reader.read_frames(seconds=3)
+        relay = get_json(f"{lab.url}/api/streams/test")["relay"]
     finally:
         reader.close()
+    sound = [parse_relay_frame(data)[0] for _, data in frames if data[0] == AUDIO_VERSION]
+    frames = [(arrived, data) for arrived, data in frames if data[0] != AUDIO_VERSION]
+    # Every packet of sound, before, during and after the stall: none lost, none dropped.
+    assert [h.sequence for h in sound] == list(range(sound[0].sequence, sound[0].sequence + len(sound)))
+    assert sound[-1].capture_time_us - sound[0].capture_time_us > 7_000_000, "sound all along"
+    assert relay["audio_packets_dropped"] == 0 and relay["frames_skipped"] > 0, relay
     headers = [parse_relay_frame(data)[0] for _, data in frames]
     assert headers[0].keyframe and all(h.codec == "vp8" and h.layer == 0 for h in headers)
     gaps = [i for i in range(1, len(headers)) if headers[i].sequence != headers[i - 1].sequence + 1]

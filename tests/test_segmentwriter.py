@@ -10,13 +10,17 @@ from pathlib import Path
 
 import cv2
 import pytest
+from peercam.peers.camera.audiopipeline import OpusEncoder
+from peercam.peers.camera.audiosources import CHUNK, CapturedAudio
 from peercam.peers.camera.encoder import VideoEncoder
 from peercam.peers.testpattern import Stamp, TestPattern
+from peercam.peers.testtone import tone
 
 from peercam.shared.segmentwriter import (
     KEYFRAME_GRACE,
     KEYFRAME_PATIENCE,
     SegmentWriter,
+    opus_samples,
     segment_order,
     segment_start,
 )
@@ -161,3 +165,63 @@ def test_a_segment_is_cut_at_its_size_bound_and_starts_at_most_once_a_second(tmp
     assert writer.segments == len(files) <= 3 + 1, [f.name for f in files]
     assert all(f.stat().st_size <= 50_000 + 4096 for f in files)
     assert writer.frames_dropped > 250 and writer.error is None
+
+
+def opus_packets(first_us: int, seconds: float) -> list[tuple[int, bytes]]:
+    """The test tone from ``first_us`` (Unix microseconds), in real Opus packets with their
+    capture times, as the camera's encoder makes them."""
+    encoder = OpusEncoder(1, 48000)
+    packets = []
+    first_sample = first_us * 48 // 1000
+    for n in range(round(seconds * 50)):
+        chunk = CapturedAudio(tone(first_sample + n * CHUNK, CHUNK).reshape(-1, 1), first_us / 1e6 + n * 0.02)
+        packets += [(round(capture * 1e6), bytes(packet)) for packet, capture in encoder.encode(chunk)]
+    return packets
+
+
+def audio_span(path: Path) -> tuple[float, float]:
+    """A segment's Opus track (of 20 ms packets): its first packet's time and its end (ffprobe)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                          "packet=pts_time", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, timeout=60).stdout.split()
+    return float(out[0]), float(out[-1]) + 0.02
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_sound_goes_into_each_segment_from_its_first_keyframe_on(tmp_path, codec):
+    """Video that arrives 60 ms after the sound captured with it (its encoder is slower): each
+    segment's sound starts at its first keyframe (the packets that came before it included),
+    and sound captured before the first keyframe is in no segment."""
+    clock = CaptureClock()
+    writer = SegmentWriter(tmp_path, "cam", codec, segment_seconds=2, clock=clock, audio_channels=1)
+    video_first_us = 1_700_000_000_000_000
+    sound = opus_packets(video_first_us - 500_000, 5.5)
+    pattern, encoder = TestPattern(320, 240), VideoEncoder(codec, 320, 240, FPS, 500_000)
+    frames = []  # (arrival, capture time in us, keyframe, data)
+    for n in range(150):  # 5 s; keyframes at 0 and 70 (2.31 s)
+        capture_us = video_first_us + n * 33_000
+        image = cv2.cvtColor(pattern.render(Stamp(capture_us // 1000, n)), cv2.COLOR_BGR2YUV_I420)
+        frames += [(capture_us + 60_000, capture_us, packet.is_keyframe, bytes(packet))
+                   for packet in encoder.encode(image, n * 3000, n in (0, 70))]
+    arrivals = [(arrival, 1, item) for arrival, *item in frames]
+    arrivals += [(capture_us + 20_000, 0, (capture_us, packet)) for capture_us, packet in sound]
+    for arrival, is_video, item in sorted(arrivals, key=lambda a: a[:2]):
+        clock.now = (arrival - video_first_us) / 1e6
+        if is_video:
+            capture_us, keyframe, data = item
+            writer.write(data, keyframe, capture_us, 320, 240)
+        else:
+            writer.write_audio(item[1], item[0])
+    writer.close()
+    first, second = sorted((tmp_path / "cam").iterdir(), key=segment_order)
+    assert [ffprobe_frames(first), ffprobe_frames(second)] == [70, 80]
+    for path, frames_in in ((first, 70), (second, 80)):
+        start, end = audio_span(path)
+        assert 0 <= start < 0.02, (path.name, start)  # from the packet captured with its keyframe
+        assert abs(end - frames_in * 0.033) < 0.1, (path.name, end)
+    # The half second before the first keyframe went nowhere; none was lost after it (the
+    # second segment's first packets are in the first too: captured before its end arrived).
+    before = sum(1 for capture_us, _ in sound if capture_us < video_first_us)
+    assert before >= 25 and writer.audio_packets_dropped == 0
+    assert writer.audio_packets_written >= len(sound) - before
+    assert opus_samples(sound[0][1]) == 960

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from peercam.shared.relayframe import JPEG_VERSION
+
 from .conftest import CONTEXT_OPTIONS, get_json, wait_until
 
 #: The test pattern at 1280x720: layers 720p, 480p and 360p (--layers auto).
@@ -52,8 +54,8 @@ RECORD_FRAMES = """async () => {
 def open_player(browser, lab):
     """open_player(stream, query) -> a player page in a fresh browser context.
 
-    Each page records the server's `error` replies in `page.server_errors`, the relay
-    frames' JPEG qualities (header byte 2) in `page.relay_qualities`, the messages it sent
+    Each page records the server's `error` replies in `page.server_errors`, the JPEG relay
+    frames' qualities (header byte 2) in `page.relay_qualities`, the messages it sent
     in `page.sent` and its console warnings in `page.warnings`; JavaScript errors fail
     the test.
     """
@@ -79,7 +81,8 @@ def open_player(browser, lab):
 
 def _note(page, data) -> None:
     if isinstance(data, bytes):
-        page.relay_qualities.append(data[2])
+        if data[0] == JPEG_VERSION:  # a picture's: the sound's frames carry their codec there
+            page.relay_qualities.append(data[2])
     elif json.loads(data).get("type") == "error":
         page.server_errors.append(json.loads(data))
 

@@ -37,9 +37,11 @@ def play_and_seek_a_closed_segment(page, lab, query: str = "") -> None:
     live_frames = decoded_frames(page)
 
     row.locator("button").click()
+    # It plays, with the camera's sound (the test tone) decoded beside the picture.
     page.wait_for_function(
         "(() => { const v = document.getElementById('recording-video');"
-        " return !v.error && v.readyState >= 2 && v.currentTime > 0.3; })()", timeout=15_000)
+        " return !v.error && v.readyState >= 2 && v.currentTime > 0.3"
+        " && v.webkitAudioDecodedByteCount > 0; })()", timeout=15_000)
     video = page.evaluate("(() => { const v = document.getElementById('recording-video');"
                           " return {src: v.src, width: v.videoWidth, height: v.videoHeight}; })()")
     assert video["src"].split("?")[0].endswith(f"/recordings/cam/{file}"), video

@@ -1,6 +1,11 @@
-"""Writes one stream's encoded video into segment files, as it is: no decoding, no encoding.
+"""Writes one stream's encoded video (and sound) into segment files, as it is: no decoding,
+no encoding.
 
-VP8 goes into WebM, H.264 (Annex B, SPS/PPS with each keyframe) into fragmented MP4.
+VP8 goes into WebM, H.264 (Annex B, SPS/PPS with each keyframe) into fragmented MP4; the
+camera's Opus packets, when it has sound, go beside them into the same file (WebM: VP8 +
+Opus; MP4: H.264 + Opus, which FFmpeg's MP4 muxer takes since 4.3). Both tracks are timed
+from their capture times, on the camera's one clock, from the segment's first video frame:
+they play in sync. Sound captured before a segment's first keyframe is not in it.
 Both are written a second at a time (a WebM cluster, an MP4 fragment) and flushed to
 the file as they go, so a segment cut short by a crash plays up to its last second.
 Each segment starts on a keyframe and is named after its start, in UTC:
@@ -8,7 +13,8 @@ Each segment starts on a keyframe and is named after its start, in UTC:
 
 The server records its relay's frames with it (signaling/recording/recordings.py); the camera
 its own encoder's (``peercam camera --record``). Frames go to a thread of the writer's
-own, so muxing and disk writes never hold up the caller. A frame that cannot be
+own, so muxing and disk writes never hold up the caller (the camera's video and sound
+come from two threads: a lock keeps their queueing in order). A frame that cannot be
 written (a full disk, a directory that went away) stops the writer with the reason in
 ``error``; what is already written stays playable.
 
@@ -30,6 +36,7 @@ import re
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -62,6 +69,13 @@ KEYFRAME_GRACE = 3.0
 #: a camera that ignores keyframe requests records nothing, rather than dropping forever.
 KEYFRAME_PATIENCE = 10.0
 _TIME_BASE = Fraction(1, 1000)
+#: Opus is timed in samples at 48 kHz.
+AUDIO_SAMPLE_RATE = 48000
+_AUDIO_TIME_BASE = Fraction(1, AUDIO_SAMPLE_RATE)
+#: Opus packets kept back in case a segment starts after them: a keyframe that takes longer
+#: to encode than sound (tens of ms) arrives after the packets captured with it, which go
+#: into its segment too (half a second of 20 ms packets).
+HELD_AUDIO_PACKETS = 25
 SEGMENT_NAME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d)(?:-(\d+))?\.(webm|mp4)")
 
 
@@ -105,6 +119,30 @@ class _Frame:
     new_segment: bool
 
 
+@dataclass
+class _Audio:
+    data: bytes  # one Opus packet
+    capture_time_us: int  # of its first sample
+
+
+def opus_samples(packet: bytes) -> int:
+    """How many 48 kHz samples an Opus packet holds, from its TOC byte (RFC 6716, 3.1)."""
+    if not packet:
+        return 0
+    config, code = packet[0] >> 3, packet[0] & 3
+    if config < 12:  # SILK: 10, 20, 40, 60 ms
+        frame = (480, 960, 1920, 2880)[config % 4]
+    elif config < 16:  # hybrid: 10, 20 ms
+        frame = (480, 960)[config % 2]
+    else:  # CELT: 2.5, 5, 10, 20 ms
+        frame = (120, 240, 480, 960)[config % 4]
+    if code == 0:
+        return frame
+    if code in (1, 2):
+        return 2 * frame
+    return frame * (packet[1] & 0x3F if len(packet) > 1 else 0)
+
+
 class SegmentWriter:
     """One stream's segments in ``directory/stream``: a new one every ``segment_seconds``
     (at the first keyframe after, which ``request_keyframe`` asks for), and whenever the
@@ -114,17 +152,25 @@ class SegmentWriter:
     that comes back gets a new writer (``last_start``: when the previous one last started
     a segment), so a gap in the video is a gap between files.
 
-    ``write``, ``gap`` and ``request_keyframe`` belong to one thread (the caller's);
-    ``close`` waits for every queued frame to be written.
+    With ``audio_channels`` (1 or 2) each segment has an Opus track too, fed by
+    ``write_audio``: packets from the segment's first video frame on (by capture time), a
+    gap in the video leaving the sound alone.
+
+    ``write``, ``write_audio`` and ``gap`` may come from different threads (a lock orders
+    them); ``request_keyframe`` is called from them. ``close`` waits for every queued frame
+    to be written.
     """
 
     def __init__(self, directory: Path, stream: str, codec: str, segment_seconds: float = 60.0,
                  request_keyframe: Callable[[], None] | None = None,
                  on_segment: Callable[[Path], None] | None = None,
                  max_segment_bytes: int = MAX_SEGMENT_BYTES, last_start: float = -MIN_SEGMENT_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, audio_channels: int | None = None) -> None:
         if codec not in CONTAINERS:
             raise ValueError(f"cannot record {codec!r}: use vp8 or h264")
+        if audio_channels not in (None, 1, 2):
+            raise ValueError(f"cannot record Opus of {audio_channels} channels: use 1 or 2")
+        self.audio_channels = audio_channels
         self.directory = Path(directory) / stream
         self.stream = stream
         self.codec = codec
@@ -134,6 +180,8 @@ class SegmentWriter:
         #: Called on the writer's thread with each segment it closes.
         self._on_segment = on_segment
         self._clock = clock
+        self._lock = threading.Lock()
+        self._closed = False
         # The caller's side: the current segment (if one is open) and what it holds.
         self._in_segment = False
         self._segment_began = 0  # capture time (us) of its first frame
@@ -149,6 +197,7 @@ class SegmentWriter:
         self._waiting_dropped = 0  # frames dropped in the current wait
         self._queued_bytes = 0  # given to the queue (the caller's count)
         self._taken_bytes = 0  # taken off it (the thread's count)
+        self._recent_audio: deque[_Audio] = deque(maxlen=HELD_AUDIO_PACKETS)
         # Shared figures (written by one side, read by anyone).
         self.bytes_written = 0
         self.segments = 0  # segments opened
@@ -157,19 +206,53 @@ class SegmentWriter:
         #: not start yet, or a frame was larger than a segment may be. Each is followed by
         #: waiting for a keyframe.
         self.frames_dropped = 0
+        #: Opus packets written (packets captured before a segment's first keyframe are not
+        #: meant to be, and are not counted as dropped).
+        self.audio_packets_written = 0
+        self._audio_refused = 0  # the queue was full (the caller's count)
+        self._audio_late = 0  # out of order, or before any segment (the thread's count)
         self.error: str | None = None
         self._broken = False  # the thread's disk failed: it writes nothing more
         self.current: Path | None = None
         self._segment_frames = 0  # written into the current segment
-        self._queue: queue.Queue[_Frame | _Cut | None] = queue.Queue()
+        self._segment_audio = 0
+        self._queue: queue.Queue[_Frame | _Audio | _Cut | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"record-{stream}", daemon=True)
         self._thread.start()
+
+    @property
+    def audio_packets_dropped(self) -> int:
+        """Opus packets never written: the queue was full, or they came out of order."""
+        return self._audio_refused + self._audio_late
 
     # The caller's side ------------------------------------------------------------
 
     def write(self, data: bytes, keyframe: bool, capture_time_us: int, width: int, height: int) -> None:
         """Queue one encoded frame; frames must come in decoding order."""
-        if self.error is not None:
+        with self._lock:
+            self._write(data, keyframe, capture_time_us, width, height)
+
+    def write_audio(self, data: bytes, capture_time_us: int) -> None:
+        """Queue one Opus packet (``capture_time_us``: its first sample's) for the segment open
+        now, if it began at or before that time; packets come in capture order."""
+        with self._lock:
+            if self.error is not None or self._closed or self.audio_channels is None:
+                return
+            packet = _Audio(data, capture_time_us)
+            self._recent_audio.append(packet)
+            if self._in_segment and capture_time_us >= self._segment_began:
+                self._queue_audio(packet)
+
+    def _queue_audio(self, packet: _Audio) -> None:
+        if self._queued_bytes - self._taken_bytes + len(packet.data) > MAX_QUEUED_BYTES:
+            self._audio_refused += 1  # the disk cannot keep up
+            return
+        self.segment_bytes += len(packet.data)
+        self._queued_bytes += len(packet.data)
+        self._queue.put(packet)
+
+    def _write(self, data: bytes, keyframe: bool, capture_time_us: int, width: int, height: int) -> None:
+        if self.error is not None or self._closed:
             return
         now, size = self._clock(), (width, height)
         if self._in_segment and self._must_end(len(data), keyframe, capture_time_us, size, now):
@@ -195,6 +278,9 @@ class SegmentWriter:
         self.segment_bytes += len(data)
         self._queued_bytes += len(data)
         self._queue.put(_Frame(data, keyframe, capture_time_us, width, height, new_segment))
+        if new_segment:  # the sound captured with this keyframe, if it came before it
+            for packet in [p for p in self._recent_audio if p.capture_time_us >= capture_time_us]:
+                self._queue_audio(packet)
 
     def _must_end(self, length: int, keyframe: bool, capture_time_us: int, size: tuple[int, int],
                   now: float) -> bool:
@@ -236,12 +322,16 @@ class SegmentWriter:
 
     def gap(self) -> None:
         """Frames went missing before the next one: wait for a keyframe (the segment goes on)."""
-        self._wait_for_keyframe = True
-        self._ask_keyframe()
+        with self._lock:
+            self._wait_for_keyframe = True
+            self._ask_keyframe()
 
     def close(self) -> None:
-        """Write what is queued, close the segment, and stop the thread (blocks until done)."""
-        self._queue.put(None)
+        """Write what is queued, close the segment, and stop the thread (blocks until done);
+        what comes after is not written."""
+        with self._lock:
+            self._closed = True
+            self._queue.put(None)
         self._thread.join()
 
     def _ask_keyframe(self) -> None:
@@ -252,8 +342,8 @@ class SegmentWriter:
 
     def _run(self) -> None:
         container: av.container.OutputContainer | None = None
-        stream = None
-        first_us, last_pts = 0, -1
+        stream = audio = None
+        first_us, last_pts, last_audio_pts = 0, -1, -1
         while True:
             item = self._queue.get()
             try:
@@ -266,10 +356,27 @@ class SegmentWriter:
                 self._taken_bytes += len(item.data)
                 if self._broken:
                     continue
+                if isinstance(item, _Audio):
+                    # Samples since the segment's first video frame: the two tracks on one clock.
+                    pts = (item.capture_time_us - first_us) * AUDIO_SAMPLE_RATE // 1_000_000
+                    if container is None or audio is None or pts <= last_audio_pts:
+                        self._audio_late += 1  # (a packet out of order: the muxer refuses it)
+                        continue
+                    last_audio_pts = pts
+                    packet = av.Packet(item.data)
+                    packet.pts = packet.dts = pts
+                    packet.duration = opus_samples(item.data)
+                    packet.time_base = _AUDIO_TIME_BASE
+                    packet.stream = audio
+                    container.mux(packet)
+                    self.audio_packets_written += 1
+                    self._segment_audio += 1
+                    self.bytes_written += len(item.data)
+                    continue
                 if item.new_segment or container is None:
                     container = self._finish(container)
-                    container, stream = self._open(item)
-                    first_us, last_pts = item.capture_time_us, -1
+                    container, stream, audio = self._open(item)
+                    first_us, last_pts, last_audio_pts = item.capture_time_us, -1, -1
                 # Milliseconds since the segment began; never twice the same (the muxer refuses).
                 pts = max((item.capture_time_us - first_us) // 1000, last_pts + 1)
                 last_pts = pts
@@ -286,7 +393,8 @@ class SegmentWriter:
                 self._fail(exc)
                 container = self._abandon(container)
 
-    def _open(self, first: _Frame) -> tuple[av.container.OutputContainer, av.video.stream.VideoStream]:
+    def _open(self, first: _Frame) -> tuple[av.container.OutputContainer, av.video.stream.VideoStream,
+                                            av.audio.stream.AudioStream | None]:
         extension, muxer, options = CONTAINERS[self.codec]
         self.directory.mkdir(parents=True, exist_ok=True)
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S")
@@ -296,13 +404,22 @@ class SegmentWriter:
                 break
             path = self.directory / f"{started}-{suffix}.{extension}"
         container = av.open(str(path), mode="w", format=muxer, options=dict(options))
-        self.current, self._segment_frames = path, 0
+        self.current, self._segment_frames, self._segment_audio = path, 0, 0
         self.segments += 1
         stream = container.add_stream(self.codec)
         stream.width, stream.height = first.width, first.height
         stream.time_base = _TIME_BASE
+        audio = None
+        if self.audio_channels is not None:
+            # An encoder context that only describes the track (its OpusHead: channels, and
+            # the camera's low-delay look-ahead); the packets are the camera's, as they are.
+            audio = container.add_stream("libopus", rate=AUDIO_SAMPLE_RATE)
+            audio.codec_context.layout = "mono" if self.audio_channels == 1 else "stereo"
+            audio.codec_context.format = "s16"
+            audio.codec_context.options = {"application": "lowdelay"}
+            audio.time_base = _AUDIO_TIME_BASE
         log.info("recording %s", path)
-        return container, stream
+        return container, stream, audio
 
     def _finish(self, container: av.container.OutputContainer | None) -> None:
         """Close a segment: its trailer (the WebM index, the MP4 fragment index) goes in."""
@@ -313,7 +430,10 @@ class SegmentWriter:
             container.close()
         except (OSError, av.FFmpegError) as exc:
             self._fail(exc)
-        log.info("closed %s: %d frames", path, self._segment_frames)
+        if self.audio_channels is None:
+            log.info("closed %s: %d frames", path, self._segment_frames)
+        else:
+            log.info("closed %s: %d frames, %d Opus packets", path, self._segment_frames, self._segment_audio)
         if path is not None and self._on_segment is not None:
             self._on_segment(path)
         return None

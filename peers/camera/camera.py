@@ -84,7 +84,7 @@ class CameraOptions:
     jpeg_quality: int = 80
     #: Cap on relay frames per second (None: every captured frame).
     relay_fps: float | None = None
-    #: Also record the top layer locally, in segments (``peercam camera --record DIR``).
+    #: Also record the top layer (and the sound) locally, in segments (``peercam camera --record DIR``).
     recording: RecordingConfig | None = None
     #: The sound's Opus bitrate (bits per second), when there is sound.
     audio_bitrate: int = DEFAULT_AUDIO_BITRATE
@@ -139,12 +139,17 @@ class CameraPeer:
         loop = asyncio.get_running_loop()
         self.pipeline = MediaPipeline(self.source, self.layers, self.options.codec, loop,
                                       relay_fps=self.options.relay_fps)
+        recorder = None
         if self.options.recording is not None:
-            self.pipeline.record(self.options.recording, self.options.stream)
+            audio_channels = self.audio_source.channels if self.audio_source is not None else None
+            recorder = self.pipeline.record(self.options.recording, self.options.stream, audio_channels)
         self.pipeline.start()
         failures = {self.pipeline.failed}
         if self.audio_source is not None:
             self.audio = AudioPipeline(self.audio_source, loop, self.options.audio_bitrate)
+            if recorder is not None:  # the sound into the same segments, as it is encoded
+                self.audio.recorders.append(
+                    lambda packet: recorder.write_audio(packet.payload, int(packet.capture_time * 1_000_000)))
             failures.add(self.audio.failed)
             self.audio.start()
             channels = "mono" if self.audio_source.channels == 1 else "stereo"
@@ -397,7 +402,7 @@ class Camera:
     unless given; a source keeps its own shape within them); ``fps``; ``codec``;
     ``layers``, the quality layers ("auto", or e.g. "720p,480p,360p@15"); ``bitrate``, the
     top layer's (bits per second; None: what suits its size); ``jpeg_quality``, of relay
-    frames for viewers that pick none; ``recording``, also record the top layer here, in
+    frames for viewers that pick none; ``recording``, also record the top layer (with the sound) here, in
     segments (``peercam camera --record``); ``audio``, the sound (``peercam camera
     --audio``): "auto" (the tone with "testsrc", a video file's own track, else none),
     "none", "tone", an ALSA device, an audio file, or "push" / "push:2" for sound this

@@ -251,9 +251,12 @@ class MediaPipeline:
             if layer.recorder is not None:
                 layer.recorder.close()  # the last segment, closed with every frame given to it
 
-    def record(self, recording: RecordingConfig, stream: str) -> SegmentWriter:
+    def record(self, recording: RecordingConfig, stream: str,
+               audio_channels: int | None = None) -> SegmentWriter:
         """Record the top layer's encoded frames into ``recording.directory/stream/`` as they are
-        made, in segments, with retention applied after each (call before ``start``)."""
+        made, in segments, with retention applied after each (call before ``start``); with
+        ``audio_channels``, an Opus track beside them, which the caller feeds
+        (``SegmentWriter.write_audio``)."""
         top = self.layers[0]
         retention = recording.retention
 
@@ -263,7 +266,8 @@ class MediaPipeline:
         top.recorder = SegmentWriter(recording.directory, stream, self.codec, recording.segment_seconds,
                                      request_keyframe=lambda: top.request_keyframe(urgent=False),
                                      on_segment=segment_closed,
-                                     max_segment_bytes=retention.max_segment_bytes)
+                                     max_segment_bytes=retention.max_segment_bytes,
+                                     audio_channels=audio_channels)
         return top.recorder
 
     def layer(self, name: str) -> LayerEncoder:

@@ -35,6 +35,7 @@ from .layerchoice import Evidence, LayerChoice, LayerMove
 from .layers import Layer
 from .pipeline import MediaPipeline
 from .rtxstream import RtxStream
+from .senderreports import report_capture_times
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ class ViewerConnection:
         transceiver.setCodecPreferences(codec_preferences(self._codec))
         self.rtx = RtxStream(transceiver.sender, self.choice.layer.bitrate)
         self.track.attach_sender(transceiver.sender, self.rtx)
+        report_capture_times(transceiver.sender)  # the browser's lip sync reads the reports
         if self._audio is not None and _offers_audio(sdp):
             # Sound in the same connection, when the viewer's offer has an audio section. Only
             # then: aiortc cannot answer an offer that leaves a transceiver of ours unmatched.
@@ -208,6 +210,7 @@ class ViewerConnection:
             sound = pc.addTransceiver(self.audio_track, direction="sendonly")
             sound.setCodecPreferences(audio_codec_preferences())
             self.audio_track.attach_sender(sound.sender)
+            report_capture_times(sound.sender)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if transceiver.mid is None:
             raise ValueError("the offer has no video section")

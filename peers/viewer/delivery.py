@@ -6,6 +6,8 @@ The rules, the same as the page's (web/js/delivery.js; tests/delivery_cases.json
   auto   P2P, and the relay when P2P has no video within the connect timeout or breaks;
          meanwhile P2P is tried again in the background every so often, and takes over
          (the relay stops) once it shows its first frame.
+The sound, when the viewer wants it, comes through the same transports: only the one in
+use is heard, and a P2P attempt in the background is heard once it takes over.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import enum
 import logging
 from collections.abc import Callable
 
+from .audioframe import AudioFrame
 from .frame import Frame
 from .p2ptransport import NetworkFigures, P2PTransport
 from .relaytransport import RelayTransport
@@ -38,20 +41,23 @@ class DeliveryMode(str, enum.Enum):
 class Delivery:
     """Runs the transport the chosen mode calls for, and moves between them.
 
-    ``make(mode, on_frame, on_failure)`` builds a transport for the camera that is live
-    now; the Delivery starts and stops it. Callbacks: ``on_frame(frame)`` for each frame
-    of the transport in use, ``on_session(mode)`` when a transport starts delivering
-    the picture, ``on_setback(text)`` when a session failed and the next attempt is
-    under way, ``on_fatal(reason)`` when nothing can work.
+    ``make(mode, on_frame, on_audio, on_failure)`` builds a transport for the camera that is
+    live now; the Delivery starts and stops it. Callbacks: ``on_frame(frame)`` for each frame
+    of the transport in use, ``on_audio(frame)`` for each AudioFrame of it,
+    ``on_session(mode)`` when a transport starts delivering the picture,
+    ``on_setback(text)`` when a session failed and the next attempt is under way,
+    ``on_fatal(reason)`` when nothing can work.
     """
 
     def __init__(self, mode: str, make: Callable[..., Transport], p2p_retry: float,
                  on_frame: Callable[[Frame], None], on_session: Callable[[str], None],
-                 on_setback: Callable[[str], None], on_fatal: Callable[[str], None]) -> None:
+                 on_setback: Callable[[str], None], on_fatal: Callable[[str], None],
+                 on_audio: Callable[[AudioFrame], None] = lambda frame: None) -> None:
         self.chosen = DeliveryMode(mode)
         self._make = make
         self._p2p_retry = p2p_retry
         self._on_frame = on_frame
+        self._on_audio = on_audio
         self._on_session = on_session
         self._on_setback = on_setback
         self._on_fatal = on_fatal
@@ -130,10 +136,14 @@ class Delivery:
         def frame(frame: Frame) -> None:
             self._frame_from(transport, frame)
 
+        def audio(frame: AudioFrame) -> None:
+            if transport is self._transport:
+                self._on_audio(frame)
+
         def failed(reason: str, fatal: bool) -> None:
             self._spawn(self._failed(transport, reason, fatal))
 
-        transport = self._make(mode, frame, failed)
+        transport = self._make(mode, frame, audio, failed)
         return transport
 
     def _frame_from(self, transport: Transport, frame: Frame) -> None:

@@ -3,15 +3,18 @@
 Every transport has the same shape (web/js/p2p-transport.js has it too), so the
 Delivery can switch between them:
 
-    Transport(send, on_frame, on_failure, ...)   each takes what it needs
+    Transport(send, on_frame, on_audio, on_failure, ...)   each takes what it needs
     .mode              "p2p" or "relay"
-    await .start()     begin; each received frame goes to on_frame(Frame)
+    await .start()     begin; each received frame goes to on_frame(Frame), and when sound
+                       was asked for (``audio_channels``), each decoded packet of it to
+                       on_audio(AudioFrame)
     await .stop()      tear down; no callback fires afterwards
     await .handle(m)   an answer, candidate or hangup the camera sent (P2P), or a relay
                        frame (bytes) the server sent (relay)
     .send_chat(m)      send a chat line on the transport's own channel to the camera;
                        False when it has none open (then it goes through the server)
     await .network()   bytes received so far, and loss and jitter where the stack knows them
+                       (the picture's, and the sound's packets)
 
 ``on_failure(reason, fatal)`` fires at most once, when the session cannot go on (fatal:
 nothing will make it work, e.g. TURN-only ICE without a TURN address).
@@ -40,10 +43,16 @@ from peercam.shared.protocol import (
     encode,
 )
 
+from .audioframe import AudioFrame, samples_of
+from .audioreceiver import AudioPacketBuffer, deliver_audio_on_arrival
 from .frame import Frame
 from .framereceiver import deliver_frames_when_complete
+from .senderclock import SenderClock, follow_sender_reports
 
 log = logging.getLogger(__name__)
+
+#: Opus's RTP clock: 48 kHz whatever the sound's own rate (RFC 7587).
+OPUS_CLOCK_RATE = 48000
 
 
 @dataclass
@@ -53,25 +62,37 @@ class NetworkFigures:
     bytes_received: int = 0
     packets_lost: int | None = None
     jitter_ms: float | None = None
+    #: The sound's packets received and lost, and its jitter; None: no sound on this transport.
+    audio_packets: int | None = None
+    audio_packets_lost: int | None = None
+    audio_jitter_ms: float | None = None
 
 
 class P2PTransport:
-    """WebRTC from the camera: the viewer offers (recvonly video and a "chat" channel)."""
+    """WebRTC from the camera: the viewer offers recvonly video, a "chat" channel and, when
+    it wants the stream's sound (``audio_channels``: the stream's channel count), recvonly
+    audio."""
 
     mode = "p2p"
 
     def __init__(self, send: Callable[[object], Awaitable[None]], configuration: RTCConfiguration,
                  connect_timeout: float, on_frame: Callable[[Frame], None],
                  on_failure: Callable[[str, bool], None], on_chat: Callable[[object], None],
-                 on_connected: Callable[[], None] = lambda: None) -> None:
+                 on_connected: Callable[[], None] = lambda: None,
+                 on_audio: Callable[[AudioFrame], None] = lambda frame: None,
+                 audio_channels: int | None = None) -> None:
         self._send = send
         self._configuration = configuration
         self._connect_timeout = connect_timeout
         self._on_frame = on_frame
+        self._on_audio = on_audio
+        self._audio_channels = audio_channels
         self._on_failure = on_failure
         self._on_chat = on_chat
         self._on_connected = on_connected
         self._pc: RTCPeerConnection | None = None
+        self._audio_buffer: AudioPacketBuffer | None = None
+        self._sender_clock: SenderClock | None = None
         self._channel = None
         self._tasks: set[asyncio.Task] = set()
         self._stopped = False
@@ -86,6 +107,11 @@ class P2PTransport:
         pc = self._pc = RTCPeerConnection(self._configuration)
         # Decode each frame once its last packet is in, not when the next one starts.
         deliver_frames_when_complete(pc.addTransceiver("video", direction="recvonly").receiver)
+        if self._audio_channels is not None:
+            sound = pc.addTransceiver("audio", direction="recvonly").receiver
+            # Decode each packet as it comes (no prefetch), and read its capture time.
+            self._audio_buffer = deliver_audio_on_arrival(sound)
+            self._sender_clock = follow_sender_reports(sound, OPUS_CLOCK_RATE)
         channel = self._channel = pc.createDataChannel("chat")
 
         @channel.on("message")
@@ -97,7 +123,7 @@ class P2PTransport:
 
         @pc.on("track")
         def on_track(track) -> None:
-            self._spawn(self._receive(track))
+            self._spawn(self._receive_audio(track) if track.kind == "audio" else self._receive(track))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -146,6 +172,10 @@ class P2PTransport:
             elif report.type == "inbound-rtp" and report.kind == "video":
                 figures.packets_lost = max(0, report.packetsLost)  # duplicates can make it negative
                 figures.jitter_ms = round(report.jitter / 90, 2)  # 90 kHz RTP clock
+            elif report.type == "inbound-rtp" and report.kind == "audio":
+                figures.audio_packets = report.packetsReceived
+                figures.audio_packets_lost = max(0, report.packetsLost)
+                figures.audio_jitter_ms = round(report.jitter / (OPUS_CLOCK_RATE / 1000), 2)
         return figures
 
     async def stop(self) -> None:
@@ -182,3 +212,22 @@ class P2PTransport:
             if self._stopped:
                 return
             self._on_frame(Frame.from_video(video, self.mode, time.time(), self.layer))
+
+    async def _receive_audio(self, track) -> None:
+        assert self._audio_buffer is not None and self._sender_clock is not None
+        channels = self._audio_channels or 1
+        while True:
+            try:
+                decoded = await track.recv()
+            except MediaStreamError:
+                return
+            if self._stopped:
+                return
+            arrived = time.time()
+            capture_time = None
+            first = self._audio_buffer.first_timestamp
+            if decoded.pts is not None and first is not None:
+                # aiortc counts pts from the first packet's RTP timestamp.
+                capture_time = self._sender_clock.time_of((decoded.pts + first) & 0xFFFFFFFF)
+            self._on_audio(AudioFrame(samples_of(decoded, channels), decoded.sample_rate, capture_time,
+                                      self.mode, arrived))

@@ -1,8 +1,8 @@
 """`peercam view`: the viewer on a terminal, a consumer of the library's Viewer.
 
 Events go to stderr as `peercam view: ...` lines (and a status line on a terminal),
-chat to stdout (lines typed on stdin are sent), frames to the recorder and the window;
-after --duration seconds of video it stops and returns the summary.
+chat to stdout (lines typed on stdin are sent), frames to the recorder and the window,
+sound to the recorder; after --duration seconds of video it stops and returns the summary.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class ViewCommand:
         readers = [self._show_events()]
         if self._recorder is not None or self._window is not None:
             readers.append(self._take_frames())
+        if self._recorder is not None:
+            readers.append(self._record_audio())
         if self._chat:
             readers += [self._print_chat(), self._send_typed_chat()]
         # The readers subscribe before the viewer starts: no event is missed.
@@ -78,8 +80,14 @@ class ViewCommand:
         async for frame in self.viewer.frames(keep=None if self._recorder is not None else 1):
             self._frame(frame)
 
+    async def _record_audio(self) -> None:
+        assert self._recorder is not None
+        async for sound in self.viewer.audio(keep=None):
+            self._recorder.write_audio(sound)
+
     def _frame(self, frame: Frame) -> None:
         if self._recorder is not None:
+            self._recorder.audio_channels = self.viewer.audio_channels  # the file's sound, if any
             self._recorder.write(frame.video, frame.arrived)
         if self._window is not None:
             cv2.imshow(self._window, frame.image)
@@ -123,6 +131,13 @@ class ViewCommand:
             parts.append(f"dropped {report.frames_dropped}")
         if report.packets_lost is not None:
             parts.append(f"lost {report.packets_lost} pkts")
+        if report.audio is not None:
+            sound = "sound"
+            if report.audio.latency_ms is not None:
+                sound += f" {report.audio.latency_ms.p50:.0f} ms"
+            if report.audio.packets_lost:
+                sound += f", lost {report.audio.packets_lost}"
+            parts.append(sound)
         print(f"\r{'  '.join(parts):<110}", end="", file=sys.stderr, flush=True)
 
     @staticmethod

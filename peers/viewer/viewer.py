@@ -1,11 +1,12 @@
-"""The Python viewer's core: follows one stream and hands its frames, chat and events over.
+"""The Python viewer's core: follows one stream and hands its frames, sound, chat and events over.
 
 A Viewer keeps a signaling connection (reconnecting with backoff, to the next server
 when given several), watches the stream, and lets its Delivery (peers/viewer/delivery.py)
 pick the transport: P2P or the relay. It counts and measures every frame
-(peers/viewer/framestats.py), reports to the server every 2 s, and hands frames, chat lines
-and events to whoever reads them. It prints nothing: `peercam view` (peercam/cli.py) and
-the library (`peercam.watch`) are its consumers.
+(peers/viewer/framestats.py) and the sound (peers/viewer/audiostats.py), reports to the
+server every 2 s, and hands frames, sound, chat lines and events to whoever reads them.
+It prints nothing: `peercam view` (peercam/cli.py) and the library (`peercam.watch`) are
+its consumers.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from peercam.shared.protocol import (
     clean_text,
 )
 
+from .audioframe import AudioFrame
+from .audiostats import AudioStats
 from .delivery import Delivery
 from .frame import Frame
 from .framestats import FrameStats
@@ -64,7 +67,7 @@ _FATAL_CODES = {ErrorCode.BAD_STREAM_NAME, ErrorCode.WRONG_STATE, ErrorCode.BAD_
 Mode = Literal["auto", "p2p", "relay"]
 
 #: What a ViewerEvent tells (see ViewerEvent).
-EventKind = Literal["live", "waiting", "connected", "first-frame", "resumed", "session", "setback",
+EventKind = Literal["live", "waiting", "connected", "first-frame", "resumed", "sound", "session", "setback",
                     "camera-left", "reconnecting", "layer", "chat-notice", "server-error", "stats"]
 
 
@@ -96,6 +99,9 @@ class ViewerOptions:
     connect_timeout: float = 5.0
     #: In auto mode on the relay, how often to try P2P again.
     p2p_retry: float = 30.0
+    #: Receive the stream's sound, if it has any; False: P2P offers no audio and the relay
+    #: is not asked for it.
+    audio: bool = True
     ice: IceOptions = field(default_factory=IceOptions)
     #: Display name (chat, the stream's viewer list).
     name: str = ""
@@ -109,9 +115,10 @@ class ViewerOptions:
 class ViewerEvent:
     """Something a person watching would want to know, in words (``text``).
 
-    ``kind`` (EventKind): live, waiting, connected, first-frame, resumed, session (the
-    transport in use changed), setback, camera-left, reconnecting, layer, chat-notice,
-    server-error, stats (``report`` holds the ViewerStats just sent to the server).
+    ``kind`` (EventKind): live, waiting, connected, first-frame, resumed, sound (the first
+    sound of a transport), session (the transport in use changed), setback, camera-left,
+    reconnecting, layer, chat-notice, server-error, stats (``report`` holds the ViewerStats
+    just sent to the server).
     """
 
     kind: EventKind
@@ -130,7 +137,8 @@ class ChatLine:
 
 
 class _Feed:
-    """One reader's queue; with ``keep`` items at most, the oldest give way (newest wins)."""
+    """One reader's queue; with ``keep`` items at most, the oldest give way (newest wins).
+    (A reader that keeps every one bounds it by reading: the viewer cannot wait for it.)"""
 
     def __init__(self, keep: int | None) -> None:
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -148,10 +156,13 @@ class _Feed:
 
 _END = object()
 
+#: AudioFrames (20 ms each) a reader of ``audio()`` may fall behind: one second.
+AUDIO_KEPT = 50
+
 
 class Viewer:
     """Watches one stream: ``async with Viewer(options) as viewer`` (or ``peercam.watch()``,
-    which makes one) then ``frames()``, ``chat()``, ``events()``, ``stats()``,
+    which makes one) then ``frames()``, ``audio()``, ``chat()``, ``events()``, ``stats()``,
     ``send_chat()``, ``set_quality()``. A bad mode or relay format raises UsageError here."""
 
     def __init__(self, options: ViewerOptions, started: float | None = None) -> None:
@@ -162,16 +173,18 @@ class Viewer:
         self.options = options
         self._servers = ServerList(options.server)
         self.figures = FrameStats(started if started is not None else time.monotonic(), options.warmup)
+        self.audio_figures = AudioStats(options.warmup)
         self._quality, self._jpeg_quality = options.quality, options.jpeg_quality
         self._client: SignalingClient | None = None
         self._rtc_configuration: RTCConfiguration | None = None
         self._live: StreamLive | None = None
         self._delivery = Delivery(options.mode, self._make_transport, options.p2p_retry, self._frame,
-                                  self._session, self._setback, self._fatal)
+                                  self._session, self._setback, self._fatal, on_audio=self._audio)
         self._done: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._feeds: dict[str, list[_Feed]] = {"frames": [], "chat": [], "events": []}
+        self._feeds: dict[str, list[_Feed]] = {"frames": [], "audio": [], "chat": [], "events": []}
         self._frames_in_session = 0
+        self._sound_in_session = False
         self._relay_rendition: tuple[str | None, int | None] | None = None
         #: The latest `layer` message of each path ("p2p", "relay"), and why the layer moved.
         self._layers: dict[str, LayerChanged] = {}
@@ -231,6 +244,15 @@ class Viewer:
         async for frame in self._read("frames", keep):
             yield frame
 
+    async def audio(self, keep: int = AUDIO_KEPT) -> AsyncIterator[AudioFrame]:
+        """The stream's sound, each AudioFrame (20 ms) as it is decoded, without a playout
+        buffer: a player adds its own. A reader that falls behind by more than ``keep``
+        frames loses the oldest. Nothing comes when the stream has no sound or the viewer
+        was made with ``audio=False``. Ends when the viewer does; raises ViewerError if it
+        gave up."""
+        async for frame in self._read("audio", keep):
+            yield frame
+
     async def chat(self) -> AsyncIterator[ChatLine]:
         """Each chat message once (the history first, for a newcomer), in id order as they come."""
         async for line in self._read("chat", None):
@@ -251,10 +273,21 @@ class Viewer:
         codec = self._live.info.codec if self._live is not None else "vp8"
         return relay_format_for(self.options.relay_format, codec)
 
+    @property
+    def audio_channels(self) -> int | None:
+        """The channel count (1 or 2) of the sound this viewer gets; None: the stream has
+        none (or no camera is live now), or the viewer was made not to want it."""
+        if not self.options.audio or self._live is None or self._live.info.audio is None:
+            return None
+        return self._live.info.audio.channels
+
     def stats(self) -> dict:
-        """The summary `peercam view --json` prints: mode, frames, fps, size, latency, ..."""
+        """The summary `peercam view --json` prints: mode, frames, fps, size, latency, ...,
+        and ``audio`` (None without sound)."""
+        heard = self.audio_channels is not None or self.audio_figures.packets > 0
         return {**self.figures.summary(self.mode),
-                "relay_format": self.relay_format if self.mode == "relay" else None}
+                "relay_format": self.relay_format if self.mode == "relay" else None,
+                "audio": self.audio_figures.summary() if heard else None}
 
     async def send_chat(self, text: str) -> None:
         """Send a chat line: on the P2P data channel when open, else through the server."""
@@ -380,6 +413,7 @@ class Viewer:
             await self._delivery.stop()
             self.figures.stream_restarted()
             self._frames_in_session = 0
+            self._sound_in_session = False
         elif isinstance(message, (bytes, Answer, Candidate, Hangup)):
             await self._delivery.handle(message)
         elif isinstance(message, (ChatMessage, ChatHistory, ChatNotice)):
@@ -411,13 +445,16 @@ class Viewer:
 
     # -- transports ---------------------------------------------------------------
 
-    def _make_transport(self, mode: str, on_frame, on_failure) -> P2PTransport | RelayTransport:
+    def _make_transport(self, mode: str, on_frame, on_audio, on_failure) -> P2PTransport | RelayTransport:
+        # When the viewer wants the stream's sound, the transport asks for it.
+        channels = self.audio_channels
         if mode == "relay":
             layers = self._live.info.layer_list() if self._live is not None else []
-            return RelayTransport(self._send, layers, on_frame, self.relay_format)
+            return RelayTransport(self._send, layers, on_frame, self.relay_format, on_audio, channels)
         transport = P2PTransport(self._send, self._rtc_configuration, self.options.connect_timeout,
                                  on_frame, on_failure, self._chat_received,
-                                 on_connected=lambda: self._event("connected", "connected (p2p)"))
+                                 on_connected=lambda: self._event("connected", "connected (p2p)"),
+                                 on_audio=on_audio, audio_channels=channels)
         camera_layer = self._layers.get("p2p")
         transport.layer = camera_layer.layer if camera_layer is not None else None
         return transport
@@ -428,7 +465,9 @@ class Viewer:
             self._event("session", "p2p connected again; leaving the relay" if mode == "p2p"
                         else f"on the relay ({self.relay_format})")
         self.figures.stream_restarted()  # frame numbering differs between the paths
+        self.audio_figures.session_started()
         self._frames_in_session = 0
+        self._sound_in_session = False
         self._relay_rendition = None
         self._bytes_counted = 0
         if mode in self._layers:
@@ -450,6 +489,7 @@ class Viewer:
                 self.figures.stream_restarted()
         first_ever = self.figures.first_frame_at is None
         self.figures.add(frame.width, frame.height, frame.stamp, frame.arrived)
+        self.audio_figures.picture(frame.arrived, frame.capture_time)
         self._frames_total += 1
         self._frames_in_session += 1
         how = f"relay, {self.relay_format}" if frame.mode == "relay" else frame.mode
@@ -459,6 +499,19 @@ class Viewer:
         elif self._frames_in_session == 1:
             self._event("resumed", f"video resumed ({how})")
         self._publish("frames", frame)
+
+    def _audio(self, frame: AudioFrame) -> None:
+        first_ever = self.audio_figures.first_at is None
+        self.audio_figures.add(frame)
+        if not self._sound_in_session:
+            self._sound_in_session = True
+            how = f"relay, {self.relay_format}" if frame.mode == "relay" else frame.mode
+            if first_ever:
+                ms = (self.audio_figures.first_at - self.figures.started) * 1000
+                self._event("sound", f"first sound after {ms:.0f} ms ({how})")
+            else:
+                self._event("sound", f"sound resumed ({how})")
+        self._publish("audio", frame)
 
     # -- layers ---------------------------------------------------------------
 
@@ -517,6 +570,7 @@ class Viewer:
                 if self.mode == "p2p":
                     self.figures.packets_lost = figures.packets_lost
                     self.figures.jitter_ms = figures.jitter_ms
+                self.audio_figures.network(figures.audio_packets_lost, figures.audio_jitter_ms)
             frames, received = self._frames_total, self.figures.bytes_received
             latency = self.figures.recent_latency_ms()
             report = ViewerStats(
@@ -532,6 +586,7 @@ class Viewer:
                 layer_switches=self.figures.layer_switches,
                 jpeg_quality=self.figures.jpeg_quality if self.mode == "relay" else None,
                 relay_format=self.relay_format if self.mode == "relay" else None,
+                audio=self.audio_figures.report() if self.audio_channels is not None else None,
             )
             last_frames, last_bytes = frames, received
             self._event("stats", report=report)

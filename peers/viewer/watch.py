@@ -1,4 +1,4 @@
-"""``watch()`` and ``watch_sync()``: a stream's frames in a few lines of Python."""
+"""``watch()`` and ``watch_sync()``: a stream's frames (and sound) in a few lines of Python."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def watch(server: Servers, stream: str, *, name: str = "", token: str | None = N
           ice: IceOptions | None = None, ca_file: str | None = None, connect_timeout: float = 5.0,
           mode: Mode = "auto", quality: str = "auto", relay_format: RelayFormat | Literal["auto"] = "auto",
           jpeg_quality: int | None = None, wait: float = 0.0, first_frame_timeout: float | None = 15.0,
-          p2p_retry: float = 30.0) -> Viewer:
+          p2p_retry: float = 30.0, audio: bool = True) -> Viewer:
     """A Viewer of ``stream`` on the server at ``server`` (``http://host:port``), to use as
-    ``async with watch(...) as stream: async for frame in stream.frames(): ...``.
+    ``async with watch(...) as stream: async for frame in stream.frames(): ...`` (and
+    ``stream.audio()`` for its sound).
 
     The leading parameters and those shared with ``Camera`` mean the same there:
     ``server``, a URL or several, tried in turn whenever the one in use fails; ``stream``,
@@ -42,7 +43,8 @@ def watch(server: Servers, stream: str, *, name: str = "", token: str | None = N
     asked of a JPEG relay (None: the camera's, adapted to the network); ``wait``, how long a
     stream that is not live yet may take (0: an error at once); ``first_frame_timeout``,
     give up when no frame came this long after the start (None: never); ``p2p_retry``, in
-    auto mode on the relay, how often to try P2P again.
+    auto mode on the relay, how often to try P2P again; ``audio``, receive the stream's
+    sound if it has any (False: P2P offers no audio, the relay is not asked for it).
 
     Raises UsageError here for a bad URL, mode or relay format; the viewer raises
     ViewerError when it gives up.
@@ -51,7 +53,7 @@ def watch(server: Servers, stream: str, *, name: str = "", token: str | None = N
         server=server, stream=stream, name=name, token=token or "", ice=ice or IceOptions(),
         ca_file=ca_file, connect_timeout=connect_timeout, mode=mode, quality=quality,
         relay_format=relay_format, jpeg_quality=jpeg_quality, wait=wait,
-        first_frame_timeout=first_frame_timeout, p2p_retry=p2p_retry))
+        first_frame_timeout=first_frame_timeout, p2p_retry=p2p_retry, audio=audio))
 
 
 def watch_sync(server: Servers, stream: str, *, name: str = "", token: str | None = None,
@@ -59,17 +61,18 @@ def watch_sync(server: Servers, stream: str, *, name: str = "", token: str | Non
                mode: Mode = "auto", quality: str = "auto",
                relay_format: RelayFormat | Literal["auto"] = "auto", jpeg_quality: int | None = None,
                wait: float = 0.0, first_frame_timeout: float | None = 15.0,
-               p2p_retry: float = 30.0) -> Iterator[Frame]:
+               p2p_retry: float = 30.0, audio: bool = True) -> Iterator[Frame]:
     """The frames of ``stream``, for code that does not use asyncio: ``for frame in
     watch_sync(...)``. The viewer runs on a thread of its own; a loop slower than the video
     gets the newest frame. Leaving the loop (break, return, an exception) stops it; a
     viewer that gives up raises ViewerError here. Takes the parameters of ``watch()``; a
-    bad one raises UsageError at once.
+    bad one raises UsageError at once. Frames only: sound needs ``watch()`` and its
+    ``audio()`` (pass ``audio=False`` here to have none sent).
     """
     viewer = watch(server, stream, name=name, token=token, ice=ice, ca_file=ca_file,
                    connect_timeout=connect_timeout, mode=mode, quality=quality, relay_format=relay_format,
                    jpeg_quality=jpeg_quality, wait=wait, first_frame_timeout=first_frame_timeout,
-                   p2p_retry=p2p_retry)
+                   p2p_retry=p2p_retry, audio=audio)
     return _frames_of(viewer)
 
 

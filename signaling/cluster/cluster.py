@@ -521,10 +521,11 @@ class Cluster:
             node=self.node, to=to, stream=stream, text=encode(message),
             layer=layer.layer if layer else None, layer_reason=layer.reason if layer else "")))
 
-    def _ask_relay(self, node: str, stream: str, jpeg: list[JpegRendition], encoded: list[str]) -> None:
+    def _ask_relay(self, node: str, stream: str, jpeg: list[JpegRendition], encoded: list[str],
+                   audio: bool) -> None:
         self._queue("PUBLISH", _node_channel(node), encode_envelope(RelayDemand(
-            node=self.node, stream=stream, jpeg=jpeg, encoded=encoded)))
-        self._read_relay(stream, bool(jpeg or encoded))
+            node=self.node, stream=stream, jpeg=jpeg, encoded=encoded, audio=audio)))
+        self._read_relay(stream, bool(jpeg or encoded or audio))
 
     def _read_relay(self, stream: str, wanted: bool) -> None:
         """Subscribe to a stream's relay frames while readers here want them."""
@@ -626,7 +627,8 @@ class Cluster:
             if conn is not None and envelope.layer is not None:
                 self._registry.layer_changed(conn, envelope.layer, envelope.layer_reason)
         elif isinstance(envelope, RelayDemand):
-            self._registry.set_remote_demand(envelope.stream, node, envelope.jpeg, envelope.encoded)
+            self._registry.set_remote_demand(envelope.stream, node, envelope.jpeg, envelope.encoded,
+                                             envelope.audio)
         elif isinstance(envelope, RelayRenditions):
             self._registry.set_renditions_made(envelope.stream, node, envelope.jpeg)
         elif isinstance(envelope, Chat):

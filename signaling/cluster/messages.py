@@ -76,11 +76,13 @@ class Deliver(_Event, tag="deliver"):
 
 
 class RelayDemand(_Event, tag="relay-demand"):
-    """What ``node``'s relay readers of ``stream`` read, for the camera's instance to merge."""
+    """What ``node``'s relay readers of ``stream`` read, for the camera's instance to merge
+    (``audio``: some of them listen to its sound)."""
 
     stream: str
     jpeg: list[JpegRendition] = []
     encoded: list[str] = []
+    audio: bool = False
 
 
 class RelayRenditions(_Event, tag="relay-renditions"):

@@ -94,6 +94,11 @@ class _StateCollector(Collector):
         yield CounterMetricFamily("peercam_relay_frames_dropped",
                                   "Relay frames a slow reader skipped (a newer one replaced them)",
                                   value=totals.frames_skipped)
+        yield CounterMetricFamily("peercam_relay_audio_packets_sent", "Opus packets sent to relay readers",
+                                  value=totals.audio_packets_sent)
+        yield CounterMetricFamily("peercam_relay_audio_packets_dropped",
+                                  "Opus packets a relay reader too far behind dropped (its oldest)",
+                                  value=totals.audio_packets_dropped)
 
 
 class _RecordingCollector(Collector):

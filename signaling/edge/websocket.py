@@ -255,7 +255,7 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
                                 f"renames at once, then one every {limits.rename_seconds:g} s")
         registry.rename(conn, message.name)
     elif isinstance(message, Relay):
-        registry.set_relay(conn, message.enabled, message.format)
+        registry.set_relay(conn, message.enabled, message.format, message.audio)
     elif isinstance(message, (Stats, CameraStatsReport)):
         registry.report_stats(conn, message.stats)
     elif isinstance(message, ChatMessage):

@@ -1,8 +1,9 @@
-"""Recording on the server: each recorded stream's encoded video, kept in segment files.
+"""Recording on the server: each recorded stream's encoded video and sound, kept in segment files.
 
 A recorder is one more reader of a stream's relay (signaling/relay/hub.py): it reads one
 layer's encoded frames (the top one, or ``--record-layer``), the very bytes the P2P
-viewers get, and a SegmentWriter muxes them as they are. The camera encodes nothing
+viewers get, and the camera's Opus packets when it has sound, and a SegmentWriter muxes
+them as they are, the two tracks timed from their capture times. The camera encodes nothing
 more for it; its uplink carries that layer once more, unless a relay viewer reads it
 already. A recorder lives as long as its camera: a camera that leaves ends the segment,
 and the next camera on the name starts a new one.
@@ -63,6 +64,8 @@ class RecordingTotals:
     bytes_written: int = 0
     frames_written: int = 0
     frames_dropped: int = 0
+    audio_packets_written: int = 0
+    audio_packets_dropped: int = 0
     segments: int = 0
     errors: int = 0
     error: str | None = None
@@ -72,7 +75,8 @@ class RecordingTotals:
 
 
 class StreamRecorder:
-    """Records one camera session of a stream: a relay reader whose frames a SegmentWriter muxes."""
+    """Records one camera session of a stream: a relay reader whose frames (and sound) a
+    SegmentWriter muxes."""
 
     def __init__(self, stream: Stream, config: RecordingConfig, on_segment: Callable[[Path], None],
                  last_start: float) -> None:
@@ -80,18 +84,23 @@ class StreamRecorder:
         self.stream = stream
         layers = stream.info.layer_list()
         self.layer = stream.relay.layer_for(config.layer or layers[0].name)
+        audio = stream.info.audio
         self.writer = SegmentWriter(config.directory, stream.name, stream.info.codec, config.segment_seconds,
                                     request_keyframe=lambda: stream.relay.request_keyframe(self.layer),
                                     on_segment=on_segment,
                                     max_segment_bytes=config.retention.max_segment_bytes,
-                                    last_start=last_start)
+                                    last_start=last_start, audio_channels=audio.channels if audio else None)
         self._next_sequence: int | None = None
         self._written_before = 0
-        self.reader = RelayReader(f"recorder:{stream.name}", self._deliver, "encoded", ends_with_camera=True)
+        self.reader = RelayReader(f"recorder:{stream.name}", self._deliver, "encoded", ends_with_camera=True,
+                                  audio=audio is not None)
         stream.relay.add(self.reader, quality=self.layer)
 
     async def _deliver(self, frame: bytes) -> None:
         header, payload = parse_relay_frame(frame)
+        if header.format == "audio":
+            self.writer.write_audio(bytes(payload), header.capture_time_us)
+            return
         if self._next_sequence not in (None, header.sequence) and not header.keyframe:
             self.writer.gap()  # frames missing (the hub drops to a keyframe; this guards it)
         self._next_sequence = (header.sequence + 1) & 0xFFFFFFFF
@@ -103,6 +112,10 @@ class StreamRecorder:
     @property
     def frames_dropped(self) -> int:
         return self.reader.frames_skipped + self.writer.frames_dropped
+
+    @property
+    def audio_packets_dropped(self) -> int:
+        return self.reader.audio_packets_dropped + self.writer.audio_packets_dropped
 
     async def close(self) -> None:
         """Stop reading; the segment is closed with everything queued in it."""
@@ -232,6 +245,8 @@ class Recordings:
             totals.bytes_written += recorder.writer.bytes_written
             totals.frames_written += recorder.writer.frames_written
             totals.frames_dropped += recorder.frames_dropped
+            totals.audio_packets_written += recorder.writer.audio_packets_written
+            totals.audio_packets_dropped += recorder.audio_packets_dropped
             totals.segments += recorder.writer.segments
 
     def _figures(self, name: str) -> RecordingTotals:
@@ -275,6 +290,11 @@ class Recordings:
             "frames_written": totals.frames_written + sum(r.writer.frames_written for r in working),
             # Frames the camera sent that never reached the file: the disk or the relay fell behind.
             "frames_dropped": totals.frames_dropped + sum(r.frames_dropped for r in working),
+            # The camera's sound, beside the picture in the same segments (0 without sound).
+            "audio_packets_written": (totals.audio_packets_written
+                                      + sum(r.writer.audio_packets_written for r in working)),
+            "audio_packets_dropped": (totals.audio_packets_dropped
+                                      + sum(r.audio_packets_dropped for r in working)),
             "segments": totals.segments + sum(r.writer.segments for r in working),
             "errors": totals.errors,
             "error": totals.error,

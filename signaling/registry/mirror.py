@@ -57,8 +57,9 @@ class Mirror(Protocol):
     # -- relays across instances -------------------------------------------------------------
 
     def set_remote_demand(self, stream_name: str, node: str, jpeg: list[JpegRendition],
-                          encoded: list[str]) -> None:
-        """What ``node``'s relay readers read of a stream whose camera is here."""
+                          encoded: list[str], audio: bool = ...) -> None:
+        """What ``node``'s relay readers read of a stream whose camera is here (``audio``:
+        some of them listen too)."""
 
     def set_renditions_made(self, stream_name: str, node: str, jpeg: list[JpegRendition]) -> None:
         """The JPEG renditions a camera on ``node`` makes for every instance."""

@@ -41,7 +41,7 @@ class RemoteClient:
     is_local = False
 
     def __init__(self, node: str, record: ClientRecord, deliver: Callable[[str, str, str, object], None],
-                 ask_relay: Callable[[str, str, list[JpegRendition], list[str]], None]) -> None:
+                 ask_relay: Callable[[str, str, list[JpegRendition], list[str], bool], None]) -> None:
         self.node = node
         self.id = record.id
         self._deliver = deliver
@@ -66,6 +66,7 @@ class RemoteClient:
     def send(self, message) -> None:
         self._deliver(self.node, self.stream or "", self.id, message)
 
-    def ask_relay(self, jpeg: list[JpegRendition], encoded: list[str]) -> None:
-        """This instance's relay readers of the camera's stream read these renditions."""
-        self._ask_relay(self.node, self.stream or "", jpeg, encoded)
+    def ask_relay(self, jpeg: list[JpegRendition], encoded: list[str], audio: bool) -> None:
+        """This instance's relay readers of the camera's stream read these renditions (and
+        listen to its sound, with ``audio``)."""
+        self._ask_relay(self.node, self.stream or "", jpeg, encoded, audio)

@@ -112,8 +112,10 @@ class Stream:
     #: MJPEG and snapshot readers: they count against --max-viewers like WebSocket viewers.
     http_readers: int = 0
     relay: RelayHub = field(init=False)
-    #: What relay readers on other instances read, by instance (when the camera is here).
+    #: What relay readers on other instances read, by instance (when the camera is here),
+    #: and the instances whose readers asked for the sound.
     remote_demand: dict[str, tuple[list[JpegRendition], list[str]]] = field(default_factory=dict)
+    remote_audio: set[str] = field(default_factory=set)
     #: Tells an instance which JPEG renditions the camera here makes (stream, node, renditions).
     tell_renditions: Callable[[str, str, list[JpegRendition]], None] | None = None
     #: The JPEG renditions the camera here makes that readers elsewhere read (their own, or
@@ -127,7 +129,7 @@ class Stream:
     #: Layer or JPEG-quality changes of this stream's viewers (P2P and relay), for /metrics.
     layer_switches: Counter = field(default_factory=Counter)
 
-    def _relay_demand(self, jpeg: list[JpegRendition], encoded: list[str]) -> None:
+    def _relay_demand(self, jpeg: list[JpegRendition], encoded: list[str], audio: bool) -> None:
         self.ask_camera_for_relay()
 
     def ask_camera_for_relay(self, asked_by: str | None = None) -> None:
@@ -140,12 +142,14 @@ class Stream:
         if camera is None:
             return
         jpeg, encoded = self.relay.demand
+        audio = self.relay.audio_demand
         if _elsewhere(camera):
-            camera.ask_relay(jpeg, encoded)
+            camera.ask_relay(jpeg, encoded, audio)
             return
         if self.remote_demand:
             jpeg, encoded = self.relay.demand_with(self.remote_demand.values())
-        camera.send(RelayFrames(jpeg=jpeg, encoded=encoded))
+        audio = audio or bool(self.remote_audio)
+        camera.send(RelayFrames(jpeg=jpeg, encoded=encoded, audio=audio))
         self._read_elsewhere = {self.relay.nearest_made(jpeg, wanted) for wanted_there, _
                                 in self.remote_demand.values() for wanted in wanted_there} if jpeg else set()
         self._told = {node: told for node, told in self._told.items() if node in self.remote_demand}
@@ -160,7 +164,9 @@ class Stream:
             self.camera.send(RelayKeyframe(layer=layer, urgent=urgent))
 
     def read_elsewhere(self, header: RelayFrameHeader) -> bool:
-        """Do relay readers on other instances read this frame's rendition?"""
+        """Do relay readers on other instances read this frame's rendition (or, for sound, listen)?"""
+        if header.format == "audio":
+            return bool(self.remote_audio)
         if not self.remote_demand or self.info is None:
             return False
         layers = self.info.layer_list()
@@ -199,6 +205,8 @@ class Stream:
             "fps": info.fps if info else None,
             "codec": info.codec if info else None,
             "layers": msgspec.to_builtins(info.layer_list()) if info else [],
+            # Every field, defaults too: a script reads the codec and channels, always there.
+            "audio": msgspec.structs.asdict(info.audio) if info and info.audio else None,
             "since": self.since,
             "camera": {
                 "id": camera.id,
@@ -351,7 +359,7 @@ class StreamRegistry:
                 viewer.send(live)
             if camera.is_local:  # the camera meets those who waited
                 camera.send(ViewerJoined(peer_id=viewer.id, name=viewer.name, quality=viewer.quality))
-        stream.relay.camera_arrived(info.layer_list(), info.jpeg_quality)
+        stream.relay.camera_arrived(info.layer_list(), info.jpeg_quality, info.audio)
 
     def watch(self, conn: Connection, name: str, display_name: str = "",
               ice_servers: list[IceServer] | None = None, quality: str = "auto",
@@ -441,6 +449,7 @@ class StreamRegistry:
         if conn.role == "camera" and stream.camera is conn:
             stream.camera, stream.info, stream.since = None, None, None
             stream.remote_demand.clear()
+            stream.remote_audio.clear()
             stream.relay.camera_left()
             ended = StreamEnded(stream=stream.name, reason=reason)
             for viewer in stream.viewers.values():
@@ -499,14 +508,20 @@ class StreamRegistry:
                 viewer.send_text(text)
 
     def set_remote_demand(self, stream_name: str, node: str, jpeg: list[JpegRendition],
-                          encoded: list[str]) -> None:
-        """What ``node``'s relay readers read of a stream whose camera is here."""
+                          encoded: list[str], audio: bool = False) -> None:
+        """What ``node``'s relay readers read of a stream whose camera is here (``audio``:
+        some of them listen too)."""
         stream = self._streams.get(stream_name)
         if stream is None or not _here(stream.camera):
             return
+        heard = node in stream.remote_audio
+        if audio:
+            stream.remote_audio.add(node)
+        else:
+            stream.remote_audio.discard(node)
         if jpeg or encoded:
             stream.remote_demand[node] = (jpeg, encoded)
-        elif stream.remote_demand.pop(node, None) is None:
+        elif stream.remote_demand.pop(node, None) is None and heard == audio:
             return
         stream.ask_camera_for_relay(asked_by=node)
 
@@ -521,7 +536,9 @@ class StreamRegistry:
     def forget_demand_of(self, node: str) -> None:
         """``node`` is gone: its relay readers read nothing any more."""
         for stream in list(self._streams.values()):
-            if stream.remote_demand.pop(node, None) is not None:
+            heard = node in stream.remote_audio
+            stream.remote_audio.discard(node)
+            if stream.remote_demand.pop(node, None) is not None or heard:
                 stream.ask_camera_for_relay()
 
     def _forget_if_unused(self, stream: Stream) -> None:
@@ -571,8 +588,9 @@ class StreamRegistry:
             self._forget_if_unused(stream)
         return True
 
-    def set_relay(self, conn: Connection, enabled: bool, format: str = "jpeg") -> None:
-        """Put a viewer on its stream's relay, reading ``format``, or take it off."""
+    def set_relay(self, conn: Connection, enabled: bool, format: str = "jpeg", audio: bool = False) -> None:
+        """Put a viewer on its stream's relay, reading ``format`` (and the sound, with
+        ``audio``), or take it off."""
         stream = self._streams.get(conn.stream or "")
         if stream is None or conn.role != "viewer":
             raise ProtocolError(ErrorCode.WRONG_STATE, "watch a stream before asking for its relay")
@@ -591,8 +609,13 @@ class StreamRegistry:
                 self._changed(conn)
 
             conn.relay_reader = RelayReader(conn.id, conn.ws.send_bytes, format, on_rendition=moved,
-                                            backlog=conn.undelivered_bytes, send_now=conn.send_binary_now)
+                                            backlog=conn.undelivered_bytes, send_now=conn.send_binary_now,
+                                            audio=audio)
             stream.relay.add(conn.relay_reader, conn.quality, conn.jpeg_quality)
+        elif enabled and conn.relay_reader is not None:
+            if (conn.relay_reader.audio is not None) != audio:
+                stream.relay.hear(conn.relay_reader, audio)
+            return
         elif not enabled and conn.relay_reader is not None:
             stream.relay.remove(conn.relay_reader)
             conn.relay_reader = None

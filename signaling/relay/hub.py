@@ -19,6 +19,13 @@ keyframe, which the hub asks the camera for, merged and rate-limited (keyframes.
 viewers' PLI, whatever keyframes arrive. A newcomer starts at a keyframe: the stream's last
 one, when recent, with the frames since; otherwise the next one.
 
+Sound: a camera that announced it (StreamInfo.audio) sends its Opus packets as relay frames
+(version 3) while any reader here, or on another instance, asked for sound (``relay`` with
+``audio``); old clients that did not ask get none (they could not read them). Each packet
+goes to those readers at once, before their pictures, and is never held for readers to
+come: a newcomer's sound starts at the next packet. A packet is checked against what the
+camera announced (its channels, its size); a camera that announced no sound may send none.
+
 A reader in ``auto`` whose slot keeps skipping steps down (JPEG quality first, then the
 layer) and back up when clean: the same Ladder as the camera's P2P viewers. An encoded
 reader moves to another layer at that layer's keyframe, so its picture never breaks.
@@ -35,7 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from peercam.shared.protocol import JpegRendition, LayerInfo
+from peercam.shared.protocol import AudioInfo, JpegRendition, LayerInfo
 from peercam.shared.relayframe import RelayFrameError, RelayFrameHeader, jpeg_size, parse_relay_frame
 
 from .heldframes import GOP_REUSE_SECONDS, HeldFrames
@@ -54,19 +61,23 @@ from .renditions import (
 from .slots import EncodedSlot
 from .totals import RelayTotals
 
-__all__ = ["RelayHub"]
+__all__ = ["MAX_AUDIO_PACKET_BYTES", "RelayHub"]
 
 log = logging.getLogger(__name__)
+
+#: The largest Opus packet the hub takes: 120 ms at Opus's highest bitrate (510 kbit/s) is
+#: 7650 bytes; the camera's 20 ms packets are a few hundred.
+MAX_AUDIO_PACKET_BYTES = 8 * 1024
 
 
 class RelayHub:
     """One stream's relay: its renditions, their readers, and what the camera must send.
 
-    ``on_demand(jpeg, layers)`` hears what the camera must send when it changes;
+    ``on_demand(jpeg, layers, audio)`` hears what the camera must send when it changes;
     ``on_keyframe(layer, urgent)`` the keyframes it must make (merged, rate-limited);
     ``clock`` gives the time in seconds to all of it."""
 
-    def __init__(self, on_demand: Callable[[list[JpegRendition], list[str]], None], totals: RelayTotals,
+    def __init__(self, on_demand: Callable[[list[JpegRendition], list[str], bool], None], totals: RelayTotals,
                  max_renditions: int = MAX_JPEG_RENDITIONS,
                  on_keyframe: Callable[[str, bool], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -80,6 +91,7 @@ class RelayHub:
         self._keyframes = KeyframeRequests(on_keyframe, clock)
         self._sequence: dict[str, int] = {}  # per encoded layer, the next frame's number
         self._demand: tuple[list[JpegRendition], list[str]] = ([], [])
+        self._audio_demand = False
         #: The JPEG renditions readers here get (those asked for, or the nearest made).
         self._read_jpeg: set[JpegRendition] = set()
         #: The JPEG renditions a camera on another instance makes for every instance, as its
@@ -87,10 +99,13 @@ class RelayHub:
         #: its instance has not said yet).
         self._made: list[JpegRendition] | None = None
         self._layers: list[LayerInfo] = []
+        self._audio: AudioInfo | None = None  # the camera's sound, as it announced it
         self._default_jpeg_quality = 80
         self._adapter: asyncio.Task | None = None
         self.frames_in = 0
         self.frames_unread = 0  # of a rendition nobody here reads: dropped
+        self.audio_packets_in = 0
+        self.audio_packets_unread = 0  # nobody here listens: dropped
 
     def __len__(self) -> int:
         return len(self._readers)
@@ -99,6 +114,11 @@ class RelayHub:
     def demand(self) -> tuple[list[JpegRendition], list[str]]:
         """What the camera is asked to send now: JPEG renditions, and layers' encoded frames."""
         return list(self._demand[0]), list(self._demand[1])
+
+    @property
+    def audio_demand(self) -> bool:
+        """Whether the camera is asked for its sound: a reader here asked for it (and it has some)."""
+        return self._audio_demand
 
     def demand_with(self, others: Iterable[tuple[list[JpegRendition], list[str]]]
                     ) -> tuple[list[JpegRendition], list[str]]:
@@ -131,11 +151,19 @@ class RelayHub:
             "frames_skipped": sum(r.frames_skipped for r in readers),
             "bytes_sent": sum(r.bytes_sent for r in readers),
             "renditions": renditions,
+            "audio_readers": sum(1 for r in readers if r.audio is not None),
+            "audio_packets_in": self.audio_packets_in,
+            "audio_packets_unread": self.audio_packets_unread,
+            "audio_packets_sent": sum(r.audio_packets_sent for r in readers),
+            "audio_packets_dropped": sum(r.audio_packets_dropped for r in readers),
         }
 
-    def camera_arrived(self, layers: list[LayerInfo], default_jpeg_quality: int) -> None:
-        """A camera publishes with these layers: readers waiting for it are placed on them."""
+    def camera_arrived(self, layers: list[LayerInfo], default_jpeg_quality: int,
+                       audio: AudioInfo | None = None) -> None:
+        """A camera publishes with these layers (and this sound, or none): readers waiting for
+        it are placed on them."""
         self._layers = list(layers)
+        self._audio = audio
         self._default_jpeg_quality = default_jpeg_quality
         self._made = None
         self._held.clear()
@@ -144,6 +172,8 @@ class RelayHub:
         for reader in list(self._readers):
             reader.rendition, reader.pending, reader.wanted = None, None, None
             reader.slot.clear()
+            if reader.audio is not None:
+                reader.audio.clear()
             self._place(reader, "")
         self._update_demand()
 
@@ -202,6 +232,12 @@ class RelayHub:
         reader.quality, reader.jpeg_quality = quality, jpeg_quality
         if reader in self._readers:
             self._place(reader, "")
+            self._update_demand()
+
+    def hear(self, reader: RelayReader, audio: bool) -> None:
+        """A reader asked for the sound (True) or no longer wants it."""
+        reader.hear(audio)
+        if reader in self._readers:
             self._update_demand()
 
     def remove(self, reader: RelayReader) -> None:
@@ -281,9 +317,10 @@ class RelayHub:
         encoded = {r.rendition.layer for r in self._readers if isinstance(r.rendition, EncodedRendition)}
         encoded |= {r.pending[0].layer for r in self._readers if r.pending is not None}
         demand = (sorted(jpeg), sorted(encoded, key=self._layer_index))
-        if demand != self._demand:
-            self._demand = demand
-            self._on_demand(*demand)
+        audio = self._audio is not None and any(r.audio is not None for r in self._readers)
+        if (demand, audio) != (self._demand, self._audio_demand):
+            self._demand, self._audio_demand = demand, audio
+            self._on_demand(*demand, audio)
         self._held.keep_only(self._read_jpeg, encoded)
         for layer in set(self._sequence) - encoded:
             del self._sequence[layer]  # numbered afresh when read again: no false gap
@@ -313,8 +350,12 @@ class RelayHub:
         """Hand a relay frame to the readers of its rendition; its header, or RelayFrameError
         (before anything changed) when it is not a relay frame, or not one of a layer the
         camera announced, at that layer's size. A frame of a rendition nobody here reads is
-        dropped (the camera may not have heard yet; readers elsewhere get it from the caller)."""
+        dropped (the camera may not have heard yet; readers elsewhere get it from the caller).
+        An Opus packet goes to the readers that asked for sound."""
         header, picture = parse_relay_frame(frame)
+        if header.format == "audio":
+            self._publish_audio(frame, header, len(picture))
+            return header
         if header.layer >= len(self._layers):
             raise RelayFrameError(f"relay frame of layer {header.layer}: the camera announced "
                                   f"{len(self._layers)} layers")
@@ -347,6 +388,23 @@ class RelayHub:
             if not waiter.done():
                 waiter.set_result(frame)
         return header
+
+    def _publish_audio(self, frame: bytes, header: RelayFrameHeader, size: int) -> None:
+        if self._audio is None:
+            raise RelayFrameError("an audio relay frame, from a camera that announced no sound "
+                                  "(its publish info has no audio)")
+        if header.channels != self._audio.channels:
+            raise RelayFrameError(f"audio relay frame of {header.channels} channels: the camera "
+                                  f"announced {self._audio.channels}")
+        if size > MAX_AUDIO_PACKET_BYTES:
+            raise RelayFrameError(f"audio relay frame of {size} bytes: an Opus packet here is at "
+                                  f"most {MAX_AUDIO_PACKET_BYTES}")
+        self.audio_packets_in += 1
+        if not self._audio_demand:
+            self.audio_packets_unread += 1
+            return
+        for reader in self._readers:
+            reader.offer_audio(frame, header.capture_time_us)
 
     def _publish_encoded(self, frame: bytes, layer: str, keyframe: bool, sequence: int) -> None:
         rendition = EncodedRendition(layer)
@@ -409,6 +467,7 @@ class RelayHub:
         self._held.clear()
         self._sequence.clear()
         self._layers = []
+        self._audio = None
         self._made = None
         for reader in [r for r in self._readers if r.ends_with_camera]:
             self._readers.discard(reader)
@@ -416,4 +475,6 @@ class RelayHub:
         for reader in self._readers:
             reader.rendition, reader.pending, reader.wanted = None, None, None
             reader.slot.clear()
+            if reader.audio is not None:
+                reader.audio.clear()
         self._update_demand()

@@ -5,6 +5,10 @@ delays the others. When its socket still holds too much, a JPEG reader skips the
 encoded one falls behind to the next keyframe (the hub asks the camera for it). A reader
 whose socket takes a frame at once is sent it from the hub's own loop, with no task to wake.
 
+A reader whose viewer asked for sound has an AudioQueue beside its slot: its Opus packets go
+before any picture, and are never dropped to make room for pictures (a socket that holds too
+much drops pictures only); the queue drops its own oldest packets past its bounds.
+
 A reader in ``auto`` adapts like the camera's P2P viewers, with the same Ladder
 (peercam/shared/adaptation.py): its rungs are the renditions it may read, best first, and
 once a second (``adapt``) the share of frames its slot skipped is the evidence. Which
@@ -21,7 +25,7 @@ from peercam.shared.adaptation import Ladder, Move
 from peercam.shared.protocol import LayerInfo
 
 from .renditions import EncodedRendition, Rendition
-from .slots import EncodedSlot, NewestFrameSlot
+from .slots import AudioQueue, EncodedSlot, NewestFrameSlot
 from .totals import RelayTotals
 
 __all__ = ["PROBE_EVERY", "RelayReader"]
@@ -41,7 +45,7 @@ class RelayReader:
                  ends_with_camera: bool = False,
                  on_rendition: Callable[[Rendition, LayerInfo, str], None] | None = None,
                  backlog: Callable[[], int] | None = None,
-                 send_now: Callable[[bytes], bool] | None = None) -> None:
+                 send_now: Callable[[bytes], bool] | None = None, audio: bool = False) -> None:
         if format not in ("jpeg", "encoded"):
             raise ValueError(f"relay format {format!r}: use jpeg or encoded")
         self.name = name
@@ -75,12 +79,16 @@ class RelayReader:
         self._idle = False  # the task waits for frames (it is not sending one)
         self._probe_skips = 0  # frames to send before probing the socket's backlog again
         self.slot: NewestFrameSlot | EncodedSlot = EncodedSlot() if format == "encoded" else NewestFrameSlot()
+        #: Its sound's Opus packets, while its viewer asked for sound (None: it gets none).
+        self.audio: AudioQueue | None = AudioQueue() if audio else None
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.frames_sent = 0
         self.bytes_sent = 0
         self.frames_skipped = 0  # never sent: replaced by a newer frame, or dropped to a keyframe
         self.rendition_switches = 0
+        self.audio_packets_sent = 0
+        self.audio_packets_dropped = 0  # pushed out of its AudioQueue by newer ones
         self._sampled = (0, 0)  # frames sent and skipped at the last adaptation sample
 
     def offer(self, frame: bytes, keyframe: bool = True) -> None:
@@ -90,10 +98,40 @@ class RelayReader:
         else:
             self._ready.set()
 
+    def offer_audio(self, packet: bytes, capture_time_us: int) -> None:
+        """An Opus packet (a relay frame), for a reader that asked for sound."""
+        if self.audio is None:
+            return
+        dropped = self.audio.put(packet, capture_time_us)
+        self.audio_packets_dropped += dropped
+        self.totals.audio_packets_dropped += dropped
+        if self._idle and self._send_now is not None:
+            self._send_waiting()
+        else:
+            self._ready.set()
+
+    def hear(self, audio: bool) -> None:
+        """Start (True) or stop getting the sound; a newcomer's starts at the next packet."""
+        if audio and self.audio is None:
+            self.audio = AudioQueue()
+        elif not audio:
+            self.audio = None
+
     def _send_waiting(self) -> None:
-        """Send what the slot holds while the socket takes it at once; the task takes over
-        when it would have to wait."""
-        while (frame := self.slot.peek()) is not None:
+        """Send what the slot holds (sound first) while the socket takes it at once; the
+        task takes over when it would have to wait."""
+        while True:
+            packet = self.audio.peek() if self.audio is not None else None
+            if packet is not None:
+                if not self._send_now(packet):
+                    self._ready.set()
+                    return
+                self.audio.take()
+                self._sent_audio(packet)
+                continue
+            frame = self.slot.peek()
+            if frame is None:
+                return
             if self._too_much_unsent(frame, in_slot=True):
                 continue
             if not self._send_now(frame):
@@ -134,6 +172,12 @@ class RelayReader:
         self.totals.frames_sent += 1
         self.totals.bytes_sent += len(frame)
 
+    def _sent_audio(self, packet: bytes) -> None:
+        self.audio_packets_sent += 1
+        self.bytes_sent += len(packet)
+        self.totals.audio_packets_sent += 1
+        self.totals.bytes_sent += len(packet)
+
     def offer_break(self) -> None:
         """Encoded: a frame never came, so none after it decodes until the next keyframe."""
         if isinstance(self.slot, EncodedSlot) and self.slot.waiting is None:
@@ -153,7 +197,15 @@ class RelayReader:
                 await self._ready.wait()
                 self._ready.clear()
                 self._idle = False
-                while (frame := self.slot.take()) is not None:
+                while True:
+                    packet = self.audio.take() if self.audio is not None else None
+                    if packet is not None:  # sound first: it waits behind no picture
+                        await self._deliver(packet)
+                        self._sent_audio(packet)
+                        continue
+                    frame = self.slot.take()
+                    if frame is None:
+                        break
                     if self._too_much_unsent(frame):
                         continue
                     await self._deliver(frame)

@@ -18,3 +18,7 @@ class RelayTotals:
     frames_sent: int = 0
     bytes_sent: int = 0
     frames_skipped: int = 0
+    #: Opus packets (relay frames of sound, not counted in frames_*) sent, and dropped by
+    #: readers too far behind; their bytes count in bytes_sent.
+    audio_packets_sent: int = 0
+    audio_packets_dropped: int = 0

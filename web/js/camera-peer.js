@@ -1,6 +1,7 @@
 // The browser camera on the protocol: the page's CameraPeer, as in peers/camera/camera.py. It
 // publishes one stream, answers each viewer's offer with a peer connection of its own
-// (viewer-connection.js), feeds the relay while anyone reads it (relay-sender.js), reports
+// (viewer-connection.js), with the microphone's track beside the picture when the stream has
+// sound (audio-pipeline.js), feeds the relay while anyone reads it (relay-sender.js), reports
 // `camera-stats` every 2 s and is the stream's chat hub. Viewers cannot tell it from a
 // Python camera; the difference is the cost: each P2P viewer is one more encoder in this
 // browser, so past `maxViewers` a new viewer is hung up on and falls back to the relay.
@@ -32,6 +33,7 @@ export class CameraPeer {
 
   #stream;
   #track;
+  #audio;
   #layer;
   #name;
   #token;
@@ -49,13 +51,17 @@ export class CameraPeer {
 
   /**
    * stream: the name; track: the video track; video: its preview (relay-sender.js samples it
-   * where it cannot read the track); layer: {name, width, height, fps}; name: the camera's
-   * display name; token: a publish token or ''. onState(state, text), onChat(stamped
-   * message) and onViewers() keep the page up to date.
+   * where it cannot read the track); audio: the microphone's AudioPipeline, or null for a
+   * stream without sound; layer: {name, width, height, fps}; name: the camera's display
+   * name; token: a publish token or ''. onState(state, text), onChat(stamped message) and
+   * onViewers() keep the page up to date.
    */
-  constructor({ stream, track, video, layer, name, token, maxViewers, onState, onChat, onViewers }) {
+  constructor({
+    stream, track, video, audio = null, layer, name, token, maxViewers, onState, onChat, onViewers,
+  }) {
     this.#stream = stream;
     this.#track = track;
+    this.#audio = audio;
     this.#layer = layer;
     this.#name = name;
     this.#token = token;
@@ -64,7 +70,7 @@ export class CameraPeer {
     this.#onChat = onChat;
     this.#onViewers = onViewers;
     this.#hub = new ChatHub({ cameraName: name });
-    this.#relay = new RelaySender({ track, video, layer, signaling: this.#signaling });
+    this.#relay = new RelaySender({ track, video, layer, signaling: this.#signaling, audio });
     this.#signaling
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
       .on(MessageType.WELCOME, (m) => this.#welcomed(m))
@@ -90,6 +96,11 @@ export class CameraPeer {
 
   get layer() {
     return this.#layer;
+  }
+
+  /** The stream's sound (an AudioPipeline), or null. */
+  get audio() {
+    return this.#audio;
   }
 
   get maxViewers() {
@@ -140,7 +151,10 @@ export class CameraPeer {
       stream: this.#stream,
       name: this.#name,
       token: this.#token,
-      info: { width, height, fps, codec: 'vp8', layers: [{ ...this.#layer }], jpeg_quality: 80 },
+      info: {
+        width, height, fps, codec: 'vp8', layers: [{ ...this.#layer }], jpeg_quality: 80,
+        ...(this.#audio !== null ? { audio: this.#audio.info } : {}),
+      },
       protocol: PROTOCOL_VERSION,
     });
   }
@@ -233,6 +247,7 @@ export class CameraPeer {
     const peer = new ViewerConnection({
       viewerId: id,
       track: this.#track,
+      audioTrack: this.#audio?.track ?? null,
       layer: this.#layer,
       iceServers: this.#iceServers,
       signaling: this.#signaling,
@@ -305,6 +320,9 @@ export class CameraPeer {
         relay_encoded: this.#relay.encoding,
       }],
     };
+    if (this.#audio !== null) {
+      stats.audio = this.#audio.stats(peers.filter((peer) => peer.sendsSound).length);
+    }
     this.#lastStats = stats;
     if (this.state === CameraState.LIVE) this.#signaling.send({ type: MessageType.CAMERA_STATS, stats });
     this.#onViewers();

@@ -22,7 +22,7 @@ export class Delivery {
   #chosen;
   #transports; // the transport classes, by mode
   #current; // the transport mode in use: 'p2p' or 'relay'
-  #elements; // {signaling, video, canvas, relayFormat}, shared by every transport
+  #elements; // {signaling, video, canvas, relayFormat, sound}, shared by every transport
   #connectTimeoutMs;
   #p2pRetryMs;
   #onFrame;
@@ -30,7 +30,7 @@ export class Delivery {
   #onSetback;
   #onChat;
 
-  #camera = null; // {cameraId, iceServers, iceTransportPolicy, codec} while the camera is live
+  #camera = null; // {cameraId, iceServers, iceTransportPolicy, codec, audio} while the camera is live
   #transport = null; // delivers the picture on screen
   #p2pProbe = null; // auto, on the relay: a P2P session trying in the background
   #timer = null; // the next attempt after a failure
@@ -40,15 +40,16 @@ export class Delivery {
    * onSession(mode): a new session of this transport mode delivers the picture from now on;
    * onSetback(text): a session failed and the next attempt is under way;
    * onChat(message): a chat message came on a P2P session's data channel.
-   * relayFormat is the RelayFormat the relay asks for (see relay-format.js); transports, the
-   * transport classes by mode ({p2p, relay}: the real ones unless a test gives others).
+   * relayFormat is the RelayFormat the relay asks for (see relay-format.js); sound, the page's
+   * AudioOutput (null: play no sound); transports, the transport classes by mode ({p2p,
+   * relay}: the real ones unless a test gives others).
    */
   constructor({
-    mode, relayFormat, signaling, video, canvas, connectTimeoutMs, p2pRetryMs, onFrame, onSession, onSetback,
-    onChat, transports = TRANSPORTS,
+    mode, relayFormat, signaling, video, canvas, sound = null, connectTimeoutMs, p2pRetryMs, onFrame,
+    onSession, onSetback, onChat, transports = TRANSPORTS,
   }) {
     this.#transports = transports;
-    this.#elements = { signaling, video, canvas, relayFormat };
+    this.#elements = { signaling, video, canvas, relayFormat, sound };
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#p2pRetryMs = p2pRetryMs;
     this.#onFrame = onFrame;
@@ -74,7 +75,12 @@ export class Delivery {
     return this.#current === DeliveryMode.RELAY ? (this.#transport?.format ?? null) : null;
   }
 
-  /** The camera is live: deliver its picture, staying on the relay if auto fell back to it. */
+  /** Whether the camera's sound comes by the transport in use: true, false, or null (unknown; no sound). */
+  get carriesSound() {
+    return this.#transport?.carriesSound ?? null;
+  }
+
+  /** The camera is live: deliver its picture (and sound), staying on the relay if auto fell back to it. */
   start(camera) {
     this.stop();
     this.#camera = camera;

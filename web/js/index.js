@@ -1,5 +1,6 @@
 // The front page: a dashboard of the live streams, refreshed from /api/streams every two
-// seconds, each with a thumbnail, its video format, who is watching how, and a REC badge
+// seconds, each with a thumbnail, its video format, its sound (codec and channels, or "no
+// sound"), who is watching how, and a REC badge
 // while the server records it; and a "Go live" form that opens the browser camera page
 // (/publish/NAME). Under --auth all the page's ?token= goes with every request (as a
 // Bearer header) and on to the player and publish links.
@@ -63,6 +64,7 @@ class StreamCard {
   thumbnail = element('img', 'thumbnail');
   #resolution = element('span', 'resolution');
   #codec = element('span', 'codec');
+  #audio = element('span', 'audio');
   #layers = element('span', 'layers');
   #uptime = element('span', 'uptime');
   #viewers = element('span', 'viewers');
@@ -83,7 +85,7 @@ class StreamCard {
     const link = element('a', 'stream-name', name);
     link.href = href;
     const details = element('span', 'stream-details');
-    details.append(this.#rec, this.#resolution, this.#codec, this.#layers, this.#uptime);
+    details.append(this.#rec, this.#resolution, this.#codec, this.#audio, this.#layers, this.#uptime);
     const audience = element('span', 'stream-audience');
     audience.append(this.#viewers, this.#viewersByMode);
     this.item.append(screen, link, details, audience);
@@ -92,6 +94,7 @@ class StreamCard {
   update(stream, nowSeconds) {
     this.#resolution.textContent = `${stream.width}x${stream.height}@${formatFps(stream.fps)}`;
     this.#codec.textContent = stream.codec;
+    showAudio(this.#audio, stream.audio);
     // The quality layers viewers may pick from (one: the picture's own size).
     const layers = stream.layers ?? [];
     this.#layers.textContent = layers.length > 1 ? layers.map((layer) => layer.name).join(' · ') : '';
@@ -105,6 +108,20 @@ class StreamCard {
     const { p2p, relay } = stream.viewers_by_mode;
     this.#viewersByMode.textContent = count ? `${p2p} p2p · ${relay} relay` : '';
   }
+}
+
+/** The stream's sound: "opus mono" (its bitrate in the title), or "no sound" when it has none. */
+function showAudio(label, audio) {
+  label.dataset.audio = audio ? 'yes' : 'no';
+  if (!audio) {
+    label.textContent = 'no sound';
+    label.title = 'the camera sends no sound';
+    return;
+  }
+  const channels = audio.channels === 2 ? 'stereo' : 'mono';
+  label.textContent = `${audio.codec} ${channels}`;
+  const kbps = Math.round(audio.bitrate / 1000);
+  label.title = `sound: ${audio.codec}, ${audio.sample_rate / 1000} kHz, ${channels}, ${kbps} kbit/s`;
 }
 
 /** REC while recording; when recording stopped on an error, says so (the title says why). */

@@ -1,9 +1,11 @@
 // The peer-to-peer transport: one RTCPeerConnection to the stream's camera.
 //
 // Every transport has the same shape, so the player can switch between them:
-//   new Transport({signaling, iceServers, iceTransportPolicy, cameraId, codec, video, canvas,
-//                  relayFormat, connectTimeoutMs, onFrame, onFailure, onChat})
-//                    each takes the fields it needs
+//   new Transport({signaling, iceServers, iceTransportPolicy, cameraId, codec, audio, sound,
+//                  video, canvas, relayFormat, connectTimeoutMs, onFrame, onFailure, onChat})
+//                    each takes the fields it needs; `audio` is the camera's AudioInfo (null:
+//                    it sends no sound) and `sound` the page's AudioOutput, which the
+//                    transport plays the sound through once its pictures show
 //   .mode            short name ('p2p', 'relay'), shown in the status line and in stats()
 //   .start()         begin; decoded frames are reported as onFrame({source, width, height, count}):
 //                    `source` shows the newest, `count` says how many were decoded since the
@@ -15,7 +17,9 @@
 //   .sendChat(m)     send a chat message on the transport's own channel to the camera;
 //                    false when it has none open (then it goes through the server)
 //   .networkStats()  a promise of the transport's network figures (see webrtc-stats.js),
-//                    or of null when it has none
+//                    or of null when it has none; `audio` in them: the sound's
+//   .carriesSound    true when sound comes this way, false when the camera's cannot (the
+//                    relay without WebCodecs), null while that is not known (or no sound)
 // onFailure(reason) fires at most once, when the session cannot go on; onChat(m) hands
 // over each chat message that came on the transport's own channel.
 
@@ -29,6 +33,7 @@ export class P2PTransport {
   #iceServers;
   #iceTransportPolicy; // WebRTC's 'relay' policy: TURN candidates only (?ice=turn)
   #cameraId;
+  #sound; // the page's AudioOutput when the camera sends sound, else null
   #video;
   #connectTimeoutMs;
   #onFrame;
@@ -41,19 +46,23 @@ export class P2PTransport {
   #stopped = false;
   #connectTimer = null;
   #frameCallback = null;
+  #stream = new MediaStream(); // what the <video> plays: the picture, and the sound (muted there)
+  #soundTrack = null;
+  #stopSound = null; // while the sound plays through the page's output
   #offerSent = false;
   #localCandidates = []; // held until the offer has gone out
   #remoteCandidates = []; // held until the answer is applied
 
   /** A session with no video after `connectTimeoutMs` is stuck: it fails, and the player decides. */
   constructor({
-    signaling, iceServers, iceTransportPolicy = 'all', cameraId, video, connectTimeoutMs,
-    onFrame, onFailure, onChat,
+    signaling, iceServers, iceTransportPolicy = 'all', cameraId, audio = null, sound = null, video,
+    connectTimeoutMs, onFrame, onFailure, onChat,
   }) {
     this.#signaling = signaling;
     this.#iceServers = iceServers;
     this.#iceTransportPolicy = iceTransportPolicy;
     this.#cameraId = cameraId;
+    this.#sound = audio !== null ? sound : null;
     this.#video = video;
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#onFrame = onFrame;
@@ -69,12 +78,14 @@ export class P2PTransport {
     });
     this.#pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
+    // The camera answers an audio section with its Opus track (an offer without one gets none).
+    if (this.#sound !== null) pc.addTransceiver('audio', { direction: 'recvonly' });
     // The camera expects the "chat" channel in every offer (see peercam/shared/protocol.py).
     this.#chatChannel = pc.createDataChannel('chat');
     this.#chatChannel.onmessage = (event) => this.#chatArrived(event.data);
     this.#statsReader = new WebRtcStatsReader(pc);
     pc.onicecandidate = (event) => this.#sendLocalCandidate(event.candidate);
-    pc.ontrack = (event) => this.#play(event.streams[0] ?? new MediaStream([event.track]));
+    pc.ontrack = (event) => this.#trackArrived(event.track);
     pc.onconnectionstatechange = () => this.#connectionStateChanged();
     this.#connectTimer = setTimeout(
       () => this.#fail(`no video after ${this.#connectTimeoutMs / 1000} s`),
@@ -83,9 +94,15 @@ export class P2PTransport {
     this.#offer().catch((error) => this.#fail('the page could not make an offer', { detail: error }));
   }
 
+  /** Sound comes with the picture whenever the camera sends any. */
+  get carriesSound() {
+    return this.#sound !== null ? true : null;
+  }
+
   stop() {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#stopSound?.();
     clearTimeout(this.#connectTimer);
     if (this.#frameCallback !== null) this.#video.cancelVideoFrameCallback(this.#frameCallback);
     this.#pc?.close();
@@ -163,16 +180,33 @@ export class P2PTransport {
     if (state === 'failed' || state === 'closed') this.#fail(`connection ${state}`);
   }
 
-  #play(stream) {
+  #trackArrived(track) {
     if (this.#stopped) return;
-    this.#video.srcObject = stream;
+    // Chromium pulls a remote track's sound only while a media element plays it: the
+    // <video> does (muted: the page's AudioOutput is what is heard).
+    this.#stream.addTrack(track);
+    if (track.kind === 'audio') {
+      this.#soundTrack = track;
+      return;
+    }
+    this.#video.srcObject = this.#stream;
     this.#watchFrames();
+  }
+
+  /**
+   * Sound plays from the first picture on, not before: a P2P attempt in the background of
+   * the relay is silent until it takes over, which its first picture does (see Delivery).
+   */
+  #startSound() {
+    if (this.#soundTrack === null || this.#stopSound !== null) return;
+    this.#stopSound = this.#sound.playTrack(this.#soundTrack);
   }
 
   #watchFrames(lastDecoded = 0) {
     this.#frameCallback = this.#video.requestVideoFrameCallback(() => {
       if (this.#stopped) return;
       clearTimeout(this.#connectTimer); // video flows: the session is up
+      this.#startSound();
       // Callbacks follow what the compositor shows, which may skip frames under
       // load; the decoder's own count (restarted with each srcObject) says how
       // many really arrived. It may run a frame ahead of the callbacks: count 0.

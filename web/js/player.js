@@ -4,11 +4,15 @@
 // restarts, with a chat beside it. The viewer picks the quality layer (or auto: follow the
 // network) and, on a JPEG relay, its JPEG quality. The relay carries the camera's encoded
 // frames where WebCodecs decodes them, else JPEG (relay-format.js); relay_format forces one.
+// The camera's sound plays through the page's AudioOutput, muted until the viewer turns it
+// on once (sound-controls.js), on P2P and on the relay where the page can decode it.
 // Below, the stream's recordings on the server (recordings.js). For tests,
 // ?connect_timeout=S and ?p2p_retry=S tune auto mode.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling-client.js';
+import { AudioOutput } from './audio-output.js';
+import { AudioStats } from './audio-stats.js';
 import { Delivery, DeliveryMode } from './delivery.js';
 import { FrameStats } from './frame-stats.js';
 import { StatsPanel } from './stats-panel.js';
@@ -24,6 +28,7 @@ import {
 import { QualityMenu } from './quality-menu.js';
 import { Recordings } from './recordings.js';
 import { RelayFormat, prepareRelayFormats } from './relay-format.js';
+import { SoundControls, SoundState, loadSoundChoice } from './sound-controls.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
@@ -33,6 +38,10 @@ const P2P_RETRY_S = 30;
 const STATS_PANEL_MS = 1000;
 /** How often the page reports its stats to the server, for /api/streams. */
 const STATS_REPORT_MS = 2000;
+/** How often the level meter moves. */
+const LEVEL_METER_MS = 100;
+/** A camera's AudioInfo where it leaves fields out (peercam/shared/protocol.py). */
+const AUDIO_DEFAULTS = Object.freeze({ codec: 'opus', sample_rate: 48000, channels: 1, bitrate: 48000 });
 
 /** The values of #status[data-state]. */
 const State = Object.freeze({
@@ -47,6 +56,7 @@ const State = Object.freeze({
 class Player {
   state = State.CONNECTING;
   stats = new FrameStats();
+  audioStats = new AudioStats();
 
   #streamName;
   #view;
@@ -67,10 +77,13 @@ class Player {
   #qualityMenu;
   #layers;
   #pathShown = null; // the path the status line names, e.g. 'relay (JPEG)'
+  #output; // the page's AudioOutput
+  #soundControls;
+  #soundOn; // the viewer's choice: sound on (remembered for the site)
 
   constructor(streamName, {
     mode, relayFormat, quality, jpegQuality, connectTimeoutMs, p2pRetryMs, iceTransportPolicy, token,
-  }, { view, statsPanel, qualityMenu, chatView, name }) {
+  }, { view, statsPanel, qualityMenu, chatView, name, soundChoice }) {
     this.#streamName = streamName;
     this.#iceTransportPolicy = iceTransportPolicy;
     this.#token = token;
@@ -79,12 +92,25 @@ class Player {
     this.#quality = quality;
     this.#jpegQuality = jpegQuality;
     this.#qualityMenu = qualityMenu;
+    this.#soundOn = soundChoice.on;
+    this.#output = new AudioOutput({
+      muted: !soundChoice.on,
+      volume: soundChoice.volume,
+      onPlayed: (channels, heardTimeMs) => this.audioStats.played(channels, heardTimeMs),
+    });
+    this.#soundControls = new SoundControls({
+      onToggle: () => this.#soundToggled(),
+      onVolume: (volume) => {
+        this.#output.volume = volume;
+      },
+    });
     this.#delivery = new Delivery({
       mode,
       relayFormat,
       signaling: this.#signaling,
       video: view.video,
       canvas: view.relayCanvas,
+      sound: this.#output,
       connectTimeoutMs,
       p2pRetryMs,
       onFrame: (frame) => this.#frameArrived(frame),
@@ -133,6 +159,22 @@ class Player {
     this.#signaling.connect();
     setInterval(() => this.#sampleStats(), STATS_PANEL_MS);
     setInterval(() => this.#reportStats(), STATS_REPORT_MS);
+    setInterval(() => this.#soundControls.showLevel(this.#output.level()), LEVEL_METER_MS);
+    this.#showSound();
+  }
+
+  /**
+   * The sound: {state (a SoundState, null before the camera is live), on (the viewer's
+   * choice), running, muted, volume}.
+   */
+  soundSnapshot() {
+    return {
+      state: this.#soundState(),
+      on: this.#soundOn,
+      running: this.#output.running,
+      muted: this.#output.muted,
+      volume: this.#output.volume,
+    };
   }
 
   /** What the page measures: its own frame counts, plus WebRTC's figures on P2P. */
@@ -158,6 +200,9 @@ class Player {
       decoder: network?.decoder ?? null,
       layer: this.#layers.current, // {layer, width, height, reason, jpegQuality} or null
       layerSwitches: this.#layers.switches,
+      // The sound's figures (AudioStats.snapshot) while sound comes, else null.
+      audio: [SoundState.ON, SoundState.MUTED].includes(this.#soundState())
+        ? { ...this.audioStats.snapshot(), channels: this.#info.audio.channels } : null,
     };
   }
 
@@ -216,7 +261,8 @@ class Player {
     if (!live) this.#setState(State.WAITING);
   }
 
-  #streamLive({ camera_id: cameraId, info }) {
+  #streamLive({ camera_id: cameraId, info: announced }) {
+    const info = withAudioDefaults(announced);
     this.#cameraId = cameraId;
     this.#info = info;
     this.#layers.forget(); // a new camera says again what it sends
@@ -224,12 +270,18 @@ class Player {
     this.#chat.cameraLive(cameraId);
     this.#delivery.start({
       cameraId, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy, codec: info.codec,
+      audio: info.audio,
     });
+    // Where the browser lets it, sound runs from the start: heard if the viewer chose it,
+    // else muted, its meter moving and the tone measured all the same.
+    if (info.audio) this.#output.resume().then(() => this.#showSound());
     this.#setState(State.NEGOTIATING);
+    this.#showSound();
   }
 
   #streamEnded() {
     this.#cameraId = null;
+    this.#info = null;
     this.#layers.forget();
     this.#view.showLayerNote('');
     this.#chat.cameraGone();
@@ -240,6 +292,7 @@ class Player {
   #serverLost() {
     // A new connection gets a new peer id, so this session cannot carry on.
     this.#cameraId = null;
+    this.#info = null;
     this.#layers.forget();
     this.#view.showLayerNote('');
     this.#chat.cameraGone();
@@ -267,7 +320,38 @@ class Player {
     this.stats.tick();
     // A session closing under the read rejects: its figures are gone with it.
     this.#networkStats = await this.#delivery.networkStats().catch(() => null);
+    this.audioStats.network(this.#networkStats?.audio ?? null);
+    this.#showSound();
     this.#statsPanel.show(this.statsSnapshot());
+  }
+
+  /** The SoundState of the stream and path now; null before the camera is live. */
+  #soundState() {
+    if (this.#info === null) return null;
+    if (!this.#info.audio) return SoundState.NONE;
+    if (this.#delivery.carriesSound === false) return SoundState.UNAVAILABLE;
+    return this.#output.running && !this.#output.muted ? SoundState.ON : SoundState.MUTED;
+  }
+
+  #showSound() {
+    const state = this.#soundState();
+    this.#soundControls.show(state, {
+      volume: this.#output.volume,
+      // The viewer chose sound, and the browser waits for a click before it plays any.
+      waiting: state === SoundState.MUTED && this.#soundOn && !this.#output.running,
+    });
+  }
+
+  /** The mute button: the choice is remembered for the site, and a click lets the browser play. */
+  async #soundToggled() {
+    this.#soundOn = this.#soundState() !== SoundState.ON;
+    this.#soundControls.remember(this.#soundOn);
+    this.#output.muted = !this.#soundOn;
+    this.#showSound();
+    if (this.#soundOn) {
+      await this.#output.resume();
+      this.#showSound();
+    }
   }
 
   #reportStats() {
@@ -284,6 +368,8 @@ class Player {
 
   #sessionStarted(transportMode) {
     this.stats.resetContinuity(); // each session numbers its frames its own way
+    this.audioStats.sessionStarted(); // and counts its sound's packets
+    this.#showSound();
     // A new relay reader is told its layer at once. (A P2P session taking over from the
     // relay may have been told before its first frame: that one stays.)
     if (transportMode === Path.RELAY) this.#layers.forget(Path.RELAY);
@@ -314,6 +400,10 @@ class Player {
     this.#view.showPictureShape(width, height);
     timing ??= this.#timingFromPixels(source);
     this.stats.framesArrived({ count, width, height, timing, bytes });
+    if (timing) {
+      const now = Date.now();
+      this.audioStats.picture(now, now - timing.latencyMs); // for the A/V offset
+    }
     // The relay's format is known by its first frame: the status line names it from then on.
     if (this.state !== State.PLAYING || this.#pathShown !== this.#path()) this.#setState(State.PLAYING);
   }
@@ -411,6 +501,11 @@ class PlayerView {
   }
 }
 
+/** The camera's StreamInfo with its `audio` whole (null: no sound): AudioInfo's defaults are not sent. */
+function withAudioDefaults(info) {
+  return { ...info, audio: info.audio ? { ...AUDIO_DEFAULTS, ...info.audio } : null };
+}
+
 function streamNameFromPath() {
   const encoded = location.pathname.replace(/^\/view\//, '');
   try {
@@ -486,6 +581,7 @@ const player = new Player(streamName, options, {
   qualityMenu,
   chatView: new ChatView(),
   name: loadName(location.search),
+  soundChoice: loadSoundChoice(),
 });
 view.onModePicked((mode) => {
   player.choose(mode);
@@ -504,12 +600,17 @@ new Recordings(streamName, options.token).start();
 // .layer() (the layer of the path in use: {layer, width, height, reason, jpegQuality,
 // switches}; layer null before the first `layer` message),
 // .latencies() (the last second's per-frame latencies, [{time, ms}], for bench/latency.py),
+// .sound() ({state, on, running, muted, volume}; state a SoundState: 'none', 'unavailable',
+// 'muted', 'on', or null before the camera is live), .beeps() (the test tone's beeps heard
+// lately, [{captureTimeMs, heardTimeMs, latencyMs}], oldest first),
 // .chat() ([{id, name, text}] as shown) and .sendChat(text) ('data-channel', 'signaling' or null).
 window.peercam = {
   state: () => player.state,
   stats: () => player.statsSnapshot(),
   layer: () => player.layerSnapshot(),
   latencies: () => player.stats.recentLatencies(),
+  sound: () => player.soundSnapshot(),
+  beeps: () => player.audioStats.recentBeeps(),
   mode: () => player.mode,
   chat: () => player.chat.messages(),
   sendChat: (text) => player.chat.send(text),

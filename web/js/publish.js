@@ -1,12 +1,15 @@
 // The browser camera page, /publish/NAME[?source=camera|screen][&autostart=1][&token=T]
-// [&resolution=360p|480p|720p|1080p][&fps=15|24|30][&max_viewers=N][&name=NAME]: the page
-// publishes NAME from a camera (getUserMedia) or the screen (getDisplayMedia), as a Python
-// camera would (camera-peer.js). It shows the local preview, the viewers (how each
-// watches, and its figures from /api/streams and this browser's own getStats), and
-// the chat, of which this page is the hub.
+// [&resolution=360p|480p|720p|1080p][&fps=15|24|30][&audio=0|1][&max_viewers=N][&name=NAME]:
+// the page publishes NAME from a camera (getUserMedia) or the screen (getDisplayMedia), with
+// the microphone's sound unless it is off, as a Python camera would (camera-peer.js). It
+// shows the local preview, the sound, the viewers (how each watches, and its figures from
+// /api/streams and this browser's own getStats), and the chat, of which this page is the hub.
 
 import { CameraPeer, CameraState } from './camera-peer.js';
-import { FRAME_RATES, HEIGHTS, Source, layerOf, listCameras, openSource } from './capture.js';
+import { AudioPipeline } from './audio-pipeline.js';
+import {
+  FRAME_RATES, HEIGHTS, Source, layerOf, listCameras, listMicrophones, openSource,
+} from './capture.js';
 import { ChatLog, MAX_MESSAGES } from './chat.js';
 import { ChatView } from './chat-view.js';
 import { loadName, saveName } from './display-name.js';
@@ -27,6 +30,7 @@ const video = document.getElementById('video');
 const form = document.getElementById('publish-form');
 const sourcePick = document.getElementById('source');
 const devicePick = document.getElementById('device');
+const microphonePick = document.getElementById('microphone');
 const heightPick = document.getElementById('resolution-pick');
 const fpsPick = document.getElementById('fps-pick');
 const tokenInput = document.getElementById('token');
@@ -35,6 +39,9 @@ const stopButton = document.getElementById('stop');
 const status = document.getElementById('status');
 const screenMessage = document.getElementById('screen-message');
 const rows = document.getElementById('viewer-rows');
+const soundState = document.getElementById('sound-state');
+/** The microphone menu's value for no sound. */
+const NO_SOUND = 'off';
 
 let camera = null;
 let media = null; // the MediaStream being published
@@ -52,7 +59,9 @@ function showState(state, text) {
   const running = camera !== null && ![CameraState.STOPPED, CameraState.ERROR].includes(state);
   goLive.disabled = running;
   stopButton.disabled = !running;
-  for (const field of [sourcePick, devicePick, heightPick, fpsPick, tokenInput]) field.disabled = running;
+  for (const field of [sourcePick, devicePick, microphonePick, heightPick, fpsPick, tokenInput]) {
+    field.disabled = running;
+  }
   if (!running) releaseMedia();
   if (state === CameraState.ERROR && /token/.test(text)) tokenInput.focus();
 }
@@ -60,17 +69,22 @@ function showState(state, text) {
 async function start() {
   if (camera !== null) stopStream();
   const fps = Number(fpsPick.value);
+  let soundError;
   try {
     showState(CameraState.CONNECTING, 'asking for the picture…');
-    media = await openSource({
+    ({ media, soundError } = await openSource({
       source: sourcePick.value, deviceId: devicePick.value, height: Number(heightPick.value), fps,
-    });
+      microphone: microphonePick.value === NO_SOUND ? null : microphonePick.value,
+    }));
   } catch (error) {
     media = null;
     showState(CameraState.ERROR, `no picture: ${error.message || error.name}`);
     return;
   }
   const [track] = media.getVideoTracks();
+  const [microphone] = media.getAudioTracks();
+  const audio = microphone ? new AudioPipeline(microphone) : null;
+  showSound(audio, soundError);
   // The user ended a screen share from the browser's own bar: stop publishing too.
   track.addEventListener('ended', () => stopStream());
   if (sourcePick.value === Source.SCREEN) track.contentHint = 'detail';
@@ -80,6 +94,7 @@ async function start() {
     stream: streamName,
     track,
     video,
+    audio,
     layer: layerOf(track, fps),
     name: chatName,
     token: tokenInput.value.trim(),
@@ -105,6 +120,18 @@ function releaseMedia() {
   for (const track of media.getTracks()) track.stop();
   media = null;
   video.srcObject = null;
+}
+
+/** The sound row: what is published (Opus, channels, bitrate, which microphone), or why nothing is. */
+function showSound(audio, soundError) {
+  if (audio === null) {
+    soundState.textContent = soundError === null ? 'off' : `none: ${soundError}`;
+    if (soundError !== null) console.warn(`peercam: publishing without sound: ${soundError}`);
+    return;
+  }
+  const { channels, bitrate } = audio.info;
+  const layout = channels === 1 ? 'mono' : 'stereo';
+  soundState.textContent = `Opus ${layout} ${bitrate / 1000} kbit/s (${audio.track.label || 'microphone'})`;
 }
 
 function describeLayer({ name, width, height, fps }) {
@@ -193,8 +220,13 @@ async function fillDevices() {
     const cameras = await listCameras();
     devicePick.replaceChildren(new Option('default', ''), ...cameras.map(
       ({ deviceId, label }) => new Option(label, deviceId, false, deviceId === picked)));
+    const heard = microphonePick.value;
+    const microphones = await listMicrophones();
+    microphonePick.replaceChildren(
+      new Option('off', NO_SOUND, false, heard === NO_SOUND), new Option('default', '', false, heard === ''),
+      ...microphones.map(({ deviceId, label }) => new Option(label, deviceId, false, deviceId === heard)));
   } catch {
-    // No device list (no permission yet, or no mediaDevices): the default camera it is.
+    // No device list (no permission yet, or no mediaDevices): the default devices it is.
   }
 }
 
@@ -207,7 +239,7 @@ function maxViewersParam() {
   return DEFAULT_MAX_VIEWERS;
 }
 
-/** Picks from the query: ?source=, ?resolution=480p, ?fps=, ?token=. */
+/** Picks from the query: ?source=, ?resolution=480p, ?fps=, ?audio=, ?token=. */
 function applyQuery() {
   const source = params.get('source');
   if (source !== null) {
@@ -224,6 +256,9 @@ function applyQuery() {
     if (FRAME_RATES.includes(fps)) fpsPick.value = String(fps);
     else console.warn(`peercam: ignoring ?fps=${params.get('fps')}: use ${FRAME_RATES.join(', ')}`);
   }
+  const audio = params.get('audio');
+  if (audio === '0') microphonePick.value = NO_SOUND;
+  else if (audio !== null && audio !== '1') console.warn(`peercam: ignoring ?audio=${audio}: use 0 (no sound) or 1`);
   tokenInput.value = params.get('token') ?? '';
 }
 
@@ -256,14 +291,16 @@ pollApi();
 if (params.get('autostart') === '1') start();
 
 // For tests and the curious: window.peercam.state() (a CameraState), .viewers() ({id: {name,
-// p2p}}), .stats() (the last camera-stats report), .relay() (what the relay asks for),
-// .chat() ([{id, name, text}]) and .sendChat(text) ('hub', or null with a notice).
+// p2p, sound}}), .stats() (the last camera-stats report), .relay() (what the relay asks for),
+// .sound() (the published sound's AudioInfo, or null), .chat() ([{id, name, text}]) and
+// .sendChat(text) ('hub', or null with a notice).
 window.peercam = {
   state: () => camera?.state ?? CameraState.STOPPED,
   viewers: () => Object.fromEntries([...(camera?.viewers ?? new Map())].map(
-    ([id, { name, peer }]) => [id, { name, p2p: peer?.connected ?? false }])),
+    ([id, { name, peer }]) => [id, { name, p2p: peer?.connected ?? false, sound: peer?.sendsSound ?? false }])),
   stats: () => camera?.lastStats ?? null,
   relay: () => camera?.relay.describe() ?? 'off',
+  sound: () => camera?.audio?.info ?? null,
   chat: () => chatLog.messages.map(({ id, name, text }) => ({ id, name, text })),
   sendChat: (text) => sendChat(text),
 };

@@ -1,11 +1,13 @@
 // The browser camera's side of the relay: the frames the server's relay hub asks for
 // (`relay-frames`), sent as binary messages on the signaling socket while anyone reads
-// them. JPEG pictures at each JPEG quality asked (version 1 frames), and the layer's VP8
-// frames from a WebCodecs VideoEncoder (version 2), each made once for every reader.
-// The Python camera's counterpart is peers/camera/relaysender.py.
+// them. JPEG pictures at each JPEG quality asked (version 1 frames), the layer's VP8
+// frames from a WebCodecs VideoEncoder (version 2), and the microphone's Opus packets
+// (version 3, from audio-pipeline.js) ahead of any picture, each made once for every
+// reader. The Python camera's counterpart is peers/camera/relaysender.py.
 
 import { FrameTap } from './frame-tap.js';
 import { packRelayFrame } from './relay-frame.js';
+import { AudioPipeline, SAMPLE_RATE } from './audio-pipeline.js';
 
 /** Bytes that may wait in the socket: past this a JPEG is skipped, and the encoded
  * frames drop to the next keyframe (which is asked for at once). */
@@ -18,6 +20,14 @@ const MAX_IN_FLIGHT = 2;
  * limits (peers/camera/pipeline.py); the server's hub keeps the same ones (signaling/relay/keyframes.py). */
 const URGENT_KEYFRAME_INTERVAL_MS = 250;
 const KEYFRAME_INTERVAL_MS = 1000;
+/** Opus packets (20 ms each) that may wait for the socket; past that the oldest go (the
+ * Python camera's MAX_QUEUED_AUDIO). */
+const MAX_QUEUED_AUDIO = 25;
+/** Sound still goes out this far past MAX_BUFFERED_BYTES, where pictures no longer do:
+ * on a busy socket sound breaks last. */
+const AUDIO_HEADROOM_BYTES = 64 * 1024;
+/** How soon packets that wait for the socket are tried again. */
+const AUDIO_RETRY_MS = 20;
 
 export class RelaySender {
   #layer; // {name, width, height, fps}: the one layer this camera has (index 0)
@@ -34,17 +44,26 @@ export class RelaySender {
   #lastKeyframeAt = -Infinity; // performance.now() of the last keyframe asked of the encoder
   #toKeyframe = false; // a frame was dropped: nothing until the next keyframe
   #submitted = new Map(); // frame timestamp -> {at: when it went into the encoder, captureTimeMs}
-  /** Frames sent of each kind, encoded keyframes, and the encoder's latest time per frame. */
-  counts = { jpeg: 0, encoded: 0, keyframes: 0, encodeMs: 0 };
+  #audio; // the AudioPipeline, or null: a stream without sound
+  #audioQueue = []; // packed Opus relay frames waiting for the socket, oldest first
+  #audioSequence = 0;
+  #audioRetry = null;
+  /** Frames sent of each kind (audio: Opus packets), encoded keyframes, the encoder's
+   * latest time per frame, and Opus packets dropped while the socket was full. */
+  counts = { jpeg: 0, encoded: 0, keyframes: 0, encodeMs: 0, audio: 0, audioDropped: 0 };
 
-  constructor({ track, video, layer, signaling }) {
+  /** audio: the stream's AudioPipeline (audio-pipeline.js), or null when it has no sound. */
+  constructor({ track, video, layer, signaling, audio = null }) {
     this.#layer = layer;
     this.#signaling = signaling;
+    this.#audio = audio;
     this.#tap = new FrameTap(track, video, (frame, captureTimeMs) => this.#frame(frame, captureTimeMs));
   }
 
-  /** What readers read now, from `relay-frames`: {jpeg: [{layer, jpeg_quality}], encoded: [layer]}. */
-  setDemand({ jpeg = [], encoded = [] }) {
+  /** What readers read now, from `relay-frames`: {jpeg: [{layer, jpeg_quality}], encoded:
+   * [layer], audio: whether to send the sound}. */
+  setDemand({ jpeg = [], encoded = [], audio = false }) {
+    this.#setAudioDemand(audio);
     this.#jpegQualities = [...new Set(jpeg.filter((r) => r.layer === this.#layer.name).map((r) => r.jpeg_quality))];
     const wantEncoded = encoded.includes(this.#layer.name);
     if (wantEncoded && this.#encoder === null) this.#startEncoder();
@@ -57,6 +76,7 @@ export class RelaySender {
   describe() {
     const parts = this.#jpegQualities.map((q) => `${this.#layer.name} JPEG q${q}`);
     if (this.#encoder !== null) parts.push(`${this.#layer.name} encoded`);
+    if (this.#audio?.relaySink) parts.push(AudioPipeline.relayable ? 'Opus' : 'Opus (not in this browser)');
     return parts.join(', ') || 'off';
   }
 
@@ -83,6 +103,46 @@ export class RelaySender {
     this.setDemand({});
   }
 
+  #setAudioDemand(wanted) {
+    if (this.#audio === null) return;
+    if (wanted && this.#audio.relaySink === null) {
+      this.#audio.relaySink = (packet) => this.#queueAudio(packet);
+    } else if (!wanted) {
+      this.#audio.relaySink = null;
+      this.#audioQueue = [];
+      clearTimeout(this.#audioRetry);
+      this.#audioRetry = null;
+    }
+  }
+
+  #queueAudio({ payload, captureTimeMs, channels }) {
+    const fields = {
+      format: 'audio', codec: 'opus', sequence: this.#audioSequence++, captureTimeMs,
+      width: SAMPLE_RATE, height: channels, layer: 0,
+    };
+    this.#audioQueue.push(packRelayFrame(fields, payload));
+    if (this.#audioQueue.length > MAX_QUEUED_AUDIO) {
+      this.#audioQueue.shift();
+      this.counts.audioDropped++;
+    }
+    this.#sendAudio();
+  }
+
+  /** Send the Opus packets that wait, while the socket takes them; first thing before any picture. */
+  #sendAudio() {
+    while (this.#audioQueue.length
+           && this.#signaling.bufferedAmount <= MAX_BUFFERED_BYTES + AUDIO_HEADROOM_BYTES) {
+      if (!this.#signaling.sendBinary(this.#audioQueue.shift())) break;
+      this.counts.audio++;
+    }
+    if (this.#audioQueue.length && this.#audioRetry === null) {
+      this.#audioRetry = setTimeout(() => {
+        this.#audioRetry = null;
+        this.#sendAudio();
+      }, AUDIO_RETRY_MS);
+    }
+  }
+
   #frame(frame, captureTimeMs) {
     try {
       if (this.#encoder !== null) this.#encode(frame, captureTimeMs);
@@ -104,6 +164,7 @@ export class RelaySender {
       frame.close();
     }
     for (const jpegQuality of this.#jpegQualities) {
+      this.#sendAudio();
       if (this.#signaling.bufferedAmount > MAX_BUFFERED_BYTES) return;
       const blob = await this.#canvas.convertToBlob({ type: 'image/jpeg', quality: jpegQuality / 100 });
       const sequence = this.#jpegSequence.get(jpegQuality) ?? 0;
@@ -168,6 +229,7 @@ export class RelaySender {
     const keyframe = chunk.type === 'key';
     if (keyframe) this.#toKeyframe = false;
     if (this.#toKeyframe) return;
+    this.#sendAudio();
     if (this.#signaling.bufferedAmount > MAX_BUFFERED_BYTES) {
       // The socket fell behind: readers could not decode what follows a gap anyway.
       this.#toKeyframe = true;

@@ -4,11 +4,17 @@
 //   encoded  the camera's VP8/H.264 frames, about the P2P bitrate, decoded in order with
 //            WebCodecs (relay-decoder.js);
 //   jpeg     a JPEG picture per frame; the newest wins while one decodes.
+// Sound, where the camera sends it and the page can play it (WebCodecs AudioDecoder and
+// AudioWorklet: secure contexts), comes as Opus packets in relay frames of its own
+// (relay-audio.js), and the pictures wait for it (picture-pacer.js says why). Elsewhere
+// carriesSound is false, and the page says so.
 //
 // It has no failure of its own to report: it lives on the signaling connection, and the
 // player already handles losing that.
 
 import { MessageType } from './protocol.js';
+import { PicturePacer } from './picture-pacer.js';
+import { RelayAudio, canPlayRelayAudio } from './relay-audio.js';
 import { parseRelayFrame } from './relay-frame.js';
 import { RelayDecoder } from './relay-decoder.js';
 import { RelayFormat, chooseRelayFormat } from './relay-format.js';
@@ -18,26 +24,43 @@ export class RelayTransport {
   mode = 'relay';
   /** 'encoded' or 'jpeg' once chosen (before the first frame), null until then. */
   format = null;
+  /** Whether the camera's sound comes this way: null until known, and when it has none. */
+  carriesSound = null;
 
   #signaling;
   #canvas;
   #codec;
   #wantedFormat;
+  #audioInfo;
+  #sound;
   #onFrame;
 
   #stopped = false;
+  #audio = null; // RelayAudio, while sound plays
+  #pacer = new PicturePacer(
+    (picture, frame, width, height, series) => this.#show(frame, picture, width, height, series),
+    () => this.#audio?.latencyMs ?? null,
+  );
   #decoder = null; // encoded
   #newestFrame = null; // JPEG: arrived while a decode was in flight; replaced by any newer one
   #decoding = false;
   #bytesSinceReport = 0;
   #frameReceived = (data) => this.#receive(data);
 
-  /** `codec` is the camera's ('vp8', 'h264'); `relayFormat` a RelayFormat (auto: the best this page decodes). */
-  constructor({ signaling, canvas, codec, relayFormat = RelayFormat.AUTO, onFrame }) {
+  /**
+   * `codec` is the camera's ('vp8', 'h264'); `relayFormat` a RelayFormat (auto: the best this
+   * page decodes); `audio` the camera's AudioInfo (null: no sound) and `sound` the page's
+   * AudioOutput.
+   */
+  constructor({
+    signaling, canvas, codec, relayFormat = RelayFormat.AUTO, audio = null, sound = null, onFrame,
+  }) {
     this.#signaling = signaling;
     this.#canvas = canvas;
     this.#codec = codec;
     this.#wantedFormat = relayFormat;
+    this.#audioInfo = sound !== null ? audio : null;
+    this.#sound = sound;
     this.#onFrame = onFrame;
   }
 
@@ -45,19 +68,42 @@ export class RelayTransport {
     // No stale picture from an earlier relay session while the first frame is on its way.
     this.#canvas.getContext('2d').clearRect(0, 0, this.#canvas.width, this.#canvas.height);
     this.#signaling.on(SignalingEvent.BINARY, this.#frameReceived);
-    chooseRelayFormat(this.#wantedFormat, this.#codec).then((format) => {
+    const choice = chooseRelayFormat(this.#wantedFormat, this.#codec);
+    Promise.all([choice, this.#startSound()]).then(([format, audio]) => {
       if (this.#stopped) return;
       this.format = format;
       if (format === RelayFormat.ENCODED) {
         this.#decoder = new RelayDecoder((header, picture) => this.#drawDecoded(header, picture));
       }
-      this.#signaling.send({ type: MessageType.RELAY, enabled: true, format });
+      this.#signaling.send({ type: MessageType.RELAY, enabled: true, format, audio });
     });
+  }
+
+  /** Ready the camera's sound, if it sends any and the page can play it; resolves with whether it will. */
+  async #startSound() {
+    if (this.#audioInfo === null) return false;
+    const { channels } = this.#audioInfo;
+    const audio = new RelayAudio(this.#sound, channels);
+    const playing = (await canPlayRelayAudio(channels)) && (await audio.start());
+    if (this.#stopped || !playing) {
+      audio.stop();
+      if (!this.#stopped) {
+        console.info('peercam: no sound on the relay here: it needs WebCodecs and AudioWorklet'
+          + ' (HTTPS or localhost)');
+        this.carriesSound = false;
+      }
+      return false;
+    }
+    this.#audio = audio;
+    this.carriesSound = true;
+    return true;
   }
 
   stop() {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#audio?.stop();
+    this.#pacer.close((picture) => picture.close());
     this.#decoder?.close();
     this.#signaling.off(SignalingEvent.BINARY, this.#frameReceived);
     this.#signaling.send({ type: MessageType.RELAY, enabled: false });
@@ -72,7 +118,12 @@ export class RelayTransport {
   }
 
   async networkStats() {
-    return null; // its figures come with each frame: sizes, sequence numbers, capture times
+    // The picture's figures come with each frame (sizes, sequence numbers, capture times);
+    // the sound's are counted here.
+    const audio = this.#audio;
+    if (audio === null) return null;
+    const { packets, packetsLost, jitterMs } = audio;
+    return { audio: { codec: 'opus', packets, packetsLost, jitterMs } };
   }
 
   #receive(data) {
@@ -82,6 +133,10 @@ export class RelayTransport {
       frame = parseRelayFrame(data);
     } catch (error) {
       console.warn(`relay: ignoring a frame: ${error.message}`);
+      return;
+    }
+    if (frame.format === 'audio') {
+      this.#audio?.add(frame);
       return;
     }
     // The other format's last frames, sent before the server heard this page: not ours.
@@ -117,24 +172,31 @@ export class RelayTransport {
       console.warn(`relay: could not decode frame ${frame.sequence}: ${error}`);
       return;
     }
+    if (this.#stopped) {
+      bitmap.close();
+      return;
+    }
     // The picture's own size, never the header's: a header could claim any size at all.
-    if (!this.#stopped) this.#show(frame, bitmap, bitmap.width, bitmap.height, `${frame.layer}/${frame.jpegQuality}`);
-    bitmap.close();
+    const series = `${frame.layer}/${frame.jpegQuality}`;
+    this.#pacer.add(bitmap, frame.captureTimeMs, frame, bitmap.width, bitmap.height, series);
   }
 
   #drawDecoded(frame, picture) {
     const { displayWidth: width, displayHeight: height } = picture;
-    this.#show(frame, picture, width, height, `${frame.layer}/encoded`);
-    picture.close(); // a VideoFrame holds decoder memory until closed
+    this.#pacer.add(picture, frame.captureTimeMs, frame, width, height, `${frame.layer}/encoded`);
   }
 
-  /** Draw `picture` (a bitmap or VideoFrame) of relay `frame` and report it; `series` numbers its frames. */
+  /**
+   * Draw `picture` (a bitmap or VideoFrame) of relay `frame`, report it and close it (a
+   * VideoFrame holds decoder memory until closed); `series` numbers its frames.
+   */
   #show(frame, picture, width, height, series) {
     // Another layer, another size: the backing store follows (object-fit keeps the shape
     // on screen). Resizing clears it, but the new frame is drawn in this same task.
     if (this.#canvas.width !== width) this.#canvas.width = width;
     if (this.#canvas.height !== height) this.#canvas.height = height;
     this.#canvas.getContext('2d').drawImage(picture, 0, 0, width, height);
+    picture.close();
 
     const bytes = this.#bytesSinceReport;
     this.#bytesSinceReport = 0;

@@ -1,5 +1,6 @@
 // The player's stats panel: one cell per figure, '–' for what this delivery mode cannot
-// measure (the relay has no packets, jitter, RTT or decoder figures).
+// measure (the relay has no packets, jitter, RTT or decoder figures for its pictures), and
+// for the sound where none comes.
 
 import { describeLayer } from './layers.js';
 
@@ -8,6 +9,7 @@ const DASH = '–';
 const FIELD_IDS = [
   'stats-mode', 'resolution', 'layer', 'fps', 'bitrate', 'latency', 'frames', 'dropped',
   'packets-lost', 'jitter', 'rtt', 'freezes', 'decoder-drops', 'decoder',
+  'audio-codec', 'audio-lost', 'audio-jitter', 'audio-latency', 'av-offset',
 ];
 
 export class StatsPanel {
@@ -34,7 +36,26 @@ export class StatsPanel {
     fields['decoder-drops'].textContent = count(stats.decoderDrops);
     fields.decoder.textContent = stats.decoder ?? DASH;
     fields.decoder.title = stats.decoder ?? ''; // the cell may clip a long implementation name
+    this.#showSound(stats.audio);
   }
+
+  /** The sound's figures (see AudioStats.snapshot), or null: none comes. */
+  #showSound(audio) {
+    const fields = this.#fields;
+    const channels = { 1: 'mono', 2: 'stereo' }[audio?.channels] ?? '';
+    fields['audio-codec'].textContent = audio ? `${audio.codec} 48 kHz ${channels}`.trim() : DASH;
+    fields['audio-lost'].textContent = audio ? String(audio.packetsLost) : DASH;
+    fields['audio-jitter'].textContent = withUnit(audio?.jitterMs ?? null, 'ms', 1);
+    // 'n/a': sound plays, but it is not the test tone (or no beep was heard yet).
+    fields['audio-latency'].textContent = audio ? median(audio.latencyMs) : DASH;
+    fields['av-offset'].textContent = audio ? median(audio.avOffsetMs, '+') : DASH;
+  }
+}
+
+function median(percentiles, sign = '') {
+  if (percentiles === null) return 'n/a';
+  const { p50 } = percentiles;
+  return `${p50 > 0 ? sign : ''}${p50.toFixed(0)} ms`;
 }
 
 function count(value) {

@@ -1,7 +1,8 @@
 // One viewer's peer connection on the browser camera's side: answers the viewer's offer
-// with the camera's track (the browser encodes it once more for this viewer), trickles
-// ICE both ways and carries the viewer's "chat" data channel. The Python camera's
-// counterpart is peers/camera/viewerconnection.py.
+// with the camera's track (the browser encodes it once more for this viewer), and the
+// microphone's when the offer has an audio section (Opus, encoded for this viewer too),
+// trickles ICE both ways and carries the viewer's "chat" data channel. The Python
+// camera's counterpart is peers/camera/viewerconnection.py.
 
 import { MessageType } from './protocol.js';
 
@@ -13,6 +14,8 @@ export class ViewerConnection {
   #pc;
   #signaling;
   #track;
+  #audioTrack;
+  #audioSender = null;
   #layer;
   #onChat;
   #onClosed;
@@ -23,12 +26,14 @@ export class ViewerConnection {
   #lastOutbound = null; // {framesSent, timestamp} at the last stats() call
 
   /**
-   * onChat(peer, text|null): a chat-send on the data channel (null: the channel opened,
-   * time for the history); onClosed(peer): the connection ended, for whatever reason.
+   * audioTrack: the microphone's track, or null (no sound). onChat(peer, text|null): a
+   * chat-send on the data channel (null: the channel opened, time for the history);
+   * onClosed(peer): the connection ended, for whatever reason.
    */
-  constructor({ viewerId, track, layer, iceServers, signaling, onChat, onClosed }) {
+  constructor({ viewerId, track, audioTrack = null, layer, iceServers, signaling, onChat, onClosed }) {
     this.viewerId = viewerId;
     this.#track = track;
+    this.#audioTrack = audioTrack;
     this.#layer = layer;
     this.#signaling = signaling;
     this.#onChat = onChat;
@@ -45,6 +50,11 @@ export class ViewerConnection {
 
   get connected() {
     return this.#pc.connectionState === 'connected';
+  }
+
+  /** Whether this viewer is sent the sound (its offer had an audio section). */
+  get sendsSound() {
+    return this.#audioSender !== null;
   }
 
   /** An offer, candidate or hangup from this viewer. */
@@ -83,6 +93,8 @@ export class ViewerConnection {
         encode = {
           frames: item.framesEncoded ?? 0, seconds: item.totalEncodeTime ?? 0, keyframes: item.keyFramesEncoded ?? 0,
         };
+      } else if (item.type === 'outbound-rtp' && item.kind === 'audio') {
+        report.audio_packets_sent = item.packetsSent ?? 0;
       } else if (item.type === 'remote-inbound-rtp' && item.kind === 'video') {
         if (item.roundTripTime !== undefined) report.rtt_ms = Math.round(item.roundTripTime * 10000) / 10;
         report.packets_lost = Math.max(0, item.packetsLost ?? 0);
@@ -121,6 +133,7 @@ export class ViewerConnection {
     const vp8 = RTCRtpSender.getCapabilities('video').codecs.filter(
       (codec) => /^video\/(vp8|rtx)$/i.test(codec.mimeType));
     transceiver.setCodecPreferences(vp8);
+    if (this.#audioTrack !== null) await this.#addSound();
     await this.#pc.setLocalDescription(await this.#pc.createAnswer());
     // Keep the published size: under CPU load the browser drops frames rather than lines.
     const parameters = sender.getParameters();
@@ -128,6 +141,20 @@ export class ViewerConnection {
     await sender.setParameters(parameters).catch(() => {});
     if (this.#closed) return;
     this.#send({ type: MessageType.ANSWER, sdp: this.#pc.localDescription.sdp });
+  }
+
+  /** The microphone on the offer's audio section, if it has one: a viewer that plays no
+   * sound offers none, and an answer cannot add one. */
+  async #addSound() {
+    const sound = this.#pc.getTransceivers().find(
+      (t) => t.receiver.track.kind === 'audio' && t.mid !== null && t.sender.track === null);
+    if (!sound) return;
+    sound.direction = 'sendonly';
+    await sound.sender.replaceTrack(this.#audioTrack);
+    // Opus, what the stream announces, and nothing else.
+    sound.setCodecPreferences(RTCRtpSender.getCapabilities('audio').codecs.filter(
+      (codec) => /^audio\/opus$/i.test(codec.mimeType)));
+    this.#audioSender = sound.sender;
   }
 
   #channelOpened(channel) {

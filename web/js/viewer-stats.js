@@ -27,8 +27,29 @@ export function viewerStats(snapshot) {
     // Only the relay has a JPEG quality (a JPEG relay) and a format.
     jpeg_quality: snapshot.mode === 'relay' ? jpegQuality(snapshot.layer?.jpegQuality) : null,
     relay_format: snapshot.mode === 'relay' ? snapshot.relayFormat : null, // 'encoded' or 'jpeg'
+    audio: snapshot.audio ? audioStats(snapshot.audio) : null,
   };
   return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== null));
+}
+
+/** ViewerAudioStats from AudioStats.snapshot(): latency and A/V offset may be below zero (the offset
+ * when the sound leads), within Percentiles' bounds. */
+function audioStats(audio) {
+  const fields = {
+    codec: audio.codec === 'opus' ? 'opus' : null,
+    packets: int(audio.packets),
+    packets_lost: int(audio.packetsLost),
+    jitter_ms: tenths(audio.jitterMs),
+    latency_ms: percentiles(audio.latencyMs),
+    av_offset_ms: percentiles(audio.avOffsetMs),
+  };
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== null));
+}
+
+function percentiles(value) {
+  const within = (ms) => Number.isFinite(ms) && Math.abs(ms) <= 3_600_000;
+  if (!value || !within(value.p50) || !within(value.p95)) return null;
+  return { p50: Math.round(value.p50 * 10) / 10, p95: Math.round(value.p95 * 10) / 10 };
 }
 
 function measured(value) {

@@ -1,4 +1,4 @@
-// What WebRTC itself says about a P2P session's video, from RTCPeerConnection.getStats().
+// What WebRTC itself says about a P2P session's video and sound, from RTCPeerConnection.getStats().
 
 export class WebRtcStatsReader {
   #pc;
@@ -9,15 +9,18 @@ export class WebRtcStatsReader {
   }
 
   /**
-   * {kbps, packetsLost, jitterMs, rttMs, freezes, decoderDrops, decoder}; a figure the
-   * browser does not give (yet) is null. Null altogether before video arrives.
+   * {kbps, packetsLost, jitterMs, rttMs, freezes, decoderDrops, decoder, audio}; a figure the
+   * browser does not give (yet) is null. Null altogether before video arrives. `audio`:
+   * the sound's {codec, packets, packetsLost, jitterMs}, null without sound.
    */
   async read() {
     const report = await this.#pc.getStats();
     let inbound = null;
+    let sound = null;
     let selectedPairId = null;
     for (const stats of report.values()) {
       if (stats.type === 'inbound-rtp' && stats.kind === 'video') inbound = stats;
+      if (stats.type === 'inbound-rtp' && stats.kind === 'audio') sound = stats;
       if (stats.type === 'transport') selectedPairId = stats.selectedCandidatePairId ?? null;
     }
     if (inbound === null) return null;
@@ -34,6 +37,12 @@ export class WebRtcStatsReader {
       freezes: inbound.freezeCount ?? null,
       decoderDrops: inbound.framesDropped ?? null,
       decoder: [codec, inbound.decoderImplementation].filter(Boolean).join(' · ') || null,
+      audio: sound && {
+        codec: report.get(sound.codecId)?.mimeType?.replace(/^audio\//, '').toLowerCase() ?? null,
+        packets: sound.packetsReceived ?? 0,
+        packetsLost: Math.max(0, sound.packetsLost ?? 0), // RTP's count may go below zero (duplicates)
+        jitterMs: sound.jitter !== undefined ? sound.jitter * 1000 : null,
+      },
     };
   }
 
