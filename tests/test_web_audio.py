@@ -270,23 +270,30 @@ def test_the_dashboard_says_which_streams_have_sound(lab, page):
 
 def test_where_sound_needs_a_click_the_remembered_choice_waits_for_one(lab):
     """Chromium's own rule (sound only after the viewer used the page): a page starts silent,
-    one click plays; the next page, with sound remembered, says it waits for a click."""
+    one click plays; the next page, with sound remembered, says it waits for a click.
+
+    Playwright's evaluate counts as the viewer using the page, so each page is first seen
+    playing through the server (its stats report), and only then asked anything."""
     lab.start_server()
     lab.start_camera("lab", *TONE)
-    with chromium("--autoplay-policy=document-user-activation-required") as browser:  # the last one counts
-        context = browser.new_context(**CONTEXT_OPTIONS)
+
+    def open_and_wait_until_it_plays(context, reports: int):
         page = context.new_page()
         page.goto(f"{lab.url}/view/lab")
-        page.wait_for_function("peercam.state() === 'playing' && peercam.sound().state === 'muted'",
-                               timeout=15_000)
-        assert page.evaluate("peercam.sound()")["running"] is False  # the browser holds it
+        wait_until(lambda: sum(1 for viewer in (lab.api("/api/streams/lab") or {}).get("viewers", [])
+                               if viewer.get("stats")) >= reports, 15, "the page's stats report")
+        return page
+
+    with chromium("--autoplay-policy=document-user-activation-required") as browser:  # the last one counts
+        context = browser.new_context(**CONTEXT_OPTIONS)
+        page = open_and_wait_until_it_plays(context, 1)
+        sound = page.evaluate("peercam.sound()")
+        assert (sound["state"], sound["on"], sound["running"]) == ("muted", False, False), sound
         page.click("#sound-toggle")
         page.wait_for_function("peercam.sound().state === 'on' && peercam.sound().running", timeout=5_000)
         assert_beeps_in_order(wait_for_beeps(page, time.time() * 1000, count=2))
 
-        later = context.new_page()
-        later.goto(f"{lab.url}/view/lab")
-        later.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+        later = open_and_wait_until_it_plays(context, 2)
         sound = later.evaluate("peercam.sound()")
         assert (sound["state"], sound["on"], sound["running"]) == ("muted", True, False), sound
         assert later.inner_text("#sound-note") == "click to hear the sound"
