@@ -37,6 +37,8 @@ ZERO_HZ, ONE_HZ = 2000.0, 3000.0
 CODE_BITS = 40
 #: Peak amplitudes (of int16 full scale): the beep is the loud part, the code quieter.
 BEEP_LEVEL, CODE_LEVEL = 0.5, 0.25
+#: A code bit heard quieter than this (int16 amplitude) is no bit.
+MIN_CODE_AMPLITUDE = 0.1 * CODE_LEVEL * 32767
 
 
 def code_bits(number: int) -> list[int]:
@@ -192,7 +194,10 @@ class ToneReader:
         bits = []
         for i in range(CODE_BITS):
             chunk = self._buffer[first + i * bit_length + margin:first + (i + 1) * bit_length - margin]
-            bits.append(1 if _power(chunk, ONE_HZ) > _power(chunk, ZERO_HZ) else 0)
+            one, zero = _power(chunk, ONE_HZ), _power(chunk, ZERO_HZ)
+            if 2 * math.sqrt(max(one, zero)) < MIN_CODE_AMPLITUDE:
+                return None  # no tone at all (sound lost): silence would read as number 0
+            bits.append(1 if one > zero else 0)
         value = int("".join(map(str, bits)), 2)
         number, check = value >> 8, value & 0xFF
         if check != ((number >> 24) ^ (number >> 16) ^ (number >> 8) ^ number) & 0xFF:

@@ -19,6 +19,8 @@ export const CODE_BITS = 40;
 /** Peak amplitudes (of int16 full scale): the beep is the loud part, the code quieter. */
 const BEEP_LEVEL = 0.5;
 const CODE_LEVEL = 0.25;
+/** A code bit heard quieter than this (int16 amplitude) is no bit. */
+const MIN_CODE_AMPLITUDE = 0.1 * CODE_LEVEL * 32767;
 
 /** The 40 bits sent after beep `number`: the number (32 bits) and the XOR of its bytes. */
 export function codeBits(number) {
@@ -219,7 +221,11 @@ export class ToneReader {
     for (let i = 0; i < CODE_BITS; i++) {
       const from = first + i * bitLength + margin;
       const to = first + (i + 1) * bitLength - margin;
-      const bit = power(this.#buffer, from, to, ONE_HZ) > power(this.#buffer, from, to, ZERO_HZ) ? 1 : 0;
+      const one = power(this.#buffer, from, to, ONE_HZ);
+      const zero = power(this.#buffer, from, to, ZERO_HZ);
+      // No tone at all (sound lost): silence would read as number 0.
+      if (2 * Math.sqrt(Math.max(one, zero)) < MIN_CODE_AMPLITUDE) return null;
+      const bit = one > zero ? 1 : 0;
       value = value * 2 + bit; // 40 bits: past JS's 32-bit shifts
     }
     const number = Math.floor(value / 256);
