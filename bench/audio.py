@@ -25,13 +25,19 @@ other runs on the machine skew CPU figures.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.fanout import Camera, per_viewer_cost, run_camera
-from bench.harness import ROOT, free_port, print_verdicts, start_peercam, stop, write_json
+from bench.harness import ROOT, free_port, print_verdicts, start_peercam, stop, wait_until_live, write_json
+from bench.layers.shared import HELPER, STREAM, TIMELINE_LAYERS, camera_args
+from bench.layers.timeline import SCHEDULE, LineReader, parse_schedule
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
+from tests.support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
 
 LOG_DIR = ROOT / "bench" / "results"
 PARTS = ("cpu", "latency", "loss")
@@ -85,6 +91,209 @@ def print_cpu(result: dict, opts: argparse.Namespace) -> None:
               "the baseline)")
 
 
+# latency --------------------------------------------------------------------------------------
+
+#: The paths measured: (label, viewer, peercam view's flags / the page's query).
+PATHS = [("CLI, P2P", "cli", ["--mode", "p2p"]), ("CLI, relay (encoded)", "cli", ["--mode", "relay",
+         "--relay-format", "encoded"]), ("page, P2P", "page", "mode=p2p"),
+         ("page, relay (encoded)", "page", "mode=relay&relay_format=encoded")]
+
+
+def latency_part(opts: argparse.Namespace) -> list[dict]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stream = "audio-latency"
+    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port)],
+                           LOG_DIR / "audio-latency-server.log", own_session=True)
+    camera = start_peercam(["camera", "--server", url, "--stream", stream, "--audio", "tone", "--ice-host",
+                            "127.0.0.1"], LOG_DIR / "audio-latency-camera.log", own_session=True)
+    rows = []
+    try:
+        wait_until_live(port, stream, {"server": server, "camera": camera}, 30, LOG_DIR)
+        for label, viewer, how in PATHS:
+            print(f"latency: {label} ...", file=sys.stderr, flush=True)
+            audio = (cli_audio(url, stream, how, opts.latency_seconds) if viewer == "cli"
+                     else page_audio(url, stream, how, opts.latency_seconds))
+            rows.append({"path": label, **audio})
+    finally:
+        stop(camera)
+        stop(server)
+    return rows
+
+
+def cli_audio(url: str, stream: str, flags: list[str], seconds: float) -> dict:
+    """``peercam view --json``'s sound figures after ``seconds``."""
+    argv = [sys.executable, "-m", "peercam", "view", "--server", url, "--stream", stream, "--json",
+            "--ice-host", "127.0.0.1", "--warmup", "2", "--duration", f"{seconds:g}", *flags]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60)
+    lines = done.stdout.strip().splitlines()
+    audio = (json.loads(lines[-1]) if lines else {}).get("audio") or {}
+    return {"latency_ms": audio.get("latency_ms"), "av_offset_ms": audio.get("av_offset_ms"),
+            "packets": audio.get("packets"), "packets_lost": audio.get("packets_lost")}
+
+
+def page_audio(url: str, stream: str, query: str, seconds: float) -> dict:
+    """The player page's sound figures (``peercam.stats().audio``: the last ten beeps) after
+    ``seconds``; its sound plays muted, as it does until a viewer unmutes it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(**CONTEXT_OPTIONS).new_page()
+            page.goto(f"{url}/view/{stream}?{query}")
+            page.wait_for_function("() => window.peercam && window.peercam.stats().audio", timeout=30_000)
+            time.sleep(seconds)
+            audio = page.evaluate("() => window.peercam.stats().audio")
+        finally:
+            browser.close()
+    return {"latency_ms": audio.get("latencyMs"), "av_offset_ms": audio.get("avOffsetMs"),
+            "packets": audio.get("packets"), "packets_lost": audio.get("packetsLost")}
+
+
+def print_latency(rows: list[dict], opts: argparse.Namespace) -> None:
+    print("\nSound on each path: a 640x480@30 VP8 test-pattern camera with the test tone (Opus 48 kbit/s), "
+          f"on loopback, {opts.latency_seconds:g} s per path. Mouth to ear: the tone's capture to its "
+          "decoded samples (the CLI) or to the page's audio output (the page: the last ten beeps). A/V "
+          "offset: the sound's latency minus the picture's (positive: the sound is late).\n")
+    print("| path | mouth to ear p50 / p95 ms | A/V offset p50 / p95 ms | sound packets (lost) |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['path']} | {_pair(row['latency_ms'])} | {_pair(row['av_offset_ms'])} "
+              f"| {row['packets'] if row['packets'] is not None else '-'} ({row['packets_lost']}) |")
+
+
+def _pair(figure: dict | None) -> str:
+    return "-" if not figure else f"{figure['p50']:.0f} / {figure['p95']:.0f}"
+
+
+def latency_verdicts(rows: list[dict]) -> list[dict]:
+    loopback = [r for r in rows if r["latency_ms"]]
+    worst = max(loopback, key=lambda r: r["latency_ms"]["p50"], default=None)
+    offsets = [r for r in rows if r["av_offset_ms"]]
+    widest = max(offsets, key=lambda r: abs(r["av_offset_ms"]["p95"]), default=None)
+    return [
+        {"target": f"mouth to ear p50 <= {TARGET_MOUTH_TO_EAR_P50_MS:g} ms on loopback, every path",
+         "pass": None if worst is None or len(loopback) < len(rows)
+         else worst["latency_ms"]["p50"] <= TARGET_MOUTH_TO_EAR_P50_MS,
+         "measured": ", ".join(f"{r['path']} {_pair(r['latency_ms'])}" for r in rows)},
+        {"target": f"|A/V offset| p95 <= {TARGET_AV_OFFSET_P95_MS:g} ms on every path",
+         "pass": None if widest is None or len(offsets) < len(rows)
+         else abs(widest["av_offset_ms"]["p95"]) <= TARGET_AV_OFFSET_P95_MS,
+         "measured": ", ".join(f"{r['path']} {_pair(r['av_offset_ms'])}" for r in rows)},
+    ]
+
+
+# loss -----------------------------------------------------------------------------------------
+
+
+def loss_part(opts: argparse.Namespace) -> dict:
+    """A CLI viewer in auto, P2P, behind bench/layers.py's cap schedule: the sound lost per phase,
+    from the viewer's own reports (the server's API, polled once a second)."""
+    reason = unavailable_reason()
+    if reason:
+        return {"skipped": reason}
+    schedule = parse_schedule(opts.schedule)
+    net = SplitNetwork()
+    port = free_port()
+    url = f"http://{CAMERA_ADDRESS}:{port}"
+    in_camera = net.prefix(net.camera_ns)
+    processes: list[subprocess.Popen] = []
+    phases = []
+    try:
+        processes.append(start_peercam(["serve", "--host", CAMERA_ADDRESS, "--port", str(port)],
+                                       LOG_DIR / "audio-loss-server.log", own_session=True, prefix=in_camera))
+        processes.append(start_peercam([*camera_args(url, TIMELINE_LAYERS, CAMERA_ADDRESS), "--audio",
+                                        "tone"], LOG_DIR / "audio-loss-camera.log", own_session=True,
+                                       prefix=in_camera))
+        poller = subprocess.Popen([*in_camera, *HELPER, "_poll", f"{url}/api/streams/{STREAM}"], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                  start_new_session=True)
+        processes.append(poller)
+        samples = LineReader(poller.stdout)
+        _wait(lambda: any((json.loads(line)["summary"] or {}).get("live") for _, line in samples.lines), 30,
+              "the stream to go live")
+        total = sum(seconds for _, seconds in schedule)
+        viewer = subprocess.Popen([*net.prefix(net.viewer_ns), sys.executable, "-m", "peercam", "view",
+                                   "--server", url, "--stream", STREAM, "--json", "--ice-host",
+                                   VIEWER_ADDRESS, "--name", "audio-loss", "--duration", f"{total + 6:g}"],
+                                  cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        processes.append(viewer)
+        _wait(lambda: _viewer_audio(samples.lines, time.time() - 2) is not None, 30, "the viewer's sound")
+        time.sleep(3)
+        for cap, seconds in schedule:
+            net.cap(cap)
+            start = time.time()
+            time.sleep(seconds)
+            phases.append({"cap_kbit": cap, "start": start, "end": time.time()})
+        net.cap(None)
+        viewer.wait(30)
+    finally:
+        net.cap(None)
+        for proc in reversed(processes):
+            stop(proc)
+        net.remove()
+    for phase in phases:
+        first = _viewer_audio(samples.lines, phase["start"])
+        last = _viewer_audio(samples.lines, phase["end"])
+        if first is None or last is None:
+            continue
+        lost = last["packets_lost"] - first["packets_lost"]
+        got = last["packets"] - first["packets"]
+        phase.update(packets=got, lost=lost, loss_pct=100 * lost / (got + lost) if got + lost else None,
+                     layer=last.get("layer"))
+    return {"schedule": opts.schedule, "phases": phases}
+
+
+def _viewer_audio(lines: list[tuple[float, str]], at: float) -> dict | None:
+    """The loss viewer's latest sound report at time ``at`` (with its layer), or None."""
+    found = None
+    for _, line in lines:
+        sample = json.loads(line)
+        if sample["t"] > at or not sample["summary"]:
+            continue
+        viewers = sample["summary"].get("viewers", [])
+        viewer = next((v for v in viewers if v.get("name") == "audio-loss"), None)
+        audio = ((viewer or {}).get("stats") or {}).get("audio")
+        if audio:
+            found = {**audio, "layer": viewer.get("layer")}
+    return found
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {what} within {timeout:g} s; see {LOG_DIR}")
+        time.sleep(0.2)
+
+
+def print_loss(result: dict) -> None:
+    if "skipped" in result:
+        print(f"\nSound under a cap: skipped ({result['skipped']})")
+        return
+    print(f"\nSound under a cap: a 1280x720 camera ({TIMELINE_LAYERS}) with the test tone, a CLI viewer in "
+          f"auto on P2P behind a token bucket following {result['schedule']} (kbit/s:seconds). Sound lost in "
+          "each phase, from the viewer's own reports.\n")
+    print("| cap kbit/s | seconds | layer at the end | sound packets | lost |")
+    print("|---:|---:|---|---:|---:|")
+    for phase in result["phases"]:
+        loss = phase.get("loss_pct")
+        lost = "-" if loss is None else f"{phase['lost']} = {loss:.2f}%"
+        print(f"| {phase['cap_kbit'] or 'none'} | {phase['end'] - phase['start']:.0f} "
+              f"| {phase.get('layer') or '-'} | {phase.get('packets', '-')} | {lost} |")
+
+
+def loss_verdicts(result: dict) -> list[dict]:
+    worst = [p for p in result.get("phases", []) if p["cap_kbit"] == 300 and p.get("loss_pct") is not None]
+    return [{"target": f"sound loss under {TARGET_LOSS_PCT:g}% in the 300 kbit/s phase",
+             "pass": None if not worst else all(p["loss_pct"] < TARGET_LOSS_PCT for p in worst),
+             "measured": "not measured" if not worst
+             else ", ".join(f"{p['loss_pct']:.2f}% ({p['lost']} of {p['lost'] + p['packets']})"
+                            for p in worst)}]
+
+
 # main -----------------------------------------------------------------------------------------
 
 
@@ -97,6 +306,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.5,
                         help="cpu: seconds after the joins, before each window")
     parser.add_argument("--procs", type=int, default=2, help="cpu: viewer worker processes")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="latency: seconds per path")
+    parser.add_argument("--schedule", default=SCHEDULE, help="loss: the cap schedule, kbit/s:seconds,...")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "audio.json", help="where the results go")
     opts = parser.parse_args()
     opts.parts = [part for part in opts.parts.split(",") if part]
@@ -118,6 +329,14 @@ def main() -> None:
         if "cpu" in opts.parts:
             results["cpu"] = cpu_part(opts)
             print_cpu(results["cpu"], opts)
+        if "latency" in opts.parts:
+            results["latency"] = latency_part(opts)
+            print_latency(results["latency"], opts)
+            verdicts += latency_verdicts(results["latency"])
+        if "loss" in opts.parts:
+            results["loss"] = loss_part(opts)
+            print_loss(results["loss"])
+            verdicts += loss_verdicts(results["loss"])
     except KeyboardInterrupt:
         sys.exit("interrupted")
     except RuntimeError as exc:
