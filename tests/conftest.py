@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from peercam.peers.ice import restrict_host_addresses
 
 from .support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from .support.netns import SplitNetwork, unavailable_reason
@@ -202,6 +203,14 @@ def make_clip(tmp_path_factory) -> Callable[..., str]:
         return str(path)
 
     return make
+
+
+@pytest.fixture
+def loopback_ice():
+    """aiortc peers in this process offer only 127.0.0.1 (a process-wide setting of aioice)."""
+    restrict_host_addresses(["127.0.0.1"])
+    yield
+    restrict_host_addresses([])
 
 
 @pytest.fixture

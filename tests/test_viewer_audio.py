@@ -27,7 +27,8 @@ from peercam.peers.testtone import ToneReader
 import peercam
 
 from .conftest import assert_plays, require
-from .support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS
+from .support.netns import VIEWER_ADDRESS
+from .test_fallback import start_camera_side
 
 LOOPBACK = peercam.IceOptions(servers=[], hosts=["127.0.0.1"])
 #: Sound is 50 packets a second: none missing (no loss, the packets all there) means no gap in
@@ -111,12 +112,7 @@ def test_sound_survives_the_fallback_to_the_relay_and_back(lab, split_network):
     """UDP dropped between the camera's network namespace and the viewer's (as in
     tests/test_fallback.py): the relay carries pictures and sound, then P2P takes both over."""
     net = split_network
-    server_url = f"http://{CAMERA_ADDRESS}:{lab.port}"
-    lab.start("server", "serve", "--host", CAMERA_ADDRESS, "--port", str(lab.port),
-              prefix=net.prefix(net.camera_ns))
-    camera = lab.start("camera", "camera", "--server", server_url, "--stream", "far",
-                       "--ice-host", CAMERA_ADDRESS, prefix=net.prefix(net.camera_ns))
-    camera.wait_for_log("publishing 'far'", timeout=15)
+    server_url = start_camera_side(lab, net)
     net.block_udp()  # no P2P: the relay carries pictures and sound
     viewer = lab.start("viewer", "view", "--server", server_url, "--stream", "far", "--json",
                        "--mode", "auto", "--connect-timeout", "3", "--p2p-retry", "2",

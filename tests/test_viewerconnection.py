@@ -13,16 +13,9 @@ from peercam.peers.camera.layers import parse_layers
 from peercam.peers.camera.pipeline import MediaPipeline
 from peercam.peers.camera.sources import TestPatternSource
 from peercam.peers.camera.viewerconnection import ViewerConnection
-from peercam.peers.ice import restrict_host_addresses, rtc_configuration
+from peercam.peers.ice import rtc_configuration
 
 from peercam.shared.protocol import Candidate, IceCandidate, Offer
-
-
-@pytest.fixture
-def loopback_ice():
-    restrict_host_addresses(["127.0.0.1"])
-    yield
-    restrict_host_addresses([])
 
 
 @pytest.fixture
