@@ -140,6 +140,31 @@ def test_an_unknown_source(command, tmp_path):
                                   "such as 0, a device such as /dev/video0, or a video file)")
 
 
+@pytest.mark.parametrize(("audio", "message"), [
+    ("hw:9,0", "--audio: cannot open audio device 'hw:9,0': "),
+    ("missing.wav", "--audio: no such audio file or device: 'missing.wav' (give none, tone, an ALSA device "
+                    "such as default or hw:1,0, or a file)"),
+    ("push", "--audio push: pushed sound is for the library's Camera.send_audio"),
+])
+def test_sound_that_cannot_be_had(audio, message):
+    """Asked for by name, a sound that is not there is an error (a device's own words follow)."""
+    result = run_peercam("camera", "--server", nowhere(), "--audio", audio)
+    hint = ["(see the devices with: arecord -L)"] if "hw:" in audio else []
+    assert_fails(result, "camera", message, *hint)
+
+
+def test_a_clip_without_sound_is_an_error_when_named_and_a_warning_by_default(make_clip, lab):
+    clip = make_clip(320, 240)  # H.264 only
+    named = run_peercam("camera", "--server", nowhere(), "--audio", clip)
+    assert_fails(named, "camera", f"--audio: '{clip}' has no audio track")
+    result = run_peercam("camera", "--server", nowhere(), "--source", clip, "--audio-bitrate", "999")
+    assert_fails(result, "camera", "--audio-bitrate 999: Opus takes 6 to 510 kbit/s")
+    # Only the default (the clip's own track): a warning, and the camera goes on without sound.
+    camera = lab.start("camera", "camera", "--server", lab.url, "--source", clip)
+    camera.wait_for_log(f"no sound: '{clip}' has no audio track", timeout=15)
+    assert camera.proc.poll() is None, camera.log()
+
+
 def test_serve_prints_its_url_once_it_listens(lab):
     """Port 0: the port in the line can only be known once the server is bound."""
     server = lab.start("server", "serve", "--port", "0")

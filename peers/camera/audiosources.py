@@ -8,13 +8,17 @@ and keeps its channels (mono or stereo; more are mixed down to stereo).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import numpy as np
@@ -188,15 +192,44 @@ class FileAudioSource(AudioSource):
         self._container.close()
 
 
+#: The system's ALSA configuration. PyAV's wheels bring an alsa-lib of their own, built to
+#: look for it under their build's prefix, where it is not: without these it knows no
+#: device by name.
+_ALSA_CONFIG = {"ALSA_CONFIG_DIR": "/usr/share/alsa", "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}
+
+
+@contextlib.contextmanager
+def _alsa_messages() -> Iterator[list[str]]:
+    """What alsa-lib writes to the process's stderr meanwhile (from C, past Python's sys.stderr),
+    taken into the list yielded: a device that fails is one line of ours, not ALSA's lines."""
+    said: list[str] = []
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            said += [line.decode(errors="replace").strip() for line in captured if line.strip()]
+
+
 class DeviceAudioSource(AudioSource):
     """An ALSA capture device (``default``, ``hw:1,0``, ...) through PyAV, at its own pace."""
 
     def __init__(self, device: str) -> None:
+        if Path(_ALSA_CONFIG["ALSA_CONFIG_PATH"]).is_file():
+            for name, value in _ALSA_CONFIG.items():
+                os.environ.setdefault(name, value)
         try:
-            self._container = av.open(device, format="alsa",
-                                      options={"sample_rate": str(SAMPLE_RATE), "channels": "1"})
+            with _alsa_messages() as said:
+                self._container = av.open(device, format="alsa",
+                                          options={"sample_rate": str(SAMPLE_RATE), "channels": "1"})
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise SourceError(f"cannot open audio device {device!r}: {exc} "
+            # ALSA's own last words name the cause ("Cannot get card index for 9"), FFmpeg's only the errno.
+            why = said[-1].split(") ", 1)[-1] if said else str(exc)
+            raise SourceError(f"cannot open audio device {device!r}: {why} "
                               "(see the devices with: arecord -L)") from None
         stream = self._container.streams.audio[0]
         super().__init__(_stream_channels(stream), f"ALSA {device}")
