@@ -208,7 +208,7 @@ def _sound_report(stream: dict | None) -> dict | None:
     return None
 
 
-def test_a_browser_cameras_microphone_reaches_a_python_viewer_p2p(lab, media_browser):  # noqa: F811
+def test_a_browser_cameras_microphone_reaches_a_python_viewer_p2p(lab, media_browser, loopback_ice):  # noqa: F811
     lab.start_server()
     page, errors = go_live(media_browser, lab, "mic")
     with in_background(listen_p2p(lab.url, "mic")) as listening:
@@ -268,7 +268,7 @@ def test_a_browser_cameras_microphone_reaches_cli_viewers_on_both_paths(lab, med
         assert audio["codec"] == "opus" and audio["packets"] >= 100 and audio["packets_lost"] == 0, summary
 
 
-def test_audio_0_publishes_no_sound(lab, media_browser):  # noqa: F811
+def test_audio_0_publishes_no_sound(lab, media_browser, loopback_ice):  # noqa: F811
     lab.start_server()
     page, errors = go_live(media_browser, lab, "quiet", "source=camera&autostart=1&audio=0")
     heard = run(listen_p2p(lab.url, "quiet", expect_sound=False))
