@@ -239,8 +239,8 @@ def loss_part(opts: argparse.Namespace) -> dict:
         last = _viewer_audio(samples.lines, phase["end"])
         if first is None or last is None:
             continue
-        lost = last["packets_lost"] - first["packets_lost"]
-        got = last["packets"] - first["packets"]
+        lost = last.get("packets_lost", 0) - first.get("packets_lost", 0)
+        got = last.get("packets", 0) - first.get("packets", 0)
         phase.update(packets=got, lost=lost, loss_pct=100 * lost / (got + lost) if got + lost else None,
                      layer=last.get("layer"))
     return {"schedule": opts.schedule, "phases": phases}

@@ -326,10 +326,12 @@ class Camera:
     stops_when_saturated: bool
     #: peercam's sound (``--audio``): none here, as the baseline has none; bench/audio.py compares.
     audio: str = "none"
+    #: What runs: ``peercam camera``, or the baseline (bench/baseline_camera.py).
+    program: str = "peercam"
 
     def start(self, server: str) -> subprocess.Popen:
         log = LOG_DIR / f"fanout-{self.stream}.log"
-        if self.name == "peercam":
+        if self.program == "peercam":
             return start_peercam(["camera", "--server", server, "--stream", self.stream,
                                   "--ice-host", "127.0.0.1", "--audio", self.audio], log, own_session=True)
         return start_process([sys.executable, "-m", "bench.baseline_camera", "--server", server,
@@ -629,7 +631,8 @@ def main() -> None:
                             "--max-connections-per-address", str(most_viewers + 10)],
                            LOG_DIR / "fanout-server.log", own_session=True)
     cameras = [Camera("peercam", "fanout", opts.viewers, stops_when_saturated=False),
-               Camera("baseline", "fanout-baseline", opts.baseline_viewers, stops_when_saturated=True)]
+               Camera("baseline", "fanout-baseline", opts.baseline_viewers, stops_when_saturated=True,
+                      program="baseline")]
     rows: dict[str, list[dict]] = {}
     try:
         for camera in cameras:
