@@ -223,7 +223,7 @@ def loss_part(opts: argparse.Namespace) -> dict:
         _wait(lambda: _viewer_audio(samples.lines, time.time() - 2) is not None, 30, "the viewer's sound")
         time.sleep(3)
         for cap, seconds in schedule:
-            net.cap(cap)
+            change_cap(net, cap)
             start = time.time()
             time.sleep(seconds)
             phases.append({"cap_kbit": cap, "start": start, "end": time.time()})
@@ -244,6 +244,21 @@ def loss_part(opts: argparse.Namespace) -> dict:
         phase.update(packets=got, lost=lost, loss_pct=100 * lost / (got + lost) if got + lost else None,
                      layer=last.get("layer"))
     return {"schedule": opts.schedule, "phases": phases}
+
+
+def change_cap(net: SplitNetwork, kbit: int | None) -> None:
+    """Move the link's cap to ``kbit`` (None: as good as none) keeping what its queue holds, as
+    a real link whose rate changes does: replacing or deleting the token bucket would drop
+    the packets queued in it, and count them as the sound's loss."""
+    rate = f"{kbit}kbit" if kbit is not None else "10gbit"
+    subprocess.run([*net.prefix(net.camera_ns), "tc", "qdisc", "change", "dev", net.camera_link, "root",
+                    "tbf", "rate", rate, "burst", "16kb", "latency", "150ms"],
+                   capture_output=True, timeout=10)
+    if kbit is not None:  # no token bucket there yet: make one
+        probe = subprocess.run([*net.prefix(net.camera_ns), "tc", "qdisc", "show", "dev", net.camera_link],
+                               capture_output=True, text=True, timeout=10)
+        if "tbf" not in probe.stdout:
+            net.cap(kbit)
 
 
 def _viewer_audio(lines: list[tuple[float, str]], at: float) -> dict | None:
