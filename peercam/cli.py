@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Coroutine
 from pathlib import Path
 
-from peercam.peers.camera.audiopipeline import DEFAULT_AUDIO_BITRATE
+from peercam.peers.camera.audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL
 from peercam.peers.camera.audiosources import AudioSource, open_audio_source
 from peercam.peers.camera.camera import CameraError, CameraOptions, CameraPeer
 from peercam.peers.camera.layers import LayerError
@@ -257,7 +257,7 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-audio", dest="audio", action="store_const", const="none",
                         help="publish no sound (as --audio none)")
     parser.add_argument("--audio-bitrate", type=int, default=DEFAULT_AUDIO_BITRATE // 1000, metavar="KBITS",
-                        help=f"the sound's Opus bitrate in kbit/s, 6 to 510 (default: "
+                        help=f"the sound's Opus bitrate in kbit/s, 6 to 256 a channel (default: "
                              f"{DEFAULT_AUDIO_BITRATE // 1000})")
 
 
@@ -400,10 +400,16 @@ def _open_source(command: str, args: argparse.Namespace) -> tuple[VideoSource, A
     except SourceError as exc:
         _fail(command, str(exc))
     try:
-        return video, open_audio_source(args.audio, args.source)
+        audio = open_audio_source(args.audio, args.source)
     except SourceError as exc:
         video.close()
         _fail(command, f"--audio: {exc}")
+    if audio is not None and args.audio_bitrate > MAX_OPUS_KBPS_PER_CHANNEL * audio.channels:
+        video.close()
+        audio.close()
+        _fail(command, f"--audio-bitrate {args.audio_bitrate}: Opus takes at most "
+                       f"{MAX_OPUS_KBPS_PER_CHANNEL} kbit/s a channel, and this sound has {audio.channels}")
+    return video, audio
 
 
 def _ice_options(args: argparse.Namespace, ice_servers: list) -> IceOptions:

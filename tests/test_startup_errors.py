@@ -159,6 +159,9 @@ def test_a_clip_without_sound_is_an_error_when_named_and_a_warning_by_default(ma
     assert_fails(named, "camera", f"--audio: '{clip}' has no audio track")
     result = run_peercam("camera", "--server", nowhere(), "--source", clip, "--audio-bitrate", "999")
     assert_fails(result, "camera", "--audio-bitrate 999: Opus takes 6 to 510 kbit/s")
+    mono = run_peercam("camera", "--server", nowhere(), "--audio", "tone", "--audio-bitrate", "300")
+    assert_fails(mono, "camera", "--audio-bitrate 300: Opus takes at most 256 kbit/s a channel, "
+                                 "and this sound has 1")
     # Only the default (the clip's own track): a warning, and the camera goes on without sound.
     camera = lab.start("camera", "camera", "--server", lab.url, "--source", clip)
     camera.wait_for_log(f"no sound: '{clip}' has no audio track", timeout=15)

@@ -44,7 +44,7 @@ from peercam.shared.protocol import (
 from peercam.shared.recordingconfig import RecordingConfig
 
 from . import playoutdelay
-from .audiopipeline import DEFAULT_AUDIO_BITRATE, AudioPipeline
+from .audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL, AudioPipeline
 from .audiosources import AudioSource, PushAudioSource, open_audio_source
 from .chathub import ChatHub, ChatRefused
 from .layers import parse_layers
@@ -100,8 +100,10 @@ class CameraPeer:
     def __init__(self, options: CameraOptions, source: VideoSource, audio: AudioSource | None = None) -> None:
         if options.codec not in get_args(Codec):
             raise UsageError(f"codec {options.codec!r}: use vp8 or h264")
-        if not 6000 <= options.audio_bitrate <= 510000:
-            raise UsageError(f"audio bitrate {options.audio_bitrate // 1000} kbit/s: Opus takes 6 to 510")
+        most = MAX_OPUS_KBPS_PER_CHANNEL * 1000 * (audio.channels if audio is not None else 2)
+        if not 6000 <= options.audio_bitrate <= most:
+            raise UsageError(f"audio bitrate {options.audio_bitrate // 1000} kbit/s: Opus takes 6 to "
+                             f"{MAX_OPUS_KBPS_PER_CHANNEL} a channel")
         self.options = options
         self.source = source
         #: The sound source, if the stream has sound.
