@@ -13,7 +13,7 @@ from peercam.peers.testpattern import Stamp, TestPattern, read_stamp
 
 from peercam.shared.protocol import Offer
 
-from .test_viewerconnection import camera_and_viewer, loopback_ice, pipeline  # noqa: F401
+from .test_viewerconnection import camera_and_viewer, pipeline  # noqa: F401
 
 
 def encoded_frames(count: int, keyframes: set[int], layer: str = "", size: tuple[int, int] = (320, 240),
