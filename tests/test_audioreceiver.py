@@ -21,7 +21,7 @@ from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 from peercam.peers.testtone import tone
 from peercam.peers.viewer.audioreceiver import HOLD, AudioPacketBuffer, deliver_audio_on_arrival
-from peercam.peers.viewer.senderclock import NTP_TO_UNIX, SenderClock, follow_sender_reports
+from peercam.peers.viewer.senderclock import SenderClock, follow_sender_reports
 
 from .test_framereceiver import FakeDtlsTransport
 
@@ -107,7 +107,7 @@ def test_the_sender_clock_maps_timestamps_through_the_latest_report():
     clock = SenderClock(48000)
     assert clock.time_of(1234) is None  # no report yet
     unix = 1_765_000_000.25
-    clock.report(((int(unix) + NTP_TO_UNIX) << 32) | int(0.25 * 2**32), 2**32 - 480)
+    clock.report(((int(unix) + 2_208_988_800) << 32) | int(0.25 * 2**32), 2**32 - 480)  # 1900 to 1970
     assert clock.time_of(2**32 - 480) == pytest.approx(unix)
     assert clock.time_of(480) == pytest.approx(unix + 0.02)  # across the 32-bit wrap
     assert clock.time_of(2**32 - 960 - 480) == pytest.approx(unix - 0.02)  # before the report
@@ -141,7 +141,7 @@ async def test_aiortc_receiver_decodes_each_packet_before_the_next_arrives():
         assert [frame.pts for frame in decoded] == [i * CHUNK for i in range(7)]
         assert buffer.first_timestamp == packets[0].timestamp
         report = RtcpSrPacket(ssrc=SSRC, sender_info=RtcpSenderInfo(
-            ntp_timestamp=(NTP_TO_UNIX + 1_765_000_000) << 32, rtp_timestamp=packets[0].timestamp,
+            ntp_timestamp=(2_208_988_800 + 1_765_000_000) << 32, rtp_timestamp=packets[0].timestamp,
             packet_count=7, octet_count=700))
         await receiver._handle_rtcp_packet(report)
         assert clock.time_of((decoded[6].pts + buffer.first_timestamp) & 0xFFFFFFFF) == pytest.approx(

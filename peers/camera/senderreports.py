@@ -25,18 +25,12 @@ from collections import deque
 from aiortc import RTCRtpSender
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
 
-__all__ = ["NTP_TO_UNIX", "report_capture_times"]
+from peercam.shared.ntptime import to_ntp
 
-#: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-NTP_TO_UNIX = 2_208_988_800
+__all__ = ["report_capture_times"]
+
 #: Frames remembered: far more than can be packed but not yet sent when a report goes out.
 FRAMES_KEPT = 64
-
-
-def ntp_time(unix: float) -> int:
-    """Unix seconds as a 64-bit NTP timestamp."""
-    seconds = int(unix)
-    return ((seconds + NTP_TO_UNIX) << 32) | int((unix - seconds) * 2**32)
 
 
 def report_capture_times(sender: RTCRtpSender) -> None:
@@ -73,7 +67,7 @@ def report_capture_times(sender: RTCRtpSender) -> None:
             if isinstance(packet, RtcpSrPacket) and packet.ssrc == sender._ssrc:
                 capture_time = capture_time_of(packet.sender_info.packet_count)
                 if capture_time is not None:
-                    packet.sender_info.ntp_timestamp = ntp_time(capture_time)
+                    packet.sender_info.ntp_timestamp = to_ntp(capture_time)
                     sender._RTCRtpSender__lsr = (packet.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
         await send_rtcp(packets_out)
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 from aiortc import RTCRtpReceiver
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
 
-__all__ = ["NTP_TO_UNIX", "SenderClock", "follow_sender_reports"]
+from peercam.shared.ntptime import from_ntp
 
-#: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-NTP_TO_UNIX = 2_208_988_800
+__all__ = ["SenderClock", "follow_sender_reports"]
 
 
 class SenderClock:
@@ -31,7 +30,7 @@ class SenderClock:
 
     def report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
         """A sender report: ``rtp_timestamp`` was at ``ntp_timestamp`` (64-bit NTP) on the sender."""
-        unix = (ntp_timestamp >> 32) - NTP_TO_UNIX + (ntp_timestamp & 0xFFFFFFFF) / 2**32
+        unix = from_ntp(ntp_timestamp)
         self._report = (rtp_timestamp, unix)
         self.reports += 1
 
