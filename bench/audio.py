@@ -35,7 +35,7 @@ from pathlib import Path
 from bench.fanout import Camera, per_viewer_cost, run_camera
 from bench.harness import ROOT, free_port, print_verdicts, start_peercam, stop, wait_until_live, write_json
 from bench.layers.shared import HELPER, STREAM, TIMELINE_LAYERS, camera_args
-from bench.layers.timeline import SCHEDULE, LineReader, parse_schedule
+from bench.layers.timeline import SCHEDULE, LineReader, parse_schedule, wait_live
 from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from tests.support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
 
@@ -211,8 +211,7 @@ def loss_part(opts: argparse.Namespace) -> dict:
                                   start_new_session=True)
         processes.append(poller)
         samples = LineReader(poller.stdout)
-        _wait(lambda: any((json.loads(line)["summary"] or {}).get("live") for _, line in samples.lines), 30,
-              "the stream to go live")
+        wait_live(samples, {"server": processes[0], "camera": processes[1], "poller": poller})
         total = sum(seconds for _, seconds in schedule)
         viewer = subprocess.Popen([*net.prefix(net.viewer_ns), sys.executable, "-m", "peercam", "view",
                                    "--server", url, "--stream", STREAM, "--json", "--ice-host",

@@ -91,18 +91,9 @@ class Beep:
         return self.heard_time - self.capture_time
 
 
-def _power(samples: np.ndarray, frequency: float) -> float:
-    """Goertzel: the power of ``frequency`` in ``samples``, normalised by their length."""
-    n = len(samples)
-    k = 2 * math.cos(2 * math.pi * frequency / SAMPLE_RATE)
-    s1 = s2 = 0.0
-    for x in samples.tolist():
-        s1, s2 = x + k * s1 - s2, s1
-    return (s1 * s1 + s2 * s2 - k * s1 * s2) / (n * n)
-
-
 def _tone_power(samples: np.ndarray, frequency: float) -> float:
-    """As ``_power``, vectorised over the rows of a 2-D array."""
+    """The power of ``frequency`` in ``samples`` (a 1-D array, or each row of a 2-D one), normalised
+    by their length: the magnitude Goertzel's algorithm gives (web/js/testtone.js), as a projection."""
     n = samples.shape[-1]
     t = np.arange(n) / SAMPLE_RATE
     c = samples @ np.cos(2 * math.pi * frequency * t)
@@ -194,7 +185,7 @@ class ToneReader:
         bits = []
         for i in range(CODE_BITS):
             chunk = self._buffer[first + i * bit_length + margin:first + (i + 1) * bit_length - margin]
-            one, zero = _power(chunk, ONE_HZ), _power(chunk, ZERO_HZ)
+            one, zero = _tone_power(chunk, ONE_HZ), _tone_power(chunk, ZERO_HZ)
             if 2 * math.sqrt(max(one, zero)) < MIN_CODE_AMPLITUDE:
                 return None  # no tone at all (sound lost): silence would read as number 0
             bits.append(1 if one > zero else 0)

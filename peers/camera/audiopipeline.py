@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import av
 
-from peercam.shared.protocol import AudioInfo, CameraAudioStats
+from peercam.shared.protocol import CameraAudioStats
 
 from .audiofanout import AudioFanOut, EncodedAudio
 from .audiosources import CHUNK, SAMPLE_RATE, AudioSource, CapturedAudio
@@ -104,11 +104,6 @@ class AudioPipeline:
         self.relay_packets = 0
         self.encode_ms = 0.0
         self._thread = threading.Thread(target=self._run, name="audio", daemon=True)
-
-    @property
-    def info(self) -> AudioInfo:
-        return AudioInfo(codec="opus", sample_rate=SAMPLE_RATE, channels=self.source.channels,
-                         bitrate=self.bitrate)
 
     @property
     def in_use(self) -> bool:
