@@ -30,7 +30,7 @@ import av
 from peercam.shared.protocol import CameraAudioStats
 
 from .audiofanout import AudioFanOut, EncodedAudio
-from .audiosources import CHUNK, SAMPLE_RATE, AudioSource, CapturedAudio
+from .audiosources import CHUNK, SAMPLE_RATE, AudioSource, CapturedAudio, PushOpusSource
 from .sources import SourceError
 
 __all__ = ["AudioPipeline", "AudioSink", "DEFAULT_AUDIO_BITRATE", "LOW_AUDIO_BITRATE",
@@ -136,6 +136,8 @@ class AudioPipeline:
         full = _Rendition(self, self.bitrate, self._deliver)
         low = _Rendition(self, LOW_AUDIO_BITRATE, self.low_fanout.publish)
         try:
+            if isinstance(self.source, PushOpusSource):
+                self._pass_through(self.source, low)
             while not self.stopping:
                 chunk = self.source.read()
                 full.encode(chunk, self.in_use)
@@ -145,6 +147,22 @@ class AudioPipeline:
             if not self.stopping:
                 error = exc if isinstance(exc, SourceError) else SourceError(f"audio failed: {exc!r}")
                 self.loop.call_soon_threadsafe(self._settle, error)
+
+    def _pass_through(self, source: PushOpusSource, low: _Rendition) -> None:
+        """Opus that came encoded goes out as it is; only the low-rate rendition, while anyone
+        listens to it, decodes and encodes it again."""
+        number = 0
+        while not self.stopping:
+            packet = source.read_packet()
+            if self.in_use:
+                timestamp = int(round(packet.capture_time * SAMPLE_RATE)) & 0xFFFFFFFF
+                encoded = EncodedAudio(packet.payload, timestamp, packet.capture_time, number)
+                number += 1
+                self.packets_encoded += 1
+                self.loop.call_soon_threadsafe(self._deliver, encoded)
+            if self.low_fanout is not self.fanout and len(self.low_fanout):
+                for chunk in source.decode(packet):
+                    low.encode(chunk, True)
 
     def encoded(self, elapsed_ms: float) -> None:
         """Count a packet (the audio thread), and its encoder's time in the moving average."""

@@ -30,7 +30,7 @@ from .sources import SourceError
 
 __all__ = [
     "CHUNK", "SAMPLE_RATE", "AudioSource", "CapturedAudio", "DeviceAudioSource", "FileAudioSource",
-    "PushAudioSource", "ToneSource", "open_audio_source",
+    "OpusPacket", "PushAudioSource", "PushOpusSource", "ToneSource", "open_audio_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -308,6 +308,77 @@ class PushAudioSource(AudioSource):
             first = self._first_time or time.time()
             self._first_time = first + CHUNK / SAMPLE_RATE
         return CapturedAudio(chunk, first)
+
+    def close(self) -> None:
+        super().close()
+        with self._ready:
+            self._ready.notify_all()
+
+
+@dataclass(frozen=True)
+class OpusPacket:
+    payload: bytes  # one Opus packet, as it came
+    capture_time: float  # Unix seconds, of its first sample (when it arrived)
+
+
+class PushOpusSource(AudioSource):
+    """Opus packets a receiver hands over (a WHIP publisher's sound), from any thread; the
+    camera passes them through as they are (``read_packet``), and decodes them only for its
+    low-rate rendition (``read``).
+
+    Bounded: packets the camera has not taken within a second are dropped, oldest first.
+    """
+
+    MAX_PACKETS = 50  # one second of 20 ms packets
+
+    def __init__(self, channels: int, description: str) -> None:
+        if channels not in _LAYOUTS:
+            raise UsageError(f"{channels} audio channels: use 1 or 2")
+        super().__init__(channels, description)
+        self._packets: deque[OpusPacket] = deque(maxlen=self.MAX_PACKETS)
+        self._ready = threading.Condition()
+        self._decoder: av.CodecContext | None = None
+        self._chunker = _Chunker(channels)
+        self._decoded_time = 0.0  # capture time of the first sample the chunker holds
+
+    def push(self, payload: bytes, capture_time: float) -> None:
+        """Queue a packet; never blocks. ``capture_time`` must advance as the sound does (the
+        first packet's arrival plus its RTP timestamp's advance since, not each one's arrival):
+        it becomes the RTP timestamp viewers play by."""
+        with self._ready:
+            self._packets.append(OpusPacket(payload, capture_time))
+            self._ready.notify()
+
+    def read_packet(self) -> OpusPacket:
+        """The next packet as it came; raises SourceError once closed."""
+        with self._ready:
+            while not self._packets:
+                if self._closed.is_set():
+                    raise SourceError("source closed")
+                self._ready.wait(0.5)
+            return self._packets.popleft()
+
+    def decode(self, packet: OpusPacket) -> list[CapturedAudio]:
+        """The 20 ms chunks this packet completes, decoded (for a rendition of its own)."""
+        if self._decoder is None:
+            self._decoder = av.CodecContext.create("opus", "r")
+            self._decoder.sample_rate = SAMPLE_RATE
+            self._decoder.layout = _LAYOUTS[self.channels]
+        if self._chunker.buffered == 0:
+            self._decoded_time = packet.capture_time
+        try:
+            for frame in self._decoder.decode(av.Packet(packet.payload)):
+                self._chunker.add(frame)
+        except av.FFmpegError:
+            return []  # a damaged packet: its sound is missing, as a lost one's would be
+        chunks = []
+        while (chunk := self._chunker.take()) is not None:
+            chunks.append(CapturedAudio(chunk, self._decoded_time))
+            self._decoded_time += CHUNK / SAMPLE_RATE
+        return chunks
+
+    def read(self) -> CapturedAudio:
+        raise SourceError("an Opus source passes its packets through: read them with read_packet()")
 
     def close(self) -> None:
         super().close()
