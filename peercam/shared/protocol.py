@@ -142,13 +142,17 @@ JpegQuality = Annotated[int, Meta(ge=1, le=100)]
 ClientProtocol = Annotated[int, Meta(ge=OLDEST_PROTOCOL, le=1000)]
 
 
-class LayerInfo(msgspec.Struct):
+class LayerInfo(msgspec.Struct, omit_defaults=True):
     """One quality layer a camera offers: each is encoded once, for all its viewers."""
 
     name: LayerName
     width: Annotated[int, Meta(ge=2, le=16384)]
     height: Annotated[int, Meta(ge=2, le=16384)]
     fps: Annotated[float, Meta(gt=0, le=1000)]
+    #: The source's own pictures, as they came (an RTSP camera's, a WHIP publisher's): not
+    #: encoded by the camera, which cannot make a keyframe on request, so a viewer starts or
+    #: moves to this layer at the source's next keyframe.
+    passthrough: bool = False
 
 
 class AudioInfo(msgspec.Struct, omit_defaults=True):
@@ -174,6 +178,9 @@ class StreamInfo(msgspec.Struct, omit_defaults=True):
     jpeg_quality: JpegQuality = 80
     #: None: a camera without sound.
     audio: AudioInfo | None = None
+    #: What the camera publishes from, when it says: "rtsp://host/path" (never credentials),
+    #: "whip". Empty for the camera's own capture.
+    source: Annotated[str, Meta(max_length=200)] = ""
 
     def layer_list(self) -> list[LayerInfo]:
         """The layers, or the one the picture itself makes when the camera named none."""
@@ -285,6 +292,11 @@ class CameraLayerStats(msgspec.Struct, omit_defaults=True):
     keyframes: Count = 0
     jpeg_qualities: Annotated[list[JpegQuality], Meta(max_length=8)] = []
     relay_encoded: bool = False  # its encoded frames go to the relay too
+    #: The source's pictures passed through (frames_encoded counts none of them).
+    passthrough: bool = False
+    #: A passthrough layer's measured time between the source's keyframes (its GOP): what a
+    #: viewer joining it may wait. None until two have come.
+    keyframe_interval: Annotated[float, Meta(ge=0, le=3600)] | None = None
 
 
 class CameraAudioStats(msgspec.Struct, omit_defaults=True):

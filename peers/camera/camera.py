@@ -11,6 +11,7 @@ from typing import get_args
 
 import msgspec
 from aiortc import RTCConfiguration
+from peercam.peers.h264profiles import install_h264_profiles
 from peercam.peers.ice import IceOptions, restrict_host_addresses
 from peercam.peers.signaling_client import ServerList, Servers, SignalingClient, SignalingError
 
@@ -47,7 +48,8 @@ from . import playoutdelay
 from .audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL, AudioPipeline
 from .audiosources import AudioSource, PushAudioSource, open_audio_source
 from .chathub import ChatHub, ChatRefused
-from .layers import parse_layers
+from .encodedsources import EncodedVideoSource, passthrough_refusal
+from .layers import Layer, LayerError, default_bitrate, parse_layers
 from .pipeline import MediaPipeline
 from .relaysender import RelaySender
 from .sources import PushSource, VideoSource, open_source
@@ -93,11 +95,17 @@ class CameraOptions:
 class CameraPeer:
     """Publishes one stream: captures once, encodes once per layer in use, answers every viewer.
 
+    An encoded ``source`` (an RTSP camera, a WHIP publisher) is passed through as the top
+    layer when viewers can take its codec and profile (the stream's codec is then the
+    source's, whatever ``options.codec`` says), else decoded and encoded in ``options.codec``;
+    ``low_source``, a camera's own sub-stream, is passed through as a lower layer.
+
     Raises UsageError at once for a bad server URL or codec, and LayerError (a UsageError)
     when ``options.layers`` does not fit the source.
     """
 
-    def __init__(self, options: CameraOptions, source: VideoSource, audio: AudioSource | None = None) -> None:
+    def __init__(self, options: CameraOptions, source: VideoSource | EncodedVideoSource,
+                 audio: AudioSource | None = None, low_source: EncodedVideoSource | None = None) -> None:
         if options.codec not in get_args(Codec):
             raise UsageError(f"codec {options.codec!r}: use vp8 or h264")
         most = MAX_OPUS_KBPS_PER_CHANNEL * 1000 * (audio.channels if audio is not None else 2)
@@ -111,6 +119,19 @@ class CameraPeer:
         self.audio: AudioPipeline | None = None
         self._servers = ServerList(options.server)
         self.layers = parse_layers(options.layers, source.width, source.height, source.fps, options.bitrate)
+        #: The layers whose pictures go out as their source's came.
+        self.passthrough: dict[str, EncodedVideoSource] = {}
+        self.codec = options.codec
+        if isinstance(source, EncodedVideoSource):
+            refusal = passthrough_refusal(source.codec, source.profile)
+            if refusal is None:
+                self.codec = source.codec
+                self.passthrough[self.layers[0].name] = source
+            else:
+                log.warning("%s: %s, so its pictures are decoded and encoded again in %s", source.description,
+                            refusal, options.codec)
+        if low_source is not None:
+            self._add_low_layer(low_source)
         self.viewers: dict[str, ViewerConnection] = {}
         self.pipeline: MediaPipeline | None = None
         self._rtc_configuration: RTCConfiguration | None = None
@@ -125,22 +146,46 @@ class CameraPeer:
         self.published = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()  # short jobs (sends, closing a viewer), awaited at the end
 
+    def _add_low_layer(self, low: EncodedVideoSource) -> None:
+        """The sub-stream as a layer of its own height, in place of an encoded one of that height."""
+        if not self.passthrough or low.codec != self.codec or passthrough_refusal(low.codec, low.profile):
+            why = passthrough_refusal(low.codec, low.profile) or f"it is {low.codec}"
+            main = self.codec if self.passthrough else f"{self.codec}, decoded"
+            raise LayerError(f"the low source {low.description} cannot pass through beside the main one "
+                             f"({why}; the main stream is {main}): both must pass through, in one codec")
+        top = self.layers[0]
+        if low.height >= top.height:
+            raise LayerError(f"the low source is {low.width}x{low.height}, not below the main {top.width}x"
+                             f"{top.height}")
+        layer = Layer(f"{low.height}p", low.width, low.height, round(low.fps, 3),
+                      default_bitrate(low.width, low.height, low.fps))
+        self.layers = sorted([other for other in self.layers if other.height != low.height] + [layer],
+                             key=lambda other: -other.height)
+        self.passthrough[layer.name] = low
+
     @property
     def stream_info(self) -> StreamInfo:
         audio = None
         if self.audio_source is not None:
             audio = AudioInfo(channels=self.audio_source.channels, bitrate=self.options.audio_bitrate)
+        layers = [msgspec.structs.replace(layer.info, passthrough=layer.name in self.passthrough)
+                  for layer in self.layers]
+        source = self.source.description if isinstance(self.source, EncodedVideoSource) else ""
         return StreamInfo(width=self.source.width, height=self.source.height,
-                          fps=round(self.source.fps, 3), codec=self.options.codec,
-                          layers=[layer.info for layer in self.layers],
-                          jpeg_quality=self.options.jpeg_quality, audio=audio)
+                          fps=round(self.source.fps, 3), codec=self.codec, layers=layers,
+                          jpeg_quality=self.options.jpeg_quality, audio=audio, source=source)
 
     async def run(self) -> None:
         """Publish until cancelled; raises CameraError when it cannot go on."""
         playoutdelay.enable()
+        if self.passthrough:
+            install_h264_profiles()  # a Main stream passes through as Main where viewers offer it
         loop = asyncio.get_running_loop()
-        self.pipeline = MediaPipeline(self.source, self.layers, self.options.codec, loop,
-                                      relay_fps=self.options.relay_fps)
+        self.pipeline = MediaPipeline(self.source, self.layers, self.codec, loop,
+                                      relay_fps=self.options.relay_fps, passthrough=self.passthrough)
+        for name, source in self.passthrough.items():
+            log.info("%s passes through as layer %s (%s, not encoded here): a viewer starts on it at the "
+                     "source's next keyframe", source.description, name, source.codec)
         recorder = None
         if self.options.recording is not None:
             audio_channels = self.audio_source.channels if self.audio_source is not None else None
@@ -358,7 +403,7 @@ class CameraPeer:
             self.pipeline,
             self.audio,
             lambda: self._rtc_configuration,
-            self.options.codec,
+            self.codec,
             self._send,
             self.options.connect_timeout,
             on_closed=self._viewer_closed,

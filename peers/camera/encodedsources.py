@@ -15,6 +15,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -161,6 +162,10 @@ class EncodedVideoSource(ABC):
     def read(self) -> EncodedPicture:
         """The next picture; raises SourceError when there is none to come."""
 
+    def request_keyframe(self) -> None:  # noqa: B027 (a default, not a stub: most sources cannot be asked)
+        """A viewer waits for a keyframe (any thread). Most sources cannot be asked: the
+        viewer starts at the next one the source sends."""
+
     def close(self) -> None:
         self._closed.set()
 
@@ -183,6 +188,9 @@ class PushEncodedSource(EncodedVideoSource):
         self._ready = threading.Condition()
         #: Pictures dropped to keep within the bounds.
         self.dropped = 0
+        #: Called (from any thread) when a viewer waits for a keyframe: the receiver may ask
+        #: its sender for one (a WHIP publisher: a PLI), at a rate it bounds.
+        self.on_keyframe_request: Callable[[], None] | None = None
 
     def push(self, picture: EncodedPicture) -> None:
         """Queue a picture; never blocks."""
@@ -204,6 +212,10 @@ class PushEncodedSource(EncodedVideoSource):
             self._queue.append(picture)
             self._bytes += len(picture.data)
             self._ready.notify()
+
+    def request_keyframe(self) -> None:
+        if self.on_keyframe_request is not None:
+            self.on_keyframe_request()
 
     def read(self) -> EncodedPicture:
         with self._ready:

@@ -5,6 +5,13 @@ r"""The camera peer's media pipeline: one capture loop, one encoder per layer in
                                                              |                    \-> relay sink (encoded)
                                                              \-> JPEG per JPEG quality asked --> relay sink
 
+An encoded source (an RTSP camera, a WHIP publisher: peers/camera/encodedsources.py) passes
+its pictures through as the top layer, neither decoded nor encoded:
+
+    source --capture thread--> top layer: RTP payloads --> FanOut, relay sink, recorder, as they came
+                           \-> decoder (only while a lower layer or a JPEG relay frame needs pictures)
+                                   --> the layers' threads, as above
+
 Capture never waits for an encoder: a frame a layer has not taken yet is replaced by a
 newer one (latest frame wins). A layer's thread works only while someone reads that
 layer: its video encoder while a viewer's track is on it or relay readers read its
@@ -19,6 +26,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +40,8 @@ from peercam.shared.recordingconfig import RecordingConfig
 from peercam.shared.relayframe import RelayFrameHeader
 from peercam.shared.segmentwriter import SegmentWriter
 
-from .encoder import VideoEncoder
+from .encodedsources import EncodedPicture, EncodedVideoSource, PictureDecoder
+from .encoder import RTP_TIME_BASE, VideoEncoder
 from .fanout import EncodedFrame, FanOut, FanOutTrack, RtpPacketizer
 from .layers import Layer
 from .sources import CapturedFrame, SourceError, VideoSource
@@ -65,10 +74,16 @@ class LayerEncoder:
     own thread encodes. The video encoder is made when the first viewer arrives.
     """
 
-    def __init__(self, pipeline: MediaPipeline, index: int, layer: Layer, codec: str) -> None:
+    def __init__(self, pipeline: MediaPipeline, index: int, layer: Layer, codec: str,
+                 passthrough: EncodedVideoSource | None = None) -> None:
         self.index = index
         self.layer = layer
         self.codec = codec
+        #: The encoded source whose pictures this layer sends as they came (None: it encodes).
+        self.passthrough = passthrough
+        #: A passthrough layer's measured time between the source's keyframes (seconds).
+        self.keyframe_interval: float | None = None
+        self._last_source_keyframe: float | None = None
         self.fanout = FanOut(self.request_keyframe, layer=layer.name)
         #: JPEG qualities relay readers want of this layer, and whether they read its encoded
         #: frames (set on the event loop).
@@ -96,11 +111,19 @@ class LayerEncoder:
     def in_use(self) -> bool:
         return bool(len(self.fanout) or self.jpeg_qualities or self.relay_encoded or self.recorder)
 
+    @property
+    def wants_pictures(self) -> bool:
+        """Whether this layer's thread needs captured (or decoded) pictures: a passthrough
+        layer only for its JPEG relay frames."""
+        return bool(self.jpeg_qualities) if self.passthrough is not None else self.in_use
+
     def stats(self) -> CameraLayerStats:
+        interval = round(self.keyframe_interval, 3) if self.keyframe_interval is not None else None
         return CameraLayerStats(name=self.layer.name, active=self.in_use, viewers=len(self.fanout),
                                 frames_encoded=self.frames_encoded, encode_ms=round(self.encode_ms, 2),
                                 keyframes=self.keyframes, jpeg_qualities=sorted(self.jpeg_qualities),
-                                relay_encoded=self.relay_encoded)
+                                relay_encoded=self.relay_encoded, passthrough=self.passthrough is not None,
+                                keyframe_interval=interval)
 
     def request_keyframe(self, urgent: bool = True) -> None:
         """Ask for a keyframe soon; requests closer than the minimum interval merge.
@@ -108,7 +131,14 @@ class LayerEncoder:
         A viewer that joins or switches layers waits for one (``urgent``). A viewer's
         PLI on a lossy link is not urgent: answered at most once a second, as a keyframe
         is many frames' worth of bits, and answering each PLI would only deepen the loss.
+
+        A passthrough layer passes the request to its source, which may forward it (a WHIP
+        publisher gets a PLI) or not (an RTSP camera cannot be asked): then the viewer waits
+        for the source's next keyframe.
         """
+        if self.passthrough is not None:
+            self.passthrough.request_keyframe()
+            return
         self._keyframe_wanted = True
         if urgent:
             self._keyframe_urgent = True
@@ -122,8 +152,8 @@ class LayerEncoder:
         self._thread.join(timeout=2)
 
     def offer(self, frame: CapturedFrame) -> None:
-        """A new captured frame (capture thread); taken if this layer is in use and on its step."""
-        if not self.in_use:
+        """A new captured frame (capture thread); taken if this layer needs it and it is on its step."""
+        if not self.wants_pictures:
             return
         self._offered += 1
         if (self._offered - 1) % self.layer.step:
@@ -152,7 +182,9 @@ class LayerEncoder:
                 if image.shape[1] != self.layer.width or image.shape[0] != self.layer.height:
                     size = (self.layer.width, self.layer.height)
                     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                if len(self.fanout) or self.relay_encoded or self.recorder is not None:
+                if self.passthrough is not None:
+                    pass  # its video is the source's own (pass_through); the picture is for JPEG
+                elif len(self.fanout) or self.relay_encoded or self.recorder is not None:
                     self._encode_video(frame, image)
                 elif self._encoder is not None:
                     self._encoder = None  # no viewer: let the encoder go; the next one starts afresh
@@ -182,47 +214,78 @@ class LayerEncoder:
                 self.keyframes += 1
                 self._pipeline.stats.keyframes += 1
                 self._last_keyframe = time.monotonic()
-            payloads, timestamp = self._packetizer.packetize(packet)
-            encoded = EncodedFrame(payloads, timestamp, packet.is_keyframe, frame.capture_time, frame.number,
-                                   self.layer.name)
-            self._pipeline.loop.call_soon_threadsafe(self.fanout.publish, encoded)
-            if self.relay_encoded:
-                self._relay(frame, packet)
-            if self.recorder is not None:
-                self.recorder.write(bytes(packet), packet.is_keyframe, int(frame.capture_time * 1_000_000),
-                                    self.layer.width, self.layer.height)
+            self._send(bytes(packet), packet, frame.capture_time, frame.number, packet.is_keyframe)
 
-    def _relay(self, frame: CapturedFrame, packet: av.Packet) -> None:
+    def pass_through(self, picture: EncodedPicture) -> None:
+        """One of the source's pictures, as it came (the capture thread of a passthrough layer)."""
+        if picture.keyframe:
+            if self._last_source_keyframe is not None:
+                self.keyframe_interval = picture.capture_time - self._last_source_keyframe
+            self._last_source_keyframe = picture.capture_time
+        if not (len(self.fanout) or self.relay_encoded or self.recorder is not None):
+            return
+        self.frames_taken += 1
+        if picture.keyframe:
+            self.keyframes += 1
+            self._pipeline.stats.keyframes += 1
+        packet = av.Packet(picture.data)
+        packet.pts = int(picture.capture_time * 90000)
+        packet.time_base = RTP_TIME_BASE
+        self._send(picture.data, packet, picture.capture_time, picture.number, picture.keyframe)
+
+    def _send(self, data: bytes, packet: av.Packet, capture_time: float, number: int, keyframe: bool) -> None:
+        """An encoded picture to every reader: P2P viewers (packetized once), the relay, the recorder."""
+        payloads, timestamp = self._packetizer.packetize(packet)
+        encoded = EncodedFrame(payloads, timestamp, keyframe, capture_time, number, self.layer.name)
+        self._pipeline.loop.call_soon_threadsafe(self.fanout.publish, encoded)
+        if self.relay_encoded:
+            self._relay(data, capture_time, keyframe)
+        if self.recorder is not None:
+            self.recorder.write(data, keyframe, int(capture_time * 1_000_000), self.layer.width,
+                                self.layer.height)
+
+    def _relay(self, data: bytes, capture_time: float, keyframe: bool) -> None:
         """The encoded frame, as it is, for the server's encoded relay readers."""
         sink = self._pipeline.encoded_relay_sink
         if sink is None:
             return
-        header = RelayFrameHeader(self._relay_sequence, int(frame.capture_time * 1_000_000), self.layer.width,
-                                  self.layer.height, layer=self.index, codec=self.codec,
-                                  keyframe=packet.is_keyframe)
+        header = RelayFrameHeader(self._relay_sequence, int(capture_time * 1_000_000), self.layer.width,
+                                  self.layer.height, layer=self.index, codec=self.codec, keyframe=keyframe)
         self._relay_sequence += 1
         self._pipeline.stats.relay_frames += 1
-        self._pipeline.loop.call_soon_threadsafe(sink, self.layer.name, header.pack(bytes(packet)),
-                                                 packet.is_keyframe)
+        self._pipeline.loop.call_soon_threadsafe(sink, self.layer.name, header.pack(data), keyframe)
+
+
+#: Bytes of pictures waiting for the decoder before it drops them and starts again at a keyframe.
+DECODER_QUEUE_BYTES = 16 << 20
 
 
 class MediaPipeline:
-    """A source's frames, captured once and encoded once per layer in use."""
+    """A source's frames, captured once and encoded once per layer in use.
+
+    ``passthrough`` names the layers whose pictures come encoded from a source of their own
+    (the top layer from an encoded ``source``; a lower one from a camera's sub-stream): they
+    go out as they came. An encoded ``source`` whose pictures cannot pass through (a codec or
+    profile viewers cannot take) is decoded, and every layer encoded from it.
+    """
 
     def __init__(
         self,
-        source: VideoSource,
+        source: VideoSource | EncodedVideoSource,
         layers: list[Layer],
         codec: str,
         loop: asyncio.AbstractEventLoop,
         min_keyframe_interval: float = 0.25,
         relay_fps: float | None = None,
+        passthrough: dict[str, EncodedVideoSource] | None = None,
     ) -> None:
         self.source = source
         self.codec = codec
         self.loop = loop
         self.min_keyframe_interval = min_keyframe_interval
-        self.layers = [LayerEncoder(self, index, layer, codec) for index, layer in enumerate(layers)]
+        passthrough = passthrough or {}
+        self.layers = [LayerEncoder(self, index, layer, codec, passthrough.get(layer.name))
+                       for index, layer in enumerate(layers)]
         self.stats = PipelineStats()
         #: Resolves with the source's error if it stops delivering frames.
         self.failed: asyncio.Future[SourceError] = loop.create_future()
@@ -234,19 +297,40 @@ class MediaPipeline:
         self.relay_sink: RelaySink | None = None
         self.encoded_relay_sink: EncodedRelaySink | None = None
         self._last_capture: CapturedFrame | None = None
-        self._capture_thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+        self._threads = []
+        if isinstance(source, EncodedVideoSource):
+            self._decoder = PictureDecoder(source.codec, source.width, source.height)
+            self._to_decode: deque[EncodedPicture] = deque()
+            self._to_decode_bytes = 0
+            self._decoder_idle = True
+            self._decode_ready = threading.Condition()
+            self._threads.append(threading.Thread(target=self._decode_loop, name="decode", daemon=True))
+        sources = {id(source): source, **{id(s): s for s in passthrough.values()}}
+        self._sources = list(sources.values())
+        for feed in self._sources:
+            if isinstance(feed, EncodedVideoSource):
+                target = self._pass_through_loop
+            else:
+                target = self._capture_loop
+            self._threads.append(threading.Thread(target=target, args=(feed,), name="capture", daemon=True))
 
     def start(self) -> None:
-        self._capture_thread.start()
+        for thread in self._threads:
+            thread.start()
         for layer in self.layers:
             layer.start()
 
     def stop(self) -> None:
         self.stopping = True
-        self.source.close()
+        for source in self._sources:
+            source.close()
+        if isinstance(self.source, EncodedVideoSource):
+            with self._decode_ready:
+                self._decode_ready.notify_all()
         for layer in self.layers:
             layer.stop()
-        self._capture_thread.join(timeout=2)
+        for thread in self._threads:
+            thread.join(timeout=2)
         for layer in self.layers:
             if layer.recorder is not None:
                 layer.recorder.close()  # the last segment, closed with every frame given to it
@@ -305,16 +389,72 @@ class MediaPipeline:
         if not self.stopping:
             self.loop.call_soon_threadsafe(settle)
 
-    def _capture_loop(self) -> None:
+    def _capture_loop(self, source: VideoSource) -> None:
         try:
             while not self.stopping:
-                frame = self.source.read()
-                self._last_capture = frame
+                frame = source.read()
                 self.stats.frames_captured += 1
-                for layer in self.layers:
-                    layer.offer(frame)
+                self._captured(frame)
         except Exception as exc:  # a source that fails, or a bug: either way the video stops
             self.fail(exc if isinstance(exc, SourceError) else SourceError(f"capture failed: {exc!r}"))
+
+    def _captured(self, frame: CapturedFrame) -> None:
+        self._last_capture = frame
+        for layer in self.layers:
+            layer.offer(frame)
+
+    def _pass_through_loop(self, source: EncodedVideoSource) -> None:
+        """An encoded source's pictures: to the layers that pass them through, and to the
+        decoder while layers encoded from it need pictures."""
+        layers = [layer for layer in self.layers if layer.passthrough is source]
+        try:
+            while not self.stopping:
+                picture = source.read()
+                if source is self.source:
+                    self.stats.frames_captured += 1
+                    self._decode(picture)
+                for layer in layers:
+                    layer.pass_through(picture)
+        except Exception as exc:
+            self.fail(exc if isinstance(exc, SourceError) else SourceError(f"capture failed: {exc!r}"))
+
+    def _decode(self, picture: EncodedPicture) -> None:
+        """Hand a picture to the decoder thread if any layer needs pictures; else let it rest."""
+        with self._decode_ready:
+            if not any(layer.wants_pictures for layer in self.layers):
+                if self._to_decode:
+                    self._to_decode.clear()
+                    self._to_decode_bytes = 0
+                self._decoder_idle = True
+                return
+            if self._to_decode_bytes + len(picture.data) > DECODER_QUEUE_BYTES:
+                # Behind by more than it can catch up: start again at the next keyframe.
+                self.stats.frames_skipped += len(self._to_decode)
+                self._to_decode.clear()
+                self._to_decode_bytes = 0
+                self._decoder_idle = True
+            self._to_decode.append(picture)
+            self._to_decode_bytes += len(picture.data)
+            self._decode_ready.notify()
+
+    def _decode_loop(self) -> None:
+        try:
+            while not self.stopping:
+                with self._decode_ready:
+                    while not self._to_decode and not self.stopping:
+                        self._decode_ready.wait(0.5)
+                    if self.stopping:
+                        return
+                    picture = self._to_decode.popleft()
+                    self._to_decode_bytes -= len(picture.data)
+                    if self._decoder_idle:
+                        self._decoder.reset()  # a gap: the decoder starts again at a keyframe
+                        self._decoder_idle = False
+                frame = self._decoder.decode(picture)
+                if frame is not None:
+                    self._captured(frame)
+        except Exception as exc:
+            self.fail(SourceError(f"decoding the source failed: {exc!r}"))
 
     def frame_encoded(self, layer: LayerEncoder) -> None:
         self.stats.frames_encoded += 1

@@ -45,10 +45,23 @@ _CLOSE_TIMEOUT = 3.0
 MIN_PACKETS = 20
 
 
-def codec_preferences(codec: str):
-    """The camera's codec first and only (plus RTX): it encodes just one."""
+def codec_preferences(codec: str, profile: str | None = None):
+    """The camera's codec first and only (plus RTX): it sends just one.
+
+    H.264: what the camera encodes is Baseline. A passthrough source's profile (Main) comes
+    first where the viewer offers it, with Baseline after it for viewers that offer only
+    that: their decoders take a Main stream all the same (Chromium's and FFmpeg's do).
+    """
     wanted = {_MIME_TYPES[codec], "video/rtx"}
-    return [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in wanted]
+    codecs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in wanted]
+    if codec != "h264":
+        return codecs
+
+    def profile_idc(c) -> str:
+        return c.parameters.get("profile-level-id", "")[:2]
+    source = (profile or "42")[:2]
+    kept = [c for c in codecs if c.mimeType == "video/rtx" or profile_idc(c) in ("42", source)]
+    return sorted(kept, key=lambda c: (c.mimeType == "video/rtx", profile_idc(c) != source))
 
 
 def audio_codec_preferences():
@@ -199,7 +212,8 @@ class ViewerConnection:
         self._sampled, self._last_report, self._nack_sample = (0, 0), None, (0, 0)
         self.track.on_switched = self._switched
         transceiver = pc.addTransceiver(self.track, direction="sendonly")
-        transceiver.setCodecPreferences(codec_preferences(self._codec))
+        source = self._pipeline.layers[0].passthrough
+        transceiver.setCodecPreferences(codec_preferences(self._codec, source.profile if source else None))
         self.rtx = RtxStream(transceiver.sender, self.choice.layer.bitrate)
         self.track.attach_sender(transceiver.sender, self.rtx)
         report_capture_times(transceiver.sender)  # the browser's lip sync reads the reports

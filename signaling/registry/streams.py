@@ -204,6 +204,7 @@ class Stream:
             "height": info.height if info else None,
             "fps": info.fps if info else None,
             "codec": info.codec if info else None,
+            "source": info.source if info else None,
             "layers": msgspec.to_builtins(info.layer_list()) if info else [],
             # Every field, defaults too: a script reads the codec and channels, always there.
             "audio": msgspec.structs.asdict(info.audio) if info and info.audio else None,
