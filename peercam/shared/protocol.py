@@ -242,7 +242,8 @@ class ViewerAudioStats(msgspec.Struct, omit_defaults=True):
 class ViewerStats(msgspec.Struct, omit_defaults=True):
     """A viewer's compact report of what it gets; fields it cannot measure stay null."""
 
-    mode: Literal["p2p", "relay"]
+    #: "whep": a WHEP player, whose stats the server makes from the camera's reports.
+    mode: Literal["p2p", "relay", "whep"]
     fps: Fps
     frames: Count = 0
     width: Pixels = 0

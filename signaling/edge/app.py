@@ -18,7 +18,7 @@ from peercam.signaling.settings.limits import ConnectionsByAddress
 
 from peercam.shared.errors import StartupError
 
-from . import api, metrics, mjpeg, pages, recordingapi
+from . import api, metrics, mjpeg, pages, recordingapi, whep
 from .appkeys import CLUSTER, CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, RECORDINGS, REGISTRY, SOCKETS, WEB_ROOT
 from .browserpolicy import add_security_headers, check_host
 from .gate import ROUTE_ACCESS, Access, access_table, gate
@@ -51,6 +51,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.router.add_routes(mjpeg.routes)
     app.router.add_routes(metrics.routes)
     app.router.add_routes(pages.routes)
+    whep.install(app)
     static = app.router.add_static("/static/", app[WEB_ROOT], append_version=True)
     app[ROUTE_ACCESS] = access_table(app, {static: Access.OPEN})
     app.on_response_prepare.append(add_security_headers)

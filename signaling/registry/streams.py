@@ -238,7 +238,7 @@ class Stream:
         return viewer.stats.mode if isinstance(viewer.stats, ViewerStats) else "p2p"
 
     def viewers_by_mode(self) -> dict[str, int]:
-        counts = {"p2p": 0, "relay": 0}
+        counts = {"p2p": 0, "relay": 0, "whep": 0}
         for viewer in self.viewers.values():
             counts[self.viewer_mode(viewer)] += 1
         return counts
