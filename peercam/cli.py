@@ -16,10 +16,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 
 from peercam.peers.camera.audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL
-from peercam.peers.camera.audiosources import AudioSource, open_audio_source
-from peercam.peers.camera.camera import CameraError, CameraOptions, CameraPeer
+from peercam.peers.camera.audiosources import AudioSource
+from peercam.peers.camera.camera import CameraError, CameraOptions, CameraPeer, open_sources
+from peercam.peers.camera.encodedsources import EncodedVideoSource
 from peercam.peers.camera.layers import LayerError
-from peercam.peers.camera.sources import SourceError, VideoSource, open_source
+from peercam.peers.camera.sources import SourceError, VideoSource
 from peercam.peers.ice import IceOptions, parse_ice_server, resolve_host_addresses
 from peercam.peers.signaling_client import Servers, websocket_url
 from peercam.peers.viewer.relaytransport import RELAY_FORMATS
@@ -231,7 +232,12 @@ def _recording(command: str, directory: str | None, streams: list[str], args: ar
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="testsrc",
-                        help="testsrc, a camera index (0), a device (/dev/video0) or a video file")
+                        help="testsrc, a camera index (0), a device (/dev/video0), a video file, or an RTSP "
+                             "camera, rtsp://[user:pass@]host[:port]/path (its H.264 passes through)")
+    parser.add_argument("--source-low", metavar="RTSP_URL",
+                        help="the RTSP camera's own sub-stream, passed through as a lower layer")
+    parser.add_argument("--rtsp-transport", choices=("tcp", "udp"), default="tcp",
+                        help="how RTSP media travels (default: tcp)")
     parser.add_argument("--width", type=int,
                         help="bound on the picture's width; it keeps its aspect ratio (default: the "
                              "source's own size, at most 1280x720; the test pattern: 640x480)")
@@ -389,27 +395,25 @@ def _run_server(config: ServerConfig) -> None:
         _fail("serve", str(exc))
 
 
-def _open_source(command: str, args: argparse.Namespace) -> tuple[VideoSource, AudioSource | None]:
-    """The picture's source and the sound's (None: no sound)."""
+def _open_source(command: str, args: argparse.Namespace,
+                 ) -> tuple[VideoSource | EncodedVideoSource, AudioSource | None, EncodedVideoSource | None]:
+    """The picture's source, the sound's (None: no sound) and the sub-stream's (``--source-low``)."""
     if not 6 <= args.audio_bitrate <= 510:
         _fail(command, f"--audio-bitrate {args.audio_bitrate}: Opus takes 6 to 510 kbit/s")
     if args.audio.startswith("push"):
         _fail(command, f"--audio {args.audio}: pushed sound is for the library's Camera.send_audio")
     try:
-        video = open_source(args.source, args.width, args.height, args.fps, args.stretch)
+        video, audio, low = open_sources(args.source, args.audio, args.width, args.height, args.fps,
+                                         args.stretch, args.rtsp_transport, args.source_low)
     except SourceError as exc:
         _fail(command, str(exc))
-    try:
-        audio = open_audio_source(args.audio, args.source)
-    except SourceError as exc:
-        video.close()
-        _fail(command, f"--audio: {exc}")
     if audio is not None and args.audio_bitrate > MAX_OPUS_KBPS_PER_CHANNEL * audio.channels:
-        video.close()
-        audio.close()
+        for opened in (video, audio, low):
+            if opened is not None:
+                opened.close()
         _fail(command, f"--audio-bitrate {args.audio_bitrate}: Opus takes at most "
                        f"{MAX_OPUS_KBPS_PER_CHANNEL} kbit/s a channel, and this sound has {audio.channels}")
-    return video, audio
+    return video, audio, low
 
 
 def _ice_options(args: argparse.Namespace, ice_servers: list) -> IceOptions:
@@ -438,9 +442,9 @@ def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list
 
 
 def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
-    source, audio = _open_source("camera", args)
+    source, audio, low = _open_source("camera", args)
     try:
-        camera = CameraPeer(_camera_options(args, args.server, ice_servers), source, audio)
+        camera = CameraPeer(_camera_options(args, args.server, ice_servers), source, audio, low)
     except LayerError as exc:
         _fail("camera", f"--layers: {exc}")
     try:
@@ -495,10 +499,10 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
 
 
 def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
-    source, audio = _open_source("demo", args)
+    source, audio, low = _open_source("demo", args)
     server = f"http://{args.host}:{args.port}"
     try:
-        camera = CameraPeer(_camera_options(args, server, ice_servers), source, audio)
+        camera = CameraPeer(_camera_options(args, server, ice_servers), source, audio, low)
     except LayerError as exc:
         _fail("demo", f"--layers: {exc}")
     config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),

@@ -47,10 +47,14 @@ class Backoff:
     def reset(self) -> None:
         self._next = self.first
 
-    async def wait(self) -> None:
+    def next_delay(self) -> float:
+        """The delay before the next attempt (for a thread to wait on its own way)."""
         delay = self._next * random.uniform(0.8, 1.2)
         self._next = min(self.cap, self._next * 2)
-        await asyncio.sleep(delay)
+        return delay
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())
 
 
 #: One signaling server's URL (``http://host:port``), or several to rotate through.

@@ -266,10 +266,10 @@ class PushAudioSource(AudioSource):
 
     MAX_BUFFERED = SAMPLE_RATE  # samples: one second
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, description: str = "pushed") -> None:
         if channels not in _LAYOUTS:
             raise UsageError(f"{channels} audio channels: use 1 or 2")
-        super().__init__(channels, "pushed")
+        super().__init__(channels, description)
         self._chunker = _Chunker(channels)
         self._ready = threading.Condition()
         self._first_time: float | None = None  # capture time of the first buffered sample
@@ -289,6 +289,12 @@ class PushAudioSource(AudioSource):
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(array).reshape(1, -1), format="s16",
                                            layout=_LAYOUTS[array.shape[1]])
         frame.sample_rate = sample_rate
+        self.push_frame(frame)
+
+    def push_frame(self, frame: av.AudioFrame) -> None:
+        """Hand over decoded sound of any format, rate and layout (an RTSP camera's)."""
+        if self._closed.is_set():
+            raise SourceError("the camera is closed")
         with self._ready:
             if self._first_time is None or self._chunker.buffered == 0:
                 self._first_time = time.time()

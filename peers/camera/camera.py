@@ -52,10 +52,45 @@ from .encodedsources import EncodedVideoSource, passthrough_refusal
 from .layers import Layer, LayerError, default_bitrate, parse_layers
 from .pipeline import MediaPipeline
 from .relaysender import RelaySender
-from .sources import PushSource, VideoSource, open_source
+from .rtspsource import RtspSource, is_rtsp
+from .sources import PushSource, SourceError, VideoSource, open_source
 from .viewerconnection import ViewerConnection
 
 log = logging.getLogger(__name__)
+
+
+def open_sources(source: str, audio: str = "auto", width: int | None = None, height: int | None = None,
+                 fps: float = 30.0, stretch: bool = False, rtsp_transport: str = "tcp",
+                 source_low: str | None = None,
+                 ) -> tuple[VideoSource | EncodedVideoSource, AudioSource | None, EncodedVideoSource | None]:
+    """The picture's source, the sound's (None: none) and a sub-stream's (``source_low``), as
+    ``--source``, ``--audio`` and ``--source-low`` name them.
+
+    An RTSP camera passes through at its own size (``width``/``height`` would need a decode
+    and an encode: use ``--layers`` for smaller pictures), and ``audio="auto"`` is its own
+    sound. Raises SourceError (UsageError for ``push`` sound) and closes what it opened.
+    """
+    rtsp = is_rtsp(source)
+    if rtsp and (width or height or stretch):
+        raise SourceError("an RTSP camera passes through at its own size: leave out --width, --height and "
+                          "--stretch, and name smaller layers with --layers")
+    if source_low is not None and not (rtsp and is_rtsp(source_low)):
+        raise SourceError("--source-low is a camera's RTSP sub-stream, beside an RTSP --source")
+    opened: list = []
+    try:
+        video = RtspSource(source, rtsp_transport, audio=audio == "auto") if rtsp else open_source(
+            source, width, height, fps, stretch)
+        opened.append(video)
+        sound = video.audio if isinstance(video, RtspSource) and audio == "auto" else open_audio_source(
+            audio, None if rtsp else source)
+        if sound is not None:
+            opened.append(sound)
+        low = RtspSource(source_low, rtsp_transport, audio=False) if source_low is not None else None
+    except BaseException:
+        for thing in opened:
+            thing.close()
+        raise
+    return video, sound, low
 
 
 class CameraError(PeercamError):
@@ -430,8 +465,8 @@ class CameraPeer:
 
 class Camera:
     """Publishes a stream from this program: frames it hands over with ``send()``, or a
-    built-in source (``source="testsrc"``, a camera index such as ``"0"``, a device path, or
-    a video file).
+    built-in source (``source="testsrc"``, a camera index such as ``"0"``, a device path, a
+    video file, or an RTSP camera's URL).
 
     ``async with Camera(server, stream) as camera:`` publishes until the block ends;
     ``send(image)`` takes numpy BGR pictures from any thread, never blocks (the newest
@@ -454,7 +489,9 @@ class Camera:
     --audio``): "auto" (the tone with "testsrc", a video file's own track, else none),
     "none", "tone", an ALSA device, an audio file, or "push" / "push:2" for sound this
     program hands over with ``send_audio()`` (mono / stereo); ``audio_bitrate``, its Opus
-    bitrate (bits per second).
+    bitrate (bits per second). An RTSP camera (``source="rtsp://..."``) passes its H.264
+    through; ``rtsp_transport`` is "tcp" or "udp", and ``source_low`` the camera's own
+    sub-stream's URL, passed through as a lower layer.
 
     Raises UsageError here for a bad URL, codec or layer list (LayerError), SourceError for
     a source that cannot be opened; ``start()`` raises CameraError.
@@ -465,26 +502,28 @@ class Camera:
                  source: str | None = None, width: int | None = None, height: int | None = None,
                  fps: float = 30.0, codec: Codec = "vp8", layers: str = "auto", bitrate: int | None = None,
                  jpeg_quality: int = 80, recording: RecordingConfig | None = None, audio: str = "auto",
-                 audio_bitrate: int = DEFAULT_AUDIO_BITRATE) -> None:
+                 audio_bitrate: int = DEFAULT_AUDIO_BITRATE, rtsp_transport: str = "tcp",
+                 source_low: str | None = None) -> None:
+        low: EncodedVideoSource | None = None
         if source is None:
             self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
-            video: VideoSource = self._push
+            video: VideoSource | EncodedVideoSource = self._push
+            sound = open_audio_source(audio, source)
         else:
             self._push = None
-            video = open_source(source, width, height, fps)
-        sound: AudioSource | None = None
+            video, sound, low = open_sources(source, audio, width, height, fps, rtsp_transport=rtsp_transport,
+                                             source_low=source_low)
         try:
-            sound = open_audio_source(audio, source)
             self._push_audio = sound if isinstance(sound, PushAudioSource) else None
             self._peer = CameraPeer(CameraOptions(
                 server=server, stream=stream, name=name, token=token or "", ice=ice or IceOptions(),
                 ca_file=ca_file, connect_timeout=connect_timeout, codec=codec, layers=layers,
                 bitrate=bitrate, jpeg_quality=jpeg_quality, recording=recording,
-                audio_bitrate=audio_bitrate), video, sound)
+                audio_bitrate=audio_bitrate), video, sound, low)
         except BaseException:
-            video.close()  # a camera opened for nothing is let go at once
-            if sound is not None:
-                sound.close()
+            for opened in (video, sound, low):  # a camera opened for nothing is let go at once
+                if opened is not None:
+                    opened.close()
             raise
         self._task: asyncio.Task | None = None
 

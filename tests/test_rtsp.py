@@ -1,0 +1,207 @@
+"""RTSP cameras (peers/camera/rtspsource.py) and passthrough (peers/camera/pipeline.py), against a
+real RTSP camera (gst-rtsp-server, tests/support/rtspcamera.py), the real server and real viewers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import subprocess
+import time
+
+import av
+import pytest
+from peercam.peers.camera.rtspsource import RtspSource
+from peercam.peers.camera.sources import SourceError
+from peercam.peers.ice import IceOptions
+
+import peercam
+
+from .conftest import get_json, require, wait_for_frames
+from .support.rtspcamera import RtspCamera, rtsp_camera_available
+
+ICE = IceOptions(hosts=["127.0.0.1"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _rtsp_camera_needed():
+    require(rtsp_camera_available(), "gst-rtsp-server is not installed (apt-get install python3-gi "
+                                     "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly)")
+
+
+@pytest.fixture
+async def server():
+    async with await peercam.serve(port=0) as running:
+        yield running
+
+
+async def frames_of(server_url: str, stream: str, count: int, timeout: float = 20.0, **watch):
+    """``count`` frames of a viewer of ``stream``, with the time each arrived."""
+    frames = []
+    async with peercam.watch(server_url, stream, ice=ICE, **watch) as viewer:
+        async with asyncio.timeout(timeout):
+            async for frame in viewer.frames(keep=None):
+                frames.append(frame)
+                if len(frames) == count:
+                    break
+    return frames
+
+
+def longest_gap(frames) -> float:
+    arrivals = [frame.arrived for frame in frames]
+    return max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+
+
+def encoded(layer: dict) -> int:
+    return layer.get("frames_encoded", 0)  # left out when 0
+
+
+async def camera_layers(url: str, stream: str, until=lambda layers: True) -> tuple[dict, dict[str, dict]]:
+    """The stream's summary and the camera's own report of its layers (sent every 2 s), once
+    ``until(layers)`` holds."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        summary = await asyncio.to_thread(get_json, f"{url}/api/streams/{stream}")
+        stats = (summary.get("camera") or {}).get("stats")
+        if stats:
+            layers = {layer["name"]: layer for layer in stats["layers"]}
+            if until(layers):
+                return summary, layers
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no such camera report: {summary}")
+
+
+async def test_an_rtsp_camera_s_h264_passes_through_to_p2p_and_relay_viewers_and_lower_layers_are_encoded(
+        server):
+    with RtspCamera(gop=15) as rtsp:
+        async with peercam.Camera(server.url, "door", source=rtsp.url, layers="360p,180p", ice=ICE):
+            p2p = await frames_of(server.url, "door", 45)
+            assert {(f.width, f.height, f.mode) for f in p2p} == {(640, 360, "p2p")}
+            assert longest_gap(p2p) < 1.0
+            summary, layers = await camera_layers(server.url, "door")
+            assert summary["codec"] == "h264" and summary["source"] == rtsp.url
+            assert [(layer["name"], layer.get("passthrough", False)) for layer in summary["layers"]] == [
+                ("360p", True), ("180p", False)]
+            # The top layer's pictures are the camera's: none encoded here.
+            assert layers["360p"]["passthrough"] and encoded(layers["360p"]) == 0
+            assert layers["360p"]["keyframe_interval"] == pytest.approx(0.5, abs=0.15)
+
+            relay = await frames_of(server.url, "door", 20, mode="relay", relay_format="encoded")
+            assert {(f.width, f.height, f.mode) for f in relay} == {(640, 360, "relay")}
+
+            # A lower layer is decoded from the same pictures and encoded, once someone watches it.
+            low = await frames_of(server.url, "door", 20, quality="180p")
+            assert {(f.width, f.height) for f in low} == {(320, 180)}
+            _, layers = await camera_layers(server.url, "door", lambda layers: encoded(layers["180p"]))
+            assert encoded(layers["180p"]) > 0 and encoded(layers["360p"]) == 0
+
+
+async def test_the_frames_a_viewer_decodes_are_the_source_s_own(server, tmp_path):
+    """A file's H.264 served over RTSP as it is: every picture the viewer decodes is, bit for
+    bit, one the file holds (a decode and an encode would change them all)."""
+    clip = tmp_path / "clip.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=480x270:rate=30", "-t", "12",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-bf", "0",
+                    "-threads", "1", str(clip)], check=True, timeout=60)
+    with av.open(str(clip)) as container:
+        source_pictures = {hashlib.md5(frame.to_ndarray().tobytes()).hexdigest()
+                           for frame in container.decode(video=0)}
+    with RtspCamera(file=str(clip)) as rtsp:
+        async with peercam.Camera(server.url, "clip", source=rtsp.url, layers="270p", ice=ICE):
+            frames = await frames_of(server.url, "clip", 60)
+    seen = [hashlib.md5(frame.video.to_ndarray().tobytes()).hexdigest() for frame in frames]
+    assert len(seen) == 60 and set(seen) <= source_pictures
+
+
+async def test_a_dropped_rtsp_camera_is_reconnected_and_its_viewers_see_pictures_resume(server, caplog):
+    caplog.set_level(logging.INFO, logger="peercam")
+    rtsp = RtspCamera(gop=15, user="admin", password="s3cret:x")
+    rtsp.start()
+    try:
+        url = rtsp.url_with("admin", "s3cret%3Ax")
+        async with peercam.Camera(server.url, "gate", source=url, layers="360p", ice=ICE):
+            async with peercam.watch(server.url, "gate", ice=ICE) as viewer:
+                frames = viewer.frames(keep=None)
+                async with asyncio.timeout(15):
+                    for _ in range(15):
+                        await anext(frames)
+                rtsp.stop()  # the camera drops; it comes back on the same address
+                await asyncio.sleep(0.5)
+                rtsp.start()
+                restarted = time.time()
+                resumed = []
+                async with asyncio.timeout(20):
+                    while len(resumed) < 30:
+                        frame = await anext(frames)
+                        if frame.arrived > restarted:
+                            resumed.append(frame)
+                assert viewer.mode == "p2p" and {(f.width, f.height) for f in resumed} == {(640, 360)}
+                assert longest_gap(resumed) < 1.0
+    finally:
+        rtsp.stop()
+    said = "\n".join(record.getMessage() for record in caplog.records)
+    assert "connected again" in said and "s3cret" not in said
+
+
+async def test_wrong_credentials_are_a_clear_error_without_the_password():
+    with RtspCamera(user="admin", password="right") as rtsp:
+        with pytest.raises(SourceError) as error:
+            RtspSource(rtsp.url_with("admin", "wrong-pass"))
+    assert "401" in str(error.value) and "wrong-pass" not in str(error.value)
+    assert rtsp.url.removeprefix("rtsp://") in str(error.value)
+
+
+async def test_parameter_sets_given_only_out_of_band_reach_a_viewer_that_joins_late(server):
+    with RtspCamera(gop=15, headers_in_band=False) as rtsp:
+        async with peercam.Camera(server.url, "sdp-only", source=rtsp.url, layers="360p", ice=ICE):
+            frames = await frames_of(server.url, "sdp-only", 20)
+    assert {(f.width, f.height) for f in frames} == {(640, 360)}
+
+
+async def test_sliced_pictures_go_out_whole(server):
+    with RtspCamera(gop=15, slices=2) as rtsp:
+        async with peercam.Camera(server.url, "sliced", source=rtsp.url, layers="360p", ice=ICE):
+            frames = await frames_of(server.url, "sliced", 30)
+    assert {(f.width, f.height) for f in frames} == {(640, 360)} and longest_gap(frames) < 1.0
+
+
+async def test_a_profile_viewers_cannot_negotiate_is_decoded_and_encoded_with_a_warning(server, caplog):
+    with RtspCamera(gop=15, profile="high") as rtsp:
+        async with peercam.Camera(server.url, "high", source=rtsp.url, layers="360p", codec="h264", ice=ICE):
+            frames = await frames_of(server.url, "high", 20)
+            summary, layers = await camera_layers(server.url, "high",
+                                                  lambda layers: encoded(layers["360p"]))
+    assert {(f.width, f.height) for f in frames} == {(640, 360)}
+    assert not layers["360p"].get("passthrough") and encoded(layers["360p"]) > 0
+    assert any("High is not a profile" in record.getMessage() for record in caplog.records)
+
+
+async def test_the_camera_s_sub_stream_passes_through_as_a_lower_layer(server):
+    with RtspCamera(gop=15) as main, RtspCamera(gop=15, size="320x180") as sub:
+        async with peercam.Camera(server.url, "two", source=main.url, source_low=sub.url, layers="360p",
+                                  ice=ICE):
+            low = await frames_of(server.url, "two", 20, quality="180p")
+            summary, layers = await camera_layers(server.url, "two", lambda got: "keyframes" in got["180p"])
+    assert {(f.width, f.height) for f in low} == {(320, 180)}
+    assert [(layer["name"], layer.get("passthrough")) for layer in summary["layers"]] == [
+        ("360p", True), ("180p", True)]
+    assert [encoded(layer) for layer in layers.values()] == [0, 0]
+
+
+async def test_rtsp_over_udp(server):
+    with RtspCamera(gop=15) as rtsp:
+        async with peercam.Camera(server.url, "udp", source=rtsp.url, rtsp_transport="udp", layers="360p",
+                                  ice=ICE):
+            frames = await frames_of(server.url, "udp", 20)
+    assert {(f.width, f.height) for f in frames} == {(640, 360)}
+
+
+def test_chromium_plays_an_rtsp_camera_through_the_command_line_camera(lab, page):
+    with RtspCamera(gop=15, audio="aac") as rtsp:
+        lab.start_server()
+        camera = lab.start_camera("cam", "--source", rtsp.url, "--layers", "360p")
+        page.goto(f"{lab.url}/view/cam")
+        wait_for_frames(page, 30)
+        summary = lab.api("/api/streams/cam")
+        assert summary["codec"] == "h264" and summary["audio"]["codec"] == "opus"
+        assert "passes through" in camera.log()
