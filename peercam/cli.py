@@ -238,6 +238,9 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
                         help="the RTSP camera's own sub-stream, passed through as a lower layer")
     parser.add_argument("--rtsp-transport", choices=("tcp", "udp"), default="tcp",
                         help="how RTSP media travels (default: tcp)")
+    parser.add_argument("--no-passthrough", dest="passthrough", action="store_false",
+                        help="decode and encode an RTSP camera's pictures instead of passing them through "
+                             "(keyframes on request and --bitrate, at the CPU's cost)")
     parser.add_argument("--width", type=int,
                         help="bound on the picture's width; it keeps its aspect ratio (default: the "
                              "source's own size, at most 1280x720; the test pattern: 640x480)")
@@ -436,6 +439,7 @@ def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list
         jpeg_quality=args.jpeg_quality,
         relay_fps=args.relay_fps,
         audio_bitrate=args.audio_bitrate * 1000,
+        passthrough=args.passthrough,
         recording=_recording("camera", args.record, [], args) if args.command == "camera" else None,
         ice=_ice_options(args, ice_servers),
     )

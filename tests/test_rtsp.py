@@ -196,12 +196,51 @@ async def test_rtsp_over_udp(server):
     assert {(f.width, f.height) for f in frames} == {(640, 360)}
 
 
-def test_chromium_plays_an_rtsp_camera_through_the_command_line_camera(lab, page):
-    with RtspCamera(gop=15, audio="aac") as rtsp:
+@pytest.mark.parametrize("codec", ["opus", "aac", "pcma"])
+async def test_an_rtsp_camera_s_sound_reaches_viewers_as_opus(server, codec):
+    """Opus passes through as it is; AAC and G.711 are decoded for the camera's Opus encoder."""
+    with RtspCamera(gop=15, audio=codec) as rtsp:
+        async with peercam.Camera(server.url, f"sound-{codec}", source=rtsp.url, layers="360p", ice=ICE):
+            async with peercam.watch(server.url, f"sound-{codec}", ice=ICE) as viewer:
+                heard = []
+                async with asyncio.timeout(15):
+                    async for sound in viewer.audio():
+                        heard.append(sound)
+                        if len(heard) == 50:
+                            break
+                summary = await asyncio.to_thread(get_json, f"{server.url}/api/streams/sound-{codec}")
+    assert summary["audio"]["codec"] == "opus" and {sound.sample_rate for sound in heard} == {48000}
+    # Not silence: the camera's test tone came through.
+    assert max(int(abs(sound.samples).max()) for sound in heard) > 1000
+
+
+def test_chromium_plays_an_rtsp_camera_s_main_profile_as_it_is(lab, page):
+    with RtspCamera(gop=15, audio="aac", profile="main") as rtsp:
         lab.start_server()
         camera = lab.start_camera("cam", "--source", rtsp.url, "--layers", "360p")
+        # Keep the page's peer connections, to read what was negotiated.
+        page.add_init_script("""{
+            const Original = window.RTCPeerConnection;
+            window.peerConnections = [];
+            window.RTCPeerConnection = function (...args) {
+                const pc = new Original(...args);
+                window.peerConnections.push(pc);
+                return pc;
+            };
+            window.RTCPeerConnection.prototype = Original.prototype;
+        }""")
         page.goto(f"{lab.url}/view/cam")
         wait_for_frames(page, 30)
         summary = lab.api("/api/streams/cam")
         assert summary["codec"] == "h264" and summary["audio"]["codec"] == "opus"
-        assert "passes through" in camera.log()
+        assert summary["layers"][0]["passthrough"] and "passes through" in camera.log()
+        # Chromium negotiated Main (it offers 4d001f), and decodes the camera's own pictures.
+        fmtp = page.evaluate("""async () => {
+            const lines = [];
+            for (const pc of window.peerConnections)
+                for (const report of (await pc.getStats()).values())
+                    if (report.type === "codec" && report.mimeType === "video/H264")
+                        lines.push(report.sdpFmtpLine);
+            return lines;
+        }""")
+        assert any("profile-level-id=4d" in line for line in fmtp), fmtp

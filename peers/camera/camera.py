@@ -125,6 +125,9 @@ class CameraOptions:
     recording: RecordingConfig | None = None
     #: The sound's Opus bitrate (bits per second), when there is sound.
     audio_bitrate: int = DEFAULT_AUDIO_BITRATE
+    #: Pass an encoded source's pictures through (False: decode and encode them, for keyframes
+    #: on request and --bitrate, at the CPU's cost).
+    passthrough: bool = True
 
 
 class CameraPeer:
@@ -157,7 +160,7 @@ class CameraPeer:
         #: The layers whose pictures go out as their source's came.
         self.passthrough: dict[str, EncodedVideoSource] = {}
         self.codec = options.codec
-        if isinstance(source, EncodedVideoSource):
+        if isinstance(source, EncodedVideoSource) and options.passthrough:
             refusal = passthrough_refusal(source.codec, source.profile)
             if refusal is None:
                 self.codec = source.codec
@@ -491,7 +494,8 @@ class Camera:
     program hands over with ``send_audio()`` (mono / stereo); ``audio_bitrate``, its Opus
     bitrate (bits per second). An RTSP camera (``source="rtsp://..."``) passes its H.264
     through; ``rtsp_transport`` is "tcp" or "udp", and ``source_low`` the camera's own
-    sub-stream's URL, passed through as a lower layer.
+    sub-stream's URL, passed through as a lower layer; ``passthrough=False`` decodes and
+    encodes its pictures instead (keyframes on request, ``bitrate``, at the CPU's cost).
 
     Raises UsageError here for a bad URL, codec or layer list (LayerError), SourceError for
     a source that cannot be opened; ``start()`` raises CameraError.
@@ -503,7 +507,7 @@ class Camera:
                  fps: float = 30.0, codec: Codec = "vp8", layers: str = "auto", bitrate: int | None = None,
                  jpeg_quality: int = 80, recording: RecordingConfig | None = None, audio: str = "auto",
                  audio_bitrate: int = DEFAULT_AUDIO_BITRATE, rtsp_transport: str = "tcp",
-                 source_low: str | None = None) -> None:
+                 source_low: str | None = None, passthrough: bool = True) -> None:
         low: EncodedVideoSource | None = None
         if source is None:
             self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
@@ -519,7 +523,7 @@ class Camera:
                 server=server, stream=stream, name=name, token=token or "", ice=ice or IceOptions(),
                 ca_file=ca_file, connect_timeout=connect_timeout, codec=codec, layers=layers,
                 bitrate=bitrate, jpeg_quality=jpeg_quality, recording=recording,
-                audio_bitrate=audio_bitrate), video, sound, low)
+                audio_bitrate=audio_bitrate, passthrough=passthrough), video, sound, low)
         except BaseException:
             for opened in (video, sound, low):  # a camera opened for nothing is let go at once
                 if opened is not None:

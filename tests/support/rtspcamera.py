@@ -37,7 +37,7 @@ class RtspCamera:
 
     ``stop()`` kills it (a camera that drops) and ``start()`` brings it back on the same port.
     Options: ``encoder`` x264 or openh264; ``size``; ``fps``; ``gop`` (frames between
-    keyframes); ``profile`` baseline or high; ``audio`` none, opus, aac or pcma; ``file``, an
+    keyframes); ``profile`` baseline, main or high; ``audio`` none, opus, aac or pcma; ``file``, an
     H.264 Matroska file served as it is (paced in real time; ends at its end); ``user`` and
     ``password``; ``slices`` (x264 threads: pictures in several slices); ``headers_in_band``
     False: SPS/PPS only in the SDP.
@@ -49,7 +49,7 @@ class RtspCamera:
                  headers_in_band: bool = True, port: int = 0) -> None:
         self._args = ["--enc", encoder, "--size", size, "--fps", str(fps), "--gop", str(gop),
                       "--profile", profile, "--audio", audio, "--threads", str(slices)]
-        if profile == "high":
+        if profile != "baseline":
             self._args += ["--preset", "veryfast"]  # x264's ultrafast makes Baseline whatever it is told
         if file:
             self._args += ["--file", file]
