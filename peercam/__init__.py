@@ -49,6 +49,7 @@ import logging
 from importlib import metadata as _metadata
 from typing import Literal
 
+from peercam.ingest import whip_ingest
 from peercam.peers.camera.camera import Camera, CameraError
 from peercam.peers.camera.layers import LayerError
 from peercam.peers.camera.sources import SourceError
@@ -135,8 +136,9 @@ async def serve(host: str = "127.0.0.1", port: int = 8080, *, ice_servers: tuple
     the port taken, the certificate unreadable, Redis missing (RedisMissing) or
     unreachable (RedisUnreachable).
     """
-    return await _start_server(ServerConfig(
+    config = ServerConfig(
         host=host, port=port, ice_servers=ice_servers, ice_hosts=ice_hosts, turn=turn, secret=secret,
         auth=auth, limits=limits, cert_file=cert_file, key_file=key_file, allowed_origins=allowed_origins,
         allowed_hosts=allowed_hosts, trusted_proxies=trusted_proxies, outbox_limit=outbox_limit,
-        recording=recording, redis=redis, heartbeat=heartbeat))
+        recording=recording, redis=redis, heartbeat=heartbeat)
+    return await _start_server(config, whip_ingest(config))

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Coroutine
 from pathlib import Path
 
+from peercam.ingest import whip_ingest
 from peercam.peers.camera.audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL
 from peercam.peers.camera.audiosources import AudioSource
 from peercam.peers.camera.camera import CameraError, CameraOptions, CameraPeer, open_sources
@@ -99,6 +100,8 @@ def _build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--max-viewers", type=int, default=defaults.viewers_per_stream,
                            help="viewers per stream")
     serve_cmd.add_argument("--max-streams", type=int, default=defaults.streams)
+    serve_cmd.add_argument("--max-whip-publishers", type=int, default=defaults.whip_publishers,
+                           help="WHIP publishers at once (their media runs through the server's process)")
     serve_cmd.add_argument("--max-connections-per-address", type=int,
                            default=defaults.connections_per_address)
     serve_cmd.add_argument("--max-message-rate", type=float, default=defaults.messages_per_second,
@@ -378,6 +381,7 @@ def _server_config(args: argparse.Namespace, ice_servers: list) -> ServerConfig:
                         trusted_proxies=trusted_proxies, limits=Limits(
                             messages_per_second=args.max_message_rate,
                             viewers_per_stream=args.max_viewers, streams=args.max_streams,
+                            whip_publishers=args.max_whip_publishers,
                             connections_per_address=args.max_connections_per_address,
                             stalled_reader_seconds=args.stalled_reader_timeout),
                         recording=_recording("serve", args.record_dir, args.record, args),
@@ -388,7 +392,7 @@ def _run_server(config: ServerConfig) -> None:
     """Serve until Ctrl-C; the URL is printed once the server listens (and reached Redis)."""
 
     async def run() -> None:
-        async with await start(config) as server:
+        async with await start(config, whip_ingest(config)) as server:
             print(f"peercam serve: {server.url}/", file=sys.stderr, flush=True)
             await asyncio.Event().wait()
 
@@ -514,7 +518,7 @@ def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
 
     async def demo() -> None:
         started = asyncio.Event()
-        server_task = asyncio.create_task(serve(config, started))
+        server_task = asyncio.create_task(serve(config, started, whip_ingest(config)))
         await asyncio.wait({server_task, asyncio.create_task(started.wait())},
                            return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():

@@ -3,7 +3,7 @@ each hold one part, and imports that run one way, from the edges down to what is
 
     peercam (the API in __init__, the command line)
       peercam.signaling: edge > cluster | recording > registry > relay > settings
-      peercam.peers:     camera | viewer > ice, signaling_client, testpattern
+      peercam.peers:     ingest > camera | viewer > ice, signaling_client, testpattern
     peercam.shared: protocol, relay frames, the adaptation ladder, rate limits, the segment
       writer, retention, errors; imports nothing else of peercam.
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: below, never one above, and parts on one line ("a | b") do not import each other.
 LAYERS = {
     "peercam.signaling": [["edge"], ["cluster", "recording"], ["registry"], ["relay"], ["settings"]],
-    "peercam.peers": [["camera", "viewer"], [None]],  # None: the part's own top-level modules
+    "peercam.peers": [["ingest"], ["camera", "viewer"], [None]],  # None: the part's own top-level modules
 }
 
 

@@ -18,7 +18,7 @@ from peercam.signaling.settings.limits import ConnectionsByAddress
 
 from peercam.shared.errors import StartupError
 
-from . import api, metrics, mjpeg, pages, recordingapi, whep
+from . import api, metrics, mjpeg, pages, recordingapi, whep, whip
 from .appkeys import CLUSTER, CONFIG, CONNECTIONS_BY_ADDRESS, METRICS, RECORDINGS, REGISTRY, SOCKETS, WEB_ROOT
 from .browserpolicy import add_security_headers, check_host
 from .gate import ROUTE_ACCESS, Access, access_table, gate
@@ -27,7 +27,10 @@ from .websocket import websocket_handler
 log = logging.getLogger(__name__)
 
 
-def create_app(config: ServerConfig | None = None) -> web.Application:
+def create_app(config: ServerConfig | None = None,
+               ingest: whip.IngestFactory | None = None) -> web.Application:
+    """The server's app. ``ingest`` makes, once the server listens, what receives WHIP
+    publishers (the top package passes peers/ingest's; without one, WHIP POSTs get 501)."""
     config = config or ServerConfig()
     # In order: who the client is, whether it came by an allowed host name, what it may do.
     app = web.Application(middlewares=[resolve_client_address(config.trusted_proxies), check_host, gate])
@@ -52,6 +55,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.router.add_routes(metrics.routes)
     app.router.add_routes(pages.routes)
     whep.install(app)
+    whip.install(app, ingest)
     static = app.router.add_static("/static/", app[WEB_ROOT], append_version=True)
     app[ROUTE_ACCESS] = access_table(app, {static: Access.OPEN})
     app.on_response_prepare.append(add_security_headers)
@@ -104,14 +108,16 @@ class Server:
         await self.close()
 
 
-async def start(config: ServerConfig) -> Server:
+async def start(config: ServerConfig, ingest: whip.IngestFactory | None = None) -> Server:
     """Start serving in this process's event loop; returns once it listens, with the running Server.
+    ``ingest``: see create_app.
 
     Port 0 takes a free port (``Server.url`` says which). Raises StartupError when it
     cannot start: Redis missing or unreachable, the certificate unreadable, the port taken.
     """
     ssl_context = _ssl_context(config)
-    runner = web.AppRunner(create_app(config), access_log=None)
+    app = create_app(config, ingest)
+    runner = web.AppRunner(app, access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port, reuse_address=True, ssl_context=ssl_context)
@@ -125,8 +131,18 @@ async def start(config: ServerConfig) -> Server:
     port = runner.addresses[0][1] if runner.addresses else config.port
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"{'https' if ssl_context else 'http'}://{host}:{port}"
+    app[whip.PUBLISHERS].serve_on(_own_url(url, config.host))
     log.info("serving on %s/", url)
     return Server(runner, url)
+
+
+def _own_url(url: str, host: str) -> str:
+    """Where this server reaches itself: on loopback when it listens on every address."""
+    if host in ("0.0.0.0", ""):
+        return url.replace(f"//{host}:", "//127.0.0.1:", 1)
+    if host == "::":
+        return url.replace("//[::]:", "//[::1]:", 1)
+    return url
 
 
 def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -159,9 +175,10 @@ def _listen_failure(config: ServerConfig, exc: OSError) -> str:
     return f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): check --host and --port"
 
 
-async def serve(config: ServerConfig, started: asyncio.Event | None = None) -> None:
+async def serve(config: ServerConfig, started: asyncio.Event | None = None,
+                ingest: whip.IngestFactory | None = None) -> None:
     """Run the server until cancelled, then shut down gracefully."""
-    server = await start(config)
+    server = await start(config, ingest)
     try:
         if started is not None:
             started.set()

@@ -15,6 +15,8 @@ token is 401, a wrong one 403; both reasons say "token".
 | MONITOR   | anyone                | an admin token for ``*``                      |
 | ADMIN     | an admin token (needs --secret), whatever --auth says                 |
 | CONTROL   | an admin token when the server has a --secret; anyone without one     |
+| PUBLISH   | a publish token for the path's stream; under --auth open only on a    |
+|           | name an administrator reserved (WHIP: what /ws's ``publish`` asks)    |
 
 /ws is OPEN at the HTTP level: every ``publish`` and ``watch`` on it carries its own token.
 """
@@ -27,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 
-from .appkeys import CONFIG
+from .appkeys import CONFIG, REGISTRY
 from .auth import Grant, TokenError, check_token, read_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,6 +43,8 @@ class Access(enum.Enum):
     ADMIN = "admin"
     #: Run-time switches a lab server without a secret leaves to anyone (recording).
     CONTROL = "control"
+    #: Publishing over HTTP (WHIP): the rules a camera's ``publish`` on /ws follows.
+    PUBLISH = "publish"
 
 
 ROUTE_ACCESS = web.AppKey("route_access", dict)
@@ -116,6 +120,8 @@ def authorize(request: web.Request, access: Access) -> Grant | None:
         if grant.role != "admin":
             raise _refuse(web.HTTPForbidden, f"token grants {grant.role!r}, not 'admin'")
         return grant
+    if access is Access.PUBLISH:
+        return _publish_grant(request, secret, token)
     if config.auth != "all":
         return None
     if access is Access.VIEW:
@@ -129,6 +135,22 @@ def authorize(request: web.Request, access: Access) -> Grant | None:
         return read_token(secret, token)
     except TokenError as exc:
         raise _refuse(web.HTTPForbidden, str(exc)) from None
+
+
+def _publish_grant(request: web.Request, secret: str, token: str) -> Grant | None:
+    """Publishing needs a publish token under --auth publish and all, and on a reserved name;
+    elsewhere a token is optional, and a valid one still counts (for TURN credentials)."""
+    config = request.app[CONFIG]
+    stream_name = request.match_info["name"]
+    stream = request.app[REGISTRY].get(stream_name)
+    if config.auth != "open" or (stream is not None and stream.reserved):
+        if not secret:
+            raise _refuse(web.HTTPForbidden, "this server has no --secret to check tokens with")
+        return _check(secret, token, stream_name, "publish")
+    try:
+        return check_token(secret, token, stream_name, "publish") if secret and token else None
+    except TokenError:
+        return None
 
 
 @web.middleware

@@ -37,6 +37,9 @@ class Limits:
     stalled_reader_seconds: float = 20.0
     #: Seconds a WebSocket may stay without watching or publishing before it is closed.
     idle_seconds: float = 10.0
+    #: WHIP publishers at once. Each one's media runs through this server's process (its
+    #: receiving peer and camera, and its P2P viewers' streams): a few per core.
+    whip_publishers: int = 4
 
 
 class TooManyConnections(Exception):
