@@ -328,12 +328,15 @@ class Camera:
     audio: str = "none"
     #: What runs: ``peercam camera``, or the baseline (bench/baseline_camera.py).
     program: str = "peercam"
+    #: More flags for ``peercam camera`` (bench/standards.py: an RTSP source).
+    flags: tuple[str, ...] = ()
 
     def start(self, server: str) -> subprocess.Popen:
         log = LOG_DIR / f"fanout-{self.stream}.log"
         if self.program == "peercam":
             return start_peercam(["camera", "--server", server, "--stream", self.stream,
-                                  "--ice-host", "127.0.0.1", "--audio", self.audio], log, own_session=True)
+                                  "--ice-host", "127.0.0.1", "--audio", self.audio, *self.flags], log,
+                                 own_session=True)
         return start_process([sys.executable, "-m", "bench.baseline_camera", "--server", server,
                               "--stream", self.stream], log, own_session=True)
 
