@@ -533,6 +533,11 @@ def test_whip_whep_plays_in_chromium_from_another_origin(lab, site, page):
     [viewer] = wait_until(lambda: [v for v in whep_viewers(lab.url) if (v["stats"] or {}).get("frames")],
                           15, "the server to list the page's WHEP session")
     assert viewer["mode"] == "whep"
+    dashboard = page.context.new_page()
+    dashboard.goto(f"{lab.url}/")
+    dashboard.wait_for_function(f"document.querySelector('li.stream[data-stream={STREAM}] .viewers-by-mode')"
+                                "?.textContent === '0 p2p · 0 relay · 1 whep'", timeout=10_000)
+    dashboard.close()
     page.evaluate("window.client.stop()")
     wait_until(lambda: no_viewers_left(lab.url), 15, "the camera to drop the page's viewer")
 

@@ -24,12 +24,12 @@ class Limits:
     rename_seconds: float = 5.0
     #: Bytes of SDP in one offer or answer.
     max_sdp_bytes: int = 32 * 1024
-    #: Readers of one stream: WebSocket viewers plus MJPEG and snapshot readers.
+    #: Readers of one stream: WebSocket and WHEP viewers plus MJPEG and snapshot readers.
     viewers_per_stream: int = 500
     #: Streams with a camera (or a reservation) at once; names watched while waiting
     #: for a camera do not count.
     streams: int = 100
-    #: Open signaling WebSockets plus MJPEG and snapshot readers from one client address.
+    #: Open signaling WebSockets plus WHEP sessions, MJPEG and snapshot readers from one address.
     #: A socket that publishes with a valid token is not counted (see AddressShare).
     connections_per_address: int = 64
     #: Seconds an MJPEG reader's socket may take no bytes before it is dropped. (WebSocket

@@ -105,8 +105,10 @@ class StreamCard {
     showRecording(this.#rec, stream.recording);
     const count = stream.viewer_count;
     this.#viewers.textContent = count === 1 ? '1 viewer' : `${count} viewers`;
-    const { p2p, relay } = stream.viewers_by_mode;
-    this.#viewersByMode.textContent = count ? `${p2p} p2p · ${relay} relay` : '';
+    const { p2p, relay, whep } = stream.viewers_by_mode;
+    // WHEP players are P2P viewers of another kind: named apart only when there are some.
+    const players = whep ? ` · ${whep} whep` : '';
+    this.#viewersByMode.textContent = count ? `${p2p} p2p · ${relay} relay${players}` : '';
   }
 }
 
