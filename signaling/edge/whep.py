@@ -85,9 +85,6 @@ class WhepSessions:
         self._by_address = by_address
         self._sessions: dict[str, _Session] = {}
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
     def open(self, viewer: WhepViewer, address: str, bucket: TokenBucket) -> None:
         """``viewer`` watches now (the registry took it), from ``address`` (already counted)."""
         session = _Session(viewer, address, bucket)
@@ -140,7 +137,8 @@ class WhepSessions:
         """End every session (the server is shutting down)."""
         sessions = list(self._sessions.values())
         for session in sessions:
-            self.ended(session.viewer, "the server is shutting down")
+            session.viewer.end("the server is shutting down")  # a POST waiting for its answer: 422
+            self.ended(session.viewer, "the server is shutting down")  # now, while /ws is still open
         watchdogs = [s.watchdog for s in sessions if s.watchdog is not None]
         await asyncio.gather(*watchdogs, return_exceptions=True)
 

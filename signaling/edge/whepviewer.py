@@ -59,7 +59,6 @@ class WhepViewer:
         #: The last part of its session URL (``Location``): unguessable, it is the session's key.
         self.resource = secrets.token_urlsafe(16)
         self.etag = new_etag()
-        self.offer = offer
         #: The offer's media sections in order, and its ICE credentials (a PATCH with others
         #: asks for an ICE restart).
         self.mids = mids
