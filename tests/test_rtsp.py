@@ -19,6 +19,7 @@ import peercam
 
 from .conftest import get_json, require, wait_for_frames
 from .support.rtspcamera import RtspCamera, rtsp_camera_available
+from .test_segmentwriter import ffprobe_frames
 
 ICE = IceOptions(hosts=["127.0.0.1"])
 
@@ -194,6 +195,32 @@ async def test_rtsp_over_udp(server):
                                   ice=ICE):
             frames = await frames_of(server.url, "udp", 20)
     assert {(f.width, f.height) for f in frames} == {(640, 360)}
+
+
+async def test_an_rtsp_camera_is_recorded_on_the_server_and_on_the_camera_as_it_came(tmp_path):
+    """Both recorders take the passed-through pictures: each segment starts at one of the
+    source's keyframes and decodes in full."""
+    on_server, on_camera = tmp_path / "server", tmp_path / "camera"
+    server = await peercam.serve(port=0, recording=peercam.RecordingConfig(on_server, streams=("rec",),
+                                                                          segment_seconds=1))
+    try:
+        with RtspCamera(gop=15, audio="opus") as rtsp:
+            async with peercam.Camera(server.url, "rec", source=rtsp.url, layers="360p", ice=ICE,
+                                      recording=peercam.RecordingConfig(on_camera, segment_seconds=1)):
+                def segments() -> list[list]:
+                    return [sorted((folder / "rec").glob("*.mp4")) for folder in (on_server, on_camera)]
+                async with asyncio.timeout(20):
+                    while min(len(found) for found in segments()) < 3:
+                        await asyncio.sleep(0.1)
+    finally:
+        await server.close()
+    for found in segments():
+        for segment in found[:-1]:  # the last one was cut when the camera stopped
+            probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                                    "stream=codec_name,width,height", "-of", "csv=p=0", str(segment)],
+                                   capture_output=True, text=True).stdout
+            assert "h264,640,360" in probe and "opus" in probe, probe
+            assert ffprobe_frames(segment) >= 15
 
 
 @pytest.mark.parametrize("codec", ["opus", "aac", "pcma"])
