@@ -44,6 +44,11 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\1", text)
 
 
+def _why(exc: Exception) -> str:
+    """What went wrong, without the URL FFmpeg's errors repeat (and its credentials)."""
+    return redact(getattr(exc, "strerror", None) or str(exc))
+
+
 def _slice_starts_picture(unit: bytes) -> bool:
     """Whether a VCL NAL unit begins a picture: its slice header's first_mb_in_slice (the
     first Exp-Golomb number) is 0, which is written as a single 1 bit."""
@@ -133,7 +138,7 @@ class RtspSource(PushEncodedSource):
                                                "timeout": str(int(READ_TIMEOUT * 1_000_000))},
                            timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
         except (av.FFmpegError, OSError) as exc:
-            raise SourceError(f"cannot open {description}: {redact(str(exc))}") from None
+            raise SourceError(f"cannot open {description}: {_why(exc)}") from None
 
     @staticmethod
     def _size_from_keyframe(container, video, first: list, description: str) -> tuple[int, int]:
@@ -189,7 +194,7 @@ class RtspSource(PushEncodedSource):
                         log.warning("%s stopped sending; reconnecting", self.description)
             except (av.FFmpegError, OSError) as exc:
                 if not self._closed.is_set():
-                    log.warning("%s: %s; reconnecting", self.description, redact(str(exc)))
+                    log.warning("%s: %s; reconnecting", self.description, _why(exc))
             container.close()
             self._container = None
             self._flush()
