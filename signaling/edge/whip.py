@@ -354,5 +354,6 @@ async def delete(request: web.Request) -> web.Response:
     _check_origin(request)
     publisher = _publisher(request)
     assert publisher.session is not None
+    request.app[PUBLISHERS].forget(publisher)  # its URL is gone at once; its camera leaves soon after
     publisher.session.close()
     return web.Response(status=200)
