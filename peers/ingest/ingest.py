@@ -44,7 +44,8 @@ class WhipIngest:
                  connect_timeout: float = CONNECT_TIMEOUT) -> None:
         install_h264_profiles()
         install_rsa_dtls_ciphers()
-        restrict_host_addresses(list(ice_hosts))  # the same the server's camera peers get in their welcome
+        if ice_hosts:  # the same its cameras get in their welcome (process-wide, as theirs)
+            restrict_host_addresses(list(ice_hosts))
         self._server, self._ca_file = server, ca_file
         self._connect_timeout = connect_timeout
         self._sessions: set[PublisherPeer] = set()

@@ -44,8 +44,8 @@ from peercam.shared.protocol import IceCandidate, IceServer
 from .capturetime import CaptureClock
 from .frametap import FrameTap, tap_receiver
 
-__all__ = ["CONNECT_TIMEOUT", "KEYFRAME_TIMEOUT", "MEDIA_TIMEOUT", "PLI_INTERVAL", "OfferError",
-           "PublisherPeer"]
+__all__ = ["CONNECT_TIMEOUT", "KEYFRAME_TIMEOUT", "MAX_CANDIDATES", "MEDIA_TIMEOUT", "PLI_INTERVAL",
+           "OfferError", "PublisherPeer"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ KEYFRAME_TIMEOUT = 10.0
 MEDIA_TIMEOUT = 10.0
 #: Seconds between PLIs sent to the publisher: a keyframe is many frames' worth of bits.
 PLI_INTERVAL = 1.0
+#: Trickled candidates a session takes, at most (a publisher has a few per interface).
+MAX_CANDIDATES = 32
 #: Pictures from the first keyframe on that measure the publisher's frame rate (by their
 #: RTP timestamps) before the camera starts: 5 at 30 fps take 133 ms.
 _RATE_PICTURES = 5
@@ -97,7 +99,7 @@ def _read_offer(sdp: str) -> SessionDescription:
         raise OfferError(f"the offer has {', '.join(kinds) or 'no media'}: a WHIP publisher to peercam "
                          "sends one video and at most one audio section")
     for media in offer.media:
-        if media.direction not in ("sendonly", "sendrecv"):
+        if media.direction not in ("sendonly", "sendrecv", None):  # none said: sendrecv
             raise OfferError(f"the offer's {media.kind} is {media.direction}: a publisher sends (sendonly)")
         if media.ice is None or media.dtls is None:
             raise OfferError(f"the offer's {media.kind} has no ICE credentials or DTLS fingerprint")
@@ -127,6 +129,7 @@ class PublisherPeer:
         self._why_gone = ""
         self._closed = asyncio.Event()
         self._first_mid: str | None = None
+        self._candidates = 0
         self._taps: list[FrameTap] = []
         # Video
         self._video_receiver: RTCRtpReceiver | None = None
@@ -202,8 +205,11 @@ class PublisherPeer:
 
     async def add_candidates(self, candidates: list[IceCandidate], end: bool) -> None:
         """Trickled candidates (a PATCH); every one goes to the one bundled transport.
-        Those it cannot use (TCP, unresolvable names) are skipped."""
+        Those it cannot use (TCP, unresolvable names) are skipped, and so is every one past
+        MAX_CANDIDATES: each costs connectivity checks."""
         for init in candidates:
+            if self._candidates >= MAX_CANDIDATES or self._gone.is_set():
+                break
             try:
                 candidate = aiortc_candidate(init)
             except Exception:  # a line it cannot read: skipped, as the RFC says
@@ -212,12 +218,16 @@ class PublisherPeer:
             if candidate.protocol.lower() != "udp":
                 continue
             candidate.sdpMid, candidate.sdpMLineIndex = self._first_mid, 0
+            self._candidates += 1
             try:
                 await self._pc.addIceCandidate(candidate)
-            except Exception as exc:
+            except Exception as exc:  # aioice refuses what it cannot use
                 log.debug("%s: skipped a candidate (%s)", self.stream, exc)
-        if end:
-            await self._pc.addIceCandidate(None)
+        if end and not self._gone.is_set():
+            try:
+                await self._pc.addIceCandidate(None)
+            except Exception as exc:  # a connection that closed meanwhile
+                log.debug("%s: end of candidates not taken (%s)", self.stream, exc)
 
     def _connection_changed(self) -> None:
         state = self._pc.connectionState
@@ -329,8 +339,7 @@ class PublisherPeer:
 
     async def _run(self) -> str:
         """Connect, wait for the first keyframe, publish, until the publisher goes or
-        ``close()``; returns why it ended. Raises nothing."""
-        camera_task: asyncio.Task | None = None
+        ``close()``; returns why it ended. Raises nothing: the server goes on."""
         try:
             why = await self._until(self._connected, self._connect_timeout,
                                     f"did not connect within {self._connect_timeout:g} s")
@@ -339,39 +348,39 @@ class PublisherPeer:
             self._request_keyframe()
             why = await self._until(self._ready, KEYFRAME_TIMEOUT,
                                     f"sent no keyframe within {KEYFRAME_TIMEOUT:g} s of connecting")
-            if why:
-                return why
-            assert self.video is not None
-            if self._taps[1:]:
-                self.audio = PushOpusSource(2 if self._stereo else 1, "whip")
-            options = CameraOptions(server=self._server, stream=self.stream, codec=self.video.codec,
-                                    token=self._token, ca_file=self._ca_file)
-            self.camera = CameraPeer(options, self.video, self.audio)
-            camera_task = asyncio.create_task(self.camera.run(), name=f"whip-camera-{self.stream}")
-            video = self.video
-            log.info("%s: WHIP publisher sends %s %dx%d@%g%s", self.stream, video.codec, video.width,
-                     video.height, video.fps, " with Opus sound" if self.audio else "")
-            watchdog = asyncio.create_task(self._watch_media())
-            gone = asyncio.create_task(self._gone.wait())
-            try:
-                await asyncio.wait({camera_task, gone, watchdog}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                watchdog.cancel()
-                gone.cancel()
-            if camera_task.done():
-                try:
-                    camera_task.result()
-                except CameraError as exc:
-                    return f"the camera could not publish: {exc}"
-                except Exception as exc:  # noqa: BLE001 - the session ends, the server goes on
-                    log.exception("%s: the camera failed", self.stream)
-                    return f"the camera failed: {exc}"
-            return self._why_gone
+            return why or await self._publish()
+        except Exception as exc:  # one publisher's failure ends its session only
+            log.exception("%s: the WHIP session failed", self.stream)
+            return f"it failed: {exc or type(exc).__name__}"
         finally:
-            if camera_task is not None:
-                camera_task.cancel()
-                await asyncio.gather(camera_task, return_exceptions=True)
             await self._shut()
+
+    async def _publish(self) -> str:
+        """Publish the publisher's media as a camera until either goes."""
+        video = self.video
+        assert video is not None
+        if self._taps[1:]:
+            self.audio = PushOpusSource(2 if self._stereo else 1, "whip")
+        options = CameraOptions(server=self._server, stream=self.stream, codec=video.codec,
+                                token=self._token, ca_file=self._ca_file)
+        self.camera = CameraPeer(options, video, self.audio)
+        log.info("%s: WHIP publisher sends %s %dx%d@%g%s", self.stream, video.codec, video.width,
+                 video.height, video.fps, " with Opus sound" if self.audio else "")
+        camera_task = asyncio.create_task(self.camera.run(), name=f"whip-camera-{self.stream}")
+        watchdog = asyncio.create_task(self._watch_media())
+        gone = asyncio.create_task(self._gone.wait())
+        try:
+            await asyncio.wait({camera_task, gone, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (camera_task, watchdog, gone):
+                task.cancel()
+            await asyncio.gather(camera_task, watchdog, gone, return_exceptions=True)
+        if camera_task.done() and not camera_task.cancelled() and camera_task.exception() is not None:
+            exc = camera_task.exception()
+            if not isinstance(exc, CameraError):
+                log.error("%s: the camera failed", self.stream, exc_info=exc)
+            return f"the camera could not publish: {exc}"
+        return self._why_gone
 
     async def _until(self, event: asyncio.Event, timeout: float, late: str) -> str | None:
         """None once ``event`` is set; why not, when the publisher went or took too long."""

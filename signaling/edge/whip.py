@@ -147,8 +147,10 @@ class WhipPublishers:
 
     async def _until_closed(self, publisher: _Publisher) -> None:
         assert publisher.session is not None
-        why = await publisher.session.wait_closed()
-        self.forget(publisher)
+        try:
+            why = await publisher.session.wait_closed()
+        finally:
+            self.forget(publisher)
         log.info("WHIP publisher of %r ended: %s", publisher.stream, why)
 
     async def close(self) -> None:
