@@ -231,6 +231,10 @@ def test_simple_whip_client_publishes_and_a_keyframe_comes_when_a_viewer_joins(t
         assert client.stop() == 0, client.log()[-2000:]  # it sends DELETE as it exits
         wait_not_live(lab, "wc", 10)
         assert "WHIP publisher of 'wc' ended: the publisher ended it" in lab.server.log()
+    except BaseException:
+        for log in [process.log_path for process in lab.processes] + [tmp_path / "whip-client.log"]:
+            print(f"----- {log.name}\n{log.read_text(errors='replace')[-3000:] if log.exists() else ''}")
+        raise
     finally:
         if client is not None:
             client.stop()

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -90,9 +91,23 @@ class ClientNetwork:
             self._run("ip", "-n", self.namespace, "addr", "add", f"{CLIENT_ADDRESS}/24", "dev", f"wc{tag}")
             self._run("ip", "-n", self.namespace, "link", "set", f"wc{tag}", "up")
             self._run("ip", "-n", self.namespace, "link", "set", "lo", "up")
+            self._wait_for_carrier(f"wc{tag}")
         except BaseException:
             self.remove()
             raise
+
+    def _wait_for_carrier(self, link: str, timeout: float = 10.0) -> None:
+        """libnice gathers only on interfaces that are running: the veth's carrier comes up
+        a moment (seconds, on a busy machine) after both ends are up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            shown = subprocess.run(["ip", "-n", self.namespace, "-o", "link", "show", link],
+                                   capture_output=True, text=True, timeout=10).stdout
+            if "NO-CARRIER" not in shown and "state UP" in shown:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the veth pair's carrier never came up: {shown.strip()}")
+            time.sleep(0.05)
 
     @staticmethod
     def _run(*args: str) -> None:
