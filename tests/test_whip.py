@@ -9,7 +9,8 @@ server lists one camera and its viewers, and the top layer is passed through (th
 encodes no frame of it). Then: a name passes from a publisher that says goodbye (DELETE)
 and from one that vanishes to the next publisher, while a viewer plays on; every status
 the endpoint answers bad input with; the limit on publishers and the deadline for one that
-never connects; the TURN credentials in Link headers, for a valid token only.
+never connects; the TURN credentials in Link headers, for a valid token only; a WHIP stream
+recorded by its instance and watched through another one of a cluster.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -28,7 +32,7 @@ from peercam.peers.ingest.capturetime import CaptureClock
 from peercam.peers.ingest.publisher import CONNECT_TIMEOUT, MEDIA_TIMEOUT
 from peercam.signaling.edge.auth import make_token
 
-from .conftest import Lab, Process, chromium, get_json, require, wait_until
+from .conftest import Lab, Process, chromium, free_port, get_json, require, wait_until
 from .support.chromium import CONTEXT_OPTIONS
 from .support.whipclient import SERVER_ADDRESS, ClientNetwork, WhipClient, build_shim
 from .support.whipclient import unavailable_reason as whip_client_unavailable
@@ -77,7 +81,7 @@ def ffmpeg_exe() -> str:
 
 
 def start_ffmpeg(lab: Lab, stream: str, seconds: float = 60, size: str = "640x360",
-                 token: str = PUBLISH) -> subprocess.Popen:
+                 token: str | None = PUBLISH) -> subprocess.Popen:
     """ffmpeg's whip muxer publishing its test pattern (H.264 Constrained Baseline, a keyframe
     a second) and a stereo tone, as docs/standards.md gives the command."""
     log = open(lab.log_dir / f"ffmpeg-{stream}-{time.monotonic_ns()}.log", "w")
@@ -86,7 +90,8 @@ def start_ffmpeg(lab: Lab, stream: str, seconds: float = 60, size: str = "640x36
          "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
          "-t", f"{seconds:g}", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
          "-profile:v", "baseline", "-g", "30", "-bf", "0", "-c:a", "libopus", "-ac", "2",
-         "-f", "whip", "-whip_flags", "dtls_active", "-authorization", token, f"{lab.url}/whip/{stream}"],
+         "-f", "whip", "-whip_flags", "dtls_active", *(["-authorization", token] if token else []),
+         f"{lab.url}/whip/{stream}"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -300,6 +305,50 @@ def test_a_name_passes_to_the_next_publisher_and_a_viewer_plays_on(lab):
         viewer.proc.send_signal(signal.SIGINT)
     summary = viewer.summary(15)
     assert summary["frames"] > 30 and summary["audio"]["packets"] > 0, summary
+
+
+def test_a_whip_stream_is_recorded_and_watched_through_another_instance(redis_server, tmp_path):
+    """Two instances on one Redis: ffmpeg publishes to one, which records the stream as it
+    came; a viewer of the other plays it, and the other refuses the name to a second publisher."""
+    lab = Lab(tmp_path)
+    recordings = tmp_path / "recordings"
+
+    def segments() -> list[Path]:
+        return sorted((recordings / "far").glob("*.mp4"))
+
+    ffmpeg = None
+    try:
+        urls = []
+        records = ("--record-dir", str(recordings), "--record", "far", "--record-segment", "1")
+        for letter, extra in (("a", records), ("b", ())):
+            port = free_port()
+            lab.start(f"server-{letter}", "serve", "--port", str(port), "--redis", redis_server.url,
+                      "--ice-host", "127.0.0.1", *extra)
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            wait_until(lambda url=url: (get_json(f"{url}/healthz") or {}).get("cluster", {}).get("redis")
+                       == "connected", 15, f"{url} to join Redis")
+        a, b = urls
+        lab.url = a
+        ffmpeg = start_ffmpeg(lab, "far", token=None)
+        wait_until(lambda: (get_json(f"{b}/api/streams/far") or {}).get("live"), 20,
+                   "instance b to list the WHIP stream")
+        viewer = lab.start("viewer-far", "view", "--server", b, "--stream", "far", "--json", "--ice-host",
+                           "127.0.0.1", "--duration", "3")
+        assert_plays(viewer.summary(30), 640, 360, 3)
+        taken = urllib.request.Request(f"{b}/whip/far", data=b"v=0\r\n", headers=SDP, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(taken, timeout=5)
+        assert refused.value.code == 409
+        wait_until(lambda: len(segments()) >= 3, 20, "three recorded segments")
+    finally:
+        if ffmpeg is not None:
+            stop(ffmpeg)
+        lab.stop()
+    for segment in segments()[:-1]:  # the last one was cut when the publisher stopped
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
+                                "-of", "csv=p=0", str(segment)], capture_output=True, text=True).stdout
+        assert "h264,640,360" in probe and "opus" in probe, probe
 
 
 async def raw_offer(video: bool = True, audio: bool = True) -> tuple[RTCPeerConnection, str]:
