@@ -16,6 +16,7 @@ recorded by its instance and watched through another one of a cluster.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from .conftest import Lab, Process, chromium, free_port, get_json, require, wait
 from .support.chromium import CONTEXT_OPTIONS
 from .support.whipclient import SERVER_ADDRESS, ClientNetwork, WhipClient, build_shim
 from .support.whipclient import unavailable_reason as whip_client_unavailable
+from .test_chat import chat_lines
 from .test_turn import SECRET as TURN_SECRET
 from .test_turn import Coturn
 from .test_whep import PageSite, restart_frag, trickle_frag
@@ -278,8 +280,8 @@ def test_whip_whep_in_chromium_publishes_and_viewers_play(lab, site):
 def test_a_name_passes_to_the_next_publisher_and_a_viewer_plays_on(lab):
     """The first publisher says goodbye (DELETE), the second vanishes (killed: no DELETE,
     its media stops); each time the viewer is told, and the next publisher takes the name.
-    Pictures and sound resume each time."""
-    viewer = lab.start_viewer("relay-race", "--wait", "60")
+    Pictures and sound resume each time, and the viewer chats with the third's camera."""
+    viewer = lab.start_viewer("relay-race", "--wait", "60", "--chat", "--name", "fan", stdin=True)
     try:
         first = start_ffmpeg(lab, "relay-race", seconds=3)
         viewer.wait_for_log("first frame after", 30)
@@ -299,12 +301,16 @@ def test_a_name_passes_to_the_next_publisher_and_a_viewer_plays_on(lab):
         viewer.wait_for_log("video resumed", 30, count=2)
         viewer.wait_for_log("sound resumed", 10, count=2)
         assert stream_json(lab, "relay-race")["width"] == 640
+        viewer.type_line("hello, publisher")  # the chat hub runs in the server, with the camera
+        lab.server.wait_for_log("chat #1", 10)
         stop(third)
         wait_not_live(lab, "relay-race", 10)
     finally:
         viewer.proc.send_signal(signal.SIGINT)
-    summary = viewer.summary(15)
-    assert summary["frames"] > 30 and summary["audio"]["packets"] > 0, summary
+    code, stdout = viewer.result(15)
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert code == 0 and summary["frames"] > 30 and summary["audio"]["packets"] > 0, summary
+    assert [(line[1], line[2]) for line in chat_lines(stdout)] == [("fan", "hello, publisher")]
 
 
 def test_a_whip_stream_is_recorded_and_watched_through_another_instance(redis_server, tmp_path):
