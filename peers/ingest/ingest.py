@@ -73,5 +73,5 @@ class WhipIngest:
         """End every session (the server is shutting down)."""
         sessions = list(self._sessions)
         for session in sessions:
-            session.close()
+            session.close("the server is shutting down")
         await asyncio.gather(*(session.wait_closed() for session in sessions))

@@ -127,7 +127,6 @@ class PublisherPeer:
         self._connected = asyncio.Event()
         self._gone = asyncio.Event()
         self._why_gone = ""
-        self._closed = asyncio.Event()
         self._first_mid: str | None = None
         self._candidates = 0
         self._taps: list[FrameTap] = []
@@ -150,7 +149,6 @@ class PublisherPeer:
         # Keyframe requests
         self._last_pli = float("-inf")
         self._pli_pending: asyncio.TimerHandle | None = None
-        self.plis_sent = 0
         self._loop = asyncio.get_running_loop()
         self.camera: CameraPeer | None = None
         #: The SDP answer, once started.
@@ -331,7 +329,6 @@ class PublisherPeer:
                 return
             ssrc = sources[0].source
         self._last_pli = time.monotonic()
-        self.plis_sent += 1
         # aiortc's own PLI sender (protected; aiortc is pinned for it): it has no public one.
         asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
 
@@ -410,8 +407,7 @@ class PublisherPeer:
             if source is not None:
                 source.close()
         await self._pc.close()
-        self._closed.set()
 
-    def close(self) -> None:
+    def close(self, why: str = "the publisher ended it") -> None:
         """End the session (DELETE, the server's shutdown): ``wait_closed()`` returns soon after."""
-        self._end("the publisher ended it")
+        self._end(why)
