@@ -17,7 +17,7 @@ from pathlib import Path
 
 from peercam.ingest import whip_ingest
 from peercam.peers.camera.audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL
-from peercam.peers.camera.audiosources import AudioSource
+from peercam.peers.camera.audiosources import AudioSource, AudioSourceError
 from peercam.peers.camera.camera import CameraError, CameraOptions, CameraPeer, open_sources
 from peercam.peers.camera.encodedsources import EncodedVideoSource
 from peercam.peers.camera.layers import LayerError
@@ -412,6 +412,8 @@ def _open_source(command: str, args: argparse.Namespace,
     try:
         video, audio, low = open_sources(args.source, args.audio, args.width, args.height, args.fps,
                                          args.stretch, args.rtsp_transport, args.source_low)
+    except AudioSourceError as exc:
+        _fail(command, f"--audio: {exc}")
     except SourceError as exc:
         _fail(command, str(exc))
     if audio is not None and args.audio_bitrate > MAX_OPUS_KBPS_PER_CHANNEL * audio.channels:

@@ -29,8 +29,8 @@ from peercam.shared.errors import UsageError
 from .sources import SourceError
 
 __all__ = [
-    "CHUNK", "SAMPLE_RATE", "AudioSource", "CapturedAudio", "DeviceAudioSource", "FileAudioSource",
-    "OpusPacket", "PushAudioSource", "PushOpusSource", "ToneSource", "open_audio_source",
+    "CHUNK", "SAMPLE_RATE", "AudioSource", "AudioSourceError", "CapturedAudio", "DeviceAudioSource",
+    "FileAudioSource", "OpusPacket", "PushAudioSource", "PushOpusSource", "ToneSource", "open_audio_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ SAMPLE_RATE = 48000
 #: Samples per chunk: 20 ms, one Opus packet.
 CHUNK = 960
 _LAYOUTS = {1: "mono", 2: "stereo"}
+
+
+class AudioSourceError(SourceError):
+    """The sound's source (``--audio``) cannot be opened."""
 
 
 @dataclass

@@ -46,7 +46,7 @@ from peercam.shared.recordingconfig import RecordingConfig
 
 from . import playoutdelay
 from .audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL, AudioPipeline
-from .audiosources import AudioSource, PushAudioSource, open_audio_source
+from .audiosources import AudioSource, AudioSourceError, PushAudioSource, open_audio_source
 from .chathub import ChatHub, ChatRefused
 from .encodedsources import EncodedVideoSource, passthrough_refusal
 from .layers import Layer, LayerError, default_bitrate, parse_layers
@@ -81,8 +81,13 @@ def open_sources(source: str, audio: str = "auto", width: int | None = None, hei
         video = RtspSource(source, rtsp_transport, audio=audio == "auto") if rtsp else open_source(
             source, width, height, fps, stretch)
         opened.append(video)
-        sound = video.audio if isinstance(video, RtspSource) and audio == "auto" else open_audio_source(
-            audio, None if rtsp else source)
+        if isinstance(video, RtspSource) and audio == "auto":
+            sound = video.audio
+        else:
+            try:
+                sound = open_audio_source(audio, None if rtsp else source)
+            except SourceError as exc:
+                raise AudioSourceError(str(exc)) from None
         if sound is not None:
             opened.append(sound)
         low = RtspSource(source_low, rtsp_transport, audio=False) if source_low is not None else None
