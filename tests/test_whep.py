@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import hmac
-import http.server
 import json
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -36,12 +32,12 @@ from .conftest import (
     TESTSRC_LAYERS,
     Lab,
     decoded_frames,
-    free_port,
     get_json,
     require,
     wait_for_frames,
     wait_until,
 )
+from .support.whipwhepsite import PageSite
 from .test_cluster import camera as cluster_camera
 from .test_cluster import start_instances, stream_on
 from .test_turn import SECRET as TURN_SECRET
@@ -51,56 +47,6 @@ from .test_websocket import INFO
 STREAM = "cam"
 SDP = {"Content-Type": "application/sdp"}
 SDPFRAG = {"Content-Type": "application/trickle-ice-sdpfrag"}
-WHIPWHEP = Path(__file__).parent / "support" / "whipwhep"
-#: The test page: whip-whep's WHEPClient plays ?url= in #video (video and sound, recvonly).
-PAGE = """<!doctype html>
-<meta charset="utf-8">
-<video id="video" autoplay muted playsinline></video>
-<script type="module">
-import { WHEPClient } from "/whep.js";
-const url = new URLSearchParams(location.search).get("url");
-const media = new MediaStream();
-document.getElementById("video").srcObject = media;
-const pc = new RTCPeerConnection({ iceServers: [] });
-pc.addTransceiver("video", { direction: "recvonly" });
-pc.addTransceiver("audio", { direction: "recvonly" });
-pc.ontrack = (event) => media.addTrack(event.track);
-window.client = new WHEPClient();
-window.viewing = client.view(pc, url).then(() => "ok", (error) => String(error));
-window.framesDecoded = async () => {
-  for (const report of (await pc.getStats()).values()) {
-    if (report.type === "inbound-rtp" && report.kind === "video") return report.framesDecoded ?? 0;
-  }
-  return 0;
-};
-</script>
-"""
-
-
-class PageSite:
-    """The test page and whip-whep's modules on an origin of their own (another port)."""
-
-    def __init__(self, folder: Path) -> None:
-        for name in ("whep.js", "whip.js"):
-            shutil.copy(WHIPWHEP / name, folder / name)
-        (folder / "whep.html").write_text(PAGE)
-        self.port = free_port()
-        self.origin = f"http://127.0.0.1:{self.port}"
-        handler = functools.partial(_QuietHandler, directory=str(folder))
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[PageSite]:
     site = PageSite(tmp_path_factory.mktemp("whep-page"))

@@ -37,10 +37,11 @@ from .conftest import Lab, Process, chromium, free_port, get_json, require, wait
 from .support.chromium import CONTEXT_OPTIONS
 from .support.whipclient import SERVER_ADDRESS, ClientNetwork, WhipClient, build_shim
 from .support.whipclient import unavailable_reason as whip_client_unavailable
+from .support.whipwhepsite import PageSite, ffmpeg_exe, ffmpeg_whip_command
 from .test_chat import chat_lines
 from .test_turn import SECRET as TURN_SECRET
 from .test_turn import Coturn
-from .test_whep import PageSite, restart_frag, trickle_frag
+from .test_whep import restart_frag, trickle_frag
 
 SECRET = "whip-secret"
 PUBLISH = make_token(SECRET, "*", "publish", 3600)
@@ -49,52 +50,14 @@ SDPFRAG = {"Content-Type": "application/trickle-ice-sdpfrag"}
 MAX_PUBLISHERS = 2
 FAKE_MEDIA = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
 #: whip-whep's WHIPClient publishes the fake camera (640x480) and microphone to ?url= with ?token=.
-PUBLISH_PAGE = """<!doctype html>
-<meta charset="utf-8">
-<script type="module">
-import { WHIPClient } from "/whip.js";
-const params = new URLSearchParams(location.search);
-const media = await navigator.mediaDevices.getUserMedia(
-  { video: { width: 640, height: 480, frameRate: 30 }, audio: true });
-const pc = new RTCPeerConnection({ iceServers: [] });
-for (const track of media.getTracks()) {
-  if (track.kind === "video") track.contentHint = "detail";  // keep the size, drop the rate if need be
-  pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
-}
-window.client = new WHIPClient();
-window.publishing = client.publish(pc, params.get("url"), params.get("token")).then(
-  () => "ok", (error) => String(error));
-window.sent = async () => {
-  for (const report of (await pc.getStats()).values()) {
-    if (report.type === "outbound-rtp" && report.kind === "video") return report;
-  }
-  return {};
-};
-</script>
-"""
-
-
-def ffmpeg_exe() -> str:
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        require(False, "imageio-ffmpeg is not installed (pip install 'imageio-ffmpeg==0.8.1')")
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def start_ffmpeg(lab: Lab, stream: str, seconds: float = 60, size: str = "640x360",
                  token: str | None = PUBLISH) -> subprocess.Popen:
     """ffmpeg's whip muxer publishing its test pattern (H.264 Constrained Baseline, a keyframe
     a second) and a stereo tone, as docs/standards.md gives the command."""
+    require(ffmpeg_exe() is not None, "imageio-ffmpeg is not installed (pip install 'imageio-ffmpeg==0.8.1')")
     log = open(lab.log_dir / f"ffmpeg-{stream}-{time.monotonic_ns()}.log", "w")
-    return subprocess.Popen(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "warning", "-re",
-         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
-         "-t", f"{seconds:g}", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-         "-profile:v", "baseline", "-g", "30", "-bf", "0", "-c:a", "libopus", "-ac", "2",
-         "-f", "whip", "-whip_flags", "dtls_active", *(["-authorization", token] if token else []),
-         f"{lab.url}/whip/{stream}"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(ffmpeg_whip_command(f"{lab.url}/whip/{stream}", seconds, size, token),
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
@@ -167,7 +130,6 @@ def site(tmp_path_factory) -> Iterator[PageSite]:
     """whip-whep's modules and the publishing page, on an origin of their own."""
     folder = tmp_path_factory.mktemp("whip-page")
     site = PageSite(folder)
-    (folder / "whip-publish.html").write_text(PUBLISH_PAGE)
     yield site
     site.close()
 
@@ -260,7 +222,7 @@ def test_whip_whep_in_chromium_publishes_and_viewers_play(lab, site):
         publisher.on("pageerror", lambda error: errors.append(str(error)))
         viewer = lab.start_viewer("page", "--wait", "30", "--duration", "4")
         started = time.monotonic()
-        publisher.goto(f"{site.origin}/whip-publish.html?url={lab.url}/whip/page&token={PUBLISH}")
+        publisher.goto(f"{site.origin}/whip.html?url={lab.url}/whip/page&token={PUBLISH}")
         first = first_frame_after(viewer, started)
         print(f"whip-whep (Chromium): publish to first viewer frame {first:.2f} s")
         assert publisher.evaluate("window.publishing") == "ok"
