@@ -37,9 +37,17 @@ from peercam.shared.protocol import (
 from peercam.shared.ratelimit import TokenBucket
 
 from .appkeys import CONFIG, CONNECTIONS_BY_ADDRESS, RECORDINGS, REGISTRY
-from .browserpolicy import origin_allowed
 from .gate import Access, requires
-from .icehttp import SDPFRAG, SdpFragError, ice_server_links, if_match, parse_sdpfrag
+from .webrtchttp import (
+    SDP,
+    add_cors,
+    add_options,
+    check_origin,
+    check_type,
+    ice_server_links,
+    read_text,
+    read_trickle,
+)
 from .websocket import ice_servers
 from .whepviewer import SessionEnded, WhepViewer
 
@@ -62,9 +70,6 @@ MISSED_REPORTS = 3
 RETRY_AFTER_SECONDS = 5
 _CHECK_SECONDS = 1.0
 
-_SDP = "application/sdp"
-_METHODS = "POST, PATCH, DELETE, OPTIONS"
-_EXPOSED = "Location, ETag, Link, Retry-After, Accept-Post, Accept-Patch"
 
 
 @dataclass
@@ -150,60 +155,12 @@ def install(app: web.Application) -> None:
     """The WHEP routes, their sessions, and CORS on their answers."""
     app[SESSIONS] = WhepSessions(app[REGISTRY], app[CONNECTIONS_BY_ADDRESS])
     app.router.add_routes(routes)
-    app.on_response_prepare.append(_add_cors)
+    add_cors(app, "/whep")
     app.on_shutdown.append(_close_sessions)
 
 
 async def _close_sessions(app: web.Application) -> None:
     await app[SESSIONS].close()
-
-
-def _origin_allowed(request: web.Request) -> bool:
-    """Players on other origins are browser pages like any other: the origins that may open
-    ``/ws`` (the server's own, ``--allowed-origin``) may use WHEP. Else a page anywhere could
-    make its visitor's browser watch a camera on the visitor's network and read the pictures."""
-    return origin_allowed(request.app[CONFIG], request.headers.get("Origin"), request.headers.get("Host"))
-
-
-async def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: a WHEP answer (errors too, the gate's 401 and 403 among them) is
-    readable by a page from an allowed origin."""
-    origin = request.headers.get("Origin")
-    if origin is None or not request.path.startswith("/whep/") or not _origin_allowed(request):
-        return
-    response.headers["Access-Control-Allow-Origin"] = origin
-    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
-    response.headers.add("Vary", "Origin")
-
-
-def _check_origin(request: web.Request) -> None:
-    if not _origin_allowed(request):
-        origin = request.headers.get("Origin", "")
-        raise web.HTTPForbidden(text=f"origin {origin[:100]!r} is not allowed here "
-                                     "(the server's own origin is; see --allowed-origin)\n")
-
-
-def _check_type(request: web.Request, expected: str) -> None:
-    if request.content_type != expected:
-        raise web.HTTPUnsupportedMediaType(text=f"Content-Type must be {expected}, not "
-                                                f"{request.content_type[:80]!r}\n")
-
-
-async def _read_text(request: web.Request, limit: int) -> str:
-    """The body as text, at most ``limit`` bytes (413 past it)."""
-    too_large = web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length or limit + 1,
-                                              text=f"the body is larger than {limit} bytes\n")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    try:
-        return body.decode()
-    except UnicodeDecodeError:
-        raise web.HTTPBadRequest(text="the body is not UTF-8 text\n") from None
 
 
 def _media_sections(sdp: str) -> list[str]:
@@ -253,11 +210,11 @@ def _not_live(request: web.Request, name: str) -> web.HTTPException:
 @requires(Access.VIEW)
 async def offer(request: web.Request) -> web.Response:
     """The player's offer to the camera; 201 with the camera's answer."""
-    _check_origin(request)
+    check_origin(request)
     config, registry, sessions = request.app[CONFIG], request.app[REGISTRY], request.app[SESSIONS]
     name = request.match_info["name"]
-    _check_type(request, _SDP)
-    sdp = await _read_text(request, config.limits.max_sdp_bytes)
+    check_type(request, SDP)
+    sdp = await read_text(request, config.limits.max_sdp_bytes)
     quality = _quality(request)
     mids = _media_sections(sdp)
     stream = registry.get(name)
@@ -306,7 +263,7 @@ async def offer(request: web.Request) -> web.Response:
     headers = CIMultiDict({"Location": f"/whep/{name}/{viewer.resource}", "ETag": viewer.etag})
     for link in ice_server_links(servers):
         headers.add("Link", link)
-    return web.Response(status=201, body=answer.encode(), content_type=_SDP, headers=headers)
+    return web.Response(status=201, body=answer.encode(), content_type=SDP, headers=headers)
 
 
 @routes.head("/whep/{name}")
@@ -317,30 +274,10 @@ async def endpoint(request: web.Request) -> web.Response:
     stream = request.app[REGISTRY].get(name)
     if stream is None or not stream.live:
         raise _not_live(request, name)
-    return web.Response(headers={"Content-Type": _SDP, "Accept-Post": _SDP})
+    return web.Response(headers={"Content-Type": SDP, "Accept-Post": SDP})
 
 
-@routes.options("/whep/{name}")
-@requires(Access.OPEN)  # a CORS preflight carries no token
-async def endpoint_options(request: web.Request) -> web.Response:
-    return _options(request, {"Accept-Post": _SDP})
-
-
-@routes.options("/whep/{name}/{session}")
-@requires(Access.OPEN)
-async def session_options(request: web.Request) -> web.Response:
-    return _options(request, {"Accept-Patch": SDPFRAG})
-
-
-def _options(request: web.Request, accept: dict[str, str]) -> web.Response:
-    _check_origin(request)
-    return web.Response(status=204, headers={
-        "Allow": _METHODS,
-        "Access-Control-Allow-Methods": _METHODS,
-        "Access-Control-Allow-Headers": "Content-Type, Authorization, If-Match",
-        "Access-Control-Max-Age": "600",
-        **accept,
-    })
+add_options(routes, "/whep")
 
 
 def _session(request: web.Request) -> _Session:
@@ -357,30 +294,11 @@ def _session(request: web.Request) -> _Session:
 @requires(Access.OPEN)
 async def patch(request: web.Request) -> web.Response:
     """Trickled candidates, on to the camera (204); an ICE restart, refused (422)."""
-    _check_origin(request)
+    check_origin(request)
     session = _session(request)
     viewer = session.viewer
-    _check_type(request, SDPFRAG)
-    body = await _read_text(request, request.app[CONFIG].limits.max_sdp_bytes)
-    try:
-        frag = parse_sdpfrag(body, viewer.mids)
-    except SdpFragError as exc:
-        raise web.HTTPBadRequest(text=f"not a trickle-ice-sdpfrag: {exc}\n") from None
-    match = request.headers.get("If-Match")
-    restart = frag.ufrag is not None and (frag.ufrag, frag.pwd) != (viewer.ice_ufrag, viewer.ice_pwd)
-    if restart:
-        if match is None:
-            raise web.HTTPPreconditionRequired(text='an ICE restart needs If-Match: "*"\n')
-        if not if_match(match, viewer.etag):
-            raise web.HTTPPreconditionFailed(text="If-Match does not match this session's ETag\n")
-        # aiortc (the camera's WebRTC) starts ICE once per peer connection and never again
-        # (RTCIceTransport.start): new credentials cannot be applied. The session goes on.
-        raise web.HTTPUnprocessableEntity(text="this server cannot restart ICE (the camera's aiortc "
-                                               "cannot): DELETE this session and POST a new offer\n")
-    # A trickle PATCH without If-Match is taken: whip-whep's WHEPClient never keeps the POST's
-    # ETag, so it sends none. One that names another ICE session's tag is refused.
-    if match is not None and not if_match(match, viewer.etag):
-        raise web.HTTPPreconditionFailed(text="If-Match does not match this session's ETag\n")
+    ice = (viewer.ice_ufrag, viewer.ice_pwd)
+    frag = await read_trickle(request, viewer.mids, ice, viewer.etag, "the camera's aiortc")
     registry = request.app[REGISTRY]
     for candidate in frag.candidates:
         if not session.candidates.take():
@@ -400,6 +318,6 @@ async def patch(request: web.Request) -> web.Response:
 @requires(Access.OPEN)
 async def delete(request: web.Request) -> web.Response:
     """End the session: the camera is told its viewer left."""
-    _check_origin(request)
+    check_origin(request)
     _session(request).viewer.end("the player ended the session")
     return web.Response(status=200)

@@ -19,7 +19,7 @@ from peercam.shared.protocol import (
     decode_server_message,
 )
 
-from .icehttp import ice_credentials, new_etag
+from .webrtchttp import ice_credentials, new_etag
 
 __all__ = ["SessionEnded", "WhepViewer"]
 

@@ -34,16 +34,18 @@ from peercam.signaling.settings.turn import turn_servers
 from peercam.shared.protocol import IceCandidate, IceServer, ProtocolError, check_stream_name
 
 from .appkeys import CONFIG, REGISTRY
-from .browserpolicy import origin_allowed
 from .gate import GRANT, Access, presented_token, requires
-from .icehttp import (
-    SDPFRAG,
-    SdpFragError,
+from .webrtchttp import (
+    SDP,
+    add_cors,
+    add_options,
+    check_origin,
+    check_type,
     ice_credentials,
     ice_server_links,
-    if_match,
     new_etag,
-    parse_sdpfrag,
+    read_text,
+    read_trickle,
 )
 
 __all__ = ["PUBLISHERS", "Ingest", "IngestFactory", "IngestSession", "WhipPublishers", "install", "routes"]
@@ -55,9 +57,6 @@ routes = web.RouteTableDef()
 #: How soon a publisher refused for want of room (503) should try again.
 RETRY_AFTER_SECONDS = 10
 
-_SDP = "application/sdp"
-_METHODS = "POST, PATCH, DELETE, OPTIONS"
-_EXPOSED = "Location, ETag, Link, Retry-After, Accept-Post, Accept-Patch"
 
 
 class IngestSession(Protocol):
@@ -170,60 +169,12 @@ def install(app: web.Application, make_ingest: IngestFactory | None) -> None:
     cameras leave as any camera does (their viewers are told)."""
     app[PUBLISHERS] = WhipPublishers(make_ingest)
     app.router.add_routes(routes)
-    app.on_response_prepare.append(_add_cors)
+    add_cors(app, "/whip")
     app.on_shutdown.append(_close_sessions)
 
 
 async def _close_sessions(app: web.Application) -> None:
     await app[PUBLISHERS].close()
-
-
-def _origin_allowed(request: web.Request) -> bool:
-    """A page may publish from the origins that may open /ws (the server's own,
-    ``--allowed-origin``), as for WHEP: else any page its visitor opens could publish on a
-    server in the visitor's network. Tools (ffmpeg, GStreamer) send no Origin."""
-    return origin_allowed(request.app[CONFIG], request.headers.get("Origin"), request.headers.get("Host"))
-
-
-async def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: a WHIP answer (errors too, the gate's 401 and 403 among them) is
-    readable by a page from an allowed origin."""
-    origin = request.headers.get("Origin")
-    if origin is None or not request.path.startswith("/whip/") or not _origin_allowed(request):
-        return
-    response.headers["Access-Control-Allow-Origin"] = origin
-    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
-    response.headers.add("Vary", "Origin")
-
-
-def _check_origin(request: web.Request) -> None:
-    if not _origin_allowed(request):
-        origin = request.headers.get("Origin", "")
-        raise web.HTTPForbidden(text=f"origin {origin[:100]!r} is not allowed here "
-                                     "(the server's own origin is; see --allowed-origin)\n")
-
-
-def _check_type(request: web.Request, expected: str) -> None:
-    if request.content_type != expected:
-        raise web.HTTPUnsupportedMediaType(text=f"Content-Type must be {expected}, not "
-                                                f"{request.content_type[:80]!r}\n")
-
-
-async def _read_text(request: web.Request, limit: int) -> str:
-    """The body as text, at most ``limit`` bytes (413 past it)."""
-    too_large = web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length or limit + 1,
-                                              text=f"the body is larger than {limit} bytes\n")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    try:
-        return body.decode()
-    except UnicodeDecodeError:
-        raise web.HTTPBadRequest(text="the body is not UTF-8 text\n") from None
 
 
 def _own_ice_servers(request: web.Request, resource: str) -> tuple[list[IceServer], list[IceServer]]:
@@ -240,18 +191,18 @@ def _own_ice_servers(request: web.Request, resource: str) -> tuple[list[IceServe
 @requires(Access.PUBLISH)
 async def offer(request: web.Request) -> web.Response:
     """The publisher's offer; 201 with the receiving peer's answer."""
-    _check_origin(request)
+    check_origin(request)
     config, publishers = request.app[CONFIG], request.app[PUBLISHERS]
     name = request.match_info["name"]
     try:
         check_stream_name(name)
     except ProtocolError as exc:
         raise web.HTTPBadRequest(text=f"{exc.reason}\n") from None
-    _check_type(request, _SDP)
+    check_type(request, SDP)
     ingest = publishers.ingest
     if ingest is None:
         raise web.HTTPNotImplemented(text="this server takes no WHIP publishers\n")
-    sdp = await _read_text(request, config.limits.max_sdp_bytes)
+    sdp = await read_text(request, config.limits.max_sdp_bytes)
     # From here to publishers.add nothing waits: two POSTs cannot both take the name.
     stream = request.app[REGISTRY].get(name)
     if publishers.holds(name) or (stream is not None and stream.camera is not None):
@@ -279,30 +230,10 @@ async def offer(request: web.Request) -> web.Response:
     for link in ice_server_links(their_servers):
         headers.add("Link", link)
     answer = publisher.session.answer.encode()
-    return web.Response(status=201, body=answer, content_type=_SDP, headers=headers)
+    return web.Response(status=201, body=answer, content_type=SDP, headers=headers)
 
 
-@routes.options("/whip/{name}")
-@requires(Access.OPEN)  # a CORS preflight carries no token
-async def endpoint_options(request: web.Request) -> web.Response:
-    return _options(request, {"Accept-Post": _SDP})
-
-
-@routes.options("/whip/{name}/{session}")
-@requires(Access.OPEN)
-async def session_options(request: web.Request) -> web.Response:
-    return _options(request, {"Accept-Patch": SDPFRAG})
-
-
-def _options(request: web.Request, accept: dict[str, str]) -> web.Response:
-    _check_origin(request)
-    return web.Response(status=204, headers={
-        "Allow": _METHODS,
-        "Access-Control-Allow-Methods": _METHODS,
-        "Access-Control-Allow-Headers": "Content-Type, Authorization, If-Match",
-        "Access-Control-Max-Age": "600",
-        **accept,
-    })
+add_options(routes, "/whip")
 
 
 def _publisher(request: web.Request) -> _Publisher:
@@ -319,29 +250,10 @@ def _publisher(request: web.Request) -> _Publisher:
 @requires(Access.OPEN)
 async def patch(request: web.Request) -> web.Response:
     """Trickled candidates, to the receiving peer (204); an ICE restart, refused (422)."""
-    _check_origin(request)
+    check_origin(request)
     publisher = _publisher(request)
-    _check_type(request, SDPFRAG)
-    body = await _read_text(request, request.app[CONFIG].limits.max_sdp_bytes)
-    try:
-        frag = parse_sdpfrag(body, publisher.mids)
-    except SdpFragError as exc:
-        raise web.HTTPBadRequest(text=f"not a trickle-ice-sdpfrag: {exc}\n") from None
-    match = request.headers.get("If-Match")
-    restart = frag.ufrag is not None and (frag.ufrag, frag.pwd) != (publisher.ufrag, publisher.pwd)
-    if restart:
-        if match is None:
-            raise web.HTTPPreconditionRequired(text='an ICE restart needs If-Match: "*"\n')
-        if not if_match(match, publisher.etag):
-            raise web.HTTPPreconditionFailed(text="If-Match does not match this session's ETag\n")
-        # aiortc starts ICE once per peer connection and never again (RTCIceTransport.start):
-        # new credentials cannot be applied. The session goes on with the old ones.
-        raise web.HTTPUnprocessableEntity(text="this server cannot restart ICE (its aiortc cannot): "
-                                               "DELETE this session and POST a new offer\n")
-    # A trickle PATCH without If-Match is taken (simple-whip-client and whip-whep send one;
-    # Eyevinn's client sends none); one that names another ICE session's tag is refused.
-    if match is not None and not if_match(match, publisher.etag):
-        raise web.HTTPPreconditionFailed(text="If-Match does not match this session's ETag\n")
+    ice = (publisher.ufrag, publisher.pwd)
+    frag = await read_trickle(request, publisher.mids, ice, publisher.etag, "its aiortc")
     assert publisher.session is not None
     await publisher.session.add_candidates(frag.candidates, frag.end_of_candidates)
     return web.Response(status=204)
@@ -353,7 +265,7 @@ async def delete(request: web.Request) -> web.Response:
     """End the session: the answer comes first, the peer connection closes after. (ffmpeg 9
     logs "Failed to read response from DELETE" whatever the answer: it opens the request
     for writing and never writes. The session ends all the same.)"""
-    _check_origin(request)
+    check_origin(request)
     publisher = _publisher(request)
     assert publisher.session is not None
     request.app[PUBLISHERS].forget(publisher)  # its URL is gone at once; its camera leaves soon after
