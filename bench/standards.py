@@ -1,5 +1,5 @@
-"""Usage: python3 -m bench.standards [--parts cpu,join] [--viewers 1,8,32] [--seconds 8] [--warmup 1.5]
-                                [--procs 2] [--bitrate 2500] [--joins 12]
+"""Usage: python3 -m bench.standards [--parts cpu,join,whip,whep] [--viewers 1,8,32] [--seconds 8]
+                                [--warmup 1.5] [--procs 2] [--bitrate 2500] [--joins 12] [--runs 6]
                                 [--json bench/results/standards.json]
 
 The standard clients (docs/standards.md), measured on this machine, on loopback only.
@@ -26,6 +26,17 @@ keyframe on request, so a viewer starts at the source's next one. For an RTSP ca
 library's watch(), P2P) join one at a time at random moments; each one's time from
 watch() to its first decoded frame. baseline: the same camera --no-passthrough, which
 encodes a keyframe at once for each joiner.
+
+whip: a WHIP publisher's first picture. A viewer (the library's watch(), P2P) waits for
+the stream; ffmpeg 9 (PyPI's imageio-ffmpeg: 640x360@30 Constrained Baseline, a keyframe a
+second, Opus) publishes to ``POST /whip/{name}``; the time from ffmpeg's start to the
+viewer's first decoded frame, over --runs runs. baseline: peercam's own camera (the
+library's Camera, test pattern, 640x360) in the same place, from its start().
+
+whep: a WHEP player's first picture. In headless Chromium, whip-whep's WHEPClient
+(tests/support/whipwhepsite.py) and peercam's own player page (/view/NAME?mode=p2p, the
+baseline) take turns on one camera, --runs each: the time from the page's load to its
+first decoded frame.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from peercam.peers.ice import IceOptions
@@ -53,7 +65,9 @@ from bench.harness import (
     wait_until_live,
     write_json,
 )
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from tests.support.rtspcamera import RtspCamera, rtsp_camera_available
+from tests.support.whipwhepsite import PageSite, ffmpeg_exe, ffmpeg_whip_command
 
 LOG_DIR = ROOT / "bench" / "results"
 #: The clip outlasts every row of both cameras (each RTSP client gets it from its start).
@@ -212,10 +226,144 @@ def join_verdicts(rows: list[dict]) -> list[dict]:
     return verdicts
 
 
+ICE = IceOptions(servers=[], hosts=["127.0.0.1"])
+
+
+def wait_for_server(port: int, server: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Until the server answers /healthz (fails if it exits first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}; see {LOG_DIR}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server did not answer within {timeout:g} s")
+
+
+async def first_picture(url: str, stream: str, publish) -> float:
+    """Milliseconds from ``publish()`` (which starts a publisher of ``stream``) to the first
+    frame a viewer already waiting for it decodes."""
+    async with peercam.watch(url, stream, mode="p2p", ice=ICE, wait=30, audio=False) as viewer:
+        frames = viewer.frames()
+        first = asyncio.ensure_future(anext(frames))
+        await asyncio.sleep(0.5)  # the viewer is waiting on the server before the publisher starts
+        started = time.monotonic()
+        stop = await publish()
+        try:
+            await asyncio.wait_for(first, 30)
+            return (time.monotonic() - started) * 1000
+        finally:
+            await stop()
+
+
+async def whip_times(url: str, runs: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"ffmpeg": [], "baseline": []}
+    for run in range(runs):
+        async def ffmpeg(stream=f"whip-{run}"):
+            process = await asyncio.create_subprocess_exec(
+                *ffmpeg_whip_command(f"{url}/whip/{stream}", seconds=20), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            async def stop():
+                if process.returncode is None:
+                    process.send_signal(signal.SIGINT)  # it sends DELETE
+                await process.wait()
+            return stop
+
+        async def library_camera(stream=f"own-{run}"):
+            camera = peercam.Camera(url, stream, source="testsrc", width=640, height=360, ice=ICE,
+                                    audio="none")
+            await camera.start()
+            return camera.close
+
+        times["ffmpeg"].append(await first_picture(url, f"whip-{run}", ffmpeg))
+        times["baseline"].append(await first_picture(url, f"own-{run}", library_camera))
+    return {name: sorted(values) for name, values in times.items()}
+
+
+def whip_rows(opts: argparse.Namespace) -> dict[str, list[float]]:
+    if ffmpeg_exe() is None:
+        raise RuntimeError("the whip part needs ffmpeg 9: pip install 'imageio-ffmpeg==0.8.1'")
+    port = free_port()
+    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port), "--ice-host",
+                            "127.0.0.1"], LOG_DIR / "standards-whip-server.log", own_session=True)
+    try:
+        wait_for_server(port, server)
+        print("whip: ffmpeg and the library's camera ...", file=sys.stderr, flush=True)
+        return asyncio.run(whip_times(f"http://127.0.0.1:{port}", opts.runs))
+    finally:
+        stop(server)
+
+
+def whep_rows(opts: argparse.Namespace) -> dict[str, list[float]]:
+    from playwright.sync_api import sync_playwright
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    folder = LOG_DIR / "standards-whep-site"
+    folder.mkdir(parents=True, exist_ok=True)
+    site = PageSite(folder)
+    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port), "--allowed-origin",
+                            site.origin], LOG_DIR / "standards-whep-server.log", own_session=True)
+    camera = None
+    times: dict[str, list[float]] = {"whep": [], "baseline": []}
+    try:
+        wait_for_server(port, server)
+        camera = start_peercam(["camera", "--server", url, "--stream", "whep", "--ice-host", "127.0.0.1",
+                                "--width", "640", "--height", "360"], LOG_DIR / "standards-whep-camera.log",
+                               own_session=True)
+        wait_until_live(port, "whep", {"server": server, "camera": camera}, 30, LOG_DIR)
+        print("whep: whip-whep's WHEPClient and the player page, in turn ...", file=sys.stderr, flush=True)
+        pages = {"whep": f"{site.origin}/whep.html?url={url}/whep/whep",
+                 "baseline": f"{url}/view/whep?mode=p2p"}
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                for run in range(opts.runs):
+                    for name in (("whep", "baseline") if run % 2 == 0 else ("baseline", "whep")):
+                        context = browser.new_context(**CONTEXT_OPTIONS)
+                        page = context.new_page()
+                        started = time.monotonic()
+                        page.goto(pages[name])
+                        page.wait_for_function("document.getElementById('video').getVideoPlaybackQuality()"
+                                               ".totalVideoFrames > 0", timeout=30_000)
+                        times[name].append((time.monotonic() - started) * 1000)
+                        context.close()
+                        time.sleep(1.0)  # the camera lets the last viewer go
+            finally:
+                browser.close()
+    finally:
+        if camera is not None:
+            stop(camera)
+        stop(server)
+        site.close()
+    return {name: sorted(values) for name, values in times.items()}
+
+
+def print_first_pictures(title: str, rows: dict[str, list[float]]) -> None:
+    print(f"\n{title}\n")
+    print("| | p50 ms | min | max | runs |")
+    print("|---|---:|---:|---:|---:|")
+    for name, values in rows.items():
+        print(f"| {name} | {statistics.median(values):.0f} | {min(values):.0f} | {max(values):.0f} | "
+              f"{len(values)} |")
+
+
+def first_picture_verdict(part: str, rows: dict[str, list[float]], ours: str, slack_ms: float) -> dict:
+    """The standard client's p50 within ``slack_ms`` of peercam's own."""
+    mine, theirs = statistics.median(rows[ours]), statistics.median(rows["baseline"])
+    return {"target": f"{part}: first picture p50 within {slack_ms:g} ms of peercam's own client's",
+            "pass": mine <= theirs + slack_ms,
+            "measured": f"{ours} {mine:.0f} ms, baseline {theirs:.0f} ms"}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="cpu,join", help="comma-separated: cpu, join")
+    parser.add_argument("--parts", default="cpu,join,whip,whep",
+                        help="comma-separated: cpu, join, whip, whep")
     parser.add_argument("--viewers", default="1,8,32", help="viewer counts, one row each")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured window per row")
     parser.add_argument("--warmup", type=float, default=1.5,
@@ -223,6 +371,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--procs", type=int, default=2, help="viewer worker processes")
     parser.add_argument("--bitrate", type=int, default=2500, help="the RTSP camera's bitrate, kbit/s")
     parser.add_argument("--joins", type=int, default=12, help="viewers joining, per camera and GOP")
+    parser.add_argument("--runs", type=int, default=6,
+                        help="first pictures measured, per client (whip, whep)")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "standards.json", help="where the results go")
     opts = parser.parse_args()
     opts.parts = opts.parts.split(",")
@@ -249,6 +399,20 @@ def main() -> None:
             results["join"] = join_rows(opts)
             print_join(results["join"], opts)
             verdicts += join_verdicts(results["join"])
+        if "whip" in opts.parts:
+            results["whip"] = whip_rows(opts)
+            print_first_pictures("WHIP: ms from a publisher's start to the first frame of a viewer waiting "
+                                 "for it. ffmpeg: its whip muxer (640x360@30 H.264, a keyframe a second); "
+                                 "baseline: peercam's library Camera (test pattern, 640x360), from start().",
+                                 results["whip"])
+            # ffmpeg answers no PLI: a viewer may wait for its next keyframe (a second).
+            verdicts.append(first_picture_verdict("WHIP", results["whip"], "ffmpeg", 1000))
+        if "whep" in opts.parts:
+            results["whep"] = whep_rows(opts)
+            print_first_pictures("WHEP: ms from a page's load to its first decoded frame, in Chromium. "
+                                 "whep: whip-whep's WHEPClient; baseline: peercam's player page (P2P).",
+                                 results["whep"])
+            verdicts.append(first_picture_verdict("WHEP", results["whep"], "whep", 150))
     except KeyboardInterrupt:
         sys.exit("interrupted")
     except RuntimeError as exc:
