@@ -72,8 +72,8 @@ from tests.support.whipwhepsite import PageSite, ffmpeg_exe, ffmpeg_whip_command
 LOG_DIR = ROOT / "bench" / "results"
 #: The clip outlasts every row of both cameras (each RTSP client gets it from its start).
 CLIP_SECONDS = 150
-#: The passthrough camera's CPU at 32 viewers, against the baseline's in the same run.
-TARGET_RATIO = 3.0
+#: The decoded-and-encoded camera's CPU over the passthrough camera's, with one viewer.
+TARGET_RATIO = 5.0
 
 
 def make_clip(bitrate_kbps: int) -> Path:
@@ -113,20 +113,27 @@ def cpu_rows(opts: argparse.Namespace) -> dict[str, list[dict]]:
 
 
 def cpu_verdicts(rows: dict[str, list[dict]]) -> list[dict]:
+    """Passing through spares the camera the decode and the encode: far less CPU with one
+    viewer (the camera's own work), and less at every N (the per-viewer sending is the same)."""
     ours = {row["viewers"]: row for row in rows["passthrough"]}
     theirs = {row["viewers"]: row for row in rows["baseline"]}
-    most = max(set(ours) & set(theirs), default=None)
-    if most is None:
+    common = sorted(set(ours) & set(theirs))
+    if not common:
         return [{"target": "passthrough CPU", "pass": None, "measured": "no rows"}]
-    ratio = theirs[most]["camera_cpu_pct"] / max(ours[most]["camera_cpu_pct"], 0.1)
-    return [{
-        "target": f"RTSP camera CPU with {most} viewers at least {TARGET_RATIO:g}x lower passed through "
-                  "than decoded and encoded",
-        "pass": ratio >= TARGET_RATIO and ours[most]["fps_min"] >= 0.9 * 30,
-        "measured": f"{ours[most]['camera_cpu_pct']:.0f}% vs {theirs[most]['camera_cpu_pct']:.0f}% of a core "
-                    f"({ratio:.1f}x); viewers' lowest {ours[most]['fps_min']:.1f} fps vs "
-                    f"{theirs[most]['fps_min']:.1f}",
-    }]
+    first = common[0]
+    ratio = theirs[first]["camera_cpu_pct"] / max(ours[first]["camera_cpu_pct"], 0.1)
+    saved = [theirs[n]["camera_cpu_pct"] - ours[n]["camera_cpu_pct"] for n in common]
+    return [
+        {"target": f"an RTSP camera with {first} viewer(s): at least {TARGET_RATIO:g}x less CPU passed "
+                   "through than decoded and encoded",
+         "pass": ratio >= TARGET_RATIO,
+         "measured": f"{ours[first]['camera_cpu_pct']:.0f}% vs {theirs[first]['camera_cpu_pct']:.0f}% of a "
+                     f"core ({ratio:.1f}x)"},
+        {"target": "at every viewer count: less CPU passed through, and its viewers at full rate",
+         "pass": min(saved) > 0 and min(ours[n]["fps_min"] for n in common) >= 0.9 * 30,
+         "measured": "saved " + ", ".join(f"{s:.0f}% (N = {n})" for s, n in zip(saved, common, strict=True))
+                     + f"; lowest viewer {min(ours[n]['fps_min'] for n in common):.1f} fps"},
+    ]
 
 
 def print_cpu(rows: dict[str, list[dict]], opts: argparse.Namespace) -> None:
