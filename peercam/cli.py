@@ -457,6 +457,8 @@ def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
         camera = CameraPeer(_camera_options(args, args.server, ice_servers), source, audio, low)
     except LayerError as exc:
         _fail("camera", f"--layers: {exc}")
+    except SourceError as exc:  # a --source-low that cannot pass through beside --source
+        _fail("camera", str(exc))
     try:
         _run(camera.run())
     except CameraError as exc:
@@ -515,6 +517,8 @@ def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
         camera = CameraPeer(_camera_options(args, server, ice_servers), source, audio, low)
     except LayerError as exc:
         _fail("demo", f"--layers: {exc}")
+    except SourceError as exc:  # a --source-low that cannot pass through beside --source
+        _fail("demo", str(exc))
     config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
                           ice_hosts=tuple(args.ice_host))
 

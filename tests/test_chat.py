@@ -87,7 +87,7 @@ def test_viewers_and_camera_report_stats_to_the_api(lab):
     assert by_name["pat"]["mode"] == "p2p" and by_name["rel"]["mode"] == "relay"
     for viewer in by_name.values():
         assert viewer["stats"]["latency_ms"] is not None
-    assert stream["viewers_by_mode"] == {"p2p": 1, "relay": 1}
+    assert stream["viewers_by_mode"] == {"p2p": 1, "relay": 1, "whep": 0}
     camera = stream["camera"]
     # Measured, and no more than the test pattern makes (30 a second, whatever the load).
     assert camera["name"] == "bench camera" and 0 < camera["stats"]["fps"] <= 31, camera

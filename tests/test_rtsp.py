@@ -195,6 +195,15 @@ async def test_the_camera_s_sub_stream_passes_through_as_a_lower_layer(server):
     assert [encoded(layer) for layer in layers.values()] == [0, 0]
 
 
+def test_a_sub_stream_that_cannot_pass_through_is_a_one_line_error():
+    with RtspCamera() as main, RtspCamera(size="1280x720") as bigger:
+        command = subprocess.run([sys.executable, "-m", "peercam", "camera", "--server", "http://127.0.0.1:9",
+                                  "--source", main.url, "--source-low", bigger.url],
+                                 capture_output=True, text=True, timeout=60)
+    assert command.returncode != 0 and command.stderr.strip() == (
+        "peercam camera: error: the low source is 1280x720, not below the main 640x360")
+
+
 async def test_rtsp_over_udp(server):
     with RtspCamera(gop=15) as rtsp:
         async with peercam.Camera(server.url, "udp", source=rtsp.url, rtsp_transport="udp", layers="360p",

@@ -49,7 +49,7 @@ from .audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL, Aud
 from .audiosources import AudioSource, AudioSourceError, PushAudioSource, open_audio_source
 from .chathub import ChatHub, ChatRefused
 from .encodedsources import EncodedVideoSource, passthrough_refusal
-from .layers import Layer, LayerError, default_bitrate, parse_layers
+from .layers import Layer, default_bitrate, parse_layers
 from .pipeline import MediaPipeline
 from .relaysender import RelaySender
 from .rtspsource import RtspSource, is_rtsp
@@ -143,8 +143,9 @@ class CameraPeer:
     source's, whatever ``options.codec`` says), else decoded and encoded in ``options.codec``;
     ``low_source``, a camera's own sub-stream, is passed through as a lower layer.
 
-    Raises UsageError at once for a bad server URL or codec, and LayerError (a UsageError)
-    when ``options.layers`` does not fit the source.
+    Raises UsageError at once for a bad server URL or codec, LayerError (a UsageError)
+    when ``options.layers`` does not fit the source, and SourceError for a ``low_source``
+    that cannot pass through beside it.
     """
 
     def __init__(self, options: CameraOptions, source: VideoSource | EncodedVideoSource,
@@ -194,12 +195,12 @@ class CameraPeer:
         if not self.passthrough or low.codec != self.codec or passthrough_refusal(low.codec, low.profile):
             why = passthrough_refusal(low.codec, low.profile) or f"it is {low.codec}"
             main = self.codec if self.passthrough else f"{self.codec}, decoded"
-            raise LayerError(f"the low source {low.description} cannot pass through beside the main one "
-                             f"({why}; the main stream is {main}): both must pass through, in one codec")
+            raise SourceError(f"the low source {low.description} cannot pass through beside the main one "
+                              f"({why}; the main stream is {main}): both must pass through, in one codec")
         top = self.layers[0]
         if low.height >= top.height:
-            raise LayerError(f"the low source is {low.width}x{low.height}, not below the main {top.width}x"
-                             f"{top.height}")
+            raise SourceError(f"the low source is {low.width}x{low.height}, not below the main {top.width}x"
+                              f"{top.height}")
         layer = Layer(f"{low.height}p", low.width, low.height, round(low.fps, 3),
                       default_bitrate(low.width, low.height, low.fps))
         self.layers = sorted([other for other in self.layers if other.height != low.height] + [layer],
