@@ -121,7 +121,8 @@ async def serve(host: str = "127.0.0.1", port: int = 8080, *, ice_servers: tuple
                 allowed_origins: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = (),
                 trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
                 outbox_limit: int = 1024, recording: RecordingConfig | None = None, redis: str | None = None,
-                heartbeat: float = 10.0) -> Server:
+                heartbeat: float = 10.0, talk: Literal["off", "viewers", "token"] = "off",
+                talk_max: float = 60.0) -> Server:
     """Start a peercam server in this program's event loop; returns the running Server
     (``server.url``, ``await server.close()``, or ``async with await serve(...)``).
 
@@ -130,7 +131,9 @@ async def serve(host: str = "127.0.0.1", port: int = 8080, *, ice_servers: tuple
     and ``auth`` ("open", "publish": cameras need a token, "all": viewers too), ``limits``,
     ``cert_file``/``key_file`` for HTTPS, ``allowed_origins``, ``allowed_hosts``,
     ``trusted_proxies``, ``outbox_limit``, ``recording``, ``redis`` (several instances as one
-    deployment), ``heartbeat``.
+    deployment), ``heartbeat``, ``talk`` (who may talk back through a camera: "off",
+    "viewers", or "token": those whose token carries the talk right) and ``talk_max``
+    (seconds a speaker may hold the floor).
 
     Raises StartupError (its message names the cause and the fix) when it cannot start:
     the port taken, the certificate unreadable, Redis missing (RedisMissing) or
@@ -140,5 +143,5 @@ async def serve(host: str = "127.0.0.1", port: int = 8080, *, ice_servers: tuple
         host=host, port=port, ice_servers=ice_servers, ice_hosts=ice_hosts, turn=turn, secret=secret,
         auth=auth, limits=limits, cert_file=cert_file, key_file=key_file, allowed_origins=allowed_origins,
         allowed_hosts=allowed_hosts, trusted_proxies=trusted_proxies, outbox_limit=outbox_limit,
-        recording=recording, redis=redis, heartbeat=heartbeat)
+        recording=recording, redis=redis, heartbeat=heartbeat, talk=talk, talk_max=talk_max)
     return await _start_server(config, whip_ingest(config))

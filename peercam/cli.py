@@ -96,6 +96,11 @@ def _build_parser() -> argparse.ArgumentParser:
                                 "the client (repeatable)")
     serve_cmd.add_argument("--auth", choices=("open", "publish", "all"), default="open",
                            help="open: anyone; publish: cameras need a token; all: viewers too")
+    serve_cmd.add_argument("--talk", choices=("off", "viewers", "token"), default="off",
+                           help="who may talk back through a camera: nobody, any viewer, or viewers whose "
+                                "token carries the talk right (peercam token --role talk)")
+    serve_cmd.add_argument("--talk-max", default="60s", metavar="DURATION",
+                           help="how long one speaker may hold the floor (default: 60s)")
     defaults = Limits()
     serve_cmd.add_argument("--max-viewers", type=int, default=defaults.viewers_per_stream,
                            help="viewers per stream")
@@ -122,7 +127,8 @@ def _build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a signed token for a stream and a role")
     token.add_argument("--secret", required=True)
     token.add_argument("--stream", required=True, help="a stream name, or * for any")
-    token.add_argument("--role", choices=("publish", "view", "admin"), required=True)
+    token.add_argument("--role", choices=("publish", "view", "talk", "admin"), required=True,
+                       help="talk: a view token that may also talk back (serve --talk token)")
     token.add_argument("--ttl", default="1h", help="how long it stays valid: 90s, 15m, 1h, 7d")
 
     camera = commands.add_parser("camera", help="publish a camera, video file or test pattern")
@@ -369,6 +375,12 @@ def _server_config(args: argparse.Namespace, ice_servers: list) -> ServerConfig:
         _fail("serve", "--redis takes a redis://HOST:PORT/DB (or rediss://, unix://) URL")
     if args.auth != "open" and not args.secret:
         _fail("serve", f"--auth {args.auth} needs --secret to check tokens")
+    if args.talk == "token" and not args.secret:
+        _fail("serve", "--talk token needs --secret to check tokens")
+    try:
+        talk_max = parse_duration(args.talk_max)
+    except ValueError as exc:
+        _fail("serve", f"--talk-max: {exc}")
     try:
         trusted_proxies = parse_networks(args.trusted_proxy)
     except ValueError as exc:
@@ -385,7 +397,7 @@ def _server_config(args: argparse.Namespace, ice_servers: list) -> ServerConfig:
                             connections_per_address=args.max_connections_per_address,
                             stalled_reader_seconds=args.stalled_reader_timeout),
                         recording=_recording("serve", args.record_dir, args.record, args),
-                        redis=args.redis or None)
+                        redis=args.redis or None, talk=args.talk, talk_max=talk_max)
 
 
 def _run_server(config: ServerConfig) -> None:

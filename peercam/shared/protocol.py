@@ -445,6 +445,36 @@ class ChatHistory(RoutedMessage, tag="chat-history"):
     messages: list[ChatMessage]
 
 
+class TalkStart(RoutedMessage, tag="talk-start"):
+    """A viewer asks for the floor: to talk through the camera's speaker. One speaker at a
+    time; the camera answers with ``talking`` (to everyone) or ``talk-refused``."""
+
+    senders: ClassVar[frozenset[str]] = frozenset({"viewer"})
+
+
+class TalkStop(RoutedMessage, tag="talk-stop"):
+    """The speaker gives the floor back; or, from the camera (``to`` the speaker), the turn
+    ends (the operator took the floor, or the turn reached ``--talk-max``), and ``reason``
+    says why."""
+
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        self.reason = clean_text(self.reason)
+
+
+class TalkRefused(RoutedMessage, tag="talk-refused"):
+    """The floor was not given, and why: someone else is talking (from the camera), or this
+    viewer may not talk (from the server: ``--talk off``, a token without the talk right)."""
+
+    senders: ClassVar[frozenset[str]] = frozenset({"camera"})
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        self.reason = clean_text(self.reason)
+
+
 class LayerChanged(RoutedMessage, tag="layer"):
     """Which layer a viewer gets from now on, and why: from the camera for P2P, from the
     server on the relay (with its JPEG quality on a JPEG relay). ``reason`` is empty for a choice the
@@ -493,10 +523,13 @@ class IceServers(_Message, tag="ice-servers"):
 
 
 class Published(_Message, tag="published"):
-    """The name is the camera's. ``ice_servers`` is the full list (TURN credentials too)."""
+    """The name is the camera's. ``ice_servers`` is the full list (TURN credentials too).
+    ``talk``: viewers may talk back here (``--talk``), each turn at most ``talk_max`` seconds."""
 
     stream: str
     ice_servers: list[IceServer] = []
+    talk: bool = False
+    talk_max: Annotated[float, Meta(gt=0, le=86400)] = 60.0
 
 
 class Watching(_Message, tag="watching"):
@@ -509,6 +542,21 @@ class Watching(_Message, tag="watching"):
     stream: str
     live: bool
     ice_servers: list[IceServer] = []
+    #: Whether this viewer may ask for the floor (``talk-start``): ``--talk`` and its token.
+    talk: bool = False
+
+
+class Talking(_Message, tag="talking"):
+    """Who holds the floor now, from the camera (the floor's keeper) to every viewer of its
+    stream through the server; ``peer_id`` None: nobody talks."""
+
+    peer_id: ShortText | None = None
+    name: str = ""
+    #: When the turn began (Unix seconds, the camera's clock).
+    since: Annotated[float, Meta(ge=0)] | None = None
+
+    def __post_init__(self) -> None:
+        self.name = clean_text(self.name)[:64]
 
 
 class StreamLive(_Message, tag="stream-live"):
@@ -601,11 +649,13 @@ class Error(_Message, tag="error"):
 ClientMessage = (
     Publish | Watch | SetQuality | Rename | Relay | Stats | CameraStatsReport | ChatMessage
     | Offer | Answer | Candidate | Hangup | ChatSend | ChatHistory | ChatNotice | LayerChanged
+    | TalkStart | TalkStop | TalkRefused | Talking
 )
 ServerMessage = (
     Welcome | IceServers | Published | Watching | StreamLive | StreamEnded | RelayFrames | RelayKeyframe
     | ViewerJoined | ViewerQuality | ViewerRenamed | ViewerLeft | Offer | Answer | Candidate | Hangup
     | ChatSend | ChatHistory | ChatNotice | LayerChanged | ChatMessage | Error
+    | TalkStart | TalkStop | TalkRefused | Talking
 )
 #: What travels on a viewer's "chat" data channel (the same messages as on signaling).
 DataChannelMessage = ChatSend | ChatMessage | ChatHistory | ChatNotice

@@ -35,6 +35,7 @@ _DIRECTIONS = {
     "stats": "viewer → server",
     "camera-stats": "camera → server",
     "chat": "camera → server → viewers",
+    "talking": "camera → server → viewers",
     "welcome": "server → client",
     "ice-servers": "server → client",
     "published": "server → camera",
@@ -50,7 +51,8 @@ _DIRECTIONS = {
     "error": "server → client",
 }
 #: Routed messages the server also sends itself.
-_ALSO_FROM_SERVER = {"layer": "server → viewer (on the relay)"}
+_ALSO_FROM_SERVER = {"layer": "server → viewer (on the relay)",
+                     "talk-refused": "server → viewer (no talk right)"}
 
 #: Constrained strings, by the alias that names them in protocol.py.
 _PATTERNS = {

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["publish", "view", "admin"]
-ROLES = ("publish", "view", "admin")
+Role = Literal["publish", "view", "talk", "admin"]
+#: "talk": a view token that may also talk back through the camera (``--talk token``).
+ROLES = ("publish", "view", "talk", "admin")
 
 
 class TokenError(Exception):
@@ -54,7 +55,8 @@ class Grant:
     expiry: float
 
     def allows(self, stream: str, role: Role) -> bool:
-        return self.stream in ("*", stream) and self.role in (role, "admin")
+        held = self.role in (role, "admin") or (role == "view" and self.role == "talk")
+        return self.stream in ("*", stream) and held
 
 
 def read_token(secret: str, token: str) -> Grant:

@@ -30,6 +30,9 @@ from peercam.shared.protocol import (
     Rename,
     SetQuality,
     Stats,
+    Talking,
+    TalkRefused,
+    TalkStart,
     Watch,
     Welcome,
     check_stream_name,
@@ -206,6 +209,22 @@ def _authorize(config: ServerConfig, registry: StreamRegistry, message: Publish 
         return False
 
 
+_TALK_OFF = "talking back is off on this server (peercam serve --talk)"
+_NO_TALK_RIGHT = "your token does not carry the talk right (peercam token --role talk)"
+
+
+def _may_talk(config: ServerConfig, message: Watch) -> bool:
+    """Whether a viewer may ask for the floor: any viewer under --talk viewers; under --talk
+    token, one whose token grants talk (role talk or admin) on the stream."""
+    if config.talk != "token":
+        return config.talk == "viewers"
+    try:
+        check_token(config.secret or "", message.token, message.stream, "talk")
+    except TokenError:
+        return False
+    return bool(config.secret)
+
+
 def _count(share: AddressShare) -> None:
     try:
         share.count()
@@ -227,7 +246,8 @@ async def _publish(config: ServerConfig, registry: StreamRegistry, cluster: Clus
                             f"stream {message.stream!r} already has a camera (on another server instance)")
     try:
         registry.publish(conn, message.stream, message.info, message.name, with_token=with_token,
-                         ice_servers=ice_servers(config, conn))
+                         ice_servers=ice_servers(config, conn), talk=config.talk != "off",
+                         talk_max=config.talk_max)
     except ProtocolError:
         if claimed:
             cluster.release(message.stream, conn)
@@ -244,8 +264,9 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
         check_stream_name(message.stream)
         _authorize(config, registry, message)
         _count(share)  # whatever token let it in: only publishing with one exempts a socket
+        conn.may_talk = _may_talk(config, message)
         registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn),
-                       quality=message.quality, jpeg_quality=message.jpeg_quality)
+                       quality=message.quality, jpeg_quality=message.jpeg_quality, talk=conn.may_talk)
     elif isinstance(message, SetQuality):
         registry.set_quality(conn, message.quality, message.jpeg_quality)
     elif isinstance(message, Rename):
@@ -260,6 +281,11 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
         registry.report_stats(conn, message.stats)
     elif isinstance(message, ChatMessage):
         registry.broadcast_chat(conn, message)
+    elif isinstance(message, Talking):
+        registry.talking(conn, message)
+    elif isinstance(message, TalkStart) and conn.role == "viewer" and not conn.may_talk:
+        # Refused here, where the right is known; the camera (the floor's keeper) never hears of it.
+        conn.send(TalkRefused(reason=_TALK_OFF if config.talk == "off" else _NO_TALK_RIGHT))
     elif isinstance(message, ROUTED_TYPES):
         target = registry.route_target(conn, message)
         if isinstance(message, LayerChanged):

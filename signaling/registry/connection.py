@@ -75,6 +75,8 @@ class Connection:
         self.name = ""
         #: A camera that showed a valid publish token (it wins a reserved name).
         self.with_token = False
+        #: A viewer that may ask for the floor (talk back: the server's --talk and its token).
+        self.may_talk = False
         #: A viewer's choice: a layer's name or "auto", and a JPEG quality for the relay (None: auto).
         self.quality = "auto"
         self.jpeg_quality: int | None = None

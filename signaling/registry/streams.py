@@ -46,6 +46,7 @@ from peercam.shared.protocol import (
     StreamEnded,
     StreamInfo,
     StreamLive,
+    Talking,
     ViewerJoined,
     ViewerLeft,
     ViewerQuality,
@@ -111,6 +112,8 @@ class Stream:
     reserved: bool = False
     #: MJPEG and snapshot readers: they count against --max-viewers like WebSocket viewers.
     http_readers: int = 0
+    #: Who holds the floor, as the camera last said (talk back); None: it never said.
+    talking: Talking | None = None
     relay: RelayHub = field(init=False)
     #: What relay readers on other instances read, by instance (when the camera is here),
     #: and the instances whose readers asked for the sound.
@@ -209,6 +212,9 @@ class Stream:
             # Every field, defaults too: a script reads the codec and channels, always there.
             "audio": msgspec.structs.asdict(info.audio) if info and info.audio else None,
             "since": self.since,
+            "talking": ({"peer_id": self.talking.peer_id, "name": self.talking.name,
+                         "since": self.talking.since}
+                        if self.talking is not None and self.talking.peer_id is not None else None),
             "camera": {
                 "id": camera.id,
                 "name": camera.name,
@@ -332,7 +338,8 @@ class StreamRegistry:
                                 f"this server carries at most {self.limits.streams} streams")
 
     def publish(self, conn: Connection, name: str, info: StreamInfo, display_name: str = "",
-                with_token: bool = False, ice_servers: list[IceServer] | None = None) -> Stream:
+                with_token: bool = False, ice_servers: list[IceServer] | None = None,
+                talk: bool = False, talk_max: float = 60.0) -> Stream:
         """``with_token``: the camera showed a valid publish token. On a reserved name such a
         camera wins over one that holds the name without."""
         stream = self._enter(conn, name, display_name)
@@ -344,7 +351,7 @@ class StreamRegistry:
             self._evict(holder, "this name is reserved for the holder of its publish token")
         self._claim(stream)
         conn.role, conn.stream, conn.with_token = "camera", name, with_token
-        conn.send(Published(stream=name, ice_servers=ice_servers or []))
+        conn.send(Published(stream=name, ice_servers=ice_servers or [], talk=talk, talk_max=talk_max))
         self._camera_arrives(stream, conn, info, self._clock())
         for callback in self.on_camera:
             callback(stream, True)
@@ -364,7 +371,8 @@ class StreamRegistry:
 
     def watch(self, conn: Connection, name: str, display_name: str = "",
               ice_servers: list[IceServer] | None = None, quality: str = "auto",
-              jpeg_quality: int | None = None) -> Stream:
+              jpeg_quality: int | None = None, talk: bool = False) -> Stream:
+        """``talk``: this viewer may ask for the floor (the server's --talk and its token)."""
         stream = self._enter(conn, name, display_name)
         conn.quality, conn.jpeg_quality = quality, jpeg_quality
         camera = stream.camera
@@ -378,9 +386,11 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.STREAM_FULL,
                                 f"stream {name!r} has its {self.limits.viewers_per_stream} viewers")
         stream.viewers[conn.id] = conn
-        conn.send(Watching(stream=name, live=stream.live, ice_servers=ice_servers or []))
+        conn.send(Watching(stream=name, live=stream.live, ice_servers=ice_servers or [], talk=talk))
         if stream.live:
             conn.send(stream.live_message())
+            if stream.talking is not None and stream.talking.peer_id is not None:
+                conn.send(stream.talking)  # someone holds the floor: the newcomer sees who
         conn.role, conn.stream = "viewer", name
         if camera is not None and camera.is_local:  # (a camera elsewhere hears from its instance)
             camera.send(ViewerJoined(peer_id=conn.id, name=conn.name, quality=conn.quality))
@@ -449,6 +459,7 @@ class StreamRegistry:
             return
         if conn.role == "camera" and stream.camera is conn:
             stream.camera, stream.info, stream.since = None, None, None
+            stream.talking = None  # the floor goes with its keeper
             stream.remote_demand.clear()
             stream.remote_audio.clear()
             stream.relay.camera_left()
@@ -645,6 +656,18 @@ class StreamRegistry:
                 viewer.send(message)
         if self.listener is not None:
             self.listener.chat(stream.name, message)
+
+    def talking(self, conn: Connection, message: Talking) -> None:
+        """Who holds the floor, from the camera (its keeper), for every viewer of its stream."""
+        stream = self._streams.get(conn.stream or "")
+        if stream is None or conn.role != "camera":
+            raise ProtocolError(ErrorCode.WRONG_STATE, "only the camera says who is talking")
+        stream.talking = message
+        for viewer in stream.viewers.values():
+            if viewer.is_local:
+                viewer.send(message)
+        if self.listener is not None:
+            self.listener.chat(stream.name, message)  # the other instances' viewers, as chat goes
 
     def relay_frame(self, conn: Connection, data: bytes) -> None:
         """A relay frame from a camera, for its stream's relay readers."""

@@ -49,3 +49,8 @@ class ServerConfig:
     redis: str | None = None
     #: Seconds between WebSocket pings; a silent client is dropped after two.
     heartbeat: float = 10.0
+    #: Who may talk back through a camera (docs/talk.md): "off", any "viewers", or those whose
+    #: view token carries the talk right ("token": ``peercam token --role talk``).
+    talk: Literal["off", "viewers", "token"] = "off"
+    #: Seconds a speaker may hold the floor before the camera ends the turn.
+    talk_max: float = 60.0

@@ -51,12 +51,16 @@ export const MessageType = Object.freeze({
   HANGUP: 'hangup', // Either side closed its peer connection, and says why (a bad offer, say).
   CHAT_SEND: 'chat-send', // A viewer's chat line for the camera to stamp and share (data channel or signaling).
   CHAT_HISTORY: 'chat-history', // The last messages, for a newcomer.
+  TALK_START: 'talk-start', // A viewer asks for the floor: to talk through the camera's speaker. One speaker at a
+  TALK_STOP: 'talk-stop', // The speaker gives the floor back; or, from the camera (``to`` the speaker), the turn
+  TALK_REFUSED: 'talk-refused', // The floor was not given, and why: someone else is talking (from the camera), or this
   LAYER: 'layer', // Which layer a viewer gets from now on, and why: from the camera for P2P, from the
   CHAT_NOTICE: 'chat-notice', // The camera refused a chat line (too long, too fast) and says why.
   WELCOME: 'welcome', // First message on every connection.
   ICE_SERVERS: 'ice-servers', // Fresh TURN credentials, sent before the welcome's expire, for peer connections made from now on.
   PUBLISHED: 'published', // The name is the camera's. ``ice_servers`` is the full list (TURN credentials too).
   WATCHING: 'watching', // Acknowledges ``watch``; ``live`` says whether a camera is there now.
+  TALKING: 'talking', // Who holds the floor now, from the camera (the floor's keeper) to every viewer of its
   STREAM_LIVE: 'stream-live', // The stream's camera is there: a viewer may offer now.
   STREAM_ENDED: 'stream-ended', // The camera left; viewers stay subscribed and get ``stream-live`` again.
   RELAY_FRAMES: 'relay-frames', // Tells the camera which relay frames to send (none: stop): what relay readers read now.

@@ -1,0 +1,129 @@
+"""Talk back, the server's part (signaling/edge/websocket.py, registry/streams.py): who may ask
+for the floor (--talk, the talk token role), and the camera's word on who holds it, passed to
+every viewer and /api/streams. A camera here is a plain WebSocket client, as in test_websocket."""
+
+from __future__ import annotations
+
+import contextlib
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from peercam.signaling.edge.app import create_app
+from peercam.signaling.edge.auth import make_token
+from peercam.signaling.settings.config import ServerConfig
+
+from .test_websocket import INFO, Client, assert_next_is_a_marker
+
+SECRET = "talk-secret"
+
+
+@contextlib.asynccontextmanager
+async def talk_server(**settings):
+    config = ServerConfig(ice_hosts=("127.0.0.1",), secret=SECRET, **settings)
+    async with TestServer(create_app(config), host="127.0.0.1") as test_server:
+        async with aiohttp.ClientSession() as session:
+            async def connect() -> Client:
+                client = Client(await session.ws_connect(test_server.make_url("/ws")))
+                client.welcome = await client.expect("welcome")
+                return client
+
+            async def api(name: str) -> dict:
+                async with session.get(test_server.make_url(f"/api/streams/{name}")) as response:
+                    return await response.json()
+
+            yield connect, api
+
+
+async def camera_and_viewers(connect, *tokens: str) -> tuple[Client, dict, list[Client], list[str]]:
+    """A camera on "cam" (and its published), and a viewer per token ("" for none), each live, with
+    its watching and its id as the camera knows it."""
+    camera = await connect()
+    await camera.send({"type": "publish", "stream": "cam", "info": INFO})
+    published = await camera.expect("published")
+    viewers, ids = [], []
+    for number, token in enumerate(tokens):
+        viewer = await connect()
+        await viewer.send({"type": "watch", "stream": "cam", "name": f"v{number}", "token": token})
+        viewer.watching = await viewer.expect("watching")
+        await viewer.expect("stream-live")
+        viewers.append(viewer)
+        ids.append((await camera.expect("viewer-joined"))["peer_id"])
+    return camera, published, viewers, ids
+
+
+async def test_talk_is_off_by_default_and_a_request_is_refused_without_reaching_the_camera():
+    async with talk_server() as (connect, _):
+        camera, published, [viewer], _ = await camera_and_viewers(connect, "")
+        assert "talk" not in published and "talk" not in viewer.watching  # false, left out
+        await viewer.send({"type": "talk-start"})
+        refused = await viewer.expect("talk-refused")
+        assert "off on this server" in refused["reason"]
+        await assert_next_is_a_marker(viewer, camera)  # the camera heard nothing of it
+
+
+async def test_under_talk_token_only_a_token_with_the_talk_right_may_ask():
+    view = make_token(SECRET, "cam", "view", 60)
+    talk = make_token(SECRET, "cam", "talk", 60)
+    async with talk_server(talk="token", talk_max=30) as (connect, _):
+        camera, published, [plain, viewer, speaker], ids = await camera_and_viewers(connect, "", view, talk)
+        assert published["talk"] is True and published["talk_max"] == 30
+        assert [v.watching.get("talk", False) for v in (plain, viewer, speaker)] == [False, False, True]
+        for refused in (plain, viewer):
+            await refused.send({"type": "talk-start"})
+            assert "talk right" in (await refused.expect("talk-refused"))["reason"]
+        await speaker.send({"type": "talk-start"})
+        asked = await camera.expect("talk-start")  # the camera, the floor's keeper, decides
+        assert asked["from"] == ids[2]
+
+
+async def test_a_talk_token_views_too():
+    talk = make_token(SECRET, "cam", "talk", 60)
+    async with talk_server(auth="all", talk="token") as (connect, _):
+        camera = await connect()
+        await camera.send({"type": "publish", "stream": "cam", "info": INFO,
+                           "token": make_token(SECRET, "cam", "publish", 60)})
+        await camera.expect("published")
+        viewer = await connect()
+        await viewer.send({"type": "watch", "stream": "cam", "token": talk})
+        assert (await viewer.expect("watching"))["talk"] is True
+
+
+@pytest.mark.parametrize("talk", ["viewers"])
+async def test_the_camera_s_word_on_the_floor_reaches_every_viewer_and_the_api(talk):
+    async with talk_server(talk=talk) as (connect, api):
+        camera, _, viewers, ids = await camera_and_viewers(connect, "", "")
+        await viewers[0].send({"type": "talk-start"})
+        assert (await camera.expect("talk-start"))["from"] == ids[0]
+        await camera.send({"type": "talking", "peer_id": ids[0], "name": "v0", "since": 1.5e9})
+        for viewer in viewers:
+            said = await viewer.expect("talking")
+            assert (said["peer_id"], said["name"]) == (ids[0], "v0")
+        assert (await api("cam"))["talking"] == {"peer_id": ids[0], "name": "v0", "since": 1.5e9}
+        # A newcomer sees who is talking, right after it sees the stream live.
+        late = await connect()
+        await late.send({"type": "watch", "stream": "cam"})
+        await late.expect("watching")
+        await late.expect("stream-live")
+        assert (await late.expect("talking"))["peer_id"] == ids[0]
+        await camera.expect("viewer-joined")
+        # The camera refuses the second asker itself, and ends the turn.
+        await viewers[1].send({"type": "talk-start"})
+        await camera.expect("talk-start")
+        await camera.send({"type": "talk-refused", "to": ids[1], "reason": "v0 is talking"})
+        assert (await viewers[1].expect("talk-refused"))["reason"] == "v0 is talking"
+        await camera.send({"type": "talk-stop", "to": ids[0], "reason": "the operator took the floor"})
+        assert (await viewers[0].expect("talk-stop"))["reason"] == "the operator took the floor"
+        await camera.send({"type": "talking", "peer_id": None})
+        for viewer in viewers:
+            assert (await viewer.expect("talking")).get("peer_id") is None
+        assert (await api("cam"))["talking"] is None
+
+
+async def test_only_the_camera_says_who_is_talking():
+    async with talk_server(talk="viewers") as (connect, api):
+        _, _, [viewer], _ = await camera_and_viewers(connect, "")
+        await viewer.send({"type": "talking", "peer_id": "someone", "name": "x"})
+        error = await viewer.expect("error")
+        assert error["code"] == "wrong-state" and "only the camera" in error["reason"]
+        assert (await api("cam"))["talking"] is None
