@@ -4,14 +4,18 @@ every viewer and /api/streams. A camera here is a plain WebSocket client, as in 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from peercam.peers.ice import IceOptions
 from peercam.signaling.edge.app import create_app
 from peercam.signaling.edge.auth import make_token
 from peercam.signaling.settings.config import ServerConfig
+
+import peercam
 
 from .test_websocket import INFO, Client, assert_next_is_a_marker
 
@@ -127,3 +131,55 @@ async def test_only_the_camera_says_who_is_talking():
         error = await viewer.expect("error")
         assert error["code"] == "wrong-state" and "only the camera" in error["reason"]
         assert (await api("cam"))["talking"] is None
+
+
+async def test_the_camera_keeps_the_floor_one_speaker_at_a_time():
+    """A real camera (the library's) is the floor's keeper: the first asker talks, the second is
+    refused with the speaker's name; a stop, a departure, the turn's cap and the operator
+    each end a turn; the chat records every turn."""
+    async with await peercam.serve(port=0, talk="viewers", talk_max=1.0) as server:
+        async with peercam.Camera(server.url, "cam", source="testsrc", width=160, height=120, audio="none",
+                                  ice=IceOptions(hosts=["127.0.0.1"])) as camera:
+            async with aiohttp.ClientSession() as session:
+                async def viewer(name: str) -> Client:
+                    client = Client(await session.ws_connect(server.url + "/ws"))
+                    await client.expect("welcome")
+                    await client.send({"type": "watch", "stream": "cam", "name": name})
+                    assert (await client.expect("watching"))["talk"] is True
+                    await client.expect("stream-live")
+                    return client
+
+                async def next_of(client: Client, type_: str, **fields) -> dict:
+                    """The next message of ``type_`` with these fields (None: left out), skipping others."""
+                    async with asyncio.timeout(5):
+                        while True:
+                            message = await client.receive(5)
+                            wanted = all(message.get(k) == v for k, v in fields.items())
+                            if message["type"] == type_ and wanted:
+                                return message
+
+                ann, bob = await viewer("ann"), await viewer("bob")
+                await ann.send({"type": "talk-start"})
+                talking = await next_of(bob, "talking")
+                assert talking["name"] == "ann" and talking["peer_id"]
+                await bob.send({"type": "talk-start"})
+                assert (await next_of(bob, "talk-refused"))["reason"] == "ann is talking"
+                await ann.send({"type": "talk-stop"})
+                await next_of(bob, "talking", peer_id=None)
+                # Bob's turn now; at the server's --talk-max (1 s) the camera ends it.
+                await bob.send({"type": "talk-start"})
+                await next_of(ann, "talking", name="bob")
+                await next_of(bob, "talk-stop", reason="a turn lasts at most 1 s")
+                await next_of(ann, "talking", peer_id=None)
+                # The operator takes the floor from ann; then a speaker that leaves frees it.
+                await ann.send({"type": "talk-start"})
+                await next_of(bob, "talking", name="ann")
+                camera.end_talk()
+                assert "operator" in (await next_of(ann, "talk-stop"))["reason"]
+                await bob.send({"type": "talk-start"})
+                await next_of(ann, "talking", name="bob")
+                await bob.ws.close()
+                await next_of(ann, "talking", peer_id=None)
+                history = [message.text for message in camera._peer.chat.history()]
+    assert history == ["ann is talking", "ann stopped talking", "bob is talking", "bob stopped talking",
+                       "ann is talking", "ann stopped talking", "bob is talking", "bob stopped talking"]

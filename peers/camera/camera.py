@@ -23,6 +23,7 @@ from peercam.shared.protocol import (
     CameraStatsReport,
     Candidate,
     ChatHistory,
+    ChatMessage,
     ChatNotice,
     ChatSend,
     Codec,
@@ -37,6 +38,8 @@ from peercam.shared.protocol import (
     RelayKeyframe,
     StreamEnded,
     StreamInfo,
+    TalkStart,
+    TalkStop,
     ViewerJoined,
     ViewerLeft,
     ViewerQuality,
@@ -54,6 +57,7 @@ from .pipeline import MediaPipeline
 from .relaysender import RelaySender
 from .rtspsource import RtspSource, is_rtsp
 from .sources import PushSource, SourceError, VideoSource, open_source
+from .talkfloor import TalkFloor
 from .viewerconnection import ViewerConnection
 
 log = logging.getLogger(__name__)
@@ -183,6 +187,9 @@ class CameraPeer:
         #: Counts signaling connections: viewer ids are only valid within the one that made them.
         self._session = 0
         self.chat = ChatHub(options.chat_log, camera_name=options.name)
+        #: Who talks back through the camera (peers/camera/talkfloor.py).
+        self.talk_floor = TalkFloor(lambda message: self._spawn(self._send(message)), self.chat.name_of)
+        self.talk_floor.on_change.append(self._talk_changed)
         self._relay: RelaySender | None = None
         #: What each viewer asked for: a layer's name or "auto" (from viewer-joined, viewer-quality).
         self._qualities: dict[str, str] = {}
@@ -315,6 +322,7 @@ class CameraPeer:
                 welcome = await client.connect()
                 self._session += 1
                 self._let_go_of_old_viewers()
+                self.talk_floor.forget()
                 self.chat.forget_everyone()  # the new session's viewer-joined names them again
                 assert self._relay is not None
                 relay_sender = asyncio.create_task(self._relay.run(client))
@@ -325,6 +333,7 @@ class CameraPeer:
                                           protocol=PROTOCOL_VERSION))
                 async for message in client.messages():
                     if isinstance(message, Published):
+                        self.talk_floor.open, self.talk_floor.talk_max = message.talk, message.talk_max
                         # The full ICE server list (with auth on, TURN credentials come only now).
                         welcome = msgspec.structs.replace(welcome, ice_servers=message.ice_servers)
                         self._rtc_configuration = self.options.ice.configuration(welcome)
@@ -372,6 +381,10 @@ class CameraPeer:
             viewer = self.viewers.get(message.peer_id)
             if viewer is not None:
                 viewer.set_quality(message.quality)
+        elif isinstance(message, TalkStart) and message.sender:
+            self.talk_floor.ask(message.sender)
+        elif isinstance(message, TalkStop) and message.sender:
+            self.talk_floor.release(message.sender)
         elif isinstance(message, ChatSend) and message.sender:
             self._chat_line(message.sender, message, reply=self._send_via_server(message.sender))
         elif isinstance(message, (Offer, Candidate, Hangup)) and message.sender:
@@ -389,6 +402,7 @@ class CameraPeer:
         elif isinstance(message, ViewerRenamed):
             self.chat.rename(message.peer_id, message.name)
         elif isinstance(message, ViewerLeft):
+            self.talk_floor.release(message.peer_id)
             viewer = self.viewers.get(message.peer_id)
             self.chat.forget(message.peer_id)
             self._qualities.pop(message.peer_id, None)
@@ -424,6 +438,16 @@ class CameraPeer:
             return
         self._chat_line(viewer.viewer_id, line, reply=viewer.send_chat)
 
+    def _talk_changed(self, holder: str | None, name: str) -> None:
+        """The chat records each turn: a line of the camera's, to everyone."""
+        text = f"{name} is talking" if holder is not None else f"{name} stopped talking"
+        self._share_chat(self.chat.note(text))
+
+    def _share_chat(self, message: ChatMessage) -> None:
+        for viewer in self.viewers.values():
+            viewer.send_chat(message)
+        self._spawn(self._send(message))
+
     def _chat_line(self, viewer_id: str, line: ChatSend, reply) -> None:
         """Stamp a viewer's line and share it: every data channel, and the server for the rest."""
         try:
@@ -431,9 +455,7 @@ class CameraPeer:
         except ChatRefused as exc:
             reply(ChatNotice(reason=str(exc)))
             return
-        for viewer in self.viewers.values():
-            viewer.send_chat(message)
-        self._spawn(self._send(message))
+        self._share_chat(message)
 
     def _viewer_closed(self, viewer: ViewerConnection) -> None:
         # Its chat name stays: a viewer whose P2P ended may go on chatting from the relay.
@@ -560,6 +582,11 @@ class Camera:
         if self._push_audio is None:
             raise CameraError('send_audio() is for a Camera made with audio="push" or "push:2"')
         self._push_audio.push(samples, sample_rate)
+
+    def end_talk(self) -> None:
+        """End the talk-back turn under way, if any: the operator takes the floor (the speaker
+        is told, every viewer sees that nobody talks)."""
+        self._peer.talk_floor.take()
 
     async def __aenter__(self) -> Camera:
         await self.start()

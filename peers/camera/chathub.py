@@ -91,10 +91,10 @@ class ChatHub:
         bucket = self._buckets.setdefault(sender_id, TokenBucket(self._rate, self._burst))
         if not bucket.take():
             raise ChatRefused(f"slow down: at most {self._rate:g} messages a second")
-        if sender_id is None:
-            name = self._camera_display
-        else:
-            name = self._names.get(sender_id) or f"viewer-{sender_id[:4]}"
+        return self._record(sender_id, text)
+
+    def _record(self, sender_id: str | None, text: str) -> ChatMessage:
+        name = self._camera_display if sender_id is None else self.name_of(sender_id)
         message = ChatMessage(id=self._next_id, name=name, text=text, time=round(time.time(), 3),
                               camera=sender_id is None)
         self._next_id += 1
@@ -104,6 +104,15 @@ class ChatHub:
             self._log_file.write(json.dumps(msgspec.to_builtins(message)) + "\n")
             self._log_file.flush()
         return message
+
+    def name_of(self, sender_id: str) -> str:
+        """The name a viewer's lines go under."""
+        return self._names.get(sender_id) or f"viewer-{sender_id[:4]}"
+
+    def note(self, text: str) -> ChatMessage:
+        """A line of the camera's own about the stream (who talks back), recorded like any
+        line; not rate-limited: the camera's events make it, not a person typing."""
+        return self._record(None, clean_text(text).strip()[:MAX_CHAT_TEXT])
 
     def forget(self, sender_id: str) -> None:
         """A viewer left: its name and rate limit go with it."""
