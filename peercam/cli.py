@@ -139,6 +139,7 @@ def _build_parser() -> argparse.ArgumentParser:
     camera.add_argument("--record", metavar="DIR",
                         help="also record the top layer (and the sound) here, from this camera's encoders")
     _add_recording_options(camera)
+    _add_talk_options(camera)
 
     view = commands.add_parser("view", help="watch a stream, measure it, record or show it")
     _add_peer_options(view)
@@ -171,6 +172,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="in auto mode on the relay, try P2P again this often (s)")
     view.add_argument("--no-audio", action="store_true",
                       help="receive no sound: P2P offers none and the relay is not asked for it")
+    view.add_argument("--talk", metavar="FILE|DEVICE",
+                      help="talk back through the camera once, over P2P: an audio file's sound (or an "
+                           "ALSA device's, until Ctrl-C), when the server lets viewers talk")
 
     demo = commands.add_parser("demo", help="server and test-pattern camera in one command")
     demo.add_argument("--host", default="127.0.0.1")
@@ -178,6 +182,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--stream", default="demo")
     _add_ice_options(demo)
     _add_source_options(demo)
+    _add_talk_options(demo)
     for command in commands.choices.values():  # `peercam serve --debug` too; SUPPRESS keeps the top's
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="a failure shows its traceback too")
@@ -209,6 +214,17 @@ def _add_recording_options(parser: argparse.ArgumentParser) -> None:
                         help="start a new segment file this often (at the next keyframe)")
     parser.add_argument("--record-keep", action="append", default=[], metavar="AGE|SIZE",
                         help="delete the oldest segments past an age (7d) or a total size (10GB)")
+
+
+def _add_talk_options(parser: argparse.ArgumentParser) -> None:
+    """Where talk back's sound goes on the camera (the server's --talk says who may talk)."""
+    parser.add_argument("--talk-record", metavar="DIR",
+                        help="write each viewer's turn of talk back to DIR/YYYYmmdd-HHMMSS-SPEAKER.opus")
+    parser.add_argument("--speaker", metavar="DEVICE",
+                        help="play talk back on this ALSA device (default, hw:1,0, ...; see aplay -L)")
+    parser.add_argument("--talk-duplex", choices=("half", "full"), default="half",
+                        help="half: the camera's own sound is silenced to viewers while one talks "
+                             "(no echo); full: it is not (an echo-cancelling device)")
 
 
 def _recording(command: str, directory: str | None, streams: list[str], args: argparse.Namespace,
@@ -458,6 +474,9 @@ def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list
         relay_fps=args.relay_fps,
         audio_bitrate=args.audio_bitrate * 1000,
         passthrough=args.passthrough,
+        talk_record=args.talk_record,
+        speaker=args.speaker,
+        talk_duplex=args.talk_duplex,
         recording=_recording("camera", args.record, [], args) if args.command == "camera" else None,
         ice=_ice_options(args, ice_servers),
     )
@@ -495,6 +514,7 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
         name=args.name,
         token=args.token,
         ca_file=args.ca,
+        talk=args.talk,
     )
     try:
         command = ViewCommand(options, started, duration=args.duration, record=args.record, show=args.show,

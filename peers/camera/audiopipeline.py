@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 import av
+import numpy as np
 
 from peercam.shared.protocol import CameraAudioStats
 
@@ -100,6 +101,10 @@ class AudioPipeline:
         #: Resolves with the source's error if it stops delivering sound.
         self.failed: asyncio.Future[SourceError] = loop.create_future()
         self.stopping = False
+        #: Half-duplex talk back: while a viewer talks, the source is ducked to silence (set on
+        #: the event loop, read by the audio thread); packets keep flowing, so viewers' sound
+        #: clocks run on.
+        self.muted = False
         self.packets_encoded = 0
         self.relay_packets = 0
         self.encode_ms = 0.0
@@ -140,6 +145,8 @@ class AudioPipeline:
                 self._pass_through(self.source, low)
             while not self.stopping:
                 chunk = self.source.read()
+                if self.muted:
+                    chunk = CapturedAudio(np.zeros_like(chunk.samples), chunk.capture_time)
                 full.encode(chunk, self.in_use)
                 if self.low_fanout is not self.fanout:
                     low.encode(chunk, bool(len(self.low_fanout)))

@@ -31,6 +31,7 @@ from .sources import SourceError
 __all__ = [
     "CHUNK", "SAMPLE_RATE", "AudioSource", "AudioSourceError", "CapturedAudio", "DeviceAudioSource",
     "FileAudioSource", "OpusPacket", "PushAudioSource", "PushOpusSource", "ToneSource", "open_audio_source",
+    "use_system_alsa_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,13 @@ class FileAudioSource(AudioSource):
 _ALSA_CONFIG = {"ALSA_CONFIG_DIR": "/usr/share/alsa", "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}
 
 
+def use_system_alsa_config() -> None:
+    """Point PyAV's alsa-lib at the system's configuration (see _ALSA_CONFIG), unless set."""
+    if Path(_ALSA_CONFIG["ALSA_CONFIG_PATH"]).is_file():
+        for name, value in _ALSA_CONFIG.items():
+            os.environ.setdefault(name, value)
+
+
 @contextlib.contextmanager
 def _alsa_messages() -> Iterator[list[str]]:
     """What alsa-lib writes to the process's stderr meanwhile (from C, past Python's sys.stderr),
@@ -223,9 +231,7 @@ class DeviceAudioSource(AudioSource):
     """An ALSA capture device (``default``, ``hw:1,0``, ...) through PyAV, at its own pace."""
 
     def __init__(self, device: str) -> None:
-        if Path(_ALSA_CONFIG["ALSA_CONFIG_PATH"]).is_file():
-            for name, value in _ALSA_CONFIG.items():
-                os.environ.setdefault(name, value)
+        use_system_alsa_config()
         try:
             with _alsa_messages() as said:
                 self._container = av.open(device, format="alsa",

@@ -6,8 +6,9 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import get_args
+from typing import Literal, get_args
 
 import msgspec
 from aiortc import RTCConfiguration
@@ -58,6 +59,7 @@ from .relaysender import RelaySender
 from .rtspsource import RtspSource, is_rtsp
 from .sources import PushSource, SourceError, VideoSource, open_source
 from .talkfloor import TalkFloor
+from .talkreceiver import TalkFrame, TalkReceiver
 from .viewerconnection import ViewerConnection
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,12 @@ class CameraOptions:
     #: Pass an encoded source's pictures through (False: decode and encode them, for keyframes
     #: on request and --bitrate, at the CPU's cost).
     passthrough: bool = True
+    #: Talk back's sinks: one Ogg/Opus file per turn in this folder, and an ALSA playback device.
+    talk_record: str | None = None
+    speaker: str | None = None
+    #: "half": while a viewer talks, the camera's own sound to viewers is ducked to silence
+    #: (no echo of the speaker); "full": it is not (an echo-cancelling device).
+    talk_duplex: Literal["half", "full"] = "half"
 
 
 class CameraPeer:
@@ -190,6 +198,11 @@ class CameraPeer:
         #: Who talks back through the camera (peers/camera/talkfloor.py).
         self.talk_floor = TalkFloor(lambda message: self._spawn(self._send(message)), self.chat.name_of)
         self.talk_floor.on_change.append(self._talk_changed)
+        if options.talk_duplex not in ("half", "full"):
+            raise UsageError(f"talk duplex {options.talk_duplex!r}: use half or full")
+        #: The floor holder's sound to the talk sinks (peers/camera/talkreceiver.py).
+        self.talk = TalkReceiver(options.talk_record, options.speaker)
+        self.talk_floor.on_change.append(self._talk_media)
         self._relay: RelaySender | None = None
         #: What each viewer asked for: a layer's name or "auto" (from viewer-joined, viewer-quality).
         self._qualities: dict[str, str] = {}
@@ -270,6 +283,7 @@ class CameraPeer:
             if self.audio is not None:
                 await asyncio.to_thread(self.audio.stop)
             self.chat.close()
+            self.talk.close()
 
     async def _report_stats(self, every: float = 2.0, log_every: int = 5) -> None:
         """Tell the server how the camera is doing (and the log, now and then)."""
@@ -443,6 +457,12 @@ class CameraPeer:
         text = f"{name} is talking" if holder is not None else f"{name} stopped talking"
         self._share_chat(self.chat.note(text))
 
+    def _talk_media(self, holder: str | None, name: str) -> None:
+        """The turn's sound to the sinks; half duplex: the camera's own sound ducked meanwhile."""
+        self.talk.floor_changed(holder, name)
+        if self.audio is not None and self.options.talk_duplex == "half":
+            self.audio.muted = holder is not None
+
     def _share_chat(self, message: ChatMessage) -> None:
         for viewer in self.viewers.values():
             viewer.send_chat(message)
@@ -477,6 +497,8 @@ class CameraPeer:
             on_disconnected=self._viewer_disconnected,
             session=self._session,
             quality=self._qualities.get(viewer_id, "auto"),
+            talk=lambda: self.talk_floor.open,
+            on_talk=self.talk.hear,
         )
         self.viewers[viewer_id] = viewer
         return viewer
@@ -524,6 +546,9 @@ class Camera:
     through; ``rtsp_transport`` is "tcp" or "udp", and ``source_low`` the camera's own
     sub-stream's URL, passed through as a lower layer; ``passthrough=False`` decodes and
     encodes its pictures instead (keyframes on request, ``bitrate``, at the CPU's cost).
+    Talk back (a server's ``--talk``): ``talk_record``, a folder for one Ogg/Opus file per
+    turn; ``speaker``, an ALSA device that plays it; ``talk_duplex``, "half" (the camera's own
+    sound is ducked to silence while a viewer talks) or "full"; ``talk()`` reads it.
 
     Raises UsageError here for a bad URL, codec or layer list (LayerError), SourceError for
     a source that cannot be opened; ``start()`` raises CameraError.
@@ -535,7 +560,8 @@ class Camera:
                  fps: float = 30.0, codec: Codec = "vp8", layers: str = "auto", bitrate: int | None = None,
                  jpeg_quality: int = 80, recording: RecordingConfig | None = None, audio: str = "auto",
                  audio_bitrate: int = DEFAULT_AUDIO_BITRATE, rtsp_transport: str = "tcp",
-                 source_low: str | None = None, passthrough: bool = True) -> None:
+                 source_low: str | None = None, passthrough: bool = True, talk_record: str | None = None,
+                 speaker: str | None = None, talk_duplex: Literal["half", "full"] = "half") -> None:
         low: EncodedVideoSource | None = None
         if source is None:
             self._push: PushSource | None = PushSource(width or 640, height or 480, fps)
@@ -551,7 +577,8 @@ class Camera:
                 server=server, stream=stream, name=name, token=token or "", ice=ice or IceOptions(),
                 ca_file=ca_file, connect_timeout=connect_timeout, codec=codec, layers=layers,
                 bitrate=bitrate, jpeg_quality=jpeg_quality, recording=recording,
-                audio_bitrate=audio_bitrate, passthrough=passthrough), video, sound, low)
+                audio_bitrate=audio_bitrate, passthrough=passthrough, talk_record=talk_record,
+                speaker=speaker, talk_duplex=talk_duplex), video, sound, low)
         except BaseException:
             for opened in (video, sound, low):  # a camera opened for nothing is let go at once
                 if opened is not None:
@@ -574,6 +601,13 @@ class Camera:
         if self._push is None:
             raise CameraError("this camera publishes its own source: send() is for a Camera without one")
         self._push.push(image)
+
+    async def talk(self, keep: int = 50) -> AsyncIterator[tuple[str, TalkFrame]]:
+        """Talk back's sound: ``(speaker_name, TalkFrame)`` for each 20 ms the viewer holding
+        the floor sends, from now on (nothing while nobody talks). A reader that falls
+        ``keep`` frames behind loses the oldest."""
+        async for item in self._peer.talk.frames(keep):
+            yield item
 
     def send_audio(self, samples, sample_rate: int) -> None:
         """Publish this sound next (numpy int16, ``(n,)`` or ``(n, channels)``, at any rate from

@@ -9,7 +9,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import av
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from peercam.peers.ice import aiortc_candidate, relay_shortfall
 
 from peercam.shared.protocol import (
@@ -114,6 +116,8 @@ class ViewerConnection:
         on_disconnected: Callable[[ViewerConnection], None] = lambda viewer: None,
         session: int = 0,
         quality: str = "auto",
+        talk: Callable[[], bool] = lambda: False,
+        on_talk: Callable[[str, av.AudioFrame], None] = lambda viewer_id, frame: None,
     ) -> None:
         self.viewer_id = viewer_id
         self._pipeline = pipeline
@@ -128,6 +132,10 @@ class ViewerConnection:
         self._on_closed = on_closed
         self._on_chat = on_chat
         self._on_disconnected = on_disconnected
+        #: Whether viewers may talk back (``published.talk``): the sound is answered sendrecv.
+        self._talk = talk
+        self._on_talk = on_talk
+        self._hearing: asyncio.Task | None = None
         #: The camera's signaling session this viewer's id belongs to.
         self.session = session
         self._chat_channel: RTCDataChannel | None = None
@@ -195,6 +203,13 @@ class ViewerConnection:
                 channel.on("message", self._chat_message)
                 self._on_chat(self, None)  # open: time for the history
 
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and pc is self._pc:
+                if self._hearing is not None:
+                    self._hearing.cancel()
+                self._hearing = asyncio.create_task(self._hear(track), name=f"hear-{self.viewer_id}")
+
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             log.info("viewer %s: connection %s", self.viewer_id, pc.connectionState)
@@ -221,7 +236,9 @@ class ViewerConnection:
             # Sound in the same connection, when the viewer's offer has an audio section. Only
             # then: aiortc cannot answer an offer that leaves a transceiver of ours unmatched.
             self.audio_track = self._audio_fanout(self.choice.layer.name).subscribe(self.viewer_id)
-            sound = pc.addTransceiver(self.audio_track, direction="sendonly")
+            # Sendrecv where viewers may talk back: a viewer's sendrecv offer then gets its voice
+            # through (aiortc answers recvonly offers, older viewers', sendonly all the same).
+            sound = pc.addTransceiver(self.audio_track, direction="sendrecv" if self._talk() else "sendonly")
             sound.setCodecPreferences(audio_codec_preferences())
             self.audio_track.attach_sender(sound.sender)
             report_capture_times(sound.sender)
@@ -236,6 +253,16 @@ class ViewerConnection:
         self._timeout = asyncio.get_running_loop().call_later(
             self._connect_timeout, self._inbox.put_nowait, _ConnectTimeout(pc)
         )
+
+    async def _hear(self, track: MediaStreamTrack) -> None:
+        """Read the viewer's sound all along (aiortc would queue what nobody reads); the talk
+        receiver keeps only the floor holder's."""
+        while True:
+            try:
+                decoded = await track.recv()
+            except MediaStreamError:
+                return
+            self._on_talk(self.viewer_id, decoded)
 
     def _chat_message(self, data: str | bytes) -> None:
         try:
@@ -408,6 +435,9 @@ class ViewerConnection:
         if self._adapter is not None:
             self._adapter.cancel()
             self._adapter = None
+        if self._hearing is not None:
+            self._hearing.cancel()
+            self._hearing = None
         if pc is not None:
             try:
                 # aiortc can wait forever, or fail, closing a connection whose offer was

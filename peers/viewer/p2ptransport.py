@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from peercam.peers.ice import aiortc_candidate, relay_shortfall
 
 from peercam.shared.protocol import (
@@ -70,8 +70,9 @@ class NetworkFigures:
 
 class P2PTransport:
     """WebRTC from the camera: the viewer offers recvonly video, a "chat" channel and, when
-    it wants the stream's sound (``audio_channels``: the stream's channel count), recvonly
-    audio."""
+    it wants the stream's sound (``audio_channels``: the stream's channel count) or may talk
+    back (``talk``), sendrecv audio: nothing is sent until ``set_talk_track`` (no
+    renegotiation), and a camera that takes no talk back answers it sendonly."""
 
     mode = "p2p"
 
@@ -80,13 +81,15 @@ class P2PTransport:
                  on_failure: Callable[[str, bool], None], on_chat: Callable[[object], None],
                  on_connected: Callable[[], None] = lambda: None,
                  on_audio: Callable[[AudioFrame], None] = lambda frame: None,
-                 audio_channels: int | None = None) -> None:
+                 audio_channels: int | None = None, talk: bool = False) -> None:
         self._send = send
         self._configuration = configuration
         self._connect_timeout = connect_timeout
         self._on_frame = on_frame
         self._on_audio = on_audio
         self._audio_channels = audio_channels
+        self._talk = talk
+        self._talk_sender = None
         self._on_failure = on_failure
         self._on_chat = on_chat
         self._on_connected = on_connected
@@ -107,11 +110,14 @@ class P2PTransport:
         pc = self._pc = RTCPeerConnection(self._configuration)
         # Decode each frame once its last packet is in, not when the next one starts.
         deliver_frames_when_complete(pc.addTransceiver("video", direction="recvonly").receiver)
-        if self._audio_channels is not None:
-            sound = pc.addTransceiver("audio", direction="recvonly").receiver
-            # Decode each packet as it comes (no prefetch), and read its capture time.
-            self._audio_buffer = deliver_audio_on_arrival(sound)
-            self._sender_clock = follow_sender_reports(sound, OPUS_CLOCK_RATE)
+        if self._audio_channels is not None or self._talk:
+            transceiver = pc.addTransceiver("audio", direction="sendrecv")
+            self._talk_sender = transceiver.sender
+            if self._audio_channels is not None:
+                sound = transceiver.receiver
+                # Decode each packet as it comes (no prefetch), and read its capture time.
+                self._audio_buffer = deliver_audio_on_arrival(sound)
+                self._sender_clock = follow_sender_reports(sound, OPUS_CLOCK_RATE)
         channel = self._channel = pc.createDataChannel("chat")
 
         @channel.on("message")
@@ -156,6 +162,14 @@ class P2PTransport:
         except Exception as exc:  # e.g. a bad answer: this session fails, not the viewer
             self._fail(f"{type(message).__name__.lower()} failed: {exc!r}")
 
+    def set_talk_track(self, track: MediaStreamTrack | None) -> bool:
+        """Send ``track``'s sound to the camera (None: stop sending); False without an audio
+        section to send it in (made without ``talk``, or stopped)."""
+        if self._talk_sender is None or self._pc is None or self._stopped:
+            return False
+        self._talk_sender.replaceTrack(track)
+        return True
+
     def send_chat(self, message: ChatSend) -> bool:
         if self._channel is None or self._channel.readyState != "open":
             return False
@@ -182,7 +196,7 @@ class P2PTransport:
         self._stopped = True
         for task in self._tasks:
             task.cancel()
-        pc, self._pc, self._channel = self._pc, None, None
+        pc, self._pc, self._channel, self._talk_sender = self._pc, None, None, None
         if pc is not None:
             await pc.close()
 
@@ -214,7 +228,14 @@ class P2PTransport:
             self._on_frame(Frame.from_video(video, self.mode, time.time(), self.layer))
 
     async def _receive_audio(self, track) -> None:
-        assert self._audio_buffer is not None and self._sender_clock is not None
+        if self._audio_buffer is None or self._sender_clock is None:
+            # Talk back without the camera's sound: read it all the same (aiortc would queue it).
+            while not self._stopped:
+                try:
+                    await track.recv()
+                except MediaStreamError:
+                    return
+            return
         channels = self._audio_channels or 1
         while True:
             try:

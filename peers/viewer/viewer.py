@@ -42,6 +42,9 @@ from peercam.shared.protocol import (
     Stats,
     StreamEnded,
     StreamLive,
+    Talking,
+    TalkRefused,
+    TalkStop,
     ViewerStats,
     Watch,
     Watching,
@@ -55,6 +58,7 @@ from .frame import Frame
 from .framestats import FrameStats
 from .p2ptransport import P2PTransport
 from .relaytransport import RELAY_FORMATS, RelayTransport, relay_format_for
+from .talker import Talker
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ Mode = Literal["auto", "p2p", "relay"]
 
 #: What a ViewerEvent tells (see ViewerEvent).
 EventKind = Literal["live", "waiting", "connected", "first-frame", "resumed", "sound", "session", "setback",
-                    "camera-left", "reconnecting", "layer", "chat-notice", "server-error", "stats"]
+                    "camera-left", "reconnecting", "layer", "chat-notice", "server-error", "talk", "stats"]
 
 
 class ViewerError(PeercamError):
@@ -109,6 +113,8 @@ class ViewerOptions:
     token: str = ""
     #: CA certificate(s) for a wss:// server with a private CA.
     ca_file: str | None = None
+    #: Talk back once from this audio file or ALSA device (``peercam view --talk``), over P2P.
+    talk: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,8 @@ class ViewerEvent:
 
     ``kind`` (EventKind): live, waiting, connected, first-frame, resumed, sound (the first
     sound of a transport), session (the transport in use changed), setback, camera-left,
-    reconnecting, layer, chat-notice, server-error, stats (``report`` holds the ViewerStats
-    just sent to the server).
+    reconnecting, layer, chat-notice, server-error, talk (who talks back, and this viewer's
+    own turn or refusal), stats (``report`` holds the ViewerStats just sent to the server).
     """
 
     kind: EventKind
@@ -192,6 +198,9 @@ class Viewer:
         self._chat_seen: set[int] = set()
         self._frames_total = 0  # every frame, warm-up included (for live reports)
         self._bytes_counted = 0  # of the transport in use, already in figures.bytes_received
+        self._peer_id: str | None = None  # this viewer's id on the server, from its welcome
+        self._talker = Talker(options.talk, self._send, lambda text: self._event("talk", text)) \
+            if options.talk else None
 
     # -- the public face -------------------------------------------------------
 
@@ -234,6 +243,8 @@ class Viewer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._delivery.close()
+        if self._talker is not None:
+            self._talker.close()
         if self._client is not None:
             await self._client.close()
 
@@ -369,6 +380,7 @@ class Viewer:
             client = self._client = SignalingClient(self._servers.current, self.options.ca_file)
             try:
                 welcome = await client.connect()
+                self._peer_id = welcome.peer_id
                 connected_once = True
                 self._servers.succeeded()
                 restrict_host_addresses(self.options.ice.host_addresses(welcome))  # process-wide: aioice
@@ -420,6 +432,11 @@ class Viewer:
             self._chat_received(message)
         elif isinstance(message, LayerChanged):
             self._layer_changed(message)
+        elif isinstance(message, (Talking, TalkRefused, TalkStop)):
+            if isinstance(message, Talking) and message.peer_id != self._peer_id:
+                self._event("talk", f"{message.name} is talking" if message.peer_id else "nobody is talking")
+            if self._talker is not None:
+                await self._talker.handle(message, self._peer_id)
         elif isinstance(message, Error):
             if message.code in _FATAL_CODES:
                 self._finish(ViewerError(message.reason))
@@ -451,10 +468,14 @@ class Viewer:
         if mode == "relay":
             layers = self._live.info.layer_list() if self._live is not None else []
             return RelayTransport(self._send, layers, on_frame, self.relay_format, on_audio, channels)
+        def connected() -> None:
+            self._event("connected", "connected (p2p)")
+            if self._talker is not None:
+                self._spawn(self._talker.connected(transport))
+
         transport = P2PTransport(self._send, self._rtc_configuration, self.options.connect_timeout,
-                                 on_frame, on_failure, self._chat_received,
-                                 on_connected=lambda: self._event("connected", "connected (p2p)"),
-                                 on_audio=on_audio, audio_channels=channels)
+                                 on_frame, on_failure, self._chat_received, on_connected=connected,
+                                 on_audio=on_audio, audio_channels=channels, talk=self._talker is not None)
         camera_layer = self._layers.get("p2p")
         transport.layer = camera_layer.layer if camera_layer is not None else None
         return transport
@@ -464,6 +485,8 @@ class Viewer:
         if self.figures.first_frame_at is not None:
             self._event("session", "p2p connected again; leaving the relay" if mode == "p2p"
                         else f"on the relay ({self.relay_format})")
+        if mode == "relay" and self._talker is not None:
+            self._talker.on_relay()
         self.figures.stream_restarted()  # frame numbering differs between the paths
         self.audio_figures.session_started()
         self._frames_in_session = 0

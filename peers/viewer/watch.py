@@ -23,7 +23,7 @@ def watch(server: Servers, stream: str, *, name: str = "", token: str | None = N
           ice: IceOptions | None = None, ca_file: str | None = None, connect_timeout: float = 5.0,
           mode: Mode = "auto", quality: str = "auto", relay_format: RelayFormat | Literal["auto"] = "auto",
           jpeg_quality: int | None = None, wait: float = 0.0, first_frame_timeout: float | None = 15.0,
-          p2p_retry: float = 30.0, audio: bool = True) -> Viewer:
+          p2p_retry: float = 30.0, audio: bool = True, talk: str | None = None) -> Viewer:
     """A Viewer of ``stream`` on the server at ``server`` (``http://host:port``), to use as
     ``async with watch(...) as stream: async for frame in stream.frames(): ...`` (and
     ``stream.audio()`` for its sound).
@@ -44,16 +44,18 @@ def watch(server: Servers, stream: str, *, name: str = "", token: str | None = N
     stream that is not live yet may take (0: an error at once); ``first_frame_timeout``,
     give up when no frame came this long after the start (None: never); ``p2p_retry``, in
     auto mode on the relay, how often to try P2P again; ``audio``, receive the stream's
-    sound if it has any (False: P2P offers no audio, the relay is not asked for it).
+    sound if it has any (False: P2P offers no audio, the relay is not asked for it);
+    ``talk``, an audio file (or ALSA device) to talk back with once, over P2P, when the
+    server lets this viewer talk (``peercam view --talk``; "talk" events tell how it goes).
 
-    Raises UsageError here for a bad URL, mode or relay format; the viewer raises
+    Raises UsageError here for a bad URL, mode, relay format or talk file; the viewer raises
     ViewerError when it gives up.
     """
     return Viewer(ViewerOptions(
         server=server, stream=stream, name=name, token=token or "", ice=ice or IceOptions(),
         ca_file=ca_file, connect_timeout=connect_timeout, mode=mode, quality=quality,
         relay_format=relay_format, jpeg_quality=jpeg_quality, wait=wait,
-        first_frame_timeout=first_frame_timeout, p2p_retry=p2p_retry, audio=audio))
+        first_frame_timeout=first_frame_timeout, p2p_retry=p2p_retry, audio=audio, talk=talk))
 
 
 def watch_sync(server: Servers, stream: str, *, name: str = "", token: str | None = None,
