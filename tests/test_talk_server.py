@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import aiohttp
 import pytest
@@ -16,8 +17,9 @@ from peercam.signaling.edge.auth import make_token
 from peercam.signaling.settings.config import ServerConfig
 
 import peercam
+from peercam.shared.relayframe import RelayFrameHeader
 
-from .test_websocket import INFO, Client, assert_next_is_a_marker
+from .test_websocket import INFO, Client, assert_next_is_a_marker, jpeg_relay_frame
 
 SECRET = "talk-secret"
 
@@ -183,3 +185,24 @@ async def test_the_camera_keeps_the_floor_one_speaker_at_a_time():
                 history = [message.text for message in camera._peer.chat.history()]
     assert history == ["ann is talking", "ann stopped talking", "bob is talking", "bob stopped talking",
                        "ann is talking", "ann stopped talking", "bob is talking", "bob stopped talking"]
+
+
+async def test_on_the_relay_only_the_speaker_s_opus_frames_reach_the_camera():
+    async with talk_server(talk="viewers") as (connect, _):
+        camera, _, [speaker, other], ids = await camera_and_viewers(connect, "", "")
+        packet = RelayFrameHeader.audio(0, int(time.time() * 1e6), 48000, 1).pack(b"\xf8" + bytes(40))
+        await speaker.ws.send_bytes(packet)  # not its turn yet
+        assert (await speaker.expect("error"))["code"] == "binary-not-allowed"
+        await camera.send({"type": "talking", "peer_id": ids[0], "name": "v0"})
+        await speaker.expect("talking")
+        await other.expect("talking")
+        await speaker.ws.send_bytes(packet)
+        got = await asyncio.wait_for(camera.ws.receive(), 3)
+        assert got.type == aiohttp.WSMsgType.BINARY and got.data == packet
+        await other.ws.send_bytes(packet)  # the floor is another's
+        assert (await other.expect("error"))["code"] == "binary-not-allowed"
+        for bad in (jpeg_relay_frame(0),  # a picture is no talk
+                    RelayFrameHeader.audio(1, 0, 48000, 1).pack(bytes(2000))):  # no Opus packet is this big
+            await speaker.ws.send_bytes(bad)
+            assert (await speaker.expect("error"))["code"] == "bad-relay-frame"
+        await assert_next_is_a_marker(speaker, camera)  # nothing else reached the camera

@@ -74,7 +74,7 @@ class ErrorCode:
     UNKNOWN_TYPE = "unknown-type"
     #: A text message over MAX_TEXT_MESSAGE_BYTES, or an SDP over the server's limit.
     TOO_LARGE = "too-large"
-    #: A binary message from anyone but a camera.
+    #: A binary message from anyone but a camera, or a viewer that holds the floor (talk back).
     BINARY_NOT_ALLOWED = "binary-not-allowed"
     #: A relay frame the server refuses (see the relay frame's checks); the camera stays connected.
     BAD_RELAY_FRAME = "bad-relay-frame"

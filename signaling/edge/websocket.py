@@ -87,6 +87,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     camera_bucket = TokenBucket(limits.messages_per_second * limits.camera_rate_factor,
                                 limits.message_burst * limits.camera_rate_factor)
     frame_bucket = TokenBucket(limits.relay_frames_per_second, limits.relay_frame_burst)
+    talk_bucket = TokenBucket(TALK_FRAMES_PER_SECOND, TALK_FRAMES_PER_SECOND / 2)
     rename_bucket = TokenBucket(1 / limits.rename_seconds, limits.rename_burst)
     # With auth on, TURN credentials go only to clients that watch or publish (see _dispatch).
     welcome_servers = ice_servers(config, conn) if config.auth == "open" else list(config.ice_servers)
@@ -108,6 +109,12 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 await _handle_text(config, registry, cluster, metrics, conn, share, msg.data, rename_bucket)
             elif msg.type == WSMsgType.BINARY:
                 try:
+                    if conn.role == "viewer":  # talk back on the relay: its sound for the camera
+                        if not talk_bucket.take():
+                            raise ProtocolError(ErrorCode.RATE_LIMITED, "slow down: at most "
+                                                f"{TALK_FRAMES_PER_SECOND} talk frames a second")
+                        registry.talk_frame(conn, msg.data)
+                        continue
                     if conn.role == "camera" and not frame_bucket.take():
                         raise ProtocolError(ErrorCode.RATE_LIMITED, "slow down: at most "
                                             f"{limits.relay_frames_per_second:g} relay frames a second")
@@ -209,6 +216,9 @@ def _authorize(config: ServerConfig, registry: StreamRegistry, message: Publish 
         return False
 
 
+#: Talk frames a viewer may send a second: Opus packets of 20 ms are 50, and a little slack
+#: for a late burst; with MAX_OPUS_PACKET, at most 76 kB/s from the one speaker a stream has.
+TALK_FRAMES_PER_SECOND = 60
 _TALK_OFF = "talking back is off on this server (peercam serve --talk)"
 _NO_TALK_RIGHT = "your token does not carry the talk right (peercam token --role talk)"
 

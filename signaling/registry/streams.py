@@ -56,13 +56,16 @@ from peercam.shared.protocol import (
     check_display_name,
     check_stream_name,
 )
-from peercam.shared.relayframe import RelayFrameError, RelayFrameHeader
+from peercam.shared.relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
 
 from .client import Client
 from .connection import Connection
 from .remoteclient import RemoteClient
 
-__all__ = ["RegistryListener", "Stream", "StreamRegistry"]
+__all__ = ["MAX_OPUS_PACKET", "RegistryListener", "Stream", "StreamRegistry"]
+
+#: The largest Opus packet (RFC 6716): a talk frame's payload is at most this.
+MAX_OPUS_PACKET = 1275
 
 log = logging.getLogger(__name__)
 
@@ -681,6 +684,26 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
         if self.listener is not None and stream.read_elsewhere(header):
             self.listener.relay_frame(stream.name, data)
+
+    def talk_frame(self, conn: Connection, data: bytes) -> bool:
+        """An Opus relay frame (version 3) of talk back from a viewer, for its stream's camera:
+        taken only from the viewer that holds the floor (the camera said so), and only when the
+        camera's socket keeps up (a talk frame is dropped, never queued: it is late at once).
+        Returns whether it went out."""
+        stream = self._streams.get(conn.stream or "")
+        talking = stream.talking if stream is not None else None
+        if conn.role != "viewer" or talking is None or talking.peer_id != conn.id:
+            raise ProtocolError(ErrorCode.BINARY_NOT_ALLOWED, "a viewer sends binary messages only to talk "
+                                "back (Opus relay frames), and only while it holds the floor")
+        try:
+            header, payload = parse_relay_frame(data)
+        except RelayFrameError as exc:
+            raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
+        if header.format != "audio" or len(payload) > MAX_OPUS_PACKET:
+            raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, "talk frames are Opus relay frames (version 3) "
+                                f"of at most {MAX_OPUS_PACKET} bytes")
+        camera = stream.camera
+        return camera is not None and _here(camera) and camera.send_binary_now(data)
 
     def relay_from_elsewhere(self, name: str, data: bytes) -> None:
         """A relay frame of a stream whose camera is on another instance, for the readers here."""
