@@ -206,3 +206,43 @@ async def test_on_the_relay_only_the_speaker_s_opus_frames_reach_the_camera():
             await speaker.ws.send_bytes(bad)
             assert (await speaker.expect("error"))["code"] == "bad-relay-frame"
         await assert_next_is_a_marker(speaker, camera)  # nothing else reached the camera
+
+
+async def test_a_viewer_on_another_instance_asks_and_hears_who_talks(redis_server):
+    """Two instances on one Redis: the camera on one, viewers on the other. The right is
+    checked where the viewer is; the floor is the camera's; its word reaches the viewers there,
+    and that instance's /api/streams and newcomers know who talks."""
+    async with await peercam.serve(port=0, redis=redis_server.url, talk="viewers") as a, \
+            await peercam.serve(port=0, redis=redis_server.url, talk="viewers") as b, \
+            aiohttp.ClientSession() as session:
+        async def ready(url: str) -> None:
+            while (await (await session.get(f"{url}/healthz")).json()).get("status") != "ok":
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(asyncio.gather(ready(a.url), ready(b.url)), 10)
+
+        async def connect(url: str) -> Client:
+            client = Client(await session.ws_connect(f"{url}/ws"))
+            client.welcome = await client.expect("welcome")
+            return client
+
+        camera = await connect(a.url)
+        await camera.send({"type": "publish", "stream": "far", "info": INFO})
+        assert (await camera.expect("published"))["talk"] is True
+        viewer = await connect(b.url)
+        await viewer.send({"type": "watch", "stream": "far", "name": "vic"})
+        assert (await viewer.expect("watching"))["talk"] is True
+        await viewer.expect("stream-live", timeout=5)
+        await camera.expect("viewer-joined", timeout=5)
+        await viewer.send({"type": "talk-start"})
+        asked = await camera.expect("talk-start", timeout=5)
+        assert asked["from"] == viewer.welcome["peer_id"]
+        await camera.send({"type": "talking", "peer_id": asked["from"], "name": "vic", "since": 1.0})
+        assert (await viewer.expect("talking", timeout=5))["name"] == "vic"
+        async with session.get(f"{b.url}/api/streams/far") as response:
+            assert (await response.json())["talking"]["name"] == "vic"
+        late = await connect(b.url)
+        await late.send({"type": "watch", "stream": "far"})
+        await late.expect("watching")
+        await late.expect("stream-live")
+        assert (await late.expect("talking"))["name"] == "vic"

@@ -55,6 +55,7 @@ from peercam.shared.protocol import (
     Watching,
     check_display_name,
     check_stream_name,
+    decode_server_message,
 )
 from peercam.shared.relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
 
@@ -516,8 +517,17 @@ class StreamRegistry:
         return conn
 
     def chat_here(self, stream_name: str, text: str) -> None:
-        """A camera's chat line from another instance, for the viewers here."""
+        """A camera's chat line (or its word on who talks) from another instance, for the
+        viewers here."""
         stream = self._streams.get(stream_name)
+        if stream is not None and '"type":"talking"' in text:
+            # Who talks, known here too: for /api/streams, newcomers, and the speaker's talk frames.
+            try:
+                message = decode_server_message(text)
+            except ProtocolError:
+                message = None
+            if isinstance(message, Talking):
+                stream.talking = message
         for viewer in stream.viewers.values() if stream is not None else ():
             if _here(viewer):
                 viewer.send_text(text)
