@@ -4,7 +4,8 @@
 // packets of its own), as it does the picture. The relay's encoder reads the track
 // (MediaStreamTrackProcessor) only while the relay asks for sound, and makes 20 ms packets
 // with WebCodecs' AudioEncoder, each stamped with its first sample's capture time. The
-// Python camera's counterpart is peers/camera/audiopipeline.py.
+// Python camera's counterpart is peers/camera/audiopipeline.py. The player's talk back on
+// the relay encodes the viewer's microphone with it too, in mono (relay-talk.js).
 
 /** Opus's clock, whatever the microphone's rate: the relay frame header says it. */
 export const SAMPLE_RATE = 48000;
@@ -27,10 +28,11 @@ export class AudioPipeline {
   /** Packets the relay's encoder made (each went to the relay). */
   packetsEncoded = 0;
 
-  /** `track`: the microphone's MediaStreamTrack, which the peer connections send as it is. */
-  constructor(track) {
+  /** `track`: the microphone's MediaStreamTrack, which the peer connections send as it is;
+   * `channels`: the packets' (1 or 2), else the track's. */
+  constructor(track, { channels = track.getSettings().channelCount ?? 1 } = {}) {
     this.#track = track;
-    this.#channels = Math.min(2, Math.max(1, track.getSettings().channelCount ?? 1));
+    this.#channels = Math.min(2, Math.max(1, channels));
     this.#bitrate = BITRATE_PER_CHANNEL * this.#channels;
   }
 

@@ -30,7 +30,8 @@ export class Delivery {
   #onSetback;
   #onChat;
 
-  #camera = null; // {cameraId, iceServers, iceTransportPolicy, codec, audio} while the camera is live
+  #camera = null; // {cameraId, iceServers, iceTransportPolicy, codec, audio, talk} while the camera is live
+  #talkTrack = null; // the viewer's microphone while it talks back
   #transport = null; // delivers the picture on screen
   #p2pProbe = null; // auto, on the relay: a P2P session trying in the background
   #timer = null; // the next attempt after a failure
@@ -116,6 +117,12 @@ export class Delivery {
     if (camera !== null) this.start(camera);
   }
 
+  /** Talk back: send the viewer's microphone track (null: stop) by the transport in use, and by any that takes over. */
+  talk(track) {
+    this.#talkTrack = track;
+    this.#transport?.talk(track);
+  }
+
   /** Send a chat message on the session's data channel; false when it has none open. */
   sendChat(message) {
     return this.#transport?.sendChat(message) ?? false;
@@ -140,6 +147,7 @@ export class Delivery {
     this.#transport = this.#newTransport(mode);
     this.#onSession(mode);
     this.#transport.start();
+    if (this.#talkTrack !== null) this.#transport.talk(this.#talkTrack);
   }
 
   #probeP2P() {
@@ -168,6 +176,7 @@ export class Delivery {
       this.#p2pProbe = null;
       this.#current = DeliveryMode.P2P;
       this.#onSession(DeliveryMode.P2P);
+      if (this.#talkTrack !== null) transport.talk(this.#talkTrack);
     }
     this.#onFrame(frame);
   }

@@ -1,11 +1,13 @@
 // The peer-to-peer transport: one RTCPeerConnection to the stream's camera.
 //
 // Every transport has the same shape, so the player can switch between them:
-//   new Transport({signaling, iceServers, iceTransportPolicy, cameraId, codec, audio, sound,
-//                  video, canvas, relayFormat, connectTimeoutMs, onFrame, onFailure, onChat})
+//   new Transport({signaling, iceServers, iceTransportPolicy, cameraId, codec, audio, talk,
+//                  sound, video, canvas, relayFormat, connectTimeoutMs, onFrame, onFailure,
+//                  onChat})
 //                    each takes the fields it needs; `audio` is the camera's AudioInfo (null:
-//                    it sends no sound) and `sound` the page's AudioOutput, which the
-//                    transport plays the sound through once its pictures show
+//                    it sends no sound), `talk` whether this viewer may talk back, and
+//                    `sound` the page's AudioOutput, which the transport plays the sound
+//                    through once its pictures show
 //   .mode            short name ('p2p', 'relay'), shown in the status line and in stats()
 //   .start()         begin; decoded frames are reported as onFrame({source, width, height, count}):
 //                    `source` shows the newest, `count` says how many were decoded since the
@@ -20,6 +22,8 @@
 //                    or of null when it has none; `audio` in them: the sound's
 //   .carriesSound    true when sound comes this way, false when the camera's cannot (the
 //                    relay without WebCodecs), null while that is not known (or no sound)
+//   .talk(track)     send the viewer's microphone track to the camera (null: stop), for
+//                    talk back while this page holds the floor
 // onFailure(reason) fires at most once, when the session cannot go on; onChat(m) hands
 // over each chat message that came on the transport's own channel.
 
@@ -34,6 +38,7 @@ export class P2PTransport {
   #iceTransportPolicy; // WebRTC's 'relay' policy: TURN candidates only (?ice=turn)
   #cameraId;
   #sound; // the page's AudioOutput when the camera sends sound, else null
+  #mayTalk;
   #video;
   #connectTimeoutMs;
   #onFrame;
@@ -48,6 +53,7 @@ export class P2PTransport {
   #frameCallback = null;
   #stream = new MediaStream(); // what the <video> plays: the picture, and the sound (muted there)
   #soundTrack = null;
+  #talkSender = null; // the audio section's sender: the microphone while this page talks
   #stopSound = null; // while the sound plays through the page's output
   #offerSent = false;
   #localCandidates = []; // held until the offer has gone out
@@ -55,14 +61,15 @@ export class P2PTransport {
 
   /** A session with no video after `connectTimeoutMs` is stuck: it fails, and the player decides. */
   constructor({
-    signaling, iceServers, iceTransportPolicy = 'all', cameraId, audio = null, sound = null, video,
-    connectTimeoutMs, onFrame, onFailure, onChat,
+    signaling, iceServers, iceTransportPolicy = 'all', cameraId, audio = null, talk = false, sound = null,
+    video, connectTimeoutMs, onFrame, onFailure, onChat,
   }) {
     this.#signaling = signaling;
     this.#iceServers = iceServers;
     this.#iceTransportPolicy = iceTransportPolicy;
     this.#cameraId = cameraId;
     this.#sound = audio !== null ? sound : null;
+    this.#mayTalk = talk;
     this.#video = video;
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#onFrame = onFrame;
@@ -79,7 +86,11 @@ export class P2PTransport {
     this.#pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
     // The camera answers an audio section with its Opus track (an offer without one gets none).
-    if (this.#sound !== null) pc.addTransceiver('audio', { direction: 'recvonly' });
+    // Sendrecv, with no track until this page talks back: the microphone then goes on it by
+    // replaceTrack, with no new offer. A camera that takes no talk answers sendonly.
+    if (this.#sound !== null || this.#mayTalk) {
+      this.#talkSender = pc.addTransceiver('audio', { direction: 'sendrecv' }).sender;
+    }
     // The camera expects the "chat" channel in every offer (see peercam/shared/protocol.py).
     this.#chatChannel = pc.createDataChannel('chat');
     this.#chatChannel.onmessage = (event) => this.#chatArrived(event.data);
@@ -107,6 +118,11 @@ export class P2PTransport {
     if (this.#frameCallback !== null) this.#video.cancelVideoFrameCallback(this.#frameCallback);
     this.#pc?.close();
     this.#video.srcObject = null;
+  }
+
+  talk(track) {
+    if (this.#stopped || this.#talkSender === null) return;
+    this.#talkSender.replaceTrack(track).catch((error) => console.warn('p2p: the microphone cannot go out:', error));
   }
 
   sendChat(message) {
@@ -186,7 +202,8 @@ export class P2PTransport {
     // <video> does (muted: the page's AudioOutput is what is heard).
     this.#stream.addTrack(track);
     if (track.kind === 'audio') {
-      this.#soundTrack = track;
+      // An audio section only for talk back: the camera sends no sound to play.
+      if (this.#sound !== null) this.#soundTrack = track;
       return;
     }
     this.#video.srcObject = this.#stream;

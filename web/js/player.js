@@ -6,6 +6,8 @@
 // frames where WebCodecs decodes them, else JPEG (relay-format.js); relay_format forces one.
 // The camera's sound plays through the page's AudioOutput, muted until the viewer turns it
 // on once (sound-controls.js), on P2P and on the relay where the page can decode it.
+// Where the server lets this viewer, it talks back through the camera's speaker with a
+// push-to-talk button (talk.js), and the page shows who is talking.
 // Below, the stream's recordings on the server (recordings.js). For tests,
 // ?connect_timeout=S and ?p2p_retry=S tune auto mode.
 
@@ -29,6 +31,7 @@ import { QualityMenu } from './quality-menu.js';
 import { Recordings } from './recordings.js';
 import { RelayFormat, prepareRelayFormats } from './relay-format.js';
 import { SoundControls, SoundState, loadSoundChoice } from './sound-controls.js';
+import { Talk } from './talk.js';
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
@@ -64,6 +67,7 @@ class Player {
   #signaling = new SignalingClient();
   #delivery;
   #chat;
+  #talk;
   #networkStats = null; // the P2P session's latest WebRTC figures
   #stampCanvas = document.createElement('canvas');
   #iceServers = [];
@@ -118,6 +122,7 @@ class Player {
       onSetback: (text) => this.#setState(State.NEGOTIATING, text),
       onChat: (message) => this.#chat.receive(message),
     });
+    this.#talk = new Talk({ signaling: this.#signaling, delivery: this.#delivery, hasToken: token !== '' });
     this.#chat = new Chat({
       view: chatView,
       name,
@@ -142,6 +147,9 @@ class Player {
       .on(MessageType.CHAT_HISTORY, (m) => this.#chat.receive(m))
       .on(MessageType.CHAT_NOTICE, (m) => this.#chat.receive(m))
       .on(MessageType.LAYER, (m) => this.#layerChanged(m))
+      .on(MessageType.TALKING, (m) => this.#talk.talking(m))
+      .on(MessageType.TALK_REFUSED, (m) => this.#talk.refused(m))
+      .on(MessageType.TALK_STOP, (m) => this.#talk.stopped(m))
       .on(MessageType.ERROR, (m) => this.#refused(m));
   }
 
@@ -152,6 +160,10 @@ class Player {
 
   get chat() {
     return this.#chat;
+  }
+
+  get talk() {
+    return this.#talk;
   }
 
   start() {
@@ -225,12 +237,13 @@ class Player {
     if (this.#watchingNow) this.#signaling.send(this.#qualityFields({ type: MessageType.QUALITY }));
   }
 
-  #welcomed({ ice_servers: iceServers, protocol }) {
+  #welcomed({ peer_id: peerId, ice_servers: iceServers, protocol }) {
     if (protocol !== PROTOCOL_VERSION) {
       console.warn(`peercam: server speaks protocol ${protocol}, this page ${PROTOCOL_VERSION}`);
     }
     this.#iceServers = iceServers;
     this.#watchingNow = false;
+    this.#talk.welcomed(peerId);
     this.#watch(this.#chat.name);
   }
 
@@ -253,10 +266,11 @@ class Player {
     this.#delivery.renewIceServers(iceServers);
   }
 
-  #watching({ live, ice_servers: iceServers = [] }) {
+  #watching({ live, ice_servers: iceServers = [], talk = false }) {
     // The full list: with auth on, TURN credentials come only now, not in the welcome.
     this.#iceServersRenewed({ ice_servers: iceServers });
     this.#watchingNow = true;
+    this.#talk.watching(talk);
     // When live, stream-live follows straight away and starts the session.
     if (!live) this.#setState(State.WAITING);
   }
@@ -270,7 +284,7 @@ class Player {
     this.#chat.cameraLive(cameraId);
     this.#delivery.start({
       cameraId, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy, codec: info.codec,
-      audio: info.audio,
+      audio: info.audio, talk: this.#talk.allowed,
     });
     // Where the browser lets it, sound runs from the start: heard if the viewer chose it,
     // else muted, its meter moving and the tone measured all the same.
@@ -286,6 +300,7 @@ class Player {
     this.#view.showLayerNote('');
     this.#chat.cameraGone();
     this.#delivery.stop();
+    this.#talk.reset();
     this.#setState(State.WAITING);
   }
 
@@ -297,6 +312,7 @@ class Player {
     this.#view.showLayerNote('');
     this.#chat.cameraGone();
     this.#delivery.reset();
+    this.#talk.reset();
     this.#setState(State.RECONNECTING);
   }
 
@@ -603,7 +619,8 @@ new Recordings(streamName, options.token).start();
 // .sound() ({state, on, running, muted, volume}; state a SoundState: 'none', 'unavailable',
 // 'muted', 'on', or null before the camera is live), .beeps() (the test tone's beeps heard
 // lately, [{captureTimeMs, heardTimeMs, latencyMs}], oldest first),
-// .chat() ([{id, name, text}] as shown) and .sendChat(text) ('data-channel', 'signaling' or null).
+// .chat() ([{id, name, text}] as shown) and .sendChat(text) ('data-channel', 'signaling' or null),
+// .talk() ({allowed, reason, talking: the speaker's name or null, sending, note}; see talk.js).
 window.peercam = {
   state: () => player.state,
   stats: () => player.statsSnapshot(),
@@ -614,4 +631,5 @@ window.peercam = {
   mode: () => player.mode,
   chat: () => player.chat.messages(),
   sendChat: (text) => player.chat.send(text),
+  talk: () => player.talk.snapshot(),
 };

@@ -18,6 +18,7 @@ import { RelayAudio, canPlayRelayAudio } from './relay-audio.js';
 import { parseRelayFrame } from './relay-frame.js';
 import { RelayDecoder } from './relay-decoder.js';
 import { RelayFormat, chooseRelayFormat } from './relay-format.js';
+import { RelayTalk } from './relay-talk.js';
 import { SignalingEvent } from './signaling-client.js';
 
 export class RelayTransport {
@@ -37,6 +38,7 @@ export class RelayTransport {
 
   #stopped = false;
   #audio = null; // RelayAudio, while sound plays
+  #talk = null; // RelayTalk, while this page talks back
   #pacer = new PicturePacer(
     (picture, frame, width, height, series) => this.#show(frame, picture, width, height, series),
     () => this.#audio?.latencyMs ?? null,
@@ -103,6 +105,7 @@ export class RelayTransport {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#audio?.stop();
+    this.talk(null);
     this.#pacer.close((picture) => picture.close());
     this.#decoder?.close();
     this.#signaling.off(SignalingEvent.BINARY, this.#frameReceived);
@@ -115,6 +118,11 @@ export class RelayTransport {
 
   sendChat() {
     return false; // no channel of its own: chat goes through the server
+  }
+
+  talk(track) {
+    this.#talk?.stop();
+    this.#talk = track !== null && !this.#stopped ? new RelayTalk(track, this.#signaling) : null;
   }
 
   async networkStats() {
