@@ -1,0 +1,219 @@
+"""Talk back's media (issue 27), P2P: `peercam view --talk FILE` speaks through a real
+camera, with the real server.
+
+The speaker's file holds beeps at known times: the camera's --talk-record file for the turn
+must hold them at the same times (their energy envelopes agree), decode with ffprobe, and
+be the only file. Meanwhile another viewer is refused with the speaker's name; with
+--talk off a viewer is refused and nothing is recorded; and while a viewer talks, a
+listening viewer hears the camera's own sound ducked to silence (half duplex), and loud
+again after. Camera.talk() hands the same sound to a program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import peercam
+
+from .conftest import LOOPBACK, require, wait_until
+
+RATE = 48000
+#: 10 ms windows for the energy envelopes.
+WINDOW = 480
+#: Where the test file's beeps begin (seconds) and how long each lasts.
+BEEPS = (0.5, 1.5, 2.5, 3.5)
+BEEP_SECONDS = 0.3
+TONE_SECONDS = 4.2
+ICE = peercam.IceOptions(servers=[], hosts=["127.0.0.1"])
+
+
+def write_tone(path: Path, beeps=BEEPS, seconds: float = TONE_SECONDS) -> Path:
+    """A mono WAV of 440 Hz beeps at ``beeps`` (seconds), silent between them."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    sound = np.zeros_like(t)
+    for start in beeps:
+        on = (t >= start) & (t < start + BEEP_SECONDS)
+        sound[on] = 0.5 * np.sin(2 * np.pi * 440 * t[on])
+    pcm = (sound * 32767).astype(np.int16)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=RATE)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = 0
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def envelope(path: Path) -> np.ndarray:
+    """RMS (full scale 1.0) of each 10 ms of a file's first channel, resampled to 48 kHz."""
+    chunks = []
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+    samples = np.concatenate(chunks).astype(np.float64) / 32768
+    count = len(samples) // WINDOW
+    return np.sqrt((samples[:count * WINDOW].reshape(count, WINDOW) ** 2).mean(axis=1))
+
+
+def assert_same_beeps(recorded: np.ndarray, original: np.ndarray) -> None:
+    """The recording's loud windows are the original's, at one offset (the turn's start
+    loses a little): at most 300 ms of shift, and 95% of the windows agree."""
+    loud_recorded, loud_original = recorded > 0.05, original > 0.05
+    best, best_shift = -1.0, 0
+    for shift in range(-30, 31):  # 10 ms steps
+        a = loud_original[max(0, shift):]
+        b = loud_recorded[max(0, -shift):]
+        n = min(len(a), len(b))
+        agree = float(np.mean(a[:n] == b[:n]))
+        if agree > best:
+            best, best_shift = agree, shift
+    assert best >= 0.95, (best, best_shift)
+    # Every beep is there: as many loud stretches as the original's.
+    assert _rises(loud_recorded) == _rises(loud_original) == len(BEEPS), _rises(loud_recorded)
+
+
+def _rises(loud: np.ndarray) -> int:
+    return int(np.sum(loud[1:] & ~loud[:-1]))
+
+
+def ffprobe(path: Path) -> dict:
+    require(shutil.which("ffprobe") is not None, "ffprobe is not installed")
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,channels,sample_rate:"
+                          "format=duration,format_name", "-of", "json", str(path)],
+                         capture_output=True, text=True, timeout=20, check=True).stdout
+    return json.loads(out)
+
+
+def test_a_viewer_talks_into_the_camera_s_record_and_another_is_refused_meanwhile(lab, tmp_path):
+    tone = write_tone(tmp_path / "tone.wav")
+    record = tmp_path / "talk"
+    lab.start_server("--talk", "viewers")
+    camera = lab.start_camera("test", "--talk-record", str(record))
+    alice = lab.start_viewer("test", "--name", "Alice", "--talk", str(tone), "--duration", "8")
+    alice.wait_for_log("peercam view: talking", timeout=20)
+    bob = lab.start_viewer("test", "--name", "Bob", "--talk", str(tone), "--duration", "2")
+    bob.wait_for_log("talk refused: Alice is talking", timeout=20)
+    alice.wait_for_log("stopped talking (the end of the sound)", timeout=20)
+    camera.wait_for_log("recorded the turn to", timeout=10)
+    # The view goes on after a refusal and after a turn: both end with their summaries.
+    assert bob.summary(timeout=30)["frames"] > 0
+    assert alice.summary(timeout=30)["frames"] > 0
+
+    [path] = list(record.iterdir())
+    assert path.suffix == ".opus" and path.stem.endswith("-Alice"), path
+    probed = ffprobe(path)
+    assert probed["streams"][0]["codec_name"] == "opus" and probed["format"]["format_name"] == "ogg", probed
+    duration = float(probed["format"]["duration"])
+    assert TONE_SECONDS - 0.5 <= duration <= TONE_SECONDS + 0.5, duration
+    assert_same_beeps(envelope(path), envelope(tone))
+
+    # The floor is free again: the next viewer talks, into a second file.
+    short = write_tone(tmp_path / "short.wav", (0.2,), 1.0)
+    carol = lab.start_viewer("test", "--name", "Carol", "--talk", str(short), "--duration", "3")
+    carol.wait_for_log("stopped talking (the end of the sound)", timeout=20)
+    wait_until(lambda: len(list(record.iterdir())) == 2 and camera.log().count("recorded the turn to") == 2,
+               10, "Carol's turn recorded")
+    assert carol.summary(timeout=30)["frames"] > 0
+
+
+def test_talk_off_refuses_and_nothing_is_recorded(lab, tmp_path):
+    record = tmp_path / "talk"
+    lab.start_server()  # --talk off, the default
+    lab.start_camera("test", "--talk-record", str(record))
+    viewer = lab.start_viewer("test", "--name", "Alice", "--talk", str(write_tone(tmp_path / "tone.wav")),
+                              "--duration", "3")
+    viewer.wait_for_log("talk refused: ", timeout=20)
+    summary = viewer.summary(timeout=30)
+    assert summary["frames"] > 0 and summary["audio"]["packets"] > 0, summary  # the view went on
+    assert "peercam view: talking" not in viewer.log()
+    assert not record.exists() or not list(record.iterdir())
+
+
+def test_a_bad_talk_file_is_a_one_line_error(lab, tmp_path):
+    lab.start_server("--talk", "viewers")
+    code, _ = lab.start_viewer("test", "--talk", str(tmp_path / "missing.wav")).result(timeout=20)
+    log = lab.processes[-1].log()
+    assert code == 1 and "peercam view: error: --talk: cannot read audio file" in log, log
+    assert "Traceback" not in log
+
+
+async def test_half_duplex_ducks_the_camera_s_sound_while_a_viewer_talks(tmp_path):
+    """A listening viewer's sound from the camera (the test tone, beeping twice a second) is
+    silent while another viewer talks, and beeps again after; Camera.talk() gets the turn."""
+    tone = write_tone(tmp_path / "tone.wav")
+    async with await peercam.serve(port=0, talk="viewers") as server:
+        async with peercam.Camera(server.url, "duck", source="testsrc", audio="tone", ice=ICE,
+                                  talk_record=str(tmp_path / "talk")) as camera:
+            heard: list[tuple[str, float]] = []
+
+            async def read_talk() -> None:
+                async for name, frame in camera.talk():
+                    heard.append((name, float(np.abs(frame.samples).max())))
+
+            reader = asyncio.create_task(read_talk())
+            sound: list[tuple[float, int]] = []  # (arrived, loudest sample) of each 20 ms
+            turn: dict[str, float] = {}
+            async with peercam.watch(server.url, "duck", name="Listener", ice=ICE, mode="p2p") as listener:
+
+                async def listen() -> None:
+                    async for frame in listener.audio(keep=500):
+                        sound.append((frame.arrived, int(np.abs(frame.samples).max())))
+
+                async def follow() -> None:
+                    async for happened in listener.events():
+                        if happened.kind == "talk":
+                            turn["start" if "Alice is talking" in happened.text else "end"] = time.time()
+
+                tasks = [asyncio.create_task(listen()), asyncio.create_task(follow())]
+                await _until(lambda: len(sound) > 100, 20, "the listener's sound")
+                talker = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "peercam", "view", "--server", server.url, "--stream", "duck",
+                    *LOOPBACK, "--name", "Alice", "--talk", str(tone), "--duration", "6",
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                try:
+                    await _until(lambda: "end" in turn, 30, "Alice's turn to end")
+                    after = time.time()
+                    await _until(lambda: sound[-1][0] > after + 1.5, 10, "sound after the turn")
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    if talker.returncode is None:
+                        talker.terminate()
+                    await talker.communicate()
+            reader.cancel()
+
+    start, end = turn["start"], turn["end"]
+    before = [peak for arrived, peak in sound if arrived < start - 0.2]
+    during = [peak for arrived, peak in sound if start + 0.3 < arrived < end - 0.1]
+    later = [peak for arrived, peak in sound if arrived > end + 0.3]
+    assert len(during) >= 0.8 * 50 * (end - start - 0.4), (len(during), end - start)  # packets kept coming
+    assert max(before) > 5000 and max(later) > 5000, (max(before), max(later))  # the tone's beeps
+    assert max(during) < 100, max(during)  # ducked to silence
+    # The camera's program heard the turn: Alice's name, and her beeps.
+    assert heard and {name for name, _ in heard} == {"Alice"}, heard[:3]
+    assert max(peak for _, peak in heard) > 5000
+    assert len(list((tmp_path / "talk").iterdir())) == 1
+
+
+async def _until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
