@@ -182,6 +182,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--stream", default="demo")
     _add_ice_options(demo)
     _add_source_options(demo)
+    demo.add_argument("--talk", choices=("off", "viewers"), default="off",
+                      help="whether viewers may talk back through the demo's camera")
     _add_talk_options(demo)
     for command in commands.choices.values():  # `peercam serve --debug` too; SUPPRESS keeps the top's
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -552,7 +554,7 @@ def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
     except SourceError as exc:  # a --source-low that cannot pass through beside --source
         _fail("demo", str(exc))
     config = ServerConfig(host=args.host, port=args.port, ice_servers=tuple(ice_servers),
-                          ice_hosts=tuple(args.ice_host))
+                          ice_hosts=tuple(args.ice_host), talk=args.talk)
 
     async def demo() -> None:
         started = asyncio.Event()
