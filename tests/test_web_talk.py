@@ -5,24 +5,47 @@ microphone on P2P (the offer's sendrecv audio section) and on the relay (Opus re
 
 from __future__ import annotations
 
+import json
+import time
+
+import pytest
+from peercam.shared.relayframe import parse_relay_frame
+from peercam.signaling.edge.auth import make_token
+
 from .conftest import CONTEXT_OPTIONS, chromium, get_json, wait_until
 
 #: Chromium's fake microphone, granted without asking.
 FAKE_MICROPHONE = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+SECRET = "talk-secret"
 
 
 def talking_in_api(lab, stream: str):
     return (get_json(f"{lab.url}/api/streams/{stream}") or {}).get("talking")
 
 
-def open_player(context, lab, stream: str, name: str, mode: str = "p2p"):
+def open_player(context, lab, stream: str, name: str, mode: str = "p2p", query: str = "", url: str = ""):
+    """A player page, playing. Its `errors` are its JavaScript errors, `binary_sent` the binary
+    messages it sent the server (talk frames), `refusals` the server's `error` messages to it."""
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{lab.url}/view/{stream}?mode={mode}&name={name}")
+    page.errors, page.binary_sent, page.refusals = [], [], []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+
+    def socket_opened(socket) -> None:
+        socket.on("framesent", lambda data: page.binary_sent.append(data) if isinstance(data, bytes) else None)
+        socket.on("framereceived", lambda data: page.refusals.append(data)
+                  if isinstance(data, str) and json.loads(data).get("type") == "error" else None)
+
+    page.on("websocket", socket_opened)
+    page.goto(f"{url or lab.url}/view/{stream}?mode={mode}&name={name}{query}")
     page.wait_for_function(f"peercam.mode() === '{mode}' && peercam.state() === 'playing'", timeout=20_000)
-    page.errors = errors
     return page
+
+
+def frames_sent(page) -> int:
+    """How many binary messages the page sent so far. Playwright's sync API hands over the
+    page's events only while it runs a call: one that does nothing lets them in."""
+    page.evaluate("0")
+    return len(page.binary_sent)
 
 
 def hold_talk(page) -> None:
@@ -41,23 +64,32 @@ def assert_frames_keep_coming(page) -> None:
     page.wait_for_function(f"peercam.stats().frames > {frames + 20}", timeout=30_000)
 
 
-def test_the_button_is_off_with_its_reason_under_talk_off(lab):
-    lab.start_server()  # --talk off, the default
+@pytest.mark.parametrize("case", ["talk off", "token without the right", "plain HTTP"])
+def test_the_button_is_off_with_its_reason(lab, case):
+    server, query, host, reason = {
+        "talk off": ((), "", "127.0.0.1", "talking back is off on this server"),
+        "token without the right": (("--talk", "token", "--secret", SECRET),
+                                    f"&token={make_token(SECRET, 'lab', 'view', 60)}", "127.0.0.1",
+                                    "your token does not carry the talk right"),
+        # A LAN name on plain HTTP is no secure context, whatever the server allows.
+        "plain HTTP": (("--talk", "viewers", "--allowed-host", "peercam.test"), "", "peercam.test",
+                       "talking back needs HTTPS"),
+    }[case]
+    lab.start_server(*server)
     lab.start_camera("lab", "--audio", "tone")
-    with chromium(*FAKE_MICROPHONE) as browser:
+    with chromium(*FAKE_MICROPHONE, "--host-resolver-rules=MAP peercam.test 127.0.0.1") as browser:
         context = browser.new_context(**CONTEXT_OPTIONS)
-        page = open_player(context, lab, "lab", "ann")
+        page = open_player(context, lab, "lab", "ann", query=query, url=f"http://{host}:{lab.port}")
         page.wait_for_function("peercam.talk().reason !== ''", timeout=5_000)
         assert page.evaluate("peercam.talk()") == {
-            "allowed": False, "reason": "talking back is off on this server", "talking": None,
-            "sending": False, "note": "talking back is off on this server"}
+            "allowed": False, "reason": reason, "talking": None, "sending": False, "note": reason}
         assert page.is_disabled("#talk-button")
-        assert page.inner_text("#talk-note") == "talking back is off on this server"
+        assert page.inner_text("#talk-note") == reason
         hold_talk(page)  # a disabled button does nothing
         release_talk(page)
         assert page.evaluate("peercam.talk().sending") is False and talking_in_api(lab, "lab") is None
         assert_frames_keep_coming(page)
-        assert not page.errors, page.errors
+        assert not page.errors and not page.binary_sent, (page.errors, page.binary_sent)
 
 
 def test_one_page_holds_the_floor_another_is_refused_and_the_floor_frees_on_release(lab):
@@ -98,14 +130,52 @@ def test_one_page_holds_the_floor_another_is_refused_and_the_floor_frees_on_rele
         assert ann.inner_text("#talk-note") == ""
 
         # Now the other page may talk: a click toggles on, on the relay, and a click ends it.
+        assert bob.binary_sent == []
         bob.click("#talk-button")
         bob.wait_for_function("peercam.talk().sending", timeout=10_000)
+        started = time.time() * 1000
         ann.wait_for_function("peercam.talk().talking === 'bob'", timeout=5_000)
         assert talking_in_api(lab, "lab")["name"] == "bob"
         assert_frames_keep_coming(bob)
+        wait_until(lambda: frames_sent(bob) >= 50, 10, "a second of talk frames")
         bob.click("#talk-button")
         bob.wait_for_function("peercam.talk().talking === null && !peercam.talk().sending", timeout=10_000)
         assert talking_in_api(lab, "lab") is None
+        assert_talk_frames(bob.binary_sent, started)
+        assert bob.refusals == [], bob.refusals  # the server took every one
         for page in (ann, bob):
             assert page.evaluate("peercam.state()") == "playing"
             assert not page.errors, page.errors
+
+
+def assert_talk_frames(frames: list[bytes], started_ms: float) -> None:
+    """Talk frames as the relay carries them: Opus relay frames (version 3), 48 kHz mono, one
+    20 ms packet each, numbered from 0 without a gap, captured from the turn's start on."""
+    parsed = [parse_relay_frame(frame) for frame in frames]
+    headers = [header for header, _ in parsed]
+    assert {(h.format, h.codec, h.width, h.height) for h in headers} == {("audio", "opus", 48000, 1)}
+    assert [h.sequence for h in headers] == list(range(len(headers)))
+    captured = [h.capture_time_us / 1000 for h in headers]
+    assert started_ms - 2000 < captured[0] < captured[-1] < time.time() * 1000, captured
+    # 20 ms apart, give or take the capture's own jitter.
+    spacing = (captured[-1] - captured[0]) / (len(captured) - 1)
+    assert 15 < spacing < 25, spacing
+    assert all(0 < len(payload) <= 400 for _, payload in parsed)
+
+
+def test_the_camera_ends_a_turn_and_the_page_says_why(lab):
+    lab.start_server("--talk", "viewers", "--talk-max", "2s")
+    lab.start_camera("lab", "--audio", "tone")
+    with chromium(*FAKE_MICROPHONE) as browser:
+        context = browser.new_context(**CONTEXT_OPTIONS)
+        page = open_player(context, lab, "lab", "ann")
+        page.wait_for_function("peercam.talk().allowed", timeout=5_000)
+        page.click("#talk-button")
+        page.wait_for_function("peercam.talk().sending", timeout=10_000)
+        page.wait_for_function("!peercam.talk().sending", timeout=10_000)
+        assert page.evaluate("peercam.talk()") == {
+            "allowed": True, "reason": "", "talking": None, "sending": False, "note": "a turn lasts at most 2 s"}
+        assert page.get_attribute("#talk-button", "aria-pressed") == "false"
+        assert talking_in_api(lab, "lab") is None
+        assert_frames_keep_coming(page)
+        assert not page.errors, page.errors

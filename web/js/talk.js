@@ -11,7 +11,7 @@ import { MessageType } from './protocol.js';
 const HOLD_MS = 500;
 
 /** Why the button is off, when it is. */
-export const TalkReason = Object.freeze({
+const TalkReason = Object.freeze({
   INSECURE: 'talking back needs HTTPS',
   OFF: 'talking back is off on this server',
   NO_RIGHT: 'your token does not carry the talk right',
