@@ -63,7 +63,7 @@ def watch_sync(server: Servers, stream: str, *, name: str = "", token: str | Non
                mode: Mode = "auto", quality: str = "auto",
                relay_format: RelayFormat | Literal["auto"] = "auto", jpeg_quality: int | None = None,
                wait: float = 0.0, first_frame_timeout: float | None = 15.0,
-               p2p_retry: float = 30.0, audio: bool = True) -> Iterator[Frame]:
+               p2p_retry: float = 30.0, audio: bool = True, talk: str | None = None) -> Iterator[Frame]:
     """The frames of ``stream``, for code that does not use asyncio: ``for frame in
     watch_sync(...)``. The viewer runs on a thread of its own; a loop slower than the video
     gets the newest frame. Leaving the loop (break, return, an exception) stops it; a
@@ -74,7 +74,7 @@ def watch_sync(server: Servers, stream: str, *, name: str = "", token: str | Non
     viewer = watch(server, stream, name=name, token=token, ice=ice, ca_file=ca_file,
                    connect_timeout=connect_timeout, mode=mode, quality=quality, relay_format=relay_format,
                    jpeg_quality=jpeg_quality, wait=wait, first_frame_timeout=first_frame_timeout,
-                   p2p_retry=p2p_retry, audio=audio)
+                   p2p_retry=p2p_retry, audio=audio, talk=talk)
     return _frames_of(viewer)
 
 
