@@ -22,6 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from peercam.peers.camera.sources import SourceError
+from peercam.peers.camera.talkreceiver import TalkReceiver
 
 import peercam
 
@@ -217,3 +219,36 @@ async def _until(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def _alsa_null_available() -> bool:
+    try:
+        TalkReceiver(speaker="null").close()
+    except SourceError:
+        return False
+    return True
+
+
+def test_the_speaker_plays_the_floor_holder_s_sound_on_an_alsa_device():
+    """ALSA's null device (this machine has no sound card) through PyAV's ALSA output: the
+    holder's frames are all played, anyone else's none."""
+    require(_alsa_null_available(), "ALSA's null device cannot be opened here")
+    receiver = TalkReceiver(speaker="null")
+    receiver.floor_changed("v1", "Alice")
+    pcm = (np.sin(np.arange(960) / RATE * 2 * np.pi * 440) * 10000).astype(np.int16)
+    for number in range(25):
+        for viewer in ("v1", "v2"):
+            frame = av.AudioFrame.from_ndarray(np.stack([pcm, pcm]).T.reshape(1, -1), format="s16",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts = RATE, number * 960
+            receiver.hear(viewer, frame)
+    receiver.close()  # waits for the device to take what is queued
+    assert receiver.frames_heard == 25 and receiver.frames_played == 25
+
+
+def test_a_speaker_that_cannot_be_opened_is_a_one_line_error(lab):
+    lab.start_server("--talk", "viewers")
+    camera = lab.start_camera("test", "--speaker", "hw:9,9", wait=False)
+    code, _ = camera.result(timeout=20)
+    assert code == 1 and "peercam camera: error: cannot open speaker 'hw:9,9'" in camera.log(), camera.log()
+    assert "Traceback" not in camera.log()

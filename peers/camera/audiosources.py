@@ -31,7 +31,7 @@ from .sources import SourceError
 __all__ = [
     "CHUNK", "SAMPLE_RATE", "AudioSource", "AudioSourceError", "CapturedAudio", "DeviceAudioSource",
     "FileAudioSource", "OpusPacket", "PushAudioSource", "PushOpusSource", "ToneSource", "open_audio_source",
-    "use_system_alsa_config",
+    "alsa_messages", "use_system_alsa_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def use_system_alsa_config() -> None:
 
 
 @contextlib.contextmanager
-def _alsa_messages() -> Iterator[list[str]]:
+def alsa_messages() -> Iterator[list[str]]:
     """What alsa-lib writes to the process's stderr meanwhile (from C, past Python's sys.stderr),
     taken into the list yielded: a device that fails is one line of ours, not ALSA's lines."""
     said: list[str] = []
@@ -233,7 +233,7 @@ class DeviceAudioSource(AudioSource):
     def __init__(self, device: str) -> None:
         use_system_alsa_config()
         try:
-            with _alsa_messages() as said:
+            with alsa_messages() as said:
                 self._container = av.open(device, format="alsa",
                                           options={"sample_rate": str(SAMPLE_RATE), "channels": "1"})
         except (av.FFmpegError, OSError, ValueError) as exc:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from .audiosources import use_system_alsa_config
+from .audiosources import alsa_messages, use_system_alsa_config
 from .sources import SourceError
 
 __all__ = ["TalkFrame", "TalkReceiver"]
@@ -123,15 +123,23 @@ class _Speaker:
     def __init__(self, device: str) -> None:
         use_system_alsa_config()
         try:
-            self._container = av.open(device, "w", format="alsa")
-            self._stream = self._container.add_stream("pcm_s16le", rate=SAMPLE_RATE)
-            self._stream.layout = "mono"
+            with alsa_messages() as said:
+                self._container = av.open(device, "w", format="alsa")
+                self._stream = self._container.add_stream("pcm_s16le", rate=SAMPLE_RATE)
+                self._stream.layout = "mono"
+                self._container.start_encoding()  # opens the device now: a bad one fails here
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise SourceError(f"cannot open speaker {device!r}: {exc} "
+            if getattr(self, "_container", None) is not None:
+                self._container.close()
+            # ALSA's own last words name the cause, FFmpeg's only the errno.
+            why = said[-1].split(") ", 1)[-1] if said else str(exc)
+            raise SourceError(f"cannot open speaker {device!r}: {why} "
                               "(see the devices with: aplay -L)") from None
         self._device = device
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(QUEUE_LIMIT)
         self.frames_dropped = 0
+        #: Frames handed to the device.
+        self.frames_played = 0
         self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
         self._thread.start()
 
@@ -157,6 +165,7 @@ class _Speaker:
                 pts += len(samples)
                 for packet in self._stream.encode(frame):
                     self._container.mux(packet)
+                self.frames_played += 1
         except (av.FFmpegError, OSError) as exc:
             log.warning("speaker %s stopped: %s", self._device, exc)
         finally:
@@ -186,6 +195,11 @@ class TalkReceiver:
         #: The files written, one a turn, in order.
         self.recordings: list[str] = []
         self.frames_heard = 0
+
+    @property
+    def frames_played(self) -> int:
+        """Frames handed to the ``speaker`` device so far (0 without one)."""
+        return self._speaker.frames_played if self._speaker is not None else 0
 
     def floor_changed(self, holder: str | None, name: str) -> None:
         """A turn ends (its file closes), and maybe another begins."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -70,9 +71,19 @@ class TalkTrack(MediaStreamTrack):
         self.ended = asyncio.Event()
         self._start: float | None = None
         self._sent = 0
+        # A device is read on a thread: closing waits for a read under way to end.
+        self._reading = threading.Lock()
+        self._closed = False
 
     def _read_more(self) -> None:
         """Decode the next packet (or flush at the end) into the pending samples."""
+        with self._reading:
+            if self._closed:
+                self._source_done = True
+                return
+            self._decode_next()
+
+    def _decode_next(self) -> None:
         try:
             packet = next(self._packets)
             frames = [] if packet.size == 0 and packet.dts is None else packet.decode()
@@ -124,4 +135,7 @@ class TalkTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
-        self._container.close()
+        with self._reading:
+            if not self._closed:
+                self._closed = True
+                self._container.close()
