@@ -8,15 +8,20 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
-from peercam.shared.relayframe import parse_relay_frame
 from peercam.signaling.edge.auth import make_token
 
+from peercam.shared.relayframe import parse_relay_frame
+
 from .conftest import CONTEXT_OPTIONS, chromium, get_json, wait_until
+from .test_talk import envelope, ffprobe
 
 #: Chromium's fake microphone, granted without asking.
 FAKE_MICROPHONE = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
 SECRET = "talk-secret"
+#: Chromium's fake microphone beeps every half second (10 ms windows of the envelope).
+BEEP_EVERY = 50
 
 
 def talking_in_api(lab, stream: str):
@@ -31,7 +36,8 @@ def open_player(context, lab, stream: str, name: str, mode: str = "p2p", query: 
     page.on("pageerror", lambda error: page.errors.append(str(error)))
 
     def socket_opened(socket) -> None:
-        socket.on("framesent", lambda data: page.binary_sent.append(data) if isinstance(data, bytes) else None)
+        socket.on("framesent", lambda data: page.binary_sent.append(data)
+                  if isinstance(data, bytes) else None)
         socket.on("framereceived", lambda data: page.refusals.append(data)
                   if isinstance(data, str) and json.loads(data).get("type") == "error" else None)
 
@@ -174,8 +180,39 @@ def test_the_camera_ends_a_turn_and_the_page_says_why(lab):
         page.wait_for_function("peercam.talk().sending", timeout=10_000)
         page.wait_for_function("!peercam.talk().sending", timeout=10_000)
         assert page.evaluate("peercam.talk()") == {
-            "allowed": True, "reason": "", "talking": None, "sending": False, "note": "a turn lasts at most 2 s"}
+            "allowed": True, "reason": "", "talking": None, "sending": False,
+            "note": "a turn lasts at most 2 s"}
         assert page.get_attribute("#talk-button", "aria-pressed") == "false"
         assert talking_in_api(lab, "lab") is None
         assert_frames_keep_coming(page)
         assert not page.errors, page.errors
+
+
+def test_the_camera_records_what_a_page_says_on_p2p(lab, tmp_path):
+    """The page's microphone on its offer's sendrecv audio section reaches the camera: its
+    --talk-record file holds the fake microphone's beeps, one every half second, for as long
+    as the button was held."""
+    record = tmp_path / "talk"
+    lab.start_server("--talk", "viewers")
+    camera = lab.start_camera("lab", "--audio", "tone", "--talk-record", str(record))
+    with chromium(*FAKE_MICROPHONE) as browser:
+        page = open_player(browser.new_context(**CONTEXT_OPTIONS), lab, "lab", "ann")
+        page.wait_for_function("peercam.talk().allowed", timeout=5_000)
+        hold_talk(page)
+        page.wait_for_function("peercam.talk().sending", timeout=10_000)
+        page.wait_for_timeout(3000)  # the viewer holds the button for a 3 s turn
+        release_talk(page)
+        camera.wait_for_log("recorded the turn to", timeout=10)
+        assert_frames_keep_coming(page)  # the picture goes on after the turn
+        assert not page.errors, page.errors
+
+    [path] = list(record.iterdir())
+    assert path.suffix == ".opus" and path.stem.endswith("-ann"), path
+    probed = ffprobe(path)
+    stream = probed["streams"][0]
+    assert (stream["codec_name"], stream["channels"], stream["sample_rate"]) == ("opus", 1, "48000"), probed
+    assert 2.5 <= float(probed["format"]["duration"]) <= 3.5, probed
+    loud = envelope(path) > 0.05
+    rises = np.nonzero(loud[1:] & ~loud[:-1])[0]
+    assert len(rises) >= 5, rises
+    assert all(abs(gap - BEEP_EVERY) <= 3 for gap in np.diff(rises)), rises
