@@ -216,3 +216,54 @@ def test_the_camera_records_what_a_page_says_on_p2p(lab, tmp_path):
     rises = np.nonzero(loud[1:] & ~loud[:-1])[0]
     assert len(rises) >= 5, rises
     assert all(abs(gap - BEEP_EVERY) <= 3 for gap in np.diff(rises)), rises
+
+
+#: Delivery (web/js/delivery.js) on fake transports: the microphone goes to the transport in
+#: use, and moves with the picture (auto: P2P fails, the relay takes over; P2P comes back).
+FOLLOW_THE_PICTURE = """async () => {
+  const { Delivery } = await import('/static/js/delivery.js');
+  const made = [];
+  let probeMade;
+  const probe = new Promise((resolve) => { probeMade = resolve; });
+  class FakeTransport {
+    talked = [];
+    constructor(options) {
+      this.options = options;
+      made.push(this);
+      if (made.length === 3) probeMade(this); // P2P again, tried in the background of the relay
+    }
+    start() {}
+    stop() { this.stopped = true; }
+    talk(track) { this.talked.push(track); }
+  }
+  const transports = {
+    p2p: class extends FakeTransport { mode = 'p2p'; },
+    relay: class extends FakeTransport { mode = 'relay'; },
+  };
+  const delivery = new Delivery({
+    mode: 'auto', relayFormat: 'auto', signaling: null, video: null, canvas: null, connectTimeoutMs: 5000,
+    p2pRetryMs: 10, transports, onFrame: () => {}, onSetback: () => {}, onChat: () => {}, onSession: () => {},
+  });
+  const mic = { label: 'mic' };
+  const seen = () => made.map((t) => `${t.mode}:${t.talked.map((track) => track?.label ?? null).join(',')}`);
+  delivery.start({ cameraId: 'camera-1', iceServers: [], codec: 'vp8', audio: null, talk: true });
+  delivery.talk(mic);
+  const steps = [seen()];
+  made[0].options.onFailure('no video');  // auto: on to the relay, which gets the microphone
+  steps.push(seen());
+  (await probe).options.onFrame({ count: 1 });  // its first picture: it takes over
+  steps.push(seen());
+  delivery.talk(null);
+  steps.push(seen());
+  delivery.stop();
+  return steps;
+}"""
+
+
+def test_the_microphone_follows_the_picture_between_p2p_and_the_relay(page_on_server):
+    assert page_on_server.evaluate(FOLLOW_THE_PICTURE) == [
+        ["p2p:mic"],
+        ["p2p:mic", "relay:mic"],
+        ["p2p:mic", "relay:mic", "p2p:mic"],
+        ["p2p:mic", "relay:mic", "p2p:mic,"],
+    ]
