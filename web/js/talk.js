@@ -94,13 +94,13 @@ export class Talk {
   talking({ peer_id: peerId = null, name = '' }) {
     this.#talking = peerId === null ? null : { peerId, name };
     const ours = peerId !== null && peerId === this.#peerId;
-    if (ours && this.#wanted) {
-      this.#said = '';
-      this.#startSending();
-    } else if (ours) {
+    if (ours && !this.#wanted) {
       // Released before the floor came: give it back.
       this.#signaling.send({ type: MessageType.TALK_STOP });
-    } else if (this.#sending) {
+    } else if (ours && !this.#sending) {
+      this.#said = '';
+      this.#startSending();
+    } else if (!ours && this.#sending) {
       this.#quit(); // the turn is over (the camera said so in a talk-stop too)
     }
     this.#show();
