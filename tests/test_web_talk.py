@@ -188,15 +188,17 @@ def test_the_camera_ends_a_turn_and_the_page_says_why(lab):
         assert not page.errors, page.errors
 
 
-def test_the_camera_records_what_a_page_says_on_p2p(lab, tmp_path):
-    """The page's microphone on its offer's sendrecv audio section reaches the camera: its
-    --talk-record file holds the fake microphone's beeps, one every half second, for as long
-    as the button was held."""
+@pytest.mark.parametrize(("mode", "audio"), [("p2p", "tone"), ("p2p", "none")])
+def test_the_camera_records_what_a_page_says(lab, tmp_path, mode, audio):
+    """The page's microphone reaches the camera, on P2P (its offer's sendrecv audio section,
+    there for talk alone when the camera has no sound) and on the relay (Opus relay frames):
+    the camera's --talk-record file holds the fake microphone's beeps, one every half
+    second, for as long as the button was held."""
     record = tmp_path / "talk"
     lab.start_server("--talk", "viewers")
-    camera = lab.start_camera("lab", "--audio", "tone", "--talk-record", str(record))
+    camera = lab.start_camera("lab", "--audio", audio, "--talk-record", str(record))
     with chromium(*FAKE_MICROPHONE) as browser:
-        page = open_player(browser.new_context(**CONTEXT_OPTIONS), lab, "lab", "ann")
+        page = open_player(browser.new_context(**CONTEXT_OPTIONS), lab, "lab", "ann", mode=mode)
         page.wait_for_function("peercam.talk().allowed", timeout=5_000)
         hold_talk(page)
         page.wait_for_function("peercam.talk().sending", timeout=10_000)
@@ -204,6 +206,7 @@ def test_the_camera_records_what_a_page_says_on_p2p(lab, tmp_path):
         release_talk(page)
         camera.wait_for_log("recorded the turn to", timeout=10)
         assert_frames_keep_coming(page)  # the picture goes on after the turn
+        assert page.evaluate("peercam.sound().state") == ("none" if audio == "none" else "muted")
         assert not page.errors, page.errors
 
     [path] = list(record.iterdir())
