@@ -173,8 +173,8 @@ def _build_parser() -> argparse.ArgumentParser:
     view.add_argument("--no-audio", action="store_true",
                       help="receive no sound: P2P offers none and the relay is not asked for it")
     view.add_argument("--talk", metavar="FILE|DEVICE",
-                      help="talk back through the camera once, over P2P: an audio file's sound (or an "
-                           "ALSA device's, until Ctrl-C), when the server lets viewers talk")
+                      help="talk back through the camera once (P2P or the relay): an audio file's sound "
+                           "(or an ALSA device's, until Ctrl-C), when the server lets viewers talk")
 
     demo = commands.add_parser("demo", help="server and test-pattern camera in one command")
     demo.add_argument("--host", default="127.0.0.1")

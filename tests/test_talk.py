@@ -1,5 +1,5 @@
-"""Talk back's media (issue 27), P2P: `peercam view --talk FILE` speaks through a real
-camera, with the real server.
+"""Talk back's media (issue 27): `peercam view --talk FILE` speaks through a real camera,
+with the real server, over P2P (its audio transceiver) and the relay (talk frames).
 
 The speaker's file holds beeps at known times: the camera's --talk-record file for the turn
 must hold them at the same times (their energy envelopes agree), decode with ffprobe, and
@@ -102,14 +102,16 @@ def ffprobe(path: Path) -> dict:
     return json.loads(out)
 
 
-def test_a_viewer_talks_into_the_camera_s_record_and_another_is_refused_meanwhile(lab, tmp_path):
+@pytest.mark.parametrize("mode", ["p2p", "relay"])
+def test_a_viewer_talks_into_the_camera_s_record_and_another_is_refused_meanwhile(lab, tmp_path, mode):
     tone = write_tone(tmp_path / "tone.wav")
     record = tmp_path / "talk"
     lab.start_server("--talk", "viewers")
     camera = lab.start_camera("test", "--talk-record", str(record))
-    alice = lab.start_viewer("test", "--name", "Alice", "--talk", str(tone), "--duration", "8")
-    alice.wait_for_log("peercam view: talking", timeout=20)
-    bob = lab.start_viewer("test", "--name", "Bob", "--talk", str(tone), "--duration", "2")
+    alice = lab.start_viewer("test", "--name", "Alice", "--mode", mode, "--talk", str(tone),
+                             "--duration", "8")
+    alice.wait_for_log(f"peercam view: talking ({mode})", timeout=20)
+    bob = lab.start_viewer("test", "--name", "Bob", "--mode", mode, "--talk", str(tone), "--duration", "2")
     bob.wait_for_log("talk refused: Alice is talking", timeout=20)
     alice.wait_for_log("stopped talking (the end of the sound)", timeout=20)
     camera.wait_for_log("recorded the turn to", timeout=10)
@@ -127,7 +129,8 @@ def test_a_viewer_talks_into_the_camera_s_record_and_another_is_refused_meanwhil
 
     # The floor is free again: the next viewer talks, into a second file.
     short = write_tone(tmp_path / "short.wav", (0.2,), 1.0)
-    carol = lab.start_viewer("test", "--name", "Carol", "--talk", str(short), "--duration", "3")
+    carol = lab.start_viewer("test", "--name", "Carol", "--mode", mode, "--talk", str(short),
+                             "--duration", "3")
     carol.wait_for_log("stopped talking (the end of the sound)", timeout=20)
     wait_until(lambda: len(list(record.iterdir())) == 2 and camera.log().count("recorded the turn to") == 2,
                10, "Carol's turn recorded")

@@ -386,7 +386,9 @@ class CameraPeer:
             await self._servers.wait()
 
     def _handle(self, message: object) -> None:
-        if isinstance(message, RelayFrames) and self._relay is not None:
+        if isinstance(message, bytes):  # a talk frame: the floor holder's sound on the relay
+            self.talk.relay_frame(message)
+        elif isinstance(message, RelayFrames) and self._relay is not None:
             self._relay.set_demand(message)
         elif isinstance(message, RelayKeyframe) and self._relay is not None:
             self._relay.keyframe(message)

@@ -1,7 +1,9 @@
 """Talk back's sound on the camera: the floor holder's voice, to the camera's sinks.
 
 Every viewer's incoming audio track is read (drained: aiortc would queue what nobody
-reads), and only the floor holder's decoded frames come here. The sinks:
+reads), and only the floor holder's decoded frames come here; on the relay, the holder's
+talk frames (Opus relay frames, version 3, which the server takes from the holder only)
+are decoded here. The sinks:
 
     --talk-record DIR   one Ogg/Opus file per turn, DIR/YYYYmmdd-HHMMSS-SPEAKER.opus
     --speaker DEVICE    ALSA playback through PyAV, on a thread of its own
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+
+from peercam.shared.relayframe import RelayFrameError, parse_relay_frame
 
 from .audiosources import alsa_messages, use_system_alsa_config
 from .sources import SourceError
@@ -190,6 +194,7 @@ class TalkReceiver:
         self.holder: str | None = None
         self.holder_name = ""
         self._turn: _TurnFile | None = None
+        self._relay_decoder: av.CodecContext | None = None  # the turn's talk frames' Opus
         self._readers: list[collections.deque] = []
         self._wakeups: list[asyncio.Event] = []
         #: The files written, one a turn, in order.
@@ -204,6 +209,7 @@ class TalkReceiver:
     def floor_changed(self, holder: str | None, name: str) -> None:
         """A turn ends (its file closes), and maybe another begins."""
         self._end_turn()
+        self._relay_decoder = None
         self.holder, self.holder_name = holder, name
         if holder is not None and self._record_dir is not None:
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
@@ -239,6 +245,33 @@ class TalkReceiver:
             for reader, wakeup in zip(self._readers, self._wakeups, strict=True):
                 reader.append((self.holder_name, frame))  # a full deque drops its oldest
                 wakeup.set()
+
+    def relay_frame(self, data: bytes) -> None:
+        """A talk frame on the relay, which the server passes on from the floor holder only."""
+        if self.holder is None:
+            return  # late, after the turn
+        try:
+            header, payload = parse_relay_frame(data)
+        except RelayFrameError as exc:
+            log.info("ignoring a talk frame: %s", exc)
+            return
+        if header.codec != "opus" or header.sample_rate != SAMPLE_RATE or header.channels not in (1, 2):
+            log.info("ignoring a talk frame: %s at %d Hz", header.codec, header.sample_rate)
+            return
+        if self._relay_decoder is None:
+            self._relay_decoder = av.CodecContext.create("opus", "r")
+            self._relay_decoder.sample_rate = SAMPLE_RATE
+            self._relay_decoder.layout = "mono" if header.channels == 1 else "stereo"
+        try:
+            decoded = self._relay_decoder.decode(av.Packet(bytes(payload)))
+        except av.FFmpegError:
+            return  # a damaged packet: its sound is missing, as a lost one's would be
+        # Its capture time on the speaker's clock places it in the turn (gaps become silence).
+        pts = round(header.capture_time_us * SAMPLE_RATE / 1_000_000)
+        for frame in decoded:
+            frame.pts = pts
+            pts += frame.samples
+            self.hear(self.holder, frame)
 
     async def frames(self, keep: int = QUEUE_LIMIT) -> AsyncIterator[tuple[str, TalkFrame]]:
         """Each ``(speaker_name, TalkFrame)`` of the floor holder's sound from now on; a reader

@@ -113,7 +113,7 @@ class ViewerOptions:
     token: str = ""
     #: CA certificate(s) for a wss:// server with a private CA.
     ca_file: str | None = None
-    #: Talk back once from this audio file or ALSA device (``peercam view --talk``), over P2P.
+    #: Talk back once from this audio file or ALSA device (``peercam view --talk``).
     talk: str | None = None
 
 
@@ -199,8 +199,8 @@ class Viewer:
         self._frames_total = 0  # every frame, warm-up included (for live reports)
         self._bytes_counted = 0  # of the transport in use, already in figures.bytes_received
         self._peer_id: str | None = None  # this viewer's id on the server, from its welcome
-        self._talker = Talker(options.talk, self._send, lambda text: self._event("talk", text)) \
-            if options.talk else None
+        self._talker = Talker(options.talk, self._send, self._send_bytes,
+                              lambda text: self._event("talk", text)) if options.talk else None
 
     # -- the public face -------------------------------------------------------
 
@@ -374,6 +374,16 @@ class Viewer:
         except SignalingError:
             pass
 
+    async def _send_bytes(self, data: bytes) -> None:
+        """A binary message (a talk frame) on the current signaling connection; dropped while
+        reconnecting."""
+        if self._client is None:
+            return
+        try:
+            await self._client.send_bytes(data)
+        except SignalingError:
+            pass
+
     async def _stay_connected(self) -> None:
         connected_once = False
         while True:
@@ -471,7 +481,7 @@ class Viewer:
         def connected() -> None:
             self._event("connected", "connected (p2p)")
             if self._talker is not None:
-                self._spawn(self._talker.connected(transport))
+                self._spawn(self._talker.ready(transport))
 
         transport = P2PTransport(self._send, self._rtc_configuration, self.options.connect_timeout,
                                  on_frame, on_failure, self._chat_received, on_connected=connected,
@@ -485,8 +495,9 @@ class Viewer:
         if self.figures.first_frame_at is not None:
             self._event("session", "p2p connected again; leaving the relay" if mode == "p2p"
                         else f"on the relay ({self.relay_format})")
-        if mode == "relay" and self._talker is not None:
-            self._talker.on_relay()
+        transport = self._delivery.transport
+        if isinstance(transport, RelayTransport) and self._talker is not None:
+            self._spawn(self._talker.ready(transport))
         self.figures.stream_restarted()  # frame numbering differs between the paths
         self.audio_figures.session_started()
         self._frames_in_session = 0
