@@ -188,7 +188,7 @@ def test_the_camera_ends_a_turn_and_the_page_says_why(lab):
         assert not page.errors, page.errors
 
 
-@pytest.mark.parametrize(("mode", "audio"), [("p2p", "tone"), ("p2p", "none")])
+@pytest.mark.parametrize(("mode", "audio"), [("p2p", "tone"), ("relay", "tone"), ("p2p", "none")])
 def test_the_camera_records_what_a_page_says(lab, tmp_path, mode, audio):
     """The page's microphone reaches the camera, on P2P (its offer's sendrecv audio section,
     there for talk alone when the camera has no sound) and on the relay (Opus relay frames):
