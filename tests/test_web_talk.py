@@ -270,3 +270,19 @@ def test_the_microphone_follows_the_picture_between_p2p_and_the_relay(page_on_se
         ["p2p:mic", "relay:mic", "p2p:mic"],
         ["p2p:mic", "relay:mic", "p2p:mic,"],
     ]
+
+
+def test_a_talk_token_turns_the_button_on(lab):
+    lab.start_server("--talk", "token", "--secret", SECRET)
+    lab.start_camera("lab", "--audio", "tone")
+    with chromium(*FAKE_MICROPHONE) as browser:
+        page = open_player(browser.new_context(**CONTEXT_OPTIONS), lab, "lab", "ann",
+                           query=f"&token={make_token(SECRET, 'lab', 'talk', 60)}")
+        page.wait_for_function("peercam.talk().allowed", timeout=5_000)
+        page.click("#talk-button")
+        page.wait_for_function("peercam.talk().sending", timeout=10_000)
+        talking = wait_until(lambda: talking_in_api(lab, "lab"), 5, "the server to say who talks")
+        assert talking["name"] == "ann", talking
+        page.click("#talk-button")
+        page.wait_for_function("!peercam.talk().sending && peercam.talk().talking === null", timeout=10_000)
+        assert not page.errors, page.errors
