@@ -255,3 +255,19 @@ def test_a_speaker_that_cannot_be_opened_is_a_one_line_error(lab):
     code, _ = camera.result(timeout=20)
     assert code == 1 and "peercam camera: error: cannot open speaker 'hw:9,9'" in camera.log(), camera.log()
     assert "Traceback" not in camera.log()
+
+
+def test_a_camera_without_sound_takes_talk_back_from_a_viewer_that_wants_none(lab, tmp_path):
+    """The viewer's audio section is there for its voice alone; the camera has none to send."""
+    record = tmp_path / "talk"
+    lab.start_server("--talk", "viewers")
+    camera = lab.start_camera("test", "--audio", "none", "--talk-record", str(record))
+    viewer = lab.start_viewer("test", "--name", "Alice", "--mode", "p2p", "--no-audio",
+                              "--talk", str(write_tone(tmp_path / "tone.wav")), "--duration", "6")
+    viewer.wait_for_log("stopped talking (the end of the sound)", timeout=20)
+    summary = viewer.summary(timeout=30)
+    assert summary["frames"] > 0 and summary["audio"] is None, summary
+    camera.wait_for_log("recorded the turn to", timeout=10)
+    [path] = list(record.iterdir())
+    assert ffprobe(path)["streams"][0]["codec_name"] == "opus"
+    assert_same_beeps(envelope(path), envelope(tmp_path / "tone.wav"))
