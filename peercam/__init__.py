@@ -53,6 +53,7 @@ from peercam.ingest import whip_ingest
 from peercam.peers.camera.camera import Camera, CameraError
 from peercam.peers.camera.layers import LayerError
 from peercam.peers.camera.sources import SourceError
+from peercam.peers.camera.talkreceiver import TalkFrame
 from peercam.peers.ice import IceOptions, IceTransport
 from peercam.peers.viewer.audioframe import AudioFrame
 from peercam.peers.viewer.frame import Frame
@@ -93,6 +94,7 @@ __all__ = [
     "ServerConfig",
     "SourceError",
     "StartupError",
+    "TalkFrame",
     "TurnConfig",
     "UsageError",
     "Viewer",

@@ -46,8 +46,8 @@ def test_the_public_surface_is_small_sorted_typed_and_documented():
     assert peercam.__all__ == sorted(peercam.__all__)
     assert set(peercam.__all__) == ERRORS | ALIASES | {
         "AudioFrame", "Camera", "ChatLine", "Frame", "IceOptions", "IceServer", "Limits", "RecordingConfig",
-        "Retention", "Server", "ServerConfig", "TurnConfig", "Viewer", "ViewerEvent", "serve", "watch",
-        "watch_sync"}
+        "Retention", "Server", "ServerConfig", "TalkFrame", "TurnConfig", "Viewer", "ViewerEvent", "serve",
+        "watch", "watch_sync"}
     for name in set(peercam.__all__) - ALIASES:
         assert getattr(peercam, name).__doc__, name
     for name in ALIASES:

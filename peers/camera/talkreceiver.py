@@ -50,8 +50,10 @@ _RECORD_BITRATE = 32000
 
 @dataclass(frozen=True)
 class TalkFrame:
-    """A stretch of a speaker's sound, decoded: ``samples`` int16 ``(n, 1)``, mono, at
-    ``sample_rate`` (48000); ``arrived``: when the camera decoded it (Unix seconds)."""
+    """Talk back's sound, as ``Camera.talk()`` hands it over with the speaker's name: 20 ms
+    of what the viewer holding the floor says, decoded. ``samples`` is numpy int16
+    ``(n, 1)``, mono, at ``sample_rate`` Hz (48000); ``arrived`` is when the camera decoded
+    it (Unix seconds, this machine's clock)."""
 
     samples: np.ndarray
     sample_rate: int
@@ -59,6 +61,7 @@ class TalkFrame:
 
     @property
     def duration(self) -> float:
+        """Seconds of sound."""
         return len(self.samples) / self.sample_rate
 
 
