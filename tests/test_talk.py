@@ -183,7 +183,7 @@ async def test_half_duplex_ducks_the_camera_s_sound_while_a_viewer_talks(tmp_pat
                 async def follow() -> None:
                     async for happened in listener.events():
                         if happened.kind == "talk":
-                            turn["start" if "Alice is talking" in happened.text else "end"] = time.time()
+                            turn["start" if happened.text == "Alice is talking" else "end"] = time.time()
 
                 tasks = [asyncio.create_task(listen()), asyncio.create_task(follow())]
                 await _until(lambda: len(sound) > 100, 20, "the listener's sound")

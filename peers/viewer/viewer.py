@@ -199,6 +199,7 @@ class Viewer:
         self._frames_total = 0  # every frame, warm-up included (for live reports)
         self._bytes_counted = 0  # of the transport in use, already in figures.bytes_received
         self._peer_id: str | None = None  # this viewer's id on the server, from its welcome
+        self._talking: Talking | None = None  # the camera's latest word on who talks back
         self._talker = Talker(options.talk, self._send, self._send_bytes,
                               lambda text: self._event("talk", text)) if options.talk else None
 
@@ -443,8 +444,8 @@ class Viewer:
         elif isinstance(message, LayerChanged):
             self._layer_changed(message)
         elif isinstance(message, (Talking, TalkRefused, TalkStop)):
-            if isinstance(message, Talking) and message.peer_id != self._peer_id:
-                self._event("talk", f"{message.name} is talking" if message.peer_id else "nobody is talking")
+            if isinstance(message, Talking):
+                self._talking_changed(message)
             if self._talker is not None:
                 await self._talker.handle(message, self._peer_id)
         elif isinstance(message, Error):
@@ -452,6 +453,17 @@ class Viewer:
                 self._finish(ViewerError(message.reason))
             else:
                 self._event("server-error", f"server says {message.code}: {message.reason}")
+
+    def _talking_changed(self, message: Talking) -> None:
+        """Who talks back through the camera, told when it changes (this viewer's own turn is
+        its Talker's to tell)."""
+        before, self._talking = self._talking, message
+        if message.peer_id == (before.peer_id if before is not None else None):
+            return
+        if message.peer_id is not None and message.peer_id != self._peer_id:
+            self._event("talk", f"{message.name} is talking")
+        elif message.peer_id is None and before is not None and before.peer_id != self._peer_id:
+            self._event("talk", f"{before.name} stopped talking")
 
     async def _camera_live(self, message: StreamLive) -> None:
         if self._live is None or self._live.camera_id != message.camera_id:
