@@ -75,6 +75,8 @@ async def test_under_talk_token_only_a_token_with_the_talk_right_may_ask():
         camera, published, [plain, viewer, speaker], ids = await camera_and_viewers(connect, "", view, talk)
         assert published["talk"] is True and published["talk_max"] == 30
         assert [v.watching.get("talk", False) for v in (plain, viewer, speaker)] == [False, False, True]
+        assert [v.watching.get("talk_reason", "") for v in (plain, viewer, speaker)] == [
+            "your token does not carry the talk right (peercam token --role talk)"] * 2 + [""]
         for refused in (plain, viewer):
             await refused.send({"type": "talk-start"})
             assert "talk right" in (await refused.expect("talk-refused"))["reason"]

@@ -70,13 +70,15 @@ def assert_frames_keep_coming(page) -> None:
     page.wait_for_function(f"peercam.stats().frames > {frames + 20}", timeout=30_000)
 
 
-@pytest.mark.parametrize("case", ["talk off", "token without the right", "plain HTTP"])
+@pytest.mark.parametrize("case", ["talk off", "token without the right", "no token", "plain HTTP"])
 def test_the_button_is_off_with_its_reason(lab, case):
+    """The server's reason (watching's talk_reason), or the page's own outside a secure context."""
+    no_right = "your token does not carry the talk right (peercam token --role talk)"
     server, query, host, reason = {
-        "talk off": ((), "", "127.0.0.1", "talking back is off on this server"),
+        "talk off": ((), "", "127.0.0.1", "talking back is off on this server (peercam serve --talk)"),
         "token without the right": (("--talk", "token", "--secret", SECRET),
-                                    f"&token={make_token(SECRET, 'lab', 'view', 60)}", "127.0.0.1",
-                                    "your token does not carry the talk right"),
+                                    f"&token={make_token(SECRET, 'lab', 'view', 60)}", "127.0.0.1", no_right),
+        "no token": (("--talk", "token", "--secret", SECRET), "", "127.0.0.1", no_right),
         # A LAN name on plain HTTP is no secure context, whatever the server allows.
         "plain HTTP": (("--talk", "viewers", "--allowed-host", "peercam.test"), "", "peercam.test",
                        "talking back needs HTTPS"),

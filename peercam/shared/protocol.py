@@ -544,6 +544,8 @@ class Watching(_Message, tag="watching"):
     ice_servers: list[IceServer] = []
     #: Whether this viewer may ask for the floor (``talk-start``): ``--talk`` and its token.
     talk: bool = False
+    #: Why it may not, when it may not: talk is off on the server, or its token lacks the right.
+    talk_reason: str = ""
 
 
 class Talking(_Message, tag="talking"):

@@ -223,6 +223,11 @@ _TALK_OFF = "talking back is off on this server (peercam serve --talk)"
 _NO_TALK_RIGHT = "your token does not carry the talk right (peercam token --role talk)"
 
 
+def _no_talk(config: ServerConfig) -> str:
+    """Why a viewer may not talk (one that may not, under this server's --talk)."""
+    return _TALK_OFF if config.talk == "off" else _NO_TALK_RIGHT
+
+
 def _may_talk(config: ServerConfig, message: Watch) -> bool:
     """Whether a viewer may ask for the floor: any viewer under --talk viewers; under --talk
     token, one whose token grants talk (role talk or admin) on the stream."""
@@ -276,7 +281,8 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
         _count(share)  # whatever token let it in: only publishing with one exempts a socket
         conn.may_talk = _may_talk(config, message)
         registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn),
-                       quality=message.quality, jpeg_quality=message.jpeg_quality, talk=conn.may_talk)
+                       quality=message.quality, jpeg_quality=message.jpeg_quality, talk=conn.may_talk,
+                       talk_reason="" if conn.may_talk else _no_talk(config))
     elif isinstance(message, SetQuality):
         registry.set_quality(conn, message.quality, message.jpeg_quality)
     elif isinstance(message, Rename):
@@ -295,7 +301,7 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
         registry.talking(conn, message)
     elif isinstance(message, TalkStart) and conn.role == "viewer" and not conn.may_talk:
         # Refused here, where the right is known; the camera (the floor's keeper) never hears of it.
-        conn.send(TalkRefused(reason=_TALK_OFF if config.talk == "off" else _NO_TALK_RIGHT))
+        conn.send(TalkRefused(reason=_no_talk(config)))
     elif isinstance(message, ROUTED_TYPES):
         target = registry.route_target(conn, message)
         if isinstance(message, LayerChanged):

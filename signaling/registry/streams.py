@@ -375,8 +375,9 @@ class StreamRegistry:
 
     def watch(self, conn: Connection, name: str, display_name: str = "",
               ice_servers: list[IceServer] | None = None, quality: str = "auto",
-              jpeg_quality: int | None = None, talk: bool = False) -> Stream:
-        """``talk``: this viewer may ask for the floor (the server's --talk and its token)."""
+              jpeg_quality: int | None = None, talk: bool = False, talk_reason: str = "") -> Stream:
+        """``talk``: this viewer may ask for the floor (the server's --talk and its token);
+        ``talk_reason``: why not, when it may not."""
         stream = self._enter(conn, name, display_name)
         conn.quality, conn.jpeg_quality = quality, jpeg_quality
         camera = stream.camera
@@ -390,7 +391,8 @@ class StreamRegistry:
             raise ProtocolError(ErrorCode.STREAM_FULL,
                                 f"stream {name!r} has its {self.limits.viewers_per_stream} viewers")
         stream.viewers[conn.id] = conn
-        conn.send(Watching(stream=name, live=stream.live, ice_servers=ice_servers or [], talk=talk))
+        conn.send(Watching(stream=name, live=stream.live, ice_servers=ice_servers or [], talk=talk,
+                           talk_reason=talk_reason))
         if stream.live:
             conn.send(stream.live_message())
             if stream.talking is not None and stream.talking.peer_id is not None:

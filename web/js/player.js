@@ -122,7 +122,7 @@ class Player {
       onSetback: (text) => this.#setState(State.NEGOTIATING, text),
       onChat: (message) => this.#chat.receive(message),
     });
-    this.#talk = new Talk({ signaling: this.#signaling, delivery: this.#delivery, hasToken: token !== '' });
+    this.#talk = new Talk({ signaling: this.#signaling, delivery: this.#delivery });
     this.#chat = new Chat({
       view: chatView,
       name,
@@ -266,11 +266,11 @@ class Player {
     this.#delivery.renewIceServers(iceServers);
   }
 
-  #watching({ live, ice_servers: iceServers = [], talk = false }) {
+  #watching({ live, ice_servers: iceServers = [], talk = false, talk_reason: talkReason = '' }) {
     // The full list: with auth on, TURN credentials come only now, not in the welcome.
     this.#iceServersRenewed({ ice_servers: iceServers });
     this.#watchingNow = true;
-    this.#talk.watching(talk);
+    this.#talk.watching(talk, talkReason);
     // When live, stream-live follows straight away and starts the session.
     if (!live) this.#setState(State.WAITING);
   }

@@ -10,23 +10,18 @@ import { MessageType } from './protocol.js';
 /** A press shorter than this is a click, which leaves the talk on until the next one. */
 const HOLD_MS = 500;
 
-/** Why the button is off, when it is. */
-const TalkReason = Object.freeze({
-  INSECURE: 'talking back needs HTTPS',
-  OFF: 'talking back is off on this server',
-  NO_RIGHT: 'your token does not carry the talk right',
-});
+/** Why the button is off outside a secure context (the server says its own reasons). */
+const INSECURE = 'talking back needs HTTPS';
 
 export class Talk {
   #signaling;
   #delivery;
-  #hasToken;
   #button = document.getElementById('talk-button');
   #note = document.getElementById('talk-note');
 
   #peerId = null; // this page's, from the server's welcome
   #allowed = false;
-  #reason = TalkReason.OFF;
+  #reason = '';
   #talking = null; // {peerId, name}: who holds the floor, as the camera says
   #wanted = false; // the viewer asked for the floor, or holds it
   #sending = false; // the microphone goes to the camera
@@ -35,11 +30,9 @@ export class Talk {
   #pressedAt = null; // performance.now() of the press the button still waits to see released
   #endOnRelease = false; // the press began while talking: its release ends the turn
 
-  /** hasToken: the page watches with a token (its refusal names the token, not the server). */
-  constructor({ signaling, delivery, hasToken }) {
+  constructor({ signaling, delivery }) {
     this.#signaling = signaling;
     this.#delivery = delivery;
-    this.#hasToken = hasToken;
     const button = this.#button;
     button.addEventListener('pointerdown', (event) => {
       if (event.button !== 0 || button.disabled) return;
@@ -81,11 +74,10 @@ export class Talk {
     this.#peerId = peerId;
   }
 
-  /** The server's `watching`: `talk`, whether this viewer may ask for the floor. */
-  watching(talk) {
+  /** The server's `watching`: `talk`, whether this viewer may ask for the floor, and why not. */
+  watching(talk, reason) {
     this.#allowed = window.isSecureContext && talk;
-    if (!window.isSecureContext) this.#reason = TalkReason.INSECURE;
-    else if (!talk) this.#reason = this.#hasToken ? TalkReason.NO_RIGHT : TalkReason.OFF;
+    this.#reason = window.isSecureContext ? reason : INSECURE;
     if (!this.#allowed) this.#quit();
     this.#show();
   }
