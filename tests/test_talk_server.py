@@ -19,7 +19,7 @@ from peercam.signaling.settings.config import ServerConfig
 import peercam
 from peercam.shared.relayframe import RelayFrameHeader
 
-from .test_websocket import INFO, Client, assert_next_is_a_marker, jpeg_relay_frame
+from .test_websocket import INFO, Client, assert_next_is_a_marker, connect_client, jpeg_relay_frame
 
 SECRET = "talk-secret"
 
@@ -30,9 +30,7 @@ async def talk_server(**settings):
     async with TestServer(create_app(config), host="127.0.0.1") as test_server:
         async with aiohttp.ClientSession() as session:
             async def connect() -> Client:
-                client = Client(await session.ws_connect(test_server.make_url("/ws")))
-                client.welcome = await client.expect("welcome")
-                return client
+                return await connect_client(session, test_server.make_url("/ws"))
 
             async def api(name: str) -> dict:
                 async with session.get(test_server.make_url(f"/api/streams/{name}")) as response:
@@ -224,9 +222,7 @@ async def test_a_viewer_on_another_instance_asks_and_hears_who_talks(redis_serve
         await asyncio.wait_for(asyncio.gather(ready(a.url), ready(b.url)), 10)
 
         async def connect(url: str) -> Client:
-            client = Client(await session.ws_connect(f"{url}/ws"))
-            client.welcome = await client.expect("welcome")
-            return client
+            return await connect_client(session, f"{url}/ws")
 
         camera = await connect(a.url)
         await camera.send({"type": "publish", "stream": "far", "info": INFO})

@@ -77,15 +77,20 @@ async def assert_next_is_a_reply(client: Client) -> None:
     assert error["code"] == "unknown-peer" and repr(MARKER) in error["reason"], error
 
 
+async def connect_client(session: aiohttp.ClientSession, url) -> Client:
+    """A WebSocket client of the server at ``url`` (its /ws), past its welcome."""
+    client = Client(await session.ws_connect(url))
+    client.welcome = await client.expect("welcome")
+    return client
+
+
 @pytest.fixture
 async def server():
     config = ServerConfig(ice_servers=(IceServer(urls=["stun:127.0.0.1:3478"]),), ice_hosts=("127.0.0.1",))
     async with TestServer(create_app(config), host="127.0.0.1") as test_server:
         async with aiohttp.ClientSession() as session:
             async def connect() -> Client:
-                client = Client(await session.ws_connect(test_server.make_url("/ws")))
-                client.welcome = await client.expect("welcome")
-                return client
+                return await connect_client(session, test_server.make_url("/ws"))
 
             yield connect
 
