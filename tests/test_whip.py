@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
-from peercam.peers.ingest.capturetime import CaptureClock
+from peercam.peers.camera.capturetime import CaptureClock
 from peercam.peers.ingest.publisher import CONNECT_TIMEOUT, MEDIA_TIMEOUT
 from peercam.signaling.edge.auth import make_token
 

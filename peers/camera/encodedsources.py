@@ -28,7 +28,7 @@ from .sources import CapturedFrame, SourceError
 
 __all__ = [
     "EncodedPicture", "EncodedVideoSource", "ParameterSets", "PictureDecoder", "PushEncodedSource",
-    "h264_profile", "nal_types", "passthrough_refusal", "picture_size",
+    "h264_profile", "nal_types", "nal_units", "passthrough_refusal", "picture_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class EncodedPicture:
     number: int
 
 
-def _nal_units(data: bytes):
+def nal_units(data: bytes):
     """(type, unit) for each NAL unit of an Annex B buffer."""
     start = data.find(b"\x00\x00\x01")
     while start != -1:
@@ -70,12 +70,12 @@ def _nal_units(data: bytes):
 
 def nal_types(data: bytes) -> list[int]:
     """The NAL unit types of an Annex B buffer, in order."""
-    return [kind for kind, _ in _nal_units(data)]
+    return [kind for kind, _ in nal_units(data)]
 
 
 def h264_profile(data: bytes) -> str | None:
     """The profile-level-id (6 hex digits, as SDP writes it) of the first SPS in ``data``."""
-    for kind, unit in _nal_units(data):
+    for kind, unit in nal_units(data):
         if kind == NAL_SPS and len(unit) >= 4:
             return unit[1:4].hex()
     return None
@@ -106,7 +106,7 @@ class ParameterSets:
     def learn(self, data: bytes) -> set[int]:
         """Note the parameter sets in ``data``; returns its NAL unit types."""
         kinds = set()
-        for kind, unit in _nal_units(data):
+        for kind, unit in nal_units(data):
             kinds.add(kind)
             if kind == NAL_SPS:
                 self._sps = unit

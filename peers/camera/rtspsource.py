@@ -16,13 +16,13 @@ import logging
 import re
 import threading
 import time
-from fractions import Fraction
 
 import av
 from peercam.peers.signaling_client import Backoff
 
 from .audiosources import AudioSource, PushAudioSource, PushOpusSource
-from .encodedsources import EncodedPicture, ParameterSets, PushEncodedSource, picture_size
+from .capturetime import CaptureClock
+from .encodedsources import EncodedPicture, ParameterSets, PushEncodedSource, nal_units, picture_size
 from .sources import SourceError
 
 __all__ = ["RtspSource", "is_rtsp", "redact"]
@@ -53,40 +53,6 @@ def _slice_starts_picture(unit: bytes) -> bool:
     """Whether a VCL NAL unit begins a picture: its slice header's first_mb_in_slice (the
     first Exp-Golomb number) is 0, which is written as a single 1 bit."""
     return len(unit) > 1 and bool(unit[1] & 0x80)
-
-
-def _first_slice(data: bytes) -> bytes | None:
-    start = data.find(b"\x00\x00\x01")
-    while start != -1:
-        begin = start + 3
-        if begin < len(data) and data[begin] & 0x1F in (1, 5):
-            return data[begin:begin + 2]
-        start = data.find(b"\x00\x00\x01", begin)
-    return None
-
-
-class _StreamClock:
-    """Capture times for a stream's timestamps: the wall clock at the earliest arrival, and
-    the stream's own pace after it (arrival times jitter; its timestamps do not)."""
-
-    def __init__(self) -> None:
-        self._anchor: tuple[float, float] | None = None  # (stream seconds, wall seconds)
-
-    def time(self, pts: int | None, time_base: Fraction | None) -> float:
-        now = time.time()
-        if pts is None or time_base is None:
-            return now
-        seconds = float(pts * time_base)
-        if self._anchor is not None:
-            stamped = self._anchor[1] + seconds - self._anchor[0]
-            # Never ahead of its arrival; and a stream that jumped (restarted) starts over.
-            if stamped <= now and now - stamped < 1.0:
-                return stamped
-        self._anchor = (seconds, now)
-        return now
-
-    def reset(self) -> None:
-        self._anchor = None
 
 
 class RtspSource(PushEncodedSource):
@@ -123,7 +89,8 @@ class RtspSource(PushEncodedSource):
         self.audio: AudioSource | None = self._audio_source(container, description) if audio else None
         self._container: av.container.InputContainer | None = container
         self._first = first
-        self._clock, self._audio_clock = _StreamClock(), _StreamClock()
+        #: Each stream's capture clock and its first timestamp, for the connection under way.
+        self._clocks: dict[int, tuple[CaptureClock, int]] = {}
         self._numbers = 0
         #: Whether this camera's pictures come in more than one packet (slices): merged then.
         self._multi_slice: bool | None = None
@@ -198,8 +165,7 @@ class RtspSource(PushEncodedSource):
             container.close()
             self._container = None
             self._flush()
-            self._clock.reset()
-            self._audio_clock.reset()
+            self._clocks.clear()
             self._multi_slice = None
             if not self._closed.is_set():
                 self._closed.wait(backoff.next_delay())
@@ -221,10 +187,10 @@ class RtspSource(PushEncodedSource):
     def _take_video(self, packet: av.Packet) -> None:
         data = bytes(packet)
         if self.codec != "h264":
-            self.push(EncodedPicture(data, packet.is_keyframe, self._clock.time(packet.pts, packet.time_base),
+            self.push(EncodedPicture(data, packet.is_keyframe, self._capture_time(packet),
                                       self._next_number()))
             return
-        first_slice = _first_slice(data)
+        first_slice = next((unit for kind, unit in nal_units(data) if kind in (1, 5)), None)  # VCL
         continues = first_slice is not None and not _slice_starts_picture(first_slice)
         if continues:
             # A later slice of a picture: one picture goes out as one access unit (the RTP
@@ -240,7 +206,7 @@ class RtspSource(PushEncodedSource):
                 self._multi_slice = False  # the first picture came whole
             self._flush()
         picture = EncodedPicture(self._parameter_sets.complete(data), packet.is_keyframe,
-                                 self._clock.time(packet.pts, packet.time_base), self._next_number())
+                                 self._capture_time(packet), self._next_number())
         if self._multi_slice is False:
             self.push(picture)
         else:
@@ -251,12 +217,25 @@ class RtspSource(PushEncodedSource):
             pending, self._pending = self._pending, None
             self.push(pending)
 
+    def _capture_time(self, packet: av.Packet) -> float:
+        """When the packet's content was captured, by its stream's timestamps (the first packet
+        of a connection may have none: then when it arrived)."""
+        arrival = time.time()
+        if packet.pts is None or packet.time_base is None:
+            return arrival
+        entry = self._clocks.get(packet.stream.index)
+        if entry is None:
+            clock = CaptureClock(round(1 / packet.time_base))
+            entry = self._clocks[packet.stream.index] = (clock, packet.pts)
+        clock, first = entry
+        return clock.capture_time(packet.pts - first, arrival)
+
     def _next_number(self) -> int:
         self._numbers += 1
         return self._numbers
 
     def _take_audio(self, packet: av.Packet) -> None:
-        capture_time = self._audio_clock.time(packet.pts, packet.time_base)
+        capture_time = self._capture_time(packet)
         if isinstance(self.audio, PushOpusSource):
             self.audio.push(bytes(packet), capture_time)
             return

@@ -30,6 +30,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.sdp import MediaDescription, SessionDescription
 from peercam.peers.camera.audiosources import PushOpusSource
 from peercam.peers.camera.camera import CameraError, CameraOptions, CameraPeer
+from peercam.peers.camera.capturetime import CaptureClock
 from peercam.peers.camera.encodedsources import (
     NAL_IDR,
     EncodedPicture,
@@ -41,7 +42,6 @@ from peercam.peers.ice import aiortc_candidate, rtc_configuration
 
 from peercam.shared.protocol import IceCandidate, IceServer
 
-from .capturetime import CaptureClock
 from .frametap import FrameTap, tap_receiver
 
 __all__ = ["CONNECT_TIMEOUT", "KEYFRAME_TIMEOUT", "MAX_CANDIDATES", "MEDIA_TIMEOUT", "PLI_INTERVAL",

@@ -1,7 +1,8 @@
-"""Capture times for a publisher's frames, read from their RTP timestamps.
+"""Capture times for an encoded source's frames (a WHIP publisher's, an RTSP camera's),
+read from their own timestamps.
 
 Viewers play by the capture times the camera stamps (they become the RTP timestamps it
-sends), so they must advance as the publisher's clock does, not as the packets happen to
+sends), so they must advance as the source's clock does, not as the packets happen to
 arrive: a frame held up in the network keeps its place in time. A frame's capture time is
 the anchor plus its RTP timestamp's advance since the first frame, where the anchor is the
 earliest any frame's arrival allows (arrival minus advance): the frame that came with the
