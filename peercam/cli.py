@@ -172,9 +172,10 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="in auto mode on the relay, try P2P again this often (s)")
     view.add_argument("--no-audio", action="store_true",
                       help="receive no sound: P2P offers none and the relay is not asked for it")
-    view.add_argument("--talk", metavar="FILE|DEVICE",
+    view.add_argument("--talk", metavar="FILE|DEVICE|tone",
                       help="talk back through the camera once (P2P or the relay): an audio file's sound "
-                           "(or an ALSA device's, until Ctrl-C), when the server lets viewers talk")
+                           "(or an ALSA device's, or the test tone's, until Ctrl-C), when the server lets "
+                           "viewers talk")
 
     demo = commands.add_parser("demo", help="server and test-pattern camera in one command")
     demo.add_argument("--host", default="127.0.0.1")

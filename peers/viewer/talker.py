@@ -1,4 +1,4 @@
-"""Talk back from a Python viewer (``peercam view --talk FILE|DEVICE``).
+"""Talk back from a Python viewer (``peercam view --talk FILE|DEVICE|tone``).
 
 Once a transport delivers (P2P connected, or the relay) the viewer asks for the floor
 (``talk-start``). When the camera's ``talking`` names it, the file's sound goes out: on

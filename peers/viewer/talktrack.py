@@ -1,10 +1,13 @@
-"""What a Python viewer says when it talks back: a file's sound, or an ALSA device's.
+"""What a Python viewer says when it talks back: a file's sound, an ALSA device's, or the
+test tone (``tone``).
 
 The sound is resampled to 48 kHz mono and handed out in 20 ms frames, a file's paced on
 the wall clock (a device keeps its own pace), to aiortc's sender on the viewer's audio
 transceiver (``replaceTrack``: no renegotiation). At a file's end ``ended`` is set and
 silence follows until the sender lets go of the track: a ``recv`` that never returned would
-hold aiortc's sender.
+hold aiortc's sender. The test tone (peers/testtone.py) is made as it is due, as the
+camera's ``--audio tone`` is: its time codes are the real capture times, so a reader of the
+camera's talk back measures mouth-to-speaker latency.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
+from peercam.peers.testtone import tone
 
 from peercam.shared.errors import UsageError
 
@@ -38,14 +42,28 @@ def is_alsa_device(spec: str) -> bool:
 
 
 class TalkTrack(MediaStreamTrack):
-    """A file's (or an ALSA device's) sound as an aiortc audio track: 20 ms, 48 kHz, mono.
-    Raises UsageError for a file or device that cannot be read."""
+    """A file's (or an ALSA device's, or the test tone's) sound as an aiortc audio track:
+    20 ms, 48 kHz, mono. Raises UsageError for a file or device that cannot be read."""
 
     kind = "audio"
 
     def __init__(self, spec: str) -> None:
         super().__init__()
-        self.device = is_alsa_device(spec)
+        #: Set when a file's sound has all been handed out (never for a device or the tone).
+        self.ended = asyncio.Event()
+        self._start: float | None = None
+        self._sent = 0
+        # A device is read on a thread: closing waits for a read under way to end.
+        self._reading = threading.Lock()
+        self._closed = False
+        self.tone = spec == "tone"
+        self.device = not self.tone and is_alsa_device(spec)
+        self._container = None
+        # The tone's next chunk and its first, in samples since the Unix epoch (none yet).
+        self._next_sample = 0
+        self._first_sample: int | None = None
+        if self.tone:
+            return
         try:
             if self.device:
                 if Path(_ALSA_CONFIG["ALSA_CONFIG_PATH"]).is_file():
@@ -67,13 +85,6 @@ class TalkTrack(MediaStreamTrack):
         self._pending: list[np.ndarray] = []
         self._buffered = 0
         self._source_done = False
-        #: Set when a file's sound has all been handed out (never for a device).
-        self.ended = asyncio.Event()
-        self._start: float | None = None
-        self._sent = 0
-        # A device is read on a thread: closing waits for a read under way to end.
-        self._reading = threading.Lock()
-        self._closed = False
 
     def _read_more(self) -> None:
         """Decode the next packet (or flush at the end) into the pending samples."""
@@ -108,9 +119,39 @@ class TalkTrack(MediaStreamTrack):
             chunk = np.concatenate([chunk, np.zeros(CHUNK - len(chunk), np.int16)])
         return chunk
 
+    async def _next_tone_chunk(self) -> int:
+        """Wait until the tone's next 20 ms is due (its last sample); returns its first sample
+        (samples since the Unix epoch). Chunks start on whole 20 ms of Unix time; one that
+        fell behind (a stalled loop) skips to the sound of now, as the camera's tone does."""
+        now = time.time()
+        first = self._next_sample or int(now * SAMPLE_RATE) // CHUNK * CHUNK + CHUNK
+        if now - first / SAMPLE_RATE > 0.2:
+            first = int(now * SAMPLE_RATE) // CHUNK * CHUNK
+        delay = (first + CHUNK) / SAMPLE_RATE - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._next_sample = first + CHUNK
+        return first
+
     async def recv(self) -> av.AudioFrame:
         if self._start is None:
             self._start = time.time()
+        if self.tone:
+            first = await self._next_tone_chunk()
+            if self._first_sample is None:
+                self._first_sample = first
+            samples, pts = tone(first, CHUNK), first - self._first_sample  # a skip shows as a gap
+        else:
+            samples, pts = await self._next_chunk(), self._sent * CHUNK
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = pts
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self._sent += 1
+        return frame
+
+    async def _next_chunk(self) -> np.ndarray:
+        """A file's or a device's next 20 ms (silence after a file's end)."""
         if self.device:
             while self._buffered < CHUNK and not self._source_done:
                 await asyncio.to_thread(self._read_more)
@@ -123,19 +164,13 @@ class TalkTrack(MediaStreamTrack):
                 await asyncio.sleep(delay)
         if self._source_done and self._buffered == 0:
             self.ended.set()
-            samples = np.zeros(CHUNK, np.int16)
-        else:
-            samples = self._take()
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._sent * CHUNK
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self._sent += 1
-        return frame
+            return np.zeros(CHUNK, np.int16)
+        return self._take()
 
     def stop(self) -> None:
         super().stop()
         with self._reading:
             if not self._closed:
                 self._closed = True
-                self._container.close()
+                if self._container is not None:
+                    self._container.close()

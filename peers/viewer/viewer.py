@@ -113,7 +113,7 @@ class ViewerOptions:
     token: str = ""
     #: CA certificate(s) for a wss:// server with a private CA.
     ca_file: str | None = None
-    #: Talk back once from this audio file or ALSA device (``peercam view --talk``).
+    #: Talk back once from this audio file, ALSA device or "tone" (``peercam view --talk``).
     talk: str | None = None
 
 

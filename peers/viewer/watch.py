@@ -45,8 +45,9 @@ def watch(server: Servers, stream: str, *, name: str = "", token: str | None = N
     give up when no frame came this long after the start (None: never); ``p2p_retry``, in
     auto mode on the relay, how often to try P2P again; ``audio``, receive the stream's
     sound if it has any (False: P2P offers no audio, the relay is not asked for it);
-    ``talk``, an audio file (or ALSA device) to talk back with once (P2P or the relay), when
-    the server lets this viewer talk (``peercam view --talk``; "talk" events tell how it goes).
+    ``talk``, an audio file (or ALSA device, or "tone": the test tone, made live) to talk back
+    with once (P2P or the relay), when the server lets this viewer talk (``peercam view
+    --talk``; "talk" events tell how it goes).
 
     Raises UsageError here for a bad URL, mode, relay format or talk file; the viewer raises
     ViewerError when it gives up.
