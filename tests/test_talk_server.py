@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from peercam.peers.ice import IceOptions
+from peercam.signaling.cluster.messages import TalkFrame, encode_talk_frame
 from peercam.signaling.edge.app import create_app
 from peercam.signaling.edge.auth import make_token
 from peercam.signaling.settings.config import ServerConfig
@@ -208,10 +209,13 @@ async def test_on_the_relay_only_the_speaker_s_opus_frames_reach_the_camera():
         await assert_next_is_a_marker(speaker, camera)  # nothing else reached the camera
 
 
-async def test_a_viewer_on_another_instance_asks_and_hears_who_talks(redis_server):
+async def test_a_viewer_on_another_instance_asks_hears_who_talks_and_talks(redis_server):
     """Two instances on one Redis: the camera on one, viewers on the other. The right is
     checked where the viewer is; the floor is the camera's; its word reaches the viewers there,
-    and that instance's /api/streams and newcomers know who talks."""
+    and that instance's /api/streams and newcomers know who talks. The speaker's relay talk
+    frames cross to the camera's instance, which takes only the floor holder's."""
+    import redis.asyncio as aioredis
+
     async with await peercam.serve(port=0, redis=redis_server.url, talk="viewers") as a, \
             await peercam.serve(port=0, redis=redis_server.url, talk="viewers") as b, \
             aiohttp.ClientSession() as session:
@@ -239,6 +243,39 @@ async def test_a_viewer_on_another_instance_asks_and_hears_who_talks(redis_serve
         assert (await viewer.expect("talking", timeout=5))["name"] == "vic"
         async with session.get(f"{b.url}/api/streams/far") as response:
             assert (await response.json())["talking"]["name"] == "vic"
+
+        # Its relay talk frames reach the camera through Redis, as they come.
+        first, second = (RelayFrameHeader.audio(n, int(time.time() * 1e6), 48000, 1).pack(b"\xf8" + bytes(40))
+                         for n in range(2))
+        await viewer.ws.send_bytes(first)
+        got = await asyncio.wait_for(camera.ws.receive(), 5)
+        assert got.type == aiohttp.WSMsgType.BINARY and got.data == first
+        # The camera's instance checks again what comes on its talk channel: garbage, a frame in
+        # the name of a viewer without the floor or from the wrong instance, and no talk frame go
+        # nowhere (Redis hands them to it before the speaker's next frame).
+        node_a, node_b = [(await (await session.get(f"{url}/healthz")).json())["cluster"]["node"]
+                          for url in (a.url, b.url)]
+
+        def forged(**fields) -> bytes:
+            talk = {"node": node_b, "stream": "far", "sender": asked["from"], "frame": first} | fields
+            return encode_talk_frame(TalkFrame(**talk))
+
+        redis = aioredis.Redis.from_url(redis_server.url)
+        try:
+            for data in (b"garbage", forged(sender=camera.welcome["peer_id"]), forged(node="elsewhere"),
+                         forged(frame=RelayFrameHeader.audio(2, 0, 48000, 1).pack(bytes(2000))),
+                         forged(frame=b"\x03" * 30), forged(stream="nowhere")):
+                await redis.publish(f"peercam:talk:{node_a}", data)
+        finally:
+            await redis.aclose()
+        await viewer.ws.send_bytes(second)
+        got = await asyncio.wait_for(camera.ws.receive(), 5)
+        assert got.type == aiohttp.WSMsgType.BINARY and got.data == second
+        async with session.get(f"{a.url}/metrics") as response:
+            metrics = await response.text()
+        # Both of the speaker's frames went out; the five forged ones that decoded were dropped.
+        assert "peercam_relay_talk_frames_sent_total 2.0" in metrics, metrics
+        assert "peercam_relay_talk_frames_dropped_total 5.0" in metrics, metrics
         late = await connect(b.url)
         await late.send({"type": "watch", "stream": "far"})
         await late.expect("watching")

@@ -8,11 +8,13 @@ What lives where in Redis (every key starts with ``peercam:``):
 - ``claims``: a hash of stream name to the camera that holds it, ``ID/CLIENT`` (the
   one-camera rule across instances); ``reserved``: the set of reserved names;
 - channels: ``events`` (to every instance), ``to:ID`` (to one), ``relay:STREAM`` (the
-  stream's relay frames, while another instance reads them).
+  stream's relay frames, while another instance reads them), ``talk:ID`` (talk frames from
+  viewers elsewhere for the cameras of instance ID).
 
-Relay frames travel on Redis connections of their own, apart from signaling: Redis
-closes a subscriber that falls 32 MB behind (``client-output-buffer-limit pubsub``), and a
-camera's frames must not take its instance's or a reader's instance's signaling with them.
+Relay frames, and talk frames the other way, travel on Redis connections of their own,
+apart from signaling: Redis closes a subscriber that falls 32 MB behind
+(``client-output-buffer-limit pubsub``), and a camera's frames must not take its
+instance's or a reader's instance's signaling with them.
 """
 
 from __future__ import annotations
@@ -53,10 +55,13 @@ from .messages import (
     RelayDemand,
     RelayRenditions,
     Reserve,
+    TalkFrame,
     decode_envelope,
     decode_record,
+    decode_talk_frame,
     encode_envelope,
     encode_record,
+    encode_talk_frame,
 )
 
 log = logging.getLogger(__name__)
@@ -67,9 +72,9 @@ NODES = PREFIX + "nodes"
 CLAIMS = PREFIX + "claims"
 RESERVED = PREFIX + "reserved"
 RELAY_CHANNEL = PREFIX + "relay:"
-#: An instance's relay subscription holds this channel of its own (nothing is sent on it),
-#: so that it stays open while the instance reads no stream.
-RELAY_IDLE_CHANNEL = PREFIX + "relay-idle:"
+#: Talk frames for an instance's cameras. Its relay subscription always holds this channel,
+#: which also keeps the subscription open while the instance reads no stream.
+TALK_CHANNEL = PREFIX + "talk:"
 
 #: An instance renews its heartbeat this often, and looks for instances that died.
 HEARTBEAT_SECONDS = 0.5
@@ -89,6 +94,12 @@ COMMAND_OVERHEAD_BYTES = 128
 #: reach only readers on the camera's instance. A JPEG of 1080p at JPEG quality 90 is about
 #: 0.5 MB; 16 frames at the cap fill a subscriber's 32 MB in Redis.
 MAX_CLUSTER_FRAME_BYTES = 2 * 1024 * 1024
+#: Talk frames waiting to go to Redis: at most this many bytes (the oldest go) and none
+#: older than this (late sound is of no use), on a connection of their own (never behind
+#: video). A TalkFrame on the talk channel is at most TALK_MESSAGE_BYTES.
+MAX_PENDING_TALK_BYTES = 256 * 1024
+MAX_TALK_FRAME_AGE_SECONDS = 0.5
+TALK_MESSAGE_BYTES = 4096
 
 #: Take a stream's name for a camera (KEYS: claims; ARGV: stream, holder, node key
 #: prefix, this node): free, ours already, held by an instance that is gone, or left by
@@ -126,14 +137,17 @@ def _command_bytes(command: tuple) -> int:
 
 
 class CommandQueue:
-    """Commands for Redis, in order, bounded by their bytes: what Redis does not take in
-    time is dropped, never held without bound."""
+    """Commands for Redis, in order, bounded by their bytes (and, with ``max_age``, by the
+    seconds they wait): what Redis does not take in time is dropped, never held without bound."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_age: float | None = None) -> None:
         self.limit = limit
+        self.max_age = max_age
         #: Bytes of the queued commands (see _command_bytes).
         self.bytes = 0
-        self._commands: deque[tuple[tuple, int]] = deque()
+        #: Commands dropped at ``take`` because they waited longer than ``max_age``.
+        self.expired = 0
+        self._commands: deque[tuple[tuple, int, float]] = deque()
 
     def __len__(self) -> int:
         return len(self._commands)
@@ -148,15 +162,22 @@ class CommandQueue:
             dropped += 1
         if self.bytes + size > self.limit:
             return dropped + 1
-        self._commands.append((command, size))
+        self._commands.append((command, size, time.monotonic()))
         self.bytes += size
         return dropped
 
     def take(self, most: int) -> Iterator[tuple]:
-        """Up to ``most`` commands, oldest first, out of the queue."""
-        for _ in range(min(most, len(self._commands))):
-            command, size = self._commands.popleft()
+        """Up to ``most`` commands, oldest first, out of the queue (those that waited longer
+        than ``max_age`` are dropped, and counted in ``expired``)."""
+        stale_before = time.monotonic() - self.max_age if self.max_age is not None else None
+        taken = 0
+        while self._commands and taken < most:
+            command, size, queued_at = self._commands.popleft()
             self.bytes -= size
+            if stale_before is not None and queued_at < stale_before:
+                self.expired += 1
+                continue
+            taken += 1
             yield command
 
     def clear(self) -> None:
@@ -207,14 +228,20 @@ class Cluster:
         #: apart, on their own connection: signaling never waits behind video.
         self._pending = CommandQueue(MAX_PENDING_BYTES)
         self._frames = CommandQueue(MAX_PENDING_FRAME_BYTES)
+        self._talk = CommandQueue(MAX_PENDING_TALK_BYTES, max_age=MAX_TALK_FRAME_AGE_SECONDS)
         self._wake = asyncio.Event()
         self._frames_wake = asyncio.Event()
+        self._talk_wake = asyncio.Event()
         #: Commands and relay frames dropped because Redis did not keep up (for /metrics).
         self.dropped = 0
         #: Relay frames larger than MAX_CLUSTER_FRAME_BYTES, not sent to (or taken from) Redis.
         self.frames_too_large = 0
         #: Times the relay frames' connection to Redis failed and was made again.
         self.relay_reconnects = 0
+        #: Talk frames for cameras elsewhere dropped before Redis took them (see
+        #: talk_frames_dropped); and messages on our talk channel that were no TalkFrame.
+        self._talk_dropped = 0
+        self._bad_talk_messages = 0
         #: Other instances' clients, by id.
         self._remote: dict[str, RemoteClient] = {}
         #: Streams whose camera is elsewhere and whose relay frames this instance reads.
@@ -275,6 +302,17 @@ class Cluster:
     def pending_frame_bytes(self) -> int:
         """Bytes of relay frames waiting to go to Redis (at most MAX_PENDING_FRAME_BYTES)."""
         return self._frames.bytes
+
+    @property
+    def pending_talk_bytes(self) -> int:
+        """Bytes of talk frames waiting to go to Redis (at most MAX_PENDING_TALK_BYTES)."""
+        return self._talk.bytes
+
+    @property
+    def talk_frames_dropped(self) -> int:
+        """Talk frames for cameras on other instances that never went to Redis: it did not
+        take them in time (MAX_TALK_FRAME_AGE_SECONDS, MAX_PENDING_TALK_BYTES) or was away."""
+        return self._talk_dropped + self._talk.expired
 
     def health(self) -> dict:
         return {"node": self.node, "redis": "connected" if self.connected else "unreachable"}
@@ -490,6 +528,15 @@ class Cluster:
         self._dropped(self._frames.put(("PUBLISH", RELAY_CHANNEL + stream, data), drop_oldest=True))
         self._frames_wake.set()
 
+    def talk_frame(self, node: str, stream: str, sender: str, data: bytes) -> bool:
+        if self._relay_pubsub is None:  # (relay frames' connection down)
+            self._talk_dropped += 1
+            return False
+        message = encode_talk_frame(TalkFrame(node=self.node, stream=stream, sender=sender, frame=data))
+        self._talk_dropped += self._talk.put(("PUBLISH", TALK_CHANNEL + node, message), drop_oldest=True)
+        self._talk_wake.set()
+        return True
+
     def _fits(self, stream: str, data: bytes, way: str) -> bool:
         """Is a relay frame small enough for other instances (MAX_CLUSTER_FRAME_BYTES)?"""
         if len(data) <= MAX_CLUSTER_FRAME_BYTES:
@@ -555,12 +602,13 @@ class Cluster:
             pubsub = self._relay_redis.pubsub()
             self._relay_pubsub = pubsub
             try:
-                await pubsub.subscribe(RELAY_IDLE_CHANNEL + self.node,
+                await pubsub.subscribe(TALK_CHANNEL + self.node,
                                        *(RELAY_CHANNEL + s for s in self._relay_streams))
                 if failing:
                     log.warning("relay frames: Redis connection back")
                 failing = False
-                done = await _until_one_fails(self._listen_relay(pubsub), self._write_frames())
+                done = await _until_one_fails(self._listen_relay(pubsub), self._write_frames(),
+                                              self._write_talk())
                 for task in done:
                     task.result()
             except self._errors as exc:
@@ -572,6 +620,8 @@ class Cluster:
             finally:
                 self._relay_pubsub = None
                 self._frames.clear()
+                self._talk_dropped += len(self._talk)
+                self._talk.clear()
                 try:
                     await pubsub.aclose()
                 except self._errors:
@@ -579,8 +629,12 @@ class Cluster:
             await asyncio.sleep(RECONNECT_SECONDS)
 
     async def _listen_relay(self, pubsub) -> None:
+        talk_channel = (TALK_CHANNEL + self.node).encode()
         async for message in pubsub.listen():
             channel: bytes = message["channel"]
+            if message["type"] == "message" and channel == talk_channel:
+                self._hear_talk(message["data"])
+                continue
             if message["type"] != "message" or not channel.startswith(RELAY_CHANNEL.encode()):
                 continue
             stream = channel[len(RELAY_CHANNEL):].decode(errors="replace")
@@ -591,6 +645,24 @@ class Cluster:
     async def _write_frames(self) -> None:
         """Send the queued relay frames, as many as wait in each round trip."""
         await _send_queued(self._relay_redis, self._frames, self._frames_wake, batch=None)
+
+    async def _write_talk(self) -> None:
+        """Send the queued talk frames on a connection of their own (never behind video)."""
+        await _send_queued(self._relay_redis, self._talk, self._talk_wake, batch=None)
+
+    def _hear_talk(self, data: bytes) -> None:
+        """A talk frame from a viewer elsewhere for a camera here; the registry checks it again."""
+        try:
+            if len(data) > TALK_MESSAGE_BYTES:
+                raise msgspec.ValidationError(f"{len(data)} bytes, over {TALK_MESSAGE_BYTES}")
+            talk = decode_talk_frame(data)
+        except msgspec.DecodeError as exc:  # (ValidationError is one)
+            self._bad_talk_messages += 1
+            if self._bad_talk_messages in (1, 100, 10_000):
+                log.warning("ignoring a message on %s%s: %s (%d such so far)", TALK_CHANNEL, self.node,
+                            exc, self._bad_talk_messages)
+            return
+        self._registry.talk_from_elsewhere(talk.stream, talk.node, talk.sender, talk.frame)
 
     # -- what other instances say ----------------------------------------------------------------
 

@@ -4,7 +4,9 @@ Two kinds of channel carry them. ``peercam:events`` goes to every instance: clie
 arriving, changing and leaving, chat lines, reservations, ends. ``peercam:to:ID`` goes
 to one instance: a message for one of its clients, relay demand for its camera, or
 (the other way) which JPEG renditions that camera makes for every instance.
-Relay frames travel raw on ``peercam:relay:STREAM``; they are binary, not these.
+Relay frames travel raw on ``peercam:relay:STREAM``; they are binary, not these. A viewer's
+talk frames go to the camera's instance on ``peercam:talk:ID``, each in a TalkFrame (msgpack:
+the frame stays bytes).
 """
 
 from __future__ import annotations
@@ -94,12 +96,24 @@ class RelayRenditions(_Event, tag="relay-renditions"):
     jpeg: Annotated[list[JpegRendition], msgspec.Meta(max_length=MAX_JPEG_RENDITIONS)] = []
 
 
+class TalkFrame(msgspec.Struct, kw_only=True):
+    """A talk frame (an Opus relay frame, version 3) from viewer ``sender`` of ``stream`` on
+    instance ``node``, for the stream's camera on the instance whose talk channel it is on."""
+
+    node: str
+    stream: str
+    sender: str
+    frame: bytes
+
+
 Envelope = (ClientUpdate | ClientGone | NodeSync | NodeLeaving | Chat | Reserve | End | Deliver | RelayDemand
             | RelayRenditions)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Envelope)
 _record_decoder = msgspec.json.Decoder(ClientRecord)
+_talk_encoder = msgspec.msgpack.Encoder()
+_talk_decoder = msgspec.msgpack.Decoder(TalkFrame)
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
@@ -117,3 +131,12 @@ def encode_record(record: ClientRecord) -> bytes:
 
 def decode_record(data: bytes) -> ClientRecord:
     return _record_decoder.decode(data)
+
+
+def encode_talk_frame(talk: TalkFrame) -> bytes:
+    return _talk_encoder.encode(talk)
+
+
+def decode_talk_frame(data: bytes) -> TalkFrame:
+    """Raises msgspec.DecodeError (or ValidationError) on anything else."""
+    return _talk_decoder.decode(data)

@@ -99,6 +99,13 @@ class _StateCollector(Collector):
         yield CounterMetricFamily("peercam_relay_audio_packets_dropped",
                                   "Opus packets a relay reader too far behind dropped (its oldest)",
                                   value=totals.audio_packets_dropped)
+        yield CounterMetricFamily("peercam_relay_talk_frames_sent",
+                                  "Talk frames (a viewer's voice on the relay) sent to cameras here",
+                                  value=totals.talk_frames_sent)
+        yield CounterMetricFamily("peercam_relay_talk_frames_dropped",
+                                  "Talk frames for cameras here dropped: the camera's socket was backed "
+                                  "up, or the floor moved on while they came from another instance",
+                                  value=totals.talk_frames_dropped)
 
 
 class _RecordingCollector(Collector):
@@ -140,10 +147,15 @@ class _ClusterCollector(Collector):
         yield CounterMetricFamily("peercam_redis_relay_reconnects",
                                   "Times the relay frames' own Redis connections failed and were made again",
                                   value=self._cluster.relay_reconnects)
+        yield CounterMetricFamily("peercam_redis_talk_frames_dropped",
+                                  "Talk frames for cameras on other instances that Redis did not "
+                                  "take in time",
+                                  value=self._cluster.talk_frames_dropped)
         pending = GaugeMetricFamily("peercam_redis_pending_bytes", "Bytes waiting to go to Redis",
                                     labels=["queue"])
         pending.add_metric(["signaling"], self._cluster.pending_bytes)
         pending.add_metric(["relay"], self._cluster.pending_frame_bytes)
+        pending.add_metric(["talk"], self._cluster.pending_talk_bytes)
         yield pending
 
 

@@ -8,7 +8,7 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 from peercam.signaling.cluster.cluster import Cluster
 from peercam.signaling.registry.connection import Connection
-from peercam.signaling.registry.streams import StreamRegistry
+from peercam.signaling.registry.streams import TALK_FRAMES_PER_SECOND, StreamRegistry
 from peercam.signaling.settings.config import ServerConfig
 from peercam.signaling.settings.limits import AddressShare, TooManyConnections
 from peercam.signaling.settings.turn import turn_servers
@@ -216,9 +216,6 @@ def _authorize(config: ServerConfig, registry: StreamRegistry, message: Publish 
         return False
 
 
-#: Talk frames a viewer may send a second: Opus packets of 20 ms are 50, and a little slack
-#: for a late burst; with MAX_OPUS_PACKET, at most 76 kB/s from the one speaker a stream has.
-TALK_FRAMES_PER_SECOND = 60
 _TALK_OFF = "talking back is off on this server (peercam serve --talk)"
 _NO_TALK_RIGHT = "your token does not carry the talk right (peercam token --role talk)"
 

@@ -70,6 +70,9 @@ class Mirror(Protocol):
     def relay_from_elsewhere(self, name: str, data: bytes) -> None:
         """A relay frame of a stream whose camera is on another instance."""
 
+    def talk_from_elsewhere(self, name: str, node: str, sender: str, data: bytes) -> bool:
+        """A talk frame from viewer ``sender`` on instance ``node`` for a camera here."""
+
     # -- names -----------------------------------------------------------------------------------
 
     def reserve(self, name: str, here: bool = ...) -> Stream:

@@ -57,16 +57,21 @@ from peercam.shared.protocol import (
     check_stream_name,
     decode_server_message,
 )
+from peercam.shared.ratelimit import TokenBucket
 from peercam.shared.relayframe import RelayFrameError, RelayFrameHeader, parse_relay_frame
 
 from .client import Client
 from .connection import Connection
 from .remoteclient import RemoteClient
 
-__all__ = ["MAX_OPUS_PACKET", "RegistryListener", "Stream", "StreamRegistry"]
+__all__ = ["MAX_OPUS_PACKET", "TALK_FRAMES_PER_SECOND", "RegistryListener", "Stream", "StreamRegistry"]
 
 #: The largest Opus packet (RFC 6716): a talk frame's payload is at most this.
 MAX_OPUS_PACKET = 1275
+#: Talk frames a viewer may send a second: Opus packets of 20 ms are 50, and a little slack
+#: for a late burst; with MAX_OPUS_PACKET, at most 76 kB/s from the one speaker a stream has.
+#: Its own instance holds each viewer to it; the camera's, each stream's talk from elsewhere.
+TALK_FRAMES_PER_SECOND = 60
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,10 @@ class RegistryListener(Protocol):
     def relay_renditions(self, stream: str, node: str, jpeg: list[JpegRendition]) -> None:
         """A camera here makes these JPEG renditions for every instance: for ``node``'s readers."""
 
+    def talk_frame(self, node: str, stream: str, sender: str, data: bytes) -> bool:
+        """Viewer ``sender`` here, holding the floor, talks to its stream's camera on instance
+        ``node`` (``data``: a checked talk frame); returns whether it went on its way."""
+
     def reserved(self, stream: str) -> None: ...
 
     def ended(self, stream: str, reason: str) -> None: ...
@@ -118,6 +127,10 @@ class Stream:
     http_readers: int = 0
     #: Who holds the floor, as the camera last said (talk back); None: it never said.
     talking: Talking | None = None
+    #: Talk frames from other instances for the camera here: at most TALK_FRAMES_PER_SECOND
+    #: (their instances hold their speakers to it; this one does not take their word).
+    talk_from_elsewhere: TokenBucket = field(
+        default_factory=lambda: TokenBucket(TALK_FRAMES_PER_SECOND, TALK_FRAMES_PER_SECOND / 2))
     relay: RelayHub = field(init=False)
     #: What relay readers on other instances read, by instance (when the camera is here),
     #: and the instances whose readers asked for the sound.
@@ -268,6 +281,17 @@ def _check_name_free(stream: Stream, conn: Connection, name: str) -> None:
         raise ProtocolError(ErrorCode.BAD_NAME, f"the name {name!r} is the camera's")
     if any(viewer is not conn and viewer.name.casefold() == folded for viewer in stream.viewers.values()):
         raise ProtocolError(ErrorCode.BAD_NAME, f"the name {name!r} is taken on this stream: pick another")
+
+
+def _check_talk_frame(data: bytes) -> None:
+    """A talk frame is an Opus relay frame (version 3) of one packet: else BAD_RELAY_FRAME."""
+    try:
+        header, payload = parse_relay_frame(data)
+    except RelayFrameError as exc:
+        raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
+    if header.format != "audio" or len(payload) > MAX_OPUS_PACKET:
+        raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, "talk frames are Opus relay frames (version 3) "
+                            f"of at most {MAX_OPUS_PACKET} bytes")
 
 
 class StreamRegistry:
@@ -701,21 +725,51 @@ class StreamRegistry:
         """An Opus relay frame (version 3) of talk back from a viewer, for its stream's camera:
         taken only from the viewer that holds the floor (the camera said so), and only when the
         camera's socket keeps up (a talk frame is dropped, never queued: it is late at once).
-        Returns whether it went out."""
+        For a camera on another instance it goes through Redis (the listener), checked there
+        again. Returns whether it went out."""
         stream = self._streams.get(conn.stream or "")
         talking = stream.talking if stream is not None else None
         if conn.role != "viewer" or talking is None or talking.peer_id != conn.id:
             raise ProtocolError(ErrorCode.BINARY_NOT_ALLOWED, "a viewer sends binary messages only to talk "
                                 "back (Opus relay frames), and only while it holds the floor")
-        try:
-            header, payload = parse_relay_frame(data)
-        except RelayFrameError as exc:
-            raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, str(exc)) from None
-        if header.format != "audio" or len(payload) > MAX_OPUS_PACKET:
-            raise ProtocolError(ErrorCode.BAD_RELAY_FRAME, "talk frames are Opus relay frames (version 3) "
-                                f"of at most {MAX_OPUS_PACKET} bytes")
+        _check_talk_frame(data)
         camera = stream.camera
-        return camera is not None and _here(camera) and camera.send_binary_now(data)
+        if _here(camera):
+            return self._to_camera(camera, data)
+        if _elsewhere(camera) and self.listener is not None:
+            return self.listener.talk_frame(camera.node, stream.name, conn.id, data)
+        return False
+
+    def talk_from_elsewhere(self, name: str, node: str, sender: str, data: bytes) -> bool:
+        """A talk frame from viewer ``sender`` on instance ``node`` for a camera here. Its
+        instance checked it; this one checks again what it knows itself: the sender is a
+        viewer of the stream on ``node`` that holds the floor (frames still on their way when
+        the floor moved on are dropped), the stream's rate, and that it is a talk frame.
+        Returns whether it went out."""
+        stream = self._streams.get(name)
+        camera = stream.camera if stream is not None else None
+        viewer = stream.viewers.get(sender) if stream is not None else None
+        talking = stream.talking if stream is not None else None
+        if (not _here(camera) or not _elsewhere(viewer) or viewer.node != node or talking is None
+                or talking.peer_id != sender or not stream.talk_from_elsewhere.take()):
+            self.relay_totals.talk_frames_dropped += 1
+            return False
+        try:
+            _check_talk_frame(data)
+        except ProtocolError as exc:
+            self.relay_totals.talk_frames_dropped += 1
+            log.warning("a talk frame for %r from instance %s is not one: %s", name, node, exc.reason)
+            return False
+        return self._to_camera(camera, data)
+
+    def _to_camera(self, camera: Connection, data: bytes) -> bool:
+        """A talk frame to the camera, if its socket takes it at once (for /metrics either way)."""
+        sent = camera.send_binary_now(data)
+        if sent:
+            self.relay_totals.talk_frames_sent += 1
+        else:
+            self.relay_totals.talk_frames_dropped += 1
+        return sent
 
     def relay_from_elsewhere(self, name: str, data: bytes) -> None:
         """A relay frame of a stream whose camera is on another instance, for the readers here."""

@@ -22,3 +22,8 @@ class RelayTotals:
     #: readers too far behind; their bytes count in bytes_sent.
     audio_packets_sent: int = 0
     audio_packets_dropped: int = 0
+    #: Talk frames (a viewer's voice, relay frames up to a camera) sent to cameras here, and
+    #: dropped: the camera's socket was backed up, or the floor had moved on while they came
+    #: from another instance.
+    talk_frames_sent: int = 0
+    talk_frames_dropped: int = 0
