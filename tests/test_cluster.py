@@ -29,6 +29,7 @@ from .test_chat import chat_lines
 from .test_relay_audio import RelayListener, assert_continuous, until
 from .test_relay_bounds import LAYERS as RELAY_LAYERS
 from .test_relay_bounds import FakeCamera, Viewer, jpeg_frame
+from .test_talk import assert_same_beeps, envelope, write_tone
 from .test_websocket import INFO
 
 
@@ -437,7 +438,7 @@ async def test_a_camera_flooding_large_relay_frames_on_one_instance_keeps_the_ot
     assert too_large and float(too_large.group(1)) >= 1, metrics  # counted, and visible
 
 
-def test_queues_for_redis_are_bounded_in_bytes():
+def test_queues_for_redis_are_bounded_in_bytes_and_talk_frames_in_time():
     limit = 10 * COMMAND_OVERHEAD_BYTES
     signaling = CommandQueue(limit)
     dropped = [signaling.put(("PUBLISH", "c", b"x" * 100)) for _ in range(12)]
@@ -451,6 +452,14 @@ def test_queues_for_redis_are_bounded_in_bytes():
     assert frames.put(("PUBLISH", "relay:s", b"new" * 200), drop_oldest=True) >= 1
     kept = [command[2] for command in frames.take(100)]
     assert frames.bytes == 0 and kept[-1] == b"new" * 200 and kept[0][0] > 0  # the oldest went
+
+    talk = CommandQueue(limit, max_age=0.05)
+    talk.put(("PUBLISH", "talk:n", b"old"))
+    waited_from = time.monotonic()
+    while time.monotonic() - waited_from <= 0.05:  # the first frame's age runs out
+        time.sleep(0.01)
+    talk.put(("PUBLISH", "talk:n", b"new"))
+    assert [command[2] for command in talk.take(10)] == [b"new"] and talk.expired == 1 and talk.bytes == 0
 
 
 class _TellingViewer(Viewer):
@@ -583,3 +592,32 @@ def test_a_cameras_sound_crosses_instances_to_the_readers_that_listen_and_only_w
     deaf, ear = asyncio.run(listen())
     assert_continuous(ear.packets)
     assert not deaf.packets
+
+
+def test_a_viewer_on_another_instance_talks_into_the_camera_s_record_on_the_relay_and_p2p(
+        redis_server, lab, tmp_path):
+    """The camera on instance a records talk back (--talk-record); viewers on b talk from a file
+    of beeps: on the relay (their talk frames cross through Redis), then P2P (only signaling
+    crosses). Each turn's file holds the beeps at their times."""
+    a, b = start_instances(lab, redis_server, 2, "--talk", "viewers")
+    tone = write_tone(tmp_path / "tone.wav", beeps=(0.5, 1.1, 1.7, 2.3), seconds=2.8)
+    record = tmp_path / "talk"
+    cam = camera(lab, [a], "door", "--talk-record", str(record))
+    wait_until(lambda: stream_on(b, "door").get("live"), 15, "instance b to list the camera")
+    speakers = []
+    for turn, (name, mode) in enumerate([("Rel", "relay"), ("Pat", "p2p")], start=1):
+        speaker = viewer(lab, b, "door", "--name", name, "--mode", mode, "--talk", str(tone),
+                         "--duration", "4")
+        speaker.wait_for_log(f"peercam view: talking ({mode})", timeout=20)
+        speaker.wait_for_log("stopped talking (the end of the sound)", timeout=10)
+        wait_until(lambda turn=turn: cam.log().count("recorded the turn to") == turn, 10,
+                   f"{name}'s turn recorded")
+        [path] = [p for p in record.iterdir() if p.stem.endswith(f"-{name}")]
+        assert_same_beeps(envelope(path), envelope(tone))
+        if mode == "relay":
+            metrics = urllib.request.urlopen(f"{a}/metrics", timeout=5).read().decode()
+            sent = re.search(r"^peercam_relay_talk_frames_sent_total (\S+)$", metrics, re.M)
+            assert sent and float(sent.group(1)) >= 0.9 * 50 * 2.8, metrics  # 20 ms frames, through Redis
+        speakers.append(speaker)
+    for speaker in speakers:
+        assert speaker.summary(timeout=20)["frames"] > 0  # the view went on

@@ -200,7 +200,8 @@ class Cluster:
     hash of client records; the other instances mirror those clients as RemoteClients in
     their registries, so every instance lists every stream and viewer and applies the
     same rules. A message for a client elsewhere goes to its instance's channel; a
-    stream's relay frames go on the stream's channel while another instance reads them.
+    stream's relay frames go on the stream's channel while another instance reads them, and
+    a speaker's talk frames on the talk channel of its camera's instance.
     A heartbeat with a TTL says an instance lives: when it lapses, the others drop its
     clients and end its streams. Without Redis, an instance serves its own clients,
     reports not ready, and writes its state again when Redis returns.
@@ -594,9 +595,10 @@ class Cluster:
             log.debug("relay subscription: %s", exc)
 
     async def _relay(self) -> None:
-        """Relay frames both ways, on connections of their own. When Redis drops them (a
-        subscriber too far behind) they are made again, and signaling goes on meanwhile; the
-        frames in between are lost, and readers wait for a keyframe."""
+        """Relay frames both ways, and talk frames to cameras here and elsewhere, on connections
+        of their own. When Redis drops them (a subscriber too far behind) they are made again,
+        and signaling goes on meanwhile; the frames in between are lost, and readers wait for
+        a keyframe."""
         failing = False
         while True:
             pubsub = self._relay_redis.pubsub()
