@@ -112,6 +112,12 @@ def run_case_in_python(case: dict) -> list[dict]:
                 results.append({"history": [[m.id, m.name, m.text] for m in hub.history()]})
             elif "clean" in step:
                 results.append({"clean": clean_text(step["clean"])})
+            elif "note" in step:
+                message = hub.note(expand(step["note"], i))
+                results.append({"message": [message.id, message.name, message.text],
+                                "camera": message.camera, "time": message.time})
+            elif "name_of" in step:
+                results.append({"name": hub.name_of(step["name_of"])})
     return results
 
 
@@ -123,12 +129,12 @@ def check_case(case: dict, results: list[dict], before: float, after: float) -> 
         where = f"{case['name']!r}, step {number}: {json.dumps(step)[:200]}"
         for _ in range(step.get("times", 1)):
             result = next(results)
-            if "send" in step:
+            if "send" in step or "note" in step:
                 if "notice" in step:
                     assert result == {"notice": step["notice"]}, where
                 else:
                     assert "message" in result, f"{where}: {result}"
-                    assert result["camera"] is step.get("camera", False), where
+                    assert result["camera"] is step.get("camera", "note" in step), where
                     assert before - 1 <= result["time"] <= after + 1, where
                     assert round(result["time"], 3) == result["time"], where
                     if "message" in step:
@@ -144,6 +150,8 @@ def check_case(case: dict, results: list[dict], before: float, after: float) -> 
                     assert history == expected, where
             elif "clean" in step:
                 assert result == {"clean": step["expect"]}, where
+            elif "name_of" in step:
+                assert result == {"name": step["expect"]}, where
             elif "join" in step:
                 assert result == {"gets": step.get("gets", [])}, where
             else:

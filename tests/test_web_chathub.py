@@ -51,6 +51,15 @@ RUN_CASES = """async (cases) => {
           results.push({ history: hub.history().map((m) => [m.id, m.name, m.text]) });
         } else if ('clean' in step) {
           results.push({ clean: cleanText(step.clean) });
+        } else if ('note' in step) {
+          const message = hub.note(expand(step.note, i));
+          results.push({
+            message: [message.id, message.name, message.text],
+            camera: message.camera === true,
+            time: message.time,
+          });
+        } else if ('name_of' in step) {
+          results.push({ name: hub.nameOf(step.name_of) });
         }
       }
     }

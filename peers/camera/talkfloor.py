@@ -13,12 +13,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from peercam.shared.protocol import Talking, TalkRefused, TalkStop
 
-__all__ = ["FloorListener", "TalkFloor"]
+__all__ = ["CallLater", "FloorListener", "TalkFloor"]
 
 log = logging.getLogger(__name__)
+
+
+class _Timer(Protocol):
+    """A turn's timer: asyncio's TimerHandle, or a test's."""
+
+    def cancel(self) -> None: ...
+
+
+#: ``call_later(seconds, callback)``: runs callback once after that long, unless cancelled.
+CallLater = Callable[[float, Callable[[], None]], _Timer]
+
+
+def _call_later(seconds: float, callback: Callable[[], None]) -> _Timer:
+    return asyncio.get_running_loop().call_later(seconds, callback)
+
 
 #: Called with the new speaker's viewer id and display name; on a turn's end, None and the
 #: name of the one who stopped.
@@ -27,13 +43,18 @@ FloorListener = Callable[[str | None, str], None]
 
 class TalkFloor:
     """One speaker at a time. ``send`` takes the messages to go out through the server;
-    ``name_of`` gives a viewer's display name."""
+    ``name_of`` gives a viewer's display name; ``clock`` (Unix seconds) and ``call_later``
+    (the turn's timer) are the event loop's unless a test brings its own.
+
+    web/js/talk-floor.js is the same floor for a browser camera; tests/talkfloor_cases.json
+    keeps the two in step (tests/test_talkfloor.py, tests/test_web_talkfloor.py)."""
 
     def __init__(self, send: Callable[[object], None], name_of: Callable[[str], str],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, call_later: CallLater = _call_later) -> None:
         self._send = send
         self._name_of = name_of
         self._clock = clock
+        self._call_later = call_later
         #: Seconds a turn may last (the server's --talk-max, from ``published``).
         self.talk_max = 60.0
         #: Whether the server lets viewers talk at all (``published.talk``).
@@ -43,7 +64,7 @@ class TalkFloor:
         self.since: float | None = None
         #: Told of every change, after the viewers are.
         self.on_change: list[FloorListener] = []
-        self._turn_timer: asyncio.TimerHandle | None = None
+        self._turn_timer: _Timer | None = None
 
     def ask(self, viewer_id: str) -> None:
         """A viewer's ``talk-start``: the floor, unless someone else holds it."""
@@ -75,7 +96,7 @@ class TalkFloor:
 
     def _give(self, viewer_id: str) -> None:
         self.holder, self.holder_name, self.since = viewer_id, self._name_of(viewer_id), self._clock()
-        self._turn_timer = asyncio.get_running_loop().call_later(self.talk_max, self._turn_over)
+        self._turn_timer = self._call_later(self.talk_max, self._turn_over)
         log.info("%s is talking", self.holder_name)
         self._send(Talking(peer_id=viewer_id, name=self.holder_name, since=round(self.since, 3)))
         self._changed()

@@ -12,6 +12,8 @@
 //   const { message, notice } = hub.receive(viewerId, line.text);   // a chat-send's text
 //   message: {type: 'chat', id, name, text, time[, camera: true]}: send it to everyone
 //   notice: {type: 'chat-notice', reason}: send it back to that viewer only
+//   const note = hub.note(text);        // the camera's own word (who talks back): send it to everyone
+//   hub.nameOf(viewerId);               // the name a viewer's lines go under
 //   hub.history();                      // the last messages, for a chat-history on a new data channel
 //   hub.forget(viewerId);               // viewer-left
 //   hub.forgetEveryone();               // a new signaling session
@@ -174,9 +176,24 @@ export class ChatHub {
       this.#buckets.set(viewerId, bucket);
     }
     if (!bucket.take()) return refuse(`slow down: at most ${formatG(this.#rate)} messages a second`);
-    const name = viewerId === null
-      ? this.#cameraDisplay
-      : this.#names.get(viewerId) || `viewer-${[...viewerId].slice(0, 4).join('')}`;
+    return { message: this.#record(viewerId, text) };
+  }
+
+  /**
+   * A line of the camera's own about the stream (who talks back), recorded like any line;
+   * not rate-limited: the camera's events make it, not a person typing. Returns the message.
+   */
+  note(text) {
+    return this.#record(null, [...strip(cleanText(text))].slice(0, MAX_CHAT_TEXT).join(''));
+  }
+
+  /** The name a viewer's lines go under. */
+  nameOf(viewerId) {
+    return this.#names.get(viewerId) || `viewer-${[...viewerId].slice(0, 4).join('')}`;
+  }
+
+  #record(viewerId, text) {
+    const name = viewerId === null ? this.#cameraDisplay : this.nameOf(viewerId);
     const message = Object.freeze({
       type: MessageType.CHAT,
       id: this.#nextId++,
@@ -187,7 +204,7 @@ export class ChatHub {
     });
     this.#history.push(message);
     if (this.#history.length > CHAT_HISTORY_SIZE) this.#history.shift();
-    return { message };
+    return message;
   }
 
   /** A viewer left: its name and rate limit go with it. */
