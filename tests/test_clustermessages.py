@@ -17,10 +17,13 @@ from peercam.signaling.cluster.messages import (
     RelayDemand,
     RelayRenditions,
     Reserve,
+    TalkFrame,
     decode_envelope,
     decode_record,
+    decode_talk_frame,
     encode_envelope,
     encode_record,
+    encode_talk_frame,
 )
 from peercam.signaling.relay.renditions import MAX_JPEG_RENDITIONS
 
@@ -81,3 +84,14 @@ def test_the_renditions_a_camera_makes_are_at_most_its_cap():
     data = msgspec.json.encode({"op": "relay-renditions", "node": "n", "stream": "s", "jpeg": made})
     with pytest.raises(msgspec.ValidationError):
         decode_envelope(data)
+
+
+def test_talk_frames_round_trip_as_bytes_and_anything_else_is_refused():
+    talk = TalkFrame(node="n1", stream="cam", sender="v1", frame=bytes(range(256)))
+    data = encode_talk_frame(talk)
+    assert decode_talk_frame(data) == talk and len(data) < 256 + 64  # the frame stays bytes
+    for bad in (b"", b"garbage", encode_envelope(NodeSync(node="n1")),
+                msgspec.msgpack.encode({"node": "n1", "stream": "cam", "sender": "v1", "frame": "text"}),
+                msgspec.msgpack.encode({"node": "n1", "stream": "cam", "frame": b"x"})):
+        with pytest.raises(msgspec.DecodeError):
+            decode_talk_frame(bad)
