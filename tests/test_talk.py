@@ -6,7 +6,8 @@ must hold them at the same times (their energy envelopes agree), decode with ffp
 be the only file. Meanwhile another viewer is refused with the speaker's name; with
 --talk off a viewer is refused and nothing is recorded; and while a viewer talks, a
 listening viewer hears the camera's own sound ducked to silence (half duplex), and loud
-again after. Camera.talk() hands the same sound to a program.
+again after. Camera.talk() hands the same sound to a program; a viewer that talks the test
+tone (``--talk tone``) gives it mouth-to-speaker latencies, beep by beep.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 from peercam.peers.camera.sources import SourceError
 from peercam.peers.camera.talkreceiver import TalkReceiver
+from peercam.peers.testtone import PERIOD, Beep, ToneReader
 
 import peercam
 
@@ -214,6 +216,47 @@ async def test_half_duplex_ducks_the_camera_s_sound_while_a_viewer_talks(tmp_pat
     assert heard and {name for name, _ in heard} == {"Alice"}, heard[:3]
     assert max(peak for _, peak in heard) > 5000
     assert len(list((tmp_path / "talk").iterdir())) == 1
+
+
+async def test_the_test_tone_talks_over_p2p_and_the_relay_and_the_camera_reads_every_beep():
+    """``peercam view --talk tone``: the test tone, made as it is sent, reaches Camera.talk()
+    over P2P and over the relay; a ToneReader there reads consecutive beeps (none lost), each
+    with its mouth-to-speaker latency (made by the viewer, heard by the camera: one clock).
+    The speaker is a process of its own, as a viewer is: a stall of this test's event loop
+    then delays the sound but cannot make its source skip."""
+    async with await peercam.serve(port=0, talk="viewers") as server:
+        async with peercam.Camera(server.url, "tone-talk", source="testsrc", width=160, height=120, fps=10,
+                                  audio="none", ice=ICE) as camera:
+            for mode in ("p2p", "relay"):
+                reader = ToneReader()
+                talker = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "peercam", "view", "--server", server.url, "--stream", "tone-talk",
+                    *LOOPBACK, "--name", f"tone-{mode}", "--mode", mode, "--no-audio", "--talk", "tone",
+                    "--duration", "20", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                try:
+                    beeps, speakers = await asyncio.wait_for(_hear_beeps(camera, reader, 4), 20)
+                    camera.end_talk()  # the floor is free for the next
+                finally:
+                    talker.terminate()
+                    _, stderr = await talker.communicate()
+                assert f"peercam view: talking ({mode})" in stderr.decode(), stderr.decode()
+                assert speakers == {f"tone-{mode}"}, (mode, speakers)
+                times = [beep.capture_time for beep in beeps]
+                assert times == [times[0] + i * PERIOD for i in range(len(times))], (mode, times)
+                latencies = [beep.latency for beep in beeps]
+                assert all(0 < latency < 5 for latency in latencies), (mode, latencies)
+
+
+async def _hear_beeps(camera: peercam.Camera, reader: ToneReader, count: int) -> tuple[list[Beep], set[str]]:
+    """Camera.talk() read with ``reader`` until it heard ``count`` beeps: them, and who spoke."""
+    beeps: list[Beep] = []
+    speakers: set[str] = set()
+    async for name, frame in camera.talk():
+        speakers.add(name)
+        beeps.extend(reader.feed(frame.samples, frame.arrived))
+        if len(beeps) >= count:
+            break
+    return beeps, speakers
 
 
 async def _until(predicate, timeout: float, what: str) -> None:
