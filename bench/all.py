@@ -10,7 +10,8 @@ browser camera's P2P viewers at full rate against the Python camera's
 (bench/browser_camera.py), and three instances on Redis against one alone
 (bench/cluster.py: offer to answer time, relay across instances, each instance's and
 Redis's CPU; it needs redis-server and redis-py), sound (bench/audio.py: what it costs
-the camera per viewer, mouth-to-ear latency and A/V offset per path, loss under a cap), and
+the camera per viewer, mouth-to-ear latency and A/V offset per path, loss under a cap, talk
+back's mouth-to-speaker latency), and
 the standard clients (bench/standards.py: an RTSP camera's CPU passed through against
 decoded and encoded; it needs gst-rtsp-server).
 Each prints its tables as it finishes and writes its JSON; this script then prints every
@@ -51,7 +52,8 @@ RUNS = {
     "cluster": ("bench.cluster", [], ["--quick"]),
     "browser_camera": ("bench.browser_camera", [], ["--viewers", "1,4", "--seconds", "3", "--warmup", "2"]),
     "audio": ("bench.audio", [], ["--viewers", "1,8", "--seconds", "3", "--latency-seconds", "8",
-                                  "--schedule", "none:4,600:6,300:8,none:4"]),
+                                  "--schedule", "none:4,600:6,300:8,none:4", "--talk-seconds", "4",
+                                  "--runs", "1"]),
     "standards": ("bench.standards", [], ["--viewers", "1,8", "--seconds", "3"]),
 }
 

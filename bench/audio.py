@@ -1,7 +1,8 @@
-"""Usage: python3 -m bench.audio [--parts cpu,latency,loss] [--viewers 1,8,32,64] [--seconds 8]
-                             [--warmup 1.5] [--procs 2] [--json bench/results/audio.json]
+"""Usage: python3 -m bench.audio [--parts cpu,latency,loss,talk] [--viewers 1,8,32,64] [--seconds 8]
+                             [--warmup 1.5] [--procs 2] [--talk-seconds 8] [--runs 3]
+                             [--json bench/results/audio.json]
 
-Sound benchmark. Three parts, each with its own table:
+Sound benchmark. Four parts, each with its own table:
 
 - cpu: one 640x480@30 VP8 test-pattern camera with N P2P viewers (bench/fanout.py's
   method and viewers), twice: the baseline without sound (``--audio none``), then with the
@@ -16,35 +17,61 @@ Sound benchmark. Three parts, each with its own table:
 - loss: a CLI viewer of a 720p,480p,360p,180p camera with sound behind a cap that follows
   bench/layers.py's schedule, in network namespaces (root): the share of sound packets
   lost in each phase while the video steps down.
+- talk: talk back's mouth-to-speaker latency, on loopback. A library Camera (this
+  script's ``_talk_camera``, test pattern and tone, ``talk_duplex="full"``) reads each
+  beep of the talk it receives (``Camera.talk()`` frames into peers/testtone.py's
+  ToneReader: the beep's capture time from its own time code, against when the camera
+  had decoded it). The speakers talk the test tone, made as it is sent: the CLI (``peercam
+  view --talk tone``) and the player page in headless Chromium (its microphone is the
+  test tone from web/js/testtone.js, written into a MediaStreamTrackGenerator as it is
+  due), each on P2P and the relay, --talk-seconds per turn, --runs turns per path (fresh
+  viewers, the paths in turns), pooled. The baseline, measured in the same run by the
+  same viewers at the same time: the camera's own tone to them (mouth to ear, as in the
+  latency part; the median of each run's p50 and p95).
 
 Targets: mouth-to-ear p50 <= 60 ms on loopback; |A/V offset| p95 <= 30 ms on every path;
-sound loss under 1% in the 300 kbit/s phase. Wrap runs in ``flock /tmp/peercam-cpu.lock``:
-other runs on the machine skew CPU figures.
+sound loss under 1% in the 300 kbit/s phase; mouth to speaker p50 <= 60 ms on loopback.
+Wrap runs in ``flock /tmp/peercam-cpu.lock``: other runs on the machine skew CPU figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from peercam.peers.testtone import PERIOD, ToneReader
+
+import peercam
 from bench.fanout import Camera, per_viewer_cost, run_camera
-from bench.harness import ROOT, free_port, print_verdicts, start_peercam, stop, wait_until_live, write_json
+from bench.harness import (
+    ROOT,
+    free_port,
+    percentile,
+    print_verdicts,
+    start_peercam,
+    stop,
+    wait_until_live,
+    write_json,
+)
 from bench.layers.shared import HELPER, STREAM, TIMELINE_LAYERS, camera_args
 from bench.layers.timeline import SCHEDULE, LineReader, parse_schedule, wait_live
 from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from tests.support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
 
 LOG_DIR = ROOT / "bench" / "results"
-PARTS = ("cpu", "latency", "loss")
+PARTS = ("cpu", "latency", "loss", "talk")
 #: The targets.
 TARGET_MOUTH_TO_EAR_P50_MS = 60.0
 TARGET_AV_OFFSET_P95_MS = 30.0
 TARGET_LOSS_PCT = 1.0
+TARGET_MOUTH_TO_SPEAKER_P50_MS = 60.0
 
 
 # cpu ------------------------------------------------------------------------------------------
@@ -308,6 +335,168 @@ def loss_verdicts(result: dict) -> list[dict]:
                             for p in worst)}]
 
 
+# talk -----------------------------------------------------------------------------------------
+
+#: The paths talked over: (label, viewer, peercam view's flags / the page's query).
+TALK_PATHS = [("CLI, P2P", "cli", ["--mode", "p2p"]),
+              ("CLI, relay", "cli", ["--mode", "relay", "--relay-format", "encoded"]),
+              ("page, P2P", "page", "mode=p2p"),
+              ("page, relay", "page", "mode=relay&relay_format=encoded")]
+
+#: The page's microphone, for the talk part: the test tone (web/js/testtone.js), 20 ms at a
+#: time as each is due (its last sample), into a MediaStreamTrackGenerator, so its time codes
+#: are the times it was made, as `peercam view --talk tone`'s are.
+TONE_MICROPHONE = """
+navigator.mediaDevices.getUserMedia = async () => {
+  const { tone, SAMPLE_RATE } = await import('/static/js/testtone.js');
+  const CHUNK = 960;
+  const generator = new MediaStreamTrackGenerator({ kind: 'audio' });
+  const writer = generator.writable.getWriter();
+  const nowSamples = () => (performance.timeOrigin + performance.now()) * SAMPLE_RATE / 1000;
+  let next = Math.floor(nowSamples() / CHUNK) * CHUNK + CHUNK;
+  const timer = setInterval(() => {
+    if (generator.readyState === 'ended') { clearInterval(timer); return; }
+    const now = nowSamples();
+    if (now - next > 0.2 * SAMPLE_RATE) next = Math.floor(now / CHUNK) * CHUNK; // fell behind
+    while (next + CHUNK <= now) {
+      writer.write(new AudioData({ format: 's16', sampleRate: SAMPLE_RATE, numberOfFrames: CHUNK,
+        numberOfChannels: 1, timestamp: next / SAMPLE_RATE * 1e6, data: tone(next, CHUNK) }));
+      next += CHUNK;
+    }
+  }, 2);
+  return new MediaStream([generator]);
+};
+"""
+
+
+def talk_part(opts: argparse.Namespace) -> list[dict]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stream = "audio-talk"
+    server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port), "--talk", "viewers"],
+                           LOG_DIR / "audio-talk-server.log", own_session=True)
+    with open(LOG_DIR / "audio-talk-camera.log", "wb") as log:
+        camera = subprocess.Popen([sys.executable, "-m", "bench.audio", "_talk_camera", url, stream],
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+                                  start_new_session=True)
+    heard = LineReader(camera.stdout)
+    runs: dict[str, list[dict]] = {label: [] for label, _, _ in TALK_PATHS}
+    try:
+        wait_until_live(port, stream, {"server": server, "camera": camera}, 30, LOG_DIR)
+        for run in range(opts.runs):  # the paths in turns: a machine that gets busier weighs on all
+            for index, (label, viewer, how) in enumerate(TALK_PATHS):
+                name = f"talk-{run}-{index}"
+                print(f"talk: {label}, run {run + 1} of {opts.runs} ...", file=sys.stderr, flush=True)
+                baseline = (cli_talk(url, stream, name, how, opts.talk_seconds) if viewer == "cli"
+                            else page_talk(url, stream, name, how, opts.talk_seconds))
+                beeps = [json.loads(line) for _, line in list(heard.lines)]
+                beeps = [beep for beep in beeps if beep["speaker"] == name]
+                runs[label].append({"beeps": beeps, "baseline": baseline})
+    finally:
+        stop(camera)
+        stop(server)
+    return [talk_row(label, path_runs) for label, path_runs in runs.items()]
+
+
+def cli_talk(url: str, stream: str, name: str, flags: list[str], seconds: float) -> dict | None:
+    """``peercam view --talk tone`` for ``seconds``; its own mouth to ear (the camera's tone)."""
+    argv = [sys.executable, "-m", "peercam", "view", "--server", url, "--stream", stream, "--json",
+            "--name", name, "--ice-host", "127.0.0.1", "--talk", "tone", "--warmup", "2",
+            "--duration", f"{seconds + 2:g}", *flags]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60)
+    if "peercam view: talking" not in done.stderr:
+        raise RuntimeError(f"{name} did not talk: {done.stderr.strip()[-500:]}")
+    lines = done.stdout.strip().splitlines()
+    return ((json.loads(lines[-1]) if lines else {}).get("audio") or {}).get("latency_ms")
+
+
+def page_talk(url: str, stream: str, name: str, query: str, seconds: float) -> dict | None:
+    """The player page talks the tone (a click: talk until the next) for ``seconds``; its own
+    mouth to ear (``peercam.stats().audio``: the camera's tone, the last ten beeps)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(**CONTEXT_OPTIONS)
+            context.add_init_script(TONE_MICROPHONE)
+            page = context.new_page()
+            page.goto(f"{url}/view/{stream}?{query}&name={name}")
+            page.wait_for_function("() => window.peercam && peercam.state() === 'playing' "
+                                   "&& peercam.talk().allowed", timeout=30_000)
+            page.click("#talk-button")
+            page.wait_for_function("() => peercam.talk().sending", timeout=10_000)
+            time.sleep(seconds)
+            audio = page.evaluate("() => peercam.stats().audio") or {}
+            page.click("#talk-button")
+        finally:
+            browser.close()
+    return audio.get("latencyMs")
+
+
+def talk_row(label: str, runs: list[dict]) -> dict:
+    """One path's figures: the beeps' latencies pooled over its runs; the baseline's p50 and p95,
+    the median of the runs'."""
+    beeps = [beep for run in runs for beep in run["beeps"]]
+    latencies = sorted(1000 * (beep["heard"] - beep["capture"]) for beep in beeps)
+    expected = 0  # beeps made while each turn was heard: first to last, every half second
+    for run in runs:
+        times = sorted(beep["capture"] for beep in run["beeps"])
+        expected += round((times[-1] - times[0]) / PERIOD) + 1 if times else 0
+    baselines = [run["baseline"] for run in runs if run["baseline"]]
+    row = {"path": label, "runs": len(runs), "beeps": len(beeps), "beeps_expected": expected,
+           "talk_ms": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)}
+           if latencies else None,
+           "baseline_ms": {"p50": statistics.median(b["p50"] for b in baselines),
+                           "p95": statistics.median(b["p95"] for b in baselines)} if baselines else None}
+    talk, base = row["talk_ms"], row["baseline_ms"]
+    row["ratio_p50"] = talk["p50"] / base["p50"] if talk and base and base["p50"] > 0 else None
+    return row
+
+
+def print_talk(rows: list[dict], opts: argparse.Namespace) -> None:
+    print("\nTalk back, mouth to speaker: a viewer talks the test tone (made as it is sent) to a library "
+          "camera on loopback, which reads each beep from Camera.talk() (capture, by the beep's time code, "
+          f"to decoded at the camera); {opts.talk_seconds:g} s turns, {opts.runs} per path, pooled. "
+          "Baseline: the camera's own tone to the same viewer at the same time (mouth to ear; the median "
+          "of the runs' p50 and p95).\n")
+    print("| path | mouth to speaker p50 / p95 ms | beeps read (expected) "
+          "| baseline: mouth to ear p50 / p95 ms | p50 ratio to the baseline |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        ratio = "-" if row["ratio_p50"] is None else f"{row['ratio_p50']:.2f}x"
+        print(f"| {row['path']} | {_pair(row['talk_ms'])} | {row['beeps']} ({row['beeps_expected']}) "
+              f"| {_pair(row['baseline_ms'])} | {ratio} |")
+
+
+def talk_verdicts(rows: list[dict]) -> list[dict]:
+    measured = [r for r in rows if r["talk_ms"]]
+    return [{"target": f"mouth to speaker p50 <= {TARGET_MOUTH_TO_SPEAKER_P50_MS:g} ms on loopback, "
+             "every path",
+             "pass": None if len(measured) < len(rows)
+             else all(r["talk_ms"]["p50"] <= TARGET_MOUTH_TO_SPEAKER_P50_MS for r in rows),
+             "measured": ", ".join(f"{r['path']} {_pair(r['talk_ms'])}" for r in rows)}]
+
+
+def talk_camera(url: str, stream: str) -> None:
+    """The talk part's camera: prints each beep it hears in talk back, one JSON line each."""
+    async def run() -> None:
+        ice = peercam.IceOptions(servers=[], hosts=["127.0.0.1"])
+        async with peercam.Camera(url, stream, source="testsrc", audio="tone", ice=ice,
+                                  talk_duplex="full") as camera:
+            readers: dict[str, ToneReader] = {}
+            async for speaker, frame in camera.talk():
+                reader = readers.setdefault(speaker, ToneReader())
+                for beep in reader.feed(frame.samples, frame.arrived):
+                    print(json.dumps({"speaker": speaker, "capture": beep.capture_time,
+                                      "heard": beep.heard_time, "unread": reader.beeps_unread}), flush=True)
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
 # main -----------------------------------------------------------------------------------------
 
 
@@ -322,6 +511,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--procs", type=int, default=2, help="cpu: viewer worker processes")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="latency: seconds per path")
     parser.add_argument("--schedule", default=SCHEDULE, help="loss: the cap schedule, kbit/s:seconds,...")
+    parser.add_argument("--talk-seconds", type=float, default=8.0, help="talk: seconds of each turn")
+    parser.add_argument("--runs", type=int, default=3, help="talk: turns per path, each by a fresh viewer")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "audio.json", help="where the results go")
     opts = parser.parse_args()
     opts.parts = [part for part in opts.parts.split(",") if part]
@@ -351,6 +542,10 @@ def main() -> None:
             results["loss"] = loss_part(opts)
             print_loss(results["loss"])
             verdicts += loss_verdicts(results["loss"])
+        if "talk" in opts.parts:
+            results["talk"] = talk_part(opts)
+            print_talk(results["talk"], opts)
+            verdicts += talk_verdicts(results["talk"])
     except KeyboardInterrupt:
         sys.exit("interrupted")
     except RuntimeError as exc:
@@ -363,4 +558,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "_talk_camera":
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        talk_camera(sys.argv[2], sys.argv[3])
+    else:
+        main()
