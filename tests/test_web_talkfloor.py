@@ -65,15 +65,7 @@ def test_the_shared_cases_on_the_browser_floor(page_on_server):
         # And beyond what the cases say: every result is the Python floor's, message for message.
         assert normal(result) == normal(run_case_in_python(case)), case["name"]
 
-
-def normal(results: list[dict]) -> list[dict]:
-    """Results with their messages as the protocol reads them (a field at its default or left out
-    is the same message)."""
-    return [{**result, "sent": [as_sent(m) for m in result["sent"]]} for result in results]
-
-
-def test_a_floor_with_another_rule_fails_the_cases(page_on_server):
-    """The comparison can fail: the same runner on a floor that lets a second viewer in."""
+    # The comparison can fail: the same runner on a floor that lets a second viewer in.
     other = RUN_CASES.replace("const { TalkFloor } = await import('/static/js/talk-floor.js');", """
       const { TalkFloor: Real } = await import('/static/js/talk-floor.js');
       class TalkFloor extends Real {
@@ -87,3 +79,9 @@ def test_a_floor_with_another_rule_fails_the_cases(page_on_server):
         except AssertionError:
             failures += 1
     assert failures >= 1
+
+
+def normal(results: list[dict]) -> list[dict]:
+    """Results with their messages as the protocol reads them (a field at its default or left out
+    is the same message)."""
+    return [{**result, "sent": [as_sent(m) for m in result["sent"]]} for result in results]

@@ -2,15 +2,18 @@
 // publishes one stream, answers each viewer's offer with a peer connection of its own
 // (viewer-connection.js), with the microphone's track beside the picture when the stream has
 // sound (audio-pipeline.js), feeds the relay while anyone reads it (relay-sender.js), reports
-// `camera-stats` every 2 s and is the stream's chat hub. Viewers cannot tell it from a
-// Python camera; the difference is the cost: each P2P viewer is one more encoder in this
-// browser, so past `maxViewers` a new viewer is hung up on and falls back to the relay.
+// `camera-stats` every 2 s, is the stream's chat hub and keeps its talk floor
+// (talk-floor.js), playing the speaker's voice in its tab (talk-receiver.js). Viewers
+// cannot tell it from a Python camera; the difference is the cost: each P2P viewer is one
+// more encoder in this browser, so past `maxViewers` a new viewer is hung up on and falls
+// back to the relay.
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling-client.js';
 import { ViewerConnection } from './viewer-connection.js';
 import { RelaySender } from './relay-sender.js';
 import { ChatHub } from './chat-hub.js';
+import { TalkFloor } from './talk-floor.js';
 
 const STATS_REPORT_MS = 2000;
 /** A name held by our own previous connection (a reload, a network blip): try again. */
@@ -41,6 +44,8 @@ export class CameraPeer {
   #signaling = new SignalingClient();
   #relay;
   #hub;
+  #floor;
+  #talk;
   #iceServers = [];
   #everPublished = false;
   #statsTimer = null;
@@ -48,16 +53,19 @@ export class CameraPeer {
   #onState;
   #onChat;
   #onViewers;
+  #onTalk;
 
   /**
    * stream: the name; track: the video track; video: its preview (relay-sender.js samples it
    * where it cannot read the track); audio: the microphone's AudioPipeline, or null for a
    * stream without sound; layer: {name, width, height, fps}; name: the camera's display
-   * name; token: a publish token or ''. onState(state, text), onChat(stamped message) and
-   * onViewers() keep the page up to date.
+   * name; token: a publish token or ''; talk: the page's TalkReceiver, which plays what
+   * viewers say. onState(state, text), onChat(stamped message), onViewers() and onTalk()
+   * (the floor changed) keep the page up to date.
    */
   constructor({
-    stream, track, video, audio = null, layer, name, token, maxViewers, onState, onChat, onViewers,
+    stream, track, video, audio = null, layer, name, token, maxViewers, talk, onState, onChat, onViewers,
+    onTalk = () => {},
   }) {
     this.#stream = stream;
     this.#track = track;
@@ -69,10 +77,17 @@ export class CameraPeer {
     this.#onState = onState;
     this.#onChat = onChat;
     this.#onViewers = onViewers;
+    this.#onTalk = onTalk;
     this.#hub = new ChatHub({ cameraName: name });
+    this.#talk = talk;
+    this.#floor = new TalkFloor({
+      send: (message) => this.#signaling.send(message), nameOf: (id) => this.#hub.nameOf(id),
+    });
+    this.#floor.onChange.push((holder, speaker) => this.#talkChanged(holder, speaker));
     this.#relay = new RelaySender({ track, video, layer, signaling: this.#signaling, audio });
     this.#signaling
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
+      .on(SignalingEvent.BINARY, (data) => this.#talk.relayFrame(data)) // the speaker's talk frames
       .on(MessageType.WELCOME, (m) => this.#welcomed(m))
       .on(MessageType.PUBLISHED, (m) => this.#published(m))
       .on(MessageType.ICE_SERVERS, (m) => { this.#iceServers = m.ice_servers; })
@@ -86,6 +101,8 @@ export class CameraPeer {
       .on(MessageType.CANDIDATE, (m) => this.#peerOf(m)?.handleSignal(m))
       .on(MessageType.HANGUP, (m) => this.#peerOf(m)?.handleSignal(m))
       .on(MessageType.CHAT_SEND, (m) => this.#chatLine(m.from, m.text, null))
+      .on(MessageType.TALK_START, (m) => this.#floor.ask(m.from))
+      .on(MessageType.TALK_STOP, (m) => this.#floor.release(m.from))
       .on(MessageType.RELAY_FRAMES, (m) => this.#relay.setDemand(m))
       .on(MessageType.RELAY_KEYFRAME, (m) => this.#relay.keyframe(m.urgent));
   }
@@ -138,6 +155,17 @@ export class CameraPeer {
     return this.#hub.history();
   }
 
+  /** Talk back: {open (the server lets viewers talk), talking (the speaker's name, or null), since}. */
+  get talking() {
+    const floor = this.#floor;
+    return { open: floor.open, talking: floor.holder === null ? null : floor.holderName, since: floor.since };
+  }
+
+  /** The operator takes the floor: the turn under way ends (the speaker is told). */
+  endTalk() {
+    this.#floor.take();
+  }
+
   #setState(state, text) {
     this.state = state;
     this.#onState(state, text);
@@ -159,8 +187,10 @@ export class CameraPeer {
     });
   }
 
-  #published({ ice_servers: iceServers }) {
+  #published({ ice_servers: iceServers, talk = false, talk_max: talkMax = 60 }) {
     this.#everPublished = true;
+    this.#floor.open = talk;
+    this.#floor.talkMax = talkMax;
     if (iceServers?.length) this.#iceServers = iceServers; // TURN credentials come only now
     const { width, height, fps } = this.#layer;
     this.#setState(CameraState.LIVE, `live: ${width}x${height}@${fps}`);
@@ -195,6 +225,7 @@ export class CameraPeer {
   #dropViewers() {
     for (const { peer } of this.viewers.values()) peer?.close(null);
     this.viewers.clear();
+    this.#floor.forget(); // the server dropped the floor with the old connection
     this.#hub.forgetEveryone();
     this.#onViewers();
   }
@@ -215,6 +246,7 @@ export class CameraPeer {
   }
 
   #viewerLeft(id) {
+    this.#floor.release(id);
     this.viewers.get(id)?.peer?.close(null);
     this.viewers.delete(id);
     this.#hub.forget(id);
@@ -254,13 +286,27 @@ export class CameraPeer {
       onChat: (from, text) => this.#chatFromChannel(from, text),
       onClosed: (closed) => {
         const current = this.viewers.get(closed.viewerId);
-        if (current?.peer === closed) current.peer = null;
+        if (current?.peer === closed) {
+          current.peer = null;
+          this.#talk.setTrack(closed.viewerId, null);
+        }
         this.#onViewers();
+      },
+      talk: () => this.#floor.open,
+      onTalkTrack: (from, sound) => {
+        if (this.viewers.get(from.viewerId)?.peer === from) this.#talk.setTrack(from.viewerId, sound);
       },
     });
     viewer.peer = peer;
     peer.handleSignal(message);
     this.#onViewers();
+  }
+
+  /** The floor changed: the chat records it (as the Python camera's does), the tab plays the new turn. */
+  #talkChanged(holder, speaker) {
+    this.#talk.floorChanged(holder, speaker);
+    this.#share(this.#hub.note(holder !== null ? `${speaker} is talking` : `${speaker} stopped talking`));
+    this.#onTalk();
   }
 
   #chatFromChannel(peer, text) {
@@ -284,10 +330,15 @@ export class CameraPeer {
       else if (viewerId !== null) this.#signaling.send({ ...notice, to: viewerId });
       return notice.reason;
     }
+    this.#share(message);
+    return null;
+  }
+
+  /** A stamped line to everyone: every data channel, the server (for relay viewers), this page. */
+  #share(message) {
     for (const { peer: other } of this.viewers.values()) other?.sendChat(message);
     this.#signaling.send(message);
     this.#onChat(message);
-    return null;
   }
 
   async #reportStats() {

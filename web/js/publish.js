@@ -4,6 +4,8 @@
 // the microphone's sound unless it is off, as a Python camera would (camera-peer.js). It
 // shows the local preview, the sound, the viewers (how each watches, and its figures from
 // /api/streams and this browser's own getStats), and the chat, of which this page is the hub.
+// Under the server's --talk it plays what the viewer holding the floor says, shows who, and
+// its "End the turn" button takes the floor back.
 
 import { CameraPeer, CameraState } from './camera-peer.js';
 import { AudioPipeline } from './audio-pipeline.js';
@@ -13,6 +15,7 @@ import {
 import { ChatLog, MAX_MESSAGES } from './chat.js';
 import { ChatView } from './chat-view.js';
 import { loadName, saveName } from './display-name.js';
+import { TalkReceiver } from './talk-receiver.js';
 
 /**
  * P2P viewers one browser camera serves by default: each is one more VP8 encoder in this
@@ -40,6 +43,8 @@ const status = document.getElementById('status');
 const screenMessage = document.getElementById('screen-message');
 const rows = document.getElementById('viewer-rows');
 const soundState = document.getElementById('sound-state');
+const talkState = document.getElementById('talk-state');
+const takeFloor = document.getElementById('take-floor');
 /** The microphone menu's value for no sound. */
 const NO_SOUND = 'off';
 
@@ -49,6 +54,7 @@ let apiViewers = []; // the viewers /api/streams gives this stream: [{id, name, 
 const chatView = new ChatView();
 const chatLog = new ChatLog();
 let chatName = loadName(location.search) || streamName;
+const talkReceiver = new TalkReceiver(document.getElementById('talk-audio'));
 
 function showState(state, text) {
   status.dataset.state = state === CameraState.LIVE ? 'playing' : state;
@@ -63,11 +69,13 @@ function showState(state, text) {
     field.disabled = running;
   }
   if (!running) releaseMedia();
+  showTalk();
   if (state === CameraState.ERROR && /token/.test(text)) tokenInput.focus();
 }
 
 async function start() {
   if (camera !== null) stopStream();
+  talkReceiver.resume(); // on the click that went live: browsers allow sound after one
   const fps = Number(fpsPick.value);
   let soundError;
   try {
@@ -99,7 +107,9 @@ async function start() {
     name: chatName,
     token: tokenInput.value.trim(),
     maxViewers: maxViewersParam(),
+    talk: talkReceiver,
     onState: showState,
+    onTalk: () => showTalk(),
     onChat: (message) => showChat(message),
     onViewers: () => showViewers(),
   });
@@ -132,6 +142,17 @@ function showSound(audio, soundError) {
   const { channels, bitrate } = audio.info;
   const layout = channels === 1 ? 'mono' : 'stereo';
   soundState.textContent = `Opus ${layout} ${bitrate / 1000} kbit/s (${audio.track.label || 'microphone'})`;
+}
+
+/** The talk back row: who talks through this tab, and the button that ends the turn. */
+function showTalk() {
+  const live = camera?.state === CameraState.LIVE;
+  const { open, talking } = camera?.talking ?? { open: false, talking: null };
+  if (!live) talkState.textContent = '–';
+  else if (!open) talkState.textContent = 'off on this server';
+  else if (talking === null) talkState.textContent = 'nobody is talking';
+  else talkState.textContent = `${talking} is talking${talkReceiver.running ? '' : ' (click the page to hear it)'}`;
+  takeFloor.disabled = !live || talking === null;
 }
 
 function describeLayer({ name, width, height, fps }) {
@@ -277,6 +298,9 @@ form.addEventListener('submit', (event) => {
   start();
 });
 stopButton.addEventListener('click', () => stopStream());
+takeFloor.addEventListener('click', () => camera?.endTalk());
+// Sound waits for the page's first click where the browser asks for one (?autostart=1).
+document.addEventListener('pointerdown', () => talkReceiver.resume().then(() => showTalk()));
 chatView.showName(chatName);
 chatView.onSend(sendChat);
 chatView.onName((picked) => {
@@ -292,8 +316,11 @@ if (params.get('autostart') === '1') start();
 
 // For tests and the curious: window.peercam.state() (a CameraState), .viewers() ({id: {name,
 // p2p, sound}}), .stats() (the last camera-stats report), .relay() (what the relay asks for),
-// .sound() (the published sound's AudioInfo, or null), .chat() ([{id, name, text}]) and
-// .sendChat(text) ('hub', or null with a notice).
+// .sound() (the published sound's AudioInfo, or null), .chat() ([{id, name, text}]),
+// .sendChat(text) ('hub', or null with a notice), .talk() ({open, talking (a name or null),
+// since, playing (the tab may make sound), relayPackets (talk frames played), latencyMs (the
+// test tone's mouth to speaker, {p50, p95}, or null)}) and .talkBeeps() (the test tone's
+// beeps the tab played: [{captureTimeMs, heardTimeMs, latencyMs}], the latest ten).
 window.peercam = {
   state: () => camera?.state ?? CameraState.STOPPED,
   viewers: () => Object.fromEntries([...(camera?.viewers ?? new Map())].map(
@@ -303,4 +330,11 @@ window.peercam = {
   sound: () => camera?.audio?.info ?? null,
   chat: () => chatLog.messages.map(({ id, name, text }) => ({ id, name, text })),
   sendChat: (text) => sendChat(text),
+  talk: () => ({
+    ...(camera?.talking ?? { open: false, talking: null, since: null }),
+    playing: talkReceiver.running,
+    relayPackets: talkReceiver.relayPackets,
+    latencyMs: talkReceiver.latencyMs,
+  }),
+  talkBeeps: () => talkReceiver.beeps(),
 };

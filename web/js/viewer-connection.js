@@ -1,8 +1,9 @@
 // One viewer's peer connection on the browser camera's side: answers the viewer's offer
 // with the camera's track (the browser encodes it once more for this viewer), and the
 // microphone's when the offer has an audio section (Opus, encoded for this viewer too),
-// trickles ICE both ways and carries the viewer's "chat" data channel. The Python
-// camera's counterpart is peers/camera/viewerconnection.py.
+// trickles ICE both ways and carries the viewer's "chat" data channel. Where viewers may
+// talk back, that audio section is answered sendrecv and the viewer's sound handed over
+// (onTalkTrack). The Python camera's counterpart is peers/camera/viewerconnection.py.
 
 import { MessageType } from './protocol.js';
 
@@ -19,6 +20,8 @@ export class ViewerConnection {
   #layer;
   #onChat;
   #onClosed;
+  #talk;
+  #onTalkTrack;
   #chatChannel = null;
   #queue = Promise.resolve(); // signals are applied one at a time, in order
   #connectTimer = null;
@@ -28,9 +31,13 @@ export class ViewerConnection {
   /**
    * audioTrack: the microphone's track, or null (no sound). onChat(peer, text|null): a
    * chat-send on the data channel (null: the channel opened, time for the history);
-   * onClosed(peer): the connection ended, for whatever reason.
+   * onClosed(peer): the connection ended, for whatever reason. talk(): whether viewers may
+   * talk back (`published.talk`); onTalkTrack(peer, track): the viewer's sound arrives on it.
    */
-  constructor({ viewerId, track, audioTrack = null, layer, iceServers, signaling, onChat, onClosed }) {
+  constructor({
+    viewerId, track, audioTrack = null, layer, iceServers, signaling, onChat, onClosed,
+    talk = () => false, onTalkTrack = () => {},
+  }) {
     this.viewerId = viewerId;
     this.#track = track;
     this.#audioTrack = audioTrack;
@@ -38,12 +45,17 @@ export class ViewerConnection {
     this.#signaling = signaling;
     this.#onChat = onChat;
     this.#onClosed = onClosed;
+    this.#talk = talk;
+    this.#onTalkTrack = onTalkTrack;
     // Only the servers the signaling server handed out: never a default public STUN.
     this.#pc = new RTCPeerConnection({ iceServers });
     this.#pc.onicecandidate = (event) => this.#send({
       type: MessageType.CANDIDATE, candidate: event.candidate ? event.candidate.toJSON() : null,
     });
     this.#pc.ondatachannel = (event) => this.#channelOpened(event.channel);
+    this.#pc.ontrack = ({ track }) => {
+      if (track.kind === 'audio' && !this.#closed) this.#onTalkTrack(this, track);
+    };
     this.#pc.onconnectionstatechange = () => this.#stateChanged();
     this.#connectTimer = setTimeout(() => this.close('not connected in time'), CONNECT_TIMEOUT_MS);
   }
@@ -144,12 +156,13 @@ export class ViewerConnection {
   }
 
   /** The microphone on the offer's audio section, if it has one: a viewer that plays no
-   * sound offers none, and an answer cannot add one. */
+   * sound offers none, and an answer cannot add one. Sendrecv where viewers may talk back
+   * (without sound, the section's own recvonly answer takes the talk alone). */
   async #addSound() {
     const sound = this.#pc.getTransceivers().find(
       (t) => t.receiver.track.kind === 'audio' && t.mid !== null && t.sender.track === null);
     if (!sound) return;
-    sound.direction = 'sendonly';
+    sound.direction = this.#talk() ? 'sendrecv' : 'sendonly';
     await sound.sender.replaceTrack(this.#audioTrack);
     // Opus, what the stream announces, and nothing else.
     sound.setCodecPreferences(RTCRtpSender.getCapabilities('audio').codecs.filter(
