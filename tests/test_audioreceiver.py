@@ -1,4 +1,4 @@
-"""peers/viewer/audioreceiver.py and senderclock.py: each audio packet is decoded as soon as it is
+"""peers/audioreceiver.py and senderclock.py: each audio packet is decoded as soon as it is
 next in order (aiortc's own buffer waits for four more), loss and reordering are handled,
 and sender reports map RTP timestamps to the sender's clock.
 
@@ -19,8 +19,8 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpDecodingParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
+from peercam.peers.audioreceiver import HOLD, AudioPacketBuffer, deliver_audio_on_arrival
 from peercam.peers.testtone import tone
-from peercam.peers.viewer.audioreceiver import HOLD, AudioPacketBuffer, deliver_audio_on_arrival
 from peercam.peers.viewer.senderclock import SenderClock, follow_sender_reports
 
 from .test_framereceiver import FakeDtlsTransport

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import av
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from peercam.peers.audioreceiver import deliver_audio_on_arrival
 from peercam.peers.ice import aiortc_candidate, relay_shortfall
 
 from peercam.shared.protocol import (
@@ -245,6 +246,10 @@ class ViewerConnection:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if transceiver.mid is None:
             raise ValueError("the offer has no video section")
+        if self._talk():
+            # Talk back is played as it comes: no 80 ms wait in aiortc's jitter buffer.
+            for audio in (t for t in pc.getTransceivers() if t.kind == "audio"):
+                deliver_audio_on_arrival(audio.receiver)
         await pc.setLocalDescription(await pc.createAnswer())
         shortfall = await relay_shortfall(configuration, pc.localDescription.sdp)
         if shortfall:

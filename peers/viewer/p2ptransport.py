@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from peercam.peers.audioreceiver import AudioPacketBuffer, deliver_audio_on_arrival
 from peercam.peers.ice import aiortc_candidate, relay_shortfall
 
 from peercam.shared.protocol import (
@@ -44,7 +45,6 @@ from peercam.shared.protocol import (
 )
 
 from .audioframe import AudioFrame, samples_of
-from .audioreceiver import AudioPacketBuffer, deliver_audio_on_arrival
 from .frame import Frame
 from .framereceiver import deliver_frames_when_complete
 from .senderclock import SenderClock, follow_sender_reports

@@ -3,8 +3,9 @@
 aiortc 1.16's RTCRtpReceiver holds audio in a JitterBuffer with a prefetch of 4: a packet
 goes to the decoder only once 4 packets after it are in, 80 ms of 20 ms Opus packets, and
 a lost packet stalls the sound until 16 more have come. That was most of the Python
-viewer's mouth-to-ear latency on loopback (about 100 ms). A viewer that plays the sound
-keeps its own playout buffer, sized for its own output; the receiver need not add one.
+viewer's mouth-to-ear latency on loopback (about 100 ms), and of talk back's on P2P at the
+camera. Whoever plays the sound keeps its own playout buffer, sized for its own output;
+the receiver need not add one.
 
 ``deliver_audio_on_arrival(receiver)`` gives one receiver an ``AudioPacketBuffer``
 instead. It touches aiortc's private ``__jitter_buffer``, ``__codecs``,
