@@ -44,31 +44,31 @@ connects (peers/ice.py restrict_host_addresses; aioice has no option for it).
 
 from __future__ import annotations
 
-import ipaddress
+import importlib
 import logging
-from importlib import metadata as _metadata
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from peercam.ingest import whip_ingest
-from peercam.peers.camera.camera import Camera, CameraError
-from peercam.peers.camera.layers import LayerError
-from peercam.peers.camera.sources import SourceError
-from peercam.peers.camera.talkreceiver import TalkFrame
-from peercam.peers.ice import IceOptions, IceTransport
-from peercam.peers.viewer.audioframe import AudioFrame
-from peercam.peers.viewer.frame import Frame
-from peercam.peers.viewer.viewer import ChatLine, EventKind, Mode, Viewer, ViewerError, ViewerEvent
-from peercam.peers.viewer.watch import watch, watch_sync
 from peercam.shared.errors import PeercamError, StartupError, UsageError
-from peercam.shared.protocol import Codec, IceServer, RelayFormat
-from peercam.shared.recordingconfig import RecordingConfig
-from peercam.shared.retention import Retention
-from peercam.signaling.cluster.cluster import RedisMissing, RedisUnreachable
-from peercam.signaling.edge.app import Server
-from peercam.signaling.edge.app import start as _start_server
-from peercam.signaling.settings.config import ServerConfig
-from peercam.signaling.settings.limits import Limits
-from peercam.signaling.settings.turn import TurnConfig
+
+if TYPE_CHECKING:  # for type checkers and the API reference; Python imports them on first use (_LAZY)
+    from peercam.peers.camera.camera import Camera, CameraError
+    from peercam.peers.camera.layers import LayerError
+    from peercam.peers.camera.sources import SourceError
+    from peercam.peers.camera.talkreceiver import TalkFrame
+    from peercam.peers.ice import IceOptions, IceTransport
+    from peercam.peers.viewer.audioframe import AudioFrame
+    from peercam.peers.viewer.frame import Frame
+    from peercam.peers.viewer.viewer import ChatLine, EventKind, Mode, Viewer, ViewerError, ViewerEvent
+    from peercam.peers.viewer.watch import watch, watch_sync
+    from peercam.server import serve
+    from peercam.shared.protocol import Codec, IceServer, RelayFormat
+    from peercam.shared.recordingconfig import RecordingConfig
+    from peercam.shared.retention import Retention
+    from peercam.signaling.cluster.cluster import RedisMissing, RedisUnreachable
+    from peercam.signaling.edge.app import Server
+    from peercam.signaling.settings.config import ServerConfig
+    from peercam.signaling.settings.limits import Limits
+    from peercam.signaling.settings.turn import TurnConfig
 
 __all__ = [
     "AudioFrame",
@@ -105,45 +105,61 @@ __all__ = [
     "watch_sync",
 ]
 
-try:
-    __version__ = _metadata.version("peercam")
-except _metadata.PackageNotFoundError:  # a bare checkout, not installed: no metadata to read
-    __version__ = "0+unknown"
+#: Where each name of the API lives, imported on its first use (PEP 562) rather than with
+#: the package: a program (or `peercam --help`, `peercam token`, `peercam serve`) loads
+#: aiortc, PyAV and OpenCV only when it uses what needs them.
+_LAZY = {
+    "AudioFrame": "peercam.peers.viewer.audioframe",
+    "Camera": "peercam.peers.camera.camera",
+    "CameraError": "peercam.peers.camera.camera",
+    "ChatLine": "peercam.peers.viewer.viewer",
+    "Codec": "peercam.shared.protocol",
+    "EventKind": "peercam.peers.viewer.viewer",
+    "Frame": "peercam.peers.viewer.frame",
+    "IceOptions": "peercam.peers.ice",
+    "IceServer": "peercam.shared.protocol",
+    "IceTransport": "peercam.peers.ice",
+    "LayerError": "peercam.peers.camera.layers",
+    "Limits": "peercam.signaling.settings.limits",
+    "Mode": "peercam.peers.viewer.viewer",
+    "RecordingConfig": "peercam.shared.recordingconfig",
+    "RedisMissing": "peercam.signaling.cluster.cluster",
+    "RedisUnreachable": "peercam.signaling.cluster.cluster",
+    "RelayFormat": "peercam.shared.protocol",
+    "Retention": "peercam.shared.retention",
+    "Server": "peercam.signaling.edge.app",
+    "ServerConfig": "peercam.signaling.settings.config",
+    "SourceError": "peercam.peers.camera.sources",
+    "TalkFrame": "peercam.peers.camera.talkreceiver",
+    "TurnConfig": "peercam.signaling.settings.turn",
+    "Viewer": "peercam.peers.viewer.viewer",
+    "ViewerError": "peercam.peers.viewer.viewer",
+    "ViewerEvent": "peercam.peers.viewer.viewer",
+    "serve": "peercam.server",
+    "watch": "peercam.peers.viewer.watch",
+    "watch_sync": "peercam.peers.viewer.watch",
+}
 
 # A library leaves logging to the program: without a handler of its own, Python would print
 # our warnings to stderr. The command line (peercam/cli.py) configures it.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-async def serve(host: str = "127.0.0.1", port: int = 8080, *, ice_servers: tuple[IceServer, ...] = (),
-                ice_hosts: tuple[str, ...] = (), turn: TurnConfig | None = None, secret: str | None = None,
-                auth: Literal["open", "publish", "all"] = "open",
-                limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
-                cert_file: str | None = None, key_file: str | None = None,
-                allowed_origins: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = (),
-                trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
-                outbox_limit: int = 1024, recording: RecordingConfig | None = None, redis: str | None = None,
-                heartbeat: float = 10.0, talk: Literal["off", "viewers", "token"] = "off",
-                talk_max: float = 60.0) -> Server:
-    """Start a peercam server in this program's event loop; returns the running Server
-    (``server.url``, ``await server.close()``, or ``async with await serve(...)``).
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        from importlib import metadata
 
-    ``port=0`` takes a free port. The other parameters are ServerConfig's, with its
-    defaults: ``ice_servers`` and ``ice_hosts`` handed to every client, ``turn``, ``secret``
-    and ``auth`` ("open", "publish": cameras need a token, "all": viewers too), ``limits``,
-    ``cert_file``/``key_file`` for HTTPS, ``allowed_origins``, ``allowed_hosts``,
-    ``trusted_proxies``, ``outbox_limit``, ``recording``, ``redis`` (several instances as one
-    deployment), ``heartbeat``, ``talk`` (who may talk back through a camera: "off",
-    "viewers", or "token": those whose token carries the talk right) and ``talk_max``
-    (seconds a speaker may hold the floor).
+        try:
+            value: object = metadata.version("peercam")
+        except metadata.PackageNotFoundError:  # a bare checkout, not installed: no metadata to read
+            value = "0+unknown"
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # looked up once: later uses find it as any module attribute
+    return value
 
-    Raises StartupError (its message names the cause and the fix) when it cannot start:
-    the port taken, the certificate unreadable, Redis missing (RedisMissing) or
-    unreachable (RedisUnreachable).
-    """
-    config = ServerConfig(
-        host=host, port=port, ice_servers=ice_servers, ice_hosts=ice_hosts, turn=turn, secret=secret,
-        auth=auth, limits=limits, cert_file=cert_file, key_file=key_file, allowed_origins=allowed_origins,
-        allowed_hosts=allowed_hosts, trusted_proxies=trusted_proxies, outbox_limit=outbox_limit,
-        recording=recording, redis=redis, heartbeat=heartbeat, talk=talk, talk_max=talk_max)
-    return await _start_server(config, whip_ingest(config))
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})

@@ -14,31 +14,28 @@ import time
 import traceback
 from collections.abc import Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, get_args
 
-from peercam.ingest import whip_ingest
-from peercam.peers.camera.audiopipeline import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL
-from peercam.peers.camera.audiosources import AudioSource, AudioSourceError
-from peercam.peers.camera.camera import CameraError, CameraOptions, CameraPeer, open_sources
-from peercam.peers.camera.encodedsources import EncodedVideoSource
-from peercam.peers.camera.layers import LayerError
-from peercam.peers.camera.sources import SourceError, VideoSource
-from peercam.peers.ice import IceOptions, parse_ice_server, resolve_host_addresses
-from peercam.peers.signaling_client import Servers, websocket_url
-from peercam.peers.viewer.relaytransport import RELAY_FORMATS
-from peercam.peers.viewer.viewcommand import ViewCommand
-from peercam.peers.viewer.viewer import ViewerError, ViewerOptions
+from peercam.peers.camera.opusbitrates import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL
 from peercam.shared.durations import parse_duration
 from peercam.shared.errors import StartupError
-from peercam.shared.protocol import ProtocolError, check_display_name, check_stream_name
-from peercam.shared.recordingconfig import RecordingConfig
-from peercam.shared.retention import Retention
-from peercam.shared.segmentwriter import check_writable
-from peercam.signaling.edge.app import serve, start
+from peercam.shared.protocol import ProtocolError, RelayFormat, check_display_name, check_stream_name
 from peercam.signaling.edge.auth import make_token
-from peercam.signaling.settings.clientaddress import parse_networks
-from peercam.signaling.settings.config import ServerConfig
 from peercam.signaling.settings.limits import Limits
 from peercam.signaling.settings.turn import TurnConfig
+
+# Each command imports what it runs when it runs: `peercam --help`, `peercam token` and
+# `peercam serve` load no aiortc, PyAV or OpenCV, and `peercam view` reaches its first
+# frame sooner.
+if TYPE_CHECKING:
+    from peercam.peers.camera.audiosources import AudioSource
+    from peercam.peers.camera.camera import CameraOptions
+    from peercam.peers.camera.encodedsources import EncodedVideoSource
+    from peercam.peers.camera.sources import VideoSource
+    from peercam.peers.ice import IceOptions
+    from peercam.peers.signaling_client import Servers
+    from peercam.shared.recordingconfig import RecordingConfig
+    from peercam.signaling.settings.config import ServerConfig
 
 
 def _add_ice_options(parser: argparse.ArgumentParser) -> None:
@@ -161,7 +158,7 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="auto: P2P, falling back to the relay through the server when it cannot connect")
     view.add_argument("--quality", default="auto", type=_quality, metavar="auto|LAYER",
                       help="a layer of the stream (e.g. 480p), or auto: follow the network (default)")
-    view.add_argument("--relay-format", choices=RELAY_FORMATS, default="auto",
+    view.add_argument("--relay-format", choices=("auto", *get_args(RelayFormat)), default="auto",
                       help="what the relay carries: the camera's encoded frames (decoded here), JPEG, "
                            "or auto: encoded where this PyAV decodes the stream's codec")
     view.add_argument("--jpeg-quality", type=int, choices=range(50, 96), metavar="50-95",
@@ -199,6 +196,8 @@ def _port(text: str) -> int:
 
 
 def _server_url(text: str) -> str:
+    from peercam.peers.signaling_client import websocket_url
+
     try:
         websocket_url(text)
     except ValueError as exc:
@@ -233,6 +232,10 @@ def _add_talk_options(parser: argparse.ArgumentParser) -> None:
 def _recording(command: str, directory: str | None, streams: list[str], args: argparse.Namespace,
                ) -> RecordingConfig | None:
     """--record-dir (serve) or --record (camera) with their segment and retention flags."""
+    from peercam.shared.recordingconfig import RecordingConfig
+    from peercam.shared.retention import Retention
+    from peercam.shared.segmentwriter import check_writable
+
     if directory is None:
         if streams or args.record_keep:
             _fail(command, "--record and --record-keep need a directory to record into")
@@ -353,6 +356,8 @@ def _command(args: argparse.Namespace, started: float) -> None:
         except ValueError as exc:
             _fail("token", str(exc))
         return
+    from peercam.peers.icesettings import parse_ice_server, resolve_host_addresses
+
     try:
         ice_servers = [parse_ice_server(url) for url in args.ice_server]
         if args.command == "demo" and not args.ice_host:
@@ -383,6 +388,9 @@ def _command(args: argparse.Namespace, started: float) -> None:
 
 def _server_config(args: argparse.Namespace, ice_servers: list) -> ServerConfig:
     """`peercam serve`'s flags checked, as a ServerConfig (exits on a bad one)."""
+    from peercam.signaling.settings.clientaddress import parse_networks
+    from peercam.signaling.settings.config import ServerConfig
+
     if bool(args.turn_secret) != bool(args.turn_url):
         _fail("serve", "--turn-secret and --turn-url go together")
     if any(not url.startswith(("turn:", "turns:")) for url in args.turn_url):
@@ -421,6 +429,9 @@ def _server_config(args: argparse.Namespace, ice_servers: list) -> ServerConfig:
 
 def _run_server(config: ServerConfig) -> None:
     """Serve until Ctrl-C; the URL is printed once the server listens (and reached Redis)."""
+    from peercam.ingest import whip_ingest
+    from peercam.signaling.edge.app import start
+
 
     async def run() -> None:
         async with await start(config, whip_ingest(config)) as server:
@@ -436,6 +447,10 @@ def _run_server(config: ServerConfig) -> None:
 def _open_source(command: str, args: argparse.Namespace,
                  ) -> tuple[VideoSource | EncodedVideoSource, AudioSource | None, EncodedVideoSource | None]:
     """The picture's source, the sound's (None: no sound) and the sub-stream's (``--source-low``)."""
+    from peercam.peers.camera.audiosources import AudioSourceError
+    from peercam.peers.camera.camera import open_sources
+    from peercam.peers.camera.sources import SourceError
+
     if not 6 <= args.audio_bitrate <= 510:
         _fail(command, f"--audio-bitrate {args.audio_bitrate}: Opus takes 6 to 510 kbit/s")
     if args.audio.startswith("push"):
@@ -458,11 +473,15 @@ def _open_source(command: str, args: argparse.Namespace,
 
 def _ice_options(args: argparse.Namespace, ice_servers: list) -> IceOptions:
     """Flags given on the command line win; the rest come from the server's welcome."""
+    from peercam.peers.ice import IceOptions
+
     return IceOptions(servers=ice_servers or None, hosts=args.ice_host or None,
                       transport=getattr(args, "ice_transport", "all"))
 
 
 def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list) -> CameraOptions:
+    from peercam.peers.camera.camera import CameraOptions
+
     return CameraOptions(
         server=server,
         stream=args.stream,
@@ -486,6 +505,10 @@ def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list
 
 
 def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
+    from peercam.peers.camera.camera import CameraError, CameraPeer
+    from peercam.peers.camera.layers import LayerError
+    from peercam.peers.camera.sources import SourceError
+
     source, audio, low = _open_source("camera", args)
     try:
         camera = CameraPeer(_camera_options(args, args.server, ice_servers), source, audio, low)
@@ -500,6 +523,9 @@ def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
 
 
 def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> None:
+    from peercam.peers.viewer.viewcommand import ViewCommand
+    from peercam.peers.viewer.viewer import ViewerError, ViewerOptions
+
     options = ViewerOptions(
         server=args.server,
         stream=args.stream,
@@ -546,6 +572,13 @@ def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> 
 
 
 def _run_demo(args: argparse.Namespace, ice_servers: list) -> None:
+    from peercam.ingest import whip_ingest
+    from peercam.peers.camera.camera import CameraError, CameraPeer
+    from peercam.peers.camera.layers import LayerError
+    from peercam.peers.camera.sources import SourceError
+    from peercam.signaling.edge.app import serve
+    from peercam.signaling.settings.config import ServerConfig
+
     source, audio, low = _open_source("demo", args)
     server = f"http://{args.host}:{args.port}"
     try:

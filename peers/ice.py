@@ -1,4 +1,5 @@
-"""ICE settings for the Python peers: which servers, which local addresses.
+"""ICE settings for the Python peers, applied to aiortc and aioice: which servers, which local
+addresses (as people write them, they are checked in peers/icesettings.py).
 
 Nothing here contacts a STUN or TURN server unless one was configured: aiortc's
 built-in default (a public STUN server) is never used.
@@ -12,12 +13,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
-from urllib.parse import unquote
 
 import aioice.ice
 import aioice.stun
 import aioice.turn
-import ifaddr
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
@@ -26,49 +25,15 @@ from aiortc.sdp import candidate_from_sdp
 from peercam.shared.errors import UsageError
 from peercam.shared.protocol import IceCandidate, IceServer, Welcome
 
+from .icesettings import aioice_host_lookup, resolve_host_addresses
+
 log = logging.getLogger(__name__)
 
 #: Which ICE candidates a peer uses: "all", or "turn" (TURN relay candidates only).
 IceTransport = Literal["all", "turn"]
 
-_aioice_host_addresses = aioice.ice.get_host_addresses
-
-
-def parse_ice_server(url: str) -> IceServer:
-    """``stun:HOST[:PORT]`` or ``turn[s]:USER:PASS@HOST[:PORT][?transport=tcp]``; UsageError if not."""
-    scheme, sep, rest = url.partition(":")
-    if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
-        raise UsageError(f"bad ICE server {url!r}: expected stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]")
-    if "@" not in rest:
-        if scheme.startswith("turn"):
-            raise UsageError(f"TURN server {url!r} needs credentials: turn:USER:PASS@HOST[:PORT]")
-        return IceServer(urls=[url])
-    credentials, _, address = rest.rpartition("@")
-    username, colon, password = credentials.partition(":")
-    if not colon:
-        raise UsageError(f"bad ICE server {url!r}: credentials must be USER:PASS")
-    return IceServer(urls=[f"{scheme}:{address}"], username=unquote(username), credential=unquote(password))
-
-
-def resolve_host_addresses(hosts: Sequence[str]) -> list[str]:
-    """Turn addresses, interface names and ``*`` (aioice's own choice) into addresses; UsageError
-    for a name that is neither."""
-    adapters = {a.nice_name: a for a in ifaddr.get_adapters()}
-    addresses: list[str] = []
-    for host in hosts:
-        if host == "*":
-            addresses += _aioice_host_addresses(use_ipv4=True, use_ipv6=True)
-            continue
-        try:
-            addresses.append(str(ipaddress.ip_address(host)))
-            continue
-        except ValueError:
-            pass
-        adapter = adapters.get(host)
-        if adapter is None:
-            raise UsageError(f"--ice-host {host!r} is neither an IP address nor a network interface")
-        addresses += [ip.ip if isinstance(ip.ip, str) else ip.ip[0] for ip in adapter.ips]
-    return list(dict.fromkeys(addresses))
+#: aioice's own lookup, which restrict_host_addresses replaces (and puts back).
+_aioice_host_addresses = aioice_host_lookup()
 
 
 def restrict_host_addresses(hosts: Sequence[str]) -> None:

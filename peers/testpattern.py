@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from .testtone import beeping
@@ -114,7 +113,11 @@ class TestPattern:
 
     __test__ = False  # not a pytest class
 
+    # OpenCV is imported where the pattern is drawn: viewers read stamps without loading it.
+
     def __init__(self, width: int, height: int) -> None:
+        import cv2
+
         self.width, self.height = width, height
         rng = np.random.default_rng(1234)
         # Smooth colour noise plus gradients: detailed enough that codecs do real work, as
@@ -131,6 +134,8 @@ class TestPattern:
 
     def render(self, stamp: Stamp) -> np.ndarray:
         """A BGR frame for this stamp; motion follows the frame number."""
+        import cv2
+
         n = stamp.frame
         offset = (n * 4) % self.width
         frame = self._texture[:, offset : offset + self.width].copy()

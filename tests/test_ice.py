@@ -1,4 +1,4 @@
-"""peers/ice.py: ICE server URLs and the local addresses ICE may offer."""
+"""peers/ice.py and peers/icesettings.py: ICE server URLs and the local addresses ICE may offer."""
 
 import aioice.ice
 import pytest
@@ -6,10 +6,10 @@ from aiortc import RTCPeerConnection
 from peercam.peers.ice import (
     IceOptions,
     aiortc_candidate,
-    parse_ice_server,
     restrict_host_addresses,
     rtc_configuration,
 )
+from peercam.peers.icesettings import parse_ice_server, resolve_host_addresses
 
 from peercam.shared.protocol import IceCandidate, IceServer, Welcome
 
@@ -37,6 +37,13 @@ def test_loopback_can_be_offered(restore_host_addresses):
     assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
     restrict_host_addresses(["lo"])
     assert "127.0.0.1" in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+
+
+def test_star_stays_aioice_s_own_choice_while_restricted(restore_host_addresses):
+    everywhere = resolve_host_addresses(["*"])
+    restrict_host_addresses(["127.0.0.1"])
+    assert resolve_host_addresses(["*"]) == everywhere
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
 
 
 def test_unknown_interface_is_refused(restore_host_addresses):

@@ -95,8 +95,8 @@ def test_the_command_line_logs_the_library_s_info(lab):
 
 
 def test_every_exported_error_is_a_peercam_error():
-    exported = {name for name, value in vars(peercam).items()
-                if name in peercam.__all__ and isinstance(value, type) and issubclass(value, BaseException)}
+    exported = {name for name in peercam.__all__
+                if isinstance(value := getattr(peercam, name), type) and issubclass(value, BaseException)}
     assert exported == ERRORS
     assert all(issubclass(getattr(peercam, name), peercam.PeercamError) for name in exported)
     # A bad value is a ValueError too, as Python's own are.

@@ -41,8 +41,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +342,12 @@ class SegmentWriter:
 
     # The writer's thread ------------------------------------------------------------
 
+    # PyAV is imported here, where segments are written, not with the module: a server that
+    # records nothing never loads it.
+
     def _run(self) -> None:
+        import av
+
         container: av.container.OutputContainer | None = None
         stream = audio = None
         first_us, last_pts, last_audio_pts = 0, -1, -1
@@ -395,6 +402,8 @@ class SegmentWriter:
 
     def _open(self, first: _Frame) -> tuple[av.container.OutputContainer, av.video.stream.VideoStream,
                                             av.audio.stream.AudioStream | None]:
+        import av
+
         extension, muxer, options = CONTAINERS[self.codec]
         self.directory.mkdir(parents=True, exist_ok=True)
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S")
@@ -423,6 +432,8 @@ class SegmentWriter:
 
     def _finish(self, container: av.container.OutputContainer | None) -> None:
         """Close a segment: its trailer (the WebM index, the MP4 fragment index) goes in."""
+        import av
+
         if container is None:
             return None
         path, self.current = self.current, None
@@ -440,6 +451,8 @@ class SegmentWriter:
 
     def _abandon(self, container: av.container.OutputContainer | None) -> None:
         """After a failed write: close what can be closed; what was written stays."""
+        import av
+
         self.current = None
         if container is not None:
             try:

@@ -32,18 +32,13 @@ from peercam.shared.protocol import CameraAudioStats
 
 from .audiofanout import AudioFanOut, EncodedAudio
 from .audiosources import CHUNK, SAMPLE_RATE, AudioSource, CapturedAudio, PushOpusSource
+from .opusbitrates import DEFAULT_AUDIO_BITRATE, MAX_OPUS_KBPS_PER_CHANNEL
 from .sources import SourceError
 
 __all__ = ["AudioPipeline", "AudioSink", "DEFAULT_AUDIO_BITRATE", "LOW_AUDIO_BITRATE",
            "MAX_OPUS_KBPS_PER_CHANNEL"]
 
 log = logging.getLogger(__name__)
-
-#: Opus bitrate (bits per second) unless ``--audio-bitrate`` says otherwise: clear speech
-#: and room sound in mono; stereo gets half as much again.
-DEFAULT_AUDIO_BITRATE = 48000
-#: libopus refuses more than this a channel (it failed to open at 300 kbit/s mono).
-MAX_OPUS_KBPS_PER_CHANNEL = 256
 
 #: The rendition for viewers whose video is on the lowest layer. Measured behind a
 #: 300 kbit/s cap (a 180p layer of 200 kbit/s): with 48 kbit/s of sound beside it, 5.6% of

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import av
-import cv2
 import numpy as np
 from peercam.peers.testpattern import Stamp, read_stamp
 
@@ -85,6 +84,8 @@ class Frame:
                 self._image = self._video.to_ndarray(format="bgr24")
             else:
                 assert self._jpeg is not None
+                import cv2  # only for JPEG relay frames: a viewer that never decodes one never loads it
+
                 decoded = cv2.imdecode(np.frombuffer(self._jpeg, np.uint8), cv2.IMREAD_COLOR)
                 if decoded is None:  # a corrupt JPEG: a black picture of the right size
                     decoded = np.zeros((self.height, self.width, 3), np.uint8)

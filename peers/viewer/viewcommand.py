@@ -12,8 +12,6 @@ import sys
 import threading
 import time
 
-import cv2
-
 from peercam.shared.protocol import ViewerStats, clean_text
 
 from .frame import Frame
@@ -90,6 +88,8 @@ class ViewCommand:
             self._recorder.audio_channels = self.viewer.audio_channels  # the file's sound, if any
             self._recorder.write(frame.video, frame.arrived)
         if self._window is not None:
+            import cv2
+
             cv2.imshow(self._window, frame.image)
             if cv2.waitKey(1) in (ord("q"), 27):
                 self.viewer.stop()
@@ -142,6 +142,8 @@ class ViewCommand:
 
     @staticmethod
     def _open_window(stream: str) -> str | None:
+        import cv2  # --show alone needs OpenCV: without it, `peercam view` starts without loading it
+
         title = f"peercam: {stream}"
         try:
             cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)

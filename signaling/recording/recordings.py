@@ -28,7 +28,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 from peercam.signaling.registry.streams import Stream, StreamRegistry
 from peercam.signaling.relay.readers import RelayReader
 
@@ -409,6 +408,8 @@ class Recordings:
 
 def _probe_duration(path: Path) -> float | None:
     """The time from a segment's first frame to its last, plus one frame; None if unreadable."""
+    import av  # here, not with the module: a server that records nothing never loads PyAV
+
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
