@@ -338,16 +338,15 @@ def _fail(command: str, reason: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     global _show_tracebacks
-    started = time.monotonic()
     args = _build_parser().parse_args(argv)
     _show_tracebacks = args.debug
     try:
-        _command(args, started)
+        _command(args)
     except Exception as exc:  # unforeseen: one line all the same
         _fail(args.command, f"unexpected {type(exc).__name__}: {exc} (--debug shows the traceback)")
 
 
-def _command(args: argparse.Namespace, started: float) -> None:
+def _command(args: argparse.Namespace) -> None:
     if args.command in ("camera", "view") and not args.server:
         args.server = [DEFAULT_SERVER]
     if args.command == "token":
@@ -380,7 +379,7 @@ def _command(args: argparse.Namespace, started: float) -> None:
         _run_camera(args, ice_servers)
     elif args.command == "view":
         _setup_logging(args.verbose)
-        _run_viewer(args, ice_servers, started)
+        _run_viewer(args, ice_servers)
     elif args.command == "demo":
         _setup_logging(args.verbose, logging.WARNING)
         _run_demo(args, ice_servers)
@@ -522,10 +521,13 @@ def _run_camera(args: argparse.Namespace, ice_servers: list) -> None:
         _fail("camera", str(exc))
 
 
-def _run_viewer(args: argparse.Namespace, ice_servers: list, started: float) -> None:
+def _run_viewer(args: argparse.Namespace, ice_servers: list) -> None:
     from peercam.peers.viewer.viewcommand import ViewCommand
     from peercam.peers.viewer.viewer import ViewerError, ViewerOptions
 
+    # The viewer's figures (time to first frame) count from here, once Python has started and
+    # imported what the viewer runs: the viewer's own time, apart from the start-up's.
+    started = time.monotonic()
     options = ViewerOptions(
         server=args.server,
         stream=args.stream,
