@@ -1,5 +1,5 @@
 """Usage: python3 -m bench.latency [--runs 7] [--seconds 8] [--connect-timeout 2] [--quick]
-                                   [--only cli-p2p] [--json FILE]
+                                   [--only cli-p2p|page-first-frame] [--json FILE]
 
 Glass-to-glass latency and time to first picture, one viewer at a time, 640x480@30 VP8.
 Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
@@ -30,7 +30,14 @@ Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
 
 `--only cli-p2p` measures just the first of these, the Python CLI's P2P latency (one
 viewer run of --warmup + --seconds; no Chromium, no root): the quick check for work on
-the viewer's receive path.
+the viewer's receive path. `--only page-first-frame` measures just the page's first
+frames (--runs loads per path, no latency samples) and their timeline.
+
+Under the table, the page loads' timeline: each step of a load (window.peercam.timeline(),
+web/js/load-timeline.js: document, scripts, script-run, ws-open, welcome, watching,
+stream-live, offer-sent, answer, ice-connected, connected, first-packet, relay-asked,
+first-relay-frame, first-frame), p50 ms since navigation per path, and the ms since the
+step before.
 
 Prints one table (measurement, result, target, verdict) and writes --json, verdicts
 included. Measure on a quiet machine: where others share the CPU, run it under
@@ -74,6 +81,7 @@ CLI_P2P, CLI_RELAY = "Python CLI p2p latency", "Python CLI relay latency"
 CLI_FROM_SPAWN = "CLI p2p first frame, from process spawn"
 PAGE_P2P = "Chromium p2p latency"
 PAGE_FIRST_FRAME = "Chromium p2p first frame, from page.goto"
+TIMELINE = "Chromium page load timeline"
 #: The page's relay rows per format (?relay_format=): latency, first frame.
 PAGE_RELAY = {
     "encoded": ("Chromium relay latency, encoded (WebCodecs)",
@@ -211,6 +219,8 @@ class PageRun:
     mode: str
     fps: float
     relay_format: str | None
+    #: The page's own timeline of the load (window.peercam.timeline(): step -> ms since navigation).
+    timeline: dict[str, float]
 
 
 def load_page(browser, url: str, sample_seconds: float, first_frame_timeout: float) -> PageRun:
@@ -227,7 +237,8 @@ def load_page(browser, url: str, sample_seconds: float, first_frame_timeout: flo
         first_frame_ms = page.evaluate("peercam.latencies()[0].time") - started_ms
         latencies = sample_latencies(page, sample_seconds) if sample_seconds else []
         stats = page.evaluate("peercam.stats()")
-        return PageRun(first_frame_ms, latencies, stats["mode"], stats["fps"], stats["relayFormat"])
+        return PageRun(first_frame_ms, latencies, stats["mode"], stats["fps"], stats["relayFormat"],
+                       page.evaluate("peercam.timeline()"))
     finally:
         context.close()
 
@@ -247,21 +258,23 @@ def sample_latencies(page, seconds: float) -> list[float]:
 
 
 def measure_page(browser, url: str, opts: argparse.Namespace) -> list[Row]:
+    """Latency and first frames of fresh page loads, and their timelines (TIMELINE's row)."""
+    sample_seconds = 0 if opts.only == "page-first-frame" else PAGE_SAMPLE_SECONDS
     print(f"page, p2p x{opts.runs} ...", file=sys.stderr, flush=True)
-    p2p = [load_page(browser, f"{url}/view/{STREAM}?mode=p2p", PAGE_SAMPLE_SECONDS, STARTUP_TIMEOUT)
+    p2p = [load_page(browser, f"{url}/view/{STREAM}?mode=p2p", sample_seconds, STARTUP_TIMEOUT)
            for _ in range(opts.runs)]
     print(f"page, relay encoded and JPEG x{opts.runs} each ...", file=sys.stderr, flush=True)
     relay: dict[str, list[PageRun]] = {fmt: [] for fmt in PAGE_RELAY}
     for _ in range(opts.runs):  # in turns: a machine that gets busier meanwhile weighs on both
         for fmt, runs in relay.items():
             run = load_page(browser, f"{url}/view/{STREAM}?mode=relay&relay_format={fmt}",
-                            PAGE_SAMPLE_SECONDS, STARTUP_TIMEOUT)
+                            sample_seconds, STARTUP_TIMEOUT)
             if (run.mode, run.relay_format) != ("relay", fmt):
                 raise RuntimeError(f"?relay_format={fmt} played {run.mode} {run.relay_format}")
             runs.append(run)
     latency_rows = [(PAGE_P2P, p2p)] + [(PAGE_RELAY[fmt][0], runs) for fmt, runs in relay.items()]
-    rows = []
-    for measurement, runs in latency_rows:
+    rows = [timeline_row({"p2p": p2p, **{f"relay {fmt}": runs for fmt, runs in relay.items()}})]
+    for measurement, runs in latency_rows if sample_seconds else []:
         fps = ", ".join(f"{r.fps:g}" for r in runs)
         rows.append(latency_row(measurement, [ms for r in runs for ms in r.latencies],
                                 f" over {len(runs)} loads; fps {fps}", {
@@ -273,6 +286,37 @@ def measure_page(browser, url: str, opts: argparse.Namespace) -> list[Row]:
     rows += [first_frame_row(PAGE_RELAY[fmt][1], [r.first_frame_ms for r in runs])
              for fmt, runs in relay.items()]
     return rows
+
+
+def timeline_row(runs_by_path: dict[str, list[PageRun]]) -> Row:
+    """The loads' timelines: each step's p50 (ms since navigation) per path, printed apart."""
+    steps: list[str] = []
+    for runs in runs_by_path.values():
+        for run in runs:
+            steps += [step for step in run.timeline if step not in steps]
+    table = {path: {step: statistics.median(times) for step in steps
+                    if (times := [r.timeline[step] for r in runs if step in r.timeline])}
+             for path, runs in runs_by_path.items()}
+    return Row(TIMELINE, "see the timeline below", None, {"steps": steps, "p50_ms": table})
+
+
+def print_timeline(row: Row) -> None:
+    """A page load step by step: p50 ms since navigation, (+ms since the step before)."""
+    paths = list(row.data["p50_ms"])
+    print(f"\n{TIMELINE}: p50 ms since navigation (+ms after the step before)\n")
+    print("| step | " + " | ".join(paths) + " |")
+    print("|---|" + "---:|" * len(paths))
+    for step in row.data["steps"]:
+        cells = []
+        for path in paths:
+            times = row.data["p50_ms"][path]
+            if step not in times:
+                cells.append("")
+                continue
+            before = [times[s] for s in row.data["steps"][:row.data["steps"].index(step)] if s in times]
+            since = f" (+{times[step] - before[-1]:.0f})" if before else ""
+            cells.append(f"{times[step]:.0f}{since}")
+        print(f"| {step} | " + " | ".join(cells) + " |")
 
 
 def measure_fallback(playwright, port: int, opts: argparse.Namespace) -> list[Row]:
@@ -392,8 +436,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connect-timeout", type=float, default=2.0,
                         help="the page's P2P connect timeout in the fallback measurement (s)")
     parser.add_argument("--quick", action="store_true", help="3 runs, 3 s CLI windows: a smoke run")
-    parser.add_argument("--only", choices=["cli-p2p"],
-                        help="measure only this row: cli-p2p, the Python CLI's P2P latency")
+    parser.add_argument("--only", choices=["cli-p2p", "page-first-frame"],
+                        help="measure only these rows: cli-p2p, the Python CLI's P2P latency; "
+                             "page-first-frame, the page's first frames and timeline")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "latency.json", help="write the results here")
     opts = parser.parse_args()
@@ -414,7 +459,7 @@ def guarded(title: str, measure: Callable[[], list[Row]]) -> list[Row]:
 def main() -> None:
     opts = parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
-    browser_too = opts.only is None
+    browser_too = opts.only != "cli-p2p"
     if browser_too and shutil.which(CHROMIUM) is None:
         sys.exit(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
@@ -426,7 +471,8 @@ def main() -> None:
     try:
         processes = start_camera_side(["--host", "127.0.0.1"], url, "127.0.0.1", "latency")
         try:
-            rows += guarded("Python CLI viewer", lambda: measure_cli(url, opts))
+            if opts.only in (None, "cli-p2p"):
+                rows += guarded("Python CLI viewer", lambda: measure_cli(url, opts))
             if browser_too:
                 rows += measure_browser(processes, port, url, opts)
         finally:
@@ -434,7 +480,10 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit("interrupted")
     wall = time.monotonic() - began
-    print_table(rows, opts, (load_before, os.getloadavg()[0]))
+    print_table([row for row in rows if row.measurement != TIMELINE], opts, (load_before, os.getloadavg()[0]))
+    for row in rows:
+        if row.measurement == TIMELINE:
+            print_timeline(row)
     print(f"\nwall time {wall:.0f} s")
     write_json(opts.json, opts, {"wall_seconds": wall, "rows": [asdict(row) for row in rows],
                                  "verdicts": verdicts(rows, opts)})
@@ -455,7 +504,8 @@ def measure_browser(processes: list[subprocess.Popen], port: int, url: str,
         finally:
             browser.close()
         stop_all(processes)  # the fallback brings its own, in namespaces: no load from these
-        rows += guarded("fallback", lambda: measure_fallback(playwright, port, opts))
+        if opts.only is None:
+            rows += guarded("fallback", lambda: measure_fallback(playwright, port, opts))
     return rows
 
 

@@ -29,6 +29,7 @@
 
 import { MessageType } from './protocol.js';
 import { WebRtcStatsReader } from './webrtc-stats.js';
+import { loadTimeline } from './load-timeline.js';
 
 export class P2PTransport {
   mode = 'p2p';
@@ -98,6 +99,9 @@ export class P2PTransport {
     pc.onicecandidate = (event) => this.#sendLocalCandidate(event.candidate);
     pc.ontrack = (event) => this.#trackArrived(event.track);
     pc.onconnectionstatechange = () => this.#connectionStateChanged();
+    pc.oniceconnectionstatechange = () => {
+      if (pc.iceConnectionState === 'connected') loadTimeline.mark('ice-connected');
+    };
     this.#connectTimer = setTimeout(
       () => this.#fail(`no video after ${this.#connectTimeoutMs / 1000} s`),
       this.#connectTimeoutMs,
@@ -155,11 +159,13 @@ export class P2PTransport {
     if (this.#stopped) return;
     // Viewer messages need no `to`: the server routes them to the stream's camera.
     this.#signaling.send({ type: MessageType.OFFER, sdp: this.#pc.localDescription.sdp });
+    loadTimeline.mark('offer-sent');
     this.#offerSent = true;
     for (const message of this.#localCandidates.splice(0)) this.#signaling.send(message);
   }
 
   async #applyAnswer(sdp) {
+    loadTimeline.mark('answer');
     await this.#pc.setRemoteDescription({ type: 'answer', sdp });
     for (const candidate of this.#remoteCandidates.splice(0)) this.#addRemoteCandidate(candidate);
   }
@@ -193,6 +199,7 @@ export class P2PTransport {
   #connectionStateChanged() {
     if (this.#stopped) return;
     const state = this.#pc.connectionState;
+    if (state === 'connected') loadTimeline.mark('connected');
     if (state === 'failed' || state === 'closed') this.#fail(`connection ${state}`);
   }
 
@@ -206,6 +213,7 @@ export class P2PTransport {
       if (this.#sound !== null) this.#soundTrack = track;
       return;
     }
+    track.addEventListener('unmute', () => loadTimeline.mark('first-packet'), { once: true });
     this.#video.srcObject = this.#stream;
     this.#watchFrames();
   }

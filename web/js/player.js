@@ -13,6 +13,7 @@
 
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling-client.js';
+import { earlySocket } from './early-socket.js';
 import { AudioOutput } from './audio-output.js';
 import { AudioStats } from './audio-stats.js';
 import { Delivery, DeliveryMode } from './delivery.js';
@@ -32,6 +33,9 @@ import { Recordings } from './recordings.js';
 import { RelayFormat, prepareRelayFormats } from './relay-format.js';
 import { SoundControls, SoundState, loadSoundChoice } from './sound-controls.js';
 import { Talk } from './talk.js';
+import { loadTimeline } from './load-timeline.js';
+
+loadTimeline.mark('script-run');
 
 /** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
 const CONNECT_TIMEOUT_S = 5;
@@ -64,7 +68,7 @@ class Player {
   #streamName;
   #view;
   #statsPanel;
-  #signaling = new SignalingClient();
+  #signaling = new SignalingClient(undefined, { early: earlySocket });
   #delivery;
   #chat;
   #talk;
@@ -134,6 +138,7 @@ class Player {
     this.#layers = new LayerTracker(this.#delivery.mode, (change) => this.#layerShown(change));
     qualityMenu.show([], quality);
     this.#signaling
+      .on(SignalingEvent.OPEN, () => loadTimeline.mark('ws-open'))
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
       .on(MessageType.WELCOME, (m) => this.#welcomed(m))
       .on(MessageType.ICE_SERVERS, (m) => this.#iceServersRenewed(m))
@@ -238,6 +243,7 @@ class Player {
   }
 
   #welcomed({ peer_id: peerId, ice_servers: iceServers, protocol }) {
+    loadTimeline.mark('welcome');
     if (protocol !== PROTOCOL_VERSION) {
       console.warn(`peercam: server speaks protocol ${protocol}, this page ${PROTOCOL_VERSION}`);
     }
@@ -267,6 +273,7 @@ class Player {
   }
 
   #watching({ live, ice_servers: iceServers = [], talk = false, talk_reason: talkReason = '' }) {
+    loadTimeline.mark('watching');
     // The full list: with auth on, TURN credentials come only now, not in the welcome.
     this.#iceServersRenewed({ ice_servers: iceServers });
     this.#watchingNow = true;
@@ -276,6 +283,7 @@ class Player {
   }
 
   #streamLive({ camera_id: cameraId, info: announced }) {
+    loadTimeline.mark('stream-live');
     const info = withAudioDefaults(announced);
     this.#cameraId = cameraId;
     this.#info = info;
@@ -413,6 +421,7 @@ class Player {
 
   /** The one path every transport reports decoded frames through. */
   #frameArrived({ source, width, height, count, timing, bytes }) {
+    loadTimeline.mark('first-frame');
     this.#view.showPictureShape(width, height);
     timing ??= this.#timingFromPixels(source);
     this.stats.framesArrived({ count, width, height, timing, bytes });
@@ -620,7 +629,8 @@ new Recordings(streamName, options.token).start();
 // 'muted', 'on', or null before the camera is live), .beeps() (the test tone's beeps heard
 // lately, [{captureTimeMs, heardTimeMs, latencyMs}], oldest first),
 // .chat() ([{id, name, text}] as shown) and .sendChat(text) ('data-channel', 'signaling' or null),
-// .talk() ({allowed, reason, talking: the speaker's name or null, sending, note}; see talk.js).
+// .talk() ({allowed, reason, talking: the speaker's name or null, sending, note}; see talk.js),
+// .timeline() (this load's steps towards its first picture, {step: ms}; see load-timeline.js).
 window.peercam = {
   state: () => player.state,
   stats: () => player.statsSnapshot(),
@@ -632,4 +642,5 @@ window.peercam = {
   chat: () => player.chat.messages(),
   sendChat: (text) => player.chat.send(text),
   talk: () => player.talk.snapshot(),
+  timeline: () => loadTimeline.snapshot(),
 };

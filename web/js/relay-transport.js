@@ -20,6 +20,7 @@ import { RelayDecoder } from './relay-decoder.js';
 import { RelayFormat, chooseRelayFormat } from './relay-format.js';
 import { RelayTalk } from './relay-talk.js';
 import { SignalingEvent } from './signaling-client.js';
+import { loadTimeline } from './load-timeline.js';
 
 export class RelayTransport {
   mode = 'relay';
@@ -47,7 +48,10 @@ export class RelayTransport {
   #newestFrame = null; // JPEG: arrived while a decode was in flight; replaced by any newer one
   #decoding = false;
   #bytesSinceReport = 0;
-  #frameReceived = (data) => this.#receive(data);
+  #frameReceived = (data) => {
+    loadTimeline.mark('first-relay-frame');
+    this.#receive(data);
+  };
 
   /**
    * `codec` is the camera's ('vp8', 'h264'); `relayFormat` a RelayFormat (auto: the best this
@@ -78,6 +82,7 @@ export class RelayTransport {
         this.#decoder = new RelayDecoder((header, picture) => this.#drawDecoded(header, picture));
       }
       this.#signaling.send({ type: MessageType.RELAY, enabled: true, format, audio });
+      loadTimeline.mark('relay-asked');
     });
   }
 

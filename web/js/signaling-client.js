@@ -14,8 +14,22 @@ export function defaultSignalingUrl() {
   return `${scheme}://${location.host}/ws`;
 }
 
+/**
+ * Open the signaling socket now, before the modules of the page have all loaded (see
+ * early-socket.js): a SignalingClient made with it (`early`) takes it over, and the messages
+ * that came meanwhile. Returns {socket, held}.
+ */
+export function openEarly(url = defaultSignalingUrl()) {
+  const socket = new WebSocket(url);
+  socket.binaryType = 'arraybuffer';
+  const held = [];
+  socket.onmessage = (event) => held.push(event.data);
+  return { socket, held };
+}
+
 export class SignalingClient {
   #url;
+  #early; // an openEarly() socket the first connect() takes over, or null
   #minDelayMs;
   #maxDelayMs;
   #delayMs;
@@ -24,8 +38,9 @@ export class SignalingClient {
   #handlers = new Map();
   #closed = false;
 
-  constructor(url = defaultSignalingUrl(), { minDelayMs = 500, maxDelayMs = 5000 } = {}) {
+  constructor(url = defaultSignalingUrl(), { minDelayMs = 500, maxDelayMs = 5000, early = null } = {}) {
     this.#url = url;
+    this.#early = early;
     this.#minDelayMs = minDelayMs;
     this.#maxDelayMs = maxDelayMs;
     this.#delayMs = minDelayMs;
@@ -53,7 +68,11 @@ export class SignalingClient {
   connect() {
     clearTimeout(this.#reconnectTimer);
     this.#closed = false;
-    const socket = new WebSocket(this.#url);
+    const early = this.#early;
+    this.#early = null;
+    // An early socket that already closed is of no use: its session (peer id) is gone.
+    const adopted = early !== null && early.socket.readyState <= WebSocket.OPEN;
+    const socket = adopted ? early.socket : new WebSocket(this.#url);
     socket.binaryType = 'arraybuffer'; // parsed at once, so no Blob round trip
     this.#socket = socket;
     socket.onopen = () => this.#emit(SignalingEvent.OPEN);
@@ -65,6 +84,10 @@ export class SignalingClient {
       this.#emit(SignalingEvent.CLOSE);
       if (!this.#closed) this.#scheduleReconnect();
     };
+    if (adopted && socket.readyState === WebSocket.OPEN) {
+      this.#emit(SignalingEvent.OPEN);
+      for (const data of early.held.splice(0)) this.#receive(data);
+    }
   }
 
   /** Send one message; returns false (and drops it) while disconnected. */

@@ -1,0 +1,71 @@
+"""The page's start-up: every module it needs is asked for at once (modulepreload), the
+player's signaling socket opens beside the module loads and is taken over, not opened
+twice, and the load's timeline (window.peercam.timeline()) names each step in order."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import wait_for_frames
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+#: A module's static imports of its siblings (import ... from './x.js', import './x.js').
+IMPORT = re.compile(r"""^\s*(?:import|export)\b[^'";]*?\bfrom\s+['"]\./([\w.-]+\.js)['"]"""
+                    r"""|^\s*import\s+['"]\./([\w.-]+\.js)['"]""", re.MULTILINE)
+SCRIPT = re.compile(r'<script type="module"(?: async)? src="/static/js/([\w.-]+\.js)"></script>')
+PRELOAD = re.compile(r'<link rel="modulepreload" href="/static/js/([\w.-]+\.js)">')
+#: The steps of a P2P load, in the order they must come (load-timeline.js).
+P2P_STEPS = ["welcome", "watching", "stream-live", "offer-sent", "answer", "connected", "first-packet",
+             "first-frame"]
+
+
+def module_graph(entries: list[str]) -> set[str]:
+    seen, todo = set(), list(entries)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += [a or b for a, b in IMPORT.findall((WEB / "js" / module).read_text())]
+    return seen
+
+
+def preload_line(module: str) -> str:
+    return f'  <link rel="modulepreload" href="/static/js/{module}">'
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in WEB.glob("*.html")))
+def test_each_page_preloads_its_whole_module_graph(page):
+    """Without the list, the browser finds each level of imports only once the level above
+    has come: a waterfall. The list must name exactly what the page's scripts import."""
+    html = (WEB / page).read_text()
+    entries = SCRIPT.findall(html)
+    assert entries, f"{page} has no module script"
+    wanted = module_graph(entries) - set(entries)
+    listed = PRELOAD.findall(html)
+    assert len(listed) == len(set(listed)), f"{page} lists a module twice"
+    missing, extra = sorted(wanted - set(listed)), sorted(set(listed) - wanted)
+    assert not missing, f"{page} should also preload:\n" + "\n".join(map(preload_line, missing))
+    assert not extra, f"{page} preloads modules it does not import:\n" + "\n".join(map(preload_line, extra))
+
+
+def test_the_player_takes_over_its_early_socket_and_times_each_step(lab, page):
+    lab.start_server()
+    lab.start_camera("early")
+    sockets, failed = [], []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    page.goto(f"{lab.url}/view/early?mode=p2p")
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    wait_for_frames(page, 30)  # pictures keep coming on the socket it took over
+    assert sockets == [f"{lab.url.replace('http', 'ws')}/ws"], sockets
+    assert not failed, failed
+    timeline = page.evaluate("peercam.timeline()")
+    times = [timeline.get(step) for step in P2P_STEPS]
+    assert None not in times, timeline
+    assert times == sorted(times), timeline
+    # The socket opened while the modules loaded: before player.js ran, or just after.
+    assert {"document", "scripts", "script-run", "ws-open"} <= timeline.keys(), timeline
+    assert timeline["document"] <= timeline["ws-open"] <= timeline["welcome"], timeline
