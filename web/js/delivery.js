@@ -29,6 +29,7 @@ export class Delivery {
   #onSession;
   #onSetback;
   #onChat;
+  #onSound;
 
   #camera = null; // {cameraId, iceServers, iceTransportPolicy, codec, audio, talk} while the camera is live
   #talkTrack = null; // the viewer's microphone while it talks back
@@ -40,14 +41,15 @@ export class Delivery {
    * onFrame(frame): a frame from the transport in use (see p2p-transport.js);
    * onSession(mode): a new session of this transport mode delivers the picture from now on;
    * onSetback(text): a session failed and the next attempt is under way;
-   * onChat(message): a chat message came on a P2P session's data channel.
+   * onChat(message): a chat message came on a P2P session's data channel;
+   * onSound(): whether the transport in use carries sound (carriesSound) changed.
    * relayFormat is the RelayFormat the relay asks for (see relay-format.js); sound, the page's
    * AudioOutput (null: play no sound); transports, the transport classes by mode ({p2p,
    * relay}: the real ones unless a test gives others).
    */
   constructor({
     mode, relayFormat, signaling, video, canvas, sound = null, connectTimeoutMs, p2pRetryMs, onFrame,
-    onSession, onSetback, onChat, transports = TRANSPORTS,
+    onSession, onSetback, onChat, onSound = () => {}, transports = TRANSPORTS,
   }) {
     this.#transports = transports;
     this.#elements = { signaling, video, canvas, relayFormat, sound };
@@ -57,6 +59,7 @@ export class Delivery {
     this.#onSession = onSession;
     this.#onSetback = onSetback;
     this.#onChat = onChat;
+    this.#onSound = onSound;
     this.#chosen = mode;
     this.#current = this.#firstTransportMode();
   }
@@ -163,6 +166,9 @@ export class Delivery {
       onFrame: (frame) => this.#frameFrom(transport, frame),
       onFailure: (reason) => this.#failed(transport, reason),
       onChat: this.#onChat,
+      onSound: () => {
+        if (transport === this.#transport) this.#onSound();
+      },
     });
     return transport;
   }

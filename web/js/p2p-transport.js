@@ -3,7 +3,7 @@
 // Every transport has the same shape, so the player can switch between them:
 //   new Transport({signaling, iceServers, iceTransportPolicy, cameraId, codec, audio, talk,
 //                  sound, video, canvas, relayFormat, connectTimeoutMs, onFrame, onFailure,
-//                  onChat})
+//                  onChat, onSound})
 //                    each takes the fields it needs; `audio` is the camera's AudioInfo (null:
 //                    it sends no sound), `talk` whether this viewer may talk back, and
 //                    `sound` the page's AudioOutput, which the transport plays the sound
@@ -25,7 +25,8 @@
 //   .talk(track)     send the viewer's microphone track to the camera (null: stop), for
 //                    talk back while this page holds the floor
 // onFailure(reason) fires at most once, when the session cannot go on; onChat(m) hands
-// over each chat message that came on the transport's own channel.
+// over each chat message that came on the transport's own channel; onSound() fires when
+// carriesSound changes after start().
 
 import { MessageType } from './protocol.js';
 import { WebRtcStatsReader } from './webrtc-stats.js';

@@ -125,6 +125,7 @@ class Player {
       onSession: (transportMode) => this.#sessionStarted(transportMode),
       onSetback: (text) => this.#setState(State.NEGOTIATING, text),
       onChat: (message) => this.#chat.receive(message),
+      onSound: () => this.#showSound(),
     });
     this.#talk = new Talk({ signaling: this.#signaling, delivery: this.#delivery });
     this.#chat = new Chat({

@@ -36,6 +36,7 @@ export class RelayTransport {
   #audioInfo;
   #sound;
   #onFrame;
+  #onSound;
 
   #stopped = false;
   #audio = null; // RelayAudio, while sound plays
@@ -60,6 +61,7 @@ export class RelayTransport {
    */
   constructor({
     signaling, canvas, codec, relayFormat = RelayFormat.AUTO, audio = null, sound = null, onFrame,
+    onSound = () => {},
   }) {
     this.#signaling = signaling;
     this.#canvas = canvas;
@@ -68,6 +70,7 @@ export class RelayTransport {
     this.#audioInfo = sound !== null ? audio : null;
     this.#sound = sound;
     this.#onFrame = onFrame;
+    this.#onSound = onSound;
   }
 
   start() {
@@ -75,7 +78,8 @@ export class RelayTransport {
     this.#canvas.getContext('2d').clearRect(0, 0, this.#canvas.width, this.#canvas.height);
     this.#signaling.on(SignalingEvent.BINARY, this.#frameReceived);
     const choice = chooseRelayFormat(this.#wantedFormat, this.#codec);
-    Promise.all([choice, this.#startSound()]).then(([format, audio]) => {
+    const hearing = this.#audioInfo !== null ? canPlayRelayAudio(this.#audioInfo.channels) : false;
+    Promise.all([choice, hearing]).then(([format, audio]) => {
       if (this.#stopped) return;
       this.format = format;
       if (format === RelayFormat.ENCODED) {
@@ -83,27 +87,33 @@ export class RelayTransport {
       }
       this.#signaling.send({ type: MessageType.RELAY, enabled: true, format, audio });
       loadTimeline.mark('relay-asked');
+      // The sound's player loads while the first frames come (sound before it is dropped).
+      if (audio) this.#startSound(format);
+      else if (this.#audioInfo !== null) this.#noSound();
     });
   }
 
-  /** Ready the camera's sound, if it sends any and the page can play it; resolves with whether it will. */
-  async #startSound() {
-    if (this.#audioInfo === null) return false;
-    const { channels } = this.#audioInfo;
-    const audio = new RelayAudio(this.#sound, channels);
-    const playing = (await canPlayRelayAudio(channels)) && (await audio.start());
-    if (this.#stopped || !playing) {
-      audio.stop();
-      if (!this.#stopped) {
-        console.info('peercam: no sound on the relay here: it needs WebCodecs and AudioWorklet'
-          + ' (HTTPS or localhost)');
-        this.carriesSound = false;
-      }
-      return false;
-    }
+  /** Ready the camera's sound, asked for with `format`; if it cannot play, ask again without. */
+  async #startSound(format) {
+    const audio = new RelayAudio(this.#sound, this.#audioInfo.channels);
     this.#audio = audio;
-    this.carriesSound = true;
-    return true;
+    const playing = await audio.start();
+    if (this.#stopped) return;
+    if (playing) {
+      this.carriesSound = true;
+      this.#onSound();
+      return;
+    }
+    audio.stop();
+    this.#audio = null;
+    this.#signaling.send({ type: MessageType.RELAY, enabled: true, format, audio: false });
+    this.#noSound();
+  }
+
+  #noSound() {
+    console.info('peercam: no sound on the relay here: it needs WebCodecs and AudioWorklet (HTTPS or localhost)');
+    this.carriesSound = false;
+    this.#onSound();
   }
 
   stop() {
