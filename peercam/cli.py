@@ -133,6 +133,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_source_options(camera)
     camera.add_argument("--name", default="", help="display name (stream list, chat)")
     camera.add_argument("--chat-log", metavar="FILE", help="append every chat message to FILE as JSON lines")
+    camera.add_argument("--connect-timeout", type=_seconds, default=15.0, metavar="S",
+                        help="hang up on a viewer whose P2P connection is not up within S seconds")
     camera.add_argument("--record", metavar="DIR",
                         help="also record the top layer (and the sound) here, from this camera's encoders")
     _add_recording_options(camera)
@@ -163,7 +165,7 @@ def _build_parser() -> argparse.ArgumentParser:
                            "or auto: encoded where this PyAV decodes the stream's codec")
     view.add_argument("--jpeg-quality", type=int, choices=range(50, 96), metavar="50-95",
                       help="JPEG quality on a JPEG relay (default: the camera's, adapted to the network)")
-    view.add_argument("--connect-timeout", type=float, default=5.0,
+    view.add_argument("--connect-timeout", type=_seconds, default=5.0,
                       help="P2P not connected within this (s) counts as failed")
     view.add_argument("--p2p-retry", type=float, default=30.0,
                       help="in auto mode on the relay, try P2P again this often (s)")
@@ -187,6 +189,16 @@ def _build_parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="a failure shows its traceback too")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds, more than 0 and less than 3600")
+    return seconds
 
 
 def _port(text: str) -> int:
@@ -491,6 +503,7 @@ def _camera_options(args: argparse.Namespace, server: Servers, ice_servers: list
         token=getattr(args, "token", ""),
         ca_file=getattr(args, "ca", None),
         chat_log=getattr(args, "chat_log", None),
+        connect_timeout=getattr(args, "connect_timeout", 15.0),
         jpeg_quality=args.jpeg_quality,
         relay_fps=args.relay_fps,
         audio_bitrate=args.audio_bitrate * 1000,

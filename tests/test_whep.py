@@ -61,7 +61,8 @@ def lab(tmp_path_factory, site) -> Iterator[Lab]:
     lab = Lab(tmp_path_factory.mktemp("whep"))
     try:
         lab.start_server("--max-viewers", "2", "--allowed-origin", site.origin)
-        lab.start_camera(STREAM)
+        # A viewer that never connects is hung up on in 5 s (by default 15).
+        lab.start_camera(STREAM, "--connect-timeout", "5")
         yield lab
     finally:
         lab.stop()
@@ -306,10 +307,10 @@ async def test_sessions_that_never_connect_or_go_silent_are_ended(lab, loopback_
                     15, "the camera to report the player connected")
         # Gone without a DELETE: only the camera's reports tell.
         await silent.close()
-        # Never applies the answer: the camera hangs up at its connect timeout (15 s).
+        # Never applies the answer: the camera hangs up at its connect timeout (5 s here).
         response = await http.post(f"/whep/{STREAM}", data=await never.offer(), headers=SDP)
         assert response.status == 201
-        await until(lambda: not whep_viewers(lab.url), 50, "both sessions to end")
+        await until(lambda: not whep_viewers(lab.url), 12, "both sessions to end")
         for location in (silent.location, response.headers["Location"]):
             assert (await http.delete(location)).status == 404
     await never.close()
