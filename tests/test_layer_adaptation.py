@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -17,8 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, require, wait_until
-from .support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
+from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, Lab, require, wait_until
+from .support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
 
 #: The cap: below 480p (1.2 Mbit/s), above 360p with its sound. The test pattern's 360p
 #: layer takes about 505 kbit/s whatever its 400 kbit/s target (libvpx at its quantizer
@@ -141,6 +142,47 @@ def start_camera_side(lab, net: SplitNetwork) -> str:
     return server_url
 
 
+@dataclass
+class CameraSide:
+    lab: Lab
+    net: SplitNetwork
+    server_url: str
+
+
+@pytest.fixture(scope="module")
+def shared_camera_side(tmp_path_factory):
+    """One split network, server and 1280x720 camera for the module: each viewer adapts on
+    its own, so the tests share them (the run's time) and bring their own viewers."""
+    reason = unavailable_reason()
+    require(reason is None, reason or "")
+    net = SplitNetwork()
+    lab = Lab(tmp_path_factory.mktemp("adaptation"))
+    try:
+        yield CameraSide(lab, net, start_camera_side(lab, net))
+    finally:
+        lab.stop()
+        net.remove()
+
+
+@pytest.fixture
+def camera_side(shared_camera_side, request):
+    """The shared camera side for one test: afterwards the cap is lifted and the test's own
+    processes stop (their logs shown when it failed)."""
+    lab = shared_camera_side.lab
+    ours = len(lab.processes)
+    yield shared_camera_side
+    shared_camera_side.net.cap(None)
+    failed = getattr(request.node, "rep_call", None)
+    for process in lab.processes[ours:]:
+        process.close()
+        if failed is not None and failed.failed:
+            print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
+    if failed is not None and failed.failed:
+        for process in lab.processes[:2]:
+            print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
+    del lab.processes[ours:]
+
+
 def viewer(lab, net: SplitNetwork, server_url: str, name: str, *extra: str, capped: bool = True):
     ns, address = (net.viewer_ns, VIEWER_ADDRESS) if capped else (net.camera_ns, CAMERA_ADDRESS)
     return lab.start(name, "view", "--server", server_url, "--stream", "hd", "--json",
@@ -161,13 +203,12 @@ def cap_then_lift(net: SplitNetwork, step_down, climb_back, seconds: float = 15)
     return settled, time.monotonic() - lifted_at
 
 
-def test_an_auto_viewer_steps_down_under_a_cap_and_climbs_back(lab, split_network):
+def test_an_auto_viewer_steps_down_under_a_cap_and_climbs_back(camera_side):
     """The camera moves the capped viewer down within seconds and back after, and after each
     move pictures of the new size keep coming; an uncapped CLI viewer of the same camera is
     never moved."""
-    net = split_network
-    server_url = start_camera_side(lab, net)
-    free = viewer(lab, net, server_url, "free", "--duration", "60", capped=False)
+    lab, net, server_url = camera_side.lab, camera_side.net, camera_side.server_url
+    free = viewer(lab, net, server_url, "free", capped=False)
     log = FrameLog(net, server_url, 90)
     try:
         free.wait_for_log("first frame", timeout=20)
@@ -191,18 +232,18 @@ def test_an_auto_viewer_steps_down_under_a_cap_and_climbs_back(lab, split_networ
                               min(log.next_move_after(low["at"], lifted_at), low["at"] + FIRST_PROBE_S),
                               numbered=False)
     up = picture_after_move(log.frames, high["at"], (1280, 720), high["at"] + 4)
-    summary = free.summary(timeout=60)
+    free.kill(signal.SIGINT)  # it watched all along: its summary now
+    summary = free.summary(timeout=15)
     print(f"settled in {settled:.1f} s, climbed back in {climbed:.1f} s; at 360p {down}; at 720p {up}")
     assert summary["layer"] == "720p" and summary["layer_switches"] == 0, summary
     assert any("360p (640x360): " in r.get("text", "") for r in log.records)  # each move says why
 
 
-def test_an_auto_viewer_capped_from_the_start_settles_and_its_picture_keeps_coming(lab, split_network):
+def test_an_auto_viewer_capped_from_the_start_settles_and_its_picture_keeps_coming(camera_side):
     """The cap is there before the viewer: within 5 s it plays a layer that fits, and from
     then on never waits more than a second for a picture, nor loses the camera's frames
     (until its first probe up: see WINDOW_S)."""
-    net = split_network
-    server_url = start_camera_side(lab, net)
+    net, server_url = camera_side.net, camera_side.server_url
     net.cap(CAP_KBIT)
     log = FrameLog(net, server_url, 20)
     try:
@@ -216,11 +257,10 @@ def test_an_auto_viewer_capped_from_the_start_settles_and_its_picture_keeps_comi
     picture.assert_keeps_coming((640, 360))
 
 
-def test_an_auto_viewer_capped_mid_stream_moves_down_and_its_picture_keeps_coming(lab, split_network):
+def test_an_auto_viewer_capped_mid_stream_moves_down_and_its_picture_keeps_coming(camera_side):
     """A cap 4 s into playback at 720p: the camera moves the viewer to 360p, and 360p frames
     are decoded from then on without a gap of more than a second, nor the camera's frames lost."""
-    net = split_network
-    server_url = start_camera_side(lab, net)
+    net, server_url = camera_side.net, camera_side.server_url
     log = FrameLog(net, server_url, 22)
     try:
         log.wait_for_frames(0, timeout=15)
@@ -239,9 +279,8 @@ def test_an_auto_viewer_capped_mid_stream_moves_down_and_its_picture_keeps_comin
     picture.assert_keeps_coming((640, 360))
 
 
-def test_a_viewer_pinned_to_a_layer_stays_there_under_a_cap(lab, split_network):
-    net = split_network
-    server_url = start_camera_side(lab, net)
+def test_a_viewer_pinned_to_a_layer_stays_there_under_a_cap(camera_side):
+    lab, net, server_url = camera_side.lab, camera_side.net, camera_side.server_url
     pinned = viewer(lab, net, server_url, "pinned", "--quality", "720p", "--duration", "12")
     pinned.wait_for_log("first frame", timeout=20)
     net.cap(CAP_KBIT)
@@ -257,10 +296,9 @@ def test_a_viewer_pinned_to_a_layer_stays_there_under_a_cap(lab, split_network):
     ("jpeg", "-> 360p (640x360, JPEG q50)", "-> 720p (1280x720, JPEG q80)", 2.5),
     ("encoded", "-> 360p (640x360)", "-> 720p (1280x720)", MAX_GAP_S),
 ])
-def test_an_auto_relay_viewer_steps_down_and_climbs_back(lab, split_network, relay_format, low, high,
+def test_an_auto_relay_viewer_steps_down_and_climbs_back(camera_side, relay_format, low, high,
                                                          max_gap):
-    net = split_network
-    server_url = start_camera_side(lab, net)
+    net, server_url = camera_side.net, camera_side.server_url
     log = FrameLog(net, server_url, 90, "--mode", "relay", "--relay-format", relay_format)
     try:
         log.wait_for_frames(0, timeout=20)
@@ -321,12 +359,12 @@ def page_in_viewer_ns(server_url: str, net: SplitNetwork, tmp_path: Path):
             browser.close()
 
 
-def test_the_page_in_auto_follows_a_cap_too(lab, split_network, tmp_path):
+def test_the_page_in_auto_follows_a_cap_too(camera_side, tmp_path):
     """Down under a cap that comes mid-stream and back up once it is lifted, with pictures of
     the new size within a second of each move and from then on (at 360p until the first
     probe up), never a second apart."""
-    net = split_network
-    with page_in_viewer_ns(start_camera_side(lab, net), net, tmp_path) as page:
+    net = camera_side.net
+    with page_in_viewer_ns(camera_side.server_url, net, tmp_path) as page:
         page.wait_for_function("window.pictures.length > 30 && peercam.layer()?.layer === '720p'",
                                timeout=20_000)
         moved = {}
@@ -348,11 +386,10 @@ def test_the_page_in_auto_follows_a_cap_too(lab, split_network, tmp_path):
     assert layer["reason"].startswith("clean for") and layer["switches"] >= 2, layer
 
 
-def test_the_page_capped_before_it_loads_settles_and_its_picture_keeps_coming(lab, split_network, tmp_path):
+def test_the_page_capped_before_it_loads_settles_and_its_picture_keeps_coming(camera_side, tmp_path):
     """The cap is there before the page: it shows a first picture, plays a layer that fits
     within 5 s, and from then on never waits more than a second for a picture."""
-    net = split_network
-    server_url = start_camera_side(lab, net)
+    net, server_url = camera_side.net, camera_side.server_url
     net.cap(CAP_KBIT)
     with page_in_viewer_ns(server_url, net, tmp_path) as page:
         try:
