@@ -238,7 +238,8 @@ def load_page(browser, url: str, sample_seconds: float, first_frame_timeout: flo
         latencies = sample_latencies(page, sample_seconds) if sample_seconds else []
         stats = page.evaluate("peercam.stats()")
         return PageRun(first_frame_ms, latencies, stats["mode"], stats["fps"], stats["relayFormat"],
-                       page.evaluate("peercam.timeline()"))
+                       # (none from a page older than the timeline: a baseline run of an old checkout)
+                       page.evaluate("peercam.timeline?.() ?? {}"))
     finally:
         context.close()
 

@@ -30,9 +30,9 @@ export const LoadStep = Object.freeze([
 class LoadTimeline {
   #marks = new Map();
 
-  /** This step happened now; only its first time counts. */
-  mark(step) {
-    if (!this.#marks.has(step)) this.#marks.set(step, performance.now());
+  /** This step happened now (or `at`, a performance.now() time); only its first time counts. */
+  mark(step, at = performance.now()) {
+    if (!this.#marks.has(step)) this.#marks.set(step, at);
   }
 
   /** {step: ms since the navigation started}, in LoadStep's order, for the steps seen. */

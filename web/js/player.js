@@ -139,7 +139,7 @@ class Player {
     this.#layers = new LayerTracker(this.#delivery.mode, (change) => this.#layerShown(change));
     qualityMenu.show([], quality);
     this.#signaling
-      .on(SignalingEvent.OPEN, () => loadTimeline.mark('ws-open'))
+      .on(SignalingEvent.OPEN, () => loadTimeline.mark('ws-open', earlySocket.openedAt ?? performance.now()))
       .on(SignalingEvent.CLOSE, () => this.#serverLost())
       .on(MessageType.WELCOME, (m) => this.#welcomed(m))
       .on(MessageType.ICE_SERVERS, (m) => this.#iceServersRenewed(m))

@@ -14,22 +14,9 @@ export function defaultSignalingUrl() {
   return `${scheme}://${location.host}/ws`;
 }
 
-/**
- * Open the signaling socket now, before the modules of the page have all loaded (see
- * early-socket.js): a SignalingClient made with it (`early`) takes it over, and the messages
- * that came meanwhile. Returns {socket, held}.
- */
-export function openEarly(url = defaultSignalingUrl()) {
-  const socket = new WebSocket(url);
-  socket.binaryType = 'arraybuffer';
-  const held = [];
-  socket.onmessage = (event) => held.push(event.data);
-  return { socket, held };
-}
-
 export class SignalingClient {
   #url;
-  #early; // an openEarly() socket the first connect() takes over, or null
+  #early; // {socket, held}: a socket opened early (early-socket.js) the first connect() takes over, or null
   #minDelayMs;
   #maxDelayMs;
   #delayMs;
