@@ -143,6 +143,11 @@ class Lab:
         self.processes.append(process)
         return process
 
+    def show_logs(self, processes: list[Process]) -> None:
+        """The end of each one's log, for a test that failed."""
+        for process in processes:
+            print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
+
     def start_server(self, *extra: str) -> Process:
         self.server = self.start("server", "serve", "--port", str(self.port), *extra)
         wait_until(lambda: get_json(f"{self.url}/healthz"), 15, "the server to answer /healthz")
@@ -172,8 +177,7 @@ def lab(tmp_path: Path, request) -> Iterator[Lab]:
     lab.stop()
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
-        for process in lab.processes:
-            print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
+        lab.show_logs(lab.processes)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -172,14 +172,11 @@ def camera_side(shared_camera_side, request):
     ours = len(lab.processes)
     yield shared_camera_side
     shared_camera_side.net.cap(None)
-    failed = getattr(request.node, "rep_call", None)
     for process in lab.processes[ours:]:
         process.close()
-        if failed is not None and failed.failed:
-            print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
+    failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
-        for process in lab.processes[:2]:
-            print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
+        lab.show_logs(lab.processes)  # the shared server and camera's, and this test's own
     del lab.processes[ours:]
 
 
