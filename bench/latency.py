@@ -37,7 +37,7 @@ Under the table, the page loads' timeline: each step of a load (window.peercam.t
 web/js/load-timeline.js: document, scripts, script-run, ws-open, welcome, watching,
 stream-live, offer-sent, answer, ice-connected, connected, first-packet, relay-asked,
 first-relay-frame, first-frame), p50 ms since navigation per path, and the ms since the
-step before.
+latest step before it.
 
 Prints one table (measurement, result, target, verdict) and writes --json, verdicts
 included. Measure on a quiet machine: where others share the CPU, run it under
@@ -294,7 +294,13 @@ def timeline_row(runs_by_path: dict[str, list[PageRun]]) -> Row:
     steps: list[str] = []
     for runs in runs_by_path.values():
         for run in runs:
-            steps += [step for step in run.timeline if step not in steps]
+            # The page lists them in its own order (load-timeline.js): a step new here goes
+            # right after the one it follows there (the relay's after stream-live).
+            after = 0
+            for step in run.timeline:
+                if step not in steps:
+                    steps.insert(after, step)
+                after = steps.index(step) + 1
     table = {path: {step: statistics.median(times) for step in steps
                     if (times := [r.timeline[step] for r in runs if step in r.timeline])}
              for path, runs in runs_by_path.items()}
@@ -302,20 +308,22 @@ def timeline_row(runs_by_path: dict[str, list[PageRun]]) -> Row:
 
 
 def print_timeline(row: Row) -> None:
-    """A page load step by step: p50 ms since navigation, (+ms since the step before)."""
-    paths = list(row.data["p50_ms"])
-    print(f"\n{TIMELINE}: p50 ms since navigation (+ms after the step before)\n")
+    """A page load step by step: p50 ms since navigation, and (+ms) since the latest step
+    before it on the same path (the page's order of steps is not always time's: the
+    signaling socket may open before player.js runs)."""
+    table: dict[str, dict[str, float]] = row.data["p50_ms"]
+    paths = list(table)
+    print(f"\n{TIMELINE}: p50 ms since navigation (+ms after the latest step before it)\n")
     print("| step | " + " | ".join(paths) + " |")
     print("|---|" + "---:|" * len(paths))
     for step in row.data["steps"]:
         cells = []
-        for path in paths:
-            times = row.data["p50_ms"][path]
+        for times in table.values():
             if step not in times:
                 cells.append("")
                 continue
-            before = [times[s] for s in row.data["steps"][:row.data["steps"].index(step)] if s in times]
-            since = f" (+{times[step] - before[-1]:.0f})" if before else ""
+            earlier = [at for other, at in times.items() if other != step and at <= times[step]]
+            since = f" (+{times[step] - max(earlier):.0f})" if earlier else ""
             cells.append(f"{times[step]:.0f}{since}")
         print(f"| {step} | " + " | ".join(cells) + " |")
 
