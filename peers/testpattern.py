@@ -9,10 +9,12 @@ black/white blocks, large enough to survive VP8/H.264 at 640x480, so any viewer
 glass-to-glass latency and dropped frames exactly on one machine's clock.
 
 The code: 96 bits, six 16-bit words, most significant bit first:
-time[47:32], time[31:16], time[15:0], frame[31:16], frame[15:0], and a check word
-(the XOR of the other five). They are drawn as 3 rows of 32 blocks, each block
-``block_size(width)`` pixels square, starting one block in from the top-left
-corner, on a black band. A block is 1 when its centre is bright.
+time[47:32], time[31:16], time[15:0], frame[31:16], frame[15:0], and a check word:
+the CRC-16/CCITT-FALSE of the other five, big-endian. (An XOR of the words let pictures
+that are no stamp through: a bright stripe across the code, GStreamer's ball, draws equal
+words, which an XOR passes. The CRC is not zero for zeros either, so a black band fails.)
+They are drawn as 3 rows of 32 blocks, each block ``block_size(width)`` pixels square,
+starting one block in from the top-left corner, on a black band. A block is 1 when its centre is bright.
 
 The block size is a fraction of the width (width / 40, not rounded), and block k spans
 pixels round(k * b) to round((k + 1) * b): a picture scaled to any other width keeps its
@@ -21,6 +23,7 @@ code readable at that width, so every quality layer of a test-pattern camera car
 
 from __future__ import annotations
 
+import binascii
 import math
 from dataclasses import dataclass
 
@@ -57,13 +60,15 @@ class Stamp:
     frame: int
 
 
+def _check(words: list[int]) -> int:
+    """CRC-16/CCITT-FALSE of the five data words, big-endian."""
+    return binascii.crc_hqx(b"".join(w.to_bytes(2, "big") for w in words), 0xFFFF)
+
+
 def _words(stamp: Stamp) -> list[int]:
     t, f = stamp.time_ms, stamp.frame
     words = [(t >> 32) & 0xFFFF, (t >> 16) & 0xFFFF, t & 0xFFFF, (f >> 16) & 0xFFFF, f & 0xFFFF]
-    check = 0
-    for w in words:
-        check ^= w
-    return words + [check]
+    return words + [_check(words)]
 
 
 def draw_stamp(image: np.ndarray, stamp: Stamp) -> None:
@@ -97,10 +102,7 @@ def read_stamp(luma: np.ndarray) -> Stamp | None:
     blocks = cells.reshape(ROWS, size, BITS_PER_ROW, size).mean(axis=(1, 3))
     bits = (blocks > 128).astype(np.uint8).ravel()
     words = [int("".join(map(str, bits[i * 16 : (i + 1) * 16])), 2) for i in range(_WORDS)]
-    check = 0
-    for w in words[:5]:
-        check ^= w
-    if check != words[5] or not any(words):  # all black passes the check but is no stamp
+    if _check(words[:5]) != words[5]:
         return None
     return Stamp(
         time_ms=(words[0] << 32) | (words[1] << 16) | words[2],

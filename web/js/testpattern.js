@@ -1,8 +1,8 @@
 // Reads the timing code that peers/testpattern.py draws into each test-pattern frame:
 // 3 rows of 32 black/white blocks, one block in from the top-left corner, carrying
 // six 16-bit words MSB-first: time[47:32], time[31:16], time[15:0], frame[31:16],
-// frame[15:0] and their XOR. Keep this in step with peers/testpattern.py: tests/testpattern_cases.json
-// runs against both readers.
+// frame[15:0] and a check word, the CRC-16/CCITT-FALSE of those five, big-endian. Keep this in
+// step with peers/testpattern.py: tests/testpattern_cases.json runs against both readers.
 
 const BITS_PER_ROW = 32;
 const ROWS = 3;
@@ -46,14 +46,24 @@ export function readStamp(source, canvas) {
   const pixels = context.getImageData(0, 0, region.width, region.height).data;
 
   const words = readWords(pixels, region.width, blockSize(width));
-  const check = words[0] ^ words[1] ^ words[2] ^ words[3] ^ words[4];
-  // All zeros passes the check too: that is a black frame, not a stamp.
-  if (check !== words[5] || words.every((word) => word === 0)) return null;
+  if (checkWord(words.slice(0, 5)) !== words[5]) return null;
   return {
     // 48 and 32 bit values: multiply rather than shift, JS shifts are 32-bit.
     timeMs: words[0] * 2 ** 32 + words[1] * 2 ** 16 + words[2],
     frame: words[3] * 2 ** 16 + words[4],
   };
+}
+
+/** CRC-16/CCITT-FALSE (polynomial 0x1021, start 0xFFFF) of 16-bit words, big-endian. */
+function checkWord(words) {
+  let crc = 0xffff;
+  for (const word of words) {
+    for (const byte of [word >> 8, word & 0xff]) {
+      crc ^= byte << 8;
+      for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+  }
+  return crc;
 }
 
 function readWords(pixels, stride, b) {
