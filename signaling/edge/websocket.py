@@ -90,7 +90,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     talk_bucket = TokenBucket(TALK_FRAMES_PER_SECOND, TALK_FRAMES_PER_SECOND / 2)
     rename_bucket = TokenBucket(1 / limits.rename_seconds, limits.rename_burst)
     # With auth on, TURN credentials go only to clients that watch or publish (see _dispatch).
-    welcome_servers = ice_servers(config, conn) if config.auth == "open" else list(config.ice_servers)
+    welcome_servers = ice_servers(config, conn.id) if config.auth == "open" else list(config.ice_servers)
     conn.send(Welcome(peer_id=conn.id, ice_servers=welcome_servers, protocol=PROTOCOL_VERSION,
                       ice_hosts=list(config.ice_hosts)))
     tasks = [asyncio.create_task(_close_if_idle(limits.idle_seconds, metrics, conn))]
@@ -144,11 +144,12 @@ def _presents_publish_token(config: ServerConfig, request: web.Request) -> bool:
         return False
 
 
-def ice_servers(config: ServerConfig, conn: Connection) -> list[IceServer]:
-    """The full ICE server list for one client: the configured ones and TURN credentials of its own."""
+def ice_servers(config: ServerConfig, client_id: str) -> list[IceServer]:
+    """The full ICE server list for one client: the configured ones and TURN credentials of its
+    own (named after its client id, a WebSocket connection's or a WHEP viewer's)."""
     servers = list(config.ice_servers)
     if config.turn is not None:
-        servers += turn_servers(config.turn, conn.id)
+        servers += turn_servers(config.turn, client_id)
     return servers
 
 
@@ -159,7 +160,7 @@ async def _refresh_turn_credentials(config: ServerConfig, conn: Connection) -> N
     while True:
         await asyncio.sleep(config.turn.ttl / 2)
         if config.auth == "open" or conn.role is not None:
-            conn.send(IceServers(ice_servers=ice_servers(config, conn)))
+            conn.send(IceServers(ice_servers=ice_servers(config, conn.id)))
 
 
 async def _close_if_idle(seconds: float, metrics: Metrics, conn: Connection) -> None:
@@ -258,7 +259,7 @@ async def _publish(config: ServerConfig, registry: StreamRegistry, cluster: Clus
                             f"stream {message.stream!r} already has a camera (on another server instance)")
     try:
         registry.publish(conn, message.stream, message.info, message.name, with_token=with_token,
-                         ice_servers=ice_servers(config, conn), talk=config.talk != "off",
+                         ice_servers=ice_servers(config, conn.id), talk=config.talk != "off",
                          talk_max=config.talk_max)
     except ProtocolError:
         if claimed:
@@ -277,7 +278,7 @@ def _dispatch(config: ServerConfig, registry: StreamRegistry, conn: Connection, 
         _authorize(config, registry, message)
         _count(share)  # whatever token let it in: only publishing with one exempts a socket
         conn.may_talk = _may_talk(config, message)
-        registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn),
+        registry.watch(conn, message.stream, message.name, ice_servers=ice_servers(config, conn.id),
                        quality=message.quality, jpeg_quality=message.jpeg_quality, talk=conn.may_talk,
                        talk_reason="" if conn.may_talk else _no_talk(config))
     elif isinstance(message, SetQuality):

@@ -227,7 +227,7 @@ async def offer(request: web.Request) -> web.Response:
     except TooManyConnections as exc:
         raise web.HTTPTooManyRequests(text=f"{exc}\n") from None
     viewer = WhepViewer(sdp, mids, quality, address, on_end=sessions.ended)
-    servers = ice_servers(config, viewer)  # what `watching` gives a WebSocket viewer the gate let in
+    servers = ice_servers(config, viewer.id)  # what `watching` gives a WebSocket viewer the gate let in
     try:
         registry.watch(viewer, name, ice_servers=servers, quality=quality)
     except ProtocolError as exc:
