@@ -21,7 +21,7 @@ __all__ = ["whip_ingest"]
 def whip_ingest(config: ServerConfig) -> IngestFactory:
     """What receives a server's WHIP publishers, made once it listens (``start(config,
     whip_ingest(config))``): its cameras connect to the server's own URL, offer the server's
-    ``--ice-host`` addresses, and check its certificate (``--cert``) when it serves HTTPS."""
+    ``--ice-host`` addresses, and trust its own certificate (``--cert``) when it serves HTTPS."""
 
     def make(url: str) -> Ingest:
         return _IngestOnDemand(url, config)

@@ -110,16 +110,44 @@ class ServerList:
             await self._backoff.wait()
 
 
+_BEGIN, _END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+
+
+def _trusting_only(certificate_file: str) -> ssl.SSLContext:
+    """A client context that accepts the file's first certificate (the server's own, its
+    chain and key may follow) and nothing else, whatever name it is made out to."""
+    with open(certificate_file, encoding="ascii", errors="replace") as file:
+        pem = file.read()
+    start = pem.find(_BEGIN)
+    end = pem.find(_END, start)
+    if start < 0 or end < 0:
+        raise SignalingError(f"no certificate in {certificate_file}")
+    context = ssl.create_default_context(cadata=pem[start : end + len(_END)])
+    # The one certificate is the trust anchor: no CA above it, and no host name to match
+    # (only that certificate's key can answer).
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
 class SignalingClient:
     """One signaling connection: typed messages in, typed messages out."""
 
-    def __init__(self, server: str, ca_file: str | None = None, token: str = "") -> None:
+    def __init__(self, server: str, ca_file: str | None = None, token: str = "",
+                 server_certificate: str | None = None) -> None:
+        """``ca_file``: CA certificates for wss:// with a private CA (else the system's).
+        ``server_certificate``: the server's own certificate file, trusted as it is at any
+        address, in place of a CA: for the server's in-process cameras, which reach it on
+        loopback, where a certificate made out to its DNS name would not match."""
         self.url = websocket_url(server)
         # Shown as the socket opens: a camera with a publish token is not held to its
         # address's connection limit. Messages carry the token too (publish, watch).
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        #: For wss:// with a private CA; None means the system's trusted CAs.
-        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self._ssl: ssl.SSLContext | bool = True
+        if server_certificate:
+            self._ssl = _trusting_only(server_certificate)
+        elif ca_file:
+            self._ssl = ssl.create_default_context(cafile=ca_file)
         self.welcome: Welcome | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None

@@ -127,6 +127,8 @@ class CameraOptions:
     token: str = ""
     #: CA certificate(s) for a wss:// server with a private CA.
     ca_file: str | None = None
+    #: The server's own certificate, trusted at any address (its in-process cameras: WHIP).
+    server_certificate: str | None = None
     #: Append every chat message to this file as a JSON line.
     chat_log: str | None = None
     jpeg_quality: int = 80
@@ -330,7 +332,8 @@ class CameraPeer:
         ever_published = False
         while True:
             server = self._servers.current
-            client = self._client = SignalingClient(server, self.options.ca_file, self.options.token)
+            client = self._client = SignalingClient(server, self.options.ca_file, self.options.token,
+                                                          self.options.server_certificate)
             relay_sender: asyncio.Task | None = None
             try:
                 welcome = await client.connect()

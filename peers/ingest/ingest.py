@@ -33,20 +33,21 @@ log = logging.getLogger(__name__)
 class WhipIngest:
     """Receives WHIP publishers for the server at ``server`` (its own URL: their cameras
     connect there). ``ice_hosts``: the local addresses ICE may offer (the server's
-    ``--ice-host``); ``ca_file``: to check the server's certificate when it serves HTTPS.
+    ``--ice-host``); ``server_certificate``: the server's own certificate (``--cert``) when it
+    serves HTTPS, the one its cameras trust on their way back in.
 
     Starting it installs, once for the process, what its publishers need of aiortc: H.264
     Main and High (peers/h264profiles.py) and DTLS suites for RSA certificates
     (peers/dtlsciphers.py).
     """
 
-    def __init__(self, server: str, ice_hosts: Sequence[str] = (), ca_file: str | None = None,
+    def __init__(self, server: str, ice_hosts: Sequence[str] = (), server_certificate: str | None = None,
                  connect_timeout: float = CONNECT_TIMEOUT) -> None:
         install_h264_profiles()
         install_rsa_dtls_ciphers()
         if ice_hosts:  # the same its cameras get in their welcome (process-wide, as theirs)
             restrict_host_addresses(list(ice_hosts))
-        self._server, self._ca_file = server, ca_file
+        self._server, self._server_certificate = server, server_certificate
         self._connect_timeout = connect_timeout
         self._sessions: set[PublisherPeer] = set()
         self._watchers: set[asyncio.Task] = set()
@@ -55,8 +56,9 @@ class WhipIngest:
                      ice_servers: Sequence[IceServer]) -> PublisherPeer:
         """A receiving peer for this offer, answered and running; raises OfferError (a
         ValueError) for an offer it cannot take."""
-        session = PublisherPeer(stream, server=self._server, token=token, ca_file=self._ca_file,
-                                ice_servers=ice_servers, connect_timeout=self._connect_timeout)
+        session = PublisherPeer(stream, server=self._server, token=token, ice_servers=ice_servers,
+                                server_certificate=self._server_certificate,
+                                connect_timeout=self._connect_timeout)
         await session.start(offer)
         self._sessions.add(session)
         watcher = asyncio.create_task(self._forget(session))

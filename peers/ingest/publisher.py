@@ -115,10 +115,10 @@ class PublisherPeer:
     module's docstring): ``start()`` with its offer, then ``answer`` holds the SDP answer;
     ``wait_closed()`` returns why it ended."""
 
-    def __init__(self, stream: str, *, server: str, token: str = "", ca_file: str | None = None,
+    def __init__(self, stream: str, *, server: str, token: str = "", server_certificate: str | None = None,
                  ice_servers: Sequence[IceServer] = (), connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.stream = stream
-        self._server, self._token, self._ca_file = server, token, ca_file
+        self._server, self._token, self._server_certificate = server, token, server_certificate
         self._connect_timeout = connect_timeout
         configuration = rtc_configuration(list(ice_servers))
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=configuration.iceServers,
@@ -359,7 +359,7 @@ class PublisherPeer:
         if self._taps[1:]:
             self.audio = PushOpusSource(2 if self._stereo else 1, "whip")
         options = CameraOptions(server=self._server, stream=self.stream, codec=video.codec,
-                                token=self._token, ca_file=self._ca_file)
+                                token=self._token, server_certificate=self._server_certificate)
         self.camera = CameraPeer(options, video, self.audio)
         log.info("%s: WHIP publisher sends %s %dx%d@%g%s", self.stream, video.codec, video.width,
                  video.height, video.fps, " with Opus sound" if self.audio else "")
