@@ -75,7 +75,7 @@ def _page_params(*scripts: str) -> set[str]:
 
 def test_the_players_query_parameters_are_its_pages():
     documented = {cell.strip("`") for cell in _table_rows((DOCS / "player.md").read_text(), "| parameter |")}
-    assert documented == _page_params("player.js", "display-name.js")
+    assert documented == _page_params("player.js", "page-request.js", "display-name.js")
 
 
 def test_the_publish_pages_query_parameters_are_its_pages():

@@ -4,10 +4,13 @@ twice, and the load's timeline (window.peercam.timeline()) names each step in or
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+
+from peercam.shared.protocol import PROTOCOL_VERSION
 
 from .conftest import wait_for_frames
 
@@ -52,17 +55,39 @@ def test_each_page_preloads_its_whole_module_graph(page):
 
 
 def test_the_player_takes_over_its_early_socket_and_times_each_step(lab, page):
+    """The early socket carries the page's one watch (early-watch.js), and the session's offer
+    is the one made ahead on the welcome (the one peer connection the page makes)."""
     lab.start_server()
     lab.start_camera("early")
-    sockets, failed = [], []
-    page.on("websocket", lambda ws: sockets.append(ws.url))
+    sockets, failed, sent = [], [], []
+
+    def opened(ws):
+        sockets.append(ws.url)
+        ws.on("framesent", lambda data: sent.append(json.loads(data)) if isinstance(data, str) else None)
+
+    page.on("websocket", opened)
     page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
-    page.goto(f"{lab.url}/view/early?mode=p2p")
+    # Every RTCPeerConnection the page makes: when, and with which ICE servers.
+    page.add_init_script("""{
+      const Made = RTCPeerConnection;
+      window.madeConnections = [];
+      window.RTCPeerConnection = function (config) {
+        window.madeConnections.push({ at: performance.now(), iceServers: config.iceServers });
+        return new Made(config);
+      };
+    }""")
+    page.goto(f"{lab.url}/view/early?mode=p2p&name=Early&quality=auto")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     wait_for_frames(page, 30)  # pictures keep coming on the socket it took over
     assert sockets == [f"{lab.url.replace('http', 'ws')}/ws"], sockets
     assert not failed, failed
+    watches = [message for message in sent if message["type"] == "watch"]
+    assert watches == [{"type": "watch", "stream": "early", "name": "Early", "token": "",
+                        "protocol": PROTOCOL_VERSION, "quality": "auto"}], watches
+    [made] = page.evaluate("window.madeConnections")
+    assert made["iceServers"] == []  # the welcome's: none here
     timeline = page.evaluate("peercam.timeline()")
+    assert made["at"] < timeline["stream-live"], (made, timeline)  # made ahead, not when the camera was live
     times = [timeline.get(step) for step in P2P_STEPS]
     assert None not in times, timeline
     assert times == sorted(times), timeline

@@ -5,7 +5,7 @@ import { MAX_CHAT_TEXT, MAX_NAME } from './protocol.js';
 
 const NOTICE_MS = 6000;
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+let timeFormat = null; // made with the first message: an Intl formatter costs ms the page's start-up can use
 
 export class ChatView {
   #list = document.getElementById('chat-messages');
@@ -55,7 +55,10 @@ export class ChatView {
     this.#identity.hidden = !named;
     this.#input.disabled = this.#sendButton.disabled = !named;
     this.#identityName.textContent = name;
-    (named ? this.#input : this.#nameInput).focus({ preventScroll: true });
+    // At the next frame, when the page is laid out anyway: now, at start-up, focus() would
+    // lay it out on the spot, in the way of the first picture.
+    const field = named ? this.#input : this.#nameInput;
+    requestAnimationFrame(() => field.focus({ preventScroll: true }));
   }
 
   /**
@@ -71,6 +74,7 @@ export class ChatView {
     stamp.className = 'chat-time';
     stamp.dateTime = sent.toISOString();
     stamp.title = sent.toLocaleString();
+    timeFormat ??= new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
     stamp.textContent = timeFormat.format(sent);
     const sender = span('chat-name', name);
     sender.title = camera ? `${name} (the camera)` : name; // the panel clips long names

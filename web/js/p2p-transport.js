@@ -32,6 +32,66 @@ import { MessageType } from './protocol.js';
 import { WebRtcStatsReader } from './webrtc-stats.js';
 import { loadTimeline } from './load-timeline.js';
 
+/** How long a peer connection made ahead (prepareOffer) waits for its session; then it is closed. */
+const PREPARED_MAX_MS = 10_000;
+
+/** The peer connection made ahead, or null: {pc, settings, talkSender, chatChannel, candidates, offered, timer}. */
+let prepared = null;
+
+/**
+ * Make the first session's peer connection and its offer now, ahead of the camera going
+ * live (early-watch.js does, on the server's welcome): the offer then goes out the moment
+ * stream-live comes, instead of after the browser's round trips to make it, which queue
+ * behind everything else the page does as it starts. It has an audio section (the camera's
+ * sound, talk back): a session that wants none, or other ICE settings (TURN credentials
+ * that came with `watching`), makes its own, and this one is closed.
+ */
+export function prepareOffer({ iceServers, iceTransportPolicy = 'all' }) {
+  dropPrepared();
+  const made = peerConnection({ iceServers, iceTransportPolicy, audio: true });
+  const candidates = [];
+  made.pc.onicecandidate = (event) => candidates.push(event.candidate);
+  const offered = made.pc.createOffer().then((offer) => made.pc.setLocalDescription(offer));
+  offered.catch(() => {}); // the session that takes it hears of a failure
+  prepared = {
+    ...made, settings: settingsKey(iceServers, iceTransportPolicy), candidates, offered,
+    timer: setTimeout(dropPrepared, PREPARED_MAX_MS),
+  };
+}
+
+/** The prepared peer connection if it fits these settings, else null (and it is closed). */
+function takePrepared(settings, audio) {
+  const taken = prepared;
+  prepared = null;
+  if (taken === null) return null;
+  clearTimeout(taken.timer);
+  if (taken.settings === settings && audio) return taken;
+  taken.pc.close();
+  return null;
+}
+
+function dropPrepared() {
+  takePrepared(null, false);
+}
+
+function settingsKey(iceServers, iceTransportPolicy) {
+  return JSON.stringify({ iceServers, iceTransportPolicy });
+}
+
+/** A peer connection with what every offer to a camera has: {pc, talkSender (null: no audio), chatChannel}. */
+function peerConnection({ iceServers, iceTransportPolicy, audio }) {
+  // Only the servers the signaling server handed out: never a default public STUN.
+  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  // The camera answers an audio section with its Opus track (an offer without one gets none).
+  // Sendrecv, with no track until this page talks back: the microphone then goes on it by
+  // replaceTrack, with no new offer. A camera that takes no talk answers sendonly.
+  const talkSender = audio ? pc.addTransceiver('audio', { direction: 'sendrecv' }).sender : null;
+  // The camera expects the "chat" channel in every offer (see peercam/shared/protocol.py).
+  const chatChannel = pc.createDataChannel('chat');
+  return { pc, talkSender, chatChannel };
+}
+
 export class P2PTransport {
   mode = 'p2p';
 
@@ -80,21 +140,13 @@ export class P2PTransport {
   }
 
   start() {
-    // Only the servers the signaling server handed out: never a default public STUN.
-    const pc = new RTCPeerConnection({
-      iceServers: this.#iceServers,
-      iceTransportPolicy: this.#iceTransportPolicy,
-    });
+    const settings = { iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy };
+    const audio = this.#sound !== null || this.#mayTalk;
+    const taken = takePrepared(settingsKey(settings.iceServers, settings.iceTransportPolicy), audio);
+    const { pc, talkSender, chatChannel } = taken ?? peerConnection({ ...settings, audio });
     this.#pc = pc;
-    pc.addTransceiver('video', { direction: 'recvonly' });
-    // The camera answers an audio section with its Opus track (an offer without one gets none).
-    // Sendrecv, with no track until this page talks back: the microphone then goes on it by
-    // replaceTrack, with no new offer. A camera that takes no talk answers sendonly.
-    if (this.#sound !== null || this.#mayTalk) {
-      this.#talkSender = pc.addTransceiver('audio', { direction: 'sendrecv' }).sender;
-    }
-    // The camera expects the "chat" channel in every offer (see peercam/shared/protocol.py).
-    this.#chatChannel = pc.createDataChannel('chat');
+    this.#talkSender = talkSender;
+    this.#chatChannel = chatChannel;
     this.#chatChannel.onmessage = (event) => this.#chatArrived(event.data);
     this.#statsReader = new WebRtcStatsReader(pc);
     pc.onicecandidate = (event) => this.#sendLocalCandidate(event.candidate);
@@ -107,7 +159,9 @@ export class P2PTransport {
       () => this.#fail(`no video after ${this.#connectTimeoutMs / 1000} s`),
       this.#connectTimeoutMs,
     );
-    this.#offer().catch((error) => this.#fail('the page could not make an offer', { detail: error }));
+    // Candidates the prepared connection found go out after the offer, as later ones do.
+    for (const candidate of taken?.candidates ?? []) this.#sendLocalCandidate(candidate);
+    this.#offer(taken?.offered).catch((error) => this.#fail('the page could not make an offer', { detail: error }));
   }
 
   /** Sound comes with the picture whenever the camera sends any. */
@@ -155,8 +209,10 @@ export class P2PTransport {
     }
   }
 
-  async #offer() {
-    await this.#pc.setLocalDescription(await this.#pc.createOffer());
+  /** Send the offer: the prepared one (`offered`, its setLocalDescription) or one made now. */
+  async #offer(offered = null) {
+    if (offered !== null) await offered;
+    else await this.#pc.setLocalDescription(await this.#pc.createOffer());
     if (this.#stopped) return;
     // Viewer messages need no `to`: the server routes them to the stream's camera.
     this.#signaling.send({ type: MessageType.OFFER, sdp: this.#pc.localDescription.sdp });
@@ -232,7 +288,6 @@ export class P2PTransport {
     this.#frameCallback = this.#video.requestVideoFrameCallback(() => {
       if (this.#stopped) return;
       clearTimeout(this.#connectTimer); // video flows: the session is up
-      this.#startSound();
       // Callbacks follow what the compositor shows, which may skip frames under
       // load; the decoder's own count (restarted with each srcObject) says how
       // many really arrived. It may run a frame ahead of the callbacks: count 0.
@@ -240,6 +295,8 @@ export class P2PTransport {
       const count = Math.max(0, decoded - lastDecoded);
       const { videoWidth: width, videoHeight: height } = this.#video;
       this.#onFrame({ source: this.#video, width, height, count });
+      if (this.#stopped) return;
+      this.#startSound(); // after the picture: the first one's output may start the AudioContext
       this.#watchFrames(decoded);
     });
   }

@@ -14,6 +14,8 @@
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling-client.js';
 import { earlySocket } from './early-socket.js';
+import { watchName } from './early-watch.js';
+import { pageRequest, watchMessage } from './page-request.js';
 import { AudioOutput } from './audio-output.js';
 import { AudioStats } from './audio-stats.js';
 import { Delivery, DeliveryMode } from './delivery.js';
@@ -23,11 +25,7 @@ import { viewerStats } from './viewer-stats.js';
 import { readStamp } from './testpattern.js';
 import { Chat } from './chat.js';
 import { ChatView } from './chat-view.js';
-import { loadName } from './display-name.js';
-import {
-  AUTO_QUALITY, JpegQualityRange, LayerTracker, Path, describeMove, frameStep, isJpegQuality, isQuality,
-  layersOf,
-} from './layers.js';
+import { LayerTracker, Path, describeMove, frameStep, layersOf } from './layers.js';
 import { QualityMenu } from './quality-menu.js';
 import { Recordings } from './recordings.js';
 import { RelayFormat, prepareRelayFormats } from './relay-format.js';
@@ -88,6 +86,7 @@ class Player {
   #output; // the page's AudioOutput
   #soundControls;
   #soundOn; // the viewer's choice: sound on (remembered for the site)
+  #soundDue = false; // the live camera sends sound: the output starts with the first picture
 
   constructor(streamName, {
     mode, relayFormat, quality, jpegQuality, connectTimeoutMs, p2pRetryMs, iceTransportPolicy, token,
@@ -251,13 +250,14 @@ class Player {
     this.#iceServers = iceServers;
     this.#watchingNow = false;
     this.#talk.welcomed(peerId);
-    this.#watch(this.#chat.name);
+    // On the early socket, early-watch.js sent it the moment it opened.
+    if (!this.#signaling.onEarlySocket) this.#watch(this.#chat.name);
   }
 
   #watch(name) {
-    this.#signaling.send(this.#qualityFields({
-      type: MessageType.WATCH, stream: this.#streamName, name, token: this.#token, protocol: PROTOCOL_VERSION,
-    }));
+    this.#signaling.send(watchMessage({
+      stream: this.#streamName, token: this.#token, quality: this.#quality, jpegQuality: this.#jpegQuality,
+    }, name));
   }
 
   /** The message with the viewer's quality and, when it picked one, its JPEG quality. */
@@ -295,9 +295,8 @@ class Player {
       cameraId, iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy, codec: info.codec,
       audio: info.audio, talk: this.#talk.allowed,
     });
-    // Where the browser lets it, sound runs from the start: heard if the viewer chose it,
-    // else muted, its meter moving and the tone measured all the same.
-    if (info.audio) this.#output.resume().then(() => this.#showSound());
+    // Where the browser lets it, sound runs from the first picture on (see #frameArrived).
+    this.#soundDue = info.audio !== null;
     this.#setState(State.NEGOTIATING);
     this.#showSound();
   }
@@ -432,6 +431,13 @@ class Player {
     }
     // The relay's format is known by its first frame: the status line names it from then on.
     if (this.state !== State.PLAYING || this.#pathShown !== this.#path()) this.#setState(State.PLAYING);
+    if (this.#soundDue) {
+      // Sound runs from here: heard if the viewer chose it, else muted, its meter moving and
+      // the tone measured all the same. Not before: making the AudioContext takes the page's
+      // one thread for ~10 ms, which the offer and the first picture need more.
+      this.#soundDue = false;
+      this.#output.resume().then(() => this.#showSound());
+    }
   }
 
   /** The test pattern's stamp, when the picture carries one. */
@@ -532,15 +538,6 @@ function withAudioDefaults(info) {
   return { ...info, audio: info.audio ? { ...AUDIO_DEFAULTS, ...info.audio } : null };
 }
 
-function streamNameFromPath() {
-  const encoded = location.pathname.replace(/^\/view\//, '');
-  try {
-    return decodeURIComponent(encoded);
-  } catch {
-    return encoded; // malformed escapes: let the server reject the name
-  }
-}
-
 /** The player's options from the page's query string. */
 function optionsFromQuery(query) {
   const params = new URLSearchParams(query);
@@ -548,12 +545,12 @@ function optionsFromQuery(query) {
   return {
     mode: Object.values(DeliveryMode).includes(mode) ? mode : DeliveryMode.AUTO,
     relayFormat: relayFormatParam(params),
-    quality: qualityParam(params),
-    jpegQuality: jpegQualityParam(params),
+    quality: pageRequest.quality,
+    jpegQuality: pageRequest.jpegQuality,
     connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000,
     p2pRetryMs: secondsParam(params, 'p2p_retry', P2P_RETRY_S) * 1000,
-    iceTransportPolicy: params.get('ice') === 'turn' ? 'relay' : 'all', // the browser's word for TURN only
-    token: params.get('token') ?? '', // when the server runs with --auth all
+    iceTransportPolicy: pageRequest.iceTransportPolicy,
+    token: pageRequest.token,
   };
 }
 
@@ -570,25 +567,6 @@ function relayFormatParam(params) {
   return RelayFormat.AUTO;
 }
 
-/** ?quality=auto|LAYER (e.g. 480p, 360p@15); anything else is ignored, and said so. */
-function qualityParam(params) {
-  const quality = params.get('quality');
-  if (quality === null || isQuality(quality)) return quality ?? AUTO_QUALITY;
-  console.warn(`peercam: ignoring ?quality=${quality}: use auto or a layer such as 720p or 360p@15`);
-  return AUTO_QUALITY;
-}
-
-/** ?jpeg_quality=50-95, the relay's JPEG quality; null (the camera's, adapted) otherwise. */
-function jpegQualityParam(params) {
-  const text = params.get('jpeg_quality');
-  if (text === null) return null;
-  const value = /^[0-9]+$/.test(text) ? Number(text) : NaN;
-  if (isJpegQuality(value)) return value;
-  const { MIN, MAX } = JpegQualityRange;
-  console.warn(`peercam: ignoring ?jpeg_quality=${text}: use a whole number from ${MIN} to ${MAX}`);
-  return null;
-}
-
 /** Keep a pick (mode, quality) in the URL, so a reload or a shared link keeps it too. */
 function remember(name, value) {
   const url = new URL(location.href);
@@ -596,7 +574,7 @@ function remember(name, value) {
   history.replaceState(null, '', url);
 }
 
-const streamName = streamNameFromPath();
+const streamName = pageRequest.stream;
 const view = new PlayerView();
 view.showStreamName(streamName);
 const qualityMenu = new QualityMenu();
@@ -606,7 +584,7 @@ const player = new Player(streamName, options, {
   statsPanel: new StatsPanel(),
   qualityMenu,
   chatView: new ChatView(),
-  name: loadName(location.search),
+  name: watchName,
   soundChoice: loadSoundChoice(),
 });
 view.onModePicked((mode) => {

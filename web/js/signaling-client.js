@@ -17,6 +17,7 @@ export function defaultSignalingUrl() {
 export class SignalingClient {
   #url;
   #early; // {socket, held}: a socket opened early (early-socket.js) the first connect() takes over, or null
+  #adopted = null; // that socket once taken over
   #minDelayMs;
   #maxDelayMs;
   #delayMs;
@@ -52,6 +53,11 @@ export class SignalingClient {
     return this.#socket?.readyState === WebSocket.OPEN;
   }
 
+  /** Whether the connection in use is the early socket connect() took over. */
+  get onEarlySocket() {
+    return this.#socket !== null && this.#socket === this.#adopted;
+  }
+
   connect() {
     clearTimeout(this.#reconnectTimer);
     this.#closed = false;
@@ -60,6 +66,7 @@ export class SignalingClient {
     // An early socket that already closed is of no use: its session (peer id) is gone.
     const adopted = early !== null && early.socket.readyState <= WebSocket.OPEN;
     const socket = adopted ? early.socket : new WebSocket(this.#url);
+    if (adopted) this.#adopted = socket;
     socket.binaryType = 'arraybuffer'; // parsed at once, so no Blob round trip
     this.#socket = socket;
     socket.onopen = () => this.#emit(SignalingEvent.OPEN);

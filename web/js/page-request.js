@@ -1,0 +1,56 @@
+// What the player page asks for, read once from its URL: the stream (/view/NAME) and the
+// picks its first steps need as well as the player (?quality=, ?jpeg_quality=, ?token=,
+// ?ice=, and whether ?mode= is relay). early-watch.js sends the first `watch` with them
+// and prepares the first P2P offer; the player sends every later watch (after a reconnect,
+// or a refused name) and reads its other options itself.
+
+import { MessageType, PROTOCOL_VERSION } from './protocol.js';
+import { AUTO_QUALITY, JpegQualityRange, isJpegQuality, isQuality } from './layers.js';
+
+/** A `watch` for the stream, with the viewer's display name and picks (quality, jpegQuality: null, the camera's). */
+export function watchMessage({ stream, token, quality, jpegQuality }, name) {
+  const message = { type: MessageType.WATCH, stream, name, token, protocol: PROTOCOL_VERSION, quality };
+  if (jpegQuality !== null) message.jpeg_quality = jpegQuality;
+  return message;
+}
+
+function streamNameFromPath(pathname) {
+  const encoded = pathname.replace(/^\/view\//, '');
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return encoded; // malformed escapes: let the server reject the name
+  }
+}
+
+/** ?quality=auto|LAYER (e.g. 480p, 360p@15); anything else is ignored, and said so. */
+function qualityParam(params) {
+  const quality = params.get('quality');
+  if (quality === null || isQuality(quality)) return quality ?? AUTO_QUALITY;
+  console.warn(`peercam: ignoring ?quality=${quality}: use auto or a layer such as 720p or 360p@15`);
+  return AUTO_QUALITY;
+}
+
+/** ?jpeg_quality=50-95, the relay's JPEG quality; null (the camera's, adapted) otherwise. */
+function jpegQualityParam(params) {
+  const text = params.get('jpeg_quality');
+  if (text === null) return null;
+  const value = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (isJpegQuality(value)) return value;
+  const { MIN, MAX } = JpegQualityRange;
+  console.warn(`peercam: ignoring ?jpeg_quality=${text}: use a whole number from ${MIN} to ${MAX}`);
+  return null;
+}
+
+/** This page's request: {stream, token, quality, jpegQuality, iceTransportPolicy, relayOnly}. */
+export const pageRequest = Object.freeze((() => {
+  const params = new URLSearchParams(location.search);
+  return {
+    stream: streamNameFromPath(location.pathname),
+    token: params.get('token') ?? '', // when the server runs with --auth all
+    quality: qualityParam(params),
+    jpegQuality: jpegQualityParam(params),
+    iceTransportPolicy: params.get('ice') === 'turn' ? 'relay' : 'all', // the browser's word for TURN only
+    relayOnly: params.get('mode') === 'relay', // DeliveryMode.RELAY: no P2P session comes
+  };
+})());
