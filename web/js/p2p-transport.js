@@ -35,28 +35,44 @@ import { loadTimeline } from './load-timeline.js';
 /** How long a peer connection made ahead (prepareOffer) waits for its session; then it is closed. */
 const PREPARED_MAX_MS = 10_000;
 
-/** The peer connection made ahead, or null: {pc, settings, talkSender, chatChannel, candidates, offered, timer}. */
+/**
+ * The peer connection made ahead, or null: {pc, talkSender, chatChannel, iceTransportPolicy,
+ * offer (a promise of it), candidates, timer} and, once its ICE servers are set,
+ * {settings, offered (its setLocalDescription)}.
+ */
 let prepared = null;
 
 /**
  * Make the first session's peer connection and its offer now, ahead of the camera going
- * live (early-watch.js does, on the server's welcome): the offer then goes out the moment
- * stream-live comes, instead of after the browser's round trips to make it, which queue
- * behind everything else the page does as it starts. It has an audio section (the camera's
- * sound, talk back): a session that wants none, or other ICE settings (TURN credentials
- * that came with `watching`), makes its own, and this one is closed.
+ * live (early-watch.js does, as the page starts; the welcome's ICE servers then go on it
+ * with preparedIceServers): the offer then goes out the moment stream-live comes, instead
+ * of after the browser's round trips to make it, which queue behind everything else the
+ * page does as it starts. It has an audio section (the camera's sound, talk back): a
+ * session that wants none, or other ICE settings (TURN credentials that came with
+ * `watching`), makes its own, and this one is closed.
  */
-export function prepareOffer({ iceServers, iceTransportPolicy = 'all' }) {
+export function prepareOffer(iceTransportPolicy = 'all') {
   dropPrepared();
-  const made = peerConnection({ iceServers, iceTransportPolicy, audio: true });
+  const made = peerConnection({ iceServers: [], iceTransportPolicy, audio: true });
   const candidates = [];
   made.pc.onicecandidate = (event) => candidates.push(event.candidate);
-  const offered = made.pc.createOffer().then((offer) => made.pc.setLocalDescription(offer));
-  offered.catch(() => {}); // the session that takes it hears of a failure
+  const offer = made.pc.createOffer();
+  offer.catch(() => {}); // the session that takes it hears of a failure
   prepared = {
-    ...made, settings: settingsKey(iceServers, iceTransportPolicy), candidates, offered,
+    ...made, iceTransportPolicy, offer, candidates, settings: null, offered: null,
     timer: setTimeout(dropPrepared, PREPARED_MAX_MS),
   };
+}
+
+/** The ICE servers of the welcome for the prepared connection: set, and its offer with them (gathering starts). */
+export function preparedIceServers(iceServers) {
+  if (prepared === null || prepared.offered !== null) return;
+  const { pc, offer, iceTransportPolicy } = prepared;
+  // Before setLocalDescription, so that gathering uses them.
+  pc.setConfiguration({ iceServers, iceTransportPolicy });
+  prepared.settings = settingsKey(iceServers, iceTransportPolicy);
+  prepared.offered = offer.then((made) => pc.setLocalDescription(made));
+  prepared.offered.catch(() => {});
 }
 
 /** The prepared peer connection if it fits these settings, else null (and it is closed). */
@@ -65,7 +81,7 @@ function takePrepared(settings, audio) {
   prepared = null;
   if (taken === null) return null;
   clearTimeout(taken.timer);
-  if (taken.settings === settings && audio) return taken;
+  if (taken.offered !== null && taken.settings === settings && audio) return taken;
   taken.pc.close();
   return null;
 }
