@@ -108,14 +108,20 @@ class Process:
         assert code == 0 and lines, f"viewer exited {code}:\n{self.log()[-3000:]}"
         return json.loads(lines[-1])
 
-    def close(self) -> None:
+    def terminate(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+
+    def close(self, deadline: float | None = None) -> None:
+        """Terminate it and wait for it to end until ``deadline`` (monotonic; 5 s from now
+        by default), then kill it."""
+        self.terminate()
+        deadline = time.monotonic() + 5 if deadline is None else deadline
+        try:
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
         self._log.close()
@@ -126,12 +132,34 @@ class Lab:
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._port = free_port()
+        self._url = f"http://127.0.0.1:{self._port}"
+        self._server_starting = False
         self.processes: list[Process] = []
         self.server: Process | None = None
         #: Shown on the API calls the lab makes itself (a server with --auth all asks).
         self.token: str | None = None
+
+    @property
+    def port(self) -> int:
+        """The server's port; a server still starting is waited for (see start_server)."""
+        self._await_server()
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The server's URL; a server still starting is waited for (see start_server)."""
+        self._await_server()
+        return self._url
+
+    @url.setter
+    def url(self, url: str) -> None:
+        self._url = url
+
+    def _await_server(self) -> None:
+        if self._server_starting:
+            self._server_starting = False
+            wait_until(lambda: get_json(f"{self._url}/healthz"), 15, "the server to answer /healthz")
 
     def api(self, path: str):
         """GET a JSON path of the server (None when it does not answer with JSON)."""
@@ -149,13 +177,19 @@ class Lab:
             print(f"----- {process.log_path.name}\n{process.log()[-3000:]}")
 
     def start_server(self, *extra: str) -> Process:
-        self.server = self.start("server", "serve", "--port", str(self.port), *extra)
-        wait_until(lambda: get_json(f"{self.url}/healthz"), 15, "the server to answer /healthz")
+        """The server; it is waited for (until it answers /healthz) at the first use of
+        ``url``, ``port`` or ``api``, so that a camera started next (start_camera, which
+        retries until the server answers) starts alongside it."""
+        self.server = self.start("server", "serve", "--port", str(self._port), *extra)
+        self._server_starting = True
         return self.server
 
     def start_camera(self, stream: str = "test", *extra: str, wait: bool = True) -> Process:
-        camera = self.start(f"camera-{stream}", "camera", "--server", self.url, "--stream", stream,
+        if "--server" in extra:  # more servers than ours: it may go to the next while ours starts
+            self._await_server()
+        camera = self.start(f"camera-{stream}", "camera", "--server", self._url, "--stream", stream,
                             *LOOPBACK, *extra)
+        self._await_server()
         if wait:
             wait_until(lambda: (self.api(f"/api/streams/{stream}") or {}).get("live"),
                        15, f"stream {stream!r} to go live")
@@ -166,8 +200,13 @@ class Lab:
                           "--json", *LOOPBACK, *extra, stdin=stdin)
 
     def stop(self) -> None:
+        """Stop them all at once (newest first), each given 5 s to end before it is killed:
+        they shut down side by side, not one after another."""
         for process in reversed(self.processes):
-            process.close()
+            process.terminate()
+        deadline = time.monotonic() + 5
+        for process in reversed(self.processes):
+            process.close(deadline)
 
 
 @pytest.fixture
@@ -268,11 +307,76 @@ def port_in_use() -> Iterator[int]:
         yield taken.getsockname()[1]
 
 
+class ChromiumKeeper:
+    """One Chromium kept open across consecutive tests that ask for it with the same flags,
+    each test in contexts of its own (closed after it): a launch costs seconds, a context
+    a fraction of one.
+
+    pytest_runtest_teardown closes it before a test that does not ask for it runs: its
+    Playwright keeps an event loop set as running (see ``chromium``), which would break
+    asyncio tests and a test's own ``chromium()``.
+    """
+
+    def __init__(self) -> None:
+        self._session = None
+        self._browser = None
+        self._args: tuple[str, ...] | None = None
+
+    def get(self, *extra_args: str):
+        """The kept Chromium with these extra flags (relaunched with other flags, or after
+        it went away)."""
+        if self._browser is not None and (self._args != extra_args or not self._browser.is_connected()):
+            self.close()
+        if self._browser is None:
+            session = chromium(*extra_args)
+            self._browser = session.__enter__()
+            self._session, self._args = session, extra_args
+        return self._browser
+
+    @contextmanager
+    def use(self, *extra_args: str) -> Iterator:
+        """``get`` for a ``with`` block: what the block opens in it is closed after it."""
+        browser = self.get(*extra_args)
+        try:
+            yield browser
+        finally:
+            self.close_contexts()
+
+    def close_contexts(self) -> None:
+        """What a test opened in the kept Chromium goes with it."""
+        if self._browser is not None and self._browser.is_connected():
+            for context in self._browser.contexts:
+                context.close()
+
+    def close(self) -> None:
+        if self._session is not None:
+            session, self._session, self._browser, self._args = self._session, None, None, None
+            session.__exit__(None, None, None)
+
+
+_CHROMIUM_KEEPER = ChromiumKeeper()
+
+
 @pytest.fixture
-def browser():
-    """Headless Chromium for one test."""
-    with chromium() as browser:
-        yield browser
+def chromium_keeper() -> Iterator[ChromiumKeeper]:
+    """The kept Chromium (``ChromiumKeeper.get``); what the test opens in it is closed after it."""
+    yield _CHROMIUM_KEEPER
+    _CHROMIUM_KEEPER.close_contexts()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:
+        if nextitem is None or "chromium_keeper" not in nextitem.fixturenames:
+            _CHROMIUM_KEEPER.close()
+
+
+@pytest.fixture
+def browser(chromium_keeper):
+    """Headless Chromium (kept open for the next test that asks for it: open contexts in it)."""
+    return chromium_keeper.get()
 
 
 @pytest.fixture
@@ -286,12 +390,23 @@ def page(browser):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+@pytest.fixture(scope="session")
+def static_server(tmp_path_factory) -> Iterator[Lab]:
+    """A server without streams, one for the run: the origin of pages that only import its
+    /static/js/ modules."""
+    lab = Lab(tmp_path_factory.mktemp("static-server"))
+    try:
+        lab.start_server()
+        yield lab
+    finally:
+        lab.stop()
+
+
 @pytest.fixture
-def page_on_server(page, lab):
+def page_on_server(page, static_server):
     """The ``page`` on a real server's origin (its dashboard), where /static/js/ modules import:
     for tests that run the page's own modules on shared case files."""
-    lab.start_server()
-    page.goto(f"{lab.url}/")
+    page.goto(f"{static_server.url}/")
     return page
 
 
