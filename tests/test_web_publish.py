@@ -10,7 +10,7 @@ import time
 import pytest
 from peercam.signaling.edge.auth import make_token
 
-from .conftest import chromium, get_json, require, wait_until
+from .conftest import get_json, require, wait_until
 from .support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
 from .support.netns import CAMERA_ADDRESS
 from .test_chat import chat_lines
@@ -26,10 +26,10 @@ LAYERS = {"480p": (854, 480)}
 
 
 @pytest.fixture
-def media_browser():
-    """Headless Chromium whose getUserMedia and getDisplayMedia return fake pictures."""
-    with chromium(*FAKE_MEDIA_ARGS) as browser:
-        yield browser
+def media_browser(chromium_keeper):
+    """Headless Chromium whose getUserMedia and getDisplayMedia return fake pictures (kept
+    open for the next test that asks for it: open contexts in it)."""
+    return chromium_keeper.get(*FAKE_MEDIA_ARGS)
 
 
 def open_page(browser, url: str):
@@ -65,11 +65,13 @@ def test_python_viewer_plays_a_browser_camera_p2p_and_on_both_relays(lab, media_
     assert (stream["width"], stream["height"], stream["codec"]) == (854, 480, "vp8"), stream
     assert [layer["name"] for layer in stream["layers"]] == ["480p"], stream
 
+    # The three watch side by side.
     p2p = lab.start_viewer("bcam", "--mode", "p2p", "--duration", "3", "--warmup", "1")
+    relays = {relay_format: lab.start_viewer("bcam", "--mode", "relay", "--relay-format", relay_format,
+                                             "--duration", "3", "--warmup", "1")
+              for relay_format in ("jpeg", "encoded")}
     assert_plays(p2p.summary(timeout=40), "p2p")
-    for relay_format in ("jpeg", "encoded"):
-        viewer = lab.start_viewer("bcam", "--mode", "relay", "--relay-format", relay_format,
-                                      "--duration", "3", "--warmup", "1")
+    for relay_format, viewer in relays.items():
         assert_plays(viewer.summary(timeout=40), "relay", relay_format)
 
     # The camera's reports reach the API in the CameraStats shape.
