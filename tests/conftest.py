@@ -70,6 +70,7 @@ class Process:
 
     def __init__(self, args: list[str], log_dir: Path, name: str, prefix: list[str] | None = None,
                  stdin: bool = False) -> None:
+        self.command = args[0] if args else ""
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w+")
         self.proc = subprocess.Popen(
@@ -200,13 +201,15 @@ class Lab:
                           "--json", *LOOPBACK, *extra, stdin=stdin)
 
     def stop(self) -> None:
-        """Stop them all at once (newest first), each given 5 s to end before it is killed:
-        they shut down side by side, not one after another."""
-        for process in reversed(self.processes):
-            process.terminate()
-        deadline = time.monotonic() + 5
-        for process in reversed(self.processes):
-            process.close(deadline)
+        """Stop the cameras, viewers and the rest side by side, then the servers they say
+        goodbye to; each given 5 s to end before it is killed."""
+        servers = [process for process in self.processes if process.command == "serve"]
+        for wave in ([process for process in self.processes if process not in servers], servers):
+            for process in reversed(wave):
+                process.terminate()
+            deadline = time.monotonic() + 5
+            for process in reversed(wave):
+                process.close(deadline)
 
 
 @pytest.fixture
