@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 
@@ -48,7 +49,12 @@ async def main() -> None:
                     say({"event": event.kind, "text": event.text})
 
         tasks = [asyncio.create_task(frames()), asyncio.create_task(events())]
-        await asyncio.sleep(args.seconds)
+        stopped = asyncio.Event()  # SIGTERM: the test has seen enough, stop now
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)
+        try:
+            await asyncio.wait_for(stopped.wait(), args.seconds)
+        except TimeoutError:
+            pass
         for task in tasks:
             task.cancel()
     say({"event": "done"})

@@ -75,6 +75,14 @@ class FrameLog:
         return min((r["t"] for r in self.records if r["t"] > moment and " -> " in r.get("text", "")),
                    default=otherwise)
 
+    def finish_after(self, moment: float, timeout: float) -> list[dict]:
+        """Every frame up to ``moment`` (Unix s): once a later frame came (or the clock is
+        2 s past it), the log is told to stop early (SIGTERM) and ends as at its time."""
+        wait_until(lambda: time.time() > moment + 2 or any(f["t"] > moment for f in self.frames),
+                   timeout, f"the clock to pass {moment:.1f}")
+        self.proc.send_signal(signal.SIGTERM)
+        return self.finish(timeout=15)
+
     def finish(self, timeout: float) -> list[dict]:
         self.proc.wait(timeout)
         self._reader.join(5)
@@ -246,7 +254,7 @@ def test_an_auto_viewer_capped_from_the_start_settles_and_its_picture_keeps_comi
     try:
         log.wait_for_frames(0, timeout=15)
         first = log.frames[0]["t"]
-        frames = log.finish(timeout=40)
+        frames = log.finish_after(first + SETTLE_S + WINDOW_S, timeout=40)
     finally:
         log.close()
     picture = Picture.of(frames, first + SETTLE_S, first + SETTLE_S + WINDOW_S)
@@ -265,7 +273,7 @@ def test_an_auto_viewer_capped_mid_stream_moves_down_and_its_picture_keeps_comin
         before = Picture.of(log.frames, log.frames[0]["t"] + 1)
         net.cap(CAP_KBIT)
         capped_at = time.time()
-        frames = log.finish(timeout=40)
+        frames = log.finish_after(capped_at + SETTLE_S + WINDOW_S, timeout=40)
     finally:
         log.close()
     assert before.sizes == {(1280, 720)}, before
@@ -323,45 +331,57 @@ def test_an_auto_relay_viewer_steps_down_and_climbs_back(camera_side, relay_form
     assert "frames skipped" in moves[0] and "clean for" in moves[-1]
 
 
-@contextmanager
-def page_in_viewer_ns(server_url: str, net: SplitNetwork, tmp_path: Path):
-    """The player in Chromium inside the viewer's namespace, P2P, auto quality, with every
-    picture it presents recorded (WATCH_PICTURES) from the moment it loads."""
+@pytest.fixture(scope="module")
+def viewer_ns_chromium(shared_camera_side, tmp_path_factory):
+    """Chromium inside the viewer's namespace, one for the module's (sync) page tests: each
+    opens its page in a context of its own."""
     require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    chromium_in_viewer_ns = net.executable_in(net.viewer_ns, CHROMIUM, tmp_path)
+    net = shared_camera_side.net
+    chromium_in_viewer_ns = net.executable_in(net.viewer_ns, CHROMIUM, tmp_path_factory.mktemp("chromium"))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium_in_viewer_ns), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(**CONTEXT_OPTIONS)
-            failed = []  # what went wrong while it loaded: failed requests, errors, warnings
-            page.on("requestfailed", lambda request: failed.append(f"{request.url}: {request.failure}"))
-            page.on("response", lambda response: failed.append(f"{response.url}: {response.status}")
-                    if response.status >= 400 else None)
-            page.on("pageerror", lambda error: failed.append(f"page error: {error}"))
-            page.on("console", lambda message: failed.append(f"{message.type}: {message.text}")
-                    if message.type in ("error", "warning") else None)
-            page.goto(f"{server_url}/view/hd?mode=p2p")
-            if not page.evaluate("window.peercam !== undefined"):
-                # The player has been seen not to start, in about 1 full-suite run in 10 (a
-                # module that did not arrive?), and never when loaded alone (0 of 30 over
-                # the capped link, the machine idle or busy). Said with what went wrong, and
-                # loaded again: what is tested here is the picture once it plays.
-                print(f"the page did not start ({failed}): loading it again")
-                page.reload()
-            page.evaluate(WATCH_PICTURES)
-            yield page
+            yield browser
         finally:
             browser.close()
 
 
-def test_the_page_in_auto_follows_a_cap_too(camera_side, tmp_path):
+@contextmanager
+def page_in_viewer_ns(browser, server_url: str):
+    """The player in the viewer's namespace (``viewer_ns_chromium``, a context of its own), P2P,
+    auto quality, with every picture it presents recorded (WATCH_PICTURES) from the moment it
+    loads."""
+    page = browser.new_page(**CONTEXT_OPTIONS)
+    try:
+        failed = []  # what went wrong while it loaded: failed requests, errors, warnings
+        page.on("requestfailed", lambda request: failed.append(f"{request.url}: {request.failure}"))
+        page.on("response", lambda response: failed.append(f"{response.url}: {response.status}")
+                if response.status >= 400 else None)
+        page.on("pageerror", lambda error: failed.append(f"page error: {error}"))
+        page.on("console", lambda message: failed.append(f"{message.type}: {message.text}")
+                if message.type in ("error", "warning") else None)
+        page.goto(f"{server_url}/view/hd?mode=p2p")
+        if not page.evaluate("window.peercam !== undefined"):
+            # The player has been seen not to start, in about 1 full-suite run in 10 (a
+            # module that did not arrive?), and never when loaded alone (0 of 30 over
+            # the capped link, the machine idle or busy). Said with what went wrong, and
+            # loaded again: what is tested here is the picture once it plays.
+            print(f"the page did not start ({failed}): loading it again")
+            page.reload()
+        page.evaluate(WATCH_PICTURES)
+        yield page
+    finally:
+        page.context.close()
+
+
+def test_the_page_in_auto_follows_a_cap_too(camera_side, viewer_ns_chromium):
     """Down under a cap that comes mid-stream and back up once it is lifted, with pictures of
     the new size within a second of each move and from then on (at 360p until the first
     probe up), never a second apart."""
     net = camera_side.net
-    with page_in_viewer_ns(camera_side.server_url, net, tmp_path) as page:
+    with page_in_viewer_ns(viewer_ns_chromium, camera_side.server_url) as page:
         page.wait_for_function("window.pictures.length > 30 && peercam.layer()?.layer === '720p'",
                                timeout=20_000)
         moved = {}
@@ -383,12 +403,13 @@ def test_the_page_in_auto_follows_a_cap_too(camera_side, tmp_path):
     assert layer["reason"].startswith("clean for") and layer["switches"] >= 2, layer
 
 
-def test_the_page_capped_before_it_loads_settles_and_its_picture_keeps_coming(camera_side, tmp_path):
+def test_the_page_capped_before_it_loads_settles_and_its_picture_keeps_coming(camera_side,
+                                                                               viewer_ns_chromium):
     """The cap is there before the page: it shows a first picture, plays a layer that fits
     within 5 s, and from then on never waits more than a second for a picture."""
     net, server_url = camera_side.net, camera_side.server_url
     net.cap(CAP_KBIT)
-    with page_in_viewer_ns(server_url, net, tmp_path) as page:
+    with page_in_viewer_ns(viewer_ns_chromium, server_url) as page:
         try:
             page.wait_for_function("window.pictures.length > 0", timeout=15_000)
         except PlaywrightError as exc:
