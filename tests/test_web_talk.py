@@ -14,7 +14,7 @@ from peercam.signaling.edge.auth import make_token
 
 from peercam.shared.relayframe import parse_relay_frame
 
-from .conftest import CONTEXT_OPTIONS, chromium, get_json, wait_until
+from .conftest import CONTEXT_OPTIONS, get_json, wait_until
 from .test_talk import envelope, ffprobe
 
 #: Chromium's fake microphone, granted without asking.
@@ -71,7 +71,7 @@ def assert_frames_keep_coming(page) -> None:
 
 
 @pytest.mark.parametrize("case", ["talk off", "token without the right", "no token", "plain HTTP"])
-def test_the_button_is_off_with_its_reason(lab, case):
+def test_the_button_is_off_with_its_reason(lab, chromium_keeper, case):
     """The server's reason (watching's talk_reason), or the page's own outside a secure context."""
     no_right = "your token does not carry the talk right (peercam token --role talk)"
     server, query, host, reason = {
@@ -85,7 +85,7 @@ def test_the_button_is_off_with_its_reason(lab, case):
     }[case]
     lab.start_server(*server)
     lab.start_camera("lab", "--audio", "tone")
-    with chromium(*FAKE_MICROPHONE, "--host-resolver-rules=MAP peercam.test 127.0.0.1") as browser:
+    with chromium_keeper.use(*FAKE_MICROPHONE, "--host-resolver-rules=MAP peercam.test 127.0.0.1") as browser:
         context = browser.new_context(**CONTEXT_OPTIONS)
         page = open_player(context, lab, "lab", "ann", query=query, url=f"http://{host}:{lab.port}")
         page.wait_for_function("peercam.talk().reason !== ''", timeout=5_000)
@@ -100,10 +100,10 @@ def test_the_button_is_off_with_its_reason(lab, case):
         assert not page.errors and not page.binary_sent, (page.errors, page.binary_sent)
 
 
-def test_one_page_holds_the_floor_another_is_refused_and_the_floor_frees_on_release(lab):
+def test_one_page_holds_the_floor_another_is_refused_and_the_floor_frees_on_release(lab, chromium_keeper):
     lab.start_server("--talk", "viewers")
     lab.start_camera("lab", "--audio", "tone")
-    with chromium(*FAKE_MICROPHONE) as browser:
+    with chromium_keeper.use(*FAKE_MICROPHONE) as browser:
         context = browser.new_context(**CONTEXT_OPTIONS)
         ann = open_player(context, lab, "lab", "ann")
         bob = open_player(context, lab, "lab", "bob", mode="relay")
@@ -171,10 +171,10 @@ def assert_talk_frames(frames: list[bytes], started_ms: float) -> None:
     assert all(0 < len(payload) <= 400 for _, payload in parsed)
 
 
-def test_the_camera_ends_a_turn_and_the_page_says_why(lab):
+def test_the_camera_ends_a_turn_and_the_page_says_why(lab, chromium_keeper):
     lab.start_server("--talk", "viewers", "--talk-max", "2s")
     lab.start_camera("lab", "--audio", "tone")
-    with chromium(*FAKE_MICROPHONE) as browser:
+    with chromium_keeper.use(*FAKE_MICROPHONE) as browser:
         context = browser.new_context(**CONTEXT_OPTIONS)
         page = open_player(context, lab, "lab", "ann")
         page.wait_for_function("peercam.talk().allowed", timeout=5_000)
@@ -191,7 +191,7 @@ def test_the_camera_ends_a_turn_and_the_page_says_why(lab):
 
 
 @pytest.mark.parametrize(("mode", "audio"), [("p2p", "tone"), ("relay", "tone"), ("p2p", "none")])
-def test_the_camera_records_what_a_page_says(lab, tmp_path, mode, audio):
+def test_the_camera_records_what_a_page_says(lab, chromium_keeper, tmp_path, mode, audio):
     """The page's microphone reaches the camera, on P2P (its offer's sendrecv audio section,
     there for talk alone when the camera has no sound) and on the relay (Opus relay frames):
     the camera's --talk-record file holds the fake microphone's beeps, one every half
@@ -199,7 +199,7 @@ def test_the_camera_records_what_a_page_says(lab, tmp_path, mode, audio):
     record = tmp_path / "talk"
     lab.start_server("--talk", "viewers")
     camera = lab.start_camera("lab", "--audio", audio, "--talk-record", str(record))
-    with chromium(*FAKE_MICROPHONE) as browser:
+    with chromium_keeper.use(*FAKE_MICROPHONE) as browser:
         page = open_player(browser.new_context(**CONTEXT_OPTIONS), lab, "lab", "ann", mode=mode)
         page.wait_for_function("peercam.talk().allowed", timeout=5_000)
         hold_talk(page)
@@ -274,10 +274,10 @@ def test_the_microphone_follows_the_picture_between_p2p_and_the_relay(page_on_se
     ]
 
 
-def test_a_talk_token_turns_the_button_on(lab):
+def test_a_talk_token_turns_the_button_on(lab, chromium_keeper):
     lab.start_server("--talk", "token", "--secret", SECRET)
     lab.start_camera("lab", "--audio", "tone")
-    with chromium(*FAKE_MICROPHONE) as browser:
+    with chromium_keeper.use(*FAKE_MICROPHONE) as browser:
         page = open_player(browser.new_context(**CONTEXT_OPTIONS), lab, "lab", "ann",
                            query=f"&token={make_token(SECRET, 'lab', 'talk', 60)}")
         page.wait_for_function("peercam.talk().allowed", timeout=5_000)
