@@ -11,9 +11,9 @@ def test_demo_streams_to_p2p_and_relay_viewers_and_stops_on_ctrl_c(lab):
     demo = lab.start("demo", "demo", "--port", str(lab.port), *LOOPBACK)
     wait_until(lambda: (get_json(f"{lab.url}/api/streams/demo") or {}).get("live"), 20,
                "the demo stream to go live")
-    for mode in ("p2p", "relay"):
-        summary = lab.start_viewer("demo", "--mode", mode, "--duration", "2").summary(timeout=30)
-        assert_plays(summary, mode)
+    viewers = {mode: lab.start_viewer("demo", "--mode", mode, "--duration", "2") for mode in ("p2p", "relay")}
+    for mode, viewer in viewers.items():  # side by side
+        assert_plays(viewer.summary(timeout=30), mode)
 
     demo.kill(signal.SIGINT)
     code, stdout = demo.result(timeout=15)

@@ -67,8 +67,9 @@ def test_the_cli_hears_the_tone_on_every_path(lab, mode, relay_format):
 def test_a_camera_without_sound_plays_as_before(lab):
     lab.start_server()
     lab.start_camera("test", "--audio", "none")
-    for mode in ("p2p", "relay"):
-        summary = lab.start_viewer("test", "--mode", mode, "--duration", "2").summary(timeout=30)
+    viewers = {mode: lab.start_viewer("test", "--mode", mode, "--duration", "2") for mode in ("p2p", "relay")}
+    for mode, viewer in viewers.items():  # side by side
+        summary = viewer.summary(timeout=30)
         assert_plays(summary, mode)
         assert summary["audio"] is None, summary
 
@@ -77,8 +78,9 @@ def test_a_viewer_that_wants_no_sound_is_sent_none(lab):
     """What an old client does: an offer without audio, the relay asked for pictures only."""
     lab.start_server()
     lab.start_camera()
-    for mode in ("p2p", "relay"):
-        viewer = lab.start_viewer("test", "--mode", mode, "--duration", "2", "--no-audio")
+    viewers = {mode: lab.start_viewer("test", "--mode", mode, "--duration", "2", "--no-audio")
+               for mode in ("p2p", "relay")}
+    for mode, viewer in viewers.items():  # side by side
         summary = viewer.summary(timeout=30)
         assert_plays(summary, mode)
         assert summary["audio"] is None and "sound" not in viewer.log(), summary

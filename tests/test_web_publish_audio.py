@@ -259,8 +259,9 @@ def test_a_browser_cameras_microphone_reaches_cli_viewers_on_both_paths(lab, med
     Python camera.)"""
     lab.start_server()
     go_live(media_browser, lab, "cli")
-    for mode, extra in (("p2p", []), ("relay", ["--relay-format", "encoded"])):
-        viewer = lab.start_viewer("cli", "--mode", mode, *extra, "--duration", "3", "--warmup", "1")
+    viewers = {mode: lab.start_viewer("cli", "--mode", mode, *extra, "--duration", "3", "--warmup", "1")
+               for mode, extra in (("p2p", []), ("relay", ["--relay-format", "encoded"]))}
+    for mode, viewer in viewers.items():  # side by side
         summary = viewer.summary(timeout=60)
         audio = summary["audio"]
         assert summary["mode"] == mode and summary["frames"] > 1, summary
