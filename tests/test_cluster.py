@@ -219,6 +219,7 @@ def test_instances_ride_out_a_redis_outage_and_resync(redis_server, lab):
     after = viewer(lab, b, "steady", "--mode", "relay", "--name", "after", "--duration", "2")
     summary = after.summary(timeout=40)
     assert summary["frames"] > 1, summary
+    during.kill(signal.SIGINT)  # it watched from the outage to the resync: its summary now
     summary = during.summary(timeout=40)  # it played through the outage, nothing lost
     assert summary["mode"] == "p2p" and summary["frames"] > 1 and summary["frames_dropped"] == 0, summary
     assert "stream ended" not in before.log() and "camera left" not in before.log(), before.log()[-2000:]
