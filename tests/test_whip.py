@@ -147,7 +147,7 @@ def lab(tmp_path_factory, site) -> Iterator[Lab]:
         lab.stop()
 
 
-def test_ffmpeg_publishes_and_a_cli_viewer_and_chromium_play(lab):
+def test_ffmpeg_publishes_and_a_cli_viewer_and_chromium_play(lab, chromium_keeper):
     viewer = lab.start_viewer("ff", "--wait", "30", "--duration", "4")
     started = time.monotonic()
     ffmpeg = start_ffmpeg(lab, "ff")
@@ -156,7 +156,7 @@ def test_ffmpeg_publishes_and_a_cli_viewer_and_chromium_play(lab):
         print(f"ffmpeg: publish to first viewer frame {first:.2f} s")
         assert_plays(viewer.summary(30), 640, 360, 4)
         assert_published_as_it_came(lab, "ff", 640, 360, "h264")
-        with chromium() as browser:
+        with chromium_keeper.use() as browser:
             assert_chromium_plays(lab, "ff", 640, 360, browser)
     finally:
         stop(ffmpeg)  # it sends DELETE as it ends
@@ -164,7 +164,7 @@ def test_ffmpeg_publishes_and_a_cli_viewer_and_chromium_play(lab):
     assert "WHIP publisher of 'ff' ended: the publisher ended it" in lab.server.log()
 
 
-def test_simple_whip_client_publishes_and_a_keyframe_comes_when_a_viewer_joins(tmp_path):
+def test_simple_whip_client_publishes_and_a_keyframe_comes_when_a_viewer_joins(tmp_path, chromium_keeper):
     """whip-client (GStreamer) in a namespace of its own, reaching the server over a veth
     pair. Its GOP is 20 s: a viewer that joins later starts within a second or two because
     the server forwards the camera's keyframe request to it as a PLI."""
@@ -195,7 +195,7 @@ def test_simple_whip_client_publishes_and_a_keyframe_comes_when_a_viewer_joins(t
         summary = late.summary(30)
         assert_plays(summary, 640, 360, 2)
         assert summary["time_to_first_frame_ms"] < 5000, summary
-        with chromium() as browser:
+        with chromium_keeper.use() as browser:
             assert_chromium_plays(lab, "wc", 640, 360, browser)
         assert client.stop() == 0, client.log()[-2000:]  # it sends DELETE as it exits
         wait_not_live(lab, "wc", 10)
