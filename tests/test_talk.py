@@ -117,10 +117,6 @@ def test_a_viewer_talks_into_the_camera_s_record_and_another_is_refused_meanwhil
     bob.wait_for_log("talk refused: Alice is talking", timeout=20)
     alice.wait_for_log("stopped talking (the end of the sound)", timeout=20)
     camera.wait_for_log("recorded the turn to", timeout=10)
-    # The view goes on after a refusal and after a turn: both end with their summaries.
-    assert bob.summary(timeout=30)["frames"] > 0
-    assert alice.summary(timeout=30)["frames"] > 0
-
     [path] = list(record.iterdir())
     assert path.suffix == ".opus" and path.stem.endswith("-Alice"), path
     probed = ffprobe(path)
@@ -129,10 +125,13 @@ def test_a_viewer_talks_into_the_camera_s_record_and_another_is_refused_meanwhil
     assert TONE_SECONDS - 0.5 <= duration <= TONE_SECONDS + 0.5, duration
     assert_same_beeps(envelope(path), envelope(tone))
 
-    # The floor is free again: the next viewer talks, into a second file.
+    # The floor is free again (Alice still watching): the next viewer talks, into a second file.
     short = write_tone(tmp_path / "short.wav", (0.2,), 1.0)
     carol = lab.start_viewer("test", "--name", "Carol", "--mode", mode, "--talk", str(short),
                              "--duration", "3")
+    # The view goes on after a refusal and after a turn: both end with their summaries.
+    assert bob.summary(timeout=30)["frames"] > 0
+    assert alice.summary(timeout=30)["frames"] > 0
     carol.wait_for_log("stopped talking (the end of the sound)", timeout=20)
     wait_until(lambda: len(list(record.iterdir())) == 2 and camera.log().count("recorded the turn to") == 2,
                10, "Carol's turn recorded")
