@@ -1,5 +1,5 @@
 """Usage: python3 -m bench.latency [--runs 7] [--seconds 8] [--connect-timeout 2] [--quick]
-                                   [--only cli-p2p|page-first-frame] [--json FILE]
+                                   [--only cli-p2p|cli-first-frame|page-first-frame] [--json FILE]
 
 Glass-to-glass latency and time to first picture, one viewer at a time, 640x480@30 VP8.
 Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
@@ -34,7 +34,9 @@ Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
 
 `--only cli-p2p` measures just the first of these, the Python CLI's P2P latency (one
 viewer run of --warmup + --seconds; no Chromium, no root): the quick check for work on
-the viewer's receive path. `--only page-first-frame` measures just the page's first
+the viewer's receive path. `--only cli-first-frame` measures just the CLI's first
+frames (--runs spawns of `peercam view`, no Chromium, no root): the quick check for
+work on its start-up. `--only page-first-frame` measures just the page's first
 frames (--runs loads per path, no latency samples) and their timeline.
 
 Under the table, the page loads' timeline: each step of a load (window.peercam.timeline(),
@@ -198,7 +200,8 @@ def run_cli_viewer(url: str, mode: str, duration: float, warmup: float) -> CliRu
 
 def measure_cli(url: str, opts: argparse.Namespace) -> list[Row]:
     rows = []
-    modes = (("p2p", CLI_P2P),) if opts.only == "cli-p2p" else (("p2p", CLI_P2P), ("relay", CLI_RELAY))
+    modes = {"cli-p2p": (("p2p", CLI_P2P),), "cli-first-frame": ()}.get(
+        opts.only, (("p2p", CLI_P2P), ("relay", CLI_RELAY)))
     for mode, measurement in modes:
         print(f"CLI viewer, {mode} ...", file=sys.stderr, flush=True)
         summary = run_cli_viewer(url, mode, opts.seconds, opts.warmup).summary
@@ -494,8 +497,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connect-timeout", type=float, default=2.0,
                         help="the page's P2P connect timeout in the fallback measurement (s)")
     parser.add_argument("--quick", action="store_true", help="3 runs, 3 s CLI windows: a smoke run")
-    parser.add_argument("--only", choices=["cli-p2p", "page-first-frame"],
+    parser.add_argument("--only", choices=["cli-p2p", "cli-first-frame", "page-first-frame"],
                         help="measure only these rows: cli-p2p, the Python CLI's P2P latency; "
+                             "cli-first-frame, the CLI's first frames from spawn (--runs); "
                              "page-first-frame, the page's first frames and timeline")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "latency.json", help="write the results here")
@@ -517,8 +521,8 @@ def guarded(title: str, measure: Callable[[], list[Row]]) -> list[Row]:
 def main() -> None:
     opts = parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
-    browser_too = opts.only != "cli-p2p"
-    if browser_too and shutil.which(CHROMIUM) is None:
+    cli_only = opts.only in ("cli-p2p", "cli-first-frame")
+    if not cli_only and shutil.which(CHROMIUM) is None:
         sys.exit(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
     began = time.monotonic()
@@ -529,9 +533,9 @@ def main() -> None:
     try:
         processes = start_camera_side(["--host", "127.0.0.1"], url, "127.0.0.1", "latency")
         try:
-            if opts.only in (None, "cli-p2p"):
+            if opts.only != "page-first-frame":
                 rows += guarded("Python CLI viewer", lambda: measure_cli(url, opts))
-            if browser_too:
+            if not cli_only:
                 rows += measure_browser(processes, port, url, opts)
         finally:
             stop_all(processes)

@@ -9,8 +9,6 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-
 from peercam.shared.errors import UsageError
 from peercam.shared.protocol import (
     PROTOCOL_VERSION,
@@ -20,6 +18,8 @@ from peercam.shared.protocol import (
     decode_server_message,
     encode,
 )
+
+from .websocketclient import WebSocket, WebSocketClosed, connect
 
 log = logging.getLogger(__name__)
 
@@ -143,25 +143,24 @@ class SignalingClient:
         # Shown as the socket opens: a camera with a publish token is not held to its
         # address's connection limit. Messages carry the token too (publish, watch).
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._ssl: ssl.SSLContext | bool = True
+        self._ssl: ssl.SSLContext | None = None  # None: the system's trusted CAs, for wss://
         if server_certificate:
             self._ssl = _trusting_only(server_certificate)
         elif ca_file:
             self._ssl = ssl.create_default_context(cafile=ca_file)
         self.welcome: Welcome | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: WebSocket | None = None
 
     async def connect(self, timeout: float = 10.0) -> Welcome:
         """Open the WebSocket and read the server's welcome."""
-        self._session = aiohttp.ClientSession()
         try:
-            self._ws = await self._session.ws_connect(
-                self.url, heartbeat=10.0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                max_msg_size=0, ssl=self._ssl, headers=self._headers,
-            )
+            self._ws = await asyncio.wait_for(
+                connect(self.url, headers=self._headers, ssl_context=self._ssl), timeout)
             welcome = await asyncio.wait_for(self._receive(), timeout)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except SignalingError:  # closed before its welcome
+            await self.close()
+            raise
+        except (OSError, asyncio.TimeoutError) as exc:
             await self.close()
             reason = str(exc) or type(exc).__name__
             raise SignalingError(f"cannot reach the signaling server at {self.url}: {reason}") from exc
@@ -179,8 +178,8 @@ class SignalingClient:
         if self._ws is None or self._ws.closed:
             raise SignalingError("not connected to the signaling server")
         try:
-            await self._ws.send_str(encode(message))
-        except (ConnectionError, aiohttp.ClientError) as exc:
+            await self._ws.send_text(encode(message))
+        except ConnectionError as exc:
             raise SignalingError(f"lost the signaling server at {self.url}: {exc}") from exc
 
     async def send_bytes(self, data: bytes) -> None:
@@ -188,25 +187,23 @@ class SignalingClient:
             raise SignalingError("not connected to the signaling server")
         try:
             await self._ws.send_bytes(data)
-        except (ConnectionError, aiohttp.ClientError) as exc:
+        except ConnectionError as exc:
             raise SignalingError(f"lost the signaling server at {self.url}: {exc}") from exc
 
     async def _receive(self):
         assert self._ws is not None
         while True:
-            msg = await self._ws.receive()
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                return msg.data  # a relay frame
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                try:
-                    return decode_server_message(msg.data)
-                except ProtocolError as exc:
-                    log.warning("ignoring a message the server should not have sent: %s", exc.reason)
-                    continue
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                            aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                reason = msg.extra or self._ws.close_code
-                raise SignalingError(f"the signaling server at {self.url} closed the connection ({reason})")
+            try:
+                data = await self._ws.receive()
+            except WebSocketClosed as exc:
+                raise SignalingError(f"the signaling server at {self.url} closed the connection "
+                                     f"({exc})") from None
+            if isinstance(data, bytes):
+                return data  # a relay frame
+            try:
+                return decode_server_message(data)
+            except ProtocolError as exc:
+                log.warning("ignoring a message the server should not have sent: %s", exc.reason)
 
     async def messages(self) -> AsyncIterator:
         """Server messages (and relay frames, as bytes) until the connection ends.
@@ -223,6 +220,3 @@ class SignalingClient:
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
