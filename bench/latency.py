@@ -24,8 +24,10 @@ Starts a signaling server and a test-pattern camera on 127.0.0.1 and measures:
   page.goto to its first frame (the page's own clock), p50 of --runs fresh page loads
   (a new browser context each; the two relay formats take turns);
   the CLI viewer from process spawn to its "first frame" line on stderr, p50 of --runs
-  runs, beside the figure the CLI itself reports, which starts in main() after Python
-  has started and imported everything;
+  runs after one not counted, beside the figure the CLI itself reports, which starts in
+  main() after Python has started and imported everything. The runs keep their bytecode
+  (in bench/results/pycache, whatever PYTHONDONTWRITEBYTECODE says) as an installed
+  peercam does: they count no compiling;
 - fallback: the page in auto mode with ?connect_timeout=S while UDP is dropped between
   viewer and camera (two network namespaces and iptables, see netns.py; needs root),
   from page.goto to the first relay frame, worst of 3 loads. The server's plain-HTTP
@@ -166,13 +168,21 @@ class CliRun:
     spawn_to_first_frame_ms: float | None
 
 
+#: Where the CLI's runs keep their modules' bytecode: an installed peercam has it (pip compiles
+#: on install), so runs count no compiling, whatever PYTHONDONTWRITEBYTECODE says here.
+CLI_PYCACHE = LOG_DIR / "pycache"
+
+
 def run_cli_viewer(url: str, mode: str, duration: float, warmup: float) -> CliRun:
     """One `peercam view --json` run; its stderr is read as it comes, to time the first frame."""
     argv = [sys.executable, "-m", "peercam", "view", "--server", url, "--stream", STREAM,
             "--ice-host", "127.0.0.1", "--mode", mode, "--duration", str(duration),
             "--warmup", str(warmup), "--json"]
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(CLI_PYCACHE)
     spawned = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     first_frame: list[float] = []
     stderr: list[str] = []
 
@@ -216,6 +226,7 @@ def measure_cli(url: str, opts: argparse.Namespace) -> list[Row]:
     if opts.only == "cli-p2p":
         return rows
     print(f"CLI viewer, first frame x{opts.runs} ...", file=sys.stderr, flush=True)
+    run_cli_viewer(url, "p2p", 0.1, 0.0)  # not counted: it writes the bytecode (CLI_PYCACHE) if need be
     runs = [run_cli_viewer(url, "p2p", 0.1, 0.0) for _ in range(opts.runs)]
     timed = [r for r in runs if r.spawn_to_first_frame_ms is not None]
     from_spawn = [r.spawn_to_first_frame_ms for r in timed]

@@ -1,5 +1,6 @@
 """What each command loads (issue 28): `peercam --help`, `peercam token` and `peercam serve`
-load no aiortc, PyAV or OpenCV; `peercam view` no OpenCV unless it opens a window; and
+load no aiortc, PyAV or OpenCV; `peercam view` no OpenCV unless it opens a window, and no
+aiohttp (its client makes TLS contexts at import: peers/websocketclient.py); and
 `import peercam` loads each part of its API when it is first used.
 
 What a process imported is read from Python's own ``-X importtime`` lines on its stderr
@@ -59,7 +60,7 @@ def test_token_loads_no_media_library():
 
 def test_a_serving_server_loads_no_media_library_and_a_viewer_no_opencv(lab):
     """The server relays a stream to one viewer while another watches it P2P; neither viewer
-    shows a window, so neither loads OpenCV."""
+    shows a window, so neither loads OpenCV, and neither loads aiohttp."""
     server = lab.start("server", "serve", "--port", str(lab.port), prefix=IMPORTTIME)
     wait_until(lambda: get_json(f"{lab.url}/healthz"), 15, "the server to answer /healthz")
     lab.start_camera("lab")
@@ -69,7 +70,7 @@ def test_a_serving_server_loads_no_media_library_and_a_viewer_no_opencv(lab):
     for mode, viewer in viewers.items():
         assert_plays(viewer.summary(timeout=30), mode)  # with its sound: PyAV decodes it
         modules = packages(imported(viewer.log()))
-        assert {"aiortc", "av"} <= modules and "cv2" not in modules, mode
+        assert {"aiortc", "av"} <= modules and not modules & {"cv2", "aiohttp"}, mode
 
     server.kill(signal.SIGTERM)
     assert server.proc.returncode == 0, server.log()[-2000:]
