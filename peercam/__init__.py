@@ -36,10 +36,12 @@ for a value it cannot use, ViewerError and CameraError when a peer gives up, Sou
 StartupError when the server cannot start. peercam logs to the "peercam" logger and
 configures no logging of its own.
 
-Two changes to aiortc and aioice are process-wide, and made explicitly where they are
+Three changes to aiortc and aioice are process-wide, and made explicitly where they are
 first needed: a camera installs Chromium's playout-delay extension when it starts
-(peers/camera/playoutdelay.py), and each peer restricts the local addresses ICE offers as it
-connects (peers/ice.py restrict_host_addresses; aioice has no option for it).
+(peers/camera/playoutdelay.py), each peer restricts the local addresses ICE offers as it
+connects (peers/ice.py restrict_host_addresses; aioice has no option for it), and a viewer's
+ICE returns as soon as its checks complete, not at aioice's next 20 ms tick
+(peers/icecompletion.py).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from peercam.peers.audioreceiver import AudioPacketBuffer, deliver_audio_on_arrival
 from peercam.peers.ice import aiortc_candidate, relay_shortfall
+from peercam.peers.icecompletion import install_prompt_ice_completion
 
 from peercam.shared.protocol import (
     Answer,
@@ -107,6 +108,7 @@ class P2PTransport:
         return self._pc is not None and self._pc.connectionState == "connected"
 
     async def start(self) -> None:
+        install_prompt_ice_completion()  # process-wide, once: ICE returns as its checks complete
         pc = self._pc = RTCPeerConnection(self._configuration)
         # Decode each frame once its last packet is in, not when the next one starts.
         deliver_frames_when_complete(pc.addTransceiver("video", direction="recvonly").receiver)
