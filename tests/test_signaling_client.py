@@ -1,8 +1,11 @@
-"""peers/signaling_client.py: which signaling server a peer tries next, and when; and a server
-too old for it."""
+"""peers/signaling_client.py: which signaling server a peer tries next, and when; a server
+too old for it; and its WebSocket (peers/websocketclient.py) against aiohttp's server."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
 import time
 
 import pytest
@@ -86,3 +89,42 @@ async def test_a_server_of_an_older_protocol_is_refused_with_the_versions(protoc
                 assert (await client.connect()).protocol == PROTOCOL_VERSION
         finally:
             await client.close()
+
+
+async def test_messages_of_every_size_both_ways_pings_and_the_servers_close_reason():
+    """Text and binary, small and large (a relay keyframe's size, masked the numpy way, and a
+    few bytes, the integer way), a ping from the server in between; then the server closes
+    with a reason, which the peer's error names."""
+    sent = os.urandom(1_500_000)
+    got: dict[str, object] = {}
+
+    async def peer(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(encode(Welcome(peer_id="p", ice_servers=[], protocol=PROTOCOL_VERSION)))
+        await ws.ping(b"are you there")
+        await ws.send_bytes(sent)
+        got["big"] = (await ws.receive_bytes(timeout=10))
+        got["small"] = (await ws.receive_bytes(timeout=10))
+        got["text"] = (await ws.receive_str(timeout=10))
+        await ws.close(code=4000, message=b"bye")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", peer)
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = SignalingClient(str(server.make_url("/")))
+        try:
+            assert (await client.connect()).peer_id == "p"
+            frame = await asyncio.wait_for(client._receive(), 10)
+            assert hashlib.sha256(frame).digest() == hashlib.sha256(sent).digest()
+            big, small = os.urandom(300_000), b"\x00\xffabc"
+            await client.send_bytes(big)
+            await client.send_bytes(small)
+            await client.send(Welcome(peer_id="ü" * 10, ice_servers=[], protocol=PROTOCOL_VERSION))
+            with pytest.raises(SignalingError, match=r"closed the connection \(4000 bye\)"):
+                await asyncio.wait_for(client._receive(), 10)
+        finally:
+            await client.close()
+    assert got["big"] == big and got["small"] == small
+    assert "ü" * 10 in got["text"]  # UTF-8 both ways
