@@ -9,6 +9,10 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as websocket_connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
 from peercam.shared.errors import UsageError
 from peercam.shared.protocol import (
     PROTOCOL_VERSION,
@@ -18,8 +22,6 @@ from peercam.shared.protocol import (
     decode_server_message,
     encode,
 )
-
-from .websocketclient import WebSocket, WebSocketClosed, connect
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,19 @@ def _trusting_only(certificate_file: str) -> ssl.SSLContext:
     return context
 
 
+#: A message larger than this ends the connection (close code 1009): a relay frame of the
+#: largest layer is well under it.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _reason(closed: ConnectionClosed) -> str:
+    """The close code and what the server said as it closed."""
+    frame = closed.rcvd or closed.sent
+    if frame is None:
+        return "no closing handshake"
+    return f"{frame.code} {frame.reason}".strip()
+
+
 class SignalingClient:
     """One signaling connection: typed messages in, typed messages out."""
 
@@ -149,18 +164,23 @@ class SignalingClient:
         elif ca_file:
             self._ssl = ssl.create_default_context(cafile=ca_file)
         self.welcome: Welcome | None = None
-        self._ws: WebSocket | None = None
+        self._ws: ClientConnection | None = None
 
     async def connect(self, timeout: float = 10.0) -> Welcome:
         """Open the WebSocket and read the server's welcome."""
+        # websockets, not aiohttp's client: importing that makes two TLS contexts with the
+        # system's CAs, ~100 ms before `peercam view` could send its first message.
+        secure = {"ssl": self._ssl or True} if self.url.startswith("wss:") else {}
         try:
-            self._ws = await asyncio.wait_for(
-                connect(self.url, headers=self._headers, ssl_context=self._ssl), timeout)
+            self._ws = await websocket_connect(
+                self.url, additional_headers=self._headers, open_timeout=timeout, close_timeout=2.0,
+                ping_interval=10.0, ping_timeout=5.0, max_size=MAX_MESSAGE_BYTES, compression=None,
+                proxy=None, **secure)
             welcome = await asyncio.wait_for(self._receive(), timeout)
         except SignalingError:  # closed before its welcome
             await self.close()
             raise
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
             await self.close()
             reason = str(exc) or type(exc).__name__
             raise SignalingError(f"cannot reach the signaling server at {self.url}: {reason}") from exc
@@ -175,29 +195,29 @@ class SignalingClient:
         return welcome
 
     async def send(self, message) -> None:
-        if self._ws is None or self._ws.closed:
+        if self._ws is None:
             raise SignalingError("not connected to the signaling server")
         try:
-            await self._ws.send_text(encode(message))
-        except ConnectionError as exc:
+            await self._ws.send(encode(message))
+        except ConnectionClosed as exc:
             raise SignalingError(f"lost the signaling server at {self.url}: {exc}") from exc
 
     async def send_bytes(self, data: bytes) -> None:
-        if self._ws is None or self._ws.closed:
+        if self._ws is None:
             raise SignalingError("not connected to the signaling server")
         try:
-            await self._ws.send_bytes(data)
-        except ConnectionError as exc:
+            await self._ws.send(data)
+        except ConnectionClosed as exc:
             raise SignalingError(f"lost the signaling server at {self.url}: {exc}") from exc
 
     async def _receive(self):
         assert self._ws is not None
         while True:
             try:
-                data = await self._ws.receive()
-            except WebSocketClosed as exc:
+                data = await self._ws.recv()
+            except ConnectionClosed as exc:
                 raise SignalingError(f"the signaling server at {self.url} closed the connection "
-                                     f"({exc})") from None
+                                     f"({_reason(exc)})") from None
             if isinstance(data, bytes):
                 return data  # a relay frame
             try:

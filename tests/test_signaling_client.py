@@ -1,5 +1,5 @@
 """peers/signaling_client.py: which signaling server a peer tries next, and when; a server
-too old for it; and its WebSocket (peers/websocketclient.py) against aiohttp's server."""
+too old for it; and its WebSocket (the websockets library's client) against aiohttp's server."""
 
 from __future__ import annotations
 
@@ -92,9 +92,8 @@ async def test_a_server_of_an_older_protocol_is_refused_with_the_versions(protoc
 
 
 async def test_messages_of_every_size_both_ways_pings_and_the_servers_close_reason():
-    """Text and binary, small and large (a relay keyframe's size, masked the numpy way, and a
-    few bytes, the integer way), a ping from the server in between; then the server closes
-    with a reason, which the peer's error names."""
+    """Text and binary, small and large (a relay keyframe's size, and a few bytes), a ping from
+    the server in between; then the server closes with a reason, which the peer's error names."""
     sent = os.urandom(1_500_000)
     got: dict[str, object] = {}
 

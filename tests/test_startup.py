@@ -1,6 +1,6 @@
 """What each command loads (issue 28): `peercam --help`, `peercam token` and `peercam serve`
 load no aiortc, PyAV or OpenCV; `peercam view` no OpenCV unless it opens a window, and no
-aiohttp (its client makes TLS contexts at import: peers/websocketclient.py); and
+aiohttp (its client makes TLS contexts at import: the peers use websockets'); and
 `import peercam` loads each part of its API when it is first used.
 
 What a process imported is read from Python's own ``-X importtime`` lines on its stderr
