@@ -1,11 +1,13 @@
 """Usage: python3 -m bench.fanout [--viewers 1,4,8,16,32,64,100] [--baseline-viewers N,N,...]
-                             [--seconds 8] [--warmup 1.5] [--procs 2] [--json bench/results/fanout.json]
+                             [--seconds 8] [--warmup 1.5] [--procs 2] [--audio auto]
+                             [--json bench/results/fanout.json]
 
 P2P fan-out benchmark: one 640x480@30 VP8 camera, N WebRTC viewers. Starts a
 signaling server on 127.0.0.1 and, in turn, two cameras publishing the test pattern:
 
 - peercam: ``peercam camera`` encodes each frame once and sends the same packets to
-  every viewer;
+  every viewer; with its sound as users run it (``--audio``, by default ``auto``: the
+  test tone, Opus), which each light viewer receives too (``--audio none``: picture only);
 - baseline: bench/baseline_camera.py, the aiortc-examples way (one
   ``MediaRelay().subscribe(track, buffered=False)`` per viewer, so one aiortc encoder
   per viewer). It runs for rising N (--baseline-viewers, by default the same as
@@ -324,7 +326,7 @@ class Camera:
     viewer_counts: list[int]
     #: Stop adding viewers after a row that saturates it.
     stops_when_saturated: bool
-    #: peercam's sound (``--audio``): none here, as the baseline has none; bench/audio.py compares.
+    #: peercam's sound (``peercam camera --audio``; the baseline has none, bench/audio.py compares).
     audio: str = "none"
     #: What runs: ``peercam camera``, or the baseline (bench/baseline_camera.py).
     program: str = "peercam"
@@ -563,7 +565,8 @@ def print_table(rows: list[dict], opts: argparse.Namespace) -> None:
           f"{capacity // 100}-core machine as the cameras. CPU in % of one core. Encoded: peercam's own "
           "report (last 2 s). Latency: glass to glass at the decoding viewers. Light delay: arrival vs RTP "
           "time above each light viewer's best frame. Dropped: gaps in frame numbers (decoding) and RTP "
-          "timestamps (light). baseline = aiortc MediaRelay, one encoder per viewer.\n")
+          f"timestamps (light). peercam's sound: --audio {opts.audio}. baseline = aiortc MediaRelay, one "
+          "encoder per viewer, no sound.\n")
     columns = ["camera", "viewers", "camera CPU", "encoded fps / ms", "fps min / avg",
                "latency p50 / p95 ms", "light delay p95 ms", "dropped", "kbit/s per viewer", "viewers CPU",
                "server CPU", "other CPU", f"machine busy (of {capacity})"]
@@ -614,6 +617,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.5,
                         help="seconds after the joins, before each window")
     parser.add_argument("--procs", type=int, default=2, help="viewer worker processes")
+    parser.add_argument("--audio", default="auto", metavar="SOURCE",
+                        help="peercam's sound, as `peercam camera --audio` takes it (default: auto, its "
+                             "own default: the test tone); the light viewers receive it; none: picture only")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "fanout.json", help="where the results go")
     opts = parser.parse_args()
     opts.viewers = [int(n) for n in opts.viewers.split(",")]
@@ -633,7 +639,7 @@ def main() -> None:
     server = start_peercam(["serve", "--host", "127.0.0.1", "--port", str(port),
                             "--max-connections-per-address", str(most_viewers + 10)],
                            LOG_DIR / "fanout-server.log", own_session=True)
-    cameras = [Camera("peercam", "fanout", opts.viewers, stops_when_saturated=False),
+    cameras = [Camera("peercam", "fanout", opts.viewers, stops_when_saturated=False, audio=opts.audio),
                Camera("baseline", "fanout-baseline", opts.baseline_viewers, stops_when_saturated=True,
                       program="baseline")]
     rows: dict[str, list[dict]] = {}

@@ -1,23 +1,21 @@
-"""Encode once, send to all, for sound: each viewer's audio sender reads the shared Opus packets.
+"""Encode once, send to all, for sound: each viewer's audio sender sends the shared Opus packets.
 
 An Opus packet is its own RTP payload, so the camera's one encoder makes every viewer's
-payloads; the sender only numbers, encrypts and sends them. Sound has no keyframes: a
-viewer joins at the next packet, and a viewer whose queue overflows (a slow link) loses
-its oldest packets, never the newest.
+payloads; each viewer's sender only numbers, encrypts and sends them, in the fan-out's one
+pass over its viewers (packetsender.py: no task wake-up per viewer per packet). Sound has
+no keyframes: a viewer joins at the next packet, and a viewer whose link does not keep up
+(its socket's backlog full) loses the packets that come meanwhile, never later ones.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from aiortc import MediaStreamTrack, RTCRtpSender
-from aiortc.mediastreams import MediaStreamError
+
+from .packetsender import PacketSender
 
 __all__ = ["AudioFanOut", "AudioFanOutTrack", "EncodedAudio"]
-
-#: Packets (20 ms each) a viewer's sender may fall behind before the oldest are dropped.
-QUEUE_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,8 @@ class _Prepacketized:
 
 
 class AudioFanOutTrack(MediaStreamTrack):
-    """One viewer's view of the shared Opus packets."""
+    """One viewer's view of the shared Opus packets, sent through the sender given to
+    ``attach_sender`` as they come."""
 
     kind = "audio"
 
@@ -44,15 +43,16 @@ class AudioFanOutTrack(MediaStreamTrack):
         super().__init__()
         self.viewer_id = viewer_id
         self._fanout = fanout
-        self._queue: asyncio.Queue[EncodedAudio] = asyncio.Queue(QUEUE_LIMIT)
-        self._pulling = False
+        self._packet_sender: PacketSender | None = None
         self.packets_sent = 0
         self.packets_dropped = 0
         fanout.add(self)
 
     def attach_sender(self, sender: RTCRtpSender) -> None:
-        """Feed ``sender`` the shared packets as they are (a private attribute: aiortc is pinned)."""
+        """Send the shared packets through ``sender`` as they are (its encoder, a private
+        attribute: aiortc is pinned), from when aiortc starts it."""
         sender._RTCRtpSender__encoder = _Prepacketized()  # type: ignore[attr-defined]
+        self._packet_sender = PacketSender(sender)
 
     def switch(self, fanout: AudioFanOut) -> None:
         """Read another rendition from its next packet on: every packet decodes on its own, and
@@ -64,22 +64,16 @@ class AudioFanOutTrack(MediaStreamTrack):
         fanout.add(self)
 
     def push(self, packet: EncodedAudio) -> None:
-        if not self._pulling:
-            return  # not connected yet
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.packets_dropped += 1
-        self._queue.put_nowait(packet)
+        sender = self._packet_sender
+        if sender is None or not sender.sending:
+            return  # not connected yet, or no more
+        if sender.send(packet):
+            self.packets_sent += 1
+        elif sender.sending:
+            self.packets_dropped += 1  # the viewer's backlog is full
 
     async def recv(self) -> EncodedAudio:
-        if self.readyState != "live":
-            raise MediaStreamError
-        self._pulling = True
-        packet = await self._queue.get()
-        if self.readyState != "live":
-            raise MediaStreamError
-        self.packets_sent += 1
-        return packet
+        raise RuntimeError("an AudioFanOutTrack is sent through attach_sender(), not read")
 
     def stop(self) -> None:
         super().stop()
