@@ -1,4 +1,4 @@
-"""peers/camera/fanout.py: encode once, keyframes on demand, bounded per-viewer queues."""
+"""peers/camera/fanout.py: encode once, keyframes on demand, a slow viewer's frames dropped to a keyframe."""
 
 from __future__ import annotations
 
@@ -30,35 +30,59 @@ def encoded_frames(count: int, keyframes: set[int], layer: str = "", size: tuple
     return frames
 
 
-async def test_queue_overflow_drops_to_the_next_keyframe():
+class Sent(list):
+    """Stands in for a viewer's PacketSender (its socket): keeps what the track sends; while
+    ``full`` (the viewer's backlog is), refuses it."""
+
+    sending = True
+    full = False
+
+    def send(self, frame: EncodedFrame) -> bool:
+        if self.full:
+            return False
+        self.append(frame)
+        return True
+
+
+def start(track) -> Sent:
+    """The track's sender starts, as aiortc starts it once the viewer is connected."""
+    sent = track._packet_sender = Sent()
+    track._wait_for_keyframe()
+    return sent
+
+
+def test_a_full_backlog_drops_to_the_next_keyframe():
     requests = []
-    fanout = FanOut(lambda **_: requests.append(1), queue_limit=4)
+    fanout = FanOut(lambda **_: requests.append(1))
     slow, fast = fanout.subscribe("slow"), fanout.subscribe("fast")
     frames = encoded_frames(16, keyframes={0, 12})
-    # Both start pulling: each asks for a keyframe and waits for one.
-    pulls = [asyncio.create_task(track.recv()) for track in (slow, fast)]
-    await asyncio.sleep(0)
+    fanout.publish(frames[0])  # before the senders start: nothing
+    # Both senders start: each asks for a keyframe and waits for one.
+    slow_sent, fast_sent = start(slow), start(fast)
     assert len(requests) == 2
     fanout.publish(frames[0])
-    assert [await p for p in pulls] == [frames[0], frames[0]]  # one shared frame
+    assert slow_sent == fast_sent == [frames[0]] and slow_sent[0] is fast_sent[0]  # one shared frame
 
-    # The fast viewer reads every frame; the slow one reads nothing for a while.
-    for frame in frames[1:12]:
+    # The fast viewer takes every frame; the slow one's backlog is full for a while.
+    slow_sent.full = True
+    for frame in frames[1:6]:
         fanout.publish(frame)
-        assert await asyncio.wait_for(fast.recv(), 1) is frame
-    assert slow._queue.qsize() <= 4
-    assert slow.frames_dropped > 0 and len(requests) > 2
-    # After the overflow the slow viewer skips what is queued up to the next keyframe.
+    slow_sent.full = False
+    for frame in frames[6:12]:
+        fanout.publish(frame)
+    assert fast_sent == frames[:12]
+    assert slow_sent == frames[:1] and slow.frames_dropped == 11 and slow.queue_overflows == 1
+    assert len(requests) > 2
+    # Then the slow viewer goes on from the next keyframe.
     fanout.publish(frames[12])
-    assert await asyncio.wait_for(slow.recv(), 1) is frames[12]
     fanout.publish(frames[13])
-    assert await asyncio.wait_for(slow.recv(), 1) is frames[13]
+    assert slow_sent == [frames[0], frames[12], frames[13]] and fast_sent == frames[:14]
     slow.stop()
     fast.stop()
     assert len(fanout) == 0
 
 
-async def test_a_switch_passes_over_a_new_layer_keyframe_older_than_the_picture():
+def test_a_switch_passes_over_a_new_layer_keyframe_older_than_the_picture():
     """A layer whose encoder just started lags: its first keyframe, older than frames already
     sent, would take the picture back in time. The track goes on with the old layer and
     switches at the new one's next keyframe."""
@@ -68,24 +92,20 @@ async def test_a_switch_passes_over_a_new_layer_keyframe_older_than_the_picture(
     track = old.subscribe("viewer")
     layer_a = [dataclasses.replace(f, layer="a") for f in encoded_frames(12, keyframes={0})]
     layer_b = [dataclasses.replace(f, layer="b") for f in encoded_frames(12, keyframes={3, 9})]
-    pull = asyncio.create_task(track.recv())
-    await asyncio.sleep(0)
+    sent = start(track)
     for n in range(8):
         old.publish(layer_a[n])
-        frame = await asyncio.wait_for(pull if n == 0 else track.recv(), 1)
-        assert (frame.layer, frame.number) == ("a", n)
+    assert [(f.layer, f.number) for f in sent] == [("a", n) for n in range(8)]
 
     track.switch(new)
     assert requests["b"] == 1
     new.publish(layer_b[3])  # 4 frames behind the last one sent: passed over, and another asked for
     old.publish(layer_a[8])
-    frame = await asyncio.wait_for(track.recv(), 1)
-    assert (frame.layer, frame.number) == ("a", 8) and requests["b"] == 2
+    assert (sent[-1].layer, sent[-1].number) == ("a", 8) and requests["b"] == 2
     new.publish(layer_b[9])
     old.publish(layer_a[9])
     new.publish(layer_b[10])
-    assert [((f := await asyncio.wait_for(track.recv(), 1)).layer, f.number) for _ in range(2)] == [
-        ("b", 9), ("b", 10)]
+    assert [(f.layer, f.number) for f in sent[9:]] == [("b", 9), ("b", 10)]
     assert track.layer == "b" and track.layer_switches == 1
     track.stop()
 
@@ -122,37 +142,36 @@ async def test_late_joiner_and_pli_get_keyframes_over_a_real_connection(loopback
         assert pipeline.stats.keyframes > keyframes_before  # and the shared encoder
 
 
-async def test_a_switch_happens_at_the_new_layers_keyframe_with_ids_and_timestamps_continuing():
+def test_a_switch_happens_at_the_new_layers_keyframe_with_ids_and_timestamps_continuing():
     """The sender sees one stream: picture ids go on by one and timestamps never go back,
     though the two layers number their own pictures and the new layer's encoder lags."""
     asked: list[str] = []
     big = FanOut(lambda **_: asked.append("big"), layer="big")
     small = FanOut(lambda **_: asked.append("small"), layer="small")
     track = big.subscribe("v1")
-    track._pulling = True  # the sender has started pulling
     bigs = encoded_frames(10, {0}, "big")
     smalls = encoded_frames(13, {0, 6, 7}, "small", (160, 120))  # each layer numbers its own pictures
-    sent: list[EncodedFrame] = []
+    sent = start(track)
 
-    async def send(fanout: FanOut, frame: EncodedFrame) -> None:
+    def send(fanout: FanOut, frame: EncodedFrame) -> None:
         fanout.publish(frame)
-        sent.append(await asyncio.wait_for(track.recv(), 1))
+        assert sent[-1].number == frame.number
 
     for frame in bigs[:6]:
-        await send(big, frame)
+        send(big, frame)
     track.switch(small)
     assert asked[-1] == "small" and track.switching_to == "small"
     small.publish(smalls[5])  # a delta frame: no place to start
-    await send(big, bigs[6])
-    await send(big, bigs[7])
+    send(big, bigs[6])
+    send(big, bigs[7])
     small.publish(smalls[6])  # a keyframe, but older than what went out: passed over once
     assert asked[-1] == "small" and track.switching_to == "small"
-    await send(big, bigs[8])
-    await send(big, bigs[9])
+    send(big, bigs[8])
+    send(big, bigs[9])
     # The next keyframe is taken whatever it shows, so a switch always ends; its timestamp
     # moves on by a tick, as a decoder drops a frame older than one it has shown.
     for frame in smalls[7:12]:
-        await send(small, frame)
+        send(small, frame)
     assert [f.layer for f in sent] == ["big"] * 10 + ["small"] * 5
     assert sent[10].keyframe and track.layer == "small" and track.layer_switches == 1
     assert len(big) == 0 and len(small) == 1

@@ -1,15 +1,15 @@
 """Encode once, send to all: each viewer's sender track reads the shared packets.
 
 Each frame of a layer is encoded once and split into RTP payloads once
-(``RtpPacketizer``); each viewer gets a FanOutTrack whose ``recv()`` hands those same
-payloads to its RTCRtpSender, which then only numbers, encrypts and sends them. aiortc
-would otherwise make an encoder per sender and packetize every frame again for every
-viewer.
+(``RtpPacketizer``); each viewer gets a FanOutTrack that hands those same payloads to its
+RTCRtpSender, which then only numbers, encrypts and sends them, in the fan-out's one pass
+over its viewers (packetsender.py: no task wake-up per viewer per frame). aiortc would
+otherwise make an encoder per sender and packetize every frame again for every viewer.
 
-Keyframes: a track starts at a keyframe, asking for one when its sender first
-pulls (the connection is up); it honours the viewer's PLI/FIR; and when its queue
-overflows (a slow viewer) it drops what is queued and waits for the next keyframe
-rather than lag behind or grow.
+Keyframes: a track starts at a keyframe, asking for one when its sender starts (the
+connection is up); it honours the viewer's PLI/FIR; and when its link does not keep up
+(its socket's backlog full: a slow viewer) it drops the frame and waits for the next
+keyframe rather than lag behind or grow.
 
 Layers: a track reads one layer's FanOut and can move to another without
 renegotiation. It asks the new layer for a keyframe at once, goes on sending the old
@@ -24,7 +24,6 @@ frames that never come.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -34,8 +33,8 @@ import av
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.mediastreams import MediaStreamError
 
+from .packetsender import PacketSender
 from .rtxstream import RtxStream
 
 log = logging.getLogger(__name__)
@@ -120,16 +119,15 @@ class FanOutTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, fanout: FanOut, viewer_id: str, queue_limit: int) -> None:
+    def __init__(self, fanout: FanOut, viewer_id: str) -> None:
         super().__init__()
         self.viewer_id = viewer_id
         self._fanout = fanout
         #: The layer this track moves to at its next keyframe, while a switch is under way.
         self._pending: FanOut | None = None
-        self._queue: asyncio.Queue[EncodedFrame] = asyncio.Queue(queue_limit)
         self._sender: RTCRtpSender | None = None
         self._prepacketized: _Prepacketized | None = None
-        self._pulling = False
+        self._packet_sender: PacketSender | None = None
         self._need_keyframe = True
         #: VP8 picture ids: the last one sent, and what to add to the layer's own.
         self._last_picture_id: int | None = None
@@ -141,7 +139,7 @@ class FanOutTrack(MediaStreamTrack):
         self.frames_sent = 0
         self.frames_dropped = 0
         self.keyframe_requests = 0
-        #: Of those, the ones the viewer sent (PLI/FIR), and how often the queue overflowed.
+        #: Of those, the ones the viewer sent (PLI/FIR), and how often its backlog was full.
         self.viewer_keyframe_requests = 0
         self.queue_overflows = 0
         self.layer_switches = 0
@@ -165,10 +163,16 @@ class FanOutTrack(MediaStreamTrack):
         return estimate or None
 
     def attach_sender(self, sender: RTCRtpSender, rtx: RtxStream) -> None:
-        """Feed ``sender``, whose retransmissions ``rtx`` has taken over."""
+        """Send through ``sender``, whose retransmissions ``rtx`` has taken over, from when
+        aiortc starts it."""
         self._sender = sender
         self._prepacketized = _Prepacketized(rtx)
         sender._RTCRtpSender__encoder = self._prepacketized  # type: ignore[attr-defined]
+        self._packet_sender = PacketSender(sender, on_started=self._wait_for_keyframe)
+
+    @property
+    def _sending(self) -> bool:
+        return self._packet_sender is not None and self._packet_sender.sending
 
     def switch(self, fanout: FanOut, stop_now: bool = False) -> None:
         """Move to another layer at its next keyframe (asked for now); no renegotiation.
@@ -183,7 +187,7 @@ class FanOutTrack(MediaStreamTrack):
         self._passed_stale_keyframe = False
         self._old_layer_stopped = stop_now
         fanout.add(self)
-        if self._pulling:
+        if self._sending:
             fanout.request_keyframe()
 
     def refresh(self) -> None:
@@ -193,64 +197,62 @@ class FanOutTrack(MediaStreamTrack):
         (self._pending or self._fanout).request_keyframe()
 
     def push(self, frame: EncodedFrame) -> None:
-        """Called for every encoded frame of the layers this track reads; never blocks."""
-        if not self._pulling:
-            return  # not connected yet: nothing to queue
-        if self._queue.full():
+        """Called for every encoded frame of the layers this track reads: sends it now, if it
+        is this viewer's to send; never blocks."""
+        if not self._sending:
+            return  # not connected yet, or no more
+        if self._sender is not None and _take_keyframe_request(self._sender):
+            self.keyframe_requests += 1
+            self.viewer_keyframe_requests += 1
+            (self._pending or self._fanout).request_keyframe(urgent=self._need_keyframe)
+        frame = self._next(frame)
+        if frame is None:
+            return
+        if self._packet_sender.send(frame):  # type: ignore[union-attr]
+            self.frames_sent += 1
+            if self.frames_sent == 1 and self.on_switched is not None:
+                self.on_switched(self.layer)
+        elif self._sending:  # the viewer's backlog is full: what follows needs a keyframe
             self.queue_overflows += 1
-            self.frames_dropped += self._queue.qsize()
-            while not self._queue.empty():
-                self._queue.get_nowait()
+            self.frames_dropped += 1
             self._wait_for_keyframe()
-        self._queue.put_nowait(frame)
 
     def _wait_for_keyframe(self) -> None:
         self._need_keyframe = True
         self.keyframe_requests += 1
         (self._pending or self._fanout).request_keyframe()
 
-    async def recv(self) -> EncodedFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if not self._pulling:
-            self._pulling = True
-            self._wait_for_keyframe()
-        while True:
-            if self._sender is not None and _take_keyframe_request(self._sender):
-                self.keyframe_requests += 1
-                self.viewer_keyframe_requests += 1
-                (self._pending or self._fanout).request_keyframe(urgent=self._need_keyframe)
-            frame = await self._queue.get()
-            if self.readyState != "live":
-                raise MediaStreamError
-            pending = self._pending
-            if pending is not None and frame.layer == pending.layer:
-                if not frame.keyframe:
-                    continue  # the new layer starts at its keyframe
-                if self._stale(frame):
-                    # Its encoder just started and lags the layer being sent: this keyframe
-                    # would take the picture back in time. Its next one, warm, keeps up.
-                    self._passed_stale_keyframe = True
-                    pending.request_keyframe()
-                    continue
-                self._fanout.remove(self)
-                self._fanout, self._pending = pending, None
-                self._need_keyframe = False
-                self.layer_switches += 1
-                self._continue_picture_ids(frame)
-                if self.on_switched is not None:
-                    self.on_switched(self.layer)
-            elif frame.layer != self._fanout.layer or (pending is not None and self._old_layer_stopped):
-                continue  # the old layer's last frames, queued before the switch, or stopped
-            if self._need_keyframe and not frame.keyframe:
-                self.frames_dropped += 1
-                continue
+    def _next(self, frame: EncodedFrame) -> EncodedFrame | None:
+        """The frame as this viewer's sender must send it, or None if it is not to be sent:
+        another layer's, or not a keyframe where one is needed."""
+        pending = self._pending
+        if pending is not None and frame.layer == pending.layer:
+            if not frame.keyframe:
+                return None  # the new layer starts at its keyframe
+            if self._stale(frame):
+                # Its encoder just started and lags the layer being sent: this keyframe
+                # would take the picture back in time. Its next one, warm, keeps up.
+                self._passed_stale_keyframe = True
+                pending.request_keyframe()
+                return None
+            self._fanout.remove(self)
+            self._fanout, self._pending = pending, None
             self._need_keyframe = False
-            self.frames_sent += 1
-            if self.frames_sent == 1 and self.on_switched is not None:
+            self.layer_switches += 1
+            self._continue_picture_ids(frame)
+            if self.on_switched is not None:
                 self.on_switched(self.layer)
-            self._last_number = frame.number
-            return self._numbered(frame)
+        elif frame.layer != self._fanout.layer or (pending is not None and self._old_layer_stopped):
+            return None  # the old layer's, after a switch began, or stopped
+        if self._need_keyframe and not frame.keyframe:
+            self.frames_dropped += 1
+            return None
+        self._need_keyframe = False
+        self._last_number = frame.number
+        return self._numbered(frame)
+
+    async def recv(self) -> EncodedFrame:
+        raise RuntimeError("a FanOutTrack is sent through attach_sender(), not read")
 
     def _stale(self, keyframe: EncodedFrame) -> bool:
         """A new layer's keyframe older than the frame last sent (passed over once a switch:
@@ -292,17 +294,16 @@ class FanOutTrack(MediaStreamTrack):
 class FanOut:
     """One layer's encoded stream and the tracks that read it."""
 
-    def __init__(self, request_keyframe: Callable[..., None], queue_limit: int = 8, layer: str = "") -> None:
+    def __init__(self, request_keyframe: Callable[..., None], layer: str = "") -> None:
         self.request_keyframe = request_keyframe
         self.layer = layer
-        self._queue_limit = queue_limit
         self._tracks: set[FanOutTrack] = set()
 
     def __len__(self) -> int:
         return len(self._tracks)
 
     def subscribe(self, viewer_id: str) -> FanOutTrack:
-        return FanOutTrack(self, viewer_id, self._queue_limit)
+        return FanOutTrack(self, viewer_id)
 
     def add(self, track: FanOutTrack) -> None:
         self._tracks.add(track)
@@ -311,5 +312,9 @@ class FanOut:
         self._tracks.discard(track)
 
     def publish(self, frame: EncodedFrame) -> None:
+        """Sends ``frame`` to every viewer whose track reads this layer, in one pass."""
         for track in list(self._tracks):
-            track.push(frame)
+            try:
+                track.push(frame)
+            except Exception:  # one viewer's failure is its own
+                log.exception("sending a frame to viewer %s failed", track.viewer_id)
