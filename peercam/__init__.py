@@ -36,12 +36,14 @@ for a value it cannot use, ViewerError and CameraError when a peer gives up, Sou
 StartupError when the server cannot start. peercam logs to the "peercam" logger and
 configures no logging of its own.
 
-Three changes to aiortc and aioice are process-wide, and made explicitly where they are
-first needed: a camera installs Chromium's playout-delay extension when it starts
-(peers/camera/playoutdelay.py), each peer restricts the local addresses ICE offers as it
-connects (peers/ice.py restrict_host_addresses; aioice has no option for it), and a viewer's
-ICE returns as soon as its checks complete, not at aioice's next 20 ms tick
-(peers/icecompletion.py).
+Five changes to aiortc and aioice are process-wide, each installed explicitly, once, where
+it is first needed: a camera installs Chromium's playout-delay extension when it starts
+(peers/camera/playoutdelay.py); a camera passing H.264 through and the server's WHIP
+receiver add H.264 Main and High (peers/h264profiles.py); the WHIP receiver adds DTLS
+suites for RSA certificates (peers/dtlsciphers.py); each peer restricts the local addresses
+ICE offers as it connects (peers/ice.py restrict_host_addresses; aioice has no option for
+it); and a camera and a viewer, as they start, make ICE return as soon as its checks
+complete, not at aioice's next 20 ms tick (peers/icecompletion.py).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import msgspec
 from aiortc import RTCConfiguration
 from peercam.peers.h264profiles import install_h264_profiles
 from peercam.peers.ice import IceOptions, restrict_host_addresses
+from peercam.peers.icecompletion import install_prompt_ice_completion
 from peercam.peers.signaling_client import ServerList, Servers, SignalingClient, SignalingError
 
 from peercam.shared.errors import PeercamError, UsageError
@@ -244,6 +245,7 @@ class CameraPeer:
     async def run(self) -> None:
         """Publish until cancelled; raises CameraError when it cannot go on."""
         playoutdelay.enable()
+        install_prompt_ice_completion()  # process-wide, once: a joiner's ICE is up as its checks pass
         if self.passthrough:
             install_h264_profiles()  # a Main stream passes through as Main where viewers offer it
         loop = asyncio.get_running_loop()
