@@ -4,9 +4,11 @@ too old for it; and its WebSocket (the websockets library's client) against aioh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -64,6 +66,15 @@ def test_bad_server_lists_are_refused_at_once(servers, words):
         ServerList(servers)
 
 
+@contextlib.asynccontextmanager
+async def stand_in(handler) -> AsyncIterator[str]:
+    """A stand-in signaling server on 127.0.0.1 whose /ws is ``handler``; yields its URL."""
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url("/"))
+
+
 @pytest.mark.parametrize("protocol, refused", [(PROTOCOL_VERSION - 1, True), (PROTOCOL_VERSION, False)])
 async def test_a_server_of_an_older_protocol_is_refused_with_the_versions(protocol, refused):
     """Its messages would not decode (protocol 3 named stream-live's camera_id publisher): the peer
@@ -76,10 +87,8 @@ async def test_a_server_of_an_older_protocol_is_refused_with_the_versions(protoc
         await ws.receive()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", welcome)
-    async with TestServer(app, host="127.0.0.1") as server:
-        client = SignalingClient(str(server.make_url("/")))
+    async with stand_in(welcome) as url:
+        client = SignalingClient(url)
         try:
             if refused:
                 with pytest.raises(SignalingError, match=rf"speaks protocol {protocol}, this peer "
@@ -109,10 +118,8 @@ async def test_messages_of_every_size_both_ways_pings_and_the_servers_close_reas
         await ws.close(code=4000, message=b"bye")
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", peer)
-    async with TestServer(app, host="127.0.0.1") as server:
-        client = SignalingClient(str(server.make_url("/")))
+    async with stand_in(peer) as url:
+        client = SignalingClient(url)
         try:
             assert (await client.connect()).peer_id == "p"
             frame = await asyncio.wait_for(client._receive(), 10)
