@@ -144,20 +144,21 @@ class Lab:
     @property
     def port(self) -> int:
         """The server's port; a server still starting is waited for (see start_server)."""
-        self._await_server()
+        self.wait_for_server()
         return self._port
 
     @property
     def url(self) -> str:
         """The server's URL; a server still starting is waited for (see start_server)."""
-        self._await_server()
+        self.wait_for_server()
         return self._url
 
     @url.setter
     def url(self, url: str) -> None:
         self._url = url
 
-    def _await_server(self) -> None:
+    def wait_for_server(self) -> None:
+        """Until a server still starting answers /healthz (once: later calls return at once)."""
         if self._server_starting:
             self._server_starting = False
             wait_until(lambda: get_json(f"{self._url}/healthz"), 15, "the server to answer /healthz")
@@ -187,10 +188,10 @@ class Lab:
 
     def start_camera(self, stream: str = "test", *extra: str, wait: bool = True) -> Process:
         if "--server" in extra:  # more servers than ours: it may go to the next while ours starts
-            self._await_server()
+            self.wait_for_server()
         camera = self.start(f"camera-{stream}", "camera", "--server", self._url, "--stream", stream,
                             *LOOPBACK, *extra)
-        self._await_server()
+        self.wait_for_server()
         if wait:
             wait_until(lambda: (self.api(f"/api/streams/{stream}") or {}).get("live"),
                        15, f"stream {stream!r} to go live")

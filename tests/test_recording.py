@@ -336,6 +336,7 @@ def test_an_unwritable_directory_stops_recording_with_the_reason_while_the_strea
     directory = tmp_path / "rec"
     directory.mkdir()
     server = lab.start_server("--record-dir", str(directory), "--record", "*")
+    lab.wait_for_server()  # it has checked the directory: now it breaks
     directory.rmdir()
     directory.write_text("not a directory")
     lab.start_camera("cam")

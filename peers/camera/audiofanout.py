@@ -43,6 +43,10 @@ class AudioFanOutTrack(MediaStreamTrack):
         super().__init__()
         self.viewer_id = viewer_id
         self._fanout = fanout
+        #: The rendition it is leaving, read until the new one's first packet (see switch).
+        self._leaving: AudioFanOut | None = None
+        #: The timestamp of the last packet the rendition left gave, while the two overlap.
+        self._sent_before_move: int | None = None
         self._packet_sender: PacketSender | None = None
         self.packets_sent = 0
         self.packets_dropped = 0
@@ -55,15 +59,28 @@ class AudioFanOutTrack(MediaStreamTrack):
         self._packet_sender = PacketSender(sender)
 
     def switch(self, fanout: AudioFanOut) -> None:
-        """Read another rendition from its next packet on: every packet decodes on its own, and
-        both carry capture times in their timestamps, so the sound goes on without a seam."""
+        """Read another rendition, make before break. Every packet decodes on its own, and
+        both renditions carry capture times in their timestamps; but the other rendition's
+        encoder may be idle (nobody listened) and start only with its next chunk. So the one
+        left keeps coming until the new one's first packet, and the new one's packets that
+        are no newer than what the one left sent are dropped: none missing, none twice."""
         if fanout is self._fanout:
             return
-        self._fanout.remove(self)
-        self._fanout = fanout
+        if self._leaving is not None and self._leaving is not fanout:
+            self._leaving.remove(self)  # moved again before the last move was made
+        self._leaving, self._fanout = self._fanout, fanout
         fanout.add(self)
 
-    def push(self, packet: EncodedAudio) -> None:
+    def push(self, packet: EncodedAudio, source: AudioFanOut) -> None:
+        if source is not self._fanout:  # the rendition being left, until the new one runs
+            self._sent_before_move = packet.timestamp
+        elif self._leaving is not None:
+            self._leaving.remove(self)  # the new rendition's first packet: the move is made
+            self._leaving = None
+        if source is self._fanout and self._sent_before_move is not None:
+            if _not_after(packet.timestamp, self._sent_before_move):
+                return  # sound the rendition left has sent already
+            self._sent_before_move = None
         sender = self._packet_sender
         if sender is None or not sender.sending:
             return  # not connected yet, or no more
@@ -78,6 +95,13 @@ class AudioFanOutTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._fanout.remove(self)
+        if self._leaving is not None:
+            self._leaving.remove(self)
+
+
+def _not_after(timestamp: int, other: int) -> bool:
+    """RTP timestamps (modulo 2**32): ``timestamp`` is ``other`` or earlier."""
+    return (timestamp - other) & 0xFFFFFFFF >= 0x80000000 or timestamp == other
 
 
 class AudioFanOut:
@@ -100,4 +124,4 @@ class AudioFanOut:
 
     def publish(self, packet: EncodedAudio) -> None:
         for track in list(self._tracks):
-            track.push(packet)
+            track.push(packet, self)

@@ -101,12 +101,15 @@ class ToneSource(AudioSource):
         # Chunks start on whole 20 ms of Unix time: a chunk's first sample is a sample number.
         now = time.time()
         self._next = int(now * SAMPLE_RATE) // CHUNK * CHUNK + CHUNK
+        #: How often it fell behind (its thread starved) and skipped ahead to the sound of now.
+        self.skips = 0
 
     def read(self) -> CapturedAudio:
         first = self._next
         now = time.time()
         if now - first / SAMPLE_RATE > 0.2:  # fell behind: skip to the sound of now
             first = int(now * SAMPLE_RATE) // CHUNK * CHUNK
+            self.skips += 1
         delay = (first + CHUNK) / SAMPLE_RATE - now
         if delay > 0 and self._closed.wait(delay):
             raise SourceError("source closed")
