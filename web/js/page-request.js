@@ -9,7 +9,13 @@ import { AUTO_QUALITY, JpegQualityRange, isJpegQuality, isQuality } from './laye
 
 /** A `watch` for the stream, with the viewer's display name and picks (quality, jpegQuality: null, the camera's). */
 export function watchMessage({ stream, token, quality, jpegQuality }, name) {
-  const message = { type: MessageType.WATCH, stream, name, token, protocol: PROTOCOL_VERSION, quality };
+  return withQuality({ type: MessageType.WATCH, stream, name, token, protocol: PROTOCOL_VERSION },
+    quality, jpegQuality);
+}
+
+/** The message (`watch` or `quality`) with the viewer's quality and, when it picked one, its JPEG quality. */
+export function withQuality(message, quality, jpegQuality) {
+  message.quality = quality;
   if (jpegQuality !== null) message.jpeg_quality = jpegQuality;
   return message;
 }

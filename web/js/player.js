@@ -15,7 +15,7 @@ import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling-client.js';
 import { earlySocket } from './early-socket.js';
 import { watchName } from './early-watch.js';
-import { pageRequest, watchMessage } from './page-request.js';
+import { pageRequest, watchMessage, withQuality } from './page-request.js';
 import { AudioOutput } from './audio-output.js';
 import { AudioStats } from './audio-stats.js';
 import { Delivery, DeliveryMode } from './delivery.js';
@@ -239,7 +239,9 @@ class Player {
   chooseQuality(quality) {
     this.#quality = quality;
     // Before `watching`, the watch on its way carries it (and every later watch does).
-    if (this.#watchingNow) this.#signaling.send(this.#qualityFields({ type: MessageType.QUALITY }));
+    if (this.#watchingNow) {
+      this.#signaling.send(withQuality({ type: MessageType.QUALITY }, this.#quality, this.#jpegQuality));
+    }
   }
 
   #welcomed({ peer_id: peerId, ice_servers: iceServers, protocol }) {
@@ -258,13 +260,6 @@ class Player {
     this.#signaling.send(watchMessage({
       stream: this.#streamName, token: this.#token, quality: this.#quality, jpegQuality: this.#jpegQuality,
     }, name));
-  }
-
-  /** The message with the viewer's quality and, when it picked one, its JPEG quality. */
-  #qualityFields(message) {
-    message.quality = this.#quality;
-    if (this.#jpegQuality !== null) message.jpeg_quality = this.#jpegQuality;
-    return message;
   }
 
   /** Fresh TURN credentials: the next peer connection uses them. */
