@@ -335,7 +335,7 @@ class CameraPeer:
         while True:
             server = self._servers.current
             client = self._client = SignalingClient(server, self.options.ca_file, self.options.token,
-                                                          self.options.server_certificate)
+                                                    server_certificate=self.options.server_certificate)
             relay_sender: asyncio.Task | None = None
             try:
                 welcome = await client.connect()
