@@ -47,6 +47,7 @@ class RelaySender:
         #: Layers whose queue overflowed: nothing more of them until their next keyframe.
         self._to_keyframe: set[str] = set()
         self._ready = asyncio.Event()
+        self._described = "stopped"
 
     def set_demand(self, message: RelayFrames) -> None:
         """Encode (and send) exactly these renditions; none: the relay encoders stop."""
@@ -65,7 +66,10 @@ class RelaySender:
         described = [f"{layer} JPEG q{q}" for layer, q in sorted(jpeg)]
         described += [f"{layer} encoded" for layer in encoded]
         described += ["Opus"] if audio else []
-        log.info("relay: %s", ", ".join(described) or "stopped")
+        # Logged on change only: a (re)connection's reset of an idle relay says nothing new.
+        if (description := ", ".join(described) or "stopped") != self._described:
+            self._described = description
+            log.info("relay: %s", description)
 
     def stop(self) -> None:
         self.set_demand(RelayFrames())
