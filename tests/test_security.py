@@ -10,8 +10,10 @@ CI runs the whole suite inside a fresh network namespace (see .ci/run).
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import select
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -337,6 +340,12 @@ async def test_a_loopback_server_answers_only_to_loopback_host_names():
         assert (await server.get("/healthz", {"Host": "cams.example.org"}))[0] == 200
 
 
+def _inline_script_hash(page: str) -> str:
+    html = (Path(__file__).resolve().parents[1] / "web" / page).read_text()
+    [script] = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    return base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+
+
 async def test_every_response_carries_the_browser_security_headers():
     async with running() as server:
         for path in ("/", "/view/lab", "/static/js/player.js", "/api/streams", "/no/such/page"):
@@ -345,6 +354,9 @@ async def test_every_response_carries_the_browser_security_headers():
                 policy = headers["Content-Security-Policy"]
                 assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
                 assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+                # The player's one inline script (its early socket) may run, named by its hash.
+                hashes = re.findall(r"'sha256-([^']+)'", policy)
+                assert hashes == ([_inline_script_hash("player.html")] if path == "/view/lab" else []), path
                 assert headers["X-Content-Type-Options"] == "nosniff"
                 assert headers["Referrer-Policy"] == "no-referrer"
 
@@ -539,6 +551,12 @@ def test_the_pages_work_under_their_content_security_policy(lab, browser):
             page.goto(f"{lab.url}/view/lab?mode={mode}&token={token('lab', 'view')}")
             _poll(page, "peercam.state() === 'playing' && peercam.stats().frames > 10", 20)
             violations += page.evaluate("window.__violations ?? []")
+        # The page's own inline script ran (the player took over its socket); another is refused.
+        assert page.evaluate("window.peercamEarlySocket.socket.readyState") == 1
+        page.evaluate("document.head.append(Object.assign(document.createElement('script'),"
+                      " {textContent: 'window.__injected = 1'}))")
+        _poll(page, "(window.__violations ?? []).some((v) => v.startsWith('script-src-elem inline'))", 5)
+        assert page.evaluate("window.__injected") is None
     finally:
         context.close()
     assert violations == []

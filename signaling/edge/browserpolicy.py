@@ -7,12 +7,15 @@ headers every response carries.
 - Origin: a browser page may open ``/ws`` from the server's own origin, or from one listed
   with ``--allowed-origin`` (``*``: any). Clients that send no Origin (the Python peers,
   curl) are not browsers, and are let in.
-- Headers: scripts only from this server and none inline, no sniffing of content types,
-  no Referer (tokens ride in URLs), and no framing by other sites.
+- Headers: scripts only from this server and none inline (but a page's own, allowed by
+  their hashes: ``content_security_policy``), no sniffing of content types, no Referer
+  (tokens ride in URLs), and no framing by other sites.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -21,9 +24,10 @@ from peercam.signaling.settings.config import ServerConfig
 
 from .appkeys import CONFIG
 
+_SCRIPT_SRC = "script-src 'self'"
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
-    "script-src 'self'",
+    _SCRIPT_SRC,
     "style-src 'self'",
     "img-src 'self' blob: data:",
     "media-src 'self' blob:",
@@ -41,6 +45,14 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+def content_security_policy(inline_scripts: list[str]) -> str:
+    """The policy for a page whose own inline scripts (their text, as between the tags) may
+    run: each is named by its SHA-256, so no other inline script can."""
+    digests = (hashlib.sha256(script.encode()).digest() for script in inline_scripts)
+    allowed = "".join(f" 'sha256-{base64.b64encode(digest).decode()}'" for digest in digests)
+    return CONTENT_SECURITY_POLICY.replace(_SCRIPT_SRC, _SCRIPT_SRC + allowed, 1)
 
 
 def _is_loopback(host: str) -> bool:
