@@ -77,6 +77,14 @@ export class RelayDecoder {
     this.#expected = `${header.layer}/${(header.sequence + 1) % 2 ** 32}`;
   }
 
+  /**
+   * Make and configure the decoder for `codec` now, before the first frame: the browser
+   * starts its decoder while the camera starts encoding, not once the keyframe is in.
+   */
+  prepare(codec) {
+    if (this.#decoder === null && codec in CODEC_STRINGS) this.#open(codec);
+  }
+
   /** Stop: frames still waiting are not decoded, and no callback fires afterwards. */
   close() {
     this.#onDecoded = () => {};

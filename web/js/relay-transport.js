@@ -84,6 +84,7 @@ export class RelayTransport {
       this.format = format;
       if (format === RelayFormat.ENCODED) {
         this.#decoder = new RelayDecoder((header, picture) => this.#drawDecoded(header, picture));
+        this.#decoder.prepare(this.#codec);
       }
       this.#signaling.send({ type: MessageType.RELAY, enabled: true, format, audio });
       loadTimeline.mark('relay-asked');
