@@ -393,7 +393,8 @@ class FuzzSocket:
                     replies.append(errors)
                     break
                 errors.append(message)
-        return replies
+        # Messages after the one whose send failed were never sent: closed before, like theirs.
+        return replies + [None] * (len(messages) - len(replies))
 
     async def offer_answered(self, sdp: str, timeout: float) -> bool:
         """Whether a valid offer from this viewer still gets an answer, whatever it sent before.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -257,7 +258,12 @@ def test_a_name_passes_to_the_next_publisher_and_a_viewer_plays_on(lab):
         stop(second, signal.SIGKILL)
         viewer.wait_for_log("camera left 'relay-race'", MEDIA_TIMEOUT + 10, count=2)
         print(f"a vanished publisher's stream ended after {time.monotonic() - vanished:.1f} s")
-        assert "WHIP publisher of 'relay-race' ended: no video came for" in lab.server.log()
+        # The first said goodbye; the second's media stopped, or its connection failed first
+        # (on loopback a dead port answers the server's checks at once): no DELETE.
+        endings = re.findall(r"WHIP publisher of 'relay-race' ended: (.*)", lab.server.log())
+        assert len(endings) == 2 and endings[0] == "the publisher ended it", endings
+        assert re.match(r"no video came for|the publisher's (connection failed|video ended)", endings[1]), \
+            endings
 
         third = start_ffmpeg(lab, "relay-race", seconds=30)
         viewer.wait_for_log("video resumed", 30, count=2)
