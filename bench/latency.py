@@ -266,9 +266,11 @@ def load_page(browser, url: str, sample_seconds: float, first_frame_timeout: flo
         page.goto(url)
         page.wait_for_function("typeof peercam !== 'undefined' && peercam.latencies().length > 0",
                                polling=50, timeout=first_frame_timeout * 1000)
-        # The oldest sample of the last second is the first frame's (one frame later if its stamp
-        # was unreadable); `time` is the page's wall clock, as is started_ms.
-        first_frame_ms = page.evaluate("peercam.latencies()[0].time") - started_ms
+        # The timeline's first frame: the first picture shown, which the session early-watch.js
+        # starts may show before the player (and its latency samples) has loaded. On the page's
+        # wall clock (timeOrigin + its ms), as is started_ms.
+        shown = page.evaluate("performance.timeOrigin + peercam.timeline()['first-frame']")
+        first_frame_ms = shown - started_ms
         latencies = sample_latencies(page, sample_seconds) if sample_seconds else []
         stats = page.evaluate("peercam.stats()")
         return PageRun(first_frame_ms, latencies, stats["mode"], stats["fps"], stats["relayFormat"],

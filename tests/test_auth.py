@@ -12,6 +12,7 @@ from peercam.signaling.edge.auth import TokenError, check_token, make_token
 from peercam.shared.durations import parse_duration
 
 from .conftest import get_json, wait_until
+from .support.chromium import goto_player
 
 SECRET = "s3cret"
 
@@ -108,9 +109,9 @@ def test_page_shows_a_token_when_the_server_asks(lab, page):
     lab.start_server("--secret", SECRET, "--auth", "all")
     lab.token = make_token(SECRET, "lab", "view", ttl=600)
     lab.start_camera("lab", "--token", token_from_cli(lab, "--stream", "lab", "--role", "publish"))
-    page.goto(f"{lab.url}/view/lab")
+    goto_player(page, f"{lab.url}/view/lab")
     page.wait_for_function("peercam.state() === 'error'", timeout=10_000)
     assert "token" in page.inner_text("#status")
     view = token_from_cli(lab, "--stream", "lab", "--role", "view")
-    page.goto(f"{lab.url}/view/lab?token={view}")
+    goto_player(page, f"{lab.url}/view/lab?token={view}")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)

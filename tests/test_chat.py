@@ -14,6 +14,7 @@ import urllib.request
 import aiohttp
 
 from .conftest import CONTEXT_OPTIONS, get_json, wait_until
+from .support.chromium import goto_player
 from .test_security import running, wait_for_message
 from .test_websocket import Client
 
@@ -151,7 +152,7 @@ def test_browsers_and_cli_viewers_see_one_chat(lab, browser):
     pages = []
     for query in ("mode=p2p&name=web-p2p", "mode=relay&name=web-relay"):
         page = browser.new_context(**CONTEXT_OPTIONS).new_page()
-        page.goto(f"{lab.url}/view/talk?{query}")
+        goto_player(page, f"{lab.url}/view/talk?{query}")
         page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
         pages.append(page)
     cli_p2p.wait_for_log("connected (p2p)", timeout=15)

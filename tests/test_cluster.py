@@ -23,7 +23,7 @@ from peercam.shared.protocol import PROTOCOL_VERSION
 from peercam.shared.relayframe import HEADER_SIZE, RelayFrameHeader, parse_relay_frame
 
 from .conftest import LOOPBACK, free_port, get_json, wait_until
-from .support.chromium import CONTEXT_OPTIONS
+from .support.chromium import CONTEXT_OPTIONS, goto_player
 from .test_auth import admin_request
 from .test_chat import chat_lines
 from .test_relay_audio import RelayListener, assert_continuous, until
@@ -71,7 +71,7 @@ def test_camera_viewers_and_a_page_on_three_instances_play_chat_and_are_listed_e
     rel = viewer(lab, c, "spread", "--mode", "relay", "--chat", "--name", "rel", "--duration", "60",
                  stdin=True)
     page = browser.new_context(**CONTEXT_OPTIONS).new_page()
-    page.goto(f"{b}/view/spread?name=web")
+    goto_player(page, f"{b}/view/spread?name=web")
     pat.wait_for_log("first frame", timeout=20)
     rel.wait_for_log("first frame", timeout=20)
     page.wait_for_function("peercam.state() === 'playing'", timeout=20_000)

@@ -12,6 +12,7 @@ import shutil
 import signal
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, decoded_frames, require, wait_for_frames
+from .support.chromium import goto_player
 from .support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork
 
 
@@ -67,7 +68,7 @@ def test_page_in_auto_mode_falls_back_to_the_relay_and_returns_to_p2p(lab, split
                                              args=[*CHROMIUM_ARGS, secure])
         try:
             page = browser.new_page(**CONTEXT_OPTIONS)
-            page.goto(f"{server_url}/view/far?connect_timeout={connect_timeout}&p2p_retry=2&name=far")
+            goto_player(page, f"{server_url}/view/far?connect_timeout={connect_timeout}&p2p_retry=2&name=far")
             # The page's modules load from the other namespace: wait for them, within the same bound.
             page.wait_for_function("typeof peercam !== 'undefined' && peercam.mode() === 'relay'"
                                    " && peercam.stats().frames > 0",

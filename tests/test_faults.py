@@ -17,6 +17,7 @@ from .conftest import (
     wait_for_frames,
     wait_until,
 )
+from .support.chromium import goto_player
 from .test_fallback import VIEWER_ADDRESS, start_camera_side
 
 
@@ -25,7 +26,7 @@ def test_killed_camera_is_announced_and_a_new_one_resumes_page_and_cli(lab, page
     camera = lab.start_camera("cam")
     cli = lab.start_viewer("cam", "--duration", "60")
     cli.wait_for_log("first frame", timeout=15)
-    page.goto(f"{lab.url}/view/cam")
+    goto_player(page, f"{lab.url}/view/cam")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     wait_for_frames(page, 10)
 
@@ -46,7 +47,7 @@ def test_page_and_cli_ride_out_a_server_restart(lab, page):
     lab.start_camera("cam")
     cli = lab.start_viewer("cam", "--duration", "60")
     cli.wait_for_log("first frame", timeout=15)
-    page.goto(f"{lab.url}/view/cam")
+    goto_player(page, f"{lab.url}/view/cam")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
 
     server.kill(signal.SIGKILL)

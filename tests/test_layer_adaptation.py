@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, Lab, require, wait_until
+from .support.chromium import wait_for_player
 from .support.netns import CAMERA_ADDRESS, VIEWER_ADDRESS, SplitNetwork, unavailable_reason
 
 #: The cap: below 480p (1.2 Mbit/s), above 360p with its sound. The test pattern's 360p
@@ -363,14 +364,18 @@ def page_in_viewer_ns(browser, server_url: str):
         page.on("console", lambda message: failed.append(f"{message.type}: {message.text}")
                 if message.type in ("error", "warning") else None)
         page.goto(f"{server_url}/view/hd?mode=p2p")
-        if not page.evaluate("window.peercam !== undefined"):
+        page.evaluate(WATCH_PICTURES)
+        try:
+            wait_for_player(page)
+        except PlaywrightError:
             # The player has been seen not to start, in about 1 full-suite run in 10 (a
             # module that did not arrive?), and never when loaded alone (0 of 30 over
             # the capped link, the machine idle or busy). Said with what went wrong, and
             # loaded again: what is tested here is the picture once it plays.
             print(f"the page did not start ({failed}): loading it again")
             page.reload()
-        page.evaluate(WATCH_PICTURES)
+            page.evaluate(WATCH_PICTURES)
+            wait_for_player(page)
         yield page
     finally:
         page.context.close()

@@ -8,6 +8,8 @@ from aiortc import rtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from peercam.peers.camera import playoutdelay
 
+from .support.chromium import goto_player
+
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
 
@@ -37,7 +39,7 @@ def test_chromium_negotiates_it_with_the_camera(lab, page):
             answers.append(json.loads(data))
 
     page.on("websocket", lambda ws: ws.on("framereceived", note_answer))
-    page.goto(f"{lab.url}/view/lab?mode=p2p")
+    goto_player(page, f"{lab.url}/view/lab?mode=p2p")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     [answer] = answers
     assert f" {playoutdelay.URI}" in answer["sdp"]

@@ -19,6 +19,7 @@ from peercam.peers.ice import IceOptions
 import peercam
 
 from .conftest import get_json, require, wait_for_frames
+from .support.chromium import goto_player
 from .support.rtspcamera import RtspCamera, rtsp_camera_available
 from .test_segmentwriter import ffprobe_frames
 
@@ -271,7 +272,7 @@ def test_chromium_plays_an_rtsp_camera_s_main_profile_as_it_is(lab, page):
             };
             window.RTCPeerConnection.prototype = Original.prototype;
         }""")
-        page.goto(f"{lab.url}/view/cam")
+        goto_player(page, f"{lab.url}/view/cam")
         wait_for_frames(page, 30)
         summary = lab.api("/api/streams/cam")
         assert summary["codec"] == "h264" and summary["audio"]["codec"] == "opus"

@@ -34,6 +34,7 @@ from peercam.signaling.settings.limits import Limits
 from peercam.signaling.settings.turn import TurnConfig
 
 from .conftest import get_json, wait_until
+from .support.chromium import goto_player
 from .test_websocket import INFO, Client, assert_next_is_a_reply, jpeg_relay_frame
 
 SECRET = "s3cret"
@@ -548,7 +549,7 @@ def test_the_pages_work_under_their_content_security_policy(lab, browser):
         _poll(page, "document.querySelector('li.stream img').src.startsWith('blob:')", 15)
         violations += page.evaluate("window.__violations ?? []")
         for mode in ("p2p", "relay"):
-            page.goto(f"{lab.url}/view/lab?mode={mode}&token={token('lab', 'view')}")
+            goto_player(page, f"{lab.url}/view/lab?mode={mode}&token={token('lab', 'view')}")
             _poll(page, "peercam.state() === 'playing' && peercam.stats().frames > 10", 20)
             violations += page.evaluate("window.__violations ?? []")
         # The page's own inline script ran (the player took over its socket); another is refused.
@@ -570,7 +571,7 @@ def _poll(page, expression: str, timeout: float) -> None:
 def test_the_page_chat_log_stays_bounded(lab, page):
     lab.start_server("--max-connections-per-address", "100")
     lab.start_camera("lab")
-    page.goto(f"{lab.url}/view/lab?mode=relay&name=watcher")
+    goto_player(page, f"{lab.url}/view/lab?mode=relay&name=watcher")
     page.wait_for_function("peercam.state() === 'playing'", timeout=20_000)
 
     async def flood() -> None:

@@ -16,6 +16,7 @@ import pytest
 from peercam.signaling.settings.turn import turn_credentials
 
 from .conftest import assert_plays, decoded_frames, free_port, require, wait_for_frames, wait_until
+from .support.chromium import goto_player
 from .test_fallback import CAMERA_ADDRESS, VIEWER_ADDRESS
 
 SECRET = "test-secret"
@@ -140,7 +141,7 @@ def test_turn_over_tcp_carries_video_when_udp_is_blocked(lab, split_network, tmp
 def test_page_with_ice_relay_plays_through_coturn(lab, coturn, page):
     lab.start_server("--turn-secret", SECRET, "--turn-url", coturn.url())
     lab.start_camera("t", "--ice-transport", "turn")
-    page.goto(f"{lab.url}/view/t?mode=p2p&ice=turn")
+    goto_player(page, f"{lab.url}/view/t?mode=p2p&ice=turn")
     page.wait_for_function("peercam.state() === 'playing' && peercam.mode() === 'p2p'", timeout=20_000)
     wait_for_frames(page, decoded_frames(page) + 30)
     allocations = coturn.log().count("ALLOCATE processed, success")

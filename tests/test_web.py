@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .conftest import TESTSRC_LAYERS, decoded_frames, wait_for_frames
+from .support.chromium import goto_player, wait_for_player
 
 
 def test_stream_list_links_to_a_player_that_plays(lab, page):
@@ -14,6 +15,7 @@ def test_stream_list_links_to_a_player_that_plays(lab, page):
 
     page.click("li.stream[data-stream=lab] a")
     page.wait_for_url(f"{lab.url}/view/lab")
+    wait_for_player(page)
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     assert "p2p" in page.inner_text("#status")
     first = wait_for_frames(page, 0)
@@ -38,7 +40,7 @@ def test_stream_list_refreshes(lab, page):
 
 def test_player_waits_for_a_camera_that_is_not_there_yet(lab, page):
     lab.start_server()
-    page.goto(f"{lab.url}/view/soon")
+    goto_player(page, f"{lab.url}/view/soon")
     page.wait_for_function("peercam.state() === 'waiting'", timeout=10_000)
     lab.start_camera("soon")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
@@ -47,6 +49,6 @@ def test_player_waits_for_a_camera_that_is_not_there_yet(lab, page):
 
 def test_bad_stream_name_shows_the_server_reason(lab, page):
     lab.start_server()
-    page.goto(f"{lab.url}/view/-bad")
+    goto_player(page, f"{lab.url}/view/-bad")
     page.wait_for_function("peercam.state() === 'error'", timeout=10_000)
     assert "stream name" in page.inner_text("#status")

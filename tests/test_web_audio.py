@@ -21,6 +21,7 @@ from .conftest import (
     require,
     wait_until,
 )
+from .support.chromium import goto_player
 from .test_fallback import start_camera_side
 
 TONE = ("--audio", "tone")
@@ -82,7 +83,7 @@ def viewer_audio_report(lab, stream: str) -> dict | None:
 def test_p2p_plays_the_cameras_sound_and_hears_its_beeps(lab, page):
     lab.start_server()
     lab.start_camera("lab", *TONE)
-    page.goto(f"{lab.url}/view/lab?mode=p2p")
+    goto_player(page, f"{lab.url}/view/lab?mode=p2p")
     wait_for_playing(page, "p2p")
     first = wait_for_packets(page, 0)
     wait_for_packets(page, first + 50)  # inbound-rtp's packetsReceived rises
@@ -107,7 +108,7 @@ def test_p2p_plays_the_cameras_sound_and_hears_its_beeps(lab, page):
 def test_the_encoded_relay_plays_the_sound_and_the_pictures_wait_for_it(lab, page):
     lab.start_server()
     lab.start_camera("lab", *TONE)
-    page.goto(f"{lab.url}/view/lab?mode=relay")  # 127.0.0.1: a secure context, with WebCodecs
+    goto_player(page, f"{lab.url}/view/lab?mode=relay")  # 127.0.0.1: a secure context, with WebCodecs
     wait_for_playing(page, "relay")
     assert page.evaluate("peercam.stats().relayFormat") == "encoded"
     stats = assert_sound_and_pictures_flow(page, "relay")
@@ -130,7 +131,7 @@ def test_unmute_is_one_click_and_remembered_for_the_site(lab, browser):
     context = browser.new_context(**CONTEXT_OPTIONS)
     try:
         page = context.new_page()
-        page.goto(f"{lab.url}/view/lab")
+        goto_player(page, f"{lab.url}/view/lab")
         page.wait_for_function("peercam.sound().state === 'muted'", timeout=15_000)
         page.click("#sound-toggle")
         page.wait_for_function("peercam.sound().state === 'on'", timeout=5_000)
@@ -145,7 +146,7 @@ def test_unmute_is_one_click_and_remembered_for_the_site(lab, browser):
 
         # Another page of the site: sound on from the start, at that volume, without a click.
         again = context.new_page()
-        again.goto(f"{lab.url}/view/lab?mode=relay")
+        goto_player(again, f"{lab.url}/view/lab?mode=relay")
         again.wait_for_function("peercam.sound().state === 'on' && peercam.state() === 'playing'",
                                 timeout=15_000)
         assert again.evaluate("peercam.sound().volume") == 0.4
@@ -153,7 +154,7 @@ def test_unmute_is_one_click_and_remembered_for_the_site(lab, browser):
         again.click("#sound-toggle")  # and off again: remembered too
         again.wait_for_function("peercam.sound().state === 'muted'", timeout=5_000)
         third = context.new_page()
-        third.goto(f"{lab.url}/view/lab")
+        goto_player(third, f"{lab.url}/view/lab")
         third.wait_for_function("peercam.sound().state === 'muted' && peercam.state() === 'playing'",
                                 timeout=15_000)
         assert third.evaluate("localStorage.getItem('peercam.sound')") == "off"
@@ -164,7 +165,7 @@ def test_unmute_is_one_click_and_remembered_for_the_site(lab, browser):
 def test_a_camera_without_sound_says_so_and_plays_as_before(lab, page):
     lab.start_server()
     lab.start_camera("lab", "--audio", "none")
-    page.goto(f"{lab.url}/view/lab?mode=p2p")
+    goto_player(page, f"{lab.url}/view/lab?mode=p2p")
     wait_for_playing(page, "p2p")
     page.wait_for_function("peercam.sound().state === 'none'", timeout=5_000)
     assert page.inner_text("#sound-note") == "no sound from this camera"
@@ -183,7 +184,7 @@ def test_the_jpeg_relay_without_webcodecs_says_there_is_no_sound(lab):
         page = browser.new_context(**CONTEXT_OPTIONS).new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"http://peercam.test:{lab.port}/view/lab?mode=relay")
+        goto_player(page, f"http://peercam.test:{lab.port}/view/lab?mode=relay")
         wait_for_playing(page, "relay")
         assert page.evaluate("isSecureContext") is False
         assert page.evaluate("peercam.stats().relayFormat") == "jpeg"
@@ -207,7 +208,7 @@ def test_sound_goes_on_after_a_layer_switch(lab, browser):
     try:
         for mode in ("p2p", "relay"):
             page = context.new_page()
-            page.goto(f"{lab.url}/view/lab?mode={mode}&quality=480p")
+            goto_player(page, f"{lab.url}/view/lab?mode={mode}&quality=480p")
             assert_sound_and_pictures_flow(page, mode)
             page.select_option("#quality", "360p")
             page.wait_for_function("peercam.layer().layer === '360p' && peercam.stats().width === 480",
@@ -239,7 +240,7 @@ def test_sound_follows_the_fallback_to_the_relay_and_back(lab, split_network, tm
             page = browser.new_page(**CONTEXT_OPTIONS)
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{server_url}/view/far?connect_timeout=3&p2p_retry=2&name=far")
+            goto_player(page, f"{server_url}/view/far?connect_timeout=3&p2p_retry=2&name=far")
             page.wait_for_function("typeof peercam !== 'undefined' && peercam.mode() === 'relay'",
                                    timeout=10_000)
             relay = assert_sound_and_pictures_flow(page, "relay")
@@ -279,7 +280,7 @@ def test_where_sound_needs_a_click_the_remembered_choice_waits_for_one(lab):
 
     def open_and_wait_until_it_plays(context, reports: int):
         page = context.new_page()
-        page.goto(f"{lab.url}/view/lab")
+        page.goto(f"{lab.url}/view/lab")  # no wait_for_player: its evaluate would count as using the page
         wait_until(lambda: sum(1 for viewer in (lab.api("/api/streams/lab") or {}).get("viewers", [])
                                if viewer.get("stats")) >= reports, 15, "the page's stats report")
         return page

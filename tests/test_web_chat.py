@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from .conftest import CONTEXT_OPTIONS, TESTSRC_LAYERS, get_json, wait_until
+from .support.chromium import goto_player, wait_for_player
 from .test_chat import assert_renames_cost_the_camera_nothing, metric, rename_attack
 from .test_web_publish import go_live, media_browser, open_page  # noqa: F401 (media_browser: a fixture)
 
@@ -66,7 +67,7 @@ def open_player(browser, lab):
         page.on("pageerror", lambda error: problems.append(f"JavaScript error: {error}"))
         page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
         page.on("websocket", lambda ws: ws.on("framereceived", lambda data: _note_error(page, data)))
-        page.goto(f"{lab.url}/view/{stream}?{query}")
+        goto_player(page, f"{lab.url}/view/{stream}?{query}")
         return page
 
     yield open_
@@ -184,7 +185,7 @@ def test_chat_asks_for_a_name_once_and_keeps_it(lab, browser):
     context = browser.new_context(**CONTEXT_OPTIONS)
     try:
         page = context.new_page()
-        page.goto(f"{lab.url}/view/lab?mode=relay")
+        goto_player(page, f"{lab.url}/view/lab?mode=relay")
         wait_for_delivery(page, "relay")
         assert page.is_visible("#name-form") and page.is_disabled("#chat-input")
         assert page.get_attribute("#name-input", "maxlength") == "32"
@@ -197,6 +198,7 @@ def test_chat_asks_for_a_name_once_and_keeps_it(lab, browser):
         assert page.input_value("#chat-input") == ""
 
         page.reload()
+        wait_for_player(page)
         wait_for_delivery(page, "relay")
         assert page.is_hidden("#name-form") and page.inner_text("#chat-identity-name") == "dora"
         wait_until(lambda: viewer_named(lab, "lab", "dora"), 5, "the server to know the page as dora")
@@ -290,6 +292,7 @@ def test_many_viewers_renaming_fast_cost_the_browser_camera_nothing(lab, media_b
     refusals: list[str] = []
     camera.on("console", lambda message: refusals.append(message.text) if "refused" in message.text else None)
     viewer, viewer_errors = open_page(media_browser, f"{lab.url}/view/talk?mode=relay&name=norm")
+    wait_for_player(viewer)
     viewer.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     for n in range(5):  # a history worth sending
         viewer.evaluate(f"peercam.sendChat('before {n}')")
@@ -317,6 +320,7 @@ def test_the_cameras_own_lines_are_marked_and_no_viewer_takes_its_name(lab, medi
     lab.start_server()
     camera, errors = go_live(media_browser, lab, "talk", "source=camera&autostart=1&name=Lab")
     viewer, viewer_errors = open_page(media_browser, f"{lab.url}/view/talk?mode=relay&name=LAB")
+    wait_for_player(viewer)
     viewer.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     # The camera's name is refused: the page says so and watches without a name; it picks one.
     viewer.wait_for_selector("#chat-notice", state="visible", timeout=5_000)

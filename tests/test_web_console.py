@@ -17,7 +17,7 @@ import pytest
 from peercam.signaling.edge.auth import make_token
 
 from .conftest import Lab, chromium, wait_for_frames
-from .support.chromium import CONTEXT_OPTIONS
+from .support.chromium import CONTEXT_OPTIONS, wait_for_player
 from .test_web_publish import FAKE_MEDIA_ARGS
 from .test_web_recording import SECRET, play_and_seek_a_closed_segment, record_args
 from .test_web_relay import wait_for_delivery
@@ -144,6 +144,7 @@ def test_dashboard(server, pages):
 ], ids=["p2p", "relay-encoded", "relay-jpeg"])
 def test_player(server, pages, mode, query):
     page = pages.open(server.url(f"/view/{STREAM}", server.token(STREAM), **query))
+    wait_for_player(page)
     wait_for_delivery(page, mode, timeout=15)
     if mode == "p2p":
         wait_for_frames(page, 10)
@@ -172,6 +173,7 @@ def test_publish_page_and_a_player_of_its_stream(server, pages):
                                    source="camera", autostart="1"))
     camera.wait_for_function("peercam.state() === 'live'", timeout=15_000)
     viewer = pages.open(server.url(f"/view/{BROWSER_STREAM}", server.token(BROWSER_STREAM)))
+    wait_for_player(viewer)
     wait_for_delivery(viewer, "p2p", timeout=15)
     wait_for_frames(viewer, 10)
     one_more_poll(camera)  # it polls while live

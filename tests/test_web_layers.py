@@ -10,6 +10,7 @@ import pytest
 from peercam.shared.relayframe import JPEG_VERSION
 
 from .conftest import CONTEXT_OPTIONS, get_json, wait_until
+from .support.chromium import goto_player
 
 #: The test pattern at 1280x720: layers 720p, 480p and 360p (--layers auto).
 CAMERA_720P = ("--width", "1280", "--height", "720")
@@ -70,7 +71,7 @@ def open_player(browser, lab):
         page.on("pageerror", lambda error: problems.append(f"JavaScript error: {error}"))
         page.on("websocket", lambda ws: (ws.on("framereceived", lambda data: _note(page, data)),
                                          ws.on("framesent", lambda data: page.sent.append(json.loads(data)))))
-        page.goto(f"{lab.url}/view/{stream}?{query}")
+        goto_player(page, f"{lab.url}/view/{stream}?{query}")
         return page
 
     yield open_

@@ -11,7 +11,7 @@ import pytest
 from peercam.signaling.edge.auth import make_token
 
 from .conftest import get_json, require, wait_until
-from .support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS
+from .support.chromium import CHROMIUM, CHROMIUM_ARGS, CONTEXT_OPTIONS, wait_for_player
 from .support.netns import CAMERA_ADDRESS
 from .test_chat import chat_lines
 
@@ -86,6 +86,7 @@ def test_chat_between_browser_camera_browser_viewer_and_cli_viewer(lab, media_br
     camera, errors = go_live(media_browser, lab, "talk", "source=camera&autostart=1&name=cam")
     cli = lab.start_viewer("talk", "--chat", "--name", "cli", "--duration", "60", stdin=True)
     viewer, viewer_errors = open_page(media_browser, f"{lab.url}/view/talk?mode=p2p&name=web")
+    wait_for_player(viewer)
     viewer.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     cli.wait_for_log("connected (p2p)", timeout=15)
     wait_until(lambda: sum(v["p2p"] for v in camera.evaluate("peercam.viewers()").values()) == 2,

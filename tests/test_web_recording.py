@@ -7,6 +7,7 @@ import pytest
 from peercam.signaling.edge.auth import make_token
 
 from .conftest import decoded_frames, wait_for_frames
+from .support.chromium import goto_player
 
 SECRET = "s3cret"
 RECORD = ["--record-dir", "{dir}", "--record", "*", "--record-segment", "2"]
@@ -24,7 +25,7 @@ def play_and_seek_a_closed_segment(page, lab, query: str = "") -> None:
     page's recording <video> while the live picture goes on."""
     media_statuses: list[int] = []
     page.on("response", lambda r: media_statuses.append(r.status) if "/recordings/cam/" in r.url else None)
-    page.goto(f"{lab.url}/view/cam{query}")
+    goto_player(page, f"{lab.url}/view/cam{query}")
     page.wait_for_selector("#rec[data-state=recording]", state="visible", timeout=15_000)
     assert page.inner_text("#rec") == "REC"
     page.wait_for_function(f"{CLOSED_ROWS}.length > 0", timeout=30_000)
@@ -84,7 +85,7 @@ def test_the_dashboard_badges_recorded_streams_only(lab, page, tmp_path):
 def test_without_a_record_dir_the_player_shows_neither_rec_nor_recordings(lab, page):
     lab.start_server()
     lab.start_camera("cam")
-    page.goto(f"{lab.url}/view/cam")
+    goto_player(page, f"{lab.url}/view/cam")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     assert not page.is_visible("#rec") and not page.is_visible("#recordings")
 

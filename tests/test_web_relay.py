@@ -9,6 +9,7 @@ import time
 from peercam.shared.relayframe import RelayFrameHeader
 
 from .conftest import CONTEXT_OPTIONS, TESTSRC_LAYERS, decoded_frames, get_json, wait_for_frames, wait_until
+from .support.chromium import goto_player
 from .test_relay import _read_mjpeg_parts
 
 #: A camera whose ICE may use TURN only, and no TURN server is given: P2P can never connect.
@@ -100,7 +101,7 @@ def test_relay_frame_header_reads_as_python_writes_it(lab, page):
 def test_relay_mode_plays_the_encoded_frames_through_webcodecs(lab, page):
     lab.start_server()
     lab.start_camera("lab")
-    page.goto(f"{lab.url}/view/lab?mode=relay&name=enc")  # localhost: a secure context, WebCodecs
+    goto_player(page, f"{lab.url}/view/lab?mode=relay&name=enc")  # localhost: a secure context, WebCodecs
     assert_relay_plays(page, "encoded", "relay (encoded, WebCodecs)")
     assert decoded_frames(page) == 0  # no P2P video at all
     assert relay_viewers(lab, "lab") == 1
@@ -111,10 +112,10 @@ def test_relay_mode_plays_the_encoded_frames_through_webcodecs(lab, page):
 def test_jpeg_relay_and_mjpeg_alongside_an_encoded_reader(lab, browser, page):
     lab.start_server()
     lab.start_camera("lab", "--codec", "h264")  # the other codec the encoded relay carries
-    page.goto(f"{lab.url}/view/lab?mode=relay&name=enc")
+    goto_player(page, f"{lab.url}/view/lab?mode=relay&name=enc")
     jpeg_page = browser.new_context(**CONTEXT_OPTIONS).new_page()
     try:
-        jpeg_page.goto(f"{lab.url}/view/lab?mode=relay&relay_format=jpeg&name=jpg")
+        goto_player(jpeg_page, f"{lab.url}/view/lab?mode=relay&relay_format=jpeg&name=jpg")
         assert_relay_plays(page, "encoded", "relay (encoded, WebCodecs)")
         assert_relay_plays(jpeg_page, "jpeg", "relay (JPEG)")
         assert _read_mjpeg_parts(f"{lab.url}/streams/lab/mjpeg", seconds=3) > 1
@@ -133,7 +134,7 @@ def test_jpeg_relay_and_mjpeg_alongside_an_encoded_reader(lab, browser, page):
 def test_switching_from_relay_to_p2p(lab, page):
     lab.start_server()
     lab.start_camera("lab")
-    page.goto(f"{lab.url}/view/lab?mode=relay")
+    goto_player(page, f"{lab.url}/view/lab?mode=relay")
     wait_for_delivery(page, "relay", timeout=10)
 
     page.select_option("#mode", "p2p")
@@ -149,7 +150,7 @@ def test_auto_falls_back_to_the_relay_when_p2p_cannot_connect(lab, page):
     lab.start_server()
     lab.start_camera("lab", *NO_P2P)
     started = time.monotonic()
-    page.goto(f"{lab.url}/view/lab?connect_timeout=2")
+    goto_player(page, f"{lab.url}/view/lab?connect_timeout=2")
     wait_for_delivery(page, "relay", timeout=2 + 2)
     assert time.monotonic() - started < 2 + 2
     frames = page.evaluate("peercam.stats().frames")
@@ -161,7 +162,7 @@ def test_auto_falls_back_to_the_relay_when_p2p_cannot_connect(lab, page):
 def test_auto_leaves_the_relay_once_p2p_works(lab, page):
     lab.start_server()
     camera = lab.start_camera("lab", *NO_P2P)
-    page.goto(f"{lab.url}/view/lab?connect_timeout=2")
+    goto_player(page, f"{lab.url}/view/lab?connect_timeout=2")
     wait_for_delivery(page, "relay", timeout=2 + 2)
 
     # A camera P2P can reach replaces it: the page, still on the relay, tries P2P at once.

@@ -13,6 +13,7 @@ import pytest
 from peercam.shared.protocol import PROTOCOL_VERSION
 
 from .conftest import wait_for_frames
+from .support.chromium import goto_player
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 #: A module's static imports of its siblings (import ... from './x.js', import './x.js').
@@ -20,6 +21,10 @@ IMPORT = re.compile(r"""^\s*(?:import|export)\b[^'";]*?\bfrom\s+['"]\./([\w.-]+\
                     r"""|^\s*import\s+['"]\./([\w.-]+\.js)['"]""", re.MULTILINE)
 SCRIPT = re.compile(r'<script type="module"(?: async)? src="/static/js/([\w.-]+\.js)"></script>')
 PRELOAD = re.compile(r'<link rel="modulepreload" href="/static/js/([\w.-]+\.js)">')
+#: A module loaded later by import('./x.js') (the player, by early-watch.js).
+DYNAMIC_IMPORT = re.compile(r"""\bimport\(['"]\./([\w.-]+\.js)['"]\)""")
+#: The modulepreload list of the modules loaded later, for early-watch.js to ask for at once.
+LATER = re.compile(r'<template id="player-modules">(.*?)</template>', re.DOTALL)
 #: The steps of a P2P load, in the order they must come (load-timeline.js).
 #: In this order; "connected" (DTLS) falls between answer and first-frame, before or after
 #: first-packet: Chromium may queue the track's unmute ahead of the connection's state change.
@@ -40,19 +45,31 @@ def preload_line(module: str) -> str:
     return f'  <link rel="modulepreload" href="/static/js/{module}">'
 
 
+def check_preloads(page: str, listed: list[str], wanted: set[str], where: str) -> None:
+    assert len(listed) == len(set(listed)), f"{page} lists a module twice {where}"
+    missing, extra = sorted(wanted - set(listed)), sorted(set(listed) - wanted)
+    assert not missing, f"{page} should also preload {where}:\n" + "\n".join(map(preload_line, missing))
+    assert not extra, (f"{page} preloads modules it does not import {where}:\n"
+                       + "\n".join(map(preload_line, extra)))
+
+
 @pytest.mark.parametrize("page", sorted(p.name for p in WEB.glob("*.html")))
 def test_each_page_preloads_its_whole_module_graph(page):
     """Without the list, the browser finds each level of imports only once the level above
-    has come: a waterfall. The list must name exactly what the page's scripts import."""
+    has come: a waterfall. The list must name exactly what the page's scripts import; and
+    the player's template, exactly what its later import() adds (with that module itself)."""
     html = (WEB / page).read_text()
-    entries = SCRIPT.findall(html)
+    later_list = LATER.search(html)
+    head = html.replace(later_list.group(0), "") if later_list else html
+    entries = SCRIPT.findall(head)
     assert entries, f"{page} has no module script"
-    wanted = module_graph(entries) - set(entries)
-    listed = PRELOAD.findall(html)
-    assert len(listed) == len(set(listed)), f"{page} lists a module twice"
-    missing, extra = sorted(wanted - set(listed)), sorted(set(listed) - wanted)
-    assert not missing, f"{page} should also preload:\n" + "\n".join(map(preload_line, missing))
-    assert not extra, f"{page} preloads modules it does not import:\n" + "\n".join(map(preload_line, extra))
+    first = module_graph(entries)
+    check_preloads(page, PRELOAD.findall(head), first - set(entries), "in its head")
+    later = {m for module in first for m in DYNAMIC_IMPORT.findall((WEB / "js" / module).read_text())}
+    assert bool(later) == bool(later_list), f"{page}: a later import() needs the template, and only it"
+    if later:
+        check_preloads(page, PRELOAD.findall(later_list.group(1)), module_graph(sorted(later)) - first,
+                       "in its template")
 
 
 def test_the_player_takes_over_its_early_socket_and_times_each_step(lab, page):
@@ -77,7 +94,7 @@ def test_the_player_takes_over_its_early_socket_and_times_each_step(lab, page):
         return new Made(config);
       };
     }""")
-    page.goto(f"{lab.url}/view/early?mode=p2p&name=Early&quality=auto")
+    goto_player(page, f"{lab.url}/view/early?mode=p2p&name=Early&quality=auto")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     wait_for_frames(page, 30)  # pictures keep coming on the socket it took over
     assert sockets == [f"{lab.url.replace('http', 'ws')}/ws"], sockets
@@ -85,6 +102,9 @@ def test_the_player_takes_over_its_early_socket_and_times_each_step(lab, page):
     watches = [message for message in sent if message["type"] == "watch"]
     assert watches == [{"type": "watch", "stream": "early", "name": "Early", "token": "",
                         "protocol": PROTOCOL_VERSION, "quality": "auto"}], watches
+    # One offer, on one peer connection: the session early-watch.js started is the one the
+    # player carries on once it loads.
+    assert [message["type"] for message in sent].count("offer") == 1, sent
     [made] = page.evaluate("window.madeConnections")
     assert made["iceServers"] == []  # the welcome's: none here
     timeline = page.evaluate("peercam.timeline()")

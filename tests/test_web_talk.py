@@ -15,6 +15,7 @@ from peercam.signaling.edge.auth import make_token
 from peercam.shared.relayframe import parse_relay_frame
 
 from .conftest import CONTEXT_OPTIONS, get_json, wait_until
+from .support.chromium import goto_player
 from .test_talk import envelope, ffprobe
 
 #: Chromium's fake microphone, granted without asking.
@@ -42,7 +43,7 @@ def open_player(context, lab, stream: str, name: str, mode: str = "p2p", query: 
                   if isinstance(data, str) and json.loads(data).get("type") == "error" else None)
 
     page.on("websocket", socket_opened)
-    page.goto(f"{url or lab.url}/view/{stream}?mode={mode}&name={name}{query}")
+    goto_player(page, f"{url or lab.url}/view/{stream}?mode={mode}&name={name}{query}")
     page.wait_for_function(f"peercam.mode() === '{mode}' && peercam.state() === 'playing'", timeout=20_000)
     return page
 

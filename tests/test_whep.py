@@ -37,6 +37,7 @@ from .conftest import (
     wait_for_frames,
     wait_until,
 )
+from .support.chromium import goto_player
 from .support.whipwhepsite import PageSite
 from .test_cluster import camera as cluster_camera
 from .test_cluster import start_instances, stream_on
@@ -490,7 +491,7 @@ def test_whip_whep_plays_in_chromium_from_another_origin(lab, site, page):
 
     # The same camera on peercam's own player page (P2P), for comparison.
     started = time.monotonic()
-    page.goto(f"{lab.url}/view/{STREAM}?mode=p2p")
+    goto_player(page, f"{lab.url}/view/{STREAM}?mode=p2p")
     page.wait_for_function("document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames > 0",
                            timeout=30_000)
     print(f"first frame: WHEP (whip-whep) {whep_first:.2f} s, the player page (P2P) "

@@ -35,7 +35,7 @@ from peercam.peers.ingest.publisher import CONNECT_TIMEOUT, MEDIA_TIMEOUT
 from peercam.signaling.edge.auth import make_token
 
 from .conftest import Lab, Process, chromium, free_port, get_json, require, wait_until
-from .support.chromium import CONTEXT_OPTIONS
+from .support.chromium import CONTEXT_OPTIONS, goto_player
 from .support.whipclient import SERVER_ADDRESS, ClientNetwork, WhipClient, build_shim
 from .support.whipclient import unavailable_reason as whip_client_unavailable
 from .support.whipwhepsite import PageSite, ffmpeg_exe, ffmpeg_whip_command
@@ -110,7 +110,7 @@ def assert_chromium_plays(lab: Lab, name: str, width: int, height: int, browser)
     context = browser.new_context(**CONTEXT_OPTIONS)
     try:
         page = context.new_page()
-        page.goto(f"{lab.url}/view/{name}?mode=p2p")
+        goto_player(page, f"{lab.url}/view/{name}?mode=p2p")
         page.wait_for_function("document.getElementById('video').getVideoPlaybackQuality()"
                                ".totalVideoFrames > 30", timeout=30_000)
         size = page.evaluate("[document.getElementById('video').videoWidth, "

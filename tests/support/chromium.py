@@ -27,3 +27,20 @@ CHROMIUM_ARGS = [
 #: Content-Security-Policy forbids (no eval); tests of that policy itself
 #: (tests/test_browserpolicy.py) open their contexts without this.
 CONTEXT_OPTIONS = {"bypass_csp": True}
+
+
+#: The player page's API (window.peercam) is there: player.js has run. It loads after the
+#: page's first P2P picture, or at once where none comes (web/js/early-watch.js), so it
+#: may come after the page's load event, where page.goto returns.
+PLAYER_READY = "typeof peercam !== 'undefined'"
+
+
+def wait_for_player(page, timeout_ms: float = 15_000) -> None:
+    """Until the player page's window.peercam is there (see PLAYER_READY)."""
+    page.wait_for_function(PLAYER_READY, timeout=timeout_ms)
+
+
+def goto_player(page, url: str, timeout_ms: float = 15_000) -> None:
+    """Go to a player page (/view/NAME) and wait for its player (see PLAYER_READY)."""
+    page.goto(url)
+    wait_for_player(page, timeout_ms)

@@ -31,6 +31,7 @@ export class Delivery {
   #onChat;
   #onSound;
 
+  #early; // the first P2P session, started before the player loaded, until start() takes it or stop() ends it
   #camera = null; // {cameraId, iceServers, iceTransportPolicy, codec, audio, talk} while the camera is live
   #talkTrack = null; // the viewer's microphone while it talks back
   #transport = null; // delivers the picture on screen
@@ -45,13 +46,17 @@ export class Delivery {
    * onSound(): whether the transport in use carries sound (carriesSound) changed.
    * relayFormat is the RelayFormat the relay asks for (see relay-format.js); sound, the page's
    * AudioOutput (null: play no sound); transports, the transport classes by mode ({p2p,
-   * relay}: the real ones unless a test gives others).
+   * relay}: the real ones unless a test gives others). early, the first P2P session when
+   * early-watch.js started one before the player loaded ({transport, camera: what it was
+   * started for, chats: the chat messages it had, failure: its reason, or null}): the first
+   * start() carries it on where it serves (P2PTransport.serves), else it is stopped.
    */
   constructor({
     mode, relayFormat, signaling, video, canvas, sound = null, connectTimeoutMs, p2pRetryMs, onFrame,
-    onSession, onSetback, onChat, onSound = () => {}, transports = TRANSPORTS,
+    onSession, onSetback, onChat, onSound = () => {}, transports = TRANSPORTS, early = null,
   }) {
     this.#transports = transports;
+    this.#early = early;
     this.#elements = { signaling, video, canvas, relayFormat, sound };
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#p2pRetryMs = p2pRetryMs;
@@ -86,8 +91,15 @@ export class Delivery {
 
   /** The camera is live: deliver its picture (and sound), staying on the relay if auto fell back to it. */
   start(camera) {
+    const early = this.#early;
+    this.#early = null;
     this.stop();
     this.#camera = camera;
+    if (early !== null && this.#current === DeliveryMode.P2P && P2PTransport.serves(early.camera, camera)) {
+      this.#carryOn(early);
+      return;
+    }
+    early?.transport.stop();
     this.#use(this.#current);
     // A camera that came back may well be reachable: try at once, not in p2pRetryMs.
     if (this.#current === DeliveryMode.RELAY && this.#chosen === DeliveryMode.AUTO) this.#probeP2P();
@@ -100,6 +112,8 @@ export class Delivery {
 
   /** The camera left: stop until start() is called again. */
   stop() {
+    this.#early?.transport.stop();
+    this.#early = null;
     clearTimeout(this.#timer);
     this.#transport?.stop();
     this.#p2pProbe?.stop();
@@ -153,6 +167,17 @@ export class Delivery {
     if (this.#talkTrack !== null) this.#transport.talk(this.#talkTrack);
   }
 
+  /** Carry on the early P2P session: what it held comes now, a failure as any session's. */
+  #carryOn({ transport, chats, failure }) {
+    this.#current = DeliveryMode.P2P;
+    this.#transport = transport;
+    this.#onSession(DeliveryMode.P2P);
+    transport.attach({ sound: this.#elements.sound, ...this.#listeners(() => transport) });
+    for (const message of chats) this.#onChat(message);
+    if (failure !== null) this.#failed(transport, failure);
+    else if (this.#talkTrack !== null) transport.talk(this.#talkTrack);
+  }
+
   #probeP2P() {
     this.#p2pProbe = this.#newTransport(DeliveryMode.P2P);
     this.#p2pProbe.start();
@@ -160,17 +185,22 @@ export class Delivery {
 
   #newTransport(mode) {
     const transport = new this.#transports[mode]({
-      ...this.#elements,
-      ...this.#camera,
-      connectTimeoutMs: this.#connectTimeoutMs,
-      onFrame: (frame) => this.#frameFrom(transport, frame),
-      onFailure: (reason) => this.#failed(transport, reason),
-      onChat: this.#onChat,
-      onSound: () => {
-        if (transport === this.#transport) this.#onSound();
-      },
+      ...this.#elements, ...this.#camera, connectTimeoutMs: this.#connectTimeoutMs,
+      ...this.#listeners(() => transport),
     });
     return transport;
+  }
+
+  /** What a transport tells this delivery; `transport()` names it (it is made after these). */
+  #listeners(transport) {
+    return {
+      onFrame: (frame) => this.#frameFrom(transport(), frame),
+      onFailure: (reason) => this.#failed(transport(), reason),
+      onChat: this.#onChat,
+      onSound: () => {
+        if (transport() === this.#transport) this.#onSound();
+      },
+    };
   }
 
   #frameFrom(transport, frame) {

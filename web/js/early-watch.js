@@ -1,41 +1,148 @@
-// The player's first steps, taken on the early socket (early-socket.js) while the page's
-// other modules load: its first `watch` goes out the moment the socket opens, so the
-// server's welcome, watching and stream-live are there, held, when the player starts; and
-// the first P2P session's peer connection and offer are made ahead (p2p-transport.js:
-// prepareOffer), set with the welcome's ICE servers as it comes, ready to go out with
-// stream-live. player.html runs this on its own (async) as soon as its few imports are in;
-// the player sends every later watch.
+// The player's first steps, taken on the early socket (early-socket.js) before the rest of
+// the page loads. The first `watch` goes out the moment the socket opens. The first P2P
+// session's peer connection and offer are made ahead (p2p-transport.js: prepareOffer), set
+// with the welcome's ICE servers as it comes. When the camera is live, that session starts
+// here: the camera's answer, ICE, DTLS and the first picture come while the renderer's one
+// thread is not yet busy with the player's thirty modules. The player (player.js, loaded from
+// here) follows the first picture, or a failure, or PLAYER_WAIT_MS, whichever is first; at
+// once where no session starts here (?mode=relay, a camera that is not live, an error). It
+// takes over the socket with the messages it held, and its Delivery carries the session on
+// (takeEarlySession).
 
 import { earlySocket } from './early-socket.js';
 import { MessageType } from './protocol.js';
 import { loadName } from './display-name.js';
 import { pageRequest, watchMessage } from './page-request.js';
-import { preparedIceServers, prepareOffer } from './p2p-transport.js';
+import { P2PTransport, preparedIceServers, prepareOffer } from './p2p-transport.js';
+import { loadTimeline } from './load-timeline.js';
+
+/** The longest the player waits for the early session's first picture before it loads all the same. */
+const PLAYER_WAIT_MS = 1000;
+/** The most chat messages the early session keeps for the player (they come on its data channel). */
+const MAX_HELD_CHATS = 100;
 
 /** The viewer's display name, as the watch carries it (display-name.js: ?name=, else the remembered one). */
 export const watchName = loadName(location.search);
 
 const { socket } = earlySocket;
-const send = () => socket.send(JSON.stringify(watchMessage(pageRequest, watchName)));
-// A socket the player adopts is open or opening (signaling-client.js): either way it carries
-// this watch before the player hears of its opening (listeners run in the order added).
-if (socket.readyState === WebSocket.OPEN) send();
-else if (socket.readyState === WebSocket.CONNECTING) socket.addEventListener('open', send, { once: true });
+/** The session started here: {transport, camera, chats, failure} (see Delivery's `early`), or null. */
+let session = null;
+let watching = null; // the server's `watching`, once it came
+let handedOver = false; // the player took over the socket: it starts every session from now on
+let playerLoading = false;
 
-/** The welcome is the server's first message (its held copy stays for the player). */
-function welcomed(data) {
+/**
+ * The player takes over: the socket's messages are its own from now on, and it gets the
+ * session started here (null: none), for its Delivery to carry on.
+ */
+export function takeEarlySession() {
+  handedOver = true;
+  const taken = session;
+  session = null;
+  return taken;
+}
+
+/** The rest of the page: the template's modules all at once (as the head's are), then player.js. */
+function loadPlayer() {
+  if (playerLoading) return;
+  playerLoading = true;
+  const modules = document.getElementById('player-modules');
+  if (modules !== null) document.head.append(modules.content.cloneNode(true));
+  import('./player.js');
+}
+
+function send(message) {
+  if (socket.readyState !== WebSocket.OPEN) return false;
+  socket.send(JSON.stringify(message));
+  return true;
+}
+
+/** The camera is live: start its P2P session here, where the page plays P2P first. */
+function startSession({ camera_id: cameraId, info }) {
+  const video = document.getElementById('video');
+  if (pageRequest.relayOnly || watching === null || session !== null || video === null) {
+    loadPlayer();
+    return;
+  }
+  // As the player's Delivery will start it (talk: the server's grant; the page may still not
+  // offer the microphone, on an insecure origin, and the audio section then goes unused).
+  const camera = {
+    cameraId, iceServers: watching.ice_servers ?? [], iceTransportPolicy: pageRequest.iceTransportPolicy,
+    audio: info.audio ?? null, talk: watching.talk ?? false,
+  };
+  const started = { camera, chats: [], failure: null };
+  started.transport = new P2PTransport({
+    signaling: { send }, ...camera, video, connectTimeoutMs: pageRequest.connectTimeoutMs,
+    onFrame: () => {
+      loadTimeline.mark('first-frame');
+      loadPlayer();
+    },
+    onFailure: (reason) => {
+      started.failure = reason;
+      loadPlayer();
+    },
+    onChat: (message) => {
+      started.chats.push(message);
+      if (started.chats.length > MAX_HELD_CHATS) started.chats.shift();
+    },
+  });
+  session = started;
+  started.transport.start();
+}
+
+/** A message the early socket received before the player took it over. */
+function received(data) {
+  if (handedOver || typeof data !== 'string') return;
   let message;
   try {
     message = JSON.parse(data);
   } catch {
     return; // the player's client says so
   }
-  if (message.type === MessageType.WELCOME) preparedIceServers(message.ice_servers);
+  switch (message.type) {
+    case MessageType.WELCOME:
+      loadTimeline.mark('welcome');
+      preparedIceServers(message.ice_servers);
+      break;
+    case MessageType.WATCHING:
+      loadTimeline.mark('watching');
+      watching = message;
+      if (!message.live) loadPlayer(); // nothing to start until it is
+      break;
+    case MessageType.STREAM_LIVE:
+      loadTimeline.mark('stream-live');
+      startSession(message);
+      break;
+    case MessageType.ANSWER:
+    case MessageType.CANDIDATE:
+    case MessageType.HANGUP: {
+      if (session === null || message.from !== session.camera.cameraId) break;
+      session.transport.handleSignal(message);
+      // Taken here: the player does not get it again with the others the socket held.
+      const index = earlySocket.held.lastIndexOf(data);
+      if (index >= 0) earlySocket.held.splice(index, 1);
+      break;
+    }
+    case MessageType.ERROR:
+      loadPlayer(); // a refused watch, say: the player says so and goes on
+      break;
+  }
 }
 
-if (!pageRequest.relayOnly && socket.readyState <= WebSocket.OPEN) {
+// A socket the player adopts is open or opening (signaling-client.js): either way it carries
+// this watch before the player hears of its opening (listeners run in the order added).
+const watch = () => send(watchMessage(pageRequest, watchName));
+if (socket.readyState === WebSocket.OPEN) watch();
+else if (socket.readyState === WebSocket.CONNECTING) socket.addEventListener('open', watch, { once: true });
+
+if (pageRequest.relayOnly || socket.readyState > WebSocket.OPEN) {
+  loadPlayer();
+} else {
   prepareOffer(pageRequest.iceTransportPolicy);
-  // It may have come before this module's imports did.
-  if (earlySocket.held.length > 0) welcomed(earlySocket.held[0]);
-  else socket.addEventListener('message', ({ data }) => welcomed(data), { once: true });
+  // What came before this module's imports did (held for the player, which still gets it),
+  // then the rest as it comes, after the early socket's own handler has held it.
+  for (const data of [...earlySocket.held]) received(data);
+  socket.addEventListener('message', ({ data }) => received(data));
+  socket.addEventListener('close', loadPlayer, { once: true });
+  setTimeout(loadPlayer, PLAYER_WAIT_MS);
 }

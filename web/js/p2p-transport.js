@@ -27,6 +27,10 @@
 // onFailure(reason) fires at most once, when the session cannot go on; onChat(m) hands
 // over each chat message that came on the transport's own channel; onSound() fires when
 // carriesSound changes after start().
+//
+// A P2P session may be started by one part of the page and carried on by another:
+// early-watch.js starts the first before the player has loaded, and the player's Delivery
+// takes it over with attach() (see P2PTransport.serves).
 
 import { MessageType } from './protocol.js';
 import { WebRtcStatsReader } from './webrtc-stats.js';
@@ -111,10 +115,23 @@ function peerConnection({ iceServers, iceTransportPolicy, audio }) {
 export class P2PTransport {
   mode = 'p2p';
 
+  /**
+   * Whether a session started for `started` serves `camera` too ({cameraId, iceServers,
+   * iceTransportPolicy, audio, talk}, as the transports take them): the same camera and ICE
+   * settings, and an audio section where `camera` wants one (sound, or talk back).
+   */
+  static serves(started, camera) {
+    const wantsAudio = ({ audio, talk }) => audio !== null || talk;
+    const settings = ({ iceServers, iceTransportPolicy }) => settingsKey(iceServers, iceTransportPolicy);
+    return started.cameraId === camera.cameraId && settings(started) === settings(camera)
+      && (wantsAudio(started) || !wantsAudio(camera));
+  }
+
   #signaling;
   #iceServers;
   #iceTransportPolicy; // WebRTC's 'relay' policy: TURN candidates only (?ice=turn)
   #cameraId;
+  #hasSound; // the camera sends sound
   #sound; // the page's AudioOutput when the camera sends sound, else null
   #mayTalk;
   #video;
@@ -146,7 +163,8 @@ export class P2PTransport {
     this.#iceServers = iceServers;
     this.#iceTransportPolicy = iceTransportPolicy;
     this.#cameraId = cameraId;
-    this.#sound = audio !== null ? sound : null;
+    this.#hasSound = audio !== null;
+    this.#sound = this.#hasSound ? sound : null;
     this.#mayTalk = talk;
     this.#video = video;
     this.#connectTimeoutMs = connectTimeoutMs;
@@ -157,7 +175,7 @@ export class P2PTransport {
 
   start() {
     const settings = { iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy };
-    const audio = this.#sound !== null || this.#mayTalk;
+    const audio = this.#hasSound || this.#mayTalk;
     const taken = takePrepared(settingsKey(settings.iceServers, settings.iceTransportPolicy), audio);
     const { pc, talkSender, chatChannel } = taken ?? peerConnection({ ...settings, audio });
     this.#pc = pc;
@@ -178,6 +196,18 @@ export class P2PTransport {
     // Candidates the prepared connection found go out after the offer, as later ones do.
     for (const candidate of taken?.candidates ?? []) this.#sendLocalCandidate(candidate);
     this.#offer(taken?.offered).catch((error) => this.#fail('the page could not make an offer', { detail: error }));
+  }
+
+  /**
+   * Carry on this running session for another part of the page: its frames, failure and
+   * chat messages go to these from now on, and its sound to `sound` (the page's
+   * AudioOutput) from the next picture on.
+   */
+  attach({ sound, onFrame, onFailure, onChat }) {
+    this.#sound = this.#hasSound ? sound : null;
+    this.#onFrame = onFrame;
+    this.#onFailure = onFailure;
+    this.#onChat = onChat;
   }
 
   /** Sound comes with the picture whenever the camera sends any. */
@@ -283,7 +313,7 @@ export class P2PTransport {
     this.#stream.addTrack(track);
     if (track.kind === 'audio') {
       // An audio section only for talk back: the camera sends no sound to play.
-      if (this.#sound !== null) this.#soundTrack = track;
+      if (this.#hasSound) this.#soundTrack = track;
       return;
     }
     track.addEventListener('unmute', () => loadTimeline.mark('first-packet'), { once: true });
@@ -296,7 +326,7 @@ export class P2PTransport {
    * the relay is silent until it takes over, which its first picture does (see Delivery).
    */
   #startSound() {
-    if (this.#soundTrack === null || this.#stopSound !== null) return;
+    if (this.#sound === null || this.#soundTrack === null || this.#stopSound !== null) return;
     this.#stopSound = this.#sound.playTrack(this.#soundTrack);
   }
 

@@ -1,11 +1,14 @@
 // What the player page asks for, read once from its URL: the stream (/view/NAME) and the
 // picks its first steps need as well as the player (?quality=, ?jpeg_quality=, ?token=,
-// ?ice=, and whether ?mode= is relay). early-watch.js sends the first `watch` with them
-// and prepares the first P2P offer; the player sends every later watch (after a reconnect,
-// or a refused name) and reads its other options itself.
+// ?ice=, ?connect_timeout=, and whether ?mode= is relay). early-watch.js sends the first
+// `watch` with them and starts the first P2P session; the player sends every later watch
+// (after a reconnect, or a refused name) and reads its other options itself.
 
 import { MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { AUTO_QUALITY, JpegQualityRange, isJpegQuality, isQuality } from './layers.js';
+
+/** The Python viewer's --connect-timeout default: a P2P session with no video by then has failed. */
+const CONNECT_TIMEOUT_S = 5;
 
 /** A `watch` for the stream, with the viewer's display name and picks (quality, jpegQuality: null, the camera's). */
 export function watchMessage({ stream, token, quality, jpegQuality }, name) {
@@ -48,7 +51,16 @@ function jpegQualityParam(params) {
   return null;
 }
 
-/** This page's request: {stream, token, quality, jpegQuality, iceTransportPolicy, relayOnly}. */
+/** ?NAME=S, a positive number of seconds; else the fallback. */
+export function secondsParam(params, name, fallback) {
+  const seconds = Number(params.get(name));
+  return params.has(name) && seconds > 0 ? seconds : fallback;
+}
+
+/**
+ * This page's request: {stream, token, quality, jpegQuality, iceTransportPolicy, relayOnly,
+ * connectTimeoutMs}.
+ */
 export const pageRequest = Object.freeze((() => {
   const params = new URLSearchParams(location.search);
   return {
@@ -58,5 +70,6 @@ export const pageRequest = Object.freeze((() => {
     jpegQuality: jpegQualityParam(params),
     iceTransportPolicy: params.get('ice') === 'turn' ? 'relay' : 'all', // the browser's word for TURN only
     relayOnly: params.get('mode') === 'relay', // DeliveryMode.RELAY: no P2P session comes
+    connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000, // for tests
   };
 })());

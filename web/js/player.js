@@ -14,8 +14,8 @@
 import { ErrorCode, MessageType, PROTOCOL_VERSION } from './protocol.js';
 import { SignalingClient, SignalingEvent } from './signaling-client.js';
 import { earlySocket } from './early-socket.js';
-import { watchName } from './early-watch.js';
-import { pageRequest, watchMessage, withQuality } from './page-request.js';
+import { takeEarlySession, watchName } from './early-watch.js';
+import { pageRequest, secondsParam, watchMessage, withQuality } from './page-request.js';
 import { AudioOutput } from './audio-output.js';
 import { AudioStats } from './audio-stats.js';
 import { Delivery, DeliveryMode } from './delivery.js';
@@ -35,8 +35,7 @@ import { loadTimeline } from './load-timeline.js';
 
 loadTimeline.mark('script-run');
 
-/** Defaults of the Python viewer's --connect-timeout and --p2p-retry. */
-const CONNECT_TIMEOUT_S = 5;
+/** The Python viewer's --p2p-retry default. */
 const P2P_RETRY_S = 30;
 
 /** How often the stats panel updates. */
@@ -125,6 +124,7 @@ class Player {
       onSetback: (text) => this.#setState(State.NEGOTIATING, text),
       onChat: (message) => this.#chat.receive(message),
       onSound: () => this.#showSound(),
+      early: takeEarlySession(),
     });
     this.#talk = new Talk({ signaling: this.#signaling, delivery: this.#delivery });
     this.#chat = new Chat({
@@ -542,16 +542,11 @@ function optionsFromQuery(query) {
     relayFormat: relayFormatParam(params),
     quality: pageRequest.quality,
     jpegQuality: pageRequest.jpegQuality,
-    connectTimeoutMs: secondsParam(params, 'connect_timeout', CONNECT_TIMEOUT_S) * 1000,
+    connectTimeoutMs: pageRequest.connectTimeoutMs,
     p2pRetryMs: secondsParam(params, 'p2p_retry', P2P_RETRY_S) * 1000,
     iceTransportPolicy: pageRequest.iceTransportPolicy,
     token: pageRequest.token,
   };
-}
-
-function secondsParam(params, name, fallback) {
-  const seconds = Number(params.get(name));
-  return params.has(name) && seconds > 0 ? seconds : fallback;
 }
 
 /** ?relay_format=auto|encoded|jpeg; anything else is ignored, and said so. */
