@@ -3,7 +3,7 @@
 // session's peer connection and offer are made ahead (p2p-transport.js: prepareOffer), set
 // with the welcome's ICE servers as it comes. When the camera is live, that session starts
 // here: the camera's answer, ICE, DTLS and the first picture come while the renderer's one
-// thread is not yet busy with the player's thirty modules. The player (player.js, loaded from
+// thread is not yet busy with the player's two dozen modules. The player (player.js, loaded from
 // here) follows the first picture, or a failure, or PLAYER_WAIT_MS, whichever is first; at
 // once where no session starts here (?mode=relay, a camera that is not live, an error). It
 // takes over the socket with the messages it held, and its Delivery carries the session on
@@ -43,6 +43,21 @@ export function takeEarlySession() {
 }
 
 /** The rest of the page: the template's modules all at once (as the head's are), then player.js. */
+/**
+ * Fetch the player's modules now, into the HTTP cache only (`prefetch`: no parsing on the
+ * page's thread), so that their bytes are in before the camera's pictures share the link
+ * with them: on a slow link they would otherwise compete, and the picture stall.
+ */
+function prefetchPlayer() {
+  const modules = document.getElementById('player-modules');
+  for (const preload of modules?.content.querySelectorAll('link') ?? []) {
+    const link = document.createElement('link');
+    link.rel = 'prefetch';
+    link.href = preload.href;
+    document.head.append(link);
+  }
+}
+
 function loadPlayer() {
   if (playerLoading) return;
   playerLoading = true;
@@ -138,6 +153,7 @@ else if (socket.readyState === WebSocket.CONNECTING) socket.addEventListener('op
 if (pageRequest.relayOnly || socket.readyState > WebSocket.OPEN) {
   loadPlayer();
 } else {
+  prefetchPlayer();
   prepareOffer(pageRequest.iceTransportPolicy);
   // What came before this module's imports did (held for the player, which still gets it),
   // then the rest as it comes, after the early socket's own handler has held it.
