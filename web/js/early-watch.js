@@ -3,11 +3,11 @@
 // session's peer connection and offer are made ahead (p2p-transport.js: prepareOffer), set
 // with the welcome's ICE servers as it comes. When the camera is live, that session starts
 // here: the camera's answer, ICE, DTLS and the first picture come while the renderer's one
-// thread is not yet busy with the player's two dozen modules. The player (player.js, loaded from
-// here) follows the first picture, or a failure, or PLAYER_WAIT_MS, whichever is first; at
-// once where no session starts here (?mode=relay, a camera that is not live, an error). It
-// takes over the socket with the messages it held, and its Delivery carries the session on
-// (takeEarlySession).
+// thread is not yet busy with the player's two dozen modules. The player (player.js and the
+// rest, fetched ahead into the cache by prefetchPlayer) loads from here after the first
+// picture, or a failure, or PLAYER_WAIT_MS, whichever is first; at once where no session
+// starts here (?mode=relay, a camera that is not live, an error). It takes over the socket
+// with the messages it held, and its Delivery carries the session on (takeEarlySession).
 
 import { earlySocket } from './early-socket.js';
 import { MessageType } from './protocol.js';
@@ -42,7 +42,6 @@ export function takeEarlySession() {
   return taken;
 }
 
-/** The rest of the page: the template's modules all at once (as the head's are), then player.js. */
 /**
  * Fetch the player's modules now, into the HTTP cache only (`prefetch`: no parsing on the
  * page's thread), so that their bytes are in before the camera's pictures share the link
@@ -58,6 +57,7 @@ function prefetchPlayer() {
   }
 }
 
+/** The rest of the page: the template's modules all at once (as the head's are), then player.js. */
 function loadPlayer() {
   if (playerLoading) return;
   playerLoading = true;
