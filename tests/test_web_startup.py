@@ -13,7 +13,7 @@ import pytest
 from peercam.shared.protocol import PROTOCOL_VERSION
 
 from .conftest import wait_for_frames
-from .support.chromium import goto_player
+from .support.chromium import goto_player, wait_for_player
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 #: A module's static imports of its siblings (import ... from './x.js', import './x.js').
@@ -116,3 +116,44 @@ def test_the_player_takes_over_its_early_socket_and_times_each_step(lab, page):
     # The socket opened while the modules loaded: before player.js ran, or just after.
     assert {"document", "scripts", "script-run", "ws-open"} <= timeline.keys(), timeline
     assert timeline["document"] <= timeline["ws-open"] <= timeline["welcome"], timeline
+
+
+def test_an_early_socket_that_closes_before_the_player_loads_ends_its_session(lab, page):
+    """The first session runs on the early socket. When that socket closes before the player
+    has loaded (a dropped connection), the session ends with it, and the player, on a socket
+    of its own, starts another that plays."""
+    lab.start_server()
+    lab.start_camera("early")
+    held: list = []  # the player's script, held back until the early socket has closed
+
+    def hold(route):
+        if held is None:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.add_init_script("""{
+      const Made = RTCPeerConnection;
+      window.connections = [];
+      window.RTCPeerConnection = function (config) {
+        const pc = new Made(config);
+        const made = { closedAt: null };
+        window.connections.push(made);
+        const close = pc.close.bind(pc);
+        pc.close = () => { made.closedAt ??= performance.now(); close(); };
+        return pc;
+      };
+    }""")
+    page.route("**/static/js/player.js", hold)
+    page.goto(f"{lab.url}/view/early?mode=p2p")
+    wait_for_frames(page, 0, timeout=15)  # the early session's picture, with no player yet
+    assert page.evaluate("typeof peercam") == "undefined"
+    page.evaluate("window.peercamEarlySocket.socket.close()")
+    page.wait_for_function("window.connections[0].closedAt !== null", timeout=5_000)
+    routes, held = held, None
+    for route in routes:
+        route.continue_()
+    wait_for_player(page)
+    page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
+    wait_for_frames(page, 30)  # on the player's own session
+    assert len(page.evaluate("window.connections")) == 2

@@ -259,7 +259,9 @@ def test_a_name_passes_to_the_next_publisher_and_a_viewer_plays_on(lab):
         viewer.wait_for_log("camera left 'relay-race'", MEDIA_TIMEOUT + 10, count=2)
         print(f"a vanished publisher's stream ended after {time.monotonic() - vanished:.1f} s")
         # The first said goodbye; the second's media stopped, or its connection failed first
-        # (on loopback a dead port answers the server's checks at once): no DELETE.
+        # (on loopback a dead port answers the server's checks at once): no DELETE. (The
+        # server may log the ending just after the viewer hears of it.)
+        lab.server.wait_for_log("WHIP publisher of 'relay-race' ended", 10, count=2)
         endings = re.findall(r"WHIP publisher of 'relay-race' ended: (.*)", lab.server.log())
         assert len(endings) == 2 and endings[0] == "the publisher ended it", endings
         assert re.match(r"no video came for|the publisher's (connection failed|video ended)", endings[1]), \

@@ -42,14 +42,28 @@ export function takeEarlySession() {
   return taken;
 }
 
+/** The early socket closed before the player took it over: its session's signaling is gone with it. */
+function socketClosed() {
+  if (!handedOver) {
+    session?.transport.stop();
+    session = null;
+  }
+  loadPlayer();
+}
+
+/** Run `then` once the page is parsed: an async module such as this one may run before. */
+function whenParsed(then) {
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', then, { once: true });
+  else then();
+}
+
 /**
  * Fetch the player's modules now, into the HTTP cache only (`prefetch`: no parsing on the
  * page's thread), so that their bytes are in before the camera's pictures share the link
  * with them: on a slow link they would otherwise compete, and the picture stall.
  */
 function prefetchPlayer() {
-  const modules = document.getElementById('player-modules');
-  for (const preload of modules?.content.querySelectorAll('link') ?? []) {
+  for (const preload of document.getElementById('player-modules').content.querySelectorAll('link')) {
     const link = document.createElement('link');
     link.rel = 'prefetch';
     link.href = preload.href;
@@ -61,9 +75,10 @@ function prefetchPlayer() {
 function loadPlayer() {
   if (playerLoading) return;
   playerLoading = true;
-  const modules = document.getElementById('player-modules');
-  if (modules !== null) document.head.append(modules.content.cloneNode(true));
-  import('./player.js');
+  whenParsed(() => {
+    document.head.append(document.getElementById('player-modules').content.cloneNode(true));
+    import('./player.js');
+  });
 }
 
 function send(message) {
@@ -153,12 +168,12 @@ else if (socket.readyState === WebSocket.CONNECTING) socket.addEventListener('op
 if (pageRequest.relayOnly || socket.readyState > WebSocket.OPEN) {
   loadPlayer();
 } else {
-  prefetchPlayer();
+  whenParsed(prefetchPlayer);
   prepareOffer(pageRequest.iceTransportPolicy);
   // What came before this module's imports did (held for the player, which still gets it),
   // then the rest as it comes, after the early socket's own handler has held it.
   for (const data of [...earlySocket.held]) received(data);
   socket.addEventListener('message', ({ data }) => received(data));
-  socket.addEventListener('close', loadPlayer, { once: true });
+  socket.addEventListener('close', socketClosed, { once: true });
   setTimeout(loadPlayer, PLAYER_WAIT_MS);
 }
