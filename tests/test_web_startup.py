@@ -30,6 +30,21 @@ LATER = re.compile(r'<template id="player-modules">(.*?)</template>', re.DOTALL)
 #: first-packet: Chromium may queue the track's unmute ahead of the connection's state change.
 P2P_STEPS = ["welcome", "watching", "stream-live", "offer-sent", "answer", "first-packet", "first-frame"]
 
+#: Every RTCPeerConnection the page makes, in window.connections: when, with which ICE
+#: servers, and when the page closed it (null while open).
+RECORD_CONNECTIONS = """{
+  const Made = RTCPeerConnection;
+  window.connections = [];
+  window.RTCPeerConnection = function (config) {
+    const pc = new Made(config);
+    const made = { at: performance.now(), iceServers: config.iceServers, closedAt: null };
+    window.connections.push(made);
+    const close = pc.close.bind(pc);
+    pc.close = () => { made.closedAt ??= performance.now(); close(); };
+    return pc;
+  };
+}"""
+
 
 def module_graph(entries: list[str]) -> set[str]:
     seen, todo = set(), list(entries)
@@ -85,15 +100,7 @@ def test_the_player_takes_over_its_early_socket_and_times_each_step(lab, page):
 
     page.on("websocket", opened)
     page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
-    # Every RTCPeerConnection the page makes: when, and with which ICE servers.
-    page.add_init_script("""{
-      const Made = RTCPeerConnection;
-      window.madeConnections = [];
-      window.RTCPeerConnection = function (config) {
-        window.madeConnections.push({ at: performance.now(), iceServers: config.iceServers });
-        return new Made(config);
-      };
-    }""")
+    page.add_init_script(RECORD_CONNECTIONS)
     goto_player(page, f"{lab.url}/view/early?mode=p2p&name=Early&quality=auto")
     page.wait_for_function("peercam.state() === 'playing'", timeout=15_000)
     wait_for_frames(page, 30)  # pictures keep coming on the socket it took over
@@ -105,7 +112,7 @@ def test_the_player_takes_over_its_early_socket_and_times_each_step(lab, page):
     # One offer, on one peer connection: the session early-watch.js started is the one the
     # player carries on once it loads.
     assert [message["type"] for message in sent].count("offer") == 1, sent
-    [made] = page.evaluate("window.madeConnections")
+    [made] = page.evaluate("window.connections")
     assert made["iceServers"] == []  # the welcome's: none here
     timeline = page.evaluate("peercam.timeline()")
     assert made["at"] < timeline["stream-live"], (made, timeline)  # made ahead, not when the camera was live
@@ -132,18 +139,7 @@ def test_an_early_socket_that_closes_before_the_player_loads_ends_its_session(la
         else:
             held.append(route)
 
-    page.add_init_script("""{
-      const Made = RTCPeerConnection;
-      window.connections = [];
-      window.RTCPeerConnection = function (config) {
-        const pc = new Made(config);
-        const made = { closedAt: null };
-        window.connections.push(made);
-        const close = pc.close.bind(pc);
-        pc.close = () => { made.closedAt ??= performance.now(); close(); };
-        return pc;
-      };
-    }""")
+    page.add_init_script(RECORD_CONNECTIONS)
     page.route("**/static/js/player.js", hold)
     page.goto(f"{lab.url}/view/early?mode=p2p")
     wait_for_frames(page, 0, timeout=15)  # the early session's picture, with no player yet
